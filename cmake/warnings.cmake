@@ -1,0 +1,11 @@
+# Developer warnings (git's config.mak.dev, Linux's coding style): all of them
+# are errors unless SAGA_WERROR is OFF.
+add_compile_options(
+  -Wall -Wextra -pedantic
+  -Wmissing-prototypes -Wstrict-prototypes -Wold-style-definition
+  -Wshadow -Wvla -Wwrite-strings -Wcast-qual -Wformat=2 -Wundef
+  -Wimplicit-fallthrough -Wpointer-arith -Wnull-dereference
+  -fno-common)
+if(SAGA_WERROR)
+  add_compile_options(-Werror)
+endif()

@@ -1,0 +1,113 @@
+/* log.c -- see log.h. Lines are built in a local buffer and written with a
+ * single fputs so that lines from one process never interleave. */
+#include "log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+static const char *log_prog = "saga";
+static enum log_level log_min = LOG_INFO;
+
+void
+log_init(const char *prog, enum log_level level)
+{
+	log_prog = prog;
+	log_min = level;
+}
+
+enum log_level
+log_get_level(void)
+{
+	return log_min;
+}
+
+int
+log_level_parse(const char *s, enum log_level *out)
+{
+	static const char *names[] = {"debug", "info", "warn", "error"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (strcasecmp(s, names[i]) == 0) {
+			*out = (enum log_level)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static void
+log_vemit(enum log_level level, int err, const char *fmt, va_list ap)
+{
+	static const char *names[] = {"debug", "info", "warn", "error"};
+	char line[2048];
+	struct timespec ts;
+	struct tm tm;
+	size_t n;
+	int r;
+
+	if (level < log_min)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+	r = snprintf(line + n, sizeof(line) - n, ".%03ldZ level=%s prog=%s msg=\"",
+		     ts.tv_nsec / 1000000, names[level], log_prog);
+	if (r > 0)
+		n += (size_t)r;
+	if (n < sizeof(line)) {
+		r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+		if (r > 0)
+			n += (size_t)r;
+	}
+	if (n > sizeof(line) - 64)
+		n = sizeof(line) - 64; /* truncated: keep room for the tail */
+	if (err != 0)
+		n += (size_t)snprintf(line + n, sizeof(line) - n, ": %s",
+				      strerror(err));
+	snprintf(line + n, sizeof(line) - n, "\"\n");
+	/* fields after the message: "msg=\"text k=v\"" stays one quoted
+	 * string, which grep and logfmt parsers both accept */
+	fputs(line, stderr);
+}
+
+#define LOG_FN_(name, level, witherr)                                          \
+	void name(const char *fmt, ...)                                        \
+	{                                                                      \
+		int e = errno;                                                 \
+		va_list ap;                                                    \
+		va_start(ap, fmt);                                             \
+		log_vemit(level, witherr ? e : 0, fmt, ap);                    \
+		va_end(ap);                                                    \
+		errno = e;                                                     \
+	}
+
+LOG_FN_(log_debug, LOG_DEBUG, 0)
+LOG_FN_(log_info, LOG_INFO, 0)
+LOG_FN_(log_warn, LOG_WARN, 1)
+LOG_FN_(log_warnx, LOG_WARN, 0)
+LOG_FN_(log_error, LOG_ERROR, 0)
+
+void
+fatal(const char *fmt, ...)
+{
+	int e = errno;
+	va_list ap;
+	va_start(ap, fmt);
+	log_vemit(LOG_ERROR, e, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+void
+fatalx(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	log_vemit(LOG_ERROR, 0, fmt, ap);
+	va_end(ap);
+	exit(1);
+}

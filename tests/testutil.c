@@ -1,0 +1,165 @@
+/* testutil.c -- see testutil.h. Also home of check.h's counters. */
+#include "testutil.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int check_passed, check_failed, check_current_failed;
+const char *check_current = "";
+
+void
+check_run_(const char *name, void (*fn)(void))
+{
+	check_current = name;
+	check_current_failed = 0;
+	fn();
+	if (check_current_failed > 0) {
+		check_failed++;
+	} else if (check_current_failed == 0) {
+		check_passed++;
+		fprintf(stderr, "ok   %s\n", name);
+	}
+	fflush(stderr);
+}
+
+int
+check_summary(void)
+{
+	printf("%d passed, %d failed\n", check_passed, check_failed);
+	fflush(stdout);
+	return check_failed ? 1 : 0;
+}
+
+char *
+testutil_tmpdir(const char *prefix)
+{
+	const char *base = getenv("TMPDIR");
+	char path[4096];
+
+	if (base == NULL || *base == '\0')
+		base = "/tmp";
+	snprintf(path, sizeof(path), "%s/%s-XXXXXX", base, prefix);
+	if (mkdtemp(path) == NULL)
+		return NULL;
+	return strdup(path);
+}
+
+int
+testutil_rmtree(const char *path)
+{
+	if (path == NULL || path[0] != '/' || strstr(path, "..") != NULL)
+		return -1;
+	return testutil_sh(NULL, "rm -rf -- '%s'", path);
+}
+
+char *
+testutil_slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	size_t cap = 0, n = 0, r;
+
+	if (f == NULL)
+		return NULL;
+	do {
+		if (cap - n < 4096) {
+			char *nb = realloc(buf, cap * 2 + 4096);
+			if (nb == NULL) {
+				free(buf);
+				fclose(f);
+				return NULL;
+			}
+			buf = nb;
+			cap = cap * 2 + 4096;
+		}
+		r = fread(buf + n, 1, cap - n - 1, f);
+		n += r;
+	} while (r > 0);
+	fclose(f);
+	buf[n] = '\0';
+	if (len != NULL)
+		*len = n;
+	return buf;
+}
+
+int
+testutil_sh(char **out, const char *fmt, ...)
+{
+	char cmd[8192];
+	va_list ap;
+	FILE *p;
+	char *buf = NULL;
+	size_t cap = 0, n = 0;
+	int c, status;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	p = popen(cmd, "r");
+	if (p == NULL)
+		return -1;
+	while ((c = fgetc(p)) != EOF) {
+		if (out == NULL)
+			continue;
+		if (n + 2 > cap) {
+			char *nb = realloc(buf, cap * 2 + 256);
+			if (nb == NULL)
+				break;
+			buf = nb;
+			cap = cap * 2 + 256;
+		}
+		buf[n++] = (char)c;
+	}
+	status = pclose(p);
+	if (out != NULL) {
+		if (buf == NULL)
+			buf = calloc(1, 1);
+		else
+			buf[n] = '\0';
+		while (n > 0 && buf != NULL && buf[n - 1] == '\n')
+			buf[--n] = '\0';
+		*out = buf;
+	}
+	if (status == -1)
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+const char *
+testutil_amqp_url(void)
+{
+	const char *u = getenv("SAGA_TEST_AMQP_URL");
+	return (u != NULL && *u != '\0') ? u : NULL;
+}
+
+static const char *
+source_dir(void)
+{
+	const char *s = getenv("SAGA_SOURCE_DIR");
+	return s != NULL ? s : SAGA_SOURCE_DIR;
+}
+
+char *
+testbroker_start(const char *name)
+{
+	char *url = NULL;
+	int rc = testutil_sh(&url, "'%s/scripts/broker' start '%s' --owner %ld",
+			     source_dir(), name, (long)getpid());
+	if (rc != 0) {
+		fprintf(stderr, "cannot start private broker %s (exit %d)\n",
+			name, rc);
+		free(url);
+		return NULL;
+	}
+	return url;
+}
+
+int
+testbroker_ctl(const char *name, const char *verb)
+{
+	return testutil_sh(NULL, "'%s/scripts/broker' %s '%s' >&2",
+			   source_dir(), verb, name);
+}

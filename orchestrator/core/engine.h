@@ -1,0 +1,225 @@
+/* engine.h -- the saga engine: one pure function from (chart, saga, event)
+ * to (saga', actions).
+ *
+ *   engine_step(chart, &saga, &event, &out)
+ *
+ * No I/O and no clock: time comes in with the event (event.now_ms), and
+ * everything the engine wants done comes out as actions (send a command,
+ * emit a domain event, set or cancel the saga's timer, finish). The caller
+ * (the orchestrator) stores the saga and the actions in one transaction and
+ * performs the actions after commit. Replaying the same event on the same
+ * saga gives the same result, so the engine is tested exhaustively without a
+ * broker or a database.
+ *
+ * Life of a saga
+ *   START enters the initial state. Entering a state:
+ *   - STEP: send its command (attempt 1) and set a timer at now+timeout.
+ *   - CHOICE: evaluate branches in order; the first whose conditions all
+ *     hold is taken (GOTO or FAIL), else `default`. No action of its own.
+ *   - WAIT: set a timer at now+duration; on TIMEOUT go to `next`.
+ *   - FINAL: emit its event, finish. Status COMPLETED, or FAILED when it was
+ *     reached after compensation.
+ *   A REPLY to the outstanding command (matched by in_reply_to == the
+ *   command's message id) is looked up in the step's `on` map:
+ *   - GOTO: the step completed: push it on the completed stack (if it has
+ *     a compensation), copy the `save` fields, emit its event, cancel the
+ *     timer, enter the target.
+ *   - FAIL: start compensation with the target as the final state.
+ *   - RETRY: a failed attempt (as a TIMEOUT is).
+ *   A TIMEOUT of an attempt, or a RETRY reply, schedules the next attempt
+ *   after the policy's delay (timer), then resends with attempt+1 and a new
+ *   message id. When attempts are exhausted the step's outcome is unknown:
+ *   it is compensated too (it may have happened), then the saga ends in the
+ *   step's exhausted target.
+ *
+ * Compensation (status COMPENSATING) undoes the completed steps in reverse
+ * order of completion, each with its compensation's own timeout and retry
+ * policy; a compensation reply in its `ok` list means undone. A
+ * compensation that fails all its attempts leaves the saga STUCK (timer
+ * cancelled) until an operator acts. When the stack is empty, the saga
+ * enters its fail target (a FINAL state) and finishes as FAILED.
+ *
+ * Late and unknown input: a reply whose in_reply_to is not the outstanding
+ * command's id (an attempt that already timed out, a step the saga left, a
+ * finished saga), a reply type the step does not map, or a TIMEOUT whose
+ * timer_seq is not the saga's current timer changes nothing: engine_step
+ * returns ENGINE_IGNORED with a note saying why, for the history.
+ *
+ * Operator events: RETRY (resend the current command now as a new
+ * attempt), RESUME (a STUCK saga retries its current compensation with
+ * fresh attempts), ABORT (status ABORTED, timer cancelled, nothing undone),
+ * COMPENSATE (force compensation of a running saga; a step in flight is
+ * treated as unknown and compensated too), SKIP (treat the current step as
+ * succeeded via its first GOTO reply, or the current compensation as
+ * done), MARK_COMPENSATED (an operator undid `step` by hand: it leaves the
+ * stack; if it was the current compensation, the next one starts).
+ * An operator event that does not apply to the saga's status returns
+ * ENGINE_REJECTED with a note and changes nothing.
+ *
+ * Message ids are deterministic: "<saga id>:<state>:<attempt>" for a step's
+ * command and "<saga id>:<state>:undo:<attempt>" for its compensation, so a
+ * command sent again after a crash is recognised by the participant.
+ */
+#ifndef SAGA_ENGINE_H
+#define SAGA_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chart.h"
+#include "value.h"
+
+#define SAGA_ID_MAX 128
+#define ENGINE_MSGID_MAX 256
+#define ENGINE_MAX_ACTIONS 16
+#define ENGINE_NOTE_MAX 256
+#define ENGINE_STACK_MAX 64 /* completed steps with a compensation */
+
+enum saga_status {
+	SAGA_RUNNING,
+	SAGA_COMPENSATING,
+	SAGA_COMPLETED,
+	SAGA_FAILED, /* compensated */
+	SAGA_STUCK,  /* a compensation failed all its attempts */
+	SAGA_ABORTED,
+};
+
+/* What the saga is waiting for in its current state. */
+enum saga_phase {
+	PHASE_NONE,	  /* finished, or stuck */
+	PHASE_AWAIT,	  /* command sent, waiting for a reply or timeout */
+	PHASE_BACKOFF,	  /* waiting to send the next attempt */
+	PHASE_WAIT,	  /* in a WAIT state */
+};
+
+/* One entry of the completed stack. */
+struct saga_done {
+	int state;	/* the step's index in the chart */
+	bool unknown;	/* outcome unknown (attempts exhausted/forced) */
+};
+
+/* The saga record: plain data, stored by the orchestrator. Owned by the
+ * caller; release with saga_clear(). */
+struct saga {
+	char id[SAGA_ID_MAX];	  /* the order id */
+	char chart_version[17];	  /* the chart version it started with */
+	enum saga_status status;
+	int state;		  /* current state index */
+	enum saga_phase phase;
+	int attempt;		  /* attempt of the current command (>= 1) */
+	struct value data;	  /* order fields + saved reply fields (a map) */
+	struct saga_done done[ENGINE_STACK_MAX]; /* completed steps, in order */
+	size_t ndone;
+	int fail_target;	  /* final state after compensation, or -1 */
+	int64_t timer_seq;	  /* current timer, 0 if none */
+	int64_t timer_at_ms;	  /* when it fires */
+	int64_t started_ms;	  /* saga start */
+	int64_t step_started_ms;  /* when the current state was entered */
+	int64_t updated_ms;
+};
+
+enum engine_event_type {
+	EV_START,	/* payload = the order (a map) */
+	EV_REPLY,	/* reply_type, in_reply_to, payload */
+	EV_TIMEOUT,	/* timer_seq */
+	EV_OP_RETRY,
+	EV_OP_RESUME,
+	EV_OP_ABORT,
+	EV_OP_COMPENSATE,
+	EV_OP_SKIP,
+	EV_OP_MARK_COMPENSATED, /* step = the state name */
+};
+
+/* An input to the engine. Borrowed: the engine copies what it keeps. */
+struct engine_event {
+	enum engine_event_type type;
+	int64_t now_ms;
+	const char *reply_type;	   /* EV_REPLY */
+	const char *in_reply_to;   /* EV_REPLY: the command's message id */
+	const struct value *payload; /* EV_START order, EV_REPLY reply body */
+	int64_t timer_seq;	   /* EV_TIMEOUT */
+	const char *step;	   /* EV_OP_MARK_COMPENSATED */
+};
+
+enum engine_action_type {
+	ACT_SEND,	  /* send a command to a participant */
+	ACT_EMIT,	  /* publish a domain event */
+	ACT_SET_TIMER,	  /* (re)arm the saga's one timer */
+	ACT_CANCEL_TIMER, /* disarm it */
+	ACT_FINISH,	  /* the saga reached a final status */
+};
+
+struct engine_action {
+	enum engine_action_type type;
+	/* ACT_SEND */
+	char to[CHART_NAME_MAX];       /* participant */
+	char command[CHART_TYPE_MAX];  /* command type */
+	char route[256];	       /* rendered routing key ("" if none) */
+	char message_id[ENGINE_MSGID_MAX];
+	char step[CHART_NAME_MAX];     /* state name */
+	int attempt;
+	bool compensation;	       /* an undo command */
+	struct value payload;	       /* owned by the action (a map) */
+	/* ACT_EMIT */
+	char event[CHART_TYPE_MAX];
+	/* ACT_SET_TIMER */
+	int64_t timer_seq;
+	int64_t fire_at_ms;
+	/* ACT_FINISH */
+	enum saga_status status;
+};
+
+enum engine_result {
+	ENGINE_OK,	 /* the saga changed; actions may be empty */
+	ENGINE_IGNORED,	 /* late/unknown/duplicate input: nothing changed */
+	ENGINE_REJECTED, /* operator event not applicable: nothing changed */
+	ENGINE_ERROR,	 /* bad input (e.g. START twice, route field missing),
+			  * or out of memory: nothing changed */
+};
+
+struct engine_output {
+	enum engine_result result;
+	struct engine_action actions[ENGINE_MAX_ACTIONS];
+	size_t nactions;
+	char note[ENGINE_NOTE_MAX]; /* for the history: what happened, why */
+};
+
+/* Initialises an empty saga record with the given id. Can't fail
+ * (the id is truncated to SAGA_ID_MAX-1 bytes; callers validate it). */
+void saga_init(struct saga *s, const char *id);
+/* Releases what the saga owns (its data). */
+void saga_clear(struct saga *s);
+/* Deep copy; -1 on out of memory (dst left initialised and empty). */
+int saga_copy(struct saga *dst, const struct saga *src);
+
+/* Serialises the saga record (everything in struct saga) to a value map
+ * and back, for storage; saga_from_value validates it against the chart
+ * (state indices in range) and returns -1 with a message if it does not
+ * fit. */
+int saga_to_value(const struct saga *s, const struct chart *c,
+		  struct value *out);
+int saga_from_value(struct saga *s, const struct chart *c,
+		    const struct value *v, char *err, size_t errlen);
+
+/* Runs one event. On ENGINE_OK, *s is the new saga and out->actions what
+ * to do; on any other result *s is unchanged and out has no actions.
+ * out->note is always set. The caller releases out with
+ * engine_output_clear(). */
+enum engine_result engine_step(const struct chart *c, struct saga *s,
+			       const struct engine_event *ev,
+			       struct engine_output *out);
+void engine_output_clear(struct engine_output *out);
+
+/* The message id a step's command (or its compensation) has for attempt
+ * n. Returns the length, as snprintf. */
+int engine_message_id(char *buf, size_t cap, const char *saga_id,
+		      const char *state, bool compensation, int attempt);
+
+const char *saga_status_name(enum saga_status st);
+int saga_status_parse(const char *name, enum saga_status *out);
+const char *saga_phase_name(enum saga_phase p);
+/* True for COMPLETED, FAILED, ABORTED: nothing changes the saga after. */
+bool saga_status_final(enum saga_status st);
+
+#endif

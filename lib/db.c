@@ -1,0 +1,177 @@
+/* db.c -- see db.h. Small on purpose: the policy (pragmas, migrations,
+ * BEGIN IMMEDIATE) lives here once so no daemon forgets a per-connection
+ * pragma. */
+#include "db.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define DB_BUSY_TIMEOUT_MS 5000
+
+int
+db_fail(sqlite3 *db, char *err, size_t errlen, const char *fmt, ...)
+{
+	char what[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	if (err != NULL && errlen > 0)
+		snprintf(err, errlen, "%s: %s", what,
+			 db != NULL ? sqlite3_errmsg(db) : "out of memory");
+	return -1;
+}
+
+int
+db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		if (err != NULL && errlen > 0)
+			snprintf(err, errlen, "%s",
+				 msg != NULL ? msg : sqlite3_errmsg(db));
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+int
+db_open(const char *path, enum db_open_mode mode, sqlite3 **out, char *err,
+	size_t errlen)
+{
+	sqlite3 *db = NULL;
+	int flags = mode == DB_READONLY
+			    ? SQLITE_OPEN_READONLY
+			    : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	int rc;
+
+	*out = NULL;
+	rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		db_fail(db, err, errlen, "cannot open %s", path);
+		sqlite3_close(db);
+		return -1;
+	}
+	sqlite3_extended_result_codes(db, 1);
+	if (sqlite3_busy_timeout(db, DB_BUSY_TIMEOUT_MS) != SQLITE_OK)
+		goto fail;
+	if (mode == DB_READWRITE &&
+	    db_exec(db,
+		    "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+		    "PRAGMA foreign_keys=ON;",
+		    err, errlen) != 0)
+		goto fail_msg;
+	if (mode == DB_READONLY &&
+	    db_exec(db, "PRAGMA query_only=ON; SELECT count(*) FROM sqlite_schema;",
+		    err, errlen) != 0)
+		goto fail_msg;
+	*out = db;
+	return 0;
+fail:
+	db_fail(db, err, errlen, "cannot configure %s", path);
+fail_msg:
+	sqlite3_close(db);
+	return -1;
+}
+
+void
+db_close(sqlite3 *db)
+{
+	if (db != NULL)
+		sqlite3_close(db);
+}
+
+static int
+user_version(sqlite3 *db, int *v, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return db_fail(db, err, errlen, "cannot read schema version");
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		return db_fail(db, err, errlen, "cannot read schema version");
+	}
+	*v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return 0;
+}
+
+int
+db_migrate(sqlite3 *db, const struct db_migration *m, size_t n, char *err,
+	   size_t errlen)
+{
+	int have;
+	char sql[64], why[512];
+
+	if (user_version(db, &have, err, errlen) != 0)
+		return -1;
+	if (n > 0 && have > m[n - 1].version) {
+		snprintf(err, errlen,
+			 "database schema version %d is newer than this "
+			 "program's %d",
+			 have, m[n - 1].version);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (m[i].version <= have)
+			continue;
+		if (db_begin(db, err, errlen) != 0)
+			return -1;
+		snprintf(sql, sizeof(sql), "PRAGMA user_version=%d",
+			 m[i].version);
+		if (db_exec(db, m[i].sql, why, sizeof(why)) != 0 ||
+		    db_exec(db, sql, why, sizeof(why)) != 0) {
+			db_rollback(db);
+			snprintf(err, errlen, "migration %03d_%s failed: %s",
+				 m[i].version, m[i].name, why);
+			return -1;
+		}
+		if (db_commit(db, err, errlen) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+int
+db_prepare(sqlite3 *db, sqlite3_stmt **st, const char *sql, char *err,
+	   size_t errlen)
+{
+	if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st,
+			       NULL) != SQLITE_OK) {
+		*st = NULL;
+		return db_fail(db, err, errlen, "cannot prepare \"%.60s\"",
+			       sql);
+	}
+	return 0;
+}
+
+int
+db_begin(sqlite3 *db, char *err, size_t errlen)
+{
+	return db_exec(db, "BEGIN IMMEDIATE", err, errlen);
+}
+
+int
+db_commit(sqlite3 *db, char *err, size_t errlen)
+{
+	if (db_exec(db, "COMMIT", err, errlen) != 0) {
+		db_rollback(db);
+		return -1;
+	}
+	return 0;
+}
+
+void
+db_rollback(sqlite3 *db)
+{
+	if (!sqlite3_get_autocommit(db))
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+}

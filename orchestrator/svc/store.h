@@ -1,0 +1,135 @@
+/* store.h -- the orchestrator's SQLite store: sagas, history, inbox,
+ * outbox, timers and chart versions (schema/orchestrator/NNN_*.sql).
+ *
+ * One writer: saga-orchestrator opens the store read-write and is the only
+ * process that writes it; sagactl and order-api open it read-only
+ * (store_open_readonly), which allows only the reading functions.
+ *
+ * Every statement is prepared once (SQLITE_PREPARE_PERSISTENT), reset after
+ * every use (an un-reset SELECT pins a WAL snapshot: NOTES §5) and has its
+ * result checked. Writing functions are meant to run between store_begin
+ * and store_commit; the durable loop puts a whole batch of deliveries in
+ * one transaction.
+ *
+ * Failure contract: functions return 0 on success, -1 on failure with the
+ * reason in store_error(st). After a failure inside a transaction the caller
+ * calls store_rollback() and acknowledges nothing: SQLite may already have
+ * rolled back the whole transaction (SQLITE_FULL, IOERR, NOMEM).
+ */
+#ifndef SAGA_STORE_H
+#define SAGA_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chart.h"
+#include "engine.h"
+#include "value.h"
+
+struct store;
+
+/* Opens (creating if needed) and migrates the database. NULL on error with
+ * the reason in err. */
+struct store *store_open(const char *path, char *err, size_t errlen);
+/* Opens an existing database read-only (no migration; refuses a schema it
+ * does not know). */
+struct store *store_open_readonly(const char *path, char *err, size_t errlen);
+/* Finalizes every statement and closes. NULL is fine. */
+void store_close(struct store *st);
+const char *store_error(const struct store *st);
+/* The underlying handle, for read-only queries of sagactl. */
+struct sqlite3 *store_db(struct store *st);
+
+int store_begin(struct store *st);
+int store_commit(struct store *st);
+void store_rollback(struct store *st);
+
+/* Forces SQLITE_FULL once the file reaches `pages` pages (0: no limit).
+ * For tests and the fault suite (NOTES §5). */
+int store_set_max_pages(struct store *st, long pages);
+
+/* ---- inbox ---- */
+/* Records a processed message id. *dup is true (and nothing is written)
+ * when the id was already there. */
+int store_inbox_add(struct store *st, const char *message_id, int64_t now_ms,
+		    bool *dup);
+/* Deletes inbox entries older than `before_ms`; *n gets the count. */
+int store_inbox_prune(struct store *st, int64_t before_ms, int64_t *n);
+
+/* ---- charts ---- */
+/* Records a chart version with its source text (no-op if known). */
+int store_chart_put(struct store *st, const struct chart *c,
+		    const char *source, int64_t now_ms);
+/* The source and file of a recorded version; *found false if unknown.
+ * *source and *file are malloc'd; the caller frees them. */
+int store_chart_get(struct store *st, const char *version, char **source,
+		    char **file, bool *found);
+
+/* ---- sagas ---- */
+/* Loads a saga record: *found false if there is none. On success *version
+ * is the chart version it runs on and *record the stored record (a value
+ * map, see saga_from_value); the caller clears *record. */
+int store_saga_get(struct store *st, const char *id, char version[17],
+		   struct value *record, bool *found);
+/* Inserts or updates the saga (its record and the filter columns). */
+int store_saga_put(struct store *st, const struct chart *c,
+		   const struct saga *s);
+
+/* ---- history ---- */
+struct store_history {
+	const char *saga_id;
+	int64_t at_ms;
+	const char *kind;   /* start|reply|timeout|operator|send|emit|finish|
+			     * ignored|rejected */
+	const char *state;  /* state after */
+	const char *status; /* status after */
+	const char *detail;
+	const char *message_id; /* or NULL */
+	const char *actor;	/* or NULL */
+	const char *reason;	/* or NULL */
+};
+int store_history_add(struct store *st, const struct store_history *h);
+
+/* ---- outbox ---- */
+struct store_outbox {
+	int64_t seq; /* assigned by store_outbox_add */
+	const char *saga_id;
+	const char *exchange;
+	const char *routing_key;
+	const char *message_id;
+	const char *type;
+	const char *traceparent; /* or NULL */
+	const void *body;
+	size_t body_len;
+	int64_t created_ms;
+};
+/* Adds a message; sets m->seq. */
+int store_outbox_add(struct store *st, struct store_outbox *m);
+/* Deletes a confirmed message (no-op if already gone). */
+int store_outbox_delete(struct store *st, int64_t seq);
+/* Calls fn for each message with seq > after_seq, oldest first, at most
+ * `limit`; fn returning non-zero stops the scan (not an error). The
+ * pointers in *m are valid only during the call. */
+typedef int (*store_outbox_fn)(void *arg, const struct store_outbox *m);
+int store_outbox_scan(struct store *st, int64_t after_seq, size_t limit,
+		      store_outbox_fn fn, void *arg);
+int store_outbox_count(struct store *st, int64_t *n);
+
+/* ---- timers ---- */
+int store_timer_set(struct store *st, const char *saga_id, int64_t seq,
+		    int64_t fire_at_ms);
+int store_timer_cancel(struct store *st, const char *saga_id);
+/* Calls fn for up to `limit` timers due at now_ms, earliest first. */
+typedef int (*store_timer_fn)(void *arg, const char *saga_id, int64_t seq,
+			      int64_t fire_at_ms);
+int store_timers_due(struct store *st, int64_t now_ms, size_t limit,
+		     store_timer_fn fn, void *arg);
+/* The earliest pending timer, *found false if none. */
+int store_timer_next(struct store *st, int64_t *fire_at_ms, bool *found);
+
+/* ---- counts, for metrics and sagactl ---- */
+/* Number of sagas with this status name. */
+int store_count_status(struct store *st, const char *status, int64_t *n);
+
+#endif

@@ -48,12 +48,13 @@ static const char *const stmt_sql[ST__COUNT] = {
 			 "loaded_at) VALUES(?1, ?2, ?3, ?4, ?5) "
 			 "ON CONFLICT DO NOTHING",
 	[ST_CHART_GET] = "SELECT source, file FROM charts WHERE version = ?1",
-	[ST_SAGA_GET] = "SELECT chart_version, record FROM sagas WHERE id = ?1",
+	[ST_SAGA_GET] = "SELECT chart_version, record, trace FROM sagas "
+			"WHERE id = ?1",
 	[ST_SAGA_PUT] =
 		"INSERT INTO sagas(id, chart, chart_version, status, state, "
 		"phase, attempt, record, started_at, state_entered_at, "
-		"updated_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
-		"?11) ON CONFLICT(id) DO UPDATE SET status = excluded.status, "
+		"updated_at, trace) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+		"?10, ?11, ?12) ON CONFLICT(id) DO UPDATE SET status = excluded.status, "
 		"state = excluded.state, phase = excluded.phase, attempt = "
 		"excluded.attempt, record = excluded.record, state_entered_at "
 		"= excluded.state_entered_at, updated_at = excluded.updated_at",
@@ -328,7 +329,7 @@ store_chart_get(struct store *st, const char *version, char **source,
 
 int
 store_saga_get(struct store *st, const char *id, char version[17],
-	       struct value *record, bool *found)
+	       struct value *record, char *trace, size_t tracecap, bool *found)
 {
 	static const struct value_limits lim = {32, 1000000, 16 << 20};
 	sqlite3_stmt *s = stmt(st, ST_SAGA_GET);
@@ -345,7 +346,11 @@ store_saga_get(struct store *st, const char *id, char version[17],
 		const unsigned char *v = sqlite3_column_text(s, 0);
 		const void *blob = sqlite3_column_blob(s, 1);
 		int n = sqlite3_column_bytes(s, 1);
+		const unsigned char *t = sqlite3_column_text(s, 2);
 		snprintf(version, 17, "%s", v != NULL ? (const char *)v : "");
+		if (trace != NULL && tracecap > 0)
+			snprintf(trace, tracecap, "%s",
+				 t != NULL ? (const char *)t : "");
 		if (value_unpack(blob, (size_t)n, &lim, record, why,
 				 sizeof(why)) != 0) {
 			snprintf(st->err, sizeof(st->err),
@@ -363,7 +368,8 @@ store_saga_get(struct store *st, const char *id, char version[17],
 }
 
 int
-store_saga_put(struct store *st, const struct chart *c, const struct saga *sg)
+store_saga_put(struct store *st, const struct chart *c, const struct saga *sg,
+	       const char *trace)
 {
 	struct value rec = VALUE_NIL_INIT;
 	char *buf = NULL;
@@ -392,7 +398,8 @@ store_saga_put(struct store *st, const struct chart *c, const struct saga *sg)
 		    SQLITE_OK ||
 	    sqlite3_bind_int64(s, 9, sg->started_ms) != SQLITE_OK ||
 	    sqlite3_bind_int64(s, 10, sg->step_started_ms) != SQLITE_OK ||
-	    sqlite3_bind_int64(s, 11, sg->updated_ms) != SQLITE_OK) {
+	    sqlite3_bind_int64(s, 11, sg->updated_ms) != SQLITE_OK ||
+	    bind_text(s, 12, trace) != SQLITE_OK) {
 		sqlite3_reset(s);
 		free(buf);
 		return fail(st, "cannot bind saga");

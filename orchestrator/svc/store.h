@@ -68,13 +68,16 @@ int store_chart_get(struct store *st, const char *version, char **source,
 
 /* ---- sagas ---- */
 /* Loads a saga record: *found false if there is none. On success *version
- * is the chart version it runs on and *record the stored record (a value
- * map, see saga_from_value); the caller clears *record. */
+ * is the chart version it runs on, *record the stored record (a value map,
+ * see saga_from_value; the caller clears it) and trace (if not NULL) the
+ * traceparent the saga started with ("" if none). */
 int store_saga_get(struct store *st, const char *id, char version[17],
-		   struct value *record, bool *found);
-/* Inserts or updates the saga (its record and the filter columns). */
+		   struct value *record, char *trace, size_t tracecap,
+		   bool *found);
+/* Inserts or updates the saga (its record and the filter columns); trace
+ * (or NULL) is the traceparent every message of the saga descends from. */
 int store_saga_put(struct store *st, const struct chart *c,
-		   const struct saga *s);
+		   const struct saga *s, const char *trace);
 
 /* ---- history ---- */
 struct store_history {

@@ -23,6 +23,7 @@ CREATE TABLE sagas (
   phase            TEXT NOT NULL,
   attempt          INTEGER NOT NULL,
   record           BLOB NOT NULL,
+  trace            TEXT,               -- W3C traceparent of the order.created
   started_at       INTEGER NOT NULL,
   state_entered_at INTEGER NOT NULL,
   updated_at       INTEGER NOT NULL

@@ -62,12 +62,12 @@ static const char *const stmt_sql[ST__COUNT] = {
 			   "status, detail, message_id, actor, reason) "
 			   "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
 	[ST_OUTBOX_ADD] = "INSERT INTO outbox(saga_id, exchange, routing_key, "
-			  "message_id, type, traceparent, body, created_at) "
-			  "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+			  "message_id, type, traceparent, body, created_at, "
+			  "reply_to) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
 	[ST_OUTBOX_DELETE] = "DELETE FROM outbox WHERE seq = ?1",
 	[ST_OUTBOX_SCAN] = "SELECT seq, saga_id, exchange, routing_key, "
-			   "message_id, type, traceparent, body, created_at "
-			   "FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+			   "message_id, type, traceparent, body, created_at, "
+			   "reply_to FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
 	[ST_OUTBOX_COUNT] = "SELECT count(*) FROM outbox",
 	[ST_TIMER_SET] = "INSERT INTO timers(saga_id, seq, fire_at) "
 			 "VALUES(?1, ?2, ?3) ON CONFLICT(saga_id) DO UPDATE "
@@ -443,6 +443,7 @@ store_outbox_add(struct store *st, struct store_outbox *m)
 	BIND_OK(sqlite3_bind_blob(s, 7, m->body, (int)m->body_len,
 				  SQLITE_STATIC));
 	BIND_OK(sqlite3_bind_int64(s, 8, m->created_ms));
+	BIND_OK(bind_text(s, 9, m->reply_to));
 	if (run_done(st, s, "cannot write outbox") != 0)
 		return -1;
 	m->seq = sqlite3_last_insert_rowid(st->db);
@@ -482,6 +483,7 @@ store_outbox_scan(struct store *st, int64_t after_seq, size_t limit,
 			.body = sqlite3_column_blob(s, 7),
 			.body_len = (size_t)sqlite3_column_bytes(s, 7),
 			.created_ms = sqlite3_column_int64(s, 8),
+			.reply_to = (const char *)sqlite3_column_text(s, 9),
 		};
 		if (fn(arg, &m) != 0) {
 			rc = SQLITE_DONE;

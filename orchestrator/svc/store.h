@@ -100,6 +100,7 @@ struct store_outbox {
 	const char *saga_id;
 	const char *exchange;
 	const char *routing_key;
+	const char *reply_to; /* commands: our reply queue's key, or NULL */
 	const char *message_id;
 	const char *type;
 	const char *traceparent; /* or NULL */

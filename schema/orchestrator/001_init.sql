@@ -59,6 +59,7 @@ CREATE TABLE outbox (
   saga_id     TEXT NOT NULL,
   exchange    TEXT NOT NULL,
   routing_key TEXT NOT NULL,
+  reply_to    TEXT,                    -- commands: where the participant replies
   message_id  TEXT NOT NULL,
   type        TEXT NOT NULL,
   traceparent TEXT,

@@ -1,0 +1,103 @@
+/* orch.h -- the orchestrator's processor: applies one input (an
+ * order.created, a participant's reply, a due timer, an operator request)
+ * to the store through the engine, inside the caller's transaction.
+ *
+ * For each input it records the message id in the inbox (a duplicate is
+ * dropped), loads the saga and its chart version, runs engine_step, and
+ * writes the new saga, the history rows, the outbox rows (commands to
+ * participants on `saga.commands`, domain events on `order_events`) and the
+ * timer. It never talks to the broker: the durable loop (loop.h) publishes
+ * the outbox after commit. So this module is tested with a SQLite file and
+ * no broker.
+ *
+ * Failure contract: orch_apply returns 0 when the input was handled, with a
+ * verdict (done, duplicate, or reject: the message goes to the dead-letter
+ * queue with `reason`); it returns -1 only when the store failed, with the
+ * reason in orch_error(): the caller must roll the batch back and
+ * acknowledge nothing.
+ */
+#ifndef SAGA_ORCH_H
+#define SAGA_ORCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine.h"
+#include "registry.h"
+#include "store.h"
+#include "value.h"
+
+/* Exchange and routing names (docs/architecture.md, Topology). */
+#define ORCH_EXCHANGE_EVENTS "order_events"
+#define ORCH_EXCHANGE_COMMANDS "saga.commands"
+#define ORCH_EXCHANGE_REPLIES "saga.replies"
+#define ORCH_DEFAULT_CHART "order"
+
+enum orch_input_kind {
+	IN_ORDER_CREATED, /* start a saga keyed by payload.order_id */
+	IN_REPLY,	  /* a participant's reply */
+	IN_TIMER,	  /* a due timer (no message id) */
+	IN_OPERATOR,	  /* sagactl: type "operator.<action>" */
+};
+
+/* One input; everything borrowed for the call. */
+struct orch_input {
+	enum orch_input_kind kind;
+	const char *message_id;	     /* inbox key; NULL for timers */
+	const char *saga_id;	     /* envelope `saga` (or the timer's) */
+	const char *type;	     /* message type */
+	const char *in_reply_to;     /* IN_REPLY: envelope `re` */
+	const struct value *payload; /* the envelope payload (a map) */
+	const char *traceparent;     /* incoming trace context or NULL */
+	int64_t timer_seq;	     /* IN_TIMER */
+	int64_t now_ms;
+};
+
+enum orch_verdict {
+	ORCH_DONE,	/* applied (or ignored by the engine, with history) */
+	ORCH_DUPLICATE, /* message id already in the inbox: nothing done */
+	ORCH_REJECT,	/* malformed/unknown: dead-letter it with reason */
+};
+
+/* Counters since start, for /metrics and logs. */
+struct orch_stats {
+	uint64_t started, completed, failed, stuck, aborted;
+	uint64_t duplicates, rejected, ignored;
+	uint64_t commands, events;
+};
+
+/* Called once per finished step: chart, state, seconds in the state. */
+typedef void (*orch_step_observer)(void *arg, const char *chart,
+				   const char *state, double seconds);
+/* Called for each saga status change: chart, new status. */
+typedef void (*orch_status_observer)(void *arg, const char *chart,
+				     enum saga_status status);
+
+struct orch_config {
+	const char *reply_to; /* routing key of our reply queue on
+			       * saga.replies, sent with each command */
+	orch_step_observer on_step;
+	orch_status_observer on_status;
+	void *observer_arg;
+};
+
+struct orch;
+
+/* Borrows st and reg for its whole life. NULL on out of memory. */
+struct orch *orch_new(struct store *st, struct registry *reg,
+		      const struct orch_config *cfg);
+void orch_free(struct orch *o);
+
+int orch_apply(struct orch *o, const struct orch_input *in,
+	       enum orch_verdict *verdict, char *reason, size_t reasonlen);
+
+/* Fires every timer due at now_ms (at most `limit`), each through the
+ * engine; *fired gets how many. -1 on store failure. */
+int orch_fire_timers(struct orch *o, int64_t now_ms, size_t limit,
+		     size_t *fired);
+
+const struct orch_stats *orch_stats(const struct orch *o);
+const char *orch_error(const struct orch *o);
+
+#endif

@@ -1,0 +1,244 @@
+/* envelope.c -- see envelope.h. Field checks are table-driven: one row per
+ * field with its type and bounds, so the decoder and the documentation
+ * (schema/envelope.md) list the same things. */
+#include "envelope.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+enum field_kind { F_INT, F_STR, F_MAP };
+
+struct field {
+	const char *name;
+	enum field_kind kind;
+	int required;
+	size_t min, max; /* string bytes */
+};
+
+static const struct field fields[] = {
+	{"v", F_INT, 1, 0, 0},
+	{"id", F_STR, 1, 1, ENVELOPE_ID_MAX - 1},
+	{"saga", F_STR, 1, 1, ENVELOPE_ID_MAX - 1},
+	{"type", F_STR, 1, 1, ENVELOPE_TYPE_MAX - 1},
+	{"step", F_STR, 1, 0, ENVELOPE_STEP_MAX - 1},
+	{"attempt", F_INT, 1, 0, 0},
+	{"ts", F_INT, 1, 0, 0},
+	{"payload", F_MAP, 1, 0, 0},
+	{"re", F_STR, 0, 1, ENVELOPE_ID_MAX - 1},
+};
+#define NFIELDS (sizeof(fields) / sizeof(fields[0]))
+
+void
+envelope_init(struct envelope *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->v = ENVELOPE_VERSION;
+	value_set_map(&e->payload);
+}
+
+void
+envelope_clear(struct envelope *e)
+{
+	if (e == NULL)
+		return;
+	value_clear(&e->payload);
+	envelope_init(e);
+}
+
+int
+envelope_type_valid(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n >= ENVELOPE_TYPE_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '.' || c == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+static int
+pack_str(msgpack_packer *pk, const char *k, const char *v)
+{
+	return msgpack_pack_str_with_body(pk, k, strlen(k)) ||
+	       msgpack_pack_str_with_body(pk, v, strlen(v));
+}
+
+int
+envelope_encode(const struct envelope *e, char **buf, size_t *len)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	int bad;
+
+	*buf = NULL;
+	*len = 0;
+	if (e->id[0] == '\0' || e->saga[0] == '\0' ||
+	    !envelope_type_valid(e->type) || e->payload.type != VALUE_MAP ||
+	    e->attempt < 0)
+		return -1;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	bad = msgpack_pack_map(&pk, e->re[0] != '\0' ? 9 : 8) ||
+	      msgpack_pack_str_with_body(&pk, "v", 1) ||
+	      msgpack_pack_int64(&pk, ENVELOPE_VERSION) ||
+	      pack_str(&pk, "id", e->id) || pack_str(&pk, "saga", e->saga) ||
+	      pack_str(&pk, "type", e->type) ||
+	      pack_str(&pk, "step", e->step) ||
+	      msgpack_pack_str_with_body(&pk, "attempt", 7) ||
+	      msgpack_pack_int64(&pk, e->attempt) ||
+	      msgpack_pack_str_with_body(&pk, "ts", 2) ||
+	      msgpack_pack_int64(&pk, e->ts) ||
+	      msgpack_pack_str_with_body(&pk, "payload", 7) ||
+	      value_pack(&pk, &e->payload) ||
+	      (e->re[0] != '\0' && pack_str(&pk, "re", e->re));
+	if (bad) {
+		msgpack_sbuffer_destroy(&sb);
+		return -1;
+	}
+	*len = sb.size;
+	*buf = msgpack_sbuffer_release(&sb);
+	return *buf != NULL ? 0 : -1;
+}
+
+static const char *
+kind_name(enum field_kind k)
+{
+	return k == F_INT ? "an integer" : k == F_STR ? "a string" : "a map";
+}
+
+__attribute__((format(printf, 3, 4))) static int
+fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	if (err != NULL && errlen > 0) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+int
+envelope_decode(const void *body, size_t len, struct envelope *out,
+		char *err, size_t errlen)
+{
+	struct value root = VALUE_NIL_INIT;
+	int seen[NFIELDS] = {0};
+	char num[32];
+
+	envelope_init(out);
+	if (value_unpack(body, len, &value_default_limits, &root, err,
+			 errlen) != 0)
+		return -1;
+	if (root.type != VALUE_MAP) {
+		fail(err, errlen, "body must be a map, got %s%s",
+		     value_type_name(root.type), "");
+		goto bad;
+	}
+	for (size_t i = 0; i < root.u.m.len; i++) {
+		const char *k = root.u.m.items[i].key;
+		struct value *v = &root.u.m.items[i].val;
+		size_t f;
+		for (f = 0; f < NFIELDS; f++)
+			if (strcmp(fields[f].name, k) == 0)
+				break;
+		if (f == NFIELDS) {
+			fail(err, errlen, "unknown field \"%.60s\"%s", k, "");
+			goto bad;
+		}
+		seen[f] = 1;
+		if ((fields[f].kind == F_INT && v->type != VALUE_INT) ||
+		    (fields[f].kind == F_STR && v->type != VALUE_STR) ||
+		    (fields[f].kind == F_MAP && v->type != VALUE_MAP)) {
+			char what[64];
+			snprintf(what, sizeof(what), "%s, got %s",
+				 kind_name(fields[f].kind),
+				 value_type_name(v->type));
+			fail(err, errlen, "field \"%s\" must be %s", k, what);
+			goto bad;
+		}
+		if (fields[f].kind == F_STR &&
+		    (v->u.s.len < fields[f].min || v->u.s.len > fields[f].max ||
+		     memchr(v->u.s.ptr, '\0', v->u.s.len) != NULL)) {
+			snprintf(num, sizeof(num), "%zu..%zu", fields[f].min,
+				 fields[f].max);
+			fail(err, errlen,
+			     "field \"%s\" must be %s bytes without NUL", k,
+			     num);
+			goto bad;
+		}
+		if (strcmp(k, "v") == 0) {
+			if (v->u.i != ENVELOPE_VERSION) {
+				snprintf(num, sizeof(num), "%lld",
+					 (long long)v->u.i);
+				fail(err, errlen,
+				     "unsupported envelope version %s%s", num,
+				     "");
+				goto bad;
+			}
+		} else if (strcmp(k, "id") == 0) {
+			memcpy(out->id, v->u.s.ptr, v->u.s.len + 1);
+		} else if (strcmp(k, "saga") == 0) {
+			memcpy(out->saga, v->u.s.ptr, v->u.s.len + 1);
+		} else if (strcmp(k, "type") == 0) {
+			if (!envelope_type_valid(v->u.s.ptr)) {
+				fail(err, errlen,
+				     "field \"type\" \"%.60s\" has characters "
+				     "outside [a-z0-9_.-]%s",
+				     v->u.s.ptr, "");
+				goto bad;
+			}
+			memcpy(out->type, v->u.s.ptr, v->u.s.len + 1);
+		} else if (strcmp(k, "step") == 0) {
+			memcpy(out->step, v->u.s.ptr, v->u.s.len + 1);
+		} else if (strcmp(k, "re") == 0) {
+			memcpy(out->re, v->u.s.ptr, v->u.s.len + 1);
+		} else if (strcmp(k, "attempt") == 0) {
+			if (v->u.i < 0 || v->u.i > 1000000) {
+				fail(err, errlen,
+				     "field \"attempt\" out of range%s%s", "",
+				     "");
+				goto bad;
+			}
+			out->attempt = v->u.i;
+		} else if (strcmp(k, "ts") == 0) {
+			out->ts = v->u.i;
+		} else if (strcmp(k, "payload") == 0) {
+			value_clear(&out->payload);
+			out->payload = *v;
+			value_set_nil(v); /* moved */
+		}
+	}
+	for (size_t f = 0; f < NFIELDS; f++) {
+		if (fields[f].required && !seen[f]) {
+			fail(err, errlen, "missing field \"%s\"%s",
+			     fields[f].name, "");
+			goto bad;
+		}
+	}
+	value_clear(&root);
+	return 0;
+bad:
+	value_clear(&root);
+	envelope_clear(out);
+	return -1;
+}
+
+int
+envelope_new_id(char *buf, size_t cap, const char *prefix)
+{
+	unsigned char b[16];
+	char hex[33];
+	if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
+		return -1;
+	for (size_t i = 0; i < sizeof(b); i++)
+		snprintf(hex + 2 * i, 3, "%02x", b[i]);
+	return snprintf(buf, cap, "%s-%s", prefix, hex) < (int)cap ? 0 : -1;
+}

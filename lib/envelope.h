@@ -1,0 +1,72 @@
+/* envelope.h -- the message envelope every daemon sends and receives.
+ *
+ * Wire format (schema/envelope.md): the AMQP body is a msgpack map
+ *   {v: 1, id, saga, type, step, attempt, ts, payload, re?}
+ * with the AMQP properties message_id = id, correlation_id = saga,
+ * type = type, content_type = application/msgpack, delivery_mode = 2,
+ * timestamp = ts / 1000, and a `traceparent` header.
+ *
+ * Decoding is strict and bounded: every byte goes through value_unpack
+ * (lib/value.h) with value_default_limits, then each field is checked for
+ * presence, type and size; unknown fields are an error. Nothing from the
+ * network can make it crash or allocate without bound.
+ *
+ * A later batch format (several envelopes bound for one queue in one body)
+ * would be a msgpack array of these maps with v: 2; this module is the one
+ * place that would change.
+ *
+ * Ownership: struct envelope owns its payload; envelope_clear releases it.
+ * The id fields are fixed-size arrays so that decoding allocates nothing
+ * but the payload.
+ */
+#ifndef SAGA_ENVELOPE_H
+#define SAGA_ENVELOPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "value.h"
+
+#define ENVELOPE_VERSION 1
+#define ENVELOPE_ID_MAX 201   /* id, saga, re: 1..200 bytes */
+#define ENVELOPE_TYPE_MAX 121 /* type: 1..120 bytes of [a-z0-9_.-] */
+#define ENVELOPE_STEP_MAX 65  /* step: 0..64 bytes */
+
+struct envelope {
+	int v;
+	char id[ENVELOPE_ID_MAX];     /* message id */
+	char saga[ENVELOPE_ID_MAX];   /* saga id = order id */
+	char type[ENVELOPE_TYPE_MAX]; /* e.g. inventory.reserve */
+	char step[ENVELOPE_STEP_MAX]; /* statechart state, may be "" */
+	char re[ENVELOPE_ID_MAX];     /* replies: the message id replied to */
+	int64_t attempt;	      /* >= 0 */
+	int64_t ts;		      /* ms since the epoch */
+	struct value payload;	      /* a map */
+};
+
+/* An empty envelope: v 1, empty strings, attempt 0, ts 0, payload an
+ * empty map. Can't fail. */
+void envelope_init(struct envelope *e);
+/* Releases the payload and re-initialises. NULL is fine. */
+void envelope_clear(struct envelope *e);
+
+/* Encodes e into a fresh malloc'd buffer (*buf, *len; the caller frees).
+ * -1 (nothing allocated) if a field is invalid (empty id/saga/type, bad
+ * type characters, payload not a map) or on out of memory. */
+int envelope_encode(const struct envelope *e, char **buf, size_t *len);
+
+/* Decodes body into *out (initialised by this call; the caller clears it
+ * on success and on failure). -1 with a precise message in err, e.g.
+ * "missing field \"saga\"", "field \"attempt\" must be an integer, got
+ * string", "unknown field \"x\"", "unsupported envelope version 2", or the
+ * decoder's "at byte 17: map key is not a string". */
+int envelope_decode(const void *body, size_t len, struct envelope *out,
+		    char *err, size_t errlen);
+
+/* 1 if s is a valid message type (1..120 bytes of [a-z0-9_.-]). */
+int envelope_type_valid(const char *s);
+
+/* A fresh unique message id: "<prefix>-<32 random hex>". */
+int envelope_new_id(char *buf, size_t cap, const char *prefix);
+
+#endif

@@ -1,0 +1,123 @@
+/* loop.h -- the orchestrator's durable loop (docs/architecture.md):
+ * batch deliveries, apply them in one transaction, commit, publish the
+ * outbox with confirms, acknowledge.
+ *
+ * The broker sits behind `struct loop_transport`, a handful of function
+ * pointers: loop_bus.c adapts lib/bus (RabbitMQ) to it, and the unit tests
+ * use an in-memory transport with scripted participants. So the loop's
+ * logic (batching, dedup, commit-before-ack, republishing the outbox,
+ * retrying a batch whose commit failed) is tested without a broker.
+ *
+ * Threading: none. The transport calls loop_deliver() and loop_confirmed()
+ * from inside its poll function, on the caller's thread.
+ *
+ * Failure contract: loop_turn() returns 0 when the turn ran (a commit that
+ * failed counts: the batch is kept, nothing acknowledged, and retried on a
+ * later turn with backoff; loop_healthy() turns false); -1 only when the
+ * transport failed for good.
+ */
+#ifndef SAGA_LOOP_H
+#define SAGA_LOOP_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "orch.h"
+#include "store.h"
+
+enum loop_source {
+	SRC_ORDERS,   /* order.created events */
+	SRC_REPLIES,  /* participants' replies */
+	SRC_CONTROL,  /* operator requests from sagactl */
+};
+
+/* A delivery as the transport hands it over; borrowed for the call. */
+struct loop_delivery {
+	uint64_t ref; /* the transport's handle, given back to ack/reject */
+	enum loop_source source;
+	const void *body;
+	size_t len;
+	const char *message_id;	  /* AMQP property, may be NULL */
+	const char *content_type; /* may be NULL */
+	const char *traceparent;  /* may be NULL */
+};
+
+enum loop_confirm {
+	CONFIRM_ACK,	  /* the broker has it */
+	CONFIRM_NACK,	  /* the broker refused it: publish again */
+	CONFIRM_RETURNED, /* unroutable (mandatory): nobody will get it */
+};
+
+struct loop;
+
+struct loop_transport {
+	void *ctx;
+	/* Publishes an outbox row; `tag` (the row's seq) comes back through
+	 * loop_confirmed(). -1: not sent (it will be tried again). */
+	int (*publish)(void *ctx, const struct store_outbox *m, uint64_t tag);
+	/* Settles deliveries after commit: acks[] positively, then each
+	 * rejects[i] to the dead-letter queue with reasons[i]. */
+	int (*settle)(void *ctx, const uint64_t *acks, size_t nacks,
+		      const uint64_t *rejects, const char *const *reasons,
+		      size_t nrejects);
+	/* Waits up to timeout_ms for traffic, calling loop_deliver and
+	 * loop_confirmed. -1: broken for good. */
+	int (*poll)(void *ctx, struct loop *l, int timeout_ms);
+	/* Stops consuming (drain). */
+	int (*stop_consuming)(void *ctx);
+	/* Messages published and not yet confirmed. */
+	size_t (*unconfirmed)(void *ctx);
+};
+
+struct loop_config {
+	size_t batch_max;	/* B: deliveries per transaction */
+	int batch_wait_ms;	/* W: how long a partial batch may wait */
+	size_t timers_per_turn; /* timers fired per transaction */
+	size_t publish_window;	/* outbox rows in flight at most */
+};
+
+/* Borrows everything for its whole life. NULL on out of memory. */
+struct loop *loop_new(struct store *st, struct orch *o,
+		      const struct loop_transport *t,
+		      const struct loop_config *cfg);
+void loop_free(struct loop *l);
+
+/* From the transport's poll: one delivery. It is decoded and kept until
+ * the batch commits; the loop acks or rejects it through settle(). */
+void loop_deliver(struct loop *l, const struct loop_delivery *d);
+/* From the transport's poll: the broker's answer for an outbox row. */
+void loop_confirmed(struct loop *l, uint64_t tag, enum loop_confirm c);
+
+/* One turn at time now_ms: poll (up to the batch wait or the next timer),
+ * then commit a batch if one is ready, publish, settle. */
+int loop_turn(struct loop *l, int64_t now_ms);
+
+/* Runs turns until *stop is set, then drains: stops consuming, commits
+ * what it has, publishes the outbox and waits (up to drain_ms) for the
+ * confirms. *reload set: calls on_reload(arg) between turns and clears it.
+ * Returns 0 on a clean drain. */
+int loop_run(struct loop *l, volatile sig_atomic_t *stop,
+	     volatile sig_atomic_t *reload, void (*on_reload)(void *arg),
+	     void *arg, int drain_ms);
+
+/* Processes whatever is batched now and publishes, regardless of size and
+ * age (tests, drain). Same contract as loop_turn. */
+int loop_flush(struct loop *l, int64_t now_ms);
+
+/* False while the last commit failed (e.g. disk full); why in *reason. */
+bool loop_healthy(const struct loop *l, const char **reason);
+/* Deliveries waiting in the batch; outbox rows published, unconfirmed. */
+size_t loop_batched(const struct loop *l);
+/* Counters: dead-lettered deliveries, batches committed, commit failures. */
+struct loop_stats {
+	uint64_t batches, deliveries, dead_lettered, commit_failures;
+	uint64_t published, confirmed, returned, nacked;
+};
+const struct loop_stats *loop_stats(const struct loop *l);
+
+/* Milliseconds since the epoch (the one clock the daemon reads). */
+int64_t loop_now_ms(void);
+
+#endif

@@ -1,0 +1,1788 @@
+/* chart_load.c -- YAML statecharts in, validated struct chart out.
+ *
+ * Two passes. First, libyaml's event API builds a small node tree where
+ * every node keeps its 1-based line and column; this pass rejects what
+ * libyaml lets through (NOTES-dependencies §4): duplicate keys (reported at
+ * the second key), anchors and aliases, nesting deeper than 32, a second
+ * document; it turns reader errors (invalid UTF-8, whose mark is 0:0) into
+ * a position computed from the byte offset, and it never loops on
+ * YAML_NO_EVENT. Second, a builder walks the tree with typed getters that
+ * report unknown keys (with a "did you mean"), wrong types and missing
+ * keys, fills the chart and applies defaults; then whole-chart checks run:
+ * targets exist, fail targets are final, every state is reachable and can
+ * reach a final state, guards and routes name declared fields of fitting
+ * types.
+ *
+ * Scalars: a quoted scalar is always a string; a plain one is an integer
+ * if it looks like one (-?[0-9]+), a float if it looks like one, true or
+ * false a boolean, else a string. So `eq: "5"` on an integer field is an
+ * error, by design: the file says exactly what it means.
+ *
+ * The version is FNV-1a 64 over a canonical text of the built chart (after
+ * defaults): comments, whitespace, quoting and the order of keys inside a
+ * map do not change it; the order of states does (state indices are part
+ * of a saga's stored record, so two files that number states differently
+ * must not share a version).
+ */
+#include "chart_load.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yaml.h>
+
+#define MAX_DEPTH 32
+#define MAX_FILE (1024 * 1024)
+#define MAX_DURATION_MS (30LL * 24 * 3600 * 1000)
+
+/* ---- errors ---- */
+
+void
+chart_errors_init(struct chart_errors *e)
+{
+	memset(e, 0, sizeof(*e));
+}
+
+void
+chart_errors_clear(struct chart_errors *e)
+{
+	for (size_t i = 0; i < e->count; i++)
+		free(e->items[i].text);
+	memset(e, 0, sizeof(*e));
+}
+
+struct ctx {
+	const char *file;
+	const char *buf;
+	size_t len;
+	struct chart_errors *errs;
+	int nerr;
+};
+
+__attribute__((format(printf, 4, 5))) static void
+err_at(struct ctx *x, int line, int col, const char *fmt, ...)
+{
+	char msg[512], *text;
+	va_list ap;
+
+	x->nerr++;
+	if (x->errs->count == CHART_MAX_ERRORS) {
+		x->errs->dropped++;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (line > 0) {
+		if (asprintf(&text, "%s:%d:%d: %s", x->file, line, col, msg) < 0)
+			text = NULL;
+	} else if (asprintf(&text, "%s: %s", x->file, msg) < 0) {
+		text = NULL;
+	}
+	x->errs->items[x->errs->count].line = line;
+	x->errs->items[x->errs->count].col = col;
+	x->errs->items[x->errs->count].text =
+		text != NULL ? text : strdup("out of memory");
+	x->errs->count++;
+}
+
+/* ---- pass 1: the node tree ---- */
+
+enum nkind { N_SCALAR, N_MAP, N_SEQ };
+
+struct node {
+	enum nkind kind;
+	int line, col;
+	char *text;   /* scalar */
+	bool quoted;  /* scalar was quoted or block */
+	struct node **kids; /* map: key, value, key, value...; seq: items */
+	size_t nkids, capkids;
+	bool used;    /* map key consumed by the builder */
+};
+
+static void
+node_free(struct node *n)
+{
+	if (n == NULL)
+		return;
+	for (size_t i = 0; i < n->nkids; i++)
+		node_free(n->kids[i]);
+	free(n->kids);
+	free(n->text);
+	free(n);
+}
+
+static int
+node_add(struct node *parent, struct node *kid)
+{
+	if (parent->nkids == parent->capkids) {
+		size_t cap = parent->capkids ? parent->capkids * 2 : 8;
+		struct node **k = realloc(parent->kids, cap * sizeof(*k));
+		if (k == NULL)
+			return -1;
+		parent->kids = k;
+		parent->capkids = cap;
+	}
+	parent->kids[parent->nkids++] = kid;
+	return 0;
+}
+
+static struct node *
+node_new(enum nkind kind, const yaml_mark_t *m)
+{
+	struct node *n = calloc(1, sizeof(*n));
+	if (n != NULL) {
+		n->kind = kind;
+		n->line = (int)m->line + 1;
+		n->col = (int)m->column + 1;
+	}
+	return n;
+}
+
+/* line:col of a byte offset, counting characters (not bytes) in the line,
+ * as libyaml's marks do. */
+static void
+offset_pos(const char *buf, size_t len, size_t off, int *line, int *col)
+{
+	*line = 1;
+	*col = 1;
+	for (size_t i = 0; i < off && i < len; i++) {
+		unsigned char c = (unsigned char)buf[i];
+		if (c == '\n') {
+			(*line)++;
+			*col = 1;
+		} else if ((c & 0xc0) != 0x80) {
+			(*col)++;
+		}
+	}
+}
+
+static void
+parser_error(struct ctx *x, yaml_parser_t *p)
+{
+	int line = (int)p->problem_mark.line + 1;
+	int col = (int)p->problem_mark.column + 1;
+	const char *problem = p->problem != NULL ? p->problem : "syntax error";
+
+	if (p->error == YAML_READER_ERROR) {
+		offset_pos(x->buf, x->len, p->problem_offset, &line, &col);
+		if (p->problem_value != -1)
+			err_at(x, line, col, "%s (byte 0x%02x)", problem,
+			       (unsigned)p->problem_value & 0xff);
+		else
+			err_at(x, line, col, "%s", problem);
+		return;
+	}
+	/* a tab where indentation is expected: say so plainly */
+	if (p->problem_mark.index < x->len) {
+		size_t i = p->problem_mark.index;
+		/* index counts characters; for ASCII files it is the byte */
+		if (i < x->len && x->buf[i] == '\t') {
+			err_at(x, line, col,
+			       "tab character used for indentation (use "
+			       "spaces)");
+			return;
+		}
+	}
+	if (p->context != NULL)
+		err_at(x, line, col, "%s %s (line %d, column %d)", problem,
+		       p->context, (int)p->context_mark.line + 1,
+		       (int)p->context_mark.column + 1);
+	else
+		err_at(x, line, col, "%s", problem);
+}
+
+/* Parses the whole stream into one document tree; NULL on error. */
+static struct node *
+parse_tree(struct ctx *x)
+{
+	yaml_parser_t p;
+	yaml_event_t ev;
+	struct node *stack[MAX_DEPTH + 2];
+	int depth = 0, docs = 0;
+	struct node *root = NULL;
+	bool done = false, failed = false;
+
+	if (!yaml_parser_initialize(&p)) {
+		err_at(x, 0, 0, "out of memory");
+		return NULL;
+	}
+	yaml_parser_set_input_string(&p, (const unsigned char *)x->buf, x->len);
+	while (!done && !failed) {
+		struct node *n = NULL;
+		if (!yaml_parser_parse(&p, &ev)) {
+			parser_error(x, &p);
+			failed = true;
+			break;
+		}
+		int line = (int)ev.start_mark.line + 1;
+		int col = (int)ev.start_mark.column + 1;
+		switch (ev.type) {
+		case YAML_NO_EVENT:
+		case YAML_STREAM_END_EVENT:
+			done = true;
+			break;
+		case YAML_STREAM_START_EVENT:
+		case YAML_DOCUMENT_END_EVENT:
+			break;
+		case YAML_DOCUMENT_START_EVENT:
+			if (++docs > 1) {
+				err_at(x, line, col,
+				       "a second YAML document: a statechart "
+				       "file holds one");
+				failed = true;
+			}
+			break;
+		case YAML_ALIAS_EVENT:
+			err_at(x, line, col,
+			       "aliases (*%s) are not allowed in statecharts",
+			       (const char *)ev.data.alias.anchor);
+			failed = true;
+			break;
+		case YAML_SCALAR_EVENT:
+			if (ev.data.scalar.anchor != NULL) {
+				err_at(x, line, col,
+				       "anchors (&%s) are not allowed in "
+				       "statecharts",
+				       (const char *)ev.data.scalar.anchor);
+				failed = true;
+				break;
+			}
+			n = node_new(N_SCALAR, &ev.start_mark);
+			if (n != NULL) {
+				n->text = strndup(
+					(const char *)ev.data.scalar.value,
+					ev.data.scalar.length);
+				n->quoted = ev.data.scalar.style !=
+					    YAML_PLAIN_SCALAR_STYLE;
+				if (n->text == NULL) {
+					free(n);
+					n = NULL;
+				} else if (strlen(n->text) !=
+					   ev.data.scalar.length) {
+					err_at(x, line, col,
+					       "NUL character in a scalar");
+					node_free(n);
+					n = NULL;
+					failed = true;
+					break;
+				}
+			}
+			if (n == NULL) {
+				err_at(x, 0, 0, "out of memory");
+				failed = true;
+			}
+			break;
+		case YAML_SEQUENCE_START_EVENT:
+		case YAML_MAPPING_START_EVENT: {
+			const yaml_char_t *anchor =
+				ev.type == YAML_MAPPING_START_EVENT
+					? ev.data.mapping_start.anchor
+					: ev.data.sequence_start.anchor;
+			if (anchor != NULL) {
+				err_at(x, line, col,
+				       "anchors (&%s) are not allowed in "
+				       "statecharts",
+				       (const char *)anchor);
+				failed = true;
+				break;
+			}
+			if (depth >= MAX_DEPTH) {
+				err_at(x, line, col,
+				       "nesting deeper than %d levels",
+				       MAX_DEPTH);
+				failed = true;
+				break;
+			}
+			n = node_new(ev.type == YAML_MAPPING_START_EVENT
+					     ? N_MAP
+					     : N_SEQ,
+				     &ev.start_mark);
+			if (n == NULL) {
+				err_at(x, 0, 0, "out of memory");
+				failed = true;
+			}
+			break;
+		}
+		case YAML_SEQUENCE_END_EVENT:
+		case YAML_MAPPING_END_EVENT:
+			depth--;
+			n = stack[depth]; /* completed container */
+			goto attach;
+		}
+		yaml_event_delete(&ev);
+		if (n == NULL || failed) {
+			node_free(failed ? n : NULL);
+			continue;
+		}
+		if (n->kind != N_SCALAR) {
+			stack[depth++] = n;
+			continue;
+		}
+		/* a scalar: attach now */
+		if (depth == 0) {
+			root = n;
+			continue;
+		}
+		goto attach_scalar;
+	attach:
+		yaml_event_delete(&ev);
+	attach_scalar:
+		if (depth == 0) {
+			root = n;
+			continue;
+		}
+		{
+			struct node *parent = stack[depth - 1];
+			if (parent->kind == N_MAP && parent->nkids % 2 == 0) {
+				/* n is a key */
+				if (n->kind != N_SCALAR) {
+					err_at(x, n->line, n->col,
+					       "a mapping key must be a plain "
+					       "name");
+					node_free(n);
+					failed = true;
+					continue;
+				}
+				for (size_t k = 0; k < parent->nkids; k += 2) {
+					if (strcmp(parent->kids[k]->text,
+						   n->text) == 0) {
+						err_at(x, n->line, n->col,
+						       "duplicate key \"%s\" "
+						       "(first at line %d)",
+						       n->text,
+						       parent->kids[k]->line);
+						node_free(n);
+						n = NULL;
+						failed = true;
+						break;
+					}
+				}
+				if (n == NULL)
+					continue;
+			}
+			if (node_add(parent, n) != 0) {
+				node_free(n);
+				err_at(x, 0, 0, "out of memory");
+				failed = true;
+			}
+		}
+	}
+	if (failed) {
+		while (depth > 0)
+			node_free(stack[--depth]);
+		node_free(root);
+		root = NULL;
+	}
+	yaml_parser_delete(&p);
+	if (!failed && root == NULL)
+		err_at(x, 0, 0, "empty statechart");
+	return root;
+}
+
+/* ---- pass 2: helpers over the tree ---- */
+
+static const char *
+kind_name(enum nkind k)
+{
+	return k == N_SCALAR ? "a scalar" : k == N_MAP ? "a mapping" : "a list";
+}
+
+static struct node *
+map_get(struct node *map, const char *key)
+{
+	if (map == NULL || map->kind != N_MAP)
+		return NULL;
+	for (size_t i = 0; i + 1 < map->nkids; i += 2) {
+		if (strcmp(map->kids[i]->text, key) == 0) {
+			map->kids[i]->used = true;
+			return map->kids[i + 1];
+		}
+	}
+	return NULL;
+}
+
+static size_t
+edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), prev[64], cur[64];
+	if (la >= 63 || lb >= 63)
+		return 99;
+	for (size_t j = 0; j <= lb; j++)
+		prev[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		cur[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+			size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+			cur[j] = sub < del ? (sub < ins ? sub : ins)
+					   : (del < ins ? del : ins);
+		}
+		memcpy(prev, cur, (lb + 1) * sizeof(size_t));
+	}
+	return prev[lb];
+}
+
+/* Reports every key of map not in allowed[] (NULL-terminated). */
+static void
+check_keys(struct ctx *x, struct node *map, const char *where,
+	   const char *const *allowed)
+{
+	for (size_t i = 0; i + 1 < map->nkids; i += 2) {
+		const char *k = map->kids[i]->text;
+		const char *best = NULL;
+		size_t bestd = 99;
+		bool ok = false;
+		for (size_t a = 0; allowed[a] != NULL; a++) {
+			size_t d;
+			if (strcmp(k, allowed[a]) == 0) {
+				ok = true;
+				break;
+			}
+			d = edit_distance(k, allowed[a]);
+			if (d < bestd) {
+				bestd = d;
+				best = allowed[a];
+			}
+		}
+		if (ok)
+			continue;
+		if (best != NULL && bestd <= 2 && bestd < strlen(k))
+			err_at(x, map->kids[i]->line, map->kids[i]->col,
+			       "unknown key \"%s\" in %s (did you mean "
+			       "\"%s\"?)",
+			       k, where, best);
+		else
+			err_at(x, map->kids[i]->line, map->kids[i]->col,
+			       "unknown key \"%s\" in %s", k, where);
+	}
+}
+
+static bool
+want_kind(struct ctx *x, struct node *n, enum nkind k, const char *what)
+{
+	if (n->kind == k)
+		return true;
+	err_at(x, n->line, n->col, "%s must be %s, not %s", what,
+	       kind_name(k), kind_name(n->kind));
+	return false;
+}
+
+static char *
+xstrdup(struct ctx *x, const char *s)
+{
+	char *d = strdup(s);
+	if (d == NULL)
+		err_at(x, 0, 0, "out of memory");
+	return d;
+}
+
+static bool
+name_ok(const char *s, const char *extra)
+{
+	if (*s == '\0' || strlen(s) >= CHART_TYPE_MAX)
+		return false;
+	for (; *s; s++)
+		if (!islower((unsigned char)*s) &&
+		    !isdigit((unsigned char)*s) && *s != '_' &&
+		    strchr(extra, *s) == NULL)
+			return false;
+	return true;
+}
+
+/* A required or optional string scalar; NULL if absent or wrong. */
+static char *
+get_str(struct ctx *x, struct node *map, const char *key, const char *what,
+	bool required, const char *charset)
+{
+	struct node *n = map_get(map, key);
+	if (n == NULL) {
+		if (required)
+			err_at(x, map->line, map->col, "%s: missing key \"%s\"",
+			       what, key);
+		return NULL;
+	}
+	if (n->kind != N_SCALAR) {
+		err_at(x, n->line, n->col, "\"%s\" in %s must be a string, not %s",
+		       key, what, kind_name(n->kind));
+		return NULL;
+	}
+	if (charset != NULL && !name_ok(n->text, charset)) {
+		err_at(x, n->line, n->col,
+		       "\"%s\" in %s: \"%s\" must be lowercase letters, digits, "
+		       "_%s",
+		       key, what, n->text,
+		       strchr(charset, '.') != NULL ? ", . and -" : "");
+		return NULL;
+	}
+	return xstrdup(x, n->text);
+}
+
+int
+chart_parse_duration(const char *s, int64_t *ms)
+{
+	char *end;
+	long long v;
+	int64_t mult;
+
+	if (s == NULL || !isdigit((unsigned char)s[0]))
+		return -1;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s)
+		return -1;
+	if (strcmp(end, "ms") == 0)
+		mult = 1;
+	else if (strcmp(end, "s") == 0)
+		mult = 1000;
+	else if (strcmp(end, "m") == 0)
+		mult = 60000;
+	else if (strcmp(end, "h") == 0)
+		mult = 3600000;
+	else
+		return -1;
+	if (v > MAX_DURATION_MS / mult)
+		return -1;
+	*ms = v * mult;
+	return 0;
+}
+
+/* Backoffs and caps may be 0 (retry at once); timeouts and waits may
+ * not. */
+static bool
+get_duration(struct ctx *x, struct node *map, const char *key,
+	     const char *what, int64_t *out)
+{
+	struct node *n = map_get(map, key);
+	bool zero_ok = strcmp(key, "backoff") == 0 || strcmp(key, "cap") == 0;
+	int64_t v = 0;
+	if (n == NULL)
+		return false;
+	if (n->kind != N_SCALAR || chart_parse_duration(n->text, &v) != 0 ||
+	    (v == 0 && !zero_ok)) {
+		err_at(x, n->line, n->col,
+		       "\"%s\" in %s: bad duration \"%s\" (use e.g. 250ms, "
+		       "10s, 5m, 1h; %s, at most 30 days)",
+		       key, what, n->kind == N_SCALAR ? n->text : "...",
+		       zero_ok ? "0 or more" : "positive");
+		return false;
+	}
+	*out = v;
+	return true;
+}
+
+static bool
+looks_int(const char *s)
+{
+	if (*s == '-')
+		s++;
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (!isdigit((unsigned char)*s))
+			return false;
+	return true;
+}
+
+static bool
+looks_float(const char *s)
+{
+	char *end;
+	errno = 0;
+	if (!*s || isspace((unsigned char)*s))
+		return false;
+	(void)strtod(s, &end);
+	return *end == '\0' && errno == 0 && strpbrk(s, ".eE") != NULL;
+}
+
+/* The typed value of a scalar node (see the opening comment). */
+static int
+scalar_value(struct ctx *x, struct node *n, struct value *out)
+{
+	if (n->kind != N_SCALAR) {
+		err_at(x, n->line, n->col, "expected a single value, not %s",
+		       kind_name(n->kind));
+		return -1;
+	}
+	if (!n->quoted && looks_int(n->text)) {
+		errno = 0;
+		long long v = strtoll(n->text, NULL, 10);
+		if (errno != 0) {
+			err_at(x, n->line, n->col, "integer %s out of range",
+			       n->text);
+			return -1;
+		}
+		value_set_int(out, v);
+	} else if (!n->quoted && looks_float(n->text)) {
+		value_set_float(out, strtod(n->text, NULL));
+	} else if (!n->quoted && (strcmp(n->text, "true") == 0 ||
+				  strcmp(n->text, "false") == 0)) {
+		value_set_bool(out, n->text[0] == 't');
+	} else if (!n->quoted &&
+		   (strcmp(n->text, "~") == 0 || strcmp(n->text, "null") == 0 ||
+		    n->text[0] == '\0')) {
+		err_at(x, n->line, n->col, "a value is required here");
+		return -1;
+	} else if (value_set_str(out, n->text) != 0) {
+		err_at(x, 0, 0, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static bool
+get_int(struct ctx *x, struct node *map, const char *key, const char *what,
+	long long min, long long max, long long *out)
+{
+	struct node *n = map_get(map, key);
+	if (n == NULL)
+		return false;
+	if (n->kind != N_SCALAR || n->quoted || !looks_int(n->text) ||
+	    strtoll(n->text, NULL, 10) < min ||
+	    strtoll(n->text, NULL, 10) > max) {
+		err_at(x, n->line, n->col,
+		       "\"%s\" in %s must be a whole number from %lld to %lld",
+		       key, what, min, max);
+		return false;
+	}
+	*out = strtoll(n->text, NULL, 10);
+	return true;
+}
+
+/* A list of strings (a single string is accepted as a list of one). */
+static int
+get_strv(struct ctx *x, struct node *map, const char *key, const char *what,
+	 char ***out, size_t *nout, const char *charset)
+{
+	struct node *n = map_get(map, key);
+	struct node *one[1];
+	struct node **items;
+	size_t nitems;
+
+	*out = NULL;
+	*nout = 0;
+	if (n == NULL)
+		return 0;
+	if (n->kind == N_SCALAR) {
+		one[0] = n;
+		items = one;
+		nitems = 1;
+	} else if (n->kind == N_SEQ) {
+		items = n->kids;
+		nitems = n->nkids;
+	} else {
+		err_at(x, n->line, n->col,
+		       "\"%s\" in %s must be a list of names, not a mapping",
+		       key, what);
+		return -1;
+	}
+	*out = calloc(nitems + 1, sizeof(char *));
+	if (*out == NULL) {
+		err_at(x, 0, 0, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < nitems; i++) {
+		if (items[i]->kind != N_SCALAR ||
+		    (charset != NULL && !name_ok(items[i]->text, charset))) {
+			err_at(x, items[i]->line, items[i]->col,
+			       "\"%s\" in %s: each entry must be a name of "
+			       "lowercase letters, digits, _%s",
+			       key, what, charset && strchr(charset, '.') ? ", . and -" : "");
+			continue;
+		}
+		(*out)[(*nout)++] = xstrdup(x, items[i]->text);
+	}
+	return 0;
+}
+
+/* ---- pass 2: the builder ---- */
+
+/* Targets are kept by name while building, resolved at the end. */
+struct pending_target {
+	int *slot;
+	char *name;
+	int line, col;
+	const char *what;   /* e.g. "reply \"x\" of state \"y\"" */
+	bool must_be_final; /* fail and exhausted targets */
+};
+
+struct builder {
+	struct ctx *x;
+	struct chart *c;
+	struct pending_target *targets;
+	size_t ntargets, captargets;
+	struct node **state_nodes;
+	struct chart_retry def_retry, def_comp_retry;
+	int64_t def_timeout;
+	char *failure_name;
+	int failure_line, failure_col;
+};
+
+static void
+want_target(struct builder *b, int *slot, struct node *n, const char *what,
+	    bool must_be_final)
+{
+	struct pending_target *t;
+	*slot = -1;
+	if (n->kind != N_SCALAR) {
+		err_at(b->x, n->line, n->col, "%s must name a state, not %s",
+		       what, kind_name(n->kind));
+		return;
+	}
+	if (b->ntargets == b->captargets) {
+		size_t cap = b->captargets ? b->captargets * 2 : 32;
+		struct pending_target *nt =
+			realloc(b->targets, cap * sizeof(*nt));
+		if (nt == NULL) {
+			err_at(b->x, 0, 0, "out of memory");
+			return;
+		}
+		b->targets = nt;
+		b->captargets = cap;
+	}
+	t = &b->targets[b->ntargets++];
+	t->slot = slot;
+	t->name = xstrdup(b->x, n->text);
+	t->line = n->line;
+	t->col = n->col;
+	t->what = NULL;
+	t->must_be_final = must_be_final;
+	/* `what` is formatted when the error is reported */
+	t->what = what;
+}
+
+static void
+build_retry(struct builder *b, struct node *n, const char *what,
+	    struct chart_retry *r)
+{
+	static const char *const keys[] = {"attempts", "backoff", "multiplier",
+					   "cap", NULL};
+	long long attempts;
+	struct node *m;
+
+	if (!want_kind(b->x, n, N_MAP, what))
+		return;
+	check_keys(b->x, n, what, keys);
+	if (get_int(b->x, n, "attempts", what, 1, 100, &attempts))
+		r->attempts = (int)attempts;
+	get_duration(b->x, n, "backoff", what, &r->backoff_ms);
+	get_duration(b->x, n, "cap", what, &r->cap_ms);
+	m = map_get(n, "multiplier");
+	if (m != NULL) {
+		if (m->kind != N_SCALAR || m->quoted ||
+		    !(looks_int(m->text) || looks_float(m->text)) ||
+		    strtod(m->text, NULL) < 1.0 ||
+		    strtod(m->text, NULL) > 100.0)
+			err_at(b->x, m->line, m->col,
+			       "\"multiplier\" in %s must be a number from 1 "
+			       "to 100",
+			       what);
+		else
+			r->multiplier = strtod(m->text, NULL);
+	}
+	if (r->cap_ms < r->backoff_ms)
+		err_at(b->x, n->line, n->col,
+		       "%s: cap (%lldms) is smaller than backoff (%lldms)",
+		       what, (long long)r->cap_ms, (long long)r->backoff_ms);
+}
+
+static const char *
+where(char *buf, size_t cap, const char *kind, const char *name)
+{
+	snprintf(buf, cap, "%s \"%s\"", kind, name);
+	return buf;
+}
+
+static void
+build_compensation(struct builder *b, struct chart_state *s, struct node *n)
+{
+	static const char *const keys[] = {"to",      "command", "route",
+					   "pass",    "ok",	 "timeout",
+					   "retry",   "description", NULL};
+	char w[160];
+	struct chart_compensation *k;
+
+	snprintf(w, sizeof(w), "compensate of state \"%s\"", s->name);
+	if (!want_kind(b->x, n, N_MAP, w))
+		return;
+	check_keys(b->x, n, w, keys);
+	k = calloc(1, sizeof(*k));
+	if (k == NULL) {
+		err_at(b->x, 0, 0, "out of memory");
+		return;
+	}
+	s->compensate = k;
+	k->to = get_str(b->x, n, "to", w, false, "-");
+	k->command = get_str(b->x, n, "command", w, true, ".-");
+	k->route = get_str(b->x, n, "route", w, false, NULL);
+	get_strv(b->x, n, "pass", w, &k->pass, &k->npass, ".");
+	get_strv(b->x, n, "ok", w, &k->ok, &k->nok, ".-");
+	if (k->nok == 0 && map_get(n, "ok") == NULL)
+		err_at(b->x, n->line, n->col,
+		       "%s: missing key \"ok\" (the replies that mean undone)",
+		       w);
+	k->timeout_ms = b->def_timeout;
+	get_duration(b->x, n, "timeout", w, &k->timeout_ms);
+	k->retry = b->def_comp_retry;
+	if (map_get(n, "retry") != NULL)
+		build_retry(b, map_get(n, "retry"), w, &k->retry);
+	if (k->to == NULL && s->to != NULL)
+		k->to = xstrdup(b->x, s->to);
+	if (k->route == NULL && s->route != NULL)
+		k->route = xstrdup(b->x, s->route);
+}
+
+static void
+build_step(struct builder *b, struct chart_state *s, struct node *n)
+{
+	static const char *const keys[] = {
+		"type", "description", "to",	   "command", "route",
+		"pass", "on",	       "save",	   "emit",    "timeout",
+		"retry", "compensate", "exhausted", NULL};
+	char w[120];
+	struct node *on, *ex;
+
+	where(w, sizeof(w), "state", s->name);
+	check_keys(b->x, n, w, keys);
+	s->to = get_str(b->x, n, "to", w, true, "-");
+	s->command = get_str(b->x, n, "command", w, true, ".-");
+	s->route = get_str(b->x, n, "route", w, false, NULL);
+	s->emit = get_str(b->x, n, "emit", w, false, ".-");
+	get_strv(b->x, n, "pass", w, &s->pass, &s->npass, ".");
+	get_strv(b->x, n, "save", w, &s->save, &s->nsave, NULL);
+	s->timeout_ms = b->def_timeout;
+	get_duration(b->x, n, "timeout", w, &s->timeout_ms);
+	s->retry = b->def_retry;
+	if (map_get(n, "retry") != NULL)
+		build_retry(b, map_get(n, "retry"), w, &s->retry);
+	s->exhausted_target = -1;
+	ex = map_get(n, "exhausted");
+	if (ex != NULL)
+		want_target(b, &s->exhausted_target, ex, "\"exhausted\"", true);
+	on = map_get(n, "on");
+	if (on == NULL) {
+		err_at(b->x, n->line, n->col,
+		       "state \"%s\": missing key \"on\" (the replies it "
+		       "waits for)",
+		       s->name);
+	} else if (want_kind(b->x, on, N_MAP, "\"on\"")) {
+		size_t nr = on->nkids / 2;
+		s->replies = calloc(nr + 1, sizeof(*s->replies));
+		if (s->replies == NULL) {
+			err_at(b->x, 0, 0, "out of memory");
+			return;
+		}
+		for (size_t i = 0; i < nr; i++) {
+			struct node *k = on->kids[2 * i];
+			struct node *v = on->kids[2 * i + 1];
+			struct chart_reply *r = &s->replies[s->nreplies];
+			if (!name_ok(k->text, ".-")) {
+				err_at(b->x, k->line, k->col,
+				       "reply type \"%s\" must be lowercase "
+				       "letters, digits, _, . and -",
+				       k->text);
+				continue;
+			}
+			r->type = xstrdup(b->x, k->text);
+			r->target = -1;
+			s->nreplies++;
+			if (v->kind == N_SCALAR && strcmp(v->text, "retry") == 0) {
+				r->kind = REPLY_RETRY;
+			} else if (v->kind == N_SCALAR) {
+				r->kind = REPLY_GOTO;
+				want_target(b, &r->target, v, "reply target",
+					    false);
+			} else if (v->kind == N_MAP) {
+				static const char *const rk[] = {"goto", "fail",
+								 NULL};
+				struct node *g = map_get(v, "goto");
+				struct node *f = map_get(v, "fail");
+				check_keys(b->x, v, "a reply", rk);
+				if ((g == NULL) == (f == NULL)) {
+					err_at(b->x, v->line, v->col,
+					       "reply \"%s\" needs exactly one "
+					       "of goto: or fail:",
+					       k->text);
+				} else if (g != NULL) {
+					r->kind = REPLY_GOTO;
+					want_target(b, &r->target, g,
+						    "reply target", false);
+				} else {
+					r->kind = REPLY_FAIL;
+					want_target(b, &r->target, f,
+						    "fail target", true);
+				}
+			} else {
+				err_at(b->x, v->line, v->col,
+				       "reply \"%s\" must lead to a state name, "
+				       "retry, {goto: S} or {fail: S}",
+				       k->text);
+			}
+		}
+		bool success = false;
+		for (size_t i = 0; i < s->nreplies; i++)
+			success |= s->replies[i].kind == REPLY_GOTO;
+		if (!success)
+			err_at(b->x, on->line, on->col,
+			       "state \"%s\" has no reply mapped to success "
+			       "(a reply leading to the next state)",
+			       s->name);
+	}
+	if (map_get(n, "compensate") != NULL)
+		build_compensation(b, s, map_get(n, "compensate"));
+}
+
+static const struct {
+	const char *name;
+	enum chart_op op;
+} ops[] = {
+	{"eq", OP_EQ},	 {"ne", OP_NE},	    {"in", OP_IN}, {"not_in", OP_NOT_IN},
+	{"lt", OP_LT},	 {"le", OP_LE},	    {"gt", OP_GT}, {"ge", OP_GE},
+	{"present", OP_PRESENT},
+};
+
+static void
+build_cond(struct builder *b, struct chart_state *s, struct node *n,
+	   struct chart_cond *c)
+{
+	static const char *const keys[] = {
+		"field", "eq", "ne", "in", "not_in", "lt", "le", "gt", "ge",
+		"present", NULL};
+	char w[120];
+	struct node *opnode = NULL;
+	const struct chart_field *f;
+	int nops = 0;
+
+	snprintf(w, sizeof(w), "a guard of state \"%s\"", s->name);
+	value_set_nil(&c->operand);
+	if (!want_kind(b->x, n, N_MAP, w))
+		return;
+	check_keys(b->x, n, w, keys);
+	c->field = get_str(b->x, n, "field", w, true, NULL);
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		struct node *o = map_get(n, ops[i].name);
+		if (o != NULL) {
+			nops++;
+			c->op = ops[i].op;
+			opnode = o;
+		}
+	}
+	if (nops != 1) {
+		err_at(b->x, n->line, n->col,
+		       "%s needs exactly one operator (eq, ne, in, not_in, "
+		       "lt, le, gt, ge, present)",
+		       w);
+		return;
+	}
+	if (c->field == NULL)
+		return;
+	f = chart_field_find(b->c, c->field);
+	if (f == NULL) {
+		err_at(b->x, n->line, n->col,
+		       "guard on field \"%s\", which is not declared under "
+		       "fields:",
+		       c->field);
+		return;
+	}
+	if (c->op == OP_PRESENT) {
+		if (scalar_value(b->x, opnode, &c->operand) == 0 &&
+		    c->operand.type != VALUE_BOOL)
+			err_at(b->x, opnode->line, opnode->col,
+			       "present: takes true or false");
+		return;
+	}
+	if (c->op == OP_IN || c->op == OP_NOT_IN) {
+		if (opnode->kind != N_SEQ || opnode->nkids == 0) {
+			err_at(b->x, opnode->line, opnode->col,
+			       "%s: takes a non-empty list",
+			       c->op == OP_IN ? "in" : "not_in");
+			return;
+		}
+		value_set_array(&c->operand);
+		for (size_t i = 0; i < opnode->nkids; i++) {
+			struct value item;
+			if (scalar_value(b->x, opnode->kids[i], &item) != 0)
+				continue;
+			value_array_push(&c->operand, &item);
+		}
+	} else if (scalar_value(b->x, opnode, &c->operand) != 0) {
+		return;
+	}
+	/* type checks against the declared field */
+	bool numeric_op = c->op == OP_LT || c->op == OP_LE || c->op == OP_GT ||
+			  c->op == OP_GE;
+	bool field_num = f->type == FIELD_INTEGER || f->type == FIELD_NUMBER;
+	if (numeric_op && !field_num) {
+		err_at(b->x, opnode->line, opnode->col,
+		       "comparison on field \"%s\", which is a %s, not a "
+		       "number",
+		       c->field, chart_field_type_name(f->type));
+		return;
+	}
+	if (f->type == FIELD_LIST || f->type == FIELD_MAP) {
+		err_at(b->x, opnode->line, opnode->col,
+		       "guard on field \"%s\", which is a %s: only present: "
+		       "applies",
+		       c->field, chart_field_type_name(f->type));
+		return;
+	}
+	const struct value *vals = &c->operand;
+	size_t nvals = 1;
+	if (c->operand.type == VALUE_ARRAY) {
+		vals = c->operand.u.a.items;
+		nvals = c->operand.u.a.len;
+	}
+	for (size_t i = 0; i < nvals; i++) {
+		enum value_type t = vals[i].type;
+		bool fits = (f->type == FIELD_STRING && t == VALUE_STR) ||
+			    (f->type == FIELD_INTEGER && t == VALUE_INT) ||
+			    (f->type == FIELD_NUMBER &&
+			     (t == VALUE_INT || t == VALUE_FLOAT)) ||
+			    (f->type == FIELD_BOOLEAN && t == VALUE_BOOL);
+		if (!fits) {
+			err_at(b->x, opnode->line, opnode->col,
+			       "guard compares field \"%s\" (a %s) with a %s",
+			       c->field, chart_field_type_name(f->type),
+			       value_type_name(t));
+			return;
+		}
+	}
+}
+
+static void
+build_choice(struct builder *b, struct chart_state *s, struct node *n)
+{
+	static const char *const keys[] = {"type",    "description",
+					   "branches", "default",
+					   "compensate", NULL};
+	char w[120];
+	struct node *br, *def;
+
+	where(w, sizeof(w), "state", s->name);
+	check_keys(b->x, n, w, keys);
+	s->default_target = -1;
+	def = map_get(n, "default");
+	if (def == NULL)
+		err_at(b->x, n->line, n->col,
+		       "choice state \"%s\": missing key \"default\"", s->name);
+	else
+		want_target(b, &s->default_target, def, "\"default\"", false);
+	br = map_get(n, "branches");
+	if (br == NULL) {
+		err_at(b->x, n->line, n->col,
+		       "choice state \"%s\": missing key \"branches\"",
+		       s->name);
+		return;
+	}
+	if (!want_kind(b->x, br, N_SEQ, "\"branches\""))
+		return;
+	s->branches = calloc(br->nkids + 1, sizeof(*s->branches));
+	if (s->branches == NULL) {
+		err_at(b->x, 0, 0, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < br->nkids; i++) {
+		static const char *const bk[] = {"when", "goto", "fail", NULL};
+		struct node *bn = br->kids[i], *when, *g, *f;
+		struct chart_branch *bb = &s->branches[s->nbranches];
+		if (!want_kind(b->x, bn, N_MAP, "a branch"))
+			continue;
+		s->nbranches++;
+		bb->target = -1;
+		check_keys(b->x, bn, "a branch", bk);
+		when = map_get(bn, "when");
+		g = map_get(bn, "goto");
+		f = map_get(bn, "fail");
+		if (when == NULL)
+			err_at(b->x, bn->line, bn->col,
+			       "branch of state \"%s\": missing key \"when\"",
+			       s->name);
+		if ((g == NULL) == (f == NULL))
+			err_at(b->x, bn->line, bn->col,
+			       "branch of state \"%s\" needs exactly one of "
+			       "goto: or fail:",
+			       s->name);
+		else if (g != NULL) {
+			bb->kind = REPLY_GOTO;
+			want_target(b, &bb->target, g, "branch target", false);
+		} else {
+			bb->kind = REPLY_FAIL;
+			want_target(b, &bb->target, f, "fail target", true);
+		}
+		if (when == NULL)
+			continue;
+		size_t nc = when->kind == N_SEQ ? when->nkids : 1;
+		bb->conds = calloc(nc + 1, sizeof(*bb->conds));
+		if (bb->conds == NULL) {
+			err_at(b->x, 0, 0, "out of memory");
+			continue;
+		}
+		for (size_t k = 0; k < nc; k++) {
+			build_cond(b, s,
+				   when->kind == N_SEQ ? when->kids[k] : when,
+				   &bb->conds[k]);
+			bb->nconds++;
+		}
+	}
+}
+
+static void
+build_state(struct builder *b, struct chart_state *s, struct node *key,
+	    struct node *n)
+{
+	/* "compensate" is reported on its own below, not as unknown */
+	static const char *const wait_keys[] = {"type",	    "description",
+						"duration", "next",
+						"compensate", NULL};
+	static const char *const final_keys[] = {"type", "description", "emit",
+						 "compensate", NULL};
+	struct node *t;
+	char w[120];
+
+	s->name = xstrdup(b->x, key->text);
+	s->line = key->line;
+	s->col = key->col;
+	s->default_target = s->next = s->exhausted_target = -1;
+	if (!name_ok(key->text, "")) {
+		err_at(b->x, key->line, key->col,
+		       "state name \"%s\" must be lowercase letters, digits "
+		       "and _",
+		       key->text);
+	}
+	where(w, sizeof(w), "state", key->text);
+	if (!want_kind(b->x, n, N_MAP, w))
+		return;
+	t = map_get(n, "type");
+	if (t == NULL || t->kind != N_SCALAR) {
+		err_at(b->x, n->line, n->col,
+		       "state \"%s\": missing key \"type\" (step, choice, "
+		       "wait or final)",
+		       key->text);
+		return;
+	}
+	if (strcmp(t->text, "step") == 0) {
+		s->type = STATE_STEP;
+		build_step(b, s, n);
+		return;
+	}
+	if (strcmp(t->text, "choice") == 0)
+		s->type = STATE_CHOICE;
+	else if (strcmp(t->text, "wait") == 0)
+		s->type = STATE_WAIT;
+	else if (strcmp(t->text, "final") == 0)
+		s->type = STATE_FINAL;
+	else {
+		err_at(b->x, t->line, t->col,
+		       "state \"%s\": unknown type \"%s\" (step, choice, wait "
+		       "or final)",
+		       key->text, t->text);
+		return;
+	}
+	if (map_get(n, "compensate") != NULL) {
+		struct node *c = map_get(n, "compensate");
+		err_at(b->x, c->line, c->col,
+		       "a %s state has nothing to compensate: \"compensate\" "
+		       "belongs on step states",
+		       t->text);
+	}
+	if (s->type == STATE_CHOICE) {
+		build_choice(b, s, n);
+	} else if (s->type == STATE_WAIT) {
+		struct node *nx;
+		check_keys(b->x, n, w, wait_keys);
+		if (!get_duration(b->x, n, "duration", w, &s->duration_ms) &&
+		    map_get(n, "duration") == NULL)
+			err_at(b->x, n->line, n->col,
+			       "wait state \"%s\": missing key \"duration\"",
+			       key->text);
+		nx = map_get(n, "next");
+		if (nx == NULL)
+			err_at(b->x, n->line, n->col,
+			       "wait state \"%s\": missing key \"next\"",
+			       key->text);
+		else
+			want_target(b, &s->next, nx, "\"next\"", false);
+	} else {
+		check_keys(b->x, n, w, final_keys);
+		s->emit = get_str(b->x, n, "emit", w, false, ".-");
+	}
+}
+
+static void
+build_fields(struct builder *b, struct node *n)
+{
+	static const char *const types[] = {"string",  "integer", "number",
+					    "boolean", "list",	  "map"};
+	if (!want_kind(b->x, n, N_MAP, "\"fields\""))
+		return;
+	b->c->fields = calloc(n->nkids / 2 + 1, sizeof(*b->c->fields));
+	if (b->c->fields == NULL) {
+		err_at(b->x, 0, 0, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i + 1 < n->nkids; i += 2) {
+		struct node *k = n->kids[i], *v = n->kids[i + 1];
+		size_t t;
+		if (!name_ok(k->text, ".")) {
+			err_at(b->x, k->line, k->col,
+			       "field \"%s\" must be a dotted path of "
+			       "lowercase names",
+			       k->text);
+			continue;
+		}
+		for (t = 0; t < 6; t++)
+			if (v->kind == N_SCALAR && strcmp(v->text, types[t]) == 0)
+				break;
+		if (t == 6) {
+			err_at(b->x, v->line, v->col,
+			       "field \"%s\": unknown type (string, integer, "
+			       "number, boolean, list, map)",
+			       k->text);
+			continue;
+		}
+		b->c->fields[b->c->nfields].path = xstrdup(b->x, k->text);
+		b->c->fields[b->c->nfields].type = (enum chart_field_type)t;
+		b->c->nfields++;
+	}
+}
+
+static bool
+scalar_field(const struct chart_field *f)
+{
+	return f->type != FIELD_LIST && f->type != FIELD_MAP;
+}
+
+static void
+check_route(struct builder *b, const struct chart_state *s,
+	    const char *route, const char *what)
+{
+	const char *p = route;
+	while (p != NULL && (p = strchr(p, '{')) != NULL) {
+		const char *end = strchr(p, '}');
+		char path[128];
+		const struct chart_field *f;
+		if (end == NULL || (size_t)(end - p - 1) >= sizeof(path) ||
+		    end == p + 1) {
+			err_at(b->x, s->line, s->col,
+			       "state \"%s\": %s \"%s\" has an unterminated "
+			       "or empty {placeholder}",
+			       s->name, what, route);
+			return;
+		}
+		memcpy(path, p + 1, (size_t)(end - p - 1));
+		path[end - p - 1] = '\0';
+		f = chart_field_find(b->c, path);
+		if (f == NULL)
+			err_at(b->x, s->line, s->col,
+			       "state \"%s\": %s \"%s\" names field \"%s\", "
+			       "which is not declared under fields:",
+			       s->name, what, route, path);
+		else if (!scalar_field(f))
+			err_at(b->x, s->line, s->col,
+			       "state \"%s\": %s \"%s\" names field \"%s\", a "
+			       "%s, not a single value",
+			       s->name, what, route, path,
+			       chart_field_type_name(f->type));
+		p = end + 1;
+	}
+}
+
+/* True if some step saves `name` from its reply. */
+static bool
+saved_somewhere(const struct chart *c, const char *name)
+{
+	for (size_t i = 0; i < c->nstates; i++)
+		for (size_t k = 0; k < c->states[i].nsave; k++)
+			if (c->states[i].save[k] != NULL &&
+			    strcmp(c->states[i].save[k], name) == 0)
+				return true;
+	return false;
+}
+
+/* A passed field is declared, or saved from an earlier reply. */
+static void
+check_pass(struct builder *b, const struct chart_state *s, char **pass,
+	   size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (pass[i] != NULL && chart_field_find(b->c, pass[i]) == NULL &&
+		    !saved_somewhere(b->c, pass[i]))
+			err_at(b->x, s->line, s->col,
+			       "state \"%s\" passes field \"%s\", which is "
+			       "neither declared under fields: nor saved from "
+			       "a reply",
+			       s->name, pass[i]);
+}
+
+static void
+resolve_targets(struct builder *b)
+{
+	for (size_t i = 0; i < b->ntargets; i++) {
+		struct pending_target *t = &b->targets[i];
+		int idx;
+		if (t->name == NULL)
+			continue;
+		idx = chart_state_index(b->c, t->name);
+		if (idx < 0) {
+			err_at(b->x, t->line, t->col,
+			       "%s \"%s\" is not a state", t->what, t->name);
+			continue;
+		}
+		if (t->must_be_final && b->c->states[idx].type != STATE_FINAL) {
+			err_at(b->x, t->line, t->col,
+			       "%s \"%s\" must be a final state, it is a %s "
+			       "state",
+			       t->what, t->name,
+			       chart_state_type_name(b->c->states[idx].type));
+			continue;
+		}
+		*t->slot = idx;
+	}
+}
+
+/* Calls fn for every transition out of state i. */
+static void
+for_each_edge(const struct chart *c, size_t i, void (*fn)(void *, int),
+	      void *arg)
+{
+	const struct chart_state *s = &c->states[i];
+	switch (s->type) {
+	case STATE_STEP:
+		for (size_t k = 0; k < s->nreplies; k++)
+			if (s->replies[k].target >= 0)
+				fn(arg, s->replies[k].target);
+		fn(arg, s->exhausted_target >= 0 ? s->exhausted_target
+						 : c->failure);
+		break;
+	case STATE_CHOICE:
+		for (size_t k = 0; k < s->nbranches; k++)
+			if (s->branches[k].target >= 0)
+				fn(arg, s->branches[k].target);
+		if (s->default_target >= 0)
+			fn(arg, s->default_target);
+		break;
+	case STATE_WAIT:
+		if (s->next >= 0)
+			fn(arg, s->next);
+		break;
+	case STATE_FINAL:
+		break;
+	}
+}
+
+struct mark {
+	char *seen;
+	int *stack;
+	size_t n;
+};
+
+static void
+visit(void *arg, int to)
+{
+	struct mark *m = arg;
+	if (to >= 0 && !m->seen[to]) {
+		m->seen[to] = 1;
+		m->stack[m->n++] = to;
+	}
+}
+
+struct reach_final {
+	const char *can;
+	bool any;
+};
+
+static void
+edge_to_good(void *arg, int to)
+{
+	struct reach_final *r = arg;
+	if (to >= 0 && r->can[to])
+		r->any = true;
+}
+
+static void
+check_graph(struct builder *b)
+{
+	struct chart *c = b->c;
+	struct mark m;
+	char *can;
+	bool changed = true;
+
+	if (c->nstates == 0 || c->initial < 0)
+		return;
+	m.seen = calloc(c->nstates, 1);
+	m.stack = calloc(c->nstates * 4 + 4, sizeof(int));
+	can = calloc(c->nstates, 1);
+	if (m.seen == NULL || m.stack == NULL || can == NULL) {
+		err_at(b->x, 0, 0, "out of memory");
+		goto out;
+	}
+	m.n = 0;
+	visit(&m, c->initial);
+	while (m.n > 0)
+		for_each_edge(c, (size_t)m.stack[--m.n], visit, &m);
+	for (size_t i = 0; i < c->nstates; i++)
+		if (!m.seen[i])
+			err_at(b->x, c->states[i].line, c->states[i].col,
+			       "state \"%s\" is unreachable from the initial "
+			       "state \"%s\"",
+			       c->states[i].name, c->states[c->initial].name);
+	for (size_t i = 0; i < c->nstates; i++)
+		can[i] = c->states[i].type == STATE_FINAL;
+	while (changed) {
+		changed = false;
+		for (size_t i = 0; i < c->nstates; i++) {
+			struct reach_final r = {can, false};
+			if (can[i])
+				continue;
+			for_each_edge(c, i, edge_to_good, &r);
+			if (r.any) {
+				can[i] = 1;
+				changed = true;
+			}
+		}
+	}
+	for (size_t i = 0; i < c->nstates; i++)
+		if (m.seen[i] && !can[i])
+			err_at(b->x, c->states[i].line, c->states[i].col,
+			       "state \"%s\" has no way to a final state",
+			       c->states[i].name);
+out:
+	free(m.seen);
+	free(m.stack);
+	free(can);
+}
+
+/* ---- version: FNV-1a over a canonical text ---- */
+
+struct hash {
+	uint64_t h;
+};
+
+static void
+hput(struct hash *h, const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)(s ? s : "\x01");
+	     *p; p++) {
+		h->h ^= *p;
+		h->h *= 1099511628211ULL;
+	}
+	h->h ^= 0xff; /* field separator */
+	h->h *= 1099511628211ULL;
+}
+
+static void
+hint(struct hash *h, long long v)
+{
+	char buf[32];
+	snprintf(buf, sizeof(buf), "%lld", v);
+	hput(h, buf);
+}
+
+static void
+hretry(struct hash *h, const struct chart_retry *r)
+{
+	char buf[64];
+	hint(h, r->attempts);
+	hint(h, r->backoff_ms);
+	snprintf(buf, sizeof(buf), "%.6f", r->multiplier);
+	hput(h, buf);
+	hint(h, r->cap_ms);
+}
+
+static void
+hvalue(struct hash *h, const struct value *v)
+{
+	char buf[64];
+	if (v->type == VALUE_ARRAY) {
+		hint(h, (long long)v->u.a.len);
+		for (size_t i = 0; i < v->u.a.len; i++)
+			hvalue(h, &v->u.a.items[i]);
+		return;
+	}
+	hput(h, value_type_name(v->type));
+	value_scalar_text(v, buf, sizeof(buf));
+	hput(h, buf);
+}
+
+static void
+hstrv(struct hash *h, char **v, size_t n)
+{
+	hint(h, (long long)n);
+	for (size_t i = 0; i < n; i++)
+		hput(h, v[i]);
+}
+
+static int
+cmp_field(const void *a, const void *b)
+{
+	return strcmp(((const struct chart_field *)a)->path,
+		      ((const struct chart_field *)b)->path);
+}
+
+static void
+compute_version(struct chart *c)
+{
+	struct hash h = {14695981039346656037ULL};
+	struct chart_field *sorted = NULL;
+
+	hput(&h, "saga-chart-v1");
+	hput(&h, c->name);
+	hint(&h, c->initial);
+	hint(&h, c->failure);
+	if (c->nfields > 0) {
+		sorted = malloc(c->nfields * sizeof(*sorted));
+		if (sorted != NULL) {
+			memcpy(sorted, c->fields, c->nfields * sizeof(*sorted));
+			qsort(sorted, c->nfields, sizeof(*sorted), cmp_field);
+			for (size_t i = 0; i < c->nfields; i++) {
+				hput(&h, sorted[i].path);
+				hint(&h, sorted[i].type);
+			}
+			free(sorted);
+		}
+	}
+	for (size_t i = 0; i < c->nstates; i++) {
+		const struct chart_state *s = &c->states[i];
+		hput(&h, s->name);
+		hint(&h, s->type);
+		hput(&h, s->emit);
+		hput(&h, s->to);
+		hput(&h, s->command);
+		hput(&h, s->route);
+		hstrv(&h, s->pass, s->npass);
+		hint(&h, (long long)s->nreplies);
+		/* replies: a mapping, so their order is not content */
+		for (size_t pass = 0; pass < s->nreplies; pass++) {
+			const struct chart_reply *best = NULL;
+			for (size_t k = 0; k < s->nreplies; k++) {
+				const struct chart_reply *r = &s->replies[k];
+				size_t rank = 0;
+				for (size_t j = 0; j < s->nreplies; j++)
+					if (strcmp(s->replies[j].type, r->type) < 0)
+						rank++;
+				if (rank == pass)
+					best = r;
+			}
+			if (best != NULL) {
+				hput(&h, best->type);
+				hint(&h, best->kind);
+				hint(&h, best->target);
+			}
+		}
+		hstrv(&h, s->save, s->nsave);
+		hint(&h, s->timeout_ms);
+		hretry(&h, &s->retry);
+		hint(&h, s->exhausted_target);
+		if (s->compensate != NULL) {
+			hput(&h, "compensate");
+			hput(&h, s->compensate->to);
+			hput(&h, s->compensate->command);
+			hput(&h, s->compensate->route);
+			hstrv(&h, s->compensate->pass, s->compensate->npass);
+			hstrv(&h, s->compensate->ok, s->compensate->nok);
+			hint(&h, s->compensate->timeout_ms);
+			hretry(&h, &s->compensate->retry);
+		}
+		hint(&h, (long long)s->nbranches);
+		for (size_t k = 0; k < s->nbranches; k++) {
+			const struct chart_branch *br = &s->branches[k];
+			hint(&h, br->kind);
+			hint(&h, br->target);
+			hint(&h, (long long)br->nconds);
+			for (size_t j = 0; j < br->nconds; j++) {
+				hput(&h, br->conds[j].field);
+				hint(&h, br->conds[j].op);
+				hvalue(&h, &br->conds[j].operand);
+			}
+		}
+		hint(&h, s->default_target);
+		hint(&h, s->duration_ms);
+		hint(&h, s->next);
+	}
+	snprintf(c->version, sizeof(c->version), "%016llx",
+		 (unsigned long long)h.h);
+}
+
+/* ---- top level ---- */
+
+static void
+build_chart(struct builder *b, struct node *root)
+{
+	static const char *const keys[] = {"saga",     "description", "initial",
+					   "failure",  "fields",      "defaults",
+					   "states",   NULL};
+	static const char *const dkeys[] = {"timeout", "retry",
+					    "compensate_retry", NULL};
+	struct node *states, *defaults, *fields, *init, *fail;
+	struct chart *c = b->c;
+
+	if (!want_kind(b->x, root, N_MAP, "a statechart"))
+		return;
+	check_keys(b->x, root, "the statechart", keys);
+	c->name = get_str(b->x, root, "saga", "the statechart", true, "-");
+	b->def_timeout = 10000;
+	b->def_retry = (struct chart_retry){3, 1000, 2.0, 30000};
+	b->def_comp_retry = (struct chart_retry){5, 1000, 2.0, 60000};
+	defaults = map_get(root, "defaults");
+	if (defaults != NULL && want_kind(b->x, defaults, N_MAP, "\"defaults\"")) {
+		check_keys(b->x, defaults, "defaults", dkeys);
+		get_duration(b->x, defaults, "timeout", "defaults",
+			     &b->def_timeout);
+		if (map_get(defaults, "retry") != NULL)
+			build_retry(b, map_get(defaults, "retry"),
+				    "defaults retry", &b->def_retry);
+		if (map_get(defaults, "compensate_retry") != NULL)
+			build_retry(b, map_get(defaults, "compensate_retry"),
+				    "defaults compensate_retry",
+				    &b->def_comp_retry);
+	}
+	fields = map_get(root, "fields");
+	if (fields != NULL)
+		build_fields(b, fields);
+	states = map_get(root, "states");
+	if (states == NULL) {
+		err_at(b->x, root->line, root->col,
+		       "the statechart: missing key \"states\"");
+		return;
+	}
+	if (!want_kind(b->x, states, N_MAP, "\"states\""))
+		return;
+	if (states->nkids == 0) {
+		err_at(b->x, states->line, states->col, "no states");
+		return;
+	}
+	c->states = calloc(states->nkids / 2, sizeof(*c->states));
+	if (c->states == NULL) {
+		err_at(b->x, 0, 0, "out of memory");
+		return;
+	}
+	/* names first, so targets resolve whatever the order */
+	c->nstates = states->nkids / 2;
+	for (size_t i = 0; i < c->nstates; i++)
+		build_state(b, &c->states[i], states->kids[2 * i],
+			    states->kids[2 * i + 1]);
+	c->initial = -1;
+	init = map_get(root, "initial");
+	if (init == NULL)
+		err_at(b->x, root->line, root->col,
+		       "the statechart: missing key \"initial\"");
+	else
+		want_target(b, &c->initial, init, "\"initial\"", false);
+	c->failure = -1;
+	fail = map_get(root, "failure");
+	if (fail != NULL)
+		want_target(b, &c->failure, fail, "\"failure\"", true);
+	resolve_targets(b);
+	if (fail == NULL) {
+		int f = chart_state_index(c, "failed");
+		if (f >= 0 && c->states[f].type == STATE_FINAL)
+			c->failure = f;
+	}
+	/* per-state checks that need the whole chart */
+	for (size_t i = 0; i < c->nstates; i++) {
+		struct chart_state *s = &c->states[i];
+		if (s->type != STATE_STEP)
+			continue;
+		check_route(b, s, s->route, "route");
+		check_pass(b, s, s->pass, s->npass);
+		if (s->compensate != NULL) {
+			check_route(b, s, s->compensate->route,
+				    "compensation route");
+			check_pass(b, s, s->compensate->pass,
+				   s->compensate->npass);
+		}
+		if (s->exhausted_target < 0 && c->failure < 0 &&
+		    map_get(states->kids[2 * i + 1], "exhausted") == NULL)
+			err_at(b->x, s->line, s->col,
+			       "state \"%s\": nowhere to go when its attempts "
+			       "run out: add \"exhausted: <final state>\" or a "
+			       "top-level \"failure:\" (or a final state named "
+			       "failed)",
+			       s->name);
+	}
+	if (b->x->nerr == 0)
+		check_graph(b);
+}
+
+struct chart *
+chart_load_buffer(const char *name, const char *buf, size_t len,
+		  struct chart_errors *errs)
+{
+	struct ctx x = {name, buf, len, errs, 0};
+	struct builder b;
+	struct node *root;
+	struct chart *c;
+
+	memset(&b, 0, sizeof(b));
+	b.x = &x;
+	if (len == 0) {
+		err_at(&x, 0, 0, "empty statechart");
+		return NULL;
+	}
+	root = parse_tree(&x);
+	if (root == NULL)
+		return NULL;
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		err_at(&x, 0, 0, "out of memory");
+		node_free(root);
+		return NULL;
+	}
+	c->initial = c->failure = -1;
+	c->file = xstrdup(&x, name);
+	b.c = c;
+	build_chart(&b, root);
+	for (size_t i = 0; i < b.ntargets; i++)
+		free(b.targets[i].name);
+	free(b.targets);
+	node_free(root);
+	if (x.nerr > 0) {
+		chart_free(c);
+		return NULL;
+	}
+	compute_version(c);
+	return c;
+}
+
+struct chart *
+chart_load_file(const char *path, struct chart_errors *errs)
+{
+	struct ctx x = {path, NULL, 0, errs, 0};
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	size_t n;
+	struct chart *c;
+
+	if (f == NULL) {
+		err_at(&x, 0, 0, "cannot open: %s", strerror(errno));
+		return NULL;
+	}
+	buf = malloc(MAX_FILE + 1);
+	if (buf == NULL) {
+		fclose(f);
+		err_at(&x, 0, 0, "out of memory");
+		return NULL;
+	}
+	n = fread(buf, 1, MAX_FILE + 1, f);
+	if (ferror(f)) {
+		err_at(&x, 0, 0, "cannot read: %s", strerror(errno));
+		fclose(f);
+		free(buf);
+		return NULL;
+	}
+	fclose(f);
+	if (n > MAX_FILE) {
+		err_at(&x, 0, 0, "larger than 1 MiB");
+		free(buf);
+		return NULL;
+	}
+	buf[n] = '\0';
+	c = chart_load_buffer(path, buf, n, errs);
+	free(buf);
+	return c;
+}

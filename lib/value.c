@@ -449,8 +449,8 @@ value_to_msgpack(const struct value *v, char **buf, size_t *len)
 		*len = 0;
 		return -1;
 	}
+	*len = sb.size; /* release() zeroes the size */
 	*buf = msgpack_sbuffer_release(&sb);
-	*len = sb.size;
 	if (*buf == NULL) {
 		/* an empty buffer: hand out a real allocation */
 		*buf = malloc(1);

@@ -55,7 +55,7 @@ CREATE TABLE inbox (
 -- commit; a row is deleted once its publisher confirm arrives; after a
 -- crash every row left is published again.
 CREATE TABLE outbox (
-  seq         INTEGER PRIMARY KEY,
+  seq         INTEGER PRIMARY KEY AUTOINCREMENT, -- never reused: the loop publishes by seq
   saga_id     TEXT NOT NULL,
   exchange    TEXT NOT NULL,
   routing_key TEXT NOT NULL,

@@ -1696,7 +1696,10 @@ build_chart(struct builder *b, struct node *root)
 			check_pass(b, s, s->compensate->pass,
 				   s->compensate->npass);
 		}
-		if (s->exhausted_target < 0 && c->failure < 0 &&
+		if (s->exhausted_target < 0 &&
+		    map_get(states->kids[2 * i + 1], "exhausted") == NULL)
+			s->exhausted_target = c->failure; /* the default */
+		if (s->exhausted_target < 0 &&
 		    map_get(states->kids[2 * i + 1], "exhausted") == NULL)
 			err_at(b->x, s->line, s->col,
 			       "state \"%s\": nowhere to go when its attempts "

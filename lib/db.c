@@ -108,7 +108,7 @@ int
 db_migrate(sqlite3 *db, const struct db_migration *m, size_t n, char *err,
 	   size_t errlen)
 {
-	int have;
+	int have = 0;
 	char sql[64], why[512];
 
 	if (user_version(db, &have, err, errlen) != 0)

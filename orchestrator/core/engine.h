@@ -107,13 +107,23 @@ struct saga {
 	enum saga_status status;
 	int state;		  /* current state index */
 	enum saga_phase phase;
-	int attempt;		  /* attempt of the current command (>= 1) */
+	int attempt;		  /* attempt of the current command (>= 1);
+				   * 0 in a WAIT or FINAL state */
+	int attempt_base;	  /* attempts spent before the current retry
+				   * budget: 0, or the attempt at which an
+				   * operator's RETRY/RESUME gave fresh
+				   * attempts (numbering goes on, so message
+				   * ids stay unique). The policy bounds
+				   * attempt - attempt_base. */
 	struct value data;	  /* order fields + saved reply fields (a map) */
 	struct saga_done done[ENGINE_STACK_MAX]; /* completed steps, in order */
 	size_t ndone;
 	int fail_target;	  /* final state after compensation, or -1 */
-	int64_t timer_seq;	  /* current timer, 0 if none */
-	int64_t timer_at_ms;	  /* when it fires */
+	int64_t timer_seq;	  /* the latest timer's seq, 0 before the
+				   * first; never reused, so a stale timer is
+				   * recognised. The timer is armed iff phase
+				   * is not PHASE_NONE. */
+	int64_t timer_at_ms;	  /* when it fires; 0 when none is armed */
 	int64_t started_ms;	  /* saga start */
 	int64_t step_started_ms;  /* when the current state was entered */
 	int64_t updated_ms;
@@ -174,8 +184,12 @@ enum engine_result {
 	ENGINE_OK,	 /* the saga changed; actions may be empty */
 	ENGINE_IGNORED,	 /* late/unknown/duplicate input: nothing changed */
 	ENGINE_REJECTED, /* operator event not applicable: nothing changed */
-	ENGINE_ERROR,	 /* bad input (e.g. START twice, route field missing),
-			  * or out of memory: nothing changed */
+	ENGINE_ERROR,	 /* bad input (e.g. START twice, an order that is
+			  * not a map or has a declared field of the wrong
+			  * type, the wrong chart), a transition loop, or
+			  * out of memory: nothing changed. (A route field
+			  * missing is not an error: the step fails, see
+			  * engine.c.) */
 };
 
 struct engine_output {

@@ -4,7 +4,7 @@ add_compile_options(
   -Wall -Wextra -pedantic
   -Wmissing-prototypes -Wstrict-prototypes -Wold-style-definition
   -Wshadow -Wvla -Wwrite-strings -Wcast-qual -Wformat=2 -Wundef
-  -Wimplicit-fallthrough -Wpointer-arith -Wnull-dereference
+  -Wimplicit-fallthrough -Wpointer-arith
   -fno-common
   # snprintf into a fixed buffer is our bounded-copy idiom (curl: buffers
   # take a size cap); GCC's guess that it "may be truncated" is noise.

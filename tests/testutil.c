@@ -145,9 +145,16 @@ source_dir(void)
 char *
 testbroker_start(const char *name)
 {
+	return testbroker_start_args(name, "");
+}
+
+char *
+testbroker_start_args(const char *name, const char *args)
+{
 	char *url = NULL;
-	int rc = testutil_sh(&url, "'%s/scripts/broker' start '%s' --owner %ld",
-			     source_dir(), name, (long)getpid());
+	int rc = testutil_sh(&url,
+			     "'%s/scripts/broker' start '%s' --owner %ld %s",
+			     source_dir(), name, (long)getpid(), args);
 	if (rc != 0) {
 		fprintf(stderr, "cannot start private broker %s (exit %d)\n",
 			name, rc);

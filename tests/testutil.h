@@ -33,6 +33,8 @@ const char *testutil_amqp_url(void);
 /* Starts a private broker named `name` (unique per test) owned by this
  * process; returns its AMQP URL (malloc'd) or NULL. */
 char *testbroker_start(const char *name);
+/* The same with extra scripts/broker flags, e.g. "--tls". */
+char *testbroker_start_args(const char *name, const char *args);
 /* stop / restart / any scripts/broker verb, e.g. "stop", "restart". */
 int testbroker_ctl(const char *name, const char *verb);
 

@@ -1,0 +1,1445 @@
+/* bus.c -- the AMQP bus (see bus.h).
+ *
+ * Shape. One connection, one channel (1). The unconfirmed messages live in
+ * an array in publish order; each has the AMQP publish seq it was last
+ * sent with (0 = not sent on this connection yet). Seqs grow in array
+ * order, so an ack for seq n (multiple or not) is found by binary search
+ * and settled entries are compacted away from the front. A reconnect sets
+ * every seq back to 0, and the next poll writes them all again.
+ *
+ * Reading: amqp_consume_message() handles basic.deliver; any other frame
+ * makes it return AMQP_STATUS_UNEXPECTED_STATE, and the frame is then read
+ * with amqp_simple_wait_frame() and dispatched (ack, nack, return, close,
+ * blocked, cancel). After a failed consume the envelope is never destroyed
+ * (rabbitmq-c #689: it was freed already). amqp_maybe_release_buffers()
+ * runs every turn, or the per-channel pool grows without bound.
+ */
+#include "bus.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <amqp.h>
+#include <amqp_ssl_socket.h>
+#include <amqp_tcp_socket.h>
+
+#include "log.h"
+
+#define CH 1
+#define MAX_URLS 8
+
+struct pending {
+	uint64_t tag;
+	uint64_t seq; /* publish seq on this connection, 0 = not sent */
+	bool returned;
+	/* the message, one allocation: strings then body */
+	char *exchange, *rk, *message_id, *correlation_id, *type, *reply_to,
+		*traceparent, *error, *content_type;
+	int64_t timestamp_ms, expiration_ms;
+	bool mandatory, transient;
+	void *body;
+	size_t len;
+	char *mem;
+};
+
+struct bus {
+	struct bus_config cfg;
+	char *urls[MAX_URLS];
+	size_t nurls, next_url;
+	char *consume[16];
+	size_t nconsume;
+	struct bus_topology topo; /* borrowed from cfg: caller keeps it */
+
+	amqp_connection_state_t conn;
+	bool connected, blocked, consuming;
+	int64_t connected_at_ms;
+	uint32_t generation; /* connections made so far */
+	uint64_t next_seq;
+	int64_t retry_at_ms;
+	int backoff_ms;
+	char last_error[256];
+
+	struct pending *p; /* unconfirmed, in publish order */
+	size_t np, capp, head;
+	uint64_t nreturned_pending;
+
+	struct bus_stats stats;
+};
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- URLs ---- */
+
+static int
+unhex(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Copies [s, s+n) into out, decoding %XX. -1 on a bad escape or overflow. */
+static int
+decode(const char *s, size_t n, char *out, size_t cap)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (c == '%') {
+			int hi, lo;
+			if (i + 2 >= n)
+				return -1;
+			hi = unhex((unsigned char)s[i + 1]);
+			lo = unhex((unsigned char)s[i + 2]);
+			if (hi < 0 || lo < 0)
+				return -1;
+			c = (char)(hi * 16 + lo);
+			i += 2;
+		}
+		if (o + 1 >= cap)
+			return -1;
+		out[o++] = c;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+int
+bus_url_parse(const char *url, struct bus_url *u, char *err, size_t errlen)
+{
+	const char *p, *at, *slash, *hostend, *colon;
+	char port[16];
+
+	memset(u, 0, sizeof(*u));
+	if (strncmp(url, "amqp://", 7) == 0) {
+		p = url + 7;
+	} else if (strncmp(url, "amqps://", 8) == 0) {
+		p = url + 8;
+		u->tls = true;
+	} else {
+		snprintf(err, errlen,
+			 "bad AMQP URL: must start with amqp:// or amqps://");
+		return -1;
+	}
+	slash = strchr(p, '/');
+	if (slash == NULL)
+		slash = p + strlen(p);
+	at = memchr(p, '@', (size_t)(slash - p));
+	snprintf(u->user, sizeof(u->user), "guest");
+	snprintf(u->password, sizeof(u->password), "guest");
+	if (at != NULL) {
+		const char *c = memchr(p, ':', (size_t)(at - p));
+		const char *uend = c != NULL ? c : at;
+		if (decode(p, (size_t)(uend - p), u->user, sizeof(u->user)) ||
+		    (c != NULL && decode(c + 1, (size_t)(at - c - 1),
+					 u->password, sizeof(u->password)))) {
+			snprintf(err, errlen,
+				 "bad AMQP URL: bad %%-escape or too long in "
+				 "the user or password");
+			return -1;
+		}
+		p = at + 1;
+	}
+	if (*p == '[') { /* [::1]:5672 */
+		hostend = strchr(p, ']');
+		if (hostend == NULL || hostend > slash) {
+			snprintf(err, errlen, "bad AMQP URL: unclosed [ in host");
+			return -1;
+		}
+		snprintf(u->host, sizeof(u->host), "%.*s",
+			 (int)(hostend - p - 1), p + 1);
+		colon = hostend[1] == ':' ? hostend + 1 : NULL;
+	} else {
+		colon = memchr(p, ':', (size_t)(slash - p));
+		hostend = colon != NULL ? colon : slash;
+		if ((size_t)(hostend - p) >= sizeof(u->host)) {
+			snprintf(err, errlen, "bad AMQP URL: host too long");
+			return -1;
+		}
+		snprintf(u->host, sizeof(u->host), "%.*s", (int)(hostend - p),
+			 p);
+	}
+	if (u->host[0] == '\0') {
+		snprintf(err, errlen, "bad AMQP URL: no host");
+		return -1;
+	}
+	u->port = u->tls ? 5671 : 5672;
+	if (colon != NULL) {
+		size_t n = (size_t)(slash - colon - 1);
+		char *end;
+		long v;
+		if (n == 0 || n >= sizeof(port)) {
+			snprintf(err, errlen, "bad AMQP URL: bad port");
+			return -1;
+		}
+		memcpy(port, colon + 1, n);
+		port[n] = '\0';
+		v = strtol(port, &end, 10);
+		if (*end != '\0' || v < 1 || v > 65535) {
+			snprintf(err, errlen,
+				 "bad AMQP URL: port \"%s\" is not 1..65535",
+				 port);
+			return -1;
+		}
+		u->port = (int)v;
+	}
+	if (*slash == '/' && slash[1] != '\0') {
+		if (decode(slash + 1, strlen(slash + 1), u->vhost,
+			   sizeof(u->vhost)) != 0 ||
+		    strchr(slash + 1, '/') != NULL) {
+			snprintf(err, errlen,
+				 "bad AMQP URL: bad vhost (use %%2f for /)");
+			return -1;
+		}
+	}
+	if (u->vhost[0] == '\0')
+		snprintf(u->vhost, sizeof(u->vhost), "/");
+	return 0;
+}
+
+void
+bus_url_redact(const char *url, char *buf, size_t cap)
+{
+	const char *scheme = strstr(url, "://");
+	const char *at, *colon, *slash;
+
+	if (scheme == NULL) {
+		snprintf(buf, cap, "(bad URL)");
+		return;
+	}
+	scheme += 3;
+	slash = strchr(scheme, '/');
+	if (slash == NULL)
+		slash = scheme + strlen(scheme);
+	at = memchr(scheme, '@', (size_t)(slash - scheme));
+	if (at == NULL) {
+		snprintf(buf, cap, "%s", url);
+		return;
+	}
+	colon = memchr(scheme, ':', (size_t)(at - scheme));
+	if (colon == NULL) {
+		snprintf(buf, cap, "%s", url);
+		return;
+	}
+	snprintf(buf, cap, "%.*s:***%s", (int)(colon - url), url, at);
+}
+
+/* ---- pending messages ---- */
+
+static char *
+put(char **w, const char *s)
+{
+	char *start = *w;
+	size_t n = s != NULL ? strlen(s) : 0;
+	if (s == NULL)
+		return NULL;
+	memcpy(start, s, n + 1);
+	*w += n + 1;
+	return start;
+}
+
+static size_t
+slen(const char *s)
+{
+	return s != NULL ? strlen(s) + 1 : 0;
+}
+
+static void
+pending_free(struct pending *p)
+{
+	free(p->mem);
+	p->mem = NULL;
+}
+
+static size_t
+live(const struct bus *b)
+{
+	return b->np - b->head;
+}
+
+/* ---- connection ---- */
+
+static void
+set_error(struct bus *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void
+set_error(struct bus *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(b->last_error, sizeof(b->last_error), fmt, ap);
+	va_end(ap);
+}
+
+static const char *
+reply_text(amqp_rpc_reply_t r)
+{
+	static char buf[300];
+	switch (r.reply_type) {
+	case AMQP_RESPONSE_NORMAL:
+		return "ok";
+	case AMQP_RESPONSE_NONE:
+		return "missing RPC reply";
+	case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+		return amqp_error_string2(r.library_error);
+	case AMQP_RESPONSE_SERVER_EXCEPTION:
+		if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+			amqp_connection_close_t *m = r.reply.decoded;
+			snprintf(buf, sizeof(buf), "connection closed: %u %.*s",
+				 m->reply_code, (int)m->reply_text.len,
+				 (const char *)m->reply_text.bytes);
+			return buf;
+		}
+		if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+			amqp_channel_close_t *m = r.reply.decoded;
+			snprintf(buf, sizeof(buf), "channel closed: %u %.*s",
+				 m->reply_code, (int)m->reply_text.len,
+				 (const char *)m->reply_text.bytes);
+			return buf;
+		}
+		return "server error";
+	}
+	return "?";
+}
+
+static void
+drop_connection(struct bus *b, const char *why)
+{
+	if (b->conn != NULL) {
+		/* no connection.close: the peer may be gone (NOTES §1) */
+		amqp_destroy_connection(b->conn);
+		b->conn = NULL;
+	}
+	if (b->connected) {
+		log_warnx("bus %s: connection lost: %s; reconnecting",
+			  b->cfg.name, why);
+		b->stats.reconnects++;
+	}
+	b->connected = b->blocked = false;
+	/* a connection that dies young (e.g. a publish to a missing exchange
+	 * closes the channel at once) must not reconnect in a tight loop */
+	if (now_ms() - b->connected_at_ms < 2000) {
+		b->backoff_ms = b->backoff_ms == 0 ? 100 : b->backoff_ms * 2;
+		if (b->backoff_ms > 10000)
+			b->backoff_ms = 10000;
+	}
+	for (size_t i = b->head; i < b->np; i++) {
+		b->p[i].seq = 0; /* publish again on the next connection */
+		b->p[i].returned = false;
+	}
+	b->retry_at_ms = now_ms() + b->backoff_ms;
+}
+
+static bool
+rpc_ok(struct bus *b, const char *what)
+{
+	amqp_rpc_reply_t r = amqp_get_rpc_reply(b->conn);
+	if (r.reply_type == AMQP_RESPONSE_NORMAL)
+		return true;
+	set_error(b, "%s: %s", what, reply_text(r));
+	return false;
+}
+
+static amqp_table_entry_t *
+entry(amqp_table_entry_t *e, size_t *n, const char *key)
+{
+	amqp_table_entry_t *x = &e[(*n)++];
+	memset(x, 0, sizeof(*x));
+	x->key = amqp_cstring_bytes(key);
+	return x;
+}
+
+static void
+entry_str(amqp_table_entry_t *e, size_t *n, const char *key, const char *v)
+{
+	amqp_table_entry_t *x = entry(e, n, key);
+	x->value.kind = AMQP_FIELD_KIND_UTF8;
+	x->value.value.bytes = amqp_cstring_bytes(v);
+}
+
+static void
+entry_i64(amqp_table_entry_t *e, size_t *n, const char *key, int64_t v)
+{
+	amqp_table_entry_t *x = entry(e, n, key);
+	x->value.kind = AMQP_FIELD_KIND_I64;
+	x->value.value.i64 = v;
+}
+
+static int
+declare(struct bus *b)
+{
+	const struct bus_topology *t = b->cfg.topology;
+	if (t == NULL)
+		return 0;
+	for (size_t i = 0; i < t->nexchanges; i++) {
+		const struct bus_exchange *x = &t->exchanges[i];
+		amqp_table_entry_t e[2];
+		size_t n = 0;
+		if (x->alternate != NULL)
+			entry_str(e, &n, "alternate-exchange", x->alternate);
+		amqp_exchange_declare(b->conn, CH, amqp_cstring_bytes(x->name),
+				      amqp_cstring_bytes(x->type), 0, 1, 0, 0,
+				      (amqp_table_t){(int)n, e});
+		if (!rpc_ok(b, x->name))
+			return -1;
+	}
+	for (size_t i = 0; i < t->nqueues; i++) {
+		const struct bus_queue *q = &t->queues[i];
+		amqp_table_entry_t e[8];
+		size_t n = 0;
+		if (q->dlx != NULL)
+			entry_str(e, &n, "x-dead-letter-exchange", q->dlx);
+		if (q->dlrk != NULL)
+			entry_str(e, &n, "x-dead-letter-routing-key", q->dlrk);
+		if (q->ttl_ms > 0)
+			entry_i64(e, &n, "x-message-ttl", q->ttl_ms);
+		if (q->max_length > 0)
+			entry_i64(e, &n, "x-max-length", q->max_length);
+		if (q->overflow != NULL)
+			entry_str(e, &n, "x-overflow", q->overflow);
+		if (q->quorum)
+			entry_str(e, &n, "x-queue-type", "quorum");
+		if (q->delivery_limit > 0)
+			entry_i64(e, &n, "x-delivery-limit", q->delivery_limit);
+		amqp_queue_declare(b->conn, CH, amqp_cstring_bytes(q->name), 0, 1,
+				   0, 0, (amqp_table_t){(int)n, e});
+		if (!rpc_ok(b, q->name))
+			return -1;
+	}
+	for (size_t i = 0; i < t->nbindings; i++) {
+		const struct bus_binding *bd = &t->bindings[i];
+		if (bd->queue != NULL)
+			amqp_queue_bind(b->conn, CH,
+					amqp_cstring_bytes(bd->queue),
+					amqp_cstring_bytes(bd->exchange),
+					amqp_cstring_bytes(bd->key),
+					amqp_empty_table);
+		else
+			amqp_exchange_bind(b->conn, CH,
+					   amqp_cstring_bytes(bd->dest_exchange),
+					   amqp_cstring_bytes(bd->exchange),
+					   amqp_cstring_bytes(bd->key),
+					   amqp_empty_table);
+		if (!rpc_ok(b, bd->queue != NULL ? bd->queue
+						 : bd->dest_exchange))
+			return -1;
+	}
+	return 0;
+}
+
+static int
+try_connect(struct bus *b, const char *url)
+{
+	struct bus_url u;
+	char err[256];
+	amqp_socket_t *sock;
+	struct timeval tv = {b->cfg.connect_timeout_ms / 1000,
+			     (b->cfg.connect_timeout_ms % 1000) * 1000};
+	struct timeval rpc = {b->cfg.rpc_timeout_ms / 1000,
+			      (b->cfg.rpc_timeout_ms % 1000) * 1000};
+	amqp_table_entry_t caps[2], props[1];
+	amqp_table_t capt, propt;
+	amqp_rpc_reply_t r;
+	int rc;
+
+	if (bus_url_parse(url, &u, err, sizeof(err)) != 0) {
+		set_error(b, "%s", err);
+		return -1;
+	}
+	b->conn = amqp_new_connection();
+	if (b->conn == NULL) {
+		set_error(b, "out of memory");
+		return -1;
+	}
+	if (u.tls) {
+		sock = amqp_ssl_socket_new(b->conn);
+		if (sock == NULL) {
+			set_error(b, "cannot create TLS socket");
+			return -1;
+		}
+		if (amqp_ssl_socket_set_ssl_versions(sock, AMQP_TLSv1_2,
+						     AMQP_TLSvLATEST) != 0) {
+			set_error(b, "cannot restrict TLS versions");
+			return -1;
+		}
+		amqp_ssl_socket_set_verify_peer(sock, !b->cfg.insecure);
+		amqp_ssl_socket_set_verify_hostname(sock, !b->cfg.insecure);
+		if (b->cfg.ca_file != NULL &&
+		    amqp_ssl_socket_set_cacert(sock, b->cfg.ca_file) != 0) {
+			set_error(b, "cannot load CA file %s", b->cfg.ca_file);
+			return -1;
+		}
+		if (b->cfg.cert_file != NULL &&
+		    amqp_ssl_socket_set_key(sock, b->cfg.cert_file,
+					    b->cfg.key_file) != 0) {
+			set_error(b, "cannot load client certificate %s",
+				  b->cfg.cert_file);
+			return -1;
+		}
+	} else {
+		sock = amqp_tcp_socket_new(b->conn);
+		if (sock == NULL) {
+			set_error(b, "cannot create socket");
+			return -1;
+		}
+	}
+	rc = amqp_socket_open_noblock(sock, u.host, u.port, &tv);
+	if (rc != AMQP_STATUS_OK) {
+		set_error(b, "cannot connect to %s:%d: %s", u.host, u.port,
+			  amqp_error_string2(rc));
+		return -1;
+	}
+	amqp_set_rpc_timeout(b->conn, &rpc);
+	/* ask for connection.blocked and consumer cancel notifications */
+	caps[0].key = amqp_cstring_bytes("connection.blocked");
+	caps[0].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+	caps[0].value.value.boolean = 1;
+	caps[1].key = amqp_cstring_bytes("consumer_cancel_notify");
+	caps[1].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+	caps[1].value.value.boolean = 1;
+	capt = (amqp_table_t){2, caps};
+	props[0].key = amqp_cstring_bytes("capabilities");
+	props[0].value.kind = AMQP_FIELD_KIND_TABLE;
+	props[0].value.value.table = capt;
+	propt = (amqp_table_t){1, props};
+	r = amqp_login_with_properties(b->conn, u.vhost, 0, 131072,
+				       b->cfg.heartbeat_s, &propt,
+				       AMQP_SASL_METHOD_PLAIN, u.user,
+				       u.password);
+	if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+		set_error(b, "login to %s:%d vhost %s as %s failed: %s", u.host,
+			  u.port, u.vhost, u.user, reply_text(r));
+		return -1;
+	}
+	amqp_channel_open(b->conn, CH);
+	if (!rpc_ok(b, "channel.open"))
+		return -1;
+	amqp_confirm_select(b->conn, CH);
+	if (!rpc_ok(b, "confirm.select"))
+		return -1;
+	if (declare(b) != 0)
+		return -1;
+	if (b->nconsume > 0) {
+		amqp_basic_qos(b->conn, CH, 0, b->cfg.prefetch, 0);
+		if (!rpc_ok(b, "basic.qos"))
+			return -1;
+		for (size_t i = 0; i < b->nconsume; i++) {
+			amqp_basic_consume(b->conn, CH,
+					   amqp_cstring_bytes(b->consume[i]),
+					   amqp_cstring_bytes(b->consume[i]), 0,
+					   0, 0, amqp_empty_table);
+			if (!rpc_ok(b, b->consume[i]))
+				return -1;
+		}
+		b->consuming = true;
+	}
+	return 0;
+}
+
+int
+bus_connect(struct bus *b, char *err, size_t errlen)
+{
+	char red[300];
+
+	if (b->connected)
+		return 0;
+	for (size_t k = 0; k < b->nurls; k++) {
+		const char *url = b->urls[b->next_url];
+		b->next_url = (b->next_url + 1) % b->nurls;
+		if (try_connect(b, url) == 0) {
+			b->connected = true;
+			b->blocked = false;
+			b->generation++;
+			b->next_seq = 1; /* tags restart on every channel */
+			b->connected_at_ms = now_ms();
+			bus_url_redact(url, red, sizeof(red));
+			log_info("bus %s: connected to %s", b->cfg.name, red);
+			return 0;
+		}
+		if (b->conn != NULL) {
+			amqp_destroy_connection(b->conn);
+			b->conn = NULL;
+		}
+		bus_url_redact(url, red, sizeof(red));
+		if (err != NULL)
+			snprintf(err, errlen, "%s: %s", red, b->last_error);
+	}
+	b->backoff_ms = b->backoff_ms == 0 ? 100 : b->backoff_ms * 2;
+	if (b->backoff_ms > 10000)
+		b->backoff_ms = 10000;
+	{
+		/* jitter: 75%..125% so a fleet does not reconnect in step */
+		uint16_t r = 0;
+		if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+			r = 0;
+		b->retry_at_ms = now_ms() + b->backoff_ms * 3 / 4 +
+				 (b->backoff_ms / 2) * r / 65535;
+	}
+	return -1;
+}
+
+/* ---- open / close ---- */
+
+struct bus *
+bus_open(const struct bus_config *cfg, char *err, size_t errlen)
+{
+	struct bus *b = calloc(1, sizeof(*b));
+	char *list, *save = NULL, *tok;
+
+	if (b == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	b->cfg = *cfg;
+	if (b->cfg.name == NULL)
+		b->cfg.name = "bus";
+	if (b->cfg.heartbeat_s <= 0)
+		b->cfg.heartbeat_s = 10;
+	if (b->cfg.connect_timeout_ms <= 0)
+		b->cfg.connect_timeout_ms = 5000;
+	if (b->cfg.rpc_timeout_ms <= 0)
+		b->cfg.rpc_timeout_ms = 15000;
+	if (b->cfg.prefetch == 0)
+		b->cfg.prefetch = 200;
+	if (b->cfg.max_body == 0)
+		b->cfg.max_body = 16u << 20;
+	if (cfg->url == NULL || cfg->url[0] == '\0') {
+		snprintf(err, errlen, "no AMQP URL (--amqp or SAGA_AMQP_URL)");
+		free(b);
+		return NULL;
+	}
+	list = strdup(cfg->url);
+	if (list == NULL) {
+		snprintf(err, errlen, "out of memory");
+		free(b);
+		return NULL;
+	}
+	for (tok = strtok_r(list, ",", &save); tok != NULL;
+	     tok = strtok_r(NULL, ",", &save)) {
+		struct bus_url u;
+		char why[256];
+		while (*tok == ' ')
+			tok++;
+		if (bus_url_parse(tok, &u, why, sizeof(why)) != 0) {
+			snprintf(err, errlen, "%s", why);
+			goto fail;
+		}
+		if (u.tls && cfg->ca_file == NULL && !cfg->insecure) {
+			snprintf(err, errlen,
+				 "amqps:// needs a CA file to verify the "
+				 "broker (--amqp-ca)");
+			goto fail;
+		}
+		if (b->nurls == MAX_URLS) {
+			snprintf(err, errlen, "more than %d AMQP URLs",
+				 MAX_URLS);
+			goto fail;
+		}
+		b->urls[b->nurls++] = strdup(tok);
+	}
+	if (b->nurls == 0) {
+		snprintf(err, errlen, "no AMQP URL");
+		goto fail;
+	}
+	if (cfg->nconsume > sizeof(b->consume) / sizeof(b->consume[0])) {
+		snprintf(err, errlen, "too many queues to consume");
+		goto fail;
+	}
+	for (size_t i = 0; i < cfg->nconsume; i++)
+		b->consume[b->nconsume++] = strdup(cfg->consume[i]);
+	free(list);
+	return b;
+fail:
+	free(list);
+	bus_close(b);
+	return NULL;
+}
+
+void
+bus_close(struct bus *b)
+{
+	if (b == NULL)
+		return;
+	if (b->conn != NULL) {
+		if (b->connected) {
+			amqp_channel_close(b->conn, CH, AMQP_REPLY_SUCCESS);
+			amqp_connection_close(b->conn, AMQP_REPLY_SUCCESS);
+		}
+		amqp_destroy_connection(b->conn);
+	}
+	for (size_t i = 0; i < b->np; i++)
+		pending_free(&b->p[i]);
+	free(b->p);
+	for (size_t i = 0; i < b->nurls; i++)
+		free(b->urls[i]);
+	for (size_t i = 0; i < b->nconsume; i++)
+		free(b->consume[i]);
+	free(b);
+}
+
+/* ---- publishing ---- */
+
+static int
+send_one(struct bus *b, struct pending *p)
+{
+	amqp_basic_properties_t props;
+	amqp_table_entry_t h[2];
+	size_t nh = 0;
+	char exp[32];
+	int rc;
+
+	memset(&props, 0, sizeof(props));
+	props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG |
+		       AMQP_BASIC_CONTENT_TYPE_FLAG |
+		       AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_TIMESTAMP_FLAG;
+	props.delivery_mode = p->transient ? 1 : 2;
+	props.content_type = amqp_cstring_bytes(
+		p->content_type != NULL ? p->content_type
+					: "application/msgpack");
+	props.message_id = amqp_cstring_bytes(p->message_id);
+	props.timestamp = (uint64_t)(p->timestamp_ms / 1000);
+	if (p->correlation_id != NULL) {
+		props._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
+		props.correlation_id = amqp_cstring_bytes(p->correlation_id);
+	}
+	if (p->type != NULL) {
+		props._flags |= AMQP_BASIC_TYPE_FLAG;
+		props.type = amqp_cstring_bytes(p->type);
+	}
+	if (p->reply_to != NULL) {
+		props._flags |= AMQP_BASIC_REPLY_TO_FLAG;
+		props.reply_to = amqp_cstring_bytes(p->reply_to);
+	}
+	if (p->expiration_ms > 0) {
+		snprintf(exp, sizeof(exp), "%lld", (long long)p->expiration_ms);
+		props._flags |= AMQP_BASIC_EXPIRATION_FLAG;
+		props.expiration = amqp_cstring_bytes(exp);
+	}
+	if (p->traceparent != NULL)
+		entry_str(h, &nh, "traceparent", p->traceparent);
+	if (p->error != NULL)
+		entry_str(h, &nh, "x-saga-error", p->error);
+	if (nh > 0) {
+		props._flags |= AMQP_BASIC_HEADERS_FLAG;
+		props.headers = (amqp_table_t){(int)nh, h};
+	}
+	rc = amqp_basic_publish(b->conn, CH, amqp_cstring_bytes(p->exchange),
+				amqp_cstring_bytes(p->rk), p->mandatory, 0,
+				&props, (amqp_bytes_t){p->len, p->body});
+	if (rc != AMQP_STATUS_OK) {
+		drop_connection(b, amqp_error_string2(rc));
+		return -1;
+	}
+	p->seq = b->next_seq++;
+	return 0;
+}
+
+/* Writes every message not yet sent on this connection. */
+static void
+send_pending(struct bus *b)
+{
+	for (size_t i = b->head; i < b->np && b->connected && !b->blocked;
+	     i++) {
+		if (b->p[i].seq != 0 || b->p[i].mem == NULL)
+			continue;
+		if (send_one(b, &b->p[i]) != 0)
+			return;
+		if (b->generation > 1 || b->p[i].returned)
+			b->stats.republished++;
+	}
+}
+
+int
+bus_publish(struct bus *b, const struct bus_message *m, uint64_t tag)
+{
+	struct pending *p;
+	size_t need;
+	char *w;
+
+	if (m->message_id == NULL || m->exchange == NULL ||
+	    m->routing_key == NULL || m->len > b->cfg.max_body ||
+	    strlen(m->routing_key) > 255 || strlen(m->exchange) > 255)
+		return -1;
+	if (b->head > 0 && b->head == b->np) {
+		b->head = b->np = 0; /* everything settled: start over */
+	}
+	if (b->np == b->capp) {
+		/* compact the settled prefix before growing */
+		if (b->head > 0) {
+			memmove(b->p, b->p + b->head,
+				live(b) * sizeof(*b->p));
+			b->np -= b->head;
+			b->head = 0;
+		}
+		if (b->np == b->capp) {
+			size_t cap = b->capp ? b->capp * 2 : 256;
+			struct pending *n = realloc(b->p, cap * sizeof(*n));
+			if (n == NULL)
+				return -1;
+			b->p = n;
+			b->capp = cap;
+		}
+	}
+	need = slen(m->exchange) + slen(m->routing_key) + slen(m->message_id) +
+	       slen(m->correlation_id) + slen(m->type) + slen(m->reply_to) +
+	       slen(m->traceparent) + slen(m->error) + slen(m->content_type) +
+	       m->len + 1;
+	p = &b->p[b->np];
+	memset(p, 0, sizeof(*p));
+	p->mem = malloc(need);
+	if (p->mem == NULL)
+		return -1;
+	w = p->mem;
+	p->exchange = put(&w, m->exchange);
+	p->rk = put(&w, m->routing_key);
+	p->message_id = put(&w, m->message_id);
+	p->correlation_id = put(&w, m->correlation_id);
+	p->type = put(&w, m->type);
+	p->reply_to = put(&w, m->reply_to);
+	p->traceparent = put(&w, m->traceparent);
+	p->error = put(&w, m->error);
+	p->content_type = put(&w, m->content_type);
+	p->body = w;
+	if (m->len > 0)
+		memcpy(w, m->body, m->len);
+	p->len = m->len;
+	p->tag = tag;
+	p->timestamp_ms = m->timestamp_ms;
+	p->expiration_ms = m->expiration_ms;
+	p->mandatory = m->mandatory;
+	p->transient = m->transient;
+	b->np++;
+	b->stats.published++;
+	if (b->connected && !b->blocked)
+		send_one(b, p);
+	return 0;
+}
+
+/* Index of the live entry sent with seq, or -1 (binary search: sent
+ * entries have increasing seqs; unsent ones (0) come after them). */
+static long
+find_seq(struct bus *b, uint64_t seq)
+{
+	size_t lo = b->head, hi = b->np;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		uint64_t s = b->p[mid].seq;
+		if (s == 0 || s > seq) {
+			/* unsent entries sort last; settled entries keep
+			 * their seq, so the order holds */
+			hi = mid;
+		} else if (s < seq) {
+			lo = mid + 1;
+		} else {
+			return (long)mid;
+		}
+	}
+	return -1;
+}
+
+static void
+settle_entry(struct bus *b, struct pending *p, bool ack,
+	     const struct bus_handlers *h, int *events)
+{
+	if (p->mem == NULL)
+		return;
+	if (!ack) {
+		/* nacked: send it again (it keeps its place) */
+		b->stats.nacked++;
+		p->seq = 0;
+		return;
+	}
+	if (p->returned) {
+		b->stats.returned++;
+		if (h != NULL && h->on_confirm != NULL)
+			h->on_confirm(h->arg, p->tag, BUS_RETURNED);
+	} else {
+		b->stats.confirmed++;
+		if (h != NULL && h->on_confirm != NULL)
+			h->on_confirm(h->arg, p->tag, BUS_ACK);
+	}
+	(*events)++;
+	pending_free(p);
+}
+
+static void
+handle_confirm(struct bus *b, uint64_t seq, bool multiple, bool ack,
+	       const struct bus_handlers *h, int *events)
+{
+	if (multiple) {
+		for (size_t i = b->head; i < b->np; i++) {
+			if (b->p[i].seq == 0 || b->p[i].seq > seq)
+				break;
+			settle_entry(b, &b->p[i], ack, h, events);
+		}
+	} else {
+		long i = find_seq(b, seq);
+		if (i >= 0)
+			settle_entry(b, &b->p[i], ack, h, events);
+	}
+	/* nacked entries went back to seq 0 but stay in place: they are
+	 * sent again by send_pending; the seq order then no longer holds
+	 * for them, so move them to the end */
+	if (!ack) {
+		size_t n = b->np;
+		for (size_t i = b->head; i < n; i++) {
+			if (b->p[i].mem != NULL && b->p[i].seq == 0 &&
+			    i + 1 < b->np) {
+				struct pending tmp = b->p[i];
+				memmove(&b->p[i], &b->p[i + 1],
+					(b->np - i - 1) * sizeof(*b->p));
+				b->p[b->np - 1] = tmp;
+				n--;
+				i--;
+			}
+		}
+	}
+	while (b->head < b->np && b->p[b->head].mem == NULL)
+		b->head++;
+}
+
+static void
+handle_return(struct bus *b, amqp_frame_t *f)
+{
+	amqp_message_t msg;
+	amqp_rpc_reply_t r;
+	amqp_basic_return_t *ret = f->payload.method.decoded;
+
+	(void)ret;
+	/* the header and body follow: drain them or the stream falls out
+	 * of step */
+	r = amqp_read_message(b->conn, f->channel, &msg, 0);
+	if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+		drop_connection(b, "cannot read returned message");
+		return;
+	}
+	if (msg.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG) {
+		amqp_bytes_t id = msg.properties.message_id;
+		for (size_t i = b->head; i < b->np; i++) {
+			struct pending *p = &b->p[i];
+			if (p->mem != NULL && p->seq != 0 && !p->returned &&
+			    strlen(p->message_id) == id.len &&
+			    memcmp(p->message_id, id.bytes, id.len) == 0) {
+				p->returned = true;
+				break;
+			}
+		}
+	}
+	amqp_destroy_message(&msg);
+}
+
+/* ---- consuming ---- */
+
+static void
+copy_bytes(char *dst, size_t cap, amqp_bytes_t b, bool present)
+{
+	size_t n = present ? b.len : 0;
+	if (n >= cap)
+		n = cap - 1;
+	if (n > 0)
+		memcpy(dst, b.bytes, n);
+	dst[n] = '\0';
+}
+
+static const amqp_field_value_t *
+table_get(const amqp_table_t *t, const char *key)
+{
+	size_t kl = strlen(key);
+	for (int i = 0; i < t->num_entries; i++)
+		if (t->entries[i].key.len == kl &&
+		    memcmp(t->entries[i].key.bytes, key, kl) == 0)
+			return &t->entries[i].value;
+	return NULL;
+}
+
+static bool
+bytes_eq(amqp_bytes_t b, const char *s)
+{
+	return b.len == strlen(s) && memcmp(b.bytes, s, b.len) == 0;
+}
+
+static long
+field_int(const amqp_field_value_t *v)
+{
+	switch (v->kind) {
+	case AMQP_FIELD_KIND_I8:
+		return v->value.i8;
+	case AMQP_FIELD_KIND_U8:
+		return v->value.u8;
+	case AMQP_FIELD_KIND_I16:
+		return v->value.i16;
+	case AMQP_FIELD_KIND_U16:
+		return v->value.u16;
+	case AMQP_FIELD_KIND_I32:
+		return v->value.i32;
+	case AMQP_FIELD_KIND_U32:
+		return (long)v->value.u32;
+	case AMQP_FIELD_KIND_I64:
+		return (long)v->value.i64;
+	case AMQP_FIELD_KIND_U64:
+		return (long)v->value.u64;
+	default:
+		return 0;
+	}
+}
+
+/* x-death: an array of tables; the entry for {queue, rejected}. */
+static long
+death_count(const amqp_basic_properties_t *p, const char *queue)
+{
+	const amqp_field_value_t *xd;
+	if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG))
+		return 0;
+	xd = table_get(&p->headers, "x-death");
+	if (xd == NULL || xd->kind != AMQP_FIELD_KIND_ARRAY)
+		return 0;
+	for (int i = 0; i < xd->value.array.num_entries; i++) {
+		const amqp_field_value_t *e = &xd->value.array.entries[i];
+		const amqp_field_value_t *q, *r, *c;
+		if (e->kind != AMQP_FIELD_KIND_TABLE)
+			continue;
+		q = table_get(&e->value.table, "queue");
+		r = table_get(&e->value.table, "reason");
+		c = table_get(&e->value.table, "count");
+		if (q != NULL && r != NULL && c != NULL &&
+		    (q->kind == AMQP_FIELD_KIND_UTF8 ||
+		     q->kind == AMQP_FIELD_KIND_BYTES) &&
+		    (r->kind == AMQP_FIELD_KIND_UTF8 ||
+		     r->kind == AMQP_FIELD_KIND_BYTES) &&
+		    bytes_eq(q->value.bytes, queue) &&
+		    bytes_eq(r->value.bytes, "rejected"))
+			return field_int(c);
+	}
+	return 0;
+}
+
+static void
+header_str(const amqp_basic_properties_t *p, const char *key, char *dst,
+	   size_t cap)
+{
+	const amqp_field_value_t *v;
+	dst[0] = '\0';
+	if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG))
+		return;
+	v = table_get(&p->headers, key);
+	if (v != NULL && (v->kind == AMQP_FIELD_KIND_UTF8 ||
+			  v->kind == AMQP_FIELD_KIND_BYTES))
+		copy_bytes(dst, cap, v->value.bytes, true);
+}
+
+static uint64_t
+make_ref(const struct bus *b, uint64_t tag)
+{
+	return ((uint64_t)(b->generation & 0xffff) << 48) |
+	       (tag & 0xffffffffffffULL);
+}
+
+static void
+to_delivery(struct bus *b, const amqp_basic_properties_t *p,
+	    amqp_bytes_t body, struct bus_delivery *d, char (*s)[256],
+	    const char *queue)
+{
+	copy_bytes(s[0], 256, p->message_id,
+		   p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG);
+	copy_bytes(s[1], 256, p->correlation_id,
+		   p->_flags & AMQP_BASIC_CORRELATION_ID_FLAG);
+	copy_bytes(s[2], 256, p->type, p->_flags & AMQP_BASIC_TYPE_FLAG);
+	copy_bytes(s[3], 256, p->reply_to,
+		   p->_flags & AMQP_BASIC_REPLY_TO_FLAG);
+	copy_bytes(s[4], 256, p->content_type,
+		   p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG);
+	header_str(p, "traceparent", s[5], 256);
+	header_str(p, "x-saga-error", s[6], 256);
+	header_str(p, "x-first-death-queue", s[10], 256);
+	header_str(p, "x-first-death-reason", s[11], 256);
+	d->death_queue = s[10];
+	d->death_reason = s[11];
+	d->message_id = s[0];
+	d->correlation_id = s[1];
+	d->type = s[2];
+	d->reply_to = s[3];
+	d->content_type = s[4];
+	d->traceparent = s[5];
+	d->error = s[6];
+	d->timestamp_ms = (p->_flags & AMQP_BASIC_TIMESTAMP_FLAG)
+				  ? (int64_t)p->timestamp * 1000
+				  : 0;
+	d->rejected_count = death_count(p, queue);
+	d->body = body.bytes;
+	d->len = body.len;
+	(void)b;
+}
+
+static void
+handle_delivery(struct bus *b, amqp_envelope_t *env,
+		const struct bus_handlers *h, int *events)
+{
+	struct bus_delivery d;
+	char s[12][256];
+
+	memset(&d, 0, sizeof(d));
+	copy_bytes(s[7], 256, env->consumer_tag, true); /* = queue name */
+	copy_bytes(s[8], 256, env->exchange, true);
+	to_delivery(b, &env->message.properties, env->message.body, &d, s,
+		    s[7]);
+	d.ref = make_ref(b, env->delivery_tag);
+	d.queue = s[7];
+	d.exchange = s[8];
+	copy_bytes(s[9], 256, env->routing_key, true);
+	d.routing_key = s[9];
+	d.redelivered = env->redelivered;
+	if (env->message.body.len > b->cfg.max_body) {
+		b->stats.oversize++;
+		log_warnx("bus %s: rejecting a %zu-byte delivery on %s (limit "
+			  "%zu)",
+			  b->cfg.name, env->message.body.len, d.queue,
+			  b->cfg.max_body);
+		amqp_basic_reject(b->conn, CH, env->delivery_tag, 0);
+		return;
+	}
+	b->stats.delivered++;
+	(*events)++;
+	if (h != NULL && h->on_delivery != NULL)
+		h->on_delivery(h->arg, &d);
+}
+
+/* Reads one non-deliver frame and acts on it. */
+static void
+handle_frame(struct bus *b, const struct bus_handlers *h, int *events)
+{
+	amqp_frame_t f;
+	struct timeval tv = {0, 0};
+	int rc = amqp_simple_wait_frame_noblock(b->conn, &f, &tv);
+
+	if (rc == AMQP_STATUS_TIMEOUT)
+		return;
+	if (rc != AMQP_STATUS_OK) {
+		drop_connection(b, amqp_error_string2(rc));
+		return;
+	}
+	if (f.frame_type != AMQP_FRAME_METHOD)
+		return; /* a stray header/body: ignore */
+	switch (f.payload.method.id) {
+	case AMQP_BASIC_ACK_METHOD: {
+		amqp_basic_ack_t *a = f.payload.method.decoded;
+		handle_confirm(b, a->delivery_tag, a->multiple, true, h,
+			       events);
+		break;
+	}
+	case AMQP_BASIC_NACK_METHOD: {
+		amqp_basic_nack_t *n = f.payload.method.decoded;
+		handle_confirm(b, n->delivery_tag, n->multiple, false, h,
+			       events);
+		break;
+	}
+	case AMQP_BASIC_RETURN_METHOD:
+		handle_return(b, &f);
+		break;
+	case AMQP_CHANNEL_CLOSE_METHOD: {
+		amqp_channel_close_t *m = f.payload.method.decoded;
+		char why[300];
+		amqp_channel_close_ok_t ok;
+		snprintf(why, sizeof(why), "channel closed by the broker: %u %.*s",
+			 m->reply_code, (int)m->reply_text.len,
+			 (const char *)m->reply_text.bytes);
+		amqp_send_method(b->conn, CH, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+		drop_connection(b, why);
+		break;
+	}
+	case AMQP_CONNECTION_CLOSE_METHOD: {
+		amqp_connection_close_t *m = f.payload.method.decoded;
+		char why[300];
+		amqp_connection_close_ok_t ok;
+		snprintf(why, sizeof(why),
+			 "connection closed by the broker: %u %.*s",
+			 m->reply_code, (int)m->reply_text.len,
+			 (const char *)m->reply_text.bytes);
+		amqp_send_method(b->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD,
+				 &ok);
+		drop_connection(b, why);
+		break;
+	}
+	case AMQP_CONNECTION_BLOCKED_METHOD:
+		if (!b->blocked)
+			log_warnx("bus %s: the broker blocked publishing "
+				  "(resource alarm)",
+				  b->cfg.name);
+		b->blocked = true;
+		break;
+	case AMQP_CONNECTION_UNBLOCKED_METHOD:
+		if (b->blocked)
+			log_info("bus %s: publishing unblocked", b->cfg.name);
+		b->blocked = false;
+		break;
+	case AMQP_BASIC_CANCEL_METHOD:
+		drop_connection(b, "the broker cancelled a consumer");
+		break;
+	default:
+		break;
+	}
+}
+
+int
+bus_poll(struct bus *b, int timeout_ms, const struct bus_handlers *h)
+{
+	int events = 0;
+	int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+
+	for (;;) {
+		struct timeval tv;
+		int64_t left;
+		amqp_envelope_t env;
+		amqp_rpc_reply_t r;
+
+		if (!b->connected) {
+			char err[512];
+			if (now_ms() >= b->retry_at_ms &&
+			    bus_connect(b, err, sizeof(err)) != 0)
+				log_warnx("bus %s: %s; retrying in %d ms",
+					  b->cfg.name, err, b->backoff_ms);
+			if (!b->connected) {
+				left = deadline - now_ms();
+				if (left > 0) {
+					int64_t wait = b->retry_at_ms -
+						       now_ms();
+					struct timespec ts;
+					if (wait > left)
+						wait = left;
+					if (wait < 1)
+						wait = 1;
+					ts.tv_sec = wait / 1000;
+					ts.tv_nsec = (wait % 1000) * 1000000;
+					nanosleep(&ts, NULL);
+				}
+				if (now_ms() >= deadline)
+					return events;
+				continue;
+			}
+		}
+		send_pending(b);
+		if (!b->connected)
+			continue;
+		amqp_maybe_release_buffers(b->conn);
+		left = deadline - now_ms();
+		if (events > 0 || left < 0)
+			left = 0;
+		/* never sleep past a heartbeat interval without reading */
+		if (left > b->cfg.heartbeat_s * 500L)
+			left = b->cfg.heartbeat_s * 500L;
+		tv.tv_sec = left / 1000;
+		tv.tv_usec = (left % 1000) * 1000;
+		r = amqp_consume_message(b->conn, &env, &tv, 0);
+		if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+			handle_delivery(b, &env, h, &events);
+			amqp_destroy_envelope(&env);
+		} else if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+			   r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
+			handle_frame(b, h, &events);
+		} else if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+			   r.library_error == AMQP_STATUS_TIMEOUT) {
+			/* nothing (more) to read */
+			if (now_ms() >= deadline || events > 0)
+				return events;
+		} else {
+			/* #689: the envelope was already freed */
+			drop_connection(b, reply_text(r));
+		}
+		if (events >= 1000)
+			return events;
+		if (events > 0 && b->connected && !amqp_data_in_buffer(b->conn) &&
+		    !amqp_frames_enqueued(b->conn))
+			return events;
+	}
+}
+
+int
+bus_flush(struct bus *b, int timeout_ms, const struct bus_handlers *h)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	while (live(b) > 0) {
+		int64_t left = deadline - now_ms();
+		bool any = false;
+		for (size_t i = b->head; i < b->np && !any; i++)
+			any = b->p[i].mem != NULL;
+		if (!any) {
+			b->head = b->np = 0;
+			break;
+		}
+		if (left <= 0)
+			return -1;
+		bus_poll(b, (int)(left < 100 ? left : 100), h);
+	}
+	return 0;
+}
+
+int
+bus_ack(struct bus *b, uint64_t ref, bool multiple)
+{
+	if ((ref >> 48) != (b->generation & 0xffff) || !b->connected)
+		return 0; /* from an old connection: already requeued */
+	if (amqp_basic_ack(b->conn, CH, ref & 0xffffffffffffULL, multiple) !=
+	    0) {
+		drop_connection(b, "cannot send ack");
+		return 0;
+	}
+	return 0;
+}
+
+int
+bus_reject(struct bus *b, uint64_t ref, bool requeue)
+{
+	if ((ref >> 48) != (b->generation & 0xffff) || !b->connected)
+		return 0;
+	if (amqp_basic_reject(b->conn, CH, ref & 0xffffffffffffULL, requeue) !=
+	    0) {
+		drop_connection(b, "cannot send reject");
+		return 0;
+	}
+	return 0;
+}
+
+int
+bus_cancel(struct bus *b)
+{
+	if (!b->connected || !b->consuming)
+		return 0;
+	for (size_t i = 0; i < b->nconsume; i++) {
+		amqp_basic_cancel(b->conn, CH,
+				  amqp_cstring_bytes(b->consume[i]));
+		if (!rpc_ok(b, "basic.cancel")) {
+			drop_connection(b, b->last_error);
+			return -1;
+		}
+	}
+	b->consuming = false;
+	b->nconsume = 0; /* and do not resume after a reconnect */
+	return 0;
+}
+
+size_t
+bus_unconfirmed(const struct bus *b)
+{
+	size_t n = 0;
+	for (size_t i = b->head; i < b->np; i++)
+		n += b->p[i].mem != NULL;
+	return n;
+}
+
+bool
+bus_connected(const struct bus *b)
+{
+	return b->connected;
+}
+
+bool
+bus_blocked(const struct bus *b)
+{
+	return b->blocked;
+}
+
+const struct bus_stats *
+bus_stats(const struct bus *b)
+{
+	return &b->stats;
+}
+
+int
+bus_queue_info(struct bus *b, const char *queue, uint32_t *messages,
+	       uint32_t *consumers)
+{
+	amqp_queue_declare_ok_t *ok;
+	if (!b->connected)
+		return -1;
+	ok = amqp_queue_declare(b->conn, CH, amqp_cstring_bytes(queue), 1, 0,
+				0, 0, amqp_empty_table);
+	if (ok == NULL) {
+		rpc_ok(b, queue);
+		drop_connection(b, b->last_error); /* 404 closed the channel */
+		return -1;
+	}
+	*messages = ok->message_count;
+	*consumers = ok->consumer_count;
+	return 0;
+}
+
+int
+bus_queue_purge(struct bus *b, const char *queue, uint32_t *n)
+{
+	amqp_queue_purge_ok_t *ok;
+	if (!b->connected)
+		return -1;
+	ok = amqp_queue_purge(b->conn, CH, amqp_cstring_bytes(queue));
+	if (ok == NULL) {
+		rpc_ok(b, queue);
+		drop_connection(b, b->last_error);
+		return -1;
+	}
+	*n = ok->message_count;
+	return 0;
+}
+
+int
+bus_get(struct bus *b, const char *queue,
+	int (*fn)(void *arg, const struct bus_delivery *d), void *arg,
+	bool *got)
+{
+	amqp_rpc_reply_t r;
+	amqp_message_t msg;
+	amqp_basic_get_ok_t *ok;
+	struct bus_delivery d;
+	char s[12][256];
+	uint64_t tag;
+	int keep;
+
+	*got = false;
+	if (!b->connected)
+		return -1;
+	r = amqp_basic_get(b->conn, CH, amqp_cstring_bytes(queue), 0);
+	if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+		set_error(b, "basic.get %s: %s", queue, reply_text(r));
+		drop_connection(b, b->last_error);
+		return -1;
+	}
+	if (r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD)
+		return 0;
+	ok = r.reply.decoded;
+	tag = ok->delivery_tag;
+	memset(&d, 0, sizeof(d));
+	copy_bytes(s[7], 256, ok->exchange, true);
+	copy_bytes(s[8], 256, ok->routing_key, true);
+	r = amqp_read_message(b->conn, CH, &msg, 0);
+	if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+		drop_connection(b, "cannot read message from basic.get");
+		return -1;
+	}
+	to_delivery(b, &msg.properties, msg.body, &d, s, queue);
+	d.queue = queue;
+	d.exchange = s[7];
+	d.routing_key = s[8];
+	d.redelivered = ok->redelivered;
+	d.ref = make_ref(b, tag);
+	*got = true;
+	keep = fn(arg, &d);
+	amqp_destroy_message(&msg);
+	if (keep == 1)
+		amqp_basic_ack(b->conn, CH, tag, 0);
+	else
+		amqp_basic_reject(b->conn, CH, tag, 1);
+	return 0;
+}

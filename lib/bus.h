@@ -1,0 +1,236 @@
+/* bus.h -- the AMQP bus: one connection to RabbitMQ (rabbitmq-c 0.11)
+ * that declares a topology, publishes with publisher confirms, consumes
+ * with manual acks, and survives the broker going away.
+ *
+ * Single-threaded and poll-driven: the owner calls bus_poll() in its loop
+ * (at least every heartbeat interval); everything the broker sends —
+ * deliveries, confirms, returns, blocked/unblocked, closes — is handled
+ * inside it and handed to the caller through callbacks. rabbitmq-c 0.11
+ * has no background thread, no confirm helper and no recovery
+ * (NOTES-dependencies §1); this module supplies them:
+ *
+ * - Confirms: every publish is kept (a copy) until the broker acks it;
+ *   acks and nacks with `multiple` and out of order are matched to the
+ *   caller's 64-bit tags; a nacked message is published again; a message
+ *   returned as unroutable (mandatory) is reported RETURNED when its ack
+ *   comes, never ACK.
+ * - Recovery: on a socket error, heartbeat timeout, connection.close or
+ *   channel.close (e.g. 404 on publish, 320 forced close) the connection
+ *   is dropped and rebuilt with exponential backoff and jitter, across the
+ *   listed URLs in turn: login, confirm_select, the topology, qos, the
+ *   consumers; then every unconfirmed message is published again. So
+ *   nothing is lost and duplicates are possible: consumers dedup by
+ *   message id.
+ * - Deliveries carry a reference that names the connection they came on;
+ *   acking a reference from before a reconnect does nothing (the broker
+ *   has already requeued it; sending it would close the channel: 406).
+ * - While the broker blocks the connection (memory or disk alarm),
+ *   publishes are queued, not written, and reading goes on.
+ *
+ * Ownership: the bus copies what it keeps (messages, topology, URLs);
+ * pointers handed to callbacks are valid only during the callback.
+ *
+ * Failure contract: functions returning int give 0 or -1; -1 from
+ * bus_publish means the message was refused (too large, bad fields) and
+ * is not kept; connection trouble is never an error to the caller, only a
+ * state (bus_connected) and log lines — the bus keeps trying.
+ */
+#ifndef SAGA_BUS_H
+#define SAGA_BUS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- topology ---- */
+
+struct bus_exchange {
+	const char *name;
+	const char *type;      /* direct, topic, fanout, x-consistent-hash */
+	const char *alternate; /* alternate-exchange, or NULL */
+};
+
+struct bus_queue {
+	const char *name;
+	const char *dlx;       /* x-dead-letter-exchange ("" is the default
+				* exchange), or NULL for none */
+	const char *dlrk;      /* x-dead-letter-routing-key, or NULL */
+	int64_t ttl_ms;	       /* x-message-ttl, 0 for none */
+	int64_t max_length;    /* x-max-length, 0 for none */
+	const char *overflow;  /* x-overflow, or NULL */
+	bool quorum;	       /* x-queue-type=quorum */
+	int64_t delivery_limit; /* x-delivery-limit (quorum), 0 for none */
+};
+
+/* queue binds queue to exchange; dest_exchange (instead of queue) binds
+ * exchange to exchange. */
+struct bus_binding {
+	const char *exchange;
+	const char *queue;
+	const char *dest_exchange;
+	const char *key;
+};
+
+struct bus_topology {
+	const struct bus_exchange *exchanges;
+	size_t nexchanges;
+	const struct bus_queue *queues;
+	size_t nqueues;
+	const struct bus_binding *bindings;
+	size_t nbindings;
+};
+
+/* ---- configuration ---- */
+
+struct bus_config {
+	const char *url;	 /* amqp[s]://user:pass@host:port/vhost,
+				  * several comma-separated: tried in turn */
+	const char *name;	 /* for logs, e.g. "saga-orchestrator" */
+	const char *ca_file;	 /* amqps: the CA to verify the broker */
+	const char *cert_file;	 /* amqps: optional client certificate */
+	const char *key_file;	 /* amqps: its key */
+	bool insecure;		 /* amqps: do not verify (tests only) */
+	int heartbeat_s;	 /* 0: default 10 */
+	int connect_timeout_ms;	 /* 0: default 5000 */
+	int rpc_timeout_ms;	 /* 0: default 15000 */
+	uint16_t prefetch;	 /* per consumer; 0: default 200 */
+	size_t max_body;	 /* deliveries larger are rejected; 0: 16 MiB */
+	const struct bus_topology *topology; /* declared on every connect */
+	const char *const *consume;	     /* queues to consume */
+	size_t nconsume;
+};
+
+/* ---- messages ---- */
+
+struct bus_message {
+	const char *exchange;	 /* "" for the default exchange */
+	const char *routing_key;
+	const char *message_id;	 /* required */
+	const char *correlation_id;
+	const char *type;
+	const char *reply_to;
+	const char *traceparent; /* header */
+	const char *error;	 /* header x-saga-error, or NULL */
+	const char *content_type; /* NULL: application/msgpack */
+	int64_t timestamp_ms;
+	bool mandatory;		 /* report RETURNED if unroutable */
+	bool transient;		 /* delivery_mode 1 (default: persistent) */
+	int64_t expiration_ms;	 /* per-message TTL, 0 for none */
+	const void *body;
+	size_t len;
+};
+
+struct bus_delivery {
+	uint64_t ref; /* for bus_ack / bus_reject */
+	const char *queue;
+	const char *exchange;
+	const char *routing_key;
+	const char *message_id;	    /* "" when absent, likewise below */
+	const char *correlation_id;
+	const char *type;
+	const char *reply_to;
+	const char *content_type;
+	const char *traceparent;
+	const char *error;	    /* x-saga-error header */
+	int64_t timestamp_ms;
+	bool redelivered;
+	long rejected_count; /* x-death count for {this queue, rejected} */
+	const char *death_queue;  /* x-first-death-queue: where it was first
+				   * dead-lettered from ("" if never) */
+	const char *death_reason; /* x-first-death-reason */
+	const void *body;
+	size_t len;
+};
+
+enum bus_confirm {
+	BUS_ACK,      /* the broker has the message */
+	BUS_RETURNED, /* unroutable: no queue was bound to take it */
+};
+
+struct bus_handlers {
+	void (*on_delivery)(void *arg, const struct bus_delivery *d);
+	void (*on_confirm)(void *arg, uint64_t tag, enum bus_confirm c);
+	void *arg;
+};
+
+struct bus_stats {
+	uint64_t published, confirmed, returned, nacked, republished;
+	uint64_t delivered, reconnects, oversize;
+};
+
+struct bus;
+
+/* Validates the configuration (URLs, TLS files) and makes a bus; it
+ * connects on the first bus_poll (or bus_connect). NULL with the reason in
+ * err for a bad configuration. */
+struct bus *bus_open(const struct bus_config *cfg, char *err, size_t errlen);
+
+/* Tries to connect now (once). 0 when connected; -1 with the reason in
+ * err (the bus still retries from bus_poll). */
+int bus_connect(struct bus *b, char *err, size_t errlen);
+
+/* Queues a message for publishing (written at once when connected and
+ * not blocked) and keeps a copy until the broker confirms it; `tag` comes
+ * back through on_confirm. -1 (nothing kept) if the message is invalid. */
+int bus_publish(struct bus *b, const struct bus_message *m, uint64_t tag);
+
+/* Waits up to timeout_ms for traffic and handles it (and reconnects when
+ * needed), calling the handlers. Returns the number of deliveries and
+ * confirms handed over. Never fails: connection trouble is retried. */
+int bus_poll(struct bus *b, int timeout_ms, const struct bus_handlers *h);
+
+/* Settles a delivery. multiple: also every earlier unsettled delivery of
+ * the same connection. A ref from before a reconnect is ignored (0). */
+int bus_ack(struct bus *b, uint64_t ref, bool multiple);
+/* requeue false: dead-lettered (or dropped if the queue has no DLX). */
+int bus_reject(struct bus *b, uint64_t ref, bool requeue);
+
+/* Polls until every published message is confirmed or timeout_ms pass.
+ * 0 when nothing is left unconfirmed, -1 on timeout. */
+int bus_flush(struct bus *b, int timeout_ms, const struct bus_handlers *h);
+
+/* Stops consuming (cancels the consumers; in-flight deliveries still
+ * arrive and can be acked). */
+int bus_cancel(struct bus *b);
+
+/* Messages kept until confirmed (queued or in flight). */
+size_t bus_unconfirmed(const struct bus *b);
+bool bus_connected(const struct bus *b);
+bool bus_blocked(const struct bus *b);
+const struct bus_stats *bus_stats(const struct bus *b);
+
+/* Passive declare: messages ready and consumers of a queue. -1 if the
+ * queue does not exist or the bus is not connected. */
+int bus_queue_info(struct bus *b, const char *queue, uint32_t *messages,
+		   uint32_t *consumers);
+/* Deletes every message of a queue; *n gets how many. */
+int bus_queue_purge(struct bus *b, const char *queue, uint32_t *n);
+
+/* basic.get one message from a queue (not consumed by this bus): calls
+ * fn with it and acks it if fn returns 1, requeues it if 0. *got false if
+ * the queue was empty. */
+int bus_get(struct bus *b, const char *queue,
+	    int (*fn)(void *arg, const struct bus_delivery *d), void *arg,
+	    bool *got);
+
+/* Closes the connection and frees everything; unconfirmed messages are
+ * dropped (call bus_flush first). NULL is fine. */
+void bus_close(struct bus *b);
+
+/* ---- URLs ---- */
+
+struct bus_url {
+	bool tls;
+	char user[128], password[128], host[256], vhost[128];
+	int port;
+};
+
+/* Parses one amqp:// or amqps:// URL (user/password default guest, port
+ * 5672 or 5671, vhost "" or missing -> "/", %-escapes decoded). -1 with the
+ * reason in err. */
+int bus_url_parse(const char *url, struct bus_url *out, char *err,
+		  size_t errlen);
+/* The URL without its password, for logs: amqp://user:***@host:port/vh */
+void bus_url_redact(const char *url, char *buf, size_t cap);
+
+#endif

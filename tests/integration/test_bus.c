@@ -1,0 +1,437 @@
+/* The bus against private RabbitMQ brokers: many messages with confirms
+ * and no loss or duplicate; a broker restart and a forced close in the
+ * middle of a run lose nothing; an unroutable mandatory publish is
+ * reported RETURNED; a rejected delivery reaches the dead-letter queue
+ * with its x-death count; a publish to a missing exchange (404) is
+ * published again once the exchange exists; TLS connects with the right
+ * CA and is refused with the wrong one or by IP. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bus.h"
+#include "log.h"
+#include "testutil.h"
+
+static char *own_url;
+
+static const char *
+shared_url(void)
+{
+	if (testutil_amqp_url() != NULL)
+		return testutil_amqp_url();
+	if (own_url == NULL)
+		own_url = testbroker_start("bus-shared");
+	return own_url;
+}
+
+struct counter {
+	uint8_t *seen;	 /* per sequence number: times delivered */
+	size_t n, dups, delivered;
+	size_t acked, returned;
+	uint64_t *returned_tags;
+	struct bus *bus; /* to ack from the delivery callback */
+	bool ack_each;
+};
+
+static void
+on_delivery(void *arg, const struct bus_delivery *d)
+{
+	struct counter *c = arg;
+	unsigned long seq = 0;
+	if (sscanf(d->message_id, "m-%lu", &seq) == 1 && seq < c->n) {
+		if (c->seen[seq]++ > 0)
+			c->dups++;
+	}
+	c->delivered++;
+	if (c->ack_each)
+		bus_ack(c->bus, d->ref, false);
+}
+
+static void
+on_confirm(void *arg, uint64_t tag, enum bus_confirm st)
+{
+	struct counter *c = arg;
+	if (st == BUS_ACK) {
+		c->acked++;
+	} else {
+		c->returned_tags[c->returned++ % 16] = tag;
+	}
+}
+
+static struct bus *
+open_bus(const char *url, const char *queue, const struct bus_topology *t,
+	 struct counter *c)
+{
+	const char *consume[1] = {queue};
+	struct bus_config cfg = {
+		.url = url,
+		.name = "test",
+		.heartbeat_s = 5,
+		.prefetch = 500,
+		.topology = t,
+		.consume = queue != NULL ? consume : NULL,
+		.nconsume = queue != NULL ? 1 : 0,
+	};
+	char err[512];
+	struct bus *b = bus_open(&cfg, err, sizeof(err));
+	if (b == NULL) {
+		fprintf(stderr, "bus_open: %s\n", err);
+		return NULL;
+	}
+	if (bus_connect(b, err, sizeof(err)) != 0) {
+		fprintf(stderr, "bus_connect: %s\n", err);
+		bus_close(b);
+		return NULL;
+	}
+	if (c != NULL)
+		c->bus = b;
+	return b;
+}
+
+static int
+publish_seq(struct bus *b, const char *exchange, const char *rk,
+	    unsigned long seq, bool mandatory)
+{
+	char id[32], body[64];
+	struct bus_message m = {
+		.exchange = exchange,
+		.routing_key = rk,
+		.message_id = id,
+		.type = "test.message",
+		.mandatory = mandatory,
+		.body = body,
+	};
+	snprintf(id, sizeof(id), "m-%lu", seq);
+	m.len = (size_t)snprintf(body, sizeof(body), "payload %lu", seq);
+	return bus_publish(b, &m, seq);
+}
+
+static const struct bus_queue q_many[] = {{.name = "bus.test.many"}};
+static const struct bus_topology t_many = {NULL, 0, q_many, 1, NULL, 0};
+
+/* Publishes n messages (pipelined confirms) and consumes them all. */
+static void
+run_many(const char *url, size_t n, const char *broker_to_disturb,
+	 const char *how)
+{
+	struct counter c = {0};
+	struct bus_handlers h = {on_delivery, on_confirm, &c};
+	struct bus *pub, *sub;
+	uint64_t rt[16];
+	size_t sent = 0;
+	int rounds = 0;
+
+	c.n = n;
+	c.seen = calloc(n, 1);
+	c.returned_tags = rt;
+	c.ack_each = true;
+	pub = open_bus(url, NULL, &t_many, NULL);
+	CHECK(pub != NULL);
+	{
+		uint32_t purged;
+		bus_queue_purge(pub, "bus.test.many", &purged);
+	}
+	sub = open_bus(url, "bus.test.many", &t_many, &c);
+	CHECK(sub != NULL);
+	while ((c.delivered - c.dups < n || bus_unconfirmed(pub) > 0) &&
+	       rounds < 200000) {
+		rounds++;
+		/* keep at most 2000 unconfirmed */
+		while (sent < n && bus_unconfirmed(pub) < 2000) {
+			CHECK(publish_seq(pub, "", "bus.test.many", sent,
+					  false) == 0);
+			sent++;
+			if (broker_to_disturb != NULL && sent == n / 2) {
+				if (strcmp(how, "restart") == 0)
+					CHECK(testbroker_ctl(broker_to_disturb,
+							     how) == 0);
+				else
+					CHECK(testutil_sh(
+						      NULL,
+						      "'%s/scripts/broker' ctl "
+						      "%s close_all_connections "
+						      "test >/dev/null 2>&1",
+						      getenv("SAGA_SOURCE_DIR"),
+						      broker_to_disturb) == 0);
+			}
+		}
+		bus_poll(pub, 5, &h);
+		bus_poll(sub, 5, &h);
+	}
+	for (size_t i = 0; i < n; i++)
+		CHECK_MSG(c.seen[i] >= 1, "message %zu lost", i);
+	CHECK_EQ(c.acked, n);
+	CHECK_EQ(bus_unconfirmed(pub), 0);
+	if (broker_to_disturb == NULL)
+		CHECK_EQ(c.dups, 0);
+	else
+		CHECK(bus_stats(pub)->reconnects >= 1 ||
+		      bus_stats(sub)->reconnects >= 1);
+	fprintf(stderr, "     %zu messages, %zu duplicates, reconnects %llu/%llu\n",
+		n, c.dups, (unsigned long long)bus_stats(pub)->reconnects,
+		(unsigned long long)bus_stats(sub)->reconnects);
+	bus_close(pub);
+	bus_close(sub);
+	free(c.seen);
+}
+
+static void
+test_100k_no_loss_no_dup(void)
+{
+	const char *url = shared_url();
+	CHECK(url != NULL);
+	run_many(url, 100000, NULL, NULL);
+}
+
+static void
+test_broker_restart_mid_run(void)
+{
+	char *url = testbroker_start("bus-restart");
+	CHECK(url != NULL);
+	run_many(url, 20000, "bus-restart", "restart");
+	testbroker_ctl("bus-restart", "stop");
+	free(url);
+}
+
+static void
+test_forced_close_mid_run(void)
+{
+	char *url = testbroker_start("bus-close");
+	CHECK(url != NULL);
+	run_many(url, 20000, "bus-close", "close");
+	testbroker_ctl("bus-close", "stop");
+	free(url);
+}
+
+static void
+test_unroutable_mandatory_returned(void)
+{
+	static const struct bus_exchange ex[] = {{"bus.test.direct", "direct", NULL}};
+	static const struct bus_queue q[] = {{.name = "bus.test.routed"}};
+	static const struct bus_binding bd[] = {
+		{"bus.test.direct", "bus.test.routed", NULL, "yes"}};
+	static const struct bus_topology t = {ex, 1, q, 1, bd, 1};
+	struct counter c = {0};
+	uint64_t rt[16];
+	struct bus_handlers h = {on_delivery, on_confirm, &c};
+	struct bus *b = open_bus(shared_url(), NULL, &t, NULL);
+
+	c.returned_tags = rt;
+	CHECK(b != NULL);
+	CHECK(publish_seq(b, "bus.test.direct", "yes", 1, true) == 0);
+	CHECK(publish_seq(b, "bus.test.direct", "nobody", 2, true) == 0);
+	CHECK(publish_seq(b, "bus.test.direct", "yes", 3, true) == 0);
+	CHECK_EQ(bus_flush(b, 10000, &h), 0);
+	CHECK_EQ(c.acked, 2);
+	CHECK_EQ(c.returned, 1);
+	CHECK_EQ(rt[0], 2);
+	bus_close(b);
+}
+
+struct dlq_seen {
+	long count;
+	char error[256], queue[256], reason[64];
+	int got;
+};
+
+static int
+on_dlq(void *arg, const struct bus_delivery *d)
+{
+	struct dlq_seen *s = arg;
+	s->count = d->rejected_count;
+	snprintf(s->queue, sizeof(s->queue), "%s", d->death_queue);
+	snprintf(s->reason, sizeof(s->reason), "%s", d->death_reason);
+	snprintf(s->error, sizeof(s->error), "%s", d->error);
+	s->got++;
+	return 1;
+}
+
+static void
+reject_all(void *arg, const struct bus_delivery *d)
+{
+	struct counter *c = arg;
+	c->delivered++;
+	/* the first is rejected alone, the rest acked with `multiple` on the
+	 * last one: pitfall 7, no 406 */
+	if (c->delivered == 1)
+		bus_reject(c->bus, d->ref, false);
+	else if (c->delivered == 3)
+		bus_ack(c->bus, d->ref, true);
+}
+
+static void
+test_reject_reaches_dlq(void)
+{
+	static const struct bus_exchange ex[] = {{"bus.test.dlx", "fanout", NULL}};
+	static const struct bus_queue q[] = {
+		{.name = "bus.test.work", .dlx = "bus.test.dlx"},
+		{.name = "bus.test.dlq"},
+	};
+	static const struct bus_binding bd[] = {
+		{"bus.test.dlx", "bus.test.dlq", NULL, ""}};
+	static const struct bus_topology t = {ex, 1, q, 2, bd, 1};
+	struct counter c = {0};
+	uint64_t rt[16];
+	struct bus_handlers h = {reject_all, on_confirm, &c};
+	struct bus *b = open_bus(shared_url(), "bus.test.work", &t, &c);
+	struct dlq_seen s = {0};
+	uint32_t msgs = 0, cons = 0;
+	bool got = false;
+
+	c.returned_tags = rt;
+	CHECK(b != NULL);
+	for (unsigned long i = 1; i <= 3; i++)
+		CHECK(publish_seq(b, "", "bus.test.work", i, false) == 0);
+	for (int i = 0; i < 200 && c.delivered < 3; i++)
+		bus_poll(b, 20, &h);
+	CHECK_EQ(c.delivered, 3);
+	for (int i = 0; i < 50; i++) {
+		bus_poll(b, 20, &h);
+		if (bus_queue_info(b, "bus.test.dlq", &msgs, &cons) == 0 &&
+		    msgs == 1)
+			break;
+	}
+	CHECK(bus_connected(b)); /* no 406 from the multiple ack */
+	CHECK_EQ(msgs, 1);
+	CHECK(bus_get(b, "bus.test.dlq", on_dlq, &s, &got) == 0);
+	CHECK(got);
+	CHECK_EQ(s.count, 0); /* counted for bus.test.work, not the DLQ */
+	CHECK_STR(s.queue, "bus.test.work");
+	CHECK_STR(s.reason, "rejected");
+	CHECK(bus_queue_info(b, "bus.test.work", &msgs, &cons) == 0);
+	CHECK_EQ(msgs, 0);
+	bus_close(b);
+}
+
+static void
+test_missing_exchange_republished(void)
+{
+	static char xname[64], qname[64];
+	static struct bus_exchange ex[] = {{xname, "fanout", NULL}};
+	static struct bus_queue q[] = {{.name = qname}};
+	static struct bus_binding bd[] = {{xname, qname, NULL, ""}};
+	static const struct bus_topology later = {ex, 1, q, 1, bd, 1};
+	struct counter c = {0};
+	uint64_t rt[16];
+	struct bus_handlers h = {on_delivery, on_confirm, &c};
+	struct bus *b = open_bus(shared_url(), NULL, NULL, NULL);
+	struct bus *admin;
+
+	c.returned_tags = rt;
+	CHECK(b != NULL);
+	/* a fresh name: the exchange does not exist yet, 404 closes the
+	 * channel */
+	snprintf(xname, sizeof(xname), "bus.test.late.%ld", (long)getpid());
+	snprintf(qname, sizeof(qname), "bus.test.lateq.%ld", (long)getpid());
+	CHECK(publish_seq(b, xname, "", 7, false) == 0);
+	for (int i = 0; i < 20; i++)
+		bus_poll(b, 20, &h);
+	CHECK(bus_stats(b)->reconnects >= 1);
+	CHECK_EQ(bus_unconfirmed(b), 1);
+	/* someone declares it: the kept message goes out and is confirmed */
+	admin = open_bus(shared_url(), NULL, &later, NULL);
+	CHECK(admin != NULL);
+	CHECK_EQ(bus_flush(b, 20000, &h), 0);
+	CHECK_EQ(c.acked, 1);
+	{
+		uint32_t msgs = 0, cons = 0;
+		CHECK(bus_queue_info(admin, qname, &msgs, &cons) == 0);
+		CHECK_EQ(msgs, 1);
+		bus_queue_purge(admin, qname, &msgs);
+	}
+	bus_close(admin);
+	bus_close(b);
+}
+
+static void
+test_tls(void)
+{
+	char *url = testbroker_start_args("bus-tls", "--tls"), *urls = NULL;
+	char *amqps, ca[512], other[512], ipurl[600], err[512];
+	struct bus_config cfg = {.name = "tls", .heartbeat_s = 5};
+	struct bus *b;
+	const char *base = getenv("SAGA_BROKER_BASE") ? getenv("SAGA_BROKER_BASE")
+						       : "/tmp/saga-brokers";
+
+	CHECK(url != NULL);
+	CHECK(testutil_sh(&urls, "'%s/scripts/broker' url bus-tls",
+			  getenv("SAGA_SOURCE_DIR")) == 0);
+	amqps = strstr(urls, "amqps://");
+	CHECK(amqps != NULL);
+	*strchr(amqps, '\n') = '\0';
+	snprintf(ca, sizeof(ca), "%s/bus-tls/tls/ca.pem", base);
+	snprintf(other, sizeof(other), "%s/bus-tls/tls/other-ca.pem", base);
+
+	cfg.url = amqps;
+	cfg.ca_file = ca;
+	b = bus_open(&cfg, err, sizeof(err));
+	CHECK(b != NULL);
+	CHECK_MSG(bus_connect(b, err, sizeof(err)) == 0, "%s", err);
+	bus_close(b);
+
+	cfg.ca_file = other; /* a CA that signed nothing here */
+	b = bus_open(&cfg, err, sizeof(err));
+	CHECK(b != NULL);
+	CHECK(bus_connect(b, err, sizeof(err)) != 0);
+	bus_close(b);
+
+	/* by IP: the certificate names "localhost" only */
+	snprintf(ipurl, sizeof(ipurl), "%s", amqps);
+	{
+		char *h = strstr(ipurl, "localhost");
+		CHECK(h != NULL);
+		memmove(h + 9, h + 9, strlen(h + 9) + 1);
+		memcpy(h, "127.0.0.1", 9);
+	}
+	cfg.url = ipurl;
+	cfg.ca_file = ca;
+	b = bus_open(&cfg, err, sizeof(err));
+	CHECK(b != NULL);
+	CHECK(bus_connect(b, err, sizeof(err)) != 0);
+	bus_close(b);
+
+	/* amqps without a CA is a configuration error */
+	cfg.url = amqps;
+	cfg.ca_file = NULL;
+	CHECK(bus_open(&cfg, err, sizeof(err)) == NULL);
+	CHECK_MSG(strstr(err, "CA") != NULL, "%s", err);
+	testbroker_ctl("bus-tls", "stop");
+	free(urls);
+	free(url);
+}
+
+static void
+test_unreachable_broker(void)
+{
+	struct bus_config cfg = {.url = "amqp://u:secret@127.0.0.1:1/",
+				 .name = "nowhere",
+				 .connect_timeout_ms = 500};
+	char err[512];
+	struct bus *b = bus_open(&cfg, err, sizeof(err));
+	CHECK(b != NULL);
+	CHECK(bus_connect(b, err, sizeof(err)) != 0);
+	CHECK_MSG(strstr(err, "127.0.0.1:1") != NULL, "%s", err);
+	CHECK_MSG(strstr(err, "secret") == NULL, "password in error: %s", err);
+	CHECK(!bus_connected(b));
+	bus_close(b);
+}
+
+int
+main(void)
+{
+	log_init("test_bus", LOG_WARN);
+	RUN(test_unreachable_broker);
+	RUN(test_unroutable_mandatory_returned);
+	RUN(test_reject_reaches_dlq);
+	RUN(test_missing_exchange_republished);
+	RUN(test_100k_no_loss_no_dup);
+	RUN(test_broker_restart_mid_run);
+	RUN(test_forced_close_mid_run);
+	RUN(test_tls);
+	if (own_url != NULL) {
+		testbroker_ctl("bus-shared", "stop");
+		free(own_url);
+	}
+	return check_summary();
+}

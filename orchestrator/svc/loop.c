@@ -460,7 +460,7 @@ loop_turn(struct loop *l, int64_t now_ms)
 	ready = l->nbatch >= l->cfg.batch_max ||
 		(l->nbatch > 0 &&
 		 l->now_ms - l->batch_started_ms >= l->cfg.batch_wait_ms) ||
-		l->nconfirmed >= 1000 || l->nresend > 0 || timer_due(l);
+		l->nconfirmed > 0 || l->nresend > 0 || timer_due(l);
 	if (!ready) {
 		publish_outbox(l);
 		return 0;

@@ -1,0 +1,602 @@
+/* saga-orchestrator as a process against a private broker, with scripted
+ * fake participants in this test: sagas of statecharts/order.yaml end in
+ * the expected state; SIGKILL in the middle of 2,000 sagas and a restart
+ * end every saga exactly once with no command lost; a broker restart
+ * mid-run loses nothing; duplicates are dropped and malformed messages go
+ * to the dead-letter queue while the rest goes on; SIGHUP with a broken
+ * chart keeps the old one; SIGTERM drains and exits 0. */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "bus.h"
+#include "envelope.h"
+#include "log.h"
+#include "testutil.h"
+
+static const char *srcdir, *bindir;
+
+struct orch_proc {
+	pid_t pid;
+	char db[512], charts[512], log[512];
+};
+
+/* every orchestrator started, so a failed test leaves none behind */
+static pid_t running[16];
+
+static void
+kill_running(void)
+{
+	for (size_t i = 0; i < 16; i++) {
+		if (running[i] > 0) {
+			kill(running[i], SIGKILL);
+			waitpid(running[i], NULL, 0);
+			running[i] = 0;
+		}
+	}
+}
+
+static int
+orch_start(struct orch_proc *p, const char *url)
+{
+	fflush(NULL);
+	p->pid = fork();
+	if (p->pid < 0)
+		return -1;
+	if (p->pid == 0) {
+		char exe[600];
+		FILE *f = freopen(p->log, "a", stderr);
+		(void)f;
+		snprintf(exe, sizeof(exe), "%s/saga-orchestrator", bindir);
+		execl(exe, exe, "--amqp", url, "--db", p->db, "--statecharts",
+		      p->charts, "--batch-wait", "2", "--log-level", "warn",
+		      (char *)NULL);
+		_exit(127);
+	}
+	for (size_t i = 0; i < 16; i++) {
+		if (running[i] == 0) {
+			running[i] = p->pid;
+			break;
+		}
+	}
+	return 0;
+}
+
+static int
+orch_stop(struct orch_proc *p, int sig)
+{
+	int status = 0;
+	if (p->pid <= 0)
+		return -1;
+	kill(p->pid, sig);
+	waitpid(p->pid, &status, 0);
+	for (size_t i = 0; i < 16; i++)
+		if (running[i] == p->pid)
+			running[i] = 0;
+	p->pid = 0;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* ---- fake participants and an event watcher, one bus ---- */
+
+struct world {
+	struct bus *bus;
+	size_t ncommands;
+	/* final events seen, by saga index; ids deduplicated */
+	int *completed, *failed;
+	char **last_final_id;
+	size_t nsagas;
+	const char *decline_prefix;
+	size_t silent_charges; /* charges to leave unanswered */
+};
+
+static int
+saga_index(const char *id)
+{
+	int n;
+	if (sscanf(id, "ord-%d", &n) == 1)
+		return n;
+	return -1;
+}
+
+static void
+reply(struct world *w, const struct bus_delivery *d, const struct envelope *c,
+      const char *type)
+{
+	struct envelope r;
+	char *body;
+	size_t len;
+	struct bus_message m = {0};
+	envelope_init(&r);
+	envelope_new_id(r.id, sizeof(r.id), "rep");
+	snprintf(r.saga, sizeof(r.saga), "%s", c->saga);
+	snprintf(r.type, sizeof(r.type), "%s", type);
+	snprintf(r.step, sizeof(r.step), "%s", c->step);
+	snprintf(r.re, sizeof(r.re), "%s", c->id);
+	r.attempt = c->attempt;
+	r.ts = 1;
+	if (strcmp(type, "payment.charged") == 0)
+		value_map_put_str(&r.payload, "charge_id", "ch-1");
+	if (envelope_encode(&r, &body, &len) == 0) {
+		m.exchange = "saga.replies";
+		m.routing_key = d->reply_to[0] ? d->reply_to : "orchestrator";
+		m.message_id = r.id;
+		m.correlation_id = r.saga;
+		m.type = r.type;
+		m.body = body;
+		m.len = len;
+		bus_publish(w->bus, &m, 0);
+		free(body);
+	}
+	envelope_clear(&r);
+}
+
+static void
+on_msg(void *arg, const struct bus_delivery *d)
+{
+	struct world *w = arg;
+	struct envelope e;
+	char err[256];
+	envelope_init(&e);
+	if (envelope_decode(d->body, d->len, &e, err, sizeof(err)) != 0) {
+		bus_ack(w->bus, d->ref, false);
+		return;
+	}
+	if (strcmp(d->queue, "fake.commands") == 0) {
+		const char *t = e.type, *r = NULL;
+		w->ncommands++;
+		if (strcmp(t, "inventory.reserve") == 0)
+			r = "inventory.reserved";
+		else if (strcmp(t, "payment.charge") == 0) {
+			if (w->silent_charges > 0) {
+				w->silent_charges--;
+				r = NULL;
+			} else if (w->decline_prefix != NULL &&
+				   strncmp(e.saga, w->decline_prefix,
+					   strlen(w->decline_prefix)) == 0)
+				r = "payment.declined";
+			else
+				r = "payment.charged";
+		} else if (strcmp(t, "shipping.create") == 0)
+			r = "shipping.created";
+		else if (strcmp(t, "inventory.release") == 0)
+			r = "inventory.released";
+		else if (strcmp(t, "payment.refund") == 0)
+			r = "payment.refunded";
+		else if (strcmp(t, "shipping.cancel") == 0)
+			r = "shipping.cancelled";
+		if (r != NULL)
+			reply(w, d, &e, r);
+	} else {
+		int i = saga_index(e.saga);
+		if (i >= 0 && (size_t)i < w->nsagas &&
+		    (w->last_final_id[i] == NULL ||
+		     strcmp(w->last_final_id[i], e.id) != 0)) {
+			if (strcmp(e.type, "order.completed") == 0 ||
+			    strcmp(e.type, "order.failed") == 0) {
+				/* a republished copy has the same id */
+				free(w->last_final_id[i]);
+				w->last_final_id[i] = strdup(e.id);
+				if (e.type[6] == 'c')
+					w->completed[i]++;
+				else
+					w->failed[i]++;
+			}
+		}
+	}
+	envelope_clear(&e);
+	bus_ack(w->bus, d->ref, false);
+}
+
+static int
+world_open(struct world *w, const char *url, size_t nsagas)
+{
+	static const struct bus_exchange ex[] = {
+		{"saga.commands", "topic", NULL},
+		{"saga.replies", "direct", NULL},
+		{"order_events", "topic", NULL},
+	};
+	static const struct bus_queue q[] = {{.name = "fake.commands"},
+					     {.name = "test.events"}};
+	static const struct bus_binding bd[] = {
+		{"saga.commands", "fake.commands", NULL, "#"},
+		{"order_events", "test.events", NULL, "order.*"},
+	};
+	static const struct bus_topology t = {ex, 3, q, 2, bd, 2};
+	static const char *consume[] = {"fake.commands", "test.events"};
+	struct bus_config cfg = {.url = url,
+				 .name = "fake",
+				 .prefetch = 500,
+				 .topology = &t,
+				 .consume = consume,
+				 .nconsume = 2};
+	char err[512];
+	uint32_t n;
+
+	memset(w, 0, sizeof(*w));
+	w->bus = bus_open(&cfg, err, sizeof(err));
+	if (w->bus == NULL || bus_connect(w->bus, err, sizeof(err)) != 0)
+		return -1;
+	bus_queue_purge(w->bus, "fake.commands", &n);
+	bus_queue_purge(w->bus, "test.events", &n);
+	/* what an earlier test left in the orchestrator's queues; a queue
+	 * that does not exist yet costs a reconnect, nothing more */
+	for (size_t i = 0; i < 4; i++) {
+		static const char *const oq[] = {
+			"orchestrator.orders", "orchestrator.replies",
+			"orchestrator.control", "orchestrator.dlq"};
+		if (bus_queue_purge(w->bus, oq[i], &n) != 0)
+			bus_connect(w->bus, err, sizeof(err));
+	}
+	w->nsagas = nsagas;
+	w->completed = calloc(nsagas, sizeof(int));
+	w->failed = calloc(nsagas, sizeof(int));
+	w->last_final_id = calloc(nsagas, sizeof(char *));
+	return 0;
+}
+
+static void
+world_close(struct world *w)
+{
+	bus_close(w->bus);
+	for (size_t i = 0; i < w->nsagas; i++)
+		free(w->last_final_id[i]);
+	free(w->last_final_id);
+	free(w->completed);
+	free(w->failed);
+}
+
+static void
+pump(struct world *w, int ms)
+{
+	struct bus_handlers h = {on_msg, NULL, w};
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		bus_poll(w->bus, 20, &h);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+	} while ((t1.tv_sec - t0.tv_sec) * 1000 +
+		 (t1.tv_nsec - t0.tv_nsec) / 1000000 <
+		 ms);
+}
+
+/* Waits until the orchestrator consumes its orders queue: before that an
+ * order.created has nowhere to go. */
+static int
+wait_ready(struct world *w)
+{
+	char err[256];
+	for (int i = 0; i < 200; i++) {
+		uint32_t msgs = 0, cons = 0;
+		if (!bus_connected(w->bus))
+			bus_connect(w->bus, err, sizeof(err));
+		if (bus_queue_info(w->bus, "orchestrator.orders", &msgs,
+				   &cons) == 0 &&
+		    cons > 0)
+			return 0;
+		usleep(100 * 1000);
+	}
+	return -1;
+}
+
+static void
+post_order(struct world *w, int i, const char *method, const char *msgid)
+{
+	struct envelope e;
+	struct value items, item, ship;
+	char *body;
+	size_t len;
+	struct bus_message m = {0};
+
+	envelope_init(&e);
+	if (msgid != NULL)
+		snprintf(e.id, sizeof(e.id), "%s", msgid);
+	else
+		snprintf(e.id, sizeof(e.id), "created-%d", i);
+	snprintf(e.saga, sizeof(e.saga), "ord-%d", i);
+	snprintf(e.type, sizeof(e.type), "order.created");
+	e.ts = 1;
+	value_map_put_str(&e.payload, "order_id", e.saga);
+	value_map_put_str(&e.payload, "customer_id", "c-1");
+	value_map_put_int(&e.payload, "total_cents", 1999);
+	value_map_put_str(&e.payload, "currency", "EUR");
+	value_map_put_str(&e.payload, "payment_method", method);
+	value_map_put_str(&e.payload, "card_token", "tok_ok");
+	value_map_put_str(&e.payload, "category", "books");
+	value_set_map(&item);
+	value_map_put_str(&item, "sku", "sku-1");
+	value_map_put_int(&item, "quantity", 1);
+	value_set_array(&items);
+	value_array_push(&items, &item);
+	value_map_put(&e.payload, "items", &items);
+	value_set_map(&ship);
+	value_map_put_str(&ship, "country", "india");
+	value_map_put(&e.payload, "ship_to", &ship);
+	if (envelope_encode(&e, &body, &len) == 0) {
+		m.exchange = "order_events";
+		m.routing_key = "order.created";
+		m.message_id = e.id;
+		m.correlation_id = e.saga;
+		m.type = e.type;
+		m.body = body;
+		m.len = len;
+		bus_publish(w->bus, &m, 0);
+		free(body);
+	}
+	envelope_clear(&e);
+}
+
+static int
+db_count(const char *db, const char *sql)
+{
+	sqlite3 *h;
+	sqlite3_stmt *s;
+	int n = -1;
+	if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_busy_timeout(h, 5000);
+	if (sqlite3_prepare_v2(h, sql, -1, &s, NULL) == SQLITE_OK) {
+		if (sqlite3_step(s) == SQLITE_ROW)
+			n = sqlite3_column_int(s, 0);
+		sqlite3_finalize(s);
+	}
+	sqlite3_close(h);
+	return n;
+}
+
+static size_t
+finals(struct world *w, size_t n)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		k += (w->completed[i] + w->failed[i]) > 0;
+	return k;
+}
+
+static int
+setup(struct orch_proc *p, const char *name)
+{
+	char *dir = testutil_tmpdir(name);
+	if (dir == NULL)
+		return -1;
+	memset(p, 0, sizeof(*p));
+	snprintf(p->db, sizeof(p->db), "%s/orch.db", dir);
+	snprintf(p->log, sizeof(p->log), "%s/orch.log", dir);
+	snprintf(p->charts, sizeof(p->charts), "%s/charts", dir);
+	testutil_sh(NULL, "mkdir -p '%s' && cp '%s/statecharts/order.yaml' '%s/'",
+		    p->charts, srcdir, p->charts);
+	free(dir);
+	return 0;
+}
+
+/* Each test gets a broker of its own: what one test leaves in the
+ * orchestrator's queues must not reach the next one. */
+static char *
+own_broker(const char *name)
+{
+	return testbroker_start(name);
+}
+
+static void
+test_paths_and_bad_input(void)
+{
+	struct orch_proc p;
+	struct world w;
+	char *url = own_broker("orch-paths");
+	static const unsigned char junk[] = {0xde, 0xad, 0xbe, 0xef};
+	struct bus_message m = {.exchange = "order_events",
+				.routing_key = "order.created",
+				.message_id = "junk-1",
+				.body = junk,
+				.len = sizeof(junk)};
+	uint32_t msgs = 0, cons = 0;
+
+	CHECK(url != NULL);
+	CHECK(setup(&p, "orch-paths") == 0);
+	CHECK(world_open(&w, url, 20) == 0);
+	w.decline_prefix = "ord-1"; /* ord-1, ord-10..19 are declined */
+	CHECK(orch_start(&p, url) == 0);
+	CHECK(wait_ready(&w) == 0);
+	for (int i = 0; i < 20; i++)
+		post_order(&w, i, i % 3 == 0 ? "cod" : "card", NULL);
+	post_order(&w, 2, "card", "created-2");	     /* redelivery */
+	post_order(&w, 3, "card", "another-id-for-3"); /* same order again */
+	bus_publish(w.bus, &m, 0);
+	for (int t = 0; t < 100 && finals(&w, 20) < 20; t++)
+		pump(&w, 100);
+	CHECK_EQ(finals(&w, 20), 20);
+	for (int i = 0; i < 20; i++) {
+		bool declined = i == 1 || (i >= 10 && i <= 19);
+		CHECK_MSG(w.completed[i] == (declined ? 0 : 1) &&
+				  w.failed[i] == (declined ? 1 : 0),
+			  "ord-%d: completed %d failed %d", i, w.completed[i],
+			  w.failed[i]);
+	}
+	CHECK_EQ(db_count(p.db, "SELECT count(*) FROM sagas"), 20);
+	CHECK_EQ(db_count(p.db, "SELECT count(*) FROM sagas WHERE status = "
+				"'failed'"),
+		 11);
+	CHECK(bus_queue_info(w.bus, "orchestrator.dlq", &msgs, &cons) == 0);
+	CHECK_EQ(msgs, 1);
+	CHECK_EQ(orch_stop(&p, SIGTERM), 0);
+	world_close(&w);
+	testbroker_ctl("orch-paths", "stop");
+	free(url);
+}
+
+static void
+test_sigkill_midway_2000(void)
+{
+	struct orch_proc p;
+	struct world w;
+	char *url = own_broker("orch-kill");
+	const size_t n = 2000;
+	int kills = 0;
+
+	CHECK(url != NULL);
+	CHECK(setup(&p, "orch-kill") == 0);
+	CHECK(world_open(&w, url, n) == 0);
+	CHECK(orch_start(&p, url) == 0);
+	CHECK(wait_ready(&w) == 0);
+	for (size_t i = 0; i < n; i++)
+		post_order(&w, (int)i, "card", NULL);
+	for (int t = 0; t < 600 && finals(&w, n) < n; t++) {
+		pump(&w, 100);
+		if (kills < 2 && finals(&w, n) > (size_t)(kills + 1) * n / 3) {
+			CHECK_EQ(orch_stop(&p, SIGKILL), 128 + SIGKILL);
+			kills++;
+			CHECK(orch_start(&p, url) == 0);
+		}
+	}
+	CHECK_EQ(kills, 2);
+	CHECK_EQ(finals(&w, n), n);
+	for (size_t i = 0; i < n; i++)
+		CHECK_MSG(w.completed[i] == 1 && w.failed[i] == 0,
+			  "ord-%zu: completed %d failed %d", i, w.completed[i],
+			  w.failed[i]);
+	CHECK_EQ(db_count(p.db, "SELECT count(*) FROM sagas WHERE status = "
+				"'completed'"),
+		 (int)n);
+	/* nothing was compensated: no command was lost on the way (a lost
+	 * one would time out, retry and at worst fail the saga) */
+	CHECK_EQ(db_count(p.db, "SELECT count(*) FROM history WHERE kind = "
+				"'send' AND detail IN ('inventory.release', "
+				"'payment.refund', 'shipping.cancel')"),
+		 0);
+	CHECK_EQ(db_count(p.db, "SELECT count(*) FROM outbox"), 0);
+	fprintf(stderr, "     %zu sagas, %d kills, %zu commands seen\n", n,
+		kills, w.ncommands);
+	CHECK_EQ(orch_stop(&p, SIGTERM), 0);
+	world_close(&w);
+	testbroker_ctl("orch-kill", "stop");
+	free(url);
+}
+
+static void
+test_broker_restart_midway(void)
+{
+	struct orch_proc p;
+	struct world w;
+	char *url = testbroker_start("orch-restart");
+	const size_t n = 500;
+	bool restarted = false;
+
+	CHECK(url != NULL);
+	CHECK(setup(&p, "orch-brk") == 0);
+	CHECK(world_open(&w, url, n) == 0);
+	CHECK(orch_start(&p, url) == 0);
+	CHECK(wait_ready(&w) == 0);
+	for (size_t i = 0; i < n; i++)
+		post_order(&w, (int)i, "card", NULL);
+	for (int t = 0; t < 900 && finals(&w, n) < n; t++) {
+		pump(&w, 100);
+		if (!restarted && finals(&w, n) > n / 3) {
+			CHECK(testbroker_ctl("orch-restart", "restart") == 0);
+			restarted = true;
+		}
+	}
+	CHECK(restarted);
+	CHECK_EQ(finals(&w, n), n);
+	CHECK_EQ(db_count(p.db, "SELECT count(*) FROM sagas WHERE status = "
+				"'completed'"),
+		 (int)n);
+	CHECK_EQ(orch_stop(&p, SIGTERM), 0);
+	world_close(&w);
+	testbroker_ctl("orch-restart", "stop");
+	free(url);
+}
+
+static void
+test_sighup_broken_chart_keeps_old(void)
+{
+	struct orch_proc p;
+	struct world w;
+	char *url = own_broker("orch-hup");
+	char *log = NULL;
+
+	CHECK(url != NULL);
+	CHECK(setup(&p, "orch-hup") == 0);
+	CHECK(world_open(&w, url, 4) == 0);
+	CHECK(orch_start(&p, url) == 0);
+	CHECK(wait_ready(&w) == 0);
+	post_order(&w, 0, "card", "hup-0");
+	for (int t = 0; t < 100 && finals(&w, 1) < 1; t++)
+		pump(&w, 100);
+	CHECK_EQ(w.completed[0], 1);
+	testutil_sh(NULL, "printf 'saga: order\\ninitial: nowhere\\n' > '%s/order.yaml'",
+		    p.charts);
+	kill(p.pid, SIGHUP);
+	pump(&w, 500);
+	post_order(&w, 1, "card", "hup-1");
+	for (int t = 0; t < 100 && finals(&w, 2) < 2; t++)
+		pump(&w, 100);
+	CHECK_EQ(w.completed[1], 1);
+	CHECK_EQ(orch_stop(&p, SIGTERM), 0);
+	log = testutil_slurp(p.log, NULL);
+	CHECK(log != NULL);
+	CHECK_MSG(strstr(log, "reload of") != NULL &&
+			  strstr(log, "order.yaml:1:1: the statechart: missing key "
+					 "\"states\"") != NULL,
+		  "log: %s", log);
+	free(log);
+	world_close(&w);
+	testbroker_ctl("orch-hup", "stop");
+	free(url);
+}
+
+static void
+test_check_mode_and_bad_flags(void)
+{
+	char *out = NULL;
+	CHECK_EQ(testutil_sh(&out, "'%s/saga-orchestrator' -n --db /tmp/nope-%d.db "
+				   "--statecharts '%s/statecharts' 2>&1",
+			     bindir, (int)getpid(), srcdir),
+		 0);
+	CHECK_MSG(strstr(out, "configuration ok") != NULL, "%s", out);
+	free(out);
+	testutil_sh(NULL, "rm -f /tmp/nope-%d.db*", (int)getpid());
+	CHECK_EQ(testutil_sh(&out, "'%s/saga-orchestrator' --db x.db --batch zero 2>&1",
+			     bindir),
+		 2);
+	CHECK_MSG(strstr(out, "--batch wants a number") != NULL, "%s", out);
+	free(out);
+	CHECK_EQ(testutil_sh(&out, "'%s/saga-orchestrator' 2>&1", bindir), 2);
+	CHECK_MSG(strstr(out, "--db PATH is required") != NULL, "%s", out);
+	free(out);
+	CHECK_EQ(testutil_sh(&out, "'%s/saga-orchestrator' -n --db /tmp/nope2-%d.db "
+				   "--statecharts '%s/tests/statecharts' 2>&1",
+			     bindir, (int)getpid(), srcdir),
+		 1);
+	CHECK_MSG(strstr(out, "no *.yaml statecharts") != NULL, "%s", out);
+	free(out);
+	testutil_sh(NULL, "rm -f /tmp/nope2-%d.db*", (int)getpid());
+}
+
+int
+main(void)
+{
+	log_init("test_orchestrator", LOG_WARN);
+	srcdir = getenv("SAGA_SOURCE_DIR");
+	bindir = getenv("SAGA_BIN_DIR");
+	if (srcdir == NULL || bindir == NULL) {
+		fprintf(stderr, "SAGA_SOURCE_DIR and SAGA_BIN_DIR must be set "
+				"(ctest sets them)\n");
+		return 1;
+	}
+	atexit(kill_running);
+	RUN(test_check_mode_and_bad_flags);
+	RUN(test_paths_and_bad_input);
+	kill_running();
+	RUN(test_sighup_broken_chart_keeps_old);
+	kill_running();
+	RUN(test_sigkill_midway_2000);
+	kill_running();
+	RUN(test_broker_restart_midway);
+	kill_running();
+	return check_summary();
+}

@@ -1046,7 +1046,8 @@ build_cond(struct builder *b, struct chart_state *s, struct node *n,
 			    (f->type == FIELD_BOOLEAN && t == VALUE_BOOL);
 		if (!fits) {
 			err_at(b->x, opnode->line, opnode->col,
-			       "guard compares field \"%s\" (a %s) with a %s",
+			       "guard compares field \"%s\" (%s) with a value "
+			       "of type %s",
 			       c->field, chart_field_type_name(f->type),
 			       value_type_name(t));
 			return;

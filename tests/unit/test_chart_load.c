@@ -1,0 +1,209 @@
+/* The statechart loader/validator: every file in tests/statecharts/broken
+ * produces exactly the error its first line announces ("# expect:
+ * LINE:COL: message"); statecharts/order.yaml and every file in
+ * tests/statecharts/valid load; the version ignores comments, layout and
+ * key order but follows the content; durations parse as documented. */
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chart_load.h"
+#include "testutil.h"
+
+static int
+cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The sorted *.yaml names of a folder (NULL-terminated, malloc'd). */
+static char **
+list(const char *dir, size_t *n)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char **v = calloc(256, sizeof(char *));
+	*n = 0;
+	while (d != NULL && (e = readdir(d)) != NULL && *n < 255) {
+		size_t l = strlen(e->d_name);
+		if (l > 5 && strcmp(e->d_name + l - 5, ".yaml") == 0)
+			asprintf(&v[(*n)++], "%s/%s", dir, e->d_name);
+	}
+	if (d != NULL)
+		closedir(d);
+	qsort(v, *n, sizeof(char *), cmp);
+	return v;
+}
+
+static void
+free_list(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static void
+test_broken_files(void)
+{
+	size_t n;
+	char **files = list("tests/statecharts/broken", &n);
+	CHECK_MSG(n >= 25, "only %zu broken statecharts", n);
+	for (size_t i = 0; i < n; i++) {
+		char *text = testutil_slurp(files[i], NULL);
+		char want[700], *nl;
+		const char *exp;
+		struct chart_errors errs;
+		struct chart *c;
+		bool found = false;
+
+		CHECK(text != NULL);
+		CHECK_MSG(strncmp(text, "# expect: ", 10) == 0,
+			  "%s: no # expect: line", files[i]);
+		exp = text + 10;
+		nl = strchr(text, '\n');
+		if (nl != NULL)
+			*nl = '\0';
+		snprintf(want, sizeof(want), "%s:%s%s", files[i],
+			 exp[0] >= '0' && exp[0] <= '9' ? "" : " ", exp);
+		free(text);
+		chart_errors_init(&errs);
+		c = chart_load_file(files[i], &errs);
+		CHECK_MSG(c == NULL, "%s loaded", files[i]);
+		CHECK_MSG(errs.count > 0, "%s: no error", files[i]);
+		for (size_t k = 0; k < errs.count; k++)
+			found |= strcmp(errs.items[k].text, want) == 0;
+		CHECK_MSG(found, "%s:\n  want %s\n  got  %s", files[i], want,
+			  errs.items[0].text);
+		chart_errors_clear(&errs);
+	}
+	free_list(files, n);
+}
+
+static void
+test_valid_files(void)
+{
+	size_t n;
+	char **files = list("tests/statecharts/valid", &n);
+	for (size_t i = 0; i < n; i++) {
+		struct chart_errors errs;
+		struct chart *c;
+		chart_errors_init(&errs);
+		c = chart_load_file(files[i], &errs);
+		CHECK_MSG(c != NULL, "%s: %s", files[i],
+			  errs.count ? errs.items[0].text : "?");
+		chart_free(c);
+		chart_errors_clear(&errs);
+	}
+	free_list(files, n);
+}
+
+static void
+test_order_yaml(void)
+{
+	struct chart_errors errs;
+	struct chart *c;
+	const struct chart_state *pay, *res;
+	int i;
+
+	chart_errors_init(&errs);
+	c = chart_load_file("statecharts/order.yaml", &errs);
+	CHECK_MSG(c != NULL, "%s", errs.count ? errs.items[0].text : "?");
+	CHECK_STR(c->name, "order");
+	CHECK_EQ(c->nstates, 6);
+	CHECK_STR(c->states[c->initial].name, "reserve_stock");
+	CHECK_STR(c->states[c->failure].name, "failed");
+	i = chart_state_index(c, "payment");
+	CHECK(i >= 0);
+	pay = &c->states[i];
+	CHECK_EQ(pay->type, STATE_STEP);
+	CHECK_STR(pay->route, "{payment_method}");
+	CHECK_EQ(pay->retry.attempts, 4);
+	CHECK_EQ(pay->timeout_ms, 5000); /* from defaults */
+	CHECK(pay->compensate != NULL);
+	CHECK_STR(pay->compensate->command, "payment.refund");
+	CHECK_STR(pay->compensate->route, "{payment_method}"); /* inherited */
+	CHECK_EQ(pay->compensate->retry.attempts, 5);	       /* default */
+	CHECK_EQ(chart_step_reply(pay, "payment.unavailable")->kind,
+		 REPLY_RETRY);
+	CHECK_EQ(chart_step_reply(pay, "payment.declined")->kind, REPLY_FAIL);
+	CHECK_EQ(pay->exhausted_target, c->failure);
+	res = &c->states[c->initial];
+	CHECK_STR(res->emit, "order.inventory_checked");
+	CHECK_STR(c->states[chart_state_index(c, "completed")].emit,
+		  "order.completed");
+	CHECK_EQ(strlen(c->version), 16);
+	chart_free(c);
+	chart_errors_clear(&errs);
+}
+
+static struct chart *
+load_text(const char *text)
+{
+	struct chart_errors errs;
+	struct chart *c;
+	chart_errors_init(&errs);
+	c = chart_load_buffer("mem.yaml", text, strlen(text), &errs);
+	if (c == NULL && errs.count > 0)
+		fprintf(stderr, "%s\n", errs.items[0].text);
+	chart_errors_clear(&errs);
+	return c;
+}
+
+static void
+test_version(void)
+{
+	static const char a[] =
+		"saga: t\ninitial: a\nstates:\n  a:\n    type: step\n"
+		"    to: p\n    command: p.do\n    timeout: 5s\n"
+		"    on: {p.ok: done, p.no: {fail: failed}}\n"
+		"  done: {type: final}\n  failed: {type: final}\n";
+	/* comments, flow/block style, quoting and key order differ */
+	static const char b[] =
+		"# a comment\nstates:\n  a:\n    on:\n      \"p.no\": {fail: "
+		"failed}\n      p.ok: \"done\"\n    command: p.do\n"
+		"    type: step\n    timeout: \"5s\"\n    to: p\n"
+		"  done:\n    type: final\n  failed: {type: final}\n"
+		"initial: a\nsaga: t   # name\n";
+	static const char changed[] =
+		"saga: t\ninitial: a\nstates:\n  a:\n    type: step\n"
+		"    to: p\n    command: p.do\n    timeout: 6s\n"
+		"    on: {p.ok: done, p.no: {fail: failed}}\n"
+		"  done: {type: final}\n  failed: {type: final}\n";
+	struct chart *ca = load_text(a), *cb = load_text(b),
+		     *cc = load_text(changed);
+	CHECK(ca != NULL && cb != NULL && cc != NULL);
+	CHECK_STR(ca->version, cb->version);
+	CHECK(strcmp(ca->version, cc->version) != 0);
+	chart_free(ca);
+	chart_free(cb);
+	chart_free(cc);
+}
+
+static void
+test_durations(void)
+{
+	int64_t ms = 0;
+	CHECK(chart_parse_duration("250ms", &ms) == 0 && ms == 250);
+	CHECK(chart_parse_duration("10s", &ms) == 0 && ms == 10000);
+	CHECK(chart_parse_duration("5m", &ms) == 0 && ms == 300000);
+	CHECK(chart_parse_duration("1h", &ms) == 0 && ms == 3600000);
+	CHECK(chart_parse_duration("0s", &ms) == 0 && ms == 0);
+	CHECK(chart_parse_duration("-1s", &ms) == -1);
+	CHECK(chart_parse_duration("1.5s", &ms) == -1);
+	CHECK(chart_parse_duration("10", &ms) == -1);
+	CHECK(chart_parse_duration("31d", &ms) == -1);
+	CHECK(chart_parse_duration("1000h", &ms) == -1); /* > 30 days */
+	CHECK(chart_parse_duration("", &ms) == -1);
+}
+
+int
+main(void)
+{
+	RUN(test_broken_files);
+	RUN(test_valid_files);
+	RUN(test_order_yaml);
+	RUN(test_version);
+	RUN(test_durations);
+	return check_summary();
+}

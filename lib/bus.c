@@ -57,6 +57,7 @@ struct bus {
 
 	amqp_connection_state_t conn;
 	bool connected, blocked, consuming;
+	bool cancelled; /* bus_cancel: do not consume after a reconnect */
 	int64_t connected_at_ms;
 	uint32_t generation; /* connections made so far */
 	uint64_t next_seq;
@@ -535,7 +536,7 @@ try_connect(struct bus *b, const char *url)
 		return -1;
 	if (declare(b) != 0)
 		return -1;
-	if (b->nconsume > 0) {
+	if (b->nconsume > 0 && !b->cancelled) {
 		amqp_basic_qos(b->conn, CH, 0, b->cfg.prefetch, 0);
 		if (!rpc_ok(b, "basic.qos"))
 			return -1;
@@ -1317,6 +1318,7 @@ bus_reject(struct bus *b, uint64_t ref, bool requeue)
 int
 bus_cancel(struct bus *b)
 {
+	b->cancelled = true;
 	if (!b->connected || !b->consuming)
 		return 0;
 	for (size_t i = 0; i < b->nconsume; i++) {
@@ -1328,7 +1330,7 @@ bus_cancel(struct bus *b)
 		}
 	}
 	b->consuming = false;
-	b->nconsume = 0; /* and do not resume after a reconnect */
+	b->cancelled = true; /* and do not resume after a reconnect */
 	return 0;
 }
 

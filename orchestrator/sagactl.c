@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -112,6 +113,19 @@ json_str(const char *s)
 			putchar(c);
 	}
 	putchar('"');
+}
+
+/* ms since the epoch as "2026-11-24 19:12:03.123" (UTC), in buf. */
+static const char *
+fmt_ms(long long ms, char *buf, size_t cap)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	size_t n;
+	gmtime_r(&t, &tm);
+	n = strftime(buf, cap, "%Y-%m-%d %H:%M:%S", &tm);
+	snprintf(buf + n, cap - n, ".%03lld", ms % 1000);
+	return buf;
 }
 
 static const char *
@@ -214,13 +228,14 @@ show(const struct opts *o, const char *id)
 	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
 	if (sqlite3_step(s) == SQLITE_ROW) {
 		found = 1;
+		char t1[40], t2[40];
 		printf("saga      %s\nchart     %s (version %s)\nstatus    %s\n"
-		       "state     %s (%s, attempt %d)\nstarted   %lld\n"
-		       "updated   %lld\n\nhistory\n",
+		       "state     %s (%s, attempt %d)\nstarted   %s UTC\n"
+		       "updated   %s UTC\n\nhistory\n",
 		       id, col(s, 0), col(s, 1), col(s, 2), col(s, 3),
 		       col(s, 4), sqlite3_column_int(s, 5),
-		       (long long)sqlite3_column_int64(s, 6),
-		       (long long)sqlite3_column_int64(s, 7));
+		       fmt_ms(sqlite3_column_int64(s, 6), t1, sizeof(t1)),
+		       fmt_ms(sqlite3_column_int64(s, 7), t2, sizeof(t2)));
 	}
 	sqlite3_finalize(s);
 	if (!found) {
@@ -234,9 +249,11 @@ show(const struct opts *o, const char *id)
 			       "history WHERE saga_id = ?1 ORDER BY seq",
 			       -1, &s, NULL) == SQLITE_OK) {
 		sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+		char t[40];
 		while (sqlite3_step(s) == SQLITE_ROW)
-			printf("  %lld  %-8s %-16s %-12s %s%s%s%s%s\n",
-			       (long long)sqlite3_column_int64(s, 0), col(s, 1),
+			printf("  %s  %-8s %-16s %-12s %s%s%s%s%s\n",
+			       fmt_ms(sqlite3_column_int64(s, 0), t, sizeof(t)) + 11,
+			       col(s, 1),
 			       col(s, 2), col(s, 3), col(s, 4),
 			       col(s, 5)[0] ? " by " : "", col(s, 5),
 			       col(s, 6)[0] ? ": " : "", col(s, 6));

@@ -601,8 +601,11 @@ read_array(struct reader *r, struct value *out, size_t n, size_t depth)
 		out->u.a.cap = n;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (read_value(r, &out->u.a.items[i], depth + 1) != 0)
+		if (read_value(r, &out->u.a.items[i], depth + 1) != 0) {
+			/* not counted in len yet: release what it built */
+			value_clear(&out->u.a.items[i]);
 			return -1;
+		}
 		out->u.a.len++;
 	}
 	return 0;
@@ -648,6 +651,7 @@ read_map(struct reader *r, struct value *out, size_t n, size_t depth)
 		if (read_value(r, &kv->val, depth + 1) != 0) {
 			free(kv->key);
 			kv->key = NULL;
+			value_clear(&kv->val);
 			return -1;
 		}
 		out->u.m.len++;

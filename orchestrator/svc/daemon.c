@@ -14,11 +14,13 @@
 #include "daemon.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bus.h"
+#include "http.h"
 #include "log.h"
 #include "loop.h"
 #include "orch.h"
@@ -40,11 +42,219 @@ daemon_parse_count(const char *s, int min, int max, int *out)
 	return 0;
 }
 
+/* ---- metrics: a few counters and one histogram, rendered in the
+ * Prometheus text format (0.0.4) for GET /metrics ---- */
+
+#define MAX_CHARTS 16
+#define MAX_STEPS 128
+static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+				 1,	2.5,  5,     10,   30,	60};
+#define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
+
+struct chart_counts {
+	char chart[CHART_NAME_MAX];
+	uint64_t started, completed, failed, stuck, aborted;
+};
+
+struct step_hist {
+	char chart[CHART_NAME_MAX], state[CHART_NAME_MAX];
+	uint64_t b[NBUCKETS], count;
+	double sum;
+};
+
+struct metrics {
+	struct chart_counts c[MAX_CHARTS];
+	size_t nc;
+	struct step_hist h[MAX_STEPS];
+	size_t nh;
+};
+
+static struct chart_counts *
+counts_for(struct metrics *m, const char *chart)
+{
+	for (size_t i = 0; i < m->nc; i++)
+		if (strcmp(m->c[i].chart, chart) == 0)
+			return &m->c[i];
+	if (m->nc == MAX_CHARTS)
+		return NULL;
+	snprintf(m->c[m->nc].chart, sizeof(m->c[0].chart), "%s", chart);
+	return &m->c[m->nc++];
+}
+
+static void
+on_status(void *arg, const char *chart, enum saga_status st)
+{
+	struct chart_counts *c = counts_for(arg, chart);
+	if (c == NULL)
+		return;
+	switch (st) {
+	case SAGA_RUNNING:
+		c->started++;
+		break;
+	case SAGA_COMPLETED:
+		c->completed++;
+		break;
+	case SAGA_FAILED:
+		c->failed++;
+		break;
+	case SAGA_STUCK:
+		c->stuck++;
+		break;
+	case SAGA_ABORTED:
+		c->aborted++;
+		break;
+	case SAGA_COMPENSATING:
+		break;
+	}
+}
+
+static void
+on_step(void *arg, const char *chart, const char *state, double seconds)
+{
+	struct metrics *m = arg;
+	struct step_hist *h = NULL;
+	for (size_t i = 0; i < m->nh && h == NULL; i++)
+		if (strcmp(m->h[i].chart, chart) == 0 &&
+		    strcmp(m->h[i].state, state) == 0)
+			h = &m->h[i];
+	if (h == NULL) {
+		if (m->nh == MAX_STEPS)
+			return;
+		h = &m->h[m->nh++];
+		snprintf(h->chart, sizeof(h->chart), "%s", chart);
+		snprintf(h->state, sizeof(h->state), "%s", state);
+	}
+	for (size_t i = 0; i < NBUCKETS; i++)
+		if (seconds <= buckets[i])
+			h->b[i]++;
+	h->count++;
+	h->sum += seconds;
+}
+
 struct adapter {
 	struct bus *bus;
 	struct loop *l;
+	struct http *http;
+	struct store *st;
+	struct orch *o;
+	struct metrics m;
 	char orders_q[128], replies_q[128], control_q[128];
 };
+
+static void
+counter(struct http_response *r, const char *name, const char *help,
+	const char *type)
+{
+	http_printf(r, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void
+render_metrics(struct adapter *a, struct http_response *r)
+{
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} per_chart[] = {
+		{"saga_started_total", "Sagas started.",
+		 offsetof(struct chart_counts, started)},
+		{"saga_completed_total", "Sagas completed.",
+		 offsetof(struct chart_counts, completed)},
+		{"saga_failed_total", "Sagas failed (compensated).",
+		 offsetof(struct chart_counts, failed)},
+		{"saga_stuck_total", "Sagas left stuck for an operator.",
+		 offsetof(struct chart_counts, stuck)},
+		{"saga_aborted_total", "Sagas aborted by an operator.",
+		 offsetof(struct chart_counts, aborted)},
+	};
+	const struct orch_stats *os = orch_stats(a->o);
+	const struct loop_stats *ls = loop_stats(a->l);
+	int64_t depth = -1;
+
+	for (size_t k = 0; k < sizeof(per_chart) / sizeof(per_chart[0]); k++) {
+		counter(r, per_chart[k].name, per_chart[k].help, "counter");
+		for (size_t i = 0; i < a->m.nc; i++)
+			http_printf(r, "%s{chart=\"%s\"} %llu\n",
+				    per_chart[k].name, a->m.c[i].chart,
+				    (unsigned long long)*(const uint64_t
+								  *)((const char *)&a
+									     ->m
+									     .c[i] +
+								     per_chart[k]
+									     .off));
+	}
+	counter(r, "saga_step_duration_seconds",
+		"Time from entering a state to leaving it.", "histogram");
+	for (size_t i = 0; i < a->m.nh; i++) {
+		const struct step_hist *h = &a->m.h[i];
+		for (size_t b = 0; b < NBUCKETS; b++)
+			http_printf(r,
+				    "saga_step_duration_seconds_bucket{chart="
+				    "\"%s\",state=\"%s\",le=\"%g\"} %llu\n",
+				    h->chart, h->state, buckets[b],
+				    (unsigned long long)h->b[b]);
+		http_printf(r,
+			    "saga_step_duration_seconds_bucket{chart=\"%s\","
+			    "state=\"%s\",le=\"+Inf\"} %llu\n"
+			    "saga_step_duration_seconds_sum{chart=\"%s\","
+			    "state=\"%s\"} %.6f\n"
+			    "saga_step_duration_seconds_count{chart=\"%s\","
+			    "state=\"%s\"} %llu\n",
+			    h->chart, h->state, (unsigned long long)h->count,
+			    h->chart, h->state, h->sum, h->chart, h->state,
+			    (unsigned long long)h->count);
+	}
+	if (store_outbox_count(a->st, &depth) != 0)
+		depth = -1;
+	counter(r, "saga_outbox_depth",
+		"Messages committed and not yet confirmed by the broker.",
+		"gauge");
+	http_printf(r, "saga_outbox_depth %lld\n", (long long)depth);
+	counter(r, "saga_duplicates_dropped_total",
+		"Messages dropped as already processed.", "counter");
+	http_printf(r, "saga_duplicates_dropped_total %llu\n",
+		    (unsigned long long)os->duplicates);
+	counter(r, "saga_dead_lettered_total",
+		"Messages rejected to the dead-letter queue.", "counter");
+	http_printf(r, "saga_dead_lettered_total %llu\n",
+		    (unsigned long long)ls->dead_lettered);
+	counter(r, "saga_batches_total", "Transactions committed.", "counter");
+	http_printf(r, "saga_batches_total %llu\n",
+		    (unsigned long long)ls->batches);
+	counter(r, "saga_commit_failures_total",
+		"Batches whose commit failed (retried).", "counter");
+	http_printf(r, "saga_commit_failures_total %llu\n",
+		    (unsigned long long)ls->commit_failures);
+	counter(r, "saga_bus_connected", "1 while connected to the broker.",
+		"gauge");
+	http_printf(r, "saga_bus_connected %d\n", bus_connected(a->bus));
+	counter(r, "saga_bus_reconnects_total", "Reconnections to the broker.",
+		"counter");
+	http_printf(r, "saga_bus_reconnects_total %llu\n",
+		    (unsigned long long)bus_stats(a->bus)->reconnects);
+}
+
+static void
+on_http(void *arg, const char *path, struct http_response *r)
+{
+	struct adapter *a = arg;
+	const char *why = "";
+	if (strcmp(path, "/healthz") == 0) {
+		bool ok = loop_healthy(a->l, &why) && bus_connected(a->bus);
+		r->status = ok ? 200 : 503;
+		if (ok)
+			http_printf(r, "ok\n");
+		else
+			http_printf(r, "unhealthy: %s\n",
+				    why[0] ? why : "not connected to the broker");
+	} else if (strcmp(path, "/metrics") == 0) {
+		r->status = 200;
+		r->content_type = "text/plain; version=0.0.4";
+		render_metrics(a, r);
+	} else {
+		r->status = 404;
+		http_printf(r, "not found: try /healthz or /metrics\n");
+	}
+}
 
 static void
 on_delivery(void *arg, const struct bus_delivery *d)
@@ -114,6 +324,8 @@ t_poll(void *ctx, struct loop *l, int timeout_ms)
 	struct bus_handlers h = {on_delivery, on_confirm, a};
 	a->l = l;
 	bus_poll(a->bus, timeout_ms, &h);
+	if (a->http != NULL)
+		http_serve(a->http, on_http, a);
 	return 0;
 }
 
@@ -245,7 +457,10 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 			/* every queue's window can arrive at once */
 			.publish_window = 2000,
 		};
-		struct orch_config oc = {.reply_to = cfg->reply_key};
+		struct orch_config oc = {.reply_to = cfg->reply_key,
+					 .on_step = on_step,
+					 .on_status = on_status,
+					 .observer_arg = &a.m};
 		struct reload_ctx rctx = {reg, cfg->statecharts};
 
 		if ((size_t)cfg->prefetch * 3 > lc.batch_max)
@@ -256,9 +471,21 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 			goto out;
 		}
 		a.bus = bus;
+		a.st = st;
+		if (cfg->http != NULL) {
+			a.http = http_listen(cfg->http, err, sizeof(err));
+			if (a.http == NULL) {
+				log_error("%s", err);
+				goto out;
+			}
+			log_info("http listening on port %d (/healthz, "
+				 "/metrics)",
+				 http_port(a.http));
+		}
 		if (bus_connect(bus, err, sizeof(err)) != 0)
 			log_warnx("cannot connect yet (%s); retrying", err);
 		o = orch_new(st, reg, &oc);
+		a.o = o;
 		l = o != NULL ? loop_new(st, o, &t, &lc) : NULL;
 		if (l == NULL) {
 			log_error("out of memory");
@@ -274,6 +501,7 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		log_info("stopped (%s)", rc == 0 ? "drained" : "not drained");
 	}
 out:
+	http_close(a.http);
 	loop_free(l);
 	orch_free(o);
 	bus_close(bus);

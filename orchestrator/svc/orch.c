@@ -398,9 +398,7 @@ start_saga(struct orch *o, const struct orch_input *in,
 		snprintf(trace, sizeof(trace), "%s", in->traceparent);
 	else if (trace_new(trace, sizeof(trace)) != 0)
 		trace[0] = '\0';
-	o->stats.started++;
-	if (o->cfg.on_status != NULL)
-		o->cfg.on_status(o->cfg.observer_arg, c->name, SAGA_RUNNING);
+	o->stats.started++; /* commit_step reports the status change */
 	rc = commit_step(o, c, NULL, &s, &out, "start", in->message_id, NULL,
 			 NULL, trace, in->now_ms);
 	engine_output_clear(&out);

@@ -8,6 +8,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,7 +27,55 @@ static const char *srcdir, *bindir;
 struct orch_proc {
 	pid_t pid;
 	char db[512], charts[512], log[512];
+	int http_port; /* 0: no --http */
 };
+
+/* A free loopback port (bound, read back, released). */
+static int
+free_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t l = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port = 0;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &l) == 0)
+		port = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+/* GET path from 127.0.0.1:port; returns the whole response (malloc'd). */
+static char *
+http_get(int port, const char *path)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	char req[256], *buf = calloc(1, 1 << 20);
+	size_t n = 0;
+	ssize_t r;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	a.sin_port = htons((uint16_t)port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || buf == NULL ||
+	    connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+		if (fd >= 0)
+			close(fd);
+		free(buf);
+		return NULL;
+	}
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n",
+		 path);
+	if (write(fd, req, strlen(req)) < 0) {
+		close(fd);
+		free(buf);
+		return NULL;
+	}
+	while (n < (1 << 20) - 1 && (r = read(fd, buf + n, (1 << 20) - 1 - n)) > 0)
+		n += (size_t)r;
+	close(fd);
+	return buf;
+}
 
 /* every orchestrator started, so a failed test leaves none behind */
 static pid_t running[16];
@@ -53,9 +104,17 @@ orch_start(struct orch_proc *p, const char *url)
 		FILE *f = freopen(p->log, "a", stderr);
 		(void)f;
 		snprintf(exe, sizeof(exe), "%s/saga-orchestrator", bindir);
-		execl(exe, exe, "--amqp", url, "--db", p->db, "--statecharts",
-		      p->charts, "--batch-wait", "2", "--log-level", "warn",
-		      (char *)NULL);
+		char http[64];
+		snprintf(http, sizeof(http), "127.0.0.1:%d", p->http_port);
+		if (p->http_port > 0)
+			execl(exe, exe, "--amqp", url, "--db", p->db,
+			      "--statecharts", p->charts, "--batch-wait", "2",
+			      "--log-level", "warn", "--http", http,
+			      (char *)NULL);
+		else
+			execl(exe, exe, "--amqp", url, "--db", p->db,
+			      "--statecharts", p->charts, "--batch-wait", "2",
+			      "--log-level", "warn", (char *)NULL);
 		_exit(127);
 	}
 	for (size_t i = 0; i < 16; i++) {
@@ -398,6 +457,7 @@ test_paths_and_bad_input(void)
 
 	CHECK(url != NULL);
 	CHECK(setup(&p, "orch-paths") == 0);
+	p.http_port = free_port();
 	CHECK(world_open(&w, url, 20) == 0);
 	w.decline_prefix = "ord-1"; /* ord-1, ord-10..19 are declined */
 	CHECK(orch_start(&p, url) == 0);
@@ -423,6 +483,31 @@ test_paths_and_bad_input(void)
 		 11);
 	CHECK(bus_queue_info(w.bus, "orchestrator.dlq", &msgs, &cons) == 0);
 	CHECK_EQ(msgs, 1);
+	{
+		char *health = http_get(p.http_port, "/healthz");
+		char *metrics = http_get(p.http_port, "/metrics");
+		char *missing = http_get(p.http_port, "/nope");
+		CHECK(health != NULL && metrics != NULL && missing != NULL);
+		CHECK_MSG(strstr(health, "200 OK") && strstr(health, "\r\n\r\nok"),
+			  "%s", health);
+		CHECK_MSG(strstr(missing, "404") != NULL, "%s", missing);
+		CHECK_MSG(strstr(metrics,
+				 "saga_completed_total{chart=\"order\"} 9\n") &&
+				  strstr(metrics, "saga_failed_total{chart=\"order\"} "
+						  "11\n") &&
+				  strstr(metrics, "saga_started_total{chart=\"order\"} "
+						  "20\n") &&
+				  strstr(metrics, "saga_dead_lettered_total 1\n") &&
+				  strstr(metrics,
+					 "saga_duplicates_dropped_total 2\n") &&
+				  strstr(metrics, "saga_step_duration_seconds_count{"
+						  "chart=\"order\",state=\"payment\"}") &&
+				  strstr(metrics, "saga_outbox_depth "),
+			  "%s", metrics);
+		free(health);
+		free(metrics);
+		free(missing);
+	}
 	CHECK_EQ(orch_stop(&p, SIGTERM), 0);
 	world_close(&w);
 	testbroker_ctl("orch-paths", "stop");

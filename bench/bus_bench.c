@@ -53,11 +53,11 @@ open_bus(const char *url, const char *consume)
 	static const struct bus_topology t = {NULL, 0, q, 1, NULL, 0};
 	const char *c[1] = {consume};
 	struct bus_config cfg = {.url = url,
-				 .name = "bench",
-				 .prefetch = 500,
-				 .topology = &t,
-				 .consume = consume ? c : NULL,
-				 .nconsume = consume ? 1 : 0};
+	                         .name = "bench",
+	                         .prefetch = 500,
+	                         .topology = &t,
+	                         .consume = consume ? c : NULL,
+	                         .nconsume = consume ? 1 : 0};
 	char err[512];
 	struct bus *b = bus_open(&cfg, err, sizeof(err));
 	if (b == NULL || bus_connect(b, err, sizeof(err)) != 0) {
@@ -83,10 +83,10 @@ publish_run(const char *url, size_t n, size_t window)
 		while (sent < n && bus_unconfirmed(b) < window) {
 			char id[32];
 			struct bus_message m = {.exchange = "",
-						.routing_key = "bench.bus",
-						.message_id = id,
-						.body = body,
-						.len = sizeof(body)};
+			                        .routing_key = "bench.bus",
+			                        .message_id = id,
+			                        .body = body,
+			                        .len = sizeof(body)};
 			snprintf(id, sizeof(id), "b-%zu", sent);
 			bus_publish(b, &m, sent++);
 		}
@@ -129,8 +129,10 @@ main(int argc, char **argv)
 	consume_run(argv[1], n / 20);
 	printf("%-44s %12s\n", "persistent, durable queue, 200-byte body",
 	       "msg/s");
-	printf("%-44s %12.0f\n", "publish + confirms, 1000 in flight", pipelined);
-	printf("%-44s %12.0f\n", "publish, wait for each confirm (naive)", naive);
+	printf("%-44s %12.0f\n", "publish + confirms, 1000 in flight",
+	       pipelined);
+	printf("%-44s %12.0f\n", "publish, wait for each confirm (naive)",
+	       naive);
 	printf("%-44s %12.0f\n", "consume + ack (multiple every 50)", consume);
 	return 0;
 }

@@ -30,7 +30,7 @@
 
 #include "log.h"
 
-#define CH 1
+#define CH       1
 #define MAX_URLS 8
 
 struct pending {
@@ -39,7 +39,7 @@ struct pending {
 	bool returned;
 	/* the message, one allocation: strings then body */
 	char *exchange, *rk, *message_id, *correlation_id, *type, *reply_to,
-		*traceparent, *error, *content_type;
+	        *traceparent, *error, *content_type;
 	int64_t timestamp_ms, expiration_ms;
 	bool mandatory, transient;
 	void *body;
@@ -134,7 +134,7 @@ bus_url_parse(const char *url, struct bus_url *u, char *err, size_t errlen)
 		u->tls = true;
 	} else {
 		snprintf(err, errlen,
-			 "bad AMQP URL: must start with amqp:// or amqps://");
+		         "bad AMQP URL: must start with amqp:// or amqps://");
 		return -1;
 	}
 	slash = strchr(p, '/');
@@ -148,10 +148,10 @@ bus_url_parse(const char *url, struct bus_url *u, char *err, size_t errlen)
 		const char *uend = c != NULL ? c : at;
 		if (decode(p, (size_t)(uend - p), u->user, sizeof(u->user)) ||
 		    (c != NULL && decode(c + 1, (size_t)(at - c - 1),
-					 u->password, sizeof(u->password)))) {
+		                         u->password, sizeof(u->password)))) {
 			snprintf(err, errlen,
-				 "bad AMQP URL: bad %%-escape or too long in "
-				 "the user or password");
+			         "bad AMQP URL: bad %%-escape or too long in "
+			         "the user or password");
 			return -1;
 		}
 		p = at + 1;
@@ -159,11 +159,12 @@ bus_url_parse(const char *url, struct bus_url *u, char *err, size_t errlen)
 	if (*p == '[') { /* [::1]:5672 */
 		hostend = strchr(p, ']');
 		if (hostend == NULL || hostend > slash) {
-			snprintf(err, errlen, "bad AMQP URL: unclosed [ in host");
+			snprintf(err, errlen,
+			         "bad AMQP URL: unclosed [ in host");
 			return -1;
 		}
 		snprintf(u->host, sizeof(u->host), "%.*s",
-			 (int)(hostend - p - 1), p + 1);
+		         (int)(hostend - p - 1), p + 1);
 		colon = hostend[1] == ':' ? hostend + 1 : NULL;
 	} else {
 		colon = memchr(p, ':', (size_t)(slash - p));
@@ -173,7 +174,7 @@ bus_url_parse(const char *url, struct bus_url *u, char *err, size_t errlen)
 			return -1;
 		}
 		snprintf(u->host, sizeof(u->host), "%.*s", (int)(hostend - p),
-			 p);
+		         p);
 	}
 	if (u->host[0] == '\0') {
 		snprintf(err, errlen, "bad AMQP URL: no host");
@@ -193,18 +194,18 @@ bus_url_parse(const char *url, struct bus_url *u, char *err, size_t errlen)
 		v = strtol(port, &end, 10);
 		if (*end != '\0' || v < 1 || v > 65535) {
 			snprintf(err, errlen,
-				 "bad AMQP URL: port \"%s\" is not 1..65535",
-				 port);
+			         "bad AMQP URL: port \"%s\" is not 1..65535",
+			         port);
 			return -1;
 		}
 		u->port = (int)v;
 	}
 	if (*slash == '/' && slash[1] != '\0') {
 		if (decode(slash + 1, strlen(slash + 1), u->vhost,
-			   sizeof(u->vhost)) != 0 ||
+		           sizeof(u->vhost)) != 0 ||
 		    strchr(slash + 1, '/') != NULL) {
 			snprintf(err, errlen,
-				 "bad AMQP URL: bad vhost (use %%2f for /)");
+			         "bad AMQP URL: bad vhost (use %%2f for /)");
 			return -1;
 		}
 	}
@@ -275,9 +276,8 @@ live(const struct bus *b)
 
 /* ---- connection ---- */
 
-static void
-set_error(struct bus *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+static void set_error(struct bus *b, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
 
 static void
 set_error(struct bus *b, const char *fmt, ...)
@@ -303,15 +303,15 @@ reply_text(amqp_rpc_reply_t r)
 		if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
 			amqp_connection_close_t *m = r.reply.decoded;
 			snprintf(buf, sizeof(buf), "connection closed: %u %.*s",
-				 m->reply_code, (int)m->reply_text.len,
-				 (const char *)m->reply_text.bytes);
+			         m->reply_code, (int)m->reply_text.len,
+			         (const char *)m->reply_text.bytes);
 			return buf;
 		}
 		if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
 			amqp_channel_close_t *m = r.reply.decoded;
 			snprintf(buf, sizeof(buf), "channel closed: %u %.*s",
-				 m->reply_code, (int)m->reply_text.len,
-				 (const char *)m->reply_text.bytes);
+			         m->reply_code, (int)m->reply_text.len,
+			         (const char *)m->reply_text.bytes);
 			return buf;
 		}
 		return "server error";
@@ -329,7 +329,7 @@ drop_connection(struct bus *b, const char *why)
 	}
 	if (b->connected) {
 		log_warnx("bus %s: connection lost: %s; reconnecting",
-			  b->cfg.name, why);
+		          b->cfg.name, why);
 		b->stats.reconnects++;
 	}
 	b->connected = b->blocked = false;
@@ -395,8 +395,8 @@ declare(struct bus *b)
 		if (x->alternate != NULL)
 			entry_str(e, &n, "alternate-exchange", x->alternate);
 		amqp_exchange_declare(b->conn, CH, amqp_cstring_bytes(x->name),
-				      amqp_cstring_bytes(x->type), 0, 1, 0, 0,
-				      (amqp_table_t){(int)n, e});
+		                      amqp_cstring_bytes(x->type), 0, 1, 0, 0,
+		                      (amqp_table_t){(int)n, e});
 		if (!rpc_ok(b, x->name))
 			return -1;
 	}
@@ -418,27 +418,26 @@ declare(struct bus *b)
 			entry_str(e, &n, "x-queue-type", "quorum");
 		if (q->delivery_limit > 0)
 			entry_i64(e, &n, "x-delivery-limit", q->delivery_limit);
-		amqp_queue_declare(b->conn, CH, amqp_cstring_bytes(q->name), 0, 1,
-				   0, 0, (amqp_table_t){(int)n, e});
+		amqp_queue_declare(b->conn, CH, amqp_cstring_bytes(q->name), 0,
+		                   1, 0, 0, (amqp_table_t){(int)n, e});
 		if (!rpc_ok(b, q->name))
 			return -1;
 	}
 	for (size_t i = 0; i < t->nbindings; i++) {
 		const struct bus_binding *bd = &t->bindings[i];
 		if (bd->queue != NULL)
-			amqp_queue_bind(b->conn, CH,
-					amqp_cstring_bytes(bd->queue),
-					amqp_cstring_bytes(bd->exchange),
-					amqp_cstring_bytes(bd->key),
-					amqp_empty_table);
+			amqp_queue_bind(
+			        b->conn, CH, amqp_cstring_bytes(bd->queue),
+			        amqp_cstring_bytes(bd->exchange),
+			        amqp_cstring_bytes(bd->key), amqp_empty_table);
 		else
-			amqp_exchange_bind(b->conn, CH,
-					   amqp_cstring_bytes(bd->dest_exchange),
-					   amqp_cstring_bytes(bd->exchange),
-					   amqp_cstring_bytes(bd->key),
-					   amqp_empty_table);
-		if (!rpc_ok(b, bd->queue != NULL ? bd->queue
-						 : bd->dest_exchange))
+			amqp_exchange_bind(
+			        b->conn, CH,
+			        amqp_cstring_bytes(bd->dest_exchange),
+			        amqp_cstring_bytes(bd->exchange),
+			        amqp_cstring_bytes(bd->key), amqp_empty_table);
+		if (!rpc_ok(b,
+		            bd->queue != NULL ? bd->queue : bd->dest_exchange))
 			return -1;
 	}
 	return 0;
@@ -451,9 +450,9 @@ try_connect(struct bus *b, const char *url)
 	char err[256];
 	amqp_socket_t *sock;
 	struct timeval tv = {b->cfg.connect_timeout_ms / 1000,
-			     (b->cfg.connect_timeout_ms % 1000) * 1000};
+	                     (b->cfg.connect_timeout_ms % 1000) * 1000};
 	struct timeval rpc = {b->cfg.rpc_timeout_ms / 1000,
-			      (b->cfg.rpc_timeout_ms % 1000) * 1000};
+	                      (b->cfg.rpc_timeout_ms % 1000) * 1000};
 	amqp_table_entry_t caps[2], props[1];
 	amqp_table_t capt, propt;
 	amqp_rpc_reply_t r;
@@ -475,7 +474,7 @@ try_connect(struct bus *b, const char *url)
 			return -1;
 		}
 		if (amqp_ssl_socket_set_ssl_versions(sock, AMQP_TLSv1_2,
-						     AMQP_TLSvLATEST) != 0) {
+		                                     AMQP_TLSvLATEST) != 0) {
 			set_error(b, "cannot restrict TLS versions");
 			return -1;
 		}
@@ -488,9 +487,9 @@ try_connect(struct bus *b, const char *url)
 		}
 		if (b->cfg.cert_file != NULL &&
 		    amqp_ssl_socket_set_key(sock, b->cfg.cert_file,
-					    b->cfg.key_file) != 0) {
+		                            b->cfg.key_file) != 0) {
 			set_error(b, "cannot load client certificate %s",
-				  b->cfg.cert_file);
+			          b->cfg.cert_file);
 			return -1;
 		}
 	} else {
@@ -503,7 +502,7 @@ try_connect(struct bus *b, const char *url)
 	rc = amqp_socket_open_noblock(sock, u.host, u.port, &tv);
 	if (rc != AMQP_STATUS_OK) {
 		set_error(b, "cannot connect to %s:%d: %s", u.host, u.port,
-			  amqp_error_string2(rc));
+		          amqp_error_string2(rc));
 		return -1;
 	}
 	amqp_set_rpc_timeout(b->conn, &rpc);
@@ -519,13 +518,12 @@ try_connect(struct bus *b, const char *url)
 	props[0].value.kind = AMQP_FIELD_KIND_TABLE;
 	props[0].value.value.table = capt;
 	propt = (amqp_table_t){1, props};
-	r = amqp_login_with_properties(b->conn, u.vhost, 0, 131072,
-				       b->cfg.heartbeat_s, &propt,
-				       AMQP_SASL_METHOD_PLAIN, u.user,
-				       u.password);
+	r = amqp_login_with_properties(
+	        b->conn, u.vhost, 0, 131072, b->cfg.heartbeat_s, &propt,
+	        AMQP_SASL_METHOD_PLAIN, u.user, u.password);
 	if (r.reply_type != AMQP_RESPONSE_NORMAL) {
 		set_error(b, "login to %s:%d vhost %s as %s failed: %s", u.host,
-			  u.port, u.vhost, u.user, reply_text(r));
+		          u.port, u.vhost, u.user, reply_text(r));
 		return -1;
 	}
 	amqp_channel_open(b->conn, CH);
@@ -542,9 +540,9 @@ try_connect(struct bus *b, const char *url)
 			return -1;
 		for (size_t i = 0; i < b->nconsume; i++) {
 			amqp_basic_consume(b->conn, CH,
-					   amqp_cstring_bytes(b->consume[i]),
-					   amqp_cstring_bytes(b->consume[i]), 0,
-					   0, 0, amqp_empty_table);
+			                   amqp_cstring_bytes(b->consume[i]),
+			                   amqp_cstring_bytes(b->consume[i]), 0,
+			                   0, 0, amqp_empty_table);
 			if (!rpc_ok(b, b->consume[i]))
 				return -1;
 		}
@@ -590,7 +588,7 @@ bus_connect(struct bus *b, char *err, size_t errlen)
 		if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
 			r = 0;
 		b->retry_at_ms = now_ms() + b->backoff_ms * 3 / 4 +
-				 (b->backoff_ms / 2) * r / 65535;
+		                 (b->backoff_ms / 2) * r / 65535;
 	}
 	return -1;
 }
@@ -643,13 +641,13 @@ bus_open(const struct bus_config *cfg, char *err, size_t errlen)
 		}
 		if (u.tls && cfg->ca_file == NULL && !cfg->insecure) {
 			snprintf(err, errlen,
-				 "amqps:// needs a CA file to verify the "
-				 "broker (--amqp-ca)");
+			         "amqps:// needs a CA file to verify the "
+			         "broker (--amqp-ca)");
 			goto fail;
 		}
 		if (b->nurls == MAX_URLS) {
 			snprintf(err, errlen, "more than %d AMQP URLs",
-				 MAX_URLS);
+			         MAX_URLS);
 			goto fail;
 		}
 		b->urls[b->nurls++] = strdup(tok);
@@ -707,12 +705,12 @@ send_one(struct bus *b, struct pending *p)
 
 	memset(&props, 0, sizeof(props));
 	props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG |
-		       AMQP_BASIC_CONTENT_TYPE_FLAG |
-		       AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_TIMESTAMP_FLAG;
+	               AMQP_BASIC_CONTENT_TYPE_FLAG |
+	               AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_TIMESTAMP_FLAG;
 	props.delivery_mode = p->transient ? 1 : 2;
 	props.content_type = amqp_cstring_bytes(
-		p->content_type != NULL ? p->content_type
-					: "application/msgpack");
+	        p->content_type != NULL ? p->content_type
+	                                : "application/msgpack");
 	props.message_id = amqp_cstring_bytes(p->message_id);
 	props.timestamp = (uint64_t)(p->timestamp_ms / 1000);
 	if (p->correlation_id != NULL) {
@@ -741,8 +739,8 @@ send_one(struct bus *b, struct pending *p)
 		props.headers = (amqp_table_t){(int)nh, h};
 	}
 	rc = amqp_basic_publish(b->conn, CH, amqp_cstring_bytes(p->exchange),
-				amqp_cstring_bytes(p->rk), p->mandatory, 0,
-				&props, (amqp_bytes_t){p->len, p->body});
+	                        amqp_cstring_bytes(p->rk), p->mandatory, 0,
+	                        &props, (amqp_bytes_t){p->len, p->body});
 	if (rc != AMQP_STATUS_OK) {
 		drop_connection(b, amqp_error_string2(rc));
 		return -1;
@@ -783,8 +781,7 @@ bus_publish(struct bus *b, const struct bus_message *m, uint64_t tag)
 	if (b->np == b->capp) {
 		/* compact the settled prefix before growing */
 		if (b->head > 0) {
-			memmove(b->p, b->p + b->head,
-				live(b) * sizeof(*b->p));
+			memmove(b->p, b->p + b->head, live(b) * sizeof(*b->p));
 			b->np -= b->head;
 			b->head = 0;
 		}
@@ -856,7 +853,7 @@ find_seq(struct bus *b, uint64_t seq)
 
 static void
 settle_entry(struct bus *b, struct pending *p, bool ack,
-	     const struct bus_handlers *h, int *events)
+             const struct bus_handlers *h, int *events)
 {
 	if (p->mem == NULL)
 		return;
@@ -881,7 +878,7 @@ settle_entry(struct bus *b, struct pending *p, bool ack,
 
 static void
 handle_confirm(struct bus *b, uint64_t seq, bool multiple, bool ack,
-	       const struct bus_handlers *h, int *events)
+               const struct bus_handlers *h, int *events)
 {
 	if (multiple) {
 		for (size_t i = b->head; i < b->np; i++) {
@@ -904,7 +901,7 @@ handle_confirm(struct bus *b, uint64_t seq, bool multiple, bool ack,
 			    i + 1 < b->np) {
 				struct pending tmp = b->p[i];
 				memmove(&b->p[i], &b->p[i + 1],
-					(b->np - i - 1) * sizeof(*b->p));
+				        (b->np - i - 1) * sizeof(*b->p));
 				b->p[b->np - 1] = tmp;
 				n--;
 				i--;
@@ -1032,7 +1029,7 @@ death_count(const amqp_basic_properties_t *p, const char *queue)
 
 static void
 header_str(const amqp_basic_properties_t *p, const char *key, char *dst,
-	   size_t cap)
+           size_t cap)
 {
 	const amqp_field_value_t *v;
 	dst[0] = '\0';
@@ -1040,7 +1037,7 @@ header_str(const amqp_basic_properties_t *p, const char *key, char *dst,
 		return;
 	v = table_get(&p->headers, key);
 	if (v != NULL && (v->kind == AMQP_FIELD_KIND_UTF8 ||
-			  v->kind == AMQP_FIELD_KIND_BYTES))
+	                  v->kind == AMQP_FIELD_KIND_BYTES))
 		copy_bytes(dst, cap, v->value.bytes, true);
 }
 
@@ -1052,19 +1049,18 @@ make_ref(const struct bus *b, uint64_t tag)
 }
 
 static void
-to_delivery(struct bus *b, const amqp_basic_properties_t *p,
-	    amqp_bytes_t body, struct bus_delivery *d, char (*s)[256],
-	    const char *queue)
+to_delivery(struct bus *b, const amqp_basic_properties_t *p, amqp_bytes_t body,
+            struct bus_delivery *d, char (*s)[256], const char *queue)
 {
 	copy_bytes(s[0], 256, p->message_id,
-		   p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG);
+	           p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG);
 	copy_bytes(s[1], 256, p->correlation_id,
-		   p->_flags & AMQP_BASIC_CORRELATION_ID_FLAG);
+	           p->_flags & AMQP_BASIC_CORRELATION_ID_FLAG);
 	copy_bytes(s[2], 256, p->type, p->_flags & AMQP_BASIC_TYPE_FLAG);
 	copy_bytes(s[3], 256, p->reply_to,
-		   p->_flags & AMQP_BASIC_REPLY_TO_FLAG);
+	           p->_flags & AMQP_BASIC_REPLY_TO_FLAG);
 	copy_bytes(s[4], 256, p->content_type,
-		   p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG);
+	           p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG);
 	header_str(p, "traceparent", s[5], 256);
 	header_str(p, "x-saga-error", s[6], 256);
 	header_str(p, "x-first-death-queue", s[10], 256);
@@ -1079,8 +1075,8 @@ to_delivery(struct bus *b, const amqp_basic_properties_t *p,
 	d->traceparent = s[5];
 	d->error = s[6];
 	d->timestamp_ms = (p->_flags & AMQP_BASIC_TIMESTAMP_FLAG)
-				  ? (int64_t)p->timestamp * 1000
-				  : 0;
+	                          ? (int64_t)p->timestamp * 1000
+	                          : 0;
 	d->rejected_count = death_count(p, queue);
 	d->body = body.bytes;
 	d->len = body.len;
@@ -1089,7 +1085,7 @@ to_delivery(struct bus *b, const amqp_basic_properties_t *p,
 
 static void
 handle_delivery(struct bus *b, amqp_envelope_t *env,
-		const struct bus_handlers *h, int *events)
+                const struct bus_handlers *h, int *events)
 {
 	struct bus_delivery d;
 	char s[12][256];
@@ -1098,7 +1094,7 @@ handle_delivery(struct bus *b, amqp_envelope_t *env,
 	copy_bytes(s[7], 256, env->consumer_tag, true); /* = queue name */
 	copy_bytes(s[8], 256, env->exchange, true);
 	to_delivery(b, &env->message.properties, env->message.body, &d, s,
-		    s[7]);
+	            s[7]);
 	d.ref = make_ref(b, env->delivery_tag);
 	d.queue = s[7];
 	d.exchange = s[8];
@@ -1108,9 +1104,9 @@ handle_delivery(struct bus *b, amqp_envelope_t *env,
 	if (env->message.body.len > b->cfg.max_body) {
 		b->stats.oversize++;
 		log_warnx("bus %s: rejecting a %zu-byte delivery on %s (limit "
-			  "%zu)",
-			  b->cfg.name, env->message.body.len, d.queue,
-			  b->cfg.max_body);
+		          "%zu)",
+		          b->cfg.name, env->message.body.len, d.queue,
+		          b->cfg.max_body);
 		amqp_basic_reject(b->conn, CH, env->delivery_tag, 0);
 		return;
 	}
@@ -1140,13 +1136,13 @@ handle_frame(struct bus *b, const struct bus_handlers *h, int *events)
 	case AMQP_BASIC_ACK_METHOD: {
 		amqp_basic_ack_t *a = f.payload.method.decoded;
 		handle_confirm(b, a->delivery_tag, a->multiple, true, h,
-			       events);
+		               events);
 		break;
 	}
 	case AMQP_BASIC_NACK_METHOD: {
 		amqp_basic_nack_t *n = f.payload.method.decoded;
 		handle_confirm(b, n->delivery_tag, n->multiple, false, h,
-			       events);
+		               events);
 		break;
 	}
 	case AMQP_BASIC_RETURN_METHOD:
@@ -1156,10 +1152,12 @@ handle_frame(struct bus *b, const struct bus_handlers *h, int *events)
 		amqp_channel_close_t *m = f.payload.method.decoded;
 		char why[300];
 		amqp_channel_close_ok_t ok;
-		snprintf(why, sizeof(why), "channel closed by the broker: %u %.*s",
-			 m->reply_code, (int)m->reply_text.len,
-			 (const char *)m->reply_text.bytes);
-		amqp_send_method(b->conn, CH, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+		snprintf(why, sizeof(why),
+		         "channel closed by the broker: %u %.*s", m->reply_code,
+		         (int)m->reply_text.len,
+		         (const char *)m->reply_text.bytes);
+		amqp_send_method(b->conn, CH, AMQP_CHANNEL_CLOSE_OK_METHOD,
+		                 &ok);
 		drop_connection(b, why);
 		break;
 	}
@@ -1168,19 +1166,19 @@ handle_frame(struct bus *b, const struct bus_handlers *h, int *events)
 		char why[300];
 		amqp_connection_close_ok_t ok;
 		snprintf(why, sizeof(why),
-			 "connection closed by the broker: %u %.*s",
-			 m->reply_code, (int)m->reply_text.len,
-			 (const char *)m->reply_text.bytes);
+		         "connection closed by the broker: %u %.*s",
+		         m->reply_code, (int)m->reply_text.len,
+		         (const char *)m->reply_text.bytes);
 		amqp_send_method(b->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD,
-				 &ok);
+		                 &ok);
 		drop_connection(b, why);
 		break;
 	}
 	case AMQP_CONNECTION_BLOCKED_METHOD:
 		if (!b->blocked)
 			log_warnx("bus %s: the broker blocked publishing "
-				  "(resource alarm)",
-				  b->cfg.name);
+			          "(resource alarm)",
+			          b->cfg.name);
 		b->blocked = true;
 		break;
 	case AMQP_CONNECTION_UNBLOCKED_METHOD:
@@ -1213,12 +1211,12 @@ bus_poll(struct bus *b, int timeout_ms, const struct bus_handlers *h)
 			if (now_ms() >= b->retry_at_ms &&
 			    bus_connect(b, err, sizeof(err)) != 0)
 				log_warnx("bus %s: %s; retrying in %d ms",
-					  b->cfg.name, err, b->backoff_ms);
+				          b->cfg.name, err, b->backoff_ms);
 			if (!b->connected) {
 				left = deadline - now_ms();
 				if (left > 0) {
-					int64_t wait = b->retry_at_ms -
-						       now_ms();
+					int64_t wait =
+					        b->retry_at_ms - now_ms();
 					struct timespec ts;
 					if (wait > left)
 						wait = left;
@@ -1250,10 +1248,10 @@ bus_poll(struct bus *b, int timeout_ms, const struct bus_handlers *h)
 			handle_delivery(b, &env, h, &events);
 			amqp_destroy_envelope(&env);
 		} else if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-			   r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
+		           r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
 			handle_frame(b, h, &events);
 		} else if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-			   r.library_error == AMQP_STATUS_TIMEOUT) {
+		           r.library_error == AMQP_STATUS_TIMEOUT) {
 			/* nothing (more) to read */
 			if (now_ms() >= deadline || events > 0)
 				return events;
@@ -1263,7 +1261,8 @@ bus_poll(struct bus *b, int timeout_ms, const struct bus_handlers *h)
 		}
 		if (events >= 1000)
 			return events;
-		if (events > 0 && b->connected && !amqp_data_in_buffer(b->conn) &&
+		if (events > 0 && b->connected &&
+		    !amqp_data_in_buffer(b->conn) &&
 		    !amqp_frames_enqueued(b->conn))
 			return events;
 	}
@@ -1323,7 +1322,7 @@ bus_cancel(struct bus *b)
 		return 0;
 	for (size_t i = 0; i < b->nconsume; i++) {
 		amqp_basic_cancel(b->conn, CH,
-				  amqp_cstring_bytes(b->consume[i]));
+		                  amqp_cstring_bytes(b->consume[i]));
 		if (!rpc_ok(b, "basic.cancel")) {
 			drop_connection(b, b->last_error);
 			return -1;
@@ -1363,13 +1362,13 @@ bus_stats(const struct bus *b)
 
 int
 bus_queue_info(struct bus *b, const char *queue, uint32_t *messages,
-	       uint32_t *consumers)
+               uint32_t *consumers)
 {
 	amqp_queue_declare_ok_t *ok;
 	if (!b->connected)
 		return -1;
-	ok = amqp_queue_declare(b->conn, CH, amqp_cstring_bytes(queue), 1, 0,
-				0, 0, amqp_empty_table);
+	ok = amqp_queue_declare(b->conn, CH, amqp_cstring_bytes(queue), 1, 0, 0,
+	                        0, amqp_empty_table);
 	if (ok == NULL) {
 		rpc_ok(b, queue);
 		drop_connection(b, b->last_error); /* 404 closed the channel */
@@ -1398,8 +1397,8 @@ bus_queue_purge(struct bus *b, const char *queue, uint32_t *n)
 
 int
 bus_get(struct bus *b, const char *queue,
-	int (*fn)(void *arg, const struct bus_delivery *d), void *arg,
-	bool *got)
+        int (*fn)(void *arg, const struct bus_delivery *d), void *arg,
+        bool *got)
 {
 	amqp_rpc_reply_t r;
 	amqp_message_t msg;

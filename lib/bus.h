@@ -52,13 +52,13 @@ struct bus_exchange {
 
 struct bus_queue {
 	const char *name;
-	const char *dlx;       /* x-dead-letter-exchange ("" is the default
-				* exchange), or NULL for none */
-	const char *dlrk;      /* x-dead-letter-routing-key, or NULL */
-	int64_t ttl_ms;	       /* x-message-ttl, 0 for none */
-	int64_t max_length;    /* x-max-length, 0 for none */
-	const char *overflow;  /* x-overflow, or NULL */
-	bool quorum;	       /* x-queue-type=quorum */
+	const char *dlx;        /* x-dead-letter-exchange ("" is the default
+	                         * exchange), or NULL for none */
+	const char *dlrk;       /* x-dead-letter-routing-key, or NULL */
+	int64_t ttl_ms;         /* x-message-ttl, 0 for none */
+	int64_t max_length;     /* x-max-length, 0 for none */
+	const char *overflow;   /* x-overflow, or NULL */
+	bool quorum;            /* x-queue-type=quorum */
 	int64_t delivery_limit; /* x-delivery-limit (quorum), 0 for none */
 };
 
@@ -83,39 +83,39 @@ struct bus_topology {
 /* ---- configuration ---- */
 
 struct bus_config {
-	const char *url;	 /* amqp[s]://user:pass@host:port/vhost,
-				  * several comma-separated: tried in turn */
-	const char *name;	 /* for logs, e.g. "saga-orchestrator" */
-	const char *ca_file;	 /* amqps: the CA to verify the broker */
-	const char *cert_file;	 /* amqps: optional client certificate */
-	const char *key_file;	 /* amqps: its key */
-	bool insecure;		 /* amqps: do not verify (tests only) */
-	int heartbeat_s;	 /* 0: default 10 */
-	int connect_timeout_ms;	 /* 0: default 5000 */
-	int rpc_timeout_ms;	 /* 0: default 15000 */
-	uint16_t prefetch;	 /* per consumer; 0: default 200 */
-	size_t max_body;	 /* deliveries larger are rejected; 0: 16 MiB */
+	const char *url;        /* amqp[s]://user:pass@host:port/vhost,
+	                         * several comma-separated: tried in turn */
+	const char *name;       /* for logs, e.g. "saga-orchestrator" */
+	const char *ca_file;    /* amqps: the CA to verify the broker */
+	const char *cert_file;  /* amqps: optional client certificate */
+	const char *key_file;   /* amqps: its key */
+	bool insecure;          /* amqps: do not verify (tests only) */
+	int heartbeat_s;        /* 0: default 10 */
+	int connect_timeout_ms; /* 0: default 5000 */
+	int rpc_timeout_ms;     /* 0: default 15000 */
+	uint16_t prefetch;      /* per consumer; 0: default 200 */
+	size_t max_body;        /* deliveries larger are rejected; 0: 16 MiB */
 	const struct bus_topology *topology; /* declared on every connect */
-	const char *const *consume;	     /* queues to consume */
+	const char *const *consume;          /* queues to consume */
 	size_t nconsume;
 };
 
 /* ---- messages ---- */
 
 struct bus_message {
-	const char *exchange;	 /* "" for the default exchange */
+	const char *exchange; /* "" for the default exchange */
 	const char *routing_key;
-	const char *message_id;	 /* required */
+	const char *message_id; /* required */
 	const char *correlation_id;
 	const char *type;
 	const char *reply_to;
-	const char *traceparent; /* header */
-	const char *error;	 /* header x-saga-error, or NULL */
+	const char *traceparent;  /* header */
+	const char *error;        /* header x-saga-error, or NULL */
 	const char *content_type; /* NULL: application/msgpack */
 	int64_t timestamp_ms;
-	bool mandatory;		 /* report RETURNED if unroutable */
-	bool transient;		 /* delivery_mode 1 (default: persistent) */
-	int64_t expiration_ms;	 /* per-message TTL, 0 for none */
+	bool mandatory;        /* report RETURNED if unroutable */
+	bool transient;        /* delivery_mode 1 (default: persistent) */
+	int64_t expiration_ms; /* per-message TTL, 0 for none */
 	const void *body;
 	size_t len;
 };
@@ -125,18 +125,18 @@ struct bus_delivery {
 	const char *queue;
 	const char *exchange;
 	const char *routing_key;
-	const char *message_id;	    /* "" when absent, likewise below */
+	const char *message_id; /* "" when absent, likewise below */
 	const char *correlation_id;
 	const char *type;
 	const char *reply_to;
 	const char *content_type;
 	const char *traceparent;
-	const char *error;	    /* x-saga-error header */
+	const char *error; /* x-saga-error header */
 	int64_t timestamp_ms;
 	bool redelivered;
-	long rejected_count; /* x-death count for {this queue, rejected} */
+	long rejected_count;      /* x-death count for {this queue, rejected} */
 	const char *death_queue;  /* x-first-death-queue: where it was first
-				   * dead-lettered from ("" if never) */
+	                           * dead-lettered from ("" if never) */
 	const char *death_reason; /* x-first-death-reason */
 	const void *body;
 	size_t len;
@@ -202,7 +202,7 @@ const struct bus_stats *bus_stats(const struct bus *b);
 /* Passive declare: messages ready and consumers of a queue. -1 if the
  * queue does not exist or the bus is not connected. */
 int bus_queue_info(struct bus *b, const char *queue, uint32_t *messages,
-		   uint32_t *consumers);
+                   uint32_t *consumers);
 /* Deletes every message of a queue; *n gets how many. */
 int bus_queue_purge(struct bus *b, const char *queue, uint32_t *n);
 
@@ -210,8 +210,8 @@ int bus_queue_purge(struct bus *b, const char *queue, uint32_t *n);
  * fn with it and acks it if fn returns 1, requeues it if 0. *got false if
  * the queue was empty. */
 int bus_get(struct bus *b, const char *queue,
-	    int (*fn)(void *arg, const struct bus_delivery *d), void *arg,
-	    bool *got);
+            int (*fn)(void *arg, const struct bus_delivery *d), void *arg,
+            bool *got);
 
 /* Closes the connection and frees everything; unconfirmed messages are
  * dropped (call bus_flush first). NULL is fine. */
@@ -229,7 +229,7 @@ struct bus_url {
  * 5672 or 5671, vhost "" or missing -> "/", %-escapes decoded). -1 with the
  * reason in err. */
 int bus_url_parse(const char *url, struct bus_url *out, char *err,
-		  size_t errlen);
+                  size_t errlen);
 /* The URL without its password, for logs: amqp://user:***@host:port/vh */
 void bus_url_redact(const char *url, char *buf, size_t cap);
 

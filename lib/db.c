@@ -20,7 +20,7 @@ db_fail(sqlite3 *db, char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 	if (err != NULL && errlen > 0)
 		snprintf(err, errlen, "%s: %s", what,
-			 db != NULL ? sqlite3_errmsg(db) : "out of memory");
+		         db != NULL ? sqlite3_errmsg(db) : "out of memory");
 	return -1;
 }
 
@@ -32,7 +32,7 @@ db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
 	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
 		if (err != NULL && errlen > 0)
 			snprintf(err, errlen, "%s",
-				 msg != NULL ? msg : sqlite3_errmsg(db));
+			         msg != NULL ? msg : sqlite3_errmsg(db));
 		sqlite3_free(msg);
 		return -1;
 	}
@@ -41,12 +41,12 @@ db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
 
 int
 db_open(const char *path, enum db_open_mode mode, sqlite3 **out, char *err,
-	size_t errlen)
+        size_t errlen)
 {
 	sqlite3 *db = NULL;
 	int flags = mode == DB_READONLY
-			    ? SQLITE_OPEN_READONLY
-			    : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	                    ? SQLITE_OPEN_READONLY
+	                    : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
 	int rc;
 
 	*out = NULL;
@@ -61,13 +61,14 @@ db_open(const char *path, enum db_open_mode mode, sqlite3 **out, char *err,
 		goto fail;
 	if (mode == DB_READWRITE &&
 	    db_exec(db,
-		    "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-		    "PRAGMA foreign_keys=ON;",
-		    err, errlen) != 0)
+	            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+	            "PRAGMA foreign_keys=ON;",
+	            err, errlen) != 0)
 		goto fail_msg;
 	if (mode == DB_READONLY &&
-	    db_exec(db, "PRAGMA query_only=ON; SELECT count(*) FROM sqlite_schema;",
-		    err, errlen) != 0)
+	    db_exec(db,
+	            "PRAGMA query_only=ON; SELECT count(*) FROM sqlite_schema;",
+	            err, errlen) != 0)
 		goto fail_msg;
 	*out = db;
 	return 0;
@@ -106,7 +107,7 @@ user_version(sqlite3 *db, int *v, char *err, size_t errlen)
 
 int
 db_migrate(sqlite3 *db, const struct db_migration *m, size_t n, char *err,
-	   size_t errlen)
+           size_t errlen)
 {
 	int have = 0;
 	char sql[64], why[512];
@@ -115,9 +116,9 @@ db_migrate(sqlite3 *db, const struct db_migration *m, size_t n, char *err,
 		return -1;
 	if (n > 0 && have > m[n - 1].version) {
 		snprintf(err, errlen,
-			 "database schema version %d is newer than this "
-			 "program's %d",
-			 have, m[n - 1].version);
+		         "database schema version %d is newer than this "
+		         "program's %d",
+		         have, m[n - 1].version);
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -126,12 +127,12 @@ db_migrate(sqlite3 *db, const struct db_migration *m, size_t n, char *err,
 		if (db_begin(db, err, errlen) != 0)
 			return -1;
 		snprintf(sql, sizeof(sql), "PRAGMA user_version=%d",
-			 m[i].version);
+		         m[i].version);
 		if (db_exec(db, m[i].sql, why, sizeof(why)) != 0 ||
 		    db_exec(db, sql, why, sizeof(why)) != 0) {
 			db_rollback(db);
 			snprintf(err, errlen, "migration %03d_%s failed: %s",
-				 m[i].version, m[i].name, why);
+			         m[i].version, m[i].name, why);
 			return -1;
 		}
 		if (db_commit(db, err, errlen) != 0)
@@ -142,13 +143,13 @@ db_migrate(sqlite3 *db, const struct db_migration *m, size_t n, char *err,
 
 int
 db_prepare(sqlite3 *db, sqlite3_stmt **st, const char *sql, char *err,
-	   size_t errlen)
+           size_t errlen)
 {
 	if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st,
-			       NULL) != SQLITE_OK) {
+	                       NULL) != SQLITE_OK) {
 		*st = NULL;
 		return db_fail(db, err, errlen, "cannot prepare \"%.60s\"",
-			       sql);
+		               sql);
 	}
 	return 0;
 }

@@ -35,7 +35,7 @@ enum db_open_mode {
 };
 
 int db_open(const char *path, enum db_open_mode mode, sqlite3 **out, char *err,
-	    size_t errlen);
+            size_t errlen);
 /* Finalizes nothing: the caller finalizes its statements first. NULL ok. */
 void db_close(sqlite3 *db);
 
@@ -44,14 +44,14 @@ void db_close(sqlite3 *db);
  * whose version is newer than the last migration (a newer binary wrote
  * it). */
 int db_migrate(sqlite3 *db, const struct db_migration *m, size_t n, char *err,
-	       size_t errlen);
+               size_t errlen);
 
 /* Runs SQL that returns no rows (several statements allowed). */
 int db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen);
 
 /* Prepares a long-lived statement (SQLITE_PREPARE_PERSISTENT). */
 int db_prepare(sqlite3 *db, sqlite3_stmt **st, const char *sql, char *err,
-	       size_t errlen);
+               size_t errlen);
 
 /* BEGIN IMMEDIATE / COMMIT / ROLLBACK. db_rollback is safe to call when no
  * transaction is open (SQLite may already have rolled back after FULL,
@@ -63,6 +63,6 @@ void db_rollback(sqlite3 *db);
 /* Copies sqlite3_errmsg with a prefix into err; returns -1 for chaining:
  * `return db_fail(db, err, errlen, "cannot insert saga %s", id);` */
 int db_fail(sqlite3 *db, char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+        __attribute__((format(printf, 4, 5)));
 
 #endif

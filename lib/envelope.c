@@ -19,15 +19,15 @@ struct field {
 };
 
 static const struct field fields[] = {
-	{"v", F_INT, 1, 0, 0},
-	{"id", F_STR, 1, 1, ENVELOPE_ID_MAX - 1},
-	{"saga", F_STR, 1, 1, ENVELOPE_ID_MAX - 1},
-	{"type", F_STR, 1, 1, ENVELOPE_TYPE_MAX - 1},
-	{"step", F_STR, 1, 0, ENVELOPE_STEP_MAX - 1},
-	{"attempt", F_INT, 1, 0, 0},
-	{"ts", F_INT, 1, 0, 0},
-	{"payload", F_MAP, 1, 0, 0},
-	{"re", F_STR, 0, 1, ENVELOPE_ID_MAX - 1},
+        {"v", F_INT, 1, 0, 0},
+        {"id", F_STR, 1, 1, ENVELOPE_ID_MAX - 1},
+        {"saga", F_STR, 1, 1, ENVELOPE_ID_MAX - 1},
+        {"type", F_STR, 1, 1, ENVELOPE_TYPE_MAX - 1},
+        {"step", F_STR, 1, 0, ENVELOPE_STEP_MAX - 1},
+        {"attempt", F_INT, 1, 0, 0},
+        {"ts", F_INT, 1, 0, 0},
+        {"payload", F_MAP, 1, 0, 0},
+        {"re", F_STR, 0, 1, ENVELOPE_ID_MAX - 1},
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 
@@ -126,8 +126,8 @@ fail(char *err, size_t errlen, const char *fmt, ...)
 }
 
 int
-envelope_decode(const void *body, size_t len, struct envelope *out,
-		char *err, size_t errlen)
+envelope_decode(const void *body, size_t len, struct envelope *out, char *err,
+                size_t errlen)
 {
 	struct value root = VALUE_NIL_INIT;
 	int seen[NFIELDS] = {0};
@@ -135,7 +135,7 @@ envelope_decode(const void *body, size_t len, struct envelope *out,
 
 	envelope_init(out);
 	if (value_unpack(body, len, &value_default_limits, &root, err,
-			 errlen) != 0)
+	                 errlen) != 0)
 		return -1;
 	if (root.type != VALUE_MAP) {
 		fail(err, errlen, "body must be a map, got %s%s",
@@ -159,8 +159,8 @@ envelope_decode(const void *body, size_t len, struct envelope *out,
 		    (fields[f].kind == F_MAP && v->type != VALUE_MAP)) {
 			char what[64];
 			snprintf(what, sizeof(what), "%s, got %s",
-				 kind_name(fields[f].kind),
-				 value_type_name(v->type));
+			         kind_name(fields[f].kind),
+			         value_type_name(v->type));
 			fail(err, errlen, "field \"%s\" must be %s", k, what);
 			goto bad;
 		}
@@ -168,7 +168,7 @@ envelope_decode(const void *body, size_t len, struct envelope *out,
 		    (v->u.s.len < fields[f].min || v->u.s.len > fields[f].max ||
 		     memchr(v->u.s.ptr, '\0', v->u.s.len) != NULL)) {
 			snprintf(num, sizeof(num), "%zu..%zu", fields[f].min,
-				 fields[f].max);
+			         fields[f].max);
 			fail(err, errlen,
 			     "field \"%s\" must be %s bytes without NUL", k,
 			     num);
@@ -177,7 +177,7 @@ envelope_decode(const void *body, size_t len, struct envelope *out,
 		if (strcmp(k, "v") == 0) {
 			if (v->u.i != ENVELOPE_VERSION) {
 				snprintf(num, sizeof(num), "%lld",
-					 (long long)v->u.i);
+				         (long long)v->u.i);
 				fail(err, errlen,
 				     "unsupported envelope version %s%s", num,
 				     "");

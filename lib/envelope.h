@@ -27,8 +27,8 @@
 
 #include "value.h"
 
-#define ENVELOPE_VERSION 1
-#define ENVELOPE_ID_MAX 201   /* id, saga, re: 1..200 bytes */
+#define ENVELOPE_VERSION  1
+#define ENVELOPE_ID_MAX   201 /* id, saga, re: 1..200 bytes */
 #define ENVELOPE_TYPE_MAX 121 /* type: 1..120 bytes of [a-z0-9_.-] */
 #define ENVELOPE_STEP_MAX 65  /* step: 0..64 bytes */
 
@@ -39,9 +39,9 @@ struct envelope {
 	char type[ENVELOPE_TYPE_MAX]; /* e.g. inventory.reserve */
 	char step[ENVELOPE_STEP_MAX]; /* statechart state, may be "" */
 	char re[ENVELOPE_ID_MAX];     /* replies: the message id replied to */
-	int64_t attempt;	      /* >= 0 */
-	int64_t ts;		      /* ms since the epoch */
-	struct value payload;	      /* a map */
+	int64_t attempt;              /* >= 0 */
+	int64_t ts;                   /* ms since the epoch */
+	struct value payload;         /* a map */
 };
 
 /* An empty envelope: v 1, empty strings, attempt 0, ts 0, payload an
@@ -61,7 +61,7 @@ int envelope_encode(const struct envelope *e, char **buf, size_t *len);
  * string", "unknown field \"x\"", "unsupported envelope version 2", or the
  * decoder's "at byte 17: map key is not a string". */
 int envelope_decode(const void *body, size_t len, struct envelope *out,
-		    char *err, size_t errlen);
+                    char *err, size_t errlen);
 
 /* 1 if s is a valid message type (1..120 bytes of [a-z0-9_.-]). */
 int envelope_type_valid(const char *s);

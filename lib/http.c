@@ -13,9 +13,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define REQ_MAX 8192
+#define REQ_MAX  8192
 #define BODY_MAX (256 * 1024)
-#define READ_MS 250
+#define READ_MS  250
 
 struct http {
 	int fd;
@@ -37,7 +37,7 @@ http_listen(const char *addr, char *err, size_t errlen)
 	if (colon == NULL || colon == addr || colon[1] == '\0' ||
 	    (size_t)(colon - addr) >= sizeof(host)) {
 		snprintf(err, errlen,
-			 "bad listen address \"%s\": expected HOST:PORT", addr);
+		         "bad listen address \"%s\": expected HOST:PORT", addr);
 		return NULL;
 	}
 	snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
@@ -51,7 +51,7 @@ http_listen(const char *addr, char *err, size_t errlen)
 	rc = getaddrinfo(host, colon + 1, &hints, &ai);
 	if (rc != 0) {
 		snprintf(err, errlen, "bad listen address \"%s\": %s", addr,
-			 gai_strerror(rc));
+		         gai_strerror(rc));
 		return NULL;
 	}
 	h = calloc(1, sizeof(*h));
@@ -60,23 +60,24 @@ http_listen(const char *addr, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	h->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-		       0);
+	h->fd = socket(ai->ai_family,
+	               SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (h->fd < 0 ||
 	    setsockopt(h->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
 	    bind(h->fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
 	    listen(h->fd, 16) != 0) {
 		snprintf(err, errlen, "cannot listen on %s: %s", addr,
-			 strerror(errno));
+		         strerror(errno));
 		freeaddrinfo(ai);
 		http_close(h);
 		return NULL;
 	}
 	freeaddrinfo(ai);
 	if (getsockname(h->fd, (struct sockaddr *)&ss, &sl) == 0)
-		h->port = ntohs(ss.ss_family == AF_INET6
-					? ((struct sockaddr_in6 *)&ss)->sin6_port
-					: ((struct sockaddr_in *)&ss)->sin_port);
+		h->port =
+		        ntohs(ss.ss_family == AF_INET6
+		                      ? ((struct sockaddr_in6 *)&ss)->sin6_port
+		                      : ((struct sockaddr_in *)&ss)->sin_port);
 	h->body = malloc(BODY_MAX);
 	if (h->body == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -115,7 +116,7 @@ http_printf(struct http_response *r, const char *fmt, ...)
 	va_end(ap);
 	if (n > 0)
 		r->len = r->len + (size_t)n < r->cap ? r->len + (size_t)n
-						     : r->cap - 1;
+		                                     : r->cap - 1;
 }
 
 static const char *
@@ -163,7 +164,7 @@ answer(struct http *h, int fd, http_handler fn, void *arg)
 	char req[REQ_MAX + 1], path[1024], head[256];
 	size_t n = 0;
 	struct http_response r = {404, "text/plain; charset=utf-8", h->body, 0,
-				  BODY_MAX};
+	                          BODY_MAX};
 	char *sp1, *sp2, *q;
 
 	/* read until the end of the headers, bounded in size and time */
@@ -205,9 +206,9 @@ answer(struct http *h, int fd, http_handler fn, void *arg)
 	fn(arg, path, &r);
 send:
 	snprintf(head, sizeof(head),
-		 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: "
-		 "%zu\r\nConnection: close\r\n\r\n",
-		 r.status, reason(r.status), r.content_type, r.len);
+	         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: "
+	         "%zu\r\nConnection: close\r\n\r\n",
+	         r.status, reason(r.status), r.content_type, r.len);
 	write_all(fd, head, strlen(head));
 	write_all(fd, r.body, r.len);
 }
@@ -217,7 +218,8 @@ http_serve(struct http *h, http_handler fn, void *arg)
 {
 	int served = 0;
 	for (;;) {
-		int fd = accept4(h->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		int fd = accept4(h->fd, NULL, NULL,
+		                 SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd < 0)
 			return served; /* EAGAIN: nobody waiting */
 		answer(h, fd, fn, arg);

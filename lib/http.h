@@ -30,7 +30,7 @@ struct http_response {
 
 /* Called for each GET; path is NUL-terminated, without the query. */
 typedef void (*http_handler)(void *arg, const char *path,
-			     struct http_response *resp);
+                             struct http_response *resp);
 
 /* Listens on "HOST:PORT" (port 0: any free port). */
 struct http *http_listen(const char *addr, char *err, size_t errlen);
@@ -42,6 +42,6 @@ void http_close(struct http *h);
 
 /* Appends printf-style text to a response body (truncating at cap). */
 void http_printf(struct http_response *r, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+        __attribute__((format(printf, 2, 3)));
 
 #endif

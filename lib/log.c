@@ -54,8 +54,9 @@ log_vemit(enum log_level level, int err, const char *fmt, va_list ap)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-	r = snprintf(line + n, sizeof(line) - n, ".%03ldZ level=%s prog=%s msg=\"",
-		     ts.tv_nsec / 1000000, names[level], log_prog);
+	r = snprintf(line + n, sizeof(line) - n,
+	             ".%03ldZ level=%s prog=%s msg=\"", ts.tv_nsec / 1000000,
+	             names[level], log_prog);
 	if (r > 0)
 		n += (size_t)r;
 	if (n < sizeof(line)) {
@@ -67,7 +68,7 @@ log_vemit(enum log_level level, int err, const char *fmt, va_list ap)
 		n = sizeof(line) - 64; /* truncated: keep room for the tail */
 	if (err != 0)
 		n += (size_t)snprintf(line + n, sizeof(line) - n, ": %s",
-				      strerror(err));
+		                      strerror(err));
 	snprintf(line + n, sizeof(line) - n, "\"\n");
 	/* fields after the message: "msg=\"text k=v\"" stays one quoted
 	 * string, which grep and logfmt parsers both accept */

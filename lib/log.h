@@ -1,8 +1,8 @@
 /* log.h -- the logging API: a handful of printf-like functions.
  *
  * One line per event on stderr:
- *   2026-11-24T19:12:03.123Z level=info prog=saga-orchestrator msg="..." k=v ...
- * Callers put structured fields in the message as key=value pairs
+ *   2026-11-24T19:12:03.123Z level=info prog=saga-orchestrator msg="..." k=v
+ * ... Callers put structured fields in the message as key=value pairs
  * ("saga started saga=%s state=%s"). log_warn appends strerror(errno);
  * log_warnx does not. fatal/fatalx log and exit(1); they are for start-up
  * errors only, never for input from the network.

@@ -28,7 +28,8 @@ trace_parse(const char *s, char *trace_id)
 		return -1;
 	if (!hex_ok(s + 3, 32) || !hex_ok(s + 36, 16))
 		return -1;
-	if (!((s[53] >= '0' && s[53] <= '9') || (s[53] >= 'a' && s[53] <= 'f')) ||
+	if (!((s[53] >= '0' && s[53] <= '9') ||
+	      (s[53] >= 'a' && s[53] <= 'f')) ||
 	    !((s[54] >= '0' && s[54] <= '9') || (s[54] >= 'a' && s[54] <= 'f')))
 		return -1;
 	if (trace_id != NULL) {

@@ -344,7 +344,7 @@ value_equal(const struct value *a, const struct value *b)
 			return false;
 		for (size_t i = 0; i < a->u.m.len; i++) {
 			const struct value *o =
-				value_map_get(b, a->u.m.items[i].key);
+			        value_map_get(b, a->u.m.items[i].key);
 			if (o == NULL || !value_equal(&a->u.m.items[i].val, o))
 				return false;
 		}
@@ -563,8 +563,8 @@ read_bytes(struct reader *r, struct value *out, enum value_type t, size_t n)
 {
 	const char *what = t == VALUE_STR ? "string" : "binary";
 	if (n > r->lim->max_str)
-		return rfail(r, "%s of %zu bytes exceeds the limit of %zu", what,
-			     n, r->lim->max_str);
+		return rfail(r, "%s of %zu bytes exceeds the limit of %zu",
+		             what, n, r->lim->max_str);
 	if (n > remaining(r))
 		return rfail(r, "%s of %zu bytes exceeds the input", what, n);
 	if (t == VALUE_STR && !utf8_valid(r->p + r->off, n))
@@ -583,7 +583,7 @@ count_elements(struct reader *r, size_t n, const char *what, size_t minbytes)
 		return rfail(r, "%s of %zu items exceeds the input", what, n);
 	if (n > r->lim->max_elements - r->elements)
 		return rfail(r, "more than %zu elements in total",
-			     r->lim->max_elements);
+		             r->lim->max_elements);
 	r->elements += n;
 	return 0;
 }
@@ -732,9 +732,10 @@ read_value(struct reader *r, struct value *out, size_t depth)
 			return -1;
 		u = be(r->p + r->off, w);
 		if (u > (uint64_t)INT64_MAX)
-			return rfail(r, "unsigned integer %llu is above "
-					"INT64_MAX",
-				     (unsigned long long)u);
+			return rfail(r,
+			             "unsigned integer %llu is above "
+			             "INT64_MAX",
+			             (unsigned long long)u);
 		r->off += w;
 		value_set_int(out, (int64_t)u);
 		return 0;
@@ -784,7 +785,7 @@ read_value(struct reader *r, struct value *out, size_t depth)
 
 int
 value_unpack(const void *buf, size_t len, const struct value_limits *lim,
-	     struct value *out, char *err, size_t errlen)
+             struct value *out, char *err, size_t errlen)
 {
 	struct value_limits l = lim != NULL ? *lim : value_default_limits;
 	struct reader r = {buf, len, 0, &l, 0, err, errlen};

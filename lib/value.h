@@ -46,7 +46,7 @@ struct value {
 		int64_t i;
 		double f;
 		struct {
-			char *ptr; /* NUL-terminated (also for BIN) */
+			char *ptr;  /* NUL-terminated (also for BIN) */
 			size_t len; /* bytes, without the NUL */
 		} s;
 		struct {
@@ -65,7 +65,10 @@ struct value_kv {
 	struct value val;
 };
 
-#define VALUE_NIL_INIT {.type = VALUE_NIL}
+#define VALUE_NIL_INIT                                                         \
+	{                                                                      \
+		.type = VALUE_NIL                                              \
+	}
 
 /* Releases what v owns and leaves it NIL. Can't fail; NULL is fine. */
 void value_clear(struct value *v);
@@ -80,7 +83,7 @@ int value_set_str(struct value *out, const char *s);
 int value_set_strn(struct value *out, const char *s, size_t len);
 int value_set_bin(struct value *out, const void *p, size_t len);
 void value_set_array(struct value *out); /* empty array */
-void value_set_map(struct value *out);	 /* empty map */
+void value_set_map(struct value *out);   /* empty map */
 
 /* Deep copy; on failure *dst is NIL. */
 int value_copy(struct value *dst, const struct value *src);
@@ -99,8 +102,7 @@ int value_map_put_int(struct value *map, const char *key, int64_t i);
 const struct value *value_map_get(const struct value *map, const char *key);
 /* Follows a dotted path ("ship_to.country") through nested maps; NULL if
  * any part is missing or not a map. */
-const struct value *value_path_get(const struct value *root,
-				   const char *path);
+const struct value *value_path_get(const struct value *root, const char *path);
 /* Sets a dotted path, creating intermediate maps; val is moved. -1 if an
  * intermediate exists and is not a map, or OOM. */
 int value_path_put(struct value *root, const char *path, struct value *val);
@@ -124,7 +126,7 @@ const char *value_type_name(enum value_type t);
 struct value_limits {
 	size_t max_depth;    /* nesting of arrays/maps; <= 32 */
 	size_t max_elements; /* total array items + map pairs in one input */
-	size_t max_str;	     /* longest str or bin, bytes */
+	size_t max_str;      /* longest str or bin, bytes */
 };
 /* depth 16, 10,000 elements, 64 KiB strings */
 extern const struct value_limits value_default_limits;
@@ -147,6 +149,6 @@ int value_to_msgpack(const struct value *v, char **buf, size_t *len);
  * INT64_MAX. No allocation is made before the input is known to fit the
  * limits. On failure *out is NIL. */
 int value_unpack(const void *buf, size_t len, const struct value_limits *lim,
-		 struct value *out, char *err, size_t errlen);
+                 struct value *out, char *err, size_t errlen);
 
 #endif

@@ -38,58 +38,57 @@ on_signal(int sig)
 static void
 usage(FILE *f)
 {
-	fprintf(f,
-		"usage: saga-orchestrator [-n] [--amqp URL] --db PATH "
-		"[--statecharts DIR]\n"
-		"                         [--http ADDR:PORT] [--log-level "
-		"LEVEL] [--batch N]\n"
-		"                         [--batch-wait MS] [--prefetch N] "
-		"[--reply-key KEY]\n"
-		"  --amqp URL         broker URL(s), comma-separated "
-		"(env SAGA_AMQP_URL)\n"
-		"  --db PATH          the orchestrator's SQLite database "
-		"(env SAGA_DB)\n"
-		"  --statecharts DIR  folder of *.yaml charts (env "
-		"SAGA_STATECHARTS, default statecharts)\n"
-		"  --http ADDR:PORT   serve /healthz and /metrics (port 0: "
-		"any free port)\n"
-		"  --log-level L      debug, info, warn or error (default "
-		"info)\n"
-		"  --batch N          deliveries per transaction (default "
-		"100)\n"
-		"  --batch-wait MS    how long a partial batch waits "
-		"(default 5)\n"
-		"  --prefetch N       unacknowledged deliveries per queue "
-		"(default 200)\n"
-		"  --reply-key KEY    routing key of this orchestrator's "
-		"reply queue (default orchestrator)\n"
-		"  -n                 check the configuration and exit\n");
+	fprintf(f, "usage: saga-orchestrator [-n] [--amqp URL] --db PATH "
+	           "[--statecharts DIR]\n"
+	           "                         [--http ADDR:PORT] [--log-level "
+	           "LEVEL] [--batch N]\n"
+	           "                         [--batch-wait MS] [--prefetch N] "
+	           "[--reply-key KEY]\n"
+	           "  --amqp URL         broker URL(s), comma-separated "
+	           "(env SAGA_AMQP_URL)\n"
+	           "  --db PATH          the orchestrator's SQLite database "
+	           "(env SAGA_DB)\n"
+	           "  --statecharts DIR  folder of *.yaml charts (env "
+	           "SAGA_STATECHARTS, default statecharts)\n"
+	           "  --http ADDR:PORT   serve /healthz and /metrics (port 0: "
+	           "any free port)\n"
+	           "  --log-level L      debug, info, warn or error (default "
+	           "info)\n"
+	           "  --batch N          deliveries per transaction (default "
+	           "100)\n"
+	           "  --batch-wait MS    how long a partial batch waits "
+	           "(default 5)\n"
+	           "  --prefetch N       unacknowledged deliveries per queue "
+	           "(default 200)\n"
+	           "  --reply-key KEY    routing key of this orchestrator's "
+	           "reply queue (default orchestrator)\n"
+	           "  -n                 check the configuration and exit\n");
 }
 
 int
 main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"amqp", required_argument, NULL, 'a'},
-		{"db", required_argument, NULL, 'd'},
-		{"statecharts", required_argument, NULL, 's'},
-		{"http", required_argument, NULL, 'H'},
-		{"log-level", required_argument, NULL, 'l'},
-		{"batch", required_argument, NULL, 'b'},
-		{"batch-wait", required_argument, NULL, 'w'},
-		{"prefetch", required_argument, NULL, 'p'},
-		{"reply-key", required_argument, NULL, 'r'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	        {"amqp", required_argument, NULL, 'a'},
+	        {"db", required_argument, NULL, 'd'},
+	        {"statecharts", required_argument, NULL, 's'},
+	        {"http", required_argument, NULL, 'H'},
+	        {"log-level", required_argument, NULL, 'l'},
+	        {"batch", required_argument, NULL, 'b'},
+	        {"batch-wait", required_argument, NULL, 'w'},
+	        {"prefetch", required_argument, NULL, 'p'},
+	        {"reply-key", required_argument, NULL, 'r'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	struct orch_daemon_config cfg = {
-		.amqp = getenv("SAGA_AMQP_URL"),
-		.db = getenv("SAGA_DB"),
-		.statecharts = getenv("SAGA_STATECHARTS"),
-		.batch = 100,
-		.batch_wait_ms = 5,
-		.prefetch = 200,
-		.reply_key = "orchestrator",
+	        .amqp = getenv("SAGA_AMQP_URL"),
+	        .db = getenv("SAGA_DB"),
+	        .statecharts = getenv("SAGA_STATECHARTS"),
+	        .batch = 100,
+	        .batch_wait_ms = 5,
+	        .prefetch = 200,
+	        .reply_key = "orchestrator",
 	};
 	enum log_level level = LOG_INFO;
 	int check_only = 0, c, rc;
@@ -111,39 +110,39 @@ main(int argc, char **argv)
 		case 'l':
 			if (log_level_parse(optarg, &level) != 0) {
 				fprintf(stderr,
-					"saga-orchestrator: unknown log level "
-					"\"%s\" (debug, info, warn, error)\n",
-					optarg);
+				        "saga-orchestrator: unknown log level "
+				        "\"%s\" (debug, info, warn, error)\n",
+				        optarg);
 				return 2;
 			}
 			break;
 		case 'b':
 			if (daemon_parse_count(optarg, 1, 10000, &cfg.batch)) {
 				fprintf(stderr,
-					"saga-orchestrator: --batch wants a "
-					"number from 1 to 10000, not \"%s\"\n",
-					optarg);
+				        "saga-orchestrator: --batch wants a "
+				        "number from 1 to 10000, not \"%s\"\n",
+				        optarg);
 				return 2;
 			}
 			break;
 		case 'w':
 			if (daemon_parse_count(optarg, 0, 10000,
-					       &cfg.batch_wait_ms)) {
+			                       &cfg.batch_wait_ms)) {
 				fprintf(stderr,
-					"saga-orchestrator: --batch-wait wants "
-					"milliseconds from 0 to 10000, not "
-					"\"%s\"\n",
-					optarg);
+				        "saga-orchestrator: --batch-wait wants "
+				        "milliseconds from 0 to 10000, not "
+				        "\"%s\"\n",
+				        optarg);
 				return 2;
 			}
 			break;
 		case 'p':
 			if (daemon_parse_count(optarg, 1, 65535,
-					       &cfg.prefetch)) {
+			                       &cfg.prefetch)) {
 				fprintf(stderr,
-					"saga-orchestrator: --prefetch wants a "
-					"number from 1 to 65535, not \"%s\"\n",
-					optarg);
+				        "saga-orchestrator: --prefetch wants a "
+				        "number from 1 to 65535, not \"%s\"\n",
+				        optarg);
 				return 2;
 			}
 			break;
@@ -162,8 +161,9 @@ main(int argc, char **argv)
 		}
 	}
 	if (optind != argc) {
-		fprintf(stderr, "saga-orchestrator: unexpected argument \"%s\"\n",
-			argv[optind]);
+		fprintf(stderr,
+		        "saga-orchestrator: unexpected argument \"%s\"\n",
+		        argv[optind]);
 		usage(stderr);
 		return 2;
 	}
@@ -171,12 +171,12 @@ main(int argc, char **argv)
 		cfg.statecharts = "statecharts";
 	if (cfg.db == NULL) {
 		fprintf(stderr, "saga-orchestrator: --db PATH is required "
-				"(or SAGA_DB)\n");
+		                "(or SAGA_DB)\n");
 		return 2;
 	}
 	if (cfg.amqp == NULL && !check_only) {
 		fprintf(stderr, "saga-orchestrator: --amqp URL is required "
-				"(or SAGA_AMQP_URL)\n");
+		                "(or SAGA_AMQP_URL)\n");
 		return 2;
 	}
 	log_init("saga-orchestrator", level);

@@ -36,22 +36,22 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-		"usage: sagactl [--db PATH] [--amqp URL] [--json] COMMAND ...\n"
-		"\n"
-		"  statechart validate FILE...   check statecharts; errors as "
-		"file:line:col: message\n"
-		"  list [--status S]             sagas, newest first\n"
-		"  show ID                       one saga and its history\n"
-		"  stats                         counts by status and state\n"
-		"  retry|resume|abort|compensate|skip ID --reason TEXT\n"
-		"  mark-compensated ID STEP --reason TEXT\n"
-		"                                operator actions, applied by "
-		"the orchestrator\n"
-		"\n"
-		"  --db PATH    the orchestrator's database (env SAGA_DB)\n"
-		"  --amqp URL   the broker, for operator actions (env "
-		"SAGA_AMQP_URL)\n"
-		"  --json       machine-readable output\n");
+	        "usage: sagactl [--db PATH] [--amqp URL] [--json] COMMAND ...\n"
+	        "\n"
+	        "  statechart validate FILE...   check statecharts; errors as "
+	        "file:line:col: message\n"
+	        "  list [--status S]             sagas, newest first\n"
+	        "  show ID                       one saga and its history\n"
+	        "  stats                         counts by status and state\n"
+	        "  retry|resume|abort|compensate|skip ID --reason TEXT\n"
+	        "  mark-compensated ID STEP --reason TEXT\n"
+	        "                                operator actions, applied by "
+	        "the orchestrator\n"
+	        "\n"
+	        "  --db PATH    the orchestrator's database (env SAGA_DB)\n"
+	        "  --amqp URL   the broker, for operator actions (env "
+	        "SAGA_AMQP_URL)\n"
+	        "  --json       machine-readable output\n");
 }
 
 static int
@@ -76,7 +76,7 @@ validate(int argc, char **argv)
 				fprintf(stderr, "%s\n", errs.items[k].text);
 			if (errs.dropped > 0)
 				fprintf(stderr, "%s: %zu more errors\n",
-					argv[i], errs.dropped);
+				        argv[i], errs.dropped);
 			bad = 1;
 		}
 		chart_errors_clear(&errs);
@@ -90,7 +90,8 @@ open_db(const struct opts *o)
 	char err[512];
 	struct store *st;
 	if (o->db == NULL) {
-		fprintf(stderr, "sagactl: --db PATH is required (or SAGA_DB)\n");
+		fprintf(stderr,
+		        "sagactl: --db PATH is required (or SAGA_DB)\n");
 		return NULL;
 	}
 	st = store_open_readonly(o->db, err, sizeof(err));
@@ -143,11 +144,12 @@ list(const struct opts *o)
 	int n = 0, rc;
 	if (st == NULL)
 		return 1;
-	if (sqlite3_prepare_v2(store_db(st),
-			       "SELECT id, chart, status, state, attempt, "
-			       "updated_at FROM sagas WHERE ?1 IS NULL OR "
-			       "status = ?1 ORDER BY started_at DESC LIMIT 1000",
-			       -1, &s, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v2(
+	            store_db(st),
+	            "SELECT id, chart, status, state, attempt, "
+	            "updated_at FROM sagas WHERE ?1 IS NULL OR "
+	            "status = ?1 ORDER BY started_at DESC LIMIT 1000",
+	            -1, &s, NULL) != SQLITE_OK) {
 		fprintf(stderr, "sagactl: %s\n", sqlite3_errmsg(store_db(st)));
 		store_close(st);
 		return 1;
@@ -193,10 +195,11 @@ stats(const struct opts *o)
 	sqlite3_stmt *s;
 	if (st == NULL)
 		return 1;
-	if (sqlite3_prepare_v2(store_db(st),
-			       "SELECT status, state, count(*) FROM sagas GROUP "
-			       "BY status, state ORDER BY status, state",
-			       -1, &s, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v2(
+	            store_db(st),
+	            "SELECT status, state, count(*) FROM sagas GROUP "
+	            "BY status, state ORDER BY status, state",
+	            -1, &s, NULL) != SQLITE_OK) {
 		store_close(st);
 		return 1;
 	}
@@ -218,10 +221,10 @@ show(const struct opts *o, const char *id)
 	if (st == NULL)
 		return 1;
 	if (sqlite3_prepare_v2(store_db(st),
-			       "SELECT chart, chart_version, status, state, "
-			       "phase, attempt, started_at, updated_at FROM "
-			       "sagas WHERE id = ?1",
-			       -1, &s, NULL) != SQLITE_OK) {
+	                       "SELECT chart, chart_version, status, state, "
+	                       "phase, attempt, started_at, updated_at FROM "
+	                       "sagas WHERE id = ?1",
+	                       -1, &s, NULL) != SQLITE_OK) {
 		store_close(st);
 		return 1;
 	}
@@ -244,17 +247,18 @@ show(const struct opts *o, const char *id)
 		return 1;
 	}
 	if (sqlite3_prepare_v2(store_db(st),
-			       "SELECT at, kind, state, status, detail, "
-			       "coalesce(actor, ''), coalesce(reason, '') FROM "
-			       "history WHERE saga_id = ?1 ORDER BY seq",
-			       -1, &s, NULL) == SQLITE_OK) {
+	                       "SELECT at, kind, state, status, detail, "
+	                       "coalesce(actor, ''), coalesce(reason, '') FROM "
+	                       "history WHERE saga_id = ?1 ORDER BY seq",
+	                       -1, &s, NULL) == SQLITE_OK) {
 		sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
 		char t[40];
 		while (sqlite3_step(s) == SQLITE_ROW)
 			printf("  %s  %-8s %-16s %-12s %s%s%s%s%s\n",
-			       fmt_ms(sqlite3_column_int64(s, 0), t, sizeof(t)) + 11,
-			       col(s, 1),
-			       col(s, 2), col(s, 3), col(s, 4),
+			       fmt_ms(sqlite3_column_int64(s, 0), t,
+			              sizeof(t)) +
+			               11,
+			       col(s, 1), col(s, 2), col(s, 3), col(s, 4),
 			       col(s, 5)[0] ? " by " : "", col(s, 5),
 			       col(s, 6)[0] ? ": " : "", col(s, 6));
 		sqlite3_finalize(s);
@@ -266,7 +270,7 @@ show(const struct opts *o, const char *id)
 /* Sends one operator request and waits for the broker's confirm. */
 static int
 operator_action(const struct opts *o, const char *action, const char *id,
-		const char *step)
+                const char *step)
 {
 	struct bus_config cfg = {.url = o->amqp, .name = "sagactl"};
 	struct envelope e;
@@ -278,15 +282,17 @@ operator_action(const struct opts *o, const char *action, const char *id,
 	int rc = 1;
 
 	if (o->amqp == NULL) {
-		fprintf(stderr, "sagactl: --amqp URL is required for %s (or "
-				"SAGA_AMQP_URL)\n",
-			action);
+		fprintf(stderr,
+		        "sagactl: --amqp URL is required for %s (or "
+		        "SAGA_AMQP_URL)\n",
+		        action);
 		return 2;
 	}
 	if (o->reason == NULL) {
-		fprintf(stderr, "sagactl: %s needs --reason TEXT (it goes in "
-				"the saga's history)\n",
-			action);
+		fprintf(stderr,
+		        "sagactl: %s needs --reason TEXT (it goes in "
+		        "the saga's history)\n",
+		        action);
 		return 2;
 	}
 	envelope_init(&e);
@@ -298,7 +304,7 @@ operator_action(const struct opts *o, const char *action, const char *id,
 	snprintf(e.saga, sizeof(e.saga), "%s", id);
 	snprintf(e.type, sizeof(e.type), "%s", type);
 	value_map_put_str(&e.payload, "actor",
-			  pw != NULL ? pw->pw_name : "unknown");
+	                  pw != NULL ? pw->pw_name : "unknown");
 	value_map_put_str(&e.payload, "reason", o->reason);
 	if (step != NULL)
 		value_map_put_str(&e.payload, "step", step);
@@ -319,12 +325,12 @@ operator_action(const struct opts *o, const char *action, const char *id,
 	m.len = len;
 	if (bus_publish(b, &m, 1) != 0 || bus_flush(b, 10000, NULL) != 0) {
 		fprintf(stderr, "sagactl: the broker did not confirm the "
-				"request\n");
+		                "request\n");
 		goto out;
 	}
 	if (bus_stats(b)->returned > 0) {
 		fprintf(stderr, "sagactl: no orchestrator control queue: is "
-				"the orchestrator running?\n");
+		                "the orchestrator running?\n");
 		goto out;
 	}
 	printf("%s %s: sent (see `sagactl show %s`)\n", action, id, id);
@@ -340,15 +346,16 @@ int
 main(int argc, char **argv)
 {
 	static const struct option lopts[] = {
-		{"db", required_argument, NULL, 'd'},
-		{"amqp", required_argument, NULL, 'a'},
-		{"json", no_argument, NULL, 'j'},
-		{"reason", required_argument, NULL, 'r'},
-		{"status", required_argument, NULL, 's'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	        {"db", required_argument, NULL, 'd'},
+	        {"amqp", required_argument, NULL, 'a'},
+	        {"json", no_argument, NULL, 'j'},
+	        {"reason", required_argument, NULL, 'r'},
+	        {"status", required_argument, NULL, 's'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
-	struct opts o = {.db = getenv("SAGA_DB"), .amqp = getenv("SAGA_AMQP_URL")};
+	struct opts o = {.db = getenv("SAGA_DB"),
+	                 .amqp = getenv("SAGA_AMQP_URL")};
 	const char *cmd;
 	int c;
 
@@ -388,7 +395,7 @@ main(int argc, char **argv)
 		int sub = optind;
 		optind = 1;
 		while ((c = getopt_long(argc - sub + 1, argv + sub - 1, "h",
-					lopts, NULL)) != -1) {
+		                        lopts, NULL)) != -1) {
 			switch (c) {
 			case 'd':
 				o.db = optarg;
@@ -438,7 +445,7 @@ main(int argc, char **argv)
 	if (strcmp(cmd, "mark-compensated") == 0 && argc == 2)
 		return operator_action(&o, cmd, argv[0], argv[1]);
 	fprintf(stderr, "sagactl: unknown command or wrong arguments: %s\n",
-		cmd);
+	        cmd);
 	usage(stderr);
 	return 2;
 }

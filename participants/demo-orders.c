@@ -48,12 +48,12 @@ on_event(void *arg, const struct bus_delivery *d)
 				continue;
 			l = strlen(o->events);
 			snprintf(o->events + l, sizeof(o->events) - l, "%s%s",
-				 l ? " " : "", e.type + 6);
+			         l ? " " : "", e.type + 6);
 			if ((strcmp(e.type, "order.completed") == 0 ||
 			     strcmp(e.type, "order.failed") == 0) &&
 			    o->outcome[0] == '\0') {
 				snprintf(o->outcome, sizeof(o->outcome), "%s",
-					 e.type + 6);
+				         e.type + 6);
 				m->done++;
 			}
 		}
@@ -95,12 +95,12 @@ post(struct demo *m, struct order *o, const char *method, int64_t cents,
 	value_map_put(&e.payload, "ship_to", &ship);
 	if (envelope_encode(&e, &body, &len) == 0) {
 		struct bus_message msg = {.exchange = "order_events",
-					  .routing_key = "order.created",
-					  .message_id = e.id,
-					  .correlation_id = e.saga,
-					  .type = e.type,
-					  .body = body,
-					  .len = len};
+		                          .routing_key = "order.created",
+		                          .message_id = e.id,
+		                          .correlation_id = e.saga,
+		                          .type = e.type,
+		                          .body = body,
+		                          .len = len};
 		bus_publish(m->bus, &msg, 0);
 		free(body);
 	}
@@ -111,23 +111,24 @@ int
 main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"amqp", required_argument, NULL, 'a'},
-		{"count", required_argument, NULL, 'n'},
-		{"timeout", required_argument, NULL, 't'},
-		{NULL, 0, NULL, 0},
+	        {"amqp", required_argument, NULL, 'a'},
+	        {"count", required_argument, NULL, 'n'},
+	        {"timeout", required_argument, NULL, 't'},
+	        {NULL, 0, NULL, 0},
 	};
-	static const struct bus_exchange ex[] = {{"order_events", "topic", NULL}};
+	static const struct bus_exchange ex[] = {
+	        {"order_events", "topic", NULL}};
 	static const struct bus_queue q[] = {{.name = "demo.events"}};
 	static const struct bus_binding bd[] = {
-		{"order_events", "demo.events", NULL, "order.*"}};
+	        {"order_events", "demo.events", NULL, "order.*"}};
 	static const struct bus_topology t = {ex, 1, q, 1, bd, 1};
 	static const char *consume[] = {"demo.events"};
 	static struct demo m;
 	struct bus_config cfg = {.url = getenv("SAGA_AMQP_URL"),
-				 .name = "demo-orders",
-				 .topology = &t,
-				 .consume = consume,
-				 .nconsume = 1};
+	                         .name = "demo-orders",
+	                         .topology = &t,
+	                         .consume = consume,
+	                         .nconsume = 1};
 	struct bus_handlers h = {on_event, NULL, &m};
 	long count = 9, timeout = 60;
 	char err[512], tag[16];
@@ -146,8 +147,9 @@ main(int argc, char **argv)
 			timeout = atol(optarg);
 			break;
 		default:
-			fprintf(stderr, "usage: demo-orders --amqp URL [--count "
-					"N] [--timeout S]\n");
+			fprintf(stderr,
+			        "usage: demo-orders --amqp URL [--count "
+			        "N] [--timeout S]\n");
 			return 2;
 		}
 	}
@@ -170,8 +172,8 @@ main(int argc, char **argv)
 		case 1:
 		case 2:
 			o->scenario = "card";
-			post(&m, o, "card", 2500 + 100 * i, "tok_ok", "sku-book",
-			     "india");
+			post(&m, o, "card", 2500 + 100 * i, "tok_ok",
+			     "sku-book", "india");
 			break;
 		case 3:
 			o->scenario = "cash on delivery";

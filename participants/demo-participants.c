@@ -7,7 +7,8 @@
  *                     [--unserved COUNTRY] [--fail-rate PERCENT]
  *
  * Rules: every sku starts with --stock units (default 1000; skus named
- * sku-rare* start with none) and a reservation takes them all or none; card token --decline-token is declined;
+ * sku-rare* start with none) and a reservation takes them all or none; card
+ * token --decline-token is declined;
  * --fail-rate percent of charges answer payment.unavailable (a transient
  * failure the orchestrator retries); shipping to --unserved fails.
  * Compensations always succeed. SIGTERM/SIGINT stop it.
@@ -57,8 +58,8 @@ sku(struct sim *s, const char *name)
 		return NULL;
 	snprintf(s->skus[s->nskus].name, sizeof(s->skus[0].name), "%s", name);
 	/* "sku-rare..." is never in stock: the demo's stock-out */
-	s->skus[s->nskus].stock = strncmp(name, "sku-rare", 8) == 0 ? 0
-								    : s->initial;
+	s->skus[s->nskus].stock =
+	        strncmp(name, "sku-rare", 8) == 0 ? 0 : s->initial;
 	return &s->skus[s->nskus++];
 }
 
@@ -85,12 +86,13 @@ reserve(struct sim *s, const struct value *payload)
 		return "inventory.rejected";
 	for (size_t i = 0; i < items->u.a.len; i++) {
 		struct sku *k = sku(s, str(&items->u.a.items[i], "sku"));
-		if (k == NULL || k->stock < num(&items->u.a.items[i], "quantity"))
+		if (k == NULL ||
+		    k->stock < num(&items->u.a.items[i], "quantity"))
 			return "inventory.rejected";
 	}
 	for (size_t i = 0; i < items->u.a.len; i++)
 		sku(s, str(&items->u.a.items[i], "sku"))->stock -=
-			num(&items->u.a.items[i], "quantity");
+		        num(&items->u.a.items[i], "quantity");
 	return "inventory.reserved";
 }
 
@@ -98,8 +100,8 @@ static void
 release(struct sim *s, const struct value *payload)
 {
 	const struct value *items = value_map_get(payload, "items");
-	for (size_t i = 0; items != NULL && items->type == VALUE_ARRAY &&
-			   i < items->u.a.len;
+	for (size_t i = 0;
+	     items != NULL && items->type == VALUE_ARRAY && i < items->u.a.len;
 	     i++) {
 		struct sku *k = sku(s, str(&items->u.a.items[i], "sku"));
 		if (k != NULL)
@@ -136,11 +138,10 @@ decide(struct sim *s, const struct envelope *c)
 		return "payment.refunded";
 	}
 	if (strcmp(c->type, "shipping.create") == 0)
-		return s->unserved != NULL &&
-				       strcmp(str(p, "ship_to.country"),
-					      s->unserved) == 0
-			       ? "shipping.failed"
-			       : "shipping.created";
+		return s->unserved != NULL && strcmp(str(p, "ship_to.country"),
+		                                     s->unserved) == 0
+		               ? "shipping.failed"
+		               : "shipping.created";
 	if (strcmp(c->type, "shipping.cancel") == 0)
 		return "shipping.cancelled";
 	return NULL;
@@ -182,15 +183,16 @@ on_delivery(void *arg, const struct bus_delivery *d)
 		value_map_put_str(&r.payload, "tracking_number", c.saga);
 	if (envelope_encode(&r, &body, &len) == 0) {
 		struct bus_message m = {
-			.exchange = "saga.replies",
-			.routing_key = d->reply_to[0] ? d->reply_to
-						      : "orchestrator",
-			.message_id = r.id,
-			.correlation_id = r.saga,
-			.type = r.type,
-			.traceparent = d->traceparent[0] ? d->traceparent : NULL,
-			.body = body,
-			.len = len,
+		        .exchange = "saga.replies",
+		        .routing_key =
+		                d->reply_to[0] ? d->reply_to : "orchestrator",
+		        .message_id = r.id,
+		        .correlation_id = r.saga,
+		        .type = r.type,
+		        .traceparent =
+		                d->traceparent[0] ? d->traceparent : NULL,
+		        .body = body,
+		        .len = len,
 		};
 		bus_publish(s->bus, &m, 0);
 	}
@@ -207,38 +209,39 @@ int
 main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"amqp", required_argument, NULL, 'a'},
-		{"stock", required_argument, NULL, 's'},
-		{"decline-token", required_argument, NULL, 'd'},
-		{"unserved", required_argument, NULL, 'u'},
-		{"fail-rate", required_argument, NULL, 'f'},
-		{"log-level", required_argument, NULL, 'l'},
-		{NULL, 0, NULL, 0},
+	        {"amqp", required_argument, NULL, 'a'},
+	        {"stock", required_argument, NULL, 's'},
+	        {"decline-token", required_argument, NULL, 'd'},
+	        {"unserved", required_argument, NULL, 'u'},
+	        {"fail-rate", required_argument, NULL, 'f'},
+	        {"log-level", required_argument, NULL, 'l'},
+	        {NULL, 0, NULL, 0},
 	};
 	static const struct bus_exchange ex[] = {
-		{"saga.commands", "topic", NULL},
-		{"saga.replies", "direct", NULL},
-		{"saga.dlx", "direct", NULL},
+	        {"saga.commands", "topic", NULL},
+	        {"saga.replies", "direct", NULL},
+	        {"saga.dlx", "direct", NULL},
 	};
 	static const struct bus_queue q[] = {
-		{.name = "demo.commands", .dlx = "saga.dlx",
-		 .dlrk = "demo.commands.dlq"},
-		{.name = "demo.commands.dlq"},
+	        {.name = "demo.commands",
+	         .dlx = "saga.dlx",
+	         .dlrk = "demo.commands.dlq"},
+	        {.name = "demo.commands.dlq"},
 	};
 	static const struct bus_binding bd[] = {
-		{"saga.commands", "demo.commands", NULL, "inventory"},
-		{"saga.commands", "demo.commands", NULL, "payment.#"},
-		{"saga.commands", "demo.commands", NULL, "shipping.#"},
-		{"saga.dlx", "demo.commands.dlq", NULL, "demo.commands.dlq"},
+	        {"saga.commands", "demo.commands", NULL, "inventory"},
+	        {"saga.commands", "demo.commands", NULL, "payment.#"},
+	        {"saga.commands", "demo.commands", NULL, "shipping.#"},
+	        {"saga.dlx", "demo.commands.dlq", NULL, "demo.commands.dlq"},
 	};
 	static const struct bus_topology t = {ex, 3, q, 2, bd, 4};
 	static const char *consume[] = {"demo.commands"};
 	static struct sim s;
 	struct bus_config cfg = {.url = getenv("SAGA_AMQP_URL"),
-				 .name = "demo-participants",
-				 .topology = &t,
-				 .consume = consume,
-				 .nconsume = 1};
+	                         .name = "demo-participants",
+	                         .topology = &t,
+	                         .consume = consume,
+	                         .nconsume = 1};
 	struct bus_handlers h = {on_delivery, NULL, &s};
 	enum log_level level = LOG_WARN;
 	char err[512];
@@ -265,17 +268,18 @@ main(int argc, char **argv)
 			break;
 		case 'l':
 			if (log_level_parse(optarg, &level) != 0) {
-				fprintf(stderr, "demo-participants: bad log "
-						"level %s\n",
-					optarg);
+				fprintf(stderr,
+				        "demo-participants: bad log "
+				        "level %s\n",
+				        optarg);
 				return 2;
 			}
 			break;
 		default:
 			fprintf(stderr,
-				"usage: demo-participants --amqp URL [--stock "
-				"N] [--decline-token T] [--unserved C] "
-				"[--fail-rate PCT]\n");
+			        "usage: demo-participants --amqp URL [--stock "
+			        "N] [--decline-token T] [--unserved C] "
+			        "[--fail-rate PCT]\n");
 			return 2;
 		}
 	}

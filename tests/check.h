@@ -20,7 +20,7 @@ extern const char *check_current;
 #define CHECK_FAIL_(...)                                                       \
 	do {                                                                   \
 		fprintf(stderr, "FAIL %s (%s:%d): ", check_current, __FILE__,  \
-			__LINE__);                                             \
+		        __LINE__);                                             \
 		fprintf(stderr, __VA_ARGS__);                                  \
 		fputc('\n', stderr);                                           \
 		check_current_failed = 1;                                      \
@@ -47,7 +47,7 @@ extern const char *check_current;
 		intmax_t a_ = (intmax_t)(a), b_ = (intmax_t)(b);               \
 		if (!(a_ op b_)) {                                             \
 			CHECK_FAIL_("%s %s %s (%jd vs %jd)", #a, #op, #b, a_,  \
-				    b_);                                       \
+			            b_);                                       \
 			return;                                                \
 		}                                                              \
 	} while (0)
@@ -59,7 +59,7 @@ extern const char *check_current;
 		const char *a_ = (a), *b_ = (b);                               \
 		if (a_ == NULL || b_ == NULL || strcmp(a_, b_) != 0) {         \
 			CHECK_FAIL_("%s == %s (\"%s\" vs \"%s\")", #a, #b,     \
-				    a_ ? a_ : "(null)", b_ ? b_ : "(null)");   \
+			            a_ ? a_ : "(null)", b_ ? b_ : "(null)");   \
 			return;                                                \
 		}                                                              \
 	} while (0)

@@ -153,11 +153,11 @@ testbroker_start_args(const char *name, const char *args)
 {
 	char *url = NULL;
 	int rc = testutil_sh(&url,
-			     "'%s/scripts/broker' start '%s' --owner %ld %s",
-			     source_dir(), name, (long)getpid(), args);
+	                     "'%s/scripts/broker' start '%s' --owner %ld %s",
+	                     source_dir(), name, (long)getpid(), args);
 	if (rc != 0) {
 		fprintf(stderr, "cannot start private broker %s (exit %d)\n",
-			name, rc);
+		        name, rc);
 		free(url);
 		return NULL;
 	}
@@ -168,5 +168,5 @@ int
 testbroker_ctl(const char *name, const char *verb)
 {
 	return testutil_sh(NULL, "'%s/scripts/broker' %s '%s' >&2",
-			   source_dir(), verb, name);
+	                   source_dir(), verb, name);
 }

@@ -24,7 +24,7 @@ char *testutil_slurp(const char *path, size_t *len);
  * stripped) into *out if out is not NULL. Returns the exit status, -1 if
  * the command could not run. */
 int testutil_sh(char **out, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+        __attribute__((format(printf, 2, 3)));
 
 /* The AMQP URL of the shared private broker, or NULL when none was started
  * (the caller then SKIPs or starts its own). */

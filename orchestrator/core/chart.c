@@ -92,7 +92,7 @@ chart_step_reply(const struct chart_state *s, const char *type)
 
 int
 chart_render_route(chart_template tpl, const struct value *data, char *buf,
-		   size_t cap, char *err, size_t errlen)
+                   size_t cap, char *err, size_t errlen)
 {
 	size_t n = 0;
 	const char *p = tpl;
@@ -108,9 +108,10 @@ chart_render_route(chart_template tpl, const struct value *data, char *buf,
 			char path[CHART_NAME_MAX * 2], text[256];
 			const struct value *v;
 			int len;
-			if (end == NULL || (size_t)(end - p - 1) >= sizeof(path)) {
+			if (end == NULL ||
+			    (size_t)(end - p - 1) >= sizeof(path)) {
 				snprintf(err, errlen,
-					 "route \"%s\": unterminated {", tpl);
+				         "route \"%s\": unterminated {", tpl);
 				return -1;
 			}
 			memcpy(path, p + 1, (size_t)(end - p - 1));
@@ -118,22 +119,22 @@ chart_render_route(chart_template tpl, const struct value *data, char *buf,
 			v = value_path_get(data, path);
 			if (v == NULL) {
 				snprintf(err, errlen,
-					 "route \"%s\": field %s is missing",
-					 tpl, path);
+				         "route \"%s\": field %s is missing",
+				         tpl, path);
 				return -1;
 			}
 			len = value_scalar_text(v, text, sizeof(text));
 			if (len < 0) {
 				snprintf(err, errlen,
-					 "route \"%s\": field %s is a %s, not "
-					 "a scalar",
-					 tpl, path, value_type_name(v->type));
+				         "route \"%s\": field %s is a %s, not "
+				         "a scalar",
+				         tpl, path, value_type_name(v->type));
 				return -1;
 			}
 			if (len == 0) {
 				snprintf(err, errlen,
-					 "route \"%s\": field %s is empty",
-					 tpl, path);
+				         "route \"%s\": field %s is empty", tpl,
+				         path);
 				return -1;
 			}
 			if (n + (size_t)len >= cap || n + (size_t)len > 255)
@@ -204,9 +205,8 @@ chart_cond_holds(const struct chart_cond *cond, const struct value *data)
 	int c;
 
 	if (cond->op == OP_PRESENT) {
-		bool want = cond->operand.type == VALUE_BOOL
-				    ? cond->operand.u.b
-				    : true;
+		bool want = cond->operand.type == VALUE_BOOL ? cond->operand.u.b
+		                                             : true;
 		bool present = v != NULL && v->type != VALUE_NIL;
 		return present == want;
 	}

@@ -10,11 +10,9 @@
  *
  *   saga: order                    # chart name; sagas pick a chart by name
  *   initial: reserve_stock
- *   failure: failed                # final state for exhausted attempts (default)
- *   fields:                        # the order fields the chart reads, typed
- *     order_id: string
- *     total_cents: integer
- *     payment_method: string
+ *   failure: failed                # final state for exhausted attempts
+ * (default) fields:                        # the order fields the chart reads,
+ * typed order_id: string total_cents: integer payment_method: string
  *     ship_to.country: string
  *   defaults:                      # default timeout and retry for steps
  *     timeout: 5s
@@ -56,7 +54,7 @@
 
 #include "value.h"
 
-#define CHART_NAME_MAX 64 /* names of charts, states, fields, participants */
+#define CHART_NAME_MAX 64  /* names of charts, states, fields, participants */
 #define CHART_TYPE_MAX 120 /* message and event types */
 
 /* The type of an order field, declared under `fields:`. */
@@ -94,7 +92,7 @@ enum chart_reply_kind {
 	REPLY_GOTO,  /* success: the step is done, move to `target` */
 	REPLY_FAIL,  /* failure: compensate, then end in final state `target` */
 	REPLY_RETRY, /* a failed attempt: retry with backoff; when attempts are
-		      * exhausted, the step's exhausted transition applies */
+	              * exhausted, the step's exhausted transition applies */
 };
 
 struct chart_reply {
@@ -104,12 +102,12 @@ struct chart_reply {
 };
 
 struct chart_compensation {
-	char *to;	       /* participant; defaults to the step's */
-	char *command;	       /* command type, e.g. "payment.refund" */
-	chart_template route;  /* defaults to the step's */
-	char **pass;	       /* field paths copied into the command */
+	char *to;             /* participant; defaults to the step's */
+	char *command;        /* command type, e.g. "payment.refund" */
+	chart_template route; /* defaults to the step's */
+	char **pass;          /* field paths copied into the command */
 	size_t npass;
-	char **ok;	       /* reply types that mean "undone" (>= 1) */
+	char **ok; /* reply types that mean "undone" (>= 1) */
 	size_t nok;
 	int64_t timeout_ms;
 	struct chart_retry retry;
@@ -132,7 +130,7 @@ struct chart_cond {
 	char *field; /* declared field path */
 	enum chart_op op;
 	struct value operand; /* scalar, an ARRAY of scalars for IN/NOT_IN,
-			       * BOOL for PRESENT */
+	                       * BOOL for PRESENT */
 };
 
 /* A choice branch: all conditions must hold (AND). */
@@ -160,8 +158,8 @@ struct chart_state {
 	char *emit;
 
 	/* STEP */
-	char *to;	      /* participant, e.g. "payment" */
-	char *command;	      /* command type, e.g. "payment.charge" */
+	char *to;             /* participant, e.g. "payment" */
+	char *command;        /* command type, e.g. "payment.charge" */
 	chart_template route; /* NULL: route by participant alone */
 	char **pass;
 	size_t npass;
@@ -185,8 +183,8 @@ struct chart_state {
 };
 
 struct chart {
-	char *name;   /* `saga:` */
-	char *file;   /* path it was loaded from */
+	char *name;       /* `saga:` */
+	char *file;       /* path it was loaded from */
 	char version[17]; /* 16 hex digits: hash of the normalized content */
 	int initial;
 	int failure; /* default final state for exhausted attempts */
@@ -204,18 +202,18 @@ int chart_state_index(const struct chart *c, const char *name);
 
 /* The declared field with this path, or NULL. */
 const struct chart_field *chart_field_find(const struct chart *c,
-					   const char *path);
+                                           const char *path);
 
 /* The reply mapping of step `s` for reply type `type`, or NULL. */
 const struct chart_reply *chart_step_reply(const struct chart_state *s,
-					   const char *type);
+                                           const char *type);
 
 /* Renders a routing-key template against `data` into buf. Returns 0, or -1
  * with a message in err if a placeholder's field is missing or not a
  * scalar, or the result does not fit (routing keys are at most 255 bytes).
  * A NULL template renders as "". */
-int chart_render_route(chart_template tpl, const struct value *data,
-		       char *buf, size_t cap, char *err, size_t errlen);
+int chart_render_route(chart_template tpl, const struct value *data, char *buf,
+                       size_t cap, char *err, size_t errlen);
 
 /* Evaluates one condition against the saga data. A missing field makes
  * every operator false except PRESENT(false) and NE. */

@@ -36,8 +36,8 @@
 
 #include <yaml.h>
 
-#define MAX_DEPTH 32
-#define MAX_FILE (1024 * 1024)
+#define MAX_DEPTH       32
+#define MAX_FILE        (1024 * 1024)
 #define MAX_DURATION_MS (30LL * 24 * 3600 * 1000)
 
 /* ---- errors ---- */
@@ -79,7 +79,8 @@ err_at(struct ctx *x, int line, int col, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	if (line > 0) {
-		if (asprintf(&text, "%s:%d:%d: %s", x->file, line, col, msg) < 0)
+		if (asprintf(&text, "%s:%d:%d: %s", x->file, line, col, msg) <
+		    0)
 			text = NULL;
 	} else if (asprintf(&text, "%s: %s", x->file, msg) < 0) {
 		text = NULL;
@@ -87,7 +88,7 @@ err_at(struct ctx *x, int line, int col, const char *fmt, ...)
 	x->errs->items[x->errs->count].line = line;
 	x->errs->items[x->errs->count].col = col;
 	x->errs->items[x->errs->count].text =
-		text != NULL ? text : strdup("out of memory");
+	        text != NULL ? text : strdup("out of memory");
 	x->errs->count++;
 }
 
@@ -98,11 +99,11 @@ enum nkind { N_SCALAR, N_MAP, N_SEQ };
 struct node {
 	enum nkind kind;
 	int line, col;
-	char *text;   /* scalar */
-	bool quoted;  /* scalar was quoted or block */
+	char *text;         /* scalar */
+	bool quoted;        /* scalar was quoted or block */
 	struct node **kids; /* map: key, value, key, value...; seq: items */
 	size_t nkids, capkids;
-	bool used;    /* map key consumed by the builder */
+	bool used; /* map key consumed by the builder */
 };
 
 static void
@@ -256,15 +257,15 @@ parse_tree(struct ctx *x)
 			n = node_new(N_SCALAR, &ev.start_mark);
 			if (n != NULL) {
 				n->text = strndup(
-					(const char *)ev.data.scalar.value,
-					ev.data.scalar.length);
+				        (const char *)ev.data.scalar.value,
+				        ev.data.scalar.length);
 				n->quoted = ev.data.scalar.style !=
-					    YAML_PLAIN_SCALAR_STYLE;
+				            YAML_PLAIN_SCALAR_STYLE;
 				if (n->text == NULL) {
 					free(n);
 					n = NULL;
 				} else if (strlen(n->text) !=
-					   ev.data.scalar.length) {
+				           ev.data.scalar.length) {
 					err_at(x, line, col,
 					       "NUL character in a scalar");
 					node_free(n);
@@ -281,9 +282,9 @@ parse_tree(struct ctx *x)
 		case YAML_SEQUENCE_START_EVENT:
 		case YAML_MAPPING_START_EVENT: {
 			const yaml_char_t *anchor =
-				ev.type == YAML_MAPPING_START_EVENT
-					? ev.data.mapping_start.anchor
-					: ev.data.sequence_start.anchor;
+			        ev.type == YAML_MAPPING_START_EVENT
+			                ? ev.data.mapping_start.anchor
+			                : ev.data.sequence_start.anchor;
 			if (anchor != NULL) {
 				err_at(x, line, col,
 				       "anchors (&%s) are not allowed in "
@@ -300,9 +301,9 @@ parse_tree(struct ctx *x)
 				break;
 			}
 			n = node_new(ev.type == YAML_MAPPING_START_EVENT
-					     ? N_MAP
-					     : N_SEQ,
-				     &ev.start_mark);
+			                     ? N_MAP
+			                     : N_SEQ,
+			             &ev.start_mark);
 			if (n == NULL) {
 				err_at(x, 0, 0, "out of memory");
 				failed = true;
@@ -351,7 +352,7 @@ parse_tree(struct ctx *x)
 				}
 				for (size_t k = 0; k < parent->nkids; k += 2) {
 					if (strcmp(parent->kids[k]->text,
-						   n->text) == 0) {
+					           n->text) == 0) {
 						err_at(x, n->line, n->col,
 						       "duplicate key \"%s\" "
 						       "(first at line %d)",
@@ -421,7 +422,7 @@ edit_distance(const char *a, const char *b)
 			size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
 			size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
 			cur[j] = sub < del ? (sub < ins ? sub : ins)
-					   : (del < ins ? del : ins);
+			                   : (del < ins ? del : ins);
 		}
 		memcpy(prev, cur, (lb + 1) * sizeof(size_t));
 	}
@@ -431,7 +432,7 @@ edit_distance(const char *a, const char *b)
 /* Reports every key of map not in allowed[] (NULL-terminated). */
 static void
 check_keys(struct ctx *x, struct node *map, const char *where,
-	   const char *const *allowed)
+           const char *const *allowed)
 {
 	for (size_t i = 0; i + 1 < map->nkids; i += 2) {
 		const char *k = map->kids[i]->text;
@@ -468,8 +469,8 @@ want_kind(struct ctx *x, struct node *n, enum nkind k, const char *what)
 {
 	if (n->kind == k)
 		return true;
-	err_at(x, n->line, n->col, "%s must be %s, not %s", what,
-	       kind_name(k), kind_name(n->kind));
+	err_at(x, n->line, n->col, "%s must be %s, not %s", what, kind_name(k),
+	       kind_name(n->kind));
 	return false;
 }
 
@@ -498,7 +499,7 @@ name_ok(const char *s, const char *extra)
 /* A required or optional string scalar; NULL if absent or wrong. */
 static char *
 get_str(struct ctx *x, struct node *map, const char *key, const char *what,
-	bool required, const char *charset)
+        bool required, const char *charset)
 {
 	struct node *n = map_get(map, key);
 	if (n == NULL) {
@@ -508,13 +509,15 @@ get_str(struct ctx *x, struct node *map, const char *key, const char *what,
 		return NULL;
 	}
 	if (n->kind != N_SCALAR) {
-		err_at(x, n->line, n->col, "\"%s\" in %s must be a string, not %s",
-		       key, what, kind_name(n->kind));
+		err_at(x, n->line, n->col,
+		       "\"%s\" in %s must be a string, not %s", key, what,
+		       kind_name(n->kind));
 		return NULL;
 	}
 	if (charset != NULL && !name_ok(n->text, charset)) {
 		err_at(x, n->line, n->col,
-		       "\"%s\" in %s: \"%s\" must be lowercase letters, digits, "
+		       "\"%s\" in %s: \"%s\" must be lowercase letters, "
+		       "digits, "
 		       "_%s",
 		       key, what, n->text,
 		       strchr(charset, '.') != NULL ? ", . and -" : "");
@@ -555,8 +558,8 @@ chart_parse_duration(const char *s, int64_t *ms)
 /* Backoffs and caps may be 0 (retry at once); timeouts and waits may
  * not. */
 static bool
-get_duration(struct ctx *x, struct node *map, const char *key,
-	     const char *what, int64_t *out)
+get_duration(struct ctx *x, struct node *map, const char *key, const char *what,
+             int64_t *out)
 {
 	struct node *n = map_get(map, key);
 	bool zero_ok = strcmp(key, "backoff") == 0 || strcmp(key, "cap") == 0;
@@ -621,11 +624,11 @@ scalar_value(struct ctx *x, struct node *n, struct value *out)
 	} else if (!n->quoted && looks_float(n->text)) {
 		value_set_float(out, strtod(n->text, NULL));
 	} else if (!n->quoted && (strcmp(n->text, "true") == 0 ||
-				  strcmp(n->text, "false") == 0)) {
+	                          strcmp(n->text, "false") == 0)) {
 		value_set_bool(out, n->text[0] == 't');
 	} else if (!n->quoted &&
-		   (strcmp(n->text, "~") == 0 || strcmp(n->text, "null") == 0 ||
-		    n->text[0] == '\0')) {
+	           (strcmp(n->text, "~") == 0 || strcmp(n->text, "null") == 0 ||
+	            n->text[0] == '\0')) {
 		err_at(x, n->line, n->col, "a value is required here");
 		return -1;
 	} else if (value_set_str(out, n->text) != 0) {
@@ -637,7 +640,7 @@ scalar_value(struct ctx *x, struct node *n, struct value *out)
 
 static bool
 get_int(struct ctx *x, struct node *map, const char *key, const char *what,
-	long long min, long long max, long long *out)
+        long long min, long long max, long long *out)
 {
 	struct node *n = map_get(map, key);
 	if (n == NULL)
@@ -657,7 +660,7 @@ get_int(struct ctx *x, struct node *map, const char *key, const char *what,
 /* A list of strings (a single string is accepted as a list of one). */
 static int
 get_strv(struct ctx *x, struct node *map, const char *key, const char *what,
-	 char ***out, size_t *nout, const char *charset)
+         char ***out, size_t *nout, const char *charset)
 {
 	struct node *n = map_get(map, key);
 	struct node *one[1];
@@ -692,7 +695,9 @@ get_strv(struct ctx *x, struct node *map, const char *key, const char *what,
 			err_at(x, items[i]->line, items[i]->col,
 			       "\"%s\" in %s: each entry must be a name of "
 			       "lowercase letters, digits, _%s",
-			       key, what, charset && strchr(charset, '.') ? ", . and -" : "");
+			       key, what,
+			       charset && strchr(charset, '.') ? ", . and -"
+			                                       : "");
 			continue;
 		}
 		(*out)[(*nout)++] = xstrdup(x, items[i]->text);
@@ -725,7 +730,7 @@ struct builder {
 
 static void
 want_target(struct builder *b, int *slot, struct node *n, const char *what,
-	    bool must_be_final)
+            bool must_be_final)
 {
 	struct pending_target *t;
 	*slot = -1;
@@ -737,7 +742,7 @@ want_target(struct builder *b, int *slot, struct node *n, const char *what,
 	if (b->ntargets == b->captargets) {
 		size_t cap = b->captargets ? b->captargets * 2 : 32;
 		struct pending_target *nt =
-			realloc(b->targets, cap * sizeof(*nt));
+		        realloc(b->targets, cap * sizeof(*nt));
 		if (nt == NULL) {
 			err_at(b->x, 0, 0, "out of memory");
 			return;
@@ -758,10 +763,10 @@ want_target(struct builder *b, int *slot, struct node *n, const char *what,
 
 static void
 build_retry(struct builder *b, struct node *n, const char *what,
-	    struct chart_retry *r)
+            struct chart_retry *r)
 {
 	static const char *const keys[] = {"attempts", "backoff", "multiplier",
-					   "cap", NULL};
+	                                   "cap", NULL};
 	long long attempts;
 	struct node *m;
 
@@ -801,9 +806,9 @@ where(char *buf, size_t cap, const char *kind, const char *name)
 static void
 build_compensation(struct builder *b, struct chart_state *s, struct node *n)
 {
-	static const char *const keys[] = {"to",      "command", "route",
-					   "pass",    "ok",	 "timeout",
-					   "retry",   "description", NULL};
+	static const char *const keys[] = {"to",    "command",     "route",
+	                                   "pass",  "ok",          "timeout",
+	                                   "retry", "description", NULL};
 	char w[160];
 	struct chart_compensation *k;
 
@@ -841,9 +846,9 @@ static void
 build_step(struct builder *b, struct chart_state *s, struct node *n)
 {
 	static const char *const keys[] = {
-		"type", "description", "to",	   "command", "route",
-		"pass", "on",	       "save",	   "emit",    "timeout",
-		"retry", "compensate", "exhausted", NULL};
+	        "type",  "description", "to",        "command", "route",
+	        "pass",  "on",          "save",      "emit",    "timeout",
+	        "retry", "compensate",  "exhausted", NULL};
 	char w[120];
 	struct node *on, *ex;
 
@@ -891,15 +896,16 @@ build_step(struct builder *b, struct chart_state *s, struct node *n)
 			r->type = xstrdup(b->x, k->text);
 			r->target = -1;
 			s->nreplies++;
-			if (v->kind == N_SCALAR && strcmp(v->text, "retry") == 0) {
+			if (v->kind == N_SCALAR &&
+			    strcmp(v->text, "retry") == 0) {
 				r->kind = REPLY_RETRY;
 			} else if (v->kind == N_SCALAR) {
 				r->kind = REPLY_GOTO;
 				want_target(b, &r->target, v, "reply target",
-					    false);
+				            false);
 			} else if (v->kind == N_MAP) {
 				static const char *const rk[] = {"goto", "fail",
-								 NULL};
+				                                 NULL};
 				struct node *g = map_get(v, "goto");
 				struct node *f = map_get(v, "fail");
 				check_keys(b->x, v, "a reply", rk);
@@ -911,15 +917,16 @@ build_step(struct builder *b, struct chart_state *s, struct node *n)
 				} else if (g != NULL) {
 					r->kind = REPLY_GOTO;
 					want_target(b, &r->target, g,
-						    "reply target", false);
+					            "reply target", false);
 				} else {
 					r->kind = REPLY_FAIL;
 					want_target(b, &r->target, f,
-						    "fail target", true);
+					            "fail target", true);
 				}
 			} else {
 				err_at(b->x, v->line, v->col,
-				       "reply \"%s\" must lead to a state name, "
+				       "reply \"%s\" must lead to a state "
+				       "name, "
 				       "retry, {goto: S} or {fail: S}",
 				       k->text);
 			}
@@ -941,18 +948,18 @@ static const struct {
 	const char *name;
 	enum chart_op op;
 } ops[] = {
-	{"eq", OP_EQ},	 {"ne", OP_NE},	    {"in", OP_IN}, {"not_in", OP_NOT_IN},
-	{"lt", OP_LT},	 {"le", OP_LE},	    {"gt", OP_GT}, {"ge", OP_GE},
-	{"present", OP_PRESENT},
+        {"eq", OP_EQ},         {"ne", OP_NE}, {"in", OP_IN},
+        {"not_in", OP_NOT_IN}, {"lt", OP_LT}, {"le", OP_LE},
+        {"gt", OP_GT},         {"ge", OP_GE}, {"present", OP_PRESENT},
 };
 
 static void
 build_cond(struct builder *b, struct chart_state *s, struct node *n,
-	   struct chart_cond *c)
+           struct chart_cond *c)
 {
-	static const char *const keys[] = {
-		"field", "eq", "ne", "in", "not_in", "lt", "le", "gt", "ge",
-		"present", NULL};
+	static const char *const keys[] = {"field",  "eq",      "ne", "in",
+	                                   "not_in", "lt",      "le", "gt",
+	                                   "ge",     "present", NULL};
 	char w[120];
 	struct node *opnode = NULL;
 	const struct chart_field *f;
@@ -1015,7 +1022,7 @@ build_cond(struct builder *b, struct chart_state *s, struct node *n,
 	}
 	/* type checks against the declared field */
 	bool numeric_op = c->op == OP_LT || c->op == OP_LE || c->op == OP_GT ||
-			  c->op == OP_GE;
+	                  c->op == OP_GE;
 	bool field_num = f->type == FIELD_INTEGER || f->type == FIELD_NUMBER;
 	if (numeric_op && !field_num) {
 		err_at(b->x, opnode->line, opnode->col,
@@ -1040,10 +1047,10 @@ build_cond(struct builder *b, struct chart_state *s, struct node *n,
 	for (size_t i = 0; i < nvals; i++) {
 		enum value_type t = vals[i].type;
 		bool fits = (f->type == FIELD_STRING && t == VALUE_STR) ||
-			    (f->type == FIELD_INTEGER && t == VALUE_INT) ||
-			    (f->type == FIELD_NUMBER &&
-			     (t == VALUE_INT || t == VALUE_FLOAT)) ||
-			    (f->type == FIELD_BOOLEAN && t == VALUE_BOOL);
+		            (f->type == FIELD_INTEGER && t == VALUE_INT) ||
+		            (f->type == FIELD_NUMBER &&
+		             (t == VALUE_INT || t == VALUE_FLOAT)) ||
+		            (f->type == FIELD_BOOLEAN && t == VALUE_BOOL);
 		if (!fits) {
 			err_at(b->x, opnode->line, opnode->col,
 			       "guard compares field \"%s\" (%s) with a value "
@@ -1058,9 +1065,8 @@ build_cond(struct builder *b, struct chart_state *s, struct node *n,
 static void
 build_choice(struct builder *b, struct chart_state *s, struct node *n)
 {
-	static const char *const keys[] = {"type",    "description",
-					   "branches", "default",
-					   "compensate", NULL};
+	static const char *const keys[] = {"type",    "description", "branches",
+	                                   "default", "compensate",  NULL};
 	char w[120];
 	struct node *br, *def;
 
@@ -1125,8 +1131,8 @@ build_choice(struct builder *b, struct chart_state *s, struct node *n)
 		}
 		for (size_t k = 0; k < nc; k++) {
 			build_cond(b, s,
-				   when->kind == N_SEQ ? when->kids[k] : when,
-				   &bb->conds[k]);
+			           when->kind == N_SEQ ? when->kids[k] : when,
+			           &bb->conds[k]);
 			bb->nconds++;
 		}
 	}
@@ -1134,14 +1140,13 @@ build_choice(struct builder *b, struct chart_state *s, struct node *n)
 
 static void
 build_state(struct builder *b, struct chart_state *s, struct node *key,
-	    struct node *n)
+            struct node *n)
 {
 	/* "compensate" is reported on its own below, not as unknown */
-	static const char *const wait_keys[] = {"type",	    "description",
-						"duration", "next",
-						"compensate", NULL};
+	static const char *const wait_keys[] = {
+	        "type", "description", "duration", "next", "compensate", NULL};
 	static const char *const final_keys[] = {"type", "description", "emit",
-						 "compensate", NULL};
+	                                         "compensate", NULL};
 	struct node *t;
 	char w[120];
 
@@ -1218,7 +1223,7 @@ static void
 build_fields(struct builder *b, struct node *n)
 {
 	static const char *const types[] = {"string",  "integer", "number",
-					    "boolean", "list",	  "map"};
+	                                    "boolean", "list",    "map"};
 	if (!want_kind(b->x, n, N_MAP, "\"fields\""))
 		return;
 	b->c->fields = calloc(n->nkids / 2 + 1, sizeof(*b->c->fields));
@@ -1237,7 +1242,8 @@ build_fields(struct builder *b, struct node *n)
 			continue;
 		}
 		for (t = 0; t < 6; t++)
-			if (v->kind == N_SCALAR && strcmp(v->text, types[t]) == 0)
+			if (v->kind == N_SCALAR &&
+			    strcmp(v->text, types[t]) == 0)
 				break;
 		if (t == 6) {
 			err_at(b->x, v->line, v->col,
@@ -1259,8 +1265,8 @@ scalar_field(const struct chart_field *f)
 }
 
 static void
-check_route(struct builder *b, const struct chart_state *s,
-	    const char *route, const char *what)
+check_route(struct builder *b, const struct chart_state *s, const char *route,
+            const char *what)
 {
 	const char *p = route;
 	while (p != NULL && (p = strchr(p, '{')) != NULL) {
@@ -1308,10 +1314,11 @@ saved_somewhere(const struct chart *c, const char *name)
 /* A passed field is declared, or saved from an earlier reply. */
 static void
 check_pass(struct builder *b, const struct chart_state *s, char **pass,
-	   size_t n)
+           size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		if (pass[i] != NULL && chart_field_find(b->c, pass[i]) == NULL &&
+		if (pass[i] != NULL &&
+		    chart_field_find(b->c, pass[i]) == NULL &&
 		    !saved_somewhere(b->c, pass[i]))
 			err_at(b->x, s->line, s->col,
 			       "state \"%s\" passes field \"%s\", which is "
@@ -1349,7 +1356,7 @@ resolve_targets(struct builder *b)
 /* Calls fn for every transition out of state i. */
 static void
 for_each_edge(const struct chart *c, size_t i, void (*fn)(void *, int),
-	      void *arg)
+              void *arg)
 {
 	const struct chart_state *s = &c->states[i];
 	switch (s->type) {
@@ -1357,8 +1364,8 @@ for_each_edge(const struct chart *c, size_t i, void (*fn)(void *, int),
 		for (size_t k = 0; k < s->nreplies; k++)
 			if (s->replies[k].target >= 0)
 				fn(arg, s->replies[k].target);
-		fn(arg, s->exhausted_target >= 0 ? s->exhausted_target
-						 : c->failure);
+		fn(arg,
+		   s->exhausted_target >= 0 ? s->exhausted_target : c->failure);
 		break;
 	case STATE_CHOICE:
 		for (size_t k = 0; k < s->nbranches; k++)
@@ -1522,7 +1529,7 @@ static int
 cmp_field(const void *a, const void *b)
 {
 	return strcmp(((const struct chart_field *)a)->path,
-		      ((const struct chart_field *)b)->path);
+	              ((const struct chart_field *)b)->path);
 }
 
 static void
@@ -1564,7 +1571,8 @@ compute_version(struct chart *c)
 				const struct chart_reply *r = &s->replies[k];
 				size_t rank = 0;
 				for (size_t j = 0; j < s->nreplies; j++)
-					if (strcmp(s->replies[j].type, r->type) < 0)
+					if (strcmp(s->replies[j].type,
+					           r->type) < 0)
 						rank++;
 				if (rank == pass)
 					best = r;
@@ -1606,7 +1614,7 @@ compute_version(struct chart *c)
 		hint(&h, s->next);
 	}
 	snprintf(c->version, sizeof(c->version), "%016llx",
-		 (unsigned long long)h.h);
+	         (unsigned long long)h.h);
 }
 
 /* ---- top level ---- */
@@ -1614,11 +1622,11 @@ compute_version(struct chart *c)
 static void
 build_chart(struct builder *b, struct node *root)
 {
-	static const char *const keys[] = {"saga",     "description", "initial",
-					   "failure",  "fields",      "defaults",
-					   "states",   NULL};
+	static const char *const keys[] = {"saga",    "description", "initial",
+	                                   "failure", "fields",      "defaults",
+	                                   "states",  NULL};
 	static const char *const dkeys[] = {"timeout", "retry",
-					    "compensate_retry", NULL};
+	                                    "compensate_retry", NULL};
 	struct node *states, *defaults, *fields, *init, *fail;
 	struct chart *c = b->c;
 
@@ -1630,17 +1638,18 @@ build_chart(struct builder *b, struct node *root)
 	b->def_retry = (struct chart_retry){3, 1000, 2.0, 30000};
 	b->def_comp_retry = (struct chart_retry){5, 1000, 2.0, 60000};
 	defaults = map_get(root, "defaults");
-	if (defaults != NULL && want_kind(b->x, defaults, N_MAP, "\"defaults\"")) {
+	if (defaults != NULL &&
+	    want_kind(b->x, defaults, N_MAP, "\"defaults\"")) {
 		check_keys(b->x, defaults, "defaults", dkeys);
 		get_duration(b->x, defaults, "timeout", "defaults",
-			     &b->def_timeout);
+		             &b->def_timeout);
 		if (map_get(defaults, "retry") != NULL)
 			build_retry(b, map_get(defaults, "retry"),
-				    "defaults retry", &b->def_retry);
+			            "defaults retry", &b->def_retry);
 		if (map_get(defaults, "compensate_retry") != NULL)
 			build_retry(b, map_get(defaults, "compensate_retry"),
-				    "defaults compensate_retry",
-				    &b->def_comp_retry);
+			            "defaults compensate_retry",
+			            &b->def_comp_retry);
 	}
 	fields = map_get(root, "fields");
 	if (fields != NULL)
@@ -1666,7 +1675,7 @@ build_chart(struct builder *b, struct node *root)
 	c->nstates = states->nkids / 2;
 	for (size_t i = 0; i < c->nstates; i++)
 		build_state(b, &c->states[i], states->kids[2 * i],
-			    states->kids[2 * i + 1]);
+		            states->kids[2 * i + 1]);
 	c->initial = -1;
 	init = map_get(root, "initial");
 	if (init == NULL)
@@ -1693,9 +1702,9 @@ build_chart(struct builder *b, struct node *root)
 		check_pass(b, s, s->pass, s->npass);
 		if (s->compensate != NULL) {
 			check_route(b, s, s->compensate->route,
-				    "compensation route");
+			            "compensation route");
 			check_pass(b, s, s->compensate->pass,
-				   s->compensate->npass);
+			           s->compensate->npass);
 		}
 		if (s->exhausted_target < 0 &&
 		    map_get(states->kids[2 * i + 1], "exhausted") == NULL)
@@ -1715,7 +1724,7 @@ build_chart(struct builder *b, struct node *root)
 
 struct chart *
 chart_load_buffer(const char *name, const char *buf, size_t len,
-		  struct chart_errors *errs)
+                  struct chart_errors *errs)
 {
 	struct ctx x = {name, buf, len, errs, 0};
 	struct builder b;

@@ -28,7 +28,7 @@ struct chart_error {
 
 struct chart_errors {
 	struct chart_error items[CHART_MAX_ERRORS];
-	size_t count;	/* kept */
+	size_t count;   /* kept */
 	size_t dropped; /* past CHART_MAX_ERRORS */
 };
 
@@ -41,7 +41,7 @@ struct chart *chart_load_file(const char *path, struct chart_errors *errs);
 /* Loads from memory; `name` is used as the file name in errors and kept
  * as chart->file. */
 struct chart *chart_load_buffer(const char *name, const char *buf, size_t len,
-				struct chart_errors *errs);
+                                struct chart_errors *errs);
 
 /* Parses a duration ("250ms", "10s", "5m", "1h") into milliseconds.
  * 0, or -1 if s is not one (no sign, no fraction, at most 30 days;

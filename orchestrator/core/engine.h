@@ -70,11 +70,11 @@
 #include "chart.h"
 #include "value.h"
 
-#define SAGA_ID_MAX 128
-#define ENGINE_MSGID_MAX 256
+#define SAGA_ID_MAX        128
+#define ENGINE_MSGID_MAX   256
 #define ENGINE_MAX_ACTIONS 16
-#define ENGINE_NOTE_MAX 256
-#define ENGINE_STACK_MAX 64 /* completed steps with a compensation */
+#define ENGINE_NOTE_MAX    256
+#define ENGINE_STACK_MAX   64 /* completed steps with a compensation */
 
 enum saga_status {
 	SAGA_RUNNING,
@@ -87,52 +87,52 @@ enum saga_status {
 
 /* What the saga is waiting for in its current state. */
 enum saga_phase {
-	PHASE_NONE,	  /* finished, or stuck */
-	PHASE_AWAIT,	  /* command sent, waiting for a reply or timeout */
-	PHASE_BACKOFF,	  /* waiting to send the next attempt */
-	PHASE_WAIT,	  /* in a WAIT state */
+	PHASE_NONE,    /* finished, or stuck */
+	PHASE_AWAIT,   /* command sent, waiting for a reply or timeout */
+	PHASE_BACKOFF, /* waiting to send the next attempt */
+	PHASE_WAIT,    /* in a WAIT state */
 };
 
 /* One entry of the completed stack. */
 struct saga_done {
-	int state;	/* the step's index in the chart */
-	bool unknown;	/* outcome unknown (attempts exhausted/forced) */
+	int state;    /* the step's index in the chart */
+	bool unknown; /* outcome unknown (attempts exhausted/forced) */
 };
 
 /* The saga record: plain data, stored by the orchestrator. Owned by the
  * caller; release with saga_clear(). */
 struct saga {
-	char id[SAGA_ID_MAX];	  /* the order id */
-	char chart_version[17];	  /* the chart version it started with */
+	char id[SAGA_ID_MAX];   /* the order id */
+	char chart_version[17]; /* the chart version it started with */
 	enum saga_status status;
-	int state;		  /* current state index */
+	int state; /* current state index */
 	enum saga_phase phase;
-	int attempt;		  /* attempt of the current command (>= 1);
-				   * 0 in a WAIT or FINAL state */
-	int attempt_base;	  /* attempts spent before the current retry
-				   * budget: 0, or the attempt at which an
-				   * operator's RETRY/RESUME gave fresh
-				   * attempts (numbering goes on, so message
-				   * ids stay unique). The policy bounds
-				   * attempt - attempt_base. */
-	struct value data;	  /* order fields + saved reply fields (a map) */
+	int attempt;       /* attempt of the current command (>= 1);
+	                    * 0 in a WAIT or FINAL state */
+	int attempt_base;  /* attempts spent before the current retry
+	                    * budget: 0, or the attempt at which an
+	                    * operator's RETRY/RESUME gave fresh
+	                    * attempts (numbering goes on, so message
+	                    * ids stay unique). The policy bounds
+	                    * attempt - attempt_base. */
+	struct value data; /* order fields + saved reply fields (a map) */
 	struct saga_done done[ENGINE_STACK_MAX]; /* completed steps, in order */
 	size_t ndone;
-	int fail_target;	  /* final state after compensation, or -1 */
-	int64_t timer_seq;	  /* the latest timer's seq, 0 before the
-				   * first; never reused, so a stale timer is
-				   * recognised. The timer is armed iff phase
-				   * is not PHASE_NONE. */
-	int64_t timer_at_ms;	  /* when it fires; 0 when none is armed */
-	int64_t started_ms;	  /* saga start */
-	int64_t step_started_ms;  /* when the current state was entered */
+	int fail_target;         /* final state after compensation, or -1 */
+	int64_t timer_seq;       /* the latest timer's seq, 0 before the
+	                          * first; never reused, so a stale timer is
+	                          * recognised. The timer is armed iff phase
+	                          * is not PHASE_NONE. */
+	int64_t timer_at_ms;     /* when it fires; 0 when none is armed */
+	int64_t started_ms;      /* saga start */
+	int64_t step_started_ms; /* when the current state was entered */
 	int64_t updated_ms;
 };
 
 enum engine_event_type {
-	EV_START,	/* payload = the order (a map) */
-	EV_REPLY,	/* reply_type, in_reply_to, payload */
-	EV_TIMEOUT,	/* timer_seq */
+	EV_START,   /* payload = the order (a map) */
+	EV_REPLY,   /* reply_type, in_reply_to, payload */
+	EV_TIMEOUT, /* timer_seq */
 	EV_OP_RETRY,
 	EV_OP_RESUME,
 	EV_OP_ABORT,
@@ -145,32 +145,32 @@ enum engine_event_type {
 struct engine_event {
 	enum engine_event_type type;
 	int64_t now_ms;
-	const char *reply_type;	   /* EV_REPLY */
-	const char *in_reply_to;   /* EV_REPLY: the command's message id */
+	const char *reply_type;      /* EV_REPLY */
+	const char *in_reply_to;     /* EV_REPLY: the command's message id */
 	const struct value *payload; /* EV_START order, EV_REPLY reply body */
-	int64_t timer_seq;	   /* EV_TIMEOUT */
-	const char *step;	   /* EV_OP_MARK_COMPENSATED */
+	int64_t timer_seq;           /* EV_TIMEOUT */
+	const char *step;            /* EV_OP_MARK_COMPENSATED */
 };
 
 enum engine_action_type {
-	ACT_SEND,	  /* send a command to a participant */
-	ACT_EMIT,	  /* publish a domain event */
-	ACT_SET_TIMER,	  /* (re)arm the saga's one timer */
+	ACT_SEND,         /* send a command to a participant */
+	ACT_EMIT,         /* publish a domain event */
+	ACT_SET_TIMER,    /* (re)arm the saga's one timer */
 	ACT_CANCEL_TIMER, /* disarm it */
-	ACT_FINISH,	  /* the saga reached a final status */
+	ACT_FINISH,       /* the saga reached a final status */
 };
 
 struct engine_action {
 	enum engine_action_type type;
 	/* ACT_SEND */
-	char to[CHART_NAME_MAX];       /* participant */
-	char command[CHART_TYPE_MAX];  /* command type */
-	char route[256];	       /* rendered routing key ("" if none) */
+	char to[CHART_NAME_MAX];      /* participant */
+	char command[CHART_TYPE_MAX]; /* command type */
+	char route[256];              /* rendered routing key ("" if none) */
 	char message_id[ENGINE_MSGID_MAX];
-	char step[CHART_NAME_MAX];     /* state name */
+	char step[CHART_NAME_MAX]; /* state name */
 	int attempt;
-	bool compensation;	       /* an undo command */
-	struct value payload;	       /* owned by the action (a map) */
+	bool compensation;    /* an undo command */
+	struct value payload; /* owned by the action (a map) */
 	/* ACT_EMIT */
 	char event[CHART_TYPE_MAX];
 	/* ACT_SET_TIMER */
@@ -181,15 +181,15 @@ struct engine_action {
 };
 
 enum engine_result {
-	ENGINE_OK,	 /* the saga changed; actions may be empty */
-	ENGINE_IGNORED,	 /* late/unknown/duplicate input: nothing changed */
+	ENGINE_OK,       /* the saga changed; actions may be empty */
+	ENGINE_IGNORED,  /* late/unknown/duplicate input: nothing changed */
 	ENGINE_REJECTED, /* operator event not applicable: nothing changed */
-	ENGINE_ERROR,	 /* bad input (e.g. START twice, an order that is
-			  * not a map or has a declared field of the wrong
-			  * type, the wrong chart), a transition loop, or
-			  * out of memory: nothing changed. (A route field
-			  * missing is not an error: the step fails, see
-			  * engine.c.) */
+	ENGINE_ERROR,    /* bad input (e.g. START twice, an order that is
+	                  * not a map or has a declared field of the wrong
+	                  * type, the wrong chart), a transition loop, or
+	                  * out of memory: nothing changed. (A route field
+	                  * missing is not an error: the step fails, see
+	                  * engine.c.) */
 };
 
 struct engine_output {
@@ -212,23 +212,23 @@ int saga_copy(struct saga *dst, const struct saga *src);
  * (state indices in range) and returns -1 with a message if it does not
  * fit. */
 int saga_to_value(const struct saga *s, const struct chart *c,
-		  struct value *out);
+                  struct value *out);
 int saga_from_value(struct saga *s, const struct chart *c,
-		    const struct value *v, char *err, size_t errlen);
+                    const struct value *v, char *err, size_t errlen);
 
 /* Runs one event. On ENGINE_OK, *s is the new saga and out->actions what
  * to do; on any other result *s is unchanged and out has no actions.
  * out->note is always set. The caller releases out with
  * engine_output_clear(). */
 enum engine_result engine_step(const struct chart *c, struct saga *s,
-			       const struct engine_event *ev,
-			       struct engine_output *out);
+                               const struct engine_event *ev,
+                               struct engine_output *out);
 void engine_output_clear(struct engine_output *out);
 
 /* The message id a step's command (or its compensation) has for attempt
  * n. Returns the length, as snprintf. */
 int engine_message_id(char *buf, size_t cap, const char *saga_id,
-		      const char *state, bool compensation, int attempt);
+                      const char *state, bool compensation, int attempt);
 
 const char *saga_status_name(enum saga_status st);
 int saga_status_parse(const char *name, enum saga_status *out);

@@ -46,9 +46,9 @@ daemon_parse_count(const char *s, int min, int max, int *out)
  * Prometheus text format (0.0.4) for GET /metrics ---- */
 
 #define MAX_CHARTS 16
-#define MAX_STEPS 128
+#define MAX_STEPS  128
 static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-				 1,	2.5,  5,     10,   30,	60};
+                                 1,     2.5,  5,     10,   30,  60};
 #define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
 
 struct chart_counts {
@@ -143,7 +143,7 @@ struct adapter {
 
 static void
 counter(struct http_response *r, const char *name, const char *help,
-	const char *type)
+        const char *type)
 {
 	http_printf(r, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
@@ -155,16 +155,16 @@ render_metrics(struct adapter *a, struct http_response *r)
 		const char *name, *help;
 		size_t off;
 	} per_chart[] = {
-		{"saga_started_total", "Sagas started.",
-		 offsetof(struct chart_counts, started)},
-		{"saga_completed_total", "Sagas completed.",
-		 offsetof(struct chart_counts, completed)},
-		{"saga_failed_total", "Sagas failed (compensated).",
-		 offsetof(struct chart_counts, failed)},
-		{"saga_stuck_total", "Sagas left stuck for an operator.",
-		 offsetof(struct chart_counts, stuck)},
-		{"saga_aborted_total", "Sagas aborted by an operator.",
-		 offsetof(struct chart_counts, aborted)},
+	        {"saga_started_total", "Sagas started.",
+	         offsetof(struct chart_counts, started)},
+	        {"saga_completed_total", "Sagas completed.",
+	         offsetof(struct chart_counts, completed)},
+	        {"saga_failed_total", "Sagas failed (compensated).",
+	         offsetof(struct chart_counts, failed)},
+	        {"saga_stuck_total", "Sagas left stuck for an operator.",
+	         offsetof(struct chart_counts, stuck)},
+	        {"saga_aborted_total", "Sagas aborted by an operator.",
+	         offsetof(struct chart_counts, aborted)},
 	};
 	const struct orch_stats *os = orch_stats(a->o);
 	const struct loop_stats *ls = loop_stats(a->l);
@@ -173,64 +173,63 @@ render_metrics(struct adapter *a, struct http_response *r)
 	for (size_t k = 0; k < sizeof(per_chart) / sizeof(per_chart[0]); k++) {
 		counter(r, per_chart[k].name, per_chart[k].help, "counter");
 		for (size_t i = 0; i < a->m.nc; i++)
-			http_printf(r, "%s{chart=\"%s\"} %llu\n",
-				    per_chart[k].name, a->m.c[i].chart,
-				    (unsigned long long)*(const uint64_t
-								  *)((const char *)&a
-									     ->m
-									     .c[i] +
-								     per_chart[k]
-									     .off));
+			http_printf(
+			        r, "%s{chart=\"%s\"} %llu\n", per_chart[k].name,
+			        a->m.c[i].chart,
+			        (unsigned long long)*(
+			                const uint64_t *)((const char *)&a->m
+			                                          .c[i] +
+			                                  per_chart[k].off));
 	}
 	counter(r, "saga_step_duration_seconds",
-		"Time from entering a state to leaving it.", "histogram");
+	        "Time from entering a state to leaving it.", "histogram");
 	for (size_t i = 0; i < a->m.nh; i++) {
 		const struct step_hist *h = &a->m.h[i];
 		for (size_t b = 0; b < NBUCKETS; b++)
 			http_printf(r,
-				    "saga_step_duration_seconds_bucket{chart="
-				    "\"%s\",state=\"%s\",le=\"%g\"} %llu\n",
-				    h->chart, h->state, buckets[b],
-				    (unsigned long long)h->b[b]);
+			            "saga_step_duration_seconds_bucket{chart="
+			            "\"%s\",state=\"%s\",le=\"%g\"} %llu\n",
+			            h->chart, h->state, buckets[b],
+			            (unsigned long long)h->b[b]);
 		http_printf(r,
-			    "saga_step_duration_seconds_bucket{chart=\"%s\","
-			    "state=\"%s\",le=\"+Inf\"} %llu\n"
-			    "saga_step_duration_seconds_sum{chart=\"%s\","
-			    "state=\"%s\"} %.6f\n"
-			    "saga_step_duration_seconds_count{chart=\"%s\","
-			    "state=\"%s\"} %llu\n",
-			    h->chart, h->state, (unsigned long long)h->count,
-			    h->chart, h->state, h->sum, h->chart, h->state,
-			    (unsigned long long)h->count);
+		            "saga_step_duration_seconds_bucket{chart=\"%s\","
+		            "state=\"%s\",le=\"+Inf\"} %llu\n"
+		            "saga_step_duration_seconds_sum{chart=\"%s\","
+		            "state=\"%s\"} %.6f\n"
+		            "saga_step_duration_seconds_count{chart=\"%s\","
+		            "state=\"%s\"} %llu\n",
+		            h->chart, h->state, (unsigned long long)h->count,
+		            h->chart, h->state, h->sum, h->chart, h->state,
+		            (unsigned long long)h->count);
 	}
 	if (store_outbox_count(a->st, &depth) != 0)
 		depth = -1;
 	counter(r, "saga_outbox_depth",
-		"Messages committed and not yet confirmed by the broker.",
-		"gauge");
+	        "Messages committed and not yet confirmed by the broker.",
+	        "gauge");
 	http_printf(r, "saga_outbox_depth %lld\n", (long long)depth);
 	counter(r, "saga_duplicates_dropped_total",
-		"Messages dropped as already processed.", "counter");
+	        "Messages dropped as already processed.", "counter");
 	http_printf(r, "saga_duplicates_dropped_total %llu\n",
-		    (unsigned long long)os->duplicates);
+	            (unsigned long long)os->duplicates);
 	counter(r, "saga_dead_lettered_total",
-		"Messages rejected to the dead-letter queue.", "counter");
+	        "Messages rejected to the dead-letter queue.", "counter");
 	http_printf(r, "saga_dead_lettered_total %llu\n",
-		    (unsigned long long)ls->dead_lettered);
+	            (unsigned long long)ls->dead_lettered);
 	counter(r, "saga_batches_total", "Transactions committed.", "counter");
 	http_printf(r, "saga_batches_total %llu\n",
-		    (unsigned long long)ls->batches);
+	            (unsigned long long)ls->batches);
 	counter(r, "saga_commit_failures_total",
-		"Batches whose commit failed (retried).", "counter");
+	        "Batches whose commit failed (retried).", "counter");
 	http_printf(r, "saga_commit_failures_total %llu\n",
-		    (unsigned long long)ls->commit_failures);
+	            (unsigned long long)ls->commit_failures);
 	counter(r, "saga_bus_connected", "1 while connected to the broker.",
-		"gauge");
+	        "gauge");
 	http_printf(r, "saga_bus_connected %d\n", bus_connected(a->bus));
 	counter(r, "saga_bus_reconnects_total", "Reconnections to the broker.",
-		"counter");
+	        "counter");
 	http_printf(r, "saga_bus_reconnects_total %llu\n",
-		    (unsigned long long)bus_stats(a->bus)->reconnects);
+	            (unsigned long long)bus_stats(a->bus)->reconnects);
 }
 
 static void
@@ -245,7 +244,8 @@ on_http(void *arg, const char *path, struct http_response *r)
 			http_printf(r, "ok\n");
 		else
 			http_printf(r, "unhealthy: %s\n",
-				    why[0] ? why : "not connected to the broker");
+			            why[0] ? why
+			                   : "not connected to the broker");
 	} else if (strcmp(path, "/metrics") == 0) {
 		r->status = 200;
 		r->content_type = "text/plain; version=0.0.4";
@@ -261,12 +261,12 @@ on_delivery(void *arg, const struct bus_delivery *d)
 {
 	struct adapter *a = arg;
 	struct loop_delivery ld = {
-		.ref = d->ref,
-		.body = d->body,
-		.len = d->len,
-		.message_id = d->message_id,
-		.content_type = d->content_type,
-		.traceparent = d->traceparent,
+	        .ref = d->ref,
+	        .body = d->body,
+	        .len = d->len,
+	        .message_id = d->message_id,
+	        .content_type = d->content_type,
+	        .traceparent = d->traceparent,
 	};
 	if (strcmp(d->queue, a->orders_q) == 0)
 		ld.source = SRC_ORDERS;
@@ -281,7 +281,8 @@ static void
 on_confirm(void *arg, uint64_t tag, enum bus_confirm c)
 {
 	struct adapter *a = arg;
-	loop_confirmed(a->l, tag, c == BUS_ACK ? CONFIRM_ACK : CONFIRM_RETURNED);
+	loop_confirmed(a->l, tag,
+	               c == BUS_ACK ? CONFIRM_ACK : CONFIRM_RETURNED);
 }
 
 static int
@@ -289,24 +290,24 @@ t_publish(void *ctx, const struct store_outbox *m, uint64_t tag)
 {
 	struct adapter *a = ctx;
 	struct bus_message bm = {
-		.exchange = m->exchange,
-		.routing_key = m->routing_key,
-		.message_id = m->message_id,
-		.correlation_id = m->saga_id,
-		.type = m->type,
-		.reply_to = m->reply_to,
-		.traceparent = m->traceparent,
-		.timestamp_ms = m->created_ms,
-		.mandatory = strcmp(m->exchange, ORCH_EXCHANGE_COMMANDS) == 0,
-		.body = m->body,
-		.len = m->body_len,
+	        .exchange = m->exchange,
+	        .routing_key = m->routing_key,
+	        .message_id = m->message_id,
+	        .correlation_id = m->saga_id,
+	        .type = m->type,
+	        .reply_to = m->reply_to,
+	        .traceparent = m->traceparent,
+	        .timestamp_ms = m->created_ms,
+	        .mandatory = strcmp(m->exchange, ORCH_EXCHANGE_COMMANDS) == 0,
+	        .body = m->body,
+	        .len = m->body_len,
 	};
 	return bus_publish(a->bus, &bm, tag);
 }
 
 static int
-t_settle(void *ctx, const uint64_t *acks, size_t nacks,
-	 const uint64_t *rejects, const char *const *reasons, size_t nrej)
+t_settle(void *ctx, const uint64_t *acks, size_t nacks, const uint64_t *rejects,
+         const char *const *reasons, size_t nrej)
 {
 	struct adapter *a = ctx;
 	(void)reasons; /* logged by the loop */
@@ -354,9 +355,9 @@ on_reload(void *arg)
 	struct reload_ctx *r = arg;
 	char err[8192];
 	if (registry_load_dir(r->reg, r->dir, loop_now_ms(), err,
-			      sizeof(err)) != 0) {
+	                      sizeof(err)) != 0) {
 		log_error("reload of %s failed; the charts in use stay:\n%s",
-			  r->dir, err);
+		          r->dir, err);
 		return;
 	}
 	log_info("reloaded statecharts from %s", r->dir);
@@ -364,7 +365,7 @@ on_reload(void *arg)
 
 int
 orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
-		volatile sig_atomic_t *stop, volatile sig_atomic_t *reload)
+                volatile sig_atomic_t *stop, volatile sig_atomic_t *reload)
 {
 	char err[8192];
 	struct store *st = NULL;
@@ -384,7 +385,7 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 	reg = registry_new(st);
 	if (reg == NULL ||
 	    registry_load_dir(reg, cfg->statecharts, loop_now_ms(), err,
-			      sizeof(err)) != 0) {
+	                      sizeof(err)) != 0) {
 		fprintf(stderr, "%s\n", reg == NULL ? "out of memory" : err);
 		goto out;
 	}
@@ -402,65 +403,68 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 	snprintf(a.orders_q, sizeof(a.orders_q), "orchestrator.orders");
 	if (strcmp(cfg->reply_key, "orchestrator") == 0)
 		snprintf(a.replies_q, sizeof(a.replies_q),
-			 "orchestrator.replies");
+		         "orchestrator.replies");
 	else
 		snprintf(a.replies_q, sizeof(a.replies_q), "%s.replies",
-			 cfg->reply_key);
+		         cfg->reply_key);
 	snprintf(a.control_q, sizeof(a.control_q), "orchestrator.control");
 	{
 		const struct bus_exchange ex[] = {
-			{ORCH_EXCHANGE_EVENTS, "topic", NULL},
-			{ORCH_EXCHANGE_COMMANDS, "topic", NULL},
-			{ORCH_EXCHANGE_REPLIES, "direct", NULL},
-			{DLX, "direct", NULL},
+		        {ORCH_EXCHANGE_EVENTS, "topic", NULL},
+		        {ORCH_EXCHANGE_COMMANDS, "topic", NULL},
+		        {ORCH_EXCHANGE_REPLIES, "direct", NULL},
+		        {DLX, "direct", NULL},
 		};
 		const struct bus_queue qs[] = {
-			{.name = a.orders_q, .dlx = DLX,
-			 .dlrk = "orchestrator.dlq"},
-			{.name = a.replies_q, .dlx = DLX,
-			 .dlrk = "orchestrator.dlq"},
-			{.name = a.control_q, .dlx = DLX,
-			 .dlrk = "orchestrator.dlq"},
-			{.name = "orchestrator.dlq"},
+		        {.name = a.orders_q,
+		         .dlx = DLX,
+		         .dlrk = "orchestrator.dlq"},
+		        {.name = a.replies_q,
+		         .dlx = DLX,
+		         .dlrk = "orchestrator.dlq"},
+		        {.name = a.control_q,
+		         .dlx = DLX,
+		         .dlrk = "orchestrator.dlq"},
+		        {.name = "orchestrator.dlq"},
 		};
 		const struct bus_binding bd[] = {
-			{ORCH_EXCHANGE_EVENTS, a.orders_q, NULL,
-			 "order.created"},
-			{ORCH_EXCHANGE_REPLIES, a.replies_q, NULL,
-			 cfg->reply_key},
-			{DLX, "orchestrator.dlq", NULL, "orchestrator.dlq"},
+		        {ORCH_EXCHANGE_EVENTS, a.orders_q, NULL,
+		         "order.created"},
+		        {ORCH_EXCHANGE_REPLIES, a.replies_q, NULL,
+		         cfg->reply_key},
+		        {DLX, "orchestrator.dlq", NULL, "orchestrator.dlq"},
 		};
 		const struct bus_topology topo = {ex, 4, qs, 4, bd, 3};
 		const char *consume[] = {a.orders_q, a.replies_q, a.control_q};
 		struct bus_config bc = {
-			.url = cfg->amqp,
-			.name = "saga-orchestrator",
-			.ca_file = getenv("SAGA_AMQP_CA"),
-			.cert_file = getenv("SAGA_AMQP_CERT"),
-			.key_file = getenv("SAGA_AMQP_KEY"),
-			.prefetch = (uint16_t)cfg->prefetch,
-			.topology = &topo,
-			.consume = consume,
-			.nconsume = 3,
+		        .url = cfg->amqp,
+		        .name = "saga-orchestrator",
+		        .ca_file = getenv("SAGA_AMQP_CA"),
+		        .cert_file = getenv("SAGA_AMQP_CERT"),
+		        .key_file = getenv("SAGA_AMQP_KEY"),
+		        .prefetch = (uint16_t)cfg->prefetch,
+		        .topology = &topo,
+		        .consume = consume,
+		        .nconsume = 3,
 		};
 		struct loop_transport t = {
-			.ctx = &a,
-			.publish = t_publish,
-			.settle = t_settle,
-			.poll = t_poll,
-			.stop_consuming = t_stop,
-			.unconfirmed = t_unconfirmed,
+		        .ctx = &a,
+		        .publish = t_publish,
+		        .settle = t_settle,
+		        .poll = t_poll,
+		        .stop_consuming = t_stop,
+		        .unconfirmed = t_unconfirmed,
 		};
 		struct loop_config lc = {
-			.batch_max = (size_t)cfg->batch,
-			.batch_wait_ms = cfg->batch_wait_ms,
-			/* every queue's window can arrive at once */
-			.publish_window = 2000,
+		        .batch_max = (size_t)cfg->batch,
+		        .batch_wait_ms = cfg->batch_wait_ms,
+		        /* every queue's window can arrive at once */
+		        .publish_window = 2000,
 		};
 		struct orch_config oc = {.reply_to = cfg->reply_key,
-					 .on_step = on_step,
-					 .on_status = on_status,
-					 .observer_arg = &a.m};
+		                         .on_step = on_step,
+		                         .on_status = on_status,
+		                         .observer_arg = &a.m};
 		struct reload_ctx rctx = {reg, cfg->statecharts};
 
 		if ((size_t)cfg->prefetch * 3 > lc.batch_max)
@@ -479,8 +483,8 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 				goto out;
 			}
 			log_info("http listening on port %d (/healthz, "
-				 "/metrics)",
-				 http_port(a.http));
+			         "/metrics)",
+			         http_port(a.http));
 		}
 		if (bus_connect(bus, err, sizeof(err)) != 0)
 			log_warnx("cannot connect yet (%s); retrying", err);
@@ -492,12 +496,12 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 			goto out;
 		}
 		log_info("running: db=%s statecharts=%s batch=%zu "
-			 "prefetch=%d",
-			 cfg->db, cfg->statecharts, lc.batch_max,
-			 cfg->prefetch);
+		         "prefetch=%d",
+		         cfg->db, cfg->statecharts, lc.batch_max,
+		         cfg->prefetch);
 		rc = loop_run(l, stop, reload, on_reload, &rctx, 10000) == 0
-			     ? 0
-			     : 1;
+		             ? 0
+		             : 1;
 		log_info("stopped (%s)", rc == 0 ? "drained" : "not drained");
 	}
 out:

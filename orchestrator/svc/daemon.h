@@ -9,11 +9,11 @@
 #include <signal.h>
 
 struct orch_daemon_config {
-	const char *amqp;	 /* broker URL(s) */
-	const char *db;		 /* SQLite path */
+	const char *amqp;        /* broker URL(s) */
+	const char *db;          /* SQLite path */
 	const char *statecharts; /* folder of *.yaml */
-	const char *http;	 /* ADDR:PORT or NULL */
-	const char *reply_key;	 /* our reply queue's routing key */
+	const char *http;        /* ADDR:PORT or NULL */
+	const char *reply_key;   /* our reply queue's routing key */
 	int batch, batch_wait_ms, prefetch;
 };
 
@@ -25,6 +25,6 @@ int daemon_parse_count(const char *s, int min, int max, int *out);
  * all is well). Otherwise connects and runs until *stop, reloading the
  * charts when *reload is set. Returns the process exit status. */
 int orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
-		    volatile sig_atomic_t *stop, volatile sig_atomic_t *reload);
+                    volatile sig_atomic_t *stop, volatile sig_atomic_t *reload);
 
 #endif

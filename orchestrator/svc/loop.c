@@ -28,7 +28,7 @@
 struct pending {
 	uint64_t ref;
 	enum loop_source source;
-	bool bad;	  /* failed to decode: dead-letter */
+	bool bad;         /* failed to decode: dead-letter */
 	char reason[300]; /* why it goes to the dead-letter queue */
 	char traceparent[64];
 	struct envelope env;
@@ -49,7 +49,7 @@ struct loop {
 	size_t nconfirmed, capconfirmed;
 
 	int64_t last_published; /* highest outbox seq handed to publish */
-	int64_t *resend;	/* NACKed seqs to publish again */
+	int64_t *resend;        /* NACKed seqs to publish again */
 	size_t nresend, capresend;
 
 	bool failing;
@@ -68,7 +68,7 @@ loop_now_ms(void)
 
 struct loop *
 loop_new(struct store *st, struct orch *o, const struct loop_transport *t,
-	 const struct loop_config *cfg)
+         const struct loop_config *cfg)
 {
 	struct loop *l = calloc(1, sizeof(*l));
 	if (l == NULL)
@@ -158,7 +158,7 @@ loop_deliver(struct loop *l, const struct loop_delivery *d)
 		 * dead-letter is wrong too, so refuse loudly and requeue by
 		 * not acking; the broker redelivers after a reconnect */
 		log_error("batch overflow: delivery %s left unacknowledged",
-			  d->message_id != NULL ? d->message_id : "?");
+		          d->message_id != NULL ? d->message_id : "?");
 		return;
 	}
 	if (l->nbatch == 0)
@@ -169,14 +169,14 @@ loop_deliver(struct loop *l, const struct loop_delivery *d)
 	p->ref = d->ref;
 	p->source = d->source;
 	snprintf(p->traceparent, sizeof(p->traceparent), "%s",
-		 d->traceparent != NULL ? d->traceparent : "");
+	         d->traceparent != NULL ? d->traceparent : "");
 	l->stats.deliveries++;
 	if (d->content_type != NULL && d->content_type[0] != '\0' &&
 	    strcmp(d->content_type, "application/msgpack") != 0) {
 		p->bad = true;
 		snprintf(p->reason, sizeof(p->reason),
-			 "content type \"%.60s\" is not application/msgpack",
-			 d->content_type);
+		         "content type \"%.60s\" is not application/msgpack",
+		         d->content_type);
 		return;
 	}
 	if (envelope_decode(d->body, d->len, &p->env, err, sizeof(err)) != 0) {
@@ -188,21 +188,20 @@ loop_deliver(struct loop *l, const struct loop_delivery *d)
 	    strcmp(d->message_id, p->env.id) != 0) {
 		p->bad = true;
 		snprintf(p->reason, sizeof(p->reason),
-			 "message_id property \"%.100s\" differs from "
-			 "envelope id \"%.100s\"",
-			 d->message_id, p->env.id);
+		         "message_id property \"%.100s\" differs from "
+		         "envelope id \"%.100s\"",
+		         d->message_id, p->env.id);
 		return;
 	}
 	if (p->source == SRC_ORDERS && strcmp(p->env.type, "order.created")) {
 		p->bad = true;
 		snprintf(p->reason, sizeof(p->reason),
-			 "unexpected %.100s on the orders queue", p->env.type);
+		         "unexpected %.100s on the orders queue", p->env.type);
 	} else if (p->source == SRC_CONTROL &&
-		   strncmp(p->env.type, "operator.", 9) != 0) {
+	           strncmp(p->env.type, "operator.", 9) != 0) {
 		p->bad = true;
 		snprintf(p->reason, sizeof(p->reason),
-			 "unexpected %.100s on the control queue",
-			 p->env.type);
+		         "unexpected %.100s on the control queue", p->env.type);
 	}
 }
 
@@ -216,25 +215,25 @@ loop_confirmed(struct loop *l, uint64_t tag, enum loop_confirm c)
 	case CONFIRM_RETURNED:
 		l->stats.returned++;
 		log_error("outbox row %llu was unroutable (no queue bound); "
-			  "dropped",
-			  (unsigned long long)tag);
+		          "dropped",
+		          (unsigned long long)tag);
 		break;
 	case CONFIRM_NACK:
 		l->stats.nacked++;
 		if (push_seq(&l->resend, &l->nresend, &l->capresend,
-			     (int64_t)tag) == 0)
+		             (int64_t)tag) == 0)
 			return;
 		/* out of memory: it stays in the outbox and goes out again
 		 * at the next start */
 		log_error("outbox row %llu nacked; kept for the next start",
-			  (unsigned long long)tag);
+		          (unsigned long long)tag);
 		return;
 	}
 	if (push_seq(&l->confirmed, &l->nconfirmed, &l->capconfirmed,
-		     (int64_t)tag) != 0)
+	             (int64_t)tag) != 0)
 		log_error("outbox row %llu confirmed but not deleted (out of "
-			  "memory): it is published again at the next start",
-			  (unsigned long long)tag);
+		          "memory): it is published again at the next start",
+		          (unsigned long long)tag);
 }
 
 static enum orch_input_kind
@@ -268,7 +267,7 @@ apply_batch(struct loop *l, enum orch_verdict *verdicts, char (*reasons)[300])
 		if (p->bad) {
 			verdicts[i] = ORCH_REJECT;
 			snprintf(reasons[i], sizeof(reasons[i]), "%s",
-				 p->reason);
+			         p->reason);
 			continue;
 		}
 		in.kind = source_kind(p->source);
@@ -280,7 +279,7 @@ apply_batch(struct loop *l, enum orch_verdict *verdicts, char (*reasons)[300])
 		in.traceparent = p->traceparent[0] ? p->traceparent : NULL;
 		in.now_ms = l->now_ms;
 		if (orch_apply(l->o, &in, &verdicts[i], reasons[i],
-			       sizeof(reasons[i])) != 0)
+		               sizeof(reasons[i])) != 0)
 			goto fail_orch;
 	}
 	if (orch_fire_timers(l->o, l->now_ms, l->cfg.timers_per_turn, &fired))
@@ -299,8 +298,7 @@ fail_orch:
 }
 
 static int
-settle(struct loop *l, const enum orch_verdict *verdicts,
-       char (*reasons)[300])
+settle(struct loop *l, const enum orch_verdict *verdicts, char (*reasons)[300])
 {
 	uint64_t *ok = calloc(l->nbatch + 1, sizeof(*ok));
 	uint64_t *bad = calloc(l->nbatch + 1, sizeof(*bad));
@@ -313,11 +311,11 @@ settle(struct loop *l, const enum orch_verdict *verdicts,
 	for (size_t i = 0; i < l->nbatch; i++) {
 		if (verdicts[i] == ORCH_REJECT) {
 			log_warnx("dead-lettering message id=%s type=%s: %s",
-				  l->batch[i].env.id[0] ? l->batch[i].env.id
-							: "?",
-				  l->batch[i].env.type[0] ? l->batch[i].env.type
-							  : "?",
-				  reasons[i]);
+			          l->batch[i].env.id[0] ? l->batch[i].env.id
+			                                : "?",
+			          l->batch[i].env.type[0] ? l->batch[i].env.type
+			                                  : "?",
+			          reasons[i]);
 			bad[nbad] = l->batch[i].ref;
 			why[nbad++] = reasons[i];
 			l->stats.dead_lettered++;
@@ -379,7 +377,7 @@ publish_outbox(struct loop *l)
 		return;
 	p.room = l->cfg.publish_window - inflight;
 	if (store_outbox_scan(l->st, l->last_published, p.room, publish_row,
-			      &p) != 0)
+	                      &p) != 0)
 		log_error("cannot read outbox: %s", store_error(l->st));
 }
 
@@ -397,7 +395,7 @@ int
 loop_flush(struct loop *l, int64_t now_ms)
 {
 	enum orch_verdict *verdicts;
-	char (*reasons)[300];
+	char(*reasons)[300];
 	int rc = 0;
 
 	l->now_ms = now_ms;
@@ -414,8 +412,8 @@ loop_flush(struct loop *l, int64_t now_ms)
 		l->stats.commit_failures++;
 		if (!l->failing)
 			log_error("cannot commit batch of %zu, nothing "
-				  "acknowledged, will retry: %s",
-				  l->nbatch, l->why);
+			          "acknowledged, will retry: %s",
+			          l->nbatch, l->why);
 		l->failing = true;
 		l->backoff_ms = l->backoff_ms ? l->backoff_ms * 2 : 100;
 		if (l->backoff_ms > 5000)
@@ -425,7 +423,7 @@ loop_flush(struct loop *l, int64_t now_ms)
 	}
 	if (l->failing)
 		log_info("commits work again after %llu failures",
-			 (unsigned long long)l->stats.commit_failures);
+		         (unsigned long long)l->stats.commit_failures);
 	l->failing = false;
 	l->backoff_ms = 0;
 	l->nconfirmed = 0;
@@ -448,8 +446,8 @@ loop_turn(struct loop *l, int64_t now_ms)
 
 	l->now_ms = now_ms;
 	if (l->nbatch > 0) {
-		int64_t left = l->batch_started_ms + l->cfg.batch_wait_ms -
-			       now_ms;
+		int64_t left =
+		        l->batch_started_ms + l->cfg.batch_wait_ms - now_ms;
 		wait = left < 0 ? 0 : (int)left;
 	}
 	if (l->nbatch >= l->cfg.batch_max)
@@ -458,9 +456,9 @@ loop_turn(struct loop *l, int64_t now_ms)
 		return -1;
 	l->now_ms = loop_now_ms() > now_ms ? loop_now_ms() : now_ms;
 	ready = l->nbatch >= l->cfg.batch_max ||
-		(l->nbatch > 0 &&
-		 l->now_ms - l->batch_started_ms >= l->cfg.batch_wait_ms) ||
-		l->nconfirmed > 0 || l->nresend > 0 || timer_due(l);
+	        (l->nbatch > 0 &&
+	         l->now_ms - l->batch_started_ms >= l->cfg.batch_wait_ms) ||
+	        l->nconfirmed > 0 || l->nresend > 0 || timer_due(l);
 	if (!ready) {
 		publish_outbox(l);
 		return 0;
@@ -470,8 +468,8 @@ loop_turn(struct loop *l, int64_t now_ms)
 
 int
 loop_run(struct loop *l, volatile sig_atomic_t *stop,
-	 volatile sig_atomic_t *reload, void (*on_reload)(void *arg),
-	 void *arg, int drain_ms)
+         volatile sig_atomic_t *reload, void (*on_reload)(void *arg), void *arg,
+         int drain_ms)
 {
 	int64_t deadline;
 
@@ -488,7 +486,7 @@ loop_run(struct loop *l, volatile sig_atomic_t *stop,
 			return -1;
 	}
 	log_info("draining: %zu batched, %zu unconfirmed", l->nbatch,
-		 l->t.unconfirmed(l->t.ctx));
+	         l->t.unconfirmed(l->t.ctx));
 	if (l->t.stop_consuming(l->t.ctx) != 0)
 		log_warnx("cannot cancel consumers; draining anyway");
 	deadline = loop_now_ms() + drain_ms;
@@ -507,9 +505,9 @@ loop_run(struct loop *l, volatile sig_atomic_t *stop,
 		loop_flush(l, loop_now_ms());
 	if (l->nbatch > 0 || l->t.unconfirmed(l->t.ctx) > 0) {
 		log_warnx("drain timed out: %zu batched, %zu unconfirmed "
-			  "(they are redelivered / republished at the next "
-			  "start)",
-			  l->nbatch, l->t.unconfirmed(l->t.ctx));
+		          "(they are redelivered / republished at the next "
+		          "start)",
+		          l->nbatch, l->t.unconfirmed(l->t.ctx));
 		return -1;
 	}
 	return 0;

@@ -28,9 +28,9 @@
 #include "store.h"
 
 enum loop_source {
-	SRC_ORDERS,   /* order.created events */
-	SRC_REPLIES,  /* participants' replies */
-	SRC_CONTROL,  /* operator requests from sagactl */
+	SRC_ORDERS,  /* order.created events */
+	SRC_REPLIES, /* participants' replies */
+	SRC_CONTROL, /* operator requests from sagactl */
 };
 
 /* A delivery as the transport hands it over; borrowed for the call. */
@@ -39,14 +39,14 @@ struct loop_delivery {
 	enum loop_source source;
 	const void *body;
 	size_t len;
-	const char *message_id;	  /* AMQP property, may be NULL */
+	const char *message_id;   /* AMQP property, may be NULL */
 	const char *content_type; /* may be NULL */
 	const char *traceparent;  /* may be NULL */
 };
 
 enum loop_confirm {
-	CONFIRM_ACK,	  /* the broker has it */
-	CONFIRM_NACK,	  /* the broker refused it: publish again */
+	CONFIRM_ACK,      /* the broker has it */
+	CONFIRM_NACK,     /* the broker refused it: publish again */
 	CONFIRM_RETURNED, /* unroutable (mandatory): nobody will get it */
 };
 
@@ -60,8 +60,8 @@ struct loop_transport {
 	/* Settles deliveries after commit: acks[] positively, then each
 	 * rejects[i] to the dead-letter queue with reasons[i]. */
 	int (*settle)(void *ctx, const uint64_t *acks, size_t nacks,
-		      const uint64_t *rejects, const char *const *reasons,
-		      size_t nrejects);
+	              const uint64_t *rejects, const char *const *reasons,
+	              size_t nrejects);
 	/* Waits up to timeout_ms for traffic, calling loop_deliver and
 	 * loop_confirmed. -1: broken for good. */
 	int (*poll)(void *ctx, struct loop *l, int timeout_ms);
@@ -72,16 +72,16 @@ struct loop_transport {
 };
 
 struct loop_config {
-	size_t batch_max;	/* B: deliveries per transaction */
-	int batch_wait_ms;	/* W: how long a partial batch may wait */
+	size_t batch_max;       /* B: deliveries per transaction */
+	int batch_wait_ms;      /* W: how long a partial batch may wait */
 	size_t timers_per_turn; /* timers fired per transaction */
-	size_t publish_window;	/* outbox rows in flight at most */
+	size_t publish_window;  /* outbox rows in flight at most */
 };
 
 /* Borrows everything for its whole life. NULL on out of memory. */
 struct loop *loop_new(struct store *st, struct orch *o,
-		      const struct loop_transport *t,
-		      const struct loop_config *cfg);
+                      const struct loop_transport *t,
+                      const struct loop_config *cfg);
 void loop_free(struct loop *l);
 
 /* From the transport's poll: one delivery. It is decoded and kept until
@@ -99,8 +99,8 @@ int loop_turn(struct loop *l, int64_t now_ms);
  * confirms. *reload set: calls on_reload(arg) between turns and clears it.
  * Returns 0 on a clean drain. */
 int loop_run(struct loop *l, volatile sig_atomic_t *stop,
-	     volatile sig_atomic_t *reload, void (*on_reload)(void *arg),
-	     void *arg, int drain_ms);
+             volatile sig_atomic_t *reload, void (*on_reload)(void *arg),
+             void *arg, int drain_ms);
 
 /* Processes whatever is batched now and publishes, regardless of size and
  * age (tests, drain). Same contract as loop_turn. */

@@ -91,19 +91,19 @@ valid_saga_id(const char *id)
 
 static int
 history(struct orch *o, const struct chart *c, const struct saga *s,
-	const char *kind, const char *detail, const char *message_id,
-	const char *actor, const char *reason, int64_t now)
+        const char *kind, const char *detail, const char *message_id,
+        const char *actor, const char *reason, int64_t now)
 {
 	struct store_history h = {
-		.saga_id = s->id,
-		.at_ms = now,
-		.kind = kind,
-		.state = c->states[s->state].name,
-		.status = saga_status_name(s->status),
-		.detail = detail,
-		.message_id = message_id,
-		.actor = actor,
-		.reason = reason,
+	        .saga_id = s->id,
+	        .at_ms = now,
+	        .kind = kind,
+	        .state = c->states[s->state].name,
+	        .status = saga_status_name(s->status),
+	        .detail = detail,
+	        .message_id = message_id,
+	        .actor = actor,
+	        .reason = reason,
 	};
 	if (store_history_add(o->st, &h) != 0)
 		return store_failed(o);
@@ -123,7 +123,7 @@ outbox(struct orch *o, const struct saga *s, const char *exchange,
 
 	if (envelope_encode(env, &body, &len) != 0) {
 		snprintf(o->err, sizeof(o->err), "saga %s: cannot encode %s",
-			 s->id, env->type);
+		         s->id, env->type);
 		return -1;
 	}
 	m.saga_id = s->id;
@@ -154,8 +154,8 @@ child_trace(const char *parent, char *out, size_t cap)
 }
 
 static int
-send_command(struct orch *o, const struct saga *s,
-	     struct engine_action *a, const char *trace, int64_t now)
+send_command(struct orch *o, const struct saga *s, struct engine_action *a,
+             const char *trace, int64_t now)
 {
 	struct envelope env;
 	char rk[512], tp[TRACE_PARENT_LEN + 1];
@@ -177,7 +177,7 @@ send_command(struct orch *o, const struct saga *s,
 	value_set_nil(&a->payload);
 	child_trace(trace, tp, sizeof(tp));
 	rc = outbox(o, s, ORCH_EXCHANGE_COMMANDS, rk, o->cfg.reply_to, &env,
-		    tp);
+	            tp);
 	envelope_clear(&env);
 	if (rc == 0)
 		o->stats.commands++;
@@ -187,7 +187,7 @@ send_command(struct orch *o, const struct saga *s,
 /* An event's payload: the order id, where the saga is, and its data. */
 static int
 emit_event(struct orch *o, const struct chart *c, const struct saga *s,
-	   const char *event, const char *trace, int64_t now)
+           const char *event, const char *trace, int64_t now)
 {
 	struct envelope env;
 	char tp[TRACE_PARENT_LEN + 1];
@@ -195,7 +195,7 @@ emit_event(struct orch *o, const struct chart *c, const struct saga *s,
 
 	envelope_init(&env);
 	snprintf(env.id, sizeof(env.id), "%s:%s:%lld", s->id, event,
-		 (long long)now);
+	         (long long)now);
 	snprintf(env.saga, sizeof(env.saga), "%s", s->id);
 	snprintf(env.type, sizeof(env.type), "%s", event);
 	snprintf(env.step, sizeof(env.step), "%s", c->states[s->state].name);
@@ -204,7 +204,7 @@ emit_event(struct orch *o, const struct chart *c, const struct saga *s,
 	if (value_copy(&env.payload, &s->data) != 0 ||
 	    value_map_put_str(&env.payload, "order_id", s->id) != 0 ||
 	    value_map_put_str(&env.payload, "saga_status",
-			      saga_status_name(s->status)) != 0 ||
+	                      saga_status_name(s->status)) != 0 ||
 	    value_map_put_str(&env.payload, "chart", c->name) != 0) {
 		snprintf(o->err, sizeof(o->err), "out of memory");
 		goto out;
@@ -244,9 +244,9 @@ count_status(struct orch *o, const struct chart *c, enum saga_status st)
 /* Writes what engine_step decided: saga, history, outbox, timer. */
 static int
 commit_step(struct orch *o, const struct chart *c, const struct saga *before,
-	    struct saga *s, struct engine_output *out, const char *kind,
-	    const char *message_id, const char *actor, const char *reason,
-	    const char *trace, int64_t now)
+            struct saga *s, struct engine_output *out, const char *kind,
+            const char *message_id, const char *actor, const char *reason,
+            const char *trace, int64_t now)
 {
 	if (store_saga_put(o->st, c, s, trace) != 0)
 		return store_failed(o);
@@ -255,8 +255,9 @@ commit_step(struct orch *o, const struct chart *c, const struct saga *before,
 	if (before != NULL && before->state != s->state &&
 	    o->cfg.on_step != NULL)
 		o->cfg.on_step(o->cfg.observer_arg, c->name,
-			       c->states[before->state].name,
-			       (double)(now - before->step_started_ms) / 1000.0);
+		               c->states[before->state].name,
+		               (double)(now - before->step_started_ms) /
+		                       1000.0);
 	for (size_t i = 0; i < out->nactions; i++) {
 		struct engine_action *a = &out->actions[i];
 		int rc = 0;
@@ -265,17 +266,17 @@ commit_step(struct orch *o, const struct chart *c, const struct saga *before,
 			rc = send_command(o, s, a, trace, now);
 			if (rc == 0)
 				rc = history(o, c, s, "send", a->command,
-					     a->message_id, NULL, NULL, now);
+				             a->message_id, NULL, NULL, now);
 			break;
 		case ACT_EMIT:
 			rc = emit_event(o, c, s, a->event, trace, now);
 			if (rc == 0)
 				rc = history(o, c, s, "emit", a->event, NULL,
-					     NULL, NULL, now);
+				             NULL, NULL, now);
 			break;
 		case ACT_SET_TIMER:
 			if (store_timer_set(o->st, s->id, a->timer_seq,
-					    a->fire_at_ms) != 0)
+			                    a->fire_at_ms) != 0)
 				return store_failed(o);
 			break;
 		case ACT_CANCEL_TIMER:
@@ -284,8 +285,8 @@ commit_step(struct orch *o, const struct chart *c, const struct saga *before,
 			break;
 		case ACT_FINISH:
 			rc = history(o, c, s, "finish",
-				     saga_status_name(a->status), NULL, NULL,
-				     NULL, now);
+			             saga_status_name(a->status), NULL, NULL,
+			             NULL, now);
 			break;
 		}
 		if (rc != 0)
@@ -294,8 +295,8 @@ commit_step(struct orch *o, const struct chart *c, const struct saga *before,
 	if (before == NULL || before->status != s->status)
 		count_status(o, c, s->status);
 	log_info("saga=%s chart=%s state=%s status=%s event=%s note=\"%s\"",
-		 s->id, c->name, c->states[s->state].name,
-		 saga_status_name(s->status), kind, out->note);
+	         s->id, c->name, c->states[s->state].name,
+	         saga_status_name(s->status), kind, out->note);
 	return 0;
 }
 
@@ -316,8 +317,8 @@ reject(enum orch_verdict *verdict, char *reason, size_t cap, const char *fmt,
  * in why). */
 static int
 load_saga(struct orch *o, const char *id, struct saga *s,
-	  const struct chart **c, char *trace, size_t tracecap, bool *found,
-	  char *why, size_t whylen)
+          const struct chart **c, char *trace, size_t tracecap, bool *found,
+          char *why, size_t whylen)
 {
 	char version[17];
 	struct value rec = VALUE_NIL_INIT;
@@ -344,7 +345,7 @@ load_saga(struct orch *o, const char *id, struct saga *s,
 
 static int
 start_saga(struct orch *o, const struct orch_input *in,
-	   enum orch_verdict *verdict, char *reason, size_t cap)
+           enum orch_verdict *verdict, char *reason, size_t cap)
 {
 	const struct value *oid = value_map_get(in->payload, "order_id");
 	const struct value *cv = value_map_get(in->payload, "chart");
@@ -360,19 +361,19 @@ start_saga(struct orch *o, const struct orch_input *in,
 
 	if (oid == NULL || oid->type != VALUE_STR)
 		return reject(verdict, reason, cap,
-			      "order.created has no string order_id");
+		              "order.created has no string order_id");
 	if (!valid_saga_id(oid->u.s.ptr))
 		return reject(verdict, reason, cap,
-			      "order id \"%.100s\" is not a valid saga id",
-			      oid->u.s.ptr);
+		              "order id \"%.100s\" is not a valid saga id",
+		              oid->u.s.ptr);
 	if (cv != NULL && cv->type == VALUE_STR)
 		chart_name = cv->u.s.ptr;
 	c = registry_current(o->reg, chart_name);
 	if (c == NULL)
-		return reject(verdict, reason, cap, "no statechart named \"%.64s\"",
-			      chart_name);
+		return reject(verdict, reason, cap,
+		              "no statechart named \"%.64s\"", chart_name);
 	if (store_saga_get(o->st, oid->u.s.ptr, version, &rec, NULL, 0,
-			   &found) != 0)
+	                   &found) != 0)
 		return store_failed(o);
 	value_clear(&rec);
 	if (found) {
@@ -389,7 +390,7 @@ start_saga(struct orch *o, const struct orch_input *in,
 	if (engine_step(c, &s, &ev, &out) != ENGINE_OK) {
 		*verdict = ORCH_REJECT;
 		snprintf(reason, cap, "cannot start saga %s: %s", s.id,
-			 out.note);
+		         out.note);
 		engine_output_clear(&out);
 		saga_clear(&s);
 		return 0;
@@ -400,7 +401,7 @@ start_saga(struct orch *o, const struct orch_input *in,
 		trace[0] = '\0';
 	o->stats.started++; /* commit_step reports the status change */
 	rc = commit_step(o, c, NULL, &s, &out, "start", in->message_id, NULL,
-			 NULL, trace, in->now_ms);
+	                 NULL, trace, in->now_ms);
 	engine_output_clear(&out);
 	saga_clear(&s);
 	*verdict = ORCH_DONE;
@@ -414,12 +415,12 @@ operator_event(const char *type, enum engine_event_type *ev)
 		const char *name;
 		enum engine_event_type ev;
 	} ops[] = {
-		{"operator.retry", EV_OP_RETRY},
-		{"operator.resume", EV_OP_RESUME},
-		{"operator.abort", EV_OP_ABORT},
-		{"operator.compensate", EV_OP_COMPENSATE},
-		{"operator.skip", EV_OP_SKIP},
-		{"operator.mark_compensated", EV_OP_MARK_COMPENSATED},
+	        {"operator.retry", EV_OP_RETRY},
+	        {"operator.resume", EV_OP_RESUME},
+	        {"operator.abort", EV_OP_ABORT},
+	        {"operator.compensate", EV_OP_COMPENSATE},
+	        {"operator.skip", EV_OP_SKIP},
+	        {"operator.mark_compensated", EV_OP_MARK_COMPENSATED},
 	};
 	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
 		if (strcmp(type, ops[i].name) == 0) {
@@ -440,7 +441,7 @@ payload_str(const struct value *payload, const char *key)
 /* A reply, a timer or an operator request for an existing saga. */
 static int
 step_saga(struct orch *o, const struct orch_input *in,
-	  enum orch_verdict *verdict, char *reason, size_t cap)
+          enum orch_verdict *verdict, char *reason, size_t cap)
 {
 	const struct chart *c = NULL;
 	struct saga s, before;
@@ -453,21 +454,21 @@ step_saga(struct orch *o, const struct orch_input *in,
 	int rc;
 
 	rc = load_saga(o, in->saga_id, &s, &c, trace, sizeof(trace), &found,
-		       why, sizeof(why));
+	               why, sizeof(why));
 	if (rc == -1)
 		return -1;
 	if (rc == -2)
 		return reject(verdict, reason, cap, "saga %.100s: %.300s",
-			      in->saga_id, why);
+		              in->saga_id, why);
 	if (!found) {
 		if (in->kind == IN_TIMER) { /* a timer left by a purge */
 			*verdict = ORCH_DONE;
 			return store_timer_cancel(o->st, in->saga_id) == 0
-				       ? 0
-				       : store_failed(o);
+			               ? 0
+			               : store_failed(o);
 		}
 		return reject(verdict, reason, cap, "unknown saga \"%.100s\"",
-			      in->saga_id);
+		              in->saga_id);
 	}
 	ev.now_ms = in->now_ms;
 	switch (in->kind) {
@@ -491,8 +492,8 @@ step_saga(struct orch *o, const struct orch_input *in,
 		if (operator_event(in->type, &ev.type) != 0) {
 			saga_clear(&s);
 			return reject(verdict, reason, cap,
-				      "unknown operator action \"%.60s\"",
-				      in->type);
+			              "unknown operator action \"%.60s\"",
+			              in->type);
 		}
 		ev.step = payload_str(in->payload, "step");
 		actor = payload_str(in->payload, "actor");
@@ -512,20 +513,20 @@ step_saga(struct orch *o, const struct orch_input *in,
 	*verdict = ORCH_DONE;
 	if (res == ENGINE_OK) {
 		rc = commit_step(o, c, &before, &s, &out, kind, in->message_id,
-				 actor, why_op, trace, in->now_ms);
+		                 actor, why_op, trace, in->now_ms);
 	} else {
 		/* nothing changed; the history says what came and why not */
 		const char *k = res == ENGINE_REJECTED ? "rejected" : "ignored";
 		char detail[ENGINE_NOTE_MAX + 128];
 		snprintf(detail, sizeof(detail), "%s: %s",
-			 in->type != NULL ? in->type : kind, out.note);
+		         in->type != NULL ? in->type : kind, out.note);
 		o->stats.ignored++;
 		rc = in->kind == IN_TIMER
-			     ? 0
-			     : history(o, c, &s, k, detail, in->message_id,
-				       actor, why_op, in->now_ms);
+		             ? 0
+		             : history(o, c, &s, k, detail, in->message_id,
+		                       actor, why_op, in->now_ms);
 		log_info("saga=%s state=%s event=%s %s note=\"%s\"", s.id,
-			 c->states[s.state].name, kind, k, out.note);
+		         c->states[s.state].name, kind, k, out.note);
 	}
 	engine_output_clear(&out);
 	saga_clear(&before);
@@ -535,7 +536,7 @@ step_saga(struct orch *o, const struct orch_input *in,
 
 int
 orch_apply(struct orch *o, const struct orch_input *in,
-	   enum orch_verdict *verdict, char *reason, size_t reasonlen)
+           enum orch_verdict *verdict, char *reason, size_t reasonlen)
 {
 	bool dup = false;
 
@@ -573,11 +574,11 @@ fire_one(void *arg, const char *saga_id, int64_t seq, int64_t fire_at_ms)
 {
 	struct fire_ctx *f = arg;
 	struct orch_input in = {
-		.kind = IN_TIMER,
-		.saga_id = saga_id,
-		.type = "timeout",
-		.timer_seq = seq,
-		.now_ms = f->now > fire_at_ms ? f->now : fire_at_ms,
+	        .kind = IN_TIMER,
+	        .saga_id = saga_id,
+	        .type = "timeout",
+	        .timer_seq = seq,
+	        .now_ms = f->now > fire_at_ms ? f->now : fire_at_ms,
 	};
 	enum orch_verdict v;
 	char reason[300];

@@ -29,35 +29,35 @@
 #include "value.h"
 
 /* Exchange and routing names (docs/architecture.md, Topology). */
-#define ORCH_EXCHANGE_EVENTS "order_events"
+#define ORCH_EXCHANGE_EVENTS   "order_events"
 #define ORCH_EXCHANGE_COMMANDS "saga.commands"
-#define ORCH_EXCHANGE_REPLIES "saga.replies"
-#define ORCH_DEFAULT_CHART "order"
+#define ORCH_EXCHANGE_REPLIES  "saga.replies"
+#define ORCH_DEFAULT_CHART     "order"
 
 enum orch_input_kind {
 	IN_ORDER_CREATED, /* start a saga keyed by payload.order_id */
-	IN_REPLY,	  /* a participant's reply */
-	IN_TIMER,	  /* a due timer (no message id) */
-	IN_OPERATOR,	  /* sagactl: type "operator.<action>" */
+	IN_REPLY,         /* a participant's reply */
+	IN_TIMER,         /* a due timer (no message id) */
+	IN_OPERATOR,      /* sagactl: type "operator.<action>" */
 };
 
 /* One input; everything borrowed for the call. */
 struct orch_input {
 	enum orch_input_kind kind;
-	const char *message_id;	     /* inbox key; NULL for timers */
-	const char *saga_id;	     /* envelope `saga` (or the timer's) */
-	const char *type;	     /* message type */
+	const char *message_id;      /* inbox key; NULL for timers */
+	const char *saga_id;         /* envelope `saga` (or the timer's) */
+	const char *type;            /* message type */
 	const char *in_reply_to;     /* IN_REPLY: envelope `re` */
 	const struct value *payload; /* the envelope payload (a map) */
 	const char *traceparent;     /* incoming trace context or NULL */
-	int64_t timer_seq;	     /* IN_TIMER */
+	int64_t timer_seq;           /* IN_TIMER */
 	int64_t now_ms;
 };
 
 enum orch_verdict {
-	ORCH_DONE,	/* applied (or ignored by the engine, with history) */
+	ORCH_DONE,      /* applied (or ignored by the engine, with history) */
 	ORCH_DUPLICATE, /* message id already in the inbox: nothing done */
-	ORCH_REJECT,	/* malformed/unknown: dead-letter it with reason */
+	ORCH_REJECT,    /* malformed/unknown: dead-letter it with reason */
 };
 
 /* Counters since start, for /metrics and logs. */
@@ -69,14 +69,14 @@ struct orch_stats {
 
 /* Called once per finished step: chart, state, seconds in the state. */
 typedef void (*orch_step_observer)(void *arg, const char *chart,
-				   const char *state, double seconds);
+                                   const char *state, double seconds);
 /* Called for each saga status change: chart, new status. */
 typedef void (*orch_status_observer)(void *arg, const char *chart,
-				     enum saga_status status);
+                                     enum saga_status status);
 
 struct orch_config {
 	const char *reply_to; /* routing key of our reply queue on
-			       * saga.replies, sent with each command */
+	                       * saga.replies, sent with each command */
 	orch_step_observer on_step;
 	orch_status_observer on_status;
 	void *observer_arg;
@@ -86,16 +86,16 @@ struct orch;
 
 /* Borrows st and reg for its whole life. NULL on out of memory. */
 struct orch *orch_new(struct store *st, struct registry *reg,
-		      const struct orch_config *cfg);
+                      const struct orch_config *cfg);
 void orch_free(struct orch *o);
 
 int orch_apply(struct orch *o, const struct orch_input *in,
-	       enum orch_verdict *verdict, char *reason, size_t reasonlen);
+               enum orch_verdict *verdict, char *reason, size_t reasonlen);
 
 /* Fires every timer due at now_ms (at most `limit`), each through the
  * engine; *fired gets how many. -1 on store failure. */
 int orch_fire_timers(struct orch *o, int64_t now_ms, size_t limit,
-		     size_t *fired);
+                     size_t *fired);
 
 const struct orch_stats *orch_stats(const struct orch *o);
 const char *orch_error(const struct orch *o);

@@ -127,7 +127,7 @@ slurp(const char *path, size_t *len)
 
 int
 registry_load_dir(struct registry *r, const char *dir, int64_t now_ms,
-		  char *err, size_t errlen)
+                  char *err, size_t errlen)
 {
 	char *names[REGISTRY_MAX_FILES];
 	struct chart *fresh[REGISTRY_MAX_FILES];
@@ -142,7 +142,7 @@ registry_load_dir(struct registry *r, const char *dir, int64_t now_ms,
 	d = opendir(dir);
 	if (d == NULL) {
 		snprintf(err, errlen, "%s: cannot open statecharts folder: %s",
-			 dir, strerror(errno));
+		         dir, strerror(errno));
 		return -1;
 	}
 	while ((de = readdir(d)) != NULL) {
@@ -150,7 +150,7 @@ registry_load_dir(struct registry *r, const char *dir, int64_t now_ms,
 			continue;
 		if (nnames == REGISTRY_MAX_FILES) {
 			snprintf(err, errlen, "%s: more than %d charts", dir,
-				 REGISTRY_MAX_FILES);
+			         REGISTRY_MAX_FILES);
 			bad = 1;
 			break;
 		}
@@ -176,7 +176,7 @@ registry_load_dir(struct registry *r, const char *dir, int64_t now_ms,
 		if (src == NULL) {
 			char line[600];
 			snprintf(line, sizeof(line), "%s: cannot read: %s",
-				 names[i], strerror(errno));
+			         names[i], strerror(errno));
 			append(err, errlen, line);
 			bad = 1;
 			continue;
@@ -193,10 +193,10 @@ registry_load_dir(struct registry *r, const char *dir, int64_t now_ms,
 				if (strcmp(fresh[k]->name, c->name) == 0) {
 					char line[600];
 					snprintf(line, sizeof(line),
-						 "%s: saga \"%s\" is also "
-						 "defined in %s",
-						 names[i], c->name,
-						 fresh[k]->file);
+					         "%s: saga \"%s\" is also "
+					         "defined in %s",
+					         names[i], c->name,
+					         fresh[k]->file);
 					append(err, errlen, line);
 					bad = 1;
 				}
@@ -216,7 +216,7 @@ registry_load_dir(struct registry *r, const char *dir, int64_t now_ms,
 	for (size_t i = 0; i < nfresh && !bad && r->st != NULL; i++) {
 		if (store_chart_put(r->st, fresh[i], sources[i], now_ms) != 0) {
 			snprintf(err, errlen, "%s: %s", fresh[i]->file,
-				 store_error(r->st));
+			         store_error(r->st));
 			bad = 1;
 		}
 	}
@@ -255,7 +255,7 @@ registry_current(struct registry *r, const char *name)
 
 const struct chart *
 registry_version(struct registry *r, const char *version, char *err,
-		 size_t errlen)
+                 size_t errlen)
 {
 	const struct chart *c = find_version(r, version);
 	struct chart_errors errs;
@@ -280,13 +280,14 @@ registry_version(struct registry *r, const char *version, char *err,
 	chart_errors_init(&errs);
 	fresh = chart_load_buffer(file, source, strlen(source), &errs);
 	if (fresh == NULL) {
-		snprintf(err, errlen, "stored chart version %s no longer loads: %s",
-			 version, errs.count ? errs.items[0].text : "?");
+		snprintf(err, errlen,
+		         "stored chart version %s no longer loads: %s", version,
+		         errs.count ? errs.items[0].text : "?");
 	} else if (strcmp(fresh->version, version) != 0) {
 		/* the hash changed meaning (a new loader): refuse to guess */
 		snprintf(err, errlen,
-			 "stored chart version %s now hashes to %s", version,
-			 fresh->version);
+		         "stored chart version %s now hashes to %s", version,
+		         fresh->version);
 		chart_free(fresh);
 		fresh = NULL;
 	}

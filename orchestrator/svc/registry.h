@@ -36,7 +36,7 @@ void registry_free(struct registry *r);
  * old set. An empty folder is an error. Two files with the same `saga:`
  * name are an error. */
 int registry_load_dir(struct registry *r, const char *dir, int64_t now_ms,
-		      char *err, size_t errlen);
+                      char *err, size_t errlen);
 
 /* The current chart called `name`, or NULL. */
 const struct chart *registry_current(struct registry *r, const char *name);
@@ -45,7 +45,7 @@ const struct chart *registry_current(struct registry *r, const char *name);
  * NULL (with the reason in err) if unknown or its stored source no longer
  * loads. */
 const struct chart *registry_version(struct registry *r, const char *version,
-				     char *err, size_t errlen);
+                                     char *err, size_t errlen);
 
 /* Iterates the current charts: fills *out with up to cap pointers and
  * returns how many there are. */

@@ -41,42 +41,45 @@ enum stmt_id {
 };
 
 static const char *const stmt_sql[ST__COUNT] = {
-	[ST_INBOX_ADD] = "INSERT INTO inbox(message_id, received_at) "
-			 "VALUES(?1, ?2) ON CONFLICT DO NOTHING",
-	[ST_INBOX_PRUNE] = "DELETE FROM inbox WHERE received_at < ?1",
-	[ST_CHART_PUT] = "INSERT INTO charts(version, name, file, source, "
-			 "loaded_at) VALUES(?1, ?2, ?3, ?4, ?5) "
-			 "ON CONFLICT DO NOTHING",
-	[ST_CHART_GET] = "SELECT source, file FROM charts WHERE version = ?1",
-	[ST_SAGA_GET] = "SELECT chart_version, record, trace FROM sagas "
-			"WHERE id = ?1",
-	[ST_SAGA_PUT] =
-		"INSERT INTO sagas(id, chart, chart_version, status, state, "
-		"phase, attempt, record, started_at, state_entered_at, "
-		"updated_at, trace) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
-		"?10, ?11, ?12) ON CONFLICT(id) DO UPDATE SET status = excluded.status, "
-		"state = excluded.state, phase = excluded.phase, attempt = "
-		"excluded.attempt, record = excluded.record, state_entered_at "
-		"= excluded.state_entered_at, updated_at = excluded.updated_at",
-	[ST_HISTORY_ADD] = "INSERT INTO history(saga_id, at, kind, state, "
-			   "status, detail, message_id, actor, reason) "
-			   "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-	[ST_OUTBOX_ADD] = "INSERT INTO outbox(saga_id, exchange, routing_key, "
-			  "message_id, type, traceparent, body, created_at, "
-			  "reply_to) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-	[ST_OUTBOX_DELETE] = "DELETE FROM outbox WHERE seq = ?1",
-	[ST_OUTBOX_SCAN] = "SELECT seq, saga_id, exchange, routing_key, "
-			   "message_id, type, traceparent, body, created_at, "
-			   "reply_to FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-	[ST_OUTBOX_COUNT] = "SELECT count(*) FROM outbox",
-	[ST_TIMER_SET] = "INSERT INTO timers(saga_id, seq, fire_at) "
-			 "VALUES(?1, ?2, ?3) ON CONFLICT(saga_id) DO UPDATE "
-			 "SET seq = excluded.seq, fire_at = excluded.fire_at",
-	[ST_TIMER_CANCEL] = "DELETE FROM timers WHERE saga_id = ?1",
-	[ST_TIMERS_DUE] = "SELECT saga_id, seq, fire_at FROM timers WHERE "
-			  "fire_at <= ?1 ORDER BY fire_at LIMIT ?2",
-	[ST_TIMER_NEXT] = "SELECT min(fire_at) FROM timers",
-	[ST_COUNT_STATUS] = "SELECT count(*) FROM sagas WHERE status = ?1",
+        [ST_INBOX_ADD] = "INSERT INTO inbox(message_id, received_at) "
+                         "VALUES(?1, ?2) ON CONFLICT DO NOTHING",
+        [ST_INBOX_PRUNE] = "DELETE FROM inbox WHERE received_at < ?1",
+        [ST_CHART_PUT] = "INSERT INTO charts(version, name, file, source, "
+                         "loaded_at) VALUES(?1, ?2, ?3, ?4, ?5) "
+                         "ON CONFLICT DO NOTHING",
+        [ST_CHART_GET] = "SELECT source, file FROM charts WHERE version = ?1",
+        [ST_SAGA_GET] = "SELECT chart_version, record, trace FROM sagas "
+                        "WHERE id = ?1",
+        [ST_SAGA_PUT] =
+                "INSERT INTO sagas(id, chart, chart_version, status, state, "
+                "phase, attempt, record, started_at, state_entered_at, "
+                "updated_at, trace) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+                "?10, ?11, ?12) ON CONFLICT(id) DO UPDATE SET status = "
+                "excluded.status, "
+                "state = excluded.state, phase = excluded.phase, attempt = "
+                "excluded.attempt, record = excluded.record, state_entered_at "
+                "= excluded.state_entered_at, updated_at = excluded.updated_at",
+        [ST_HISTORY_ADD] = "INSERT INTO history(saga_id, at, kind, state, "
+                           "status, detail, message_id, actor, reason) "
+                           "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        [ST_OUTBOX_ADD] =
+                "INSERT INTO outbox(saga_id, exchange, routing_key, "
+                "message_id, type, traceparent, body, created_at, "
+                "reply_to) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        [ST_OUTBOX_DELETE] = "DELETE FROM outbox WHERE seq = ?1",
+        [ST_OUTBOX_SCAN] =
+                "SELECT seq, saga_id, exchange, routing_key, "
+                "message_id, type, traceparent, body, created_at, "
+                "reply_to FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        [ST_OUTBOX_COUNT] = "SELECT count(*) FROM outbox",
+        [ST_TIMER_SET] = "INSERT INTO timers(saga_id, seq, fire_at) "
+                         "VALUES(?1, ?2, ?3) ON CONFLICT(saga_id) DO UPDATE "
+                         "SET seq = excluded.seq, fire_at = excluded.fire_at",
+        [ST_TIMER_CANCEL] = "DELETE FROM timers WHERE saga_id = ?1",
+        [ST_TIMERS_DUE] = "SELECT saga_id, seq, fire_at FROM timers WHERE "
+                          "fire_at <= ?1 ORDER BY fire_at LIMIT ?2",
+        [ST_TIMER_NEXT] = "SELECT min(fire_at) FROM timers",
+        [ST_COUNT_STATUS] = "SELECT count(*) FROM sagas WHERE status = ?1",
 };
 
 struct store {
@@ -89,7 +92,7 @@ static int
 fail(struct store *st, const char *what)
 {
 	snprintf(st->err, sizeof(st->err), "%s: %s", what,
-		 sqlite3_errmsg(st->db));
+	         sqlite3_errmsg(st->db));
 	return -1;
 }
 
@@ -97,9 +100,8 @@ fail(struct store *st, const char *what)
 static sqlite3_stmt *
 stmt(struct store *st, enum stmt_id id)
 {
-	if (st->st[id] == NULL &&
-	    db_prepare(st->db, &st->st[id], stmt_sql[id], st->err,
-		       sizeof(st->err)) != 0)
+	if (st->st[id] == NULL && db_prepare(st->db, &st->st[id], stmt_sql[id],
+	                                     st->err, sizeof(st->err)) != 0)
 		return NULL;
 	sqlite3_clear_bindings(st->st[id]);
 	return st->st[id];
@@ -158,7 +160,7 @@ store_open(const char *path, char *err, size_t errlen)
 	if (st == NULL)
 		return NULL;
 	if (db_migrate(st->db, orchestrator_migrations,
-		       orchestrator_migrations_count, why, sizeof(why)) != 0) {
+	               orchestrator_migrations_count, why, sizeof(why)) != 0) {
 		snprintf(err, errlen, "%s: %s", path, why);
 		store_close(st);
 		return NULL;
@@ -182,14 +184,14 @@ store_open_readonly(const char *path, char *err, size_t errlen)
 		sqlite3_finalize(s);
 	}
 	if (have != orchestrator_migrations[orchestrator_migrations_count - 1]
-			    .version) {
+	                    .version) {
 		snprintf(err, errlen,
-			 "%s: schema version %d, this program knows %d "
-			 "(is it an orchestrator database?)",
-			 path, have,
-			 orchestrator_migrations[orchestrator_migrations_count -
-						 1]
-				 .version);
+		         "%s: schema version %d, this program knows %d "
+		         "(is it an orchestrator database?)",
+		         path, have,
+		         orchestrator_migrations[orchestrator_migrations_count -
+		                                 1]
+		                 .version);
 		store_close(st);
 		return NULL;
 	}
@@ -242,13 +244,13 @@ store_set_max_pages(struct store *st, long pages)
 {
 	char sql[64];
 	snprintf(sql, sizeof(sql), "PRAGMA max_page_count=%ld",
-		 pages > 0 ? pages : 1073741823L);
+	         pages > 0 ? pages : 1073741823L);
 	return db_exec(st->db, sql, st->err, sizeof(st->err));
 }
 
 int
 store_inbox_add(struct store *st, const char *message_id, int64_t now_ms,
-		bool *dup)
+                bool *dup)
 {
 	sqlite3_stmt *s = stmt(st, ST_INBOX_ADD);
 	if (s == NULL)
@@ -276,7 +278,7 @@ store_inbox_prune(struct store *st, int64_t before_ms, int64_t *n)
 
 int
 store_chart_put(struct store *st, const struct chart *c, const char *source,
-		int64_t now_ms)
+                int64_t now_ms)
 {
 	sqlite3_stmt *s = stmt(st, ST_CHART_PUT);
 	if (s == NULL)
@@ -298,7 +300,7 @@ column_strdup(sqlite3_stmt *s, int i)
 
 int
 store_chart_get(struct store *st, const char *version, char **source,
-		char **file, bool *found)
+                char **file, bool *found)
 {
 	sqlite3_stmt *s = stmt(st, ST_CHART_GET);
 	int rc;
@@ -329,7 +331,7 @@ store_chart_get(struct store *st, const char *version, char **source,
 
 int
 store_saga_get(struct store *st, const char *id, char version[17],
-	       struct value *record, char *trace, size_t tracecap, bool *found)
+               struct value *record, char *trace, size_t tracecap, bool *found)
 {
 	static const struct value_limits lim = {32, 1000000, 16 << 20};
 	sqlite3_stmt *s = stmt(st, ST_SAGA_GET);
@@ -350,12 +352,12 @@ store_saga_get(struct store *st, const char *id, char version[17],
 		snprintf(version, 17, "%s", v != NULL ? (const char *)v : "");
 		if (trace != NULL && tracecap > 0)
 			snprintf(trace, tracecap, "%s",
-				 t != NULL ? (const char *)t : "");
+			         t != NULL ? (const char *)t : "");
 		if (value_unpack(blob, (size_t)n, &lim, record, why,
-				 sizeof(why)) != 0) {
+		                 sizeof(why)) != 0) {
 			snprintf(st->err, sizeof(st->err),
-				 "saga %s: stored record is corrupt: %s", id,
-				 why);
+			         "saga %s: stored record is corrupt: %s", id,
+			         why);
 			ret = -1;
 		} else {
 			*found = true;
@@ -369,7 +371,7 @@ store_saga_get(struct store *st, const char *id, char version[17],
 
 int
 store_saga_put(struct store *st, const struct chart *c, const struct saga *sg,
-	       const char *trace)
+               const char *trace)
 {
 	struct value rec = VALUE_NIL_INIT;
 	char *buf = NULL;
@@ -383,7 +385,7 @@ store_saga_put(struct store *st, const struct chart *c, const struct saga *sg,
 	    value_to_msgpack(&rec, &buf, &len) != 0) {
 		value_clear(&rec);
 		snprintf(st->err, sizeof(st->err),
-			 "saga %s: cannot encode record", sg->id);
+		         "saga %s: cannot encode record", sg->id);
 		return -1;
 	}
 	value_clear(&rec);
@@ -395,7 +397,7 @@ store_saga_put(struct store *st, const struct chart *c, const struct saga *sg,
 	    bind_text(s, 6, saga_phase_name(sg->phase)) != SQLITE_OK ||
 	    sqlite3_bind_int(s, 7, sg->attempt) != SQLITE_OK ||
 	    sqlite3_bind_blob(s, 8, buf, (int)len, SQLITE_STATIC) !=
-		    SQLITE_OK ||
+	            SQLITE_OK ||
 	    sqlite3_bind_int64(s, 9, sg->started_ms) != SQLITE_OK ||
 	    sqlite3_bind_int64(s, 10, sg->step_started_ms) != SQLITE_OK ||
 	    sqlite3_bind_int64(s, 11, sg->updated_ms) != SQLITE_OK ||
@@ -441,7 +443,7 @@ store_outbox_add(struct store *st, struct store_outbox *m)
 	BIND_OK(bind_text(s, 5, m->type));
 	BIND_OK(bind_text(s, 6, m->traceparent));
 	BIND_OK(sqlite3_bind_blob(s, 7, m->body, (int)m->body_len,
-				  SQLITE_STATIC));
+	                          SQLITE_STATIC));
 	BIND_OK(sqlite3_bind_int64(s, 8, m->created_ms));
 	BIND_OK(bind_text(s, 9, m->reply_to));
 	if (run_done(st, s, "cannot write outbox") != 0)
@@ -462,7 +464,7 @@ store_outbox_delete(struct store *st, int64_t seq)
 
 int
 store_outbox_scan(struct store *st, int64_t after_seq, size_t limit,
-		  store_outbox_fn fn, void *arg)
+                  store_outbox_fn fn, void *arg)
 {
 	sqlite3_stmt *s = stmt(st, ST_OUTBOX_SCAN);
 	int rc;
@@ -473,17 +475,17 @@ store_outbox_scan(struct store *st, int64_t after_seq, size_t limit,
 	BIND_OK(sqlite3_bind_int64(s, 2, (sqlite3_int64)limit));
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		struct store_outbox m = {
-			.seq = sqlite3_column_int64(s, 0),
-			.saga_id = (const char *)sqlite3_column_text(s, 1),
-			.exchange = (const char *)sqlite3_column_text(s, 2),
-			.routing_key = (const char *)sqlite3_column_text(s, 3),
-			.message_id = (const char *)sqlite3_column_text(s, 4),
-			.type = (const char *)sqlite3_column_text(s, 5),
-			.traceparent = (const char *)sqlite3_column_text(s, 6),
-			.body = sqlite3_column_blob(s, 7),
-			.body_len = (size_t)sqlite3_column_bytes(s, 7),
-			.created_ms = sqlite3_column_int64(s, 8),
-			.reply_to = (const char *)sqlite3_column_text(s, 9),
+		        .seq = sqlite3_column_int64(s, 0),
+		        .saga_id = (const char *)sqlite3_column_text(s, 1),
+		        .exchange = (const char *)sqlite3_column_text(s, 2),
+		        .routing_key = (const char *)sqlite3_column_text(s, 3),
+		        .message_id = (const char *)sqlite3_column_text(s, 4),
+		        .type = (const char *)sqlite3_column_text(s, 5),
+		        .traceparent = (const char *)sqlite3_column_text(s, 6),
+		        .body = sqlite3_column_blob(s, 7),
+		        .body_len = (size_t)sqlite3_column_bytes(s, 7),
+		        .created_ms = sqlite3_column_int64(s, 8),
+		        .reply_to = (const char *)sqlite3_column_text(s, 9),
 		};
 		if (fn(arg, &m) != 0) {
 			rc = SQLITE_DONE;
@@ -519,7 +521,7 @@ store_outbox_count(struct store *st, int64_t *n)
 
 int
 store_timer_set(struct store *st, const char *saga_id, int64_t seq,
-		int64_t fire_at_ms)
+                int64_t fire_at_ms)
 {
 	sqlite3_stmt *s = stmt(st, ST_TIMER_SET);
 	if (s == NULL)
@@ -542,10 +544,10 @@ store_timer_cancel(struct store *st, const char *saga_id)
 
 int
 store_timers_due(struct store *st, int64_t now_ms, size_t limit,
-		 store_timer_fn fn, void *arg)
+                 store_timer_fn fn, void *arg)
 {
 	sqlite3_stmt *s = stmt(st, ST_TIMERS_DUE);
-	char (*ids)[SAGA_ID_MAX];
+	char(*ids)[SAGA_ID_MAX];
 	int64_t *seqs, *ats;
 	size_t n = 0;
 	int rc = SQLITE_DONE, ret = 0;
@@ -572,7 +574,7 @@ store_timers_due(struct store *st, int64_t now_ms, size_t limit,
 	while (n < limit && (rc = sqlite3_step(s)) == SQLITE_ROW) {
 		const unsigned char *id = sqlite3_column_text(s, 0);
 		snprintf(ids[n], SAGA_ID_MAX, "%s",
-			 id != NULL ? (const char *)id : "");
+		         id != NULL ? (const char *)id : "");
 		seqs[n] = sqlite3_column_int64(s, 1);
 		ats[n] = sqlite3_column_int64(s, 2);
 		n++;

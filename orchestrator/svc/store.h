@@ -53,18 +53,18 @@ int store_set_max_pages(struct store *st, long pages);
 /* Records a processed message id. *dup is true (and nothing is written)
  * when the id was already there. */
 int store_inbox_add(struct store *st, const char *message_id, int64_t now_ms,
-		    bool *dup);
+                    bool *dup);
 /* Deletes inbox entries older than `before_ms`; *n gets the count. */
 int store_inbox_prune(struct store *st, int64_t before_ms, int64_t *n);
 
 /* ---- charts ---- */
 /* Records a chart version with its source text (no-op if known). */
-int store_chart_put(struct store *st, const struct chart *c,
-		    const char *source, int64_t now_ms);
+int store_chart_put(struct store *st, const struct chart *c, const char *source,
+                    int64_t now_ms);
 /* The source and file of a recorded version; *found false if unknown.
  * *source and *file are malloc'd; the caller frees them. */
 int store_chart_get(struct store *st, const char *version, char **source,
-		    char **file, bool *found);
+                    char **file, bool *found);
 
 /* ---- sagas ---- */
 /* Loads a saga record: *found false if there is none. On success *version
@@ -72,25 +72,25 @@ int store_chart_get(struct store *st, const char *version, char **source,
  * see saga_from_value; the caller clears it) and trace (if not NULL) the
  * traceparent the saga started with ("" if none). */
 int store_saga_get(struct store *st, const char *id, char version[17],
-		   struct value *record, char *trace, size_t tracecap,
-		   bool *found);
+                   struct value *record, char *trace, size_t tracecap,
+                   bool *found);
 /* Inserts or updates the saga (its record and the filter columns); trace
  * (or NULL) is the traceparent every message of the saga descends from. */
 int store_saga_put(struct store *st, const struct chart *c,
-		   const struct saga *s, const char *trace);
+                   const struct saga *s, const char *trace);
 
 /* ---- history ---- */
 struct store_history {
 	const char *saga_id;
 	int64_t at_ms;
 	const char *kind;   /* start|reply|timeout|operator|send|emit|finish|
-			     * ignored|rejected */
+	                     * ignored|rejected */
 	const char *state;  /* state after */
 	const char *status; /* status after */
 	const char *detail;
 	const char *message_id; /* or NULL */
-	const char *actor;	/* or NULL */
-	const char *reason;	/* or NULL */
+	const char *actor;      /* or NULL */
+	const char *reason;     /* or NULL */
 };
 int store_history_add(struct store *st, const struct store_history *h);
 
@@ -117,18 +117,18 @@ int store_outbox_delete(struct store *st, int64_t seq);
  * pointers in *m are valid only during the call. */
 typedef int (*store_outbox_fn)(void *arg, const struct store_outbox *m);
 int store_outbox_scan(struct store *st, int64_t after_seq, size_t limit,
-		      store_outbox_fn fn, void *arg);
+                      store_outbox_fn fn, void *arg);
 int store_outbox_count(struct store *st, int64_t *n);
 
 /* ---- timers ---- */
 int store_timer_set(struct store *st, const char *saga_id, int64_t seq,
-		    int64_t fire_at_ms);
+                    int64_t fire_at_ms);
 int store_timer_cancel(struct store *st, const char *saga_id);
 /* Calls fn for up to `limit` timers due at now_ms, earliest first. */
 typedef int (*store_timer_fn)(void *arg, const char *saga_id, int64_t seq,
-			      int64_t fire_at_ms);
+                              int64_t fire_at_ms);
 int store_timers_due(struct store *st, int64_t now_ms, size_t limit,
-		     store_timer_fn fn, void *arg);
+                     store_timer_fn fn, void *arg);
 /* The earliest pending timer, *found false if none. */
 int store_timer_next(struct store *st, int64_t *fire_at_ms, bool *found);
 

@@ -53,7 +53,7 @@ test_publish_confirm_consume_ack(void)
 	CHECK(sock != NULL);
 	CHECK_EQ(amqp_socket_open_noblock(sock, ci.host, ci.port, &tv), 0);
 	r = amqp_login(c, ci.vhost[0] ? ci.vhost : "/", 0, 131072, 10,
-		       AMQP_SASL_METHOD_PLAIN, ci.user, ci.password);
+	               AMQP_SASL_METHOD_PLAIN, ci.user, ci.password);
 	CHECK_EQ(r.reply_type, AMQP_RESPONSE_NORMAL);
 	amqp_channel_open(c, 1);
 	CHECK(rpc_ok(c));
@@ -66,24 +66,25 @@ test_publish_confirm_consume_ack(void)
 
 	memset(&props, 0, sizeof(props));
 	props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG |
-		       AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG;
+	               AMQP_BASIC_CONTENT_TYPE_FLAG |
+	               AMQP_BASIC_MESSAGE_ID_FLAG;
 	props.delivery_mode = 2;
 	props.content_type = amqp_cstring_bytes("application/msgpack");
 	props.message_id = amqp_cstring_bytes("smoke-1");
 	CHECK_EQ(amqp_basic_publish(c, 1, amqp_empty_bytes, q, 1, 0, &props,
-				    amqp_cstring_bytes("hello")),
-		 AMQP_STATUS_OK);
+	                            amqp_cstring_bytes("hello")),
+	         AMQP_STATUS_OK);
 	/* the broker's confirm: basic.ack for delivery tag 1 */
 	CHECK_EQ(amqp_simple_wait_frame_noblock(c, &f, &tv), AMQP_STATUS_OK);
 	CHECK_EQ(f.frame_type, AMQP_FRAME_METHOD);
 	CHECK_EQ(f.payload.method.id, AMQP_BASIC_ACK_METHOD);
 	CHECK_EQ(((amqp_basic_ack_t *)f.payload.method.decoded)->delivery_tag,
-		 1);
+	         1);
 
 	amqp_basic_qos(c, 1, 0, 10, 0);
 	CHECK(rpc_ok(c));
 	amqp_basic_consume(c, 1, q, amqp_empty_bytes, 0, 0, 0,
-			   amqp_empty_table);
+	                   amqp_empty_table);
 	CHECK(rpc_ok(c));
 	amqp_maybe_release_buffers(c);
 	r = amqp_consume_message(c, &env, &tv, 0);
@@ -93,7 +94,7 @@ test_publish_confirm_consume_ack(void)
 	CHECK_EQ(env.message.properties.delivery_mode, 2);
 	CHECK(env.message.properties.message_id.len == 7 &&
 	      memcmp(env.message.properties.message_id.bytes, "smoke-1", 7) ==
-		      0);
+	              0);
 	CHECK_EQ(amqp_basic_ack(c, 1, env.delivery_tag, 0), 0);
 	amqp_destroy_envelope(&env);
 

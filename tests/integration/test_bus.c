@@ -26,7 +26,7 @@ shared_url(void)
 }
 
 struct counter {
-	uint8_t *seen;	 /* per sequence number: times delivered */
+	uint8_t *seen; /* per sequence number: times delivered */
 	size_t n, dups, delivered;
 	size_t acked, returned;
 	uint64_t *returned_tags;
@@ -61,17 +61,17 @@ on_confirm(void *arg, uint64_t tag, enum bus_confirm st)
 
 static struct bus *
 open_bus(const char *url, const char *queue, const struct bus_topology *t,
-	 struct counter *c)
+         struct counter *c)
 {
 	const char *consume[1] = {queue};
 	struct bus_config cfg = {
-		.url = url,
-		.name = "test",
-		.heartbeat_s = 5,
-		.prefetch = 500,
-		.topology = t,
-		.consume = queue != NULL ? consume : NULL,
-		.nconsume = queue != NULL ? 1 : 0,
+	        .url = url,
+	        .name = "test",
+	        .heartbeat_s = 5,
+	        .prefetch = 500,
+	        .topology = t,
+	        .consume = queue != NULL ? consume : NULL,
+	        .nconsume = queue != NULL ? 1 : 0,
 	};
 	char err[512];
 	struct bus *b = bus_open(&cfg, err, sizeof(err));
@@ -91,16 +91,16 @@ open_bus(const char *url, const char *queue, const struct bus_topology *t,
 
 static int
 publish_seq(struct bus *b, const char *exchange, const char *rk,
-	    unsigned long seq, bool mandatory)
+            unsigned long seq, bool mandatory)
 {
 	char id[32], body[64];
 	struct bus_message m = {
-		.exchange = exchange,
-		.routing_key = rk,
-		.message_id = id,
-		.type = "test.message",
-		.mandatory = mandatory,
-		.body = body,
+	        .exchange = exchange,
+	        .routing_key = rk,
+	        .message_id = id,
+	        .type = "test.message",
+	        .mandatory = mandatory,
+	        .body = body,
 	};
 	snprintf(id, sizeof(id), "m-%lu", seq);
 	m.len = (size_t)snprintf(body, sizeof(body), "payload %lu", seq);
@@ -113,7 +113,7 @@ static const struct bus_topology t_many = {NULL, 0, q_many, 1, NULL, 0};
 /* Publishes n messages (pipelined confirms) and consumes them all. */
 static void
 run_many(const char *url, size_t n, const char *broker_to_disturb,
-	 const char *how)
+         const char *how)
 {
 	struct counter c = {0};
 	struct bus_handlers h = {on_delivery, on_confirm, &c};
@@ -140,20 +140,21 @@ run_many(const char *url, size_t n, const char *broker_to_disturb,
 		/* keep at most 2000 unconfirmed */
 		while (sent < n && bus_unconfirmed(pub) < 2000) {
 			CHECK(publish_seq(pub, "", "bus.test.many", sent,
-					  false) == 0);
+			                  false) == 0);
 			sent++;
 			if (broker_to_disturb != NULL && sent == n / 2) {
 				if (strcmp(how, "restart") == 0)
 					CHECK(testbroker_ctl(broker_to_disturb,
-							     how) == 0);
+					                     how) == 0);
 				else
 					CHECK(testutil_sh(
-						      NULL,
-						      "'%s/scripts/broker' ctl "
-						      "%s close_all_connections "
-						      "test >/dev/null 2>&1",
-						      getenv("SAGA_SOURCE_DIR"),
-						      broker_to_disturb) == 0);
+					              NULL,
+					              "'%s/scripts/broker' ctl "
+					              "%s "
+					              "close_all_connections "
+					              "test >/dev/null 2>&1",
+					              getenv("SAGA_SOURCE_DIR"),
+					              broker_to_disturb) == 0);
 			}
 		}
 		bus_poll(pub, 5, &h);
@@ -168,9 +169,10 @@ run_many(const char *url, size_t n, const char *broker_to_disturb,
 	else
 		CHECK(bus_stats(pub)->reconnects >= 1 ||
 		      bus_stats(sub)->reconnects >= 1);
-	fprintf(stderr, "     %zu messages, %zu duplicates, reconnects %llu/%llu\n",
-		n, c.dups, (unsigned long long)bus_stats(pub)->reconnects,
-		(unsigned long long)bus_stats(sub)->reconnects);
+	fprintf(stderr,
+	        "     %zu messages, %zu duplicates, reconnects %llu/%llu\n", n,
+	        c.dups, (unsigned long long)bus_stats(pub)->reconnects,
+	        (unsigned long long)bus_stats(sub)->reconnects);
 	bus_close(pub);
 	bus_close(sub);
 	free(c.seen);
@@ -207,10 +209,11 @@ test_forced_close_mid_run(void)
 static void
 test_unroutable_mandatory_returned(void)
 {
-	static const struct bus_exchange ex[] = {{"bus.test.direct", "direct", NULL}};
+	static const struct bus_exchange ex[] = {
+	        {"bus.test.direct", "direct", NULL}};
 	static const struct bus_queue q[] = {{.name = "bus.test.routed"}};
 	static const struct bus_binding bd[] = {
-		{"bus.test.direct", "bus.test.routed", NULL, "yes"}};
+	        {"bus.test.direct", "bus.test.routed", NULL, "yes"}};
 	static const struct bus_topology t = {ex, 1, q, 1, bd, 1};
 	struct counter c = {0};
 	uint64_t rt[16];
@@ -263,13 +266,14 @@ reject_all(void *arg, const struct bus_delivery *d)
 static void
 test_reject_reaches_dlq(void)
 {
-	static const struct bus_exchange ex[] = {{"bus.test.dlx", "fanout", NULL}};
+	static const struct bus_exchange ex[] = {
+	        {"bus.test.dlx", "fanout", NULL}};
 	static const struct bus_queue q[] = {
-		{.name = "bus.test.work", .dlx = "bus.test.dlx"},
-		{.name = "bus.test.dlq"},
+	        {.name = "bus.test.work", .dlx = "bus.test.dlx"},
+	        {.name = "bus.test.dlq"},
 	};
 	static const struct bus_binding bd[] = {
-		{"bus.test.dlx", "bus.test.dlq", NULL, ""}};
+	        {"bus.test.dlx", "bus.test.dlq", NULL, ""}};
 	static const struct bus_topology t = {ex, 1, q, 2, bd, 1};
 	struct counter c = {0};
 	uint64_t rt[16];
@@ -351,12 +355,13 @@ test_tls(void)
 	char *amqps, ca[512], other[512], ipurl[600], err[512];
 	struct bus_config cfg = {.name = "tls", .heartbeat_s = 5};
 	struct bus *b;
-	const char *base = getenv("SAGA_BROKER_BASE") ? getenv("SAGA_BROKER_BASE")
-						       : "/tmp/saga-brokers";
+	const char *base = getenv("SAGA_BROKER_BASE")
+	                           ? getenv("SAGA_BROKER_BASE")
+	                           : "/tmp/saga-brokers";
 
 	CHECK(url != NULL);
 	CHECK(testutil_sh(&urls, "'%s/scripts/broker' url bus-tls",
-			  getenv("SAGA_SOURCE_DIR")) == 0);
+	                  getenv("SAGA_SOURCE_DIR")) == 0);
 	amqps = strstr(urls, "amqps://");
 	CHECK(amqps != NULL);
 	*strchr(amqps, '\n') = '\0';
@@ -405,8 +410,8 @@ static void
 test_unreachable_broker(void)
 {
 	struct bus_config cfg = {.url = "amqp://u:secret@127.0.0.1:1/",
-				 .name = "nowhere",
-				 .connect_timeout_ms = 500};
+	                         .name = "nowhere",
+	                         .connect_timeout_ms = 500};
 	char err[512];
 	struct bus *b = bus_open(&cfg, err, sizeof(err));
 	CHECK(b != NULL);

@@ -64,14 +64,14 @@ http_get(int port, const char *path)
 		free(buf);
 		return NULL;
 	}
-	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n",
-		 path);
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
 	if (write(fd, req, strlen(req)) < 0) {
 		close(fd);
 		free(buf);
 		return NULL;
 	}
-	while (n < (1 << 20) - 1 && (r = read(fd, buf + n, (1 << 20) - 1 - n)) > 0)
+	while (n < (1 << 20) - 1 &&
+	       (r = read(fd, buf + n, (1 << 20) - 1 - n)) > 0)
 		n += (size_t)r;
 	close(fd);
 	return buf;
@@ -216,8 +216,8 @@ on_msg(void *arg, const struct bus_delivery *d)
 				w->silent_charges--;
 				r = NULL;
 			} else if (w->decline_prefix != NULL &&
-				   strncmp(e.saga, w->decline_prefix,
-					   strlen(w->decline_prefix)) == 0)
+			           strncmp(e.saga, w->decline_prefix,
+			                   strlen(w->decline_prefix)) == 0)
 				r = "payment.declined";
 			else
 				r = "payment.charged";
@@ -256,24 +256,24 @@ static int
 world_open(struct world *w, const char *url, size_t nsagas)
 {
 	static const struct bus_exchange ex[] = {
-		{"saga.commands", "topic", NULL},
-		{"saga.replies", "direct", NULL},
-		{"order_events", "topic", NULL},
+	        {"saga.commands", "topic", NULL},
+	        {"saga.replies", "direct", NULL},
+	        {"order_events", "topic", NULL},
 	};
 	static const struct bus_queue q[] = {{.name = "fake.commands"},
-					     {.name = "test.events"}};
+	                                     {.name = "test.events"}};
 	static const struct bus_binding bd[] = {
-		{"saga.commands", "fake.commands", NULL, "#"},
-		{"order_events", "test.events", NULL, "order.*"},
+	        {"saga.commands", "fake.commands", NULL, "#"},
+	        {"order_events", "test.events", NULL, "order.*"},
 	};
 	static const struct bus_topology t = {ex, 3, q, 2, bd, 2};
 	static const char *consume[] = {"fake.commands", "test.events"};
 	struct bus_config cfg = {.url = url,
-				 .name = "fake",
-				 .prefetch = 500,
-				 .topology = &t,
-				 .consume = consume,
-				 .nconsume = 2};
+	                         .name = "fake",
+	                         .prefetch = 500,
+	                         .topology = &t,
+	                         .consume = consume,
+	                         .nconsume = 2};
 	char err[512];
 	uint32_t n;
 
@@ -287,8 +287,8 @@ world_open(struct world *w, const char *url, size_t nsagas)
 	 * that does not exist yet costs a reconnect, nothing more */
 	for (size_t i = 0; i < 4; i++) {
 		static const char *const oq[] = {
-			"orchestrator.orders", "orchestrator.replies",
-			"orchestrator.control", "orchestrator.dlq"};
+		        "orchestrator.orders", "orchestrator.replies",
+		        "orchestrator.control", "orchestrator.dlq"};
 		if (bus_queue_purge(w->bus, oq[i], &n) != 0)
 			bus_connect(w->bus, err, sizeof(err));
 	}
@@ -320,8 +320,8 @@ pump(struct world *w, int ms)
 		bus_poll(w->bus, 20, &h);
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 	} while ((t1.tv_sec - t0.tv_sec) * 1000 +
-		 (t1.tv_nsec - t0.tv_nsec) / 1000000 <
-		 ms);
+	                 (t1.tv_nsec - t0.tv_nsec) / 1000000 <
+	         ms);
 }
 
 /* Waits until the orchestrator consumes its orders queue: before that an
@@ -335,7 +335,7 @@ wait_ready(struct world *w)
 		if (!bus_connected(w->bus))
 			bus_connect(w->bus, err, sizeof(err));
 		if (bus_queue_info(w->bus, "orchestrator.orders", &msgs,
-				   &cons) == 0 &&
+		                   &cons) == 0 &&
 		    cons > 0)
 			return 0;
 		usleep(100 * 1000);
@@ -427,8 +427,9 @@ setup(struct orch_proc *p, const char *name)
 	snprintf(p->db, sizeof(p->db), "%s/orch.db", dir);
 	snprintf(p->log, sizeof(p->log), "%s/orch.log", dir);
 	snprintf(p->charts, sizeof(p->charts), "%s/charts", dir);
-	testutil_sh(NULL, "mkdir -p '%s' && cp '%s/statecharts/order.yaml' '%s/'",
-		    p->charts, srcdir, p->charts);
+	testutil_sh(NULL,
+	            "mkdir -p '%s' && cp '%s/statecharts/order.yaml' '%s/'",
+	            p->charts, srcdir, p->charts);
 	free(dir);
 	return 0;
 }
@@ -449,10 +450,10 @@ test_paths_and_bad_input(void)
 	char *url = own_broker("orch-paths");
 	static const unsigned char junk[] = {0xde, 0xad, 0xbe, 0xef};
 	struct bus_message m = {.exchange = "order_events",
-				.routing_key = "order.created",
-				.message_id = "junk-1",
-				.body = junk,
-				.len = sizeof(junk)};
+	                        .routing_key = "order.created",
+	                        .message_id = "junk-1",
+	                        .body = junk,
+	                        .len = sizeof(junk)};
 	uint32_t msgs = 0, cons = 0;
 
 	CHECK(url != NULL);
@@ -464,7 +465,7 @@ test_paths_and_bad_input(void)
 	CHECK(wait_ready(&w) == 0);
 	for (int i = 0; i < 20; i++)
 		post_order(&w, i, i % 3 == 0 ? "cod" : "card", NULL);
-	post_order(&w, 2, "card", "created-2");	     /* redelivery */
+	post_order(&w, 2, "card", "created-2");        /* redelivery */
 	post_order(&w, 3, "card", "another-id-for-3"); /* same order again */
 	bus_publish(w.bus, &m, 0);
 	for (int t = 0; t < 100 && finals(&w, 20) < 20; t++)
@@ -473,14 +474,14 @@ test_paths_and_bad_input(void)
 	for (int i = 0; i < 20; i++) {
 		bool declined = i == 1 || (i >= 10 && i <= 19);
 		CHECK_MSG(w.completed[i] == (declined ? 0 : 1) &&
-				  w.failed[i] == (declined ? 1 : 0),
-			  "ord-%d: completed %d failed %d", i, w.completed[i],
-			  w.failed[i]);
+		                  w.failed[i] == (declined ? 1 : 0),
+		          "ord-%d: completed %d failed %d", i, w.completed[i],
+		          w.failed[i]);
 	}
 	CHECK_EQ(db_count(p.db, "SELECT count(*) FROM sagas"), 20);
 	CHECK_EQ(db_count(p.db, "SELECT count(*) FROM sagas WHERE status = "
-				"'failed'"),
-		 11);
+	                        "'failed'"),
+	         11);
 	CHECK(bus_queue_info(w.bus, "orchestrator.dlq", &msgs, &cons) == 0);
 	CHECK_EQ(msgs, 1);
 	{
@@ -488,22 +489,28 @@ test_paths_and_bad_input(void)
 		char *metrics = http_get(p.http_port, "/metrics");
 		char *missing = http_get(p.http_port, "/nope");
 		CHECK(health != NULL && metrics != NULL && missing != NULL);
-		CHECK_MSG(strstr(health, "200 OK") && strstr(health, "\r\n\r\nok"),
-			  "%s", health);
+		CHECK_MSG(strstr(health, "200 OK") &&
+		                  strstr(health, "\r\n\r\nok"),
+		          "%s", health);
 		CHECK_MSG(strstr(missing, "404") != NULL, "%s", missing);
-		CHECK_MSG(strstr(metrics,
-				 "saga_completed_total{chart=\"order\"} 9\n") &&
-				  strstr(metrics, "saga_failed_total{chart=\"order\"} "
-						  "11\n") &&
-				  strstr(metrics, "saga_started_total{chart=\"order\"} "
-						  "20\n") &&
-				  strstr(metrics, "saga_dead_lettered_total 1\n") &&
-				  strstr(metrics,
-					 "saga_duplicates_dropped_total 2\n") &&
-				  strstr(metrics, "saga_step_duration_seconds_count{"
-						  "chart=\"order\",state=\"payment\"}") &&
-				  strstr(metrics, "saga_outbox_depth "),
-			  "%s", metrics);
+		CHECK_MSG(
+		        strstr(metrics,
+		               "saga_completed_total{chart=\"order\"} 9\n") &&
+		                strstr(metrics,
+		                       "saga_failed_total{chart=\"order\"} "
+		                       "11\n") &&
+		                strstr(metrics,
+		                       "saga_started_total{chart=\"order\"} "
+		                       "20\n") &&
+		                strstr(metrics,
+		                       "saga_dead_lettered_total 1\n") &&
+		                strstr(metrics,
+		                       "saga_duplicates_dropped_total 2\n") &&
+		                strstr(metrics,
+		                       "saga_step_duration_seconds_count{"
+		                       "chart=\"order\",state=\"payment\"}") &&
+		                strstr(metrics, "saga_outbox_depth "),
+		        "%s", metrics);
 		free(health);
 		free(metrics);
 		free(missing);
@@ -542,20 +549,20 @@ test_sigkill_midway_2000(void)
 	CHECK_EQ(finals(&w, n), n);
 	for (size_t i = 0; i < n; i++)
 		CHECK_MSG(w.completed[i] == 1 && w.failed[i] == 0,
-			  "ord-%zu: completed %d failed %d", i, w.completed[i],
-			  w.failed[i]);
+		          "ord-%zu: completed %d failed %d", i, w.completed[i],
+		          w.failed[i]);
 	CHECK_EQ(db_count(p.db, "SELECT count(*) FROM sagas WHERE status = "
-				"'completed'"),
-		 (int)n);
+	                        "'completed'"),
+	         (int)n);
 	/* nothing was compensated: no command was lost on the way (a lost
 	 * one would time out, retry and at worst fail the saga) */
 	CHECK_EQ(db_count(p.db, "SELECT count(*) FROM history WHERE kind = "
-				"'send' AND detail IN ('inventory.release', "
-				"'payment.refund', 'shipping.cancel')"),
-		 0);
+	                        "'send' AND detail IN ('inventory.release', "
+	                        "'payment.refund', 'shipping.cancel')"),
+	         0);
 	CHECK_EQ(db_count(p.db, "SELECT count(*) FROM outbox"), 0);
 	fprintf(stderr, "     %zu sagas, %d kills, %zu commands seen\n", n,
-		kills, w.ncommands);
+	        kills, w.ncommands);
 	CHECK_EQ(orch_stop(&p, SIGTERM), 0);
 	world_close(&w);
 	testbroker_ctl("orch-kill", "stop");
@@ -588,8 +595,8 @@ test_broker_restart_midway(void)
 	CHECK(restarted);
 	CHECK_EQ(finals(&w, n), n);
 	CHECK_EQ(db_count(p.db, "SELECT count(*) FROM sagas WHERE status = "
-				"'completed'"),
-		 (int)n);
+	                        "'completed'"),
+	         (int)n);
 	CHECK_EQ(orch_stop(&p, SIGTERM), 0);
 	world_close(&w);
 	testbroker_ctl("orch-restart", "stop");
@@ -613,8 +620,10 @@ test_sighup_broken_chart_keeps_old(void)
 	for (int t = 0; t < 100 && finals(&w, 1) < 1; t++)
 		pump(&w, 100);
 	CHECK_EQ(w.completed[0], 1);
-	testutil_sh(NULL, "printf 'saga: order\\ninitial: nowhere\\n' > '%s/order.yaml'",
-		    p.charts);
+	testutil_sh(
+	        NULL,
+	        "printf 'saga: order\\ninitial: nowhere\\n' > '%s/order.yaml'",
+	        p.charts);
 	kill(p.pid, SIGHUP);
 	pump(&w, 500);
 	post_order(&w, 1, "card", "hup-1");
@@ -625,9 +634,10 @@ test_sighup_broken_chart_keeps_old(void)
 	log = testutil_slurp(p.log, NULL);
 	CHECK(log != NULL);
 	CHECK_MSG(strstr(log, "reload of") != NULL &&
-			  strstr(log, "order.yaml:1:1: the statechart: missing key "
-					 "\"states\"") != NULL,
-		  "log: %s", log);
+	                  strstr(log,
+	                         "order.yaml:1:1: the statechart: missing key "
+	                         "\"states\"") != NULL,
+	          "log: %s", log);
 	free(log);
 	world_close(&w);
 	testbroker_ctl("orch-hup", "stop");
@@ -638,25 +648,29 @@ static void
 test_check_mode_and_bad_flags(void)
 {
 	char *out = NULL;
-	CHECK_EQ(testutil_sh(&out, "'%s/saga-orchestrator' -n --db /tmp/nope-%d.db "
-				   "--statecharts '%s/statecharts' 2>&1",
-			     bindir, (int)getpid(), srcdir),
-		 0);
+	CHECK_EQ(testutil_sh(&out,
+	                     "'%s/saga-orchestrator' -n --db /tmp/nope-%d.db "
+	                     "--statecharts '%s/statecharts' 2>&1",
+	                     bindir, (int)getpid(), srcdir),
+	         0);
 	CHECK_MSG(strstr(out, "configuration ok") != NULL, "%s", out);
 	free(out);
 	testutil_sh(NULL, "rm -f /tmp/nope-%d.db*", (int)getpid());
-	CHECK_EQ(testutil_sh(&out, "'%s/saga-orchestrator' --db x.db --batch zero 2>&1",
-			     bindir),
-		 2);
+	CHECK_EQ(testutil_sh(
+	                 &out,
+	                 "'%s/saga-orchestrator' --db x.db --batch zero 2>&1",
+	                 bindir),
+	         2);
 	CHECK_MSG(strstr(out, "--batch wants a number") != NULL, "%s", out);
 	free(out);
 	CHECK_EQ(testutil_sh(&out, "'%s/saga-orchestrator' 2>&1", bindir), 2);
 	CHECK_MSG(strstr(out, "--db PATH is required") != NULL, "%s", out);
 	free(out);
-	CHECK_EQ(testutil_sh(&out, "'%s/saga-orchestrator' -n --db /tmp/nope2-%d.db "
-				   "--statecharts '%s/tests/statecharts' 2>&1",
-			     bindir, (int)getpid(), srcdir),
-		 1);
+	CHECK_EQ(testutil_sh(&out,
+	                     "'%s/saga-orchestrator' -n --db /tmp/nope2-%d.db "
+	                     "--statecharts '%s/tests/statecharts' 2>&1",
+	                     bindir, (int)getpid(), srcdir),
+	         1);
 	CHECK_MSG(strstr(out, "no *.yaml statecharts") != NULL, "%s", out);
 	free(out);
 	testutil_sh(NULL, "rm -f /tmp/nope2-%d.db*", (int)getpid());
@@ -670,7 +684,7 @@ main(void)
 	bindir = getenv("SAGA_BIN_DIR");
 	if (srcdir == NULL || bindir == NULL) {
 		fprintf(stderr, "SAGA_SOURCE_DIR and SAGA_BIN_DIR must be set "
-				"(ctest sets them)\n");
+		                "(ctest sets them)\n");
 		return 1;
 	}
 	atexit(kill_running);

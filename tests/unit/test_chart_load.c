@@ -59,13 +59,13 @@ test_broken_files(void)
 
 		CHECK(text != NULL);
 		CHECK_MSG(strncmp(text, "# expect: ", 10) == 0,
-			  "%s: no # expect: line", files[i]);
+		          "%s: no # expect: line", files[i]);
 		exp = text + 10;
 		nl = strchr(text, '\n');
 		if (nl != NULL)
 			*nl = '\0';
 		snprintf(want, sizeof(want), "%s:%s%s", files[i],
-			 exp[0] >= '0' && exp[0] <= '9' ? "" : " ", exp);
+		         exp[0] >= '0' && exp[0] <= '9' ? "" : " ", exp);
 		free(text);
 		chart_errors_init(&errs);
 		c = chart_load_file(files[i], &errs);
@@ -74,7 +74,7 @@ test_broken_files(void)
 		for (size_t k = 0; k < errs.count; k++)
 			found |= strcmp(errs.items[k].text, want) == 0;
 		CHECK_MSG(found, "%s:\n  want %s\n  got  %s", files[i], want,
-			  errs.items[0].text);
+		          errs.items[0].text);
 		chart_errors_clear(&errs);
 	}
 	free_list(files, n);
@@ -91,7 +91,7 @@ test_valid_files(void)
 		chart_errors_init(&errs);
 		c = chart_load_file(files[i], &errs);
 		CHECK_MSG(c != NULL, "%s: %s", files[i],
-			  errs.count ? errs.items[0].text : "?");
+		          errs.count ? errs.items[0].text : "?");
 		chart_free(c);
 		chart_errors_clear(&errs);
 	}
@@ -123,15 +123,15 @@ test_order_yaml(void)
 	CHECK(pay->compensate != NULL);
 	CHECK_STR(pay->compensate->command, "payment.refund");
 	CHECK_STR(pay->compensate->route, "{payment_method}"); /* inherited */
-	CHECK_EQ(pay->compensate->retry.attempts, 5);	       /* default */
+	CHECK_EQ(pay->compensate->retry.attempts, 5);          /* default */
 	CHECK_EQ(chart_step_reply(pay, "payment.unavailable")->kind,
-		 REPLY_RETRY);
+	         REPLY_RETRY);
 	CHECK_EQ(chart_step_reply(pay, "payment.declined")->kind, REPLY_FAIL);
 	CHECK_EQ(pay->exhausted_target, c->failure);
 	res = &c->states[c->initial];
 	CHECK_STR(res->emit, "order.inventory_checked");
 	CHECK_STR(c->states[chart_state_index(c, "completed")].emit,
-		  "order.completed");
+	          "order.completed");
 	CHECK_EQ(strlen(c->version), 16);
 	chart_free(c);
 	chart_errors_clear(&errs);
@@ -154,24 +154,24 @@ static void
 test_version(void)
 {
 	static const char a[] =
-		"saga: t\ninitial: a\nstates:\n  a:\n    type: step\n"
-		"    to: p\n    command: p.do\n    timeout: 5s\n"
-		"    on: {p.ok: done, p.no: {fail: failed}}\n"
-		"  done: {type: final}\n  failed: {type: final}\n";
+	        "saga: t\ninitial: a\nstates:\n  a:\n    type: step\n"
+	        "    to: p\n    command: p.do\n    timeout: 5s\n"
+	        "    on: {p.ok: done, p.no: {fail: failed}}\n"
+	        "  done: {type: final}\n  failed: {type: final}\n";
 	/* comments, flow/block style, quoting and key order differ */
 	static const char b[] =
-		"# a comment\nstates:\n  a:\n    on:\n      \"p.no\": {fail: "
-		"failed}\n      p.ok: \"done\"\n    command: p.do\n"
-		"    type: step\n    timeout: \"5s\"\n    to: p\n"
-		"  done:\n    type: final\n  failed: {type: final}\n"
-		"initial: a\nsaga: t   # name\n";
+	        "# a comment\nstates:\n  a:\n    on:\n      \"p.no\": {fail: "
+	        "failed}\n      p.ok: \"done\"\n    command: p.do\n"
+	        "    type: step\n    timeout: \"5s\"\n    to: p\n"
+	        "  done:\n    type: final\n  failed: {type: final}\n"
+	        "initial: a\nsaga: t   # name\n";
 	static const char changed[] =
-		"saga: t\ninitial: a\nstates:\n  a:\n    type: step\n"
-		"    to: p\n    command: p.do\n    timeout: 6s\n"
-		"    on: {p.ok: done, p.no: {fail: failed}}\n"
-		"  done: {type: final}\n  failed: {type: final}\n";
+	        "saga: t\ninitial: a\nstates:\n  a:\n    type: step\n"
+	        "    to: p\n    command: p.do\n    timeout: 6s\n"
+	        "    on: {p.ok: done, p.no: {fail: failed}}\n"
+	        "  done: {type: final}\n  failed: {type: final}\n";
 	struct chart *ca = load_text(a), *cb = load_text(b),
-		     *cc = load_text(changed);
+	             *cc = load_text(changed);
 	CHECK(ca != NULL && cb != NULL && cc != NULL);
 	CHECK_STR(ca->version, cb->version);
 	CHECK(strcmp(ca->version, cc->version) != 0);

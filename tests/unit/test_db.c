@@ -7,8 +7,9 @@
 #include "testutil.h"
 
 static const struct db_migration good[] = {
-	{1, "init", "CREATE TABLE t(a INTEGER);"},
-	{2, "more", "ALTER TABLE t ADD COLUMN b TEXT; INSERT INTO t VALUES(1,'x');"},
+        {1, "init", "CREATE TABLE t(a INTEGER);"},
+        {2, "more",
+         "ALTER TABLE t ADD COLUMN b TEXT; INSERT INTO t VALUES(1,'x');"},
 };
 
 static int
@@ -33,7 +34,8 @@ test_migrate_and_pragmas(void)
 
 	CHECK(dir != NULL);
 	snprintf(path, sizeof(path), "%s/a.db", dir);
-	CHECK_MSG(db_open(path, DB_READWRITE, &db, err, sizeof(err)) == 0, "%s", err);
+	CHECK_MSG(db_open(path, DB_READWRITE, &db, err, sizeof(err)) == 0, "%s",
+	          err);
 	CHECK_EQ(count_rows(db, "PRAGMA synchronous"), 2); /* FULL */
 	CHECK_MSG(db_migrate(db, good, 2, err, sizeof(err)) == 0, "%s", err);
 	CHECK_EQ(count_rows(db, "PRAGMA user_version"), 2);
@@ -43,13 +45,16 @@ test_migrate_and_pragmas(void)
 	CHECK_EQ(count_rows(db, "SELECT count(*) FROM t"), 1);
 	/* a binary that knows only migration 1 refuses the newer file */
 	CHECK(db_migrate(db, good, 1, err, sizeof(err)) == -1);
-	CHECK_MSG(strstr(err, "newer than this program's 1") != NULL, "%s", err);
+	CHECK_MSG(strstr(err, "newer than this program's 1") != NULL, "%s",
+	          err);
 	db_close(db);
 
 	/* read-only: reads work, writes fail */
-	CHECK_MSG(db_open(path, DB_READONLY, &db, err, sizeof(err)) == 0, "%s", err);
+	CHECK_MSG(db_open(path, DB_READONLY, &db, err, sizeof(err)) == 0, "%s",
+	          err);
 	CHECK_EQ(count_rows(db, "SELECT count(*) FROM t"), 1);
-	CHECK(db_exec(db, "INSERT INTO t VALUES(2,'y')", err, sizeof(err)) == -1);
+	CHECK(db_exec(db, "INSERT INTO t VALUES(2,'y')", err, sizeof(err)) ==
+	      -1);
 	db_close(db);
 	snprintf(path, sizeof(path), "%s/missing.db", dir);
 	CHECK(db_open(path, DB_READONLY, &db, err, sizeof(err)) == -1);
@@ -62,18 +67,25 @@ static void
 test_failed_migration_rolls_back(void)
 {
 	static const struct db_migration bad[] = {
-		{1, "init", "CREATE TABLE t(a INTEGER);"},
-		{2, "broken", "CREATE TABLE u(a); INSERT INTO nowhere VALUES(1);"},
+	        {1, "init", "CREATE TABLE t(a INTEGER);"},
+	        {2, "broken",
+	         "CREATE TABLE u(a); INSERT INTO nowhere VALUES(1);"},
 	};
 	char err[512];
 	sqlite3 *db;
 
 	CHECK(db_open(":memory:", DB_READWRITE, &db, err, sizeof(err)) == 0);
 	CHECK(db_migrate(db, bad, 2, err, sizeof(err)) == -1);
-	CHECK_MSG(strstr(err, "migration 002_broken failed: no such table: nowhere") != NULL,
-		  "%s", err);
+	CHECK_MSG(
+	        strstr(err,
+	               "migration 002_broken failed: no such table: nowhere") !=
+	                NULL,
+	        "%s", err);
 	CHECK_EQ(count_rows(db, "PRAGMA user_version"), 1);
-	CHECK_EQ(count_rows(db, "SELECT count(*) FROM sqlite_schema WHERE name='u'"), 0);
+	CHECK_EQ(
+	        count_rows(db,
+	                   "SELECT count(*) FROM sqlite_schema WHERE name='u'"),
+	        0);
 	db_close(db);
 }
 
@@ -88,13 +100,13 @@ test_full_disk_keeps_data(void)
 	CHECK(dir != NULL);
 	snprintf(path, sizeof(path), "%s/full.db", dir);
 	CHECK(db_open(path, DB_READWRITE, &db, err, sizeof(err)) == 0);
-	CHECK(db_exec(db, "CREATE TABLE t(x BLOB); INSERT INTO t VALUES(1);", err,
-		      sizeof(err)) == 0);
+	CHECK(db_exec(db, "CREATE TABLE t(x BLOB); INSERT INTO t VALUES(1);",
+	              err, sizeof(err)) == 0);
 	CHECK(db_exec(db, "PRAGMA max_page_count=8", err, sizeof(err)) == 0);
 	CHECK(db_begin(db, err, sizeof(err)) == 0);
 	for (int i = 0; i < 100 && rc == 0; i++)
 		rc = db_exec(db, "INSERT INTO t VALUES(randomblob(4000))", err,
-			     sizeof(err));
+		             sizeof(err));
 	CHECK_MSG(rc == -1 && strstr(err, "full") != NULL, "%s", err);
 	db_rollback(db);
 	CHECK_EQ(count_rows(db, "SELECT count(*) FROM t"), 1);

@@ -89,7 +89,7 @@ test_round_trip(void)
 	}
 	CHECK(envelope_encode(&e, &buf, &len) == 0);
 	CHECK_MSG(envelope_decode(buf, len, &d, err, sizeof(err)) == 0, "%s",
-		  err);
+	          err);
 	CHECK_STR(d.id, e.id);
 	CHECK_STR(d.saga, "ord-1");
 	CHECK_STR(d.type, "payment.charge");
@@ -111,7 +111,9 @@ struct bad {
 	const char *error; /* substring the error must contain */
 };
 
-#define B(...) (const unsigned char[]){__VA_ARGS__}, sizeof((const unsigned char[]){__VA_ARGS__})
+#define B(...)                                                                 \
+	(const unsigned char[]){__VA_ARGS__},                                  \
+	        sizeof((const unsigned char[]){__VA_ARGS__})
 
 static void
 check_bad(const struct bad *b)
@@ -121,7 +123,7 @@ check_bad(const struct bad *b)
 	int rc = envelope_decode(b->bytes, b->len, &e, err, sizeof(err));
 	CHECK_MSG(rc == -1, "%s: accepted", b->name);
 	CHECK_MSG(strstr(err, b->error) != NULL, "%s: want \"%s\", got \"%s\"",
-		  b->name, b->error, err);
+	          b->name, b->error, err);
 	envelope_clear(&e);
 }
 
@@ -130,35 +132,38 @@ test_malformed_table(void)
 {
 	static unsigned char deep33[40], deep17[20];
 	const struct bad table[] = {
-		{"empty", (const unsigned char *)"", 0, "empty input"},
-		{"garbage", B(0xc1, 0x00), "reserved byte 0xc1"},
-		{"truncated str", B(0x81, 0xa2, 'i'), "exceeds the input"},
-		{"truncated map", B(0x82, 0xa1, 'v', 0x01), "map of 2 items exceeds"},
-		{"truncated int", B(0x81, 0xa1, 'v', 0xcd, 0x01), "truncated input"},
-		{"array32 huge", B(0xdd, 0xff, 0xff, 0xff, 0xff),
-		 "exceeds the input"},
-		{"map32 huge", B(0xdf, 0xff, 0xff, 0xff, 0xff),
-		 "exceeds the input"},
-		{"str32 huge", B(0xdb, 0x7f, 0xff, 0xff, 0xff, 'a'),
-		 "exceeds the limit"},
-		{"trailing", B(0x80, 0x00), "1 trailing bytes"},
-		{"not a map", B(0x93, 1, 2, 3), "body must be a map, got array"},
-		{"key not str", B(0x81, 0x01, 0x01), "map key is not a string"},
-		{"duplicate key", B(0x82, 0xa1, 'v', 0x01, 0xa1, 'v', 0x01),
-		 "duplicate map key \"v\""},
-		{"bad utf8", B(0x81, 0xa2, 0xc3, 0x28, 0x01),
-		 "not valid UTF-8"},
-		{"overlong utf8", B(0x81, 0xa2, 0xc0, 0xaf, 0x01),
-		 "not valid UTF-8"},
-		{"fixext", B(0xd4, 0x01, 0x00), "ext type 0xd4"},
-		{"zero-length ext8", B(0xc7, 0x00, 0x01), "ext type 0xc7"},
-		{"uint64 max",
-		 B(0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff),
-		 "above INT64_MAX"},
-		{"depth 33", deep33, 34, "nesting deeper than 16"},
-		{"depth 17", deep17, 18, "nesting deeper than 16"},
-		{"nul in key", B(0x81, 0xa2, 'a', 0x00, 0x01),
-		 "map key contains a NUL byte"},
+	        {"empty", (const unsigned char *)"", 0, "empty input"},
+	        {"garbage", B(0xc1, 0x00), "reserved byte 0xc1"},
+	        {"truncated str", B(0x81, 0xa2, 'i'), "exceeds the input"},
+	        {"truncated map", B(0x82, 0xa1, 'v', 0x01),
+	         "map of 2 items exceeds"},
+	        {"truncated int", B(0x81, 0xa1, 'v', 0xcd, 0x01),
+	         "truncated input"},
+	        {"array32 huge", B(0xdd, 0xff, 0xff, 0xff, 0xff),
+	         "exceeds the input"},
+	        {"map32 huge", B(0xdf, 0xff, 0xff, 0xff, 0xff),
+	         "exceeds the input"},
+	        {"str32 huge", B(0xdb, 0x7f, 0xff, 0xff, 0xff, 'a'),
+	         "exceeds the limit"},
+	        {"trailing", B(0x80, 0x00), "1 trailing bytes"},
+	        {"not a map", B(0x93, 1, 2, 3),
+	         "body must be a map, got array"},
+	        {"key not str", B(0x81, 0x01, 0x01), "map key is not a string"},
+	        {"duplicate key", B(0x82, 0xa1, 'v', 0x01, 0xa1, 'v', 0x01),
+	         "duplicate map key \"v\""},
+	        {"bad utf8", B(0x81, 0xa2, 0xc3, 0x28, 0x01),
+	         "not valid UTF-8"},
+	        {"overlong utf8", B(0x81, 0xa2, 0xc0, 0xaf, 0x01),
+	         "not valid UTF-8"},
+	        {"fixext", B(0xd4, 0x01, 0x00), "ext type 0xd4"},
+	        {"zero-length ext8", B(0xc7, 0x00, 0x01), "ext type 0xc7"},
+	        {"uint64 max",
+	         B(0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff),
+	         "above INT64_MAX"},
+	        {"depth 33", deep33, 34, "nesting deeper than 16"},
+	        {"depth 17", deep17, 18, "nesting deeper than 16"},
+	        {"nul in key", B(0x81, 0xa2, 'a', 0x00, 0x01),
+	         "map key contains a NUL byte"},
 	};
 	memset(deep33, 0x91, 33);
 	deep33[33] = 0x01;
@@ -179,10 +184,10 @@ test_field_errors(void)
 		const char *extra;
 		const char *error;
 	} cases[] = {
-		{1, NULL, "missing field \"id\""},
-		{2, NULL, "missing field \"saga\""},
-		{7, NULL, "missing field \"payload\""},
-		{-1, "colour", "unknown field \"colour\""},
+	        {1, NULL, "missing field \"id\""},
+	        {2, NULL, "missing field \"saga\""},
+	        {7, NULL, "missing field \"payload\""},
+	        {-1, "colour", "unknown field \"colour\""},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		msgpack_sbuffer sb;
@@ -192,7 +197,7 @@ test_field_errors(void)
 		CHECK(envelope_decode(sb.data, sb.size, &e, err, sizeof(err)) ==
 		      -1);
 		CHECK_MSG(strstr(err, cases[i].error) != NULL, "want %s got %s",
-			  cases[i].error, err);
+		          cases[i].error, err);
 		envelope_clear(&e);
 		msgpack_sbuffer_destroy(&sb);
 	}
@@ -208,28 +213,32 @@ test_wrong_types_and_limits(void)
 		size_t vlen;
 		const char *error;
 	} cases[] = {
-		{"attempt", B(0xa1, 'x'), "field \"attempt\" must be an integer, got string"},
-		{"payload", B(0x90), "field \"payload\" must be a map, got array"},
-		{"v", B(0x02), "unsupported envelope version 2"},
-		{"type", B(0xa3, 'A', 'B', 'C'), "outside [a-z0-9_.-]"},
-		{"saga", B(0xa0), "field \"saga\" must be 1..200 bytes"},
-		{"attempt", B(0xff), "field \"attempt\" out of range"},
+	        {"attempt", B(0xa1, 'x'),
+	         "field \"attempt\" must be an integer, got string"},
+	        {"payload", B(0x90),
+	         "field \"payload\" must be a map, got array"},
+	        {"v", B(0x02), "unsupported envelope version 2"},
+	        {"type", B(0xa3, 'A', 'B', 'C'), "outside [a-z0-9_.-]"},
+	        {"saga", B(0xa0), "field \"saga\" must be 1..200 bytes"},
+	        {"attempt", B(0xff), "field \"attempt\" out of range"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		msgpack_sbuffer sb;
 		msgpack_packer pk;
 		struct envelope e;
 		char err[256] = "";
-		const char *keys[] = {"v", "id", "saga", "type", "step",
-				      "attempt", "ts", "payload"};
+		const char *keys[] = {"v",    "id",      "saga", "type",
+		                      "step", "attempt", "ts",   "payload"};
 		msgpack_sbuffer_init(&sb);
 		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 		msgpack_pack_map(&pk, 8);
 		for (size_t k = 0; k < 8; k++) {
-			msgpack_pack_str_with_body(&pk, keys[k], strlen(keys[k]));
+			msgpack_pack_str_with_body(&pk, keys[k],
+			                           strlen(keys[k]));
 			if (strcmp(keys[k], cases[i].key) == 0)
-				msgpack_sbuffer_write(&sb, (const char *)cases[i].val,
-						      cases[i].vlen);
+				msgpack_sbuffer_write(
+				        &sb, (const char *)cases[i].val,
+				        cases[i].vlen);
 			else if (k == 0 || k == 5 || k == 6)
 				msgpack_pack_int(&pk, 1);
 			else if (k == 7)
@@ -239,8 +248,9 @@ test_wrong_types_and_limits(void)
 		}
 		CHECK(envelope_decode(sb.data, sb.size, &e, err, sizeof(err)) ==
 		      -1);
-		CHECK_MSG(strstr(err, cases[i].error) != NULL, "%s: want %s got %s",
-			  cases[i].key, cases[i].error, err);
+		CHECK_MSG(strstr(err, cases[i].error) != NULL,
+		          "%s: want %s got %s", cases[i].key, cases[i].error,
+		          err);
 		envelope_clear(&e);
 		msgpack_sbuffer_destroy(&sb);
 	}
@@ -261,7 +271,8 @@ test_mutations_never_crash(void)
 		memcpy(buf, sb.data, len);
 		for (int k = 0; k < 1 + i % 4; k++) {
 			x = x * 1103515245u + 12345u;
-			buf[(x >> 8) % len] ^= (unsigned char)(1u << ((x >> 4) % 8));
+			buf[(x >> 8) % len] ^=
+			        (unsigned char)(1u << ((x >> 4) % 8));
 		}
 		if (i % 5 == 0) {
 			x = x * 1103515245u + 12345u;
@@ -283,20 +294,20 @@ test_trace(void)
 	CHECK(trace_new(root, sizeof(root)) == 0);
 	CHECK(trace_parse(root, tid) == 0);
 	CHECK(trace_child(root, child, sizeof(child)) == 0);
-	CHECK(strncmp(root, child, 35) == 0);	/* same trace id */
+	CHECK(strncmp(root, child, 35) == 0);      /* same trace id */
 	CHECK(strcmp(root + 36, child + 36) != 0); /* new parent id */
 	CHECK(trace_parse("00-4bf92f3577b34da6a3ce929d0e0e4736-"
-			  "00f067aa0ba902b7-01",
-			  NULL) == 0);
+	                  "00f067aa0ba902b7-01",
+	                  NULL) == 0);
 	CHECK(trace_parse("00-00000000000000000000000000000000-"
-			  "00f067aa0ba902b7-01",
-			  NULL) == -1);
+	                  "00f067aa0ba902b7-01",
+	                  NULL) == -1);
 	CHECK(trace_parse("00-4BF92F3577B34DA6A3CE929D0E0E4736-"
-			  "00f067aa0ba902b7-01",
-			  NULL) == -1);
+	                  "00f067aa0ba902b7-01",
+	                  NULL) == -1);
 	CHECK(trace_parse("01-4bf92f3577b34da6a3ce929d0e0e4736-"
-			  "00f067aa0ba902b7-01",
-			  NULL) == -1);
+	                  "00f067aa0ba902b7-01",
+	                  NULL) == -1);
 	CHECK(trace_parse("garbage", NULL) == -1);
 	CHECK(trace_child("garbage", child, sizeof(child)) == -1);
 }

@@ -39,9 +39,11 @@ test_filtering(void)
 	text = testutil_slurp(path, NULL);
 	unlink(path);
 	CHECK(text != NULL);
-	CHECK_MSG(strstr(text, "hidden") == NULL, "info printed at warn: %s", text);
-	CHECK_MSG(strstr(text, "level=warn prog=t msg=\"shown line k=7\"") != NULL,
-		  "got: %s", text);
+	CHECK_MSG(strstr(text, "hidden") == NULL, "info printed at warn: %s",
+	          text);
+	CHECK_MSG(strstr(text, "level=warn prog=t msg=\"shown line k=7\"") !=
+	                  NULL,
+	          "got: %s", text);
 	free(text);
 }
 

@@ -72,7 +72,7 @@ mem_publish(void *ctx, const struct store_outbox *m, uint64_t tag)
 
 static int
 mem_settle(void *ctx, const uint64_t *acks, size_t nacks,
-	   const uint64_t *rejects, const char *const *reasons, size_t nrej)
+           const uint64_t *rejects, const char *const *reasons, size_t nrej)
 {
 	struct mem *b = ctx;
 	for (size_t i = 0; i < nacks; i++)
@@ -99,12 +99,12 @@ mem_poll(void *ctx, struct loop *l, int timeout_ms)
 	while (b->next_in < b->nin) {
 		struct incoming *m = &b->in[b->next_in++];
 		struct loop_delivery d = {
-			.ref = ++b->next_ref,
-			.source = m->src,
-			.body = m->body,
-			.len = m->len,
-			.message_id = m->id,
-			.content_type = m->content_type,
+		        .ref = ++b->next_ref,
+		        .source = m->src,
+		        .body = m->body,
+		        .len = m->len,
+		        .message_id = m->id,
+		        .content_type = m->content_type,
 		};
 		loop_deliver(l, &d);
 	}
@@ -127,7 +127,7 @@ mem_unconfirmed(void *ctx)
 
 static void
 push_raw(struct mem *b, enum loop_source src, const char *id, const void *body,
-	 size_t len, const char *ctype)
+         size_t len, const char *ctype)
 {
 	struct incoming *m = &b->in[b->nin++];
 	m->src = src;
@@ -154,11 +154,11 @@ static int order_seq;
 /* An order.created for order `id`. */
 static void
 push_order(struct mem *b, const char *id, const char *method, int64_t total,
-	   const char *country, const char *msgid)
+           const char *country, const char *msgid)
 {
 	struct envelope e;
 	struct value items = VALUE_NIL_INIT, item = VALUE_NIL_INIT,
-		     ship = VALUE_NIL_INIT;
+	             ship = VALUE_NIL_INIT;
 	envelope_init(&e);
 	if (msgid != NULL)
 		snprintf(e.id, sizeof(e.id), "%s", msgid);
@@ -221,7 +221,7 @@ participants(struct mem *b, script_fn script)
 			value_set_map(&r.payload);
 			if (strcmp(reply, "payment.charged") == 0)
 				value_map_put_str(&r.payload, "charge_id",
-						  "ch-1");
+				                  "ch-1");
 			push_env(b, SRC_REPLIES, &r);
 			envelope_clear(&r);
 		}
@@ -234,13 +234,13 @@ happy(const char *command, const char *saga)
 {
 	if (strcmp(command, "inventory.reserve") == 0)
 		return strncmp(saga, "nostock", 7) == 0 ? "inventory.rejected"
-							: "inventory.reserved";
+		                                        : "inventory.reserved";
 	if (strcmp(command, "payment.charge") == 0) {
 		if (strncmp(saga, "declined", 8) == 0)
 			return "payment.declined";
 		return strncmp(saga, "cod", 3) == 0
-			       ? "payment.collection_registered"
-			       : "payment.charged";
+		               ? "payment.collection_registered"
+		               : "payment.charged";
 	}
 	if (strcmp(command, "shipping.create") == 0)
 		return "shipping.created";
@@ -266,12 +266,12 @@ world_open(struct world *w)
 {
 	char err[2048];
 	struct loop_transport t = {
-		.ctx = w->bus,
-		.publish = mem_publish,
-		.settle = mem_settle,
-		.poll = mem_poll,
-		.stop_consuming = mem_stop,
-		.unconfirmed = mem_unconfirmed,
+	        .ctx = w->bus,
+	        .publish = mem_publish,
+	        .settle = mem_settle,
+	        .poll = mem_poll,
+	        .stop_consuming = mem_stop,
+	        .unconfirmed = mem_unconfirmed,
 	};
 	struct loop_config lc = {.batch_max = 50, .batch_wait_ms = 0};
 	w->st = store_open(w->db, err, sizeof(err));
@@ -343,13 +343,13 @@ status_of(struct world *w, const char *id)
 	sqlite3_stmt *s;
 	out[0] = '\0';
 	if (sqlite3_prepare_v2(store_db(w->st),
-			       "SELECT status FROM sagas WHERE id = ?", -1, &s,
-			       NULL) != SQLITE_OK)
+	                       "SELECT status FROM sagas WHERE id = ?", -1, &s,
+	                       NULL) != SQLITE_OK)
 		return "?";
 	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
 	if (sqlite3_step(s) == SQLITE_ROW)
 		snprintf(out, sizeof(out), "%s",
-			 (const char *)sqlite3_column_text(s, 0));
+		         (const char *)sqlite3_column_text(s, 0));
 	sqlite3_finalize(s);
 	return out;
 }
@@ -399,7 +399,7 @@ test_paths(void)
 	CHECK_EQ(sent_count(w.bus, "payment.charge", "payment.card"), 2);
 	CHECK_EQ(sent_count(w.bus, "payment.charge", "payment.cod"), 1);
 	CHECK_EQ(sent_count(w.bus, "shipping.create", "shipping.india.books"),
-		 1);
+	         1);
 	/* compensations: cod-big and declined release stock; nostock none */
 	CHECK_EQ(sent_count(w.bus, "inventory.release", NULL), 2);
 	CHECK_EQ(sent_count(w.bus, "payment.refund", NULL), 0);
@@ -425,7 +425,7 @@ test_duplicates_and_garbage(void)
 	push_order(w.bus, "o-1", "card", 100, "india", "m-1"); /* redelivery */
 	push_order(w.bus, "o-1", "card", 100, "india", "m-2"); /* same order */
 	push_raw(w.bus, SRC_ORDERS, "junk", garbage, sizeof(garbage),
-		 "application/msgpack");
+	         "application/msgpack");
 	push_raw(w.bus, SRC_REPLIES, "junk2", "{}", 2, "application/json");
 	push_order(w.bus, "o-2", "card", 100, "india", NULL);
 	run(&w, happy, loop_now_ms(), 10);
@@ -435,9 +435,9 @@ test_duplicates_and_garbage(void)
 	CHECK_EQ(sent_count(w.bus, "inventory.reserve", NULL), 2);
 	CHECK_EQ(w.bus->nrejected, 2);
 	CHECK_MSG(strstr(w.bus->reasons[0], "bad envelope") != NULL, "%s",
-		  w.bus->reasons[0]);
+	          w.bus->reasons[0]);
 	CHECK_MSG(strstr(w.bus->reasons[1], "application/json") != NULL, "%s",
-		  w.bus->reasons[1]);
+	          w.bus->reasons[1]);
 	CHECK_EQ(orch_stats(w.o)->duplicates, 2);
 	world_free(&w);
 }
@@ -463,7 +463,8 @@ test_timeouts_retry(void)
 	for (int i = 1; i <= 40; i++)
 		run(&w, silent_payment, now + i * 60 * 1000, 2);
 	CHECK_MSG(sent_count(w.bus, "payment.charge", NULL) >= 2,
-		  "charge sent %zu times", sent_count(w.bus, "payment.charge", NULL));
+	          "charge sent %zu times",
+	          sent_count(w.bus, "payment.charge", NULL));
 	/* attempts exhausted: the unknown payment is refunded, stock freed */
 	CHECK_STR(status_of(&w, "slow-1"), "failed");
 	CHECK_EQ(sent_count(w.bus, "payment.refund", NULL), 1);
@@ -495,8 +496,8 @@ test_full_disk_acks_nothing(void)
 	run(&w, happy, loop_now_ms() + 10000, 12);
 	CHECK(loop_healthy(w.l, NULL));
 	CHECK_EQ(count(&w, "SELECT count(*) FROM sagas WHERE status = "
-			   "'completed'"),
-		 30);
+	                   "'completed'"),
+	         30);
 	world_free(&w);
 }
 

@@ -426,6 +426,10 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		         .dlx = DLX,
 		         .dlrk = "orchestrator.dlq"},
 		        {.name = "orchestrator.dlq"},
+		        /* every domain event, kept for audit (the demo
+		         * prints it); declared here, by the events' one
+		         * publisher of order.* besides order-api */
+		        {.name = "audit"},
 		};
 		const struct bus_binding bd[] = {
 		        {ORCH_EXCHANGE_EVENTS, a.orders_q, NULL,
@@ -433,8 +437,9 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		        {ORCH_EXCHANGE_REPLIES, a.replies_q, NULL,
 		         cfg->reply_key},
 		        {DLX, "orchestrator.dlq", NULL, "orchestrator.dlq"},
+		        {ORCH_EXCHANGE_EVENTS, "audit", NULL, "order.#"},
 		};
-		const struct bus_topology topo = {ex, 4, qs, 4, bd, 3};
+		const struct bus_topology topo = {ex, 4, qs, 5, bd, 4};
 		const char *consume[] = {a.orders_q, a.replies_q, a.control_q};
 		struct bus_config bc = {
 		        .url = cfg->amqp,

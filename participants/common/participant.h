@@ -1,4 +1,167 @@
-/* participant.h -- the participant framework (participants/common). */
+/* participant.h -- the participant framework (participants/common): the
+ * durable, idempotent loop every participant daemon runs, so that a daemon
+ * is only its command handlers and its tables.
+ *
+ * For each delivery from one of the daemon's work queues:
+ *
+ *   1. The body is decoded (lib/envelope.h). A message that cannot be
+ *      decoded goes straight to `<queue>.dlq` with the reason in the
+ *      x-saga-error header.
+ *   2. In one SQLite transaction (BEGIN IMMEDIATE): if its message id is
+ *      in `part_processed`, the stored reply is published again and
+ *      nothing else happens (a command seen twice gets the same reply and
+ *      changes nothing). Otherwise the handler for its type runs on the
+ *      same connection, and its changes, the reply and the message id
+ *      are committed together.
+ *   3. After the commit the reply is published with a publisher confirm;
+ *      the delivery is acked when the confirm arrives. A crash anywhere
+ *      leaves the delivery unacked: it comes back, and step 2 replays.
+ *
+ * Compensations: a command declared with `undoes` records (saga, undone
+ * command) in `part_compensated` when it succeeds, whether or not the
+ * original ever ran (the handler answers success for something it never
+ * did). An original command (one with `refusal`) that arrives for a saga
+ * already compensated is refused with that reply type and changes
+ * nothing, so a late command never leaves stock reserved or money taken.
+ *
+ * Retries: every work queue Q is declared with a dead-letter route to
+ * `Q.retry`, a queue with a message TTL (`retry_ms`) that dead-letters back
+ * to Q. A handler that answers PART_RETRY (a transient failure) or a
+ * commit that fails (disk full) rolls back and rejects the delivery to
+ * `Q.retry`; past `max_attempts` deliveries it goes to `Q.dlq` with the
+ * reason. PART_REFUSE (a command that can never succeed: unknown type,
+ * fields of the wrong type) goes to `Q.dlq` at once.
+ *
+ * Single-threaded: handlers run inside part_run's loop. Their sqlite3
+ * handle is the framework's, inside its transaction: a handler must not
+ * BEGIN or COMMIT, and any SQLite error it meets should make it return
+ * PART_RETRY.
+ */
 #ifndef SAGA_PARTICIPANT_H
 #define SAGA_PARTICIPANT_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "bus.h"
+#include "db.h"
+#include "envelope.h"
+
+/* What a handler produces. By default a reply to the orchestrator
+ * (exchange saga.replies, routing key = the command's reply_to); a handler
+ * may send it elsewhere (exchange/routing_key) or with a TTL. type ""
+ * means no message at all (an event consumer). */
+struct part_reply {
+	char type[ENVELOPE_TYPE_MAX];
+	struct value payload;     /* a map, starts empty */
+	char id[ENVELOPE_ID_MAX]; /* "" : a fresh id */
+	char exchange[128];       /* "" : saga.replies, or the default exchange
+	                           * when routing_key is set */
+	char routing_key[256];    /* "" : the command's reply_to */
+	int64_t expiration_ms;    /* per-message TTL, 0 for none */
+};
+
+enum part_verdict {
+	PART_DONE,   /* commit the changes with the reply */
+	PART_RETRY,  /* transient: roll back, try again later (retry queue) */
+	PART_REFUSE, /* never succeeds: roll back, dead-letter (why) */
+};
+
+/* A handler. in: the decoded message; attempt: 1 for the first delivery,
+ * 2 after one retry, ...; out: starts with an empty type and payload;
+ * why: the reason for RETRY/REFUSE (logged, and put in the DLQ copy). */
+typedef enum part_verdict (*part_fn)(void *arg, sqlite3 *db,
+                                     const struct envelope *in, int attempt,
+                                     struct part_reply *out, char *why,
+                                     size_t whylen);
+
+struct part_command {
+	const char *type; /* e.g. "inventory.reserve"; NULL: any type (an
+	                   * event consumer's catch-all, checked last) */
+	part_fn fn;
+	const char *undoes;  /* a compensation: the command it undoes */
+	const char *refusal; /* an original: the reply when its saga was
+	                      * already compensated (e.g. inventory.rejected) */
+};
+
+struct part_config {
+	const char *name; /* daemon name: logs, message id prefix */
+	const char *url;  /* AMQP URL(s) */
+	const char *db_path;
+	const struct db_migration *migrations; /* the daemon's own tables */
+	size_t nmigrations;
+	const struct part_command *commands;
+	size_t ncommands;
+	/* The work queues consumed; each gets Q.retry and Q.dlq. */
+	const char *const *queues;
+	size_t nqueues;
+	/* The rest of the daemon's topology: its exchanges, any other
+	 * queues (declared, not consumed), and the bindings of everything
+	 * (work queues included). saga.replies is always declared. */
+	const struct bus_exchange *exchanges;
+	size_t nexchanges;
+	const struct bus_queue *extra_queues;
+	size_t nextra_queues;
+	const struct bus_binding *bindings;
+	size_t nbindings;
+	int max_attempts;  /* deliveries before Q.dlq; 0: 5 */
+	int64_t retry_ms;  /* Q.retry's TTL; 0: 1000 */
+	uint16_t prefetch; /* 0: 50 */
+	void *arg;         /* handed to every handler */
+	/* Called once after the database is open and migrated, before the
+	 * broker (seed tables, prepare statements). NULL for none. */
+	int (*on_open)(void *arg, sqlite3 *db, char *err, size_t errlen);
+};
+
+/* Counters, for logs and tests. */
+struct part_stats {
+	uint64_t handled, replayed, refused_late, retried, dead_lettered;
+};
+
+/* Runs the daemon until *stop becomes non-zero (set it from a SIGTERM
+ * handler), then drains: stops consuming, waits up to 10 s for the
+ * replies in flight to be confirmed (and their commands acked), closes.
+ * Returns 0 after a clean stop, -1 with the reason in err if the database
+ * or the configuration is unusable (before touching the broker). An
+ * unreachable broker is not an error: the bus keeps retrying. */
+int part_run(const struct part_config *cfg, volatile sig_atomic_t *stop,
+             char *err, size_t errlen);
+
+/* The flags every participant takes: --amqp URL (default $SAGA_AMQP_URL),
+ * --db PATH, --log-level LEVEL. part_common_flag handles one getopt
+ * result for them (1 if it was one of them, 0 if not, -1 with a message
+ * on stderr for a bad value); part_common_check says what is missing. */
+#define PART_COMMON_OPTIONS                                                    \
+	{"amqp", required_argument, NULL, 0x101},                              \
+	        {"db", required_argument, NULL, 0x102},                        \
+	{                                                                      \
+		"log-level", required_argument, NULL, 0x103                    \
+	}
+struct part_common {
+	const char *amqp, *db;
+	int log_level; /* enum log_level */
+};
+void part_common_init(struct part_common *c);
+int part_common_flag(struct part_common *c, const char *prog, int opt,
+                     const char *arg);
+int part_common_check(const struct part_common *c, const char *prog);
+
+/* Installs SIGTERM/SIGINT handlers that set *stop, and ignores SIGPIPE. */
+void part_signals(volatile sig_atomic_t *stop);
+
+/* Payload helpers for handlers: a string field ("" if absent or not a
+ * string) and an integer field (false if absent or not an integer). */
+const char *part_str(const struct value *map, const char *path);
+bool part_int(const struct value *map, const char *path, int64_t *out);
+
+/* Runs one statement with parameters described by sig, one letter each:
+ * 't' a const char *, 'i' an int64_t. Returns 1 if it produced a row (its
+ * first column, as int64, in *out when out is not NULL), 0 if not, -1 on
+ * an SQLite error (logged). For the handlers' one-liners. */
+int part_sql(sqlite3 *db, const char *sql, const char *sig, int64_t *out, ...);
+
 #endif

@@ -1,0 +1,753 @@
+/* participant.c -- the participant loop (participant.h is its manual). */
+#include "participant.h"
+
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+#define REPLIES_EXCHANGE "saga.replies"
+#define MAX_QUEUES       8
+
+/* The framework's own tables, next to the daemon's (which are versioned
+ * by PRAGMA user_version through cfg->migrations). These never change
+ * shape: a new need gets a new table. */
+static const char framework_sql[] =
+        "CREATE TABLE IF NOT EXISTS part_processed ("
+        "  message_id  TEXT PRIMARY KEY,"
+        "  saga_id     TEXT NOT NULL,"
+        "  type        TEXT NOT NULL,"
+        "  reply_id    TEXT,"
+        "  reply_type  TEXT,"
+        "  exchange    TEXT,"
+        "  routing_key TEXT,"
+        "  expiration  INTEGER NOT NULL DEFAULT 0,"
+        "  body        BLOB,"
+        "  at          INTEGER NOT NULL"
+        ") STRICT, WITHOUT ROWID;"
+        "CREATE TABLE IF NOT EXISTS part_compensated ("
+        "  saga_id TEXT NOT NULL,"
+        "  command TEXT NOT NULL,"
+        "  at      INTEGER NOT NULL,"
+        "  PRIMARY KEY (saga_id, command)"
+        ") STRICT, WITHOUT ROWID;";
+
+struct pending {
+	uint64_t tag, ref;
+};
+
+struct part {
+	const struct part_config *cfg;
+	sqlite3 *db;
+	struct bus *bus;
+	sqlite3_stmt *find, *record, *late, *compensated;
+	struct pending *pend;
+	size_t npend, cappend;
+	uint64_t next_tag;
+	struct part_stats stats;
+	int max_attempts;
+};
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- helpers for handlers ---- */
+
+const char *
+part_str(const struct value *map, const char *path)
+{
+	const struct value *v = value_path_get(map, path);
+	return v != NULL && v->type == VALUE_STR ? v->u.s.ptr : "";
+}
+
+bool
+part_int(const struct value *map, const char *path, int64_t *out)
+{
+	const struct value *v = value_path_get(map, path);
+	if (v == NULL || v->type != VALUE_INT)
+		return false;
+	*out = v->u.i;
+	return true;
+}
+
+int
+part_sql(sqlite3 *db, const char *sql, const char *sig, int64_t *out, ...)
+{
+	sqlite3_stmt *st = NULL;
+	va_list ap;
+	int rc, i = 1, ret = -1;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		log_error("sql: %s: %s", sqlite3_errmsg(db), sql);
+		return -1;
+	}
+	va_start(ap, out);
+	for (const char *p = sig; *p != '\0'; p++, i++) {
+		if (*p == 't')
+			rc = sqlite3_bind_text(st, i, va_arg(ap, const char *),
+			                       -1, SQLITE_TRANSIENT);
+		else
+			rc = sqlite3_bind_int64(st, i, va_arg(ap, int64_t));
+		if (rc != SQLITE_OK)
+			goto out;
+	}
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		if (out != NULL)
+			*out = sqlite3_column_int64(st, 0);
+		ret = 1;
+	} else if (rc == SQLITE_DONE) {
+		ret = 0;
+	}
+out:
+	va_end(ap);
+	if (ret < 0)
+		log_error("sql: %s: %s", sqlite3_errmsg(db), sql);
+	sqlite3_finalize(st);
+	return ret;
+}
+
+/* ---- flags ---- */
+
+void
+part_common_init(struct part_common *c)
+{
+	c->amqp = getenv("SAGA_AMQP_URL");
+	c->db = NULL;
+	c->log_level = LOG_INFO;
+}
+
+int
+part_common_flag(struct part_common *c, const char *prog, int opt,
+                 const char *arg)
+{
+	enum log_level l;
+
+	switch (opt) {
+	case 0x101:
+		c->amqp = arg;
+		return 1;
+	case 0x102:
+		c->db = arg;
+		return 1;
+	case 0x103:
+		if (log_level_parse(arg, &l) != 0) {
+			fprintf(stderr,
+			        "%s: --log-level: \"%s\" is not one of debug, "
+			        "info, warn, error\n",
+			        prog, arg);
+			return -1;
+		}
+		c->log_level = (int)l;
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+int
+part_common_check(const struct part_common *c, const char *prog)
+{
+	if (c->amqp == NULL || c->amqp[0] == '\0') {
+		fprintf(stderr,
+		        "%s: no broker: give --amqp URL or set SAGA_AMQP_URL\n",
+		        prog);
+		return -1;
+	}
+	if (c->db == NULL || c->db[0] == '\0') {
+		fprintf(stderr, "%s: --db PATH is required\n", prog);
+		return -1;
+	}
+	return 0;
+}
+
+static volatile sig_atomic_t *stop_flag;
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	if (stop_flag != NULL)
+		*stop_flag = 1;
+}
+
+void
+part_signals(volatile sig_atomic_t *stop)
+{
+	struct sigaction sa;
+
+	stop_flag = stop;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* ---- acking after the confirm ---- */
+
+static int
+pend_add(struct part *p, uint64_t tag, uint64_t ref)
+{
+	if (p->npend == p->cappend) {
+		size_t cap = p->cappend ? p->cappend * 2 : 64;
+		struct pending *n = realloc(p->pend, cap * sizeof(*n));
+		if (n == NULL)
+			return -1;
+		p->pend = n;
+		p->cappend = cap;
+	}
+	p->pend[p->npend].tag = tag;
+	p->pend[p->npend].ref = ref;
+	p->npend++;
+	return 0;
+}
+
+static void
+on_confirm(void *arg, uint64_t tag, enum bus_confirm c)
+{
+	struct part *p = arg;
+
+	for (size_t i = 0; i < p->npend; i++) {
+		if (p->pend[i].tag != tag)
+			continue;
+		if (c == BUS_RETURNED)
+			log_warnx("a reply was unroutable (no queue bound): "
+			          "dropped; the orchestrator will time out "
+			          "and retry");
+		bus_ack(p->bus, p->pend[i].ref, false);
+		p->pend[i] = p->pend[--p->npend];
+		return;
+	}
+}
+
+/* Publishes m and acks the delivery `ref` once the broker confirms it. If
+ * the publish is refused (invalid), the delivery is acked anyway: it can
+ * never be published, and retrying would not change that. */
+static void
+publish_then_ack(struct part *p, const struct bus_message *m, uint64_t ref)
+{
+	uint64_t tag = ++p->next_tag;
+
+	if (pend_add(p, tag, ref) != 0) {
+		log_error("out of memory: leaving a delivery unacked");
+		return;
+	}
+	if (bus_publish(p->bus, m, tag) != 0) {
+		log_error("cannot publish %s (%s): invalid message", m->type,
+		          m->message_id);
+		p->npend--;
+		bus_ack(p->bus, ref, false);
+	}
+}
+
+/* A copy of the delivery to Q.dlq with the reason, then the ack. */
+static void
+dead_letter(struct part *p, const struct bus_delivery *d, const char *why)
+{
+	char rk[256], id[ENVELOPE_ID_MAX];
+	struct bus_message m = {0};
+
+	snprintf(rk, sizeof(rk), "%s.dlq", d->queue);
+	if (d->message_id[0] != '\0')
+		snprintf(id, sizeof(id), "%s", d->message_id);
+	else
+		envelope_new_id(id, sizeof(id), "dlq");
+	m.exchange = "";
+	m.routing_key = rk;
+	m.message_id = id;
+	m.correlation_id = d->correlation_id[0] ? d->correlation_id : NULL;
+	m.type = d->type[0] ? d->type : NULL;
+	m.traceparent = d->traceparent[0] ? d->traceparent : NULL;
+	m.content_type = d->content_type[0] ? d->content_type : NULL;
+	m.error = why;
+	m.timestamp_ms = d->timestamp_ms;
+	m.body = d->body;
+	m.len = d->len;
+	p->stats.dead_lettered++;
+	log_warnx("saga=%s dead-lettered %s from %s to %s: %s",
+	          d->correlation_id, d->message_id, d->queue, rk, why);
+	publish_then_ack(p, &m, d->ref);
+}
+
+/* ---- the stored reply ---- */
+
+struct stored {
+	char id[ENVELOPE_ID_MAX], type[ENVELOPE_TYPE_MAX];
+	char exchange[128], rk[256];
+	int64_t expiration;
+	void *body;
+	size_t len;
+};
+
+static void
+publish_stored(struct part *p, const struct bus_delivery *d,
+               const struct stored *s, const char *saga)
+{
+	struct bus_message m = {0};
+
+	if (s->type[0] == '\0') { /* nothing to send */
+		bus_ack(p->bus, d->ref, false);
+		return;
+	}
+	m.exchange = s->exchange;
+	m.routing_key = s->rk;
+	m.message_id = s->id;
+	m.correlation_id = saga;
+	m.type = s->type;
+	m.traceparent = d->traceparent[0] ? d->traceparent : NULL;
+	m.timestamp_ms = now_ms();
+	m.expiration_ms = s->expiration;
+	m.body = s->body;
+	m.len = s->len;
+	publish_then_ack(p, &m, d->ref);
+}
+
+static void
+text_col(sqlite3_stmt *st, int i, char *buf, size_t cap)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+	snprintf(buf, cap, "%s", t != NULL ? (const char *)t : "");
+}
+
+/* 1 found (s filled, s->body malloc'd), 0 not found, -1 error. */
+static int
+find_processed(struct part *p, const char *id, struct stored *s)
+{
+	int rc, ret = -1;
+
+	memset(s, 0, sizeof(*s));
+	sqlite3_reset(p->find);
+	if (sqlite3_bind_text(p->find, 1, id, -1, SQLITE_STATIC) != SQLITE_OK)
+		return -1;
+	rc = sqlite3_step(p->find);
+	if (rc == SQLITE_DONE) {
+		ret = 0;
+	} else if (rc == SQLITE_ROW) {
+		const void *b = sqlite3_column_blob(p->find, 5);
+		int n = sqlite3_column_bytes(p->find, 5);
+		text_col(p->find, 0, s->id, sizeof(s->id));
+		text_col(p->find, 1, s->type, sizeof(s->type));
+		text_col(p->find, 2, s->exchange, sizeof(s->exchange));
+		text_col(p->find, 3, s->rk, sizeof(s->rk));
+		s->expiration = sqlite3_column_int64(p->find, 4);
+		ret = 1;
+		if (n > 0) {
+			s->body = malloc((size_t)n);
+			if (s->body == NULL)
+				ret = -1;
+			else
+				memcpy(s->body, b, (size_t)n);
+			s->len = (size_t)n;
+		}
+	}
+	if (ret < 0)
+		log_error("cannot read part_processed: %s",
+		          sqlite3_errmsg(p->db));
+	sqlite3_reset(p->find);
+	sqlite3_clear_bindings(p->find);
+	return ret;
+}
+
+static int
+record_processed(struct part *p, const struct envelope *in,
+                 const struct stored *s)
+{
+	sqlite3_stmt *st = p->record;
+	int rc;
+
+	sqlite3_reset(st);
+	if (sqlite3_bind_text(st, 1, in->id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 2, in->saga, -1, SQLITE_STATIC) !=
+	            SQLITE_OK ||
+	    sqlite3_bind_text(st, 3, in->type, -1, SQLITE_STATIC) !=
+	            SQLITE_OK ||
+	    sqlite3_bind_text(st, 4, s->id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 5, s->type, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 6, s->exchange, -1, SQLITE_STATIC) !=
+	            SQLITE_OK ||
+	    sqlite3_bind_text(st, 7, s->rk, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 8, s->expiration) != SQLITE_OK ||
+	    (s->len > 0 ? sqlite3_bind_blob(st, 9, s->body, (int)s->len,
+	                                    SQLITE_STATIC)
+	                : sqlite3_bind_null(st, 9)) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 10, now_ms()) != SQLITE_OK)
+		goto fail;
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE)
+		goto fail;
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return 0;
+fail:
+	log_error("cannot record %s: %s", in->id, sqlite3_errmsg(p->db));
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return -1;
+}
+
+/* 1 if (saga, command) was compensated, 0 if not, -1 error. */
+static int
+was_compensated(struct part *p, const char *saga, const char *command)
+{
+	int rc;
+
+	sqlite3_reset(p->late);
+	if (sqlite3_bind_text(p->late, 1, saga, -1, SQLITE_STATIC) !=
+	            SQLITE_OK ||
+	    sqlite3_bind_text(p->late, 2, command, -1, SQLITE_STATIC) !=
+	            SQLITE_OK)
+		return -1;
+	rc = sqlite3_step(p->late);
+	sqlite3_reset(p->late);
+	sqlite3_clear_bindings(p->late);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int
+mark_compensated(struct part *p, const char *saga, const char *command)
+{
+	int rc;
+
+	sqlite3_reset(p->compensated);
+	if (sqlite3_bind_text(p->compensated, 1, saga, -1, SQLITE_STATIC) !=
+	            SQLITE_OK ||
+	    sqlite3_bind_text(p->compensated, 2, command, -1, SQLITE_STATIC) !=
+	            SQLITE_OK ||
+	    sqlite3_bind_int64(p->compensated, 3, now_ms()) != SQLITE_OK)
+		return -1;
+	rc = sqlite3_step(p->compensated);
+	sqlite3_reset(p->compensated);
+	sqlite3_clear_bindings(p->compensated);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static const struct part_command *
+find_command(const struct part_config *cfg, const char *type)
+{
+	const struct part_command *any = NULL;
+
+	for (size_t i = 0; i < cfg->ncommands; i++) {
+		if (cfg->commands[i].type == NULL)
+			any = &cfg->commands[i];
+		else if (strcmp(cfg->commands[i].type, type) == 0)
+			return &cfg->commands[i];
+	}
+	return any;
+}
+
+/* Turns the handler's reply into what is stored and sent. */
+static int
+seal_reply(struct part *p, const struct bus_delivery *d,
+           const struct envelope *in, struct part_reply *r, struct stored *s)
+{
+	struct envelope e;
+	char *body = NULL;
+	size_t len = 0;
+
+	memset(s, 0, sizeof(*s));
+	if (r->type[0] == '\0')
+		return 0;
+	envelope_init(&e);
+	if (r->id[0] != '\0')
+		snprintf(e.id, sizeof(e.id), "%s", r->id);
+	else
+		envelope_new_id(e.id, sizeof(e.id), p->cfg->name);
+	snprintf(e.saga, sizeof(e.saga), "%s", in->saga);
+	snprintf(e.type, sizeof(e.type), "%s", r->type);
+	snprintf(e.step, sizeof(e.step), "%s", in->step);
+	snprintf(e.re, sizeof(e.re), "%s", in->id);
+	e.attempt = in->attempt;
+	e.ts = now_ms();
+	value_clear(&e.payload);
+	e.payload = r->payload; /* lent for the encoding */
+	if (envelope_encode(&e, &body, &len) != 0) {
+		value_set_map(&e.payload);
+		envelope_clear(&e);
+		return -1;
+	}
+	value_set_map(&e.payload);
+	snprintf(s->id, sizeof(s->id), "%s", e.id);
+	snprintf(s->type, sizeof(s->type), "%s", r->type);
+	/* a routing key without an exchange: the default exchange */
+	snprintf(s->exchange, sizeof(s->exchange), "%s",
+	         r->exchange[0] || r->routing_key[0] ? r->exchange
+	                                             : REPLIES_EXCHANGE);
+	snprintf(s->rk, sizeof(s->rk), "%s",
+	         r->routing_key[0] ? r->routing_key
+	         : d->reply_to[0]  ? d->reply_to
+	                           : "orchestrator");
+	s->expiration = r->expiration_ms;
+	s->body = body;
+	s->len = len;
+	envelope_clear(&e);
+	return 0;
+}
+
+/* Rolls back and sends the delivery round the retry queue, or to the DLQ
+ * past its attempts. */
+static void
+retry_later(struct part *p, const struct bus_delivery *d, int attempt,
+            const char *why)
+{
+	db_rollback(p->db);
+	if (attempt >= p->max_attempts) {
+		char reason[512];
+		snprintf(reason, sizeof(reason), "failed %d times: %s", attempt,
+		         why);
+		dead_letter(p, d, reason);
+		return;
+	}
+	p->stats.retried++;
+	log_warnx("saga=%s %s attempt %d failed, retrying: %s",
+	          d->correlation_id, d->type, attempt, why);
+	bus_reject(p->bus, d->ref, false); /* Q -> Q.retry -> Q */
+}
+
+static void
+on_delivery(void *arg, const struct bus_delivery *d)
+{
+	struct part *p = arg;
+	struct envelope in;
+	struct part_reply r;
+	struct stored s;
+	const struct part_command *cmd;
+	char err[512], why[512] = "";
+	int attempt = (int)d->rejected_count + 1, rc;
+	enum part_verdict v;
+
+	envelope_init(&in);
+	memset(&r, 0, sizeof(r));
+	value_set_map(&r.payload);
+	memset(&s, 0, sizeof(s));
+	if (envelope_decode(d->body, d->len, &in, err, sizeof(err)) != 0) {
+		char reason[600];
+		snprintf(reason, sizeof(reason), "cannot decode: %s", err);
+		dead_letter(p, d, reason);
+		goto out;
+	}
+	cmd = find_command(p->cfg, in.type);
+	if (cmd == NULL) {
+		char reason[300];
+		snprintf(reason, sizeof(reason), "unknown message type %s",
+		         in.type);
+		dead_letter(p, d, reason);
+		goto out;
+	}
+	if (db_begin(p->db, err, sizeof(err)) != 0) {
+		retry_later(p, d, attempt, err);
+		goto out;
+	}
+	rc = find_processed(p, in.id, &s);
+	if (rc < 0) {
+		retry_later(p, d, attempt, "cannot read the inbox");
+		goto out;
+	}
+	if (rc == 1) {
+		db_rollback(p->db);
+		p->stats.replayed++;
+		log_info("saga=%s %s %s seen before: reply %s sent again",
+		         in.saga, in.type, in.id, s.type[0] ? s.type : "none");
+		publish_stored(p, d, &s, in.saga);
+		goto out;
+	}
+	rc = cmd->refusal != NULL ? was_compensated(p, in.saga, in.type) : 0;
+	if (rc < 0) {
+		retry_later(p, d, attempt, "cannot read part_compensated");
+		goto out;
+	}
+	if (rc == 1) {
+		p->stats.refused_late++;
+		snprintf(r.type, sizeof(r.type), "%s", cmd->refusal);
+		value_map_put_str(&r.payload, "reason",
+		                  "already compensated: refused");
+		log_warnx("saga=%s %s arrived after its compensation: "
+		          "answering %s",
+		          in.saga, in.type, cmd->refusal);
+		v = PART_DONE;
+	} else {
+		v = cmd->fn(p->cfg->arg, p->db, &in, attempt, &r, why,
+		            sizeof(why));
+	}
+	if (v == PART_RETRY) {
+		retry_later(p, d, attempt, why[0] ? why : "transient failure");
+		goto out;
+	}
+	if (v == PART_REFUSE) {
+		db_rollback(p->db);
+		dead_letter(p, d, why[0] ? why : "refused");
+		goto out;
+	}
+	if (seal_reply(p, d, &in, &r, &s) != 0) {
+		db_rollback(p->db);
+		dead_letter(p, d, "cannot encode the reply");
+		goto out;
+	}
+	if ((cmd->undoes != NULL &&
+	     mark_compensated(p, in.saga, cmd->undoes) != 0) ||
+	    record_processed(p, &in, &s) != 0 ||
+	    db_commit(p->db, err, sizeof(err)) != 0) {
+		retry_later(p, d, attempt,
+		            err[0] ? err : "cannot record the message");
+		goto out;
+	}
+	p->stats.handled++;
+	log_info("saga=%s step=%s %s -> %s", in.saga, in.step, in.type,
+	         s.type[0] ? s.type : "(no reply)");
+	publish_stored(p, d, &s, in.saga);
+out:
+	free(s.body);
+	value_clear(&r.payload);
+	envelope_clear(&in);
+}
+
+/* ---- set-up ---- */
+
+static int
+open_db(struct part *p, char *err, size_t errlen)
+{
+	const struct part_config *cfg = p->cfg;
+
+	if (db_open(cfg->db_path, DB_READWRITE, &p->db, err, errlen) != 0 ||
+	    db_migrate(p->db, cfg->migrations, cfg->nmigrations, err, errlen) !=
+	            0 ||
+	    db_exec(p->db, framework_sql, err, errlen) != 0 ||
+	    db_prepare(p->db, &p->find,
+	               "SELECT reply_id, reply_type, exchange, routing_key, "
+	               "expiration, body FROM part_processed "
+	               "WHERE message_id = ?1",
+	               err, errlen) != 0 ||
+	    db_prepare(p->db, &p->record,
+	               "INSERT INTO part_processed(message_id, saga_id, type, "
+	               "reply_id, reply_type, exchange, routing_key, "
+	               "expiration, body, at) "
+	               "VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+	               err, errlen) != 0 ||
+	    db_prepare(p->db, &p->late,
+	               "SELECT 1 FROM part_compensated "
+	               "WHERE saga_id = ?1 AND command = ?2",
+	               err, errlen) != 0 ||
+	    db_prepare(p->db, &p->compensated,
+	               "INSERT OR IGNORE INTO part_compensated"
+	               "(saga_id, command, at) VALUES (?1, ?2, ?3)",
+	               err, errlen) != 0)
+		return -1;
+	if (cfg->on_open != NULL && cfg->on_open(cfg->arg, p->db, err, errlen))
+		return -1;
+	return 0;
+}
+
+/* The topology: the daemon's plus, for each work queue Q, Q.retry and
+ * Q.dlq, and saga.replies. */
+static int
+open_bus(struct part *p, char *err, size_t errlen)
+{
+	const struct part_config *cfg = p->cfg;
+	char names[MAX_QUEUES][3][256];
+	struct bus_exchange ex[16];
+	struct bus_queue qs[MAX_QUEUES * 3 + 16];
+	size_t nex = 0, nq = 0;
+	struct bus_topology topo;
+	struct bus_config bc = {0};
+
+	if (cfg->nqueues > MAX_QUEUES || cfg->nexchanges > 15 ||
+	    cfg->nextra_queues > 16) {
+		snprintf(err, errlen, "topology too large");
+		return -1;
+	}
+	ex[nex++] = (struct bus_exchange){REPLIES_EXCHANGE, "direct", NULL};
+	for (size_t i = 0; i < cfg->nexchanges; i++)
+		ex[nex++] = cfg->exchanges[i];
+	for (size_t i = 0; i < cfg->nqueues; i++) {
+		snprintf(names[i][0], 256, "%s", cfg->queues[i]);
+		snprintf(names[i][1], 256, "%s.retry", cfg->queues[i]);
+		snprintf(names[i][2], 256, "%s.dlq", cfg->queues[i]);
+		qs[nq++] = (struct bus_queue){
+		        .name = names[i][0], .dlx = "", .dlrk = names[i][1]};
+		qs[nq++] = (struct bus_queue){
+		        .name = names[i][1],
+		        .dlx = "",
+		        .dlrk = names[i][0],
+		        .ttl_ms = cfg->retry_ms > 0 ? cfg->retry_ms : 1000};
+		qs[nq++] = (struct bus_queue){.name = names[i][2]};
+	}
+	for (size_t i = 0; i < cfg->nextra_queues; i++)
+		qs[nq++] = cfg->extra_queues[i];
+	topo = (struct bus_topology){ex, nex,           qs,
+	                             nq, cfg->bindings, cfg->nbindings};
+	bc.url = cfg->url;
+	bc.name = cfg->name;
+	bc.ca_file = getenv("SAGA_AMQP_CA");
+	bc.cert_file = getenv("SAGA_AMQP_CERT");
+	bc.key_file = getenv("SAGA_AMQP_KEY");
+	bc.prefetch = cfg->prefetch ? cfg->prefetch : 50;
+	bc.topology = &topo; /* copied by bus_open */
+	bc.consume = cfg->queues;
+	bc.nconsume = cfg->nqueues;
+	p->bus = bus_open(&bc, err, errlen);
+	return p->bus != NULL ? 0 : -1;
+}
+
+static void
+part_free(struct part *p)
+{
+	sqlite3_finalize(p->find);
+	sqlite3_finalize(p->record);
+	sqlite3_finalize(p->late);
+	sqlite3_finalize(p->compensated);
+	db_close(p->db);
+	bus_close(p->bus);
+	free(p->pend);
+}
+
+int
+part_run(const struct part_config *cfg, volatile sig_atomic_t *stop, char *err,
+         size_t errlen)
+{
+	struct part p;
+	struct bus_handlers h = {on_delivery, on_confirm, &p};
+	char cerr[512];
+	const struct bus_stats *bs;
+
+	memset(&p, 0, sizeof(p));
+	p.cfg = cfg;
+	p.max_attempts = cfg->max_attempts > 0 ? cfg->max_attempts : 5;
+	if (open_db(&p, err, errlen) != 0 || open_bus(&p, err, errlen) != 0) {
+		part_free(&p);
+		return -1;
+	}
+	if (bus_connect(p.bus, cerr, sizeof(cerr)) != 0)
+		log_warnx("%s; retrying", cerr);
+	else
+		log_info("ready: consuming %s%s", cfg->queues[0],
+		         cfg->nqueues > 1 ? " and more" : "");
+	while (!*stop)
+		bus_poll(p.bus, 200, &h);
+	log_info("stopping: draining");
+	bus_cancel(p.bus);
+	if (bus_flush(p.bus, 10000, &h) != 0)
+		log_warnx("%zu replies unconfirmed at exit: their commands "
+		          "stay unacked and come back",
+		          bus_unconfirmed(p.bus));
+	bs = bus_stats(p.bus);
+	log_info("stopped: handled %llu, replayed %llu, refused late %llu, "
+	         "retried %llu, dead-lettered %llu, reconnects %llu",
+	         (unsigned long long)p.stats.handled,
+	         (unsigned long long)p.stats.replayed,
+	         (unsigned long long)p.stats.refused_late,
+	         (unsigned long long)p.stats.retried,
+	         (unsigned long long)p.stats.dead_lettered,
+	         (unsigned long long)bs->reconnects);
+	part_free(&p);
+	return 0;
+}

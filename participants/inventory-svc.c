@@ -1,0 +1,381 @@
+/* inventory-svc -- stock per sku; reserves every line of an order or none.
+ *
+ *   inventory-svc --amqp URL --db PATH [--seed FILE] [--log-level L]
+ *   inventory-svc --db PATH --print-stock
+ *
+ * Commands (queue inventory.commands, bound to saga.commands "inventory"
+ * and "inventory.#"):
+ *   inventory.reserve {items: [{sku, quantity}]}
+ *       -> inventory.reserved, or inventory.rejected {reason, short: [sku]}
+ *   inventory.release -> inventory.released (gives the saga's reservation
+ *       back; for a saga that reserved nothing it records the release and
+ *       answers released, and a reserve arriving later is rejected)
+ * A saga reserves once: a second reserve (a retry after a timeout) answers
+ * reserved again without taking more.
+ *
+ * --seed FILE: lines "SKU QUANTITY" ('#' comments); a sku already in the
+ * database keeps its stock (seeding twice, or restarting, adds nothing).
+ * --print-stock: "sku on_hand held" per line, then exits (no broker).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "participant.h"
+
+extern const struct db_migration inventory_migrations[];
+extern const size_t inventory_migrations_count;
+
+#define MAX_LINES 200
+
+struct inv {
+	const char *seed;
+};
+
+static int64_t
+now_ms(void)
+{
+	return (int64_t)time(NULL) * 1000;
+}
+
+static int
+seed_file(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	char line[512];
+	int n = 0, added = 0;
+
+	if (f == NULL) {
+		snprintf(err, errlen, "--seed %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (db_begin(db, err, errlen) != 0) {
+		fclose(f);
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char sku[201], extra[2];
+		long long q;
+		int k, rc;
+		n++;
+		line[strcspn(line, "#\r\n")] = '\0';
+		k = sscanf(line, "%200s %lld %1s", sku, &q, extra);
+		if (k <= 0)
+			continue;
+		if (k != 2 || q < 0) {
+			snprintf(err, errlen,
+			         "%s:%d: expected \"SKU QUANTITY\" with a "
+			         "quantity >= 0",
+			         path, n);
+			goto fail;
+		}
+		rc = part_sql(db,
+		              "INSERT OR IGNORE INTO stock(sku, on_hand) "
+		              "VALUES (?1, ?2)",
+		              "ti", NULL, sku, (int64_t)q);
+		if (rc < 0 || sqlite3_changes(db) > 1)
+			goto dbfail;
+		if (sqlite3_changes(db) == 1) {
+			added++;
+			if (part_sql(db,
+			             "INSERT INTO movements(sku, delta, kind, "
+			             "at) VALUES (?1, ?2, 'seed', ?3)",
+			             "tii", NULL, sku, (int64_t)q,
+			             now_ms()) < 0)
+				goto dbfail;
+		}
+	}
+	if (ferror(f)) {
+		snprintf(err, errlen, "--seed %s: read error", path);
+		goto fail;
+	}
+	fclose(f);
+	if (db_commit(db, err, errlen) != 0)
+		return -1;
+	log_info("seeded %d new skus from %s", added, path);
+	return 0;
+dbfail:
+	db_fail(db, err, errlen, "%s:%d", path, n);
+fail:
+	fclose(f);
+	db_rollback(db);
+	return -1;
+}
+
+static int
+on_open(void *arg, sqlite3 *db, char *err, size_t errlen)
+{
+	struct inv *v = arg;
+	return v->seed != NULL ? seed_file(db, v->seed, err, errlen) : 0;
+}
+
+struct line {
+	const char *sku;
+	int64_t qty;
+};
+
+/* Checks and aggregates the items (one entry per sku). NULL on success,
+ * else what is wrong. */
+static const char *
+read_items(const struct value *payload, struct line *l, size_t *n)
+{
+	const struct value *items = value_map_get(payload, "items");
+
+	*n = 0;
+	if (items == NULL || items->type != VALUE_ARRAY || items->u.a.len == 0)
+		return "items must be a non-empty list";
+	if (items->u.a.len > MAX_LINES)
+		return "too many items";
+	for (size_t i = 0; i < items->u.a.len; i++) {
+		const struct value *it = &items->u.a.items[i];
+		const char *sku = part_str(it, "sku");
+		int64_t q;
+		size_t j;
+		if (sku[0] == '\0')
+			return "an item has no sku";
+		if (!part_int(it, "quantity", &q) || q <= 0 || q > 1000000)
+			return "an item's quantity is not a positive integer";
+		for (j = 0; j < *n && strcmp(l[j].sku, sku) != 0; j++)
+			;
+		if (j == *n)
+			l[(*n)++] = (struct line){sku, 0};
+		l[j].qty += q;
+	}
+	return NULL;
+}
+
+static enum part_verdict
+reserve(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
+        struct part_reply *out, char *why, size_t whylen)
+{
+	struct line l[MAX_LINES];
+	struct value shorts;
+	size_t n;
+	int64_t have;
+	const char *bad;
+	int rc;
+
+	(void)arg;
+	(void)attempt;
+	rc = part_sql(db, "SELECT 1 FROM reservations WHERE saga_id = ?1", "t",
+	              NULL, in->saga);
+	if (rc < 0)
+		goto dberr;
+	if (rc == 1) { /* reserved by an earlier attempt */
+		snprintf(out->type, sizeof(out->type), "inventory.reserved");
+		return PART_DONE;
+	}
+	bad = read_items(&in->payload, l, &n);
+	if (bad != NULL) {
+		snprintf(out->type, sizeof(out->type), "inventory.rejected");
+		value_map_put_str(&out->payload, "reason", bad);
+		return PART_DONE;
+	}
+	value_set_array(&shorts);
+	for (size_t i = 0; i < n; i++) {
+		rc = part_sql(db, "SELECT on_hand FROM stock WHERE sku = ?1",
+		              "t", &have, l[i].sku);
+		if (rc < 0) {
+			value_clear(&shorts);
+			goto dberr;
+		}
+		if (rc == 0 || have < l[i].qty) {
+			struct value s;
+			if (value_set_str(&s, l[i].sku) != 0 ||
+			    value_array_push(&shorts, &s) != 0) {
+				value_clear(&shorts);
+				goto dberr;
+			}
+		}
+	}
+	if (shorts.u.a.len > 0) {
+		snprintf(out->type, sizeof(out->type), "inventory.rejected");
+		value_map_put_str(&out->payload, "reason", "out of stock");
+		return value_map_put(&out->payload, "short", &shorts) == 0
+		               ? PART_DONE
+		               : PART_RETRY;
+	}
+	value_clear(&shorts);
+	for (size_t i = 0; i < n; i++) {
+		if (part_sql(db,
+		             "UPDATE stock SET on_hand = on_hand - ?2 "
+		             "WHERE sku = ?1",
+		             "ti", NULL, l[i].sku, l[i].qty) < 0 ||
+		    part_sql(db,
+		             "INSERT INTO reservations(saga_id, sku, quantity, "
+		             "at) VALUES (?1, ?2, ?3, ?4)",
+		             "ttii", NULL, in->saga, l[i].sku, l[i].qty,
+		             now_ms()) < 0 ||
+		    part_sql(db,
+		             "INSERT INTO movements(saga_id, sku, delta, kind, "
+		             "at) VALUES (?1, ?2, ?3, 'reserve', ?4)",
+		             "ttii", NULL, in->saga, l[i].sku, -l[i].qty,
+		             now_ms()) < 0)
+			goto dberr;
+	}
+	snprintf(out->type, sizeof(out->type), "inventory.reserved");
+	return PART_DONE;
+dberr:
+	snprintf(why, whylen, "database: %s", sqlite3_errmsg(db));
+	return PART_RETRY;
+}
+
+static enum part_verdict
+release(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
+        struct part_reply *out, char *why, size_t whylen)
+{
+	int64_t back = 0;
+
+	(void)arg;
+	(void)attempt;
+	if (part_sql(db,
+	             "INSERT INTO movements(saga_id, sku, delta, kind, at) "
+	             "SELECT saga_id, sku, quantity, 'release', ?2 "
+	             "FROM reservations WHERE saga_id = ?1",
+	             "ti", NULL, in->saga, now_ms()) < 0 ||
+	    part_sql(db,
+	             "UPDATE stock SET on_hand = on_hand + (SELECT quantity "
+	             "FROM reservations r WHERE r.saga_id = ?1 AND r.sku = "
+	             "stock.sku) WHERE sku IN (SELECT sku FROM reservations "
+	             "WHERE saga_id = ?1)",
+	             "t", NULL, in->saga) < 0)
+		goto dberr;
+	back = sqlite3_changes(db);
+	if (part_sql(db, "DELETE FROM reservations WHERE saga_id = ?1", "t",
+	             NULL, in->saga) < 0)
+		goto dberr;
+	snprintf(out->type, sizeof(out->type), "inventory.released");
+	value_map_put_int(&out->payload, "skus_released", back);
+	return PART_DONE;
+dberr:
+	snprintf(why, whylen, "database: %s", sqlite3_errmsg(db));
+	return PART_RETRY;
+}
+
+static int
+print_stock(const char *path)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	char err[512];
+	int rc;
+
+	if (db_open(path, DB_READONLY, &db, err, sizeof(err)) != 0) {
+		fprintf(stderr, "inventory-svc: %s\n", err);
+		return 1;
+	}
+	if (db_prepare(db, &st,
+	               "SELECT s.sku, s.on_hand, coalesce((SELECT "
+	               "sum(quantity) FROM reservations r WHERE r.sku = "
+	               "s.sku), 0) FROM stock s ORDER BY s.sku",
+	               err, sizeof(err)) != 0) {
+		fprintf(stderr, "inventory-svc: %s\n", err);
+		db_close(db);
+		return 1;
+	}
+	printf("%-24s %10s %10s\n", "sku", "on_hand", "held");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		printf("%-24s %10lld %10lld\n",
+		       (const char *)sqlite3_column_text(st, 0),
+		       (long long)sqlite3_column_int64(st, 1),
+		       (long long)sqlite3_column_int64(st, 2));
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		fprintf(stderr, "inventory-svc: %s\n", sqlite3_errmsg(db));
+	db_close(db);
+	return rc == SQLITE_DONE ? 0 : 1;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	        PART_COMMON_OPTIONS,
+	        {"seed", required_argument, NULL, 's'},
+	        {"print-stock", no_argument, NULL, 'p'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
+	};
+	static const struct part_command cmds[] = {
+	        {"inventory.reserve", reserve, NULL, "inventory.rejected"},
+	        {"inventory.release", release, "inventory.reserve", NULL},
+	};
+	static const char *queues[] = {"inventory.commands"};
+	static const struct bus_exchange ex[] = {
+	        {"saga.commands", "topic", NULL}};
+	static const struct bus_binding bd[] = {
+	        {"saga.commands", "inventory.commands", NULL, "inventory"},
+	        {"saga.commands", "inventory.commands", NULL, "inventory.#"},
+	};
+	static volatile sig_atomic_t stop;
+	struct part_common com;
+	struct inv inv = {0};
+	struct part_config cfg = {0};
+	char err[512];
+	int c, r, print = 0;
+
+	part_common_init(&com);
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		r = part_common_flag(&com, "inventory-svc", c, optarg);
+		if (r < 0)
+			return 2;
+		if (r > 0)
+			continue;
+		switch (c) {
+		case 's':
+			inv.seed = optarg;
+			break;
+		case 'p':
+			print = 1;
+			break;
+		default:
+			fprintf(stderr,
+			        "usage: inventory-svc --amqp URL --db PATH "
+			        "[--seed FILE] [--log-level L]\n"
+			        "       inventory-svc --db PATH "
+			        "--print-stock\n");
+			return c == 'h' ? 0 : 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "inventory-svc: unexpected argument \"%s\"\n",
+		        argv[optind]);
+		return 2;
+	}
+	if (print) {
+		if (com.db == NULL) {
+			fprintf(stderr,
+			        "inventory-svc: --db PATH is required\n");
+			return 2;
+		}
+		return print_stock(com.db);
+	}
+	if (part_common_check(&com, "inventory-svc") != 0)
+		return 2;
+	log_init("inventory-svc", (enum log_level)com.log_level);
+	part_signals(&stop);
+	cfg.name = "inventory";
+	cfg.url = com.amqp;
+	cfg.db_path = com.db;
+	cfg.migrations = inventory_migrations;
+	cfg.nmigrations = inventory_migrations_count;
+	cfg.commands = cmds;
+	cfg.ncommands = 2;
+	cfg.queues = queues;
+	cfg.nqueues = 1;
+	cfg.exchanges = ex;
+	cfg.nexchanges = 1;
+	cfg.bindings = bd;
+	cfg.nbindings = 2;
+	cfg.arg = &inv;
+	cfg.on_open = on_open;
+	if (part_run(&cfg, &stop, err, sizeof(err)) != 0) {
+		fprintf(stderr, "inventory-svc: %s\n", err);
+		return 1;
+	}
+	return 0;
+}

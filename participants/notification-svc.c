@@ -1,0 +1,351 @@
+/* notification-svc -- one customer message per domain event, and the order
+ * confirmation a while after the order completes.
+ *
+ *   notification-svc --amqp URL --db PATH [--templates FILE]
+ *                    [--confirm-delay MS] [--log-level L]
+ *   notification-svc --db PATH --print
+ *
+ * Consumes queue notification.events, bound to order_events by "order.*".
+ * Each event is rendered from its template and written to the outbox (the
+ * table `notifications`, one row per event id: a redelivered event writes
+ * nothing new). order.completed also schedules the confirmation: a copy
+ * goes to queue notification.delay with a per-message TTL of
+ * --confirm-delay ms (default 2000); when it expires the broker
+ * dead-letters it to notification.confirm, which this daemon consumes and
+ * renders as order.confirmation. No broker plugin is needed.
+ *
+ * Templates (--templates FILE): lines "event.type: text", '#' comments;
+ * {field} or {a.b} is replaced by that field of the event's payload (the
+ * order); a field the event lacks stays as written. Built-in templates
+ * cover every event of order.yaml; a file replaces those it names.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "participant.h"
+
+extern const struct db_migration notification_migrations[];
+extern const size_t notification_migrations_count;
+
+#define MAX_TEMPLATES 32
+#define TEXT_MAX      1024
+
+struct template
+{
+	char type[ENVELOPE_TYPE_MAX];
+	char text[TEXT_MAX];
+};
+
+struct notif {
+	struct template t[MAX_TEMPLATES];
+	int n;
+	int64_t delay_ms;
+};
+
+static const char *const builtin[][2] = {
+        {"order.created", "Thank you, {customer_id}: we received your "
+                          "order {order_id}."},
+        {"order.inventory_checked", "Order {order_id}: your items are "
+                                    "reserved."},
+        {"order.payment_success", "Order {order_id}: payment of "
+                                  "{total_cents} {currency} accepted."},
+        {"order.shipped", "Order {order_id} is on its way: tracking "
+                          "{tracking_number}."},
+        {"order.completed", "Order {order_id} is complete."},
+        {"order.failed", "We are sorry: order {order_id} could not be "
+                         "completed; anything charged is refunded."},
+        {"order.confirmation", "Order {order_id} is confirmed. Thank you "
+                               "for shopping with us!"},
+};
+
+static int64_t
+now_ms(void)
+{
+	return (int64_t)time(NULL) * 1000;
+}
+
+static int
+set_template(struct notif *n, const char *type, const char *text)
+{
+	int i;
+	for (i = 0; i < n->n && strcmp(n->t[i].type, type) != 0; i++)
+		;
+	if (i == MAX_TEMPLATES || strlen(text) >= TEXT_MAX ||
+	    !envelope_type_valid(type))
+		return -1;
+	snprintf(n->t[i].type, sizeof(n->t[i].type), "%s", type);
+	snprintf(n->t[i].text, sizeof(n->t[i].text), "%s", text);
+	if (i == n->n)
+		n->n++;
+	return 0;
+}
+
+static int
+load_templates(struct notif *n, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char line[TEXT_MAX + 200];
+	int no = 0;
+
+	if (f == NULL) {
+		fprintf(stderr, "notification-svc: --templates %s: %s\n", path,
+		        strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char *colon, *text;
+		no++;
+		line[strcspn(line, "\r\n")] = '\0';
+		if (line[0] == '#' || line[strspn(line, " \t")] == '\0')
+			continue;
+		colon = strchr(line, ':');
+		if (colon == NULL)
+			goto bad;
+		*colon = '\0';
+		text = colon + 1 + strspn(colon + 1, " \t");
+		if (set_template(n, line, text) != 0)
+			goto bad;
+	}
+	fclose(f);
+	return 0;
+bad:
+	fclose(f);
+	fprintf(stderr,
+	        "notification-svc: %s:%d: expected \"event.type: text\" (a "
+	        "valid type, text under %d bytes, at most %d templates)\n",
+	        path, no, TEXT_MAX, MAX_TEMPLATES);
+	return -1;
+}
+
+/* Fills {field} placeholders from the payload. */
+static void
+render(const struct notif *n, const char *type, const struct value *p,
+       char *out, size_t cap)
+{
+	const char *t = NULL, *s;
+	size_t o = 0;
+
+	for (int i = 0; i < n->n; i++)
+		if (strcmp(n->t[i].type, type) == 0)
+			t = n->t[i].text;
+	if (t == NULL) {
+		snprintf(out, cap, "Order %s: %s.", part_str(p, "order_id"),
+		         type);
+		return;
+	}
+	for (s = t; *s != '\0' && o + 1 < cap;) {
+		const char *end = *s == '{' ? strchr(s, '}') : NULL;
+		char name[128], val[256];
+		const struct value *v;
+		if (end != NULL && (size_t)(end - s) < sizeof(name)) {
+			snprintf(name, sizeof(name), "%.*s", (int)(end - s - 1),
+			         s + 1);
+			v = value_path_get(p, name);
+			if (v != NULL &&
+			    value_scalar_text(v, val, sizeof(val)) >= 0) {
+				o += (size_t)snprintf(out + o, cap - o, "%s",
+				                      val);
+				if (o >= cap)
+					o = cap - 1;
+				s = end + 1;
+				continue;
+			}
+		}
+		out[o++] = *s++;
+	}
+	out[o] = '\0';
+}
+
+static enum part_verdict
+write_out(sqlite3 *db, const struct envelope *in, const char *kind,
+          const char *text, char *why, size_t whylen)
+{
+	if (part_sql(db,
+	             "INSERT OR IGNORE INTO notifications(event_id, saga_id, "
+	             "kind, text, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+	             "tttti", NULL, in->id, in->saga, kind, text,
+	             now_ms()) < 0) {
+		snprintf(why, whylen, "database: %s", sqlite3_errmsg(db));
+		return PART_RETRY;
+	}
+	log_info("saga=%s notified (%s): %s", in->saga, kind, text);
+	return PART_DONE;
+}
+
+static enum part_verdict
+on_event(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
+         struct part_reply *out, char *why, size_t whylen)
+{
+	const struct notif *n = arg;
+	char text[TEXT_MAX + 256];
+	enum part_verdict v;
+
+	(void)attempt;
+	render(n, in->type, &in->payload, text, sizeof(text));
+	v = write_out(db, in, in->type, text, why, whylen);
+	if (v != PART_DONE || strcmp(in->type, "order.completed") != 0)
+		return v;
+	/* the confirmation, later: through the delay queue */
+	snprintf(out->type, sizeof(out->type), "order.confirmation");
+	snprintf(out->id, sizeof(out->id), "confirm-%.180s", in->id);
+	snprintf(out->routing_key, sizeof(out->routing_key),
+	         "notification.delay");
+	out->expiration_ms = n->delay_ms > 0 ? n->delay_ms : 1;
+	value_clear(&out->payload);
+	if (value_copy(&out->payload, &in->payload) != 0) {
+		value_set_map(&out->payload);
+		snprintf(why, whylen, "out of memory");
+		return PART_RETRY;
+	}
+	return PART_DONE;
+}
+
+static enum part_verdict
+on_confirmation(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
+                struct part_reply *out, char *why, size_t whylen)
+{
+	const struct notif *n = arg;
+	char text[TEXT_MAX + 256];
+
+	(void)attempt;
+	(void)out;
+	render(n, "order.confirmation", &in->payload, text, sizeof(text));
+	return write_out(db, in, "order.confirmation", text, why, whylen);
+}
+
+static int
+print_outbox(const char *path)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	char err[512];
+	int rc;
+
+	if (db_open(path, DB_READONLY, &db, err, sizeof(err)) != 0 ||
+	    db_prepare(db, &st,
+	               "SELECT saga_id, kind, text FROM notifications "
+	               "ORDER BY seq",
+	               err, sizeof(err)) != 0) {
+		fprintf(stderr, "notification-svc: %s\n", err);
+		return 1;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		printf("%s\t%s\t%s\n", (const char *)sqlite3_column_text(st, 0),
+		       (const char *)sqlite3_column_text(st, 1),
+		       (const char *)sqlite3_column_text(st, 2));
+	sqlite3_finalize(st);
+	db_close(db);
+	return rc == SQLITE_DONE ? 0 : 1;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	        PART_COMMON_OPTIONS,
+	        {"templates", required_argument, NULL, 't'},
+	        {"confirm-delay", required_argument, NULL, 'd'},
+	        {"print", no_argument, NULL, 'p'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
+	};
+	static const struct part_command cmds[] = {
+	        {"order.confirmation", on_confirmation, NULL, NULL},
+	        {NULL, on_event, NULL, NULL},
+	};
+	static const char *queues[] = {"notification.events",
+	                               "notification.confirm"};
+	static const struct bus_exchange ex[] = {
+	        {"order_events", "topic", NULL}};
+	static const struct bus_queue extra[] = {
+	        {.name = "notification.delay",
+	         .dlx = "",
+	         .dlrk = "notification.confirm"},
+	};
+	static const struct bus_binding bd[] = {
+	        {"order_events", "notification.events", NULL, "order.*"},
+	};
+	static volatile sig_atomic_t stop;
+	static struct notif n = {.delay_ms = 2000};
+	struct part_common com;
+	struct part_config cfg = {0};
+	char err[512], *end;
+	int c, r, print = 0;
+
+	for (size_t i = 0; i < sizeof(builtin) / sizeof(builtin[0]); i++)
+		set_template(&n, builtin[i][0], builtin[i][1]);
+	part_common_init(&com);
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		r = part_common_flag(&com, "notification-svc", c, optarg);
+		if (r < 0)
+			return 2;
+		if (r > 0)
+			continue;
+		switch (c) {
+		case 't':
+			if (load_templates(&n, optarg) != 0)
+				return 2;
+			break;
+		case 'd':
+			errno = 0;
+			n.delay_ms = strtoll(optarg, &end, 10);
+			if (errno != 0 || *end != '\0' || end == optarg ||
+			    n.delay_ms < 0 || n.delay_ms > 86400000) {
+				fprintf(stderr,
+				        "notification-svc: --confirm-delay: "
+				        "\"%s\" is not 0..86400000 ms\n",
+				        optarg);
+				return 2;
+			}
+			break;
+		case 'p':
+			print = 1;
+			break;
+		default:
+			fprintf(stderr,
+			        "usage: notification-svc --amqp URL --db PATH "
+			        "[--templates FILE] [--confirm-delay MS] "
+			        "[--log-level L]\n"
+			        "       notification-svc --db PATH --print\n");
+			return c == 'h' ? 0 : 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr,
+		        "notification-svc: unexpected argument \"%s\"\n",
+		        argv[optind]);
+		return 2;
+	}
+	if (print && com.db != NULL)
+		return print_outbox(com.db);
+	if (part_common_check(&com, "notification-svc") != 0)
+		return 2;
+	log_init("notification-svc", (enum log_level)com.log_level);
+	part_signals(&stop);
+	cfg.name = "notification";
+	cfg.url = com.amqp;
+	cfg.db_path = com.db;
+	cfg.migrations = notification_migrations;
+	cfg.nmigrations = notification_migrations_count;
+	cfg.commands = cmds;
+	cfg.ncommands = 2;
+	cfg.queues = queues;
+	cfg.nqueues = 2;
+	cfg.exchanges = ex;
+	cfg.nexchanges = 1;
+	cfg.extra_queues = extra;
+	cfg.nextra_queues = 1;
+	cfg.bindings = bd;
+	cfg.nbindings = 1;
+	cfg.arg = &n;
+	if (part_run(&cfg, &stop, err, sizeof(err)) != 0) {
+		fprintf(stderr, "notification-svc: %s\n", err);
+		return 1;
+	}
+	return 0;
+}

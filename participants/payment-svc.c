@@ -1,0 +1,449 @@
+/* payment-svc -- card charges, refunds and cash-on-delivery collections,
+ * with a ledger, behind a simulated gateway.
+ *
+ *   payment-svc --amqp URL --db PATH [--config FILE] [--log-level L]
+ *   payment-svc --db PATH --print-ledger
+ *
+ * Routing: payment commands reach the direct exchange `payment` (bound to
+ * saga.commands by "payment.*"), keyed by payment type: "payment.card" ->
+ * queue payment.card, "payment.cod" -> queue payment.cod. This daemon
+ * consumes both; a deployment may run one instance per type.
+ *
+ *   payment.charge {total_cents, currency, payment_method, card_token}
+ *     card -> payment.charged {charge_id} | payment.declined {reason}
+ *     cod  -> payment.collection_registered {charge_id} (due on delivery)
+ *   payment.refund (the compensation)
+ *     card -> payment.refunded {amount_cents}  (the whole charge, once)
+ *     cod  -> payment.collection_cancelled
+ *
+ * One payment per saga: a second charge (a retry) answers what the first
+ * did; a refund never exceeds the charge (the ledger's unique indexes make
+ * a second refund impossible).
+ *
+ * The gateway's rules (--config FILE, "key = value" lines, '#' comments):
+ *   decline_token = tok_decline     a card token that is declined (repeat
+ *                                   the key for several)
+ *   card_limit_cents = 200000       card charges above are declined
+ *   transient_failure_percent = 10  this share of gateway calls fails
+ *                                   transiently (decided per message and
+ *                                   attempt); the retry queue absorbs it
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "participant.h"
+
+extern const struct db_migration payment_migrations[];
+extern const size_t payment_migrations_count;
+
+#define MAX_TOKENS 16
+
+struct gateway {
+	char decline[MAX_TOKENS][128];
+	int ndecline;
+	int64_t card_limit; /* 0: none */
+	int transient_pct;
+};
+
+static int64_t
+now_ms(void)
+{
+	return (int64_t)time(NULL) * 1000;
+}
+
+static char *
+trim(char *s)
+{
+	char *e;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+		*--e = '\0';
+	return s;
+}
+
+static int
+parse_int(const char *s, long long lo, long long hi, long long *out)
+{
+	char *end;
+	errno = 0;
+	*out = strtoll(s, &end, 10);
+	return errno == 0 && end != s && *end == '\0' && *out >= lo &&
+	                       *out <= hi
+	               ? 0
+	               : -1;
+}
+
+static int
+load_config(struct gateway *g, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char line[512];
+	int n = 0;
+
+	if (f == NULL) {
+		fprintf(stderr, "payment-svc: --config %s: %s\n", path,
+		        strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char *eq, *key, *val;
+		long long x;
+		n++;
+		line[strcspn(line, "#\r\n")] = '\0';
+		key = trim(line);
+		if (*key == '\0')
+			continue;
+		eq = strchr(key, '=');
+		if (eq == NULL)
+			goto bad;
+		*eq = '\0';
+		key = trim(key);
+		val = trim(eq + 1);
+		if (strcmp(key, "decline_token") == 0 && *val != '\0' &&
+		    g->ndecline < MAX_TOKENS && strlen(val) < 128) {
+			snprintf(g->decline[g->ndecline++], 128, "%s", val);
+		} else if (strcmp(key, "card_limit_cents") == 0 &&
+		           parse_int(val, 0, INT64_MAX, &x) == 0) {
+			g->card_limit = x;
+		} else if (strcmp(key, "transient_failure_percent") == 0 &&
+		           parse_int(val, 0, 100, &x) == 0) {
+			g->transient_pct = (int)x;
+		} else {
+			fclose(f);
+			fprintf(stderr,
+			        "payment-svc: %s:%d: bad setting \"%s\" (keys: "
+			        "decline_token, card_limit_cents, "
+			        "transient_failure_percent 0-100)\n",
+			        path, n, key);
+			return -1;
+		}
+	}
+	fclose(f);
+	return 0;
+bad:
+	fclose(f);
+	fprintf(stderr, "payment-svc: %s:%d: expected key = value\n", path, n);
+	return -1;
+}
+
+/* The simulated gateway's transient failures: a stable hash of the
+ * message id and the attempt, so a test run is reproducible. */
+static bool
+gateway_flaky(const struct gateway *g, const char *id, int attempt)
+{
+	uint32_t h = 2166136261u;
+	for (const char *p = id; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	h = (h ^ (uint32_t)attempt) * 16777619u;
+	h ^= h >> 15;
+	return (int)(h % 100) < g->transient_pct;
+}
+
+static void
+reply(struct part_reply *out, const char *type, const char *reason)
+{
+	snprintf(out->type, sizeof(out->type), "%s", type);
+	if (reason != NULL)
+		value_map_put_str(&out->payload, "reason", reason);
+}
+
+/* Answers a repeated charge the way the first one was answered. */
+static enum part_verdict
+replay_charge(sqlite3 *db, const char *saga, struct part_reply *out, char *why,
+              size_t whylen)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(db,
+	                       "SELECT status, charge_id FROM payments "
+	                       "WHERE saga_id = ?1",
+	                       -1, &st, NULL) != SQLITE_OK)
+		goto dberr;
+	sqlite3_bind_text(st, 1, saga, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const char *status = (const char *)sqlite3_column_text(st, 0);
+		const char *cid = (const char *)sqlite3_column_text(st, 1);
+		if (strcmp(status, "charged") == 0)
+			reply(out, "payment.charged", NULL);
+		else if (strcmp(status, "collection_due") == 0)
+			reply(out, "payment.collection_registered", NULL);
+		else
+			reply(out, "payment.declined", "already refunded");
+		value_map_put_str(&out->payload, "charge_id", cid);
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+		return rc == SQLITE_ROW ? PART_DONE : PART_RETRY;
+dberr:
+	snprintf(why, whylen, "database: %s", sqlite3_errmsg(db));
+	return PART_RETRY;
+}
+
+static enum part_verdict
+charge(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
+       struct part_reply *out, char *why, size_t whylen)
+{
+	const struct gateway *g = arg;
+	const struct value *p = &in->payload;
+	const char *method = part_str(p, "payment_method");
+	const char *currency = part_str(p, "currency");
+	const char *token = part_str(p, "card_token");
+	char charge_id[256];
+	int64_t amount;
+	int rc;
+	bool card;
+
+	rc = part_sql(db, "SELECT 1 FROM payments WHERE saga_id = ?1", "t",
+	              NULL, in->saga);
+	if (rc < 0)
+		goto dberr;
+	if (rc == 1)
+		return replay_charge(db, in->saga, out, why, whylen);
+	if (!part_int(p, "total_cents", &amount) || amount < 0) {
+		reply(out, "payment.declined", "total_cents is not an amount");
+		return PART_DONE;
+	}
+	if (strcmp(method, "card") != 0 && strcmp(method, "cod") != 0) {
+		reply(out, "payment.declined", "unknown payment method");
+		return PART_DONE;
+	}
+	card = strcmp(method, "card") == 0;
+	if (currency[0] == '\0')
+		currency = "EUR";
+	if (card) {
+		if (gateway_flaky(g, in->id, attempt)) {
+			snprintf(why, whylen, "gateway unavailable");
+			return PART_RETRY;
+		}
+		for (int i = 0; i < g->ndecline; i++)
+			if (strcmp(token, g->decline[i]) == 0) {
+				reply(out, "payment.declined", "card declined");
+				return PART_DONE;
+			}
+		if (g->card_limit > 0 && amount > g->card_limit) {
+			reply(out, "payment.declined", "over the card limit");
+			return PART_DONE;
+		}
+	}
+	snprintf(charge_id, sizeof(charge_id), "%s_%s", card ? "ch" : "cod",
+	         in->saga);
+	if (part_sql(db,
+	             "INSERT INTO payments(saga_id, method, amount_cents, "
+	             "currency, charge_id, status, at) "
+	             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	             "ttittti", NULL, in->saga, method, amount, currency,
+	             charge_id, card ? "charged" : "collection_due",
+	             now_ms()) < 0 ||
+	    part_sql(db,
+	             "INSERT INTO ledger(saga_id, kind, amount_cents, "
+	             "currency, charge_id, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	             "ttitti", NULL, in->saga, card ? "charge" : "collection",
+	             amount, currency, charge_id, now_ms()) < 0)
+		goto dberr;
+	reply(out, card ? "payment.charged" : "payment.collection_registered",
+	      NULL);
+	value_map_put_str(&out->payload, "charge_id", charge_id);
+	return PART_DONE;
+dberr:
+	snprintf(why, whylen, "database: %s", sqlite3_errmsg(db));
+	return PART_RETRY;
+}
+
+static enum part_verdict
+refund(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
+       struct part_reply *out, char *why, size_t whylen)
+{
+	sqlite3_stmt *st = NULL;
+	char status[32] = "", method[8] = "";
+	int64_t amount = 0;
+	int rc;
+
+	(void)arg;
+	(void)attempt;
+	if (sqlite3_prepare_v2(db,
+	                       "SELECT status, method, amount_cents FROM "
+	                       "payments WHERE saga_id = ?1",
+	                       -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 1, in->saga, -1, SQLITE_STATIC) != SQLITE_OK)
+		goto dberr;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		snprintf(status, sizeof(status), "%s",
+		         (const char *)sqlite3_column_text(st, 0));
+		snprintf(method, sizeof(method), "%s",
+		         (const char *)sqlite3_column_text(st, 1));
+		amount = sqlite3_column_int64(st, 2);
+	} else if (rc != SQLITE_DONE) {
+		goto dberr;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (method[0] == '\0') { /* never charged: nothing to give back */
+		bool cod = strcmp(part_str(&in->payload, "payment_method"),
+		                  "cod") == 0;
+		reply(out,
+		      cod ? "payment.collection_cancelled" : "payment.refunded",
+		      "nothing was charged");
+		value_map_put_int(&out->payload, "amount_cents", 0);
+		return PART_DONE;
+	}
+	if (strcmp(status, "charged") == 0) {
+		if (part_sql(db,
+		             "INSERT INTO ledger(saga_id, kind, amount_cents, "
+		             "currency, charge_id, at) SELECT saga_id, "
+		             "'refund', amount_cents, currency, charge_id, ?2 "
+		             "FROM payments WHERE saga_id = ?1",
+		             "ti", NULL, in->saga, now_ms()) < 0 ||
+		    part_sql(db,
+		             "UPDATE payments SET status = 'refunded' "
+		             "WHERE saga_id = ?1",
+		             "t", NULL, in->saga) < 0)
+			goto dberr;
+	} else if (strcmp(status, "collection_due") == 0) {
+		if (part_sql(db,
+		             "INSERT INTO ledger(saga_id, kind, amount_cents, "
+		             "currency, charge_id, at) SELECT saga_id, "
+		             "'collection_cancel', amount_cents, currency, "
+		             "charge_id, ?2 FROM payments WHERE saga_id = ?1",
+		             "ti", NULL, in->saga, now_ms()) < 0 ||
+		    part_sql(db,
+		             "UPDATE payments SET status = "
+		             "'collection_cancelled' WHERE saga_id = ?1",
+		             "t", NULL, in->saga) < 0)
+			goto dberr;
+	}
+	if (strcmp(method, "cod") == 0) {
+		reply(out, "payment.collection_cancelled", NULL);
+	} else {
+		reply(out, "payment.refunded", NULL);
+		value_map_put_int(&out->payload, "amount_cents", amount);
+	}
+	return PART_DONE;
+dberr:
+	snprintf(why, whylen, "database: %s", sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	return PART_RETRY;
+}
+
+static int
+print_ledger(const char *path)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	char err[512];
+	int rc;
+
+	if (db_open(path, DB_READONLY, &db, err, sizeof(err)) != 0 ||
+	    db_prepare(db, &st,
+	               "SELECT kind, count(*), sum(amount_cents) FROM ledger "
+	               "GROUP BY kind ORDER BY kind",
+	               err, sizeof(err)) != 0) {
+		fprintf(stderr, "payment-svc: %s\n", err);
+		return 1;
+	}
+	printf("%-20s %8s %14s\n", "kind", "count", "cents");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		printf("%-20s %8lld %14lld\n",
+		       (const char *)sqlite3_column_text(st, 0),
+		       (long long)sqlite3_column_int64(st, 1),
+		       (long long)sqlite3_column_int64(st, 2));
+	sqlite3_finalize(st);
+	db_close(db);
+	return rc == SQLITE_DONE ? 0 : 1;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	        PART_COMMON_OPTIONS,
+	        {"config", required_argument, NULL, 'c'},
+	        {"print-ledger", no_argument, NULL, 'p'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
+	};
+	static const struct part_command cmds[] = {
+	        {"payment.charge", charge, NULL, "payment.declined"},
+	        {"payment.refund", refund, "payment.charge", NULL},
+	};
+	static const char *queues[] = {"payment.card", "payment.cod"};
+	static const struct bus_exchange ex[] = {
+	        {"saga.commands", "topic", NULL},
+	        {"payment", "direct", NULL},
+	};
+	static const struct bus_binding bd[] = {
+	        {"saga.commands", NULL, "payment", "payment.*"},
+	        {"payment", "payment.card", NULL, "payment.card"},
+	        {"payment", "payment.cod", NULL, "payment.cod"},
+	};
+	static volatile sig_atomic_t stop;
+	static struct gateway g;
+	struct part_common com;
+	struct part_config cfg = {0};
+	char err[512];
+	int c, r, print = 0;
+
+	part_common_init(&com);
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		r = part_common_flag(&com, "payment-svc", c, optarg);
+		if (r < 0)
+			return 2;
+		if (r > 0)
+			continue;
+		switch (c) {
+		case 'c':
+			if (load_config(&g, optarg) != 0)
+				return 2;
+			break;
+		case 'p':
+			print = 1;
+			break;
+		default:
+			fprintf(stderr,
+			        "usage: payment-svc --amqp URL --db PATH "
+			        "[--config FILE] [--log-level L]\n"
+			        "       payment-svc --db PATH "
+			        "--print-ledger\n");
+			return c == 'h' ? 0 : 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "payment-svc: unexpected argument \"%s\"\n",
+		        argv[optind]);
+		return 2;
+	}
+	if (print && com.db != NULL)
+		return print_ledger(com.db);
+	if (part_common_check(&com, "payment-svc") != 0)
+		return 2;
+	log_init("payment-svc", (enum log_level)com.log_level);
+	part_signals(&stop);
+	cfg.name = "payment";
+	cfg.url = com.amqp;
+	cfg.db_path = com.db;
+	cfg.migrations = payment_migrations;
+	cfg.nmigrations = payment_migrations_count;
+	cfg.commands = cmds;
+	cfg.ncommands = 2;
+	cfg.queues = queues;
+	cfg.nqueues = 2;
+	cfg.exchanges = ex;
+	cfg.nexchanges = 2;
+	cfg.bindings = bd;
+	cfg.nbindings = 3;
+	cfg.arg = &g;
+	if (part_run(&cfg, &stop, err, sizeof(err)) != 0) {
+		fprintf(stderr, "payment-svc: %s\n", err);
+		return 1;
+	}
+	return 0;
+}

@@ -1,9 +1,15 @@
 /* testutil.c -- see testutil.h. Also home of check.h's counters. */
 #include "testutil.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -169,4 +175,124 @@ testbroker_ctl(const char *name, const char *verb)
 {
 	return testutil_sh(NULL, "'%s/scripts/broker' %s '%s' >&2",
 	                   source_dir(), verb, name);
+}
+
+int
+testutil_free_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t l = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port = 0;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &l) == 0)
+		port = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+char *
+testutil_http(int port, const char *method, const char *path,
+              const char *extra_headers, const char *body, int *status)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	size_t cap = 1 << 20, n = 0, blen = body != NULL ? strlen(body) : 0;
+	char *req, *buf, *start, *out;
+	ssize_t r;
+	int fd, rc;
+
+	*status = 0;
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0)
+		return NULL;
+	a.sin_port = htons((uint16_t)port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+		close(fd);
+		return NULL;
+	}
+	req = malloc(blen + 1024 + (extra_headers ? strlen(extra_headers) : 0));
+	buf = calloc(1, cap);
+	if (req == NULL || buf == NULL)
+		goto fail;
+	rc = sprintf(req,
+	             "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: "
+	             "close\r\nContent-Type: application/json\r\n"
+	             "Content-Length: %zu\r\n%s\r\n",
+	             method, path, blen, extra_headers ? extra_headers : "");
+	if (body != NULL)
+		memcpy(req + rc, body, blen);
+	if (write(fd, req, (size_t)rc + blen) != (ssize_t)((size_t)rc + blen))
+		goto fail;
+	while (n < cap - 1 && (r = read(fd, buf + n, cap - 1 - n)) > 0)
+		n += (size_t)r;
+	close(fd);
+	free(req);
+	if (sscanf(buf, "HTTP/1.%*d %d", status) != 1)
+		*status = 0;
+	start = strstr(buf, "\r\n\r\n");
+	out = strdup(start != NULL ? start + 4 : "");
+	free(buf);
+	return out;
+fail:
+	close(fd);
+	free(req);
+	free(buf);
+	return NULL;
+}
+
+#define MAX_SPAWNED 32
+static int spawned[MAX_SPAWNED];
+
+int
+testutil_spawn(const char *const argv[], const char *log)
+{
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		char exe[1024];
+		const char *bin = getenv("SAGA_BIN_DIR");
+		if (freopen(log, "a", stderr) == NULL)
+			_exit(126);
+		if (strchr(argv[0], '/') == NULL && bin != NULL)
+			snprintf(exe, sizeof(exe), "%s/%s", bin, argv[0]);
+		else
+			snprintf(exe, sizeof(exe), "%s", argv[0]);
+		execv(exe, (char *const *)(uintptr_t)argv);
+		_exit(127);
+	}
+	for (size_t i = 0; i < MAX_SPAWNED; i++)
+		if (spawned[i] == 0) {
+			spawned[i] = pid;
+			break;
+		}
+	return pid;
+}
+
+int
+testutil_stop(int pid, int sig)
+{
+	int status = 0;
+
+	if (pid <= 0)
+		return -1;
+	kill(pid, sig);
+	waitpid(pid, &status, 0);
+	for (size_t i = 0; i < MAX_SPAWNED; i++)
+		if (spawned[i] == pid)
+			spawned[i] = 0;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void
+testutil_kill_all(void)
+{
+	for (size_t i = 0; i < MAX_SPAWNED; i++)
+		if (spawned[i] > 0)
+			testutil_stop(spawned[i], SIGKILL);
 }

@@ -38,4 +38,21 @@ char *testbroker_start_args(const char *name, const char *args);
 /* stop / restart / any scripts/broker verb, e.g. "stop", "restart". */
 int testbroker_ctl(const char *name, const char *verb);
 
+/* A free loopback TCP port (bound, read back, released). */
+int testutil_free_port(void);
+
+/* One HTTP/1.1 request to 127.0.0.1:port (body may be NULL; extra_headers
+ * "Name: value\r\n..." or NULL). Returns the response body (malloc'd)
+ * and the status code in *status; NULL if the connection failed. */
+char *testutil_http(int port, const char *method, const char *path,
+                    const char *extra_headers, const char *body, int *status);
+
+/* Starts argv[0] (a program in $SAGA_BIN_DIR, or a path) with argv, its
+ * stderr appended to log; remembers it so testutil_kill_all() stops every
+ * process a test started, even after a failed check. pid or -1. */
+int testutil_spawn(const char *const argv[], const char *log);
+/* Sends sig, waits; returns the exit status (128+signal if killed). */
+int testutil_stop(int pid, int sig);
+void testutil_kill_all(void);
+
 #endif

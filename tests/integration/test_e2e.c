@@ -1,0 +1,594 @@
+/* test_e2e -- every daemon on a private broker: 1,000 orders through the
+ * HTTP API end exactly as the rules say, and the books balance.
+ *
+ * Daemons: saga-orchestrator, inventory-svc, payment-svc (10% transient
+ * gateway failures), three shipping-svc instances (india.*; france.* and
+ * germany.*; the default one that refuses atlantis), notification-svc and
+ * order-api. The order mix (by i % 10) covers cash on delivery under and
+ * over the limit, a declined card, a stock-out, an unshippable country, a
+ * card over its limit, and good orders to each shipping region.
+ *
+ * Checks: each order's final status; stock conserved (seeded = on hand +
+ * held, and held = the lines of completed orders); the ledger balances
+ * (charges - refunds = totals of completed card orders); one notification
+ * per event plus one confirmation per completed order; every event in the
+ * audit queue; shipments made by the right regional instance; every
+ * dead-letter queue empty; the retry path used.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bus.h"
+#include "db.h"
+#include "testutil.h"
+
+#define N      1000
+#define NSKU   20
+#define WINDOW 150
+#define STOCK  10000
+
+struct order {
+	char id[64];
+	int kind; /* i % 10 */
+	bool card, completes;
+	const char *country;
+	int sku; /* -1: sku-rare */
+	int qty;
+	long long price;
+};
+
+static struct order orders[N];
+static char *dir, *url;
+static int api_port;
+static int pids[8], npids;
+
+static char *
+path(const char *name)
+{
+	static char buf[8][600];
+	static int k;
+	k = (k + 1) % 8;
+	snprintf(buf[k], sizeof(buf[k]), "%s/%s", dir, name);
+	return buf[k];
+}
+
+/* The mix: what each order is, and how it must end. */
+static void
+plan(int i, struct order *o)
+{
+	static const char *ok_country[] = {"india", "france", "germany",
+	                                   "brazil"};
+	o->kind = i % 10;
+	o->sku = i % NSKU;
+	o->qty = 1 + i % 3;
+	o->price = 1000 + (i % 7) * 250; /* small: under every limit */
+	o->card = true;
+	o->completes = true;
+	o->country = ok_country[(i / 10) % 4];
+	switch (o->kind) {
+	case 0: /* cash on delivery, small */
+		o->card = false;
+		break;
+	case 1: /* cash on delivery over 500.00: refused by the chart */
+		o->card = false;
+		o->qty = 1;
+		o->price = 60000;
+		o->completes = false;
+		break;
+	case 2: /* declined card */
+	case 5: /* card over the gateway's limit */
+		o->completes = false;
+		if (o->kind == 5) {
+			o->qty = 1;
+			o->price = 250000;
+		}
+		break;
+	case 3: /* stock-out */
+		o->sku = -1;
+		o->completes = false;
+		break;
+	case 4: /* nobody ships there: compensates the charge */
+		o->country = "atlantis";
+		o->completes = false;
+		break;
+	case 6:
+		o->country = "india";
+		break;
+	case 9:
+		o->card = false;
+		o->country = "india";
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+order_json(int i, const struct order *o, char *buf, size_t cap)
+{
+	char sku[32];
+	if (o->sku < 0)
+		snprintf(sku, sizeof(sku), "sku-rare");
+	else
+		snprintf(sku, sizeof(sku), "sku-%d", o->sku);
+	snprintf(buf, cap,
+	         "{\"customer_id\":\"cust-%d\",\"items\":[{\"sku\":\"%s\","
+	         "\"quantity\":%d,\"unit_price_cents\":%lld}],"
+	         "\"currency\":\"EUR\",\"payment_method\":\"%s\"%s,"
+	         "\"ship_to\":{\"country\":\"%s\",\"city\":\"C%d\"},"
+	         "\"category\":\"%s\"}",
+	         i % 97, sku, o->qty, o->price, o->card ? "card" : "cod",
+	         !o->card       ? ""
+	         : o->kind == 2 ? ",\"card_token\":\"tok_decline\""
+	                        : ",\"card_token\":\"tok_visa\"",
+	         o->country, i, i % 2 ? "electronics" : "books");
+}
+
+static void
+write_file(const char *name, const char *text)
+{
+	FILE *f = fopen(path(name), "w");
+	if (f != NULL) {
+		fputs(text, f);
+		fclose(f);
+	}
+}
+
+static int
+start_all(void)
+{
+	char listen[64];
+	int ok = 0;
+
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", api_port);
+	{
+		FILE *f = fopen(path("seed.txt"), "w");
+		if (f == NULL)
+			return -1;
+		for (int s = 0; s < NSKU; s++)
+			fprintf(f, "sku-%d %d\n", s, STOCK);
+		fprintf(f, "sku-rare 0\n");
+		fclose(f);
+	}
+	write_file("pay.conf", "decline_token = tok_decline\n"
+	                       "card_limit_cents = 200000\n"
+	                       "transient_failure_percent = 10\n");
+	{
+		const char *a[] = {"saga-orchestrator",
+		                   "--amqp",
+		                   url,
+		                   "--db",
+		                   path("orch.db"),
+		                   "--statecharts",
+		                   "statecharts",
+		                   "--log-level",
+		                   "warn",
+		                   NULL};
+		ok |= (pids[npids++] = testutil_spawn(a, path("orch.log"))) < 0;
+	}
+	{
+		const char *a[] = {"inventory-svc",
+		                   "--amqp",
+		                   url,
+		                   "--db",
+		                   path("inv.db"),
+		                   "--seed",
+		                   path("seed.txt"),
+		                   "--log-level",
+		                   "warn",
+		                   NULL};
+		ok |= (pids[npids++] = testutil_spawn(a, path("inv.log"))) < 0;
+	}
+	{
+		const char *a[] = {"payment-svc",
+		                   "--amqp",
+		                   url,
+		                   "--db",
+		                   path("pay.db"),
+		                   "--config",
+		                   path("pay.conf"),
+		                   NULL};
+		ok |= (pids[npids++] = testutil_spawn(a, path("pay.log"))) < 0;
+	}
+	{
+		const char *a[] = {"shipping-svc",
+		                   "--amqp",
+		                   url,
+		                   "--db",
+		                   path("ship-default.db"),
+		                   "--no-ship",
+		                   "atlantis",
+		                   "--log-level",
+		                   "warn",
+		                   NULL};
+		ok |= (pids[npids++] =
+		               testutil_spawn(a, path("ship-default.log"))) < 0;
+	}
+	{
+		const char *a[] = {"shipping-svc",
+		                   "--amqp",
+		                   url,
+		                   "--db",
+		                   path("ship-india.db"),
+		                   "--instance",
+		                   "india",
+		                   "--bind",
+		                   "india.*",
+		                   "--log-level",
+		                   "warn",
+		                   NULL};
+		ok |= (pids[npids++] =
+		               testutil_spawn(a, path("ship-india.log"))) < 0;
+	}
+	{
+		const char *a[] = {"shipping-svc",
+		                   "--amqp",
+		                   url,
+		                   "--db",
+		                   path("ship-eu.db"),
+		                   "--instance",
+		                   "eu",
+		                   "--bind",
+		                   "france.*",
+		                   "--bind",
+		                   "germany.*",
+		                   "--log-level",
+		                   "warn",
+		                   NULL};
+		ok |= (pids[npids++] = testutil_spawn(a, path("ship-eu.log"))) <
+		      0;
+	}
+	{
+		const char *a[] = {"notification-svc",
+		                   "--amqp",
+		                   url,
+		                   "--db",
+		                   path("notif.db"),
+		                   "--confirm-delay",
+		                   "500",
+		                   "--log-level",
+		                   "warn",
+		                   NULL};
+		ok |= (pids[npids++] = testutil_spawn(a, path("notif.log"))) <
+		      0;
+	}
+	{
+		const char *a[] = {"order-api",
+		                   "--amqp",
+		                   url,
+		                   "--db",
+		                   path("api.db"),
+		                   "--listen",
+		                   listen,
+		                   "--orchestrator-db",
+		                   path("orch.db"),
+		                   "--log-level",
+		                   "warn",
+		                   NULL};
+		ok |= (pids[npids++] = testutil_spawn(a, path("api.log"))) < 0;
+	}
+	return ok ? -1 : 0;
+}
+
+/* Every work queue has its consumer and the API answers. */
+static int
+wait_ready(struct bus *b)
+{
+	static const struct bus_handlers none = {NULL, NULL, NULL};
+	static const char *qs[] = {
+	        "orchestrator.orders", "orchestrator.replies",
+	        "inventory.commands",  "payment.card",
+	        "payment.cod",         "shipping.default",
+	        "shipping.india",      "shipping.eu",
+	        "notification.events", "notification.confirm"};
+	for (int t = 0; t < 300; t++) {
+		size_t ready = 0;
+		int st = 0;
+		char *r;
+		for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
+			uint32_t m, c;
+			if (bus_queue_info(b, qs[i], &m, &c) == 0 && c > 0)
+				ready++;
+		}
+		r = testutil_http(api_port, "GET", "/healthz", NULL, NULL, &st);
+		free(r);
+		if (ready == sizeof(qs) / sizeof(qs[0]) && st == 200)
+			return 0;
+		/* a queue not declared yet closes the channel (404): the
+		 * bus reconnects from its poll */
+		bus_poll(b, 200, &none);
+	}
+	return -1;
+}
+
+static long long
+q1(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st;
+	long long v = -1;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static long long
+count_in(const char *db_name, const char *sql)
+{
+	sqlite3 *db;
+	char err[256];
+	long long v;
+	if (db_open(path(db_name), DB_READONLY, &db, err, sizeof(err)) != 0)
+		return -1;
+	v = q1(db, sql);
+	db_close(db);
+	return v;
+}
+
+static long long
+finished(void)
+{
+	return count_in("orch.db", "SELECT count(*) FROM sagas WHERE status "
+	                           "IN ('completed', 'failed')");
+}
+
+static const char *
+status_of(sqlite3 *db, const char *id, char *buf, size_t cap)
+{
+	sqlite3_stmt *st;
+	buf[0] = '\0';
+	if (sqlite3_prepare_v2(db, "SELECT status FROM sagas WHERE id = ?1", -1,
+	                       &st, NULL) != SQLITE_OK)
+		return buf;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		snprintf(buf, cap, "%s",
+		         (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return buf;
+}
+
+static void
+post_all(void)
+{
+	char body[1024];
+	int posted = 0;
+
+	for (int i = 0; i < N; i++) {
+		int st = 0;
+		char *r, *p;
+		plan(i, &orders[i]);
+		order_json(i, &orders[i], body, sizeof(body));
+		/* a shop's pace: at most WINDOW orders in flight, so steps
+		 * do not time out behind a backlog of our own making */
+		for (int t = 0; t < 600 && posted - finished() > WINDOW; t++)
+			usleep(100000);
+		r = testutil_http(api_port, "POST", "/orders", NULL, body, &st);
+		CHECK_MSG(st == 202, "order %d: HTTP %d %s", i, st, r ? r : "");
+		p = r != NULL ? strstr(r, "\"order_id\":\"") : NULL;
+		if (p != NULL)
+			sscanf(p + 12, "%63[^\"]", orders[i].id);
+		free(r);
+		posted++;
+	}
+}
+
+static void
+check_outcomes(long long *completed_card_cents, long long held[NSKU + 1])
+{
+	sqlite3 *db;
+	char err[256], st[32];
+	int wrong = 0;
+
+	CHECK(db_open(path("orch.db"), DB_READONLY, &db, err, sizeof(err)) ==
+	      0);
+	for (int i = 0; i < N; i++) {
+		const struct order *o = &orders[i];
+		const char *want = o->completes ? "completed" : "failed";
+		status_of(db, o->id, st, sizeof(st));
+		if (strcmp(st, want) != 0 && wrong++ < 10)
+			CHECK_MSG(0, "order %d (%s, kind %d): %s, want %s", i,
+			          o->id, o->kind, st, want);
+		if (o->completes) {
+			held[o->sku] += o->qty;
+			if (o->card)
+				*completed_card_cents += o->qty * o->price;
+		}
+	}
+	CHECK_MSG(wrong == 0, "%d orders ended wrong", wrong);
+	db_close(db);
+}
+
+static void
+check_stock(const long long held[NSKU + 1])
+{
+	sqlite3 *db;
+	char err[256], sql[256];
+
+	CHECK(db_open(path("inv.db"), DB_READONLY, &db, err, sizeof(err)) == 0);
+	for (int s = 0; s < NSKU; s++) {
+		long long on_hand, h;
+		snprintf(sql, sizeof(sql),
+		         "SELECT on_hand FROM stock WHERE sku = 'sku-%d'", s);
+		on_hand = q1(db, sql);
+		snprintf(sql, sizeof(sql),
+		         "SELECT coalesce(sum(quantity), 0) FROM reservations "
+		         "WHERE sku = 'sku-%d'",
+		         s);
+		h = q1(db, sql);
+		CHECK_MSG(on_hand + h == STOCK,
+		          "sku-%d: on hand %lld + held %lld != seeded %d", s,
+		          on_hand, h, STOCK);
+		CHECK_MSG(h == held[s], "sku-%d: held %lld, completed %lld", s,
+		          h, held[s]);
+	}
+	CHECK(q1(db, "SELECT on_hand FROM stock WHERE sku = 'sku-rare'") == 0);
+	CHECK(q1(db, "SELECT count(*) FROM stock WHERE on_hand < 0") == 0);
+	db_close(db);
+}
+
+static void
+check_ledger(long long completed_card_cents)
+{
+	sqlite3 *db;
+	char err[256];
+	long long charged, refunded;
+
+	CHECK(db_open(path("pay.db"), DB_READONLY, &db, err, sizeof(err)) == 0);
+	charged = q1(db, "SELECT coalesce(sum(amount_cents), 0) FROM ledger "
+	                 "WHERE kind = 'charge'");
+	refunded = q1(db, "SELECT coalesce(sum(amount_cents), 0) FROM ledger "
+	                  "WHERE kind = 'refund'");
+	CHECK_MSG(charged - refunded == completed_card_cents,
+	          "charges %lld - refunds %lld != completed card orders %lld",
+	          charged, refunded, completed_card_cents);
+	CHECK(q1(db, "SELECT count(*) FROM (SELECT saga_id FROM ledger "
+	             "GROUP BY saga_id, kind HAVING count(*) > 1)") == 0);
+	/* atlantis card orders were charged, then refunded in full */
+	CHECK(q1(db, "SELECT count(*) FROM ledger WHERE kind = 'refund'") ==
+	      N / 10);
+	db_close(db);
+}
+
+static void
+check_notifications(struct bus *b, long long ncompleted)
+{
+	long long emits, notes, confirms = 0;
+	uint32_t audit = 0, c = 0;
+
+	emits = count_in("orch.db",
+	                 "SELECT count(*) FROM history WHERE kind = 'emit'");
+	for (int t = 0; t < 150 && confirms < ncompleted; t++) {
+		confirms = count_in("notif.db",
+		                    "SELECT count(*) FROM notifications WHERE "
+		                    "kind = 'order.confirmation'");
+		if (confirms < ncompleted)
+			usleep(200000);
+	}
+	CHECK_MSG(confirms == ncompleted, "%lld confirmations for %lld",
+	          confirms, ncompleted);
+	notes = count_in("notif.db", "SELECT count(*) FROM notifications "
+	                             "WHERE kind != 'order.confirmation'");
+	CHECK_MSG(notes == emits + N,
+	          "%lld notifications for %lld events + %d orders", notes,
+	          emits, N);
+	CHECK(count_in("notif.db",
+	               "SELECT count(*) FROM (SELECT 1 FROM notifications "
+	               "GROUP BY saga_id, kind HAVING count(*) > 1)") == 0);
+	CHECK(bus_queue_info(b, "audit", &audit, &c) == 0);
+	CHECK_MSG((long long)audit == emits + N, "audit has %u, want %lld",
+	          audit, emits + N);
+}
+
+static void
+check_regions(void)
+{
+	long long india = 0, eu = 0, other = 0;
+	for (int i = 0; i < N; i++) {
+		if (!orders[i].completes)
+			continue;
+		if (strcmp(orders[i].country, "india") == 0)
+			india++;
+		else if (strcmp(orders[i].country, "brazil") == 0)
+			other++;
+		else
+			eu++;
+	}
+	CHECK(count_in("ship-india.db", "SELECT count(*) FROM shipments "
+	                                "WHERE country = 'india'") == india);
+	CHECK(count_in("ship-india.db", "SELECT count(*) FROM shipments") ==
+	      india);
+	CHECK(count_in("ship-eu.db", "SELECT count(*) FROM shipments") == eu);
+	CHECK(count_in("ship-default.db", "SELECT count(*) FROM shipments "
+	                                  "WHERE country = 'brazil'") == other);
+	CHECK(count_in("ship-default.db", "SELECT count(*) FROM shipments") ==
+	      other);
+}
+
+static void
+check_queues_empty(struct bus *b)
+{
+	static const char *dlqs[] = {
+	        "orchestrator.dlq",        "inventory.commands.dlq",
+	        "payment.card.dlq",        "payment.cod.dlq",
+	        "shipping.default.dlq",    "shipping.india.dlq",
+	        "shipping.eu.dlq",         "notification.events.dlq",
+	        "notification.confirm.dlq"};
+	for (size_t i = 0; i < sizeof(dlqs) / sizeof(dlqs[0]); i++) {
+		uint32_t m = 99, c;
+		CHECK_MSG(bus_queue_info(b, dlqs[i], &m, &c) == 0 && m == 0,
+		          "%s has %u messages", dlqs[i], m);
+	}
+}
+
+static void
+test_thousand_orders(void)
+{
+	static const struct bus_config bc = {.name = "test-e2e"};
+	struct bus_config cfg = bc;
+	struct bus *b;
+	char err[256], *log, broker[64];
+	long long card_cents = 0, held[NSKU + 1] = {0}, ncompleted = 0;
+	int pids_ok;
+
+	dir = testutil_tmpdir("e2e");
+	snprintf(broker, sizeof(broker), "e2e-%d", (int)getpid());
+	url = testbroker_start(broker);
+	CHECK(dir != NULL && url != NULL);
+	if (dir == NULL || url == NULL)
+		return;
+	api_port = testutil_free_port();
+	cfg.url = url;
+	b = bus_open(&cfg, err, sizeof(err));
+	CHECK(b != NULL);
+	CHECK_MSG(bus_connect(b, err, sizeof(err)) == 0, "%s", err);
+	pids_ok = start_all();
+	CHECK(pids_ok == 0);
+	CHECK_MSG(wait_ready(b) == 0, "the daemons did not come up: see %s",
+	          dir);
+	post_all();
+	for (int t = 0; t < 3000 && finished() < N; t++)
+		usleep(100000);
+	CHECK_MSG(finished() == N, "%lld of %d sagas finished", finished(), N);
+	check_outcomes(&card_cents, held);
+	for (int i = 0; i < N; i++)
+		ncompleted += orders[i].completes;
+	check_stock(held);
+	check_ledger(card_cents);
+	check_notifications(b, ncompleted);
+	check_regions();
+	check_queues_empty(b);
+	/* the gateway's transient failures went round the retry queue */
+	log = testutil_slurp(path("pay.log"), NULL);
+	CHECK_MSG(log != NULL && strstr(log, "retrying: gateway unavailable"),
+	          "no transient failure was retried");
+	free(log);
+	/* SIGTERM drains and stops every daemon cleanly */
+	for (int i = 0; i < npids; i++)
+		CHECK_MSG(testutil_stop(pids[i], SIGTERM) == 0,
+		          "daemon %d did not stop cleanly", i);
+	bus_close(b);
+	testbroker_ctl(broker, "stop");
+	if (check_current_failed == 0)
+		testutil_rmtree(dir);
+	else
+		fprintf(stderr, "logs and databases kept in %s\n", dir);
+	free(dir);
+	free(url);
+}
+
+int
+main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	atexit(testutil_kill_all);
+	RUN(test_thousand_orders);
+	testutil_kill_all();
+	return check_summary();
+}

@@ -1,0 +1,662 @@
+/* test_participants -- each participant daemon against a private broker,
+ * driven by this test as if it were the orchestrator: idempotent replies,
+ * a late original refused after its compensation, the retry queue and the
+ * dead-letter queue with reasons, the ledger's rules, order-api's
+ * validation, and the daemons' errors for bad flags and files.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bus.h"
+#include "db.h"
+#include "envelope.h"
+#include "participant.h"
+#include "testutil.h"
+
+#define MAXR 64
+
+struct reply {
+	char re[ENVELOPE_ID_MAX], id[ENVELOPE_ID_MAX], type[ENVELOPE_TYPE_MAX];
+	struct value payload;
+};
+
+static struct {
+	struct bus *bus;
+	struct reply r[MAXR];
+	size_t n;
+	char *dir, *url, broker[64];
+} T;
+
+static char *
+path(const char *name)
+{
+	static char buf[8][600];
+	static int k;
+	k = (k + 1) % 8;
+	snprintf(buf[k], sizeof(buf[k]), "%s/%s", T.dir, name);
+	return buf[k];
+}
+
+static void
+on_delivery(void *arg, const struct bus_delivery *d)
+{
+	struct envelope e;
+	char err[256];
+	(void)arg;
+	envelope_init(&e);
+	if (envelope_decode(d->body, d->len, &e, err, sizeof(err)) == 0 &&
+	    T.n < MAXR) {
+		struct reply *r = &T.r[T.n++];
+		snprintf(r->re, sizeof(r->re), "%s", e.re);
+		snprintf(r->id, sizeof(r->id), "%s", e.id);
+		snprintf(r->type, sizeof(r->type), "%s", e.type);
+		r->payload = e.payload;
+		value_set_map(&e.payload);
+	}
+	envelope_clear(&e);
+	bus_ack(T.bus, d->ref, false);
+}
+
+static const struct bus_handlers H = {on_delivery, NULL, NULL};
+
+static int
+world_open(void)
+{
+	static const struct bus_exchange ex[] = {
+	        {"saga.commands", "topic", NULL},
+	        {"saga.replies", "direct", NULL},
+	        {"order_events", "topic", NULL},
+	};
+	static const struct bus_queue q[] = {{.name = "test.replies"},
+	                                     {.name = "test.orders"}};
+	static const struct bus_binding b[] = {
+	        {"saga.replies", "test.replies", NULL, "test"},
+	        {"order_events", "test.orders", NULL, "order.created"},
+	};
+	static const struct bus_topology topo = {ex, 3, q, 2, b, 2};
+	static const char *consume[] = {"test.replies"};
+	struct bus_config c = {.name = "test",
+	                       .topology = &topo,
+	                       .consume = consume,
+	                       .nconsume = 1};
+	char err[256];
+
+	memset(&T, 0, sizeof(T));
+	T.dir = testutil_tmpdir("parts");
+	snprintf(T.broker, sizeof(T.broker), "parts-%d", (int)getpid());
+	T.url = testbroker_start(T.broker);
+	if (T.dir == NULL || T.url == NULL)
+		return -1;
+	c.url = T.url;
+	T.bus = bus_open(&c, err, sizeof(err));
+	return T.bus != NULL && bus_connect(T.bus, err, sizeof(err)) == 0 ? 0
+	                                                                  : -1;
+}
+
+static void
+world_close(void)
+{
+	testutil_kill_all();
+	for (size_t i = 0; i < T.n; i++)
+		value_clear(&T.r[i].payload);
+	bus_close(T.bus);
+	testbroker_ctl(T.broker, "stop");
+	if (check_current_failed == 0)
+		testutil_rmtree(T.dir);
+	else
+		fprintf(stderr, "kept %s\n", T.dir);
+	free(T.dir);
+	free(T.url);
+}
+
+/* Sends a command as the orchestrator would; payload takes ownership. */
+static void
+send_cmd(const char *rk, const char *type, const char *id, const char *saga,
+         struct value *payload)
+{
+	struct envelope e;
+	char *body = NULL;
+	size_t len = 0;
+
+	envelope_init(&e);
+	snprintf(e.id, sizeof(e.id), "%s", id);
+	snprintf(e.saga, sizeof(e.saga), "%s", saga);
+	snprintf(e.type, sizeof(e.type), "%s", type);
+	snprintf(e.step, sizeof(e.step), "step");
+	e.attempt = 1;
+	e.ts = (int64_t)time(NULL) * 1000;
+	if (payload != NULL) {
+		value_clear(&e.payload);
+		e.payload = *payload;
+		value_set_map(payload);
+	}
+	if (envelope_encode(&e, &body, &len) == 0) {
+		struct bus_message m = {.exchange = "saga.commands",
+		                        .routing_key = rk,
+		                        .message_id = id,
+		                        .correlation_id = saga,
+		                        .type = type,
+		                        .reply_to = "test",
+		                        .body = body,
+		                        .len = len};
+		bus_publish(T.bus, &m, 0);
+		bus_flush(T.bus, 5000, &H);
+	}
+	free(body);
+	envelope_clear(&e);
+}
+
+static void
+send_raw(const char *rk, const char *id, const void *body, size_t len,
+         const char *type)
+{
+	struct bus_message m = {.exchange = "saga.commands",
+	                        .routing_key = rk,
+	                        .message_id = id,
+	                        .type = type,
+	                        .body = body,
+	                        .len = len};
+	bus_publish(T.bus, &m, 0);
+	bus_flush(T.bus, 5000, &H);
+}
+
+/* The k-th reply to command `re` (0-based), waiting up to ms. */
+static const struct reply *
+await(const char *re, int k, int ms)
+{
+	for (int t = 0; t <= ms / 50; t++) {
+		int seen = 0;
+		for (size_t i = 0; i < T.n; i++)
+			if (strcmp(T.r[i].re, re) == 0 && seen++ == k)
+				return &T.r[i];
+		bus_poll(T.bus, 50, &H);
+	}
+	return NULL;
+}
+
+static struct value
+items(const char *sku, int64_t qty)
+{
+	struct value p, arr, it;
+	value_set_map(&p);
+	value_set_array(&arr);
+	value_set_map(&it);
+	value_map_put_str(&it, "sku", sku);
+	value_map_put_int(&it, "quantity", qty);
+	value_array_push(&arr, &it);
+	value_map_put(&p, "items", &arr);
+	return p;
+}
+
+static long long
+q1(const char *db_name, const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	char err[256];
+	long long v = -1;
+	if (db_open(path(db_name), DB_READONLY, &db, err, sizeof(err)) != 0)
+		return -1;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			v = sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	db_close(db);
+	return v;
+}
+
+struct dlq_seen {
+	char error[512], id[ENVELOPE_ID_MAX];
+};
+
+static int
+take_dlq(void *arg, const struct bus_delivery *d)
+{
+	struct dlq_seen *s = arg;
+	snprintf(s->error, sizeof(s->error), "%s", d->error);
+	snprintf(s->id, sizeof(s->id), "%s", d->message_id);
+	return 1;
+}
+
+/* The next message of a DLQ (waits up to ms); false if none came. */
+static bool
+dlq_next(const char *queue, struct dlq_seen *s, int ms)
+{
+	bool got = false;
+	memset(s, 0, sizeof(*s));
+	for (int t = 0; t <= ms / 100 && !got; t++) {
+		if (bus_get(T.bus, queue, take_dlq, s, &got) != 0 || !got)
+			bus_poll(T.bus, 100, &H);
+	}
+	return got;
+}
+
+static bool
+wait_consumer(const char *queue)
+{
+	for (int t = 0; t < 200; t++) {
+		uint32_t m, c;
+		if (bus_queue_info(T.bus, queue, &m, &c) == 0 && c > 0)
+			return true;
+		bus_poll(T.bus, 100, &H);
+	}
+	return false;
+}
+
+static void
+test_inventory(void)
+{
+	const struct reply *r, *r2;
+	struct value p;
+	struct dlq_seen dl;
+	FILE *f;
+	int pid;
+
+	CHECK(world_open() == 0);
+	f = fopen(path("seed.txt"), "w");
+	CHECK(f != NULL);
+	fputs("# sku quantity\nsku-a 10\n", f);
+	fclose(f);
+	{
+		const char *a[] = {"inventory-svc",
+		                   "--amqp",
+		                   T.url,
+		                   "--db",
+		                   path("inv.db"),
+		                   "--seed",
+		                   path("seed.txt"),
+		                   NULL};
+		pid = testutil_spawn(a, path("inv.log"));
+	}
+	CHECK(pid > 0 && wait_consumer("inventory.commands"));
+
+	/* reserve, then the same message again: the same reply, once */
+	p = items("sku-a", 3);
+	send_cmd("inventory", "inventory.reserve", "c1", "s1", &p);
+	r = await("c1", 0, 10000);
+	CHECK(r != NULL);
+	CHECK_STR(r->type, "inventory.reserved");
+	p = items("sku-a", 3);
+	send_cmd("inventory", "inventory.reserve", "c1", "s1", &p);
+	r2 = await("c1", 1, 10000);
+	CHECK(r2 != NULL);
+	CHECK_STR(r2->id, r->id);
+	CHECK_STR(r2->type, "inventory.reserved");
+	/* a retry of the step (a new message id) takes nothing more */
+	p = items("sku-a", 3);
+	send_cmd("inventory", "inventory.reserve", "c1b", "s1", &p);
+	r = await("c1b", 0, 10000);
+	CHECK(r != NULL);
+	CHECK_STR(r->type, "inventory.reserved");
+	CHECK(q1("inv.db", "SELECT on_hand FROM stock WHERE sku='sku-a'") == 7);
+
+	/* a release for something never reserved, then the late reserve */
+	send_cmd("inventory", "inventory.release", "r2", "s2", NULL);
+	r = await("r2", 0, 10000);
+	CHECK(r != NULL);
+	CHECK_STR(r->type, "inventory.released");
+	p = items("sku-a", 1);
+	send_cmd("inventory", "inventory.reserve", "c2", "s2", &p);
+	r = await("c2", 0, 10000);
+	CHECK(r != NULL);
+	CHECK_STR(r->type, "inventory.rejected");
+	CHECK(strstr(value_map_get(&r->payload, "reason")->u.s.ptr,
+	             "compensated") != NULL);
+	CHECK(q1("inv.db", "SELECT on_hand FROM stock WHERE sku='sku-a'") == 7);
+
+	/* all lines or none: short skus named */
+	p = items("sku-a", 8);
+	send_cmd("inventory", "inventory.reserve", "c3", "s3", &p);
+	r = await("c3", 0, 10000);
+	CHECK(r != NULL);
+	CHECK_STR(r->type, "inventory.rejected");
+	CHECK(value_map_get(&r->payload, "short") != NULL &&
+	      value_map_get(&r->payload, "short")->u.a.len == 1);
+	CHECK(q1("inv.db", "SELECT on_hand FROM stock WHERE sku='sku-a'") == 7);
+
+	/* the compensation gives everything back */
+	send_cmd("inventory", "inventory.release", "r1", "s1", NULL);
+	r = await("r1", 0, 10000);
+	CHECK(r != NULL);
+	CHECK(q1("inv.db", "SELECT on_hand FROM stock WHERE sku='sku-a'") ==
+	      10);
+	CHECK(q1("inv.db", "SELECT count(*) FROM reservations") == 0);
+
+	/* undecodable and unknown: straight to the DLQ, with the reason */
+	send_raw("inventory", "junk-1", "\xc1garbage", 8, "inventory.reserve");
+	CHECK(dlq_next("inventory.commands.dlq", &dl, 10000));
+	CHECK_STR(dl.id, "junk-1");
+	CHECK_MSG(strstr(dl.error, "cannot decode") != NULL, "error: %s",
+	          dl.error);
+	send_cmd("inventory", "inventory.explode", "x1", "s9", NULL);
+	CHECK(dlq_next("inventory.commands.dlq", &dl, 10000));
+	CHECK_MSG(strstr(dl.error, "unknown message type inventory.explode"),
+	          "error: %s", dl.error);
+
+	/* seeding again adds nothing; SIGTERM stops it cleanly */
+	CHECK(testutil_stop(pid, SIGTERM) == 0);
+	{
+		const char *a[] = {"inventory-svc",
+		                   "--amqp",
+		                   T.url,
+		                   "--db",
+		                   path("inv.db"),
+		                   "--seed",
+		                   path("seed.txt"),
+		                   NULL};
+		pid = testutil_spawn(a, path("inv.log"));
+	}
+	CHECK(pid > 0 && wait_consumer("inventory.commands"));
+	CHECK(q1("inv.db", "SELECT on_hand FROM stock WHERE sku='sku-a'") ==
+	      10);
+	CHECK(testutil_stop(pid, SIGTERM) == 0);
+	world_close();
+}
+
+static struct value
+charge_payload(const char *method, int64_t cents)
+{
+	struct value p;
+	value_set_map(&p);
+	value_map_put_str(&p, "payment_method", method);
+	value_map_put_int(&p, "total_cents", cents);
+	value_map_put_str(&p, "currency", "EUR");
+	value_map_put_str(&p, "card_token", "tok_visa");
+	return p;
+}
+
+static int
+start_payment(int transient_pct)
+{
+	FILE *f = fopen(path("pay.conf"), "w");
+	if (f == NULL)
+		return -1;
+	fprintf(f,
+	        "decline_token = tok_decline\ncard_limit_cents = 5000\n"
+	        "transient_failure_percent = %d\n",
+	        transient_pct);
+	fclose(f);
+	const char *a[] = {
+	        "payment-svc", "--amqp",         T.url, "--db", path("pay.db"),
+	        "--config",    path("pay.conf"), NULL};
+	int pid = testutil_spawn(a, path("pay.log"));
+	if (pid > 0 &&
+	    (!wait_consumer("payment.card") || !wait_consumer("payment.cod")))
+		return -1;
+	return pid;
+}
+
+static void
+test_payment(void)
+{
+	const struct reply *r;
+	struct value p;
+	struct dlq_seen dl;
+	int pid;
+
+	CHECK(world_open() == 0);
+	/* a gateway that always fails: the retry queue, then the DLQ */
+	pid = start_payment(100);
+	CHECK(pid > 0);
+	p = charge_payload("card", 1000);
+	send_cmd("payment.card", "payment.charge", "k1", "s1", &p);
+	CHECK(dlq_next("payment.card.dlq", &dl, 30000));
+	CHECK_STR(dl.id, "k1");
+	CHECK_MSG(strstr(dl.error, "failed 5 times: gateway unavailable"),
+	          "error: %s", dl.error);
+	CHECK(await("k1", 0, 100) == NULL);
+
+	/* cash on delivery: a collection, cancelled by the compensation */
+	p = charge_payload("cod", 3000);
+	send_cmd("payment.cod", "payment.charge", "k2", "s2", &p);
+	r = await("k2", 0, 10000);
+	CHECK(r != NULL);
+	CHECK_STR(r->type, "payment.collection_registered");
+	p = charge_payload("cod", 3000);
+	send_cmd("payment.cod", "payment.refund", "f2", "s2", &p);
+	r = await("f2", 0, 10000);
+	CHECK(r != NULL);
+	CHECK_STR(r->type, "payment.collection_cancelled");
+	CHECK(testutil_stop(pid, SIGTERM) == 0);
+
+	/* a healthy gateway: one charge, one refund, never more */
+	pid = start_payment(0);
+	CHECK(pid > 0);
+	p = charge_payload("card", 1000);
+	send_cmd("payment.card", "payment.charge", "k3", "s3", &p);
+	r = await("k3", 0, 10000);
+	CHECK(r != NULL);
+	CHECK_STR(r->type, "payment.charged");
+	p = charge_payload("card", 1000);
+	send_cmd("payment.card", "payment.charge", "k3b", "s3", &p);
+	r = await("k3b", 0, 10000);
+	CHECK(r != NULL);
+	CHECK_STR(r->type, "payment.charged");
+	for (int i = 0; i < 2; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "f3-%d", i);
+		p = charge_payload("card", 1000);
+		send_cmd("payment.card", "payment.refund", id, "s3", &p);
+		r = await(id, 0, 10000);
+		CHECK(r != NULL);
+		CHECK_STR(r->type, "payment.refunded");
+	}
+	CHECK(q1("pay.db", "SELECT count(*) FROM ledger WHERE saga_id='s3' "
+	                   "AND kind='charge'") == 1);
+	CHECK(q1("pay.db", "SELECT sum(amount_cents) FROM ledger WHERE "
+	                   "saga_id='s3' AND kind='refund'") == 1000);
+	/* the declines: a token, the limit; then a refund that came first */
+	p = charge_payload("card", 9000);
+	send_cmd("payment.card", "payment.charge", "k4", "s4", &p);
+	r = await("k4", 0, 10000);
+	CHECK(r != NULL);
+	CHECK_STR(r->type, "payment.declined");
+	send_cmd("payment.card", "payment.refund", "f5", "s5", NULL);
+	r = await("f5", 0, 10000);
+	CHECK(r != NULL);
+	CHECK_STR(r->type, "payment.refunded");
+	p = charge_payload("card", 1000);
+	send_cmd("payment.card", "payment.charge", "k5", "s5", &p);
+	r = await("k5", 0, 10000);
+	CHECK(r != NULL);
+	CHECK_STR(r->type, "payment.declined");
+	CHECK(q1("pay.db", "SELECT count(*) FROM ledger WHERE saga_id IN "
+	                   "('s4', 's5')") == 0);
+	CHECK(testutil_stop(pid, SIGTERM) == 0);
+	world_close();
+}
+
+static const char good_order[] =
+        "{\"customer_id\":\"c1\",\"items\":[{\"sku\":\"a\",\"quantity\":2,"
+        "\"unit_price_cents\":150},{\"sku\":\"b\",\"quantity\":1,"
+        "\"unit_price_cents\":1000}],\"currency\":\"EUR\","
+        "\"payment_method\":\"card\",\"card_token\":\"tok\","
+        "\"ship_to\":{\"country\":\"india\",\"city\":\"Pune\"}}";
+
+static void
+expect_400(int port, const char *body, const char *field)
+{
+	int st = 0;
+	char want[128], *r;
+	r = testutil_http(port, "POST", "/orders", NULL, body, &st);
+	snprintf(want, sizeof(want), "\"field\":\"%s\"", field);
+	CHECK_MSG(st == 400 && r != NULL && strstr(r, want) != NULL,
+	          "%s -> %d %s (want 400 naming %s)", body, st, r ? r : "",
+	          field);
+	free(r);
+}
+
+static int
+take_order(void *arg, const struct bus_delivery *d)
+{
+	struct envelope *e = arg;
+	char err[256];
+	return envelope_decode(d->body, d->len, e, err, sizeof(err)) == 0;
+}
+
+static void
+test_order_api(void)
+{
+	int port, st = 0, pid;
+	char listen[64], *r, *big, id[64] = "", url[128];
+	struct envelope e;
+	bool got = false;
+	int64_t total = 0;
+
+	CHECK(world_open() == 0);
+	port = testutil_free_port();
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+	{
+		const char *a[] = {"order-api",    "--amqp",   T.url,  "--db",
+		                   path("api.db"), "--listen", listen, NULL};
+		pid = testutil_spawn(a, path("api.log"));
+	}
+	for (int t = 0; t < 100 && st != 200; t++) {
+		free(testutil_http(port, "GET", "/healthz", NULL, NULL, &st));
+		if (st != 200)
+			usleep(100000);
+	}
+	CHECK(pid > 0 && st == 200);
+
+	/* accepted only once the broker has it: then published intact */
+	r = testutil_http(port, "POST", "/orders", "Idempotency-Key: k1\r\n",
+	                  good_order, &st);
+	CHECK_MSG(st == 202, "%d %s", st, r ? r : "");
+	if (r != NULL && strstr(r, "\"order_id\":\"") != NULL)
+		sscanf(strstr(r, "\"order_id\":\"") + 12, "%63[^\"]", id);
+	free(r);
+	envelope_init(&e);
+	for (int t = 0; t < 50 && !got; t++) {
+		CHECK(bus_get(T.bus, "test.orders", take_order, &e, &got) == 0);
+		if (!got)
+			bus_poll(T.bus, 100, &H);
+	}
+	CHECK(got);
+	CHECK_STR(e.type, "order.created");
+	CHECK_STR(e.saga, id);
+	CHECK(part_int(&e.payload, "total_cents", &total) && total == 1300);
+	envelope_clear(&e);
+
+	/* the same key: the same order; another body: 409 */
+	r = testutil_http(port, "POST", "/orders", "Idempotency-Key: k1\r\n",
+	                  good_order, &st);
+	CHECK(st == 202 && r != NULL && strstr(r, id) != NULL);
+	free(r);
+	r = testutil_http(port, "POST", "/orders", "Idempotency-Key: k1\r\n",
+	                  "{\"customer_id\":\"other\"}", &st);
+	CHECK(st == 409);
+	free(r);
+
+	/* every rejection names the field */
+	expect_400(port, "{\"items\":[]}", "customer_id");
+	expect_400(port,
+	           "{\"customer_id\":\"c\",\"currency\":\"EUR\","
+	           "\"payment_method\":\"bitcoin\"}",
+	           "payment_method");
+	expect_400(port,
+	           "{\"customer_id\":\"c\",\"currency\":\"EUR\","
+	           "\"payment_method\":\"card\"}",
+	           "card_token");
+	expect_400(port,
+	           "{\"customer_id\":\"c\",\"currency\":\"EUR\","
+	           "\"payment_method\":\"cod\",\"ship_to\":{\"country\":"
+	           "\"New York\"}}",
+	           "ship_to.country");
+	expect_400(port,
+	           "{\"customer_id\":\"c\",\"currency\":\"EUR\","
+	           "\"payment_method\":\"cod\",\"ship_to\":{\"country\":"
+	           "\"us\"},\"items\":[{\"sku\":\"a\",\"quantity\":1,"
+	           "\"unit_price_cents\":1},{\"sku\":\"b\",\"quantity\":-1,"
+	           "\"unit_price_cents\":1}]}",
+	           "items[1].quantity");
+	expect_400(port, "{\"customer_id\": ", "");
+	big = malloc(70000);
+	CHECK(big != NULL);
+	memset(big, ' ', 69999);
+	big[69999] = '\0';
+	free(testutil_http(port, "POST", "/orders", NULL, big, &st));
+	free(big);
+	CHECK(st == 413);
+
+	/* status: pending until the orchestrator has it; unknown: 404 */
+	snprintf(url, sizeof(url), "/orders/%s", id);
+	r = testutil_http(port, "GET", url, NULL, NULL, &st);
+	CHECK(st == 200 && r != NULL && strstr(r, "pending") != NULL);
+	free(r);
+	free(testutil_http(port, "GET", "/orders/nope", NULL, NULL, &st));
+	CHECK(st == 404);
+	free(testutil_http(port, "DELETE", "/orders", NULL, NULL, &st));
+	CHECK(st == 405);
+	CHECK(testutil_stop(pid, SIGTERM) == 0);
+	world_close();
+}
+
+/* Bad flags and files: a clear message and a non-zero exit, no broker. */
+static void
+test_bad_flags_and_files(void)
+{
+	char *out = NULL, *dir = testutil_tmpdir("partflags");
+	const char *bin = getenv("SAGA_BIN_DIR");
+	CHECK(dir != NULL && bin != NULL);
+#define RUN_SH(want_rc, want_text, ...)                                        \
+	do {                                                                   \
+		int rc_ = testutil_sh(&out, __VA_ARGS__);                      \
+		CHECK_MSG(rc_ == (want_rc) && out != NULL &&                   \
+		                  strstr(out, want_text) != NULL,              \
+		          "rc %d, output: %s", rc_, out ? out : "");           \
+		free(out);                                                     \
+		out = NULL;                                                    \
+	} while (0)
+	RUN_SH(2, "--db PATH is required",
+	       "SAGA_AMQP_URL=amqp://x %s/inventory-svc 2>&1", bin);
+	RUN_SH(2, "no broker",
+	       "env -u SAGA_AMQP_URL %s/payment-svc --db x 2>&1", bin);
+	RUN_SH(2, "is not one of debug",
+	       "%s/shipping-svc --log-level loud 2>&1", bin);
+	RUN_SH(2, "needs its own --instance NAME",
+	       "%s/shipping-svc --amqp amqp://x --db %s/s.db --bind 'a.*' 2>&1",
+	       bin, dir);
+	RUN_SH(2, "pay.conf:2: bad setting \"card_limit_cent\"",
+	       "printf 'decline_token = t\\ncard_limit_cent = 5\\n' > "
+	       "%s/pay.conf; %s/payment-svc --amqp amqp://x --db %s/p.db "
+	       "--config %s/pay.conf 2>&1",
+	       dir, bin, dir, dir);
+	RUN_SH(1, "seed.txt:2: expected \"SKU QUANTITY\"",
+	       "printf 'a 1\\nb lots\\n' > %s/seed.txt; %s/inventory-svc "
+	       "--amqp amqp://127.0.0.1:1 --db %s/i.db --seed %s/seed.txt 2>&1",
+	       dir, bin, dir, dir);
+	RUN_SH(2, "--confirm-delay: \"soon\"",
+	       "%s/notification-svc --confirm-delay soon 2>&1", bin);
+	RUN_SH(2, "templates.txt:1: expected",
+	       "echo 'no colon here' > %s/templates.txt; %s/notification-svc "
+	       "--templates %s/templates.txt 2>&1",
+	       dir, bin, dir);
+	RUN_SH(2, "--listen: \"nowhere\" is not",
+	       "%s/order-api --amqp amqp://x --db %s/a.db --listen nowhere "
+	       "2>&1",
+	       bin, dir);
+	RUN_SH(2, "unexpected argument \"extra\"",
+	       "%s/inventory-svc --db x extra 2>&1", bin);
+#undef RUN_SH
+	testutil_rmtree(dir);
+	free(dir);
+}
+
+int
+main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	atexit(testutil_kill_all);
+	RUN(test_bad_flags_and_files);
+	RUN(test_inventory);
+	testutil_kill_all();
+	RUN(test_payment);
+	testutil_kill_all();
+	RUN(test_order_api);
+	return check_summary();
+}

@@ -53,7 +53,8 @@ struct bus {
 	size_t nurls, next_url;
 	char *consume[16];
 	size_t nconsume;
-	struct bus_topology topo; /* borrowed from cfg: caller keeps it */
+	struct bus_topology topo; /* a deep copy of cfg->topology */
+	char *topo_mem;           /* its one allocation */
 
 	amqp_connection_state_t conn;
 	bool connected, blocked, consuming;
@@ -595,6 +596,61 @@ bus_connect(struct bus *b, char *err, size_t errlen)
 
 /* ---- open / close ---- */
 
+/* ---- the topology, copied so the caller's may go away ---- */
+
+static int
+topo_copy(struct bus *b, const struct bus_topology *t)
+{
+	size_t n = t->nexchanges * sizeof(struct bus_exchange) +
+	           t->nqueues * sizeof(struct bus_queue) +
+	           t->nbindings * sizeof(struct bus_binding);
+	struct bus_exchange *ex;
+	struct bus_queue *q;
+	struct bus_binding *bd;
+	char *at;
+
+	for (size_t i = 0; i < t->nexchanges; i++)
+		n += slen(t->exchanges[i].name) + slen(t->exchanges[i].type) +
+		     slen(t->exchanges[i].alternate);
+	for (size_t i = 0; i < t->nqueues; i++)
+		n += slen(t->queues[i].name) + slen(t->queues[i].dlx) +
+		     slen(t->queues[i].dlrk) + slen(t->queues[i].overflow);
+	for (size_t i = 0; i < t->nbindings; i++)
+		n += slen(t->bindings[i].exchange) +
+		     slen(t->bindings[i].queue) +
+		     slen(t->bindings[i].dest_exchange) +
+		     slen(t->bindings[i].key);
+	b->topo_mem = malloc(n + 1);
+	if (b->topo_mem == NULL)
+		return -1;
+	/* the arrays first (aligned: malloc's alignment, struct sizes) */
+	ex = (struct bus_exchange *)(void *)b->topo_mem;
+	q = (struct bus_queue *)(void *)(ex + t->nexchanges);
+	bd = (struct bus_binding *)(void *)(q + t->nqueues);
+	at = (char *)(bd + t->nbindings);
+	for (size_t i = 0; i < t->nexchanges; i++) {
+		ex[i].name = put(&at, t->exchanges[i].name);
+		ex[i].type = put(&at, t->exchanges[i].type);
+		ex[i].alternate = put(&at, t->exchanges[i].alternate);
+	}
+	for (size_t i = 0; i < t->nqueues; i++) {
+		q[i] = t->queues[i];
+		q[i].name = put(&at, t->queues[i].name);
+		q[i].dlx = put(&at, t->queues[i].dlx);
+		q[i].dlrk = put(&at, t->queues[i].dlrk);
+		q[i].overflow = put(&at, t->queues[i].overflow);
+	}
+	for (size_t i = 0; i < t->nbindings; i++) {
+		bd[i].exchange = put(&at, t->bindings[i].exchange);
+		bd[i].queue = put(&at, t->bindings[i].queue);
+		bd[i].dest_exchange = put(&at, t->bindings[i].dest_exchange);
+		bd[i].key = put(&at, t->bindings[i].key);
+	}
+	b->topo = (struct bus_topology){ex, t->nexchanges, q, t->nqueues,
+	                                bd, t->nbindings};
+	return 0;
+}
+
 struct bus *
 bus_open(const struct bus_config *cfg, char *err, size_t errlen)
 {
@@ -662,6 +718,11 @@ bus_open(const struct bus_config *cfg, char *err, size_t errlen)
 	}
 	for (size_t i = 0; i < cfg->nconsume; i++)
 		b->consume[b->nconsume++] = strdup(cfg->consume[i]);
+	if (cfg->topology != NULL && topo_copy(b, cfg->topology) != 0) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	b->cfg.topology = cfg->topology != NULL ? &b->topo : NULL;
 	free(list);
 	return b;
 fail:
@@ -689,6 +750,7 @@ bus_close(struct bus *b)
 		free(b->urls[i]);
 	for (size_t i = 0; i < b->nconsume; i++)
 		free(b->consume[i]);
+	free(b->topo_mem);
 	free(b);
 }
 

@@ -11,6 +11,7 @@
  * Exit status: 0 success, 1 the command failed (an invalid chart, an
  * unknown saga, no broker), 2 usage error.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -23,13 +24,16 @@
 
 #include "bus.h"
 #include "chart_load.h"
+#include "chart_tools.h"
 #include "envelope.h"
 #include "log.h"
+#include "dlq.h"
 #include "store.h"
 
 struct opts {
 	const char *db, *amqp, *reason, *status;
-	int json;
+	const char *script, *order, *latency; /* simulate */
+	int json, help;
 };
 
 static void
@@ -40,6 +44,14 @@ usage(FILE *f)
 	        "\n"
 	        "  statechart validate FILE...   check statecharts; errors as "
 	        "file:line:col: message\n"
+	        "  statechart dot FILE           the chart as Graphviz dot\n"
+	        "  statechart diff A B           what changed between two "
+	        "charts\n"
+	        "  statechart plan FILE          every failure point: path, "
+	        "compensations, final\n"
+	        "  simulate FILE [--script S] [--order O] [--latency D]\n"
+	        "                                run the engine on a virtual "
+	        "clock\n"
 	        "  list [--status S]             sagas, newest first\n"
 	        "  show ID                       one saga and its history\n"
 	        "  stats                         counts by status and state\n"
@@ -47,11 +59,251 @@ usage(FILE *f)
 	        "  mark-compensated ID STEP --reason TEXT\n"
 	        "                                operator actions, applied by "
 	        "the orchestrator\n"
+	        "  dlq list|show|replay|purge ...  dead-letter queues "
+	        "(sagactl dlq --help)\n"
 	        "\n"
 	        "  --db PATH    the orchestrator's database (env SAGA_DB)\n"
 	        "  --amqp URL   the broker, for operator actions (env "
 	        "SAGA_AMQP_URL)\n"
-	        "  --json       machine-readable output\n");
+	        "  --json       machine-readable output\n"
+	        "\n"
+	        "  COMMAND --help shows a command's usage.\n");
+}
+
+/* ---- pure statechart tools (chart_tools.h): no broker, no database ---- */
+
+static const char usage_dot[] =
+        "usage: sagactl statechart dot FILE\n"
+        "\n"
+        "Writes the chart as a Graphviz digraph on stdout, e.g.\n"
+        "  sagactl statechart dot statecharts/order.yaml | dot -Tsvg "
+        ">order.svg\n"
+        "Steps are boxes, choices diamonds, waits dashed ellipses, finals\n"
+        "double circles (red when a failure ends there). Dashed red edges "
+        "are\n"
+        "{fail: X} replies, failing branches and exhausted attempts; dotted\n"
+        "self-loops are retry replies; yellow notes are compensations.\n"
+        "Exit status: 0 ok, 1 the chart is invalid, 2 usage.\n";
+
+static const char usage_diff[] =
+        "usage: sagactl statechart diff A B\n"
+        "\n"
+        "Lists what changed from chart A to chart B: both versions, states\n"
+        "added (+) and removed (-), and per state each changed key (~):\n"
+        "command, route, pass, on targets, save, emit, timeout, retry,\n"
+        "exhausted target, compensate, branches and guards, default, wait.\n"
+        "Exit status (as diff(1)): 0 same version, 1 different, 2 usage or\n"
+        "a chart that does not load.\n";
+
+static const char usage_plan[] =
+        "usage: sagactl statechart plan FILE\n"
+        "\n"
+        "Walks the chart from its initial state through every branch and\n"
+        "lists the success paths, then every failure point (a failure "
+        "reply,\n"
+        "a step's attempts exhausted, a failing choice branch) with the "
+        "path\n"
+        "to it, the compensations that would run in order, and the final\n"
+        "state. Exit status: 0 ok, 1 the chart is invalid, 2 usage.\n";
+
+static const char usage_simulate[] =
+        "usage: sagactl simulate FILE [--script S] [--order O] [--latency "
+        "D]\n"
+        "\n"
+        "Runs the real engine on a virtual clock starting at 0 and prints\n"
+        "the timeline: time, event, state, and actions (commands sent,\n"
+        "events emitted, timers).\n"
+        "\n"
+        "  --script S   comma-separated KEY=OUTCOME, used in order per key:\n"
+        "               KEY is a step (its command) or STEP.undo (its\n"
+        "               compensation); OUTCOME is ok, fail, timeout, or a\n"
+        "               reply type in full or by its last part, optionally\n"
+        "               followed by xN. For an undo, fail means every "
+        "attempt\n"
+        "               times out. A command not scripted gets ok. E.g.\n"
+        "               'reserve_stock=ok, payment=declined'\n"
+        "               'create_shipment=timeout x3, payment.undo=fail'\n"
+        "  --order O    the order as YAML/JSON flow text ('{...}') or a "
+        "file;\n"
+        "               its top-level keys replace those of the default "
+        "order\n"
+        "               (every declared field with a plausible value)\n"
+        "  --latency D  time from a command to its reply (default 100ms)\n"
+        "\n"
+        "Exit status: 0 the saga reached a final status, 1 it did not\n"
+        "(stuck) or the chart is invalid, 2 usage or a bad script/order.\n";
+
+/* Usage error for a tool: its usage on stderr, exit status 2. */
+static int
+tool_usage(const char *text)
+{
+	fputs(text, stderr);
+	return 2;
+}
+
+static int
+statechart_dot(int argc, char **argv)
+{
+	struct chart *c;
+	int rc;
+
+	if (argc != 1)
+		return tool_usage(usage_dot);
+	c = chart_tools_load(argv[0], stderr);
+	if (c == NULL)
+		return 1;
+	rc = chart_dot(stdout, c);
+	chart_free(c);
+	if (rc != 0 || fflush(stdout) != 0) {
+		fprintf(stderr, "sagactl: write error\n");
+		return 1;
+	}
+	return 0;
+}
+
+static int
+statechart_diff(int argc, char **argv)
+{
+	struct chart *a, *b = NULL;
+	int rc = 2;
+
+	if (argc != 2)
+		return tool_usage(usage_diff);
+	a = chart_tools_load(argv[0], stderr);
+	if (a != NULL)
+		b = chart_tools_load(argv[1], stderr);
+	if (a != NULL && b != NULL) {
+		rc = chart_diff(stdout, a, b);
+		if (rc < 0 || fflush(stdout) != 0) {
+			fprintf(stderr, "sagactl: write error\n");
+			rc = 2;
+		}
+	}
+	chart_free(a);
+	chart_free(b);
+	return rc;
+}
+
+static int
+statechart_plan(int argc, char **argv)
+{
+	struct chart *c;
+	int rc;
+
+	if (argc != 1)
+		return tool_usage(usage_plan);
+	c = chart_tools_load(argv[0], stderr);
+	if (c == NULL)
+		return 1;
+	rc = chart_plan(stdout, c);
+	chart_free(c);
+	if (rc != 0 || fflush(stdout) != 0) {
+		fprintf(stderr, "sagactl: write error or out of memory\n");
+		return 1;
+	}
+	return 0;
+}
+
+/* Reads a whole (small) file; NULL with errno set on failure. */
+static char *
+slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+	size_t n;
+
+	if (f == NULL)
+		return NULL;
+	buf = malloc(1024 * 1024 + 1);
+	if (buf == NULL) {
+		fclose(f);
+		return NULL;
+	}
+	n = fread(buf, 1, 1024 * 1024, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/* The --order option over the chart's default order: its top-level keys
+ * replace the default's. 0, or 2 (usage) with a message. */
+static int
+sim_order(const struct chart *c, const char *arg, struct value *order)
+{
+	struct value given = VALUE_NIL_INIT;
+	const char *p = arg;
+	char err[512], *text = NULL;
+	size_t i;
+
+	while (*p == ' ' || *p == '\t' || *p == '\n')
+		p++;
+	if (*p != '{') {
+		text = slurp(arg);
+		if (text == NULL) {
+			fprintf(stderr, "sagactl: --order %s: %s\n", arg,
+			        strerror(errno));
+			return 2;
+		}
+	}
+	if (chart_sim_parse_order(text != NULL ? text : arg, &given, err,
+	                          sizeof(err)) != 0) {
+		fprintf(stderr, "sagactl: --order: %s\n", err);
+		free(text);
+		return 2;
+	}
+	free(text);
+	if (chart_sim_default_order(c, order) != 0) {
+		value_clear(&given);
+		fprintf(stderr, "sagactl: out of memory\n");
+		return 1;
+	}
+	for (i = 0; i < given.u.m.len; i++)
+		if (value_map_put(order, given.u.m.items[i].key,
+		                  &given.u.m.items[i].val) != 0) {
+			value_clear(&given);
+			fprintf(stderr, "sagactl: out of memory\n");
+			return 1;
+		}
+	value_clear(&given);
+	return 0;
+}
+
+static int
+simulate(const struct opts *o, int argc, char **argv)
+{
+	struct chart_sim_options so = {.script = o->script, .latency_ms = 100};
+	struct value order = VALUE_NIL_INIT;
+	struct chart *c;
+	char err[512];
+	int rc;
+
+	if (argc != 1)
+		return tool_usage(usage_simulate);
+	if (o->latency != NULL &&
+	    chart_parse_duration(o->latency, &so.latency_ms) != 0) {
+		fprintf(stderr,
+		        "sagactl: --latency %s: not a duration (250ms, 2s)\n",
+		        o->latency);
+		return 2;
+	}
+	c = chart_tools_load(argv[0], stderr);
+	if (c == NULL)
+		return 1;
+	if (o->order != NULL) {
+		rc = sim_order(c, o->order, &order);
+		if (rc != 0) {
+			chart_free(c);
+			return rc;
+		}
+		so.order = &order;
+	}
+	rc = chart_simulate(stdout, c, &so, NULL, err, sizeof(err));
+	fflush(stdout);
+	if (rc < 0)
+		fprintf(stderr, "sagactl: %s\n", err);
+	value_clear(&order);
+	chart_free(c);
+	return rc == -2 ? 2 : rc < 0 ? 1 : rc;
 }
 
 static int
@@ -351,6 +603,9 @@ main(int argc, char **argv)
 	        {"json", no_argument, NULL, 'j'},
 	        {"reason", required_argument, NULL, 'r'},
 	        {"status", required_argument, NULL, 's'},
+	        {"script", required_argument, NULL, 'S'},
+	        {"order", required_argument, NULL, 'o'},
+	        {"latency", required_argument, NULL, 'L'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
@@ -377,6 +632,15 @@ main(int argc, char **argv)
 		case 's':
 			o.status = optarg;
 			break;
+		case 'S':
+			o.script = optarg;
+			break;
+		case 'o':
+			o.order = optarg;
+			break;
+		case 'L':
+			o.latency = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -391,9 +655,14 @@ main(int argc, char **argv)
 		return 2;
 	}
 	cmd = argv[optind++];
+	if (strcmp(cmd, "dlq") == 0) /* its own arguments: dlq.h */
+		return dlq_main(o.amqp, o.json != 0, argc - optind,
+		                argv + optind);
 	{
 		int sub = optind;
-		optind = 1;
+		/* 0, not 1: glibc then resets fully and permutes, so options
+		 * may also follow the arguments ("simulate FILE --script S") */
+		optind = 0;
 		while ((c = getopt_long(argc - sub + 1, argv + sub - 1, "h",
 		                        lopts, NULL)) != -1) {
 			switch (c) {
@@ -412,9 +681,18 @@ main(int argc, char **argv)
 			case 's':
 				o.status = optarg;
 				break;
+			case 'S':
+				o.script = optarg;
+				break;
+			case 'o':
+				o.order = optarg;
+				break;
+			case 'L':
+				o.latency = optarg;
+				break;
 			case 'h':
-				usage(stdout);
-				return 0;
+				o.help = 1;
+				break;
 			default:
 				usage(stderr);
 				return 2;
@@ -425,11 +703,48 @@ main(int argc, char **argv)
 	}
 	argc -= optind;
 	argv += optind;
-	if (strcmp(cmd, "statechart") == 0) {
-		if (argc >= 1 && strcmp(argv[0], "validate") == 0)
-			return validate(argc - 1, argv + 1);
-		fprintf(stderr, "sagactl: statechart validate FILE...\n");
+	if ((o.script != NULL || o.order != NULL || o.latency != NULL) &&
+	    strcmp(cmd, "simulate") != 0) {
+		fprintf(stderr, "sagactl: --script, --order and --latency "
+		                "belong to simulate\n");
 		return 2;
+	}
+	if (strcmp(cmd, "statechart") == 0) {
+		const char *sub = argc >= 1 ? argv[0] : "";
+		const char *help = strcmp(sub, "dot") == 0    ? usage_dot
+		                   : strcmp(sub, "diff") == 0 ? usage_diff
+		                   : strcmp(sub, "plan") == 0 ? usage_plan
+		                                              : NULL;
+		if (o.help) {
+			if (help != NULL)
+				fputs(help, stdout);
+			else
+				printf("usage: sagactl statechart "
+				       "validate|dot|diff|plan ...\n");
+			return 0;
+		}
+		if (strcmp(sub, "validate") == 0)
+			return validate(argc - 1, argv + 1);
+		if (strcmp(sub, "dot") == 0)
+			return statechart_dot(argc - 1, argv + 1);
+		if (strcmp(sub, "diff") == 0)
+			return statechart_diff(argc - 1, argv + 1);
+		if (strcmp(sub, "plan") == 0)
+			return statechart_plan(argc - 1, argv + 1);
+		fprintf(stderr, "sagactl: statechart validate|dot|diff|plan "
+		                "FILE...\n");
+		return 2;
+	}
+	if (strcmp(cmd, "simulate") == 0) {
+		if (o.help) {
+			fputs(usage_simulate, stdout);
+			return 0;
+		}
+		return simulate(&o, argc, argv);
+	}
+	if (o.help) {
+		usage(stdout);
+		return 0;
 	}
 	if (strcmp(cmd, "list") == 0 && argc == 0)
 		return list(&o);

@@ -268,6 +268,7 @@ dead_letter(struct part *p, const struct bus_delivery *d, const char *why)
 	m.message_id = id;
 	m.correlation_id = d->correlation_id[0] ? d->correlation_id : NULL;
 	m.type = d->type[0] ? d->type : NULL;
+	m.reply_to = d->reply_to[0] ? d->reply_to : NULL; /* for a replay */
 	m.traceparent = d->traceparent[0] ? d->traceparent : NULL;
 	m.content_type = d->content_type[0] ? d->content_type : NULL;
 	m.error = why;

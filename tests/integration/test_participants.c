@@ -647,6 +647,104 @@ test_bad_flags_and_files(void)
 	free(dir);
 }
 
+static long
+queue_depth(const char *q)
+{
+	uint32_t m = 0, c = 0;
+	for (int t = 0; t < 50; t++) {
+		if (bus_queue_info(T.bus, q, &m, &c) == 0)
+			return (long)m;
+		bus_poll(T.bus, 100, &H);
+	}
+	return -1;
+}
+
+/* sagactl dlq: list, show (leaves the messages), replay, purge. */
+static void
+test_sagactl_dlq(void)
+{
+	const char *bin = getenv("SAGA_BIN_DIR");
+	const struct reply *r;
+	struct value p;
+	char *out = NULL;
+	int pid, rc;
+
+	CHECK(world_open() == 0 && bin != NULL);
+	pid = start_payment(100);
+	CHECK(pid > 0);
+	p = charge_payload("card", 1000);
+	send_cmd("payment.card", "payment.charge", "k1", "s1", &p);
+	for (int t = 0; t < 300 && queue_depth("payment.card.dlq") != 1; t++)
+		bus_poll(T.bus, 100, &H);
+	CHECK(queue_depth("payment.card.dlq") == 1);
+
+	rc = testutil_sh(&out, "%s/sagactl --amqp %s dlq list 2>&1", bin,
+	                 T.url);
+	CHECK_MSG(rc == 0 && out != NULL && strstr(out, "payment.card.dlq"),
+	          "rc %d: %s", rc, out ? out : "");
+	free(out);
+	rc = testutil_sh(&out, "%s/sagactl --amqp %s dlq show payment.card.dlq",
+	                 bin, T.url);
+	CHECK_MSG(rc == 0 && out != NULL && strstr(out, "k1") &&
+	                  strstr(out, "failed 5 times: gateway unavailable"),
+	          "rc %d: %s", rc, out ? out : "");
+	free(out);
+	rc = testutil_sh(
+	        &out, "%s/sagactl --amqp %s --json dlq show payment.card.dlq",
+	        bin, T.url);
+	CHECK_MSG(rc == 0 && out != NULL &&
+	                  strstr(out, "\"message_id\":\"k1\""),
+	          "rc %d: %s", rc, out ? out : "");
+	free(out);
+	CHECK(queue_depth("payment.card.dlq") == 1); /* show took nothing */
+
+	/* the gateway is back: replay, and the charge goes through */
+	CHECK(testutil_stop(pid, SIGTERM) == 0);
+	pid = start_payment(0);
+	CHECK(pid > 0);
+	rc = testutil_sh(&out,
+	                 "%s/sagactl --amqp %s dlq replay payment.card.dlq",
+	                 bin, T.url);
+	CHECK_MSG(rc == 0 && out != NULL && strstr(out, "replayed 1 of 1"),
+	          "rc %d: %s", rc, out ? out : "");
+	free(out);
+	r = await("k1", 0, 15000);
+	CHECK(r != NULL);
+	CHECK_STR(r->type, "payment.charged");
+	CHECK(queue_depth("payment.card.dlq") == 0);
+
+	/* purge asks for --yes */
+	send_raw("payment.cod", "junk-2", "\xc1", 1, "payment.charge");
+	for (int t = 0; t < 100 && queue_depth("payment.cod.dlq") != 1; t++)
+		bus_poll(T.bus, 100, &H);
+	rc = testutil_sh(&out,
+	                 "%s/sagactl --amqp %s dlq purge payment.cod.dlq 2>&1",
+	                 bin, T.url);
+	CHECK_MSG(rc == 2 && out != NULL && strstr(out, "--yes"), "rc %d", rc);
+	free(out);
+	rc = testutil_sh(&out,
+	                 "%s/sagactl --amqp %s dlq purge payment.cod.dlq --yes",
+	                 bin, T.url);
+	CHECK_MSG(rc == 0 && out != NULL && strstr(out, "purged 1"),
+	          "rc %d: %s", rc, out ? out : "");
+	free(out);
+	/* usage errors: 2 */
+	CHECK(testutil_sh(NULL, "%s/sagactl --amqp %s dlq 2>/dev/null", bin,
+	                  T.url) == 2);
+	CHECK(testutil_sh(NULL, "%s/sagactl --amqp %s dlq show 2>/dev/null",
+	                  bin, T.url) == 2);
+	CHECK(testutil_sh(
+	              NULL,
+	              "%s/sagactl --amqp %s dlq show q --limit x 2>/dev/null",
+	              bin, T.url) == 2);
+	CHECK(testutil_sh(NULL,
+	                  "%s/sagactl --amqp %s dlq show nosuch.dlq "
+	                  "2>/dev/null",
+	                  bin, T.url) == 1);
+	CHECK(testutil_stop(pid, SIGTERM) == 0);
+	world_close();
+}
+
 int
 main(void)
 {
@@ -658,5 +756,7 @@ main(void)
 	RUN(test_payment);
 	testutil_kill_all();
 	RUN(test_order_api);
+	testutil_kill_all();
+	RUN(test_sagactl_dlq);
 	return check_summary();
 }

@@ -1,0 +1,246 @@
+/* saga_bench -- end-to-end saga throughput and latency: publishes
+ * order.created events (card orders that complete) and times each one
+ * until its order.completed arrives on order_events.
+ *
+ *   saga_bench --amqp URL --count N [--rate R | --window W] [--label L]
+ *
+ * --rate R: open loop, order i is sent at t0 + i/R whatever the replies do
+ * (latency at a fixed offered load); otherwise closed loop with at most W
+ * orders in flight (default 400), for the maximum throughput.
+ * Needs the orchestrator and the participants running (bench/run starts
+ * them). Prints one human line and one "RESULT" line for scripts:
+ *   RESULT label offered_per_s completed_per_s p50_ms p99_ms max_ms failed
+ */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bus.h"
+#include "envelope.h"
+#include "log.h"
+
+struct run {
+	struct bus *bus;
+	long n, done, failed, published;
+	double *sent, *lat;
+	char prefix[32];
+	uint64_t last_ref;
+	long unacked;
+};
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void
+on_event(void *arg, const struct bus_delivery *d)
+{
+	struct run *r = arg;
+	size_t pl = strlen(r->prefix);
+	long i;
+
+	/* the saga id is the correlation id: "<prefix><index>" */
+	if (strncmp(d->correlation_id, r->prefix, pl) == 0) {
+		i = strtol(d->correlation_id + pl, NULL, 10);
+		if (i >= 0 && i < r->n && r->lat[i] < 0) {
+			r->lat[i] = now_s() - r->sent[i];
+			r->done++;
+			if (strcmp(d->type, "order.failed") == 0)
+				r->failed++;
+		}
+	}
+	r->last_ref = d->ref;
+	if (++r->unacked >= 100) {
+		bus_ack(r->bus, d->ref, true);
+		r->unacked = 0;
+	}
+}
+
+static int
+publish(struct run *r, long i)
+{
+	struct envelope e;
+	struct value items, it, ship;
+	char id[64], *body = NULL;
+	size_t len;
+	int rc = -1;
+
+	envelope_init(&e);
+	snprintf(id, sizeof(id), "%s%ld", r->prefix, i);
+	snprintf(e.id, sizeof(e.id), "created-%s", id);
+	snprintf(e.saga, sizeof(e.saga), "%s", id);
+	snprintf(e.type, sizeof(e.type), "order.created");
+	e.ts = (int64_t)time(NULL) * 1000;
+	value_set_array(&items);
+	value_set_map(&it);
+	value_map_put_str(&it, "sku", i % 2 ? "sku-1" : "sku-2");
+	value_map_put_int(&it, "quantity", 1);
+	value_map_put_int(&it, "unit_price_cents", 1999);
+	value_array_push(&items, &it);
+	value_set_map(&ship);
+	value_map_put_str(&ship, "country", i % 3 ? "india" : "france");
+	value_map_put_str(&ship, "city", "Pune");
+	if (value_map_put_str(&e.payload, "order_id", id) ||
+	    value_map_put_str(&e.payload, "customer_id", "bench") ||
+	    value_map_put(&e.payload, "items", &items) ||
+	    value_map_put_int(&e.payload, "total_cents", 1999) ||
+	    value_map_put_str(&e.payload, "currency", "EUR") ||
+	    value_map_put_str(&e.payload, "payment_method", "card") ||
+	    value_map_put_str(&e.payload, "card_token", "tok_visa") ||
+	    value_map_put(&e.payload, "ship_to", &ship) ||
+	    value_map_put_str(&e.payload, "category", "books"))
+		goto out;
+	if (envelope_encode(&e, &body, &len) != 0)
+		goto out;
+	{
+		struct bus_message m = {.exchange = "order_events",
+		                        .routing_key = "order.created",
+		                        .message_id = e.id,
+		                        .correlation_id = id,
+		                        .type = "order.created",
+		                        .body = body,
+		                        .len = len};
+		r->sent[i] = now_s();
+		rc = bus_publish(r->bus, &m, (uint64_t)i);
+	}
+	r->published++;
+out:
+	free(body);
+	envelope_clear(&e);
+	return rc;
+}
+
+static int
+cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	        {"amqp", required_argument, NULL, 'a'},
+	        {"count", required_argument, NULL, 'n'},
+	        {"rate", required_argument, NULL, 'r'},
+	        {"window", required_argument, NULL, 'w'},
+	        {"label", required_argument, NULL, 'l'},
+	        {NULL, 0, NULL, 0},
+	};
+	static const struct bus_exchange ex[] = {
+	        {"order_events", "topic", NULL}};
+	static const struct bus_queue q[] = {{.name = "bench.done"}};
+	static const struct bus_binding bd[] = {
+	        {"order_events", "bench.done", NULL, "order.completed"},
+	        {"order_events", "bench.done", NULL, "order.failed"},
+	};
+	static const struct bus_topology topo = {ex, 1, q, 1, bd, 2};
+	static const char *consume[] = {"bench.done"};
+	struct bus_config cfg = {.url = getenv("SAGA_AMQP_URL"),
+	                         .name = "saga-bench",
+	                         .prefetch = 1000,
+	                         .topology = &topo,
+	                         .consume = consume,
+	                         .nconsume = 1};
+	struct run r = {0};
+	struct bus_handlers h = {on_event, NULL, &r};
+	const char *label = "run";
+	double rate = 0, t0, t_end, deadline, elapsed;
+	long window = 400, next = 0, k = 0;
+	char err[512];
+	int c;
+	uint32_t purged;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'a':
+			cfg.url = optarg;
+			break;
+		case 'n':
+			r.n = atol(optarg);
+			break;
+		case 'r':
+			rate = atof(optarg);
+			break;
+		case 'w':
+			window = atol(optarg);
+			break;
+		case 'l':
+			label = optarg;
+			break;
+		default:
+			fprintf(stderr,
+			        "usage: saga_bench --amqp URL --count N "
+			        "[--rate R | --window W] [--label L]\n");
+			return 2;
+		}
+	}
+	if (cfg.url == NULL || r.n <= 0 || window <= 0 || rate < 0) {
+		fprintf(stderr,
+		        "saga_bench: need --amqp URL and --count N > 0\n");
+		return 2;
+	}
+	log_init("saga_bench", LOG_WARN);
+	r.sent = calloc((size_t)r.n, sizeof(double));
+	r.lat = malloc((size_t)r.n * sizeof(double));
+	if (r.sent == NULL || r.lat == NULL)
+		return 1;
+	for (long i = 0; i < r.n; i++)
+		r.lat[i] = -1;
+	snprintf(r.prefix, sizeof(r.prefix), "b%lx-%d-", (long)time(NULL),
+	         (int)getpid());
+	r.bus = bus_open(&cfg, err, sizeof(err));
+	if (r.bus == NULL || bus_connect(r.bus, err, sizeof(err)) != 0) {
+		fprintf(stderr, "saga_bench: %s\n", err);
+		return 1;
+	}
+	bus_queue_purge(r.bus, "bench.done", &purged);
+
+	t0 = now_s();
+	deadline = t0 + 120 + (rate > 0 ? (double)r.n / rate : 0);
+	while (r.done < r.n && now_s() < deadline) {
+		if (rate > 0) {
+			double now = now_s();
+			while (next < r.n && t0 + (double)next / rate <= now)
+				publish(&r, next++);
+		} else {
+			while (next < r.n && next - r.done < window)
+				publish(&r, next++);
+		}
+		bus_poll(r.bus, rate > 0 ? 1 : 5, &h);
+	}
+	t_end = now_s();
+	if (r.unacked > 0)
+		bus_ack(r.bus, r.last_ref, true);
+	bus_flush(r.bus, 2000, &h);
+	elapsed = t_end - t0;
+	for (long i = 0; i < r.n; i++)
+		if (r.lat[i] >= 0)
+			r.lat[k++] = r.lat[i] * 1000.0;
+	qsort(r.lat, (size_t)k, sizeof(double), cmp);
+	{
+		double p50 = k ? r.lat[(size_t)(0.50 * (double)(k - 1))] : NAN;
+		double p99 = k ? r.lat[(size_t)(0.99 * (double)(k - 1))] : NAN;
+		double mx = k ? r.lat[k - 1] : NAN;
+		double thr = (double)r.done / elapsed;
+		printf("%s: %ld/%ld sagas in %.2f s = %.0f/s; latency p50 %.1f "
+		       "ms, p99 %.1f ms, max %.1f ms; %ld failed\n",
+		       label, r.done, r.n, elapsed, thr, p50, p99, mx,
+		       r.failed);
+		printf("RESULT %s %.0f %.1f %.1f %.1f %.1f %ld\n", label, rate,
+		       thr, p50, p99, mx, r.failed + (r.n - r.done));
+	}
+	bus_close(r.bus);
+	free(r.sent);
+	free(r.lat);
+	return r.done == r.n ? 0 : 1;
+}

@@ -1,0 +1,1746 @@
+/* chart_tools.c -- dot, diff, plan and simulate over a loaded chart: see
+ * chart_tools.h for the contract.
+ *
+ * What shaped it. Operators read these outputs while changing a chart, so
+ * every text names states, reply types and commands exactly as the YAML
+ * file does. The tools only read the chart model (chart.h), never the YAML,
+ * so what they show is what the engine runs: defaults applied, targets
+ * resolved. The simulator goes further and drives engine_step itself; the
+ * timeline is the engine's own actions and notes, not a re-implementation.
+ *
+ * Text is built in fixed buffers (TEXT_MAX): a label or a diff value longer
+ * than that is cut, which can hide a difference only past 2 KiB of one key.
+ */
+#include "chart_tools.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yaml.h>
+
+#include "chart_load.h"
+
+#define TEXT_MAX 2048
+
+/* ---- text helpers ---- */
+
+static void app(char *buf, size_t cap, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+/* Appends to a NUL-terminated buffer, cutting what does not fit. */
+static void
+app(char *buf, size_t cap, const char *fmt, ...)
+{
+	size_t len = strlen(buf);
+	va_list ap;
+
+	if (len + 1 >= cap)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf + len, cap - len, fmt, ap);
+	va_end(ap);
+}
+
+/* "250ms", "5s", "2m", "1h", "1m30s". */
+static const char *
+dur_text(int64_t ms, char *buf, size_t cap)
+{
+	if (ms != 0 && ms % 3600000 == 0)
+		snprintf(buf, cap, "%" PRId64 "h", ms / 3600000);
+	else if (ms != 0 && ms % 60000 == 0)
+		snprintf(buf, cap, "%" PRId64 "m", ms / 60000);
+	else if (ms != 0 && ms % 1000 == 0)
+		snprintf(buf, cap, "%" PRId64 "s", ms / 1000);
+	else
+		snprintf(buf, cap, "%" PRId64 "ms", ms);
+	return buf;
+}
+
+static const char *
+retry_text(const struct chart_retry *r, char *buf, size_t cap)
+{
+	if (r->attempts <= 1) {
+		snprintf(buf, cap, "1 attempt");
+	} else {
+		char b1[32], b2[32];
+		snprintf(buf, cap, "%d attempts, backoff %s x%g, cap %s",
+		         r->attempts, dur_text(r->backoff_ms, b1, sizeof(b1)),
+		         r->multiplier, dur_text(r->cap_ms, b2, sizeof(b2)));
+	}
+	return buf;
+}
+
+/* A value as flow YAML; strings quoted. */
+static void
+value_text(const struct value *v, char *buf, size_t cap)
+{
+	char tmp[256];
+	size_t i;
+
+	switch (v->type) {
+	case VALUE_STR:
+		app(buf, cap, "\"%s\"", v->u.s.ptr);
+		break;
+	case VALUE_ARRAY:
+		app(buf, cap, "[");
+		for (i = 0; i < v->u.a.len; i++) {
+			if (i > 0)
+				app(buf, cap, ", ");
+			value_text(&v->u.a.items[i], buf, cap);
+		}
+		app(buf, cap, "]");
+		break;
+	case VALUE_MAP:
+		app(buf, cap, "{");
+		for (i = 0; i < v->u.m.len; i++) {
+			app(buf, cap, "%s%s: ", i > 0 ? ", " : "",
+			    v->u.m.items[i].key);
+			value_text(&v->u.m.items[i].val, buf, cap);
+		}
+		app(buf, cap, "}");
+		break;
+	case VALUE_NIL:
+		app(buf, cap, "null");
+		break;
+	default:
+		if (value_scalar_text(v, tmp, sizeof(tmp)) < 0)
+			snprintf(tmp, sizeof(tmp), "?");
+		app(buf, cap, "%s", tmp);
+		break;
+	}
+}
+
+static void
+cond_text(const struct chart_cond *c, char *buf, size_t cap)
+{
+	static const char *const ops[] = {
+	        [OP_EQ] = "==",         [OP_NE] = "!=", [OP_IN] = "in",
+	        [OP_NOT_IN] = "not in", [OP_LT] = "<",  [OP_LE] = "<=",
+	        [OP_GT] = ">",          [OP_GE] = ">="};
+
+	if (c->op == OP_PRESENT) {
+		bool want = c->operand.type == VALUE_BOOL && c->operand.u.b;
+		app(buf, cap, "%s %s", c->field, want ? "present" : "absent");
+		return;
+	}
+	app(buf, cap, "%s %s ", c->field,
+	    (size_t)c->op < sizeof(ops) / sizeof(ops[0]) && ops[c->op]
+	            ? ops[c->op]
+	            : "?");
+	value_text(&c->operand, buf, cap);
+}
+
+/* The branch's conditions joined with sep. */
+static void
+guard_text(const struct chart_branch *b, const char *sep, char *buf, size_t cap)
+{
+	size_t i;
+
+	buf[0] = '\0';
+	for (i = 0; i < b->nconds; i++) {
+		if (i > 0)
+			app(buf, cap, "%s", sep);
+		cond_text(&b->conds[i], buf, cap);
+	}
+	if (b->nconds == 0)
+		app(buf, cap, "always");
+}
+
+static void
+strv_text(char **v, size_t n, char *buf, size_t cap)
+{
+	size_t i;
+
+	app(buf, cap, "[");
+	for (i = 0; i < n; i++)
+		app(buf, cap, "%s%s", i > 0 ? ", " : "", v[i]);
+	app(buf, cap, "]");
+}
+
+static const char *
+sname(const struct chart *c, int i)
+{
+	return i >= 0 && (size_t)i < c->nstates ? c->states[i].name : "(none)";
+}
+
+/* ---- loading ---- */
+
+struct chart *
+chart_tools_load(const char *path, FILE *err)
+{
+	struct chart_errors errs;
+	struct chart *c;
+
+	chart_errors_init(&errs);
+	c = chart_load_file(path, &errs);
+	if (c == NULL) {
+		for (size_t i = 0; i < errs.count; i++)
+			fprintf(err, "%s\n", errs.items[i].text);
+		if (errs.dropped > 0)
+			fprintf(err, "%s: %zu more errors\n", path,
+			        errs.dropped);
+	}
+	chart_errors_clear(&errs);
+	return c;
+}
+
+/* ---- dot ---- */
+
+/* A dot string literal: quotes and backslashes escaped, newlines as \n. */
+static void
+dot_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			fprintf(f, "\\%c", *s);
+		else if (*s == '\n')
+			fputs("\\n", f);
+		else
+			fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+/* A final state that ends a failure: some failure leads into it. */
+static bool
+is_failure_final(const struct chart *c, int idx)
+{
+	size_t i, k;
+
+	if (c->states[idx].type != STATE_FINAL)
+		return false;
+	if (c->failure == idx)
+		return true;
+	for (i = 0; i < c->nstates; i++) {
+		const struct chart_state *s = &c->states[i];
+		if (s->type == STATE_STEP) {
+			if (s->exhausted_target == idx)
+				return true;
+			for (k = 0; k < s->nreplies; k++)
+				if (s->replies[k].kind == REPLY_FAIL &&
+				    s->replies[k].target == idx)
+					return true;
+		} else if (s->type == STATE_CHOICE) {
+			for (k = 0; k < s->nbranches; k++)
+				if (s->branches[k].kind == REPLY_FAIL &&
+				    s->branches[k].target == idx)
+					return true;
+		}
+	}
+	return false;
+}
+
+static void
+dot_edge(FILE *f, const char *from, const char *to, const char *label,
+         const char *attrs)
+{
+	fputs("  ", f);
+	dot_str(f, from);
+	fputs(" -> ", f);
+	dot_str(f, to);
+	fputs(" [label=", f);
+	dot_str(f, label);
+	if (attrs != NULL && *attrs)
+		fprintf(f, ", %s", attrs);
+	fputs("];\n", f);
+}
+
+static void
+dot_node(FILE *f, const char *name, const char *label, const char *attrs)
+{
+	fputs("  ", f);
+	dot_str(f, name);
+	fputs(" [label=", f);
+	dot_str(f, label);
+	fprintf(f, ", %s];\n", attrs);
+}
+
+#define DOT_FAIL  "style=dashed, color=red, fontcolor=red"
+#define DOT_RETRY "style=dotted, color=gray40, fontcolor=gray40"
+
+static void
+dot_step(FILE *f, const struct chart *c, const struct chart_state *s)
+{
+	char label[TEXT_MAX], b1[32];
+	size_t i, k;
+	bool *seen = calloc(s->nreplies ? s->nreplies : 1, sizeof(*seen));
+
+	label[0] = '\0';
+	app(label, sizeof(label), "%s\n%s -> %s", s->name, s->command, s->to);
+	if (s->route != NULL)
+		app(label, sizeof(label), "\nroute %s", s->route);
+	if (s->emit != NULL)
+		app(label, sizeof(label), "\nemit %s", s->emit);
+	dot_node(f, s->name, label,
+	         "shape=box, style=\"rounded,filled\", fillcolor=aliceblue");
+
+	/* one edge per (kind, target), its reply types stacked */
+	for (i = 0; i < s->nreplies; i++) {
+		const struct chart_reply *r = &s->replies[i];
+		if (seen != NULL && seen[i])
+			continue;
+		label[0] = '\0';
+		for (k = i; k < s->nreplies; k++) {
+			const struct chart_reply *o = &s->replies[k];
+			if (o->kind != r->kind || o->target != r->target)
+				continue;
+			if (seen != NULL)
+				seen[k] = true;
+			app(label, sizeof(label), "%s%s", k > i ? "\n" : "",
+			    o->type);
+			if (seen == NULL)
+				break;
+		}
+		switch (r->kind) {
+		case REPLY_GOTO:
+			dot_edge(f, s->name, sname(c, r->target), label, NULL);
+			break;
+		case REPLY_FAIL:
+			dot_edge(f, s->name, sname(c, r->target), label,
+			         DOT_FAIL);
+			break;
+		case REPLY_RETRY:
+			app(label, sizeof(label), "\n(retry)");
+			dot_edge(f, s->name, s->name, label, DOT_RETRY);
+			break;
+		}
+	}
+	free(seen);
+
+	snprintf(label, sizeof(label), "%d attempt%s exhausted\n(timeout %s%s)",
+	         s->retry.attempts, s->retry.attempts == 1 ? "" : "s",
+	         dur_text(s->timeout_ms, b1, sizeof(b1)),
+	         s->retry.attempts == 1 ? "" : " each");
+	dot_edge(f, s->name, sname(c, s->exhausted_target), label, DOT_FAIL);
+
+	if (s->compensate != NULL) {
+		const struct chart_compensation *u = s->compensate;
+		char node[CHART_NAME_MAX + 8];
+
+		snprintf(node, sizeof(node), "%s.undo", s->name);
+		label[0] = '\0';
+		app(label, sizeof(label), "undo: %s -> %s", u->command, u->to);
+		if (u->route != NULL)
+			app(label, sizeof(label), "\nroute %s", u->route);
+		app(label, sizeof(label), "\nok: ");
+		strv_text(u->ok, u->nok, label, sizeof(label));
+		dot_node(f, node, label,
+		         "shape=note, style=filled, fillcolor=lightyellow, "
+		         "fontsize=9");
+		dot_edge(
+		        f, node, s->name, "compensates",
+		        "style=dotted, color=darkorange, fontcolor=darkorange, "
+		        "arrowhead=empty");
+		fputs("  { rank=same; ", f);
+		dot_str(f, s->name);
+		fputs("; ", f);
+		dot_str(f, node);
+		fputs("; }\n", f);
+	}
+}
+
+int
+chart_dot(FILE *out, const struct chart *c)
+{
+	char label[TEXT_MAX], b1[32];
+	size_t i, k;
+
+	fputs("digraph ", out);
+	dot_str(out, c->name);
+	fputs(" {\n", out);
+	snprintf(label, sizeof(label), "saga %s, version %s", c->name,
+	         c->version);
+	fputs("  label=", out);
+	dot_str(out, label);
+	fputs(";\n  labelloc=t;\n  rankdir=TB;\n"
+	      "  node [fontname=\"Helvetica\", fontsize=11];\n"
+	      "  edge [fontname=\"Helvetica\", fontsize=9];\n"
+	      "  \"__start\" [shape=point, width=0.15, label=\"\"];\n"
+	      "  \"__start\" -> ",
+	      out);
+	dot_str(out, sname(c, c->initial));
+	fputs(";\n", out);
+
+	for (i = 0; i < c->nstates; i++) {
+		const struct chart_state *s = &c->states[i];
+
+		fprintf(out, "\n  /* %s: %s */\n", s->name,
+		        chart_state_type_name(s->type));
+		switch (s->type) {
+		case STATE_STEP:
+			dot_step(out, c, s);
+			break;
+		case STATE_CHOICE:
+			dot_node(out, s->name, s->name,
+			         "shape=diamond, style=filled, "
+			         "fillcolor=lightgoldenrod1");
+			for (k = 0; k < s->nbranches; k++) {
+				const struct chart_branch *b = &s->branches[k];
+				guard_text(b, " &&\n", label, sizeof(label));
+				dot_edge(out, s->name, sname(c, b->target),
+				         label,
+				         b->kind == REPLY_FAIL ? DOT_FAIL
+				                               : NULL);
+			}
+			dot_edge(out, s->name, sname(c, s->default_target),
+			         "default", NULL);
+			break;
+		case STATE_WAIT:
+			snprintf(label, sizeof(label), "%s\nwait %s", s->name,
+			         dur_text(s->duration_ms, b1, sizeof(b1)));
+			dot_node(out, s->name, label,
+			         "shape=ellipse, style=\"dashed,filled\", "
+			         "fillcolor=honeydew, peripheries=2");
+			snprintf(label, sizeof(label), "after %s",
+			         dur_text(s->duration_ms, b1, sizeof(b1)));
+			dot_edge(out, s->name, sname(c, s->next), label, NULL);
+			break;
+		case STATE_FINAL:
+			label[0] = '\0';
+			app(label, sizeof(label), "%s", s->name);
+			if (s->emit != NULL)
+				app(label, sizeof(label), "\n%s", s->emit);
+			dot_node(out, s->name, label,
+			         is_failure_final(c, (int)i)
+			                 ? "shape=doublecircle, color=red, "
+			                   "fontcolor=red, fontsize=9"
+			                 : "shape=doublecircle, "
+			                   "color=darkgreen, fontsize=9");
+			break;
+		}
+	}
+	fputs("}\n", out);
+	return ferror(out) ? -1 : 0;
+}
+
+/* ---- diff ---- */
+
+/* A flat list of "key" -> "value text" for one chart or one state; two
+ * lists are compared key by key. */
+struct kv {
+	char *key, *val;
+};
+
+struct kvl {
+	struct kv *v;
+	size_t n, cap;
+	bool oom;
+};
+
+static void kv_add(struct kvl *l, const char *key, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static void
+kv_add(struct kvl *l, const char *key, const char *fmt, ...)
+{
+	char val[TEXT_MAX];
+	va_list ap;
+
+	if (l->oom)
+		return;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		struct kv *nv = realloc(l->v, cap * sizeof(*nv));
+		if (nv == NULL) {
+			l->oom = true;
+			return;
+		}
+		l->v = nv;
+		l->cap = cap;
+	}
+	va_start(ap, fmt);
+	vsnprintf(val, sizeof(val), fmt, ap);
+	va_end(ap);
+	l->v[l->n].key = strdup(key);
+	l->v[l->n].val = strdup(val);
+	if (l->v[l->n].key == NULL || l->v[l->n].val == NULL) {
+		free(l->v[l->n].key);
+		free(l->v[l->n].val);
+		l->oom = true;
+		return;
+	}
+	l->n++;
+}
+
+static void
+kv_clear(struct kvl *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++) {
+		free(l->v[i].key);
+		free(l->v[i].val);
+	}
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+static const struct kv *
+kv_find(const struct kvl *l, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++)
+		if (strcmp(l->v[i].key, key) == 0)
+			return &l->v[i];
+	return NULL;
+}
+
+static const char *
+reply_text(const struct chart *c, const struct chart_reply *r, char *buf,
+           size_t cap)
+{
+	switch (r->kind) {
+	case REPLY_GOTO:
+		snprintf(buf, cap, "%s", sname(c, r->target));
+		break;
+	case REPLY_FAIL:
+		snprintf(buf, cap, "{fail: %s}", sname(c, r->target));
+		break;
+	case REPLY_RETRY:
+		snprintf(buf, cap, "retry");
+		break;
+	}
+	return buf;
+}
+
+/* The operator-visible keys of one state. */
+static void
+state_kvs(const struct chart *c, const struct chart_state *s, struct kvl *l)
+{
+	char t[TEXT_MAX], key[CHART_TYPE_MAX + 16], b1[32];
+	size_t i;
+
+	kv_add(l, "type", "%s", chart_state_type_name(s->type));
+	switch (s->type) {
+	case STATE_STEP:
+		kv_add(l, "to", "%s", s->to);
+		kv_add(l, "command", "%s", s->command);
+		kv_add(l, "route", "%s", s->route ? s->route : "(none)");
+		t[0] = '\0';
+		strv_text(s->pass, s->npass, t, sizeof(t));
+		kv_add(l, "pass", "%s", t);
+		for (i = 0; i < s->nreplies; i++) {
+			snprintf(key, sizeof(key), "on %s", s->replies[i].type);
+			kv_add(l, key, "%s",
+			       reply_text(c, &s->replies[i], t, sizeof(t)));
+		}
+		t[0] = '\0';
+		strv_text(s->save, s->nsave, t, sizeof(t));
+		kv_add(l, "save", "%s", t);
+		kv_add(l, "emit", "%s", s->emit ? s->emit : "(none)");
+		kv_add(l, "timeout", "%s",
+		       dur_text(s->timeout_ms, b1, sizeof(b1)));
+		kv_add(l, "retry", "%s", retry_text(&s->retry, t, sizeof(t)));
+		kv_add(l, "exhausted", "%s", sname(c, s->exhausted_target));
+		if (s->compensate == NULL) {
+			kv_add(l, "compensate", "(none)");
+			break;
+		}
+		kv_add(l, "compensate.to", "%s", s->compensate->to);
+		kv_add(l, "compensate.command", "%s", s->compensate->command);
+		kv_add(l, "compensate.route", "%s",
+		       s->compensate->route ? s->compensate->route : "(none)");
+		t[0] = '\0';
+		strv_text(s->compensate->pass, s->compensate->npass, t,
+		          sizeof(t));
+		kv_add(l, "compensate.pass", "%s", t);
+		t[0] = '\0';
+		strv_text(s->compensate->ok, s->compensate->nok, t, sizeof(t));
+		kv_add(l, "compensate.ok", "%s", t);
+		kv_add(l, "compensate.timeout", "%s",
+		       dur_text(s->compensate->timeout_ms, b1, sizeof(b1)));
+		kv_add(l, "compensate.retry", "%s",
+		       retry_text(&s->compensate->retry, t, sizeof(t)));
+		break;
+	case STATE_CHOICE:
+		for (i = 0; i < s->nbranches; i++) {
+			const struct chart_branch *b = &s->branches[i];
+			guard_text(b, " && ", t, sizeof(t));
+			snprintf(key, sizeof(key), "branch %zu when", i + 1);
+			kv_add(l, key, "%s", t);
+			snprintf(key, sizeof(key), "branch %zu", i + 1);
+			kv_add(l, key, "%s%s%s",
+			       b->kind == REPLY_FAIL ? "{fail: " : "",
+			       sname(c, b->target),
+			       b->kind == REPLY_FAIL ? "}" : "");
+		}
+		kv_add(l, "default", "%s", sname(c, s->default_target));
+		break;
+	case STATE_WAIT:
+		kv_add(l, "duration", "%s",
+		       dur_text(s->duration_ms, b1, sizeof(b1)));
+		kv_add(l, "next", "%s", sname(c, s->next));
+		break;
+	case STATE_FINAL:
+		kv_add(l, "emit", "%s", s->emit ? s->emit : "(none)");
+		break;
+	}
+}
+
+/* Prints the differences between two key lists, each line prefixed with
+ * `who` ("payment: "). Returns how many. */
+static int
+kv_diff(FILE *out, const char *who, const struct kvl *a, const struct kvl *b)
+{
+	int n = 0;
+	size_t i;
+
+	for (i = 0; i < a->n; i++) {
+		const struct kv *o = kv_find(b, a->v[i].key);
+		if (o == NULL) {
+			fprintf(out, "- %s%s: %s\n", who, a->v[i].key,
+			        a->v[i].val);
+			n++;
+		} else if (strcmp(o->val, a->v[i].val) != 0) {
+			fprintf(out, "~ %s%s: %s -> %s\n", who, a->v[i].key,
+			        a->v[i].val, o->val);
+			n++;
+		}
+	}
+	for (i = 0; i < b->n; i++) {
+		if (kv_find(a, b->v[i].key) == NULL) {
+			fprintf(out, "+ %s%s: %s\n", who, b->v[i].key,
+			        b->v[i].val);
+			n++;
+		}
+	}
+	return n;
+}
+
+static void
+top_kvs(const struct chart *c, struct kvl *l)
+{
+	char key[CHART_NAME_MAX + 16];
+	size_t i;
+
+	kv_add(l, "saga", "%s", c->name);
+	kv_add(l, "initial", "%s", sname(c, c->initial));
+	kv_add(l, "failure", "%s", sname(c, c->failure));
+	for (i = 0; i < c->nfields; i++) {
+		snprintf(key, sizeof(key), "field %s", c->fields[i].path);
+		kv_add(l, key, "%s", chart_field_type_name(c->fields[i].type));
+	}
+}
+
+/* The names of a's states that b also has, in a's order, as one text. */
+static void
+common_order(const struct chart *a, const struct chart *b, char *buf,
+             size_t cap)
+{
+	size_t i;
+
+	buf[0] = '\0';
+	for (i = 0; i < a->nstates; i++)
+		if (chart_state_index(b, a->states[i].name) >= 0)
+			app(buf, cap, "%s%s", buf[0] ? ", " : "",
+			    a->states[i].name);
+}
+
+int
+chart_diff(FILE *out, const struct chart *a, const struct chart *b)
+{
+	struct kvl la = {0}, lb = {0};
+	char oa[TEXT_MAX], ob[TEXT_MAX], who[CHART_NAME_MAX + 4];
+	bool oom = false;
+	int n = 0;
+	size_t i;
+
+	fprintf(out, "--- %s  version %s\n+++ %s  version %s\n", a->file,
+	        a->version, b->file, b->version);
+	if (strcmp(a->version, b->version) == 0) {
+		fprintf(out, "same version: no change\n");
+		return ferror(out) ? -1 : 0;
+	}
+	top_kvs(a, &la);
+	top_kvs(b, &lb);
+	oom = la.oom || lb.oom;
+	n += kv_diff(out, "", &la, &lb);
+	kv_clear(&la);
+	kv_clear(&lb);
+
+	for (i = 0; i < a->nstates; i++)
+		if (chart_state_index(b, a->states[i].name) < 0) {
+			fprintf(out, "- state %s (%s)\n", a->states[i].name,
+			        chart_state_type_name(a->states[i].type));
+			n++;
+		}
+	for (i = 0; i < b->nstates; i++)
+		if (chart_state_index(a, b->states[i].name) < 0) {
+			fprintf(out, "+ state %s (%s)\n", b->states[i].name,
+			        chart_state_type_name(b->states[i].type));
+			n++;
+		}
+	common_order(a, b, oa, sizeof(oa));
+	common_order(b, a, ob, sizeof(ob));
+	if (strcmp(oa, ob) != 0) {
+		fprintf(out, "~ state order: %s -> %s\n", oa, ob);
+		n++;
+	}
+	for (i = 0; i < a->nstates && !oom; i++) {
+		int j = chart_state_index(b, a->states[i].name);
+		if (j < 0)
+			continue;
+		state_kvs(a, &a->states[i], &la);
+		state_kvs(b, &b->states[j], &lb);
+		oom = la.oom || lb.oom;
+		snprintf(who, sizeof(who), "%s: ", a->states[i].name);
+		if (!oom)
+			n += kv_diff(out, who, &la, &lb);
+		kv_clear(&la);
+		kv_clear(&lb);
+	}
+	if (n == 0)
+		fprintf(out, "no difference in operator terms (the versions "
+		             "differ in detail only)\n");
+	if (oom || ferror(out))
+		return -1;
+	return 1;
+}
+
+/* ---- plan ---- */
+
+struct plan {
+	FILE *out;
+	const struct chart *c;
+	bool failures; /* this pass lists failure points, else successes */
+	int *path;     /* states on the current path */
+	char (*how)[TEXT_MAX / 4]; /* how[i]: the edge from path[i] onward */
+	bool *on_path;
+	int *stack; /* completed steps with a compensation */
+	size_t depth, nstack;
+	int count;
+	bool cut; /* CHART_PLAN_MAX_POINTS reached */
+};
+
+static void
+plan_path(struct plan *p)
+{
+	size_t i;
+
+	for (i = 0; i < p->depth; i++) {
+		if (i > 0)
+			fprintf(p->out, " -[%s]-> ", p->how[i - 1]);
+		fputs(p->c->states[p->path[i]].name, p->out);
+	}
+}
+
+/* One failure point at the current path's end. `unknown` is the failing
+ * step itself when its outcome is unknown (it is undone first), or -1. */
+static void
+plan_point(struct plan *p, const char *what, int unknown, int final)
+{
+	const struct chart *c = p->c;
+	bool first = true;
+	size_t i;
+
+	if (p->count >= CHART_PLAN_MAX_POINTS) {
+		p->cut = true;
+		return;
+	}
+	p->count++;
+	fprintf(p->out, "%3d. %s\n     path:       ", p->count, what);
+	plan_path(p);
+	fputs("\n     compensate: ", p->out);
+	if (unknown >= 0 && c->states[unknown].compensate != NULL) {
+		fprintf(p->out, "%s (%s, outcome unknown)",
+		        c->states[unknown].compensate->command,
+		        c->states[unknown].name);
+		first = false;
+	}
+	for (i = p->nstack; i-- > 0;) {
+		const struct chart_state *s = &c->states[p->stack[i]];
+		fprintf(p->out, "%s%s (%s)", first ? "" : ", then ",
+		        s->compensate->command, s->name);
+		first = false;
+	}
+	if (first)
+		fputs("nothing", p->out);
+	fprintf(p->out, "\n     final:      %s\n", sname(c, final));
+}
+
+static void plan_walk(struct plan *p, int state);
+
+/* Follows an edge labelled `how` into `target`. */
+static void
+plan_follow(struct plan *p, const char *how, int target)
+{
+	snprintf(p->how[p->depth - 1], sizeof(p->how[0]), "%s", how);
+	if (p->on_path[target]) {
+		if (!p->failures && p->count < CHART_PLAN_MAX_POINTS) {
+			p->count++;
+			fprintf(p->out, "%3d. loop: ", p->count);
+			plan_path(p);
+			fprintf(p->out,
+			        " -[%s]-> %s (already on the path: not "
+			        "followed)\n",
+			        how, p->c->states[target].name);
+		}
+		return;
+	}
+	plan_walk(p, target);
+}
+
+static void
+plan_step(struct plan *p, const struct chart_state *s, int idx)
+{
+	char label[TEXT_MAX / 4], what[TEXT_MAX];
+	bool pushed = false;
+	size_t i, k;
+
+	/* failure replies, grouped by target */
+	for (i = 0; i < s->nreplies && p->failures; i++) {
+		const struct chart_reply *r = &s->replies[i];
+		bool dup = false;
+		if (r->kind != REPLY_FAIL)
+			continue;
+		for (k = 0; k < i; k++)
+			if (s->replies[k].kind == REPLY_FAIL &&
+			    s->replies[k].target == r->target)
+				dup = true;
+		if (dup)
+			continue;
+		snprintf(what, sizeof(what), "%s: reply ", s->name);
+		for (k = i; k < s->nreplies; k++)
+			if (s->replies[k].kind == REPLY_FAIL &&
+			    s->replies[k].target == r->target)
+				app(what, sizeof(what), "%s%s",
+				    k > i ? " or " : "", s->replies[k].type);
+		plan_point(p, what, -1, r->target);
+	}
+	if (p->failures) {
+		char b1[32], b2[TEXT_MAX];
+		snprintf(what, sizeof(what),
+		         "%s: attempts exhausted (%s, timeout %s each", s->name,
+		         retry_text(&s->retry, b2, sizeof(b2)),
+		         dur_text(s->timeout_ms, b1, sizeof(b1)));
+		for (k = 0; k < s->nreplies; k++)
+			if (s->replies[k].kind == REPLY_RETRY)
+				app(what, sizeof(what), "; %s retries",
+				    s->replies[k].type);
+		app(what, sizeof(what), ")");
+		plan_point(p, what, idx, s->exhausted_target);
+	}
+
+	/* success replies, grouped by target */
+	if (s->compensate != NULL) {
+		p->stack[p->nstack++] = idx;
+		pushed = true;
+	}
+	for (i = 0; i < s->nreplies; i++) {
+		const struct chart_reply *r = &s->replies[i];
+		bool dup = false;
+		if (r->kind != REPLY_GOTO)
+			continue;
+		for (k = 0; k < i; k++)
+			if (s->replies[k].kind == REPLY_GOTO &&
+			    s->replies[k].target == r->target)
+				dup = true;
+		if (dup)
+			continue;
+		label[0] = '\0';
+		for (k = i; k < s->nreplies; k++)
+			if (s->replies[k].kind == REPLY_GOTO &&
+			    s->replies[k].target == r->target)
+				app(label, sizeof(label), "%s%s",
+				    k > i ? "|" : "", s->replies[k].type);
+		plan_follow(p, label, r->target);
+	}
+	if (pushed)
+		p->nstack--;
+}
+
+static void
+plan_walk(struct plan *p, int state)
+{
+	const struct chart *c = p->c;
+	const struct chart_state *s = &c->states[state];
+	char label[TEXT_MAX / 4], what[TEXT_MAX];
+	size_t i;
+
+	if (p->cut)
+		return;
+	p->path[p->depth++] = state;
+	p->on_path[state] = true;
+	switch (s->type) {
+	case STATE_STEP:
+		plan_step(p, s, state);
+		break;
+	case STATE_CHOICE:
+		for (i = 0; i < s->nbranches; i++) {
+			const struct chart_branch *b = &s->branches[i];
+			guard_text(b, " && ", label, sizeof(label));
+			if (b->kind == REPLY_FAIL) {
+				if (!p->failures)
+					continue;
+				snprintf(what, sizeof(what), "%s: branch %s",
+				         s->name, label);
+				plan_point(p, what, -1, b->target);
+			} else {
+				plan_follow(p, label, b->target);
+			}
+		}
+		plan_follow(p, "default", s->default_target);
+		break;
+	case STATE_WAIT:
+		plan_follow(p, "wait", s->next);
+		break;
+	case STATE_FINAL:
+		if (!p->failures && p->count < CHART_PLAN_MAX_POINTS) {
+			p->count++;
+			fprintf(p->out, "%3d. ", p->count);
+			plan_path(p);
+			fputs("\n", p->out);
+		}
+		break;
+	}
+	p->on_path[state] = false;
+	p->depth--;
+}
+
+int
+chart_plan(FILE *out, const struct chart *c)
+{
+	struct plan p = {.out = out, .c = c};
+	size_t n = c->nstates + 1;
+	int rc = -1;
+
+	p.path = calloc(n, sizeof(*p.path));
+	p.how = calloc(n, sizeof(*p.how));
+	p.on_path = calloc(n, sizeof(*p.on_path));
+	p.stack = calloc(n, sizeof(*p.stack));
+	if (p.path == NULL || p.how == NULL || p.on_path == NULL ||
+	    p.stack == NULL)
+		goto out;
+	fprintf(out, "saga %s, version %s, initial %s\n\nsuccess paths:\n",
+	        c->name, c->version, sname(c, c->initial));
+	plan_walk(&p, c->initial);
+	if (p.count == 0)
+		fputs("  (none)\n", out);
+	fputs("\nfailure points (compensations run in the order listed):\n",
+	      out);
+	p.failures = true;
+	p.count = 0;
+	plan_walk(&p, c->initial);
+	if (p.count == 0)
+		fputs("  (none)\n", out);
+	if (p.cut)
+		fprintf(out, "  ... more than %d: the rest is not listed\n",
+		        CHART_PLAN_MAX_POINTS);
+	rc = ferror(out) ? -1 : 0;
+out:
+	free(p.path);
+	free(p.how);
+	free(p.on_path);
+	free(p.stack);
+	return rc;
+}
+
+/* ---- simulate: orders ---- */
+
+static int
+put_default(struct value *order, const struct chart_field *f)
+{
+	const char *last = strrchr(f->path, '.');
+	struct value v = VALUE_NIL_INIT, item = VALUE_NIL_INIT;
+	char buf[CHART_NAME_MAX + 8];
+	size_t n;
+	int rc = 0;
+
+	last = last != NULL ? last + 1 : f->path;
+	n = strlen(last);
+	switch (f->type) {
+	case FIELD_STRING:
+		if (strcmp(last, "payment_method") == 0)
+			snprintf(buf, sizeof(buf), "card");
+		else if (n >= 7 && strcmp(last + n - 7, "country") == 0)
+			snprintf(buf, sizeof(buf), "india");
+		else if (n >= 8 && strcmp(last + n - 8, "currency") == 0)
+			snprintf(buf, sizeof(buf), "INR");
+		else if (strcmp(last, "category") == 0)
+			snprintf(buf, sizeof(buf), "electronics");
+		else if (n > 3 && strcmp(last + n - 3, "_id") == 0)
+			snprintf(buf, sizeof(buf), "%.*s-1", (int)(n - 3),
+			         last);
+		else
+			snprintf(buf, sizeof(buf), "%s-1", last);
+		rc = value_set_str(&v, buf);
+		break;
+	case FIELD_INTEGER:
+		value_set_int(&v, 1999);
+		break;
+	case FIELD_NUMBER:
+		value_set_float(&v, 19.99);
+		break;
+	case FIELD_BOOLEAN:
+		value_set_bool(&v, true);
+		break;
+	case FIELD_LIST:
+		value_set_array(&v);
+		if (strcmp(last, "items") == 0) {
+			value_set_map(&item);
+			rc = value_map_put_str(&item, "sku", "sku-1");
+			if (rc == 0)
+				rc = value_map_put_int(&item, "qty", 1);
+		} else {
+			snprintf(buf, sizeof(buf), "%s-1", last);
+			rc = value_set_str(&item, buf);
+		}
+		if (rc == 0)
+			rc = value_array_push(&v, &item);
+		break;
+	case FIELD_MAP:
+		if (value_path_get(order, f->path) != NULL)
+			return 0; /* made by a sub-field declared before */
+		value_set_map(&v);
+		break;
+	}
+	if (rc == 0)
+		rc = value_path_put(order, f->path, &v);
+	value_clear(&v);
+	value_clear(&item);
+	return rc;
+}
+
+int
+chart_sim_default_order(const struct chart *c, struct value *order)
+{
+	size_t i;
+
+	value_set_map(order);
+	for (i = 0; i < c->nfields; i++) {
+		if (value_path_get(order, c->fields[i].path) != NULL)
+			continue;
+		if (put_default(order, &c->fields[i]) != 0) {
+			value_clear(order);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static bool
+plain_int(const char *s)
+{
+	if (*s == '-')
+		s++;
+	if (!isdigit((unsigned char)*s))
+		return false;
+	while (isdigit((unsigned char)*s))
+		s++;
+	return *s == '\0';
+}
+
+static bool
+plain_float(const char *s)
+{
+	char *end;
+
+	if (*s == '\0' || isspace((unsigned char)*s))
+		return false;
+	errno = 0;
+	(void)strtod(s, &end);
+	return *end == '\0' && errno == 0 && strpbrk(s, ".eE") != NULL;
+}
+
+static int order_node(yaml_document_t *d, yaml_node_t *n, int depth,
+                      struct value *out, char *err, size_t errlen);
+
+static int
+order_scalar(yaml_node_t *n, struct value *out, char *err, size_t errlen)
+{
+	const char *s = (const char *)n->data.scalar.value;
+
+	if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+		return value_set_str(out, s);
+	if (plain_int(s)) {
+		errno = 0;
+		long long v = strtoll(s, NULL, 10);
+		if (errno != 0) {
+			snprintf(err, errlen, "integer %s out of range", s);
+			return -1;
+		}
+		value_set_int(out, v);
+	} else if (plain_float(s)) {
+		value_set_float(out, strtod(s, NULL));
+	} else if (strcmp(s, "true") == 0 || strcmp(s, "false") == 0) {
+		value_set_bool(out, s[0] == 't');
+	} else if (strcmp(s, "null") == 0 || strcmp(s, "~") == 0 || !*s) {
+		value_set_nil(out);
+	} else {
+		return value_set_str(out, s);
+	}
+	return 0;
+}
+
+static int
+order_node(yaml_document_t *d, yaml_node_t *n, int depth, struct value *out,
+           char *err, size_t errlen)
+{
+	struct value v = VALUE_NIL_INIT;
+
+	value_set_nil(out);
+	if (n == NULL || depth > 32) {
+		snprintf(err, errlen, "order nested too deep");
+		return -1;
+	}
+	switch (n->type) {
+	case YAML_SCALAR_NODE:
+		return order_scalar(n, out, err, errlen);
+	case YAML_SEQUENCE_NODE: {
+		yaml_node_item_t *it;
+		value_set_array(out);
+		for (it = n->data.sequence.items.start;
+		     it < n->data.sequence.items.top; it++) {
+			if (order_node(d, yaml_document_get_node(d, *it),
+			               depth + 1, &v, err, errlen) != 0 ||
+			    value_array_push(out, &v) != 0)
+				goto bad;
+		}
+		return 0;
+	}
+	case YAML_MAPPING_NODE: {
+		yaml_node_pair_t *pr;
+		value_set_map(out);
+		for (pr = n->data.mapping.pairs.start;
+		     pr < n->data.mapping.pairs.top; pr++) {
+			yaml_node_t *k = yaml_document_get_node(d, pr->key);
+			const char *key;
+			if (k == NULL || k->type != YAML_SCALAR_NODE) {
+				snprintf(err, errlen,
+				         "order: a key is not a string");
+				goto bad;
+			}
+			key = (const char *)k->data.scalar.value;
+			if (value_map_get(out, key) != NULL) {
+				snprintf(err, errlen,
+				         "order: duplicate key \"%s\"", key);
+				goto bad;
+			}
+			if (order_node(d, yaml_document_get_node(d, pr->value),
+			               depth + 1, &v, err, errlen) != 0 ||
+			    value_map_put(out, key, &v) != 0)
+				goto bad;
+		}
+		return 0;
+	}
+	default:
+		break;
+	}
+	snprintf(err, errlen, "order: unexpected YAML node");
+bad:
+	if (err[0] == '\0')
+		snprintf(err, errlen, "out of memory");
+	value_clear(&v);
+	value_clear(out);
+	return -1;
+}
+
+int
+chart_sim_parse_order(const char *text, struct value *order, char *err,
+                      size_t errlen)
+{
+	yaml_parser_t p;
+	yaml_document_t d;
+	yaml_node_t *root;
+	int rc = -1;
+
+	value_set_nil(order);
+	if (errlen > 0)
+		err[0] = '\0';
+	if (!yaml_parser_initialize(&p)) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	yaml_parser_set_input_string(&p, (const unsigned char *)text,
+	                             strlen(text));
+	if (!yaml_parser_load(&p, &d)) {
+		snprintf(err, errlen, "order: %s at line %zu column %zu",
+		         p.problem ? p.problem : "invalid YAML/JSON",
+		         p.problem_mark.line + 1, p.problem_mark.column + 1);
+		yaml_parser_delete(&p);
+		return -1;
+	}
+	root = yaml_document_get_root_node(&d);
+	if (root == NULL || root->type != YAML_MAPPING_NODE)
+		snprintf(err, errlen,
+		         "order: expected a map like "
+		         "{total_cents: 60000, payment_method: "
+		         "cod}");
+	else
+		rc = order_node(&d, root, 0, order, err, errlen);
+	yaml_document_delete(&d);
+	yaml_parser_delete(&p);
+	return rc;
+}
+
+/* ---- simulate: script ---- */
+
+enum sim_kind {
+	SIM_REPLY,     /* deliver `reply` */
+	SIM_TIMEOUT,   /* let the attempt's timer fire */
+	SIM_UNDO_FAIL, /* every undo attempt times out */
+};
+
+struct sim_item {
+	char key[CHART_NAME_MAX + 8];   /* state, or state.undo */
+	char text[CHART_TYPE_MAX + 16]; /* as written, for the timeline */
+	enum sim_kind kind;
+	const char *reply; /* a reply type in the chart (borrowed) */
+	int left;          /* times still to deliver */
+	bool used;
+};
+
+struct sim {
+	FILE *out;
+	const struct chart *c;
+	struct sim_item *items;
+	size_t nitems;
+	char *err;
+	size_t errlen;
+};
+
+static void sim_err(struct sim *m, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+
+static void
+sim_err(struct sim *m, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(m->err, m->errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* Matches `want` against a reply type: in full, or its last part. */
+static bool
+type_matches(const char *type, const char *want)
+{
+	const char *dot = strrchr(type, '.');
+
+	return strcmp(type, want) == 0 ||
+	       (dot != NULL && strcmp(dot + 1, want) == 0);
+}
+
+static void
+list_types(char **types, size_t n, char *buf, size_t cap)
+{
+	size_t i;
+
+	buf[0] = '\0';
+	for (i = 0; i < n; i++)
+		app(buf, cap, "%s%s", i > 0 ? ", " : "", types[i]);
+}
+
+/* Resolves item->text's outcome for step s (undo or not). */
+static int
+sim_resolve(struct sim *m, struct sim_item *it, const struct chart_state *s,
+            bool undo, const char *what)
+{
+	char *names[64];
+	char list[TEXT_MAX];
+	size_t n = 0, i;
+	const char *found = NULL;
+	int matches = 0;
+
+	if (undo) {
+		for (i = 0; i < s->compensate->nok && n < 64; i++)
+			names[n++] = s->compensate->ok[i];
+	} else {
+		for (i = 0; i < s->nreplies && n < 64; i++)
+			names[n++] = s->replies[i].type;
+	}
+	if (strcmp(what, "timeout") == 0) {
+		it->kind = SIM_TIMEOUT;
+		return 0;
+	}
+	if (strcmp(what, "ok") == 0) {
+		it->kind = SIM_REPLY;
+		if (undo) {
+			it->reply = s->compensate->ok[0];
+			return 0;
+		}
+		for (i = 0; i < s->nreplies; i++)
+			if (s->replies[i].kind == REPLY_GOTO) {
+				it->reply = s->replies[i].type;
+				return 0;
+			}
+	}
+	if (strcmp(what, "fail") == 0) {
+		if (undo) {
+			it->kind = SIM_UNDO_FAIL;
+			return 0;
+		}
+		it->kind = SIM_REPLY;
+		for (i = 0; i < s->nreplies; i++)
+			if (s->replies[i].kind == REPLY_FAIL) {
+				it->reply = s->replies[i].type;
+				return 0;
+			}
+		sim_err(m,
+		        "script: %s: step %s has no {fail: X} reply (use "
+		        "timeout xN to exhaust its attempts)",
+		        it->text, s->name);
+		return -1;
+	}
+	for (i = 0; i < n; i++)
+		if (strcmp(names[i], what) == 0) {
+			found = names[i];
+			matches = 1;
+			break;
+		}
+	if (found == NULL)
+		for (i = 0; i < n; i++)
+			if (type_matches(names[i], what)) {
+				found = names[i];
+				matches++;
+			}
+	list_types(names, n, list, sizeof(list));
+	if (matches == 1) {
+		it->kind = SIM_REPLY;
+		it->reply = found;
+		return 0;
+	}
+	sim_err(m, "script: %s: %s \"%s\" for %s (%s%s%s)", it->text,
+	        matches > 1 ? "ambiguous reply" : "no reply", what,
+	        undo ? "its undo" : s->name,
+	        undo ? "ok replies: " : "replies: ", list,
+	        ", or ok, fail, timeout");
+	return -1;
+}
+
+static char *
+trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+static int
+sim_parse_item(struct sim *m, struct sim_item *it, char *text)
+{
+	char *eq, *key, *what, *sp, *end;
+	const struct chart_state *s;
+	bool undo = false;
+	long times = 1;
+	int idx;
+	size_t kl;
+
+	memset(it, 0, sizeof(*it));
+	text = trim(text);
+	snprintf(it->text, sizeof(it->text), "%s", text);
+	eq = strchr(text, '=');
+	if (eq == NULL) {
+		sim_err(m, "script: \"%s\": expected STEP=OUTCOME", text);
+		return -1;
+	}
+	*eq = '\0';
+	key = trim(text);
+	what = trim(eq + 1);
+	/* a trailing " xN" repeats */
+	sp = strrchr(what, ' ');
+	if (sp != NULL && sp[1] == 'x' && isdigit((unsigned char)sp[2])) {
+		errno = 0;
+		times = strtol(sp + 2, &end, 10);
+		if (*end != '\0' || errno != 0 || times < 1 || times > 1000) {
+			sim_err(m, "script: %s: bad repeat \"%s\" (x1..x1000)",
+			        it->text, sp + 1);
+			return -1;
+		}
+		*sp = '\0';
+		what = trim(what);
+	}
+	kl = strlen(key);
+	if (kl > 5 && strcmp(key + kl - 5, ".undo") == 0) {
+		undo = true;
+		key[kl - 5] = '\0';
+	}
+	idx = chart_state_index(m->c, key);
+	if (idx < 0 || m->c->states[idx].type != STATE_STEP) {
+		sim_err(m, "script: %s: \"%s\" is not a step of chart %s",
+		        it->text, key, m->c->name);
+		return -1;
+	}
+	s = &m->c->states[idx];
+	if (undo && s->compensate == NULL) {
+		sim_err(m, "script: %s: step %s has no compensation", it->text,
+		        key);
+		return -1;
+	}
+	if (*what == '\0') {
+		sim_err(m, "script: %s: no outcome after '='", it->text);
+		return -1;
+	}
+	snprintf(it->key, sizeof(it->key), "%s%s", key, undo ? ".undo" : "");
+	it->left = (int)times;
+	return sim_resolve(m, it, s, undo, what);
+}
+
+static int
+sim_parse_script(struct sim *m, const char *script)
+{
+	const char *q;
+	char *copy, *p, *comma;
+	size_t n = 1;
+
+	if (script == NULL)
+		return 0;
+	for (q = script; *q; q++)
+		if (*q == ',')
+			n++;
+	m->items = calloc(n, sizeof(*m->items));
+	copy = strdup(script);
+	if (m->items == NULL || copy == NULL) {
+		free(copy);
+		sim_err(m, "out of memory");
+		return -1;
+	}
+	for (p = copy;; p = comma + 1) {
+		comma = strchr(p, ',');
+		if (comma != NULL)
+			*comma = '\0';
+		if (*trim(p) != '\0') {
+			if (sim_parse_item(m, &m->items[m->nitems], p) != 0) {
+				free(copy);
+				return -1;
+			}
+			m->nitems++;
+		}
+		if (comma == NULL)
+			break;
+	}
+	free(copy);
+	return 0;
+}
+
+/* ---- simulate: the run ---- */
+
+static struct sim_item *
+sim_next(struct sim *m, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < m->nitems; i++)
+		if (m->items[i].left > 0 && strcmp(m->items[i].key, key) == 0)
+			return &m->items[i];
+	return NULL;
+}
+
+static const char *
+vtime(int64_t ms, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "%" PRId64 ".%03ds", ms / 1000, (int)(ms % 1000));
+	return buf;
+}
+
+static const char *
+result_name(enum engine_result r)
+{
+	switch (r) {
+	case ENGINE_OK:
+		return "ok";
+	case ENGINE_IGNORED:
+		return "ignored";
+	case ENGINE_REJECTED:
+		return "rejected";
+	case ENGINE_ERROR:
+		return "error";
+	}
+	return "?";
+}
+
+/* A plausible value for a saved reply field: "charge_id" -> "charge-1". */
+static int
+put_saved(struct value *reply, const char *field)
+{
+	char buf[CHART_NAME_MAX + 8];
+	size_t n = strlen(field);
+
+	if (n > 3 && strcmp(field + n - 3, "_id") == 0)
+		snprintf(buf, sizeof(buf), "%.*s-1", (int)(n - 3), field);
+	else
+		snprintf(buf, sizeof(buf), "%s-1", field);
+	return value_map_put_str(reply, field, buf);
+}
+
+static void
+sim_print(struct sim *m, int64_t now, const char *event, const struct saga *s,
+          const struct engine_output *o)
+{
+	FILE *f = m->out;
+	char t[32];
+	size_t i;
+
+	fprintf(f, "%10s  %s\n", vtime(now, t, sizeof(t)), event);
+	fprintf(f, "%12s%s: %s\n", "", result_name(o->result), o->note);
+	fprintf(f, "%12s=> %s (%s", "", sname(m->c, s->state),
+	        saga_status_name(s->status));
+	if (s->phase != PHASE_NONE)
+		fprintf(f, ", %s", saga_phase_name(s->phase));
+	if (s->attempt > 0 && s->phase != PHASE_NONE)
+		fprintf(f, ", attempt %d", s->attempt);
+	fputs(")\n", f);
+	for (i = 0; i < o->nactions; i++) {
+		const struct engine_action *a = &o->actions[i];
+		switch (a->type) {
+		case ACT_SEND:
+			fprintf(f, "%12ssend    %s%s -> %s", "",
+			        a->compensation ? "undo " : "", a->command,
+			        a->to);
+			if (a->route[0])
+				fprintf(f, " [%s]", a->route);
+			fprintf(f, "  id %s\n", a->message_id);
+			break;
+		case ACT_EMIT:
+			fprintf(f, "%12semit    %s\n", "", a->event);
+			break;
+		case ACT_SET_TIMER:
+			fprintf(f, "%12stimer   #%" PRId64 " at %s\n", "",
+			        a->timer_seq,
+			        vtime(a->fire_at_ms, t, sizeof(t)));
+			break;
+		case ACT_CANCEL_TIMER:
+			fprintf(f, "%12scancel  timer\n", "");
+			break;
+		case ACT_FINISH:
+			fprintf(f, "%12sfinish  %s\n", "",
+			        saga_status_name(a->status));
+			break;
+		}
+	}
+}
+
+/* The reply a command gets when the script says nothing: ok. */
+static const char *
+default_ok(const struct chart_state *st, bool undo)
+{
+	size_t i;
+
+	if (undo)
+		return st->compensate->ok[0];
+	for (i = 0; i < st->nreplies; i++)
+		if (st->replies[i].kind == REPLY_GOTO)
+			return st->replies[i].type;
+	return NULL; /* the validator requires one */
+}
+
+/* Chooses the next event for a saga that waits; fills ev, *now, text and
+ * reply (the payload). */
+static int
+sim_next_event(struct sim *m, const struct saga *s, const char *outstanding,
+               int64_t latency, int64_t *now, struct engine_event *ev,
+               struct value *reply, char *text, size_t cap)
+{
+	const struct chart_state *st = &m->c->states[s->state];
+	bool undo = s->status == SAGA_COMPENSATING;
+	char key[CHART_NAME_MAX + 8];
+	struct sim_item *it;
+	const char *type;
+	size_t i;
+
+	memset(ev, 0, sizeof(*ev));
+	ev->type = EV_TIMEOUT;
+	ev->timer_seq = s->timer_seq;
+	if (s->phase != PHASE_AWAIT) {
+		*now = s->timer_at_ms;
+		ev->now_ms = *now;
+		snprintf(text, cap, "TIMER #%" PRId64 " (%s over)",
+		         s->timer_seq,
+		         s->phase == PHASE_WAIT ? "wait" : "backoff");
+		return 0;
+	}
+	snprintf(key, sizeof(key), "%s%s", st->name, undo ? ".undo" : "");
+	it = sim_next(m, key);
+	if (it != NULL && it->kind != SIM_REPLY) {
+		it->used = true;
+		if (it->kind == SIM_TIMEOUT)
+			it->left--;
+		*now = s->timer_at_ms;
+		ev->now_ms = *now;
+		snprintf(text, cap,
+		         "TIMEOUT #%" PRId64 ": no reply to %s  [%s]",
+		         s->timer_seq, outstanding, it->text);
+		return 0;
+	}
+	type = it != NULL ? it->reply : default_ok(st, undo);
+	if (type == NULL) {
+		sim_err(m, "step %s has no success reply", st->name);
+		return -1;
+	}
+	if (*now + latency >= s->timer_at_ms) {
+		char t[32];
+		*now = s->timer_at_ms;
+		ev->now_ms = *now;
+		snprintf(text, cap,
+		         "TIMEOUT #%" PRId64 ": the reply %s to %s would come "
+		         "after %s",
+		         s->timer_seq, type, outstanding,
+		         vtime(s->timer_at_ms, t, sizeof(t)));
+		return 0;
+	}
+	if (it != NULL) {
+		it->used = true;
+		it->left--;
+	}
+	value_set_map(reply);
+	for (i = 0; !undo && i < st->nsave; i++)
+		if (put_saved(reply, st->save[i]) != 0) {
+			sim_err(m, "out of memory");
+			return -1;
+		}
+	*now += latency;
+	ev->type = EV_REPLY;
+	ev->now_ms = *now;
+	ev->reply_type = type;
+	ev->in_reply_to = outstanding;
+	ev->payload = reply;
+	snprintf(text, cap, "REPLY %s to %s  [%s]", type, outstanding,
+	         it != NULL ? it->text : "unscripted: ok");
+	return 0;
+}
+
+static void
+sim_summary(struct sim *m, const struct saga *s, int64_t now, int events)
+{
+	FILE *f = m->out;
+	char t[32];
+	size_t i;
+
+	fputs("\n", f);
+	if (saga_status_final(s->status))
+		fprintf(f, "final: %s in state %s at %s after %d events\n",
+		        saga_status_name(s->status), sname(m->c, s->state),
+		        vtime(now, t, sizeof(t)), events);
+	else if (s->status == SAGA_STUCK)
+		fprintf(f,
+		        "not final: stuck undoing %s at %s after %d events "
+		        "(an operator must act: resume, skip or "
+		        "mark-compensated)\n",
+		        sname(m->c, s->state), vtime(now, t, sizeof(t)),
+		        events);
+	else
+		fprintf(f, "not final: %s in state %s at %s after %d events\n",
+		        saga_status_name(s->status), sname(m->c, s->state),
+		        vtime(now, t, sizeof(t)), events);
+	for (i = 0; i < m->nitems; i++)
+		if (m->items[i].kind != SIM_UNDO_FAIL && m->items[i].left > 0)
+			fprintf(f, "script: %s: %d left unused\n",
+			        m->items[i].text, m->items[i].left);
+		else if (m->items[i].kind == SIM_UNDO_FAIL && !m->items[i].used)
+			fprintf(f, "script: %s: never used\n",
+			        m->items[i].text);
+}
+
+int
+chart_simulate(FILE *out, const struct chart *c,
+               const struct chart_sim_options *o, struct chart_sim_result *res,
+               char *err, size_t errlen)
+{
+	struct sim m = {.out = out, .c = c, .err = err, .errlen = errlen};
+	struct value order = VALUE_NIL_INIT, reply = VALUE_NIL_INIT;
+	struct engine_event ev;
+	struct engine_output eo;
+	struct saga s;
+	const struct value *oid;
+	char outstanding[ENGINE_MSGID_MAX] = "", text[TEXT_MAX], t[32];
+	int64_t now = 0;
+	int events = 0, max = o->max_events > 0 ? o->max_events : 1000;
+	int rc = -1;
+	size_t i;
+
+	if (errlen > 0)
+		err[0] = '\0';
+	memset(&eo, 0, sizeof(eo));
+	saga_init(&s, "sim");
+	if (sim_parse_script(&m, o->script) != 0) {
+		rc = -2;
+		goto out;
+	}
+	if (o->order != NULL ? value_copy(&order, o->order)
+	                     : chart_sim_default_order(c, &order)) {
+		sim_err(&m, "out of memory");
+		goto out;
+	}
+	if (order.type != VALUE_MAP) {
+		sim_err(&m, "the order is not a map");
+		rc = -2;
+		goto out;
+	}
+	oid = value_map_get(&order, "order_id");
+	if (oid != NULL && oid->type == VALUE_STR && oid->u.s.len > 0) {
+		saga_clear(&s);
+		saga_init(&s, oid->u.s.ptr);
+	}
+
+	text[0] = '\0';
+	value_text(&order, text, sizeof(text));
+	fprintf(out, "saga %s, version %s; virtual time; replies after %s\n",
+	        c->name, c->version, vtime(o->latency_ms, t, sizeof(t)));
+	fprintf(out, "order %s\n\n", text);
+
+	memset(&ev, 0, sizeof(ev));
+	ev.type = EV_START;
+	ev.payload = &order;
+	snprintf(text, sizeof(text), "START %s", s.id);
+	for (;;) {
+		engine_step(c, &s, &ev, &eo);
+		events++;
+		sim_print(&m, now, text, &s, &eo);
+		for (i = 0; i < eo.nactions; i++)
+			if (eo.actions[i].type == ACT_SEND)
+				snprintf(outstanding, sizeof(outstanding), "%s",
+				         eo.actions[i].message_id);
+		if (eo.result == ENGINE_ERROR) {
+			sim_err(&m, "engine error at %s: %s",
+			        vtime(now, t, sizeof(t)), eo.note);
+			goto out;
+		}
+		engine_output_clear(&eo);
+		value_clear(&reply);
+		if (saga_status_final(s.status) || s.phase == PHASE_NONE ||
+		    events >= max)
+			break;
+		if (sim_next_event(&m, &s, outstanding, o->latency_ms, &now,
+		                   &ev, &reply, text, sizeof(text)) != 0)
+			goto out;
+	}
+	sim_summary(&m, &s, now, events);
+	if (res != NULL) {
+		res->status = s.status;
+		snprintf(res->state, sizeof(res->state), "%s",
+		         sname(c, s.state));
+		res->events = events;
+		res->end_ms = now;
+		res->unused_items = 0;
+		for (i = 0; i < m.nitems; i++)
+			if (m.items[i].kind == SIM_UNDO_FAIL
+			            ? !m.items[i].used
+			            : m.items[i].left > 0)
+				res->unused_items++;
+	}
+	if (ferror(out)) {
+		sim_err(&m, "write error");
+		goto out;
+	}
+	rc = saga_status_final(s.status) ? 0 : 1;
+out:
+	engine_output_clear(&eo);
+	value_clear(&reply);
+	value_clear(&order);
+	saga_clear(&s);
+	free(m.items);
+	return rc;
+}

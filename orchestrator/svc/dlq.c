@@ -1,0 +1,438 @@
+/* dlq.c -- `sagactl dlq` (dlq.h is its manual). */
+#include "dlq.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bus.h"
+
+#define SHOW_MAX 1000
+
+static const char *const known[] = {
+        "orchestrator.dlq",         "inventory.commands.dlq",
+        "payment.card.dlq",         "payment.cod.dlq",
+        "shipping.default.dlq",     "notification.events.dlq",
+        "notification.confirm.dlq",
+};
+
+struct seen {
+	char id[256], saga[256], type[128], reason[512], from[256];
+	size_t len;
+};
+
+struct dlq {
+	struct bus *bus;
+	const char *queue, *to;
+	long limit, want;
+	struct seen *seen;
+	long nseen, published, confirmed;
+	int failed;
+};
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+static struct bus *
+connect_to(const char *amqp, const char *queue, uint16_t prefetch)
+{
+	const char *consume[1] = {queue};
+	struct bus_config c = {.url = amqp,
+	                       .name = "sagactl",
+	                       .prefetch = prefetch,
+	                       .consume = queue != NULL ? consume : NULL,
+	                       .nconsume = queue != NULL ? 1 : 0};
+	char err[512];
+	struct bus *b = bus_open(&c, err, sizeof(err));
+
+	if (b == NULL || bus_connect(b, err, sizeof(err)) != 0) {
+		fprintf(stderr, "sagactl: %s\n", err);
+		bus_close(b);
+		return NULL;
+	}
+	return b;
+}
+
+/* Messages waiting in a queue; -1 (with a message) if it does not exist. */
+static long
+depth(struct bus *b, const char *queue)
+{
+	uint32_t m = 0, c = 0;
+	const struct bus_handlers none = {NULL, NULL, NULL};
+
+	if (bus_queue_info(b, queue, &m, &c) != 0) {
+		/* a passive declare of a missing queue closes the channel:
+		 * let the bus reconnect before the next question */
+		for (int i = 0; i < 50 && !bus_connected(b); i++)
+			bus_poll(b, 100, &none);
+		if (!bus_connected(b))
+			bus_poll(b, 500, &none);
+		return -1;
+	}
+	return (long)m;
+}
+
+static int
+cmd_list(const char *amqp, bool json, int argc, char **argv)
+{
+	const char *const *qs = argc > 0 ? (const char *const *)argv : known;
+	size_t n = argc > 0 ? (size_t)argc : sizeof(known) / sizeof(known[0]);
+	struct bus *b = connect_to(amqp, NULL, 0);
+	int rc = 0;
+
+	if (b == NULL)
+		return 1;
+	if (json)
+		printf("[");
+	else
+		printf("%-32s %10s\n", "QUEUE", "MESSAGES");
+	for (size_t i = 0; i < n; i++) {
+		long m = depth(b, qs[i]);
+		if (m < 0 && argc > 0)
+			rc = 1;
+		if (json) {
+			printf("%s{\"queue\":", i ? "," : "");
+			json_str(stdout, qs[i]);
+			if (m < 0)
+				printf(",\"exists\":false}");
+			else
+				printf(",\"messages\":%ld}", m);
+		} else if (m < 0) {
+			printf("%-32s %10s\n", qs[i], "(none)");
+		} else {
+			printf("%-32s %10ld\n", qs[i], m);
+		}
+	}
+	if (json)
+		printf("]\n");
+	bus_close(b);
+	return rc;
+}
+
+static void
+copy_seen(struct seen *s, const struct bus_delivery *d)
+{
+	snprintf(s->id, sizeof(s->id), "%s", d->message_id);
+	snprintf(s->saga, sizeof(s->saga), "%s", d->correlation_id);
+	snprintf(s->type, sizeof(s->type), "%s", d->type);
+	if (d->error[0] != '\0')
+		snprintf(s->reason, sizeof(s->reason), "%s", d->error);
+	else if (d->death_reason[0] != '\0')
+		snprintf(s->reason, sizeof(s->reason), "%s by the broker",
+		         d->death_reason);
+	else
+		snprintf(s->reason, sizeof(s->reason), "(no reason given)");
+	snprintf(s->from, sizeof(s->from), "%s", d->death_queue);
+	s->len = d->len;
+}
+
+static void
+on_show(void *arg, const struct bus_delivery *d)
+{
+	struct dlq *q = arg;
+	if (q->nseen < q->want)
+		copy_seen(&q->seen[q->nseen++], d);
+	/* no ack: everything goes back, in order, when we disconnect */
+}
+
+static int
+cmd_show(const char *amqp, bool json, const char *queue, long limit)
+{
+	struct dlq q = {.queue = queue, .limit = limit};
+	struct bus_handlers h = {on_show, NULL, &q};
+	struct bus *probe = connect_to(amqp, NULL, 0);
+	long m;
+	int64_t deadline;
+
+	if (probe == NULL)
+		return 1;
+	m = depth(probe, queue);
+	bus_close(probe);
+	if (m < 0) {
+		fprintf(stderr, "sagactl: no queue %s\n", queue);
+		return 1;
+	}
+	q.want = m < limit ? m : limit;
+	q.seen = calloc((size_t)q.want + 1, sizeof(*q.seen));
+	if (q.seen == NULL)
+		return 1;
+	if (q.want > 0) {
+		q.bus = connect_to(amqp, queue, (uint16_t)q.want);
+		if (q.bus == NULL) {
+			free(q.seen);
+			return 1;
+		}
+		deadline = now_ms() + 10000;
+		while (q.nseen < q.want && now_ms() < deadline)
+			bus_poll(q.bus, 100, &h);
+		bus_close(q.bus);
+	}
+	if (json) {
+		printf("[");
+		for (long i = 0; i < q.nseen; i++) {
+			const struct seen *s = &q.seen[i];
+			printf("%s{\"message_id\":", i ? "," : "");
+			json_str(stdout, s->id);
+			printf(",\"saga\":");
+			json_str(stdout, s->saga);
+			printf(",\"type\":");
+			json_str(stdout, s->type);
+			printf(",\"reason\":");
+			json_str(stdout, s->reason);
+			printf(",\"from\":");
+			json_str(stdout, s->from);
+			printf(",\"bytes\":%zu}", s->len);
+		}
+		printf("]\n");
+	} else {
+		printf("%s: %ld messages%s\n", queue, m,
+		       m > q.nseen ? " (first shown)" : "");
+		for (long i = 0; i < q.nseen; i++) {
+			const struct seen *s = &q.seen[i];
+			printf("\n  message %s\n  saga    %s\n  type    %s\n"
+			       "  reason  %s\n",
+			       s->id[0] ? s->id : "-",
+			       s->saga[0] ? s->saga : "-",
+			       s->type[0] ? s->type : "-", s->reason);
+			if (s->from[0] != '\0')
+				printf("  from    %s\n", s->from);
+			printf("  bytes   %zu\n", s->len);
+		}
+	}
+	free(q.seen);
+	return 0;
+}
+
+static void
+on_replay(void *arg, const struct bus_delivery *d)
+{
+	struct dlq *q = arg;
+	char target[256];
+	struct bus_message m = {0};
+	size_t n = strlen(q->queue);
+
+	if (q->published >= q->want)
+		return; /* beyond --limit: given back at disconnect */
+	if (q->to != NULL)
+		snprintf(target, sizeof(target), "%s", q->to);
+	else if (d->death_queue[0] != '\0')
+		snprintf(target, sizeof(target), "%s", d->death_queue);
+	else if (n > 4 && strcmp(q->queue + n - 4, ".dlq") == 0)
+		snprintf(target, sizeof(target), "%.*s", (int)(n - 4),
+		         q->queue);
+	else {
+		fprintf(stderr,
+		        "sagactl: %s: cannot tell where message %s came from; "
+		        "give --to QUEUE\n",
+		        q->queue, d->message_id);
+		q->failed = 1;
+		return;
+	}
+	m.exchange = "";
+	m.routing_key = target;
+	m.message_id = d->message_id[0] ? d->message_id : "replayed";
+	m.correlation_id = d->correlation_id[0] ? d->correlation_id : NULL;
+	m.type = d->type[0] ? d->type : NULL;
+	m.reply_to = d->reply_to[0] ? d->reply_to : NULL;
+	m.traceparent = d->traceparent[0] ? d->traceparent : NULL;
+	m.content_type = d->content_type[0] ? d->content_type : NULL;
+	m.timestamp_ms = d->timestamp_ms;
+	m.mandatory = true;
+	m.body = d->body;
+	m.len = d->len;
+	if (bus_publish(q->bus, &m, d->ref) != 0) {
+		q->failed = 1;
+		return;
+	}
+	q->published++;
+	printf("replaying %s (saga %s, %s) to %s\n", m.message_id,
+	       d->correlation_id, d->type, target);
+}
+
+static void
+on_replayed(void *arg, uint64_t tag, enum bus_confirm c)
+{
+	struct dlq *q = arg;
+	if (c == BUS_RETURNED) {
+		fprintf(stderr,
+		        "sagactl: a replayed message was unroutable (does "
+		        "its queue exist?): it stays in %s\n",
+		        q->queue);
+		q->failed = 1;
+		bus_reject(q->bus, tag, true);
+		q->confirmed++;
+		return;
+	}
+	bus_ack(q->bus, tag, false); /* the copy is safe: drop the original */
+	q->confirmed++;
+}
+
+static int
+cmd_replay(const char *amqp, const char *queue, long limit, const char *to)
+{
+	struct dlq q = {.queue = queue, .to = to};
+	struct bus_handlers h = {on_replay, on_replayed, &q};
+	struct bus *probe = connect_to(amqp, NULL, 0);
+	long m;
+	int64_t deadline;
+
+	if (probe == NULL)
+		return 1;
+	m = depth(probe, queue);
+	bus_close(probe);
+	if (m < 0) {
+		fprintf(stderr, "sagactl: no queue %s\n", queue);
+		return 1;
+	}
+	q.want = m < limit ? m : limit;
+	if (q.want == 0) {
+		printf("%s is empty: nothing to replay\n", queue);
+		return 0;
+	}
+	q.bus = connect_to(amqp, queue,
+	                   (uint16_t)(q.want < 500 ? q.want : 500));
+	if (q.bus == NULL)
+		return 1;
+	deadline = now_ms() + 30000;
+	while (q.confirmed < q.want && !q.failed && now_ms() < deadline)
+		bus_poll(q.bus, 100, &h);
+	bus_flush(q.bus, 5000, &h);
+	bus_close(q.bus);
+	printf("replayed %ld of %ld messages from %s\n",
+	       q.confirmed - (q.failed ? 1 : 0), q.want, queue);
+	return q.failed || q.confirmed < q.want ? 1 : 0;
+}
+
+static int
+cmd_purge(const char *amqp, const char *queue)
+{
+	struct bus *b = connect_to(amqp, NULL, 0);
+	uint32_t n = 0;
+	int rc;
+
+	if (b == NULL)
+		return 1;
+	rc = bus_queue_purge(b, queue, &n);
+	bus_close(b);
+	if (rc != 0) {
+		fprintf(stderr, "sagactl: cannot purge %s (does it exist?)\n",
+		        queue);
+		return 1;
+	}
+	printf("purged %u messages from %s\n", n, queue);
+	return 0;
+}
+
+static void
+dlq_usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: sagactl [--amqp URL] [--json] dlq list [QUEUE...]\n"
+	        "       sagactl [--amqp URL] [--json] dlq show QUEUE [--limit "
+	        "N]\n"
+	        "       sagactl [--amqp URL] dlq replay QUEUE [--limit N] "
+	        "[--to "
+	        "QUEUE]\n"
+	        "       sagactl [--amqp URL] dlq purge QUEUE --yes\n");
+}
+
+static int
+parse_limit(const char *s, long *out)
+{
+	char *end;
+	errno = 0;
+	*out = strtol(s, &end, 10);
+	return errno == 0 && end != s && *end == '\0' && *out > 0 &&
+	                       *out <= 1000000
+	               ? 0
+	               : -1;
+}
+
+int
+dlq_main(const char *amqp, bool json, int argc, char **argv)
+{
+	const char *verb, *queue = NULL, *to = NULL;
+	long limit = -1;
+	bool yes = false;
+
+	if (argc < 1 || strcmp(argv[0], "--help") == 0) {
+		dlq_usage(argc < 1 ? stderr : stdout);
+		return argc < 1 ? 2 : 0;
+	}
+	verb = argv[0];
+	if (amqp == NULL || amqp[0] == '\0') {
+		fprintf(stderr, "sagactl: dlq needs the broker: --amqp URL or "
+		                "SAGA_AMQP_URL\n");
+		return 2;
+	}
+	if (strcmp(verb, "list") == 0)
+		return cmd_list(amqp, json, argc - 1, argv + 1);
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--limit") == 0 && i + 1 < argc) {
+			if (parse_limit(argv[++i], &limit) != 0) {
+				fprintf(stderr,
+				        "sagactl: --limit: \"%s\" is not a "
+				        "number from 1 to 1000000\n",
+				        argv[i]);
+				return 2;
+			}
+		} else if (strcmp(argv[i], "--to") == 0 && i + 1 < argc) {
+			to = argv[++i];
+		} else if (strcmp(argv[i], "--yes") == 0) {
+			yes = true;
+		} else if (argv[i][0] != '-' && queue == NULL) {
+			queue = argv[i];
+		} else {
+			fprintf(stderr, "sagactl: dlq %s: unexpected \"%s\"\n",
+			        verb, argv[i]);
+			dlq_usage(stderr);
+			return 2;
+		}
+	}
+	if (queue == NULL) {
+		fprintf(stderr, "sagactl: dlq %s needs a QUEUE\n", verb);
+		dlq_usage(stderr);
+		return 2;
+	}
+	if (strcmp(verb, "show") == 0)
+		return cmd_show(
+		        amqp, json, queue,
+		        limit > 0 ? (limit < SHOW_MAX ? limit : SHOW_MAX) : 20);
+	if (strcmp(verb, "replay") == 0)
+		return cmd_replay(amqp, queue, limit > 0 ? limit : 1000000, to);
+	if (strcmp(verb, "purge") == 0) {
+		if (!yes) {
+			fprintf(stderr, "sagactl: dlq purge deletes every "
+			                "message: add --yes\n");
+			return 2;
+		}
+		return cmd_purge(amqp, queue);
+	}
+	fprintf(stderr, "sagactl: unknown dlq command \"%s\"\n", verb);
+	dlq_usage(stderr);
+	return 2;
+}

@@ -40,6 +40,21 @@ struct pending {
 	uint64_t tag, ref;
 };
 
+struct stored {
+	char id[ENVELOPE_ID_MAX], type[ENVELOPE_TYPE_MAX];
+	char exchange[128], rk[256];
+	int64_t expiration;
+	void *body;
+	size_t len;
+};
+
+/* A reply (or a bare ack) that waits for the batch's commit. */
+struct deferred {
+	uint64_t ref;
+	char saga[ENVELOPE_ID_MAX], traceparent[64];
+	struct stored s; /* owns s.body */
+};
+
 struct part {
 	const struct part_config *cfg;
 	sqlite3 *db;
@@ -50,6 +65,11 @@ struct part {
 	uint64_t next_tag;
 	struct part_stats stats;
 	int max_attempts;
+	/* the batch: one transaction over the deliveries of one poll, each
+	 * in its own savepoint; what they send waits for the commit */
+	bool in_tx;
+	struct deferred *def;
+	size_t ndef, capdef;
 };
 
 static int64_t
@@ -283,35 +303,106 @@ dead_letter(struct part *p, const struct bus_delivery *d, const char *why)
 
 /* ---- the stored reply ---- */
 
-struct stored {
-	char id[ENVELOPE_ID_MAX], type[ENVELOPE_TYPE_MAX];
-	char exchange[128], rk[256];
-	int64_t expiration;
-	void *body;
-	size_t len;
-};
-
 static void
-publish_stored(struct part *p, const struct bus_delivery *d,
-               const struct stored *s, const char *saga)
+publish_stored(struct part *p, const struct deferred *f)
 {
 	struct bus_message m = {0};
 
-	if (s->type[0] == '\0') { /* nothing to send */
-		bus_ack(p->bus, d->ref, false);
+	if (f->s.type[0] == '\0') { /* nothing to send */
+		bus_ack(p->bus, f->ref, false);
 		return;
 	}
-	m.exchange = s->exchange;
-	m.routing_key = s->rk;
-	m.message_id = s->id;
-	m.correlation_id = saga;
-	m.type = s->type;
-	m.traceparent = d->traceparent[0] ? d->traceparent : NULL;
+	m.exchange = f->s.exchange;
+	m.routing_key = f->s.rk;
+	m.message_id = f->s.id;
+	m.correlation_id = f->saga;
+	m.type = f->s.type;
+	m.traceparent = f->traceparent[0] ? f->traceparent : NULL;
 	m.timestamp_ms = now_ms();
-	m.expiration_ms = s->expiration;
-	m.body = s->body;
-	m.len = s->len;
-	publish_then_ack(p, &m, d->ref);
+	m.expiration_ms = f->s.expiration;
+	m.body = f->s.body;
+	m.len = f->s.len;
+	publish_then_ack(p, &m, f->ref);
+}
+
+/* Queues what a delivery sends for after the commit; takes s->body. */
+static void
+defer(struct part *p, const struct bus_delivery *d, struct stored *s,
+      const char *saga)
+{
+	struct deferred *f;
+
+	if (p->ndef == p->capdef) {
+		size_t cap = p->capdef ? p->capdef * 2 : 64;
+		struct deferred *n = realloc(p->def, cap * sizeof(*n));
+		if (n == NULL) {
+			log_error("out of memory: leaving a delivery unacked");
+			return;
+		}
+		p->def = n;
+		p->capdef = cap;
+	}
+	f = &p->def[p->ndef++];
+	f->ref = d->ref;
+	snprintf(f->saga, sizeof(f->saga), "%s", saga);
+	snprintf(f->traceparent, sizeof(f->traceparent), "%s", d->traceparent);
+	f->s = *s;
+	s->body = NULL;
+}
+
+/* One savepoint per delivery inside the batch's transaction. */
+static int
+sp_begin(struct part *p, char *err, size_t errlen)
+{
+	if (!p->in_tx) {
+		if (db_begin(p->db, err, errlen) != 0)
+			return -1;
+		p->in_tx = true;
+	}
+	return db_exec(p->db, "SAVEPOINT msg", err, errlen);
+}
+
+static void
+sp_undo(struct part *p)
+{
+	char err[256];
+	if (p->in_tx &&
+	    db_exec(p->db, "ROLLBACK TO msg; RELEASE msg", err, sizeof(err)))
+		log_error("%s", err);
+}
+
+static int
+sp_keep(struct part *p, char *err, size_t errlen)
+{
+	return db_exec(p->db, "RELEASE msg", err, errlen);
+}
+
+/* Commits the batch, then sends its replies (each command acked when its
+ * reply is confirmed). If the commit fails nothing of it happened: every
+ * delivery goes round the retry queue. */
+static void
+batch_end(struct part *p)
+{
+	char err[512];
+	bool ok;
+
+	if (!p->in_tx)
+		return;
+	ok = db_commit(p->db, err, sizeof(err)) == 0;
+	p->in_tx = false;
+	if (!ok) {
+		db_rollback(p->db);
+		log_error("commit of %zu messages failed, retrying them: %s",
+		          p->ndef, err);
+	}
+	for (size_t i = 0; i < p->ndef; i++) {
+		if (ok)
+			publish_stored(p, &p->def[i]);
+		else
+			bus_reject(p->bus, p->def[i].ref, false);
+		free(p->def[i].s.body);
+	}
+	p->ndef = 0;
 }
 
 static void
@@ -501,7 +592,7 @@ static void
 retry_later(struct part *p, const struct bus_delivery *d, int attempt,
             const char *why)
 {
-	db_rollback(p->db);
+	sp_undo(p);
 	if (attempt >= p->max_attempts) {
 		char reason[512];
 		snprintf(reason, sizeof(reason), "failed %d times: %s", attempt,
@@ -545,7 +636,7 @@ on_delivery(void *arg, const struct bus_delivery *d)
 		dead_letter(p, d, reason);
 		goto out;
 	}
-	if (db_begin(p->db, err, sizeof(err)) != 0) {
+	if (sp_begin(p, err, sizeof(err)) != 0) {
 		retry_later(p, d, attempt, err);
 		goto out;
 	}
@@ -555,11 +646,11 @@ on_delivery(void *arg, const struct bus_delivery *d)
 		goto out;
 	}
 	if (rc == 1) {
-		db_rollback(p->db);
+		sp_undo(p);
 		p->stats.replayed++;
 		log_info("saga=%s %s %s seen before: reply %s sent again",
 		         in.saga, in.type, in.id, s.type[0] ? s.type : "none");
-		publish_stored(p, d, &s, in.saga);
+		defer(p, d, &s, in.saga);
 		goto out;
 	}
 	rc = cmd->refusal != NULL ? was_compensated(p, in.saga, in.type) : 0;
@@ -585,19 +676,19 @@ on_delivery(void *arg, const struct bus_delivery *d)
 		goto out;
 	}
 	if (v == PART_REFUSE) {
-		db_rollback(p->db);
+		sp_undo(p);
 		dead_letter(p, d, why[0] ? why : "refused");
 		goto out;
 	}
 	if (seal_reply(p, d, &in, &r, &s) != 0) {
-		db_rollback(p->db);
+		sp_undo(p);
 		dead_letter(p, d, "cannot encode the reply");
 		goto out;
 	}
 	if ((cmd->undoes != NULL &&
 	     mark_compensated(p, in.saga, cmd->undoes) != 0) ||
 	    record_processed(p, &in, &s) != 0 ||
-	    db_commit(p->db, err, sizeof(err)) != 0) {
+	    sp_keep(p, err, sizeof(err)) != 0) {
 		retry_later(p, d, attempt,
 		            err[0] ? err : "cannot record the message");
 		goto out;
@@ -605,7 +696,7 @@ on_delivery(void *arg, const struct bus_delivery *d)
 	p->stats.handled++;
 	log_info("saga=%s step=%s %s -> %s", in.saga, in.step, in.type,
 	         s.type[0] ? s.type : "(no reply)");
-	publish_stored(p, d, &s, in.saga);
+	defer(p, d, &s, in.saga);
 out:
 	free(s.body);
 	value_clear(&r.payload);
@@ -709,6 +800,7 @@ part_free(struct part *p)
 	db_close(p->db);
 	bus_close(p->bus);
 	free(p->pend);
+	free(p->def);
 }
 
 int
@@ -732,11 +824,19 @@ part_run(const struct part_config *cfg, volatile sig_atomic_t *stop, char *err,
 	else
 		log_info("ready: consuming %s%s", cfg->queues[0],
 		         cfg->nqueues > 1 ? " and more" : "");
-	while (!*stop)
+	while (!*stop) {
 		bus_poll(p.bus, 200, &h);
+		batch_end(&p);
+	}
 	log_info("stopping: draining");
 	bus_cancel(p.bus);
-	if (bus_flush(p.bus, 10000, &h) != 0)
+	for (int i = 0; i < 50; i++) { /* up to 10 s */
+		bus_poll(p.bus, 200, &h);
+		batch_end(&p);
+		if (bus_unconfirmed(p.bus) == 0)
+			break;
+	}
+	if (bus_unconfirmed(p.bus) > 0)
 		log_warnx("%zu replies unconfirmed at exit: their commands "
 		          "stay unacked and come back",
 		          bus_unconfirmed(p.bus));

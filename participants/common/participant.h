@@ -7,15 +7,19 @@
  *   1. The body is decoded (lib/envelope.h). A message that cannot be
  *      decoded goes straight to `<queue>.dlq` with the reason in the
  *      x-saga-error header.
- *   2. In one SQLite transaction (BEGIN IMMEDIATE): if its message id is
+ *   2. In one SQLite transaction (BEGIN IMMEDIATE) shared by the
+ *      deliveries that arrived together (a batch, up to the prefetch
+ *      window), each in its own savepoint: if its message id is
  *      in `part_processed`, the stored reply is published again and
  *      nothing else happens (a command seen twice gets the same reply and
  *      changes nothing). Otherwise the handler for its type runs on the
  *      same connection, and its changes, the reply and the message id
  *      are committed together.
- *   3. After the commit the reply is published with a publisher confirm;
- *      the delivery is acked when the confirm arrives. A crash anywhere
- *      leaves the delivery unacked: it comes back, and step 2 replays.
+ *   3. After the batch's commit (one fsync for the batch) each reply is
+ *      published with a publisher confirm; each delivery is acked when its
+ *      reply's confirm arrives. A crash anywhere leaves the delivery
+ *      unacked: it comes back, and step 2 replays. If the commit fails,
+ *      the whole batch goes round the retry queue.
  *
  * Compensations: a command declared with `undoes` records (saga, undone
  * command) in `part_compensated` when it succeeds, whether or not the
@@ -33,9 +37,9 @@
  * fields of the wrong type) goes to `Q.dlq` at once.
  *
  * Single-threaded: handlers run inside part_run's loop. Their sqlite3
- * handle is the framework's, inside its transaction: a handler must not
- * BEGIN or COMMIT, and any SQLite error it meets should make it return
- * PART_RETRY.
+ * handle is the framework's, inside its transaction and savepoint: a
+ * handler must not BEGIN, COMMIT or ROLLBACK, and any SQLite error it
+ * meets should make it return PART_RETRY (its savepoint is rolled back).
  */
 #ifndef SAGA_PARTICIPANT_H
 #define SAGA_PARTICIPANT_H

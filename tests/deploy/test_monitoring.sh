@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# tests/deploy/test_monitoring.sh -- deploy/monitoring/: `promtool check
+# rules` on alerts.yml, `promtool check config` on prometheus.yml, every
+# PromQL expression of the Grafana dashboard parsed by promtool (as
+# recording rules in a scratch file), and every saga_* metric named by the
+# rules and the dashboard present in a real orchestrator's /metrics (one
+# started with --http on a loopback port and no broker: /metrics is served
+# while it retries; test_rabbitmq.sh repeats the rules' check against an
+# orchestrator on a real broker). promtool comes from Debian's
+# `prometheus` package; if it is missing and cannot be installed, its
+# checks are skipped, with the reason.
+set -u
+# shellcheck source=tests/deploy/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+mon=deploy/monitoring
+work=$(mktemp -d /tmp/saga-deploymon-XXXXXX)
+pid=
+cleanup() {
+  if [ -n "$pid" ]; then kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+for f in prometheus.yml alerts.yml grafana-dashboard.json; do
+  check "$mon/$f exists" [ -s "$mon/$f" ]
+done
+check "the dashboard is valid JSON with panels" jq -e '.panels | length > 0' "$mon/grafana-dashboard.json" >/dev/null
+
+if ! command -v promtool >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "promtool missing: apt-get install -y prometheus (Debian's package ships promtool)"
+  timeout 150 apt-get install -y -q --no-install-recommends prometheus >"$work/apt.log" 2>&1 \
+    || echo "(apt-get failed: $(tail -n 1 "$work/apt.log"))"
+fi
+if command -v promtool >/dev/null; then
+  check "promtool check rules alerts.yml" promtool check rules "$mon/alerts.yml"
+  # check config resolves rule_files relative to the config's folder
+  check "promtool check config prometheus.yml" promtool check config "$mon/prometheus.yml"
+  {
+    echo "groups:"; echo "  - name: dashboard"; echo "    rules:"
+    i=0
+    jq -r '.. | .expr? // empty | @json' "$mon/grafana-dashboard.json" | while read -r e; do
+      i=$((i + 1)); echo "      - record: dashboard:expr_$i"; echo "        expr: $e"
+    done
+  } > "$work/dashboard-rules.yml"
+  check "every dashboard expression parses (promtool)" promtool check rules "$work/dashboard-rules.yml"
+else
+  skip "promtool is not installed and could not be installed: rules and config not validated"
+fi
+
+# the saga_* names against a running orchestrator
+if [ -x "$bin/saga-orchestrator" ]; then
+  "$bin/saga-orchestrator" --amqp "amqp://nobody:x@127.0.0.1:1/" --db "$work/o.db" \
+    --statecharts statecharts --http 127.0.0.1:0 2>"$work/orch.log" &
+  pid=$!
+  port=
+  for i in $(seq 1 50); do
+    port=$(sed -n 's/.*http listening on port \([0-9]*\).*/\1/p' "$work/orch.log")
+    [ -n "$port" ] && break
+    sleep 0.1
+  done
+  metrics=$(curl -s "127.0.0.1:${port:-1}/metrics")
+  check "the orchestrator serves /metrics" grep -q '^# TYPE saga_' <<<"$metrics"
+  for m in $(saga_metric_names "$mon/alerts.yml" "$mon/grafana-dashboard.json"); do
+    check "metric $m is one the orchestrator serves" metrics_have "$metrics" "$m"
+  done
+else
+  bad "no $bin/saga-orchestrator: build first"
+fi
+check "prometheus.yml scrapes the port the unit and compose give --http (9464)" \
+  grep -q '127.0.0.1:9464' "$mon/prometheus.yml"
+
+finish

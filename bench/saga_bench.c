@@ -45,11 +45,10 @@ on_event(void *arg, const struct bus_delivery *d)
 {
 	struct run *r = arg;
 	size_t pl = strlen(r->prefix);
-	long i;
 
 	/* the saga id is the correlation id: "<prefix><index>" */
 	if (strncmp(d->correlation_id, r->prefix, pl) == 0) {
-		i = strtol(d->correlation_id + pl, NULL, 10);
+		long i = strtol(d->correlation_id + pl, NULL, 10);
 		if (i >= 0 && i < r->n && r->lat[i] < 0) {
 			r->lat[i] = now_s() - r->sent[i];
 			r->done++;
@@ -192,8 +191,11 @@ main(int argc, char **argv)
 	log_init("saga_bench", LOG_WARN);
 	r.sent = calloc((size_t)r.n, sizeof(double));
 	r.lat = malloc((size_t)r.n * sizeof(double));
-	if (r.sent == NULL || r.lat == NULL)
+	if (r.sent == NULL || r.lat == NULL) {
+		free(r.sent);
+		free(r.lat);
 		return 1;
+	}
 	for (long i = 0; i < r.n; i++)
 		r.lat[i] = -1;
 	snprintf(r.prefix, sizeof(r.prefix), "b%lx-%d-", (long)time(NULL),

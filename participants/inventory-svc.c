@@ -256,40 +256,6 @@ dberr:
 	return PART_RETRY;
 }
 
-static int
-print_stock(const char *path)
-{
-	sqlite3 *db;
-	sqlite3_stmt *st;
-	char err[512];
-	int rc;
-
-	if (db_open(path, DB_READONLY, &db, err, sizeof(err)) != 0) {
-		fprintf(stderr, "inventory-svc: %s\n", err);
-		return 1;
-	}
-	if (db_prepare(db, &st,
-	               "SELECT s.sku, s.on_hand, coalesce((SELECT "
-	               "sum(quantity) FROM reservations r WHERE r.sku = "
-	               "s.sku), 0) FROM stock s ORDER BY s.sku",
-	               err, sizeof(err)) != 0) {
-		fprintf(stderr, "inventory-svc: %s\n", err);
-		db_close(db);
-		return 1;
-	}
-	printf("%-24s %10s %10s\n", "sku", "on_hand", "held");
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		printf("%-24s %10lld %10lld\n",
-		       (const char *)sqlite3_column_text(st, 0),
-		       (long long)sqlite3_column_int64(st, 1),
-		       (long long)sqlite3_column_int64(st, 2));
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		fprintf(stderr, "inventory-svc: %s\n", sqlite3_errmsg(db));
-	db_close(db);
-	return rc == SQLITE_DONE ? 0 : 1;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -311,11 +277,20 @@ main(int argc, char **argv)
 	        {"saga.commands", "inventory.commands", NULL, "inventory"},
 	        {"saga.commands", "inventory.commands", NULL, "inventory.#"},
 	};
-	static volatile sig_atomic_t stop;
 	struct part_common com;
-	struct inv inv = {0};
-	struct part_config cfg = {0};
-	char err[512];
+	static struct inv inv;
+	struct part_config cfg = {.name = "inventory",
+	                          .migrations = inventory_migrations,
+	                          .commands = cmds,
+	                          .ncommands = 2,
+	                          .queues = queues,
+	                          .nqueues = 1,
+	                          .exchanges = ex,
+	                          .nexchanges = 1,
+	                          .bindings = bd,
+	                          .nbindings = 2,
+	                          .arg = &inv,
+	                          .on_open = on_open};
 	int c, r, print = 0;
 
 	part_common_init(&com);
@@ -346,36 +321,12 @@ main(int argc, char **argv)
 		        argv[optind]);
 		return 2;
 	}
-	if (print) {
-		if (com.db == NULL) {
-			fprintf(stderr,
-			        "inventory-svc: --db PATH is required\n");
-			return 2;
-		}
-		return print_stock(com.db);
-	}
-	if (part_common_check(&com, "inventory-svc") != 0)
-		return 2;
-	log_init("inventory-svc", (enum log_level)com.log_level);
-	part_signals(&stop);
-	cfg.name = "inventory";
-	cfg.url = com.amqp;
-	cfg.db_path = com.db;
-	cfg.migrations = inventory_migrations;
+	if (print)
+		return part_print("inventory-svc", com.db,
+		                  "SELECT s.sku, s.on_hand, coalesce((SELECT "
+		                  "sum(quantity) FROM reservations r WHERE "
+		                  "r.sku = s.sku), 0) AS held FROM stock s "
+		                  "ORDER BY s.sku");
 	cfg.nmigrations = inventory_migrations_count;
-	cfg.commands = cmds;
-	cfg.ncommands = 2;
-	cfg.queues = queues;
-	cfg.nqueues = 1;
-	cfg.exchanges = ex;
-	cfg.nexchanges = 1;
-	cfg.bindings = bd;
-	cfg.nbindings = 2;
-	cfg.arg = &inv;
-	cfg.on_open = on_open;
-	if (part_run(&cfg, &stop, err, sizeof(err)) != 0) {
-		fprintf(stderr, "inventory-svc: %s\n", err);
-		return 1;
-	}
-	return 0;
+	return part_main("inventory-svc", &com, &cfg);
 }

@@ -218,31 +218,6 @@ on_confirmation(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 	return write_out(db, in, "order.confirmation", text, why, whylen);
 }
 
-static int
-print_outbox(const char *path)
-{
-	sqlite3 *db;
-	sqlite3_stmt *st;
-	char err[512];
-	int rc;
-
-	if (db_open(path, DB_READONLY, &db, err, sizeof(err)) != 0 ||
-	    db_prepare(db, &st,
-	               "SELECT saga_id, kind, text FROM notifications "
-	               "ORDER BY seq",
-	               err, sizeof(err)) != 0) {
-		fprintf(stderr, "notification-svc: %s\n", err);
-		return 1;
-	}
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		printf("%s\t%s\t%s\n", (const char *)sqlite3_column_text(st, 0),
-		       (const char *)sqlite3_column_text(st, 1),
-		       (const char *)sqlite3_column_text(st, 2));
-	sqlite3_finalize(st);
-	db_close(db);
-	return rc == SQLITE_DONE ? 0 : 1;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -270,11 +245,22 @@ main(int argc, char **argv)
 	static const struct bus_binding bd[] = {
 	        {"order_events", "notification.events", NULL, "order.*"},
 	};
-	static volatile sig_atomic_t stop;
 	static struct notif n = {.delay_ms = 2000};
 	struct part_common com;
-	struct part_config cfg = {0};
-	char err[512], *end;
+	struct part_config cfg = {.name = "notification",
+	                          .migrations = notification_migrations,
+	                          .commands = cmds,
+	                          .ncommands = 2,
+	                          .queues = queues,
+	                          .nqueues = 2,
+	                          .exchanges = ex,
+	                          .nexchanges = 1,
+	                          .extra_queues = extra,
+	                          .nextra_queues = 1,
+	                          .bindings = bd,
+	                          .nbindings = 1,
+	                          .arg = &n};
+	char *end;
 	int c, r, print = 0;
 
 	for (size_t i = 0; i < sizeof(builtin) / sizeof(builtin[0]); i++)
@@ -321,31 +307,10 @@ main(int argc, char **argv)
 		        argv[optind]);
 		return 2;
 	}
-	if (print && com.db != NULL)
-		return print_outbox(com.db);
-	if (part_common_check(&com, "notification-svc") != 0)
-		return 2;
-	log_init("notification-svc", (enum log_level)com.log_level);
-	part_signals(&stop);
-	cfg.name = "notification";
-	cfg.url = com.amqp;
-	cfg.db_path = com.db;
-	cfg.migrations = notification_migrations;
+	if (print)
+		return part_print("notification-svc", com.db,
+		                  "SELECT saga_id, kind, text FROM "
+		                  "notifications ORDER BY seq");
 	cfg.nmigrations = notification_migrations_count;
-	cfg.commands = cmds;
-	cfg.ncommands = 2;
-	cfg.queues = queues;
-	cfg.nqueues = 2;
-	cfg.exchanges = ex;
-	cfg.nexchanges = 1;
-	cfg.extra_queues = extra;
-	cfg.nextra_queues = 1;
-	cfg.bindings = bd;
-	cfg.nbindings = 1;
-	cfg.arg = &n;
-	if (part_run(&cfg, &stop, err, sizeof(err)) != 0) {
-		fprintf(stderr, "notification-svc: %s\n", err);
-		return 1;
-	}
-	return 0;
+	return part_main("notification-svc", &com, &cfg);
 }

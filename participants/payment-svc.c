@@ -334,33 +334,6 @@ dberr:
 	return PART_RETRY;
 }
 
-static int
-print_ledger(const char *path)
-{
-	sqlite3 *db;
-	sqlite3_stmt *st;
-	char err[512];
-	int rc;
-
-	if (db_open(path, DB_READONLY, &db, err, sizeof(err)) != 0 ||
-	    db_prepare(db, &st,
-	               "SELECT kind, count(*), sum(amount_cents) FROM ledger "
-	               "GROUP BY kind ORDER BY kind",
-	               err, sizeof(err)) != 0) {
-		fprintf(stderr, "payment-svc: %s\n", err);
-		return 1;
-	}
-	printf("%-20s %8s %14s\n", "kind", "count", "cents");
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		printf("%-20s %8lld %14lld\n",
-		       (const char *)sqlite3_column_text(st, 0),
-		       (long long)sqlite3_column_int64(st, 1),
-		       (long long)sqlite3_column_int64(st, 2));
-	sqlite3_finalize(st);
-	db_close(db);
-	return rc == SQLITE_DONE ? 0 : 1;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -385,11 +358,19 @@ main(int argc, char **argv)
 	        {"payment", "payment.card", NULL, "payment.card"},
 	        {"payment", "payment.cod", NULL, "payment.cod"},
 	};
-	static volatile sig_atomic_t stop;
 	static struct gateway g;
 	struct part_common com;
-	struct part_config cfg = {0};
-	char err[512];
+	struct part_config cfg = {.name = "payment",
+	                          .migrations = payment_migrations,
+	                          .commands = cmds,
+	                          .ncommands = 2,
+	                          .queues = queues,
+	                          .nqueues = 2,
+	                          .exchanges = ex,
+	                          .nexchanges = 2,
+	                          .bindings = bd,
+	                          .nbindings = 3,
+	                          .arg = &g};
 	int c, r, print = 0;
 
 	part_common_init(&com);
@@ -421,29 +402,11 @@ main(int argc, char **argv)
 		        argv[optind]);
 		return 2;
 	}
-	if (print && com.db != NULL)
-		return print_ledger(com.db);
-	if (part_common_check(&com, "payment-svc") != 0)
-		return 2;
-	log_init("payment-svc", (enum log_level)com.log_level);
-	part_signals(&stop);
-	cfg.name = "payment";
-	cfg.url = com.amqp;
-	cfg.db_path = com.db;
-	cfg.migrations = payment_migrations;
+	if (print)
+		return part_print("payment-svc", com.db,
+		                  "SELECT kind, count(*) AS count, "
+		                  "sum(amount_cents) AS cents FROM ledger "
+		                  "GROUP BY kind ORDER BY kind");
 	cfg.nmigrations = payment_migrations_count;
-	cfg.commands = cmds;
-	cfg.ncommands = 2;
-	cfg.queues = queues;
-	cfg.nqueues = 2;
-	cfg.exchanges = ex;
-	cfg.nexchanges = 2;
-	cfg.bindings = bd;
-	cfg.nbindings = 3;
-	cfg.arg = &g;
-	if (part_run(&cfg, &stop, err, sizeof(err)) != 0) {
-		fprintf(stderr, "payment-svc: %s\n", err);
-		return 1;
-	}
-	return 0;
+	return part_main("payment-svc", &com, &cfg);
 }

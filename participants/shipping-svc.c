@@ -151,7 +151,6 @@ main(int argc, char **argv)
 	        {"shipping", "topic", "shipping.unrouted"},
 	        {"shipping.unrouted", "fanout", NULL},
 	};
-	static volatile sig_atomic_t stop;
 	static struct ship s = {.instance = "default"};
 	static char keys[MAX_BINDS][300], queue[200];
 	struct bus_binding bd[MAX_BINDS + 2];
@@ -160,7 +159,6 @@ main(int argc, char **argv)
 	size_t nbd = 0;
 	struct part_common com;
 	struct part_config cfg = {0};
-	char err[512];
 
 	part_common_init(&com);
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -219,9 +217,6 @@ main(int argc, char **argv)
 		                "needs its own --instance NAME\n");
 		return 2;
 	}
-	log_init("shipping-svc", (enum log_level)com.log_level);
-	part_signals(&stop);
-
 	bd[nbd++] = (struct bus_binding){"saga.commands", NULL, "shipping",
 	                                 "shipping.#"};
 	if (nbinds == 0) {
@@ -239,8 +234,6 @@ main(int argc, char **argv)
 	}
 	queues[0] = queue;
 	cfg.name = "shipping";
-	cfg.url = com.amqp;
-	cfg.db_path = com.db;
 	cfg.migrations = shipping_migrations;
 	cfg.nmigrations = shipping_migrations_count;
 	cfg.commands = cmds;
@@ -252,9 +245,5 @@ main(int argc, char **argv)
 	cfg.bindings = bd;
 	cfg.nbindings = nbd;
 	cfg.arg = &s;
-	if (part_run(&cfg, &stop, err, sizeof(err)) != 0) {
-		fprintf(stderr, "shipping-svc: %s\n", err);
-		return 1;
-	}
-	return 0;
+	return part_main("shipping-svc", &com, &cfg);
 }

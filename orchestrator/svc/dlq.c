@@ -27,7 +27,7 @@ struct seen {
 struct dlq {
 	struct bus *bus;
 	const char *queue, *to;
-	long limit, want;
+	long want;
 	struct seen *seen;
 	long nseen, published, confirmed;
 	int failed;
@@ -96,6 +96,23 @@ depth(struct bus *b, const char *queue)
 	return (long)m;
 }
 
+/* Messages waiting in one queue, on a connection of its own; -1 (said on
+ * stderr) if there is no broker or no such queue. */
+static long
+queue_depth(const char *amqp, const char *queue)
+{
+	struct bus *probe = connect_to(amqp, NULL, 0);
+	long m;
+
+	if (probe == NULL)
+		return -1;
+	m = depth(probe, queue);
+	bus_close(probe);
+	if (m < 0)
+		fprintf(stderr, "sagactl: no queue %s\n", queue);
+	return m;
+}
+
 static int
 cmd_list(const char *amqp, bool json, int argc, char **argv)
 {
@@ -162,20 +179,13 @@ on_show(void *arg, const struct bus_delivery *d)
 static int
 cmd_show(const char *amqp, bool json, const char *queue, long limit)
 {
-	struct dlq q = {.queue = queue, .limit = limit};
+	struct dlq q = {.queue = queue};
 	struct bus_handlers h = {on_show, NULL, &q};
-	struct bus *probe = connect_to(amqp, NULL, 0);
-	long m;
+	long m = queue_depth(amqp, queue);
 	int64_t deadline;
 
-	if (probe == NULL)
+	if (m < 0)
 		return 1;
-	m = depth(probe, queue);
-	bus_close(probe);
-	if (m < 0) {
-		fprintf(stderr, "sagactl: no queue %s\n", queue);
-		return 1;
-	}
 	q.want = m < limit ? m : limit;
 	q.seen = calloc((size_t)q.want + 1, sizeof(*q.seen));
 	if (q.seen == NULL)
@@ -296,18 +306,11 @@ cmd_replay(const char *amqp, const char *queue, long limit, const char *to)
 {
 	struct dlq q = {.queue = queue, .to = to};
 	struct bus_handlers h = {on_replay, on_replayed, &q};
-	struct bus *probe = connect_to(amqp, NULL, 0);
-	long m;
+	long m = queue_depth(amqp, queue);
 	int64_t deadline;
 
-	if (probe == NULL)
+	if (m < 0)
 		return 1;
-	m = depth(probe, queue);
-	bus_close(probe);
-	if (m < 0) {
-		fprintf(stderr, "sagactl: no queue %s\n", queue);
-		return 1;
-	}
 	q.want = m < limit ? m : limit;
 	if (q.want == 0) {
 		printf("%s is empty: nothing to replay\n", queue);

@@ -190,6 +190,64 @@ part_common_check(const struct part_common *c, const char *prog)
 	return 0;
 }
 
+int
+part_main(const char *prog, const struct part_common *c,
+          struct part_config *cfg)
+{
+	static volatile sig_atomic_t stop;
+	char err[512];
+
+	if (part_common_check(c, prog) != 0)
+		return 2;
+	log_init(prog, (enum log_level)c->log_level);
+	part_signals(&stop);
+	cfg->url = c->amqp;
+	cfg->db_path = c->db;
+	if (part_run(cfg, &stop, err, sizeof(err)) != 0) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		return 1;
+	}
+	return 0;
+}
+
+int
+part_print(const char *prog, const char *db_path, const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	char err[512];
+	int rc, n;
+
+	if (db_path == NULL) {
+		fprintf(stderr, "%s: --db PATH is required\n", prog);
+		return 2;
+	}
+	if (db_open(db_path, DB_READONLY, &db, err, sizeof(err)) != 0) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		return 1;
+	}
+	if (db_prepare(db, &st, sql, err, sizeof(err)) != 0) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		db_close(db);
+		return 1;
+	}
+	n = sqlite3_column_count(st);
+	for (int i = 0; i < n; i++)
+		printf(i + 1 < n ? "%-20s " : "%s\n",
+		       sqlite3_column_name(st, i));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		for (int i = 0; i < n; i++) {
+			const unsigned char *t = sqlite3_column_text(st, i);
+			printf(i + 1 < n ? "%-20s " : "%s\n",
+			       t != NULL ? (const char *)t : "");
+		}
+	if (rc != SQLITE_DONE)
+		fprintf(stderr, "%s: %s\n", prog, sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	db_close(db);
+	return rc == SQLITE_DONE ? 0 : 1;
+}
+
 static volatile sig_atomic_t *stop_flag;
 
 static void
@@ -804,8 +862,8 @@ part_free(struct part *p)
 }
 
 int
-part_run(const struct part_config *cfg, volatile sig_atomic_t *stop, char *err,
-         size_t errlen)
+part_run(const struct part_config *cfg, const volatile sig_atomic_t *stop,
+         char *err, size_t errlen)
 {
 	struct part p;
 	struct bus_handlers h = {on_delivery, on_confirm, &p};

@@ -132,7 +132,7 @@ struct part_stats {
  * Returns 0 after a clean stop, -1 with the reason in err if the database
  * or the configuration is unusable (before touching the broker). An
  * unreachable broker is not an error: the bus keeps retrying. */
-int part_run(const struct part_config *cfg, volatile sig_atomic_t *stop,
+int part_run(const struct part_config *cfg, const volatile sig_atomic_t *stop,
              char *err, size_t errlen);
 
 /* The flags every participant takes: --amqp URL (default $SAGA_AMQP_URL),
@@ -153,6 +153,18 @@ void part_common_init(struct part_common *c);
 int part_common_flag(struct part_common *c, const char *prog, int opt,
                      const char *arg);
 int part_common_check(const struct part_common *c, const char *prog);
+
+/* A daemon's main after its flags: checks the common ones (exit 2 with a
+ * message), sets up logging and signals, fills cfg->url and db_path, runs
+ * part_run, and returns the exit status (0 clean stop, 1 unusable
+ * database or configuration, 2 usage). */
+int part_main(const char *prog, const struct part_common *c,
+              struct part_config *cfg);
+
+/* Prints the rows of a read-only query on a participant's database
+ * (--print-stock, --print-ledger, --print): a header of column names, one
+ * line per row, columns padded to 20 but the last. Exit status 0/1. */
+int part_print(const char *prog, const char *db_path, const char *sql);
 
 /* Installs SIGTERM/SIGINT handlers that set *stop, and ignores SIGPIPE. */
 void part_signals(volatile sig_atomic_t *stop);

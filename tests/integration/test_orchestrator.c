@@ -30,53 +30,6 @@ struct orch_proc {
 	int http_port; /* 0: no --http */
 };
 
-/* A free loopback port (bound, read back, released). */
-static int
-free_port(void)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET};
-	socklen_t l = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = 0;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &l) == 0)
-		port = ntohs(a.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
-/* GET path from 127.0.0.1:port; returns the whole response (malloc'd). */
-static char *
-http_get(int port, const char *path)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET};
-	char req[256], *buf = calloc(1, 1 << 20);
-	size_t n = 0;
-	ssize_t r;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	a.sin_port = htons((uint16_t)port);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || buf == NULL ||
-	    connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-		if (fd >= 0)
-			close(fd);
-		free(buf);
-		return NULL;
-	}
-	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
-	if (write(fd, req, strlen(req)) < 0) {
-		close(fd);
-		free(buf);
-		return NULL;
-	}
-	while (n < (1 << 20) - 1 &&
-	       (r = read(fd, buf + n, (1 << 20) - 1 - n)) > 0)
-		n += (size_t)r;
-	close(fd);
-	return buf;
-}
-
 /* every orchestrator started, so a failed test leaves none behind */
 static pid_t running[16];
 
@@ -458,7 +411,7 @@ test_paths_and_bad_input(void)
 
 	CHECK(url != NULL);
 	CHECK(setup(&p, "orch-paths") == 0);
-	p.http_port = free_port();
+	p.http_port = testutil_free_port();
 	CHECK(world_open(&w, url, 20) == 0);
 	w.decline_prefix = "ord-1"; /* ord-1, ord-10..19 are declined */
 	CHECK(orch_start(&p, url) == 0);
@@ -485,14 +438,17 @@ test_paths_and_bad_input(void)
 	CHECK(bus_queue_info(w.bus, "orchestrator.dlq", &msgs, &cons) == 0);
 	CHECK_EQ(msgs, 1);
 	{
-		char *health = http_get(p.http_port, "/healthz");
-		char *metrics = http_get(p.http_port, "/metrics");
-		char *missing = http_get(p.http_port, "/nope");
+		int sh = 0, sm = 0, sx = 0;
+		char *health = testutil_http(p.http_port, "GET", "/healthz",
+		                             NULL, NULL, &sh);
+		char *metrics = testutil_http(p.http_port, "GET", "/metrics",
+		                              NULL, NULL, &sm);
+		char *missing = testutil_http(p.http_port, "GET", "/nope", NULL,
+		                              NULL, &sx);
 		CHECK(health != NULL && metrics != NULL && missing != NULL);
-		CHECK_MSG(strstr(health, "200 OK") &&
-		                  strstr(health, "\r\n\r\nok"),
-		          "%s", health);
-		CHECK_MSG(strstr(missing, "404") != NULL, "%s", missing);
+		CHECK_MSG(sh == 200 && strncmp(health, "ok", 2) == 0, "%d %s",
+		          sh, health);
+		CHECK_MSG(sm == 200 && sx == 404, "%d %d", sm, sx);
 		CHECK_MSG(
 		        strstr(metrics,
 		               "saga_completed_total{chart=\"order\"} 9\n") &&

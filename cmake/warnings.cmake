@@ -5,10 +5,12 @@ add_compile_options(
   -Wmissing-prototypes -Wstrict-prototypes -Wold-style-definition
   -Wshadow -Wvla -Wwrite-strings -Wcast-qual -Wformat=2 -Wundef
   -Wimplicit-fallthrough -Wpointer-arith
-  -fno-common
+  -fno-common)
+if(CMAKE_C_COMPILER_ID STREQUAL "GNU")
   # snprintf into a fixed buffer is our bounded-copy idiom (curl: buffers
   # take a size cap); GCC's guess that it "may be truncated" is noise.
-  -Wno-format-truncation)
+  add_compile_options(-Wno-format-truncation)
+endif()
 if(SAGA_WERROR)
   add_compile_options(-Werror)
 endif()

@@ -84,6 +84,9 @@ struct run {
 
 /* ---- small helpers ---- */
 
+static void vnote(struct engine_output *out, const char *fmt, va_list ap)
+        __attribute__((format(printf, 2, 0)));
+
 static void
 vnote(struct engine_output *out, const char *fmt, va_list ap)
 {

@@ -158,9 +158,11 @@ char *
 testbroker_start_args(const char *name, const char *args)
 {
 	char *url = NULL;
-	int rc = testutil_sh(&url,
-	                     "'%s/scripts/broker' start '%s' --owner %ld %s",
-	                     source_dir(), name, (long)getpid(), args);
+	/* the node name carries the pid: two test runs on one machine (CI
+	 * and a developer, plain and sanitized) never share a broker */
+	int rc = testutil_sh(
+	        &url, "'%s/scripts/broker' start '%s-%ld' --owner %ld %s",
+	        source_dir(), name, (long)getpid(), (long)getpid(), args);
 	if (rc != 0) {
 		fprintf(stderr, "cannot start private broker %s (exit %d)\n",
 		        name, rc);
@@ -173,8 +175,8 @@ testbroker_start_args(const char *name, const char *args)
 int
 testbroker_ctl(const char *name, const char *verb)
 {
-	return testutil_sh(NULL, "'%s/scripts/broker' %s '%s' >&2",
-	                   source_dir(), verb, name);
+	return testutil_sh(NULL, "'%s/scripts/broker' %s '%s-%ld' >&2",
+	                   source_dir(), verb, name, (long)getpid());
 }
 
 int

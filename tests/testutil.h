@@ -30,8 +30,8 @@ int testutil_sh(char **out, const char *fmt, ...)
  * (the caller then SKIPs or starts its own). */
 const char *testutil_amqp_url(void);
 
-/* Starts a private broker named `name` (unique per test) owned by this
- * process; returns its AMQP URL (malloc'd) or NULL. */
+/* Starts a private broker named `name`-<pid> (unique per test and per
+ * run) owned by this process; returns its AMQP URL (malloc'd) or NULL. */
 char *testbroker_start(const char *name);
 /* The same with extra scripts/broker flags, e.g. "--tls". */
 char *testbroker_start_args(const char *name, const char *args);

@@ -150,11 +150,12 @@ run_many(const char *url, size_t n, const char *broker_to_disturb,
 					CHECK(testutil_sh(
 					              NULL,
 					              "'%s/scripts/broker' ctl "
-					              "%s "
+					              "%s-%ld "
 					              "close_all_connections "
 					              "test >/dev/null 2>&1",
 					              getenv("SAGA_SOURCE_DIR"),
-					              broker_to_disturb) == 0);
+					              broker_to_disturb,
+					              (long)getpid()) == 0);
 			}
 		}
 		bus_poll(pub, 5, &h);
@@ -360,13 +361,15 @@ test_tls(void)
 	                           : "/tmp/saga-brokers";
 
 	CHECK(url != NULL);
-	CHECK(testutil_sh(&urls, "'%s/scripts/broker' url bus-tls",
-	                  getenv("SAGA_SOURCE_DIR")) == 0);
+	CHECK(testutil_sh(&urls, "'%s/scripts/broker' url bus-tls-%ld",
+	                  getenv("SAGA_SOURCE_DIR"), (long)getpid()) == 0);
 	amqps = strstr(urls, "amqps://");
 	CHECK(amqps != NULL);
 	*strchr(amqps, '\n') = '\0';
-	snprintf(ca, sizeof(ca), "%s/bus-tls/tls/ca.pem", base);
-	snprintf(other, sizeof(other), "%s/bus-tls/tls/other-ca.pem", base);
+	snprintf(ca, sizeof(ca), "%s/bus-tls-%ld/tls/ca.pem", base,
+	         (long)getpid());
+	snprintf(other, sizeof(other), "%s/bus-tls-%ld/tls/other-ca.pem", base,
+	         (long)getpid());
 
 	cfg.url = amqps;
 	cfg.ca_file = ca;

@@ -87,7 +87,7 @@ world_open(void)
 
 	memset(&T, 0, sizeof(T));
 	T.dir = testutil_tmpdir("parts");
-	snprintf(T.broker, sizeof(T.broker), "parts-%d", (int)getpid());
+	snprintf(T.broker, sizeof(T.broker), "parts");
 	T.url = testbroker_start(T.broker);
 	if (T.dir == NULL || T.url == NULL)
 		return -1;

@@ -9,11 +9,15 @@
  * with who and why.
  *
  * Exit status: 0 success, 1 the command failed (an invalid chart, an
- * unknown saga, no broker), 2 usage error.
+ * unknown saga, no broker, nothing matched where something must), 2 usage
+ * error.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <pwd.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,9 +35,19 @@
 #include "store.h"
 
 struct opts {
-	const char *db, *amqp, *reason, *status;
+	const char *db, *amqp, *reason;
 	const char *script, *order, *latency; /* simulate */
-	int json, help;
+	/* list and --all filters, as given */
+	const char *status, *chart, *state, *older, *stuck, *prefix, *limit;
+	int json, help, all, yes, dry_run, dot;
+};
+
+/* The parsed filters of list and of the bulk actions. */
+struct filter {
+	const char *status, *chart, *state, *prefix;
+	int64_t older_ms, stuck_ms; /* -1: not given */
+	long long limit;            /* -1: none */
+	bool unfinished;            /* bulk actions: skip final sagas */
 };
 
 static void
@@ -52,23 +66,126 @@ usage(FILE *f)
 	        "  simulate FILE [--script S] [--order O] [--latency D]\n"
 	        "                                run the engine on a virtual "
 	        "clock\n"
-	        "  list [--status S]             sagas, newest first\n"
-	        "  show ID                       one saga and its history\n"
-	        "  stats                         counts by status and state\n"
+	        "  list [FILTERS]                sagas, newest first\n"
+	        "  show ID [--dot]               one saga and its history (or "
+	        "its path)\n"
+	        "  stats                         counts, oldest unfinished, "
+	        "step times\n"
 	        "  retry|resume|abort|compensate|skip ID --reason TEXT\n"
+	        "  retry|resume|abort|compensate|skip --all FILTERS --reason "
+	        "TEXT [--dry-run]\n"
 	        "  mark-compensated ID STEP --reason TEXT\n"
 	        "                                operator actions, applied by "
 	        "the orchestrator\n"
 	        "  dlq list|show|replay|purge ...  dead-letter queues "
 	        "(sagactl dlq --help)\n"
 	        "\n"
+	        "  FILTERS: --status S --chart NAME --state NAME --older-than "
+	        "D\n"
+	        "           --stuck-for D --prefix ID_PREFIX --limit N\n"
+	        "           (sagactl list --help)\n"
 	        "  --db PATH    the orchestrator's database (env SAGA_DB)\n"
 	        "  --amqp URL   the broker, for operator actions (env "
 	        "SAGA_AMQP_URL)\n"
-	        "  --json       machine-readable output\n"
+	        "  --json       machine-readable output (list, show, stats)\n"
 	        "\n"
-	        "  COMMAND --help shows a command's usage.\n");
+	        "  COMMAND --help shows a command's usage.\n"
+	        "Exit status: 0 ok, 1 failure (unknown saga, no broker, "
+	        "nothing\n"
+	        "matched), 2 usage.\n");
 }
+
+static const char usage_list[] =
+        "usage: sagactl [--db PATH] list [--json] [FILTERS]\n"
+        "\n"
+        "Lists sagas, newest first (at most 1000 unless --limit says).\n"
+        "Filters, all of which must hold:\n"
+        "  --status S        running|compensating|completed|failed|stuck|"
+        "aborted\n"
+        "  --chart NAME      the saga's chart (`saga:` name)\n"
+        "  --state NAME      its current state (during compensation: the "
+        "step\n"
+        "                    being undone)\n"
+        "  --older-than D    started more than D ago\n"
+        "  --stuck-for D     in its current state for more than D and not\n"
+        "                    finished (running, compensating or stuck)\n"
+        "  --prefix P        its id starts with P\n"
+        "  --limit N         at most N sagas\n"
+        "Durations D: a whole number and a unit: 250ms, 10s, 5m, 2h, 1d.\n"
+        "--json: an array of {id, chart, chart_version, status, state, "
+        "phase,\n"
+        "attempt, started_at, state_entered_at, updated_at} (times in ms "
+        "since\n"
+        "the epoch). Exit status: 0 (also when nothing matches), 1 the\n"
+        "database cannot be read, 2 usage.\n";
+
+static const char usage_show[] =
+        "usage: sagactl [--db PATH] show ID [--json | --dot]\n"
+        "\n"
+        "One saga: chart and version, status, state, times, and its "
+        "history\n"
+        "(every event in, command and event out; operator actions with who\n"
+        "and why).\n"
+        "  --json   the same as one object with a \"history\" array\n"
+        "  --dot    the chart version the saga runs on as Graphviz dot, its\n"
+        "           path drawn thick and blue: states visited, edges taken\n"
+        "           (choices passed through included), compensations sent\n"
+        "           e.g. sagactl show ord-1 --dot | dot -Tsvg > ord-1.svg\n"
+        "Exit status: 0 ok, 1 no such saga (or its chart does not load), 2\n"
+        "usage.\n";
+
+static const char usage_stats[] =
+        "usage: sagactl [--db PATH] stats [--json]\n"
+        "\n"
+        "  - sagas by status and state;\n"
+        "  - the oldest unfinished saga (running, compensating or stuck): "
+        "id,\n"
+        "    status, state, age since it started;\n"
+        "  - step times per state: p50 and p99 (nearest rank) of the time a\n"
+        "    saga spent in a state while running, from entering it (when "
+        "its\n"
+        "    command is sent) to the history event that moved it on (the\n"
+        "    reply that left it, a timeout that failed it, an operator\n"
+        "    action). Retries and backoff are included; a saga still in a\n"
+        "    state is not counted, nor is time spent compensating.\n"
+        "Exit status: 0 ok, 1 the database cannot be read, 2 usage.\n";
+
+static const char usage_action[] =
+        "usage: sagactl [--amqp URL] [--db PATH] ACTION ID --reason TEXT\n"
+        "       sagactl [--amqp URL] --db PATH ACTION --all FILTERS "
+        "--reason TEXT\n"
+        "               [--dry-run] [--yes]\n"
+        "ACTION: retry | resume | abort | compensate | skip\n"
+        "\n"
+        "Sends a request per saga to the orchestrator's control queue; the\n"
+        "orchestrator applies it through the engine (or rejects it, e.g.\n"
+        "resume of a saga that is not stuck) and records it in the saga's\n"
+        "history with your user name and the reason: see `sagactl show "
+        "ID`.\n"
+        "  retry       resend the current command with a fresh retry budget\n"
+        "  resume      a stuck saga: resend the undo it waits on\n"
+        "  abort       stop the saga where it is, nothing undone\n"
+        "  compensate  fail a running saga now: undo what was done\n"
+        "  skip        take the current step as succeeded (its first "
+        "success\n"
+        "              reply), or the undo being waited on as done\n"
+        "With --db, a single ID must exist (else exit 1).\n"
+        "--all acts on every unfinished saga the filters select (see "
+        "`sagactl\n"
+        "list --help`); at least one filter is required unless --yes.\n"
+        "--dry-run lists the sagas that would be acted on and sends "
+        "nothing.\n"
+        "Exit status: 0 sent (or listed), 1 unknown saga, nothing matched, "
+        "no\n"
+        "broker or no orchestrator, 2 usage.\n";
+
+static const char usage_mark[] =
+        "usage: sagactl [--amqp URL] [--db PATH] mark-compensated ID STEP "
+        "--reason TEXT\n"
+        "\n"
+        "Tells the orchestrator that STEP's compensation was done by hand\n"
+        "(a compensating or stuck saga then goes on with the next undo).\n"
+        "Exit status: 0 sent, 1 unknown saga or no broker, 2 usage.\n";
 
 /* ---- pure statechart tools (chart_tools.h): no broker, no database ---- */
 
@@ -336,6 +453,8 @@ validate(int argc, char **argv)
 	return bad;
 }
 
+/* ---- the database: list, show, stats ---- */
+
 static struct store *
 open_db(const struct opts *o)
 {
@@ -352,6 +471,7 @@ open_db(const struct opts *o)
 	return st;
 }
 
+/* A JSON string: quotes, backslashes and control characters escaped. */
 static void
 json_str(const char *s)
 {
@@ -360,12 +480,24 @@ json_str(const char *s)
 		unsigned char c = (unsigned char)*s;
 		if (c == '"' || c == '\\')
 			printf("\\%c", c);
-		else if (c < 0x20)
+		else if (c == '\n')
+			fputs("\\n", stdout);
+		else if (c == '\t')
+			fputs("\\t", stdout);
+		else if (c < 0x20 || c == 0x7f)
 			printf("\\u%04x", c);
 		else
 			putchar(c);
 	}
 	putchar('"');
+}
+
+/* ,"key":"value" (or without the comma when first). */
+static void
+json_kv(const char *key, const char *val, bool first)
+{
+	printf("%s\"%s\":", first ? "" : ",", key);
+	json_str(val);
 }
 
 /* ms since the epoch as "2026-11-24 19:12:03.123" (UTC), in buf. */
@@ -381,6 +513,36 @@ fmt_ms(long long ms, char *buf, size_t cap)
 	return buf;
 }
 
+/* A duration for people: 250ms, 12.3s, 5m12s, 2h05m, 3d04h. */
+static const char *
+fmt_dur(long long ms, char *buf, size_t cap)
+{
+	if (ms < 0)
+		ms = 0;
+	if (ms < 1000)
+		snprintf(buf, cap, "%lldms", ms);
+	else if (ms < 60000)
+		snprintf(buf, cap, "%lld.%llds", ms / 1000, ms % 1000 / 100);
+	else if (ms < 3600000)
+		snprintf(buf, cap, "%lldm%02llds", ms / 60000,
+		         ms % 60000 / 1000);
+	else if (ms < 86400000)
+		snprintf(buf, cap, "%lldh%02lldm", ms / 3600000,
+		         ms % 3600000 / 60000);
+	else
+		snprintf(buf, cap, "%lldd%02lldh", ms / 86400000,
+		         ms % 86400000 / 3600000);
+	return buf;
+}
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static const char *
 col(sqlite3_stmt *s, int i)
 {
@@ -388,80 +550,508 @@ col(sqlite3_stmt *s, int i)
 	return t != NULL ? (const char *)t : "";
 }
 
+/* "250ms", "10s", "5m", "2h", "1d" -> ms. 0, or -1 if s is not one (a
+ * whole number, then exactly one unit; at most 10 years). */
+static int
+parse_duration(const char *s, int64_t *ms)
+{
+	static const struct {
+		const char *unit;
+		int64_t ms;
+	} units[] = {{"ms", 1},
+	             {"s", 1000},
+	             {"m", 60000},
+	             {"h", 3600000LL},
+	             {"d", 86400000LL}};
+	int64_t n = 0;
+	const char *p = s;
+
+	if (*p < '0' || *p > '9')
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		n = n * 10 + (*p - '0');
+		if (n > 3650LL * 86400000LL)
+			return -1;
+	}
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(p, units[i].unit) == 0) {
+			if (n > 3650LL * 86400000LL / units[i].ms)
+				return -1;
+			*ms = n * units[i].ms;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static bool
+known_status(const char *s)
+{
+	static const char *const st[] = {"running", "compensating", "completed",
+	                                 "failed",  "stuck",        "aborted"};
+	for (size_t i = 0; i < sizeof(st) / sizeof(st[0]); i++)
+		if (strcmp(s, st[i]) == 0)
+			return true;
+	return false;
+}
+
+/* The filter options into *f. 0, or 2 (usage) with a message. */
+static int
+parse_filter(const struct opts *o, struct filter *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->status = o->status;
+	f->chart = o->chart;
+	f->state = o->state;
+	f->prefix = o->prefix;
+	f->older_ms = f->stuck_ms = -1;
+	f->limit = -1;
+	if (o->status != NULL && !known_status(o->status)) {
+		fprintf(stderr,
+		        "sagactl: --status %s: not a status (running, "
+		        "compensating, completed, failed, stuck, aborted)\n",
+		        o->status);
+		return 2;
+	}
+	if (o->older != NULL && parse_duration(o->older, &f->older_ms) != 0) {
+		fprintf(stderr,
+		        "sagactl: --older-than %s: not a duration (250ms, 10s, "
+		        "5m, 2h, 1d)\n",
+		        o->older);
+		return 2;
+	}
+	if (o->stuck != NULL && parse_duration(o->stuck, &f->stuck_ms) != 0) {
+		fprintf(stderr,
+		        "sagactl: --stuck-for %s: not a duration (250ms, 10s, "
+		        "5m, 2h, 1d)\n",
+		        o->stuck);
+		return 2;
+	}
+	if (o->limit != NULL) {
+		char *end;
+		errno = 0;
+		f->limit = strtoll(o->limit, &end, 10);
+		if (errno != 0 || end == o->limit || *end != '\0' ||
+		    f->limit < 1 || o->limit[0] == '+') {
+			fprintf(stderr,
+			        "sagactl: --limit %s: not a positive whole "
+			        "number\n",
+			        o->limit);
+			return 2;
+		}
+	}
+	if (o->prefix != NULL && o->prefix[0] == '\0') {
+		fprintf(stderr, "sagactl: --prefix: empty\n");
+		return 2;
+	}
+	return 0;
+}
+
+static bool
+filter_selects(const struct filter *f)
+{
+	return f->status != NULL || f->chart != NULL || f->state != NULL ||
+	       f->prefix != NULL || f->older_ms >= 0 || f->stuck_ms >= 0;
+}
+
+#define FINAL_STATUSES "('completed', 'failed', 'aborted')"
+
+/* The sagas the filter selects, newest first: columns id, chart, status,
+ * state, attempt, started_at, state_entered_at, updated_at, chart_version,
+ * phase. NULL with a message on failure. */
+static sqlite3_stmt *
+select_sagas(struct store *st, const struct filter *f)
+{
+	sqlite3_stmt *s;
+	int64_t now = now_ms();
+
+	if (sqlite3_prepare_v2(
+	            store_db(st),
+	            "SELECT id, chart, status, state, attempt, started_at, "
+	            "state_entered_at, updated_at, chart_version, phase "
+	            "FROM sagas WHERE (?1 IS NULL OR status = ?1) "
+	            "AND (?2 IS NULL OR chart = ?2) "
+	            "AND (?3 IS NULL OR state = ?3) "
+	            "AND (?4 IS NULL OR started_at < ?4) "
+	            "AND (?5 IS NULL OR (state_entered_at < ?5 AND status NOT "
+	            "IN " FINAL_STATUSES ")) "
+	            "AND (?6 IS NULL OR substr(id, 1, length(?6)) = ?6) "
+	            "AND (?7 = 0 OR status NOT IN " FINAL_STATUSES ") "
+	            "ORDER BY started_at DESC, id LIMIT ?8",
+	            -1, &s, NULL) != SQLITE_OK) {
+		fprintf(stderr, "sagactl: %s\n", sqlite3_errmsg(store_db(st)));
+		return NULL;
+	}
+	if (f->status != NULL)
+		sqlite3_bind_text(s, 1, f->status, -1, SQLITE_STATIC);
+	if (f->chart != NULL)
+		sqlite3_bind_text(s, 2, f->chart, -1, SQLITE_STATIC);
+	if (f->state != NULL)
+		sqlite3_bind_text(s, 3, f->state, -1, SQLITE_STATIC);
+	if (f->older_ms >= 0)
+		sqlite3_bind_int64(s, 4, now - f->older_ms);
+	if (f->stuck_ms >= 0)
+		sqlite3_bind_int64(s, 5, now - f->stuck_ms);
+	if (f->prefix != NULL)
+		sqlite3_bind_text(s, 6, f->prefix, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 7, f->unfinished ? 1 : 0);
+	sqlite3_bind_int64(s, 8, f->limit);
+	return s;
+}
+
+static void
+print_saga_row(sqlite3_stmt *s, const struct opts *o, int n, int64_t now)
+{
+	if (o->json) {
+		printf("%s{", n ? "," : "");
+		json_kv("id", col(s, 0), true);
+		json_kv("chart", col(s, 1), false);
+		json_kv("chart_version", col(s, 8), false);
+		json_kv("status", col(s, 2), false);
+		json_kv("state", col(s, 3), false);
+		json_kv("phase", col(s, 9), false);
+		printf(",\"attempt\":%d,\"started_at\":%lld,"
+		       "\"state_entered_at\":%lld,\"updated_at\":%lld}",
+		       sqlite3_column_int(s, 4),
+		       (long long)sqlite3_column_int64(s, 5),
+		       (long long)sqlite3_column_int64(s, 6),
+		       (long long)sqlite3_column_int64(s, 7));
+	} else {
+		char b1[32];
+		printf("%-24s %-8s %-13s %-16s %7d  %s\n", col(s, 0), col(s, 1),
+		       col(s, 2), col(s, 3), sqlite3_column_int(s, 4),
+		       fmt_dur(now - sqlite3_column_int64(s, 6), b1,
+		               sizeof(b1)));
+	}
+}
+
 static int
 list(const struct opts *o)
 {
-	struct store *st = open_db(o);
+	struct filter f;
+	struct store *st;
 	sqlite3_stmt *s;
+	int64_t now = now_ms();
 	int n = 0, rc;
+
+	rc = parse_filter(o, &f);
+	if (rc != 0)
+		return rc;
+	if (f.limit < 0)
+		f.limit = 1000;
+	st = open_db(o);
 	if (st == NULL)
 		return 1;
-	if (sqlite3_prepare_v2(
-	            store_db(st),
-	            "SELECT id, chart, status, state, attempt, "
-	            "updated_at FROM sagas WHERE ?1 IS NULL OR "
-	            "status = ?1 ORDER BY started_at DESC LIMIT 1000",
-	            -1, &s, NULL) != SQLITE_OK) {
-		fprintf(stderr, "sagactl: %s\n", sqlite3_errmsg(store_db(st)));
+	s = select_sagas(st, &f);
+	if (s == NULL) {
 		store_close(st);
 		return 1;
 	}
-	if (o->status != NULL)
-		sqlite3_bind_text(s, 1, o->status, -1, SQLITE_STATIC);
 	if (o->json)
 		printf("[");
 	else
-		printf("%-24s %-8s %-13s %-16s %s\n", "ID", "CHART", "STATUS",
-		       "STATE", "ATTEMPT");
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (o->json) {
-			printf("%s{\"id\":", n ? "," : "");
-			json_str(col(s, 0));
-			printf(",\"chart\":");
-			json_str(col(s, 1));
-			printf(",\"status\":");
-			json_str(col(s, 2));
-			printf(",\"state\":");
-			json_str(col(s, 3));
-			printf(",\"attempt\":%d,\"updated_at\":%lld}",
-			       sqlite3_column_int(s, 4),
-			       (long long)sqlite3_column_int64(s, 5));
-		} else {
-			printf("%-24s %-8s %-13s %-16s %d\n", col(s, 0),
-			       col(s, 1), col(s, 2), col(s, 3),
-			       sqlite3_column_int(s, 4));
-		}
-		n++;
-	}
+		printf("%-24s %-8s %-13s %-16s %7s  %s\n", "ID", "CHART",
+		       "STATUS", "STATE", "ATTEMPT", "IN STATE");
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		print_saga_row(s, o, n++, now);
 	if (o->json)
 		printf("]\n");
+	if (rc != SQLITE_DONE)
+		fprintf(stderr, "sagactl: %s\n", sqlite3_errmsg(store_db(st)));
 	sqlite3_finalize(s);
 	store_close(st);
 	return rc == SQLITE_DONE ? 0 : 1;
 }
+
+/* Step times: one sample per (state, ms). */
+struct sample {
+	char state[CHART_NAME_MAX];
+	long long ms;
+};
+
+/* Nearest-rank percentile of sorted v[0..n). */
+static long long
+percentile(const struct sample *v, size_t n, int p)
+{
+	size_t rank = (size_t)(((long long)p * (long long)n + 99) / 100);
+	if (rank < 1)
+		rank = 1;
+	return v[rank - 1].ms;
+}
+
+/* Time in each state while running: the history rows where a saga's
+ * state or status changed are the entries; an entry lasts until the next
+ * one. Only entries with status running and a next entry count. */
+static const char stats_steps_sql[] =
+        "WITH h AS (SELECT saga_id, seq, at, state, status, "
+        " lag(state) OVER w AS pstate, lag(status) OVER w AS pstatus "
+        " FROM history WHERE kind NOT IN ('ignored', 'rejected') "
+        " WINDOW w AS (PARTITION BY saga_id ORDER BY seq)), "
+        "e AS (SELECT saga_id, at, state, status, lead(at) OVER "
+        " (PARTITION BY saga_id ORDER BY seq) AS next_at FROM h "
+        " WHERE pstate IS NULL OR pstate != state OR pstatus != status) "
+        "SELECT state, next_at - at FROM e WHERE status = 'running' AND "
+        "next_at IS NOT NULL ORDER BY state, 2";
 
 static int
 stats(const struct opts *o)
 {
 	struct store *st = open_db(o);
 	sqlite3_stmt *s;
+	struct sample *v = NULL;
+	size_t n = 0, cap = 0, i, j;
+	int64_t now = now_ms();
+	int rows = 0, rc = 1;
+	char b1[32], b2[32];
+
 	if (st == NULL)
 		return 1;
+	/* by status and state */
 	if (sqlite3_prepare_v2(
 	            store_db(st),
 	            "SELECT status, state, count(*) FROM sagas GROUP "
 	            "BY status, state ORDER BY status, state",
-	            -1, &s, NULL) != SQLITE_OK) {
-		store_close(st);
-		return 1;
+	            -1, &s, NULL) != SQLITE_OK)
+		goto db_error;
+	if (o->json)
+		printf("{\"by_status_state\":[");
+	else
+		printf("%-13s %-16s %s\n", "STATUS", "STATE", "SAGAS");
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		if (o->json) {
+			printf("%s{", rows ? "," : "");
+			json_kv("status", col(s, 0), true);
+			json_kv("state", col(s, 1), false);
+			printf(",\"sagas\":%d}", sqlite3_column_int(s, 2));
+		} else {
+			printf("%-13s %-16s %d\n", col(s, 0), col(s, 1),
+			       sqlite3_column_int(s, 2));
+		}
+		rows++;
 	}
-	printf("%-13s %-16s %s\n", "STATUS", "STATE", "SAGAS");
-	while (sqlite3_step(s) == SQLITE_ROW)
-		printf("%-13s %-16s %d\n", col(s, 0), col(s, 1),
-		       sqlite3_column_int(s, 2));
 	sqlite3_finalize(s);
+
+	/* the oldest unfinished saga */
+	if (sqlite3_prepare_v2(store_db(st),
+	                       "SELECT id, status, state, started_at FROM "
+	                       "sagas WHERE status NOT IN " FINAL_STATUSES
+	                       " ORDER BY started_at, id LIMIT 1",
+	                       -1, &s, NULL) != SQLITE_OK)
+		goto db_error;
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		long long age = now - sqlite3_column_int64(s, 3);
+		if (o->json) {
+			printf("],\"oldest_unfinished\":{");
+			json_kv("id", col(s, 0), true);
+			json_kv("status", col(s, 1), false);
+			json_kv("state", col(s, 2), false);
+			printf(",\"started_at\":%lld,\"age_ms\":%lld}",
+			       (long long)sqlite3_column_int64(s, 3), age);
+		} else {
+			printf("\noldest unfinished: %s (%s in %s), started %s "
+			       "ago\n",
+			       col(s, 0), col(s, 1), col(s, 2),
+			       fmt_dur(age, b1, sizeof(b1)));
+		}
+	} else if (o->json) {
+		printf("],\"oldest_unfinished\":null");
+	} else {
+		printf("\noldest unfinished: none\n");
+	}
+	sqlite3_finalize(s);
+
+	/* step times */
+	if (sqlite3_prepare_v2(store_db(st), stats_steps_sql, -1, &s, NULL) !=
+	    SQLITE_OK)
+		goto db_error;
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 256;
+			struct sample *nv = realloc(v, nc * sizeof(*v));
+			if (nv == NULL) {
+				sqlite3_finalize(s);
+				fprintf(stderr, "sagactl: out of memory\n");
+				goto out;
+			}
+			v = nv;
+			cap = nc;
+		}
+		snprintf(v[n].state, sizeof(v[n].state), "%s", col(s, 0));
+		v[n].ms = sqlite3_column_int64(s, 1);
+		n++;
+	}
+	sqlite3_finalize(s);
+	if (o->json)
+		printf(",\"step_times\":[");
+	else
+		printf("\nstep times (in a state while running, entry to the "
+		       "event that left it)\n%-16s %7s %9s %9s\n",
+		       "STATE", "COUNT", "P50", "P99");
+	for (i = 0; i < n; i = j) {
+		for (j = i; j < n && strcmp(v[j].state, v[i].state) == 0; j++)
+			;
+		if (o->json) {
+			printf("%s{", i ? "," : "");
+			json_kv("state", v[i].state, true);
+			printf(",\"count\":%zu,\"p50_ms\":%lld,\"p99_ms\":%"
+			       "lld}",
+			       j - i, percentile(v + i, j - i, 50),
+			       percentile(v + i, j - i, 99));
+		} else {
+			printf("%-16s %7zu %9s %9s\n", v[i].state, j - i,
+			       fmt_dur(percentile(v + i, j - i, 50), b1,
+			               sizeof(b1)),
+			       fmt_dur(percentile(v + i, j - i, 99), b2,
+			               sizeof(b2)));
+		}
+	}
+	if (o->json)
+		printf("]}\n");
+	rc = 0;
+	goto out;
+db_error:
+	fprintf(stderr, "sagactl: %s\n", sqlite3_errmsg(store_db(st)));
+out:
+	free(v);
 	store_close(st);
-	return 0;
+	return rc;
+}
+
+/* ---- show ID --dot: the saga's path on its chart ---- */
+
+/* Marks a path from a to b: the direct edge, else through choice states
+ * (which the history never shows: they chain within one step). */
+static bool
+mark_path(const struct chart *c, int a, int b, bool *states, bool *edges,
+          int depth)
+{
+	const struct chart_state *s = &c->states[a];
+	int succ[64];
+	size_t n = 0, i;
+
+	switch (s->type) {
+	case STATE_STEP:
+		for (i = 0; i < s->nreplies && n < 62; i++)
+			if (s->replies[i].kind != REPLY_RETRY)
+				succ[n++] = s->replies[i].target;
+		succ[n++] = s->exhausted_target;
+		break;
+	case STATE_CHOICE:
+		for (i = 0; i < s->nbranches && n < 63; i++)
+			succ[n++] = s->branches[i].target;
+		succ[n++] = s->default_target;
+		break;
+	case STATE_WAIT:
+		succ[n++] = s->next;
+		break;
+	case STATE_FINAL:
+		break;
+	}
+	for (i = 0; i < n; i++) {
+		if (succ[i] == b) {
+			edges[(size_t)a * c->nstates + (size_t)b] = true;
+			return true;
+		}
+	}
+	if (depth >= 8)
+		return false;
+	for (i = 0; i < n; i++) {
+		int x = succ[i];
+		if (x >= 0 && c->states[x].type == STATE_CHOICE &&
+		    mark_path(c, x, b, states, edges, depth + 1)) {
+			states[x] = true;
+			edges[(size_t)a * c->nstates + (size_t)x] = true;
+			return true;
+		}
+	}
+	return false;
+}
+
+static int
+show_dot(struct store *st, const char *id)
+{
+	struct chart_errors errs;
+	struct chart *c = NULL;
+	struct chart_dot_marks m;
+	sqlite3_stmt *s;
+	bool *states = NULL, *edges = NULL, *undone = NULL;
+	int rc = 1, prev = -1;
+
+	chart_errors_init(&errs);
+	if (sqlite3_prepare_v2(store_db(st),
+	                       "SELECT c.file, c.source FROM sagas s JOIN "
+	                       "charts c ON c.version = s.chart_version WHERE "
+	                       "s.id = ?1",
+	                       -1, &s, NULL) != SQLITE_OK) {
+		fprintf(stderr, "sagactl: %s\n", sqlite3_errmsg(store_db(st)));
+		goto out;
+	}
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		const char *src = col(s, 1);
+		c = chart_load_buffer(col(s, 0), src, strlen(src), &errs);
+		if (c == NULL)
+			for (size_t k = 0; k < errs.count; k++)
+				fprintf(stderr, "%s\n", errs.items[k].text);
+	} else {
+		fprintf(stderr,
+		        "sagactl: saga %s: its chart version is not in "
+		        "the database\n",
+		        id);
+	}
+	sqlite3_finalize(s);
+	if (c == NULL)
+		goto out;
+	states = calloc(c->nstates, sizeof(bool));
+	undone = calloc(c->nstates, sizeof(bool));
+	edges = calloc(c->nstates * c->nstates, sizeof(bool));
+	if (states == NULL || undone == NULL || edges == NULL) {
+		fprintf(stderr, "sagactl: out of memory\n");
+		goto out;
+	}
+	if (sqlite3_prepare_v2(store_db(st),
+	                       "SELECT kind, state, status FROM history WHERE "
+	                       "saga_id = ?1 AND kind NOT IN ('ignored', "
+	                       "'rejected') ORDER BY seq",
+	                       -1, &s, NULL) != SQLITE_OK) {
+		fprintf(stderr, "sagactl: %s\n", sqlite3_errmsg(store_db(st)));
+		goto out;
+	}
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		const char *kind = col(s, 0), *status = col(s, 2);
+		int idx = chart_state_index(c, col(s, 1));
+		bool fwd = strcmp(status, "running") == 0 ||
+		           (idx >= 0 && c->states[idx].type == STATE_FINAL);
+		if (idx < 0)
+			continue;
+		if (fwd) {
+			/* moving forward, or arriving at a final */
+			states[idx] = true;
+			if (prev >= 0 && prev != idx)
+				mark_path(c, prev, idx, states, edges, 0);
+			prev = idx;
+		} else if (strcmp(kind, "send") == 0 &&
+		           (strcmp(status, "compensating") == 0 ||
+		            strcmp(status, "stuck") == 0)) {
+			undone[idx] = true; /* its undo command went out */
+		}
+	}
+	sqlite3_finalize(s);
+	m.states = states;
+	m.edges = edges;
+	m.undone = undone;
+	if (chart_dot_marked(stdout, c, &m) != 0 || fflush(stdout) != 0)
+		fprintf(stderr, "sagactl: write error\n");
+	else
+		rc = 0;
+out:
+	free(states);
+	free(edges);
+	free(undone);
+	chart_free(c);
+	chart_errors_clear(&errs);
+	return rc;
 }
 
 static int
@@ -474,23 +1064,48 @@ show(const struct opts *o, const char *id)
 		return 1;
 	if (sqlite3_prepare_v2(store_db(st),
 	                       "SELECT chart, chart_version, status, state, "
-	                       "phase, attempt, started_at, updated_at FROM "
-	                       "sagas WHERE id = ?1",
+	                       "phase, attempt, started_at, updated_at, "
+	                       "state_entered_at FROM sagas WHERE id = ?1",
 	                       -1, &s, NULL) != SQLITE_OK) {
+		fprintf(stderr, "sagactl: %s\n", sqlite3_errmsg(store_db(st)));
 		store_close(st);
 		return 1;
 	}
 	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
 	if (sqlite3_step(s) == SQLITE_ROW) {
+		char t1[40], t2[40], t3[40];
 		found = 1;
-		char t1[40], t2[40];
-		printf("saga      %s\nchart     %s (version %s)\nstatus    %s\n"
-		       "state     %s (%s, attempt %d)\nstarted   %s UTC\n"
-		       "updated   %s UTC\n\nhistory\n",
-		       id, col(s, 0), col(s, 1), col(s, 2), col(s, 3),
-		       col(s, 4), sqlite3_column_int(s, 5),
-		       fmt_ms(sqlite3_column_int64(s, 6), t1, sizeof(t1)),
-		       fmt_ms(sqlite3_column_int64(s, 7), t2, sizeof(t2)));
+		if (o->dot) {
+			/* the chart and history are read below */
+		} else if (o->json) {
+			printf("{");
+			json_kv("id", id, true);
+			json_kv("chart", col(s, 0), false);
+			json_kv("chart_version", col(s, 1), false);
+			json_kv("status", col(s, 2), false);
+			json_kv("state", col(s, 3), false);
+			json_kv("phase", col(s, 4), false);
+			printf(",\"attempt\":%d,\"started_at\":%lld,"
+			       "\"state_entered_at\":%lld,\"updated_at\":%lld,"
+			       "\"history\":[",
+			       sqlite3_column_int(s, 5),
+			       (long long)sqlite3_column_int64(s, 6),
+			       (long long)sqlite3_column_int64(s, 8),
+			       (long long)sqlite3_column_int64(s, 7));
+		} else {
+			printf("saga      %s\nchart     %s (version %s)\n"
+			       "status    %s\nstate     %s (%s, attempt %d), "
+			       "for %s\nstarted   %s UTC\n"
+			       "updated   %s UTC\n\nhistory\n",
+			       id, col(s, 0), col(s, 1), col(s, 2), col(s, 3),
+			       col(s, 4), sqlite3_column_int(s, 5),
+			       fmt_dur(now_ms() - sqlite3_column_int64(s, 8),
+			               t3, sizeof(t3)),
+			       fmt_ms(sqlite3_column_int64(s, 6), t1,
+			              sizeof(t1)),
+			       fmt_ms(sqlite3_column_int64(s, 7), t2,
+			              sizeof(t2)));
+		}
 	}
 	sqlite3_finalize(s);
 	if (!found) {
@@ -498,84 +1113,128 @@ show(const struct opts *o, const char *id)
 		store_close(st);
 		return 1;
 	}
+	if (o->dot) {
+		int rc = show_dot(st, id);
+		store_close(st);
+		return rc;
+	}
 	if (sqlite3_prepare_v2(store_db(st),
 	                       "SELECT at, kind, state, status, detail, "
 	                       "coalesce(actor, ''), coalesce(reason, '') FROM "
 	                       "history WHERE saga_id = ?1 ORDER BY seq",
 	                       -1, &s, NULL) == SQLITE_OK) {
-		sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
 		char t[40];
-		while (sqlite3_step(s) == SQLITE_ROW)
-			printf("  %s  %-8s %-16s %-12s %s%s%s%s%s\n",
-			       fmt_ms(sqlite3_column_int64(s, 0), t,
-			              sizeof(t)) +
-			               11,
-			       col(s, 1), col(s, 2), col(s, 3), col(s, 4),
-			       col(s, 5)[0] ? " by " : "", col(s, 5),
-			       col(s, 6)[0] ? ": " : "", col(s, 6));
+		int n = 0;
+		sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+		while (sqlite3_step(s) == SQLITE_ROW) {
+			if (o->json) {
+				printf("%s{\"at\":%lld", n ? "," : "",
+				       (long long)sqlite3_column_int64(s, 0));
+				json_kv("kind", col(s, 1), false);
+				json_kv("state", col(s, 2), false);
+				json_kv("status", col(s, 3), false);
+				json_kv("detail", col(s, 4), false);
+				if (col(s, 5)[0])
+					json_kv("actor", col(s, 5), false);
+				if (col(s, 6)[0])
+					json_kv("reason", col(s, 6), false);
+				printf("}");
+			} else {
+				printf("  %s  %-8s %-16s %-12s %s%s%s%s%s\n",
+				       fmt_ms(sqlite3_column_int64(s, 0), t,
+				              sizeof(t)) +
+				               11,
+				       col(s, 1), col(s, 2), col(s, 3),
+				       col(s, 4), col(s, 5)[0] ? " by " : "",
+				       col(s, 5), col(s, 6)[0] ? ": " : "",
+				       col(s, 6));
+			}
+			n++;
+		}
 		sqlite3_finalize(s);
 	}
+	if (o->json)
+		printf("]}\n");
 	store_close(st);
 	return 0;
 }
 
-/* Sends one operator request and waits for the broker's confirm. */
-static int
-operator_action(const struct opts *o, const char *action, const char *id,
-                const char *step)
-{
-	struct bus_config cfg = {.url = o->amqp, .name = "sagactl"};
-	struct envelope e;
-	struct bus_message m = {0};
-	struct passwd *pw = getpwuid(getuid());
-	char err[512], type[64], *body = NULL;
-	size_t len;
-	struct bus *b;
-	int rc = 1;
+/* ---- operator actions ---- */
 
-	if (o->amqp == NULL) {
-		fprintf(stderr,
-		        "sagactl: --amqp URL is required for %s (or "
-		        "SAGA_AMQP_URL)\n",
-		        action);
-		return 2;
-	}
-	if (o->reason == NULL) {
-		fprintf(stderr,
-		        "sagactl: %s needs --reason TEXT (it goes in "
-		        "the saga's history)\n",
-		        action);
-		return 2;
-	}
-	envelope_init(&e);
-	snprintf(type, sizeof(type), "operator.%s", action);
+/* The request type of an action: "operator.mark_compensated". */
+static void
+action_type(const char *action, char *type, size_t cap)
+{
+	snprintf(type, cap, "operator.%s", action);
 	for (char *p = type; *p; p++)
 		if (*p == '-')
 			*p = '_';
+}
+
+/* Publishes one request (not yet confirmed). 0, or -1. */
+static int
+publish_request(struct bus *b, const struct opts *o, const char *action,
+                const char *id, const char *step)
+{
+	struct envelope e;
+	struct bus_message m = {0};
+	struct passwd *pw = getpwuid(getuid());
+	char *body = NULL;
+	size_t len;
+	int rc = -1;
+
+	envelope_init(&e);
 	envelope_new_id(e.id, sizeof(e.id), "op");
 	snprintf(e.saga, sizeof(e.saga), "%s", id);
-	snprintf(e.type, sizeof(e.type), "%s", type);
+	action_type(action, e.type, sizeof(e.type));
 	value_map_put_str(&e.payload, "actor",
 	                  pw != NULL ? pw->pw_name : "unknown");
 	value_map_put_str(&e.payload, "reason", o->reason);
 	if (step != NULL)
 		value_map_put_str(&e.payload, "step", step);
+	if (envelope_encode(&e, &body, &len) == 0) {
+		m.exchange = "";
+		m.routing_key = "orchestrator.control";
+		m.message_id = e.id;
+		m.correlation_id = e.saga;
+		m.type = e.type;
+		m.mandatory = true;
+		m.body = body;
+		m.len = len;
+		rc = bus_publish(b, &m, 1) == 0 ? 0 : -1;
+	}
+	free(body);
+	envelope_clear(&e);
+	return rc;
+}
+
+/* Sends one request per id and waits for the broker's confirms. */
+static int
+send_requests(const struct opts *o, const char *action, const char *const *ids,
+              size_t n, const char *step)
+{
+	struct bus_config cfg = {.url = o->amqp, .name = "sagactl"};
+	char err[512];
+	struct bus *b;
+	int rc = 1;
+	size_t i;
+
 	b = bus_open(&cfg, err, sizeof(err));
 	if (b == NULL || bus_connect(b, err, sizeof(err)) != 0) {
 		fprintf(stderr, "sagactl: %s\n", err);
 		goto out;
 	}
-	if (envelope_encode(&e, &body, &len) != 0)
-		goto out;
-	m.exchange = "";
-	m.routing_key = "orchestrator.control";
-	m.message_id = e.id;
-	m.correlation_id = e.saga;
-	m.type = e.type;
-	m.mandatory = true;
-	m.body = body;
-	m.len = len;
-	if (bus_publish(b, &m, 1) != 0 || bus_flush(b, 10000, NULL) != 0) {
+	for (i = 0; i < n; i++) {
+		if (publish_request(b, o, action, ids[i], step) != 0) {
+			fprintf(stderr, "sagactl: %s %s: cannot send\n", action,
+			        ids[i]);
+			goto out;
+		}
+		/* keep the unconfirmed window small */
+		if ((i + 1) % 200 == 0 && bus_flush(b, 10000, NULL) != 0)
+			break;
+	}
+	if (i < n || bus_flush(b, 10000, NULL) != 0) {
 		fprintf(stderr, "sagactl: the broker did not confirm the "
 		                "request\n");
 		goto out;
@@ -585,66 +1244,389 @@ operator_action(const struct opts *o, const char *action, const char *id,
 		                "the orchestrator running?\n");
 		goto out;
 	}
-	printf("%s %s: sent (see `sagactl show %s`)\n", action, id, id);
+	for (i = 0; i < n; i++)
+		printf("%s %s: sent (see `sagactl show %s`)\n", action, ids[i],
+		       ids[i]);
 	rc = 0;
 out:
-	free(body);
-	envelope_clear(&e);
 	bus_close(b);
 	return rc;
+}
+
+static int
+action_preconditions(const struct opts *o, const char *action)
+{
+	if (o->reason == NULL || o->reason[0] == '\0') {
+		fprintf(stderr,
+		        "sagactl: %s needs --reason TEXT (it goes in "
+		        "the saga's history)\n",
+		        action);
+		return 2;
+	}
+	if (o->amqp == NULL && !o->dry_run) {
+		fprintf(stderr,
+		        "sagactl: --amqp URL is required for %s (or "
+		        "SAGA_AMQP_URL)\n",
+		        action);
+		return 2;
+	}
+	return 0;
+}
+
+/* One saga by id; with --db it must exist. */
+static int
+operator_action(const struct opts *o, const char *action, const char *id,
+                const char *step)
+{
+	const char *ids[1] = {id};
+	int rc = action_preconditions(o, action);
+
+	if (rc != 0)
+		return rc;
+	if (o->db != NULL) {
+		struct store *st = open_db(o);
+		sqlite3_stmt *s;
+		bool found = false;
+		if (st == NULL)
+			return 1;
+		if (sqlite3_prepare_v2(store_db(st),
+		                       "SELECT 1 FROM sagas WHERE id = ?1", -1,
+		                       &s, NULL) == SQLITE_OK) {
+			sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+			found = sqlite3_step(s) == SQLITE_ROW;
+			sqlite3_finalize(s);
+		}
+		store_close(st);
+		if (!found) {
+			fprintf(stderr, "sagactl: no saga %s\n", id);
+			return 1;
+		}
+	}
+	return send_requests(o, action, ids, 1, step);
+}
+
+/* --all: every unfinished saga the filters select. */
+static int
+bulk_action(const struct opts *o, const char *action)
+{
+	struct filter f;
+	struct store *st;
+	sqlite3_stmt *s;
+	char **ids = NULL;
+	size_t n = 0, cap = 0, i;
+	int64_t now = now_ms();
+	int rc;
+
+	rc = parse_filter(o, &f);
+	if (rc != 0)
+		return rc;
+	if (!filter_selects(&f) && !o->yes) {
+		fprintf(stderr,
+		        "sagactl: %s --all with no filter acts on every "
+		        "unfinished saga: give a filter (--status, --chart, "
+		        "--state, --older-than, --stuck-for, --prefix) or "
+		        "--yes\n",
+		        action);
+		return 2;
+	}
+	rc = action_preconditions(o, action);
+	if (rc != 0)
+		return rc;
+	f.unfinished = true;
+	st = open_db(o);
+	if (st == NULL)
+		return 1;
+	s = select_sagas(st, &f);
+	if (s == NULL) {
+		store_close(st);
+		return 1;
+	}
+	if (o->dry_run)
+		printf("%-24s %-8s %-13s %-16s %7s  %s\n", "ID", "CHART",
+		       "STATUS", "STATE", "ATTEMPT", "IN STATE");
+	rc = 0;
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		if (o->dry_run) {
+			print_saga_row(s, o, (int)n, now);
+			n++;
+			continue;
+		}
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 64;
+			char **nv = realloc(ids, nc * sizeof(*ids));
+			if (nv == NULL) {
+				rc = 1;
+				break;
+			}
+			ids = nv;
+			cap = nc;
+		}
+		ids[n] = strdup(col(s, 0));
+		if (ids[n] == NULL) {
+			rc = 1;
+			break;
+		}
+		n++;
+	}
+	sqlite3_finalize(s);
+	store_close(st);
+	if (rc != 0) {
+		fprintf(stderr, "sagactl: out of memory\n");
+	} else if (n == 0) {
+		fprintf(stderr,
+		        "sagactl: %s --all: no unfinished saga "
+		        "matches\n",
+		        action);
+		rc = 1;
+	} else if (o->dry_run) {
+		printf("dry run: would %s %zu saga%s; nothing sent\n", action,
+		       n, n == 1 ? "" : "s");
+	} else {
+		rc = send_requests(o, action, (const char *const *)ids, n,
+		                   NULL);
+		if (rc == 0)
+			printf("%s: %zu request%s sent\n", action, n,
+			       n == 1 ? "" : "s");
+	}
+	for (i = 0; i < n && ids != NULL; i++)
+		free(ids[i]);
+	free(ids);
+	return rc;
+}
+
+/* ---- command line ---- */
+
+enum {
+	OPT_CHART = 256,
+	OPT_STATE,
+	OPT_OLDER,
+	OPT_STUCK,
+	OPT_PREFIX,
+	OPT_LIMIT,
+	OPT_ALL,
+	OPT_YES,
+	OPT_DRY_RUN,
+	OPT_DOT,
+};
+
+static const struct option lopts[] = {
+        {"db", required_argument, NULL, 'd'},
+        {"amqp", required_argument, NULL, 'a'},
+        {"json", no_argument, NULL, 'j'},
+        {"reason", required_argument, NULL, 'r'},
+        {"status", required_argument, NULL, 's'},
+        {"script", required_argument, NULL, 'S'},
+        {"order", required_argument, NULL, 'o'},
+        {"latency", required_argument, NULL, 'L'},
+        {"chart", required_argument, NULL, OPT_CHART},
+        {"state", required_argument, NULL, OPT_STATE},
+        {"older-than", required_argument, NULL, OPT_OLDER},
+        {"stuck-for", required_argument, NULL, OPT_STUCK},
+        {"prefix", required_argument, NULL, OPT_PREFIX},
+        {"limit", required_argument, NULL, OPT_LIMIT},
+        {"all", no_argument, NULL, OPT_ALL},
+        {"yes", no_argument, NULL, OPT_YES},
+        {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+        {"dot", no_argument, NULL, OPT_DOT},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+};
+
+/* One parsed option into *o; -1 for an unknown one. */
+static int
+take_opt(struct opts *o, int c)
+{
+	switch (c) {
+	case 'd':
+		o->db = optarg;
+		break;
+	case 'a':
+		o->amqp = optarg;
+		break;
+	case 'j':
+		o->json = 1;
+		break;
+	case 'r':
+		o->reason = optarg;
+		break;
+	case 's':
+		o->status = optarg;
+		break;
+	case 'S':
+		o->script = optarg;
+		break;
+	case 'o':
+		o->order = optarg;
+		break;
+	case 'L':
+		o->latency = optarg;
+		break;
+	case OPT_CHART:
+		o->chart = optarg;
+		break;
+	case OPT_STATE:
+		o->state = optarg;
+		break;
+	case OPT_OLDER:
+		o->older = optarg;
+		break;
+	case OPT_STUCK:
+		o->stuck = optarg;
+		break;
+	case OPT_PREFIX:
+		o->prefix = optarg;
+		break;
+	case OPT_LIMIT:
+		o->limit = optarg;
+		break;
+	case OPT_ALL:
+		o->all = 1;
+		break;
+	case OPT_YES:
+		o->yes = 1;
+		break;
+	case OPT_DRY_RUN:
+		o->dry_run = 1;
+		break;
+	case OPT_DOT:
+		o->dot = 1;
+		break;
+	case 'h':
+		o->help = 1;
+		break;
+	default:
+		return -1;
+	}
+	return 0;
+}
+
+static bool
+is_action(const char *cmd)
+{
+	return strcmp(cmd, "retry") == 0 || strcmp(cmd, "resume") == 0 ||
+	       strcmp(cmd, "abort") == 0 || strcmp(cmd, "compensate") == 0 ||
+	       strcmp(cmd, "skip") == 0;
+}
+
+/* A usage error for a command: the message, its usage, exit status 2. */
+static int
+cmd_usage(const char *text, const char *msg)
+{
+	if (msg != NULL)
+		fprintf(stderr, "sagactl: %s\n", msg);
+	fputs(text, stderr);
+	return 2;
+}
+
+static int
+run_command(struct opts *o, const char *cmd, int argc, char **argv)
+{
+	bool filters = o->status != NULL || o->chart != NULL ||
+	               o->state != NULL || o->older != NULL ||
+	               o->stuck != NULL || o->prefix != NULL ||
+	               o->limit != NULL;
+	bool is_list = strcmp(cmd, "list") == 0;
+	bool act = is_action(cmd);
+
+	if (filters && !is_list && !(act && o->all))
+		return cmd_usage(act ? usage_action : usage_list,
+		                 "filters belong to list and to the --all form "
+		                 "of an action");
+	if ((o->all || o->dry_run || o->yes) && !act)
+		return cmd_usage(usage_action,
+		                 "--all, --dry-run and --yes belong to retry, "
+		                 "resume, abort, compensate and skip");
+	if ((o->dry_run || o->yes) && !o->all)
+		return cmd_usage(usage_action,
+		                 "--dry-run and --yes go with --all");
+	if (o->dot && strcmp(cmd, "show") != 0)
+		return cmd_usage(usage_show, "--dot belongs to show");
+	if (is_list) {
+		if (o->help) {
+			fputs(usage_list, stdout);
+			return 0;
+		}
+		if (argc != 0)
+			return cmd_usage(usage_list, "list takes no arguments");
+		return list(o);
+	}
+	if (strcmp(cmd, "stats") == 0) {
+		if (o->help) {
+			fputs(usage_stats, stdout);
+			return 0;
+		}
+		if (argc != 0)
+			return cmd_usage(usage_stats,
+			                 "stats takes no arguments");
+		return stats(o);
+	}
+	if (strcmp(cmd, "show") == 0) {
+		if (o->help) {
+			fputs(usage_show, stdout);
+			return 0;
+		}
+		if (argc != 1)
+			return cmd_usage(usage_show, "show needs one saga ID");
+		if (o->dot && o->json)
+			return cmd_usage(usage_show,
+			                 "--dot and --json exclude each other");
+		return show(o, argv[0]);
+	}
+	if (act) {
+		if (o->help) {
+			fputs(usage_action, stdout);
+			return 0;
+		}
+		if (o->json)
+			return cmd_usage(usage_action,
+			                 "--json belongs to list, show and "
+			                 "stats");
+		if (o->all) {
+			if (argc != 0)
+				return cmd_usage(usage_action,
+				                 "--all takes no saga ID");
+			return bulk_action(o, cmd);
+		}
+		if (argc != 1)
+			return cmd_usage(usage_action,
+			                 "an action needs one saga ID (or "
+			                 "--all)");
+		return operator_action(o, cmd, argv[0], NULL);
+	}
+	if (strcmp(cmd, "mark-compensated") == 0) {
+		if (o->help) {
+			fputs(usage_mark, stdout);
+			return 0;
+		}
+		if (argc != 2 || o->json)
+			return cmd_usage(usage_mark, NULL);
+		return operator_action(o, cmd, argv[0], argv[1]);
+	}
+	if (o->help) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "sagactl: unknown command: %s\n", cmd);
+	usage(stderr);
+	return 2;
 }
 
 int
 main(int argc, char **argv)
 {
-	static const struct option lopts[] = {
-	        {"db", required_argument, NULL, 'd'},
-	        {"amqp", required_argument, NULL, 'a'},
-	        {"json", no_argument, NULL, 'j'},
-	        {"reason", required_argument, NULL, 'r'},
-	        {"status", required_argument, NULL, 's'},
-	        {"script", required_argument, NULL, 'S'},
-	        {"order", required_argument, NULL, 'o'},
-	        {"latency", required_argument, NULL, 'L'},
-	        {"help", no_argument, NULL, 'h'},
-	        {NULL, 0, NULL, 0},
-	};
 	struct opts o = {.db = getenv("SAGA_DB"),
 	                 .amqp = getenv("SAGA_AMQP_URL")};
 	const char *cmd;
 	int c;
 
 	log_init("sagactl", LOG_WARN);
+	opterr = 1;
 	while ((c = getopt_long(argc, argv, "+h", lopts, NULL)) != -1) {
-		switch (c) {
-		case 'd':
-			o.db = optarg;
-			break;
-		case 'a':
-			o.amqp = optarg;
-			break;
-		case 'j':
-			o.json = 1;
-			break;
-		case 'r':
-			o.reason = optarg;
-			break;
-		case 's':
-			o.status = optarg;
-			break;
-		case 'S':
-			o.script = optarg;
-			break;
-		case 'o':
-			o.order = optarg;
-			break;
-		case 'L':
-			o.latency = optarg;
-			break;
-		case 'h':
+		if (c == 'h') {
 			usage(stdout);
 			return 0;
-		default:
+		}
+		if (take_opt(&o, c) != 0) {
 			usage(stderr);
 			return 2;
 		}
@@ -665,36 +1647,11 @@ main(int argc, char **argv)
 		optind = 0;
 		while ((c = getopt_long(argc - sub + 1, argv + sub - 1, "h",
 		                        lopts, NULL)) != -1) {
-			switch (c) {
-			case 'd':
-				o.db = optarg;
-				break;
-			case 'a':
-				o.amqp = optarg;
-				break;
-			case 'j':
-				o.json = 1;
-				break;
-			case 'r':
-				o.reason = optarg;
-				break;
-			case 's':
-				o.status = optarg;
-				break;
-			case 'S':
-				o.script = optarg;
-				break;
-			case 'o':
-				o.order = optarg;
-				break;
-			case 'L':
-				o.latency = optarg;
-				break;
-			case 'h':
-				o.help = 1;
-				break;
-			default:
-				usage(stderr);
+			if (take_opt(&o, c) != 0) {
+				fprintf(stderr,
+				        "sagactl: see `sagactl %s "
+				        "--help`\n",
+				        cmd);
 				return 2;
 			}
 		}
@@ -742,25 +1699,5 @@ main(int argc, char **argv)
 		}
 		return simulate(&o, argc, argv);
 	}
-	if (o.help) {
-		usage(stdout);
-		return 0;
-	}
-	if (strcmp(cmd, "list") == 0 && argc == 0)
-		return list(&o);
-	if (strcmp(cmd, "stats") == 0 && argc == 0)
-		return stats(&o);
-	if (strcmp(cmd, "show") == 0 && argc == 1)
-		return show(&o, argv[0]);
-	if ((strcmp(cmd, "retry") == 0 || strcmp(cmd, "resume") == 0 ||
-	     strcmp(cmd, "abort") == 0 || strcmp(cmd, "compensate") == 0 ||
-	     strcmp(cmd, "skip") == 0) &&
-	    argc == 1)
-		return operator_action(&o, cmd, argv[0], NULL);
-	if (strcmp(cmd, "mark-compensated") == 0 && argc == 2)
-		return operator_action(&o, cmd, argv[0], argv[1]);
-	fprintf(stderr, "sagactl: unknown command or wrong arguments: %s\n",
-	        cmd);
-	usage(stderr);
-	return 2;
+	return run_command(&o, cmd, argc, argv);
 }

@@ -236,9 +236,14 @@ is_failure_final(const struct chart *c, int idx)
 	return false;
 }
 
+/* A marked (taken) edge or (visited) node: drawn thick and blue; the
+ * attributes come last, so they win over the type's own colour. */
+#define DOT_MARK_EDGE "color=blue, fontcolor=blue, penwidth=2.5"
+#define DOT_MARK_NODE "color=blue, fontcolor=blue, penwidth=3"
+
 static void
 dot_edge(FILE *f, const char *from, const char *to, const char *label,
-         const char *attrs)
+         const char *attrs, bool marked)
 {
 	fputs("  ", f);
 	dot_str(f, from);
@@ -248,25 +253,51 @@ dot_edge(FILE *f, const char *from, const char *to, const char *label,
 	dot_str(f, label);
 	if (attrs != NULL && *attrs)
 		fprintf(f, ", %s", attrs);
+	if (marked)
+		fputs(", " DOT_MARK_EDGE, f);
 	fputs("];\n", f);
 }
 
 static void
-dot_node(FILE *f, const char *name, const char *label, const char *attrs)
+dot_node(FILE *f, const char *name, const char *label, const char *attrs,
+         bool marked)
 {
 	fputs("  ", f);
 	dot_str(f, name);
 	fputs(" [label=", f);
 	dot_str(f, label);
-	fprintf(f, ", %s];\n", attrs);
+	fprintf(f, ", %s%s];\n", attrs, marked ? ", " DOT_MARK_NODE : "");
+}
+
+/* Whether the marks say state i was visited / edge i -> j was taken /
+ * state i's compensation was sent. */
+static bool
+mark_state(const struct chart_dot_marks *m, int i)
+{
+	return m != NULL && m->states != NULL && i >= 0 && m->states[i];
+}
+
+static bool
+mark_edge(const struct chart *c, const struct chart_dot_marks *m, int i, int j)
+{
+	return m != NULL && m->edges != NULL && i >= 0 && j >= 0 &&
+	       m->edges[(size_t)i * c->nstates + (size_t)j];
+}
+
+static bool
+mark_undo(const struct chart_dot_marks *m, int i)
+{
+	return m != NULL && m->undone != NULL && i >= 0 && m->undone[i];
 }
 
 #define DOT_FAIL  "style=dashed, color=red, fontcolor=red"
 #define DOT_RETRY "style=dotted, color=gray40, fontcolor=gray40"
 
 static void
-dot_step(FILE *f, const struct chart *c, const struct chart_state *s)
+dot_step(FILE *f, const struct chart *c, const struct chart_state *s,
+         const struct chart_dot_marks *m)
 {
+	int me = (int)(s - c->states);
 	char label[TEXT_MAX], b1[32];
 	size_t i, k;
 	bool *seen = calloc(s->nreplies ? s->nreplies : 1, sizeof(*seen));
@@ -278,7 +309,8 @@ dot_step(FILE *f, const struct chart *c, const struct chart_state *s)
 	if (s->emit != NULL)
 		app(label, sizeof(label), "\nemit %s", s->emit);
 	dot_node(f, s->name, label,
-	         "shape=box, style=\"rounded,filled\", fillcolor=aliceblue");
+	         "shape=box, style=\"rounded,filled\", fillcolor=aliceblue",
+	         mark_state(m, me));
 
 	/* one edge per (kind, target), its reply types stacked */
 	for (i = 0; i < s->nreplies; i++) {
@@ -299,15 +331,17 @@ dot_step(FILE *f, const struct chart *c, const struct chart_state *s)
 		}
 		switch (r->kind) {
 		case REPLY_GOTO:
-			dot_edge(f, s->name, sname(c, r->target), label, NULL);
+			dot_edge(f, s->name, sname(c, r->target), label, NULL,
+			         mark_edge(c, m, me, r->target));
 			break;
 		case REPLY_FAIL:
 			dot_edge(f, s->name, sname(c, r->target), label,
-			         DOT_FAIL);
+			         DOT_FAIL, mark_edge(c, m, me, r->target));
 			break;
 		case REPLY_RETRY:
 			app(label, sizeof(label), "\n(retry)");
-			dot_edge(f, s->name, s->name, label, DOT_RETRY);
+			dot_edge(f, s->name, s->name, label, DOT_RETRY,
+			         mark_edge(c, m, me, me));
 			break;
 		}
 	}
@@ -317,7 +351,8 @@ dot_step(FILE *f, const struct chart *c, const struct chart_state *s)
 	         s->retry.attempts, s->retry.attempts == 1 ? "" : "s",
 	         dur_text(s->timeout_ms, b1, sizeof(b1)),
 	         s->retry.attempts == 1 ? "" : " each");
-	dot_edge(f, s->name, sname(c, s->exhausted_target), label, DOT_FAIL);
+	dot_edge(f, s->name, sname(c, s->exhausted_target), label, DOT_FAIL,
+	         mark_edge(c, m, me, s->exhausted_target));
 
 	if (s->compensate != NULL) {
 		const struct chart_compensation *u = s->compensate;
@@ -332,11 +367,13 @@ dot_step(FILE *f, const struct chart *c, const struct chart_state *s)
 		strv_text(u->ok, u->nok, label, sizeof(label));
 		dot_node(f, node, label,
 		         "shape=note, style=filled, fillcolor=lightyellow, "
-		         "fontsize=9");
+		         "fontsize=9",
+		         mark_undo(m, me));
 		dot_edge(
 		        f, node, s->name, "compensates",
 		        "style=dotted, color=darkorange, fontcolor=darkorange, "
-		        "arrowhead=empty");
+		        "arrowhead=empty",
+		        mark_undo(m, me));
 		fputs("  { rank=same; ", f);
 		dot_str(f, s->name);
 		fputs("; ", f);
@@ -347,6 +384,13 @@ dot_step(FILE *f, const struct chart *c, const struct chart_state *s)
 
 int
 chart_dot(FILE *out, const struct chart *c)
+{
+	return chart_dot_marked(out, c, NULL);
+}
+
+int
+chart_dot_marked(FILE *out, const struct chart *c,
+                 const struct chart_dot_marks *m)
 {
 	char label[TEXT_MAX], b1[32];
 	size_t i, k;
@@ -365,7 +409,8 @@ chart_dot(FILE *out, const struct chart *c)
 	      "  \"__start\" -> ",
 	      out);
 	dot_str(out, sname(c, c->initial));
-	fputs(";\n", out);
+	fputs(mark_state(m, c->initial) ? " [" DOT_MARK_EDGE "];\n" : ";\n",
+	      out);
 
 	for (i = 0; i < c->nstates; i++) {
 		const struct chart_state *s = &c->states[i];
@@ -374,32 +419,37 @@ chart_dot(FILE *out, const struct chart *c)
 		        chart_state_type_name(s->type));
 		switch (s->type) {
 		case STATE_STEP:
-			dot_step(out, c, s);
+			dot_step(out, c, s, m);
 			break;
 		case STATE_CHOICE:
 			dot_node(out, s->name, s->name,
 			         "shape=diamond, style=filled, "
-			         "fillcolor=lightgoldenrod1");
+			         "fillcolor=lightgoldenrod1",
+			         mark_state(m, (int)i));
 			for (k = 0; k < s->nbranches; k++) {
 				const struct chart_branch *b = &s->branches[k];
 				guard_text(b, " &&\n", label, sizeof(label));
 				dot_edge(out, s->name, sname(c, b->target),
 				         label,
 				         b->kind == REPLY_FAIL ? DOT_FAIL
-				                               : NULL);
+				                               : NULL,
+				         mark_edge(c, m, (int)i, b->target));
 			}
 			dot_edge(out, s->name, sname(c, s->default_target),
-			         "default", NULL);
+			         "default", NULL,
+			         mark_edge(c, m, (int)i, s->default_target));
 			break;
 		case STATE_WAIT:
 			snprintf(label, sizeof(label), "%s\nwait %s", s->name,
 			         dur_text(s->duration_ms, b1, sizeof(b1)));
 			dot_node(out, s->name, label,
 			         "shape=ellipse, style=\"dashed,filled\", "
-			         "fillcolor=honeydew, peripheries=2");
+			         "fillcolor=honeydew, peripheries=2",
+			         mark_state(m, (int)i));
 			snprintf(label, sizeof(label), "after %s",
 			         dur_text(s->duration_ms, b1, sizeof(b1)));
-			dot_edge(out, s->name, sname(c, s->next), label, NULL);
+			dot_edge(out, s->name, sname(c, s->next), label, NULL,
+			         mark_edge(c, m, (int)i, s->next));
 			break;
 		case STATE_FINAL:
 			label[0] = '\0';
@@ -411,7 +461,8 @@ chart_dot(FILE *out, const struct chart *c)
 			                 ? "shape=doublecircle, color=red, "
 			                   "fontcolor=red, fontsize=9"
 			                 : "shape=doublecircle, "
-			                   "color=darkgreen, fontsize=9");
+			                   "color=darkgreen, fontsize=9",
+			         mark_state(m, (int)i));
 			break;
 		}
 	}

@@ -17,6 +17,7 @@
 #ifndef SAGA_CHART_TOOLS_H
 #define SAGA_CHART_TOOLS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -40,6 +41,23 @@ struct chart *chart_tools_load(const char *path, FILE *err);
  * ("undo: command") joined to the step by a dotted edge pointing back to
  * it. Returns 0, or -1 on a write error. */
 int chart_dot(FILE *out, const struct chart *c);
+
+/* What chart_dot_marked highlights (for `sagactl show ID --dot`: the path
+ * one saga took). Each array may be NULL. states and undone are indexed by
+ * state (nstates entries): visited / its compensation was sent; edges is
+ * an nstates x nstates matrix, edges[from * nstates + to]: every edge drawn
+ * from `from` to `to` (reply, fail, exhausted, branch, default, wait; a
+ * retry self-loop when from == to) is taken. */
+struct chart_dot_marks {
+	const bool *states;
+	const bool *edges;
+	const bool *undone;
+};
+
+/* chart_dot, with the marked nodes and edges drawn thick and blue (the
+ * start arrow too when the initial state is marked). m NULL: chart_dot. */
+int chart_dot_marked(FILE *out, const struct chart *c,
+                     const struct chart_dot_marks *m);
 
 /* Writes the differences from chart a to chart b: versions of both, top
  * keys (saga, initial, failure), fields, states added and removed, states

@@ -241,6 +241,7 @@ static char *out;
 static int
 ctl(const char *args)
 {
+	free(out);
 	out = NULL;
 	return testutil_sh(&out, "'%s/sagactl' --db '%s' --amqp '%s' %s 2>&1",
 	                   bindir, db, url, args);
@@ -250,6 +251,7 @@ ctl(const char *args)
 static int
 ctl_json(const char *args, const char *expr)
 {
+	free(out);
 	out = NULL;
 	return testutil_sh(
 	        &out,
@@ -501,13 +503,17 @@ main(void)
 	snprintf(db, sizeof(db), "%s/orch.db", dir);
 	snprintf(charts, sizeof(charts), "%s/charts", dir);
 	snprintf(orch_log, sizeof(orch_log), "%s/orch.log", dir);
-	/* order.yaml with short timeouts: a stuck saga in about a second */
-	if (testutil_sh(&chart_out,
-	                "mkdir -p '%s' && sed -e 's/timeout: 5s/timeout: "
-	                "300ms/' -e 's/backoff: 500ms/backoff: 50ms/g' -e "
-	                "'s/cap: 5s/cap: 200ms/g' '%s/statecharts/order.yaml' "
-	                "> '%s/order.yaml'",
-	                charts, srcdir, charts) != 0) {
+	/* order.yaml with short timeouts and few undo attempts: a stuck saga
+	 * in about a second */
+	if (testutil_sh(
+	            &chart_out,
+	            "mkdir -p '%s' && sed -e 's/timeout: 5s/timeout: "
+	            "300ms/' -e 's/backoff: 500ms/backoff: 50ms/g' -e "
+	            "'s/cap: 5s/cap: 200ms/g' -e '/^  retry: {attempts: 3/a\\' "
+	            "-e '  compensate_retry: {attempts: 3, backoff: 50ms, "
+	            "cap: 200ms}' '%s/statecharts/order.yaml' "
+	            "> '%s/order.yaml'",
+	            charts, srcdir, charts) != 0) {
 		fprintf(stderr, "cannot write the test chart\n");
 		return 1;
 	}

@@ -513,6 +513,108 @@ fmt_ms(long long ms, char *buf, size_t cap)
 	return buf;
 }
 
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A value as JSON on stdout (bin as a string of its bytes' length). */
+static void
+json_value(const struct value *v)
+{
+	switch (v->type) {
+	case VALUE_NIL:
+		fputs("null", stdout);
+		break;
+	case VALUE_BOOL:
+		fputs(v->u.b ? "true" : "false", stdout);
+		break;
+	case VALUE_INT:
+		printf("%lld", (long long)v->u.i);
+		break;
+	case VALUE_FLOAT:
+		printf("%.17g", v->u.f);
+		break;
+	case VALUE_STR:
+		json_str(v->u.s.ptr);
+		break;
+	case VALUE_BIN:
+		printf("\"(%zu bytes)\"", v->u.s.len);
+		break;
+	case VALUE_ARRAY:
+		putchar('[');
+		for (size_t i = 0; i < v->u.a.len; i++) {
+			if (i > 0)
+				putchar(',');
+			json_value(&v->u.a.items[i]);
+		}
+		putchar(']');
+		break;
+	case VALUE_MAP:
+		putchar('{');
+		for (size_t i = 0; i < v->u.m.len; i++) {
+			if (i > 0)
+				putchar(',');
+			json_str(v->u.m.items[i].key);
+			putchar(':');
+			json_value(&v->u.m.items[i].val);
+		}
+		putchar('}');
+		break;
+	}
+}
+
+/* The saga's order data (from its stored record) and its pending timer,
+ * for show: JSON members (",\"data\":...") or two text lines. */
+static void
+show_data_timer(sqlite3 *db, const char *id, bool json)
+{
+	sqlite3_stmt *s;
+	struct value rec;
+	char err[256], t[40];
+
+	value_set_nil(&rec);
+	if (sqlite3_prepare_v2(db, "SELECT record FROM sagas WHERE id = ?1", -1,
+	                       &s, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+		if (sqlite3_step(s) == SQLITE_ROW &&
+		    value_unpack(sqlite3_column_blob(s, 0),
+		                 (size_t)sqlite3_column_bytes(s, 0),
+		                 &value_default_limits, &rec, err,
+		                 sizeof(err)) == 0 &&
+		    value_map_get(&rec, "data") != NULL) {
+			fputs(json ? ",\"data\":" : "data      ", stdout);
+			json_value(value_map_get(&rec, "data"));
+			if (!json)
+				putchar('\n');
+		}
+		sqlite3_finalize(s);
+	}
+	value_clear(&rec);
+	if (sqlite3_prepare_v2(db,
+	                       "SELECT seq, fire_at FROM timers "
+	                       "WHERE saga_id = ?1",
+	                       -1, &s, NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		long long at = (long long)sqlite3_column_int64(s, 1);
+		if (json)
+			printf(",\"timer\":{\"seq\":%lld,\"fire_at\":%lld}",
+			       (long long)sqlite3_column_int64(s, 0), at);
+		else
+			printf("timer     fires %s UTC (in %lld ms)\n",
+			       fmt_ms(at, t, sizeof(t)),
+			       at - (long long)now_ms());
+	} else if (!json) {
+		printf("timer     none\n");
+	}
+	sqlite3_finalize(s);
+}
+
 /* A duration for people: 250ms, 12.3s, 5m12s, 2h05m, 3d04h. */
 static const char *
 fmt_dur(long long ms, char *buf, size_t cap)
@@ -533,14 +635,6 @@ fmt_dur(long long ms, char *buf, size_t cap)
 		snprintf(buf, cap, "%lldd%02lldh", ms / 86400000,
 		         ms % 86400000 / 3600000);
 	return buf;
-}
-
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static const char *
@@ -1086,17 +1180,18 @@ show(const struct opts *o, const char *id)
 			json_kv("state", col(s, 3), false);
 			json_kv("phase", col(s, 4), false);
 			printf(",\"attempt\":%d,\"started_at\":%lld,"
-			       "\"state_entered_at\":%lld,\"updated_at\":%lld,"
-			       "\"history\":[",
+			       "\"state_entered_at\":%lld,\"updated_at\":%lld",
 			       sqlite3_column_int(s, 5),
 			       (long long)sqlite3_column_int64(s, 6),
 			       (long long)sqlite3_column_int64(s, 8),
 			       (long long)sqlite3_column_int64(s, 7));
+			show_data_timer(store_db(st), id, true);
+			printf(",\"history\":[");
 		} else {
 			printf("saga      %s\nchart     %s (version %s)\n"
 			       "status    %s\nstate     %s (%s, attempt %d), "
 			       "for %s\nstarted   %s UTC\n"
-			       "updated   %s UTC\n\nhistory\n",
+			       "updated   %s UTC\n",
 			       id, col(s, 0), col(s, 1), col(s, 2), col(s, 3),
 			       col(s, 4), sqlite3_column_int(s, 5),
 			       fmt_dur(now_ms() - sqlite3_column_int64(s, 8),
@@ -1105,6 +1200,8 @@ show(const struct opts *o, const char *id)
 			              sizeof(t1)),
 			       fmt_ms(sqlite3_column_int64(s, 7), t2,
 			              sizeof(t2)));
+			show_data_timer(store_db(st), id, false);
+			printf("\nhistory\n");
 		}
 	}
 	sqlite3_finalize(s);

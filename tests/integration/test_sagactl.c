@@ -426,14 +426,18 @@ test_stuck_resume_and_listing(void)
 	                  strstr(out, " by ") &&
 	                  strstr(out, ": refund done by hand") &&
 	                  strstr(out, "payment.refunded") &&
-	                  strstr(out, "inventory.release"),
+	                  strstr(out, "inventory.release") &&
+	                  strstr(out, "data      {") &&
+	                  strstr(out, "\"payment_method\"") &&
+	                  strstr(out, "timer     none"),
 	          "%s", out);
 	fprintf(stderr, "     $ sagactl show stk-1\n%s\n", out);
 	CHECK_EQ(ctl_json("show stk-1 --json",
 	                  "d[\"status\"], [h[\"reason\"] for h in "
-	                  "d[\"history\"] if h[\"kind\"] == \"operator\"]"),
+	                  "d[\"history\"] if h[\"kind\"] == \"operator\"], "
+	                  "\"order_id\" in d[\"data\"]"),
 	         0);
-	CHECK_STR(out, "('failed', ['refund done by hand'])");
+	CHECK_STR(out, "('failed', ['refund done by hand'], True)");
 
 	/* its path on the chart */
 	CHECK_EQ(ctl("show stk-1 --dot"), 0);

@@ -258,21 +258,23 @@ tool_usage(const char *text)
 	return 2;
 }
 
+/* dot and plan: one chart in, text on stdout. */
 static int
-statechart_dot(int argc, char **argv)
+statechart_one(int argc, char **argv, const char *usage,
+               int (*fn)(FILE *out, const struct chart *c))
 {
 	struct chart *c;
 	int rc;
 
 	if (argc != 1)
-		return tool_usage(usage_dot);
+		return tool_usage(usage);
 	c = chart_tools_load(argv[0], stderr);
 	if (c == NULL)
 		return 1;
-	rc = chart_dot(stdout, c);
+	rc = fn(stdout, c);
 	chart_free(c);
 	if (rc != 0 || fflush(stdout) != 0) {
-		fprintf(stderr, "sagactl: write error\n");
+		fprintf(stderr, "sagactl: write error or out of memory\n");
 		return 1;
 	}
 	return 0;
@@ -299,26 +301,6 @@ statechart_diff(int argc, char **argv)
 	chart_free(a);
 	chart_free(b);
 	return rc;
-}
-
-static int
-statechart_plan(int argc, char **argv)
-{
-	struct chart *c;
-	int rc;
-
-	if (argc != 1)
-		return tool_usage(usage_plan);
-	c = chart_tools_load(argv[0], stderr);
-	if (c == NULL)
-		return 1;
-	rc = chart_plan(stdout, c);
-	chart_free(c);
-	if (rc != 0 || fflush(stdout) != 0) {
-		fprintf(stderr, "sagactl: write error or out of memory\n");
-		return 1;
-	}
-	return 0;
 }
 
 /* Reads a whole (small) file; NULL with errno set on failure. */
@@ -1780,11 +1762,13 @@ main(int argc, char **argv)
 		if (strcmp(sub, "validate") == 0)
 			return validate(argc - 1, argv + 1);
 		if (strcmp(sub, "dot") == 0)
-			return statechart_dot(argc - 1, argv + 1);
+			return statechart_one(argc - 1, argv + 1, usage_dot,
+			                      chart_dot);
 		if (strcmp(sub, "diff") == 0)
 			return statechart_diff(argc - 1, argv + 1);
 		if (strcmp(sub, "plan") == 0)
-			return statechart_plan(argc - 1, argv + 1);
+			return statechart_one(argc - 1, argv + 1, usage_plan,
+			                      chart_plan);
 		fprintf(stderr, "sagactl: statechart validate|dot|diff|plan "
 		                "FILE...\n");
 		return 2;

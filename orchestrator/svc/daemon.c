@@ -6,8 +6,12 @@
  * source by the queue they came from, outbox rows become bus messages
  * (commands are mandatory, so a command nobody is bound to receive is
  * reported instead of vanishing), and settling is one `ack` per accepted
- * delivery plus one `reject` (to the queue's dead-letter exchange) per
- * refused one. Acks are sent one by one, not with `multiple`, so a reject
+ * delivery. A refused delivery is not rejected: RabbitMQ cannot add a
+ * header to a dead-lettered message, and the reason belongs with it. So a
+ * copy goes to orchestrator.dlq with the reason in `x-saga-error` ("from
+ * QUEUE: reason"), and the original is acked once the broker confirms the
+ * copy. The adapter therefore holds each delivery's bytes until the loop
+ * settles it. Acks are sent one by one, not with `multiple`, so a refusal
  * in the middle of a batch can never turn an ack into a 406 (NOTES
  * pitfall 7); the broker's cost is per message, not per frame (§6).
  */
@@ -139,7 +143,26 @@ struct adapter {
 	struct orch *o;
 	struct metrics m;
 	char orders_q[128], replies_q[128], control_q[128];
+	/* deliveries not yet settled: kept for a dead-letter copy */
+	struct held *held;
+	size_t nheld, capheld;
 };
+
+/* A delivery's bytes and properties, one allocation. */
+struct held {
+	uint64_t ref;
+	char *mem; /* queue, message_id, type, correlation_id, traceparent,
+	            * content_type, then the body */
+	const char *queue, *message_id, *type, *correlation_id, *traceparent,
+	        *content_type;
+	const void *body;
+	size_t len;
+	int64_t timestamp_ms;
+};
+
+/* Tags of dead-letter copies have the top bit set; outbox tags are seqs. */
+#define DLQ_TAG (UINT64_C(1) << 63)
+#define DLQ     "orchestrator.dlq"
 
 static void
 counter(struct http_response *r, const char *name, const char *help,
@@ -256,6 +279,69 @@ on_http(void *arg, const char *path, struct http_response *r)
 	}
 }
 
+/* Keeps a copy of a delivery until it is settled. */
+static int
+hold(struct adapter *a, const struct bus_delivery *d)
+{
+	const char *f[6] = {d->queue,          d->message_id,  d->type,
+	                    d->correlation_id, d->traceparent, d->content_type};
+	size_t n = d->len, l[6];
+	struct held *h;
+	char *w;
+
+	for (int i = 0; i < 6; i++)
+		n += (l[i] = strlen(f[i] != NULL ? f[i] : "")) + 1;
+	if (a->nheld == a->capheld) {
+		size_t cap = a->capheld ? a->capheld * 2 : 256;
+		struct held *nh = realloc(a->held, cap * sizeof(*nh));
+		if (nh == NULL)
+			return -1;
+		a->held = nh;
+		a->capheld = cap;
+	}
+	h = &a->held[a->nheld];
+	h->mem = malloc(n + 1);
+	if (h->mem == NULL)
+		return -1;
+	w = h->mem;
+	for (int i = 0; i < 6; i++) {
+		const char **dst[6] = {&h->queue,       &h->message_id,
+		                       &h->type,        &h->correlation_id,
+		                       &h->traceparent, &h->content_type};
+		memcpy(w, f[i] != NULL ? f[i] : "", l[i] + 1);
+		*dst[i] = w;
+		w += l[i] + 1;
+	}
+	if (d->len > 0)
+		memcpy(w, d->body, d->len);
+	h->body = w;
+	h->len = d->len;
+	h->ref = d->ref;
+	h->timestamp_ms = d->timestamp_ms;
+	a->nheld++;
+	return 0;
+}
+
+/* The held copy of ref (NULL if none). */
+static struct held *
+held_find(struct adapter *a, uint64_t ref)
+{
+	for (size_t i = 0; i < a->nheld; i++)
+		if (a->held[i].ref == ref)
+			return &a->held[i];
+	return NULL;
+}
+
+static void
+held_drop(struct adapter *a, uint64_t ref)
+{
+	struct held *h = held_find(a, ref);
+	if (h == NULL)
+		return;
+	free(h->mem);
+	*h = a->held[--a->nheld];
+}
+
 static void
 on_delivery(void *arg, const struct bus_delivery *d)
 {
@@ -268,6 +354,9 @@ on_delivery(void *arg, const struct bus_delivery *d)
 	        .content_type = d->content_type,
 	        .traceparent = d->traceparent,
 	};
+	if (hold(a, d) != 0)
+		log_error("out of memory: a refused message would be "
+		          "dead-lettered without its reason");
 	if (strcmp(d->queue, a->orders_q) == 0)
 		ld.source = SRC_ORDERS;
 	else if (strcmp(d->queue, a->control_q) == 0)
@@ -281,6 +370,10 @@ static void
 on_confirm(void *arg, uint64_t tag, enum bus_confirm c)
 {
 	struct adapter *a = arg;
+	if (tag & DLQ_TAG) { /* the copy is safe: drop the original */
+		bus_ack(a->bus, tag & ~DLQ_TAG, false);
+		return;
+	}
 	loop_confirmed(a->l, tag,
 	               c == BUS_ACK ? CONFIRM_ACK : CONFIRM_RETURNED);
 }
@@ -310,11 +403,37 @@ t_settle(void *ctx, const uint64_t *acks, size_t nacks, const uint64_t *rejects,
          const char *const *reasons, size_t nrej)
 {
 	struct adapter *a = ctx;
-	(void)reasons; /* logged by the loop */
-	for (size_t i = 0; i < nrej; i++)
-		bus_reject(a->bus, rejects[i], false);
-	for (size_t i = 0; i < nacks; i++)
+
+	for (size_t i = 0; i < nrej; i++) {
+		const struct held *h = held_find(a, rejects[i]);
+		char why[512];
+		struct bus_message m = {0};
+		if (h ==
+		    NULL) { /* no copy (out of memory): reject, no reason */
+			bus_reject(a->bus, rejects[i], false);
+			continue;
+		}
+		snprintf(why, sizeof(why), "from %s: %s", h->queue, reasons[i]);
+		m.exchange = "";
+		m.routing_key = DLQ;
+		m.message_id = h->message_id[0] ? h->message_id : "unknown";
+		m.correlation_id =
+		        h->correlation_id[0] ? h->correlation_id : NULL;
+		m.type = h->type[0] ? h->type : NULL;
+		m.traceparent = h->traceparent[0] ? h->traceparent : NULL;
+		m.content_type = h->content_type[0] ? h->content_type : NULL;
+		m.error = why;
+		m.timestamp_ms = h->timestamp_ms;
+		m.body = h->body;
+		m.len = h->len;
+		if (bus_publish(a->bus, &m, rejects[i] | DLQ_TAG) != 0)
+			bus_reject(a->bus, rejects[i], false);
+		held_drop(a, rejects[i]);
+	}
+	for (size_t i = 0; i < nacks; i++) {
 		bus_ack(a->bus, acks[i], false);
+		held_drop(a, acks[i]);
+	}
 	return 0;
 }
 
@@ -514,6 +633,9 @@ out:
 	loop_free(l);
 	orch_free(o);
 	bus_close(bus);
+	for (size_t i = 0; i < a.nheld; i++)
+		free(a.held[i].mem);
+	free(a.held);
 	registry_free(reg);
 	store_close(st);
 	return rc;

@@ -395,6 +395,14 @@ own_broker(const char *name)
 	return testbroker_start(name);
 }
 
+/* bus_get callback: the x-saga-error header; the message goes back. */
+static int
+peek_error(void *arg, const struct bus_delivery *d)
+{
+	snprintf(arg, 512, "%s", d->error);
+	return 0;
+}
+
 static void
 test_paths_and_bad_input(void)
 {
@@ -437,6 +445,17 @@ test_paths_and_bad_input(void)
 	         11);
 	CHECK(bus_queue_info(w.bus, "orchestrator.dlq", &msgs, &cons) == 0);
 	CHECK_EQ(msgs, 1);
+	{ /* the dead letter carries its reason and where it came from */
+		char why[512] = "";
+		bool got = false;
+		CHECK(bus_get(w.bus, "orchestrator.dlq", peek_error, why,
+		              &got) == 0 &&
+		      got);
+		CHECK_MSG(
+		        strstr(why, "from orchestrator.orders: bad envelope") !=
+		                NULL,
+		        "x-saga-error: %s", why);
+	}
 	{
 		int sh = 0, sm = 0, sx = 0;
 		char *health = testutil_http(p.http_port, "GET", "/healthz",

@@ -126,6 +126,16 @@ db_migrate(sqlite3 *db, const struct db_migration *m, size_t n, char *err,
 			continue;
 		if (db_begin(db, err, errlen) != 0)
 			return -1;
+		/* read again under the write lock: another process (a second
+		 * instance starting at the same moment) may have migrated */
+		if (user_version(db, &have, err, errlen) != 0) {
+			db_rollback(db);
+			return -1;
+		}
+		if (m[i].version <= have) {
+			db_rollback(db);
+			continue;
+		}
 		snprintf(sql, sizeof(sql), "PRAGMA user_version=%d",
 		         m[i].version);
 		if (db_exec(db, m[i].sql, why, sizeof(why)) != 0 ||

@@ -27,6 +27,12 @@
  *   transient_failure_percent = 10  this share of gateway calls fails
  *                                   transiently (decided per message and
  *                                   attempt); the retry queue absorbs it
+ *   slow_percent = 3, slow_ms = 1500
+ *                                   this share of gateway calls takes
+ *                                   slow_ms (the daemon waits: a slow
+ *                                   gateway), so the orchestrator's
+ *                                   timeouts and retries fire while the
+ *                                   late replies still come
  */
 #include <errno.h>
 #include <getopt.h>
@@ -48,6 +54,7 @@ struct gateway {
 	int ndecline;
 	int64_t card_limit; /* 0: none */
 	int transient_pct;
+	int slow_pct, slow_ms;
 };
 
 static int64_t
@@ -115,12 +122,19 @@ load_config(struct gateway *g, const char *path)
 		} else if (strcmp(key, "transient_failure_percent") == 0 &&
 		           parse_int(val, 0, 100, &x) == 0) {
 			g->transient_pct = (int)x;
+		} else if (strcmp(key, "slow_percent") == 0 &&
+		           parse_int(val, 0, 100, &x) == 0) {
+			g->slow_pct = (int)x;
+		} else if (strcmp(key, "slow_ms") == 0 &&
+		           parse_int(val, 0, 60000, &x) == 0) {
+			g->slow_ms = (int)x;
 		} else {
 			fclose(f);
 			fprintf(stderr,
 			        "payment-svc: %s:%d: bad setting \"%s\" (keys: "
 			        "decline_token, card_limit_cents, "
-			        "transient_failure_percent 0-100)\n",
+			        "transient_failure_percent 0-100, slow_percent "
+			        "0-100, slow_ms 0-60000)\n",
 			        path, n, key);
 			return -1;
 		}
@@ -135,15 +149,34 @@ bad:
 
 /* The simulated gateway's transient failures: a stable hash of the
  * message id and the attempt, so a test run is reproducible. */
-static bool
-gateway_flaky(const struct gateway *g, const char *id, int attempt)
+static int
+gateway_roll(const char *id, int attempt, uint32_t salt)
 {
-	uint32_t h = 2166136261u;
+	uint32_t h = 2166136261u ^ salt;
 	for (const char *p = id; *p; p++)
 		h = (h ^ (uint8_t)*p) * 16777619u;
 	h = (h ^ (uint32_t)attempt) * 16777619u;
 	h ^= h >> 15;
-	return (int)(h % 100) < g->transient_pct;
+	return (int)(h % 100);
+}
+
+static bool
+gateway_flaky(const struct gateway *g, const char *id, int attempt)
+{
+	return gateway_roll(id, attempt, 0) < g->transient_pct;
+}
+
+/* A slow gateway call: the whole daemon waits, as a blocking client
+ * library would make it. */
+static void
+gateway_wait(const struct gateway *g, const char *id, int attempt)
+{
+	if (g->slow_ms > 0 && gateway_roll(id, attempt, 0x5a5a) < g->slow_pct) {
+		struct timespec ts = {g->slow_ms / 1000,
+		                      (long)(g->slow_ms % 1000) * 1000000};
+		log_info("gateway slow for %s: %d ms", id, g->slow_ms);
+		nanosleep(&ts, NULL);
+	}
 }
 
 static void
@@ -220,6 +253,7 @@ charge(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 	if (currency[0] == '\0')
 		currency = "EUR";
 	if (card) {
+		gateway_wait(g, in->id, attempt);
 		if (gateway_flaky(g, in->id, attempt)) {
 			snprintf(why, whylen, "gateway unavailable");
 			return PART_RETRY;

@@ -1,0 +1,66 @@
+/* e2e.h -- the end-to-end harness: every daemon on a private broker
+ * (saga-orchestrator, inventory-svc, payment-svc, three shipping-svc
+ * regions, notification-svc, order-api), a mix of orders posted through
+ * the HTTP API at a shop's pace, faults injected along the way, and then
+ * the invariants:
+ *   - every order reached a final state (strict: exactly the one the
+ *     rules give it);
+ *   - stock conserved: seeded = on hand + held, held = lines of completed
+ *     orders;
+ *   - the ledger balances: charges - refunds = completed card orders, and
+ *     never two charges or refunds for one saga;
+ *   - one notification per event, one confirmation per completed order;
+ *     every event in the audit queue;
+ *   - shipments by the right regional instance;
+ *   - every dead-letter queue empty; the retry path used;
+ *   - every daemon stops cleanly on SIGTERM.
+ * Used by tests/integration/test_e2e.c and tests/faults/test_faults.c.
+ */
+#ifndef SAGA_E2E_H
+#define SAGA_E2E_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum e2e_daemon {
+	D_ORCH,
+	D_INV,
+	D_PAY,
+	D_SHIP_DEFAULT,
+	D_SHIP_INDIA,
+	D_SHIP_EU,
+	D_NOTIF,
+	D_API,
+	D_INV2, /* a second inventory-svc on the same database */
+};
+
+enum e2e_fault_kind {
+	E2E_KILL,              /* SIGKILL a daemon, start it again */
+	E2E_BROKER_RESTART,    /* stop and start the broker */
+	E2E_CLOSE_CONNECTIONS, /* rabbitmqctl close_all_connections */
+	E2E_DISK_FULL,         /* fill the orchestrator's file system a while */
+};
+
+struct e2e_fault {
+	int at; /* when order number `at` is about to be posted */
+	enum e2e_fault_kind what;
+	enum e2e_daemon which; /* E2E_KILL */
+};
+
+struct e2e_opts {
+	const char *name; /* the private broker's name */
+	int n;            /* orders, at most 1000 */
+	bool strict;      /* each order must end as the rules say */
+	const struct e2e_fault *faults;
+	size_t nfaults;
+	bool second_inventory; /* run D_INV2 as well */
+	bool slow_payments;    /* 1% of card charges take 2.5 s */
+	const char *charts;    /* statecharts dir (default statecharts) */
+	const char *orch_dir;  /* the orchestrator's database dir (a small
+	                        * file system for E2E_DISK_FULL) */
+};
+
+/* Runs one scenario; failures are CHECKs of the calling test. */
+void e2e_run(const struct e2e_opts *o);
+
+#endif

@@ -26,6 +26,7 @@
 
 #include "bus.h"
 #include "db.h"
+#include "envelope.h"
 #include "e2e.h"
 #include "testutil.h"
 
@@ -599,6 +600,175 @@ check_regions(void)
 	      other);
 }
 
+/* ---- bad input: every kind of malformed message to every queue ---- */
+
+static const struct {
+	const char *queue, *dlq;
+	bool catch_all; /* an event consumer: any type is handled */
+	bool replies;   /* the orchestrator's replies: unknown saga ids */
+} bad_queues[] = {
+        {"orchestrator.orders", "orchestrator.dlq", false, false},
+        {"orchestrator.replies", "orchestrator.dlq", false, true},
+        {"orchestrator.control", "orchestrator.dlq", false, false},
+        {"inventory.commands", "inventory.commands.dlq", false, false},
+        {"payment.card", "payment.card.dlq", false, false},
+        {"payment.cod", "payment.cod.dlq", false, false},
+        {"shipping.default", "shipping.default.dlq", false, false},
+        {"shipping.india", "shipping.india.dlq", false, false},
+        {"shipping.eu", "shipping.eu.dlq", false, false},
+        {"notification.events", "notification.events.dlq", true, false},
+        {"notification.confirm", "notification.confirm.dlq", true, false},
+};
+#define NBADQ (sizeof(bad_queues) / sizeof(bad_queues[0]))
+static long bad_expected[NBADQ];
+
+/* A valid envelope of `type` for saga `saga`, encoded (caller frees). */
+static char *
+valid_body(const char *id, const char *saga, const char *type, size_t *len)
+{
+	struct envelope e;
+	char *body = NULL;
+	envelope_init(&e);
+	snprintf(e.id, sizeof(e.id), "%s", id);
+	snprintf(e.saga, sizeof(e.saga), "%s", saga);
+	snprintf(e.type, sizeof(e.type), "%s", type);
+	e.ts = 1;
+	if (envelope_encode(&e, &body, len) != 0)
+		body = NULL;
+	envelope_clear(&e);
+	return body;
+}
+
+/* An envelope whose attempt is a string. */
+static char *
+wrong_types_body(const char *id, size_t *len)
+{
+	struct value m, p;
+	char *buf = NULL;
+	value_set_map(&m);
+	value_set_map(&p);
+	value_map_put_int(&m, "v", 1);
+	value_map_put_str(&m, "id", id);
+	value_map_put_str(&m, "saga", "bad-saga");
+	value_map_put_str(&m, "type", "inventory.reserve");
+	value_map_put_str(&m, "step", "");
+	value_map_put_str(&m, "attempt", "first");
+	value_map_put_int(&m, "ts", 1);
+	value_map_put(&m, "payload", &p);
+	if (value_to_msgpack(&m, &buf, len) != 0)
+		buf = NULL;
+	value_clear(&m);
+	return buf;
+}
+
+static void
+send_bad(struct bus *b, const char *queue, const char *id, const void *body,
+         size_t len, const char *content_type, size_t *sent)
+{
+	struct bus_message m = {.exchange = "",
+	                        .routing_key = queue,
+	                        .message_id = id,
+	                        .type = "bad",
+	                        .content_type = content_type,
+	                        .body = body,
+	                        .len = len};
+	CHECK(body != NULL && bus_publish(b, &m, 0) == 0);
+	(*sent)++;
+}
+
+static void
+send_bad_input(struct bus *b)
+{
+	static const struct bus_handlers none = {NULL, NULL, NULL};
+	static const unsigned char garbage[] = {0xde, 0xad, 0xbe, 0xef};
+	static const unsigned char huge[] = {0xdf, 0xff, 0xff, 0xff, 0xff};
+
+	for (size_t q = 0; q < NBADQ; q++) {
+		const char *name = bad_queues[q].queue;
+		char id[128];
+		size_t n = 0, len = 0;
+		char *body;
+		long *want = &bad_expected[0];
+
+		for (size_t k = 0; k < NBADQ; k++)
+			if (strcmp(bad_queues[k].dlq, bad_queues[q].dlq) == 0) {
+				want = &bad_expected[k];
+				break;
+			}
+		snprintf(id, sizeof(id), "bad-garbage-%s", name);
+		send_bad(b, name, id, garbage, sizeof(garbage), NULL, &n);
+		snprintf(id, sizeof(id), "bad-huge-%s", name);
+		send_bad(b, name, id, huge, sizeof(huge), NULL, &n);
+		snprintf(id, sizeof(id), "bad-ctype-%s", name);
+		body = valid_body(id, "bad-saga", "inventory.reserve", &len);
+		send_bad(b, name, id, body, len, "text/plain", &n);
+		snprintf(id, sizeof(id), "bad-truncated-%s", name);
+		send_bad(b, name, id, body, len > 20 ? 20 : len, NULL, &n);
+		free(body);
+		snprintf(id, sizeof(id), "bad-types-%s", name);
+		body = wrong_types_body(id, &len);
+		send_bad(b, name, id, body, len, NULL, &n);
+		free(body);
+		if (!bad_queues[q].catch_all) {
+			snprintf(id, sizeof(id), "bad-type-%s", name);
+			body = valid_body(id, "bad-saga", "no.such_command",
+			                  &len);
+			send_bad(b, name, id, body, len, NULL, &n);
+			free(body);
+		}
+		if (bad_queues[q].replies) {
+			snprintf(id, sizeof(id), "bad-saga-%s", name);
+			body = valid_body(id, "no-such-saga",
+			                  "inventory.reserved", &len);
+			send_bad(b, name, id, body, len, NULL, &n);
+			free(body);
+		}
+		*want += (long)n;
+	}
+	CHECK(bus_flush(b, 10000, &none) == 0);
+}
+
+struct bad_seen {
+	long n, without_reason;
+};
+
+static int
+take_bad(void *arg, const struct bus_delivery *d)
+{
+	struct bad_seen *s = arg;
+	s->n++;
+	if (d->error[0] == '\0')
+		s->without_reason++;
+	if (s->n <= 2)
+		fprintf(stderr, "    %s: %s\n", d->message_id, d->error);
+	return 1;
+}
+
+/* Each DLQ holds exactly the bad messages sent to its queues, each with
+ * its reason. */
+static void
+check_bad_input(struct bus *b)
+{
+	for (size_t q = 0; q < NBADQ; q++) {
+		struct bad_seen s = {0, 0};
+		bool got = true;
+		if (bad_expected[q] == 0)
+			continue;
+		fprintf(stderr, "  %s:\n", bad_queues[q].dlq);
+		for (int t = 0; t < 200 && s.n < bad_expected[q]; t++) {
+			if (bus_get(b, bad_queues[q].dlq, take_bad, &s, &got) !=
+			            0 ||
+			    !got)
+				usleep(50000);
+		}
+		CHECK_MSG(s.n == bad_expected[q] && s.without_reason == 0,
+		          "%s: %ld dead letters (%ld without a reason), want "
+		          "%ld",
+		          bad_queues[q].dlq, s.n, s.without_reason,
+		          bad_expected[q]);
+	}
+}
+
 static void
 check_queues_empty(struct bus *b)
 {
@@ -666,6 +836,10 @@ e2e_run(const struct e2e_opts *o)
 	CHECK(pids_ok == 0);
 	CHECK_MSG(wait_ready(b) == 0, "the daemons did not come up: see %s",
 	          dir);
+	if (o->bad_input) {
+		memset(bad_expected, 0, sizeof(bad_expected));
+		send_bad_input(b);
+	}
 	post_all();
 	for (int t = 0; t < 3000 && finished() < n_orders; t++)
 		usleep(100000);
@@ -681,6 +855,8 @@ e2e_run(const struct e2e_opts *o)
 	check_ledger(card_cents);
 	check_notifications(b, ncompleted);
 	check_regions();
+	if (o->bad_input)
+		check_bad_input(b); /* takes them: then all must be empty */
 	check_queues_empty(b);
 	/* the gateway's transient failures went round the retry queue */
 	log = testutil_slurp(path("pay.log"), NULL);

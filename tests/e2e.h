@@ -55,9 +55,12 @@ struct e2e_opts {
 	size_t nfaults;
 	bool second_inventory; /* run D_INV2 as well */
 	bool slow_payments;    /* 1% of card charges take 2.5 s */
-	const char *charts;    /* statecharts dir (default statecharts) */
-	const char *orch_dir;  /* the orchestrator's database dir (a small
-	                        * file system for E2E_DISK_FULL) */
+	bool bad_input; /* before the orders, every kind of malformed message
+	                 * to every work queue: each must land in its
+	                 * dead-letter queue with a reason, and nothing else */
+	const char *charts;   /* statecharts dir (default statecharts) */
+	const char *orch_dir; /* the orchestrator's database dir (a small
+	                       * file system for E2E_DISK_FULL) */
 };
 
 /* Runs one scenario; failures are CHECKs of the calling test. */

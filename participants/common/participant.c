@@ -680,6 +680,15 @@ on_delivery(void *arg, const struct bus_delivery *d)
 	memset(&r, 0, sizeof(r));
 	value_set_map(&r.payload);
 	memset(&s, 0, sizeof(s));
+	if (d->content_type[0] != '\0' &&
+	    strcmp(d->content_type, "application/msgpack") != 0) {
+		char reason[300];
+		snprintf(reason, sizeof(reason),
+		         "content type \"%.100s\" is not application/msgpack",
+		         d->content_type);
+		dead_letter(p, d, reason);
+		goto out;
+	}
 	if (envelope_decode(d->body, d->len, &in, err, sizeof(err)) != 0) {
 		char reason[600];
 		snprintf(reason, sizeof(reason), "cannot decode: %s", err);

@@ -5,8 +5,9 @@
  * For each delivery from one of the daemon's work queues:
  *
  *   1. The body is decoded (lib/envelope.h). A message that cannot be
- *      decoded goes straight to `<queue>.dlq` with the reason in the
- *      x-saga-error header.
+ *      decoded, or whose content type is set and not application/msgpack,
+ *      goes straight to `<queue>.dlq` with the reason in the x-saga-error
+ *      header.
  *   2. In one SQLite transaction (BEGIN IMMEDIATE) shared by the
  *      deliveries that arrived together (a batch, up to the prefetch
  *      window), each in its own savepoint: if its message id is

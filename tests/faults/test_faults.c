@@ -1,4 +1,6 @@
-/* test_faults -- the whole system under a steady stream of orders while
+/* test_faults -- bad input to every queue (each malformed message in a
+ * dead-letter queue with its reason while good traffic goes on); and the
+ * whole system under a steady stream of orders while
  * things go wrong (issue 11): the orchestrator SIGKILLed twice, inventory
  * and payment SIGKILLed, two inventory instances competing on one
  * database, the broker's connections closed and the broker restarted, a
@@ -65,11 +67,26 @@ test_faults_under_load(void)
 	free(dir);
 }
 
+/* Every kind of malformed message to every work queue, then 200 orders:
+ * each bad one lands in its dead-letter queue with its reason, the good
+ * traffic ends exactly as the rules say. */
+static void
+test_bad_input_everywhere(void)
+{
+	static const struct e2e_opts o = {.name = "badinput",
+	                                  .n = 200,
+	                                  .strict = true,
+	                                  .bad_input = true};
+	e2e_run(&o);
+}
+
 int
 main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	atexit(testutil_kill_all);
+	RUN(test_bad_input_everywhere);
+	testutil_kill_all();
 	RUN(test_faults_under_load);
 	testutil_kill_all();
 	return check_summary();

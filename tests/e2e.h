@@ -54,7 +54,7 @@ struct e2e_opts {
 	const struct e2e_fault *faults;
 	size_t nfaults;
 	bool second_inventory; /* run D_INV2 as well */
-	bool slow_payments;    /* 1% of card charges take 2.5 s */
+	bool slow_payments;    /* 1% of card charges take 4.5 s */
 	bool bad_input; /* before the orders, every kind of malformed message
 	                 * to every work queue: each must land in its
 	                 * dead-letter queue with a reason, and nothing else */

@@ -8,8 +8,11 @@
  * come), and the orchestrator's disk filled for a while. Then every
  * invariant of tests/e2e.h must hold, and the run prints what it survived.
  *
- * The chart is order.yaml with 2 s step timeouts, so that the slow gateway
- * (2.5 s) makes the orchestrator retry. The disk is a small tmpfs mounted
+ * The chart is order.yaml with 4 s step timeouts, so that the slow gateway
+ * (4.5 s) makes the orchestrator retry. A compensation that keeps failing
+ * while the broker is away leaves its saga stuck, by design: the test then
+ * does what an operator would (sagactl resume --all --status stuck) and
+ * says how many it resumed. The disk is a small tmpfs mounted
  * for the test (root only; without it that fault is skipped, said so).
  */
 #include <signal.h>
@@ -46,7 +49,7 @@ test_faults_under_load(void)
 	snprintf(disk, sizeof(disk), "%s/disk", dir);
 	CHECK(testutil_sh(NULL,
 	                  "mkdir -p '%s' '%s' && sed 's/timeout: 5s/timeout: "
-	                  "2s/' statecharts/order.yaml > '%s/order.yaml'",
+	                  "4s/' statecharts/order.yaml > '%s/order.yaml'",
 	                  charts, disk, charts) == 0);
 	o.charts = charts;
 	if (mount("tmpfs", disk, "tmpfs", 0, "size=48m") == 0) {

@@ -136,7 +136,7 @@ main(int argc, char **argv)
 	        {NULL, 0, NULL, 0},
 	};
 	static const struct bus_exchange ex[] = {
-	        {"order_events", "topic", NULL}};
+	        {"order_events", "topic", NULL, NULL}};
 	static const struct bus_queue q[] = {{.name = "bench.done"}};
 	static const struct bus_binding bd[] = {
 	        {"order_events", "bench.done", NULL, "order.completed"},

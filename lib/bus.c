@@ -42,6 +42,8 @@ struct pending {
 	        *traceparent, *error, *content_type;
 	int64_t timestamp_ms, expiration_ms;
 	bool mandatory, transient;
+	bool sent;   /* written on some connection before: a resend */
+	bool nacked; /* refused by the broker: resent after nack_retry_at */
 	void *body;
 	size_t len;
 	char *mem;
@@ -53,12 +55,21 @@ struct bus {
 	size_t nurls, next_url;
 	char *consume[16];
 	size_t nconsume;
-	struct bus_topology topo; /* a deep copy of cfg->topology */
-	char *topo_mem;           /* its one allocation */
+	struct bus_topology topo;     /* a deep copy of cfg->topology */
+	char *topo_mem;               /* its one allocation */
+	struct bus_binding *bindings; /* topo.bindings, writable */
 
 	amqp_connection_state_t conn;
 	bool connected, blocked, consuming;
 	bool cancelled; /* bus_cancel: do not consume after a reconnect */
+	bool quorum;    /* queue_type quorum */
+	/* nacks: resent after a backoff, not at once (a queue that refuses
+	 * must not turn into a busy loop); a run of them reopens the
+	 * connection, since a quorum queue's channel state can stay stuck
+	 * on a leader that is gone (seen on 3.10 after a node stopped) */
+	int64_t nack_retry_at_ms;
+	int nack_backoff_ms, nack_streak;
+	size_t nnacked;
 	int64_t connected_at_ms;
 	uint32_t generation; /* connections made so far */
 	uint64_t next_seq;
@@ -344,7 +355,10 @@ drop_connection(struct bus *b, const char *why)
 	for (size_t i = b->head; i < b->np; i++) {
 		b->p[i].seq = 0; /* publish again on the next connection */
 		b->p[i].returned = false;
+		b->p[i].nacked = false;
 	}
+	b->nnacked = 0;
+	b->nack_streak = b->nack_backoff_ms = 0;
 	b->retry_at_ms = now_ms() + b->backoff_ms;
 }
 
@@ -395,6 +409,8 @@ declare(struct bus *b)
 		size_t n = 0;
 		if (x->alternate != NULL)
 			entry_str(e, &n, "alternate-exchange", x->alternate);
+		if (x->hash_property != NULL)
+			entry_str(e, &n, "hash-property", x->hash_property);
 		amqp_exchange_declare(b->conn, CH, amqp_cstring_bytes(x->name),
 		                      amqp_cstring_bytes(x->type), 0, 1, 0, 0,
 		                      (amqp_table_t){(int)n, e});
@@ -403,8 +419,12 @@ declare(struct bus *b)
 	}
 	for (size_t i = 0; i < t->nqueues; i++) {
 		const struct bus_queue *q = &t->queues[i];
+		bool quorum = q->quorum || (b->quorum && !q->classic);
+		int64_t limit = q->delivery_limit;
 		amqp_table_entry_t e[8];
 		size_t n = 0;
+		if (quorum && limit == 0 && q->dlx != NULL)
+			limit = b->cfg.delivery_limit;
 		if (q->dlx != NULL)
 			entry_str(e, &n, "x-dead-letter-exchange", q->dlx);
 		if (q->dlrk != NULL)
@@ -415,10 +435,10 @@ declare(struct bus *b)
 			entry_i64(e, &n, "x-max-length", q->max_length);
 		if (q->overflow != NULL)
 			entry_str(e, &n, "x-overflow", q->overflow);
-		if (q->quorum)
+		if (quorum)
 			entry_str(e, &n, "x-queue-type", "quorum");
-		if (q->delivery_limit > 0)
-			entry_i64(e, &n, "x-delivery-limit", q->delivery_limit);
+		if (quorum && limit > 0)
+			entry_i64(e, &n, "x-delivery-limit", limit);
 		amqp_queue_declare(b->conn, CH, amqp_cstring_bytes(q->name), 0,
 		                   1, 0, 0, (amqp_table_t){(int)n, e});
 		if (!rpc_ok(b, q->name))
@@ -611,7 +631,8 @@ topo_copy(struct bus *b, const struct bus_topology *t)
 
 	for (size_t i = 0; i < t->nexchanges; i++)
 		n += slen(t->exchanges[i].name) + slen(t->exchanges[i].type) +
-		     slen(t->exchanges[i].alternate);
+		     slen(t->exchanges[i].alternate) +
+		     slen(t->exchanges[i].hash_property);
 	for (size_t i = 0; i < t->nqueues; i++)
 		n += slen(t->queues[i].name) + slen(t->queues[i].dlx) +
 		     slen(t->queues[i].dlrk) + slen(t->queues[i].overflow);
@@ -632,6 +653,7 @@ topo_copy(struct bus *b, const struct bus_topology *t)
 		ex[i].name = put(&at, t->exchanges[i].name);
 		ex[i].type = put(&at, t->exchanges[i].type);
 		ex[i].alternate = put(&at, t->exchanges[i].alternate);
+		ex[i].hash_property = put(&at, t->exchanges[i].hash_property);
 	}
 	for (size_t i = 0; i < t->nqueues; i++) {
 		q[i] = t->queues[i];
@@ -648,6 +670,7 @@ topo_copy(struct bus *b, const struct bus_topology *t)
 	}
 	b->topo = (struct bus_topology){ex, t->nexchanges, q, t->nqueues,
 	                                bd, t->nbindings};
+	b->bindings = bd;
 	return 0;
 }
 
@@ -674,6 +697,20 @@ bus_open(const struct bus_config *cfg, char *err, size_t errlen)
 		b->cfg.prefetch = 200;
 	if (b->cfg.max_body == 0)
 		b->cfg.max_body = 16u << 20;
+	if (b->cfg.delivery_limit <= 0)
+		b->cfg.delivery_limit = 20;
+	if (cfg->queue_type != NULL && cfg->queue_type[0] != '\0' &&
+	    strcmp(cfg->queue_type, "classic") != 0) {
+		if (strcmp(cfg->queue_type, "quorum") != 0) {
+			snprintf(err, errlen,
+			         "queue type '%s': use classic or quorum",
+			         cfg->queue_type);
+			free(b);
+			return NULL;
+		}
+		b->quorum = true;
+	}
+	b->cfg.queue_type = NULL; /* not kept: b->quorum says it */
 	if (cfg->url == NULL || cfg->url[0] == '\0') {
 		snprintf(err, errlen, "no AMQP URL (--amqp or SAGA_AMQP_URL)");
 		free(b);
@@ -760,7 +797,7 @@ static int
 send_one(struct bus *b, struct pending *p)
 {
 	amqp_basic_properties_t props;
-	amqp_table_entry_t h[2];
+	amqp_table_entry_t h[3];
 	size_t nh = 0;
 	char exp[32];
 	int rc;
@@ -796,6 +833,11 @@ send_one(struct bus *b, struct pending *p)
 		entry_str(h, &nh, "traceparent", p->traceparent);
 	if (p->error != NULL)
 		entry_str(h, &nh, "x-saga-error", p->error);
+	if (p->sent) {
+		amqp_table_entry_t *x = entry(h, &nh, "x-republished");
+		x->value.kind = AMQP_FIELD_KIND_BOOLEAN;
+		x->value.value.boolean = 1;
+	}
 	if (nh > 0) {
 		props._flags |= AMQP_BASIC_HEADERS_FLAG;
 		props.headers = (amqp_table_t){(int)nh, h};
@@ -808,6 +850,7 @@ send_one(struct bus *b, struct pending *p)
 		return -1;
 	}
 	p->seq = b->next_seq++;
+	p->sent = true;
 	return 0;
 }
 
@@ -815,10 +858,17 @@ send_one(struct bus *b, struct pending *p)
 static void
 send_pending(struct bus *b)
 {
+	bool hold = b->nnacked > 0 && now_ms() < b->nack_retry_at_ms;
 	for (size_t i = b->head; i < b->np && b->connected && !b->blocked;
 	     i++) {
 		if (b->p[i].seq != 0 || b->p[i].mem == NULL)
 			continue;
+		if (b->p[i].nacked) {
+			if (hold)
+				continue;
+			b->p[i].nacked = false;
+			b->nnacked--;
+		}
 		if (send_one(b, &b->p[i]) != 0)
 			return;
 		if (b->generation > 1 || b->p[i].returned)
@@ -920,9 +970,12 @@ settle_entry(struct bus *b, struct pending *p, bool ack,
 	if (p->mem == NULL)
 		return;
 	if (!ack) {
-		/* nacked: send it again (it keeps its place) */
+		/* nacked: send it again, after the backoff */
 		b->stats.nacked++;
 		p->seq = 0;
+		if (!p->nacked)
+			b->nnacked++;
+		p->nacked = true;
 		return;
 	}
 	if (p->returned) {
@@ -942,6 +995,17 @@ static void
 handle_confirm(struct bus *b, uint64_t seq, bool multiple, bool ack,
                const struct bus_handlers *h, int *events)
 {
+	if (ack) {
+		b->nack_streak = 0;
+		b->nack_backoff_ms = 0;
+	} else {
+		b->nack_streak++;
+		b->nack_backoff_ms =
+		        b->nack_backoff_ms == 0 ? 100 : b->nack_backoff_ms * 2;
+		if (b->nack_backoff_ms > 2000)
+			b->nack_backoff_ms = 2000;
+		b->nack_retry_at_ms = now_ms() + b->nack_backoff_ms;
+	}
 	if (multiple) {
 		for (size_t i = b->head; i < b->np; i++) {
 			if (b->p[i].seq == 0 || b->p[i].seq > seq)
@@ -972,6 +1036,11 @@ handle_confirm(struct bus *b, uint64_t seq, bool multiple, bool ack,
 	}
 	while (b->head < b->np && b->p[b->head].mem == NULL)
 		b->head++;
+	if (!ack && b->nack_streak >= 5) {
+		b->nack_streak = 0;
+		drop_connection(b, "the broker refused publishes five times "
+		                   "running (nack); opening a new connection");
+	}
 }
 
 static void
@@ -1059,11 +1128,13 @@ field_int(const amqp_field_value_t *v)
 	}
 }
 
-/* x-death: an array of tables; the entry for {queue, rejected}. */
+/* x-death: an array of tables; the counts of {queue, rejected} and
+ * {queue, delivery_limit} (a quorum queue's limit). */
 static long
 death_count(const amqp_basic_properties_t *p, const char *queue)
 {
 	const amqp_field_value_t *xd;
+	long n = 0;
 	if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG))
 		return 0;
 	xd = table_get(&p->headers, "x-death");
@@ -1083,10 +1154,11 @@ death_count(const amqp_basic_properties_t *p, const char *queue)
 		    (r->kind == AMQP_FIELD_KIND_UTF8 ||
 		     r->kind == AMQP_FIELD_KIND_BYTES) &&
 		    bytes_eq(q->value.bytes, queue) &&
-		    bytes_eq(r->value.bytes, "rejected"))
-			return field_int(c);
+		    (bytes_eq(r->value.bytes, "rejected") ||
+		     bytes_eq(r->value.bytes, "delivery_limit")))
+			n += field_int(c);
 	}
-	return 0;
+	return n;
 }
 
 static void
@@ -1140,6 +1212,8 @@ to_delivery(struct bus *b, const amqp_basic_properties_t *p, amqp_bytes_t body,
 	                          ? (int64_t)p->timestamp * 1000
 	                          : 0;
 	d->rejected_count = death_count(p, queue);
+	d->republished = (p->_flags & AMQP_BASIC_HEADERS_FLAG) &&
+	                 table_get(&p->headers, "x-republished") != NULL;
 	d->body = body.bytes;
 	d->len = body.len;
 	(void)b;
@@ -1303,6 +1377,11 @@ bus_poll(struct bus *b, int timeout_ms, const struct bus_handlers *h)
 		/* never sleep past a heartbeat interval without reading */
 		if (left > b->cfg.heartbeat_s * 500L)
 			left = b->cfg.heartbeat_s * 500L;
+		/* nor past the resend of nacked messages */
+		if (b->nnacked > 0 && left > b->nack_retry_at_ms - now_ms())
+			left = b->nack_retry_at_ms > now_ms()
+			               ? b->nack_retry_at_ms - now_ms()
+			               : 0;
 		tv.tv_sec = left / 1000;
 		tv.tv_usec = (left % 1000) * 1000;
 		r = amqp_consume_message(b->conn, &env, &tv, 0);
@@ -1438,6 +1517,48 @@ bus_queue_info(struct bus *b, const char *queue, uint32_t *messages,
 	}
 	*messages = ok->message_count;
 	*consumers = ok->consumer_count;
+	return 0;
+}
+
+int
+bus_unbind(struct bus *b, const char *exchange, const char *queue,
+           const char *key)
+{
+	/* from the copy, so a reconnect does not bind it again */
+	struct bus_binding *bd = b->bindings;
+	for (size_t i = 0; i < b->topo.nbindings; i++) {
+		if (bd[i].queue == NULL || strcmp(bd[i].queue, queue) != 0 ||
+		    strcmp(bd[i].exchange, exchange) != 0 ||
+		    strcmp(bd[i].key, key) != 0)
+			continue;
+		memmove(&bd[i], &bd[i + 1],
+		        (b->topo.nbindings - i - 1) * sizeof(*bd));
+		b->topo.nbindings--;
+		break;
+	}
+	if (!b->connected)
+		return -1;
+	amqp_queue_unbind(b->conn, CH, amqp_cstring_bytes(queue),
+	                  amqp_cstring_bytes(exchange), amqp_cstring_bytes(key),
+	                  amqp_empty_table);
+	if (!rpc_ok(b, queue)) {
+		drop_connection(b, b->last_error);
+		return -1;
+	}
+	return 0;
+}
+
+int
+bus_queue_delete(struct bus *b, const char *queue, bool if_empty)
+{
+	if (!b->connected)
+		return -1;
+	amqp_queue_delete(b->conn, CH, amqp_cstring_bytes(queue), 0,
+	                  if_empty ? 1 : 0);
+	if (!rpc_ok(b, queue)) {
+		drop_connection(b, b->last_error);
+		return -1;
+	}
 	return 0;
 }
 

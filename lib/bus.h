@@ -48,6 +48,9 @@ struct bus_exchange {
 	const char *name;
 	const char *type;      /* direct, topic, fanout, x-consistent-hash */
 	const char *alternate; /* alternate-exchange, or NULL */
+	const char *hash_property; /* x-consistent-hash: hash this property
+	                            * (message_id, correlation_id, timestamp)
+	                            * instead of the routing key; or NULL */
 };
 
 struct bus_queue {
@@ -59,6 +62,7 @@ struct bus_queue {
 	int64_t max_length;     /* x-max-length, 0 for none */
 	const char *overflow;   /* x-overflow, or NULL */
 	bool quorum;            /* x-queue-type=quorum */
+	bool classic;           /* stays classic whatever queue_type says */
 	int64_t delivery_limit; /* x-delivery-limit (quorum), 0 for none */
 };
 
@@ -95,6 +99,15 @@ struct bus_config {
 	int rpc_timeout_ms;     /* 0: default 15000 */
 	uint16_t prefetch;      /* per consumer; 0: default 200 */
 	size_t max_body;        /* deliveries larger are rejected; 0: 16 MiB */
+	/* The queue type of the whole topology: NULL or "classic" (each
+	 * queue as declared), or "quorum": every queue not marked classic is
+	 * a quorum queue (replicated over the cluster's nodes), and those
+	 * with a dead-letter exchange get x-delivery-limit = delivery_limit
+	 * (0: default 20), so a message that keeps failing its consumer
+	 * (a crash, a lost connection) is dead-lettered instead of being
+	 * redelivered forever. Daemons take it from SAGA_QUEUE_TYPE. */
+	const char *queue_type;
+	int64_t delivery_limit;
 	const struct bus_topology *topology; /* declared on every connect */
 	const char *const *consume;          /* queues to consume */
 	size_t nconsume;
@@ -134,9 +147,13 @@ struct bus_delivery {
 	const char *error; /* x-saga-error header */
 	int64_t timestamp_ms;
 	bool redelivered;
-	long rejected_count;      /* x-death count for {this queue, rejected} */
-	const char *death_queue;  /* x-first-death-queue: where it was first
-	                           * dead-lettered from ("" if never) */
+	long rejected_count;     /* x-death count for this queue, reasons
+	                          * rejected and delivery_limit */
+	bool republished;        /* the publisher sent it again after losing the
+	                          * connection or a nack (header x-republished):
+	                          * an earlier copy may have been routed */
+	const char *death_queue; /* x-first-death-queue: where it was first
+	                          * dead-lettered from ("" if never) */
 	const char *death_reason; /* x-first-death-reason */
 	const void *body;
 	size_t len;
@@ -203,6 +220,12 @@ const struct bus_stats *bus_stats(const struct bus *b);
  * queue does not exist or the bus is not connected. */
 int bus_queue_info(struct bus *b, const char *queue, uint32_t *messages,
                    uint32_t *consumers);
+/* Removes a queue's binding now, and from the topology declared on
+ * every reconnect. 0, or -1 when not connected or refused. */
+int bus_unbind(struct bus *b, const char *exchange, const char *queue,
+               const char *key);
+/* Deletes a queue (only if it is empty when if_empty). */
+int bus_queue_delete(struct bus *b, const char *queue, bool if_empty);
 /* Deletes every message of a queue; *n gets how many. */
 int bus_queue_purge(struct bus *b, const char *queue, uint32_t *n);
 

@@ -44,6 +44,8 @@ usage(FILE *f)
 	           "LEVEL] [--batch N]\n"
 	           "                         [--batch-wait MS] [--prefetch N] "
 	           "[--reply-key KEY]\n"
+	           "                         [--shard I/N [--drain]] "
+	           "[--queue-type T]\n"
 	           "  --amqp URL         broker URL(s), comma-separated "
 	           "(env SAGA_AMQP_URL)\n"
 	           "  --db PATH          the orchestrator's SQLite database "
@@ -62,6 +64,17 @@ usage(FILE *f)
 	           "(default 200)\n"
 	           "  --reply-key KEY    routing key of this orchestrator's "
 	           "reply queue (default orchestrator)\n"
+	           "  --shard I/N        run shard I of N: orders hashed by id "
+	           "over the shards,\n"
+	           "                     each with its own database and "
+	           "queues (deploy/README.md)\n"
+	           "  --drain            (with --shard) leave the hash ring, "
+	           "finish every saga\n"
+	           "                     this shard owns, then exit 0\n"
+	           "  --queue-type T     classic or quorum: the type of every "
+	           "queue it declares\n"
+	           "                     (env SAGA_QUEUE_TYPE, default "
+	           "classic)\n"
 	           "  -n                 check the configuration and exit\n");
 }
 
@@ -78,6 +91,9 @@ main(int argc, char **argv)
 	        {"batch-wait", required_argument, NULL, 'w'},
 	        {"prefetch", required_argument, NULL, 'p'},
 	        {"reply-key", required_argument, NULL, 'r'},
+	        {"shard", required_argument, NULL, 'S'},
+	        {"drain", no_argument, NULL, 'D'},
+	        {"queue-type", required_argument, NULL, 'q'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
@@ -89,6 +105,7 @@ main(int argc, char **argv)
 	        .batch_wait_ms = 5,
 	        .prefetch = 200,
 	        .reply_key = "orchestrator",
+	        .queue_type = getenv("SAGA_QUEUE_TYPE"),
 	};
 	enum log_level level = LOG_INFO;
 	int check_only = 0, c, rc;
@@ -149,6 +166,15 @@ main(int argc, char **argv)
 		case 'r':
 			cfg.reply_key = optarg;
 			break;
+		case 'S':
+			cfg.shard = optarg;
+			break;
+		case 'D':
+			cfg.drain = true;
+			break;
+		case 'q':
+			cfg.queue_type = optarg;
+			break;
 		case 'n':
 			check_only = 1;
 			break;
@@ -165,6 +191,26 @@ main(int argc, char **argv)
 		        "saga-orchestrator: unexpected argument \"%s\"\n",
 		        argv[optind]);
 		usage(stderr);
+		return 2;
+	}
+	if (cfg.shard != NULL && strcmp(cfg.reply_key, "orchestrator") != 0) {
+		fprintf(stderr, "saga-orchestrator: --reply-key and --shard "
+		                "do not mix: a shard's reply key is "
+		                "orchestrator-I\n");
+		return 2;
+	}
+	if (cfg.drain && cfg.shard == NULL) {
+		fprintf(stderr, "saga-orchestrator: --drain needs --shard "
+		                "I/N\n");
+		return 2;
+	}
+	if (cfg.queue_type != NULL && cfg.queue_type[0] != '\0' &&
+	    strcmp(cfg.queue_type, "classic") != 0 &&
+	    strcmp(cfg.queue_type, "quorum") != 0) {
+		fprintf(stderr,
+		        "saga-orchestrator: queue type \"%s\": use classic or "
+		        "quorum\n",
+		        cfg.queue_type);
 		return 2;
 	}
 	if (cfg.statecharts == NULL)

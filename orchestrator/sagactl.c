@@ -34,8 +34,15 @@
 #include "dlq.h"
 #include "store.h"
 
+#define MAX_DBS 10 /* SQLite attaches at most 10 databases */
+
 struct opts {
 	const char *db, *amqp, *reason;
+	/* every shard's database (--db given again, or --shards FILE); db is
+	 * the first */
+	const char *dbs[MAX_DBS];
+	size_t ndb;
+	bool too_many_dbs;
 	const char *script, *order, *latency; /* simulate */
 	/* list and --all filters, as given */
 	const char *status, *chart, *state, *older, *stuck, *prefix, *limit;
@@ -84,7 +91,14 @@ usage(FILE *f)
 	        "D\n"
 	        "           --stuck-for D --prefix ID_PREFIX --limit N\n"
 	        "           (sagactl list --help)\n"
-	        "  --db PATH    the orchestrator's database (env SAGA_DB)\n"
+	        "  --db PATH    the orchestrator's database (env SAGA_DB); "
+	        "again for\n"
+	        "               each shard's: list, show, stats and the "
+	        "actions then\n"
+	        "               span them all, each action going to the "
+	        "saga's owner\n"
+	        "  --shards F   the shards' databases, one path a line "
+	        "(# comments)\n"
 	        "  --amqp URL   the broker, for operator actions (env "
 	        "SAGA_AMQP_URL)\n"
 	        "  --json       machine-readable output (list, show, stats)\n"
@@ -437,20 +451,151 @@ validate(int argc, char **argv)
 
 /* ---- the database: list, show, stats ---- */
 
+static const char *col(sqlite3_stmt *s, int i);
+
+/* Runs one SQL text, reporting an error. 0 or -1. */
+static int
+exec_sql(sqlite3 *db, const char *sql)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
+		return 0;
+	fprintf(stderr, "sagactl: %s\n", msg != NULL ? msg : "database error");
+	sqlite3_free(msg);
+	return -1;
+}
+
+/* The shards' tables as one: each further database is attached as sN,
+ * and temp views named like the tables (temp comes first in SQLite's
+ * name lookup) union them, so every query below spans all shards. */
+static int
+attach_shards(struct store *st, const struct opts *o)
+{
+	static const char *const tables[] = {"sagas", "history", "timers",
+	                                     "charts"};
+	sqlite3 *db = store_db(st);
+	char sql[8192];
+
+	/* the connection is read-only; query_only would also forbid the
+	 * temp views */
+	if (exec_sql(db, "PRAGMA query_only = OFF") != 0)
+		return -1;
+	for (size_t i = 1; i < o->ndb; i++) {
+		char *q =
+		        sqlite3_mprintf("ATTACH %Q AS s%d", o->dbs[i], (int)i);
+		sqlite3_stmt *s;
+		int v = -1, want = -2;
+		int rc = q != NULL ? exec_sql(db, q) : -1;
+		sqlite3_free(q);
+		if (rc != 0)
+			return -1;
+		snprintf(sql, sizeof(sql),
+		         "SELECT (SELECT user_version FROM "
+		         "pragma_user_version), "
+		         "(SELECT user_version FROM s%d.pragma_user_version)",
+		         (int)i);
+		if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK) {
+			if (sqlite3_step(s) == SQLITE_ROW) {
+				want = sqlite3_column_int(s, 0);
+				v = sqlite3_column_int(s, 1);
+			}
+			sqlite3_finalize(s);
+		}
+		if (v != want) {
+			fprintf(stderr,
+			        "sagactl: %s: schema version %d, not %d (is it "
+			        "an orchestrator database?)\n",
+			        o->dbs[i], v, want);
+			return -1;
+		}
+	}
+	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++) {
+		size_t n = (size_t)snprintf(
+		        sql, sizeof(sql),
+		        "CREATE TEMP VIEW %s AS SELECT * FROM (SELECT * FROM "
+		        "main.%s",
+		        tables[t], tables[t]);
+		for (size_t i = 1; i < o->ndb && n < sizeof(sql); i++)
+			n += (size_t)snprintf(sql + n, sizeof(sql) - n,
+			                      " UNION ALL SELECT * FROM s%d.%s",
+			                      (int)i, tables[t]);
+		/* a chart version is its content: one row each */
+		if (n < sizeof(sql))
+			snprintf(sql + n, sizeof(sql) - n, ")%s",
+			         strcmp(tables[t], "charts") == 0
+			                 ? " GROUP BY version"
+			                 : "");
+		if (exec_sql(db, sql) != 0)
+			return -1;
+	}
+	return exec_sql(db, "PRAGMA query_only = ON");
+}
+
 static struct store *
 open_db(const struct opts *o)
 {
 	char err[512];
 	struct store *st;
+	if (o->too_many_dbs) {
+		fprintf(stderr, "sagactl: at most %d databases\n", MAX_DBS);
+		return NULL;
+	}
 	if (o->db == NULL) {
-		fprintf(stderr,
-		        "sagactl: --db PATH is required (or SAGA_DB)\n");
+		fprintf(stderr, "sagactl: --db PATH is required (or SAGA_DB, "
+		                "or --shards FILE)\n");
 		return NULL;
 	}
 	st = store_open_readonly(o->db, err, sizeof(err));
-	if (st == NULL)
+	if (st == NULL) {
 		fprintf(stderr, "sagactl: %s\n", err);
+		return NULL;
+	}
+	if (o->ndb > 1 && attach_shards(st, o) != 0) {
+		store_close(st);
+		return NULL;
+	}
 	return st;
+}
+
+/* The control queue of the orchestrator (shard) that owns saga id: into
+ * q. 1 found, 0 no such saga, -1 error. */
+static int
+owner_queue(struct store *st, const struct opts *o, const char *id, char *q,
+            size_t cap)
+{
+	sqlite3 *db = store_db(st);
+	for (size_t i = 0; i < (o->ndb > 0 ? o->ndb : 1); i++) {
+		char schema[16], sql[160];
+		sqlite3_stmt *s;
+		int rc;
+		snprintf(schema, sizeof(schema), i == 0 ? "main" : "s%d",
+		         (int)i);
+		snprintf(sql, sizeof(sql),
+		         "SELECT 1 FROM %s.sagas WHERE id = ?1", schema);
+		if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
+			return -1;
+		sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+		rc = sqlite3_step(s);
+		sqlite3_finalize(s);
+		if (rc == SQLITE_DONE)
+			continue;
+		if (rc != SQLITE_ROW)
+			return -1;
+		snprintf(q, cap, "orchestrator.control");
+		/* a database from before shards has no node table */
+		snprintf(sql, sizeof(sql),
+		         "SELECT value FROM %s.node WHERE key = 'shard'",
+		         schema);
+		if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK) {
+			if (sqlite3_step(s) == SQLITE_ROW &&
+			    strcmp(col(s, 0), "none") != 0)
+				snprintf(q, cap, "orchestrator-%s.control",
+				         col(s, 0));
+			sqlite3_finalize(s);
+		}
+		return 1;
+	}
+	return 0;
 }
 
 /* A JSON string: quotes, backslashes and control characters escaped. */
@@ -1253,7 +1398,7 @@ action_type(const char *action, char *type, size_t cap)
 /* Publishes one request (not yet confirmed). 0, or -1. */
 static int
 publish_request(struct bus *b, const struct opts *o, const char *action,
-                const char *id, const char *step)
+                const char *id, const char *queue, const char *step)
 {
 	struct envelope e;
 	struct bus_message m = {0};
@@ -1273,7 +1418,7 @@ publish_request(struct bus *b, const struct opts *o, const char *action,
 		value_map_put_str(&e.payload, "step", step);
 	if (envelope_encode(&e, &body, &len) == 0) {
 		m.exchange = "";
-		m.routing_key = "orchestrator.control";
+		m.routing_key = queue;
 		m.message_id = e.id;
 		m.correlation_id = e.saga;
 		m.type = e.type;
@@ -1290,7 +1435,7 @@ publish_request(struct bus *b, const struct opts *o, const char *action,
 /* Sends one request per id and waits for the broker's confirms. */
 static int
 send_requests(const struct opts *o, const char *action, const char *const *ids,
-              size_t n, const char *step)
+              const char *const *queues, size_t n, const char *step)
 {
 	struct bus_config cfg = {.url = o->amqp, .name = "sagactl"};
 	char err[512];
@@ -1304,7 +1449,8 @@ send_requests(const struct opts *o, const char *action, const char *const *ids,
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
-		if (publish_request(b, o, action, ids[i], step) != 0) {
+		if (publish_request(b, o, action, ids[i], queues[i], step) !=
+		    0) {
 			fprintf(stderr, "sagactl: %s %s: cannot send\n", action,
 			        ids[i]);
 			goto out;
@@ -1358,30 +1504,27 @@ operator_action(const struct opts *o, const char *action, const char *id,
                 const char *step)
 {
 	const char *ids[1] = {id};
+	char queue[80] = "orchestrator.control";
+	const char *queues[1] = {queue};
 	int rc = action_preconditions(o, action);
 
 	if (rc != 0)
 		return rc;
-	if (o->db != NULL) {
+	if (o->db != NULL) { /* it must exist; it goes to its owner */
 		struct store *st = open_db(o);
-		sqlite3_stmt *s;
-		bool found = false;
 		if (st == NULL)
 			return 1;
-		if (sqlite3_prepare_v2(store_db(st),
-		                       "SELECT 1 FROM sagas WHERE id = ?1", -1,
-		                       &s, NULL) == SQLITE_OK) {
-			sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-			found = sqlite3_step(s) == SQLITE_ROW;
-			sqlite3_finalize(s);
-		}
+		rc = owner_queue(st, o, id, queue, sizeof(queue));
+		if (rc < 0)
+			fprintf(stderr, "sagactl: %s\n",
+			        sqlite3_errmsg(store_db(st)));
 		store_close(st);
-		if (!found) {
+		if (rc == 0)
 			fprintf(stderr, "sagactl: no saga %s\n", id);
+		if (rc != 1)
 			return 1;
-		}
 	}
-	return send_requests(o, action, ids, 1, step);
+	return send_requests(o, action, ids, queues, 1, step);
 }
 
 /* --all: every unfinished saga the filters select. */
@@ -1391,7 +1534,7 @@ bulk_action(const struct opts *o, const char *action)
 	struct filter f;
 	struct store *st;
 	sqlite3_stmt *s;
-	char **ids = NULL;
+	char **ids = NULL, **queues = NULL;
 	size_t n = 0, cap = 0, i;
 	int64_t now = now_ms();
 	int rc;
@@ -1430,18 +1573,33 @@ bulk_action(const struct opts *o, const char *action)
 			n++;
 			continue;
 		}
+		char queue[80];
 		if (n == cap) {
 			size_t nc = cap ? cap * 2 : 64;
 			char **nv = realloc(ids, nc * sizeof(*ids));
-			if (nv == NULL) {
+			char **nq = nv != NULL
+			                    ? realloc(queues, nc * sizeof(*nq))
+			                    : NULL;
+			if (nv != NULL)
+				ids = nv;
+			if (nq == NULL) {
 				rc = 1;
 				break;
 			}
-			ids = nv;
+			queues = nq;
 			cap = nc;
 		}
+		if (owner_queue(st, o, col(s, 0), queue, sizeof(queue)) != 1) {
+			fprintf(stderr, "sagactl: %s: %s\n", col(s, 0),
+			        sqlite3_errmsg(store_db(st)));
+			rc = 1;
+			break;
+		}
 		ids[n] = strdup(col(s, 0));
-		if (ids[n] == NULL) {
+		queues[n] = strdup(queue);
+		if (ids[n] == NULL || queues[n] == NULL) {
+			free(ids[n]);
+			free(queues[n]);
 			rc = 1;
 			break;
 		}
@@ -1461,15 +1619,18 @@ bulk_action(const struct opts *o, const char *action)
 		printf("dry run: would %s %zu saga%s; nothing sent\n", action,
 		       n, n == 1 ? "" : "s");
 	} else {
-		rc = send_requests(o, action, (const char *const *)ids, n,
-		                   NULL);
+		rc = send_requests(o, action, (const char *const *)ids,
+		                   (const char *const *)queues, n, NULL);
 		if (rc == 0)
 			printf("%s: %zu request%s sent\n", action, n,
 			       n == 1 ? "" : "s");
 	}
-	for (i = 0; i < n && ids != NULL; i++)
+	for (i = 0; i < n && ids != NULL; i++) {
 		free(ids[i]);
+		free(queues[i]);
+	}
 	free(ids);
+	free(queues);
 	return rc;
 }
 
@@ -1486,6 +1647,7 @@ enum {
 	OPT_YES,
 	OPT_DRY_RUN,
 	OPT_DOT,
+	OPT_SHARDS,
 };
 
 static const struct option lopts[] = {
@@ -1507,9 +1669,57 @@ static const struct option lopts[] = {
         {"yes", no_argument, NULL, OPT_YES},
         {"dry-run", no_argument, NULL, OPT_DRY_RUN},
         {"dot", no_argument, NULL, OPT_DOT},
+        {"shards", required_argument, NULL, OPT_SHARDS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
 };
+
+/* --shards FILE: a database path a line; blank lines and # comments
+ * skipped. The paths live until exit. */
+static int
+read_shards(struct opts *o, const char *path)
+{
+	static char lines[MAX_DBS][4096];
+	static size_t used;
+	char buf[4096];
+	FILE *f = fopen(path, "r");
+	int lineno = 0;
+
+	if (f == NULL) {
+		fprintf(stderr, "sagactl: --shards %s: %s\n", path,
+		        strerror(errno));
+		return -1;
+	}
+	while (fgets(buf, sizeof(buf), f) != NULL) {
+		char *p = buf, *end;
+		lineno++;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		end = p + strcspn(p, "#\r\n");
+		while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		*end = '\0';
+		if (*p == '\0')
+			continue;
+		if (o->ndb == MAX_DBS || used == MAX_DBS) {
+			fprintf(stderr,
+			        "sagactl: %s:%d: at most %d databases\n", path,
+			        lineno, MAX_DBS);
+			fclose(f);
+			return -1;
+		}
+		snprintf(lines[used], sizeof(lines[used]), "%s", p);
+		o->dbs[o->ndb++] = lines[used++];
+	}
+	fclose(f);
+	if (o->ndb == 0) {
+		fprintf(stderr, "sagactl: --shards %s: no database in it\n",
+		        path);
+		return -1;
+	}
+	o->db = o->dbs[0];
+	return 0;
+}
 
 /* One parsed option into *o; -1 for an unknown one. */
 static int
@@ -1517,7 +1727,15 @@ take_opt(struct opts *o, int c)
 {
 	switch (c) {
 	case 'd':
-		o->db = optarg;
+		if (o->ndb == MAX_DBS)
+			o->too_many_dbs = true;
+		else
+			o->dbs[o->ndb++] = optarg;
+		o->db = o->dbs[0];
+		break;
+	case OPT_SHARDS:
+		if (read_shards(o, optarg) != 0)
+			return -1;
 		break;
 	case 'a':
 		o->amqp = optarg;
@@ -1693,8 +1911,7 @@ run_command(struct opts *o, const char *cmd, int argc, char **argv)
 int
 main(int argc, char **argv)
 {
-	struct opts o = {.db = getenv("SAGA_DB"),
-	                 .amqp = getenv("SAGA_AMQP_URL")};
+	struct opts o = {.amqp = getenv("SAGA_AMQP_URL")};
 	const char *cmd;
 	int c;
 
@@ -1739,6 +1956,10 @@ main(int argc, char **argv)
 	}
 	argc -= optind;
 	argv += optind;
+	if (o.ndb == 0 && getenv("SAGA_DB") != NULL) {
+		o.dbs[o.ndb++] = getenv("SAGA_DB");
+		o.db = o.dbs[0];
+	}
 	if ((o.script != NULL || o.order != NULL || o.latency != NULL) &&
 	    strcmp(cmd, "simulate") != 0) {
 		fprintf(stderr, "sagactl: --script, --order and --latency "

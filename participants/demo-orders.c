@@ -117,7 +117,7 @@ main(int argc, char **argv)
 	        {NULL, 0, NULL, 0},
 	};
 	static const struct bus_exchange ex[] = {
-	        {"order_events", "topic", NULL}};
+	        {"order_events", "topic", NULL, NULL}};
 	static const struct bus_queue q[] = {{.name = "demo.events"}};
 	static const struct bus_binding bd[] = {
 	        {"order_events", "demo.events", NULL, "order.*"}};

@@ -218,9 +218,9 @@ main(int argc, char **argv)
 	        {NULL, 0, NULL, 0},
 	};
 	static const struct bus_exchange ex[] = {
-	        {"saga.commands", "topic", NULL},
-	        {"saga.replies", "direct", NULL},
-	        {"saga.dlx", "direct", NULL},
+	        {"saga.commands", "topic", NULL, NULL},
+	        {"saga.replies", "direct", NULL, NULL},
+	        {"saga.dlx", "direct", NULL, NULL},
 	};
 	static const struct bus_queue q[] = {
 	        {.name = "demo.commands",

@@ -272,7 +272,7 @@ main(int argc, char **argv)
 	};
 	static const char *queues[] = {"inventory.commands"};
 	static const struct bus_exchange ex[] = {
-	        {"saga.commands", "topic", NULL}};
+	        {"saga.commands", "topic", NULL, NULL}};
 	static const struct bus_binding bd[] = {
 	        {"saga.commands", "inventory.commands", NULL, "inventory"},
 	        {"saga.commands", "inventory.commands", NULL, "inventory.#"},

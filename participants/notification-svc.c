@@ -236,7 +236,7 @@ main(int argc, char **argv)
 	static const char *queues[] = {"notification.events",
 	                               "notification.confirm"};
 	static const struct bus_exchange ex[] = {
-	        {"order_events", "topic", NULL}};
+	        {"order_events", "topic", NULL, NULL}};
 	static const struct bus_queue extra[] = {
 	        {.name = "notification.delay",
 	         .dlx = "",

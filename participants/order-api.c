@@ -17,10 +17,12 @@
  *      different body; 503 when the broker did not confirm in 5 s (the
  *      order may still go through: retry with the same Idempotency-Key).
  *   Idempotency-Key header (1..200 bytes): the same key and body give the
- *   same order id (order.created is published again with the same message
- *   id, which the orchestrator drops as a duplicate).
- * GET /orders/{id}: the saga's status from the orchestrator's database,
- *   opened read-only; "pending" if the order was accepted but its saga has
+ *   same order id; order.created is published again (same message id,
+ *   dropped by the orchestrator as a duplicate) only if the broker never
+ *   confirmed it, so a retry cannot reach another shard.
+ * GET /orders/{id}: the saga's status from the orchestrator's database
+ *   (each shard's, with --orchestrator-db given once per shard), opened
+ *   read-only; "pending" if the order was accepted but its saga has
  *   not started yet; 404 if unknown.
  * GET /healthz: 200 when connected to the broker, 503 otherwise.
  *
@@ -56,8 +58,9 @@ extern const size_t orderapi_migrations_count;
 struct api {
 	struct bus *bus;
 	sqlite3 *db;
-	const char *orch_db_path;
-	sqlite3 *orch; /* opened on first use: it may not exist yet */
+	const char *orch_db_path[16]; /* one per orchestrator shard */
+	sqlite3 *orch[16]; /* opened on first use: it may not exist yet */
+	size_t norch;
 	bool returned; /* the last publish came back unroutable */
 };
 
@@ -160,13 +163,14 @@ body_hash(const char *s, size_t n, char out[17])
  * *same false if the body differs), 0 none, -1 error. */
 static int
 find_key(struct api *a, const char *key, const char *hash, char *order_id,
-         size_t cap, bool *same, void **body, size_t *len)
+         size_t cap, bool *same, bool *confirmed, void **body, size_t *len)
 {
 	sqlite3_stmt *st;
 	int rc;
 
 	if (sqlite3_prepare_v2(a->db,
-	                       "SELECT i.order_id, i.body_hash, o.body "
+	                       "SELECT i.order_id, i.body_hash, o.body, "
+	                       "o.confirmed_at IS NOT NULL "
 	                       "FROM idempotency i JOIN orders o "
 	                       "USING (order_id) WHERE i.key = ?1",
 	                       -1, &st, NULL) != SQLITE_OK)
@@ -179,6 +183,7 @@ find_key(struct api *a, const char *key, const char *hash, char *order_id,
 		         (const char *)sqlite3_column_text(st, 0));
 		*same = strcmp((const char *)sqlite3_column_text(st, 1),
 		               hash) == 0;
+		*confirmed = sqlite3_column_int(st, 3) != 0;
 		*body = malloc((size_t)n + 1);
 		if (*body == NULL)
 			rc = SQLITE_NOMEM;
@@ -188,6 +193,18 @@ find_key(struct api *a, const char *key, const char *hash, char *order_id,
 	}
 	sqlite3_finalize(st);
 	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Remembers that the broker has the order (a failure only means a retry
+ * publishes it again, which the orchestrator drops). */
+static void
+mark_confirmed(struct api *a, const char *order_id)
+{
+	if (part_sql(a->db,
+	             "UPDATE orders SET confirmed_at = ?2 WHERE order_id = ?1",
+	             "ti", NULL, order_id, now_ms()) < 0)
+		log_warnx("order %s: cannot record its confirm: %s", order_id,
+		          sqlite3_errmsg(a->db));
 }
 
 static enum MHD_Result
@@ -227,9 +244,9 @@ post_order(struct api *a, struct MHD_Connection *c, const struct upload *u)
 	body_hash(u->buf != NULL ? u->buf : "", u->len, hash);
 	if (key != NULL) {
 		void *old = NULL;
-		bool same = false;
+		bool same = false, confirmed = false;
 		rc = find_key(a, key, hash, order_id, sizeof(order_id), &same,
-		              &old, &len);
+		              &confirmed, &old, &len);
 		if (rc < 0)
 			return fail(c, 500, NULL, "database error");
 		if (rc == 1 && !same) {
@@ -238,8 +255,12 @@ post_order(struct api *a, struct MHD_Connection *c, const struct upload *u)
 			            "already used with a different body");
 		}
 		if (rc == 1) {
-			rc = publish_order(a, order_id, old, len, tp);
+			rc = confirmed
+			             ? 0
+			             : publish_order(a, order_id, old, len, tp);
 			free(old);
+			if (rc == 0 && !confirmed)
+				mark_confirmed(a, order_id);
 			return answer_published(c, rc, order_id, true);
 		}
 	}
@@ -286,6 +307,8 @@ post_order(struct api *a, struct MHD_Connection *c, const struct upload *u)
 		goto dberr;
 	rc = publish_order(a, order_id, body, len, tp);
 	free(body);
+	if (rc == 0)
+		mark_confirmed(a, order_id);
 	log_info("saga=%s order accepted (%s)", order_id,
 	         rc == 0 ? "confirmed" : "not confirmed");
 	return answer_published(c, rc, order_id, false);
@@ -303,30 +326,36 @@ get_order(struct api *a, struct MHD_Connection *c, const char *id)
 	char err[512];
 	int rc;
 
-	if (a->orch == NULL && a->orch_db_path != NULL &&
-	    db_open(a->orch_db_path, DB_READONLY, &a->orch, err, sizeof(err)) !=
-	            0)
-		log_warnx("%s", err);
-	if (a->orch != NULL &&
-	    sqlite3_prepare_v2(a->orch,
-	                       "SELECT status, state, chart, started_at, "
-	                       "updated_at FROM sagas WHERE id = ?1",
-	                       -1, &st, NULL) == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW) {
-			json_t *j = json_pack(
-			        "{s:s,s:s,s:s,s:s,s:I,s:I}", "order_id", id,
-			        "status", sqlite3_column_text(st, 0), "state",
-			        sqlite3_column_text(st, 1), "chart",
-			        sqlite3_column_text(st, 2), "started_at_ms",
-			        (json_int_t)sqlite3_column_int64(st, 3),
-			        "updated_at_ms",
-			        (json_int_t)sqlite3_column_int64(st, 4));
+	for (size_t i = 0; i < a->norch; i++) {
+		if (a->orch[i] == NULL &&
+		    db_open(a->orch_db_path[i], DB_READONLY, &a->orch[i], err,
+		            sizeof(err)) != 0)
+			log_warnx("%s", err);
+		if (a->orch[i] != NULL &&
+		    sqlite3_prepare_v2(
+		            a->orch[i],
+		            "SELECT status, state, chart, started_at, "
+		            "updated_at FROM sagas WHERE id = ?1",
+		            -1, &st, NULL) == SQLITE_OK) {
+			sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+			rc = sqlite3_step(st);
+			if (rc == SQLITE_ROW) {
+				json_t *j = json_pack(
+				        "{s:s,s:s,s:s,s:s,s:I,s:I}", "order_id",
+				        id, "status",
+				        sqlite3_column_text(st, 0), "state",
+				        sqlite3_column_text(st, 1), "chart",
+				        sqlite3_column_text(st, 2),
+				        "started_at_ms",
+				        (json_int_t)sqlite3_column_int64(st, 3),
+				        "updated_at_ms",
+				        (json_int_t)sqlite3_column_int64(st,
+				                                         4));
+				sqlite3_finalize(st);
+				return respond(c, 200, j);
+			}
 			sqlite3_finalize(st);
-			return respond(c, 200, j);
 		}
-		sqlite3_finalize(st);
 	}
 	rc = part_sql(a->db, "SELECT 1 FROM orders WHERE order_id = ?1", "t",
 	              NULL, id);
@@ -430,7 +459,7 @@ main(int argc, char **argv)
 	        {NULL, 0, NULL, 0},
 	};
 	static const struct bus_exchange ex[] = {
-	        {"order_events", "topic", NULL}};
+	        {"order_events", "topic", NULL, NULL}};
 	static const struct bus_topology topo = {ex, 1, NULL, 0, NULL, 0};
 	static volatile sig_atomic_t stop;
 	static struct api a;
@@ -455,7 +484,12 @@ main(int argc, char **argv)
 			listen = optarg;
 			break;
 		case 'o':
-			a.orch_db_path = optarg;
+			if (a.norch == 16) {
+				fprintf(stderr, "order-api: at most 16 "
+				                "--orchestrator-db\n");
+				return 2;
+			}
+			a.orch_db_path[a.norch++] = optarg;
 			break;
 		default:
 			fprintf(stderr,
@@ -491,6 +525,7 @@ main(int argc, char **argv)
 	bc.ca_file = getenv("SAGA_AMQP_CA");
 	bc.cert_file = getenv("SAGA_AMQP_CERT");
 	bc.key_file = getenv("SAGA_AMQP_KEY");
+	bc.queue_type = getenv("SAGA_QUEUE_TYPE");
 	bc.topology = &topo;
 	a.bus = bus_open(&bc, err, sizeof(err));
 	if (a.bus == NULL) {
@@ -522,7 +557,8 @@ main(int argc, char **argv)
 	MHD_stop_daemon(d);
 	bus_flush(a.bus, 5000, &h);
 	bus_close(a.bus);
-	db_close(a.orch);
+	for (size_t i = 0; i < a.norch; i++)
+		db_close(a.orch[i]);
 	db_close(a.db);
 	return 0;
 }

@@ -384,8 +384,8 @@ main(int argc, char **argv)
 	};
 	static const char *queues[] = {"payment.card", "payment.cod"};
 	static const struct bus_exchange ex[] = {
-	        {"saga.commands", "topic", NULL},
-	        {"payment", "direct", NULL},
+	        {"saga.commands", "topic", NULL, NULL},
+	        {"payment", "direct", NULL, NULL},
 	};
 	static const struct bus_binding bd[] = {
 	        {"saga.commands", NULL, "payment", "payment.*"},

@@ -147,9 +147,9 @@ main(int argc, char **argv)
 	        {"shipping.cancel", cancel, "shipping.create", NULL},
 	};
 	static const struct bus_exchange ex[] = {
-	        {"saga.commands", "topic", NULL},
-	        {"shipping", "topic", "shipping.unrouted"},
-	        {"shipping.unrouted", "fanout", NULL},
+	        {"saga.commands", "topic", NULL, NULL},
+	        {"shipping", "topic", "shipping.unrouted", NULL},
+	        {"shipping.unrouted", "fanout", NULL, NULL},
 	};
 	static struct ship s = {.instance = "default"};
 	static char keys[MAX_BINDS][300], queue[200];

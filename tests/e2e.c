@@ -30,7 +30,7 @@
 #include "e2e.h"
 #include "testutil.h"
 
-#define N      1000
+#define N      2000
 #define NSKU   20
 #define WINDOW 150
 #define STOCK  10000
@@ -55,6 +55,13 @@ static char broker[64];
 static int orch_port;
 static long long nkilled, nrestarts, nretried_posts, nresumed;
 
+static bool
+enabled(int i)
+{
+	return (i != D_INV2 || opt->second_inventory) &&
+	       (i != D_ORCH2 || opt->shards == 2);
+}
+
 static char *
 path(const char *name)
 {
@@ -63,7 +70,7 @@ path(const char *name)
 	k = (k + 1) % 8;
 	/* the orchestrator's database may live on its own file system */
 	snprintf(buf[k], sizeof(buf[k]), "%s/%s",
-	         strcmp(name, "orch.db") == 0 && opt != NULL &&
+	         strncmp(name, "orch", 4) == 0 && opt != NULL &&
 	                         opt->orch_dir != NULL
 	                 ? opt->orch_dir
 	                 : dir,
@@ -158,7 +165,7 @@ write_file(const char *name, const char *text)
 static const char *const daemon_specs[][2] = {
         {"orch", "saga-orchestrator --amqp {url} --db {orchdir}/orch.db "
                  "--statecharts {charts} --log-level warn --http "
-                 "127.0.0.1:{orchport}"},
+                 "127.0.0.1:{orchport} {shard1}"},
         {"inv", "inventory-svc --amqp {url} --db {dir}/inv.db --seed "
                 "{dir}/seed.txt --log-level warn"},
         {"pay", "payment-svc --amqp {url} --db {dir}/pay.db --config "
@@ -174,9 +181,12 @@ static const char *const daemon_specs[][2] = {
         {"notif", "notification-svc --amqp {url} --db {dir}/notif.db "
                   "--confirm-delay 500 --log-level warn"},
         {"api", "order-api --amqp {url} --db {dir}/api.db --listen {listen} "
-                "--orchestrator-db {orchdir}/orch.db --log-level warn"},
+                "--orchestrator-db {orchdir}/orch.db {apiorch2} "
+                "--log-level warn"},
         {"inv2", "inventory-svc --amqp {url} --db {dir}/inv.db "
                  "--log-level warn"},
+        {"orch2", "saga-orchestrator --amqp {url} --db {orchdir}/orch2.db "
+                  "--statecharts {charts} --log-level warn --shard 2/2"},
 };
 
 /* Starts daemon i (again); its pid in pids[i]. */
@@ -184,14 +194,18 @@ static int
 spawn_daemon(int i)
 {
 	char line[1024], listen[64], log[64], *argv[32], *save = NULL, *t;
-	char port[16];
+	char port[16], apiorch2[700];
 	const char *spec = daemon_specs[i][1];
 	size_t o = 0;
 	int n = 0;
 
 	snprintf(listen, sizeof(listen), "127.0.0.1:%d", api_port);
 	snprintf(port, sizeof(port), "%d", orch_port);
+	snprintf(apiorch2, sizeof(apiorch2), "--orchestrator-db %s",
+	         path("orch2.db"));
 	const char *const subst[][2] = {
+	        {"{shard1}", opt->shards == 2 ? "--shard 1/2" : ""},
+	        {"{apiorch2}", opt->shards == 2 ? apiorch2 : ""},
 	        {"{url}", url},
 	        {"{dir}", dir},
 	        {"{listen}", listen},
@@ -244,9 +258,10 @@ start_all(void)
 	                               : "decline_token = tok_decline\n"
 	                                 "card_limit_cents = 200000\n"
 	                                 "transient_failure_percent = 10\n");
-	npids = opt->second_inventory ? D_INV2 + 1 : D_INV2;
+	npids = D_ORCH2 + 1;
 	for (int i = 0; i < npids; i++)
-		ok |= spawn_daemon(i);
+		if (enabled(i))
+			ok |= spawn_daemon(i);
 	return ok ? -1 : 0;
 }
 
@@ -255,12 +270,22 @@ static int
 wait_ready(struct bus *b)
 {
 	static const struct bus_handlers none = {NULL, NULL, NULL};
-	static const char *qs[] = {
-	        "orchestrator.orders", "orchestrator.replies",
-	        "inventory.commands",  "payment.card",
-	        "payment.cod",         "shipping.default",
-	        "shipping.india",      "shipping.eu",
-	        "notification.events", "notification.confirm"};
+	const char *qs[] = {opt->shards == 2 ? "orchestrator-1.orders"
+	                                     : "orchestrator.orders",
+	                    opt->shards == 2 ? "orchestrator-1.replies"
+	                                     : "orchestrator.replies",
+	                    opt->shards == 2 ? "orchestrator-2.orders"
+	                                     : "orchestrator.orders",
+	                    opt->shards == 2 ? "orchestrator-2.replies"
+	                                     : "orchestrator.replies",
+	                    "inventory.commands",
+	                    "payment.card",
+	                    "payment.cod",
+	                    "shipping.default",
+	                    "shipping.india",
+	                    "shipping.eu",
+	                    "notification.events",
+	                    "notification.confirm"};
 	for (int t = 0; t < 300; t++) {
 		size_t ready = 0;
 		int st = 0;
@@ -294,8 +319,53 @@ q1(sqlite3 *db, const char *sql)
 	return v;
 }
 
+/* The orchestrator's database; with shards the first one, with the
+ * second attached and temp views (found before main's tables) making
+ * their sagas and history one. */
+static int
+orch_open(sqlite3 **db)
+{
+	char err[256], *q;
+	int rc;
+	if (db_open(path("orch.db"), DB_READONLY, db, err, sizeof(err)) != 0)
+		return -1;
+	if (opt->shards != 2)
+		return 0;
+	q = sqlite3_mprintf(
+	        "PRAGMA query_only = OFF; ATTACH %Q AS s2; "
+	        "CREATE TEMP VIEW sagas AS SELECT * FROM main.sagas UNION ALL "
+	        "SELECT * FROM s2.sagas; "
+	        "CREATE TEMP VIEW history AS SELECT * FROM main.history UNION "
+	        "ALL SELECT * FROM s2.history; PRAGMA query_only = ON",
+	        path("orch2.db"));
+	rc = q != NULL ? sqlite3_exec(*db, q, NULL, NULL, NULL) : SQLITE_NOMEM;
+	sqlite3_free(q);
+	if (rc != SQLITE_OK) {
+		db_close(*db);
+		return -1;
+	}
+	return 0;
+}
+
 static long long
 count_in(const char *db_name, const char *sql)
+{
+	sqlite3 *db;
+	char err[256];
+	long long v;
+	if (strcmp(db_name, "orch.db") == 0
+	            ? orch_open(&db) != 0
+	            : db_open(path(db_name), DB_READONLY, &db, err,
+	                      sizeof(err)) != 0)
+		return -1;
+	v = q1(db, sql);
+	db_close(db);
+	return v;
+}
+
+/* One file only (not the shards' union). */
+static long long
+count_in_file(const char *db_name, const char *sql)
 {
 	sqlite3 *db;
 	char err[256];
@@ -400,6 +470,19 @@ inject(const struct e2e_fault *f, int i)
 		fprintf(stderr, "  disk full at order %d\n", i);
 		disk_full();
 		break;
+	case E2E_NODE_STOP:
+	case E2E_NODE_START:
+		fprintf(stderr, "  %s cluster node %d at order %d\n",
+		        f->what == E2E_NODE_STOP ? "stop" : "start", f->node,
+		        i);
+		CHECK(testutil_sh(
+		              NULL, "'%s/scripts/broker' %s %s-%ld-%d %s >&2",
+		              getenv("SAGA_SOURCE_DIR"),
+		              f->what == E2E_NODE_STOP ? "stop" : "start",
+		              broker, (long)getpid(), f->node,
+		              f->what == E2E_NODE_STOP ? "--keep" : "") == 0);
+		nrestarts += f->what == E2E_NODE_START;
+		break;
 	}
 }
 
@@ -446,11 +529,10 @@ static void
 check_outcomes(long long *completed_card_cents, long long held[NSKU + 1])
 {
 	sqlite3 *db;
-	char err[256], st[32];
+	char st[32];
 	int wrong = 0;
 
-	CHECK(db_open(path("orch.db"), DB_READONLY, &db, err, sizeof(err)) ==
-	      0);
+	CHECK(orch_open(&db) == 0);
 	for (int i = 0; i < n_orders; i++) {
 		const struct order *o = &orders[i];
 		const char *want = o->completes ? "completed" : "failed";
@@ -794,6 +876,55 @@ check_queues_empty(struct bus *b)
 	}
 }
 
+/* Two shards: every saga on exactly one, each with a fair part, and
+ * sagactl sees them all through a shards file. */
+static void
+check_shards(void)
+{
+	long long s1, s2;
+	char *out = NULL, shards[700];
+	int rc;
+
+	s1 = count_in_file("orch.db", "SELECT count(*) FROM sagas");
+	s2 = count_in_file("orch2.db", "SELECT count(*) FROM sagas");
+	CHECK_MSG(s1 + s2 == n_orders, "shards hold %lld + %lld sagas, not %d",
+	          s1, s2, n_orders);
+	CHECK_MSG(count_in("orch.db",
+	                   "SELECT count(*) FROM (SELECT id FROM "
+	                   "sagas GROUP BY id HAVING count(*) > 1)") == 0,
+	          "a saga runs on both shards");
+	CHECK_MSG(s1 > n_orders * 35 / 100 && s2 > n_orders * 35 / 100,
+	          "unfair shards: %lld and %lld sagas", s1, s2);
+	fprintf(stderr, "  shards: %lld and %lld sagas (%.1f%% / %.1f%%)\n", s1,
+	        s2, 100.0 * (double)s1 / n_orders,
+	        100.0 * (double)s2 / n_orders);
+	snprintf(shards, sizeof(shards), "%s/shards.txt", dir);
+	{
+		FILE *f = fopen(shards, "w");
+		CHECK(f != NULL);
+		if (f == NULL)
+			return;
+		fprintf(f, "# the shards of this test\n%s\n%s\n",
+		        path("orch.db"), path("orch2.db"));
+		fclose(f);
+	}
+	rc = testutil_sh(&out,
+	                 "'%s/sagactl' --shards '%s' list --limit 100000 "
+	                 "| tail -n +2 | wc -l",
+	                 getenv("SAGA_BIN_DIR"), shards);
+	CHECK_MSG(rc == 0 && out != NULL && atoll(out) == n_orders,
+	          "sagactl --shards lists %s sagas, not %d", out ? out : "?",
+	          n_orders);
+	free(out);
+	/* show finds a saga of the second shard */
+	rc = testutil_sh(&out, "'%s/sagactl' --shards '%s' show '%s' | head -3",
+	                 getenv("SAGA_BIN_DIR"), shards, orders[0].id);
+	CHECK_MSG(rc == 0 && out != NULL && strstr(out, orders[0].id) != NULL,
+	          "sagactl --shards show %s: %s", orders[0].id,
+	          out ? out : "?");
+	free(out);
+}
+
 /* A counter from the orchestrator's /metrics (-1 if absent). */
 static long long
 metric(const char *name)
@@ -831,7 +962,20 @@ e2e_run(const struct e2e_opts *o)
 
 	dir = testutil_tmpdir("e2e");
 	snprintf(broker, sizeof(broker), "%s", o->name);
-	url = testbroker_start(broker);
+	if (o->cluster_nodes > 0) {
+		if (testutil_sh(&url,
+		                "'%s/scripts/broker' cluster %d start %s-%ld "
+		                "--owner %ld",
+		                getenv("SAGA_SOURCE_DIR"), o->cluster_nodes,
+		                broker, (long)getpid(), (long)getpid()) != 0) {
+			free(url);
+			url = NULL;
+		}
+	} else {
+		url = testbroker_start(broker);
+	}
+	if (o->quorum)
+		setenv("SAGA_QUEUE_TYPE", "quorum", 1);
 	CHECK(dir != NULL && url != NULL);
 	if (dir == NULL || url == NULL)
 		return;
@@ -857,10 +1001,12 @@ e2e_run(const struct e2e_opts *o)
 		 * away: what an operator does about it */
 		long long n = stuck();
 		CHECK(testutil_sh(NULL,
-		                  "'%s/sagactl' --db '%s' --amqp '%s' resume "
-		                  "--all --status stuck --reason 'fault test' "
-		                  ">&2",
+		                  "'%s/sagactl' --db '%s' %s%s --amqp '%s' "
+		                  "resume --all --status stuck --reason 'fault "
+		                  "test' >&2",
 		                  getenv("SAGA_BIN_DIR"), path("orch.db"),
+		                  o->shards == 2 ? "--db " : "",
+		                  o->shards == 2 ? path("orch2.db") : "",
 		                  url) == 0);
 		nresumed += n;
 		for (int t = 0; t < 600 && finished() < n_orders; t++)
@@ -881,6 +1027,8 @@ e2e_run(const struct e2e_opts *o)
 	if (o->bad_input)
 		check_bad_input(b); /* takes them: then all must be empty */
 	check_queues_empty(b);
+	if (o->shards == 2)
+		check_shards();
 	/* the gateway's transient failures went round the retry queue */
 	log = testutil_slurp(path("pay.log"), NULL);
 	CHECK_MSG(log != NULL && strstr(log, "retrying: gateway unavailable"),
@@ -894,10 +1042,19 @@ e2e_run(const struct e2e_opts *o)
 	        metric("saga_duplicates_dropped_total"), nresumed);
 	/* SIGTERM drains and stops every daemon cleanly */
 	for (int i = 0; i < npids; i++)
-		CHECK_MSG(testutil_stop(pids[i], SIGTERM) == 0,
-		          "daemon %d did not stop cleanly", i);
+		if (enabled(i))
+			CHECK_MSG(testutil_stop(pids[i], SIGTERM) == 0,
+			          "daemon %d did not stop cleanly", i);
 	bus_close(b);
-	testbroker_ctl(broker, "stop");
+	if (o->cluster_nodes > 0)
+		testutil_sh(NULL,
+		            "'%s/scripts/broker' cluster %d stop %s-%ld >&2",
+		            getenv("SAGA_SOURCE_DIR"), o->cluster_nodes, broker,
+		            (long)getpid());
+	else
+		testbroker_ctl(broker, "stop");
+	if (o->quorum)
+		unsetenv("SAGA_QUEUE_TYPE");
 	if (check_current_failed == 0)
 		testutil_rmtree(dir);
 	else

@@ -13,7 +13,9 @@
  *     every event in the audit queue;
  *   - shipments by the right regional instance;
  *   - every dead-letter queue empty; the retry path used;
- *   - every daemon stops cleanly on SIGTERM.
+ *   - every daemon stops cleanly on SIGTERM;
+ *   - with shards: each saga on exactly one shard, each shard with a
+ *     fair part, and sagactl sees them all through --shards.
  * Used by tests/integration/test_e2e.c and tests/faults/test_faults.c.
  */
 #ifndef SAGA_E2E_H
@@ -31,7 +33,8 @@ enum e2e_daemon {
 	D_SHIP_EU,
 	D_NOTIF,
 	D_API,
-	D_INV2, /* a second inventory-svc on the same database */
+	D_INV2,  /* a second inventory-svc on the same database */
+	D_ORCH2, /* the second orchestrator shard (shards = 2) */
 };
 
 enum e2e_fault_kind {
@@ -39,17 +42,20 @@ enum e2e_fault_kind {
 	E2E_BROKER_RESTART,    /* stop and start the broker */
 	E2E_CLOSE_CONNECTIONS, /* rabbitmqctl close_all_connections */
 	E2E_DISK_FULL,         /* fill the orchestrator's file system a while */
+	E2E_NODE_STOP,         /* stop cluster node `node` (data kept) */
+	E2E_NODE_START,        /* start it again: it rejoins the cluster */
 };
 
 struct e2e_fault {
 	int at; /* when order number `at` is about to be posted */
 	enum e2e_fault_kind what;
 	enum e2e_daemon which; /* E2E_KILL */
+	int node;              /* E2E_NODE_STOP/START: 1..cluster_nodes */
 };
 
 struct e2e_opts {
 	const char *name; /* the private broker's name */
-	int n;            /* orders, at most 1000 */
+	int n;            /* orders, at most 2000 */
 	bool strict;      /* each order must end as the rules say */
 	const struct e2e_fault *faults;
 	size_t nfaults;
@@ -61,6 +67,10 @@ struct e2e_opts {
 	const char *charts;   /* statecharts dir (default statecharts) */
 	const char *orch_dir; /* the orchestrator's database dir (a small
 	                       * file system for E2E_DISK_FULL) */
+	int cluster_nodes;    /* 0: one broker; else a cluster of this many */
+	bool quorum;          /* every queue a quorum queue */
+	int shards;           /* 0: one orchestrator; 2: two shards, and
+	                       * each must own a fair part of the sagas */
 };
 
 /* Runs one scenario; failures are CHECKs of the calling test. */

@@ -18,6 +18,7 @@
 #include "daemon.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,7 @@
 #include "loop.h"
 #include "orch.h"
 #include "registry.h"
+#include "shard.h"
 #include "store.h"
 
 #define DLX "saga.dlx"
@@ -143,6 +145,20 @@ struct adapter {
 	struct orch *o;
 	struct metrics m;
 	char orders_q[128], replies_q[128], control_q[128];
+	struct shard sh;
+	struct shard_times times;
+	/* draining (daemon.h): where it is, and the stop flag to raise */
+	enum {
+		DRAIN_NO,
+		DRAIN_ANNOUNCE,
+		DRAIN_ANNOUNCED,
+		DRAIN_UNBIND,
+		DRAIN_FINISHING
+	} drain;
+	volatile sig_atomic_t *stop;
+	int64_t next_check_ms;
+	int quiet_checks;
+	uint64_t refused; /* order.created refused by the shard guard */
 	/* deliveries not yet settled: kept for a dead-letter copy */
 	struct held *held;
 	size_t nheld, capheld;
@@ -160,9 +176,11 @@ struct held {
 	int64_t timestamp_ms;
 };
 
-/* Tags of dead-letter copies have the top bit set; outbox tags are seqs. */
-#define DLQ_TAG (UINT64_C(1) << 63)
-#define DLQ     "orchestrator.dlq"
+/* Tags of dead-letter copies have the top bit set; outbox tags are seqs;
+ * the ring-change notice has the next bit. */
+#define DLQ_TAG    (UINT64_C(1) << 63)
+#define NOTICE_TAG (UINT64_C(1) << 62)
+#define DLQ        "orchestrator.dlq"
 
 static void
 counter(struct http_response *r, const char *name, const char *help,
@@ -246,6 +264,19 @@ render_metrics(struct adapter *a, struct http_response *r)
 	        "Batches whose commit failed (retried).", "counter");
 	http_printf(r, "saga_commit_failures_total %llu\n",
 	            (unsigned long long)ls->commit_failures);
+	if (a->sh.index > 0) {
+		counter(r, "saga_shard",
+		        "This shard's index, labelled with the "
+		        "shard count.",
+		        "gauge");
+		http_printf(r, "saga_shard{count=\"%d\"} %d\n", a->sh.count,
+		            a->sh.index);
+		counter(r, "saga_shard_refused_total",
+		        "order.created refused: another shard may own it.",
+		        "counter");
+		http_printf(r, "saga_shard_refused_total %llu\n",
+		            (unsigned long long)a->refused);
+	}
 	counter(r, "saga_bus_connected", "1 while connected to the broker.",
 	        "gauge");
 	http_printf(r, "saga_bus_connected %d\n", bus_connected(a->bus));
@@ -342,6 +373,60 @@ held_drop(struct adapter *a, uint64_t ref)
 	*h = a->held[--a->nheld];
 }
 
+static void dead_letter(struct adapter *a, uint64_t ref, const char *reason);
+
+/* A leaving shard's notice, on the control queue: remember the change. */
+static void
+ring_notice(struct adapter *a, const struct bus_delivery *d)
+{
+	char buf[32];
+	size_t n = d->len < sizeof(buf) - 1 ? d->len : sizeof(buf) - 1;
+	char *end;
+	long long at;
+
+	memcpy(buf, d->body, n);
+	buf[n] = '\0';
+	at = strtoll(buf, &end, 10);
+	if (end == buf || *end != '\0' || at <= 0) {
+		log_warnx("ignored a malformed ring-change notice");
+	} else if (shard_note_ring_change(store_db(a->st), &a->times, at) !=
+	           0) {
+		/* not acked: it comes back after a reconnect */
+		log_error("cannot record a ring change: %s",
+		          sqlite3_errmsg(store_db(a->st)));
+		return;
+	} else {
+		log_info("the hash ring changed at %lld: resends of older "
+		         "orders this shard does not know go to the DLQ",
+		         at);
+	}
+	bus_ack(a->bus, d->ref, false);
+}
+
+/* The shard guard (shard.h): 1 if the order was refused (dead-lettered). */
+static int
+guard_order(struct adapter *a, const struct bus_delivery *d)
+{
+	bool known = false;
+	const char *why;
+	if (a->sh.index == 0)
+		return 0;
+	why = shard_refuse(&a->sh, &a->times, d->timestamp_ms, d->republished,
+	                   false);
+	if (why == NULL)
+		return 0;
+	if (shard_saga_known(store_db(a->st), d->correlation_id, &known) != 0) {
+		log_error("shard guard: %s", sqlite3_errmsg(store_db(a->st)));
+		return 0; /* the loop hits the same error and retries */
+	}
+	if (known)
+		return 0; /* a duplicate of ours: the loop drops it */
+	log_warnx("order %s refused: %s", d->correlation_id, why);
+	a->refused++;
+	dead_letter(a, d->ref, why);
+	return 1;
+}
+
 static void
 on_delivery(void *arg, const struct bus_delivery *d)
 {
@@ -354,9 +439,16 @@ on_delivery(void *arg, const struct bus_delivery *d)
 	        .content_type = d->content_type,
 	        .traceparent = d->traceparent,
 	};
+	if (strcmp(d->queue, a->control_q) == 0 &&
+	    strcmp(d->type, SHARD_NOTICE) == 0) {
+		ring_notice(a, d);
+		return;
+	}
 	if (hold(a, d) != 0)
 		log_error("out of memory: a refused message would be "
 		          "dead-lettered without its reason");
+	if (strcmp(d->queue, a->orders_q) == 0 && guard_order(a, d))
+		return;
 	if (strcmp(d->queue, a->orders_q) == 0)
 		ld.source = SRC_ORDERS;
 	else if (strcmp(d->queue, a->control_q) == 0)
@@ -372,6 +464,10 @@ on_confirm(void *arg, uint64_t tag, enum bus_confirm c)
 	struct adapter *a = arg;
 	if (tag & DLQ_TAG) { /* the copy is safe: drop the original */
 		bus_ack(a->bus, tag & ~DLQ_TAG, false);
+		return;
+	}
+	if (tag & NOTICE_TAG) { /* every shard has heard: leave the ring */
+		a->drain = DRAIN_UNBIND;
 		return;
 	}
 	loop_confirmed(a->l, tag,
@@ -404,16 +500,29 @@ t_settle(void *ctx, const uint64_t *acks, size_t nacks, const uint64_t *rejects,
 {
 	struct adapter *a = ctx;
 
-	for (size_t i = 0; i < nrej; i++) {
-		const struct held *h = held_find(a, rejects[i]);
-		char why[512];
-		struct bus_message m = {0};
-		if (h ==
-		    NULL) { /* no copy (out of memory): reject, no reason */
-			bus_reject(a->bus, rejects[i], false);
-			continue;
-		}
-		snprintf(why, sizeof(why), "from %s: %s", h->queue, reasons[i]);
+	for (size_t i = 0; i < nrej; i++)
+		dead_letter(a, rejects[i], reasons[i]);
+	for (size_t i = 0; i < nacks; i++) {
+		bus_ack(a->bus, acks[i], false);
+		held_drop(a, acks[i]);
+	}
+	return 0;
+}
+
+/* A copy of a held delivery to orchestrator.dlq with the reason; the
+ * original is acked when the copy is confirmed (on_confirm). */
+static void
+dead_letter(struct adapter *a, uint64_t ref, const char *reason)
+{
+	const struct held *h = held_find(a, ref);
+	char why[512];
+	struct bus_message m = {0};
+	if (h == NULL) { /* no copy (out of memory): reject, no reason */
+		bus_reject(a->bus, ref, false);
+		return;
+	}
+	{
+		snprintf(why, sizeof(why), "from %s: %s", h->queue, reason);
 		m.exchange = "";
 		m.routing_key = DLQ;
 		m.message_id = h->message_id[0] ? h->message_id : "unknown";
@@ -426,15 +535,94 @@ t_settle(void *ctx, const uint64_t *acks, size_t nacks, const uint64_t *rejects,
 		m.timestamp_ms = h->timestamp_ms;
 		m.body = h->body;
 		m.len = h->len;
-		if (bus_publish(a->bus, &m, rejects[i] | DLQ_TAG) != 0)
-			bus_reject(a->bus, rejects[i], false);
-		held_drop(a, rejects[i]);
+		if (bus_publish(a->bus, &m, ref | DLQ_TAG) != 0)
+			bus_reject(a->bus, ref, false);
+		held_drop(a, ref);
 	}
-	for (size_t i = 0; i < nacks; i++) {
-		bus_ack(a->bus, acks[i], false);
-		held_drop(a, acks[i]);
+}
+
+/* Sagas this shard still has to finish: running, compensating, stuck. */
+static int64_t
+unfinished(struct adapter *a)
+{
+	static const char *const st[] = {"running", "compensating", "stuck"};
+	int64_t total = 0, n;
+	for (size_t i = 0; i < 3; i++) {
+		if (store_count_status(a->st, st[i], &n) != 0)
+			return -1;
+		total += n;
 	}
-	return 0;
+	return total;
+}
+
+/* One step of draining (daemon.h), from the poll loop. */
+static void
+drain_step(struct adapter *a)
+{
+	int64_t now = loop_now_ms(), left, outbox = -1;
+	uint32_t ready = 0, consumers = 0;
+
+	if (!bus_connected(a->bus))
+		return;
+	if (a->drain == DRAIN_ANNOUNCE) {
+		char body[32];
+		struct bus_message m = {0};
+		snprintf(body, sizeof(body), "%" PRId64, now);
+		m.exchange = SHARD_RING;
+		m.routing_key = "";
+		m.message_id = body;
+		m.type = SHARD_NOTICE;
+		m.content_type = "text/plain";
+		m.timestamp_ms = now;
+		m.body = body;
+		m.len = strlen(body);
+		if (bus_publish(a->bus, &m, NOTICE_TAG) == 0) {
+			log_info("draining: told every shard the ring changes "
+			         "at %s",
+			         body);
+			a->drain = DRAIN_ANNOUNCED;
+		}
+		return;
+	}
+	if (a->drain == DRAIN_UNBIND) {
+		if (bus_unbind(a->bus, SHARD_EXCHANGE, a->orders_q,
+		               SHARD_WEIGHT) == 0) {
+			log_info("draining: %s left the hash ring; finishing "
+			         "what it owns",
+			         a->orders_q);
+			a->drain = DRAIN_FINISHING;
+			a->next_check_ms = now + 1000;
+		}
+		return;
+	}
+	if (a->drain != DRAIN_FINISHING || now < a->next_check_ms)
+		return;
+	a->next_check_ms = now + 1000;
+	left = unfinished(a);
+	if (store_outbox_count(a->st, &outbox) != 0 || left < 0) {
+		log_error("draining: %s", sqlite3_errmsg(store_db(a->st)));
+		return;
+	}
+	if (bus_queue_info(a->bus, a->orders_q, &ready, &consumers) != 0)
+		return;
+	if (ready > 0 || left > 0 || outbox > 0 || a->nheld > 0) {
+		a->quiet_checks = 0;
+		if (now / 1000 % 10 == 0)
+			log_info("draining: %u orders queued, %lld sagas "
+			         "unfinished (stuck ones wait for sagactl), "
+			         "%lld messages unconfirmed",
+			         ready, (long long)left, (long long)outbox);
+		return;
+	}
+	/* twice in a row, a second apart: nothing was on its way */
+	if (++a->quiet_checks < 2)
+		return;
+	bus_queue_delete(a->bus, a->orders_q, true);
+	bus_queue_delete(a->bus, a->replies_q, true);
+	bus_queue_delete(a->bus, a->control_q, true);
+	log_info("drained: every saga of this shard is finished; its queues "
+	         "are gone and its database stays for history");
+	*a->stop = 1;
 }
 
 static int
@@ -444,6 +632,8 @@ t_poll(void *ctx, struct loop *l, int timeout_ms)
 	struct bus_handlers h = {on_delivery, on_confirm, a};
 	a->l = l;
 	bus_poll(a->bus, timeout_ms, &h);
+	if (a->drain != DRAIN_NO)
+		drain_step(a);
 	if (a->http != NULL)
 		http_serve(a->http, on_http, a);
 	return 0;
@@ -496,10 +686,23 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 	int rc = 1;
 
 	memset(&a, 0, sizeof(a));
+	if (shard_parse(cfg->shard, &a.sh, err, sizeof(err)) != 0) {
+		log_error("%s", err);
+		return 2;
+	}
+	if (cfg->drain && a.sh.index == 0) {
+		log_error("--drain is for a shard (--shard I/N)");
+		return 2;
+	}
 	st = store_open(cfg->db, err, sizeof(err));
 	if (st == NULL) {
 		log_error("%s", err);
 		return 1;
+	}
+	if (shard_claim(store_db(st), &a.sh, loop_now_ms(), &a.times, err,
+	                sizeof(err)) != 0) {
+		log_error("%s: %s", cfg->db, err);
+		goto out;
 	}
 	reg = registry_new(st);
 	if (reg == NULL ||
@@ -519,20 +722,27 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		goto out;
 	}
 
-	snprintf(a.orders_q, sizeof(a.orders_q), "orchestrator.orders");
-	if (strcmp(cfg->reply_key, "orchestrator") == 0)
-		snprintf(a.replies_q, sizeof(a.replies_q),
-		         "orchestrator.replies");
-	else
-		snprintf(a.replies_q, sizeof(a.replies_q), "%s.replies",
+	if (a.sh.index == 0 && strcmp(cfg->reply_key, "orchestrator") != 0)
+		snprintf(a.sh.replies_q, sizeof(a.sh.replies_q), "%s.replies",
 		         cfg->reply_key);
-	snprintf(a.control_q, sizeof(a.control_q), "orchestrator.control");
+	if (a.sh.index == 0)
+		snprintf(a.sh.reply_key, sizeof(a.sh.reply_key), "%s",
+		         cfg->reply_key);
+	snprintf(a.orders_q, sizeof(a.orders_q), "%s", a.sh.orders_q);
+	snprintf(a.replies_q, sizeof(a.replies_q), "%s", a.sh.replies_q);
+	snprintf(a.control_q, sizeof(a.control_q), "%s", a.sh.control_q);
+	a.stop = stop;
+	a.drain = cfg->drain ? DRAIN_ANNOUNCE : DRAIN_NO;
 	{
 		const struct bus_exchange ex[] = {
-		        {ORCH_EXCHANGE_EVENTS, "topic", NULL},
-		        {ORCH_EXCHANGE_COMMANDS, "topic", NULL},
-		        {ORCH_EXCHANGE_REPLIES, "direct", NULL},
-		        {DLX, "direct", NULL},
+		        {ORCH_EXCHANGE_EVENTS, "topic", NULL, NULL},
+		        {ORCH_EXCHANGE_COMMANDS, "topic", NULL, NULL},
+		        {ORCH_EXCHANGE_REPLIES, "direct", NULL, NULL},
+		        {DLX, "direct", NULL, NULL},
+		        /* shards: order ids hashed over the orders queues */
+		        {SHARD_EXCHANGE, "x-consistent-hash", NULL,
+		         "correlation_id"},
+		        {SHARD_RING, "fanout", NULL, NULL},
 		};
 		const struct bus_queue qs[] = {
 		        {.name = a.orders_q,
@@ -550,15 +760,38 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		         * publisher of order.* besides order-api */
 		        {.name = "audit"},
 		};
-		const struct bus_binding bd[] = {
-		        {ORCH_EXCHANGE_EVENTS, a.orders_q, NULL,
-		         "order.created"},
+		const struct bus_binding bd_common[] = {
 		        {ORCH_EXCHANGE_REPLIES, a.replies_q, NULL,
-		         cfg->reply_key},
+		         a.sh.reply_key},
 		        {DLX, "orchestrator.dlq", NULL, "orchestrator.dlq"},
 		        {ORCH_EXCHANGE_EVENTS, "audit", NULL, "order.#"},
+		        /* unsharded: order.created straight to the queue */
+		        {ORCH_EXCHANGE_EVENTS, a.orders_q, NULL,
+		         "order.created"},
 		};
-		const struct bus_topology topo = {ex, 4, qs, 5, bd, 4};
+		const struct bus_binding bd_shard[] = {
+		        bd_common[0],
+		        bd_common[1],
+		        bd_common[2],
+		        /* sharded: through the ring, and told of changes */
+		        {ORCH_EXCHANGE_EVENTS, NULL, SHARD_EXCHANGE,
+		         "order.created"},
+		        {SHARD_RING, a.control_q, NULL, ""},
+		        {SHARD_EXCHANGE, a.orders_q, NULL, SHARD_WEIGHT},
+		};
+		/* a draining shard does not bind its orders queue: drain_step
+		 * unbinds it once the other shards have been told */
+		const struct bus_topology topo =
+		        a.sh.index == 0
+		                ? (struct bus_topology){ex, 4,         qs,
+		                                        5,  bd_common, 4}
+		                : (struct bus_topology){
+		                          ex,
+		                          6,
+		                          qs,
+		                          5,
+		                          bd_shard,
+		                          a.drain != DRAIN_NO ? 5 : 6};
 		const char *consume[] = {a.orders_q, a.replies_q, a.control_q};
 		struct bus_config bc = {
 		        .url = cfg->amqp,
@@ -567,6 +800,7 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		        .cert_file = getenv("SAGA_AMQP_CERT"),
 		        .key_file = getenv("SAGA_AMQP_KEY"),
 		        .prefetch = (uint16_t)cfg->prefetch,
+		        .queue_type = cfg->queue_type,
 		        .topology = &topo,
 		        .consume = consume,
 		        .nconsume = 3,
@@ -585,7 +819,7 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		        /* every queue's window can arrive at once */
 		        .publish_window = 2000,
 		};
-		struct orch_config oc = {.reply_to = cfg->reply_key,
+		struct orch_config oc = {.reply_to = a.sh.reply_key,
 		                         .on_step = on_step,
 		                         .on_status = on_status,
 		                         .observer_arg = &a.m};
@@ -620,9 +854,10 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 			goto out;
 		}
 		log_info("running: db=%s statecharts=%s batch=%zu "
-		         "prefetch=%d",
-		         cfg->db, cfg->statecharts, lc.batch_max,
-		         cfg->prefetch);
+		         "prefetch=%d shard=%d/%d%s",
+		         cfg->db, cfg->statecharts, lc.batch_max, cfg->prefetch,
+		         a.sh.index, a.sh.count,
+		         cfg->drain ? " (draining)" : "");
 		rc = loop_run(l, stop, reload, on_reload, &rctx, 10000) == 0
 		             ? 0
 		             : 1;

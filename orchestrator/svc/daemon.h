@@ -7,13 +7,17 @@
 #define SAGA_DAEMON_H
 
 #include <signal.h>
+#include <stdbool.h>
 
 struct orch_daemon_config {
 	const char *amqp;        /* broker URL(s) */
 	const char *db;          /* SQLite path */
 	const char *statecharts; /* folder of *.yaml */
 	const char *http;        /* ADDR:PORT or NULL */
-	const char *reply_key;   /* our reply queue's routing key */
+	const char *reply_key;   /* our reply queue's routing key (unsharded) */
+	const char *shard;       /* "I/N" (shard.h), or NULL: unsharded */
+	bool drain;              /* leave the hash ring, finish, exit */
+	const char *queue_type;  /* classic or quorum (bus.h) */
 	int batch, batch_wait_ms, prefetch;
 };
 
@@ -21,9 +25,13 @@ struct orch_daemon_config {
  * one. */
 int daemon_parse_count(const char *s, int min, int max, int *out);
 
-/* Loads charts, opens the database; with check_only stops there (0 if
- * all is well). Otherwise connects and runs until *stop, reloading the
- * charts when *reload is set. Returns the process exit status. */
+/* Loads charts, opens the database (and claims it for the shard); with
+ * check_only stops there (0 if all is well). Otherwise connects and runs
+ * until *stop, reloading the charts when *reload is set. With drain (a
+ * shard only): announces the ring change to every shard, unbinds its
+ * orders queue from the hash ring, finishes every order already queued
+ * and every saga it owns (stuck ones wait for the operator), deletes its
+ * queues and exits 0. Returns the process exit status. */
 int orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
                     volatile sig_atomic_t *stop, volatile sig_atomic_t *reload);
 

@@ -824,7 +824,7 @@ open_bus(struct part *p, char *err, size_t errlen)
 		snprintf(err, errlen, "topology too large");
 		return -1;
 	}
-	ex[nex++] = (struct bus_exchange){REPLIES_EXCHANGE, "direct", NULL};
+	ex[nex++] = (struct bus_exchange){REPLIES_EXCHANGE, "direct", NULL, NULL};
 	for (size_t i = 0; i < cfg->nexchanges; i++)
 		ex[nex++] = cfg->exchanges[i];
 	for (size_t i = 0; i < cfg->nqueues; i++) {
@@ -850,6 +850,7 @@ open_bus(struct part *p, char *err, size_t errlen)
 	bc.cert_file = getenv("SAGA_AMQP_CERT");
 	bc.key_file = getenv("SAGA_AMQP_KEY");
 	bc.prefetch = cfg->prefetch ? cfg->prefetch : 50;
+	bc.queue_type = getenv("SAGA_QUEUE_TYPE");
 	bc.topology = &topo; /* copied by bus_open */
 	bc.consume = cfg->queues;
 	bc.nconsume = cfg->nqueues;

@@ -211,7 +211,7 @@ static void
 test_unroutable_mandatory_returned(void)
 {
 	static const struct bus_exchange ex[] = {
-	        {"bus.test.direct", "direct", NULL}};
+	        {"bus.test.direct", "direct", NULL, NULL}};
 	static const struct bus_queue q[] = {{.name = "bus.test.routed"}};
 	static const struct bus_binding bd[] = {
 	        {"bus.test.direct", "bus.test.routed", NULL, "yes"}};
@@ -268,7 +268,7 @@ static void
 test_reject_reaches_dlq(void)
 {
 	static const struct bus_exchange ex[] = {
-	        {"bus.test.dlx", "fanout", NULL}};
+	        {"bus.test.dlx", "fanout", NULL, NULL}};
 	static const struct bus_queue q[] = {
 	        {.name = "bus.test.work", .dlx = "bus.test.dlx"},
 	        {.name = "bus.test.dlq"},
@@ -313,7 +313,7 @@ static void
 test_missing_exchange_republished(void)
 {
 	static char xname[64], qname[64];
-	static struct bus_exchange ex[] = {{xname, "fanout", NULL}};
+	static struct bus_exchange ex[] = {{xname, "fanout", NULL, NULL}};
 	static struct bus_queue q[] = {{.name = qname}};
 	static struct bus_binding bd[] = {{xname, qname, NULL, ""}};
 	static const struct bus_topology later = {ex, 1, q, 1, bd, 1};
@@ -346,6 +346,51 @@ test_missing_exchange_republished(void)
 		bus_queue_purge(admin, qname, &msgs);
 	}
 	bus_close(admin);
+	bus_close(b);
+}
+
+/* A queue that refuses (x-overflow reject-publish, full): the broker
+ * nacks. The bus keeps the message and publishes it again after a
+ * backoff, never in a busy loop; a run of nacks reopens the connection;
+ * once the queue has room the message is confirmed, once. */
+static void
+test_nacked_resent_with_backoff(void)
+{
+	static char qname[64];
+	static struct bus_queue q[] = {
+	        {.name = qname, .max_length = 1, .overflow = "reject-publish"}};
+	static const struct bus_topology t = {NULL, 0, q, 1, NULL, 0};
+	struct counter c = {0};
+	uint64_t rt[16];
+	struct bus_handlers h = {on_delivery, on_confirm, &c};
+	struct bus *b;
+	uint32_t msgs = 0, cons = 0, n = 0;
+
+	snprintf(qname, sizeof(qname), "bus.test.full.%ld", (long)getpid());
+	b = open_bus(shared_url(), NULL, &t, NULL);
+	c.returned_tags = rt;
+	CHECK(b != NULL);
+	CHECK(publish_seq(b, "", qname, 1, false) == 0);
+	CHECK_EQ(bus_flush(b, 10000, &h), 0);
+	CHECK(publish_seq(b, "", qname, 2, false) == 0);
+	for (int i = 0; i < 150; i++) /* 3 s */
+		bus_poll(b, 20, &h);
+	/* kept, refused a handful of times, not thousands */
+	CHECK_EQ(bus_unconfirmed(b), 1);
+	CHECK_MSG(bus_stats(b)->nacked >= 2 && bus_stats(b)->nacked <= 12,
+	          "%llu nacks in 3 s",
+	          (unsigned long long)bus_stats(b)->nacked);
+	CHECK_MSG(bus_stats(b)->reconnects >= 1,
+	          "five nacks running did not reopen the connection");
+	/* room again: it goes through, and only once */
+	for (int i = 0; i < 100 && !bus_connected(b); i++)
+		bus_poll(b, 20, &h);
+	CHECK(bus_queue_purge(b, qname, &n) == 0);
+	CHECK_EQ(bus_flush(b, 10000, &h), 0);
+	CHECK_EQ(c.acked, 2);
+	CHECK(bus_queue_info(b, qname, &msgs, &cons) == 0);
+	CHECK_EQ(msgs, 1);
+	bus_queue_delete(b, qname, false);
 	bus_close(b);
 }
 
@@ -433,6 +478,7 @@ main(void)
 	RUN(test_unroutable_mandatory_returned);
 	RUN(test_reject_reaches_dlq);
 	RUN(test_missing_exchange_republished);
+	RUN(test_nacked_resent_with_backoff);
 	RUN(test_100k_no_loss_no_dup);
 	RUN(test_broker_restart_mid_run);
 	RUN(test_forced_close_mid_run);

@@ -209,9 +209,9 @@ static int
 world_open(struct world *w, const char *url, size_t nsagas)
 {
 	static const struct bus_exchange ex[] = {
-	        {"saga.commands", "topic", NULL},
-	        {"saga.replies", "direct", NULL},
-	        {"order_events", "topic", NULL},
+	        {"saga.commands", "topic", NULL, NULL},
+	        {"saga.replies", "direct", NULL, NULL},
+	        {"order_events", "topic", NULL, NULL},
 	};
 	static const struct bus_queue q[] = {{.name = "fake.commands"},
 	                                     {.name = "test.events"}};

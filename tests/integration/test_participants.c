@@ -67,9 +67,9 @@ static int
 world_open(void)
 {
 	static const struct bus_exchange ex[] = {
-	        {"saga.commands", "topic", NULL},
-	        {"saga.replies", "direct", NULL},
-	        {"order_events", "topic", NULL},
+	        {"saga.commands", "topic", NULL, NULL},
+	        {"saga.replies", "direct", NULL, NULL},
+	        {"order_events", "topic", NULL, NULL},
 	};
 	static const struct bus_queue q[] = {{.name = "test.replies"},
 	                                     {.name = "test.orders"}};

@@ -100,8 +100,8 @@ static int
 world_open(void)
 {
 	static const struct bus_exchange ex[] = {
-	        {"saga.commands", "topic", NULL},
-	        {"saga.replies", "direct", NULL},
+	        {"saga.commands", "topic", NULL, NULL},
+	        {"saga.replies", "direct", NULL, NULL},
 	};
 	static const struct bus_queue q[] = {{.name = "fake.commands"}};
 	static const struct bus_binding bd[] = {

@@ -1,0 +1,8 @@
+# jq -f deploy/rabbitmq/quorum.jq definitions.json > definitions-quorum.json
+# Every queue a quorum queue, as the daemons declare them with
+# SAGA_QUEUE_TYPE=quorum (lib/bus.h): x-queue-type quorum, and
+# x-delivery-limit 20 on those with a dead-letter exchange.
+.queues |= map(
+  .arguments["x-queue-type"] = "quorum"
+  | if .arguments | has("x-dead-letter-exchange")
+    then .arguments["x-delivery-limit"] = 20 else . end)

@@ -1,0 +1,86 @@
+/* shard.h -- orchestrator shards: which orders this orchestrator owns, and
+ * how ownership stays single when shards come and go.
+ *
+ * `saga-orchestrator --shard I/N` runs shard I (1..N) of N. Its queues are
+ * orchestrator-I.orders, orchestrator-I.replies (routing key
+ * orchestrator-I, which every command it sends names as reply_to) and
+ * orchestrator-I.control. order.created reaches the orders queues through
+ * the consistent-hash exchange `orchestrator.shards` (hashing the
+ * correlation id, which is the order id), bound from order_events with
+ * key order.created; each shard binds its orders queue to it with weight
+ * SHARD_WEIGHT. So each order id has exactly one owner while the ring
+ * (the set of bound shards) stays the same, and each shard has its own
+ * SQLite file.
+ *
+ * When the ring changes, an order id can move to another shard. Only a
+ * *new copy* of an order.created that was already routed can then reach
+ * the wrong shard; every such copy is either published before the ring
+ * changed (a publish held back, an operator's old message) or is a
+ * publisher's resend after a lost connection (the bus marks those
+ * `republished`). So a shard refuses, to orchestrator.dlq with the
+ * reason, an order.created for a saga it does not know when:
+ *   - it was published before this shard joined the ring (joined_at), or
+ *   - it is a resend published before the last ring change the shard was
+ *     told of (ring_changed_at; a leaving shard announces it on the
+ *     fanout exchange orchestrator.ring, bound to every control queue,
+ *     before it unbinds).
+ * AMQP timestamps have whole seconds, so "before" is decided on the safe
+ * side: the second of the change counts as before. A refused order is
+ * not lost: the operator finds its owner with `sagactl --shards F show`
+ * and replays it (sagactl dlq replay stamps it anew).
+ *
+ * The identity is kept in the database (table node): a database made by
+ * shard 2 cannot be opened as shard 1 or unsharded, which would start
+ * its sagas twice or strand them.
+ */
+#ifndef SAGA_SHARD_H
+#define SAGA_SHARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#define SHARD_MAX      64
+#define SHARD_EXCHANGE "orchestrator.shards"
+#define SHARD_RING     "orchestrator.ring"
+#define SHARD_WEIGHT   "10"
+#define SHARD_NOTICE   "orchestrator.ring_changed"
+
+struct shard {
+	int index, count; /* 0/0: unsharded */
+	char orders_q[64], replies_q[64], control_q[64], reply_key[64];
+};
+
+/* "I/N" with 1 <= I <= N <= SHARD_MAX, or NULL for unsharded, into *sh
+ * (with its queue names). -1 with the reason in err. */
+int shard_parse(const char *spec, struct shard *sh, char *err, size_t errlen);
+
+/* What the database remembers (ms since the epoch; 0 if never). */
+struct shard_times {
+	int64_t joined_ms, ring_changed_ms;
+};
+
+/* Claims the database for this shard: records the identity on first use,
+ * refuses (-1, reason in err) a database that belongs to another shard,
+ * and reads the times; joined_at is set to now_ms the first time. */
+int shard_claim(sqlite3 *db, const struct shard *sh, int64_t now_ms,
+                struct shard_times *t, char *err, size_t errlen);
+
+/* Remembers a ring change at at_ms (kept if later than the known one). */
+int shard_note_ring_change(sqlite3 *db, struct shard_times *t, int64_t at_ms);
+
+/* Whether the sagas table has saga `id`. -1 on a database error. */
+int shard_saga_known(sqlite3 *db, const char *id, bool *known);
+
+/* The pure decision: NULL to accept an order.created published at
+ * published_ms (whole seconds), or why it is refused. */
+const char *shard_refuse(const struct shard *sh, const struct shard_times *t,
+                         int64_t published_ms, bool republished, bool known);
+
+/* The database's owner as text ("none" or the index), for sagactl; buf
+ * gets "" if the database predates shards. -1 on error. */
+int shard_owner(sqlite3 *db, char *buf, size_t cap);
+
+#endif

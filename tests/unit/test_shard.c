@@ -1,0 +1,129 @@
+/* test_shard -- orchestrator/svc/shard: parsing --shard I/N, claiming a
+ * database for one shard, and the guard that keeps an order from being
+ * started on two shards when the hash ring changes. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "shard.h"
+#include "store.h"
+#include "testutil.h"
+
+static void
+test_parse(void)
+{
+	struct shard sh;
+	char err[256];
+
+	CHECK(shard_parse(NULL, &sh, err, sizeof(err)) == 0);
+	CHECK(sh.index == 0);
+	CHECK(strcmp(sh.orders_q, "orchestrator.orders") == 0);
+	CHECK(strcmp(sh.reply_key, "orchestrator") == 0);
+	CHECK(shard_parse("2/3", &sh, err, sizeof(err)) == 0);
+	CHECK(sh.index == 2 && sh.count == 3);
+	CHECK(strcmp(sh.orders_q, "orchestrator-2.orders") == 0);
+	CHECK(strcmp(sh.replies_q, "orchestrator-2.replies") == 0);
+	CHECK(strcmp(sh.control_q, "orchestrator-2.control") == 0);
+	CHECK(strcmp(sh.reply_key, "orchestrator-2") == 0);
+	static const char *bad[] = {"",     "1",    "0/2", "3/2",
+	                            "1/0",  "1/65", "a/b", "1/2x",
+	                            "-1/2", "1//2", "1/ 2"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		CHECK_MSG(shard_parse(bad[i], &sh, err, sizeof(err)) == -1,
+		          "\"%s\" accepted", bad[i]);
+	CHECK(shard_parse("0/2", &sh, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "1 <= I <= N") != NULL);
+}
+
+static void
+test_claim(void)
+{
+	char *dir = testutil_tmpdir("shard"), path[600], err[512];
+	struct shard one, two, none;
+	struct shard_times t;
+	struct store *st;
+	bool known = true;
+	char owner[16];
+
+	CHECK(dir != NULL);
+	snprintf(path, sizeof(path), "%s/o.db", dir);
+	CHECK(shard_parse("1/2", &one, err, sizeof(err)) == 0);
+	CHECK(shard_parse("2/2", &two, err, sizeof(err)) == 0);
+	CHECK(shard_parse(NULL, &none, err, sizeof(err)) == 0);
+	st = store_open(path, err, sizeof(err));
+	CHECK_MSG(st != NULL, "%s", err);
+	/* first use: shard 1 claims it and joins at 1000 */
+	CHECK(shard_claim(store_db(st), &one, 1000, &t, err, sizeof(err)) == 0);
+	CHECK(t.joined_ms == 1000 && t.ring_changed_ms == 0);
+	/* again later (a restart): joined_at stays */
+	CHECK(shard_claim(store_db(st), &one, 5000, &t, err, sizeof(err)) == 0);
+	CHECK(t.joined_ms == 1000);
+	/* another shard, or unsharded, is refused with a reason */
+	CHECK(shard_claim(store_db(st), &two, 5000, &t, err, sizeof(err)) ==
+	      -1);
+	CHECK_MSG(strstr(err, "belongs to shard 1, not to shard 2"), "%s", err);
+	CHECK(shard_claim(store_db(st), &none, 5000, &t, err, sizeof(err)) ==
+	      -1);
+	CHECK_MSG(strstr(err, "--shard 1/N"), "%s", err);
+	/* ring changes only move forward, and are kept */
+	CHECK(shard_claim(store_db(st), &one, 5000, &t, err, sizeof(err)) == 0);
+	CHECK(shard_note_ring_change(store_db(st), &t, 7000) == 0);
+	CHECK(shard_note_ring_change(store_db(st), &t, 6000) == 0);
+	CHECK(t.ring_changed_ms == 7000);
+	CHECK(shard_claim(store_db(st), &one, 9000, &t, err, sizeof(err)) == 0);
+	CHECK(t.ring_changed_ms == 7000);
+	CHECK(shard_owner(store_db(st), owner, sizeof(owner)) == 0);
+	CHECK(strcmp(owner, "1") == 0);
+	CHECK(shard_saga_known(store_db(st), "ord-x", &known) == 0);
+	CHECK(!known);
+	store_close(st);
+
+	/* an unsharded database cannot become a shard */
+	snprintf(path, sizeof(path), "%s/u.db", dir);
+	st = store_open(path, err, sizeof(err));
+	CHECK(st != NULL);
+	CHECK(shard_claim(store_db(st), &none, 1, &t, err, sizeof(err)) == 0);
+	CHECK(shard_claim(store_db(st), &two, 1, &t, err, sizeof(err)) == -1);
+	CHECK_MSG(strstr(err, "unsharded"), "%s", err);
+	store_close(st);
+	testutil_rmtree(dir);
+	free(dir);
+}
+
+static void
+test_refuse(void)
+{
+	struct shard one, none;
+	struct shard_times t = {.joined_ms = 10500, .ring_changed_ms = 20500};
+	char err[256];
+
+	CHECK(shard_parse("1/2", &one, err, sizeof(err)) == 0);
+	CHECK(shard_parse(NULL, &none, err, sizeof(err)) == 0);
+	/* unsharded: never */
+	CHECK(shard_refuse(&none, &t, 0, true, false) == NULL);
+	/* published before the shard joined (AMQP seconds: 10000 may be
+	 * 10.999 s, after 10.5 s, but cannot be told apart: refused) */
+	CHECK(shard_refuse(&one, &t, 9000, false, false) != NULL);
+	CHECK(shard_refuse(&one, &t, 10000, false, false) != NULL);
+	CHECK(shard_refuse(&one, &t, 11000, false, false) == NULL);
+	/* ... unless the saga is already ours: a plain duplicate */
+	CHECK(shard_refuse(&one, &t, 9000, false, true) == NULL);
+	/* after a ring change: only resends from before it */
+	CHECK(shard_refuse(&one, &t, 15000, false, false) == NULL);
+	CHECK(shard_refuse(&one, &t, 15000, true, false) != NULL);
+	CHECK(shard_refuse(&one, &t, 20000, true, false) != NULL);
+	CHECK(shard_refuse(&one, &t, 21000, true, false) == NULL);
+	CHECK(shard_refuse(&one, &t, 15000, true, true) == NULL);
+	CHECK(strstr(shard_refuse(&one, &t, 9000, false, false), "joined") !=
+	      NULL);
+}
+
+int
+main(void)
+{
+	RUN(test_parse);
+	RUN(test_claim);
+	RUN(test_refuse);
+	return check_summary();
+}

@@ -159,6 +159,7 @@ struct adapter {
 	int64_t next_check_ms;
 	int quiet_checks;
 	uint64_t refused; /* order.created refused by the shard guard */
+	bool drained;     /* draining found nothing left: delete the queues */
 	/* deliveries not yet settled: kept for a dead-letter copy */
 	struct held *held;
 	size_t nheld, capheld;
@@ -617,11 +618,10 @@ drain_step(struct adapter *a)
 	/* twice in a row, a second apart: nothing was on its way */
 	if (++a->quiet_checks < 2)
 		return;
-	bus_queue_delete(a->bus, a->orders_q, true);
-	bus_queue_delete(a->bus, a->replies_q, true);
-	bus_queue_delete(a->bus, a->control_q, true);
-	log_info("drained: every saga of this shard is finished; its queues "
-	         "are gone and its database stays for history");
+	/* the queues go after the loop has stopped consuming them
+	 * (orch_daemon_run): deleting a consumed queue cancels the consumer,
+	 * and the bus would consume (and so declare) it again */
+	a->drained = true;
 	*a->stop = 1;
 }
 
@@ -862,6 +862,18 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		             ? 0
 		             : 1;
 		log_info("stopped (%s)", rc == 0 ? "drained" : "not drained");
+		if (a.drained) {
+			const char *qs_[] = {a.orders_q, a.replies_q,
+			                     a.control_q};
+			for (size_t i = 0; i < 3; i++)
+				if (bus_queue_delete(bus, qs_[i], true) != 0)
+					log_warnx("cannot delete %s: delete it "
+					          "by hand once empty",
+					          qs_[i]);
+			log_info("drained: every saga of this shard is "
+			         "finished; its queues are gone and its "
+			         "database stays for history");
+		}
 	}
 out:
 	http_close(a.http);

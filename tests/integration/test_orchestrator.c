@@ -6,6 +6,7 @@
  * to the dead-letter queue while the rest goes on; SIGHUP with a broken
  * chart keeps the old one; SIGTERM drains and exits 0. */
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
@@ -27,7 +28,8 @@ static const char *srcdir, *bindir;
 struct orch_proc {
 	pid_t pid;
 	char db[512], charts[512], log[512];
-	int http_port; /* 0: no --http */
+	int http_port;        /* 0: no --http */
+	const char *extra[4]; /* more flags, e.g. "--shard", "1/2" */
 };
 
 /* every orchestrator started, so a failed test leaves none behind */
@@ -58,16 +60,19 @@ orch_start(struct orch_proc *p, const char *url)
 		(void)f;
 		snprintf(exe, sizeof(exe), "%s/saga-orchestrator", bindir);
 		char http[64];
+		const char *argv[20] = {
+		        exe,   "--amqp",        url,       "--db",
+		        p->db, "--statecharts", p->charts, "--batch-wait",
+		        "2",   "--log-level",   "warn"};
+		size_t n = 11;
 		snprintf(http, sizeof(http), "127.0.0.1:%d", p->http_port);
-		if (p->http_port > 0)
-			execl(exe, exe, "--amqp", url, "--db", p->db,
-			      "--statecharts", p->charts, "--batch-wait", "2",
-			      "--log-level", "warn", "--http", http,
-			      (char *)NULL);
-		else
-			execl(exe, exe, "--amqp", url, "--db", p->db,
-			      "--statecharts", p->charts, "--batch-wait", "2",
-			      "--log-level", "warn", (char *)NULL);
+		if (p->http_port > 0) {
+			argv[n++] = "--http";
+			argv[n++] = http;
+		}
+		for (size_t i = 0; i < 4 && p->extra[i] != NULL; i++)
+			argv[n++] = p->extra[i];
+		execv(exe, (char *const *)(uintptr_t)argv);
 		_exit(127);
 	}
 	for (size_t i = 0; i < 16; i++) {
@@ -92,6 +97,26 @@ orch_stop(struct orch_proc *p, int sig)
 			running[i] = 0;
 	p->pid = 0;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* Waits up to secs for the process to exit by itself: its status, or -1
+ * (still running). */
+static int
+orch_wait(struct orch_proc *p, int secs)
+{
+	int status = 0;
+	for (int i = 0; i < secs * 10; i++) {
+		if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
+			for (size_t k = 0; k < 16; k++)
+				if (running[k] == p->pid)
+					running[k] = 0;
+			p->pid = 0;
+			return WIFEXITED(status) ? WEXITSTATUS(status)
+			                         : 128 + WTERMSIG(status);
+		}
+		usleep(100 * 1000);
+	}
+	return -1;
 }
 
 /* ---- fake participants and an event watcher, one bus ---- */
@@ -277,18 +302,16 @@ pump(struct world *w, int ms)
 	         ms);
 }
 
-/* Waits until the orchestrator consumes its orders queue: before that an
- * order.created has nowhere to go. */
+/* Waits until a queue has a consumer. */
 static int
-wait_ready(struct world *w)
+wait_consumed(struct world *w, const char *queue)
 {
 	char err[256];
 	for (int i = 0; i < 200; i++) {
 		uint32_t msgs = 0, cons = 0;
 		if (!bus_connected(w->bus))
 			bus_connect(w->bus, err, sizeof(err));
-		if (bus_queue_info(w->bus, "orchestrator.orders", &msgs,
-		                   &cons) == 0 &&
+		if (bus_queue_info(w->bus, queue, &msgs, &cons) == 0 &&
 		    cons > 0)
 			return 0;
 		usleep(100 * 1000);
@@ -296,8 +319,19 @@ wait_ready(struct world *w)
 	return -1;
 }
 
+/* Waits until the orchestrator consumes its orders queue: before that an
+ * order.created has nowhere to go. */
+static int
+wait_ready(struct world *w)
+{
+	return wait_consumed(w, "orchestrator.orders");
+}
+
+/* An order.created for ord-i, to exchange/key, published at ts_ms (0:
+ * now). */
 static void
-post_order(struct world *w, int i, const char *method, const char *msgid)
+post_order_ex(struct world *w, int i, const char *method, const char *msgid,
+              const char *exchange, const char *key, int64_t ts_ms)
 {
 	struct envelope e;
 	struct value items, item, ship;
@@ -330,17 +364,27 @@ post_order(struct world *w, int i, const char *method, const char *msgid)
 	value_map_put_str(&ship, "country", "india");
 	value_map_put(&e.payload, "ship_to", &ship);
 	if (envelope_encode(&e, &body, &len) == 0) {
-		m.exchange = "order_events";
-		m.routing_key = "order.created";
+		m.exchange = exchange;
+		m.routing_key = key;
 		m.message_id = e.id;
 		m.correlation_id = e.saga;
 		m.type = e.type;
+		m.timestamp_ms = ts_ms;
 		m.body = body;
 		m.len = len;
 		bus_publish(w->bus, &m, 0);
 		free(body);
 	}
 	envelope_clear(&e);
+}
+
+static void
+post_order(struct world *w, int i, const char *method, const char *msgid)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	post_order_ex(w, i, method, msgid, "order_events", "order.created",
+	              (int64_t)now.tv_sec * 1000);
 }
 
 static int
@@ -585,6 +629,132 @@ test_broker_restart_midway(void)
 	free(url);
 }
 
+/* Two shards share the orders by id; shard 2 leaves the ring (--drain)
+ * while orders keep coming: it finishes what it owns and exits 0, its
+ * queues go, and every order ends once, on one shard. A shard that joins
+ * refuses an order published before it joined (another shard may own
+ * it): to the DLQ with the reason. */
+static void
+test_shards_drain_and_join(void)
+{
+	struct orch_proc p1, p2, p3;
+	struct world w;
+	char *url = testbroker_start("orch-shards");
+	const size_t n = 700;
+	int in1, in2, both;
+	char why[512] = "", attach[1200];
+	bool got = false;
+	uint32_t msgs = 0, cons = 0;
+
+	CHECK(url != NULL);
+	CHECK(setup(&p1, "orch-shard1") == 0);
+	CHECK(setup(&p2, "orch-shard2") == 0);
+	CHECK(setup(&p3, "orch-shard3") == 0);
+	p1.extra[0] = p2.extra[0] = p3.extra[0] = "--shard";
+	p1.extra[1] = "1/2";
+	p2.extra[1] = "2/2";
+	p3.extra[1] = "3/3";
+	CHECK(world_open(&w, url, n) == 0);
+	CHECK(orch_start(&p1, url) == 0);
+	CHECK(orch_start(&p2, url) == 0);
+	CHECK(wait_consumed(&w, "orchestrator-1.orders") == 0);
+	CHECK(wait_consumed(&w, "orchestrator-2.orders") == 0);
+	sleep(1); /* published after both joined (AMQP has whole seconds) */
+	for (size_t i = 0; i < 300; i++)
+		post_order(&w, (int)i, "card", NULL);
+	for (int t = 0; t < 600 && finals(&w, n) < 100; t++)
+		pump(&w, 100);
+	/* shard 2 leaves while orders keep coming */
+	CHECK_EQ(orch_stop(&p2, SIGTERM), 0);
+	p2.extra[2] = "--drain";
+	CHECK(orch_start(&p2, url) == 0);
+	for (size_t i = 300; i < 600; i++) {
+		post_order(&w, (int)i, "card", NULL);
+		if (i % 50 == 0)
+			pump(&w, 50);
+	}
+	for (int t = 0; t < 900 && finals(&w, n) < 600; t++)
+		pump(&w, 100);
+	CHECK_EQ(finals(&w, n), 600);
+	CHECK_EQ(orch_wait(&p2, 60), 0); /* it exits by itself, 0 */
+	CHECK(bus_queue_info(w.bus, "orchestrator-2.orders", &msgs, &cons) ==
+	      -1); /* gone */
+	bus_connect(w.bus, why, sizeof(why));
+	/* after it left, every order goes to shard 1 */
+	for (size_t i = 600; i < 650; i++)
+		post_order(&w, (int)i, "card", NULL);
+	for (int t = 0; t < 600 && finals(&w, n) < 650; t++)
+		pump(&w, 100);
+	CHECK_EQ(finals(&w, n), 650);
+	for (size_t i = 0; i < 650; i++)
+		CHECK_MSG(w.completed[i] == 1 && w.failed[i] == 0,
+		          "ord-%zu: completed %d failed %d", i, w.completed[i],
+		          w.failed[i]);
+	in1 = db_count(p1.db, "SELECT count(*) FROM sagas");
+	in2 = db_count(p2.db, "SELECT count(*) FROM sagas");
+	CHECK_MSG(in1 + in2 == 650 && in2 > 50 && in2 < 600,
+	          "shard 1 has %d sagas, shard 2 %d", in1, in2);
+	CHECK_EQ(db_count(p2.db, "SELECT count(*) FROM sagas WHERE status != "
+	                         "'completed'"),
+	         0);
+	CHECK_EQ(db_count(p1.db, "SELECT count(*) FROM sagas WHERE id IN "
+	                         "('ord-600', 'ord-649')"),
+	         2);
+	snprintf(attach, sizeof(attach),
+	         "SELECT count(*) FROM sagas WHERE id IN (SELECT id FROM "
+	         "s2.sagas)");
+	{
+		sqlite3 *h;
+		sqlite3_stmt *st;
+		char *q = sqlite3_mprintf("ATTACH %Q AS s2", p2.db);
+		both = -1;
+		if (sqlite3_open_v2(p1.db, &h, SQLITE_OPEN_READONLY, NULL) ==
+		            SQLITE_OK &&
+		    sqlite3_exec(h, q, NULL, NULL, NULL) == SQLITE_OK &&
+		    sqlite3_prepare_v2(h, attach, -1, &st, NULL) == SQLITE_OK) {
+			if (sqlite3_step(st) == SQLITE_ROW)
+				both = sqlite3_column_int(st, 0);
+			sqlite3_finalize(st);
+		}
+		sqlite3_free(q);
+		sqlite3_close(h);
+	}
+	CHECK_EQ(both, 0);
+	/* shard 1 heard of the ring change */
+	CHECK(db_count(p1.db, "SELECT value > 0 FROM node WHERE key = "
+	                      "'ring_changed_at'") == 1);
+	fprintf(stderr, "     shard 1: %d sagas, shard 2 (drained): %d\n", in1,
+	        in2);
+
+	/* shard 3 joins: an order published a minute ago that reaches it is
+	 * refused, with the reason, not started */
+	CHECK(orch_start(&p3, url) == 0);
+	CHECK(wait_consumed(&w, "orchestrator-3.orders") == 0);
+	{
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		post_order_ex(&w, 690, "card", NULL, "",
+		              "orchestrator-3.orders",
+		              ((int64_t)now.tv_sec - 60) * 1000);
+	}
+	for (int t = 0; t < 100 && !got; t++) {
+		pump(&w, 100);
+		if (bus_get(w.bus, "orchestrator.dlq", peek_error, why, &got) !=
+		    0)
+			got = false;
+	}
+	CHECK(got);
+	CHECK_MSG(strstr(why, "orchestrator-3.orders") &&
+	                  strstr(why, "before this shard joined"),
+	          "%s", why);
+	CHECK_EQ(db_count(p3.db, "SELECT count(*) FROM sagas"), 0);
+	CHECK_EQ(orch_stop(&p3, SIGTERM), 0);
+	CHECK_EQ(orch_stop(&p1, SIGTERM), 0);
+	world_close(&w);
+	testbroker_ctl("orch-shards", "stop");
+	free(url);
+}
+
 static void
 test_sighup_broken_chart_keeps_old(void)
 {
@@ -674,6 +844,8 @@ main(void)
 	RUN(test_paths_and_bad_input);
 	kill_running();
 	RUN(test_sighup_broken_chart_keeps_old);
+	testutil_kill_all();
+	RUN(test_shards_drain_and_join);
 	kill_running();
 	RUN(test_sigkill_midway_2000);
 	kill_running();

@@ -748,6 +748,23 @@ test_shards_drain_and_join(void)
 	                  strstr(why, "before this shard joined"),
 	          "%s", why);
 	CHECK_EQ(db_count(p3.db, "SELECT count(*) FROM sagas"), 0);
+	/* sagactl over both databases sends a request to the saga's owner
+	 * (shard 1's control queue): a completed saga's resume is recorded
+	 * there as rejected */
+	CHECK(testutil_sh(NULL,
+	                  "'%s/sagactl' --db '%s' --db '%s' --amqp '%s' resume "
+	                  "ord-600 --reason 'shard test' >&2",
+	                  bindir, p2.db, p1.db, url) == 0);
+	for (int t = 0;
+	     t < 100 && db_count(p1.db, "SELECT count(*) FROM history "
+	                                "WHERE saga_id = 'ord-600' AND kind "
+	                                "IN ('rejected', 'ignored')") < 1;
+	     t++)
+		pump(&w, 100);
+	CHECK_EQ(db_count(p1.db,
+	                  "SELECT count(*) FROM history WHERE saga_id = "
+	                  "'ord-600' AND kind IN ('rejected', 'ignored')"),
+	         1);
 	CHECK_EQ(orch_stop(&p3, SIGTERM), 0);
 	CHECK_EQ(orch_stop(&p1, SIGTERM), 0);
 	world_close(&w);

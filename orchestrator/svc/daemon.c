@@ -522,24 +522,21 @@ dead_letter(struct adapter *a, uint64_t ref, const char *reason)
 		bus_reject(a->bus, ref, false);
 		return;
 	}
-	{
-		snprintf(why, sizeof(why), "from %s: %s", h->queue, reason);
-		m.exchange = "";
-		m.routing_key = DLQ;
-		m.message_id = h->message_id[0] ? h->message_id : "unknown";
-		m.correlation_id =
-		        h->correlation_id[0] ? h->correlation_id : NULL;
-		m.type = h->type[0] ? h->type : NULL;
-		m.traceparent = h->traceparent[0] ? h->traceparent : NULL;
-		m.content_type = h->content_type[0] ? h->content_type : NULL;
-		m.error = why;
-		m.timestamp_ms = h->timestamp_ms;
-		m.body = h->body;
-		m.len = h->len;
-		if (bus_publish(a->bus, &m, ref | DLQ_TAG) != 0)
-			bus_reject(a->bus, ref, false);
-		held_drop(a, ref);
-	}
+	snprintf(why, sizeof(why), "from %s: %s", h->queue, reason);
+	m.exchange = "";
+	m.routing_key = DLQ;
+	m.message_id = h->message_id[0] ? h->message_id : "unknown";
+	m.correlation_id = h->correlation_id[0] ? h->correlation_id : NULL;
+	m.type = h->type[0] ? h->type : NULL;
+	m.traceparent = h->traceparent[0] ? h->traceparent : NULL;
+	m.content_type = h->content_type[0] ? h->content_type : NULL;
+	m.error = why;
+	m.timestamp_ms = h->timestamp_ms;
+	m.body = h->body;
+	m.len = h->len;
+	if (bus_publish(a->bus, &m, ref | DLQ_TAG) != 0)
+		bus_reject(a->bus, ref, false);
+	held_drop(a, ref);
 }
 
 /* Sagas this shard still has to finish: running, compensating, stuck. */

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,25 @@ cmd_list(const char *amqp, bool json, int argc, char **argv)
 	return rc;
 }
 
+/* Where a dead letter came from: the broker's x-first-death-queue, or
+ * the "from QUEUE: reason" of a copy made with its reason (the
+ * orchestrator's and the participants'). false if neither says. */
+static bool
+source_queue(const struct bus_delivery *d, char *buf, size_t cap)
+{
+	const char *end;
+	buf[0] = '\0';
+	if (d->death_queue[0] != '\0') {
+		snprintf(buf, cap, "%s", d->death_queue);
+		return true;
+	}
+	if (strncmp(d->error, "from ", 5) != 0 ||
+	    (end = strstr(d->error + 5, ": ")) == NULL || end == d->error + 5)
+		return false;
+	snprintf(buf, cap, "%.*s", (int)(end - d->error - 5), d->error + 5);
+	return true;
+}
+
 static void
 copy_seen(struct seen *s, const struct bus_delivery *d)
 {
@@ -163,7 +183,7 @@ copy_seen(struct seen *s, const struct bus_delivery *d)
 		         d->death_reason);
 	else
 		snprintf(s->reason, sizeof(s->reason), "(no reason given)");
-	snprintf(s->from, sizeof(s->from), "%s", d->death_queue);
+	source_queue(d, s->from, sizeof(s->from));
 	s->len = d->len;
 }
 
@@ -249,8 +269,8 @@ on_replay(void *arg, const struct bus_delivery *d)
 		return; /* beyond --limit: given back at disconnect */
 	if (q->to != NULL)
 		snprintf(target, sizeof(target), "%s", q->to);
-	else if (d->death_queue[0] != '\0')
-		snprintf(target, sizeof(target), "%s", d->death_queue);
+	else if (source_queue(d, target, sizeof(target)))
+		;
 	else if (n > 4 && strcmp(q->queue + n - 4, ".dlq") == 0)
 		snprintf(target, sizeof(target), "%.*s", (int)(n - 4),
 		         q->queue);
@@ -270,7 +290,13 @@ on_replay(void *arg, const struct bus_delivery *d)
 	m.reply_to = d->reply_to[0] ? d->reply_to : NULL;
 	m.traceparent = d->traceparent[0] ? d->traceparent : NULL;
 	m.content_type = d->content_type[0] ? d->content_type : NULL;
-	m.timestamp_ms = d->timestamp_ms;
+	/* stamped anew: an operator's replay is a new publish (a shard
+	 * would refuse an order published before it joined the ring) */
+	{
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		m.timestamp_ms = (int64_t)now.tv_sec * 1000;
+	}
 	m.mandatory = true;
 	m.body = d->body;
 	m.len = d->len;

@@ -3,14 +3,13 @@
  * shards behind the consistent-hash exchange, and 2,000 orders through
  * order-api while the cluster node every daemon connects to first is
  * stopped and, later, started again (it rejoins; the daemons fail over to
- * the other nodes in their URL lists and back). Then every invariant of
+ * the other nodes in their URL lists and back). Inventory runs as two
+ * competing instances, unchanged. Then every invariant of
  * tests/e2e.h holds, each shard owns a fair part of the sagas, no saga is
  * on both, and sagactl --shards lists them all.
  *
- * Then a shard leaves the ring (saga-orchestrator --shard 2/2 --drain on a
- * running pair) while orders keep coming: every order ends on exactly one
- * shard, the drained one finishes what it owned and exits 0, and its
- * queues are gone.
+ * Adding and draining shards (no order lost or started twice) is tested
+ * in tests/integration/test_orchestrator.c, on one broker.
  *
  * Label cluster: scripts/test runs it in the plain build (three broker
  * nodes and nine daemons are too slow under the sanitizers).
@@ -38,7 +37,8 @@ test_two_shards_on_a_cluster_losing_a_node(void)
 	                                  .nfaults = 2,
 	                                  .cluster_nodes = 3,
 	                                  .quorum = true,
-	                                  .shards = 2};
+	                                  .shards = 2,
+	                                  .second_inventory = true};
 	e2e_run(&o);
 }
 

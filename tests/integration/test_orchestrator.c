@@ -748,6 +748,19 @@ test_shards_drain_and_join(void)
 	                  strstr(why, "before this shard joined"),
 	          "%s", why);
 	CHECK_EQ(db_count(p3.db, "SELECT count(*) FROM sagas"), 0);
+	/* the operator finds no owner and replays it: stamped anew, shard 3
+	 * takes it */
+	CHECK(testutil_sh(
+	              NULL,
+	              "'%s/sagactl' --amqp '%s' dlq replay orchestrator.dlq "
+	              ">&2",
+	              bindir, url) == 0);
+	for (int t = 0; t < 300 && w.completed[690] == 0; t++)
+		pump(&w, 100);
+	CHECK_EQ(w.completed[690], 1);
+	CHECK_EQ(db_count(p3.db, "SELECT count(*) FROM sagas WHERE id = "
+	                         "'ord-690'"),
+	         1);
 	/* sagactl over both databases sends a request to the saga's owner
 	 * (shard 1's control queue): a completed saga's resume is recorded
 	 * there as rejected */

@@ -542,11 +542,20 @@ test_order_api(void)
 	CHECK(part_int(&e.payload, "total_cents", &total) && total == 1300);
 	envelope_clear(&e);
 
-	/* the same key: the same order; another body: 409 */
+	/* the same key: the same order, not published again (it was
+	 * confirmed: a second copy could reach another shard); another
+	 * body: 409 */
 	r = testutil_http(port, "POST", "/orders", "Idempotency-Key: k1\r\n",
 	                  good_order, &st);
 	CHECK(st == 202 && r != NULL && strstr(r, id) != NULL);
+	CHECK(strstr(r, "\"replayed\":true") != NULL);
 	free(r);
+	{
+		uint32_t msgs = 1, cons = 0;
+		bus_poll(T.bus, 300, &H);
+		CHECK(bus_queue_info(T.bus, "test.orders", &msgs, &cons) == 0);
+		CHECK_EQ(msgs, 0);
+	}
 	r = testutil_http(port, "POST", "/orders", "Idempotency-Key: k1\r\n",
 	                  "{\"customer_id\":\"other\"}", &st);
 	CHECK(st == 409);

@@ -3,6 +3,7 @@
  * until its order.completed arrives on order_events.
  *
  *   saga_bench --amqp URL --count N [--rate R | --window W] [--label L]
+ *              [--prefix P] [--purge QUEUE]... [--publish-only | --wait-only]
  *
  * --rate R: open loop, order i is sent at t0 + i/R whatever the replies do
  * (latency at a fixed offered load); otherwise closed loop with at most W
@@ -10,6 +11,17 @@
  * Needs the orchestrator and the participants running (bench/run starts
  * them). Prints one human line and one "RESULT" line for scripts:
  *   RESULT label offered_per_s completed_per_s p50_ms p99_ms max_ms failed
+ *
+ * Saga ids are "<prefix><index>" (default prefix: unique per run).
+ * --purge QUEUE empties a queue first (with --count 0: and nothing else)
+ * (bench/run: the audit queue, which nothing consumes, so every run starts from
+ * the same broker state).
+ * --publish-only: publishes the N orders (window W, paced by confirms),
+ * waits for the broker's confirms and exits without waiting for sagas
+ * (in-flight sagas for the growth measurements); --wait-only: publishes
+ * nothing and waits for the completion of "<prefix>0".."<prefix>N-1"
+ * (already published), printing the seconds it took:
+ *   WAITED label seconds completed
  */
 #include <getopt.h>
 #include <math.h>
@@ -29,7 +41,7 @@ struct run {
 	double *sent, *lat;
 	char prefix[32];
 	uint64_t last_ref;
-	long unacked;
+	long unacked, confirmed;
 };
 
 static double
@@ -61,6 +73,15 @@ on_event(void *arg, const struct bus_delivery *d)
 		bus_ack(r->bus, d->ref, true);
 		r->unacked = 0;
 	}
+}
+
+static void
+on_confirm(void *arg, uint64_t tag, enum bus_confirm c)
+{
+	struct run *r = arg;
+	(void)tag;
+	(void)c;
+	r->confirmed++;
 }
 
 static int
@@ -117,6 +138,47 @@ out:
 	return rc;
 }
 
+/* --publish-only: every order out and confirmed, nothing waited for. */
+static int
+publish_all(struct run *r, long window, const char *label)
+{
+	struct bus_handlers h = {NULL, on_confirm, r};
+	double t0 = now_s();
+	long next = 0;
+
+	while (r->confirmed < r->n && now_s() < t0 + 600) {
+		while (next < r->n && next - r->confirmed < window)
+			publish(r, next++);
+		bus_poll(r->bus, 5, &h);
+	}
+	printf("PUBLISHED %s %ld %.2f\n", label, r->confirmed, now_s() - t0);
+	bus_close(r->bus);
+	free(r->sent);
+	free(r->lat);
+	return r->confirmed == r->n ? 0 : 1;
+}
+
+/* --wait-only: until every saga of the prefix has finished. */
+static int
+wait_all(struct run *r, const char *label)
+{
+	struct bus_handlers h = {on_event, NULL, r};
+	double t0 = now_s();
+
+	for (long i = 0; i < r->n; i++)
+		r->sent[i] = t0;
+	while (r->done < r->n && now_s() < t0 + 1800)
+		bus_poll(r->bus, 50, &h);
+	if (r->unacked > 0)
+		bus_ack(r->bus, r->last_ref, true);
+	bus_flush(r->bus, 2000, &h);
+	printf("WAITED %s %.2f %ld\n", label, now_s() - t0, r->done);
+	bus_close(r->bus);
+	free(r->sent);
+	free(r->lat);
+	return r->done == r->n ? 0 : 1;
+}
+
 static int
 cmp(const void *a, const void *b)
 {
@@ -133,6 +195,10 @@ main(int argc, char **argv)
 	        {"rate", required_argument, NULL, 'r'},
 	        {"window", required_argument, NULL, 'w'},
 	        {"label", required_argument, NULL, 'l'},
+	        {"prefix", required_argument, NULL, 'P'},
+	        {"purge", required_argument, NULL, 'u'},
+	        {"publish-only", no_argument, NULL, 'o'},
+	        {"wait-only", no_argument, NULL, 'W'},
 	        {NULL, 0, NULL, 0},
 	};
 	static const struct bus_exchange ex[] = {
@@ -151,8 +217,10 @@ main(int argc, char **argv)
 	                         .consume = consume,
 	                         .nconsume = 1};
 	struct run r = {0};
-	struct bus_handlers h = {on_event, NULL, &r};
-	const char *label = "run";
+	struct bus_handlers h = {on_event, on_confirm, &r};
+	const char *label = "run", *prefix = NULL, *purge[16];
+	size_t npurge = 0;
+	bool publish_only = false, wait_only = false;
 	double rate = 0, t0, t_end, deadline, elapsed;
 	long window = 400, next = 0, k = 0;
 	char err[512];
@@ -176,21 +244,37 @@ main(int argc, char **argv)
 		case 'l':
 			label = optarg;
 			break;
+		case 'P':
+			prefix = optarg;
+			break;
+		case 'u':
+			if (npurge < sizeof(purge) / sizeof(purge[0]))
+				purge[npurge++] = optarg;
+			break;
+		case 'o':
+			publish_only = true;
+			break;
+		case 'W':
+			wait_only = true;
+			break;
 		default:
 			fprintf(stderr,
 			        "usage: saga_bench --amqp URL --count N "
-			        "[--rate R | --window W] [--label L]\n");
+			        "[--rate R | --window W] [--label L] [--prefix "
+			        "P] [--purge Q]... [--publish-only | "
+			        "--wait-only]\n");
 			return 2;
 		}
 	}
-	if (cfg.url == NULL || r.n <= 0 || window <= 0 || rate < 0) {
+	if (cfg.url == NULL || r.n < 0 || (r.n == 0 && npurge == 0) ||
+	    window <= 0 || rate < 0) {
 		fprintf(stderr,
 		        "saga_bench: need --amqp URL and --count N > 0\n");
 		return 2;
 	}
 	log_init("saga_bench", LOG_WARN);
-	r.sent = calloc((size_t)r.n, sizeof(double));
-	r.lat = malloc((size_t)r.n * sizeof(double));
+	r.sent = calloc((size_t)r.n + 1, sizeof(double));
+	r.lat = malloc(((size_t)r.n + 1) * sizeof(double));
 	if (r.sent == NULL || r.lat == NULL) {
 		free(r.sent);
 		free(r.lat);
@@ -198,14 +282,32 @@ main(int argc, char **argv)
 	}
 	for (long i = 0; i < r.n; i++)
 		r.lat[i] = -1;
-	snprintf(r.prefix, sizeof(r.prefix), "b%lx-%d-", (long)time(NULL),
-	         (int)getpid());
+	if (prefix != NULL)
+		snprintf(r.prefix, sizeof(r.prefix), "%s", prefix);
+	else
+		snprintf(r.prefix, sizeof(r.prefix), "b%lx-%d-",
+		         (long)time(NULL), (int)getpid());
 	r.bus = bus_open(&cfg, err, sizeof(err));
 	if (r.bus == NULL || bus_connect(r.bus, err, sizeof(err)) != 0) {
 		fprintf(stderr, "saga_bench: %s\n", err);
 		return 1;
 	}
-	bus_queue_purge(r.bus, "bench.done", &purged);
+	if (!wait_only)
+		bus_queue_purge(r.bus, "bench.done", &purged);
+	for (size_t i = 0; i < npurge; i++)
+		if (bus_queue_purge(r.bus, purge[i], &purged) != 0)
+			fprintf(stderr, "saga_bench: cannot purge %s\n",
+			        purge[i]);
+	if (r.n == 0) { /* --count 0: only the purges */
+		bus_close(r.bus);
+		free(r.sent);
+		free(r.lat);
+		return 0;
+	}
+	if (publish_only)
+		return publish_all(&r, window, label);
+	if (wait_only)
+		return wait_all(&r, label);
 
 	t0 = now_s();
 	deadline = t0 + 120 + (rate > 0 ? (double)r.n / rate : 0);

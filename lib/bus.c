@@ -47,6 +47,15 @@ struct pending {
 	void *body;
 	size_t len;
 	char *mem;
+	size_t memcap;
+};
+
+/* Message buffers of settled publishes, kept for the next ones: no
+ * malloc per publish once the window is warm. */
+#define SPARE_MAX 512
+struct spare {
+	char *mem;
+	size_t cap;
 };
 
 struct bus {
@@ -79,7 +88,11 @@ struct bus {
 
 	struct pending *p; /* unconfirmed, in publish order */
 	size_t np, capp, head;
+	size_t nlive;   /* entries with a message (mem != NULL) */
+	size_t nunsent; /* of those, not sent on this connection (seq 0) */
 	uint64_t nreturned_pending;
+	struct spare spare[SPARE_MAX];
+	size_t nspare;
 
 	struct bus_stats stats;
 };
@@ -274,10 +287,33 @@ slen(const char *s)
 }
 
 static void
-pending_free(struct pending *p)
+pending_free(struct bus *b, struct pending *p)
 {
-	free(p->mem);
+	if (p->mem == NULL)
+		return;
+	if (b->nspare < SPARE_MAX) {
+		b->spare[b->nspare++] = (struct spare){p->mem, p->memcap};
+	} else {
+		free(p->mem);
+	}
 	p->mem = NULL;
+	b->nlive--;
+}
+
+/* A buffer of at least n bytes: a spare one or a new one. */
+static char *
+buffer_get(struct bus *b, size_t n, size_t *cap)
+{
+	for (size_t i = b->nspare; i-- > 0;) {
+		if (b->spare[i].cap >= n) {
+			char *m = b->spare[i].mem;
+			*cap = b->spare[i].cap;
+			b->spare[i] = b->spare[--b->nspare];
+			return m;
+		}
+	}
+	*cap = (n + 511) & ~(size_t)511; /* round up: reusable by more */
+	return malloc(*cap);
 }
 
 static size_t
@@ -353,6 +389,8 @@ drop_connection(struct bus *b, const char *why)
 			b->backoff_ms = 10000;
 	}
 	for (size_t i = b->head; i < b->np; i++) {
+		if (b->p[i].mem != NULL && b->p[i].seq != 0)
+			b->nunsent++;
 		b->p[i].seq = 0; /* publish again on the next connection */
 		b->p[i].returned = false;
 		b->p[i].nacked = false;
@@ -781,8 +819,10 @@ bus_close(struct bus *b)
 		amqp_destroy_connection(b->conn);
 	}
 	for (size_t i = 0; i < b->np; i++)
-		pending_free(&b->p[i]);
+		free(b->p[i].mem);
 	free(b->p);
+	for (size_t i = 0; i < b->nspare; i++)
+		free(b->spare[i].mem);
 	for (size_t i = 0; i < b->nurls; i++)
 		free(b->urls[i]);
 	for (size_t i = 0; i < b->nconsume; i++)
@@ -851,6 +891,7 @@ send_one(struct bus *b, struct pending *p)
 	}
 	p->seq = b->next_seq++;
 	p->sent = true;
+	b->nunsent--;
 	return 0;
 }
 
@@ -858,7 +899,10 @@ send_one(struct bus *b, struct pending *p)
 static void
 send_pending(struct bus *b)
 {
-	bool hold = b->nnacked > 0 && now_ms() < b->nack_retry_at_ms;
+	bool hold;
+	if (b->nunsent == 0)
+		return; /* the usual case: no scan of the window */
+	hold = b->nnacked > 0 && now_ms() < b->nack_retry_at_ms;
 	for (size_t i = b->head; i < b->np && b->connected && !b->blocked;
 	     i++) {
 		if (b->p[i].seq != 0 || b->p[i].mem == NULL)
@@ -912,7 +956,7 @@ bus_publish(struct bus *b, const struct bus_message *m, uint64_t tag)
 	       m->len + 1;
 	p = &b->p[b->np];
 	memset(p, 0, sizeof(*p));
-	p->mem = malloc(need);
+	p->mem = buffer_get(b, need, &p->memcap);
 	if (p->mem == NULL)
 		return -1;
 	w = p->mem;
@@ -935,6 +979,8 @@ bus_publish(struct bus *b, const struct bus_message *m, uint64_t tag)
 	p->mandatory = m->mandatory;
 	p->transient = m->transient;
 	b->np++;
+	b->nlive++;
+	b->nunsent++;
 	b->stats.published++;
 	if (b->connected && !b->blocked)
 		send_one(b, p);
@@ -972,6 +1018,8 @@ settle_entry(struct bus *b, struct pending *p, bool ack,
 	if (!ack) {
 		/* nacked: send it again, after the backoff */
 		b->stats.nacked++;
+		if (p->seq != 0)
+			b->nunsent++;
 		p->seq = 0;
 		if (!p->nacked)
 			b->nnacked++;
@@ -988,7 +1036,7 @@ settle_entry(struct bus *b, struct pending *p, bool ack,
 			h->on_confirm(h->arg, p->tag, BUS_ACK);
 	}
 	(*events)++;
-	pending_free(p);
+	pending_free(b, p);
 }
 
 static void
@@ -1415,10 +1463,7 @@ bus_flush(struct bus *b, int timeout_ms, const struct bus_handlers *h)
 	int64_t deadline = now_ms() + timeout_ms;
 	while (live(b) > 0) {
 		int64_t left = deadline - now_ms();
-		bool any = false;
-		for (size_t i = b->head; i < b->np && !any; i++)
-			any = b->p[i].mem != NULL;
-		if (!any) {
+		if (b->nlive == 0) {
 			b->head = b->np = 0;
 			break;
 		}
@@ -1477,10 +1522,7 @@ bus_cancel(struct bus *b)
 size_t
 bus_unconfirmed(const struct bus *b)
 {
-	size_t n = 0;
-	for (size_t i = b->head; i < b->np; i++)
-		n += b->p[i].mem != NULL;
-	return n;
+	return b->nlive;
 }
 
 bool

@@ -192,15 +192,13 @@ static enum part_verdict
 replay_charge(sqlite3 *db, const char *saga, struct part_reply *out, char *why,
               size_t whylen)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = part_prepared(db, "SELECT status, charge_id FROM "
+	                                     "payments WHERE saga_id = ?1");
 	int rc;
 
-	if (sqlite3_prepare_v2(db,
-	                       "SELECT status, charge_id FROM payments "
-	                       "WHERE saga_id = ?1",
-	                       -1, &st, NULL) != SQLITE_OK)
+	if (st == NULL ||
+	    sqlite3_bind_text(st, 1, saga, -1, SQLITE_STATIC) != SQLITE_OK)
 		goto dberr;
-	sqlite3_bind_text(st, 1, saga, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		const char *status = (const char *)sqlite3_column_text(st, 0);
@@ -213,7 +211,7 @@ replay_charge(sqlite3 *db, const char *saga, struct part_reply *out, char *why,
 			reply(out, "payment.declined", "already refunded");
 		value_map_put_str(&out->payload, "charge_id", cid);
 	}
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	if (rc == SQLITE_ROW || rc == SQLITE_DONE)
 		return rc == SQLITE_ROW ? PART_DONE : PART_RETRY;
 dberr:
@@ -296,17 +294,16 @@ static enum part_verdict
 refund(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
        struct part_reply *out, char *why, size_t whylen)
 {
-	sqlite3_stmt *st = NULL;
+	sqlite3_stmt *st = part_prepared(db, "SELECT status, method, "
+	                                     "amount_cents FROM payments "
+	                                     "WHERE saga_id = ?1");
 	char status[32] = "", method[8] = "";
 	int64_t amount = 0;
 	int rc;
 
 	(void)arg;
 	(void)attempt;
-	if (sqlite3_prepare_v2(db,
-	                       "SELECT status, method, amount_cents FROM "
-	                       "payments WHERE saga_id = ?1",
-	                       -1, &st, NULL) != SQLITE_OK ||
+	if (st == NULL ||
 	    sqlite3_bind_text(st, 1, in->saga, -1, SQLITE_STATIC) != SQLITE_OK)
 		goto dberr;
 	rc = sqlite3_step(st);
@@ -319,7 +316,7 @@ refund(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 	} else if (rc != SQLITE_DONE) {
 		goto dberr;
 	}
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	st = NULL;
 	if (method[0] == '\0') { /* never charged: nothing to give back */
 		bool cod = strcmp(part_str(&in->payload, "payment_method"),
@@ -364,7 +361,8 @@ refund(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 	return PART_DONE;
 dberr:
 	snprintf(why, whylen, "database: %s", sqlite3_errmsg(db));
-	sqlite3_finalize(st);
+	if (st != NULL)
+		sqlite3_reset(st);
 	return PART_RETRY;
 }
 

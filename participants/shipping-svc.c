@@ -49,21 +49,20 @@ now_ms(void)
 static int
 tracking_of(sqlite3 *db, const char *saga, char *buf, size_t cap)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = part_prepared(db, "SELECT tracking FROM shipments "
+	                                     "WHERE saga_id = ?1 AND status = "
+	                                     "'created'");
 	int rc;
 
 	buf[0] = '\0';
-	if (sqlite3_prepare_v2(db,
-	                       "SELECT tracking FROM shipments "
-	                       "WHERE saga_id = ?1 AND status = 'created'",
-	                       -1, &st, NULL) != SQLITE_OK)
+	if (st == NULL ||
+	    sqlite3_bind_text(st, 1, saga, -1, SQLITE_STATIC) != SQLITE_OK)
 		return -1;
-	sqlite3_bind_text(st, 1, saga, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		snprintf(buf, cap, "%s",
 		         (const char *)sqlite3_column_text(st, 0));
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 

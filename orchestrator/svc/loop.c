@@ -1,11 +1,12 @@
 /* loop.c -- the durable loop (see loop.h).
  *
  * A batch is an array of decoded deliveries. It is committed when it holds
- * batch_max deliveries, when its oldest has waited batch_wait_ms, or when a
- * timer is due; one transaction carries the whole batch, the timers due,
- * and the deletion of outbox rows confirmed since the last commit. Only
- * after COMMIT returns are deliveries settled and new outbox rows
- * published. A failed commit keeps everything in memory (deliveries stay
+ * batch_max deliveries, when its input is drained (group commit: a poll
+ * that does not wait brings nothing more), when its oldest has waited
+ * batch_wait_ms, or when a timer is due; one transaction carries the whole
+ * batch, the timers due, and the deletion of outbox rows confirmed since the
+ * last commit. Only after COMMIT returns are deliveries settled and new outbox
+ * rows published. A failed commit keeps everything in memory (deliveries stay
  * unacknowledged at the broker, so the prefetch window stops the flow:
  * the daemon stops taking work cleanly) and is retried with backoff.
  *
@@ -52,6 +53,12 @@ struct loop {
 	int64_t *resend;        /* NACKed seqs to publish again */
 	size_t nresend, capresend;
 
+	/* per batch, allocated once (batch_max + 1 entries each) */
+	enum orch_verdict *verdicts;
+	char (*reasons)[300];
+	uint64_t *ok, *bad;
+	const char **whys;
+
 	bool failing;
 	int64_t retry_at_ms, backoff_ms;
 	char why[512];
@@ -84,8 +91,14 @@ loop_new(struct store *st, struct orch *o, const struct loop_transport *t,
 	if (l->cfg.publish_window == 0)
 		l->cfg.publish_window = 1000;
 	l->batch = calloc(l->cfg.batch_max, sizeof(*l->batch));
-	if (l->batch == NULL) {
-		free(l);
+	l->verdicts = calloc(l->cfg.batch_max + 1, sizeof(*l->verdicts));
+	l->reasons = calloc(l->cfg.batch_max + 1, sizeof(*l->reasons));
+	l->ok = calloc(l->cfg.batch_max + 1, sizeof(*l->ok));
+	l->bad = calloc(l->cfg.batch_max + 1, sizeof(*l->bad));
+	l->whys = calloc(l->cfg.batch_max + 1, sizeof(*l->whys));
+	if (l->batch == NULL || l->verdicts == NULL || l->reasons == NULL ||
+	    l->ok == NULL || l->bad == NULL || l->whys == NULL) {
+		loop_free(l);
 		return NULL;
 	}
 	return l;
@@ -94,7 +107,7 @@ loop_new(struct store *st, struct orch *o, const struct loop_transport *t,
 static void
 batch_clear(struct loop *l)
 {
-	for (size_t i = 0; i < l->nbatch; i++)
+	for (size_t i = 0; i < l->nbatch && l->batch != NULL; i++)
 		envelope_clear(&l->batch[i].env);
 	l->nbatch = 0;
 }
@@ -106,6 +119,11 @@ loop_free(struct loop *l)
 		return;
 	batch_clear(l);
 	free(l->batch);
+	free(l->verdicts);
+	free(l->reasons);
+	free(l->ok);
+	free(l->bad);
+	free(l->whys);
 	free(l->confirmed);
 	free(l->resend);
 	free(l);
@@ -300,14 +318,8 @@ fail_orch:
 static int
 settle(struct loop *l, const enum orch_verdict *verdicts, char (*reasons)[300])
 {
-	uint64_t *ok = calloc(l->nbatch + 1, sizeof(*ok));
-	uint64_t *bad = calloc(l->nbatch + 1, sizeof(*bad));
-	const char **why = calloc(l->nbatch + 1, sizeof(*why));
 	size_t nok = 0, nbad = 0;
-	int rc = -1;
 
-	if (ok == NULL || bad == NULL || why == NULL)
-		goto out;
 	for (size_t i = 0; i < l->nbatch; i++) {
 		if (verdicts[i] == ORCH_REJECT) {
 			log_warnx("dead-lettering message id=%s type=%s: %s",
@@ -316,19 +328,14 @@ settle(struct loop *l, const enum orch_verdict *verdicts, char (*reasons)[300])
 			          l->batch[i].env.type[0] ? l->batch[i].env.type
 			                                  : "?",
 			          reasons[i]);
-			bad[nbad] = l->batch[i].ref;
-			why[nbad++] = reasons[i];
+			l->bad[nbad] = l->batch[i].ref;
+			l->whys[nbad++] = reasons[i];
 			l->stats.dead_lettered++;
 		} else {
-			ok[nok++] = l->batch[i].ref;
+			l->ok[nok++] = l->batch[i].ref;
 		}
 	}
-	rc = l->t.settle(l->t.ctx, ok, nok, bad, why, nbad);
-out:
-	free(ok);
-	free(bad);
-	free(why);
-	return rc;
+	return l->t.settle(l->t.ctx, l->ok, nok, l->bad, l->whys, nbad);
 }
 
 struct publish_ctx {
@@ -394,20 +401,13 @@ timer_due(struct loop *l)
 int
 loop_flush(struct loop *l, int64_t now_ms)
 {
-	enum orch_verdict *verdicts;
-	char(*reasons)[300];
+	enum orch_verdict *verdicts = l->verdicts;
+	char(*reasons)[300] = l->reasons;
 	int rc = 0;
 
 	l->now_ms = now_ms;
 	if (l->failing && now_ms < l->retry_at_ms)
 		return 0;
-	verdicts = calloc(l->nbatch + 1, sizeof(*verdicts));
-	reasons = calloc(l->nbatch + 1, sizeof(*reasons));
-	if (verdicts == NULL || reasons == NULL) {
-		free(verdicts);
-		free(reasons);
-		return 0; /* try again next turn */
-	}
 	if (apply_batch(l, verdicts, reasons) != 0) {
 		l->stats.commit_failures++;
 		if (!l->failing)
@@ -433,8 +433,6 @@ loop_flush(struct loop *l, int64_t now_ms)
 	batch_clear(l);
 	publish_outbox(l);
 out:
-	free(verdicts);
-	free(reasons);
 	return rc;
 }
 
@@ -442,7 +440,7 @@ int
 loop_turn(struct loop *l, int64_t now_ms)
 {
 	int wait = l->cfg.batch_wait_ms;
-	bool ready;
+	bool ready, drained = false;
 
 	l->now_ms = now_ms;
 	if (l->nbatch > 0) {
@@ -454,8 +452,18 @@ loop_turn(struct loop *l, int64_t now_ms)
 		wait = 0;
 	if (l->t.poll(l->t.ctx, l, wait) != 0)
 		return -1;
+	/* Group commit: a batch whose input is drained (a poll that does
+	 * not wait finds nothing more) is committed now. Waiting out the
+	 * batch window then only adds latency; under load the input is
+	 * rarely drained and deliveries gather during the commit. */
+	if (l->nbatch > 0 && l->nbatch < l->cfg.batch_max) {
+		size_t had = l->nbatch;
+		if (l->t.poll(l->t.ctx, l, 0) != 0)
+			return -1;
+		drained = l->nbatch == had;
+	}
 	l->now_ms = loop_now_ms() > now_ms ? loop_now_ms() : now_ms;
-	ready = l->nbatch >= l->cfg.batch_max ||
+	ready = l->nbatch >= l->cfg.batch_max || drained ||
 	        (l->nbatch > 0 &&
 	         l->now_ms - l->batch_started_ms >= l->cfg.batch_wait_ms) ||
 	        l->nconfirmed > 0 || l->nresend > 0 || timer_due(l);

@@ -86,6 +86,10 @@ struct store {
 	sqlite3 *db;
 	sqlite3_stmt *st[ST__COUNT];
 	char err[512];
+	/* store_timers_due's rows, kept between calls (grown to `limit`) */
+	char (*due_ids)[SAGA_ID_MAX];
+	int64_t *due_seqs, *due_ats;
+	size_t due_cap;
 };
 
 static int
@@ -206,6 +210,9 @@ store_close(struct store *st)
 	for (int i = 0; i < ST__COUNT; i++)
 		sqlite3_finalize(st->st[i]);
 	db_close(st->db);
+	free(st->due_ids);
+	free(st->due_seqs);
+	free(st->due_ats);
 	free(st);
 }
 
@@ -555,17 +562,29 @@ store_timers_due(struct store *st, int64_t now_ms, size_t limit,
 	if (s == NULL)
 		return -1;
 	/* Collect first, then call: fn writes the timers table, which must
-	 * not happen while this SELECT is open on it. */
-	ids = calloc(limit > 0 ? limit : 1, sizeof(*ids));
-	seqs = calloc(limit > 0 ? limit : 1, sizeof(*seqs));
-	ats = calloc(limit > 0 ? limit : 1, sizeof(*ats));
-	if (ids == NULL || seqs == NULL || ats == NULL) {
-		free(ids);
-		free(seqs);
-		free(ats);
-		snprintf(st->err, sizeof(st->err), "out of memory");
-		return -1;
+	 * not happen while this SELECT is open on it. The buffers are the
+	 * store's, grown once: this runs in every transaction. */
+	if (limit > st->due_cap) {
+		char(*nid)[SAGA_ID_MAX] =
+		        realloc(st->due_ids, limit * sizeof(*nid));
+		int64_t *nseq, *nat;
+		if (nid != NULL)
+			st->due_ids = nid;
+		nseq = realloc(st->due_seqs, limit * sizeof(*nseq));
+		if (nseq != NULL)
+			st->due_seqs = nseq;
+		nat = realloc(st->due_ats, limit * sizeof(*nat));
+		if (nat != NULL)
+			st->due_ats = nat;
+		if (nid == NULL || nseq == NULL || nat == NULL) {
+			snprintf(st->err, sizeof(st->err), "out of memory");
+			return -1;
+		}
+		st->due_cap = limit;
 	}
+	ids = st->due_ids;
+	seqs = st->due_seqs;
+	ats = st->due_ats;
 	if (sqlite3_bind_int64(s, 1, now_ms) != SQLITE_OK ||
 	    sqlite3_bind_int64(s, 2, (sqlite3_int64)limit) != SQLITE_OK) {
 		ret = fail(st, "cannot bind");
@@ -588,9 +607,6 @@ store_timers_due(struct store *st, int64_t now_ms, size_t limit,
 		ret = fn(arg, ids[i], seqs[i], ats[i]);
 out:
 	sqlite3_reset(s);
-	free(ids);
-	free(seqs);
-	free(ats);
 	return ret;
 }
 

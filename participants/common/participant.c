@@ -60,6 +60,7 @@ struct part {
 	sqlite3 *db;
 	struct bus *bus;
 	sqlite3_stmt *find, *record, *late, *compensated;
+	sqlite3_stmt *sp_save, *sp_release, *sp_rollback;
 	struct pending *pend;
 	size_t npend, cappend;
 	uint64_t next_tag;
@@ -99,17 +100,70 @@ part_int(const struct value *map, const char *path, int64_t *out)
 	return true;
 }
 
+/* The statements handlers run, prepared once per database and kept:
+ * preparing costs more than running a one-row statement. Keyed by the
+ * SQL's address (handlers pass literals) and checked by its text. */
+#define STMT_CACHE 64
+static struct {
+	sqlite3 *db;
+	const char *sql;
+	sqlite3_stmt *st;
+} stmt_cache[STMT_CACHE];
+
+sqlite3_stmt *
+part_prepared(sqlite3 *db, const char *sql)
+{
+	size_t i, slot = STMT_CACHE;
+
+	for (i = 0; i < STMT_CACHE; i++) {
+		if (stmt_cache[i].st == NULL) {
+			if (slot == STMT_CACHE)
+				slot = i;
+			continue;
+		}
+		if (stmt_cache[i].db == db && stmt_cache[i].sql == sql &&
+		    strcmp(sqlite3_sql(stmt_cache[i].st), sql) == 0) {
+			sqlite3_reset(stmt_cache[i].st);
+			sqlite3_clear_bindings(stmt_cache[i].st);
+			return stmt_cache[i].st;
+		}
+	}
+	if (slot == STMT_CACHE) { /* full: the first entry makes room */
+		sqlite3_finalize(stmt_cache[0].st);
+		stmt_cache[0].st = NULL;
+		slot = 0;
+	}
+	if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+	                       &stmt_cache[slot].st, NULL) != SQLITE_OK) {
+		log_error("sql: %s: %s", sqlite3_errmsg(db), sql);
+		sqlite3_finalize(stmt_cache[slot].st);
+		stmt_cache[slot].st = NULL;
+		return NULL;
+	}
+	stmt_cache[slot].db = db;
+	stmt_cache[slot].sql = sql;
+	return stmt_cache[slot].st;
+}
+
+void
+part_prepared_release(sqlite3 *db)
+{
+	for (size_t i = 0; i < STMT_CACHE; i++)
+		if (stmt_cache[i].st != NULL && stmt_cache[i].db == db) {
+			sqlite3_finalize(stmt_cache[i].st);
+			stmt_cache[i].st = NULL;
+		}
+}
+
 int
 part_sql(sqlite3 *db, const char *sql, const char *sig, int64_t *out, ...)
 {
-	sqlite3_stmt *st = NULL;
+	sqlite3_stmt *st = part_prepared(db, sql);
 	va_list ap;
 	int rc, i = 1, ret = -1;
 
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-		log_error("sql: %s: %s", sqlite3_errmsg(db), sql);
+	if (st == NULL)
 		return -1;
-	}
 	va_start(ap, out);
 	for (const char *p = sig; *p != '\0'; p++, i++) {
 		if (*p == 't')
@@ -132,7 +186,8 @@ out:
 	va_end(ap);
 	if (ret < 0)
 		log_error("sql: %s: %s", sqlite3_errmsg(db), sql);
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
 	return ret;
 }
 
@@ -408,6 +463,20 @@ defer(struct part *p, const struct bus_delivery *d, struct stored *s,
 	s->body = NULL;
 }
 
+/* Runs one of the prepared savepoint statements. */
+static int
+sp_step(struct part *p, sqlite3_stmt *st, char *err, size_t errlen)
+{
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		snprintf(err, errlen, "%s: %s", sqlite3_sql(st),
+		         sqlite3_errmsg(p->db));
+		return -1;
+	}
+	return 0;
+}
+
 /* One savepoint per delivery inside the batch's transaction. */
 static int
 sp_begin(struct part *p, char *err, size_t errlen)
@@ -417,22 +486,22 @@ sp_begin(struct part *p, char *err, size_t errlen)
 			return -1;
 		p->in_tx = true;
 	}
-	return db_exec(p->db, "SAVEPOINT msg", err, errlen);
+	return sp_step(p, p->sp_save, err, errlen);
 }
 
 static void
 sp_undo(struct part *p)
 {
 	char err[256];
-	if (p->in_tx &&
-	    db_exec(p->db, "ROLLBACK TO msg; RELEASE msg", err, sizeof(err)))
+	if (p->in_tx && (sp_step(p, p->sp_rollback, err, sizeof(err)) != 0 ||
+	                 sp_step(p, p->sp_release, err, sizeof(err)) != 0))
 		log_error("%s", err);
 }
 
 static int
 sp_keep(struct part *p, char *err, size_t errlen)
 {
-	return db_exec(p->db, "RELEASE msg", err, errlen);
+	return sp_step(p, p->sp_release, err, errlen);
 }
 
 /* Commits the batch, then sends its replies (each command acked when its
@@ -799,7 +868,12 @@ open_db(struct part *p, char *err, size_t errlen)
 	    db_prepare(p->db, &p->compensated,
 	               "INSERT OR IGNORE INTO part_compensated"
 	               "(saga_id, command, at) VALUES (?1, ?2, ?3)",
-	               err, errlen) != 0)
+	               err, errlen) != 0 ||
+	    db_prepare(p->db, &p->sp_save, "SAVEPOINT msg", err, errlen) != 0 ||
+	    db_prepare(p->db, &p->sp_release, "RELEASE msg", err, errlen) !=
+	            0 ||
+	    db_prepare(p->db, &p->sp_rollback, "ROLLBACK TO msg", err,
+	               errlen) != 0)
 		return -1;
 	if (cfg->on_open != NULL && cfg->on_open(cfg->arg, p->db, err, errlen))
 		return -1;
@@ -865,6 +939,10 @@ part_free(struct part *p)
 	sqlite3_finalize(p->record);
 	sqlite3_finalize(p->late);
 	sqlite3_finalize(p->compensated);
+	sqlite3_finalize(p->sp_save);
+	sqlite3_finalize(p->sp_release);
+	sqlite3_finalize(p->sp_rollback);
+	part_prepared_release(p->db);
 	db_close(p->db);
 	bus_close(p->bus);
 	free(p->pend);

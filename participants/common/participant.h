@@ -181,4 +181,13 @@ bool part_int(const struct value *map, const char *path, int64_t *out);
  * an SQLite error (logged). For the handlers' one-liners. */
 int part_sql(sqlite3 *db, const char *sql, const char *sig, int64_t *out, ...);
 
+/* The statement for sql on db, prepared on first use and kept (reset, its
+ * bindings cleared) for the life of the daemon: for handlers that read
+ * columns. sql must outlive the daemon (a literal). The caller steps it
+ * and calls sqlite3_reset when done. NULL on an SQLite error (logged).
+ * part_sql uses the same cache. */
+sqlite3_stmt *part_prepared(sqlite3 *db, const char *sql);
+/* Finalizes every kept statement of db (before closing it). */
+void part_prepared_release(sqlite3 *db);
+
 #endif

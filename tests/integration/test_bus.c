@@ -395,6 +395,67 @@ test_nacked_resent_with_backoff(void)
 }
 
 static void
+requeue_all(void *arg, const struct bus_delivery *d)
+{
+	struct counter *c = arg;
+	c->delivered++;
+	bus_reject(c->bus, d->ref, true); /* as if the consumer crashed */
+}
+
+/* queue_type quorum: every queue of the topology a quorum queue; one
+ * with a dead-letter exchange gets the delivery limit, so a message that
+ * keeps coming back is dead-lettered (reason delivery_limit) instead of
+ * looping forever. */
+static void
+test_quorum_delivery_limit(void)
+{
+	static char qname[64], dlq[80];
+	static struct bus_queue q[] = {{.name = qname, .dlx = "", .dlrk = dlq},
+	                               {.name = dlq}};
+	static const struct bus_topology t = {NULL, 0, q, 2, NULL, 0};
+	const char *consume[1] = {qname};
+	struct bus_config cfg = {.url = shared_url(),
+	                         .name = "test-quorum",
+	                         .topology = &t,
+	                         .consume = consume,
+	                         .nconsume = 1,
+	                         .queue_type = "quorum",
+	                         .delivery_limit = 2};
+	struct counter c = {0};
+	uint64_t rt[16];
+	struct bus_handlers h = {requeue_all, on_confirm, &c};
+	struct dlq_seen seen = {0};
+	char err[512];
+	bool got = false;
+	struct bus *b;
+
+	snprintf(qname, sizeof(qname), "bus.test.poison.%ld", (long)getpid());
+	snprintf(dlq, sizeof(dlq), "%s.dlq", qname);
+	cfg.queue_type = "bogus";
+	CHECK(bus_open(&cfg, err, sizeof(err)) == NULL);
+	CHECK(strstr(err, "classic or quorum") != NULL);
+	cfg.queue_type = "quorum";
+	b = bus_open(&cfg, err, sizeof(err));
+	CHECK_MSG(b != NULL && bus_connect(b, err, sizeof(err)) == 0, "%s",
+	          err);
+	c.bus = b;
+	c.returned_tags = rt;
+	CHECK(publish_seq(b, "", qname, 1, false) == 0);
+	for (int i = 0; i < 200 && !got; i++) {
+		bus_poll(b, 20, &h);
+		if (i % 10 == 9 && bus_get(b, dlq, on_dlq, &seen, &got) != 0)
+			got = false;
+	}
+	CHECK_MSG(got, "not dead-lettered after %zu deliveries", c.delivered);
+	CHECK_EQ(c.delivered, 3); /* the first and two redeliveries */
+	CHECK_STR(seen.queue, qname);
+	CHECK_STR(seen.reason, "delivery_limit");
+	bus_queue_delete(b, qname, false);
+	bus_queue_delete(b, dlq, false);
+	bus_close(b);
+}
+
+static void
 test_tls(void)
 {
 	char *url = testbroker_start_args("bus-tls", "--tls"), *urls = NULL;
@@ -479,6 +540,7 @@ main(void)
 	RUN(test_reject_reaches_dlq);
 	RUN(test_missing_exchange_republished);
 	RUN(test_nacked_resent_with_backoff);
+	RUN(test_quorum_delivery_limit);
 	RUN(test_100k_no_loss_no_dup);
 	RUN(test_broker_restart_mid_run);
 	RUN(test_forced_close_mid_run);

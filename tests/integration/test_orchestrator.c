@@ -748,8 +748,9 @@ test_shards_drain_and_join(void)
 	                  strstr(why, "before this shard joined"),
 	          "%s", why);
 	CHECK_EQ(db_count(p3.db, "SELECT count(*) FROM sagas"), 0);
-	/* the operator finds no owner and replays it: stamped anew, shard 3
-	 * takes it */
+	/* the operator finds no owner and replays it: stamped anew (in a
+	 * later second than the join), shard 3 takes it */
+	sleep(2);
 	CHECK(testutil_sh(
 	              NULL,
 	              "'%s/sagactl' --amqp '%s' dlq replay orchestrator.dlq "

@@ -1,0 +1,615 @@
+/* echo_bench -- the broker ceiling for order.yaml: the same messages as a
+ * real run (the same exchanges, routing keys, queues, sizes, persistence,
+ * publisher confirms and consumer prefetch) pushed through stateless echo
+ * processes, with no database, no engine and no state.
+ *
+ *   echo_bench capture --amqp URL --out PROFILE [--idle-ms MS]
+ *   echo_bench orchestrator|participant --amqp URL --profile PROFILE
+ *              --queues Q1[,Q2...] [--prefetch N]
+ *
+ * capture: with the broker's firehose on (`rabbitmqctl trace_on`), reads
+ * every publish (amq.rabbitmq.trace, "publish.#") while a few sagas run
+ * through the real daemons, then writes PROFILE: one line per message a
+ * saga causes, with what triggers it:
+ *
+ *   role trigger exchange routing_key type size persistent expiration
+ *        reply_to traceparent mandatory count
+ *
+ * role is "orchestrator" (commands and domain events, triggered by the
+ * order.created or the reply that came before them) or "participant"
+ * (replies, triggered by the command of the same participant; anything
+ * else a participant sends, e.g. the notification's delayed confirmation,
+ * is triggered by the domain event before it). A message seen with
+ * several routing keys (shipping.india.books, shipping.france.books) has
+ * one line each with how often it was seen; the echo picks among them by
+ * a hash of the saga id, in the same proportions. Empty strings are "-".
+ *
+ * orchestrator / participant: consume the given queues (declared by the
+ * real daemons, which have run before on the same broker: nothing is
+ * declared here) and for each delivery publish what PROFILE says its role
+ * sends for that message type: a body of the recorded size, persistent,
+ * with a publisher confirm, the saga id as correlation id, the reply_to
+ * and traceparent header when the real message has them, mandatory for
+ * commands. Deliveries are acked with `multiple` once per poll, after the
+ * messages they caused are handed to the broker (the real daemons ack
+ * after their commit). saga_bench then drives it exactly as it drives the
+ * real daemons, so both figures are measured the same way.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <amqp.h>
+#include <amqp_tcp_socket.h>
+
+#include "bus.h"
+#include "log.h"
+
+#define MAX_RULES  64
+#define MAX_QUEUES 8
+#define MAX_BODY   (256 * 1024)
+#define STR        128
+
+struct rule {
+	char role[16], trigger[STR], exchange[STR], rk[STR], type[STR];
+	char reply_to[STR];
+	size_t size;
+	int persistent, traceparent, mandatory;
+	long expiration, count;
+	double size_sum; /* capture: for the mean */
+};
+
+struct profile {
+	struct rule r[MAX_RULES];
+	size_t n;
+};
+
+static volatile sig_atomic_t stop;
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+static const char *
+dash(const char *s)
+{
+	return s[0] != '\0' ? s : "-";
+}
+
+static void
+undash(char *s)
+{
+	if (strcmp(s, "-") == 0)
+		s[0] = '\0';
+}
+
+/* ---- capture ---- */
+
+struct seen {
+	char saga[STR], exchange[STR], rk[STR], type[STR], reply_to[STR];
+	size_t size;
+	int persistent, traceparent;
+	long expiration;
+};
+
+static void
+bytes_to(char *dst, size_t cap, amqp_bytes_t b)
+{
+	size_t n = b.len < cap - 1 ? b.len : cap - 1;
+	if (n > 0)
+		memcpy(dst, b.bytes, n);
+	dst[n] = '\0';
+}
+
+static const amqp_field_value_t *
+field(const amqp_table_t *t, const char *key)
+{
+	size_t kl = strlen(key);
+	for (int i = 0; i < t->num_entries; i++)
+		if (t->entries[i].key.len == kl &&
+		    memcmp(t->entries[i].key.bytes, key, kl) == 0)
+			return &t->entries[i].value;
+	return NULL;
+}
+
+static void
+field_str(const amqp_table_t *t, const char *key, char *dst, size_t cap)
+{
+	const amqp_field_value_t *v = field(t, key);
+	dst[0] = '\0';
+	if (v != NULL && (v->kind == AMQP_FIELD_KIND_UTF8 ||
+	                  v->kind == AMQP_FIELD_KIND_BYTES))
+		bytes_to(dst, cap, v->value.bytes);
+}
+
+static long
+field_long(const amqp_table_t *t, const char *key)
+{
+	const amqp_field_value_t *v = field(t, key);
+	if (v == NULL)
+		return 0;
+	switch (v->kind) {
+	case AMQP_FIELD_KIND_I8:
+		return v->value.i8;
+	case AMQP_FIELD_KIND_U8:
+		return v->value.u8;
+	case AMQP_FIELD_KIND_I16:
+		return v->value.i16;
+	case AMQP_FIELD_KIND_U16:
+		return v->value.u16;
+	case AMQP_FIELD_KIND_I32:
+		return v->value.i32;
+	case AMQP_FIELD_KIND_I64:
+		return (long)v->value.i64;
+	default:
+		return 0;
+	}
+}
+
+/* One traced publish into *s; -1 if it is not one of ours. */
+static int
+parse_trace(const amqp_envelope_t *env, struct seen *s)
+{
+	const amqp_basic_properties_t *p = &env->message.properties;
+	const amqp_field_value_t *rks, *props, *hdr;
+	char exp[32];
+
+	memset(s, 0, sizeof(*s));
+	if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG))
+		return -1;
+	field_str(&p->headers, "exchange_name", s->exchange,
+	          sizeof(s->exchange));
+	rks = field(&p->headers, "routing_keys");
+	if (rks != NULL && rks->kind == AMQP_FIELD_KIND_ARRAY &&
+	    rks->value.array.num_entries > 0 &&
+	    (rks->value.array.entries[0].kind == AMQP_FIELD_KIND_UTF8 ||
+	     rks->value.array.entries[0].kind == AMQP_FIELD_KIND_BYTES))
+		bytes_to(s->rk, sizeof(s->rk),
+		         rks->value.array.entries[0].value.bytes);
+	props = field(&p->headers, "properties");
+	if (props == NULL || props->kind != AMQP_FIELD_KIND_TABLE)
+		return -1;
+	field_str(&props->value.table, "type", s->type, sizeof(s->type));
+	field_str(&props->value.table, "correlation_id", s->saga,
+	          sizeof(s->saga));
+	field_str(&props->value.table, "reply_to", s->reply_to,
+	          sizeof(s->reply_to));
+	field_str(&props->value.table, "expiration", exp, sizeof(exp));
+	s->expiration = strtol(exp, NULL, 10);
+	s->persistent = field_long(&props->value.table, "delivery_mode") == 2;
+	hdr = field(&props->value.table, "headers");
+	s->traceparent = hdr != NULL && hdr->kind == AMQP_FIELD_KIND_TABLE &&
+	                 field(&hdr->value.table, "traceparent") != NULL;
+	s->size = env->message.body.len;
+	if (s->saga[0] == '\0' || s->type[0] == '\0' || s->rk[0] == '\0')
+		return -1;
+	return 0;
+}
+
+static void
+add_rule(struct profile *pr, const char *role, const char *trigger,
+         const struct seen *s)
+{
+	struct rule *r = NULL;
+
+	for (size_t i = 0; i < pr->n && r == NULL; i++)
+		if (strcmp(pr->r[i].role, role) == 0 &&
+		    strcmp(pr->r[i].trigger, trigger) == 0 &&
+		    strcmp(pr->r[i].type, s->type) == 0 &&
+		    strcmp(pr->r[i].exchange, s->exchange) == 0 &&
+		    strcmp(pr->r[i].rk, s->rk) == 0)
+			r = &pr->r[i];
+	if (r == NULL) {
+		if (pr->n == MAX_RULES)
+			return;
+		r = &pr->r[pr->n++];
+		memset(r, 0, sizeof(*r));
+		snprintf(r->role, sizeof(r->role), "%s", role);
+		snprintf(r->trigger, sizeof(r->trigger), "%s", trigger);
+		snprintf(r->exchange, sizeof(r->exchange), "%s", s->exchange);
+		snprintf(r->rk, sizeof(r->rk), "%s", s->rk);
+		snprintf(r->type, sizeof(r->type), "%s", s->type);
+		snprintf(r->reply_to, sizeof(r->reply_to), "%s", s->reply_to);
+		r->persistent = s->persistent;
+		r->traceparent = s->traceparent;
+		r->expiration = s->expiration;
+		r->mandatory = strcmp(s->exchange, "saga.commands") == 0;
+	}
+	r->count++;
+	r->size_sum += (double)s->size;
+}
+
+static int
+prefix_eq(const char *a, const char *b)
+{
+	size_t n = strcspn(a, ".");
+	return n == strcspn(b, ".") && strncmp(a, b, n) == 0;
+}
+
+/* Which role sent each message of one saga, and after what. */
+static void
+infer(struct profile *pr, const struct seen *m, size_t n)
+{
+	char orch_trigger[STR] = "", last_event[STR] = "";
+
+	for (size_t i = 0; i < n; i++) {
+		const struct seen *s = &m[i];
+		bool event = strcmp(s->exchange, "order_events") == 0;
+		if (event && strcmp(s->type, "order.created") == 0) {
+			snprintf(orch_trigger, sizeof(orch_trigger), "%s",
+			         s->type);
+			continue; /* saga_bench's own */
+		}
+		if (strcmp(s->exchange, "saga.replies") == 0) {
+			const char *cmd = NULL;
+			for (size_t j = i; j-- > 0 && cmd == NULL;)
+				if (strcmp(m[j].exchange, "saga.commands") ==
+				            0 &&
+				    prefix_eq(m[j].type, s->type))
+					cmd = m[j].type;
+			if (cmd != NULL)
+				add_rule(pr, "participant", cmd, s);
+			snprintf(orch_trigger, sizeof(orch_trigger), "%s",
+			         s->type);
+		} else if (strcmp(s->exchange, "saga.commands") == 0 || event) {
+			if (orch_trigger[0] != '\0')
+				add_rule(pr, "orchestrator", orch_trigger, s);
+			if (event)
+				snprintf(last_event, sizeof(last_event), "%s",
+				         s->type);
+		} else if (last_event[0] != '\0') {
+			add_rule(pr, "participant", last_event, s);
+		}
+	}
+}
+
+static int
+capture(const char *url, const char *out, int idle_ms)
+{
+	struct bus_url u;
+	char err[256];
+	amqp_connection_state_t c = amqp_new_connection();
+	amqp_socket_t *sock = amqp_tcp_socket_new(c);
+	amqp_queue_declare_ok_t *q;
+	amqp_bytes_t qname;
+	struct seen *m = NULL;
+	size_t n = 0, cap = 0;
+	struct profile pr = {0};
+	FILE *f;
+	bool got = false;
+
+	if (bus_url_parse(url, &u, err, sizeof(err)) != 0 || sock == NULL ||
+	    amqp_socket_open(sock, u.host, u.port) != AMQP_STATUS_OK ||
+	    amqp_login(c, u.vhost, 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, u.user,
+	               u.password)
+	                    .reply_type != AMQP_RESPONSE_NORMAL ||
+	    amqp_channel_open(c, 1) == NULL) {
+		fprintf(stderr, "echo_bench: cannot connect to the broker\n");
+		return 1;
+	}
+	q = amqp_queue_declare(c, 1, amqp_empty_bytes, 0, 0, 1, 1,
+	                       amqp_empty_table);
+	if (q == NULL) {
+		fprintf(stderr, "echo_bench: cannot declare a queue\n");
+		return 1;
+	}
+	qname = amqp_bytes_malloc_dup(q->queue);
+	amqp_queue_bind(c, 1, qname, amqp_cstring_bytes("amq.rabbitmq.trace"),
+	                amqp_cstring_bytes("publish.#"), amqp_empty_table);
+	amqp_basic_consume(c, 1, qname, amqp_empty_bytes, 0, 1, 1,
+	                   amqp_empty_table);
+	if (amqp_get_rpc_reply(c).reply_type != AMQP_RESPONSE_NORMAL) {
+		fprintf(stderr, "echo_bench: cannot consume the firehose\n");
+		return 1;
+	}
+	printf("ready\n");
+	fflush(stdout);
+	while (!stop) {
+		struct timeval tv = {idle_ms / 1000, (idle_ms % 1000) * 1000};
+		amqp_envelope_t env;
+		amqp_rpc_reply_t r;
+
+		amqp_maybe_release_buffers(c);
+		r = amqp_consume_message(c, &env, &tv, 0);
+		if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+			if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+			    r.library_error == AMQP_STATUS_TIMEOUT && !got)
+				continue; /* nothing yet */
+			break;            /* idle (or gone): done */
+		}
+		got = true;
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 1024;
+			struct seen *nm = realloc(m, nc * sizeof(*nm));
+			if (nm == NULL) {
+				amqp_destroy_envelope(&env);
+				break;
+			}
+			m = nm;
+			cap = nc;
+		}
+		if (parse_trace(&env, &m[n]) == 0)
+			n++;
+		amqp_destroy_envelope(&env);
+	}
+	amqp_bytes_free(qname);
+	amqp_connection_close(c, AMQP_REPLY_SUCCESS);
+	amqp_destroy_connection(c);
+	/* stable sort by saga keeps each saga's messages in arrival order */
+	for (size_t i = 1; i < n; i++) {
+		struct seen t = m[i];
+		size_t j = i;
+		while (j > 0 && strcmp(m[j - 1].saga, t.saga) > 0) {
+			m[j] = m[j - 1];
+			j--;
+		}
+		m[j] = t;
+	}
+	for (size_t i = 0, j; i < n; i = j) {
+		for (j = i; j < n && strcmp(m[j].saga, m[i].saga) == 0; j++)
+			;
+		infer(&pr, &m[i], j - i);
+	}
+	free(m);
+	f = fopen(out, "w");
+	if (f == NULL) {
+		perror(out);
+		return 1;
+	}
+	fprintf(f, "# role trigger exchange routing_key type size persistent "
+	           "expiration reply_to traceparent mandatory count\n");
+	for (size_t i = 0; i < pr.n; i++) {
+		const struct rule *r = &pr.r[i];
+		fprintf(f, "%s %s %s %s %s %.0f %d %ld %s %d %d %ld\n", r->role,
+		        r->trigger, dash(r->exchange), r->rk, r->type,
+		        r->size_sum / (double)r->count, r->persistent,
+		        r->expiration, dash(r->reply_to), r->traceparent,
+		        r->mandatory, r->count);
+	}
+	if (fclose(f) != 0) {
+		perror(out);
+		return 1;
+	}
+	fprintf(stderr, "echo_bench: %zu publishes captured, %zu rules\n", n,
+	        pr.n);
+	return pr.n > 0 ? 0 : 1;
+}
+
+/* ---- echo ---- */
+
+static int
+load_profile(const char *path, const char *role, struct profile *pr)
+{
+	FILE *f = fopen(path, "r");
+	char line[1024];
+
+	if (f == NULL) {
+		perror(path);
+		return -1;
+	}
+	pr->n = 0;
+	while (fgets(line, sizeof(line), f) != NULL && pr->n < MAX_RULES) {
+		struct rule r;
+		memset(&r, 0, sizeof(r));
+		if (line[0] == '#')
+			continue;
+		if (sscanf(line,
+		           "%15s %127s %127s %127s %127s %zu %d %ld %127s %d "
+		           "%d %ld",
+		           r.role, r.trigger, r.exchange, r.rk, r.type, &r.size,
+		           &r.persistent, &r.expiration, r.reply_to,
+		           &r.traceparent, &r.mandatory, &r.count) != 12 ||
+		    r.size > MAX_BODY || r.count <= 0) {
+			fprintf(stderr, "echo_bench: %s: bad line: %s", path,
+			        line);
+			fclose(f);
+			return -1;
+		}
+		undash(r.exchange);
+		undash(r.reply_to);
+		if (strcmp(r.role, role) == 0)
+			pr->r[pr->n++] = r;
+	}
+	fclose(f);
+	return 0;
+}
+
+struct echo {
+	struct bus *bus;
+	struct profile pr;
+	char body[MAX_BODY];
+	uint64_t seq, last_ref;
+	bool unacked;
+};
+
+static uint32_t
+hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+	for (; *s != '\0'; s++)
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	return h;
+}
+
+static void
+on_delivery(void *arg, const struct bus_delivery *d)
+{
+	struct echo *e = arg;
+	const struct profile *pr = &e->pr;
+	uint32_t h = hash(d->correlation_id);
+
+	for (size_t i = 0; i < pr->n; i++) {
+		const struct rule *r = &pr->r[i];
+		long total = 0, pick, at = 0;
+		size_t k;
+		bool first = true;
+		char id[300];
+		struct bus_message m;
+
+		if (strcmp(r->trigger, d->type) != 0)
+			continue;
+		/* alternatives of one message (same type, other keys): the
+		 * first of them decides, by the saga's hash */
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(pr->r[j].trigger, d->type) == 0 &&
+			    strcmp(pr->r[j].type, r->type) == 0)
+				first = false;
+		if (!first)
+			continue;
+		for (k = i; k < pr->n; k++)
+			if (strcmp(pr->r[k].trigger, d->type) == 0 &&
+			    strcmp(pr->r[k].type, r->type) == 0)
+				total += pr->r[k].count;
+		pick = (long)(h % (uint32_t)total);
+		for (k = i; k < pr->n; k++) {
+			if (strcmp(pr->r[k].trigger, d->type) != 0 ||
+			    strcmp(pr->r[k].type, r->type) != 0)
+				continue;
+			at += pr->r[k].count;
+			if (pick < at)
+				break;
+		}
+		r = &pr->r[k < pr->n ? k : i];
+		snprintf(id, sizeof(id), "%s:%s:%llu", d->correlation_id,
+		         r->type, (unsigned long long)++e->seq);
+		memset(&m, 0, sizeof(m));
+		m.exchange = r->exchange;
+		m.routing_key = strcmp(r->exchange, "saga.replies") == 0 &&
+		                                d->reply_to[0] != '\0'
+		                        ? d->reply_to
+		                        : r->rk;
+		m.message_id = id;
+		m.correlation_id = d->correlation_id;
+		m.type = r->type;
+		m.reply_to = r->reply_to[0] != '\0' ? r->reply_to : NULL;
+		m.traceparent = r->traceparent ? "00-0af7651916cd43dd8448eb211c"
+		                                 "80319c-b7ad6b7169203331-01"
+		                               : NULL;
+		m.timestamp_ms = (int64_t)time(NULL) * 1000;
+		m.mandatory = r->mandatory != 0;
+		m.transient = r->persistent == 0;
+		m.expiration_ms = r->expiration;
+		m.body = e->body;
+		m.len = r->size;
+		if (bus_publish(e->bus, &m, e->seq) != 0)
+			log_warnx("cannot publish %s", r->type);
+	}
+	e->last_ref = d->ref;
+	e->unacked = true;
+}
+
+static void
+on_confirm(void *arg, uint64_t tag, enum bus_confirm c)
+{
+	(void)arg;
+	(void)tag;
+	(void)c;
+}
+
+static int
+echo(const char *role, const char *url, const char *path, char *queues,
+     int prefetch)
+{
+	static struct echo e;
+	const char *qs[MAX_QUEUES];
+	size_t nq = 0;
+	char *save = NULL, err[512];
+	struct bus_config cfg = {0};
+	struct bus_handlers h = {on_delivery, on_confirm, &e};
+
+	if (load_profile(path, role, &e.pr) != 0)
+		return 1;
+	for (char *t = strtok_r(queues, ",", &save);
+	     t != NULL && nq < MAX_QUEUES; t = strtok_r(NULL, ",", &save))
+		qs[nq++] = t;
+	memset(e.body, 'x', sizeof(e.body));
+	cfg.url = url;
+	cfg.name = role;
+	cfg.prefetch = (uint16_t)prefetch;
+	cfg.consume = qs;
+	cfg.nconsume = nq;
+	e.bus = bus_open(&cfg, err, sizeof(err));
+	if (e.bus == NULL) {
+		fprintf(stderr, "echo_bench: %s\n", err);
+		return 1;
+	}
+	while (!stop) {
+		bus_poll(e.bus, 200, &h);
+		if (e.unacked) {
+			bus_ack(e.bus, e.last_ref, true);
+			e.unacked = false;
+		}
+	}
+	bus_flush(e.bus, 2000, &h);
+	bus_close(e.bus);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	        {"amqp", required_argument, NULL, 'a'},
+	        {"out", required_argument, NULL, 'o'},
+	        {"profile", required_argument, NULL, 'p'},
+	        {"queues", required_argument, NULL, 'q'},
+	        {"prefetch", required_argument, NULL, 'f'},
+	        {"idle-ms", required_argument, NULL, 'i'},
+	        {NULL, 0, NULL, 0},
+	};
+	const char *mode = argc > 1 ? argv[1] : "", *url = NULL, *out = NULL,
+	           *profile = NULL;
+	char *queues = NULL;
+	int prefetch = 50, idle = 3000, c;
+	struct sigaction sa;
+
+	optind = 2;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'a':
+			url = optarg;
+			break;
+		case 'o':
+			out = optarg;
+			break;
+		case 'p':
+			profile = optarg;
+			break;
+		case 'q':
+			queues = optarg;
+			break;
+		case 'f':
+			prefetch = atoi(optarg);
+			break;
+		case 'i':
+			idle = atoi(optarg);
+			break;
+		default:
+			goto usage;
+		}
+	}
+	log_init("echo_bench", LOG_WARN);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	if (strcmp(mode, "capture") == 0 && url != NULL && out != NULL)
+		return capture(url, out, idle > 0 ? idle : 3000);
+	if ((strcmp(mode, "orchestrator") == 0 ||
+	     strcmp(mode, "participant") == 0) &&
+	    url != NULL && profile != NULL && queues != NULL && prefetch > 0 &&
+	    prefetch < 65536)
+		return echo(mode, url, profile, queues, prefetch);
+usage:
+	fprintf(stderr, "usage: echo_bench capture --amqp URL --out PROFILE "
+	                "[--idle-ms MS]\n"
+	                "       echo_bench orchestrator|participant --amqp URL "
+	                "--profile PROFILE --queues Q1[,Q2] [--prefetch N]\n");
+	return 2;
+}

@@ -898,7 +898,8 @@ open_bus(struct part *p, char *err, size_t errlen)
 		snprintf(err, errlen, "topology too large");
 		return -1;
 	}
-	ex[nex++] = (struct bus_exchange){REPLIES_EXCHANGE, "direct", NULL, NULL};
+	ex[nex++] =
+	        (struct bus_exchange){REPLIES_EXCHANGE, "direct", NULL, NULL};
 	for (size_t i = 0; i < cfg->nexchanges; i++)
 		ex[nex++] = cfg->exchanges[i];
 	for (size_t i = 0; i < cfg->nqueues; i++) {

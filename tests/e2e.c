@@ -916,6 +916,19 @@ check_shards(void)
 	          "sagactl --shards lists %s sagas, not %d", out ? out : "?",
 	          n_orders);
 	free(out);
+	/* order-api answers for the sagas of both shards */
+	for (int i = 0; i < 20; i++) {
+		char url_path[128], *r;
+		int st = 0;
+		snprintf(url_path, sizeof(url_path), "/orders/%s",
+		         orders[i].id);
+		r = testutil_http(api_port, "GET", url_path, NULL, NULL, &st);
+		CHECK_MSG(st == 200 && r != NULL &&
+		                  (strstr(r, "\"completed\"") ||
+		                   strstr(r, "\"failed\"")),
+		          "GET %s: %d %s", url_path, st, r ? r : "");
+		free(r);
+	}
 	/* show finds a saga of the second shard */
 	rc = testutil_sh(&out, "'%s/sagactl' --shards '%s' show '%s' | head -3",
 	                 getenv("SAGA_BIN_DIR"), shards, orders[0].id);

@@ -425,7 +425,7 @@ struct echo {
 	struct profile pr;
 	char body[MAX_BODY];
 	uint64_t seq, last_ref;
-	bool unacked;
+	bool unacked, ack_each;
 };
 
 static uint32_t
@@ -500,6 +500,10 @@ on_delivery(void *arg, const struct bus_delivery *d)
 		if (bus_publish(e->bus, &m, e->seq) != 0)
 			log_warnx("cannot publish %s", r->type);
 	}
+	if (e->ack_each) { /* as the daemons do: one ack per delivery */
+		bus_ack(e->bus, d->ref, false);
+		return;
+	}
 	e->last_ref = d->ref;
 	e->unacked = true;
 }
@@ -525,6 +529,7 @@ echo(const char *role, const char *url, const char *path, char *queues,
 
 	if (load_profile(path, role, &e.pr) != 0)
 		return 1;
+	e.ack_each = getenv("ECHO_ACK_EACH") != NULL;
 	for (char *t = strtok_r(queues, ",", &save);
 	     t != NULL && nq < MAX_QUEUES; t = strtok_r(NULL, ",", &save))
 		qs[nq++] = t;

@@ -197,7 +197,10 @@ int bus_publish(struct bus *b, const struct bus_message *m, uint64_t tag);
 int bus_poll(struct bus *b, int timeout_ms, const struct bus_handlers *h);
 
 /* Settles a delivery. multiple: also every earlier unsettled delivery of
- * the same connection. A ref from before a reconnect is ignored (0). */
+ * the same connection. A ref from before a reconnect is ignored (0).
+ * The ack is noted and sent before the bus next reads (bus_poll,
+ * bus_flush, bus_cancel, bus_close), coalesced with its neighbours into
+ * one `ack multiple` when every earlier delivery is settled. */
 int bus_ack(struct bus *b, uint64_t ref, bool multiple);
 /* requeue false: dead-lettered (or dropped if the queue has no DLX). */
 int bus_reject(struct bus *b, uint64_t ref, bool requeue);

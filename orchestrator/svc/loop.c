@@ -48,6 +48,7 @@ struct loop {
 
 	int64_t *confirmed; /* outbox seqs to delete in the next commit */
 	size_t nconfirmed, capconfirmed;
+	int64_t last_commit_ms;
 
 	int64_t last_published; /* highest outbox seq handed to publish */
 	int64_t *resend;        /* NACKed seqs to publish again */
@@ -427,6 +428,7 @@ loop_flush(struct loop *l, int64_t now_ms)
 	l->failing = false;
 	l->backoff_ms = 0;
 	l->nconfirmed = 0;
+	l->last_commit_ms = now_ms;
 	l->stats.batches++;
 	if (l->nbatch > 0 && settle(l, verdicts, reasons) != 0)
 		rc = -1;
@@ -434,6 +436,17 @@ loop_flush(struct loop *l, int64_t now_ms)
 	publish_outbox(l);
 out:
 	return rc;
+}
+
+/* Deleting confirmed outbox rows is bookkeeping: it rides along with the
+ * next batch, and commits on its own only when many are waiting or the
+ * loop has been quiet for a while (an fsync for deletions alone would
+ * hold up the deliveries that arrive meanwhile). */
+static bool
+confirmed_due(const struct loop *l)
+{
+	return l->nconfirmed >= l->cfg.publish_window / 2 ||
+	       (l->nconfirmed > 0 && l->now_ms - l->last_commit_ms >= 50);
 }
 
 int
@@ -466,7 +479,7 @@ loop_turn(struct loop *l, int64_t now_ms)
 	ready = l->nbatch >= l->cfg.batch_max || drained ||
 	        (l->nbatch > 0 &&
 	         l->now_ms - l->batch_started_ms >= l->cfg.batch_wait_ms) ||
-	        l->nconfirmed > 0 || l->nresend > 0 || timer_due(l);
+	        confirmed_due(l) || l->nresend > 0 || timer_due(l);
 	if (!ready) {
 		publish_outbox(l);
 		return 0;

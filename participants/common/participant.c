@@ -955,12 +955,18 @@ part_run(const struct part_config *cfg, const volatile sig_atomic_t *stop,
          char *err, size_t errlen)
 {
 	struct part p;
+	struct part_config c = *cfg;
 	struct bus_handlers h = {on_delivery, on_confirm, &p};
 	char cerr[512];
 	const struct bus_stats *bs;
 
+	/* A delivery is acked when its reply is confirmed, so the window
+	 * must cover the broker's confirm latency (it grows with load) times
+	 * the rate: 50 caps a participant at 50 per confirm round trip. */
+	if (c.prefetch == 0)
+		c.prefetch = PART_PREFETCH;
 	memset(&p, 0, sizeof(p));
-	p.cfg = cfg;
+	p.cfg = &c;
 	p.max_attempts = cfg->max_attempts > 0 ? cfg->max_attempts : 5;
 	if (open_db(&p, err, errlen) != 0 || open_bus(&p, err, errlen) != 0) {
 		part_free(&p);

@@ -115,12 +115,15 @@ struct part_config {
 	size_t nbindings;
 	int max_attempts;  /* deliveries before Q.dlq; 0: 5 */
 	int64_t retry_ms;  /* Q.retry's TTL; 0: 1000 */
-	uint16_t prefetch; /* 0: 50 */
+	uint16_t prefetch; /* 0: PART_PREFETCH */
 	void *arg;         /* handed to every handler */
 	/* Called once after the database is open and migrated, before the
 	 * broker (seed tables, prepare statements). NULL for none. */
 	int (*on_open)(void *arg, sqlite3 *db, char *err, size_t errlen);
 };
+
+/* The default prefetch: deliveries in flight per work queue. */
+#define PART_PREFETCH 200
 
 /* Counters, for logs and tests. */
 struct part_stats {

@@ -1074,7 +1074,16 @@ bus_publish(struct bus *b, const struct bus_message *m, uint64_t tag)
 		memcpy(w, m->body, m->len);
 	p->len = m->len;
 	p->tag = tag;
-	p->timestamp_ms = m->timestamp_ms;
+	/* every message says when it was first published (a resend keeps
+	 * it): shards tell old orders by it (orchestrator/svc/shard.h) */
+	if (m->timestamp_ms > 0) {
+		p->timestamp_ms = m->timestamp_ms;
+	} else {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		p->timestamp_ms =
+		        (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	}
 	p->expiration_ms = m->expiration_ms;
 	p->mandatory = m->mandatory;
 	p->transient = m->transient;

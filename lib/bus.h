@@ -125,10 +125,10 @@ struct bus_message {
 	const char *traceparent;  /* header */
 	const char *error;        /* header x-saga-error, or NULL */
 	const char *content_type; /* NULL: application/msgpack */
-	int64_t timestamp_ms;
-	bool mandatory;        /* report RETURNED if unroutable */
-	bool transient;        /* delivery_mode 1 (default: persistent) */
-	int64_t expiration_ms; /* per-message TTL, 0 for none */
+	int64_t timestamp_ms;     /* 0: now (when first published) */
+	bool mandatory;           /* report RETURNED if unroutable */
+	bool transient;           /* delivery_mode 1 (default: persistent) */
+	int64_t expiration_ms;    /* per-message TTL, 0 for none */
 	const void *body;
 	size_t len;
 };

@@ -212,7 +212,9 @@ const char *
 shard_refuse(const struct shard *sh, const struct shard_times *t,
              int64_t published_ms, bool republished, bool known)
 {
-	if (sh->index == 0 || known)
+	/* no timestamp (a publisher that does not set one): nothing to tell
+	 * by, so accepted; our bus stamps every message */
+	if (sh->index == 0 || known || published_ms <= 0)
 		return NULL;
 	/* published_ms has whole seconds: that second may end after the
 	 * change, so it counts as before */

@@ -25,7 +25,9 @@
  *     fanout exchange orchestrator.ring, bound to every control queue,
  *     before it unbinds).
  * AMQP timestamps have whole seconds, so "before" is decided on the safe
- * side: the second of the change counts as before. A refused order is
+ * side: the second of the change counts as before. The bus stamps every
+ * message it publishes; a message without a timestamp (another
+ * publisher) cannot be judged and is accepted. A refused order is
  * not lost: the operator finds its owner with `sagactl --shards F show`
  * and replays it (sagactl dlq replay stamps it anew).
  *

@@ -100,6 +100,8 @@ test_refuse(void)
 
 	CHECK(shard_parse("1/2", &one, err, sizeof(err)) == 0);
 	CHECK(shard_parse(NULL, &none, err, sizeof(err)) == 0);
+	/* no timestamp: nothing to tell by */
+	CHECK(shard_refuse(&one, &t, 0, true, false) == NULL);
 	/* unsharded: never */
 	CHECK(shard_refuse(&none, &t, 0, true, false) == NULL);
 	/* published before the shard joined (AMQP seconds: 10000 may be

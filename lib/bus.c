@@ -403,7 +403,8 @@ ack_flush(struct bus *b)
 		drop_connection(b, "cannot send ack");
 		return;
 	}
-	for (uint64_t t = b->ack_base; b->nack_req > 0 && t <= b->ack_max;
+	for (uint64_t t = b->ack_base;
+	     b->nack_req > 0 && t <= b->ack_max && t < b->ack_base + ACK_WINDOW;
 	     t++) {
 		uint8_t *st = &b->ackst[t % ACK_WINDOW];
 		if (*st != TAG_ACK)
@@ -1614,6 +1615,19 @@ bus_ack(struct bus *b, uint64_t ref, bool multiple)
 	}
 	if (b->ackst != NULL && tag < b->ack_base)
 		return 0; /* settled already (in an earlier multiple ack) */
+	/* beyond the window (a delivery far below it left unsettled): sent
+	 * now; a multiple one settles everything the window holds too */
+	if (multiple && b->ackst != NULL) {
+		uint64_t end = b->ack_base + ACK_WINDOW;
+		for (uint64_t t = b->ack_base; t <= b->ack_max && t < end;
+		     t++) {
+			uint8_t *st = &b->ackst[t % ACK_WINDOW];
+			if (*st == TAG_ACK)
+				b->nack_req--;
+			if (*st == TAG_OPEN || *st == TAG_ACK)
+				*st = TAG_DONE;
+		}
+	}
 	if (amqp_basic_ack(b->conn, CH, tag, multiple) != 0) {
 		drop_connection(b, "cannot send ack");
 		return 0;

@@ -842,7 +842,7 @@ bus_open(const struct bus_config *cfg, char *err, size_t errlen)
 			snprintf(err, errlen,
 			         "queue type '%s': use classic or quorum",
 			         cfg->queue_type);
-			free(b);
+			bus_close(b);
 			return NULL;
 		}
 		b->quorum = true;
@@ -850,13 +850,13 @@ bus_open(const struct bus_config *cfg, char *err, size_t errlen)
 	b->cfg.queue_type = NULL; /* not kept: b->quorum says it */
 	if (cfg->url == NULL || cfg->url[0] == '\0') {
 		snprintf(err, errlen, "no AMQP URL (--amqp or SAGA_AMQP_URL)");
-		free(b);
+		bus_close(b);
 		return NULL;
 	}
 	list = strdup(cfg->url);
 	if (list == NULL) {
 		snprintf(err, errlen, "out of memory");
-		free(b);
+		bus_close(b);
 		return NULL;
 	}
 	for (tok = strtok_r(list, ",", &save); tok != NULL;

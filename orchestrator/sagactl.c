@@ -32,6 +32,7 @@
 #include "envelope.h"
 #include "log.h"
 #include "dlq.h"
+#include "shard.h"
 #include "store.h"
 
 #define MAX_DBS 10 /* SQLite attaches at most 10 databases */
@@ -565,7 +566,7 @@ owner_queue(struct store *st, const struct opts *o, const char *id, char *q,
 {
 	sqlite3 *db = store_db(st);
 	for (size_t i = 0; i < (o->ndb > 0 ? o->ndb : 1); i++) {
-		char schema[16], sql[160];
+		char schema[16], sql[80];
 		sqlite3_stmt *s;
 		int rc;
 		snprintf(schema, sizeof(schema), i == 0 ? "main" : "s%d",
@@ -581,18 +582,8 @@ owner_queue(struct store *st, const struct opts *o, const char *id, char *q,
 			continue;
 		if (rc != SQLITE_ROW)
 			return -1;
-		snprintf(q, cap, "orchestrator.control");
-		/* a database from before shards has no node table */
-		snprintf(sql, sizeof(sql),
-		         "SELECT value FROM %s.node WHERE key = 'shard'",
-		         schema);
-		if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK) {
-			if (sqlite3_step(s) == SQLITE_ROW &&
-			    strcmp(col(s, 0), "none") != 0)
-				snprintf(q, cap, "orchestrator-%s.control",
-				         col(s, 0));
-			sqlite3_finalize(s);
-		}
+		if (shard_control_queue(db, schema, q, cap) != 0)
+			return -1;
 		return 1;
 	}
 	return 0;

@@ -11,9 +11,10 @@
  * copy goes to orchestrator.dlq with the reason in `x-saga-error` ("from
  * QUEUE: reason"), and the original is acked once the broker confirms the
  * copy. The adapter therefore holds each delivery's bytes until the loop
- * settles it. Acks are sent one by one, not with `multiple`, so a refusal
- * in the middle of a batch can never turn an ack into a 406 (NOTES
- * pitfall 7); the broker's cost is per message, not per frame (§6).
+ * settles it. The adapter acks each accepted delivery; the bus coalesces
+ * them into `ack multiple` without ever covering an unsettled one, so a
+ * refusal in the middle of a batch cannot be acked by mistake (NOTES
+ * pitfall 7).
  */
 #include "daemon.h"
 

@@ -230,16 +230,28 @@ shard_refuse(const struct shard *sh, const struct shard_times *t,
 }
 
 int
-shard_owner(sqlite3 *db, char *buf, size_t cap)
+shard_control_queue(sqlite3 *db, const char *schema, char *buf, size_t cap)
 {
-	bool found;
+	char *sql = sqlite3_mprintf("SELECT value FROM \"%w\".node WHERE key = "
+	                            "'shard'",
+	                            schema);
 	sqlite3_stmt *s;
-	/* a database from before shards has no node table */
-	if (sqlite3_prepare_v2(db, "SELECT 1 FROM node", -1, &s, NULL) !=
-	    SQLITE_OK) {
-		buf[0] = '\0';
+	int rc;
+
+	snprintf(buf, cap, "orchestrator.control");
+	if (sql == NULL)
+		return -1;
+	/* a database from before shards has no node table: unsharded */
+	rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+	sqlite3_free(sql);
+	if (rc != SQLITE_OK)
 		return 0;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		const char *v = (const char *)sqlite3_column_text(s, 0);
+		if (v != NULL && strcmp(v, "none") != 0)
+			snprintf(buf, cap, "orchestrator-%s.control", v);
 	}
 	sqlite3_finalize(s);
-	return get(db, "shard", buf, cap, &found);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }

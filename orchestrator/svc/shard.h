@@ -81,8 +81,10 @@ int shard_saga_known(sqlite3 *db, const char *id, bool *known);
 const char *shard_refuse(const struct shard *sh, const struct shard_times *t,
                          int64_t published_ms, bool republished, bool known);
 
-/* The database's owner as text ("none" or the index), for sagactl; buf
- * gets "" if the database predates shards. -1 on error. */
-int shard_owner(sqlite3 *db, char *buf, size_t cap);
+/* The control queue of the orchestrator that owns the database attached
+ * as `schema` ("main" for the main one): orchestrator-I.control, or
+ * orchestrator.control when unsharded (or from before shards). -1 on a
+ * database error. */
+int shard_control_queue(sqlite3 *db, const char *schema, char *buf, size_t cap);
 
 #endif

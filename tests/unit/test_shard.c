@@ -44,7 +44,7 @@ test_claim(void)
 	struct shard_times t;
 	struct store *st;
 	bool known = true;
-	char owner[16];
+	char owner[64];
 
 	CHECK(dir != NULL);
 	snprintf(path, sizeof(path), "%s/o.db", dir);
@@ -73,8 +73,9 @@ test_claim(void)
 	CHECK(t.ring_changed_ms == 7000);
 	CHECK(shard_claim(store_db(st), &one, 9000, &t, err, sizeof(err)) == 0);
 	CHECK(t.ring_changed_ms == 7000);
-	CHECK(shard_owner(store_db(st), owner, sizeof(owner)) == 0);
-	CHECK(strcmp(owner, "1") == 0);
+	CHECK(shard_control_queue(store_db(st), "main", owner, sizeof(owner)) ==
+	      0);
+	CHECK(strcmp(owner, "orchestrator-1.control") == 0);
 	CHECK(shard_saga_known(store_db(st), "ord-x", &known) == 0);
 	CHECK(!known);
 	store_close(st);

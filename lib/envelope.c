@@ -410,3 +410,22 @@ bad:
 	envelope_bundle_clear(out);
 	return -1;
 }
+
+int
+envelope_each(const char *amqp_type, const void *body, size_t len,
+              const char *traceparent, envelope_each_fn fn, void *arg,
+              char *err, size_t errlen)
+{
+	struct envelope_bundle b;
+
+	if (amqp_type == NULL || strcmp(amqp_type, ENVELOPE_BUNDLE_TYPE) != 0) {
+		fn(arg, body, len, traceparent != NULL ? traceparent : "");
+		return 0;
+	}
+	if (envelope_bundle_decode(body, len, &b, err, errlen) != 0)
+		return -1;
+	for (size_t i = 0; i < b.n; i++)
+		fn(arg, b.items[i].body, b.items[i].len, b.items[i].traceparent);
+	envelope_bundle_clear(&b);
+	return 0;
+}

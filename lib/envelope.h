@@ -106,6 +106,18 @@ int envelope_bundle_decode(const void *body, size_t len,
 /* Releases a bundle; NULL and a zeroed bundle are fine. */
 void envelope_bundle_clear(struct envelope_bundle *b);
 
+/* The envelopes one AMQP message carries: the body itself when amqp_type
+ * is not ENVELOPE_BUNDLE_TYPE, else each item of the bundle. Calls fn for
+ * each with its body and traceparent (a single's is `traceparent`). 0, or
+ * -1 with the reason in err if the bundle cannot be decoded (fn is then
+ * not called). For simple consumers (simulators, tests); the participant
+ * framework and the orchestrator settle items one by one instead. */
+typedef void (*envelope_each_fn)(void *arg, const void *body, size_t len,
+                                 const char *traceparent);
+int envelope_each(const char *amqp_type, const void *body, size_t len,
+                  const char *traceparent, envelope_each_fn fn, void *arg,
+                  char *err, size_t errlen);
+
 /* 1 if s is a valid message type (1..120 bytes of [a-z0-9_.-]). */
 int envelope_type_valid(const char *s);
 

@@ -381,12 +381,17 @@ publish_outbox(struct loop *l)
 		if (store_outbox_scan(l->st, seq - 1, 1, resend_row, &p) != 0)
 			log_error("cannot read outbox: %s", store_error(l->st));
 	}
-	if (inflight >= l->cfg.publish_window)
+	if (inflight >= l->cfg.publish_window) {
+		if (l->t.flush != NULL)
+			l->t.flush(l->t.ctx);
 		return;
+	}
 	p.room = l->cfg.publish_window - inflight;
 	if (store_outbox_scan(l->st, l->last_published, p.room, publish_row,
 	                      &p) != 0)
 		log_error("cannot read outbox: %s", store_error(l->st));
+	if (l->t.flush != NULL)
+		l->t.flush(l->t.ctx);
 }
 
 static bool

@@ -1050,9 +1050,14 @@ e2e_run(const struct e2e_opts *o)
 	fprintf(stderr,
 	        "  %s: %d orders, %lld kills, %lld broker restarts, %lld "
 	        "POSTs retried, %lld duplicates dropped by the orchestrator, "
-	        "%lld stuck sagas resumed by the operator\n",
+	        "%lld stuck sagas resumed by the operator; the orchestrator "
+	        "sent %lld commands and events in %lld AMQP messages and took "
+	        "%lld bundles of replies\n",
 	        o->name, n_orders, nkilled, nrestarts, nretried_posts,
-	        metric("saga_duplicates_dropped_total"), nresumed);
+	        metric("saga_duplicates_dropped_total"), nresumed,
+	        metric("saga_messages_published_total"),
+	        metric("saga_amqp_published_total"),
+	        metric("saga_reply_bundles_total"));
 	/* SIGTERM drains and stops every daemon cleanly */
 	for (int i = 0; i < npids; i++)
 		if (enabled(i))

@@ -168,6 +168,7 @@ struct adapter {
 	int quiet_checks;
 	uint64_t refused; /* order.created refused by the shard guard */
 	enum bus_confirm confirm; /* the answer row_confirmed passes on */
+	uint64_t reply_bundles;   /* bundles of replies received */
 	bool drained;     /* draining found nothing left: delete the queues */
 	/* deliveries not yet settled: kept for a dead-letter copy */
 	struct held *held;
@@ -268,6 +269,21 @@ render_metrics(struct adapter *a, struct http_response *r)
 	        "Messages rejected to the dead-letter queue.", "counter");
 	http_printf(r, "saga_dead_lettered_total %llu\n",
 	            (unsigned long long)ls->dead_lettered);
+	counter(r, "saga_messages_published_total",
+	        "Commands and events handed to the broker (outbox rows).",
+	        "counter");
+	http_printf(r, "saga_messages_published_total %llu\n",
+	            (unsigned long long)ls->published);
+	counter(r, "saga_amqp_published_total",
+	        "AMQP messages published (a bundle of commands counts once).",
+	        "counter");
+	http_printf(r, "saga_amqp_published_total %llu\n",
+	            (unsigned long long)bus_stats(a->bus)->published);
+	counter(r, "saga_reply_bundles_total",
+	        "Bundles of replies received (each item counts as a reply).",
+	        "counter");
+	http_printf(r, "saga_reply_bundles_total %llu\n",
+	            (unsigned long long)a->reply_bundles);
 	counter(r, "saga_batches_total", "Transactions committed.", "counter");
 	http_printf(r, "saga_batches_total %llu\n",
 	            (unsigned long long)ls->batches);
@@ -497,6 +513,7 @@ reply_bundle(struct adapter *a, const struct bus_delivery *d)
 		dead_letter(a, d->ref, why);
 		return;
 	}
+	a->reply_bundles++;
 	if (bundler_items(a->bundler, d->ref, b.n, &first) != 0) {
 		log_error("out of memory: a bundle of replies waits for "
 		          "redelivery");

@@ -248,8 +248,8 @@ envelope_new_id(char *buf, size_t cap, const char *prefix)
 #define BUNDLE_VERSION 2
 
 int
-envelope_bundle_encode(const struct envelope_item *items, size_t n,
-                       char **buf, size_t *len)
+envelope_bundle_encode(const struct envelope_item *items, size_t n, char **buf,
+                       size_t *len)
 {
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
@@ -350,8 +350,7 @@ bundle_item(const struct value *v, size_t i, struct envelope_item *it,
 
 int
 envelope_bundle_decode(const void *body, size_t len,
-                       struct envelope_bundle *out, char *err,
-                       size_t errlen)
+                       struct envelope_bundle *out, char *err, size_t errlen)
 {
 	const struct value *v = NULL, *items = NULL;
 
@@ -425,7 +424,8 @@ envelope_each(const char *amqp_type, const void *body, size_t len,
 	if (envelope_bundle_decode(body, len, &b, err, errlen) != 0)
 		return -1;
 	for (size_t i = 0; i < b.n; i++)
-		fn(arg, b.items[i].body, b.items[i].len, b.items[i].traceparent);
+		fn(arg, b.items[i].body, b.items[i].len,
+		   b.items[i].traceparent);
 	envelope_bundle_clear(&b);
 	return 0;
 }

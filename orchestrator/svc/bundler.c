@@ -251,8 +251,7 @@ same_place(const struct open *o, const struct bus_message *m)
 	return o->mandatory == m->mandatory &&
 	       strcmp(o->exchange, m->exchange) == 0 &&
 	       strcmp(o->rk, m->routing_key) == 0 &&
-	       strcmp(o->reply_to, m->reply_to != NULL ? m->reply_to : "") ==
-	               0;
+	       strcmp(o->reply_to, m->reply_to != NULL ? m->reply_to : "") == 0;
 }
 
 int
@@ -295,8 +294,8 @@ bundler_hold(struct bundler *b, const struct bus_message *m, uint64_t tag,
 	    (tp = put_str(o, m->traceparent)) < 0 ||
 	    (body = put(o, m->body, m->len)) < 0)
 		return -1;
-	r = (struct row){tag,          (size_t)id,   (size_t)saga,
-	                 (size_t)type, (size_t)tp,   (size_t)body,
+	r = (struct row){tag,          (size_t)id,     (size_t)saga,
+	                 (size_t)type, (size_t)tp,     (size_t)body,
 	                 m->len,       m->timestamp_ms};
 	o->rows[o->n++] = r;
 	if (o->n == b->max && send_open(b, o, fn, arg) != 0)

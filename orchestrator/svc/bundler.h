@@ -82,8 +82,8 @@ enum bundler_settle {
 
 /* An item is settled: done (reject false) or it must come back (reject
  * true: the whole bundle is rejected, once). */
-enum bundler_settle bundler_settle(struct bundler *b, uint64_t ref,
-                                   bool reject, uint64_t *bundle);
+enum bundler_settle bundler_settle(struct bundler *b, uint64_t ref, bool reject,
+                                   uint64_t *bundle);
 
 /* 1 if ref is an open item's reference. */
 bool bundler_is_item(const struct bundler *b, uint64_t ref);

@@ -166,10 +166,10 @@ struct adapter {
 	volatile sig_atomic_t *stop;
 	int64_t next_check_ms;
 	int quiet_checks;
-	uint64_t refused; /* order.created refused by the shard guard */
+	uint64_t refused;         /* order.created refused by the shard guard */
 	enum bus_confirm confirm; /* the answer row_confirmed passes on */
 	uint64_t reply_bundles;   /* bundles of replies received */
-	bool drained;     /* draining found nothing left: delete the queues */
+	bool drained; /* draining found nothing left: delete the queues */
 	/* deliveries not yet settled: kept for a dead-letter copy */
 	struct held *held;
 	size_t nheld, capheld;
@@ -1017,8 +1017,7 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		log_info("running: db=%s statecharts=%s batch=%zu "
 		         "prefetch=%d bundle=%d shard=%d/%d%s",
 		         cfg->db, cfg->statecharts, lc.batch_max, cfg->prefetch,
-		         cfg->bundle,
-		         a.sh.index, a.sh.count,
+		         cfg->bundle, a.sh.index, a.sh.count,
 		         cfg->drain ? " (draining)" : "");
 		rc = loop_run(l, stop, reload, on_reload, &rctx, 10000) == 0
 		             ? 0

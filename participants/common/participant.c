@@ -683,8 +683,8 @@ batch_end(struct part *p)
 	for (size_t i = 0; i < p->ndef; i++) {
 		if (!ok)
 			settle_reject(p, p->def[i].t);
-		else if (!p->def[i].sent && (!bundlable(&p->def[i]) ||
-		                             publish_bundle(p, i) != 0))
+		else if (!p->def[i].sent &&
+		         (!bundlable(&p->def[i]) || publish_bundle(p, i) != 0))
 			publish_stored(p, &p->def[i]);
 	}
 	for (size_t i = 0; i < p->ndef; i++)
@@ -974,7 +974,8 @@ handle(struct part *p, const struct bus_delivery *dv, struct ticket t,
 		            sizeof(why));
 	}
 	if (v == PART_RETRY) {
-		retry_later(p, d, t, attempt, why[0] ? why : "transient failure");
+		retry_later(p, d, t, attempt,
+		            why[0] ? why : "transient failure");
 		goto out;
 	}
 	if (v == PART_REFUSE) {

@@ -1,6 +1,7 @@
 /* fuzz_envelope -- libFuzzer target: any bytes through envelope_decode
- * and envelope_bundle_decode (and so value_unpack) must give 0 or -1, never a crash, a leak or an
- * unbounded allocation; what decodes must encode and decode back equal. */
+ * and envelope_bundle_decode (and so value_unpack) must give 0 or -1, never a
+ * crash, a leak or an unbounded allocation; what decodes must encode and decode
+ * back equal. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

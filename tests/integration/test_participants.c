@@ -773,8 +773,8 @@ test_bundles(void)
 			          "error: %s", dl.error);
 			unknown++;
 		} else {
-			CHECK_MSG(strstr(dl.error, "cannot decode"), "error: %s",
-			          dl.error);
+			CHECK_MSG(strstr(dl.error, "cannot decode"),
+			          "error: %s", dl.error);
 			bad++;
 		}
 	}
@@ -808,10 +808,12 @@ test_bundles(void)
 	send_bundle("payment.card", b, l, 2);
 	for (int i = 0; i < 2; i++) {
 		CHECK(dlq_next("payment.card.dlq", &dl, 30000));
-		CHECK_MSG(strcmp(dl.id, "kt1") == 0 || strcmp(dl.id, "kt2") == 0,
+		CHECK_MSG(strcmp(dl.id, "kt1") == 0 ||
+		                  strcmp(dl.id, "kt2") == 0,
 		          "id %s", dl.id);
-		CHECK_MSG(strstr(dl.error, "failed 5 times: gateway unavailable"),
-		          "error: %s", dl.error);
+		CHECK_MSG(
+		        strstr(dl.error, "failed 5 times: gateway unavailable"),
+		        "error: %s", dl.error);
 	}
 	CHECK(await("kt1", 0, 100) == NULL);
 	CHECK(testutil_stop(pid, SIGTERM) == 0);

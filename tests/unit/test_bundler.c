@@ -116,9 +116,10 @@ test_one_pass(void)
 	CHECK(b != NULL);
 	/* 5 for inventory, 1 for payment, 3 for shipping.fr */
 	for (int i = 1; i <= 9; i++)
-		CHECK(hold(b, &f, i <= 5 ? "inventory"
-		                  : i == 6 ? "payment"
-		                           : "shipping.fr.books",
+		CHECK(hold(b, &f,
+		           i <= 5   ? "inventory"
+		           : i == 6 ? "payment"
+		                    : "shipping.fr.books",
 		           i) == 0);
 	CHECK_EQ(f.n, 0); /* nothing before the flush */
 	CHECK_EQ(bundler_flush(b, fake_publish, &f), 0);
@@ -235,8 +236,8 @@ test_many_destinations(void)
 			items++;
 			continue;
 		}
-		CHECK(envelope_bundle_decode(f.s[i].body, f.s[i].len, &bd,
-		                             err, sizeof(err)) == 0);
+		CHECK(envelope_bundle_decode(f.s[i].body, f.s[i].len, &bd, err,
+		                             sizeof(err)) == 0);
 		items += bd.n;
 		envelope_bundle_clear(&bd);
 	}

@@ -322,7 +322,8 @@ test_bundle_round_trip(void)
 	struct envelope_bundle b;
 	char *bodies[3], *buf = NULL, err[256];
 	size_t lens[3], len = 0;
-	const char *tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+	const char *tp =
+	        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 	for (int i = 0; i < 3; i++) {
 		envelope_init(&e);
@@ -357,8 +358,8 @@ test_bundle_round_trip(void)
 	/* what cannot be encoded */
 	free(buf);
 	CHECK(envelope_bundle_encode(it, 0, &buf, &len) == -1 && buf == NULL);
-	CHECK(envelope_bundle_encode(it, ENVELOPE_BUNDLE_MAX + 1, &buf,
-	                             &len) == -1);
+	CHECK(envelope_bundle_encode(it, ENVELOPE_BUNDLE_MAX + 1, &buf, &len) ==
+	      -1);
 	it[0].len = 0;
 	CHECK(envelope_bundle_encode(it, 3, &buf, &len) == -1);
 	for (int i = 0; i < 3; i++)

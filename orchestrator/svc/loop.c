@@ -498,6 +498,11 @@ loop_turn(struct loop *l, int64_t now_ms)
 	}
 	if (l->nbatch >= l->cfg.batch_max)
 		wait = 0;
+	if (l->failing) { /* commits fail (disk full): wait for the retry,
+		           * serving the transport meanwhile, not spinning */
+		int64_t left = l->retry_at_ms - now_ms;
+		wait = left <= 0 ? 0 : left > 1000 ? 1000 : (int)left;
+	}
 	if (l->t.poll(l->t.ctx, l, wait) != 0)
 		return -1;
 	/* Group commit: a batch whose input is drained (a poll that does

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "envelope.h"
+#include "items.h"
 #include "log.h"
 
 #define OPEN_MAX 16 /* routing keys filled at once */
@@ -34,13 +35,6 @@ struct flight {
 	uint64_t *tags; /* max */
 };
 
-/* A bundle delivery whose items are open. */
-struct inbound {
-	bool used, rejected;
-	uint64_t ref;
-	size_t remaining;
-};
-
 struct bundler {
 	size_t max;
 	struct open open[OPEN_MAX];
@@ -48,8 +42,7 @@ struct bundler {
 	struct flight *fl;
 	size_t nfl;
 	size_t rows_inflight, bundles_inflight;
-	struct inbound *in;
-	size_t nin;
+	struct items in; /* bundles of replies with items open */
 };
 
 struct bundler *
@@ -86,7 +79,7 @@ bundler_free(struct bundler *b)
 	for (size_t i = 0; i < b->nfl; i++)
 		free(b->fl[i].tags);
 	free(b->fl);
-	free(b->in);
+	items_free(&b->in);
 	free(b);
 }
 
@@ -348,61 +341,45 @@ bundler_rows_extra(const struct bundler *b)
 int
 bundler_items(struct bundler *b, uint64_t ref, size_t n, uint64_t *first)
 {
-	size_t i;
+	long slot = items_open(&b->in, ref, n);
 
-	for (i = 0; i < b->nin && b->in[i].used; i++)
-		;
-	if (i == b->nin) {
-		size_t cap = b->nin ? b->nin * 2 : 16;
-		struct inbound *x;
-		if (cap > (ITEM_MASK >> ITEM_BITS))
-			return -1;
-		x = realloc(b->in, cap * sizeof(*x));
-		if (x == NULL)
-			return -1;
-		memset(x + b->nin, 0, (cap - b->nin) * sizeof(*x));
-		b->in = x;
-		b->nin = cap;
-	}
-	b->in[i] = (struct inbound){true, false, ref, n};
-	*first = BUNDLER_ITEM | ((uint64_t)i << ITEM_BITS);
+	if (slot < 0 || (uint64_t)slot > (ITEM_MASK >> ITEM_BITS))
+		return -1;
+	*first = BUNDLER_ITEM | ((uint64_t)slot << ITEM_BITS);
 	return 0;
 }
 
-static struct inbound *
-inbound_of(const struct bundler *b, uint64_t ref)
+/* The slot of an item's reference, or -1 for any other reference. */
+static long
+slot_of(const struct bundler *b, uint64_t ref)
 {
 	uint64_t slot = (ref & ITEM_MASK) >> ITEM_BITS;
 
-	if ((ref & ~ITEM_MASK) != BUNDLER_ITEM || slot >= b->nin ||
-	    !b->in[slot].used)
-		return NULL;
-	return &b->in[slot];
+	if ((ref & ~ITEM_MASK) != BUNDLER_ITEM || !items_is_open(&b->in, slot))
+		return -1;
+	return (long)slot;
 }
 
 bool
 bundler_is_item(const struct bundler *b, uint64_t ref)
 {
-	return inbound_of(b, ref) != NULL;
+	return slot_of(b, ref) >= 0;
 }
 
 enum bundler_settle
 bundler_settle(struct bundler *b, uint64_t ref, bool reject, uint64_t *bundle)
 {
-	struct inbound *in = inbound_of(b, ref);
-	enum bundler_settle s = BUNDLER_WAIT;
+	long slot = slot_of(b, ref);
 
-	if (in == NULL)
+	if (slot < 0)
 		return BUNDLER_PLAIN;
-	*bundle = in->ref;
-	if (reject && !in->rejected) {
-		in->rejected = true;
-		s = BUNDLER_REJECT;
+	switch (items_settle(&b->in, (size_t)slot, reject, bundle)) {
+	case ITEMS_ACK:
+		return BUNDLER_ACK;
+	case ITEMS_REJECT:
+		return BUNDLER_REJECT;
+	case ITEMS_WAIT:
+		break;
 	}
-	if (--in->remaining == 0) {
-		if (!in->rejected)
-			s = BUNDLER_ACK;
-		in->used = false;
-	}
-	return s;
+	return BUNDLER_WAIT;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "items.h"
 #include "log.h"
 
 #define REPLIES_EXCHANGE "saga.replies"
@@ -38,17 +39,10 @@ static const char framework_sql[] =
 
 /* A delivery as the framework settles it: a plain delivery (group -1),
  * or an item of a bundle (envelope.h), whose delivery is acked once every
- * item is settled (group: its slot in part.groups). */
+ * item is settled (group: its slot in part.items). */
 struct ticket {
 	uint64_t ref;
 	int group;
-};
-
-struct group {
-	uint64_t ref;     /* the bundle's delivery */
-	size_t remaining; /* items not yet settled */
-	bool used;
-	bool rejected; /* sent back round the retry queue as a whole */
 };
 
 /* A publish whose confirm settles a ticket (a bundle of replies: one tag,
@@ -90,8 +84,7 @@ struct part {
 	bool in_tx;
 	struct deferred *def;
 	size_t ndef, capdef;
-	struct group *groups;
-	size_t ngroups;
+	struct items items; /* bundles with items open */
 };
 
 static int64_t
@@ -350,63 +343,27 @@ part_signals(volatile sig_atomic_t *stop)
 
 /* ---- settling: plain deliveries and bundles' items ---- */
 
-/* A slot for a bundle of n items; -1 on out of memory. */
-static int
-group_new(struct part *p, uint64_t ref, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < p->ngroups && p->groups[i].used; i++)
-		;
-	if (i == p->ngroups) {
-		size_t cap = p->ngroups ? p->ngroups * 2 : 16;
-		struct group *g = realloc(p->groups, cap * sizeof(*g));
-		if (g == NULL)
-			return -1;
-		memset(g + p->ngroups, 0, (cap - p->ngroups) * sizeof(*g));
-		p->groups = g;
-		p->ngroups = cap;
-	}
-	p->groups[i] = (struct group){ref, n, true, false};
-	return (int)i;
-}
-
 /* The delivery (or item) is done with: acked (a bundle once all its
  * items are). */
 static void
 settle(struct part *p, struct ticket t)
 {
-	struct group *g;
+	uint64_t ref = t.ref;
 
-	if (t.group < 0) {
-		bus_ack(p->bus, t.ref, false);
-		return;
-	}
-	g = &p->groups[t.group];
-	if (--g->remaining > 0)
-		return;
-	if (!g->rejected)
-		bus_ack(p->bus, g->ref, false);
-	g->used = false;
+	if (t.group < 0 ||
+	    items_settle(&p->items, (size_t)t.group, false, &ref) == ITEMS_ACK)
+		bus_ack(p->bus, ref, false);
 }
 
 /* The delivery goes round its retry queue (a bundle as a whole, once). */
 static void
 settle_reject(struct part *p, struct ticket t)
 {
-	struct group *g;
+	uint64_t ref = t.ref;
 
-	if (t.group < 0) {
-		bus_reject(p->bus, t.ref, false);
-		return;
-	}
-	g = &p->groups[t.group];
-	if (!g->rejected) {
-		g->rejected = true;
-		bus_reject(p->bus, g->ref, false);
-	}
-	if (--g->remaining == 0)
-		g->used = false;
+	if (t.group < 0 || items_settle(&p->items, (size_t)t.group, true,
+	                                &ref) == ITEMS_REJECT)
+		bus_reject(p->bus, ref, false);
 }
 
 /* ---- acking after the confirm ---- */
@@ -1024,7 +981,7 @@ on_bundle(struct part *p, const struct bus_delivery *d)
 		dead_letter(p, d, (struct ticket){d->ref, -1}, reason);
 		return;
 	}
-	g = group_new(p, d->ref, b.n);
+	g = (int)items_open(&p->items, d->ref, b.n);
 	if (g < 0) {
 		log_error("out of memory: leaving a bundle unacked");
 	} else {
@@ -1175,7 +1132,7 @@ part_free(struct part *p)
 	bus_close(p->bus);
 	free(p->pend);
 	free(p->def);
-	free(p->groups);
+	items_free(&p->items);
 }
 
 int

@@ -151,41 +151,35 @@ cmd_body(const char *type, const char *id, const char *saga,
 	return rc;
 }
 
+/* Publishes a command's body (or a bundle's) to rk as the orchestrator
+ * would, and waits for the confirm. */
+static void
+publish_cmd(const char *rk, const char *id, const char *saga, const char *type,
+            const void *body, size_t len)
+{
+	struct bus_message m = {.exchange = "saga.commands",
+	                        .routing_key = rk,
+	                        .message_id = id,
+	                        .correlation_id = saga,
+	                        .type = type,
+	                        .reply_to = "test",
+	                        .body = body,
+	                        .len = len};
+	bus_publish(T.bus, &m, 0);
+	bus_flush(T.bus, 5000, &H);
+}
+
 /* Sends a command as the orchestrator would; payload takes ownership. */
 static void
 send_cmd(const char *rk, const char *type, const char *id, const char *saga,
          struct value *payload)
 {
-	struct envelope e;
 	char *body = NULL;
 	size_t len = 0;
 
-	envelope_init(&e);
-	snprintf(e.id, sizeof(e.id), "%s", id);
-	snprintf(e.saga, sizeof(e.saga), "%s", saga);
-	snprintf(e.type, sizeof(e.type), "%s", type);
-	snprintf(e.step, sizeof(e.step), "step");
-	e.attempt = 1;
-	e.ts = (int64_t)time(NULL) * 1000;
-	if (payload != NULL) {
-		value_clear(&e.payload);
-		e.payload = *payload;
-		value_set_map(payload);
-	}
-	if (envelope_encode(&e, &body, &len) == 0) {
-		struct bus_message m = {.exchange = "saga.commands",
-		                        .routing_key = rk,
-		                        .message_id = id,
-		                        .correlation_id = saga,
-		                        .type = type,
-		                        .reply_to = "test",
-		                        .body = body,
-		                        .len = len};
-		bus_publish(T.bus, &m, 0);
-		bus_flush(T.bus, 5000, &H);
-	}
+	if (cmd_body(type, id, saga, payload, &body, &len) == 0)
+		publish_cmd(rk, id, saga, type, body, len);
 	free(body);
-	envelope_clear(&e);
 }
 
 static void
@@ -719,17 +713,9 @@ send_bundle(const char *rk, char *const *bodies, const size_t *lens, size_t n)
 		it[i] = (struct envelope_item){
 		        bodies[i] != NULL ? bodies[i] : "\x01",
 		        bodies[i] != NULL ? lens[i] : 1, ""};
-	if (envelope_bundle_encode(it, n, &body, &len) == 0) {
-		struct bus_message m = {.exchange = "saga.commands",
-		                        .routing_key = rk,
-		                        .message_id = "bundle-1",
-		                        .type = ENVELOPE_BUNDLE_TYPE,
-		                        .reply_to = "test",
-		                        .body = body,
-		                        .len = len};
-		bus_publish(T.bus, &m, 0);
-		bus_flush(T.bus, 5000, &H);
-	}
+	if (envelope_bundle_encode(it, n, &body, &len) == 0)
+		publish_cmd(rk, "bundle-1", NULL, ENVELOPE_BUNDLE_TYPE, body,
+		            len);
 	free(body);
 }
 

@@ -34,6 +34,13 @@
  * messages they caused are handed to the broker (the real daemons ack
  * after their commit). saga_bench then drives it exactly as it drives the
  * real daemons, so both figures are measured the same way.
+ *
+ * Bundles (lib/envelope.h): capture records each item of a bundle as the
+ * message it carries, and the echoes bundle as the daemons do (SAGA_BUNDLE,
+ * default 64): the orchestrator echo gathers the commands of one poll per
+ * routing key, a participant echo the replies to bundled commands; items
+ * are real envelopes padded to the recorded size, so the next echo reads
+ * the saga and the type from them.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -46,6 +53,7 @@
 #include <amqp_tcp_socket.h>
 
 #include "bus.h"
+#include "envelope.h"
 #include "log.h"
 
 #define MAX_RULES  64
@@ -152,7 +160,8 @@ field_long(const amqp_table_t *t, const char *key)
 	}
 }
 
-/* One traced publish into *s; -1 if it is not one of ours. */
+/* One traced publish into *s; -1 if it is not one of ours. A bundle's
+ * correlation id and type are empty: its items carry theirs (add_trace). */
 static int
 parse_trace(const amqp_envelope_t *env, struct seen *s)
 {
@@ -187,8 +196,64 @@ parse_trace(const amqp_envelope_t *env, struct seen *s)
 	s->traceparent = hdr != NULL && hdr->kind == AMQP_FIELD_KIND_TABLE &&
 	                 field(&hdr->value.table, "traceparent") != NULL;
 	s->size = env->message.body.len;
+	if (strcmp(s->type, ENVELOPE_BUNDLE_TYPE) == 0)
+		return s->rk[0] != '\0' ? 0 : -1;
 	if (s->saga[0] == '\0' || s->type[0] == '\0' || s->rk[0] == '\0')
 		return -1;
+	return 0;
+}
+
+/* Appends what one traced publish carried to m[]: itself, or each item of
+ * a bundle as if it had travelled alone (the profile is of messages; the
+ * echo bundles them again as the daemons do). */
+static int
+add_trace(const amqp_envelope_t *env, struct seen **m, size_t *n, size_t *cap)
+{
+	struct seen s;
+	struct envelope_bundle b;
+	char err[256];
+	size_t k = 1;
+
+	if (parse_trace(env, &s) != 0)
+		return 0;
+	memset(&b, 0, sizeof(b));
+	if (strcmp(s.type, ENVELOPE_BUNDLE_TYPE) == 0) {
+		if (envelope_bundle_decode(env->message.body.bytes,
+		                           env->message.body.len, &b, err,
+		                           sizeof(err)) != 0)
+			return 0;
+		k = b.n;
+	}
+	if (*n + k > *cap) {
+		size_t nc = *cap ? *cap * 2 : 1024;
+		struct seen *nm;
+		while (nc < *n + k)
+			nc *= 2;
+		nm = realloc(*m, nc * sizeof(*nm));
+		if (nm == NULL) {
+			envelope_bundle_clear(&b);
+			return -1;
+		}
+		*m = nm;
+		*cap = nc;
+	}
+	if (b.n == 0) {
+		(*m)[(*n)++] = s;
+		return 0;
+	}
+	for (size_t i = 0; i < b.n; i++) {
+		struct envelope e;
+		if (envelope_decode(b.items[i].body, b.items[i].len, &e, err,
+		                    sizeof(err)) != 0)
+			continue;
+		s.size = b.items[i].len;
+		snprintf(s.saga, sizeof(s.saga), "%s", e.saga);
+		snprintf(s.type, sizeof(s.type), "%s", e.type);
+		s.traceparent = b.items[i].traceparent[0] != '\0';
+		(*m)[(*n)++] = s;
+		envelope_clear(&e);
+	}
+	envelope_bundle_clear(&b);
 	return 0;
 }
 
@@ -324,18 +389,10 @@ capture(const char *url, const char *out, int idle_ms)
 			break;            /* idle (or gone): done */
 		}
 		got = true;
-		if (n == cap) {
-			size_t nc = cap ? cap * 2 : 1024;
-			struct seen *nm = realloc(m, nc * sizeof(*nm));
-			if (nm == NULL) {
-				amqp_destroy_envelope(&env);
-				break;
-			}
-			m = nm;
-			cap = nc;
+		if (add_trace(&env, &m, &n, &cap) != 0) {
+			amqp_destroy_envelope(&env);
+			break;
 		}
-		if (parse_trace(&env, &m[n]) == 0)
-			n++;
 		amqp_destroy_envelope(&env);
 	}
 	amqp_bytes_free(qname);
@@ -420,12 +477,28 @@ load_profile(const char *path, const char *role, struct profile *pr)
 	return 0;
 }
 
+#define OPEN_MAX 16
+
+/* Messages for one destination gathered during a poll, sent as a bundle
+ * (or alone, if only one came) before the poll's ack, as the daemons do. */
+struct gather {
+	const struct rule *r;
+	char rk[STR];
+	size_t n;
+	char saga[ENVELOPE_BUNDLE_MAX][STR];
+	char *body[ENVELOPE_BUNDLE_MAX];
+	size_t len[ENVELOPE_BUNDLE_MAX];
+};
+
 struct echo {
 	struct bus *bus;
 	struct profile pr;
 	char body[MAX_BODY];
 	uint64_t seq, last_ref;
 	bool unacked, ack_each;
+	size_t bundle_max; /* SAGA_BUNDLE as the orchestrator reads it */
+	struct gather g[OPEN_MAX];
+	size_t ng;
 };
 
 static uint32_t
@@ -437,38 +510,187 @@ hash(const char *s)
 	return h;
 }
 
+static const char tp_fixed[] =
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+/* r's message for saga, alone. */
 static void
-on_delivery(void *arg, const struct bus_delivery *d)
+publish_one(struct echo *e, const struct rule *r, const char *saga,
+            const char *rk)
 {
-	struct echo *e = arg;
+	char id[300];
+	struct bus_message m;
+
+	snprintf(id, sizeof(id), "%s:%s:%llu", saga, r->type,
+	         (unsigned long long)++e->seq);
+	memset(&m, 0, sizeof(m));
+	m.exchange = r->exchange;
+	m.routing_key = rk;
+	m.message_id = id;
+	m.correlation_id = saga;
+	m.type = r->type;
+	m.reply_to = r->reply_to[0] != '\0' ? r->reply_to : NULL;
+	m.traceparent = r->traceparent ? tp_fixed : NULL;
+	m.timestamp_ms = (int64_t)time(NULL) * 1000;
+	m.mandatory = r->mandatory != 0;
+	m.transient = r->persistent == 0;
+	m.expiration_ms = r->expiration;
+	m.body = e->body;
+	m.len = r->size;
+	if (bus_publish(e->bus, &m, e->seq) != 0)
+		log_warnx("cannot publish %s", r->type);
+}
+
+/* An item of a bundle: a real envelope (the consumer reads the saga and
+ * the type from it) padded to the recorded size. */
+static int
+make_item(const struct rule *r, const char *saga, uint64_t seq, char **body,
+          size_t *len)
+{
+	struct envelope en;
+	struct value pad;
+	size_t want = r->size > 160 ? r->size - 160 : 1;
+	static char filler[MAX_BODY];
+	int rc;
+
+	envelope_init(&en);
+	snprintf(en.id, sizeof(en.id), "%s:%s:%llu", saga, r->type,
+	         (unsigned long long)seq);
+	snprintf(en.saga, sizeof(en.saga), "%s", saga);
+	snprintf(en.type, sizeof(en.type), "%s", r->type);
+	en.ts = (int64_t)time(NULL) * 1000;
+	if (filler[0] == '\0')
+		memset(filler, 'x', sizeof(filler));
+	if (value_set_bin(&pad, filler, want) != 0 ||
+	    value_map_put(&en.payload, "p", &pad) != 0) {
+		envelope_clear(&en);
+		return -1;
+	}
+	rc = envelope_encode(&en, body, len);
+	envelope_clear(&en);
+	return rc;
+}
+
+/* Sends what g gathered: a bundle, or the one message alone. */
+static void
+gather_send(struct echo *e, struct gather *g)
+{
+	struct envelope_item it[ENVELOPE_BUNDLE_MAX];
+	char id[64], *body = NULL;
+	size_t len = 0;
+
+	if (g->n == 1) {
+		publish_one(e, g->r, g->saga[0], g->rk);
+	} else if (g->n > 1) {
+		for (size_t k = 0; k < g->n; k++)
+			it[k] = (struct envelope_item){
+			        g->body[k], g->len[k],
+			        g->r->traceparent ? tp_fixed : ""};
+		snprintf(id, sizeof(id), "bundle-%llu",
+		         (unsigned long long)++e->seq);
+		if (envelope_bundle_encode(it, g->n, &body, &len) == 0) {
+			struct bus_message m = {
+			        .exchange = g->r->exchange,
+			        .routing_key = g->rk,
+			        .message_id = id,
+			        .type = ENVELOPE_BUNDLE_TYPE,
+			        .reply_to = g->r->reply_to[0] != '\0'
+			                            ? g->r->reply_to
+			                            : NULL,
+			        .mandatory = g->r->mandatory != 0,
+			        .body = body,
+			        .len = len,
+			};
+			if (bus_publish(e->bus, &m, e->seq) != 0)
+				log_warnx("cannot publish a bundle");
+		}
+		free(body);
+	}
+	for (size_t k = 0; k < g->n; k++)
+		free(g->body[k]);
+	g->n = 0;
+}
+
+static void
+gather_flush(struct echo *e)
+{
+	for (size_t i = 0; i < e->ng; i++)
+		gather_send(e, &e->g[i]);
+	e->ng = 0;
+}
+
+/* r's message for saga: gathered into a bundle when the daemons would
+ * bundle it (the orchestrator's commands; replies to bundled commands),
+ * else sent now. */
+static void
+emit(struct echo *e, const struct rule *r, const char *saga, const char *rk,
+     bool bundled_in)
+{
+	struct gather *g = NULL;
+	bool bundle =
+	        e->bundle_max > 1 &&
+	        (strcmp(r->exchange, "saga.commands") == 0 ||
+	         (bundled_in && strcmp(r->exchange, "saga.replies") == 0 &&
+	          r->expiration == 0));
+
+	if (!bundle) {
+		publish_one(e, r, saga, rk);
+		return;
+	}
+	for (size_t i = 0; i < e->ng && g == NULL; i++)
+		if (strcmp(e->g[i].rk, rk) == 0 &&
+		    strcmp(e->g[i].r->exchange, r->exchange) == 0)
+			g = &e->g[i];
+	if (g == NULL) {
+		if (e->ng == OPEN_MAX) {
+			publish_one(e, r, saga, rk);
+			return;
+		}
+		g = &e->g[e->ng++];
+		g->r = r;
+		g->n = 0;
+		snprintf(g->rk, sizeof(g->rk), "%s", rk);
+	}
+	if (make_item(r, saga, ++e->seq, &g->body[g->n], &g->len[g->n]) != 0) {
+		publish_one(e, r, saga, rk);
+		return;
+	}
+	snprintf(g->saga[g->n], STR, "%s", saga);
+	if (++g->n == e->bundle_max)
+		gather_send(e, g);
+}
+
+/* What this role sends when a message of `type` for `saga` arrives. */
+static void
+respond(struct echo *e, const char *saga, const char *type,
+        const char *reply_to, bool bundled_in)
+{
 	const struct profile *pr = &e->pr;
-	uint32_t h = hash(d->correlation_id);
+	uint32_t h = hash(saga);
 
 	for (size_t i = 0; i < pr->n; i++) {
 		const struct rule *r = &pr->r[i];
 		long total = 0, pick, at = 0;
 		size_t k;
 		bool first = true;
-		char id[300];
-		struct bus_message m;
 
-		if (strcmp(r->trigger, d->type) != 0)
+		if (strcmp(r->trigger, type) != 0)
 			continue;
 		/* alternatives of one message (same type, other keys): the
 		 * first of them decides, by the saga's hash */
 		for (size_t j = 0; j < i; j++)
-			if (strcmp(pr->r[j].trigger, d->type) == 0 &&
+			if (strcmp(pr->r[j].trigger, type) == 0 &&
 			    strcmp(pr->r[j].type, r->type) == 0)
 				first = false;
 		if (!first)
 			continue;
 		for (k = i; k < pr->n; k++)
-			if (strcmp(pr->r[k].trigger, d->type) == 0 &&
+			if (strcmp(pr->r[k].trigger, type) == 0 &&
 			    strcmp(pr->r[k].type, r->type) == 0)
 				total += pr->r[k].count;
 		pick = (long)(h % (uint32_t)total);
 		for (k = i; k < pr->n; k++) {
-			if (strcmp(pr->r[k].trigger, d->type) != 0 ||
+			if (strcmp(pr->r[k].trigger, type) != 0 ||
 			    strcmp(pr->r[k].type, r->type) != 0)
 				continue;
 			at += pr->r[k].count;
@@ -476,31 +698,43 @@ on_delivery(void *arg, const struct bus_delivery *d)
 				break;
 		}
 		r = &pr->r[k < pr->n ? k : i];
-		snprintf(id, sizeof(id), "%s:%s:%llu", d->correlation_id,
-		         r->type, (unsigned long long)++e->seq);
-		memset(&m, 0, sizeof(m));
-		m.exchange = r->exchange;
-		m.routing_key = strcmp(r->exchange, "saga.replies") == 0 &&
-		                                d->reply_to[0] != '\0'
-		                        ? d->reply_to
-		                        : r->rk;
-		m.message_id = id;
-		m.correlation_id = d->correlation_id;
-		m.type = r->type;
-		m.reply_to = r->reply_to[0] != '\0' ? r->reply_to : NULL;
-		m.traceparent = r->traceparent ? "00-0af7651916cd43dd8448eb211c"
-		                                 "80319c-b7ad6b7169203331-01"
-		                               : NULL;
-		m.timestamp_ms = (int64_t)time(NULL) * 1000;
-		m.mandatory = r->mandatory != 0;
-		m.transient = r->persistent == 0;
-		m.expiration_ms = r->expiration;
-		m.body = e->body;
-		m.len = r->size;
-		if (bus_publish(e->bus, &m, e->seq) != 0)
-			log_warnx("cannot publish %s", r->type);
+		emit(e, r, saga,
+		     strcmp(r->exchange, "saga.replies") == 0 &&
+		                     reply_to[0] != '\0'
+		             ? reply_to
+		             : r->rk,
+		     bundled_in);
+	}
+}
+
+static void
+on_delivery(void *arg, const struct bus_delivery *d)
+{
+	struct echo *e = arg;
+
+	if (strcmp(d->type, ENVELOPE_BUNDLE_TYPE) == 0) {
+		struct envelope_bundle b;
+		char err[256];
+		if (envelope_bundle_decode(d->body, d->len, &b, err,
+		                           sizeof(err)) != 0) {
+			log_warnx("a bad bundle: %s", err);
+		} else {
+			for (size_t i = 0; i < b.n; i++) {
+				struct envelope en;
+				if (envelope_decode(b.items[i].body,
+				                    b.items[i].len, &en, err,
+				                    sizeof(err)) != 0)
+					continue;
+				respond(e, en.saga, en.type, d->reply_to, true);
+				envelope_clear(&en);
+			}
+		}
+		envelope_bundle_clear(&b);
+	} else {
+		respond(e, d->correlation_id, d->type, d->reply_to, false);
 	}
 	if (e->ack_each) { /* as the daemons do: one ack per delivery */
+		gather_flush(e);
 		bus_ack(e->bus, d->ref, false);
 		return;
 	}
@@ -530,6 +764,12 @@ echo(const char *role, const char *url, const char *path, char *queues,
 	if (load_profile(path, role, &e.pr) != 0)
 		return 1;
 	e.ack_each = getenv("ECHO_ACK_EACH") != NULL;
+	e.bundle_max = 64;
+	if (getenv("SAGA_BUNDLE") != NULL) {
+		long b = strtol(getenv("SAGA_BUNDLE"), NULL, 10);
+		e.bundle_max =
+		        b >= 1 && b <= ENVELOPE_BUNDLE_MAX ? (size_t)b : 64;
+	}
 	for (char *t = strtok_r(queues, ",", &save);
 	     t != NULL && nq < MAX_QUEUES; t = strtok_r(NULL, ",", &save))
 		qs[nq++] = t;
@@ -546,6 +786,7 @@ echo(const char *role, const char *url, const char *path, char *queues,
 	}
 	while (!stop) {
 		bus_poll(e.bus, 200, &h);
+		gather_flush(&e);
 		if (e.unacked) {
 			bus_ack(e.bus, e.last_ref, true);
 			e.unacked = false;

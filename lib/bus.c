@@ -59,7 +59,7 @@ struct pending {
 	/* the message, one allocation: strings then body */
 	char *exchange, *rk, *message_id, *correlation_id, *type, *reply_to,
 	        *traceparent, *error, *content_type;
-	int64_t timestamp_ms, expiration_ms;
+	int64_t timestamp_ms, expiration_ms, attempts;
 	bool mandatory, transient;
 	bool sent;   /* written on some connection before: a resend */
 	bool nacked; /* refused by the broker: resent after nack_retry_at */
@@ -938,7 +938,7 @@ static int
 send_one(struct bus *b, struct pending *p)
 {
 	amqp_basic_properties_t props;
-	amqp_table_entry_t h[3];
+	amqp_table_entry_t h[4];
 	size_t nh = 0;
 	char exp[32];
 	int rc;
@@ -974,6 +974,8 @@ send_one(struct bus *b, struct pending *p)
 		entry_str(h, &nh, "traceparent", p->traceparent);
 	if (p->error != NULL)
 		entry_str(h, &nh, "x-saga-error", p->error);
+	if (p->attempts > 0)
+		entry_i64(h, &nh, "x-saga-attempts", p->attempts);
 	if (p->sent) {
 		amqp_table_entry_t *x = entry(h, &nh, "x-republished");
 		x->value.kind = AMQP_FIELD_KIND_BOOLEAN;
@@ -1086,6 +1088,7 @@ bus_publish(struct bus *b, const struct bus_message *m, uint64_t tag)
 		        (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 	}
 	p->expiration_ms = m->expiration_ms;
+	p->attempts = m->attempts;
 	p->mandatory = m->mandatory;
 	p->transient = m->transient;
 	b->np++;
@@ -1372,6 +1375,12 @@ to_delivery(struct bus *b, const amqp_basic_properties_t *p, amqp_bytes_t body,
 	d->rejected_count = death_count(p, queue);
 	d->republished = (p->_flags & AMQP_BASIC_HEADERS_FLAG) &&
 	                 table_get(&p->headers, "x-republished") != NULL;
+	if (p->_flags & AMQP_BASIC_HEADERS_FLAG) {
+		const amqp_field_value_t *a =
+		        table_get(&p->headers, "x-saga-attempts");
+		long n = a != NULL ? field_int(a) : 0;
+		d->attempts = n > 0 && n < 1000000 ? n : 0;
+	}
 	d->body = body.bytes;
 	d->len = body.len;
 	(void)b;

@@ -129,6 +129,9 @@ struct bus_message {
 	bool mandatory;           /* report RETURNED if unroutable */
 	bool transient;           /* delivery_mode 1 (default: persistent) */
 	int64_t expiration_ms;    /* per-message TTL, 0 for none */
+	int64_t attempts;         /* header x-saga-attempts when > 0: failed
+	                           * deliveries before this copy (a consumer
+	                           * that retries one item of a bundle) */
 	const void *body;
 	size_t len;
 };
@@ -149,6 +152,8 @@ struct bus_delivery {
 	bool redelivered;
 	long rejected_count;     /* x-death count for this queue, reasons
 	                          * rejected and delivery_limit */
+	long attempts;           /* header x-saga-attempts (0 if absent or
+	                          * out of range): add rejected_count */
 	bool republished;        /* the publisher sent it again after losing the
 	                          * connection or a nack (header x-republished):
 	                          * an earlier copy may have been routed */

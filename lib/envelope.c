@@ -242,3 +242,190 @@ envelope_new_id(char *buf, size_t cap, const char *prefix)
 		snprintf(hex + 2 * i, 3, "%02x", b[i]);
 	return snprintf(buf, cap, "%s-%s", prefix, hex) < (int)cap ? 0 : -1;
 }
+
+/* ---- bundles ---- */
+
+#define BUNDLE_VERSION 2
+
+int
+envelope_bundle_encode(const struct envelope_item *items, size_t n, char **buf,
+                       size_t *len)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	int bad;
+
+	*buf = NULL;
+	*len = 0;
+	if (n == 0 || n > ENVELOPE_BUNDLE_MAX)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (items[i].len == 0 ||
+		    items[i].len > value_default_limits.max_str ||
+		    (items[i].traceparent != NULL &&
+		     strlen(items[i].traceparent) >= ENVELOPE_TP_MAX))
+			return -1;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	bad = msgpack_pack_map(&pk, 2) ||
+	      msgpack_pack_str_with_body(&pk, "v", 1) ||
+	      msgpack_pack_int64(&pk, BUNDLE_VERSION) ||
+	      msgpack_pack_str_with_body(&pk, "items", 5) ||
+	      msgpack_pack_array(&pk, n);
+	for (size_t i = 0; i < n && !bad; i++) {
+		const char *tp = items[i].traceparent;
+		bool has_tp = tp != NULL && tp[0] != '\0';
+		bad = msgpack_pack_map(&pk, has_tp ? 2 : 1) ||
+		      msgpack_pack_str_with_body(&pk, "m", 1) ||
+		      msgpack_pack_bin_with_body(&pk, items[i].body,
+		                                 items[i].len) ||
+		      (has_tp && pack_str(&pk, "tp", tp));
+	}
+	if (bad) {
+		msgpack_sbuffer_destroy(&sb);
+		return -1;
+	}
+	*len = sb.size;
+	*buf = msgpack_sbuffer_release(&sb);
+	return *buf != NULL ? 0 : -1;
+}
+
+void
+envelope_bundle_clear(struct envelope_bundle *b)
+{
+	if (b == NULL)
+		return;
+	value_clear(&b->root);
+	free(b->items);
+	b->items = NULL;
+	b->n = 0;
+}
+
+/* Checks one item map and points it[0] into it. */
+static int
+bundle_item(const struct value *v, size_t i, struct envelope_item *it,
+            char *err, size_t errlen)
+{
+	it->body = NULL;
+	it->len = 0;
+	it->traceparent = "";
+	if (v->type != VALUE_MAP)
+		return fail(err, errlen, "item %zu must be a map, got %s", i,
+		            value_type_name(v->type));
+	for (size_t k = 0; k < v->u.m.len; k++) {
+		const char *key = v->u.m.items[k].key;
+		const struct value *f = &v->u.m.items[k].val;
+		if (strcmp(key, "m") == 0) {
+			if (f->type != VALUE_BIN)
+				return fail(err, errlen,
+				            "item %zu: field \"m\" must be "
+				            "binary, got %s",
+				            i, value_type_name(f->type));
+			if (f->u.s.len == 0)
+				return fail(err, errlen,
+				            "item %zu: field \"m\" is empty",
+				            i);
+			it->body = f->u.s.ptr;
+			it->len = f->u.s.len;
+		} else if (strcmp(key, "tp") == 0) {
+			if (f->type != VALUE_STR ||
+			    f->u.s.len >= ENVELOPE_TP_MAX ||
+			    memchr(f->u.s.ptr, '\0', f->u.s.len) != NULL)
+				return fail(err, errlen,
+				            "item %zu: field \"tp\" must be a "
+				            "string of 0..%d bytes without NUL",
+				            i, ENVELOPE_TP_MAX - 1);
+			it->traceparent = f->u.s.ptr;
+		} else {
+			return fail(err, errlen,
+			            "item %zu: unknown field \"%.60s\"", i,
+			            key);
+		}
+	}
+	if (it->body == NULL)
+		return fail(err, errlen, "item %zu: missing field \"m\"%s", i,
+		            "");
+	return 0;
+}
+
+int
+envelope_bundle_decode(const void *body, size_t len,
+                       struct envelope_bundle *out, char *err, size_t errlen)
+{
+	const struct value *v = NULL, *items = NULL;
+
+	memset(out, 0, sizeof(*out));
+	if (value_unpack(body, len, &value_default_limits, &out->root, err,
+	                 errlen) != 0)
+		return -1;
+	if (out->root.type != VALUE_MAP) {
+		fail(err, errlen, "bundle must be a map, got %s%s",
+		     value_type_name(out->root.type), "");
+		goto bad;
+	}
+	for (size_t i = 0; i < out->root.u.m.len; i++) {
+		const char *k = out->root.u.m.items[i].key;
+		if (strcmp(k, "v") == 0) {
+			v = &out->root.u.m.items[i].val;
+		} else if (strcmp(k, "items") == 0) {
+			items = &out->root.u.m.items[i].val;
+		} else {
+			fail(err, errlen, "unknown field \"%.60s\"%s", k, "");
+			goto bad;
+		}
+	}
+	if (v == NULL || items == NULL) {
+		fail(err, errlen, "missing field \"%s\"%s",
+		     v == NULL ? "v" : "items", "");
+		goto bad;
+	}
+	if (v->type != VALUE_INT || v->u.i != BUNDLE_VERSION) {
+		fail(err, errlen, "a bundle must have \"v\" %d%s",
+		     BUNDLE_VERSION, "");
+		goto bad;
+	}
+	if (items->type != VALUE_ARRAY || items->u.a.len == 0) {
+		fail(err, errlen, "field \"items\" must be a non-empty array%s",
+		     "");
+		goto bad;
+	}
+	if (items->u.a.len > ENVELOPE_BUNDLE_MAX) {
+		fail(err, errlen, "bundle of %zu items exceeds %d",
+		     items->u.a.len, ENVELOPE_BUNDLE_MAX);
+		goto bad;
+	}
+	out->items = calloc(items->u.a.len, sizeof(*out->items));
+	if (out->items == NULL) {
+		fail(err, errlen, "out of memory%s", "");
+		goto bad;
+	}
+	for (size_t i = 0; i < items->u.a.len; i++)
+		if (bundle_item(&items->u.a.items[i], i, &out->items[i], err,
+		                errlen) != 0)
+			goto bad;
+	out->n = items->u.a.len;
+	return 0;
+bad:
+	envelope_bundle_clear(out);
+	return -1;
+}
+
+int
+envelope_each(const char *amqp_type, const void *body, size_t len,
+              const char *traceparent, envelope_each_fn fn, void *arg,
+              char *err, size_t errlen)
+{
+	struct envelope_bundle b;
+
+	if (amqp_type == NULL || strcmp(amqp_type, ENVELOPE_BUNDLE_TYPE) != 0) {
+		fn(arg, body, len, traceparent != NULL ? traceparent : "");
+		return 0;
+	}
+	if (envelope_bundle_decode(body, len, &b, err, errlen) != 0)
+		return -1;
+	for (size_t i = 0; i < b.n; i++)
+		fn(arg, b.items[i].body, b.items[i].len,
+		   b.items[i].traceparent);
+	envelope_bundle_clear(&b);
+	return 0;
+}

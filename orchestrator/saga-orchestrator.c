@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "daemon.h"
+#include "envelope.h"
 #include "log.h"
 #include "loop.h"
 #include "orch.h"
@@ -44,8 +45,8 @@ usage(FILE *f)
 	           "LEVEL] [--batch N]\n"
 	           "                         [--batch-wait MS] [--prefetch N] "
 	           "[--reply-key KEY]\n"
-	           "                         [--shard I/N [--drain]] "
-	           "[--queue-type T]\n"
+	           "                         [--bundle N] "
+	           "[--shard I/N [--drain]] [--queue-type T]\n"
 	           "  --amqp URL         broker URL(s), comma-separated "
 	           "(env SAGA_AMQP_URL)\n"
 	           "  --db PATH          the orchestrator's SQLite database "
@@ -62,6 +63,10 @@ usage(FILE *f)
 	           "(default 5)\n"
 	           "  --prefetch N       unacknowledged deliveries per queue "
 	           "(default 200)\n"
+	           "  --bundle N         commands for one queue carried in one "
+	           "message at most\n"
+	           "                     (env SAGA_BUNDLE, default 64; 1: "
+	           "one message per command)\n"
 	           "  --reply-key KEY    routing key of this orchestrator's "
 	           "reply queue (default orchestrator)\n"
 	           "  --shard I/N        run shard I of N: orders hashed by id "
@@ -91,6 +96,7 @@ main(int argc, char **argv)
 	        {"batch-wait", required_argument, NULL, 'w'},
 	        {"prefetch", required_argument, NULL, 'p'},
 	        {"reply-key", required_argument, NULL, 'r'},
+	        {"bundle", required_argument, NULL, 'B'},
 	        {"shard", required_argument, NULL, 'S'},
 	        {"drain", no_argument, NULL, 'D'},
 	        {"queue-type", required_argument, NULL, 'q'},
@@ -104,11 +110,13 @@ main(int argc, char **argv)
 	        .batch = 100,
 	        .batch_wait_ms = 5,
 	        .prefetch = 200,
+	        .bundle = 64,
 	        .reply_key = "orchestrator",
 	        .queue_type = getenv("SAGA_QUEUE_TYPE"),
 	};
 	enum log_level level = LOG_INFO;
 	int check_only = 0, c, rc;
+	const char *bundle = getenv("SAGA_BUNDLE");
 
 	while ((c = getopt_long(argc, argv, "nh", opts, NULL)) != -1) {
 		switch (c) {
@@ -166,6 +174,9 @@ main(int argc, char **argv)
 		case 'r':
 			cfg.reply_key = optarg;
 			break;
+		case 'B':
+			bundle = optarg;
+			break;
 		case 'S':
 			cfg.shard = optarg;
 			break;
@@ -191,6 +202,14 @@ main(int argc, char **argv)
 		        "saga-orchestrator: unexpected argument \"%s\"\n",
 		        argv[optind]);
 		usage(stderr);
+		return 2;
+	}
+	if (bundle != NULL &&
+	    daemon_parse_count(bundle, 1, ENVELOPE_BUNDLE_MAX, &cfg.bundle)) {
+		fprintf(stderr,
+		        "saga-orchestrator: --bundle (or SAGA_BUNDLE) wants a "
+		        "number from 1 to %d, not \"%s\"\n",
+		        ENVELOPE_BUNDLE_MAX, bundle);
 		return 2;
 	}
 	if (cfg.shard != NULL && strcmp(cfg.reply_key, "orchestrator") != 0) {

@@ -15,6 +15,7 @@
  */
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,25 +148,34 @@ decide(struct sim *s, const struct envelope *c)
 	return NULL;
 }
 
+struct one_ctx {
+	struct sim *s;
+	const struct bus_delivery *d;
+	int bad; /* commands that could not be handled */
+};
+
+/* One command (a delivery may carry several: a bundle, lib/envelope.h). */
 static void
-on_delivery(void *arg, const struct bus_delivery *d)
+on_one(void *arg, const void *cbody, size_t clen, const char *tp)
 {
-	struct sim *s = arg;
+	struct one_ctx *x = arg;
+	struct sim *s = x->s;
+	const struct bus_delivery *d = x->d;
 	struct envelope c, r;
 	char err[256], *body = NULL;
 	size_t len;
 	const char *type;
 
 	envelope_init(&c);
-	if (envelope_decode(d->body, d->len, &c, err, sizeof(err)) != 0) {
-		log_warnx("dead-lettering a bad command: %s", err);
-		bus_reject(s->bus, d->ref, false);
+	if (envelope_decode(cbody, clen, &c, err, sizeof(err)) != 0) {
+		log_warnx("a bad command: %s", err);
+		x->bad++;
 		return;
 	}
 	type = decide(s, &c);
 	if (type == NULL) {
-		log_warnx("unknown command %s: dead-lettered", c.type);
-		bus_reject(s->bus, d->ref, false);
+		log_warnx("unknown command %s", c.type);
+		x->bad++;
 		envelope_clear(&c);
 		return;
 	}
@@ -189,20 +199,38 @@ on_delivery(void *arg, const struct bus_delivery *d)
 		        .message_id = r.id,
 		        .correlation_id = r.saga,
 		        .type = r.type,
-		        .traceparent =
-		                d->traceparent[0] ? d->traceparent : NULL,
+		        .traceparent = tp[0] ? tp : NULL,
 		        .body = body,
 		        .len = len,
 		};
 		bus_publish(s->bus, &m, 0);
 	}
-	/* acked before the reply is confirmed: this simulator keeps no
-	 * durable state, so a lost reply is a timeout and a retry */
-	bus_ack(s->bus, d->ref, false);
 	log_info("saga=%s %s -> %s", c.saga, c.type, type);
 	free(body);
 	envelope_clear(&r);
 	envelope_clear(&c);
+}
+
+static void
+on_delivery(void *arg, const struct bus_delivery *d)
+{
+	struct one_ctx x = {arg, d, 0};
+	char err[256];
+	bool bundle = strcmp(d->type, ENVELOPE_BUNDLE_TYPE) == 0;
+
+	if (envelope_each(d->type, d->body, d->len, d->traceparent, on_one, &x,
+	                  err, sizeof(err)) != 0) {
+		log_warnx("dead-lettering a bad bundle: %s", err);
+		x.bad = 1, bundle = false;
+	}
+	/* a lone bad command is dead-lettered; a bad one in a bundle is
+	 * dropped with the warning above (the others are answered). Acked
+	 * before the replies are confirmed: this simulator keeps no durable
+	 * state, so a lost reply is a timeout and a retry */
+	if (x.bad > 0 && !bundle)
+		bus_reject(x.s->bus, d->ref, false);
+	else
+		bus_ack(x.s->bus, d->ref, false);
 }
 
 int

@@ -15,6 +15,11 @@
  * them into `ack multiple` without ever covering an unsettled one, so a
  * refusal in the middle of a batch cannot be acked by mistake (NOTES
  * pitfall 7).
+ *
+ * Bundles (bundler.h): the commands one pass over the outbox makes ready
+ * for one participant queue go out as one message, and a bundle of replies
+ * is handed to the loop item by item, each with a reference of its own;
+ * the bundle's delivery is acked once every item is settled.
  */
 #include "daemon.h"
 
@@ -25,7 +30,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bundler.h"
 #include "bus.h"
+#include "envelope.h"
 #include "http.h"
 #include "log.h"
 #include "loop.h"
@@ -159,11 +166,14 @@ struct adapter {
 	volatile sig_atomic_t *stop;
 	int64_t next_check_ms;
 	int quiet_checks;
-	uint64_t refused; /* order.created refused by the shard guard */
-	bool drained;     /* draining found nothing left: delete the queues */
+	uint64_t refused;         /* order.created refused by the shard guard */
+	enum bus_confirm confirm; /* the answer row_confirmed passes on */
+	uint64_t reply_bundles;   /* bundles of replies received */
+	bool drained; /* draining found nothing left: delete the queues */
 	/* deliveries not yet settled: kept for a dead-letter copy */
 	struct held *held;
 	size_t nheld, capheld;
+	struct bundler *bundler;
 };
 
 /* A delivery's bytes and properties, one allocation. */
@@ -259,6 +269,21 @@ render_metrics(struct adapter *a, struct http_response *r)
 	        "Messages rejected to the dead-letter queue.", "counter");
 	http_printf(r, "saga_dead_lettered_total %llu\n",
 	            (unsigned long long)ls->dead_lettered);
+	counter(r, "saga_messages_published_total",
+	        "Commands and events handed to the broker (outbox rows).",
+	        "counter");
+	http_printf(r, "saga_messages_published_total %llu\n",
+	            (unsigned long long)ls->published);
+	counter(r, "saga_amqp_published_total",
+	        "AMQP messages published (a bundle of commands counts once).",
+	        "counter");
+	http_printf(r, "saga_amqp_published_total %llu\n",
+	            (unsigned long long)bus_stats(a->bus)->published);
+	counter(r, "saga_reply_bundles_total",
+	        "Bundles of replies received (each item counts as a reply).",
+	        "counter");
+	http_printf(r, "saga_reply_bundles_total %llu\n",
+	            (unsigned long long)a->reply_bundles);
 	counter(r, "saga_batches_total", "Transactions committed.", "counter");
 	http_printf(r, "saga_batches_total %llu\n",
 	            (unsigned long long)ls->batches);
@@ -375,6 +400,47 @@ held_drop(struct adapter *a, uint64_t ref)
 	*h = a->held[--a->nheld];
 }
 
+/* A delivery (or a bundle's item) is done with. */
+static void
+ack_ref(struct adapter *a, uint64_t ref)
+{
+	uint64_t bundle = 0;
+
+	held_drop(a, ref);
+	switch (bundler_settle(a->bundler, ref, false, &bundle)) {
+	case BUNDLER_PLAIN:
+		bus_ack(a->bus, ref, false);
+		break;
+	case BUNDLER_ACK:
+		bus_ack(a->bus, bundle, false);
+		break;
+	case BUNDLER_WAIT:
+	case BUNDLER_REJECT:
+		break;
+	}
+}
+
+/* Rejected to the queue's dead-letter exchange, without a reason (no
+ * copy could be made); an item takes its whole bundle with it. */
+static void
+reject_ref(struct adapter *a, uint64_t ref)
+{
+	uint64_t bundle = 0;
+
+	held_drop(a, ref);
+	switch (bundler_settle(a->bundler, ref, true, &bundle)) {
+	case BUNDLER_PLAIN:
+		bus_reject(a->bus, ref, false);
+		break;
+	case BUNDLER_REJECT:
+		bus_reject(a->bus, bundle, false);
+		break;
+	case BUNDLER_WAIT:
+	case BUNDLER_ACK:
+		break;
+	}
+}
+
 static void dead_letter(struct adapter *a, uint64_t ref, const char *reason);
 
 /* A leaving shard's notice, on the control queue: remember the change. */
@@ -429,6 +495,53 @@ guard_order(struct adapter *a, const struct bus_delivery *d)
 	return 1;
 }
 
+/* A bundle of replies: each item goes to the loop as a delivery of its
+ * own. One that cannot be decoded goes to the DLQ whole. */
+static void
+reply_bundle(struct adapter *a, const struct bus_delivery *d)
+{
+	struct envelope_bundle b;
+	char err[300], why[400];
+	uint64_t first;
+
+	if (envelope_bundle_decode(d->body, d->len, &b, err, sizeof(err)) !=
+	    0) {
+		snprintf(why, sizeof(why), "cannot decode the bundle: %s", err);
+		if (hold(a, d) != 0)
+			log_error("out of memory: a refused bundle is "
+			          "dead-lettered without its reason");
+		dead_letter(a, d->ref, why);
+		return;
+	}
+	a->reply_bundles++;
+	if (bundler_items(a->bundler, d->ref, b.n, &first) != 0) {
+		log_error("out of memory: a bundle of replies waits for "
+		          "redelivery");
+		envelope_bundle_clear(&b);
+		return;
+	}
+	for (size_t i = 0; i < b.n; i++) {
+		struct bus_delivery item = *d;
+		struct loop_delivery ld = {
+		        .ref = first + i,
+		        .source = SRC_REPLIES,
+		        .body = b.items[i].body,
+		        .len = b.items[i].len,
+		        .traceparent = b.items[i].traceparent,
+		};
+		item.ref = ld.ref;
+		item.message_id = item.correlation_id = item.type = "";
+		item.traceparent = b.items[i].traceparent;
+		item.body = b.items[i].body;
+		item.len = b.items[i].len;
+		if (hold(a, &item) != 0)
+			log_error("out of memory: a refused reply would be "
+			          "dead-lettered without its reason");
+		loop_deliver(a->l, &ld);
+	}
+	envelope_bundle_clear(&b);
+}
+
 static void
 on_delivery(void *arg, const struct bus_delivery *d)
 {
@@ -446,6 +559,11 @@ on_delivery(void *arg, const struct bus_delivery *d)
 		ring_notice(a, d);
 		return;
 	}
+	if (strcmp(d->type, ENVELOPE_BUNDLE_TYPE) == 0 &&
+	    strcmp(d->queue, a->replies_q) == 0) {
+		reply_bundle(a, d);
+		return;
+	}
 	if (hold(a, d) != 0)
 		log_error("out of memory: a refused message would be "
 		          "dead-lettered without its reason");
@@ -460,20 +578,46 @@ on_delivery(void *arg, const struct bus_delivery *d)
 	loop_deliver(a->l, &ld);
 }
 
+/* One row of a confirmed bundle. */
+static void
+row_confirmed(void *arg, uint64_t tag)
+{
+	struct adapter *a = arg;
+	loop_confirmed(a->l, tag,
+	               a->confirm == BUS_ACK ? CONFIRM_ACK : CONFIRM_RETURNED);
+}
+
 static void
 on_confirm(void *arg, uint64_t tag, enum bus_confirm c)
 {
 	struct adapter *a = arg;
 	if (tag & DLQ_TAG) { /* the copy is safe: drop the original */
-		bus_ack(a->bus, tag & ~DLQ_TAG, false);
+		ack_ref(a, tag & ~DLQ_TAG);
 		return;
 	}
 	if (tag & NOTICE_TAG) { /* every shard has heard: leave the ring */
 		a->drain = DRAIN_UNBIND;
 		return;
 	}
+	a->confirm = c;
+	if (bundler_confirmed(a->bundler, tag, row_confirmed, a))
+		return;
 	loop_confirmed(a->l, tag,
 	               c == BUS_ACK ? CONFIRM_ACK : CONFIRM_RETURNED);
+}
+
+static int
+publish_fn(void *arg, const struct bus_message *m, uint64_t tag)
+{
+	struct adapter *a = arg;
+	return bus_publish(a->bus, m, tag);
+}
+
+static void
+t_flush(void *ctx)
+{
+	struct adapter *a = ctx;
+	bundler_flush(a->bundler, publish_fn, a);
 }
 
 static int
@@ -493,6 +637,9 @@ t_publish(void *ctx, const struct store_outbox *m, uint64_t tag)
 	        .body = m->body,
 	        .len = m->body_len,
 	};
+	if (bm.mandatory &&
+	    bundler_hold(a->bundler, &bm, tag, publish_fn, a) == 0)
+		return 0; /* goes out at t_flush, maybe with others */
 	return bus_publish(a->bus, &bm, tag);
 }
 
@@ -504,10 +651,8 @@ t_settle(void *ctx, const uint64_t *acks, size_t nacks, const uint64_t *rejects,
 
 	for (size_t i = 0; i < nrej; i++)
 		dead_letter(a, rejects[i], reasons[i]);
-	for (size_t i = 0; i < nacks; i++) {
-		bus_ack(a->bus, acks[i], false);
-		held_drop(a, acks[i]);
-	}
+	for (size_t i = 0; i < nacks; i++)
+		ack_ref(a, acks[i]);
 	return 0;
 }
 
@@ -519,16 +664,26 @@ dead_letter(struct adapter *a, uint64_t ref, const char *reason)
 	const struct held *h = held_find(a, ref);
 	char why[512];
 	struct bus_message m = {0};
+	struct envelope e;
 	if (h == NULL) { /* no copy (out of memory): reject, no reason */
-		bus_reject(a->bus, ref, false);
+		reject_ref(a, ref);
 		return;
 	}
+	envelope_init(&e);
+	if (h->message_id[0] == '\0' &&
+	    envelope_decode(h->body, h->len, &e, why, sizeof(why)) != 0)
+		envelope_clear(&e); /* an item: its own properties if it has
+		                     * them */
 	snprintf(why, sizeof(why), "from %s: %s", h->queue, reason);
 	m.exchange = "";
 	m.routing_key = DLQ;
-	m.message_id = h->message_id[0] ? h->message_id : "unknown";
-	m.correlation_id = h->correlation_id[0] ? h->correlation_id : NULL;
-	m.type = h->type[0] ? h->type : NULL;
+	m.message_id = h->message_id[0] ? h->message_id
+	               : e.id[0]        ? e.id
+	                                : "unknown";
+	m.correlation_id = h->correlation_id[0] ? h->correlation_id
+	                   : e.saga[0]          ? e.saga
+	                                        : NULL;
+	m.type = h->type[0] ? h->type : e.type[0] ? e.type : NULL;
 	m.traceparent = h->traceparent[0] ? h->traceparent : NULL;
 	m.content_type = h->content_type[0] ? h->content_type : NULL;
 	m.error = why;
@@ -536,8 +691,10 @@ dead_letter(struct adapter *a, uint64_t ref, const char *reason)
 	m.body = h->body;
 	m.len = h->len;
 	if (bus_publish(a->bus, &m, ref | DLQ_TAG) != 0)
-		bus_reject(a->bus, ref, false);
-	held_drop(a, ref);
+		reject_ref(a, ref);
+	else
+		held_drop(a, ref);
+	envelope_clear(&e);
 }
 
 /* Sagas this shard still has to finish: running, compensating, stuck. */
@@ -648,7 +805,7 @@ static size_t
 t_unconfirmed(void *ctx)
 {
 	struct adapter *a = ctx;
-	return bus_unconfirmed(a->bus);
+	return bus_unconfirmed(a->bus) + bundler_rows_extra(a->bundler);
 }
 
 struct reload_ctx {
@@ -810,6 +967,7 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		        .poll = t_poll,
 		        .stop_consuming = t_stop,
 		        .unconfirmed = t_unconfirmed,
+		        .flush = t_flush,
 		};
 		struct loop_config lc = {
 		        .batch_max = (size_t)cfg->batch,
@@ -832,6 +990,11 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		}
 		a.bus = bus;
 		a.st = st;
+		a.bundler = bundler_new((size_t)cfg->bundle);
+		if (a.bundler == NULL) {
+			log_error("out of memory");
+			goto out;
+		}
 		if (cfg->http != NULL) {
 			a.http = http_listen(cfg->http, err, sizeof(err));
 			if (a.http == NULL) {
@@ -852,9 +1015,9 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 			goto out;
 		}
 		log_info("running: db=%s statecharts=%s batch=%zu "
-		         "prefetch=%d shard=%d/%d%s",
+		         "prefetch=%d bundle=%d shard=%d/%d%s",
 		         cfg->db, cfg->statecharts, lc.batch_max, cfg->prefetch,
-		         a.sh.index, a.sh.count,
+		         cfg->bundle, a.sh.index, a.sh.count,
 		         cfg->drain ? " (draining)" : "");
 		rc = loop_run(l, stop, reload, on_reload, &rctx, 10000) == 0
 		             ? 0
@@ -881,6 +1044,7 @@ out:
 	for (size_t i = 0; i < a.nheld; i++)
 		free(a.held[i].mem);
 	free(a.held);
+	bundler_free(a.bundler);
 	registry_free(reg);
 	store_close(st);
 	return rc;

@@ -54,7 +54,10 @@ struct loop {
 	int64_t *resend;        /* NACKed seqs to publish again */
 	size_t nresend, capresend;
 
-	/* per batch, allocated once (batch_max + 1 entries each) */
+	/* per batch: cap entries (cap + 1 for these), batch_max at first;
+	 * grown when a transport hands over more at once (a bundle's items
+	 * beyond batch_max), never shrunk */
+	size_t cap;
 	enum orch_verdict *verdicts;
 	char (*reasons)[300];
 	uint64_t *ok, *bad;
@@ -91,6 +94,7 @@ loop_new(struct store *st, struct orch *o, const struct loop_transport *t,
 		l->cfg.timers_per_turn = 500;
 	if (l->cfg.publish_window == 0)
 		l->cfg.publish_window = 1000;
+	l->cap = l->cfg.batch_max;
 	l->batch = calloc(l->cfg.batch_max, sizeof(*l->batch));
 	l->verdicts = calloc(l->cfg.batch_max + 1, sizeof(*l->verdicts));
 	l->reasons = calloc(l->cfg.batch_max + 1, sizeof(*l->reasons));
@@ -165,18 +169,44 @@ push_seq(int64_t **arr, size_t *n, size_t *cap, int64_t v)
 	return 0;
 }
 
+/* Doubles the batch's capacity: a poll may hand over more deliveries than
+ * batch_max (a bundle of replies is one AMQP delivery, many for the
+ * loop); the batch is committed as soon as it reaches batch_max. */
+static int
+batch_grow(struct loop *l)
+{
+	size_t cap = l->cap * 2;
+	void *p;
+
+#define GROW(field, n)                                                         \
+	do {                                                                   \
+		p = realloc(l->field, (n) * sizeof(*l->field));                \
+		if (p == NULL)                                                 \
+			return -1;                                             \
+		l->field = p;                                                  \
+	} while (0)
+	GROW(batch, cap);
+	GROW(verdicts, cap + 1);
+	GROW(reasons, cap + 1);
+	GROW(ok, cap + 1);
+	GROW(bad, cap + 1);
+	GROW(whys, cap + 1);
+#undef GROW
+	l->cap = cap;
+	return 0;
+}
+
 void
 loop_deliver(struct loop *l, const struct loop_delivery *d)
 {
 	struct pending *p;
 	char err[256];
 
-	if (l->nbatch == l->cfg.batch_max) {
-		/* the transport's prefetch is larger than the batch: should
-		 * not happen (loop_bus sizes it), but never drop a delivery:
-		 * dead-letter is wrong too, so refuse loudly and requeue by
-		 * not acking; the broker redelivers after a reconnect */
-		log_error("batch overflow: delivery %s left unacknowledged",
+	if (l->nbatch == l->cap && batch_grow(l) != 0) {
+		/* never drop a delivery: dead-letter is wrong too, so refuse
+		 * loudly and requeue by not acking; the broker redelivers
+		 * after a reconnect */
+		log_error("out of memory: delivery %s left unacknowledged",
 		          d->message_id != NULL ? d->message_id : "?");
 		return;
 	}
@@ -381,12 +411,17 @@ publish_outbox(struct loop *l)
 		if (store_outbox_scan(l->st, seq - 1, 1, resend_row, &p) != 0)
 			log_error("cannot read outbox: %s", store_error(l->st));
 	}
-	if (inflight >= l->cfg.publish_window)
+	if (inflight >= l->cfg.publish_window) {
+		if (l->t.flush != NULL)
+			l->t.flush(l->t.ctx);
 		return;
+	}
 	p.room = l->cfg.publish_window - inflight;
 	if (store_outbox_scan(l->st, l->last_published, p.room, publish_row,
 	                      &p) != 0)
 		log_error("cannot read outbox: %s", store_error(l->st));
+	if (l->t.flush != NULL)
+		l->t.flush(l->t.ctx);
 }
 
 static bool
@@ -463,6 +498,11 @@ loop_turn(struct loop *l, int64_t now_ms)
 	}
 	if (l->nbatch >= l->cfg.batch_max)
 		wait = 0;
+	if (l->failing) { /* commits fail (disk full): wait for the retry,
+		           * serving the transport meanwhile, not spinning */
+		int64_t left = l->retry_at_ms - now_ms;
+		wait = left <= 0 ? 0 : left > 1000 ? 1000 : (int)left;
+	}
 	if (l->t.poll(l->t.ctx, l, wait) != 0)
 		return -1;
 	/* Group commit: a batch whose input is drained (a poll that does

@@ -67,8 +67,13 @@ struct loop_transport {
 	int (*poll)(void *ctx, struct loop *l, int timeout_ms);
 	/* Stops consuming (drain). */
 	int (*stop_consuming)(void *ctx);
-	/* Messages published and not yet confirmed. */
+	/* Messages published and not yet confirmed (outbox rows: a row
+	 * inside a bundle counts). */
 	size_t (*unconfirmed)(void *ctx);
+	/* Called after each pass over the outbox: a transport that holds
+	 * rows back to send several in one message (bundles of commands)
+	 * sends them now. NULL: nothing is held back. */
+	void (*flush)(void *ctx);
 };
 
 struct loop_config {

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "items.h"
 #include "log.h"
 
 #define REPLIES_EXCHANGE "saga.replies"
@@ -36,8 +37,19 @@ static const char framework_sql[] =
         "  PRIMARY KEY (saga_id, command)"
         ") STRICT, WITHOUT ROWID;";
 
+/* A delivery as the framework settles it: a plain delivery (group -1),
+ * or an item of a bundle (envelope.h), whose delivery is acked once every
+ * item is settled (group: its slot in part.items). */
+struct ticket {
+	uint64_t ref;
+	int group;
+};
+
+/* A publish whose confirm settles a ticket (a bundle of replies: one tag,
+ * several entries). */
 struct pending {
-	uint64_t tag, ref;
+	uint64_t tag;
+	struct ticket t;
 };
 
 struct stored {
@@ -50,8 +62,9 @@ struct stored {
 
 /* A reply (or a bare ack) that waits for the batch's commit. */
 struct deferred {
-	uint64_t ref;
-	char saga[ENVELOPE_ID_MAX], traceparent[64];
+	struct ticket t;
+	bool sent;
+	char saga[ENVELOPE_ID_MAX], traceparent[ENVELOPE_TP_MAX];
 	struct stored s; /* owns s.body */
 };
 
@@ -71,6 +84,7 @@ struct part {
 	bool in_tx;
 	struct deferred *def;
 	size_t ndef, capdef;
+	struct items items; /* bundles with items open */
 };
 
 static int64_t
@@ -327,10 +341,35 @@ part_signals(volatile sig_atomic_t *stop)
 	signal(SIGPIPE, SIG_IGN);
 }
 
+/* ---- settling: plain deliveries and bundles' items ---- */
+
+/* The delivery (or item) is done with: acked (a bundle once all its
+ * items are). */
+static void
+settle(struct part *p, struct ticket t)
+{
+	uint64_t ref = t.ref;
+
+	if (t.group < 0 ||
+	    items_settle(&p->items, (size_t)t.group, false, &ref) == ITEMS_ACK)
+		bus_ack(p->bus, ref, false);
+}
+
+/* The delivery goes round its retry queue (a bundle as a whole, once). */
+static void
+settle_reject(struct part *p, struct ticket t)
+{
+	uint64_t ref = t.ref;
+
+	if (t.group < 0 || items_settle(&p->items, (size_t)t.group, true,
+	                                &ref) == ITEMS_REJECT)
+		bus_reject(p->bus, ref, false);
+}
+
 /* ---- acking after the confirm ---- */
 
 static int
-pend_add(struct part *p, uint64_t tag, uint64_t ref)
+pend_add(struct part *p, uint64_t tag, struct ticket t)
 {
 	if (p->npend == p->cappend) {
 		size_t cap = p->cappend ? p->cappend * 2 : 64;
@@ -341,7 +380,7 @@ pend_add(struct part *p, uint64_t tag, uint64_t ref)
 		p->cappend = cap;
 	}
 	p->pend[p->npend].tag = tag;
-	p->pend[p->npend].ref = ref;
+	p->pend[p->npend].t = t;
 	p->npend++;
 	return 0;
 }
@@ -350,17 +389,22 @@ static void
 on_confirm(void *arg, uint64_t tag, enum bus_confirm c)
 {
 	struct part *p = arg;
+	bool warned = false;
 
-	for (size_t i = 0; i < p->npend; i++) {
-		if (p->pend[i].tag != tag)
+	for (size_t i = 0; i < p->npend;) {
+		if (p->pend[i].tag != tag) {
+			i++;
 			continue;
-		if (c == BUS_RETURNED)
+		}
+		if (c == BUS_RETURNED && !warned) {
 			log_warnx("a reply was unroutable (no queue bound): "
 			          "dropped; the orchestrator will time out "
 			          "and retry");
-		bus_ack(p->bus, p->pend[i].ref, false);
+			warned = true;
+		}
+		struct ticket t = p->pend[i].t;
 		p->pend[i] = p->pend[--p->npend];
-		return;
+		settle(p, t);
 	}
 }
 
@@ -368,11 +412,11 @@ on_confirm(void *arg, uint64_t tag, enum bus_confirm c)
  * the publish is refused (invalid), the delivery is acked anyway: it can
  * never be published, and retrying would not change that. */
 static void
-publish_then_ack(struct part *p, const struct bus_message *m, uint64_t ref)
+publish_then_ack(struct part *p, const struct bus_message *m, struct ticket t)
 {
 	uint64_t tag = ++p->next_tag;
 
-	if (pend_add(p, tag, ref) != 0) {
+	if (pend_add(p, tag, t) != 0) {
 		log_error("out of memory: leaving a delivery unacked");
 		return;
 	}
@@ -380,18 +424,21 @@ publish_then_ack(struct part *p, const struct bus_message *m, uint64_t ref)
 		log_error("cannot publish %s (%s): invalid message", m->type,
 		          m->message_id);
 		p->npend--;
-		bus_ack(p->bus, ref, false);
+		settle(p, t);
 	}
 }
 
-/* A copy of the delivery to Q.dlq with the reason, then the ack. */
+/* A copy of the delivery (an item of a bundle: alone, as a v1 message) to
+ * Q.<suffix>, then the ack: to Q.dlq with the reason, or to Q.retry with
+ * the attempts made (an item cannot be rejected alone). */
 static void
-dead_letter(struct part *p, const struct bus_delivery *d, const char *why)
+copy_to(struct part *p, const struct bus_delivery *d, struct ticket t,
+        const char *suffix, const char *why, int64_t attempts)
 {
 	char rk[256], id[ENVELOPE_ID_MAX];
 	struct bus_message m = {0};
 
-	snprintf(rk, sizeof(rk), "%s.dlq", d->queue);
+	snprintf(rk, sizeof(rk), "%s.%s", d->queue, suffix);
 	if (d->message_id[0] != '\0')
 		snprintf(id, sizeof(id), "%s", d->message_id);
 	else
@@ -405,13 +452,21 @@ dead_letter(struct part *p, const struct bus_delivery *d, const char *why)
 	m.traceparent = d->traceparent[0] ? d->traceparent : NULL;
 	m.content_type = d->content_type[0] ? d->content_type : NULL;
 	m.error = why;
+	m.attempts = attempts;
 	m.timestamp_ms = d->timestamp_ms;
 	m.body = d->body;
 	m.len = d->len;
+	publish_then_ack(p, &m, t);
+}
+
+static void
+dead_letter(struct part *p, const struct bus_delivery *d, struct ticket t,
+            const char *why)
+{
 	p->stats.dead_lettered++;
-	log_warnx("saga=%s dead-lettered %s from %s to %s: %s",
-	          d->correlation_id, d->message_id, d->queue, rk, why);
-	publish_then_ack(p, &m, d->ref);
+	log_warnx("saga=%s dead-lettered %s from %s to %s.dlq: %s",
+	          d->correlation_id, d->message_id, d->queue, d->queue, why);
+	copy_to(p, d, t, "dlq", why, 0);
 }
 
 /* ---- the stored reply ---- */
@@ -422,7 +477,7 @@ publish_stored(struct part *p, const struct deferred *f)
 	struct bus_message m = {0};
 
 	if (f->s.type[0] == '\0') { /* nothing to send */
-		bus_ack(p->bus, f->ref, false);
+		settle(p, f->t);
 		return;
 	}
 	m.exchange = f->s.exchange;
@@ -435,13 +490,72 @@ publish_stored(struct part *p, const struct deferred *f)
 	m.expiration_ms = f->s.expiration;
 	m.body = f->s.body;
 	m.len = f->s.len;
-	publish_then_ack(p, &m, f->ref);
+	publish_then_ack(p, &m, f->t);
+}
+
+/* A reply can travel in a bundle when its command came in one (so its
+ * orchestrator reads bundles) and it is a plain reply (no TTL). */
+static bool
+bundlable(const struct deferred *f)
+{
+	return f->t.group >= 0 && !f->sent && f->s.type[0] != '\0' &&
+	       f->s.expiration == 0;
+}
+
+/* Sends def[i] and the later replies bound for the same place in one
+ * bundle; 0 if it did, -1 if there was nothing to bundle (or it could not
+ * be encoded): the caller sends def[i] alone. */
+static int
+publish_bundle(struct part *p, size_t i)
+{
+	struct envelope_item items[ENVELOPE_BUNDLE_MAX];
+	size_t idx[ENVELOPE_BUNDLE_MAX], n = 0;
+	const struct deferred *f = &p->def[i];
+	struct bus_message m = {0};
+	char id[ENVELOPE_ID_MAX], *body = NULL;
+	size_t len = 0;
+	uint64_t tag;
+
+	for (size_t j = i; j < p->ndef && n < ENVELOPE_BUNDLE_MAX; j++) {
+		const struct deferred *g = &p->def[j];
+		if (!bundlable(g) || strcmp(g->s.exchange, f->s.exchange) ||
+		    strcmp(g->s.rk, f->s.rk))
+			continue;
+		items[n] = (struct envelope_item){g->s.body, g->s.len,
+		                                  g->traceparent};
+		idx[n++] = j;
+	}
+	if (n < 2 || envelope_new_id(id, sizeof(id), p->cfg->name) != 0 ||
+	    envelope_bundle_encode(items, n, &body, &len) != 0)
+		return -1;
+	tag = ++p->next_tag;
+	for (size_t k = 0; k < n; k++)
+		if (pend_add(p, tag, p->def[idx[k]].t) != 0) {
+			p->npend -= k;
+			free(body);
+			return -1;
+		}
+	m.exchange = f->s.exchange;
+	m.routing_key = f->s.rk;
+	m.message_id = id;
+	m.type = ENVELOPE_BUNDLE_TYPE;
+	m.body = body;
+	m.len = len;
+	if (bus_publish(p->bus, &m, tag) != 0) {
+		p->npend -= n;
+		free(body);
+		return -1;
+	}
+	free(body);
+	for (size_t k = 0; k < n; k++)
+		p->def[idx[k]].sent = true;
+	return 0;
 }
 
 /* Queues what a delivery sends for after the commit; takes s->body. */
 static void
-defer(struct part *p, const struct bus_delivery *d, struct stored *s,
-      const char *saga)
+defer(struct part *p, const struct bus_delivery *d, struct ticket t,
+      struct stored *s, const char *saga)
 {
 	struct deferred *f;
 
@@ -456,7 +570,8 @@ defer(struct part *p, const struct bus_delivery *d, struct stored *s,
 		p->capdef = cap;
 	}
 	f = &p->def[p->ndef++];
-	f->ref = d->ref;
+	f->t = t;
+	f->sent = false;
 	snprintf(f->saga, sizeof(f->saga), "%s", saga);
 	snprintf(f->traceparent, sizeof(f->traceparent), "%s", d->traceparent);
 	f->s = *s;
@@ -523,12 +638,14 @@ batch_end(struct part *p)
 		          p->ndef, err);
 	}
 	for (size_t i = 0; i < p->ndef; i++) {
-		if (ok)
+		if (!ok)
+			settle_reject(p, p->def[i].t);
+		else if (!p->def[i].sent &&
+		         (!bundlable(&p->def[i]) || publish_bundle(p, i) != 0))
 			publish_stored(p, &p->def[i]);
-		else
-			bus_reject(p->bus, p->def[i].ref, false);
-		free(p->def[i].s.body);
 	}
+	for (size_t i = 0; i < p->ndef; i++)
+		free(p->def[i].s.body);
 	p->ndef = 0;
 }
 
@@ -716,69 +833,75 @@ seal_reply(struct part *p, const struct bus_delivery *d,
 /* Rolls back and sends the delivery round the retry queue, or to the DLQ
  * past its attempts. */
 static void
-retry_later(struct part *p, const struct bus_delivery *d, int attempt,
-            const char *why)
+retry_later(struct part *p, const struct bus_delivery *d, struct ticket t,
+            int attempt, const char *why)
 {
 	sp_undo(p);
 	if (attempt >= p->max_attempts) {
 		char reason[512];
 		snprintf(reason, sizeof(reason), "failed %d times: %s", attempt,
 		         why);
-		dead_letter(p, d, reason);
+		dead_letter(p, d, t, reason);
 		return;
 	}
 	p->stats.retried++;
 	log_warnx("saga=%s %s attempt %d failed, retrying: %s",
 	          d->correlation_id, d->type, attempt, why);
-	bus_reject(p->bus, d->ref, false); /* Q -> Q.retry -> Q */
+	if (t.group < 0)
+		bus_reject(p->bus, d->ref, false); /* Q -> Q.retry -> Q */
+	else /* an item alone, its attempts in a header */
+		copy_to(p, d, t, "retry", NULL, attempt);
 }
 
+/* One command: d is the delivery, or (t.group >= 0) one item of a bundle
+ * with the bundle's properties but its own body and traceparent. */
 static void
-on_delivery(void *arg, const struct bus_delivery *d)
+handle(struct part *p, const struct bus_delivery *dv, struct ticket t,
+       int attempt)
 {
-	struct part *p = arg;
+	struct bus_delivery item;
+	const struct bus_delivery *d = dv;
 	struct envelope in;
 	struct part_reply r;
 	struct stored s;
 	const struct part_command *cmd;
 	char err[512], why[512] = "";
-	int attempt = (int)d->rejected_count + 1, rc;
+	int rc;
 	enum part_verdict v;
 
 	envelope_init(&in);
 	memset(&r, 0, sizeof(r));
 	value_set_map(&r.payload);
 	memset(&s, 0, sizeof(s));
-	if (d->content_type[0] != '\0' &&
-	    strcmp(d->content_type, "application/msgpack") != 0) {
-		char reason[300];
-		snprintf(reason, sizeof(reason),
-		         "content type \"%.100s\" is not application/msgpack",
-		         d->content_type);
-		dead_letter(p, d, reason);
-		goto out;
-	}
 	if (envelope_decode(d->body, d->len, &in, err, sizeof(err)) != 0) {
 		char reason[600];
 		snprintf(reason, sizeof(reason), "cannot decode: %s", err);
-		dead_letter(p, d, reason);
+		dead_letter(p, d, t, reason);
 		goto out;
+	}
+	if (t.group >= 0) { /* an item's own properties, for its copies */
+		item = *dv;
+		item.message_id = in.id;
+		item.correlation_id = in.saga;
+		item.type = in.type;
+		item.timestamp_ms = in.ts;
+		d = &item;
 	}
 	cmd = find_command(p->cfg, in.type);
 	if (cmd == NULL) {
 		char reason[300];
 		snprintf(reason, sizeof(reason), "unknown message type %s",
 		         in.type);
-		dead_letter(p, d, reason);
+		dead_letter(p, d, t, reason);
 		goto out;
 	}
 	if (sp_begin(p, err, sizeof(err)) != 0) {
-		retry_later(p, d, attempt, err);
+		retry_later(p, d, t, attempt, err);
 		goto out;
 	}
 	rc = find_processed(p, in.id, &s);
 	if (rc < 0) {
-		retry_later(p, d, attempt, "cannot read the inbox");
+		retry_later(p, d, t, attempt, "cannot read the inbox");
 		goto out;
 	}
 	if (rc == 1) {
@@ -786,12 +909,12 @@ on_delivery(void *arg, const struct bus_delivery *d)
 		p->stats.replayed++;
 		log_info("saga=%s %s %s seen before: reply %s sent again",
 		         in.saga, in.type, in.id, s.type[0] ? s.type : "none");
-		defer(p, d, &s, in.saga);
+		defer(p, d, t, &s, in.saga);
 		goto out;
 	}
 	rc = cmd->refusal != NULL ? was_compensated(p, in.saga, in.type) : 0;
 	if (rc < 0) {
-		retry_later(p, d, attempt, "cannot read part_compensated");
+		retry_later(p, d, t, attempt, "cannot read part_compensated");
 		goto out;
 	}
 	if (rc == 1) {
@@ -808,35 +931,96 @@ on_delivery(void *arg, const struct bus_delivery *d)
 		            sizeof(why));
 	}
 	if (v == PART_RETRY) {
-		retry_later(p, d, attempt, why[0] ? why : "transient failure");
+		retry_later(p, d, t, attempt,
+		            why[0] ? why : "transient failure");
 		goto out;
 	}
 	if (v == PART_REFUSE) {
 		sp_undo(p);
-		dead_letter(p, d, why[0] ? why : "refused");
+		dead_letter(p, d, t, why[0] ? why : "refused");
 		goto out;
 	}
 	if (seal_reply(p, d, &in, &r, &s) != 0) {
 		sp_undo(p);
-		dead_letter(p, d, "cannot encode the reply");
+		dead_letter(p, d, t, "cannot encode the reply");
 		goto out;
 	}
 	if ((cmd->undoes != NULL &&
 	     mark_compensated(p, in.saga, cmd->undoes) != 0) ||
 	    record_processed(p, &in, &s) != 0 ||
 	    sp_keep(p, err, sizeof(err)) != 0) {
-		retry_later(p, d, attempt,
+		retry_later(p, d, t, attempt,
 		            err[0] ? err : "cannot record the message");
 		goto out;
 	}
 	p->stats.handled++;
 	log_info("saga=%s step=%s %s -> %s", in.saga, in.step, in.type,
 	         s.type[0] ? s.type : "(no reply)");
-	defer(p, d, &s, in.saga);
+	defer(p, d, t, &s, in.saga);
 out:
 	free(s.body);
 	value_clear(&r.payload);
 	envelope_clear(&in);
+}
+
+/* A bundle: each item handled as if it came alone; the delivery is acked
+ * when every item is settled. A bundle that cannot be decoded goes to
+ * Q.dlq whole. */
+static void
+on_bundle(struct part *p, const struct bus_delivery *d)
+{
+	struct envelope_bundle b;
+	char err[512];
+	int g;
+
+	if (envelope_bundle_decode(d->body, d->len, &b, err, sizeof(err)) !=
+	    0) {
+		char reason[600];
+		snprintf(reason, sizeof(reason), "cannot decode the bundle: %s",
+		         err);
+		dead_letter(p, d, (struct ticket){d->ref, -1}, reason);
+		return;
+	}
+	g = (int)items_open(&p->items, d->ref, b.n);
+	if (g < 0) {
+		log_error("out of memory: leaving a bundle unacked");
+	} else {
+		for (size_t i = 0; i < b.n; i++) {
+			struct bus_delivery item = *d;
+			item.body = b.items[i].body;
+			item.len = b.items[i].len;
+			item.traceparent = b.items[i].traceparent;
+			item.message_id = "";
+			item.correlation_id = "";
+			item.type = "";
+			item.attempts = 0;
+			handle(p, &item, (struct ticket){d->ref, g},
+			       (int)d->rejected_count + 1);
+		}
+	}
+	envelope_bundle_clear(&b);
+}
+
+static void
+on_delivery(void *arg, const struct bus_delivery *d)
+{
+	struct part *p = arg;
+	struct ticket t = {d->ref, -1};
+
+	if (d->content_type[0] != '\0' &&
+	    strcmp(d->content_type, "application/msgpack") != 0) {
+		char reason[300];
+		snprintf(reason, sizeof(reason),
+		         "content type \"%.100s\" is not application/msgpack",
+		         d->content_type);
+		dead_letter(p, d, t, reason);
+		return;
+	}
+	if (strcmp(d->type, ENVELOPE_BUNDLE_TYPE) == 0) {
+		on_bundle(p, d);
+		return;
+	}
+	handle(p, d, t, (int)(d->attempts + d->rejected_count) + 1);
 }
 
 /* ---- set-up ---- */
@@ -948,6 +1132,7 @@ part_free(struct part *p)
 	bus_close(p->bus);
 	free(p->pend);
 	free(p->def);
+	items_free(&p->items);
 }
 
 int

@@ -22,6 +22,15 @@
  *      unacked: it comes back, and step 2 replays. If the commit fails,
  *      the whole batch goes round the retry queue.
  *
+ * Bundles (lib/envelope.h, schema/envelope.md section 3a): a delivery of
+ * type saga.bundle carries several commands. Each item is handled as if it
+ * had come alone, in the same batch: its own savepoint, dedup, reply,
+ * retries (alone, to Q.retry with x-saga-attempts) and dead letter (alone,
+ * to Q.dlq). Replies to bundled commands that go to the same place leave
+ * as one bundle; the bundle's delivery is acked once every item's reply
+ * or copy is confirmed. A bundle that cannot be decoded goes to Q.dlq
+ * whole.
+ *
  * Compensations: a command declared with `undoes` records (saga, undone
  * command) in `part_compensated` when it succeeds, whether or not the
  * original ever ran (the handler answers success for something it never

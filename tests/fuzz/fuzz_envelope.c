@@ -1,6 +1,7 @@
 /* fuzz_envelope -- libFuzzer target: any bytes through envelope_decode
- * (and so value_unpack) must give 0 or -1, never a crash, a leak or an
- * unbounded allocation; what decodes must encode and decode back equal. */
+ * and envelope_bundle_decode (and so value_unpack) must give 0 or -1, never a
+ * crash, a leak or an unbounded allocation; what decodes must encode and decode
+ * back equal. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,5 +31,31 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 	envelope_clear(&e);
+	/* the same bytes as a bundle: what decodes re-encodes to the same
+	 * items, and each item goes through the envelope decoder */
+	struct envelope_bundle b, b2;
+	if (envelope_bundle_decode(data, size, &b, err, sizeof(err)) == 0) {
+		for (size_t i = 0; i < b.n; i++) {
+			envelope_init(&e);
+			(void)envelope_decode(b.items[i].body, b.items[i].len,
+			                      &e, err, sizeof(err));
+			envelope_clear(&e);
+		}
+		if (envelope_bundle_encode(b.items, b.n, &buf, &len) != 0 ||
+		    envelope_bundle_decode(buf, len, &b2, err, sizeof(err)) !=
+		            0 ||
+		    b2.n != b.n)
+			abort();
+		for (size_t i = 0; i < b.n; i++)
+			if (b2.items[i].len != b.items[i].len ||
+			    memcmp(b2.items[i].body, b.items[i].body,
+			           b.items[i].len) != 0 ||
+			    strcmp(b2.items[i].traceparent,
+			           b.items[i].traceparent) != 0)
+				abort();
+		envelope_bundle_clear(&b2);
+		free(buf);
+	}
+	envelope_bundle_clear(&b);
 	return 0;
 }

@@ -173,17 +173,24 @@ reply(struct world *w, const struct bus_delivery *d, const struct envelope *c,
 	envelope_clear(&r);
 }
 
+struct one_ctx {
+	struct world *w;
+	const struct bus_delivery *d;
+};
+
+/* One envelope of a delivery (a command may come in a bundle). */
 static void
-on_msg(void *arg, const struct bus_delivery *d)
+on_one(void *arg, const void *body, size_t len, const char *tp)
 {
-	struct world *w = arg;
+	struct one_ctx *c = arg;
+	struct world *w = c->w;
+	const struct bus_delivery *d = c->d;
 	struct envelope e;
 	char err[256];
+	(void)tp;
 	envelope_init(&e);
-	if (envelope_decode(d->body, d->len, &e, err, sizeof(err)) != 0) {
-		bus_ack(w->bus, d->ref, false);
+	if (envelope_decode(body, len, &e, err, sizeof(err)) != 0)
 		return;
-	}
 	if (strcmp(d->queue, "fake.commands") == 0) {
 		const char *t = e.type, *r = NULL;
 		w->ncommands++;
@@ -227,7 +234,17 @@ on_msg(void *arg, const struct bus_delivery *d)
 		}
 	}
 	envelope_clear(&e);
-	bus_ack(w->bus, d->ref, false);
+}
+
+static void
+on_msg(void *arg, const struct bus_delivery *d)
+{
+	struct one_ctx c = {arg, d};
+	char err[256];
+	if (envelope_each(d->type, d->body, d->len, d->traceparent, on_one, &c,
+	                  err, sizeof(err)) != 0)
+		fprintf(stderr, "fake participants: %s\n", err);
+	bus_ack(c.w->bus, d->ref, false);
 }
 
 static int

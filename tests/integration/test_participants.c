@@ -28,6 +28,7 @@ static struct {
 	struct bus *bus;
 	struct reply r[MAXR];
 	size_t n;
+	size_t bundles; /* replies that came in bundles */
 	char *dir, *url, broker[64];
 } T;
 
@@ -42,13 +43,14 @@ path(const char *name)
 }
 
 static void
-on_delivery(void *arg, const struct bus_delivery *d)
+on_reply(void *arg, const void *body, size_t len, const char *tp)
 {
 	struct envelope e;
 	char err[256];
 	(void)arg;
+	(void)tp;
 	envelope_init(&e);
-	if (envelope_decode(d->body, d->len, &e, err, sizeof(err)) == 0 &&
+	if (envelope_decode(body, len, &e, err, sizeof(err)) == 0 &&
 	    T.n < MAXR) {
 		struct reply *r = &T.r[T.n++];
 		snprintf(r->re, sizeof(r->re), "%s", e.re);
@@ -58,6 +60,17 @@ on_delivery(void *arg, const struct bus_delivery *d)
 		value_set_map(&e.payload);
 	}
 	envelope_clear(&e);
+}
+
+static void
+on_delivery(void *arg, const struct bus_delivery *d)
+{
+	char err[256];
+	if (strcmp(d->type, ENVELOPE_BUNDLE_TYPE) == 0)
+		T.bundles++;
+	if (envelope_each(d->type, d->body, d->len, d->traceparent, on_reply,
+	                  arg, err, sizeof(err)) != 0)
+		fprintf(stderr, "a bad bundle of replies: %s\n", err);
 	bus_ack(T.bus, d->ref, false);
 }
 
@@ -113,14 +126,13 @@ world_close(void)
 	free(T.url);
 }
 
-/* Sends a command as the orchestrator would; payload takes ownership. */
-static void
-send_cmd(const char *rk, const char *type, const char *id, const char *saga,
-         struct value *payload)
+/* A command's body; payload (or an empty map) taken. */
+static int
+cmd_body(const char *type, const char *id, const char *saga,
+         struct value *payload, char **body, size_t *len)
 {
 	struct envelope e;
-	char *body = NULL;
-	size_t len = 0;
+	int rc;
 
 	envelope_init(&e);
 	snprintf(e.id, sizeof(e.id), "%s", id);
@@ -134,20 +146,40 @@ send_cmd(const char *rk, const char *type, const char *id, const char *saga,
 		e.payload = *payload;
 		value_set_map(payload);
 	}
-	if (envelope_encode(&e, &body, &len) == 0) {
-		struct bus_message m = {.exchange = "saga.commands",
-		                        .routing_key = rk,
-		                        .message_id = id,
-		                        .correlation_id = saga,
-		                        .type = type,
-		                        .reply_to = "test",
-		                        .body = body,
-		                        .len = len};
-		bus_publish(T.bus, &m, 0);
-		bus_flush(T.bus, 5000, &H);
-	}
-	free(body);
+	rc = envelope_encode(&e, body, len);
 	envelope_clear(&e);
+	return rc;
+}
+
+/* Publishes a command's body (or a bundle's) to rk as the orchestrator
+ * would, and waits for the confirm. */
+static void
+publish_cmd(const char *rk, const char *id, const char *saga, const char *type,
+            const void *body, size_t len)
+{
+	struct bus_message m = {.exchange = "saga.commands",
+	                        .routing_key = rk,
+	                        .message_id = id,
+	                        .correlation_id = saga,
+	                        .type = type,
+	                        .reply_to = "test",
+	                        .body = body,
+	                        .len = len};
+	bus_publish(T.bus, &m, 0);
+	bus_flush(T.bus, 5000, &H);
+}
+
+/* Sends a command as the orchestrator would; payload takes ownership. */
+static void
+send_cmd(const char *rk, const char *type, const char *id, const char *saga,
+         struct value *payload)
+{
+	char *body = NULL;
+	size_t len = 0;
+
+	if (cmd_body(type, id, saga, payload, &body, &len) == 0)
+		publish_cmd(rk, id, saga, type, body, len);
+	free(body);
 }
 
 static void
@@ -668,6 +700,116 @@ queue_depth(const char *q)
 	return -1;
 }
 
+/* Sends n commands in one bundle (lib/envelope.h) to rk; bodies[i]
+ * NULL: an item that is not an envelope. */
+static void
+send_bundle(const char *rk, char *const *bodies, const size_t *lens, size_t n)
+{
+	struct envelope_item it[8];
+	char *body = NULL;
+	size_t len = 0;
+
+	for (size_t i = 0; i < n; i++)
+		it[i] = (struct envelope_item){
+		        bodies[i] != NULL ? bodies[i] : "\x01",
+		        bodies[i] != NULL ? lens[i] : 1, ""};
+	if (envelope_bundle_encode(it, n, &body, &len) == 0)
+		publish_cmd(rk, "bundle-1", NULL, ENVELOPE_BUNDLE_TYPE, body,
+		            len);
+	free(body);
+}
+
+/* Bundles of commands: each item is handled as if it came alone (its
+ * reply, its dead letter with its own id and reason, its retries counted
+ * alone), replies to a bundle come back bundled, a bundle sent again is
+ * answered again without charging twice, and the bundle is acked. */
+static void
+test_bundles(void)
+{
+	char *b[4] = {NULL, NULL, NULL, NULL};
+	size_t l[4] = {0};
+	struct value p;
+	struct dlq_seen dl;
+	const struct reply *r1, *r2;
+	char first1[ENVELOPE_ID_MAX];
+	int pid, bad = 0, unknown = 0;
+
+	CHECK(world_open() == 0);
+	pid = start_payment(0);
+	CHECK(pid > 0);
+	p = charge_payload("card", 1000);
+	CHECK(cmd_body("payment.charge", "kb1", "b1", &p, &b[0], &l[0]) == 0);
+	p = charge_payload("card", 2000);
+	CHECK(cmd_body("payment.charge", "kb2", "b2", &p, &b[1], &l[1]) == 0);
+	/* b[2] stays NULL: not an envelope */
+	CHECK(cmd_body("payment.bogus", "kb4", "b4", NULL, &b[3], &l[3]) == 0);
+	send_bundle("payment.card", b, l, 4);
+	r1 = await("kb1", 0, 10000);
+	r2 = await("kb2", 0, 10000);
+	CHECK(r1 != NULL && r2 != NULL);
+	CHECK_STR(r1->type, "payment.charged");
+	CHECK_STR(r2->type, "payment.charged");
+	snprintf(first1, sizeof(first1), "%s", r1->id);
+	CHECK_MSG(T.bundles >= 1, "the two replies came alone");
+	for (int i = 0; i < 2; i++) {
+		CHECK(dlq_next("payment.card.dlq", &dl, 10000));
+		if (strcmp(dl.id, "kb4") == 0) {
+			CHECK_MSG(strstr(dl.error, "unknown message type "
+			                           "payment.bogus"),
+			          "error: %s", dl.error);
+			unknown++;
+		} else {
+			CHECK_MSG(strstr(dl.error, "cannot decode"),
+			          "error: %s", dl.error);
+			bad++;
+		}
+	}
+	CHECK(bad == 1 && unknown == 1);
+	/* the same bundle again: the same replies, no second charge */
+	send_bundle("payment.card", b, l, 4);
+	r1 = await("kb1", 1, 10000);
+	CHECK(r1 != NULL);
+	CHECK_STR(r1->id, first1);
+	CHECK(await("kb2", 1, 10000) != NULL);
+	CHECK(q1("pay.db", "SELECT count(*) FROM ledger WHERE saga_id IN "
+	                   "('b1', 'b2') AND kind='charge'") == 2);
+	CHECK(dlq_next("payment.card.dlq", &dl, 10000));
+	CHECK(dlq_next("payment.card.dlq", &dl, 10000));
+	CHECK(testutil_stop(pid, SIGTERM) == 0);
+	/* nothing left unacked: the queue is empty once the consumer is
+	 * gone */
+	CHECK_EQ(queue_depth("payment.card"), 0);
+
+	/* a gateway that always fails: each item goes round payment.card.retry
+	 * alone, its attempts counted, and ends in the DLQ after 5 */
+	pid = start_payment(100);
+	CHECK(pid > 0);
+	for (int i = 0; i < 4; i++)
+		free(b[i]);
+	memset(b, 0, sizeof(b));
+	p = charge_payload("card", 1000);
+	CHECK(cmd_body("payment.charge", "kt1", "t1", &p, &b[0], &l[0]) == 0);
+	p = charge_payload("card", 1000);
+	CHECK(cmd_body("payment.charge", "kt2", "t2", &p, &b[1], &l[1]) == 0);
+	send_bundle("payment.card", b, l, 2);
+	for (int i = 0; i < 2; i++) {
+		CHECK(dlq_next("payment.card.dlq", &dl, 30000));
+		CHECK_MSG(strcmp(dl.id, "kt1") == 0 ||
+		                  strcmp(dl.id, "kt2") == 0,
+		          "id %s", dl.id);
+		CHECK_MSG(
+		        strstr(dl.error, "failed 5 times: gateway unavailable"),
+		        "error: %s", dl.error);
+	}
+	CHECK(await("kt1", 0, 100) == NULL);
+	CHECK(testutil_stop(pid, SIGTERM) == 0);
+	CHECK_EQ(queue_depth("payment.card"), 0);
+	CHECK_EQ(queue_depth("payment.card.retry"), 0);
+	for (int i = 0; i < 4; i++)
+		free(b[i]);
+	world_close();
+}
+
 /* sagactl dlq: list, show (leaves the messages), replay, purge. */
 static void
 test_sagactl_dlq(void)
@@ -763,6 +905,8 @@ main(void)
 	RUN(test_inventory);
 	testutil_kill_all();
 	RUN(test_payment);
+	testutil_kill_all();
+	RUN(test_bundles);
 	testutil_kill_all();
 	RUN(test_order_api);
 	testutil_kill_all();

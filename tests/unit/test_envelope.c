@@ -312,6 +312,157 @@ test_trace(void)
 	CHECK(trace_child("garbage", child, sizeof(child)) == -1);
 }
 
+/* A bundle: items round trip byte for byte with their traceparents; each
+ * item's body decodes as the envelope it was. */
+static void
+test_bundle_round_trip(void)
+{
+	struct envelope e;
+	struct envelope_item it[3];
+	struct envelope_bundle b;
+	char *bodies[3], *buf = NULL, err[256];
+	size_t lens[3], len = 0;
+	const char *tp =
+	        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+	for (int i = 0; i < 3; i++) {
+		envelope_init(&e);
+		snprintf(e.id, sizeof(e.id), "cmd-%d", i);
+		snprintf(e.saga, sizeof(e.saga), "ord-%d", i);
+		snprintf(e.type, sizeof(e.type), "inventory.reserve");
+		CHECK(envelope_encode(&e, &bodies[i], &lens[i]) == 0);
+		envelope_clear(&e);
+		it[i] = (struct envelope_item){bodies[i], lens[i],
+		                               i == 1 ? "" : tp};
+	}
+	CHECK(envelope_bundle_encode(it, 3, &buf, &len) == 0);
+	CHECK(envelope_bundle_decode(buf, len, &b, err, sizeof(err)) == 0);
+	CHECK_EQ(b.n, 3);
+	for (size_t i = 0; i < 3; i++) {
+		CHECK_EQ(b.items[i].len, lens[i]);
+		CHECK(memcmp(b.items[i].body, bodies[i], lens[i]) == 0);
+		CHECK_STR(b.items[i].traceparent, i == 1 ? "" : tp);
+		CHECK(envelope_decode(b.items[i].body, b.items[i].len, &e, err,
+		                      sizeof(err)) == 0);
+		CHECK(strncmp(e.id, "cmd-", 4) == 0 && e.id[4] == '0' + (int)i);
+		envelope_clear(&e);
+	}
+	envelope_bundle_clear(&b);
+	envelope_bundle_clear(&b); /* twice is fine */
+	/* a v1 envelope is not a bundle, and a bundle is not an envelope */
+	CHECK(envelope_bundle_decode(bodies[0], lens[0], &b, err,
+	                             sizeof(err)) == -1);
+	CHECK(strstr(err, "unknown field") != NULL);
+	CHECK(envelope_decode(buf, len, &e, err, sizeof(err)) == -1);
+	envelope_clear(&e);
+	/* what cannot be encoded */
+	free(buf);
+	CHECK(envelope_bundle_encode(it, 0, &buf, &len) == -1 && buf == NULL);
+	CHECK(envelope_bundle_encode(it, ENVELOPE_BUNDLE_MAX + 1, &buf, &len) ==
+	      -1);
+	it[0].len = 0;
+	CHECK(envelope_bundle_encode(it, 3, &buf, &len) == -1);
+	for (int i = 0; i < 3; i++)
+		free(bodies[i]);
+}
+
+/* Hand-built bad bundles, each with its exact error. */
+static void
+test_bundle_malformed(void)
+{
+	static const struct {
+		const char *what; /* a recipe, see below */
+		const char *err;
+	} cases[] = {
+	        {"array", "bundle must be a map, got array"},
+	        {"novers", "missing field \"v\""},
+	        {"v1", "a bundle must have \"v\" 2"},
+	        {"noitems", "missing field \"items\""},
+	        {"empty", "field \"items\" must be a non-empty array"},
+	        {"extra", "unknown field \"x\""},
+	        {"strm", "item 0: field \"m\" must be binary, got string"},
+	        {"nom", "item 1: missing field \"m\""},
+	        {"emptym", "item 0: field \"m\" is empty"},
+	        {"badtp", "item 0: field \"tp\" must be a string"},
+	        {"itemkey", "item 0: unknown field \"q\""},
+	        {"itemint", "item 0 must be a map, got integer"},
+	        {"toomany", "bundle of 257 items exceeds 256"},
+	};
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		const char *w = cases[c].what;
+		msgpack_sbuffer sb;
+		msgpack_packer pk;
+		struct envelope_bundle b;
+		char err[256] = "";
+
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		if (strcmp(w, "array") == 0) {
+			msgpack_pack_array(&pk, 0);
+		} else {
+			bool novers = strcmp(w, "novers") == 0,
+			     noitems = strcmp(w, "noitems") == 0,
+			     extra = strcmp(w, "extra") == 0;
+			size_t n = strcmp(w, "empty") == 0     ? 0
+			           : strcmp(w, "toomany") == 0 ? 257
+			           : strcmp(w, "nom") == 0     ? 2
+			                                       : 1;
+			msgpack_pack_map(&pk, 2 - novers - noitems + extra);
+			if (!novers) {
+				msgpack_pack_str_with_body(&pk, "v", 1);
+				msgpack_pack_int(&pk,
+				                 strcmp(w, "v1") == 0 ? 1 : 2);
+			}
+			if (extra) {
+				msgpack_pack_str_with_body(&pk, "x", 1);
+				msgpack_pack_nil(&pk);
+			}
+			if (!noitems) {
+				msgpack_pack_str_with_body(&pk, "items", 5);
+				msgpack_pack_array(&pk, n);
+			}
+			for (size_t i = 0; i < n && !noitems; i++) {
+				if (strcmp(w, "itemint") == 0) {
+					msgpack_pack_int(&pk, 1);
+					continue;
+				}
+				bool m = !(strcmp(w, "nom") == 0 && i == 1);
+				bool tp = strcmp(w, "badtp") == 0,
+				     q = strcmp(w, "itemkey") == 0;
+				msgpack_pack_map(&pk, (size_t)m + tp + q);
+				if (m) {
+					msgpack_pack_str_with_body(&pk, "m", 1);
+					if (strcmp(w, "strm") == 0)
+						msgpack_pack_str_with_body(
+						        &pk, "x", 1);
+					else
+						msgpack_pack_bin_with_body(
+						        &pk, "x",
+						        strcmp(w, "emptym") == 0
+						                ? 0
+						                : 1);
+				}
+				if (tp) {
+					msgpack_pack_str_with_body(&pk, "tp",
+					                           2);
+					msgpack_pack_int(&pk, 7);
+				}
+				if (q) {
+					msgpack_pack_str_with_body(&pk, "q", 1);
+					msgpack_pack_int(&pk, 7);
+				}
+			}
+		}
+		CHECK_MSG(envelope_bundle_decode(sb.data, sb.size, &b, err,
+		                                 sizeof(err)) == -1,
+		          "%s decoded", w);
+		CHECK_MSG(strstr(err, cases[c].err) != NULL,
+		          "%s: got \"%s\", want \"%s\"", w, err, cases[c].err);
+		CHECK(b.items == NULL && b.n == 0);
+		msgpack_sbuffer_destroy(&sb);
+	}
+}
+
 int
 main(void)
 {
@@ -321,5 +472,7 @@ main(void)
 	RUN(test_wrong_types_and_limits);
 	RUN(test_mutations_never_crash);
 	RUN(test_trace);
+	RUN(test_bundle_round_trip);
+	RUN(test_bundle_malformed);
 	return check_summary();
 }

@@ -442,6 +442,27 @@ test_duplicates_and_garbage(void)
 	world_free(&w);
 }
 
+/* One poll hands over more deliveries than a batch holds (as a bundle of
+ * replies does): the batch grows, nothing is left unacknowledged. */
+static void
+test_more_than_a_batch_at_once(void)
+{
+	struct world w;
+	char id[32];
+	CHECK(world_init(&w) == 0); /* batch_max 50 */
+	for (int i = 0; i < 130; i++) {
+		snprintf(id, sizeof(id), "big-%d", i);
+		push_order(w.bus, id, "card", 100, "india", NULL);
+	}
+	run(&w, happy, loop_now_ms(), 20);
+	CHECK_EQ(count(&w, "SELECT count(*) FROM sagas WHERE "
+	                   "status = 'completed'"),
+	         130);
+	CHECK_EQ(w.bus->nacked, w.bus->next_ref);
+	CHECK_EQ(w.bus->nrejected, 0);
+	world_free(&w);
+}
+
 static const char *
 silent_payment(const char *command, const char *saga)
 {
@@ -534,6 +555,7 @@ main(void)
 	log_init("test", getenv("TEST_DEBUG") ? LOG_INFO : LOG_WARN);
 	RUN(test_paths);
 	RUN(test_duplicates_and_garbage);
+	RUN(test_more_than_a_batch_at_once);
 	RUN(test_timeouts_retry);
 	RUN(test_full_disk_acks_nothing);
 	RUN(test_crash_republishes_outbox);

@@ -45,7 +45,7 @@ usage(FILE *f)
 	           "LEVEL] [--batch N]\n"
 	           "                         [--batch-wait MS] [--prefetch N] "
 	           "[--reply-key KEY]\n"
-	           "                         [--bundle N] "
+	           "                         [--bundle N] [--inbox-days N] "
 	           "[--shard I/N [--drain]] [--queue-type T]\n"
 	           "  --amqp URL         broker URL(s), comma-separated "
 	           "(env SAGA_AMQP_URL)\n"
@@ -67,6 +67,9 @@ usage(FILE *f)
 	           "message at most\n"
 	           "                     (env SAGA_BUNDLE, default 64; 1: "
 	           "one message per command)\n"
+	           "  --inbox-days N     keep processed message ids N days for "
+	           "dedup (default 7;\n"
+	           "                     0: forever)\n"
 	           "  --reply-key KEY    routing key of this orchestrator's "
 	           "reply queue (default orchestrator)\n"
 	           "  --shard I/N        run shard I of N: orders hashed by id "
@@ -97,6 +100,7 @@ main(int argc, char **argv)
 	        {"prefetch", required_argument, NULL, 'p'},
 	        {"reply-key", required_argument, NULL, 'r'},
 	        {"bundle", required_argument, NULL, 'B'},
+	        {"inbox-days", required_argument, NULL, 'I'},
 	        {"shard", required_argument, NULL, 'S'},
 	        {"drain", no_argument, NULL, 'D'},
 	        {"queue-type", required_argument, NULL, 'q'},
@@ -111,6 +115,7 @@ main(int argc, char **argv)
 	        .batch_wait_ms = 5,
 	        .prefetch = 200,
 	        .bundle = 64,
+	        .inbox_days = 7,
 	        .reply_key = "orchestrator",
 	        .queue_type = getenv("SAGA_QUEUE_TYPE"),
 	};
@@ -176,6 +181,18 @@ main(int argc, char **argv)
 			break;
 		case 'B':
 			bundle = optarg;
+			break;
+		case 'I':
+			if (daemon_parse_count(optarg, 0, 36500,
+			                       &cfg.inbox_days)) {
+				fprintf(stderr,
+				        "saga-orchestrator: --inbox-days wants "
+				        "a "
+				        "number of days from 0 to 36500, not "
+				        "\"%s\"\n",
+				        optarg);
+				return 2;
+			}
 			break;
 		case 'S':
 			cfg.shard = optarg;

@@ -284,6 +284,12 @@ render_metrics(struct adapter *a, struct http_response *r)
 	        "counter");
 	http_printf(r, "saga_reply_bundles_total %llu\n",
 	            (unsigned long long)a->reply_bundles);
+	counter(r, "saga_inbox_pruned_total",
+	        "Processed message ids deleted from the inbox after "
+	        "--inbox-days.",
+	        "counter");
+	http_printf(r, "saga_inbox_pruned_total %llu\n",
+	            (unsigned long long)ls->inbox_pruned);
 	counter(r, "saga_batches_total", "Transactions committed.", "counter");
 	http_printf(r, "saga_batches_total %llu\n",
 	            (unsigned long long)ls->batches);
@@ -974,6 +980,8 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		        .batch_wait_ms = cfg->batch_wait_ms,
 		        /* every queue's window can arrive at once */
 		        .publish_window = 2000,
+		        .inbox_retention_ms =
+		                (int64_t)cfg->inbox_days * 24 * 3600 * 1000,
 		};
 		struct orch_config oc = {.reply_to = a.sh.reply_key,
 		                         .on_step = on_step,

@@ -19,7 +19,8 @@ struct orch_daemon_config {
 	bool drain;              /* leave the hash ring, finish, exit */
 	const char *queue_type;  /* classic or quorum (bus.h) */
 	int batch, batch_wait_ms, prefetch;
-	int bundle; /* commands per message at most (bundler.h); 1: never */
+	int bundle;     /* commands per message at most (bundler.h); 1: never */
+	int inbox_days; /* keep processed message ids this long; 0: forever */
 };
 
 /* Parses a decimal integer in [min, max] into *out. 0, or -1 if s is not

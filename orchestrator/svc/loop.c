@@ -63,6 +63,7 @@ struct loop {
 	uint64_t *ok, *bad;
 	const char **whys;
 
+	int64_t last_prune_ms; /* when pruning last found nothing more */
 	bool failing;
 	int64_t retry_at_ms, backoff_ms;
 	char why[512];
@@ -90,6 +91,8 @@ loop_new(struct store *st, struct orch *o, const struct loop_transport *t,
 	l->cfg = *cfg;
 	if (l->cfg.batch_max == 0)
 		l->cfg.batch_max = 100;
+	if (l->cfg.prune_per_turn == 0)
+		l->cfg.prune_per_turn = 1000;
 	if (l->cfg.timers_per_turn == 0)
 		l->cfg.timers_per_turn = 500;
 	if (l->cfg.publish_window == 0)
@@ -299,11 +302,23 @@ source_kind(enum loop_source s)
 	return IN_REPLY;
 }
 
-/* The transaction: confirmed deletions, the batch, due timers. */
+/* Inbox ids past their retention are deleted with the next transaction
+ * once LOOP_PRUNE_EVERY_MS have passed since the last time none were
+ * left. */
+static bool
+prune_due(const struct loop *l)
+{
+	return l->cfg.inbox_retention_ms > 0 &&
+	       l->now_ms - l->last_prune_ms >= LOOP_PRUNE_EVERY_MS;
+}
+
+/* The transaction: confirmed deletions, the batch, due timers, and a
+ * share of the inbox pruning. */
 static int
 apply_batch(struct loop *l, enum orch_verdict *verdicts, char (*reasons)[300])
 {
 	size_t fired = 0;
+	int64_t pruned = 0;
 
 	if (store_begin(l->st) != 0)
 		goto fail_store;
@@ -333,8 +348,18 @@ apply_batch(struct loop *l, enum orch_verdict *verdicts, char (*reasons)[300])
 	}
 	if (orch_fire_timers(l->o, l->now_ms, l->cfg.timers_per_turn, &fired))
 		goto fail_orch;
+	if (prune_due(l)) {
+		if (store_inbox_prune(l->st,
+		                      l->now_ms - l->cfg.inbox_retention_ms,
+		                      l->cfg.prune_per_turn, &pruned) != 0)
+			goto fail_store;
+		/* more left: go on at the next transaction, not in 10 s */
+		if ((size_t)pruned < l->cfg.prune_per_turn)
+			l->last_prune_ms = l->now_ms;
+	}
 	if (store_commit(l->st) != 0)
 		goto fail_store;
+	l->stats.inbox_pruned += (uint64_t)pruned;
 	return 0;
 fail_store:
 	snprintf(l->why, sizeof(l->why), "%s", store_error(l->st));
@@ -519,7 +544,8 @@ loop_turn(struct loop *l, int64_t now_ms)
 	ready = l->nbatch >= l->cfg.batch_max || drained ||
 	        (l->nbatch > 0 &&
 	         l->now_ms - l->batch_started_ms >= l->cfg.batch_wait_ms) ||
-	        confirmed_due(l) || l->nresend > 0 || timer_due(l);
+	        confirmed_due(l) || l->nresend > 0 || timer_due(l) ||
+	        prune_due(l);
 	if (!ready) {
 		publish_outbox(l);
 		return 0;

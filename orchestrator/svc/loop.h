@@ -81,6 +81,14 @@ struct loop_config {
 	int batch_wait_ms;      /* W: how long a partial batch may wait */
 	size_t timers_per_turn; /* timers fired per transaction */
 	size_t publish_window;  /* outbox rows in flight at most */
+	/* The inbox (message ids seen, for dedup) keeps an id this long;
+	 * 0 keeps them forever. Older ids are deleted, prune_per_turn at a
+	 * time, with the next transaction after LOOP_PRUNE_EVERY_MS. A
+	 * message redelivered after that is handled again: replies to
+	 * finished steps are ignored by the engine and an order.created by
+	 * its order id, so this only has to outlive any redelivery. */
+	int64_t inbox_retention_ms;
+	size_t prune_per_turn; /* 0: 1000 */
 };
 
 /* Borrows everything for its whole life. NULL on out of memory. */
@@ -116,8 +124,11 @@ bool loop_healthy(const struct loop *l, const char **reason);
 /* Deliveries waiting in the batch; outbox rows published, unconfirmed. */
 size_t loop_batched(const struct loop *l);
 /* Counters: dead-lettered deliveries, batches committed, commit failures. */
+#define LOOP_PRUNE_EVERY_MS 10000
+
 struct loop_stats {
 	uint64_t batches, deliveries, dead_lettered, commit_failures;
+	uint64_t inbox_pruned;
 	uint64_t published, confirmed, returned, nacked;
 };
 const struct loop_stats *loop_stats(const struct loop *l);

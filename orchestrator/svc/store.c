@@ -43,7 +43,9 @@ enum stmt_id {
 static const char *const stmt_sql[ST__COUNT] = {
         [ST_INBOX_ADD] = "INSERT INTO inbox(message_id, received_at) "
                          "VALUES(?1, ?2) ON CONFLICT DO NOTHING",
-        [ST_INBOX_PRUNE] = "DELETE FROM inbox WHERE received_at < ?1",
+        [ST_INBOX_PRUNE] = "DELETE FROM inbox WHERE message_id IN (SELECT "
+                           "message_id FROM inbox WHERE received_at < ?1 "
+                           "ORDER BY received_at LIMIT ?2)",
         [ST_CHART_PUT] = "INSERT INTO charts(version, name, file, source, "
                          "loaded_at) VALUES(?1, ?2, ?3, ?4, ?5) "
                          "ON CONFLICT DO NOTHING",
@@ -271,12 +273,13 @@ store_inbox_add(struct store *st, const char *message_id, int64_t now_ms,
 }
 
 int
-store_inbox_prune(struct store *st, int64_t before_ms, int64_t *n)
+store_inbox_prune(struct store *st, int64_t before_ms, size_t limit, int64_t *n)
 {
 	sqlite3_stmt *s = stmt(st, ST_INBOX_PRUNE);
 	if (s == NULL)
 		return -1;
 	BIND_OK(sqlite3_bind_int64(s, 1, before_ms));
+	BIND_OK(sqlite3_bind_int64(s, 2, (int64_t)limit));
 	if (run_done(st, s, "cannot prune inbox") != 0)
 		return -1;
 	*n = sqlite3_changes(st->db);

@@ -54,8 +54,11 @@ int store_set_max_pages(struct store *st, long pages);
  * when the id was already there. */
 int store_inbox_add(struct store *st, const char *message_id, int64_t now_ms,
                     bool *dup);
-/* Deletes inbox entries older than `before_ms`; *n gets the count. */
-int store_inbox_prune(struct store *st, int64_t before_ms, int64_t *n);
+/* Deletes up to `limit` inbox entries received before `before_ms`, oldest
+ * first (an index range scan: cheap however large the inbox is); *n gets
+ * the count. */
+int store_inbox_prune(struct store *st, int64_t before_ms, size_t limit,
+                      int64_t *n);
 
 /* ---- charts ---- */
 /* Records a chart version with its source text (no-op if known). */

@@ -868,6 +868,23 @@ test_check_mode_and_bad_flags(void)
 	         2);
 	CHECK_MSG(strstr(out, "--batch wants a number") != NULL, "%s", out);
 	free(out);
+	CHECK_EQ(testutil_sh(&out,
+	                     "'%s/saga-orchestrator' --db x.db --inbox-days -1 "
+	                     "2>&1",
+	                     bindir),
+	         2);
+	CHECK_MSG(strstr(out, "--inbox-days wants a number of days") != NULL,
+	          "%s", out);
+	free(out);
+	CHECK_EQ(testutil_sh(&out,
+	                     "SAGA_BUNDLE=300 '%s/saga-orchestrator' --db x.db "
+	                     "2>&1",
+	                     bindir),
+	         2);
+	CHECK_MSG(strstr(out, "--bundle (or SAGA_BUNDLE) wants a number from "
+	                      "1 to 256") != NULL,
+	          "%s", out);
+	free(out);
 	CHECK_EQ(testutil_sh(&out, "'%s/saga-orchestrator' 2>&1", bindir), 2);
 	CHECK_MSG(strstr(out, "--db PATH is required") != NULL, "%s", out);
 	free(out);

@@ -261,6 +261,10 @@ struct world {
 	struct loop *l;
 };
 
+/* The inbox retention of the next world_open (0: forever). */
+static int64_t world_retention_ms;
+static size_t world_prune_per_turn;
+
 static int
 world_open(struct world *w)
 {
@@ -273,7 +277,10 @@ world_open(struct world *w)
 	        .stop_consuming = mem_stop,
 	        .unconfirmed = mem_unconfirmed,
 	};
-	struct loop_config lc = {.batch_max = 50, .batch_wait_ms = 0};
+	struct loop_config lc = {.batch_max = 50,
+	                         .batch_wait_ms = 0,
+	                         .inbox_retention_ms = world_retention_ms,
+	                         .prune_per_turn = world_prune_per_turn};
 	w->st = store_open(w->db, err, sizeof(err));
 	if (w->st == NULL) {
 		fprintf(stderr, "%s\n", err);
@@ -463,6 +470,44 @@ test_more_than_a_batch_at_once(void)
 	world_free(&w);
 }
 
+/* Message ids older than the retention leave the inbox, a few per
+ * transaction; a redelivery after that still starts nothing twice. */
+static void
+test_inbox_pruned_after_retention(void)
+{
+	struct world w;
+	const int64_t day = INT64_C(24) * 3600 * 1000, now = loop_now_ms();
+	int before;
+
+	world_retention_ms = 7 * day;
+	world_prune_per_turn = 5;
+	CHECK(world_init(&w) == 0);
+	push_order(w.bus, "old-1", "card", 100, "india", "m-old-1");
+	push_order(w.bus, "old-2", "card", 100, "india", "m-old-2");
+	run(&w, happy, now, 10);
+	CHECK_STR(status_of(&w, "old-1"), "completed");
+	before = count(&w, "SELECT count(*) FROM inbox");
+	CHECK_MSG(before > 5, "inbox %d", before);
+	/* 6 days later: nothing is old enough */
+	run(&w, happy, now + 6 * day, 1);
+	CHECK_EQ(count(&w, "SELECT count(*) FROM inbox"), before);
+	/* 8 days later: 5 ids a transaction until none is left */
+	loop_flush(w.l, now + 8 * day);
+	CHECK_EQ(count(&w, "SELECT count(*) FROM inbox"), before - 5);
+	for (int i = 0; i < 10; i++)
+		loop_flush(w.l, now + 8 * day);
+	CHECK_EQ(count(&w, "SELECT count(*) FROM inbox"), 0);
+	CHECK_EQ(loop_stats(w.l)->inbox_pruned, before);
+	/* the order redelivered now: known by its order id, dropped */
+	push_order(w.bus, "old-1", "card", 100, "india", "m-old-1");
+	run(&w, happy, now + 8 * day, 5);
+	CHECK_EQ(count(&w, "SELECT count(*) FROM sagas"), 2);
+	CHECK_EQ(sent_count(w.bus, "inventory.reserve", NULL), 2);
+	world_free(&w);
+	world_retention_ms = 0;
+	world_prune_per_turn = 0;
+}
+
 static const char *
 silent_payment(const char *command, const char *saga)
 {
@@ -556,6 +601,7 @@ main(void)
 	RUN(test_paths);
 	RUN(test_duplicates_and_garbage);
 	RUN(test_more_than_a_batch_at_once);
+	RUN(test_inbox_pruned_after_retention);
 	RUN(test_timeouts_retry);
 	RUN(test_full_disk_acks_nothing);
 	RUN(test_crash_republishes_outbox);

@@ -123,11 +123,11 @@ run_many(const char *url, size_t n, const char *broker_to_disturb,
 	int rounds = 0;
 
 	c.n = n;
-	c.seen = calloc(n, 1);
 	c.returned_tags = rt;
 	c.ack_each = true;
 	pub = open_bus(url, NULL, &t_many, NULL);
 	CHECK(pub != NULL);
+	c.seen = calloc(n, 1);
 	{
 		uint32_t purged;
 		bus_queue_purge(pub, "bus.test.many", &purged);

@@ -544,13 +544,12 @@ publish_one(struct echo *e, const struct rule *r, const char *saga,
 /* An item of a bundle: a real envelope (the consumer reads the saga and
  * the type from it) padded to the recorded size. */
 static int
-make_item(const struct rule *r, const char *saga, uint64_t seq, char **body,
-          size_t *len)
+make_item(const struct echo *e, const struct rule *r, const char *saga,
+          uint64_t seq, char **body, size_t *len)
 {
 	struct envelope en;
 	struct value pad;
 	size_t want = r->size > 160 ? r->size - 160 : 1;
-	static char filler[MAX_BODY];
 	int rc;
 
 	envelope_init(&en);
@@ -559,9 +558,7 @@ make_item(const struct rule *r, const char *saga, uint64_t seq, char **body,
 	snprintf(en.saga, sizeof(en.saga), "%s", saga);
 	snprintf(en.type, sizeof(en.type), "%s", r->type);
 	en.ts = (int64_t)time(NULL) * 1000;
-	if (filler[0] == '\0')
-		memset(filler, 'x', sizeof(filler));
-	if (value_set_bin(&pad, filler, want) != 0 ||
+	if (value_set_bin(&pad, e->body, want) != 0 ||
 	    value_map_put(&en.payload, "p", &pad) != 0) {
 		envelope_clear(&en);
 		return -1;
@@ -651,7 +648,8 @@ emit(struct echo *e, const struct rule *r, const char *saga, const char *rk,
 		g->n = 0;
 		snprintf(g->rk, sizeof(g->rk), "%s", rk);
 	}
-	if (make_item(r, saga, ++e->seq, &g->body[g->n], &g->len[g->n]) != 0) {
+	if (make_item(e, r, saga, ++e->seq, &g->body[g->n], &g->len[g->n]) !=
+	    0) {
 		publish_one(e, r, saga, rk);
 		return;
 	}

@@ -166,9 +166,8 @@ struct adapter {
 	volatile sig_atomic_t *stop;
 	int64_t next_check_ms;
 	int quiet_checks;
-	uint64_t refused;         /* order.created refused by the shard guard */
-	enum bus_confirm confirm; /* the answer row_confirmed passes on */
-	uint64_t reply_bundles;   /* bundles of replies received */
+	uint64_t refused;       /* order.created refused by the shard guard */
+	uint64_t reply_bundles; /* bundles of replies received */
 	bool drained; /* draining found nothing left: delete the queues */
 	/* deliveries not yet settled: kept for a dead-letter copy */
 	struct held *held;
@@ -406,45 +405,22 @@ held_drop(struct adapter *a, uint64_t ref)
 	*h = a->held[--a->nheld];
 }
 
-/* A delivery (or a bundle's item) is done with. */
+/* A delivery (or a bundle's item) is done with: acked, or rejected to its
+ * queue's dead-letter exchange without a reason (no copy could be made).
+ * An item's bundle is acked once all its items are; a rejected item takes
+ * its whole bundle with it. */
 static void
-ack_ref(struct adapter *a, uint64_t ref)
+settle_ref(struct adapter *a, uint64_t ref, bool reject)
 {
-	uint64_t bundle = 0;
+	uint64_t target = ref;
+	enum bundler_settle s;
 
 	held_drop(a, ref);
-	switch (bundler_settle(a->bundler, ref, false, &bundle)) {
-	case BUNDLER_PLAIN:
-		bus_ack(a->bus, ref, false);
-		break;
-	case BUNDLER_ACK:
-		bus_ack(a->bus, bundle, false);
-		break;
-	case BUNDLER_WAIT:
-	case BUNDLER_REJECT:
-		break;
-	}
-}
-
-/* Rejected to the queue's dead-letter exchange, without a reason (no
- * copy could be made); an item takes its whole bundle with it. */
-static void
-reject_ref(struct adapter *a, uint64_t ref)
-{
-	uint64_t bundle = 0;
-
-	held_drop(a, ref);
-	switch (bundler_settle(a->bundler, ref, true, &bundle)) {
-	case BUNDLER_PLAIN:
-		bus_reject(a->bus, ref, false);
-		break;
-	case BUNDLER_REJECT:
-		bus_reject(a->bus, bundle, false);
-		break;
-	case BUNDLER_WAIT:
-	case BUNDLER_ACK:
-		break;
-	}
+	s = bundler_settle(a->bundler, ref, reject, &target);
+	if (s == BUNDLER_REJECT || (s == BUNDLER_PLAIN && reject))
+		bus_reject(a->bus, target, false);
+	else if (s != BUNDLER_WAIT)
+		bus_ack(a->bus, target, false);
 }
 
 static void dead_letter(struct adapter *a, uint64_t ref, const char *reason);
@@ -584,32 +560,35 @@ on_delivery(void *arg, const struct bus_delivery *d)
 	loop_deliver(a->l, &ld);
 }
 
-/* One row of a confirmed bundle. */
+/* The broker's answer for a bundle, passed on to each of its rows. */
+struct row_answer {
+	struct loop *l;
+	enum loop_confirm c;
+};
+
 static void
 row_confirmed(void *arg, uint64_t tag)
 {
-	struct adapter *a = arg;
-	loop_confirmed(a->l, tag,
-	               a->confirm == BUS_ACK ? CONFIRM_ACK : CONFIRM_RETURNED);
+	const struct row_answer *r = arg;
+	loop_confirmed(r->l, tag, r->c);
 }
 
 static void
 on_confirm(void *arg, uint64_t tag, enum bus_confirm c)
 {
 	struct adapter *a = arg;
+	struct row_answer r = {a->l,
+	                       c == BUS_ACK ? CONFIRM_ACK : CONFIRM_RETURNED};
 	if (tag & DLQ_TAG) { /* the copy is safe: drop the original */
-		ack_ref(a, tag & ~DLQ_TAG);
+		settle_ref(a, tag & ~DLQ_TAG, false);
 		return;
 	}
 	if (tag & NOTICE_TAG) { /* every shard has heard: leave the ring */
 		a->drain = DRAIN_UNBIND;
 		return;
 	}
-	a->confirm = c;
-	if (bundler_confirmed(a->bundler, tag, row_confirmed, a))
-		return;
-	loop_confirmed(a->l, tag,
-	               c == BUS_ACK ? CONFIRM_ACK : CONFIRM_RETURNED);
+	if (bundler_confirmed(a->bundler, tag, row_confirmed, &r) == 0)
+		row_confirmed(&r, tag); /* a row published alone */
 }
 
 static int
@@ -658,7 +637,7 @@ t_settle(void *ctx, const uint64_t *acks, size_t nacks, const uint64_t *rejects,
 	for (size_t i = 0; i < nrej; i++)
 		dead_letter(a, rejects[i], reasons[i]);
 	for (size_t i = 0; i < nacks; i++)
-		ack_ref(a, acks[i]);
+		settle_ref(a, acks[i], false);
 	return 0;
 }
 
@@ -672,7 +651,7 @@ dead_letter(struct adapter *a, uint64_t ref, const char *reason)
 	struct bus_message m = {0};
 	struct envelope e;
 	if (h == NULL) { /* no copy (out of memory): reject, no reason */
-		reject_ref(a, ref);
+		settle_ref(a, ref, true);
 		return;
 	}
 	envelope_init(&e);
@@ -697,7 +676,7 @@ dead_letter(struct adapter *a, uint64_t ref, const char *reason)
 	m.body = h->body;
 	m.len = h->len;
 	if (bus_publish(a->bus, &m, ref | DLQ_TAG) != 0)
-		reject_ref(a, ref);
+		settle_ref(a, ref, true);
 	else
 		held_drop(a, ref);
 	envelope_clear(&e);

@@ -102,16 +102,26 @@ drain(struct bus *b, struct seen *s, size_t n, int ms)
 		bus_poll(b, 50, &h);
 }
 
+/* A full queue and a consumer that has received all of it, unsettled. */
+static struct bus *
+filled(struct seen *s)
+{
+	struct bus *b;
+
+	if (fill() != 0 || (b = open_bus("bus.test.acks")) == NULL)
+		return NULL;
+	drain(b, s, N, 10000);
+	return b;
+}
+
 static void
 test_unsettled_come_back(void)
 {
 	struct seen s = {0}, again = {0};
 	struct bus *b;
 
-	CHECK(fill() == 0);
-	b = open_bus("bus.test.acks");
+	b = filled(&s);
 	CHECK(b != NULL);
-	drain(b, &s, N, 10000);
 	CHECK_MSG(s.n == N, "got %zu of %d", s.n, N);
 	/* settle all but 10 and 30, out of order: the top half first, one
 	 * by one, then the bottom half; reject 40 */
@@ -143,10 +153,8 @@ test_multiple_over_a_reject(void)
 	struct seen s = {0}, again = {0};
 	struct bus *b;
 
-	CHECK(fill() == 0);
-	b = open_bus("bus.test.acks");
+	b = filled(&s);
 	CHECK(b != NULL);
-	drain(b, &s, N, 10000);
 	CHECK(s.n == N);
 	bus_reject(b, s.ref[5], false);
 	bus_ack(b, s.ref[N - 2], true); /* all but 5 (rejected), N-1 */

@@ -6,7 +6,8 @@
  *              [--prefix P] [--purge QUEUE]... [--publish-only | --wait-only]
  *
  * --rate R: open loop, order i is sent at t0 + i/R whatever the replies do
- * (latency at a fixed offered load); otherwise closed loop with at most W
+ * (latency at a fixed offered load, counted from that scheduled time, so
+ * a late send is not hidden); otherwise closed loop with at most W
  * orders in flight (default 400), for the maximum throughput.
  * Needs the orchestrator and the participants running (bench/run starts
  * them). Prints one human line and one "RESULT" line for scripts:
@@ -84,8 +85,10 @@ on_confirm(void *arg, uint64_t tag, enum bus_confirm c)
 	r->confirmed++;
 }
 
+/* Order i out; its latency counts from `at` (the open loop's schedule,
+ * so a late send is not hidden) or, when at < 0, from now. */
 static int
-publish(struct run *r, long i)
+publish(struct run *r, long i, double at)
 {
 	struct envelope e;
 	struct value items, it, ship;
@@ -128,7 +131,7 @@ publish(struct run *r, long i)
 		                        .type = "order.created",
 		                        .body = body,
 		                        .len = len};
-		r->sent[i] = now_s();
+		r->sent[i] = at >= 0 ? at : now_s();
 		rc = bus_publish(r->bus, &m, (uint64_t)i);
 	}
 	r->published++;
@@ -148,7 +151,7 @@ publish_all(struct run *r, long window, const char *label)
 
 	while (r->confirmed < r->n && now_s() < t0 + 600) {
 		while (next < r->n && next - r->confirmed < window)
-			publish(r, next++);
+			publish(r, next++, -1);
 		bus_poll(r->bus, 5, &h);
 	}
 	printf("PUBLISHED %s %ld %.2f\n", label, r->confirmed, now_s() - t0);
@@ -222,6 +225,7 @@ main(int argc, char **argv)
 	size_t npurge = 0;
 	bool publish_only = false, wait_only = false;
 	double rate = 0, t0, t_end, deadline, elapsed;
+	int wait;
 	long window = 400, next = 0, k = 0;
 	char err[512];
 	int c;
@@ -314,13 +318,23 @@ main(int argc, char **argv)
 	while (r.done < r.n && now_s() < deadline) {
 		if (rate > 0) {
 			double now = now_s();
-			while (next < r.n && t0 + (double)next / rate <= now)
-				publish(&r, next++);
+			while (next < r.n && t0 + (double)next / rate <= now) {
+				publish(&r, next, t0 + (double)next / rate);
+				next++;
+			}
 		} else {
 			while (next < r.n && next - r.done < window)
-				publish(&r, next++);
+				publish(&r, next++, -1);
 		}
-		bus_poll(r.bus, rate > 0 ? 1 : 5, &h);
+		wait = 5;
+		if (rate > 0 && next < r.n) { /* until the next order is due */
+			double due = t0 + (double)next / rate - now_s();
+			wait = due <= 0      ? 0
+			       : due < 0.001 ? 1
+			       : due < 0.005 ? (int)(due * 1000)
+			                     : 5;
+		}
+		bus_poll(r.bus, wait, &h);
 	}
 	t_end = now_s();
 	if (r.unacked > 0)

@@ -124,11 +124,36 @@ struct bus {
 };
 
 static int64_t
-now_ms(void)
+now_us(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t
+now_ms(void)
+{
+	return now_us() / 1000;
+}
+
+/* The wait to hand rabbitmq-c for `left_us` more microseconds. It turns a
+ * timeval into a deadline and polls for the whole milliseconds left until
+ * it, rounded down (amqp_time_ms_until), so anything under 1 ms is
+ * poll(fd, 0): a caller that asks for the last fraction of a millisecond
+ * again and again spins through it (a 1 ms bus_poll spun the whole
+ * millisecond; every orchestrator turn spun its last one). One more
+ * millisecond makes poll() sleep at least what is left. */
+static struct timeval
+wait_for(int64_t left_us)
+{
+	struct timeval tv = {0, 0};
+	if (left_us > 0) {
+		left_us += 1000;
+		tv.tv_sec = (time_t)(left_us / 1000000);
+		tv.tv_usec = (suseconds_t)(left_us % 1000000);
+	}
+	return tv;
 }
 
 /* ---- URLs ---- */
@@ -1503,7 +1528,7 @@ static int
 poll_inner(struct bus *b, int timeout_ms, const struct bus_handlers *h)
 {
 	int events = 0;
-	int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+	int64_t deadline = now_us() + (timeout_ms > 0 ? timeout_ms : 0) * 1000L;
 
 	for (;;) {
 		struct timeval tv;
@@ -1518,7 +1543,7 @@ poll_inner(struct bus *b, int timeout_ms, const struct bus_handlers *h)
 				log_warnx("bus %s: %s; retrying in %d ms",
 				          b->cfg.name, err, b->backoff_ms);
 			if (!b->connected) {
-				left = deadline - now_ms();
+				left = (deadline - now_us()) / 1000;
 				if (left > 0) {
 					int64_t wait =
 					        b->retry_at_ms - now_ms();
@@ -1531,7 +1556,7 @@ poll_inner(struct bus *b, int timeout_ms, const struct bus_handlers *h)
 					ts.tv_nsec = (wait % 1000) * 1000000;
 					nanosleep(&ts, NULL);
 				}
-				if (now_ms() >= deadline)
+				if (now_us() >= deadline)
 					return events;
 				continue;
 			}
@@ -1541,19 +1566,19 @@ poll_inner(struct bus *b, int timeout_ms, const struct bus_handlers *h)
 		if (!b->connected)
 			continue;
 		amqp_maybe_release_buffers(b->conn);
-		left = deadline - now_ms();
+		left = deadline - now_us(); /* microseconds */
 		if (events > 0 || left < 0)
 			left = 0;
 		/* never sleep past a heartbeat interval without reading */
-		if (left > b->cfg.heartbeat_s * 500L)
-			left = b->cfg.heartbeat_s * 500L;
+		if (left > b->cfg.heartbeat_s * 500000L)
+			left = b->cfg.heartbeat_s * 500000L;
 		/* nor past the resend of nacked messages */
-		if (b->nnacked > 0 && left > b->nack_retry_at_ms - now_ms())
+		if (b->nnacked > 0 &&
+		    left > (b->nack_retry_at_ms - now_ms()) * 1000)
 			left = b->nack_retry_at_ms > now_ms()
-			               ? b->nack_retry_at_ms - now_ms()
+			               ? (b->nack_retry_at_ms - now_ms()) * 1000
 			               : 0;
-		tv.tv_sec = left / 1000;
-		tv.tv_usec = (left % 1000) * 1000;
+		tv = wait_for(left);
 		r = amqp_consume_message(b->conn, &env, &tv, 0);
 		if (r.reply_type == AMQP_RESPONSE_NORMAL) {
 			handle_delivery(b, &env, h, &events);
@@ -1564,7 +1589,9 @@ poll_inner(struct bus *b, int timeout_ms, const struct bus_handlers *h)
 		} else if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
 		           r.library_error == AMQP_STATUS_TIMEOUT) {
 			/* nothing (more) to read */
-			if (now_ms() >= deadline || events > 0)
+			if (tv.tv_sec > 0 || tv.tv_usec > 0)
+				b->stats.idle_reads++;
+			if (now_us() >= deadline || events > 0)
 				return events;
 		} else {
 			/* #689: the envelope was already freed */

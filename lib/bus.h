@@ -178,6 +178,9 @@ struct bus_handlers {
 struct bus_stats {
 	uint64_t published, confirmed, returned, nacked, republished;
 	uint64_t delivered, reconnects, oversize;
+	/* reads that waited and found nothing: a quiet bus_poll(b, T) costs
+	 * one or two, whatever T (it sleeps; it does not spin) */
+	uint64_t idle_reads;
 };
 
 struct bus;

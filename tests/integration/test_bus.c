@@ -233,6 +233,34 @@ test_unroutable_mandatory_returned(void)
 	bus_close(b);
 }
 
+/* A quiet bus_poll sleeps out its timeout. rabbitmq-c polls for the whole
+ * milliseconds left (rounded down), so a wait under 1 ms was poll(fd, 0):
+ * every bus_poll spun through its last millisecond, hundreds of empty
+ * reads (a 1 ms poll loop took a whole core). */
+static void
+test_quiet_poll_sleeps(void)
+{
+	static const struct bus_queue q[] = {{.name = "bus.test.quiet"}};
+	static const struct bus_topology t = {NULL, 0, q, 1, NULL, 0};
+	struct counter c = {0};
+	struct bus_handlers h = {on_delivery, on_confirm, &c};
+	struct bus *b = open_bus(shared_url(), NULL, &t, NULL);
+	uint64_t before;
+
+	CHECK(b != NULL);
+	CHECK_EQ(bus_poll(b, 50, &h), 0); /* connects */
+	CHECK(bus_connected(b));
+	before = bus_stats(b)->idle_reads;
+	for (int i = 0; i < 20; i++)
+		CHECK_EQ(bus_poll(b, i % 4 + 1, &h), 0); /* 1 to 4 ms */
+	CHECK_EQ(bus_poll(b, 30, &h), 0);
+	/* one empty read a poll, a second now and then (the remainder) */
+	CHECK(bus_stats(b)->idle_reads - before <= 42);
+	CHECK(bus_stats(b)->idle_reads - before >= 21);
+	CHECK_EQ(c.delivered, 0);
+	bus_close(b);
+}
+
 struct dlq_seen {
 	long count;
 	char error[256], queue[256], reason[64];
@@ -537,6 +565,7 @@ main(void)
 	log_init("test_bus", LOG_WARN);
 	RUN(test_unreachable_broker);
 	RUN(test_unroutable_mandatory_returned);
+	RUN(test_quiet_poll_sleeps);
 	RUN(test_reject_reaches_dlq);
 	RUN(test_missing_exchange_republished);
 	RUN(test_nacked_resent_with_backoff);

@@ -745,6 +745,9 @@ bus_connect(struct bus *b, char *err, size_t errlen)
 			b->connected = true;
 			b->blocked = false;
 			b->generation++;
+			if ((b->generation & 0xffff) ==
+			    (uint32_t)(BUS_REF_FOREIGN >> 48))
+				b->generation++; /* reserved (bus.h) */
 			b->next_seq = 1; /* tags restart on every channel */
 			ack_reset(b);
 			b->connected_at_ms = now_ms();

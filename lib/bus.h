@@ -136,6 +136,12 @@ struct bus_message {
 	size_t len;
 };
 
+/* A delivery's ref carries its connection's generation in bits 48..63,
+ * and the bus never gives a connection this one: refs with these bits
+ * are free for a caller's own handles (the orchestrator's bundle items),
+ * never mistaken for a delivery's, however often the bus reconnects. */
+#define BUS_REF_FOREIGN (UINT64_C(0x7fff) << 48)
+
 struct bus_delivery {
 	uint64_t ref; /* for bus_ack / bus_reject */
 	const char *queue;

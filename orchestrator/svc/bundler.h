@@ -35,10 +35,9 @@
 
 /* Publish tags of bundles have this bit set (outbox seqs never do). */
 #define BUNDLER_TAG (UINT64_C(1) << 61)
-/* Item references are BUNDLER_ITEM | slot << 9 | item. Bus references
- * carry the connection's generation in bits 48..63; generation 0x7fff
- * (32,767 reconnects) would be mistaken for items. */
-#define BUNDLER_ITEM (UINT64_C(0x7fff) << 48)
+/* Item references are BUNDLER_ITEM | slot << 9 | item: bits the bus
+ * keeps out of its own delivery refs (BUS_REF_FOREIGN, bus.h). */
+#define BUNDLER_ITEM BUS_REF_FOREIGN
 
 struct bundler;
 

@@ -4,7 +4,8 @@
  * end every saga exactly once with no command lost; a broker restart
  * mid-run loses nothing; duplicates are dropped and malformed messages go
  * to the dead-letter queue while the rest goes on; SIGHUP with a broken
- * chart keeps the old one; SIGTERM drains and exits 0. */
+ * chart keeps the old one; SIGTERM drains and exits 0; replies that come
+ * in bundles count one by one, and a bad item is dead-lettered alone. */
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -130,6 +131,12 @@ struct world {
 	size_t nsagas;
 	const char *decline_prefix;
 	size_t silent_charges; /* charges to leave unanswered */
+	/* answer each delivery's commands with one bundle of replies, and
+	 * put an undecodable item into the first junk_items bundles */
+	bool bundle_replies;
+	size_t junk_items, bundles_sent;
+	char *pend[ENVELOPE_BUNDLE_MAX];
+	size_t pend_len[ENVELOPE_BUNDLE_MAX], npend;
 };
 
 static int
@@ -146,7 +153,7 @@ reply(struct world *w, const struct bus_delivery *d, const struct envelope *c,
       const char *type)
 {
 	struct envelope r;
-	char *body;
+	char *body = NULL;
 	size_t len;
 	struct bus_message m = {0};
 	envelope_init(&r);
@@ -159,7 +166,11 @@ reply(struct world *w, const struct bus_delivery *d, const struct envelope *c,
 	r.ts = 1;
 	if (strcmp(type, "payment.charged") == 0)
 		value_map_put_str(&r.payload, "charge_id", "ch-1");
-	if (envelope_encode(&r, &body, &len) == 0) {
+	if (envelope_encode(&r, &body, &len) == 0 && w->bundle_replies &&
+	    w->npend < ENVELOPE_BUNDLE_MAX - 1) {
+		w->pend[w->npend] = body; /* sent with the others (on_msg) */
+		w->pend_len[w->npend++] = len;
+	} else if (body != NULL) {
 		m.exchange = "saga.replies";
 		m.routing_key = d->reply_to[0] ? d->reply_to : "orchestrator";
 		m.message_id = r.id;
@@ -236,6 +247,40 @@ on_one(void *arg, const void *body, size_t len, const char *tp)
 	envelope_clear(&e);
 }
 
+/* The replies on_one held back, out as one bundle (world.bundle_replies),
+ * with an undecodable item while junk_items lasts. */
+static void
+send_bundle(struct world *w, const struct bus_delivery *d)
+{
+	static const char junk[] = "\xc1 not msgpack";
+	struct envelope_item it[ENVELOPE_BUNDLE_MAX];
+	struct bus_message m = {0};
+	char id[64], *body;
+	size_t n = 0, len;
+
+	for (; n < w->npend; n++)
+		it[n] = (struct envelope_item){w->pend[n], w->pend_len[n], ""};
+	if (w->junk_items > 0) {
+		it[n++] = (struct envelope_item){junk, sizeof(junk) - 1, ""};
+		w->junk_items--;
+	}
+	snprintf(id, sizeof(id), "bundle-%zu", w->bundles_sent);
+	if (envelope_bundle_encode(it, n, &body, &len) == 0) {
+		m.exchange = "saga.replies";
+		m.routing_key = d->reply_to[0] ? d->reply_to : "orchestrator";
+		m.message_id = id;
+		m.type = ENVELOPE_BUNDLE_TYPE;
+		m.body = body;
+		m.len = len;
+		if (bus_publish(w->bus, &m, 0) == 0)
+			w->bundles_sent++;
+		free(body);
+	}
+	for (size_t i = 0; i < w->npend; i++)
+		free(w->pend[i]);
+	w->npend = 0;
+}
+
 static void
 on_msg(void *arg, const struct bus_delivery *d)
 {
@@ -244,6 +289,8 @@ on_msg(void *arg, const struct bus_delivery *d)
 	if (envelope_each(d->type, d->body, d->len, d->traceparent, on_one, &c,
 	                  err, sizeof(err)) != 0)
 		fprintf(stderr, "fake participants: %s\n", err);
+	if (c.w->npend > 0)
+		send_bundle(c.w, d);
 	bus_ack(c.w->bus, d->ref, false);
 }
 
@@ -554,6 +601,98 @@ test_paths_and_bad_input(void)
 	CHECK_EQ(orch_stop(&p, SIGTERM), 0);
 	world_close(&w);
 	testbroker_ctl("orch-paths", "stop");
+	free(url);
+}
+
+/* bus_get callback: a dead letter's type and reason; consumed. */
+struct dead_letter {
+	char type[64], why[512];
+};
+
+static int
+take_dead_letter(void *arg, const struct bus_delivery *d)
+{
+	struct dead_letter *dl = arg;
+	snprintf(dl->type, sizeof(dl->type), "%s", d->type);
+	snprintf(dl->why, sizeof(dl->why), "%s", d->error);
+	return 1;
+}
+
+/* Participants that answer in bundles (as ours do to bundled commands):
+ * each item is a reply of its own to the loop. Every saga completes, and
+ * an item that cannot be decoded goes to orchestrator.dlq alone, with its
+ * reason, while the replies beside it in the same bundle count. */
+static void
+test_reply_bundles(void)
+{
+	struct orch_proc p;
+	struct world w;
+	char *url = own_broker("orch-bundles");
+	const size_t n = 300;
+	uint32_t msgs = 0, cons = 0;
+
+	CHECK(url != NULL);
+	CHECK(setup(&p, "orch-bundles") == 0);
+	p.http_port = testutil_free_port();
+	CHECK(world_open(&w, url, n) == 0);
+	w.bundle_replies = true;
+	w.junk_items = 3;
+	CHECK(orch_start(&p, url) == 0);
+	CHECK(wait_ready(&w) == 0);
+	for (size_t i = 0; i < n; i++)
+		post_order(&w, (int)i, "card", NULL);
+	for (int t = 0; t < 600 && finals(&w, n) < n; t++)
+		pump(&w, 100);
+	CHECK_EQ(finals(&w, n), n);
+	for (size_t i = 0; i < n; i++)
+		CHECK_MSG(w.completed[i] == 1 && w.failed[i] == 0,
+		          "ord-%zu: completed %d failed %d", i, w.completed[i],
+		          w.failed[i]);
+	CHECK_EQ(w.junk_items, 0);
+	/* one bundle per delivery of commands (one command or a bundle) */
+	CHECK(w.bundles_sent > 3 && w.bundles_sent <= 3 * n);
+	CHECK_EQ(db_count(p.db, "SELECT count(*) FROM history WHERE kind = "
+	                        "'reply'"),
+	         (int)(3 * n));
+	for (int t = 0; t < 50; t++) { /* the copies are confirmed first */
+		CHECK(bus_queue_info(w.bus, "orchestrator.dlq", &msgs, &cons) ==
+		      0);
+		if (msgs >= 3)
+			break;
+		pump(&w, 100);
+	}
+	CHECK_EQ(msgs, 3);
+	for (int i = 0; i < 3; i++) {
+		struct dead_letter dl = {"", ""};
+		bool got = false;
+		CHECK(bus_get(w.bus, "orchestrator.dlq", take_dead_letter, &dl,
+		              &got) == 0 &&
+		      got);
+		CHECK_MSG(strcmp(dl.type, ENVELOPE_BUNDLE_TYPE) != 0 &&
+		                  strstr(dl.why, "from orchestrator.replies") !=
+		                          NULL,
+		          "type '%s', x-saga-error: %s", dl.type, dl.why);
+	}
+	{
+		int sm = 0;
+		char want[128];
+		char *metrics = testutil_http(p.http_port, "GET", "/metrics",
+		                              NULL, NULL, &sm);
+		snprintf(want, sizeof(want), "saga_reply_bundles_total %zu\n",
+		         w.bundles_sent);
+		CHECK(metrics != NULL && sm == 200);
+		CHECK_MSG(metrics != NULL && strstr(metrics, want) != NULL &&
+		                  strstr(metrics,
+		                         "saga_dead_lettered_total 3\n") !=
+		                          NULL,
+		          "want %s in %s", want, metrics ? metrics : "");
+		free(metrics);
+	}
+	fprintf(stderr, "     %zu sagas, %zu bundles of replies\n", n,
+	        w.bundles_sent);
+	CHECK_EQ(orch_stop(&p, SIGTERM), 0);
+	world_close(&w);
+	testbroker_ctl("orch-bundles", "stop");
 	free(url);
 }
 
@@ -912,6 +1051,7 @@ main(void)
 	atexit(kill_running);
 	RUN(test_check_mode_and_bad_flags);
 	RUN(test_paths_and_bad_input);
+	RUN(test_reply_bundles);
 	kill_running();
 	RUN(test_sighup_broken_chart_keeps_old);
 	testutil_kill_all();

@@ -13,6 +13,12 @@
  * blocked, cancel). After a failed consume the envelope is never destroyed
  * (rabbitmq-c #689: it was freed already). amqp_maybe_release_buffers()
  * runs every turn, or the per-channel pool grows without bound.
+ * Waiting: rabbitmq-c polls for the whole milliseconds left before its
+ * deadline, rounded down, so a wait under 1 ms is poll(fd, 0). The poll
+ * loop keeps its deadline in microseconds and hands rabbitmq-c one more
+ * millisecond (wait_for): before that, every bus_poll spun through its
+ * last millisecond, which cost the orchestrator a fifth of a core when
+ * idle and saga_bench's open loop a whole core (bench/README).
  *
  * Acks are coalesced: bus_ack only notes the tag, and before the bus next
  * reads (and before bus_poll returns) every acked tag that follows the

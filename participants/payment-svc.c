@@ -26,7 +26,10 @@
  *   card_limit_cents = 200000       card charges above are declined
  *   transient_failure_percent = 10  this share of gateway calls fails
  *                                   transiently (decided per message and
- *                                   attempt); the retry queue absorbs it
+ *                                   attempt, on the first 3 attempts at
+ *                                   most); the retry queue absorbs it.
+ *                                   100: every call fails (a gateway
+ *                                   that is down)
  *   slow_percent = 3, slow_ms = 1500
  *                                   this share of gateway calls takes
  *                                   slow_ms (the daemon waits: a slow
@@ -160,10 +163,17 @@ gateway_roll(const char *id, int attempt, uint32_t salt)
 	return (int)(h % 100);
 }
 
+/* A partial failure rate spares the 4th attempt and later, so the retry
+ * queue always absorbs it (5 attempts by default): at 10% a message
+ * failing 5 times in a row stranded about one charge in 100,000 in its
+ * dead-letter queue, and the e2e runs (1,000 orders, empty DLQs expected)
+ * failed now and then. */
 static bool
 gateway_flaky(const struct gateway *g, const char *id, int attempt)
 {
-	return gateway_roll(id, attempt, 0) < g->transient_pct;
+	if (g->transient_pct >= 100)
+		return true;
+	return attempt <= 3 && gateway_roll(id, attempt, 0) < g->transient_pct;
 }
 
 /* A slow gateway call: the whole daemon waits, as a blocking client

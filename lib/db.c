@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define DB_BUSY_TIMEOUT_MS 5000
 
@@ -39,6 +40,32 @@ db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
 	return 0;
 }
 
+/* The connection's settings. Turning a new database to WAL takes an
+ * exclusive lock, and two processes opening the same new file at once (two
+ * instances of a participant starting together) each hold a shared lock
+ * while they wait for it: SQLite sees the deadlock and returns
+ * SQLITE_BUSY at once, without the busy handler. The loser waits and
+ * tries again (the file is in WAL mode by then, and the pragma only reads
+ * it), up to the busy timeout. */
+static int
+configure(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+	static const char sql[] = "PRAGMA journal_mode=WAL; "
+	                          "PRAGMA synchronous=FULL; "
+	                          "PRAGMA foreign_keys=ON;";
+	const struct timespec pause = {0, 10 * 1000000L};
+
+	for (int waited = 0;; waited += 10) {
+		int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+		if (rc == SQLITE_OK)
+			return 0;
+		if ((rc & 0xff) != SQLITE_BUSY || waited >= DB_BUSY_TIMEOUT_MS)
+			return db_fail(db, err, errlen, "cannot configure %s",
+			               path);
+		nanosleep(&pause, NULL);
+	}
+}
+
 int
 db_open(const char *path, enum db_open_mode mode, sqlite3 **out, char *err,
         size_t errlen)
@@ -59,11 +86,7 @@ db_open(const char *path, enum db_open_mode mode, sqlite3 **out, char *err,
 	sqlite3_extended_result_codes(db, 1);
 	if (sqlite3_busy_timeout(db, DB_BUSY_TIMEOUT_MS) != SQLITE_OK)
 		goto fail;
-	if (mode == DB_READWRITE &&
-	    db_exec(db,
-	            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-	            "PRAGMA foreign_keys=ON;",
-	            err, errlen) != 0)
+	if (mode == DB_READWRITE && configure(db, path, err, errlen) != 0)
 		goto fail_msg;
 	if (mode == DB_READONLY &&
 	    db_exec(db,

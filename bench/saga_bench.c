@@ -330,8 +330,7 @@ main(int argc, char **argv)
 		if (rate > 0 && next < r.n) { /* until the next order is due */
 			double due = t0 + (double)next / rate - now_s();
 			wait = due <= 0      ? 0
-			       : due < 0.001 ? 1
-			       : due < 0.005 ? (int)(due * 1000)
+			       : due < 0.005 ? (int)ceil(due * 1000)
 			                     : 5;
 		}
 		bus_poll(r.bus, wait, &h);

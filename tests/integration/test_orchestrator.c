@@ -503,12 +503,20 @@ own_broker(const char *name)
 	return testbroker_start(name);
 }
 
-/* bus_get callback: the x-saga-error header; the message goes back. */
+/* bus_get callback: a dead letter's type and x-saga-error header; the
+ * message is consumed when `take`, else it goes back. */
+struct dead_letter {
+	char type[64], why[512];
+	bool take;
+};
+
 static int
-peek_error(void *arg, const struct bus_delivery *d)
+read_dead_letter(void *arg, const struct bus_delivery *d)
 {
-	snprintf(arg, 512, "%s", d->error);
-	return 0;
+	struct dead_letter *dl = arg;
+	snprintf(dl->type, sizeof(dl->type), "%s", d->type);
+	snprintf(dl->why, sizeof(dl->why), "%s", d->error);
+	return dl->take;
 }
 
 static void
@@ -554,15 +562,15 @@ test_paths_and_bad_input(void)
 	CHECK(bus_queue_info(w.bus, "orchestrator.dlq", &msgs, &cons) == 0);
 	CHECK_EQ(msgs, 1);
 	{ /* the dead letter carries its reason and where it came from */
-		char why[512] = "";
+		struct dead_letter dl = {.take = false};
 		bool got = false;
-		CHECK(bus_get(w.bus, "orchestrator.dlq", peek_error, why,
+		CHECK(bus_get(w.bus, "orchestrator.dlq", read_dead_letter, &dl,
 		              &got) == 0 &&
 		      got);
-		CHECK_MSG(
-		        strstr(why, "from orchestrator.orders: bad envelope") !=
-		                NULL,
-		        "x-saga-error: %s", why);
+		CHECK_MSG(strstr(dl.why,
+		                 "from orchestrator.orders: bad envelope") !=
+		                  NULL,
+		          "x-saga-error: %s", dl.why);
 	}
 	{
 		int sh = 0, sm = 0, sx = 0;
@@ -602,20 +610,6 @@ test_paths_and_bad_input(void)
 	world_close(&w);
 	testbroker_ctl("orch-paths", "stop");
 	free(url);
-}
-
-/* bus_get callback: a dead letter's type and reason; consumed. */
-struct dead_letter {
-	char type[64], why[512];
-};
-
-static int
-take_dead_letter(void *arg, const struct bus_delivery *d)
-{
-	struct dead_letter *dl = arg;
-	snprintf(dl->type, sizeof(dl->type), "%s", d->type);
-	snprintf(dl->why, sizeof(dl->why), "%s", d->error);
-	return 1;
 }
 
 /* Participants that answer in bundles (as ours do to bundled commands):
@@ -663,9 +657,9 @@ test_reply_bundles(void)
 	}
 	CHECK_EQ(msgs, 3);
 	for (int i = 0; i < 3; i++) {
-		struct dead_letter dl = {"", ""};
+		struct dead_letter dl = {.take = true};
 		bool got = false;
-		CHECK(bus_get(w.bus, "orchestrator.dlq", take_dead_letter, &dl,
+		CHECK(bus_get(w.bus, "orchestrator.dlq", read_dead_letter, &dl,
 		              &got) == 0 &&
 		      got);
 		CHECK_MSG(strcmp(dl.type, ENVELOPE_BUNDLE_TYPE) != 0 &&
@@ -804,6 +798,7 @@ test_shards_drain_and_join(void)
 	const size_t n = 700;
 	int in1, in2, both;
 	char why[512] = "", attach[1200];
+	struct dead_letter refused = {.take = false};
 	bool got = false;
 	uint32_t msgs = 0, cons = 0;
 
@@ -900,14 +895,14 @@ test_shards_drain_and_join(void)
 	}
 	for (int t = 0; t < 100 && !got; t++) {
 		pump(&w, 100);
-		if (bus_get(w.bus, "orchestrator.dlq", peek_error, why, &got) !=
-		    0)
+		if (bus_get(w.bus, "orchestrator.dlq", read_dead_letter,
+		            &refused, &got) != 0)
 			got = false;
 	}
 	CHECK(got);
-	CHECK_MSG(strstr(why, "orchestrator-3.orders") &&
-	                  strstr(why, "before this shard joined"),
-	          "%s", why);
+	CHECK_MSG(strstr(refused.why, "orchestrator-3.orders") &&
+	                  strstr(refused.why, "before this shard joined"),
+	          "%s", refused.why);
 	CHECK_EQ(db_count(p3.db, "SELECT count(*) FROM sagas"), 0);
 	/* the operator finds no owner and replays it: stamped anew (in a
 	 * later second than the join), shard 3 takes it */

@@ -36,12 +36,6 @@ struct inv {
 	const char *seed;
 };
 
-static int64_t
-now_ms(void)
-{
-	return (int64_t)time(NULL) * 1000;
-}
-
 static int
 seed_file(sqlite3 *db, const char *path, char *err, size_t errlen)
 {
@@ -85,7 +79,7 @@ seed_file(sqlite3 *db, const char *path, char *err, size_t errlen)
 			             "INSERT INTO movements(sku, delta, kind, "
 			             "at) VALUES (?1, ?2, 'seed', ?3)",
 			             "tii", NULL, sku, (int64_t)q,
-			             now_ms()) < 0)
+			             part_now_ms()) < 0)
 				goto dbfail;
 		}
 	}
@@ -209,12 +203,12 @@ reserve(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 		             "INSERT INTO reservations(saga_id, sku, quantity, "
 		             "at) VALUES (?1, ?2, ?3, ?4)",
 		             "ttii", NULL, in->saga, l[i].sku, l[i].qty,
-		             now_ms()) < 0 ||
+		             part_now_ms()) < 0 ||
 		    part_sql(db,
 		             "INSERT INTO movements(saga_id, sku, delta, kind, "
 		             "at) VALUES (?1, ?2, ?3, 'reserve', ?4)",
 		             "ttii", NULL, in->saga, l[i].sku, -l[i].qty,
-		             now_ms()) < 0)
+		             part_now_ms()) < 0)
 			goto dberr;
 	}
 	snprintf(out->type, sizeof(out->type), "inventory.reserved");
@@ -236,7 +230,7 @@ release(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 	             "INSERT INTO movements(saga_id, sku, delta, kind, at) "
 	             "SELECT saga_id, sku, quantity, 'release', ?2 "
 	             "FROM reservations WHERE saga_id = ?1",
-	             "ti", NULL, in->saga, now_ms()) < 0 ||
+	             "ti", NULL, in->saga, part_now_ms()) < 0 ||
 	    part_sql(db,
 	             "UPDATE stock SET on_hand = on_hand + (SELECT quantity "
 	             "FROM reservations r WHERE r.saga_id = ?1 AND r.sku = "

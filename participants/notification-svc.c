@@ -63,12 +63,6 @@ static const char *const builtin[][2] = {
                                "for shopping with us!"},
 };
 
-static int64_t
-now_ms(void)
-{
-	return (int64_t)time(NULL) * 1000;
-}
-
 static int
 set_template(struct notif *n, const char *type, const char *text)
 {
@@ -169,7 +163,7 @@ write_out(sqlite3 *db, const struct envelope *in, const char *kind,
 	             "INSERT OR IGNORE INTO notifications(event_id, saga_id, "
 	             "kind, text, at) VALUES (?1, ?2, ?3, ?4, ?5)",
 	             "tttti", NULL, in->id, in->saga, kind, text,
-	             now_ms()) < 0) {
+	             part_now_ms()) < 0) {
 		snprintf(why, whylen, "database: %s", sqlite3_errmsg(db));
 		return PART_RETRY;
 	}

@@ -40,12 +40,6 @@ struct ship {
 	int nno_ship;
 };
 
-static int64_t
-now_ms(void)
-{
-	return (int64_t)time(NULL) * 1000;
-}
-
 static int
 tracking_of(sqlite3 *db, const char *saga, char *buf, size_t cap)
 {
@@ -101,7 +95,7 @@ create(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 	             "category, instance, status, at) "
 	             "VALUES (?1, ?2, ?3, ?4, ?5, 'created', ?6)",
 	             "ttttti", NULL, in->saga, tracking, country, category,
-	             s->instance, now_ms()) < 0)
+	             s->instance, part_now_ms()) < 0)
 		goto dberr;
 created:
 	snprintf(out->type, sizeof(out->type), "shipping.created");

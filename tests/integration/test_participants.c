@@ -358,6 +358,15 @@ test_inventory(void)
 	CHECK(q1("inv.db", "SELECT on_hand FROM stock WHERE sku='sku-a'") ==
 	      10);
 	CHECK(q1("inv.db", "SELECT count(*) FROM reservations") == 0);
+	/* times are milliseconds, to the millisecond (part_now_ms): of the
+	 * seed, the reserve and the release, not every one falls on a whole
+	 * second (the old second-resolution clock made all of them do so) */
+	CHECK(q1("inv.db", "SELECT count(*) FROM movements") >= 3);
+	CHECK(q1("inv.db", "SELECT count(*) FROM movements WHERE at % 1000 != "
+	                   "0") > 0);
+	CHECK(q1("inv.db", "SELECT count(*) FROM movements WHERE at > "
+	                   "(unixepoch() - 600) * 1000") ==
+	      q1("inv.db", "SELECT count(*) FROM movements"));
 
 	/* undecodable and unknown: straight to the DLQ, with the reason */
 	send_raw("inventory", "junk-1", "\xc1garbage", 8, "inventory.reserve");

@@ -12,8 +12,9 @@
  * real finished saga leaves: the saga, its history (start, sends,
  * replies, emits, finish) and its inbox entries, with message ids shaped
  * like the real ones (command ids carry the saga id; reply ids are a
- * participant name and 32 hex digits that spread over the index as random
- * ids do). One transaction, plain SQL, the store's own schema.
+ * participant name and 32 hex digits, the reply's time in ms and then 20
+ * scrambled ones, as envelope_new_id makes them). One transaction, plain SQL,
+ * the store's own schema.
  *
  * Prints the template and the row counts. Exit status 0 or 1.
  */
@@ -28,7 +29,8 @@
 #include "db.h"
 
 /* ?1 template id, ?2 count, ?3 newest time (ms): copy i finished at
- * ?3 - (?2 - i) * 10 ms. The reply ids: a scrambled function of (i, seq). */
+ * ?3 - (?2 - i) * 10 ms. The reply ids: the reply's time, then a
+ * scrambled function of (i, seq). */
 #define SERIES                                                                 \
 	"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "      \
 	"WHERE i < ?2), t AS (SELECT started_at FROM src.sagas WHERE id = "    \
@@ -39,10 +41,10 @@
 	"CASE h.kind WHEN 'start' THEN 'created-' || " NEWID                   \
 	" WHEN 'send' THEN replace(h.message_id, ?1, " NEWID ") "              \
 	"WHEN 'reply' THEN substr(h.message_id, 1, instr(h.message_id, "       \
-	"'-')) || printf('%08x%08x%08x%08x', (n.i * 2654435761 + h.seq * "     \
-	"40503) & 4294967295, (n.i * 40503 + h.seq * 2246822519) & "           \
-	"4294967295, (n.i * 3266489917 + h.seq) & 4294967295, (n.i + h.seq "   \
-	"* 668265263) & 4294967295) ELSE h.message_id END"
+	"'-')) || printf('%012x%08x%08x%04x', h.at + " OFFSET ", (n.i * "      \
+	"2654435761 + h.seq * 40503) & 4294967295, (n.i * 40503 + h.seq * "    \
+	"2246822519) & 4294967295, (n.i * 3266489917 + h.seq) & 65535) ELSE "  \
+	"h.message_id END"
 
 static const char *const fill_sql[] = {
         SERIES "INSERT INTO sagas(id, chart, chart_version, status, state, "

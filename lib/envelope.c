@@ -3,11 +3,13 @@
  * (schema/envelope.md) list the same things. */
 #include "envelope.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 enum field_kind { F_INT, F_STR, F_MAP };
 
@@ -234,13 +236,21 @@ bad:
 int
 envelope_new_id(char *buf, size_t cap, const char *prefix)
 {
-	unsigned char b[16];
-	char hex[33];
+	unsigned char b[10];
+	char hex[21];
+	struct timespec ts;
+	uint64_t ms;
+
 	if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
 		return -1;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 	for (size_t i = 0; i < sizeof(b); i++)
 		snprintf(hex + 2 * i, 3, "%02x", b[i]);
-	return snprintf(buf, cap, "%s-%s", prefix, hex) < (int)cap ? 0 : -1;
+	return snprintf(buf, cap, "%s-%012" PRIx64 "%s", prefix,
+	                ms & (uint64_t)0xffffffffffff, hex) < (int)cap
+	               ? 0
+	               : -1;
 }
 
 /* ---- bundles ---- */

@@ -121,7 +121,12 @@ int envelope_each(const char *amqp_type, const void *body, size_t len,
 /* 1 if s is a valid message type (1..120 bytes of [a-z0-9_.-]). */
 int envelope_type_valid(const char *s);
 
-/* A fresh unique message id: "<prefix>-<32 random hex>". */
+/* A fresh unique message id: "<prefix>-<32 hex digits>", the first 12 the
+ * time in ms since the epoch, the other 20 random (80 bits), like a
+ * UUIDv7: ids made later sort later, so an index on them (the
+ * orchestrator's inbox, its sagas by order id) grows at its right edge
+ * instead of dirtying a random leaf per insert. -1 if getrandom fails or
+ * the id does not fit in cap. */
 int envelope_new_id(char *buf, size_t cap, const char *prefix);
 
 #endif

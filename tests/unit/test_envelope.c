@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "envelope.h"
 #include "testutil.h"
@@ -463,6 +464,47 @@ test_bundle_malformed(void)
 	}
 }
 
+/* envelope_new_id: "<prefix>-" and 32 hex digits, the first 12 the time
+ * in ms; later ids sort after earlier ones; no two alike. */
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void
+test_new_id(void)
+{
+	enum { N = 2000 };
+	static char ids[N][ENVELOPE_ID_MAX];
+	static char *sorted[N];
+	char later[ENVELOPE_ID_MAX], small[20];
+	struct timespec ts, pause = {0, 2 * 1000000L};
+	long long now;
+	unsigned long long t;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	for (int i = 0; i < N; i++) {
+		CHECK(envelope_new_id(ids[i], sizeof(ids[i]), "inventory") ==
+		      0);
+		sorted[i] = ids[i];
+	}
+	CHECK(strlen(ids[0]) == strlen("inventory-") + 32);
+	CHECK(strncmp(ids[0], "inventory-", 10) == 0);
+	CHECK(strspn(ids[0] + 10, "0123456789abcdef") == 32);
+	CHECK(sscanf(ids[0] + 10, "%12llx", &t) == 1);
+	CHECK((long long)t >= now - 1000 && (long long)t <= now + 60000);
+	qsort(sorted, N, sizeof(sorted[0]), cmp_str);
+	for (int i = 1; i < N; i++)
+		CHECK(strcmp(sorted[i - 1], sorted[i]) != 0);
+	nanosleep(&pause, NULL);
+	CHECK(envelope_new_id(later, sizeof(later), "inventory") == 0);
+	for (int i = 0; i < N; i++)
+		CHECK(strcmp(ids[i], later) < 0);
+	CHECK(envelope_new_id(small, sizeof(small), "inventory") == -1);
+}
+
 int
 main(void)
 {
@@ -474,5 +516,6 @@ main(void)
 	RUN(test_trace);
 	RUN(test_bundle_round_trip);
 	RUN(test_bundle_malformed);
+	RUN(test_new_id);
 	return check_summary();
 }

@@ -495,12 +495,26 @@ setup(struct orch_proc *p, const char *name)
 	return 0;
 }
 
-/* Each test gets a broker of its own: what one test leaves in the
- * orchestrator's queues must not reach the next one. */
-static char *
-own_broker(const char *name)
+/* Each test gets a broker of its own (*url), so what one test leaves in
+ * the orchestrator's queues cannot reach the next one, then the daemon's
+ * files (setup) and a world for n orders. 0 or -1. */
+static int
+own_world(struct orch_proc *p, struct world *w, const char *name, size_t n,
+          char **url)
 {
-	return testbroker_start(name);
+	*url = testbroker_start(name);
+	if (*url == NULL || setup(p, name) != 0)
+		return -1;
+	return world_open(w, *url, n);
+}
+
+/* Undoes own_world (the orchestrator is the test's to stop). */
+static void
+close_world(struct world *w, const char *name, char *url)
+{
+	world_close(w);
+	testbroker_ctl(name, "stop");
+	free(url);
 }
 
 /* bus_get callback: a dead letter's type and x-saga-error header; the
@@ -524,7 +538,7 @@ test_paths_and_bad_input(void)
 {
 	struct orch_proc p;
 	struct world w;
-	char *url = own_broker("orch-paths");
+	char *url = NULL;
 	static const unsigned char junk[] = {0xde, 0xad, 0xbe, 0xef};
 	struct bus_message m = {.exchange = "order_events",
 	                        .routing_key = "order.created",
@@ -533,10 +547,8 @@ test_paths_and_bad_input(void)
 	                        .len = sizeof(junk)};
 	uint32_t msgs = 0, cons = 0;
 
-	CHECK(url != NULL);
-	CHECK(setup(&p, "orch-paths") == 0);
+	CHECK(own_world(&p, &w, "orch-paths", 20, &url) == 0);
 	p.http_port = testutil_free_port();
-	CHECK(world_open(&w, url, 20) == 0);
 	w.decline_prefix = "ord-1"; /* ord-1, ord-10..19 are declined */
 	CHECK(orch_start(&p, url) == 0);
 	CHECK(wait_ready(&w) == 0);
@@ -607,9 +619,7 @@ test_paths_and_bad_input(void)
 		free(missing);
 	}
 	CHECK_EQ(orch_stop(&p, SIGTERM), 0);
-	world_close(&w);
-	testbroker_ctl("orch-paths", "stop");
-	free(url);
+	close_world(&w, "orch-paths", url);
 }
 
 /* Participants that answer in bundles (as ours do to bundled commands):
@@ -621,14 +631,12 @@ test_reply_bundles(void)
 {
 	struct orch_proc p;
 	struct world w;
-	char *url = own_broker("orch-bundles");
+	char *url = NULL;
 	const size_t n = 300;
 	uint32_t msgs = 0, cons = 0;
 
-	CHECK(url != NULL);
-	CHECK(setup(&p, "orch-bundles") == 0);
+	CHECK(own_world(&p, &w, "orch-bundles", n, &url) == 0);
 	p.http_port = testutil_free_port();
-	CHECK(world_open(&w, url, n) == 0);
 	w.bundle_replies = true;
 	w.junk_items = 3;
 	CHECK(orch_start(&p, url) == 0);
@@ -685,9 +693,7 @@ test_reply_bundles(void)
 	fprintf(stderr, "     %zu sagas, %zu bundles of replies\n", n,
 	        w.bundles_sent);
 	CHECK_EQ(orch_stop(&p, SIGTERM), 0);
-	world_close(&w);
-	testbroker_ctl("orch-bundles", "stop");
-	free(url);
+	close_world(&w, "orch-bundles", url);
 }
 
 static void
@@ -695,13 +701,11 @@ test_sigkill_midway_2000(void)
 {
 	struct orch_proc p;
 	struct world w;
-	char *url = own_broker("orch-kill");
+	char *url = NULL;
 	const size_t n = 2000;
 	int kills = 0;
 
-	CHECK(url != NULL);
-	CHECK(setup(&p, "orch-kill") == 0);
-	CHECK(world_open(&w, url, n) == 0);
+	CHECK(own_world(&p, &w, "orch-kill", n, &url) == 0);
 	CHECK(orch_start(&p, url) == 0);
 	CHECK(wait_ready(&w) == 0);
 	for (size_t i = 0; i < n; i++)
@@ -738,9 +742,7 @@ test_sigkill_midway_2000(void)
 	fprintf(stderr, "     %zu sagas, %d kills, %zu commands seen\n", n,
 	        kills, w.ncommands);
 	CHECK_EQ(orch_stop(&p, SIGTERM), 0);
-	world_close(&w);
-	testbroker_ctl("orch-kill", "stop");
-	free(url);
+	close_world(&w, "orch-kill", url);
 }
 
 static void
@@ -947,12 +949,10 @@ test_sighup_broken_chart_keeps_old(void)
 {
 	struct orch_proc p;
 	struct world w;
-	char *url = own_broker("orch-hup");
+	char *url = NULL;
 	char *log = NULL;
 
-	CHECK(url != NULL);
-	CHECK(setup(&p, "orch-hup") == 0);
-	CHECK(world_open(&w, url, 4) == 0);
+	CHECK(own_world(&p, &w, "orch-hup", 4, &url) == 0);
 	CHECK(orch_start(&p, url) == 0);
 	CHECK(wait_ready(&w) == 0);
 	post_order(&w, 0, "card", "hup-0");
@@ -978,9 +978,7 @@ test_sighup_broken_chart_keeps_old(void)
 	                         "\"states\"") != NULL,
 	          "log: %s", log);
 	free(log);
-	world_close(&w);
-	testbroker_ctl("orch-hup", "stop");
-	free(url);
+	close_world(&w, "orch-hup", url);
 }
 
 static void

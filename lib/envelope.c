@@ -233,18 +233,23 @@ bad:
 	return -1;
 }
 
+int64_t
+envelope_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int
 envelope_new_id(char *buf, size_t cap, const char *prefix)
 {
 	unsigned char b[10];
 	char hex[21];
-	struct timespec ts;
-	uint64_t ms;
+	uint64_t ms = (uint64_t)envelope_now_ms();
 
 	if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
 		return -1;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 	for (size_t i = 0; i < sizeof(b); i++)
 		snprintf(hex + 2 * i, 3, "%02x", b[i]);
 	return snprintf(buf, cap, "%s-%012" PRIx64 "%s", prefix,

@@ -631,14 +631,6 @@ fmt_ms(long long ms, char *buf, size_t cap)
 	return buf;
 }
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A value as JSON on stdout (bin as a string of its bytes' length). */
 static void
 json_value(const struct value *v)
@@ -726,7 +718,7 @@ show_data_timer(sqlite3 *db, const char *id, bool json)
 		else
 			printf("timer     fires %s UTC (in %lld ms)\n",
 			       fmt_ms(at, t, sizeof(t)),
-			       at - (long long)now_ms());
+			       at - (long long)envelope_now_ms());
 	} else if (!json) {
 		printf("timer     none\n");
 	}
@@ -875,7 +867,7 @@ static sqlite3_stmt *
 select_sagas(struct store *st, const struct filter *f)
 {
 	sqlite3_stmt *s;
-	int64_t now = now_ms();
+	int64_t now = envelope_now_ms();
 
 	if (sqlite3_prepare_v2(
 	            store_db(st),
@@ -943,7 +935,7 @@ list(const struct opts *o)
 	struct filter f;
 	struct store *st;
 	sqlite3_stmt *s;
-	int64_t now = now_ms();
+	int64_t now = envelope_now_ms();
 	int n = 0, rc;
 
 	rc = parse_filter(o, &f);
@@ -1012,7 +1004,7 @@ stats(const struct opts *o)
 	sqlite3_stmt *s;
 	struct sample *v = NULL;
 	size_t n = 0, cap = 0, i, j;
-	int64_t now = now_ms();
+	int64_t now = envelope_now_ms();
 	int rows = 0, rc = 1;
 	char b1[32], b2[32];
 
@@ -1312,7 +1304,8 @@ show(const struct opts *o, const char *id)
 			       "updated   %s UTC\n",
 			       id, col(s, 0), col(s, 1), col(s, 2), col(s, 3),
 			       col(s, 4), sqlite3_column_int(s, 5),
-			       fmt_dur(now_ms() - sqlite3_column_int64(s, 8),
+			       fmt_dur(envelope_now_ms() -
+			                       sqlite3_column_int64(s, 8),
 			               t3, sizeof(t3)),
 			       fmt_ms(sqlite3_column_int64(s, 6), t1,
 			              sizeof(t1)),
@@ -1527,7 +1520,7 @@ bulk_action(const struct opts *o, const char *action)
 	sqlite3_stmt *s;
 	char **ids = NULL, **queues = NULL;
 	size_t n = 0, cap = 0, i;
-	int64_t now = now_ms();
+	int64_t now = envelope_now_ms();
 	int rc;
 
 	rc = parse_filter(o, &f);

@@ -43,7 +43,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "log.h"
 #include "order.h"
@@ -130,7 +129,7 @@ publish_order(struct api *a, const char *order_id, const void *body, size_t len,
 	m.correlation_id = order_id;
 	m.type = "order.created";
 	m.traceparent = traceparent;
-	m.timestamp_ms = part_now_ms();
+	m.timestamp_ms = envelope_now_ms();
 	m.mandatory = true;
 	m.body = body;
 	m.len = len;
@@ -194,7 +193,7 @@ mark_confirmed(struct api *a, const char *order_id)
 {
 	if (part_sql(a->db,
 	             "UPDATE orders SET confirmed_at = ?2 WHERE order_id = ?1",
-	             "ti", NULL, order_id, part_now_ms()) < 0)
+	             "ti", NULL, order_id, envelope_now_ms()) < 0)
 		log_warnx("order %s: cannot record its confirm: %s", order_id,
 		          sqlite3_errmsg(a->db));
 }
@@ -266,7 +265,7 @@ post_order(struct api *a, struct MHD_Connection *c, const struct upload *u)
 	snprintf(e.id, sizeof(e.id), "created-%s", order_id);
 	snprintf(e.saga, sizeof(e.saga), "%s", order_id);
 	snprintf(e.type, sizeof(e.type), "order.created");
-	e.ts = part_now_ms();
+	e.ts = envelope_now_ms();
 	rc = envelope_encode(&e, &body, &len);
 	envelope_clear(&e);
 	if (rc != 0)
@@ -282,7 +281,7 @@ post_order(struct api *a, struct MHD_Connection *c, const struct upload *u)
 		if (rc == SQLITE_OK) {
 			sqlite3_bind_text(st, 1, order_id, -1, SQLITE_STATIC);
 			sqlite3_bind_blob(st, 2, body, (int)len, SQLITE_STATIC);
-			sqlite3_bind_int64(st, 3, part_now_ms());
+			sqlite3_bind_int64(st, 3, envelope_now_ms());
 			rc = sqlite3_step(st);
 			sqlite3_finalize(st);
 		}
@@ -293,7 +292,7 @@ post_order(struct api *a, struct MHD_Connection *c, const struct upload *u)
 	    part_sql(a->db,
 	             "INSERT INTO idempotency(key, body_hash, order_id, "
 	             "created_at) VALUES (?1, ?2, ?3, ?4)",
-	             "ttti", NULL, key, hash, order_id, part_now_ms()) < 0)
+	             "ttti", NULL, key, hash, order_id, envelope_now_ms()) < 0)
 		goto dberr;
 	if (db_commit(a->db, err, sizeof(err)) != 0)
 		goto dberr;

@@ -278,12 +278,12 @@ charge(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 	             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
 	             "ttittti", NULL, in->saga, method, amount, currency,
 	             charge_id, card ? "charged" : "collection_due",
-	             part_now_ms()) < 0 ||
+	             envelope_now_ms()) < 0 ||
 	    part_sql(db,
 	             "INSERT INTO ledger(saga_id, kind, amount_cents, "
 	             "currency, charge_id, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	             "ttitti", NULL, in->saga, card ? "charge" : "collection",
-	             amount, currency, charge_id, part_now_ms()) < 0)
+	             amount, currency, charge_id, envelope_now_ms()) < 0)
 		goto dberr;
 	reply(out, card ? "payment.charged" : "payment.collection_registered",
 	      NULL);
@@ -337,7 +337,7 @@ refund(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 		             "currency, charge_id, at) SELECT saga_id, "
 		             "'refund', amount_cents, currency, charge_id, ?2 "
 		             "FROM payments WHERE saga_id = ?1",
-		             "ti", NULL, in->saga, part_now_ms()) < 0 ||
+		             "ti", NULL, in->saga, envelope_now_ms()) < 0 ||
 		    part_sql(db,
 		             "UPDATE payments SET status = 'refunded' "
 		             "WHERE saga_id = ?1",
@@ -349,7 +349,7 @@ refund(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 		             "currency, charge_id, at) SELECT saga_id, "
 		             "'collection_cancel', amount_cents, currency, "
 		             "charge_id, ?2 FROM payments WHERE saga_id = ?1",
-		             "ti", NULL, in->saga, part_now_ms()) < 0 ||
+		             "ti", NULL, in->saga, envelope_now_ms()) < 0 ||
 		    part_sql(db,
 		             "UPDATE payments SET status = "
 		             "'collection_cancelled' WHERE saga_id = ?1",

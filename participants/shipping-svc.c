@@ -24,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "log.h"
 #include "participant.h"
@@ -95,7 +94,7 @@ create(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 	             "category, instance, status, at) "
 	             "VALUES (?1, ?2, ?3, ?4, ?5, 'created', ?6)",
 	             "ttttti", NULL, in->saga, tracking, country, category,
-	             s->instance, part_now_ms()) < 0)
+	             s->instance, envelope_now_ms()) < 0)
 		goto dberr;
 created:
 	snprintf(out->type, sizeof(out->type), "shipping.created");

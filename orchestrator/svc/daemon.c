@@ -700,7 +700,7 @@ unfinished(struct adapter *a)
 static void
 drain_step(struct adapter *a)
 {
-	int64_t now = loop_now_ms(), left, outbox = -1;
+	int64_t now = envelope_now_ms(), left, outbox = -1;
 	uint32_t ready = 0, consumers = 0;
 
 	if (!bus_connected(a->bus))
@@ -803,7 +803,7 @@ on_reload(void *arg)
 {
 	struct reload_ctx *r = arg;
 	char err[8192];
-	if (registry_load_dir(r->reg, r->dir, loop_now_ms(), err,
+	if (registry_load_dir(r->reg, r->dir, envelope_now_ms(), err,
 	                      sizeof(err)) != 0) {
 		log_error("reload of %s failed; the charts in use stay:\n%s",
 		          r->dir, err);
@@ -839,14 +839,14 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		log_error("%s", err);
 		return 1;
 	}
-	if (shard_claim(store_db(st), &a.sh, loop_now_ms(), &a.times, err,
+	if (shard_claim(store_db(st), &a.sh, envelope_now_ms(), &a.times, err,
 	                sizeof(err)) != 0) {
 		log_error("%s: %s", cfg->db, err);
 		goto out;
 	}
 	reg = registry_new(st);
 	if (reg == NULL ||
-	    registry_load_dir(reg, cfg->statecharts, loop_now_ms(), err,
+	    registry_load_dir(reg, cfg->statecharts, envelope_now_ms(), err,
 	                      sizeof(err)) != 0) {
 		fprintf(stderr, "%s\n", reg == NULL ? "out of memory" : err);
 		goto out;

@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "envelope.h"
 #include "log.h"
@@ -69,14 +68,6 @@ struct loop {
 	char why[512];
 	int64_t now_ms;
 };
-
-int64_t
-loop_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 struct loop *
 loop_new(struct store *st, struct orch *o, const struct loop_transport *t,
@@ -540,7 +531,7 @@ loop_turn(struct loop *l, int64_t now_ms)
 			return -1;
 		drained = l->nbatch == had;
 	}
-	l->now_ms = loop_now_ms() > now_ms ? loop_now_ms() : now_ms;
+	l->now_ms = envelope_now_ms() > now_ms ? envelope_now_ms() : now_ms;
 	ready = l->nbatch >= l->cfg.batch_max || drained ||
 	        (l->nbatch > 0 &&
 	         l->now_ms - l->batch_started_ms >= l->cfg.batch_wait_ms) ||
@@ -561,7 +552,7 @@ loop_run(struct loop *l, volatile sig_atomic_t *stop,
 	int64_t deadline;
 
 	/* rows left by a previous run go out first */
-	l->now_ms = loop_now_ms();
+	l->now_ms = envelope_now_ms();
 	publish_outbox(l);
 	while (!*stop) {
 		if (reload != NULL && *reload) {
@@ -569,27 +560,27 @@ loop_run(struct loop *l, volatile sig_atomic_t *stop,
 			if (on_reload != NULL)
 				on_reload(arg);
 		}
-		if (loop_turn(l, loop_now_ms()) != 0)
+		if (loop_turn(l, envelope_now_ms()) != 0)
 			return -1;
 	}
 	log_info("draining: %zu batched, %zu unconfirmed", l->nbatch,
 	         l->t.unconfirmed(l->t.ctx));
 	if (l->t.stop_consuming(l->t.ctx) != 0)
 		log_warnx("cannot cancel consumers; draining anyway");
-	deadline = loop_now_ms() + drain_ms;
-	while (loop_now_ms() < deadline) {
+	deadline = envelope_now_ms() + drain_ms;
+	while (envelope_now_ms() < deadline) {
 		/* collect what is already in flight to us, commit it */
 		if (l->t.poll(l->t.ctx, l, 50) != 0)
 			return -1;
 		l->failing = false; /* no backoff while draining */
-		if (loop_flush(l, loop_now_ms()) != 0)
+		if (loop_flush(l, envelope_now_ms()) != 0)
 			return -1;
 		if (l->nbatch == 0 && l->t.unconfirmed(l->t.ctx) == 0)
 			break;
 	}
 	/* delete what was confirmed last */
 	if (l->nconfirmed > 0)
-		loop_flush(l, loop_now_ms());
+		loop_flush(l, envelope_now_ms());
 	if (l->nbatch > 0 || l->t.unconfirmed(l->t.ctx) > 0) {
 		log_warnx("drain timed out: %zu batched, %zu unconfirmed "
 		          "(they are redelivered / republished at the next "

@@ -133,7 +133,4 @@ struct loop_stats {
 };
 const struct loop_stats *loop_stats(const struct loop *l);
 
-/* Milliseconds since the epoch (the one clock the daemon reads). */
-int64_t loop_now_ms(void);
-
 #endif

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "items.h"
 #include "log.h"
@@ -86,14 +85,6 @@ struct part {
 	size_t ndef, capdef;
 	struct items items; /* bundles with items open */
 };
-
-int64_t
-part_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- helpers for handlers ---- */
 
@@ -486,7 +477,7 @@ publish_stored(struct part *p, const struct deferred *f)
 	m.correlation_id = f->saga;
 	m.type = f->s.type;
 	m.traceparent = f->traceparent[0] ? f->traceparent : NULL;
-	m.timestamp_ms = part_now_ms();
+	m.timestamp_ms = envelope_now_ms();
 	m.expiration_ms = f->s.expiration;
 	m.body = f->s.body;
 	m.len = f->s.len;
@@ -717,7 +708,7 @@ record_processed(struct part *p, const struct envelope *in,
 	    (s->len > 0 ? sqlite3_bind_blob(st, 9, s->body, (int)s->len,
 	                                    SQLITE_STATIC)
 	                : sqlite3_bind_null(st, 9)) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 10, part_now_ms()) != SQLITE_OK)
+	    sqlite3_bind_int64(st, 10, envelope_now_ms()) != SQLITE_OK)
 		goto fail;
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_DONE)
@@ -760,7 +751,8 @@ mark_compensated(struct part *p, const char *saga, const char *command)
 	            SQLITE_OK ||
 	    sqlite3_bind_text(p->compensated, 2, command, -1, SQLITE_STATIC) !=
 	            SQLITE_OK ||
-	    sqlite3_bind_int64(p->compensated, 3, part_now_ms()) != SQLITE_OK)
+	    sqlite3_bind_int64(p->compensated, 3, envelope_now_ms()) !=
+	            SQLITE_OK)
 		return -1;
 	rc = sqlite3_step(p->compensated);
 	sqlite3_reset(p->compensated);
@@ -804,7 +796,7 @@ seal_reply(struct part *p, const struct bus_delivery *d,
 	snprintf(e.step, sizeof(e.step), "%s", in->step);
 	snprintf(e.re, sizeof(e.re), "%s", in->id);
 	e.attempt = in->attempt;
-	e.ts = part_now_ms();
+	e.ts = envelope_now_ms();
 	value_clear(&e.payload);
 	e.payload = r->payload; /* lent for the encoding */
 	if (envelope_encode(&e, &body, &len) != 0) {

@@ -179,10 +179,6 @@ int part_main(const char *prog, const struct part_common *c,
  * line per row, columns padded to 20 but the last. Exit status 0/1. */
 int part_print(const char *prog, const char *db_path, const char *sql);
 
-/* Milliseconds since the epoch (CLOCK_REALTIME): the one clock behind
- * every time a participant writes (`at` columns, envelope ts). */
-int64_t part_now_ms(void);
-
 /* Installs SIGTERM/SIGINT handlers that set *stop, and ignores SIGPIPE. */
 void part_signals(volatile sig_atomic_t *stop);
 

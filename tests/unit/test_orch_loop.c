@@ -396,7 +396,7 @@ test_paths(void)
 	push_order(w.bus, "cod-big", "cod", 900000, "france", NULL);
 	push_order(w.bus, "declined-1", "card", 1000, "india", NULL);
 	push_order(w.bus, "nostock-1", "card", 1000, "india", NULL);
-	run(&w, happy, loop_now_ms(), 12);
+	run(&w, happy, envelope_now_ms(), 12);
 	CHECK_STR(status_of(&w, "card-1"), "completed");
 	CHECK_STR(status_of(&w, "cod-1"), "completed");
 	CHECK_STR(status_of(&w, "cod-big"), "failed");
@@ -415,7 +415,7 @@ test_paths(void)
 	CHECK_EQ(sent_count(w.bus, "order.failed", NULL), 3);
 	CHECK_EQ(sent_count(w.bus, "order.shipped", NULL), 2);
 	/* everything confirmed is gone from the outbox; all acked */
-	loop_flush(w.l, loop_now_ms());
+	loop_flush(w.l, envelope_now_ms());
 	CHECK_EQ(count(&w, "SELECT count(*) FROM outbox"), 0);
 	CHECK_EQ(w.bus->nrejected, 0);
 	CHECK_EQ(w.bus->nacked, w.bus->nin);
@@ -435,7 +435,7 @@ test_duplicates_and_garbage(void)
 	         "application/msgpack");
 	push_raw(w.bus, SRC_REPLIES, "junk2", "{}", 2, "application/json");
 	push_order(w.bus, "o-2", "card", 100, "india", NULL);
-	run(&w, happy, loop_now_ms(), 10);
+	run(&w, happy, envelope_now_ms(), 10);
 	CHECK_STR(status_of(&w, "o-1"), "completed");
 	CHECK_STR(status_of(&w, "o-2"), "completed");
 	CHECK_EQ(count(&w, "SELECT count(*) FROM sagas"), 2);
@@ -461,7 +461,7 @@ test_more_than_a_batch_at_once(void)
 		snprintf(id, sizeof(id), "big-%d", i);
 		push_order(w.bus, id, "card", 100, "india", NULL);
 	}
-	run(&w, happy, loop_now_ms(), 20);
+	run(&w, happy, envelope_now_ms(), 20);
 	CHECK_EQ(count(&w, "SELECT count(*) FROM sagas WHERE "
 	                   "status = 'completed'"),
 	         130);
@@ -476,7 +476,7 @@ static void
 test_inbox_pruned_after_retention(void)
 {
 	struct world w;
-	const int64_t day = INT64_C(24) * 3600 * 1000, now = loop_now_ms();
+	const int64_t day = INT64_C(24) * 3600 * 1000, now = envelope_now_ms();
 	int before;
 
 	world_retention_ms = 7 * day;
@@ -520,7 +520,7 @@ static void
 test_timeouts_retry(void)
 {
 	struct world w;
-	int64_t now = loop_now_ms();
+	int64_t now = envelope_now_ms();
 	CHECK(world_init(&w) == 0);
 	push_order(w.bus, "slow-1", "card", 100, "india", NULL);
 	run(&w, silent_payment, now, 4);
@@ -552,14 +552,14 @@ test_full_disk_acks_nothing(void)
 		snprintf(id, sizeof(id), "full-%d", i);
 		push_order(w.bus, id, "card", 100, "india", NULL);
 	}
-	run(&w, happy, loop_now_ms(), 3);
+	run(&w, happy, envelope_now_ms(), 3);
 	CHECK_EQ(w.bus->nacked, 0);
 	CHECK_EQ(w.bus->nrejected, 0);
 	CHECK(!loop_healthy(w.l, NULL));
 	CHECK_EQ(count(&w, "SELECT count(*) FROM sagas"), 0);
 	/* room again: the same batch goes through (after the backoff) */
 	CHECK(store_set_max_pages(w.st, 0) == 0);
-	run(&w, happy, loop_now_ms() + 10000, 12);
+	run(&w, happy, envelope_now_ms() + 10000, 12);
 	CHECK(loop_healthy(w.l, NULL));
 	CHECK_EQ(count(&w, "SELECT count(*) FROM sagas WHERE status = "
 	                   "'completed'"),
@@ -575,19 +575,19 @@ test_crash_republishes_outbox(void)
 	CHECK(world_init(&w) == 0);
 	w.bus->fail_publish = true; /* commits happen, nothing goes out */
 	push_order(w.bus, "crash-1", "card", 100, "india", NULL);
-	loop_turn(w.l, loop_now_ms());
-	loop_flush(w.l, loop_now_ms());
+	loop_turn(w.l, envelope_now_ms());
+	loop_flush(w.l, envelope_now_ms());
 	CHECK_EQ(count(&w, "SELECT count(*) FROM outbox"), 1);
 	/* "crash": drop everything without draining, start again */
 	world_close(&w);
 	w.bus->fail_publish = false;
 	CHECK(world_open(&w) == 0);
 	before = w.bus->nsent;
-	loop_turn(w.l, loop_now_ms());
+	loop_turn(w.l, envelope_now_ms());
 	CHECK_EQ(w.bus->nsent - before, 1); /* the inventory.reserve */
 	/* the order.created is redelivered after the crash: dropped */
 	push_order(w.bus, "crash-1", "card", 100, "india", "evt-crash");
-	run(&w, happy, loop_now_ms(), 10);
+	run(&w, happy, envelope_now_ms(), 10);
 	CHECK_STR(status_of(&w, "crash-1"), "completed");
 	CHECK_EQ(count(&w, "SELECT count(*) FROM sagas"), 1);
 	world_free(&w);

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# tests/deploy/test_broker.sh -- scripts/broker's choice of ports, which
+# every test, the demo and the benchmarks stand on:
+# - ports come from below the kernel's ephemeral range, where no outgoing
+#   connection can take one between the check and the node's bind;
+# - a port taken all the same (bound by a socket that does not listen, so
+#   no check sees it) makes the start pick again, avoiding the port the
+#   boot named, instead of failing (CI once lost test_cluster this way);
+# - a bad SAGA_BROKER_PORT_RANGE or one with too few free ports fails
+#   clearly and leaves no half-written ports file behind.
+# Every node lives in a private SAGA_BROKER_BASE and is stopped on exit.
+set -u
+# shellcheck source=tests/deploy/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+command -v python3 >/dev/null || { echo "SKIP: python3 is not installed"; exit 77; }
+
+export SAGA_BROKER_BASE
+SAGA_BROKER_BASE=$(mktemp -d /tmp/saga-brokertest-XXXXXX)
+chmod 755 "$SAGA_BROKER_BASE"
+holder=""
+cleanup() {
+  [ -n "$holder" ] && kill "$holder" 2>/dev/null
+  for n in plain taken; do scripts/broker stop "$n" >/dev/null 2>&1 || true; done
+  rm -rf "$SAGA_BROKER_BASE"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# serves TCP on 127.0.0.1:PORT
+serves() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# ---- default range: below the ephemeral ports ----
+read -r eph_lo eph_hi < /proc/sys/net/ipv4/ip_local_port_range
+url=$(scripts/broker start plain --owner $$) || { bad "a node starts"; finish; }
+ok "a node starts: $url"
+# shellcheck disable=SC1091
+. "$SAGA_BROKER_BASE/plain/ports"
+for p in "$AMQP_PORT" "$DIST_PORT" "$MGMT_PORT"; do
+  check "port $p is outside the ephemeral range $eph_lo-$eph_hi" \
+    test "$p" -lt "$eph_lo" -o "$p" -gt "$eph_hi"
+done
+check "the URL names the AMQP port" test "$url" = "amqp://guest:guest@127.0.0.1:$AMQP_PORT/"
+check "the node serves AMQP on it" serves "$AMQP_PORT"
+scripts/broker stop plain >/dev/null 2>&1
+
+# ---- a port taken between the check and the bind ----
+# Five ports; the 1st and 3rd are bound without listening, which neither
+# ss nor a connect sees. Any three consecutive ports of the five (the
+# picker walks the range from a random start) include one of them, so the
+# first boot always fails to bind; each retry avoids the port the boot
+# named, and by the third try only free ports are left.
+base=""
+for _ in $(seq 1 50); do
+  b=$((10000 + RANDOM % 20000))
+  all=1
+  for i in 0 1 2 3 4; do
+    if serves $((b + i)) || [ -n "$(ss -Htan "sport = :$((b + i))" 2>/dev/null)" ]; then all=0; fi
+  done
+  if [ "$all" = 1 ]; then base=$b; break; fi
+done
+[ -n "$base" ] || { bad "five free ports in a row"; finish; }
+python3 - "$base" "$((base + 2))" <<'EOF' &
+import socket, sys, time
+held = []
+for p in sys.argv[1:]:
+    s = socket.socket()
+    s.bind(("127.0.0.1", int(p)))  # bound, never listening
+    held.append(s)
+time.sleep(600)
+EOF
+holder=$!
+sleep 0.5
+log=$SAGA_BROKER_BASE/taken.log
+if url=$(SAGA_BROKER_PORT_RANGE=$base-$((base + 4)) scripts/broker start taken --owner $$ 2>"$log"); then
+  ok "a node starts although two ports of its range are taken"
+  # shellcheck disable=SC1091
+  . "$SAGA_BROKER_BASE/taken/ports"
+  for p in "$AMQP_PORT" "$DIST_PORT" "$MGMT_PORT"; do
+    check "port $p is in the range and not a taken one" \
+      test "$p" -gt "$base" -a "$p" -le $((base + 4)) -a "$p" != $((base + 2))
+  done
+  check "the node serves AMQP on $AMQP_PORT" serves "$AMQP_PORT"
+else
+  bad "a node starts although two ports of its range are taken"
+  tail -n 5 "$log"
+fi
+check "the start said why it picked again" grep -q "a port was taken before it could bind; picking new ports" "$log"
+kill "$holder" 2>/dev/null
+holder=""
+scripts/broker stop taken >/dev/null 2>&1
+
+# ---- bad ranges ----
+for r in 5-x 100-200 3000-2000 20000; do
+  out=$(SAGA_BROKER_PORT_RANGE=$r scripts/broker start badrange 2>&1) && st=0 || st=$?
+  check "SAGA_BROKER_PORT_RANGE=$r is refused" test "$st" -ne 0
+  check "... with a message naming it ($out)" grep -q "SAGA_BROKER_PORT_RANGE" <<<"$out"
+  check "... and no ports file" test ! -e "$SAGA_BROKER_BASE/badrange/ports"
+done
+# two ports cannot hold a node's three
+out=$(SAGA_BROKER_PORT_RANGE=$base-$((base + 1)) scripts/broker start small 2>&1) && st=0 || st=$?
+check "a range of two ports is refused" test "$st" -ne 0
+check "... saying so ($out)" grep -q "no free loopback port in $base-$((base + 1))" <<<"$out"
+check "... leaving no ports file, whole or half" \
+  test ! -e "$SAGA_BROKER_BASE/small/ports" -a ! -e "$SAGA_BROKER_BASE/small/ports.new"
+check "... and no node" test "$(scripts/broker status small 2>/dev/null)" != running
+
+finish

@@ -179,19 +179,47 @@ testbroker_ctl(const char *name, const char *verb)
 	                   source_dir(), verb, name, (long)getpid());
 }
 
+/* Binds 127.0.0.1:port (no SO_REUSEADDR: a port in TIME_WAIT counts as
+ * taken) and releases it; 1 if that worked. */
+static int
+port_bindable(int port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
+	if (fd < 0)
+		return 0;
+	a.sin_port = htons((uint16_t)port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+	close(fd);
+	return ok;
+}
+
 int
 testutil_free_port(void)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET};
-	socklen_t l = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = 0;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &l) == 0)
-		port = ntohs(a.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
+	static unsigned seed;
+	int lo = 32768, hi = 60999, from = 10000, span, i;
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+	if (f != NULL) {
+		if (fscanf(f, "%d %d", &lo, &hi) != 2)
+			lo = 32768, hi = 60999;
+		fclose(f);
+	}
+	if (lo > from + 1000) {
+		span = lo - from;
+	} else {
+		from = hi + 1;
+		span = 65000 - hi;
+	}
+	if (seed == 0)
+		seed = (unsigned)getpid() * 2654435761u;
+	for (i = 0; span > 0 && i < 500; i++) {
+		int port = from + (int)(rand_r(&seed) % (unsigned)span);
+		if (port_bindable(port))
+			return port;
+	}
+	return 0;
 }
 
 char *

@@ -38,7 +38,9 @@ char *testbroker_start_args(const char *name, const char *args);
 /* stop / restart / any scripts/broker verb, e.g. "stop", "restart". */
 int testbroker_ctl(const char *name, const char *verb);
 
-/* A free loopback TCP port (bound, read back, released). */
+/* A free loopback TCP port for a daemon to listen on: one that binds now,
+ * from below the kernel's ephemeral range (like scripts/broker), so no
+ * outgoing connection takes it before the daemon binds it; 0 if none. */
 int testutil_free_port(void);
 
 /* One HTTP/1.1 request to 127.0.0.1:port (body may be NULL; extra_headers

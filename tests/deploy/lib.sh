@@ -37,3 +37,29 @@ metrics_have() {
   base=$(sed -E 's/_(bucket|sum|count)$//' <<<"$name")
   grep -qE "^# TYPE ($name|$base) " <<<"$text"
 }
+
+# free_port [NOT...]: a loopback port a daemon can listen on, from below the
+# kernel's ephemeral range (as scripts/broker and testutil_free_port pick
+# theirs), so no outgoing connection takes it first; never one of NOT.
+free_port() {
+  python3 - "$@" <<'EOF'
+import random, socket, sys
+lo, hi = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+first, last = (10000, lo - 1) if lo > 11000 else (hi + 1, 65000)
+for _ in range(500):
+    p = random.randint(first, last)
+    if str(p) in sys.argv[1:]:
+        continue
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(p)
+    break
+else:
+    sys.exit("no free port")
+EOF
+}

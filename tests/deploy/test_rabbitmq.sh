@@ -57,7 +57,7 @@ check "rabbitmqctl import_definitions deploy/rabbitmq/definitions.json" \
   ctl import_definitions "$work/definitions.json" >/dev/null
 nq=$(jq '.queues | length' deploy/rabbitmq/definitions.json)
 users=$(jq -r '.users[].name' deploy/rabbitmq/definitions.json)
-for i in $(seq 1 60); do # the import is asynchronous
+for _ in $(seq 1 60); do # the import is asynchronous
   have=$(ctl list_queues -q --no-table-headers name 2>/dev/null | grep -c . || true)
   np=$(ctl list_permissions -q --no-table-headers 2>/dev/null | grep -c . || true)
   nb=$(ctl list_bindings -q --no-table-headers 2>/dev/null | grep -c . || true)
@@ -101,8 +101,8 @@ check "no policy on the retry queues" [ -z "$(polof inventory.commands.retry)$(p
 bindings_before=$(ctl list_bindings -q --no-table-headers source_name destination_name routing_key | sort)
 
 # --- the daemons, each with its own user
-metrics_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-api_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+metrics_port=$(free_port)
+api_port=$(free_port "$metrics_port")
 start() { local log=$1; shift; "$@" 2>"$work/$log.log" & pids+=($!); }
 echo "sku-1 10" > "$work/stock.txt"
 start orchestrator "$bin/saga-orchestrator" --amqp "$(u orchestrator)" --db "$work/orchestrator.db" \
@@ -116,7 +116,7 @@ start notification "$bin/notification-svc" --amqp "$(u notification)" --db "$wor
 start order-api "$bin/order-api" --amqp "$(u order-api)" --db "$work/order-api.db" \
   --listen "127.0.0.1:$api_port" --orchestrator-db "$work/orchestrator.db"
 parts="inventory payment shipping-default shipping-india notification"
-for i in $(seq 1 100); do
+for _ in $(seq 1 100); do
   n=0
   for p in $parts; do grep -q "ready: consuming" "$work/$p.log" 2>/dev/null && n=$((n + 1)); done
   [ "$n" -eq 5 ] && curl -sf "127.0.0.1:$api_port/healthz" >/dev/null \
@@ -150,13 +150,13 @@ r=$(curl -s -XPOST "127.0.0.1:$api_port/orders" -H 'Content-Type: application/js
 id=$(jq -r '.order_id // empty' <<<"$r")
 check "POST /orders accepted ($r)" [ -n "$id" ]
 status=
-for i in $(seq 1 100); do
+for _ in $(seq 1 100); do
   status=$(curl -s "127.0.0.1:$api_port/orders/$id" | jq -r .status)
   case $status in completed|failed|stuck|aborted) break ;; esac
   sleep 0.1
 done
 check "the order completed (status $status)" [ "$status" = completed ]
-for i in $(seq 1 30); do
+for _ in $(seq 1 30); do
   "$bin/notification-svc" --db "$work/notification.db" --print 2>/dev/null | grep -q order.confirmation && break
   sleep 0.2
 done

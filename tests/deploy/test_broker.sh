@@ -45,22 +45,27 @@ check "the node serves AMQP on it" serves "$AMQP_PORT"
 scripts/broker stop plain >/dev/null 2>&1
 
 # ---- a port taken between the check and the bind ----
-# Five ports; the 1st and 3rd are bound without listening, which neither
-# ss nor a connect sees. Any three consecutive ports of the five (the
-# picker walks the range from a random start) include one of them, so the
-# first boot always fails to bind; each retry avoids the port the boot
-# named, and by the third try only free ports are left.
-base=""
-for _ in $(seq 1 50); do
-  b=$((10000 + RANDOM % 20000))
-  all=1
+# A range of five ports; the 1st and 3rd are bound without listening,
+# which neither ss nor a connect sees. Each port is picked at random from
+# the range, so a start hits one of them 9 times in 10: its boot fails to
+# bind, and each retry avoids the port the boot named. Every start must
+# succeed on free ports; one (of at most four, each on a fresh range) must
+# have picked again.
+free_run() { # free_run B: B..B+4 free (nothing listens, no socket state)
+  local i
   for i in 0 1 2 3 4; do
-    if serves $((b + i)) || [ -n "$(ss -Htan "sport = :$((b + i))" 2>/dev/null)" ]; then all=0; fi
+    if serves $(($1 + i)) || [ -n "$(ss -Htan "sport = :$(($1 + i))" 2>/dev/null)" ]; then return 1; fi
   done
-  if [ "$all" = 1 ]; then base=$b; break; fi
-done
-[ -n "$base" ] || { bad "five free ports in a row"; finish; }
-python3 - "$base" "$((base + 2))" <<'EOF' &
+}
+retried=0
+for round in 1 2 3 4; do
+  base=""
+  for _ in $(seq 1 50); do
+    b=$((10000 + RANDOM % 20000))
+    if free_run "$b"; then base=$b; break; fi
+  done
+  [ -n "$base" ] || { bad "five free ports in a row"; break; }
+  python3 - "$base" "$((base + 2))" <<'EOF' &
 import socket, sys, time
 held = []
 for p in sys.argv[1:]:
@@ -69,26 +74,31 @@ for p in sys.argv[1:]:
     held.append(s)
 time.sleep(600)
 EOF
-holder=$!
-sleep 0.5
-log=$SAGA_BROKER_BASE/taken.log
-if url=$(SAGA_BROKER_PORT_RANGE=$base-$((base + 4)) scripts/broker start taken --owner $$ 2>"$log"); then
-  ok "a node starts although two ports of its range are taken"
-  # shellcheck disable=SC1091
-  . "$SAGA_BROKER_BASE/taken/ports"
-  for p in "$AMQP_PORT" "$DIST_PORT" "$MGMT_PORT"; do
-    check "port $p is in the range and not a taken one" \
-      test "$p" -gt "$base" -a "$p" -le $((base + 4)) -a "$p" != $((base + 2))
-  done
-  check "the node serves AMQP on $AMQP_PORT" serves "$AMQP_PORT"
-else
-  bad "a node starts although two ports of its range are taken"
-  tail -n 5 "$log"
-fi
-check "the start said why it picked again" grep -q "a port was taken before it could bind; picking new ports" "$log"
-kill "$holder" 2>/dev/null
-holder=""
-scripts/broker stop taken >/dev/null 2>&1
+  holder=$!
+  sleep 0.5
+  log=$SAGA_BROKER_BASE/taken-$round.log
+  if SAGA_BROKER_PORT_RANGE=$base-$((base + 4)) scripts/broker start "taken" --owner $$ >/dev/null 2>"$log"; then
+    ok "round $round: a node starts although two ports of its range are taken"
+    # shellcheck disable=SC1091
+    . "$SAGA_BROKER_BASE/taken/ports"
+    for p in "$AMQP_PORT" "$DIST_PORT" "$MGMT_PORT"; do
+      check "round $round: port $p is in the range and not a taken one" \
+        test "$p" -gt "$base" -a "$p" -le $((base + 4)) -a "$p" != $((base + 2))
+    done
+    check "round $round: the node serves AMQP on $AMQP_PORT" serves "$AMQP_PORT"
+  else
+    bad "round $round: a node starts although two ports of its range are taken"
+    tail -n 5 "$log"
+  fi
+  kill "$holder" 2>/dev/null
+  holder=""
+  scripts/broker stop taken >/dev/null 2>&1
+  if grep -q "a port was taken before it could bind; picking new ports" "$log"; then
+    retried=1
+    break
+  fi
+done
+check "a start whose port was taken said so and picked again" test "$retried" = 1
 
 # ---- bad ranges ----
 for r in 5-x 100-200 3000-2000 20000; do

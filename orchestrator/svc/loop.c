@@ -497,13 +497,39 @@ static bool
 confirmed_due(const struct loop *l)
 {
 	return l->nconfirmed >= l->cfg.publish_window / 2 ||
-	       (l->nconfirmed > 0 && l->now_ms - l->last_commit_ms >= 50);
+	       (l->nconfirmed > 0 &&
+	        l->now_ms - l->last_commit_ms >= LOOP_CONFIRMED_WAIT_MS);
+}
+
+/* How long a turn with nothing batched may poll: until the first thing
+ * that can fall due without traffic -- the next timer, the deletion of
+ * confirmed rows, pruning -- and at most LOOP_IDLE_MS. (It used to poll
+ * batch_wait_ms, 200 empty turns a second, each with its queries.) */
+static int
+idle_wait(struct loop *l, int64_t now_ms)
+{
+	int64_t wait = LOOP_IDLE_MS, at = 0;
+	bool found = false;
+
+	if (l->nresend > 0)
+		return 0;
+	if (store_timer_next(l->st, &at, &found) != 0)
+		found = false; /* the turn's timer_due meets the error */
+	if (found && at - now_ms < wait)
+		wait = at - now_ms;
+	if (l->nconfirmed > 0 &&
+	    l->last_commit_ms + LOOP_CONFIRMED_WAIT_MS - now_ms < wait)
+		wait = l->last_commit_ms + LOOP_CONFIRMED_WAIT_MS - now_ms;
+	if (l->cfg.inbox_retention_ms > 0 &&
+	    l->last_prune_ms + LOOP_PRUNE_EVERY_MS - now_ms < wait)
+		wait = l->last_prune_ms + LOOP_PRUNE_EVERY_MS - now_ms;
+	return wait < 0 ? 0 : (int)wait;
 }
 
 int
 loop_turn(struct loop *l, int64_t now_ms)
 {
-	int wait = l->cfg.batch_wait_ms;
+	int wait;
 	bool ready, drained = false;
 
 	l->now_ms = now_ms;
@@ -511,6 +537,8 @@ loop_turn(struct loop *l, int64_t now_ms)
 		int64_t left =
 		        l->batch_started_ms + l->cfg.batch_wait_ms - now_ms;
 		wait = left < 0 ? 0 : (int)left;
+	} else {
+		wait = idle_wait(l, now_ms);
 	}
 	if (l->nbatch >= l->cfg.batch_max)
 		wait = 0;

@@ -103,8 +103,10 @@ void loop_deliver(struct loop *l, const struct loop_delivery *d);
 /* From the transport's poll: the broker's answer for an outbox row. */
 void loop_confirmed(struct loop *l, uint64_t tag, enum loop_confirm c);
 
-/* One turn at time now_ms: poll (up to the batch wait or the next timer),
- * then commit a batch if one is ready, publish, settle. */
+/* One turn at time now_ms: poll -- a partial batch up to its batch wait;
+ * nothing batched up to the next timer, the confirmed rows' deletion or
+ * pruning, at most LOOP_IDLE_MS -- then commit a batch if one is ready,
+ * publish, settle. */
 int loop_turn(struct loop *l, int64_t now_ms);
 
 /* Runs turns until *stop is set, then drains: stops consuming, commits
@@ -125,6 +127,13 @@ bool loop_healthy(const struct loop *l, const char **reason);
 size_t loop_batched(const struct loop *l);
 /* Counters: dead-lettered deliveries, batches committed, commit failures. */
 #define LOOP_PRUNE_EVERY_MS 10000
+/* Confirmed outbox rows are deleted with the next batch, or on their own
+ * once they have waited this long. */
+#define LOOP_CONFIRMED_WAIT_MS 50
+/* The longest a turn with nothing batched polls (nothing due sooner):
+ * 10 turns a second when idle, and what the transport does between polls
+ * (the orchestrator's HTTP endpoint) waits at most this long. */
+#define LOOP_IDLE_MS 100
 
 struct loop_stats {
 	uint64_t batches, deliveries, dead_lettered, commit_failures;

@@ -48,6 +48,7 @@ struct mem {
 	size_t nacked, nrejected;
 	uint64_t next_ref;
 	bool fail_publish;
+	int last_timeout; /* what the loop last asked poll to wait */
 };
 
 static int
@@ -88,7 +89,7 @@ static int
 mem_poll(void *ctx, struct loop *l, int timeout_ms)
 {
 	struct mem *b = ctx;
-	(void)timeout_ms;
+	b->last_timeout = timeout_ms;
 	for (size_t i = 0; i < b->nsent; i++) {
 		if (!b->sent[i].confirmed) {
 			b->sent[i].confirmed = true;
@@ -539,6 +540,60 @@ test_timeouts_retry(void)
 	world_free(&w);
 }
 
+static int64_t
+first_timer(struct world *w)
+{
+	sqlite3_stmt *s;
+	int64_t at = -1;
+	if (sqlite3_prepare_v2(store_db(w->st),
+	                       "SELECT min(fire_at) FROM timers", -1, &s,
+	                       NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(s) == SQLITE_ROW &&
+	    sqlite3_column_type(s, 0) != SQLITE_NULL)
+		at = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return at;
+}
+
+/* A turn with nothing batched sleeps until something can fall due, not
+ * batch_wait_ms (0 here): idle, the daemon turned 200 times a second. */
+static void
+test_idle_turn_sleeps_until_due(void)
+{
+	struct world w;
+	/* an hour ahead: the loop takes the later of the real clock and the
+	 * time it is given, so the real clock never moves these figures */
+	int64_t now = envelope_now_ms() + 3600 * 1000, at;
+	CHECK(world_init(&w) == 0);
+	CHECK_EQ(loop_turn(w.l, now), 0);
+	CHECK_EQ(w.bus->last_timeout, LOOP_IDLE_MS);
+	/* an order: committed, its first command published, unconfirmed */
+	push_order(w.bus, "idle-1", "card", 100, "india", NULL);
+	CHECK_EQ(loop_turn(w.l, now), 0);
+	CHECK_EQ(sent_count(w.bus, "inventory.reserve", NULL), 1);
+	CHECK_EQ(loop_turn(w.l, now + 10), 0); /* its confirm arrives */
+	/* the confirmed row's deletion falls due 50 ms after the commit */
+	CHECK_EQ(loop_turn(w.l, now + 20), 0);
+	CHECK_EQ(w.bus->last_timeout, LOOP_CONFIRMED_WAIT_MS - 20);
+	/* a payment that never answers: its step timer is armed */
+	run(&w, silent_payment, now + 100, 4);
+	run(&w, silent_payment, now + 200, 1);
+	CHECK_EQ(sent_count(w.bus, "payment.charge", NULL), 1);
+	at = first_timer(&w);
+	CHECK(at > now + 300);
+	/* then the timer: 30 ms before it, the turn waits 30 ms */
+	CHECK_EQ(loop_turn(w.l, at - 30), 0);
+	CHECK_EQ(w.bus->last_timeout, 30);
+	CHECK_EQ(sent_count(w.bus, "payment.charge", NULL), 1);
+	/* due: no wait, and it fires (the step's next timer is later) */
+	CHECK_EQ(loop_turn(w.l, at), 0);
+	CHECK_EQ(w.bus->last_timeout, 0);
+	loop_flush(w.l, at);
+	CHECK(first_timer(&w) > at);
+	world_free(&w);
+}
+
 static void
 test_full_disk_acks_nothing(void)
 {
@@ -602,6 +657,7 @@ main(void)
 	RUN(test_more_than_a_batch_at_once);
 	RUN(test_inbox_pruned_after_retention);
 	RUN(test_timeouts_retry);
+	RUN(test_idle_turn_sleeps_until_due);
 	RUN(test_full_disk_acks_nothing);
 	RUN(test_crash_republishes_outbox);
 	return check_summary();

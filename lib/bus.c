@@ -720,6 +720,12 @@ try_connect(struct bus *b, const char *url)
 		return -1;
 	if (declare(b) != 0)
 		return -1;
+	{ /* every binding is in place from here on, before consuming */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		b->stats.declared_ms =
+		        (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	}
 	if (b->nconsume > 0 && !b->cancelled) {
 		amqp_basic_qos(b->conn, CH, 0, b->cfg.prefetch, 0);
 		if (!rpc_ok(b, "basic.qos"))
@@ -972,7 +978,7 @@ static int
 send_one(struct bus *b, struct pending *p)
 {
 	amqp_basic_properties_t props;
-	amqp_table_entry_t h[4];
+	amqp_table_entry_t h[5];
 	size_t nh = 0;
 	char exp[32];
 	int rc;
@@ -1006,6 +1012,8 @@ send_one(struct bus *b, struct pending *p)
 	}
 	if (p->traceparent != NULL)
 		entry_str(h, &nh, "traceparent", p->traceparent);
+	/* the timestamp with its milliseconds (bus.h, struct bus_delivery) */
+	entry_i64(h, &nh, BUS_HEADER_PUBLISHED_MS, p->timestamp_ms);
 	if (p->error != NULL)
 		entry_str(h, &nh, "x-saga-error", p->error);
 	if (p->attempts > 0)
@@ -1323,6 +1331,32 @@ field_int(const amqp_field_value_t *v)
 	}
 }
 
+/* When the message was published: the x-published-ms header (ours, to the
+ * millisecond) if it agrees with the AMQP timestamp's second, else that
+ * timestamp (whole seconds), else 0. */
+static void
+published_at(const amqp_basic_properties_t *p, struct bus_delivery *d)
+{
+	bool has_ts = (p->_flags & AMQP_BASIC_TIMESTAMP_FLAG) != 0;
+	int64_t secs = has_ts ? (int64_t)p->timestamp : 0;
+	const amqp_field_value_t *v = NULL;
+
+	d->timestamp_ms = secs * 1000;
+	d->timestamp_exact = false;
+	if (p->_flags & AMQP_BASIC_HEADERS_FLAG)
+		v = table_get(&p->headers, BUS_HEADER_PUBLISHED_MS);
+	if (v != NULL && (v->kind == AMQP_FIELD_KIND_I64 ||
+	                  v->kind == AMQP_FIELD_KIND_U64)) {
+		int64_t ms = v->kind == AMQP_FIELD_KIND_I64
+		                     ? v->value.i64
+		                     : (int64_t)(v->value.u64 & INT64_MAX);
+		if (ms > 0 && (!has_ts || ms / 1000 == secs)) {
+			d->timestamp_ms = ms;
+			d->timestamp_exact = true;
+		}
+	}
+}
+
 /* x-death: an array of tables; the counts of {queue, rejected} and
  * {queue, delivery_limit} (a quorum queue's limit). */
 static long
@@ -1403,9 +1437,7 @@ to_delivery(struct bus *b, const amqp_basic_properties_t *p, amqp_bytes_t body,
 	d->content_type = s[4];
 	d->traceparent = s[5];
 	d->error = s[6];
-	d->timestamp_ms = (p->_flags & AMQP_BASIC_TIMESTAMP_FLAG)
-	                          ? (int64_t)p->timestamp * 1000
-	                          : 0;
+	published_at(p, d);
 	d->rejected_count = death_count(p, queue);
 	d->republished = (p->_flags & AMQP_BASIC_HEADERS_FLAG) &&
 	                 table_get(&p->headers, "x-republished") != NULL;

@@ -142,6 +142,9 @@ struct bus_message {
  * never mistaken for a delivery's, however often the bus reconnects. */
 #define BUS_REF_FOREIGN (UINT64_C(0x7fff) << 48)
 
+/* The header carrying a message's publish time in milliseconds. */
+#define BUS_HEADER_PUBLISHED_MS "x-published-ms"
+
 struct bus_delivery {
 	uint64_t ref; /* for bus_ack / bus_reject */
 	const char *queue;
@@ -154,7 +157,13 @@ struct bus_delivery {
 	const char *content_type;
 	const char *traceparent;
 	const char *error; /* x-saga-error header */
+	/* When it was first published (a resend keeps it), ms since the
+	 * epoch; 0 if the publisher did not say. AMQP timestamps have whole
+	 * seconds, so the bus also sends the header x-published-ms: with
+	 * it (and agreeing with the timestamp's second) timestamp_exact is
+	 * true; without it timestamp_ms is the second's start. */
 	int64_t timestamp_ms;
+	bool timestamp_exact;
 	bool redelivered;
 	long rejected_count;     /* x-death count for this queue, reasons
 	                          * rejected and delivery_limit */
@@ -187,6 +196,10 @@ struct bus_stats {
 	/* reads that waited and found nothing: a quiet bus_poll(b, T) costs
 	 * one or two, whatever T (it sleeps; it does not spin) */
 	uint64_t idle_reads;
+	/* when this connection's topology was declared (every binding in
+	 * place), before it started consuming: ms since the epoch, 0 before
+	 * the first connection */
+	int64_t declared_ms;
 };
 
 struct bus;

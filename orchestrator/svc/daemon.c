@@ -164,6 +164,7 @@ struct adapter {
 		DRAIN_FINISHING
 	} drain;
 	volatile sig_atomic_t *stop;
+	int64_t announced_ms; /* the time the ring-change notice gave */
 	int64_t next_check_ms;
 	int quiet_checks;
 	uint64_t refused;       /* order.created refused by the shard guard */
@@ -453,6 +454,26 @@ ring_notice(struct adapter *a, const struct bus_delivery *d)
 	bus_ack(a->bus, d->ref, false);
 }
 
+/* A shard is in the ring once it is connected with its topology, its
+ * orders queue bound: the first time, that is when it joined (shard.h),
+ * the time the bus declared it (before consuming, so no order it hands
+ * over was published after that and judged before). A draining shard
+ * does not bind its orders queue. */
+static void
+note_joined(struct adapter *a)
+{
+	int64_t at = bus_stats(a->bus)->declared_ms;
+	if (a->sh.index == 0 || a->times.joined_ms != 0 ||
+	    a->drain != DRAIN_NO || !bus_connected(a->bus) || at <= 0)
+		return;
+	if (shard_note_joined(store_db(a->st), &a->times, at) != 0)
+		log_error("cannot record joining the hash ring (tried again "
+		          "on the next poll): %s",
+		          sqlite3_errmsg(store_db(a->st)));
+	else
+		log_info("joined the hash ring at %lld", (long long)at);
+}
+
 /* The shard guard (shard.h): 1 if the order was refused (dead-lettered). */
 static int
 guard_order(struct adapter *a, const struct bus_delivery *d)
@@ -461,6 +482,11 @@ guard_order(struct adapter *a, const struct bus_delivery *d)
 	const char *why;
 	if (a->sh.index == 0)
 		return 0;
+	/* a delivery means the topology is declared: joined by now */
+	note_joined(a);
+	if (a->times.joined_ms == 0 && a->drain == DRAIN_NO)
+		return 0; /* cannot record it: the loop meets the same
+		           * database error and the order comes back */
 	why = shard_refuse(&a->sh, &a->times, d->timestamp_ms, d->republished,
 	                   false);
 	if (why == NULL)
@@ -584,7 +610,8 @@ on_confirm(void *arg, uint64_t tag, enum bus_confirm c)
 		return;
 	}
 	if (tag & NOTICE_TAG) { /* every shard has heard: leave the ring */
-		a->drain = DRAIN_UNBIND;
+		if (a->drain == DRAIN_ANNOUNCED)
+			a->drain = DRAIN_UNBIND;
 		return;
 	}
 	if (bundler_confirmed(a->bundler, tag, row_confirmed, &r) == 0)
@@ -696,6 +723,28 @@ unfinished(struct adapter *a)
 	return total;
 }
 
+/* Tells every shard (the fanout orchestrator.ring) that the ring changes
+ * at at_ms. 0 once queued; the confirm comes with NOTICE_TAG. */
+static int
+ring_notice_publish(struct adapter *a, int64_t at_ms)
+{
+	char body[32];
+	struct bus_message m = {0};
+	snprintf(body, sizeof(body), "%" PRId64, at_ms);
+	m.exchange = SHARD_RING;
+	m.routing_key = "";
+	m.message_id = body;
+	m.type = SHARD_NOTICE;
+	m.content_type = "text/plain";
+	m.timestamp_ms = at_ms;
+	m.body = body;
+	m.len = strlen(body);
+	if (bus_publish(a->bus, &m, NOTICE_TAG) != 0)
+		return -1;
+	log_info("draining: told every shard the ring changes at %s", body);
+	return 0;
+}
+
 /* One step of draining (daemon.h), from the poll loop. */
 static void
 drain_step(struct adapter *a)
@@ -706,21 +755,8 @@ drain_step(struct adapter *a)
 	if (!bus_connected(a->bus))
 		return;
 	if (a->drain == DRAIN_ANNOUNCE) {
-		char body[32];
-		struct bus_message m = {0};
-		snprintf(body, sizeof(body), "%" PRId64, now);
-		m.exchange = SHARD_RING;
-		m.routing_key = "";
-		m.message_id = body;
-		m.type = SHARD_NOTICE;
-		m.content_type = "text/plain";
-		m.timestamp_ms = now;
-		m.body = body;
-		m.len = strlen(body);
-		if (bus_publish(a->bus, &m, NOTICE_TAG) == 0) {
-			log_info("draining: told every shard the ring changes "
-			         "at %s",
-			         body);
+		if (ring_notice_publish(a, now) == 0) {
+			a->announced_ms = now;
 			a->drain = DRAIN_ANNOUNCED;
 		}
 		return;
@@ -731,6 +767,12 @@ drain_step(struct adapter *a)
 			log_info("draining: %s left the hash ring; finishing "
 			         "what it owns",
 			         a->orders_q);
+			/* the shards judge resends with a margin after the
+			 * notice's time (shard.h); an unbind later than that
+			 * is announced again, with its own time */
+			if (envelope_now_ms() - a->announced_ms >=
+			    SHARD_RESEND_MARGIN_MS)
+				(void)ring_notice_publish(a, envelope_now_ms());
 			a->drain = DRAIN_FINISHING;
 			a->next_check_ms = now + 1000;
 		}
@@ -772,6 +814,7 @@ t_poll(void *ctx, struct loop *l, int timeout_ms)
 	struct bus_handlers h = {on_delivery, on_confirm, a};
 	a->l = l;
 	bus_poll(a->bus, timeout_ms, &h);
+	note_joined(a);
 	if (a->drain != DRAIN_NO)
 		drain_step(a);
 	if (a->http != NULL)
@@ -839,8 +882,7 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		log_error("%s", err);
 		return 1;
 	}
-	if (shard_claim(store_db(st), &a.sh, envelope_now_ms(), &a.times, err,
-	                sizeof(err)) != 0) {
+	if (shard_claim(store_db(st), &a.sh, &a.times, err, sizeof(err)) != 0) {
 		log_error("%s: %s", cfg->db, err);
 		goto out;
 	}
@@ -994,6 +1036,7 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		}
 		if (bus_connect(bus, err, sizeof(err)) != 0)
 			log_warnx("cannot connect yet (%s); retrying", err);
+		note_joined(&a);
 		o = orch_new(st, reg, &oc);
 		a.o = o;
 		l = o != NULL ? loop_new(st, o, &t, &lc) : NULL;

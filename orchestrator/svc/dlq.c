@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "bus.h"
+#include "envelope.h"
 
 #define SHOW_MAX 1000
 
@@ -292,11 +293,7 @@ on_replay(void *arg, const struct bus_delivery *d)
 	m.content_type = d->content_type[0] ? d->content_type : NULL;
 	/* stamped anew: an operator's replay is a new publish (a shard
 	 * would refuse an order published before it joined the ring) */
-	{
-		struct timespec now;
-		clock_gettime(CLOCK_REALTIME, &now);
-		m.timestamp_ms = (int64_t)now.tv_sec * 1000;
-	}
+	m.timestamp_ms = envelope_now_ms();
 	m.mandatory = true;
 	m.body = d->body;
 	m.len = d->len;

@@ -127,8 +127,8 @@ put_ms(sqlite3 *db, const char *key, int64_t ms)
 }
 
 int
-shard_claim(sqlite3 *db, const struct shard *sh, int64_t now_ms,
-            struct shard_times *t, char *err, size_t errlen)
+shard_claim(sqlite3 *db, const struct shard *sh, struct shard_times *t,
+            char *err, size_t errlen)
 {
 	char want[16], have[16];
 	bool found;
@@ -168,15 +168,21 @@ shard_claim(sqlite3 *db, const struct shard *sh, int64_t now_ms,
 	if (get_ms(db, "joined_at", &t->joined_ms) != 0 ||
 	    get_ms(db, "ring_changed_at", &t->ring_changed_ms) != 0)
 		goto dberr;
-	if (t->joined_ms == 0) {
-		t->joined_ms = now_ms;
-		if (put_ms(db, "joined_at", now_ms) != 0)
-			goto dberr;
-	}
 	return 0;
 dberr:
 	snprintf(err, errlen, "database: %s", sqlite3_errmsg(db));
 	return -1;
+}
+
+int
+shard_note_joined(sqlite3 *db, struct shard_times *t, int64_t at_ms)
+{
+	if (t->joined_ms != 0)
+		return 0;
+	if (put_ms(db, "joined_at", at_ms) != 0)
+		return -1;
+	t->joined_ms = at_ms;
+	return 0;
 }
 
 int
@@ -212,17 +218,22 @@ const char *
 shard_refuse(const struct shard *sh, const struct shard_times *t,
              int64_t published_ms, bool republished, bool known)
 {
+	int64_t changed = t->ring_changed_ms > t->joined_ms ? t->ring_changed_ms
+	                                                    : t->joined_ms;
 	/* no timestamp (a publisher that does not set one): nothing to tell
 	 * by, so accepted; our bus stamps every message */
 	if (sh->index == 0 || known || published_ms <= 0)
 		return NULL;
-	/* published_ms has whole seconds: that second may end after the
-	 * change, so it counts as before */
+	/* In whole seconds (an AMQP timestamp without the bus's
+	 * x-published-ms), published_ms is the second's start and the
+	 * second may end after the join: it counts as before. */
 	if (published_ms < t->joined_ms)
 		return "published before this shard joined the hash ring: "
 		       "another shard may own it (find its owner with sagactl "
 		       "--shards; replay it if none has it)";
-	if (republished && published_ms < t->ring_changed_ms)
+	/* a resend within the margin after the join or a ring change */
+	if (republished && changed > 0 &&
+	    published_ms < changed + SHARD_RESEND_MARGIN_MS)
 		return "a resend published before the hash ring changed: "
 		       "another shard may own it (find its owner with sagactl "
 		       "--shards; replay it if none has it)";

@@ -24,12 +24,22 @@
  *     told of (ring_changed_at; a leaving shard announces it on the
  *     fanout exchange orchestrator.ring, bound to every control queue,
  *     before it unbinds).
- * AMQP timestamps have whole seconds, so "before" is decided on the safe
- * side: the second of the change counts as before. The bus stamps every
- * message it publishes; a message without a timestamp (another
- * publisher) cannot be judged and is accepted. A refused order is
- * not lost: the operator finds its owner with `sagactl --shards F show`
- * and replays it (sagactl dlq replay stamps it anew).
+ * The times:
+ *   - joined_at is recorded once the shard's orders queue is bound to the
+ *     ring (the first time the daemon is connected with its topology), so
+ *     an order published after it was routed by a ring that has the shard;
+ *   - a publish time is the bus's x-published-ms header, to the
+ *     millisecond. A message with only an AMQP timestamp (another
+ *     publisher) has whole seconds, decided on the safe side: the second
+ *     of the change counts as before. A message with neither cannot be
+ *     judged and is accepted;
+ *   - a resend is judged with a margin, SHARD_RESEND_MARGIN_MS after the
+ *     join or the change: it covers the leaving shard's unbind after its
+ *     notice and the publishers' clocks running ahead of ours. Resends are
+ *     rare, so the margin costs little.
+ * A refused order is not lost: the operator finds its owner with
+ * `sagactl --shards F show` and replays it (sagactl dlq replay stamps it
+ * anew).
  *
  * The identity is kept in the database (table node): a database made by
  * shard 2 cannot be opened as shard 1 or unsharded, which would start
@@ -49,6 +59,9 @@
 #define SHARD_RING     "orchestrator.ring"
 #define SHARD_WEIGHT   "10"
 #define SHARD_NOTICE   "orchestrator.ring_changed"
+/* A resend published less than this after a shard joined or the ring
+ * changed is refused (when the shard does not know the saga). */
+#define SHARD_RESEND_MARGIN_MS 1000
 
 struct shard {
 	int index, count; /* 0/0: unsharded */
@@ -66,9 +79,13 @@ struct shard_times {
 
 /* Claims the database for this shard: records the identity on first use,
  * refuses (-1, reason in err) a database that belongs to another shard,
- * and reads the times; joined_at is set to now_ms the first time. */
-int shard_claim(sqlite3 *db, const struct shard *sh, int64_t now_ms,
-                struct shard_times *t, char *err, size_t errlen);
+ * and reads the times (joined_ms 0: never joined). */
+int shard_claim(sqlite3 *db, const struct shard *sh, struct shard_times *t,
+                char *err, size_t errlen);
+
+/* Records that the shard is in the ring from at_ms, if it never was
+ * (joined_ms 0): called once its orders queue is bound. */
+int shard_note_joined(sqlite3 *db, struct shard_times *t, int64_t at_ms);
 
 /* Remembers a ring change at at_ms (kept if later than the known one). */
 int shard_note_ring_change(sqlite3 *db, struct shard_times *t, int64_t at_ms);
@@ -77,7 +94,8 @@ int shard_note_ring_change(sqlite3 *db, struct shard_times *t, int64_t at_ms);
 int shard_saga_known(sqlite3 *db, const char *id, bool *known);
 
 /* The pure decision: NULL to accept an order.created published at
- * published_ms (whole seconds), or why it is refused. */
+ * published_ms (ms since the epoch: exact, or a second's start), or why
+ * it is refused. */
 const char *shard_refuse(const struct shard *sh, const struct shard_times *t,
                          int64_t published_ms, bool republished, bool known);
 

@@ -9,6 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <amqp.h>
+#include <amqp_tcp_socket.h>
+
 #include "bus.h"
 #include "log.h"
 #include "testutil.h"
@@ -277,6 +280,153 @@ on_dlq(void *arg, const struct bus_delivery *d)
 	snprintf(s->error, sizeof(s->error), "%s", d->error);
 	s->got++;
 	return 1;
+}
+
+/* Another publisher: rabbitmq-c alone, to the default exchange, with an
+ * AMQP timestamp (secs > 0) and a header x-published-ms of the given
+ * kind (AMQP_FIELD_KIND_VOID: none). */
+static int
+raw_publish(const char *url, const char *queue, int64_t secs,
+            uint8_t header_kind, int64_t header_ms)
+{
+	char *u = strdup(url);
+	struct amqp_connection_info ci;
+	amqp_connection_state_t conn = amqp_new_connection();
+	amqp_socket_t *sock = amqp_tcp_socket_new(conn);
+	amqp_basic_properties_t p = {0};
+	amqp_table_entry_t e;
+	int ok = -1;
+
+	if (u == NULL || sock == NULL || amqp_parse_url(u, &ci) != 0 ||
+	    amqp_socket_open(sock, ci.host, ci.port) != 0)
+		goto out;
+	/* "amqp://host:port/": the empty vhost is "/", as lib/bus reads it */
+	if (amqp_login(conn, ci.vhost[0] != '\0' ? ci.vhost : "/", 0, 131072, 0,
+	               AMQP_SASL_METHOD_PLAIN, ci.user, ci.password)
+	            .reply_type != AMQP_RESPONSE_NORMAL)
+		goto close;
+	amqp_channel_open(conn, 1);
+	if (secs > 0) {
+		p._flags |= AMQP_BASIC_TIMESTAMP_FLAG;
+		p.timestamp = (uint64_t)secs;
+	}
+	if (header_kind != AMQP_FIELD_KIND_VOID) {
+		e.key = amqp_cstring_bytes(BUS_HEADER_PUBLISHED_MS);
+		e.value.kind = header_kind;
+		if (header_kind == AMQP_FIELD_KIND_I64)
+			e.value.value.i64 = header_ms;
+		else
+			e.value.value.bytes = amqp_cstring_bytes("soon");
+		p._flags |= AMQP_BASIC_HEADERS_FLAG;
+		p.headers = (amqp_table_t){1, &e};
+	}
+	p._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
+	p.message_id = amqp_cstring_bytes("raw");
+	if (amqp_basic_publish(conn, 1, amqp_cstring_bytes(""),
+	                       amqp_cstring_bytes(queue), 0, 0, &p,
+	                       amqp_cstring_bytes("x")) == AMQP_STATUS_OK)
+		ok = 0;
+	amqp_channel_close(conn, 1, AMQP_REPLY_SUCCESS);
+close:
+	amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
+out:
+	amqp_destroy_connection(conn);
+	free(u);
+	return ok;
+}
+
+struct stamp {
+	int64_t ms;
+	bool exact;
+};
+
+static int
+on_stamp(void *arg, const struct bus_delivery *d)
+{
+	struct stamp *s = arg;
+	s->ms = d->timestamp_ms;
+	s->exact = d->timestamp_exact;
+	return 1;
+}
+
+/* The next message of queue's timestamp (waits for it up to 5 s). */
+static struct stamp
+next_stamp(struct bus *b, const char *queue)
+{
+	struct stamp s = {-1, false};
+	bool got = false;
+	for (int i = 0; i < 100 && !got; i++)
+		if (bus_get(b, queue, on_stamp, &s, &got) != 0 || !got)
+			usleep(50 * 1000);
+	return s;
+}
+
+/* A message's publish time to the millisecond: the bus sends it in the
+ * header x-published-ms beside the AMQP timestamp (whole seconds), and
+ * reads it back only when the two agree; without it, the second. */
+static void
+test_published_ms(void)
+{
+	static const struct bus_queue q[] = {{.name = "bus.test.stamps"}};
+	static const struct bus_topology t = {NULL, 0, q, 1, NULL, 0};
+	const int64_t ms = INT64_C(1795615857123), secs = ms / 1000;
+	struct counter c = {0};
+	struct bus *b = open_bus(shared_url(), NULL, &t, &c);
+	struct bus_handlers h = {NULL, on_confirm, &c};
+	struct bus_message m = {.exchange = "",
+	                        .routing_key = "bus.test.stamps",
+	                        .message_id = "ts-1",
+	                        .timestamp_ms = ms,
+	                        .body = "x",
+	                        .len = 1};
+	struct stamp s;
+	uint32_t n = 0, cons = 0;
+
+	CHECK(b != NULL);
+	CHECK(bus_connect(b, NULL, 0) == 0);
+	CHECK(bus_queue_purge(b, "bus.test.stamps", &n) == 0);
+	CHECK(bus_publish(b, &m, 1) == 0);
+	CHECK(bus_flush(b, 5000, &h) == 0);
+	s = next_stamp(b, "bus.test.stamps");
+	CHECK_EQ(s.ms, ms);
+	CHECK(s.exact);
+	/* another publisher: the header when it agrees with the second */
+	CHECK(raw_publish(shared_url(), "bus.test.stamps", secs,
+	                  AMQP_FIELD_KIND_I64, ms) == 0);
+	s = next_stamp(b, "bus.test.stamps");
+	CHECK_EQ(s.ms, ms);
+	CHECK(s.exact);
+	/* no header: the second's start */
+	CHECK(raw_publish(shared_url(), "bus.test.stamps", secs,
+	                  AMQP_FIELD_KIND_VOID, 0) == 0);
+	s = next_stamp(b, "bus.test.stamps");
+	CHECK_EQ(s.ms, secs * 1000);
+	CHECK(!s.exact);
+	/* a header that disagrees with the timestamp, or is not a number */
+	CHECK(raw_publish(shared_url(), "bus.test.stamps", secs,
+	                  AMQP_FIELD_KIND_I64, ms + 5000) == 0);
+	s = next_stamp(b, "bus.test.stamps");
+	CHECK_EQ(s.ms, secs * 1000);
+	CHECK(!s.exact);
+	CHECK(raw_publish(shared_url(), "bus.test.stamps", secs,
+	                  AMQP_FIELD_KIND_UTF8, 0) == 0);
+	s = next_stamp(b, "bus.test.stamps");
+	CHECK_EQ(s.ms, secs * 1000);
+	CHECK(!s.exact);
+	/* a header alone is taken; nothing at all is 0 */
+	CHECK(raw_publish(shared_url(), "bus.test.stamps", 0,
+	                  AMQP_FIELD_KIND_I64, ms) == 0);
+	s = next_stamp(b, "bus.test.stamps");
+	CHECK_EQ(s.ms, ms);
+	CHECK(s.exact);
+	CHECK(raw_publish(shared_url(), "bus.test.stamps", 0,
+	                  AMQP_FIELD_KIND_VOID, 0) == 0);
+	s = next_stamp(b, "bus.test.stamps");
+	CHECK_EQ(s.ms, 0);
+	CHECK(!s.exact);
+	CHECK(bus_queue_info(b, "bus.test.stamps", &n, &cons) == 0);
+	CHECK_EQ(n, 0);
+	bus_close(b);
 }
 
 static void
@@ -567,6 +717,7 @@ main(void)
 	RUN(test_unroutable_mandatory_returned);
 	RUN(test_quiet_poll_sleeps);
 	RUN(test_reject_reaches_dlq);
+	RUN(test_published_ms);
 	RUN(test_missing_exchange_republished);
 	RUN(test_nacked_resent_with_backoff);
 	RUN(test_quorum_delivery_limit);

@@ -53,25 +53,29 @@ test_claim(void)
 	CHECK(shard_parse(NULL, &none, err, sizeof(err)) == 0);
 	st = store_open(path, err, sizeof(err));
 	CHECK_MSG(st != NULL, "%s", err);
-	/* first use: shard 1 claims it and joins at 1000 */
-	CHECK(shard_claim(store_db(st), &one, 1000, &t, err, sizeof(err)) == 0);
-	CHECK(t.joined_ms == 1000 && t.ring_changed_ms == 0);
+	/* first use: shard 1 claims it; it joins once its queue is bound */
+	CHECK(shard_claim(store_db(st), &one, &t, err, sizeof(err)) == 0);
+	CHECK(t.joined_ms == 0 && t.ring_changed_ms == 0);
+	CHECK(shard_note_joined(store_db(st), &t, 1000) == 0);
+	CHECK(t.joined_ms == 1000);
 	/* again later (a restart): joined_at stays */
-	CHECK(shard_claim(store_db(st), &one, 5000, &t, err, sizeof(err)) == 0);
+	CHECK(shard_claim(store_db(st), &one, &t, err, sizeof(err)) == 0);
+	CHECK(t.joined_ms == 1000);
+	CHECK(shard_note_joined(store_db(st), &t, 5000) == 0);
+	CHECK(t.joined_ms == 1000);
+	CHECK(shard_claim(store_db(st), &one, &t, err, sizeof(err)) == 0);
 	CHECK(t.joined_ms == 1000);
 	/* another shard, or unsharded, is refused with a reason */
-	CHECK(shard_claim(store_db(st), &two, 5000, &t, err, sizeof(err)) ==
-	      -1);
+	CHECK(shard_claim(store_db(st), &two, &t, err, sizeof(err)) == -1);
 	CHECK_MSG(strstr(err, "belongs to shard 1, not to shard 2"), "%s", err);
-	CHECK(shard_claim(store_db(st), &none, 5000, &t, err, sizeof(err)) ==
-	      -1);
+	CHECK(shard_claim(store_db(st), &none, &t, err, sizeof(err)) == -1);
 	CHECK_MSG(strstr(err, "--shard 1/N"), "%s", err);
 	/* ring changes only move forward, and are kept */
-	CHECK(shard_claim(store_db(st), &one, 5000, &t, err, sizeof(err)) == 0);
+	CHECK(shard_claim(store_db(st), &one, &t, err, sizeof(err)) == 0);
 	CHECK(shard_note_ring_change(store_db(st), &t, 7000) == 0);
 	CHECK(shard_note_ring_change(store_db(st), &t, 6000) == 0);
 	CHECK(t.ring_changed_ms == 7000);
-	CHECK(shard_claim(store_db(st), &one, 9000, &t, err, sizeof(err)) == 0);
+	CHECK(shard_claim(store_db(st), &one, &t, err, sizeof(err)) == 0);
 	CHECK(t.ring_changed_ms == 7000);
 	CHECK(shard_control_queue(store_db(st), "main", owner, sizeof(owner)) ==
 	      0);
@@ -84,8 +88,8 @@ test_claim(void)
 	snprintf(path, sizeof(path), "%s/u.db", dir);
 	st = store_open(path, err, sizeof(err));
 	CHECK(st != NULL);
-	CHECK(shard_claim(store_db(st), &none, 1, &t, err, sizeof(err)) == 0);
-	CHECK(shard_claim(store_db(st), &two, 1, &t, err, sizeof(err)) == -1);
+	CHECK(shard_claim(store_db(st), &none, &t, err, sizeof(err)) == 0);
+	CHECK(shard_claim(store_db(st), &two, &t, err, sizeof(err)) == -1);
 	CHECK_MSG(strstr(err, "unsharded"), "%s", err);
 	store_close(st);
 	testutil_rmtree(dir);
@@ -105,21 +109,43 @@ test_refuse(void)
 	CHECK(shard_refuse(&one, &t, 0, true, false) == NULL);
 	/* unsharded: never */
 	CHECK(shard_refuse(&none, &t, 0, true, false) == NULL);
-	/* published before the shard joined (AMQP seconds: 10000 may be
-	 * 10.999 s, after 10.5 s, but cannot be told apart: refused) */
+	/* published before the shard joined. In whole seconds, 10000 may
+	 * be 10.999 s, after 10.5 s, but cannot be told apart: refused */
 	CHECK(shard_refuse(&one, &t, 9000, false, false) != NULL);
 	CHECK(shard_refuse(&one, &t, 10000, false, false) != NULL);
 	CHECK(shard_refuse(&one, &t, 11000, false, false) == NULL);
+	/* to the millisecond (the bus's x-published-ms): exact */
+	CHECK(shard_refuse(&one, &t, 10499, false, false) != NULL);
+	CHECK(shard_refuse(&one, &t, 10500, false, false) == NULL);
+	CHECK(shard_refuse(&one, &t, 10501, false, false) == NULL);
 	/* ... unless the saga is already ours: a plain duplicate */
 	CHECK(shard_refuse(&one, &t, 9000, false, true) == NULL);
-	/* after a ring change: only resends from before it */
+	/* a resend: refused up to SHARD_RESEND_MARGIN_MS after the join */
+	{
+		struct shard_times j = {.joined_ms = 10500};
+		CHECK(shard_refuse(&one, &j, 11499, true, false) != NULL);
+		CHECK(shard_refuse(&one, &j, 11500, true, false) == NULL);
+		CHECK(shard_refuse(&one, &j, 11499, false, false) == NULL);
+	}
+	/* after a ring change: only resends from before it (with the
+	 * margin: the leaving shard unbinds after its notice) */
 	CHECK(shard_refuse(&one, &t, 15000, false, false) == NULL);
 	CHECK(shard_refuse(&one, &t, 15000, true, false) != NULL);
 	CHECK(shard_refuse(&one, &t, 20000, true, false) != NULL);
-	CHECK(shard_refuse(&one, &t, 21000, true, false) == NULL);
+	CHECK(shard_refuse(&one, &t, 21000, true, false) != NULL);
+	CHECK(shard_refuse(&one, &t, 21499, true, false) != NULL);
+	CHECK(shard_refuse(&one, &t, 21500, true, false) == NULL);
+	CHECK(shard_refuse(&one, &t, 21500, false, false) == NULL);
 	CHECK(shard_refuse(&one, &t, 15000, true, true) == NULL);
 	CHECK(strstr(shard_refuse(&one, &t, 9000, false, false), "joined") !=
 	      NULL);
+	CHECK(strstr(shard_refuse(&one, &t, 21000, true, false), "resend") !=
+	      NULL);
+	/* never joined (a draining shard that never bound): the join
+	 * refuses nothing */
+	t.joined_ms = 0;
+	t.ring_changed_ms = 0;
+	CHECK(shard_refuse(&one, &t, 9000, true, false) == NULL);
 }
 
 int

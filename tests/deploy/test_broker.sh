@@ -7,7 +7,8 @@
 #   no check sees it) makes the start pick again, avoiding the port the
 #   boot named, instead of failing (CI once lost test_cluster this way);
 # - a bad SAGA_BROKER_PORT_RANGE or one with too few free ports fails
-#   clearly and leaves no half-written ports file behind.
+#   clearly and leaves no half-written ports file behind;
+# - a node that dies at boot keeps its logs but no longer holds its ports.
 # Every node lives in a private SAGA_BROKER_BASE and is stopped on exit.
 set -u
 # shellcheck source=tests/deploy/lib.sh
@@ -99,6 +100,15 @@ EOF
   fi
 done
 check "a start whose port was taken said so and picked again" test "$retried" = 1
+
+# ---- a node that dies at boot (here: a broken config line) ----
+out=$(SAGA_BROKER_CONF="nonsense.key = 1" scripts/broker start broken 2>&1) && st=0 || st=$?
+check "a node with a broken config fails to start" test "$st" -ne 0
+check "... naming its logs" grep -q "died during start (logs in $SAGA_BROKER_BASE/broken/log)" <<<"$out"
+check "... which stay" test -s "$SAGA_BROKER_BASE/broken/log/startup.log"
+check "... without holding on to its ports" test ! -e "$SAGA_BROKER_BASE/broken/ports"
+scripts/broker stop broken >/dev/null 2>&1
+check "... and stop removes it" test ! -e "$SAGA_BROKER_BASE/broken"
 
 # ---- bad ranges ----
 for r in 5-x 100-200 3000-2000 20000; do

@@ -46,15 +46,15 @@ check "the node serves AMQP on it" serves "$AMQP_PORT"
 scripts/broker stop plain >/dev/null 2>&1
 
 # ---- a port taken between the check and the bind ----
-# A range of five ports; the 1st and 3rd are bound without listening,
+# A range of six ports; the 1st and 3rd are bound without listening,
 # which neither ss nor a connect sees. Each port is picked at random from
-# the range, so a start hits one of them 9 times in 10: its boot fails to
+# the range, so a start hits one of them 4 times in 5: its boot fails to
 # bind, and each retry avoids the port the boot named. Every start must
 # succeed on free ports; one (of at most four, each on a fresh range) must
 # have picked again.
-free_run() { # free_run B: B..B+4 free (nothing listens, no socket state)
+free_run() { # free_run B: B..B+5 free (nothing listens, no socket state)
   local i
-  for i in 0 1 2 3 4; do
+  for i in 0 1 2 3 4 5; do
     if serves $(($1 + i)) || [ -n "$(ss -Htan "sport = :$(($1 + i))" 2>/dev/null)" ]; then return 1; fi
   done
 }
@@ -65,7 +65,7 @@ for round in 1 2 3 4; do
     b=$((10000 + RANDOM % 20000))
     if free_run "$b"; then base=$b; break; fi
   done
-  [ -n "$base" ] || { bad "five free ports in a row"; break; }
+  [ -n "$base" ] || { bad "six free ports in a row"; break; }
   python3 - "$base" "$((base + 2))" <<'EOF' &
 import socket, sys, time
 held = []
@@ -78,13 +78,13 @@ EOF
   holder=$!
   sleep 0.5
   log=$SAGA_BROKER_BASE/taken-$round.log
-  if SAGA_BROKER_PORT_RANGE=$base-$((base + 4)) scripts/broker start "taken" --owner $$ >/dev/null 2>"$log"; then
+  if SAGA_BROKER_PORT_RANGE=$base-$((base + 5)) scripts/broker start "taken" --owner $$ >/dev/null 2>"$log"; then
     ok "round $round: a node starts although two ports of its range are taken"
     # shellcheck disable=SC1091
     . "$SAGA_BROKER_BASE/taken/ports"
     for p in "$AMQP_PORT" "$DIST_PORT" "$MGMT_PORT"; do
       check "round $round: port $p is in the range and not a taken one" \
-        test "$p" -gt "$base" -a "$p" -le $((base + 4)) -a "$p" != $((base + 2))
+        test "$p" -gt "$base" -a "$p" -le $((base + 5)) -a "$p" != $((base + 2))
     done
     check "round $round: the node serves AMQP on $AMQP_PORT" serves "$AMQP_PORT"
   else

@@ -143,6 +143,16 @@ now_ms(void)
 	return now_us() / 1000;
 }
 
+/* The wall clock in ms since the epoch, for what other hosts read (the
+ * publish time, when the topology was declared); now_ms times waits. */
+static int64_t
+wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* The wait to hand rabbitmq-c for `left_us` more microseconds. It turns a
  * timeval into a deadline and polls for the whole milliseconds left until
  * it, rounded down (amqp_time_ms_until), so anything under 1 ms is
@@ -720,12 +730,7 @@ try_connect(struct bus *b, const char *url)
 		return -1;
 	if (declare(b) != 0)
 		return -1;
-	{ /* every binding is in place from here on, before consuming */
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		b->stats.declared_ms =
-		        (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-	}
+	b->stats.declared_ms = wall_ms(); /* every binding is in place */
 	if (b->nconsume > 0 && !b->cancelled) {
 		amqp_basic_qos(b->conn, CH, 0, b->cfg.prefetch, 0);
 		if (!rpc_ok(b, "basic.qos"))
@@ -1121,14 +1126,7 @@ bus_publish(struct bus *b, const struct bus_message *m, uint64_t tag)
 	p->tag = tag;
 	/* every message says when it was first published (a resend keeps
 	 * it): shards tell old orders by it (orchestrator/svc/shard.h) */
-	if (m->timestamp_ms > 0) {
-		p->timestamp_ms = m->timestamp_ms;
-	} else {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		p->timestamp_ms =
-		        (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-	}
+	p->timestamp_ms = m->timestamp_ms > 0 ? m->timestamp_ms : wall_ms();
 	p->expiration_ms = m->expiration_ms;
 	p->attempts = m->attempts;
 	p->mandatory = m->mandatory;
@@ -1334,27 +1332,20 @@ field_int(const amqp_field_value_t *v)
 /* When the message was published: the x-published-ms header (ours, to the
  * millisecond) if it agrees with the AMQP timestamp's second, else that
  * timestamp (whole seconds), else 0. */
-static void
-published_at(const amqp_basic_properties_t *p, struct bus_delivery *d)
+static int64_t
+published_at(const amqp_basic_properties_t *p)
 {
 	bool has_ts = (p->_flags & AMQP_BASIC_TIMESTAMP_FLAG) != 0;
-	int64_t secs = has_ts ? (int64_t)p->timestamp : 0;
+	int64_t secs = has_ts ? (int64_t)p->timestamp : 0, ms = 0;
 	const amqp_field_value_t *v = NULL;
 
-	d->timestamp_ms = secs * 1000;
-	d->timestamp_exact = false;
 	if (p->_flags & AMQP_BASIC_HEADERS_FLAG)
 		v = table_get(&p->headers, BUS_HEADER_PUBLISHED_MS);
-	if (v != NULL && (v->kind == AMQP_FIELD_KIND_I64 ||
-	                  v->kind == AMQP_FIELD_KIND_U64)) {
-		int64_t ms = v->kind == AMQP_FIELD_KIND_I64
-		                     ? v->value.i64
-		                     : (int64_t)(v->value.u64 & INT64_MAX);
-		if (ms > 0 && (!has_ts || ms / 1000 == secs)) {
-			d->timestamp_ms = ms;
-			d->timestamp_exact = true;
-		}
-	}
+	if (v != NULL && v->kind == AMQP_FIELD_KIND_I64)
+		ms = v->value.i64;
+	else if (v != NULL && v->kind == AMQP_FIELD_KIND_U64)
+		ms = (int64_t)(v->value.u64 & INT64_MAX);
+	return ms > 0 && (!has_ts || ms / 1000 == secs) ? ms : secs * 1000;
 }
 
 /* x-death: an array of tables; the counts of {queue, rejected} and
@@ -1437,7 +1428,7 @@ to_delivery(struct bus *b, const amqp_basic_properties_t *p, amqp_bytes_t body,
 	d->content_type = s[4];
 	d->traceparent = s[5];
 	d->error = s[6];
-	published_at(p, d);
+	d->timestamp_ms = published_at(p);
 	d->rejected_count = death_count(p, queue);
 	d->republished = (p->_flags & AMQP_BASIC_HEADERS_FLAG) &&
 	                 table_get(&p->headers, "x-republished") != NULL;

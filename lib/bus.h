@@ -159,11 +159,10 @@ struct bus_delivery {
 	const char *error; /* x-saga-error header */
 	/* When it was first published (a resend keeps it), ms since the
 	 * epoch; 0 if the publisher did not say. AMQP timestamps have whole
-	 * seconds, so the bus also sends the header x-published-ms: with
-	 * it (and agreeing with the timestamp's second) timestamp_exact is
-	 * true; without it timestamp_ms is the second's start. */
+	 * seconds, so the bus also sends the header x-published-ms: with it
+	 * (agreeing with the timestamp's second) this is to the ms; without
+	 * it, the second's start. */
 	int64_t timestamp_ms;
-	bool timestamp_exact;
 	bool redelivered;
 	long rejected_count;     /* x-death count for this queue, reasons
 	                          * rejected and delivery_limit */

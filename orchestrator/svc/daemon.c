@@ -764,15 +764,15 @@ drain_step(struct adapter *a)
 	if (a->drain == DRAIN_UNBIND) {
 		if (bus_unbind(a->bus, SHARD_EXCHANGE, a->orders_q,
 		               SHARD_WEIGHT) == 0) {
+			int64_t unbound = envelope_now_ms();
 			log_info("draining: %s left the hash ring; finishing "
 			         "what it owns",
 			         a->orders_q);
 			/* the shards judge resends with a margin after the
 			 * notice's time (shard.h); an unbind later than that
 			 * is announced again, with its own time */
-			if (envelope_now_ms() - a->announced_ms >=
-			    SHARD_RESEND_MARGIN_MS)
-				(void)ring_notice_publish(a, envelope_now_ms());
+			if (unbound - a->announced_ms >= SHARD_RESEND_MARGIN_MS)
+				(void)ring_notice_publish(a, unbound);
 			a->drain = DRAIN_FINISHING;
 			a->next_check_ms = now + 1000;
 		}
@@ -1036,7 +1036,6 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		}
 		if (bus_connect(bus, err, sizeof(err)) != 0)
 			log_warnx("cannot connect yet (%s); retrying", err);
-		note_joined(&a);
 		o = orch_new(st, reg, &oc);
 		a.o = o;
 		l = o != NULL ? loop_new(st, o, &t, &lc) : NULL;

@@ -167,7 +167,10 @@ struct chart_state {
 	size_t nreplies;
 	char **save; /* reply payload fields stored into the saga data */
 	size_t nsave;
-	int64_t timeout_ms;
+	int64_t timeout_ms;  /* start-to-close: one attempt, from its send */
+	int64_t deadline_ms; /* schedule-to-close: the whole step, every
+	                      * attempt and wait included, from entering it;
+	                      * CHART_DEADLINE_DEFAULT_MS unless set */
 	struct chart_retry retry;
 	int exhausted_target; /* final state when attempts run out (FAIL) */
 	struct chart_compensation *compensate; /* NULL if nothing to undo */
@@ -181,6 +184,9 @@ struct chart_state {
 	int64_t duration_ms;
 	int next; /* GOTO target after the wait */
 };
+
+/* The built-in `deadline` of a step (statecharts/README.md): an hour. */
+#define CHART_DEADLINE_DEFAULT_MS (3600LL * 1000)
 
 struct chart {
 	char *name;       /* `saga:` */

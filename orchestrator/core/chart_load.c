@@ -723,7 +723,7 @@ struct builder {
 	size_t ntargets, captargets;
 	struct node **state_nodes;
 	struct chart_retry def_retry, def_comp_retry;
-	int64_t def_timeout;
+	int64_t def_timeout, def_deadline;
 	char *failure_name;
 	int failure_line, failure_col;
 };
@@ -846,9 +846,9 @@ static void
 build_step(struct builder *b, struct chart_state *s, struct node *n)
 {
 	static const char *const keys[] = {
-	        "type",  "description", "to",        "command", "route",
-	        "pass",  "on",          "save",      "emit",    "timeout",
-	        "retry", "compensate",  "exhausted", NULL};
+	        "type",  "description", "to",        "command",  "route",
+	        "pass",  "on",          "save",      "emit",     "timeout",
+	        "retry", "compensate",  "exhausted", "deadline", NULL};
 	char w[120];
 	struct node *on, *ex;
 
@@ -862,6 +862,20 @@ build_step(struct builder *b, struct chart_state *s, struct node *n)
 	get_strv(b->x, n, "save", w, &s->save, &s->nsave, NULL);
 	s->timeout_ms = b->def_timeout;
 	get_duration(b->x, n, "timeout", w, &s->timeout_ms);
+	s->deadline_ms = b->def_deadline;
+	get_duration(b->x, n, "deadline", w, &s->deadline_ms);
+	if (s->deadline_ms < s->timeout_ms) {
+		struct node *d = map_get(n, "deadline");
+		if (d == NULL)
+			d = map_get(n, "timeout");
+		err_at(b->x, d != NULL ? d->line : n->line,
+		       d != NULL ? d->col : n->col,
+		       "state \"%s\": \"deadline\" is shorter than "
+		       "\"timeout\": "
+		       "the step would end before its first attempt could "
+		       "time out",
+		       s->name);
+	}
 	s->retry = b->def_retry;
 	if (map_get(n, "retry") != NULL)
 		build_retry(b, map_get(n, "retry"), w, &s->retry);
@@ -1585,6 +1599,13 @@ compute_version(struct chart *c)
 		}
 		hstrv(&h, s->save, s->nsave);
 		hint(&h, s->timeout_ms);
+		/* hashed only when it is not the built-in value, so the
+		 * charts written before deadlines keep their versions */
+		if (s->type == STATE_STEP &&
+		    s->deadline_ms != CHART_DEADLINE_DEFAULT_MS) {
+			hput(&h, "deadline");
+			hint(&h, s->deadline_ms);
+		}
 		hretry(&h, &s->retry);
 		hint(&h, s->exhausted_target);
 		if (s->compensate != NULL) {
@@ -1625,7 +1646,7 @@ build_chart(struct builder *b, struct node *root)
 	static const char *const keys[] = {"saga",    "description", "initial",
 	                                   "failure", "fields",      "defaults",
 	                                   "states",  NULL};
-	static const char *const dkeys[] = {"timeout", "retry",
+	static const char *const dkeys[] = {"timeout", "deadline", "retry",
 	                                    "compensate_retry", NULL};
 	struct node *states, *defaults, *fields, *init, *fail;
 	struct chart *c = b->c;
@@ -1635,6 +1656,7 @@ build_chart(struct builder *b, struct node *root)
 	check_keys(b->x, root, "the statechart", keys);
 	c->name = get_str(b->x, root, "saga", "the statechart", true, "-");
 	b->def_timeout = 10000;
+	b->def_deadline = CHART_DEADLINE_DEFAULT_MS;
 	b->def_retry = (struct chart_retry){3, 1000, 2.0, 30000};
 	b->def_comp_retry = (struct chart_retry){5, 1000, 2.0, 60000};
 	defaults = map_get(root, "defaults");
@@ -1643,6 +1665,8 @@ build_chart(struct builder *b, struct node *root)
 		check_keys(b->x, defaults, "defaults", dkeys);
 		get_duration(b->x, defaults, "timeout", "defaults",
 		             &b->def_timeout);
+		get_duration(b->x, defaults, "deadline", "defaults",
+		             &b->def_deadline);
 		if (map_get(defaults, "retry") != NULL)
 			build_retry(b, map_get(defaults, "retry"),
 			            "defaults retry", &b->def_retry);

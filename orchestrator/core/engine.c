@@ -196,6 +196,16 @@ set_timer(struct run *r, int64_t at)
 	r->timer_at = at;
 }
 
+/* A timer of the current step, capped at its deadline (none while
+ * compensating: an undo waits as long as it takes). */
+static void
+set_step_timer(struct run *r, int64_t at)
+{
+	int64_t dl = r->s->deadline_ms;
+
+	set_timer(r, (!undoing(r->s) && dl > 0 && dl < at) ? dl : at);
+}
+
 /* The saga stops waiting: no timer, no phase. */
 static void
 stop_waiting(struct run *r)
@@ -283,7 +293,7 @@ send_current(struct run *r)
 	a->attempt = s->attempt;
 	a->compensation = cp != NULL;
 	s->phase = PHASE_AWAIT;
-	set_timer(r, r->ev->now_ms + timeout_of(r));
+	set_step_timer(r, r->ev->now_ms + timeout_of(r));
 	note(r, "sent %s%s (%s attempt %d)", cp != NULL ? "undo " : "", cmd,
 	     st->name, s->attempt);
 	return 0;
@@ -406,6 +416,8 @@ enter(struct run *r, int target)
 	s->state = target;
 	s->step_started_ms = r->ev->now_ms;
 	st = cur(r);
+	s->deadline_ms =
+	        st->type == STATE_STEP ? r->ev->now_ms + st->deadline_ms : 0;
 	switch (st->type) {
 	case STATE_STEP:
 		s->attempt = 1;
@@ -445,6 +457,7 @@ next_compensation(struct run *r)
 	}
 	s->state = s->done[s->ndone - 1].state;
 	s->step_started_ms = r->ev->now_ms;
+	s->deadline_ms = 0;
 	s->attempt = 1;
 	s->attempt_base = 0;
 	return send_or_fail(r);
@@ -520,7 +533,7 @@ attempt_failed(struct run *r)
 		return send_or_fail(r);
 	}
 	s->phase = PHASE_BACKOFF;
-	set_timer(r, r->ev->now_ms + delay);
+	set_step_timer(r, r->ev->now_ms + delay);
 	note(r, "attempt %d in %" PRId64 " ms", s->attempt + 1, delay);
 	return 0;
 }
@@ -673,6 +686,20 @@ on_reply(struct run *r)
 	return ENGINE_ERROR;
 }
 
+/* The step's deadline passed with no answer: its outcome is unknown (an
+ * attempt went out), so it is compensated too, as when its attempts run
+ * out. */
+static int
+deadline_passed(struct run *r)
+{
+	note(r, "%s: deadline passed after %d attempt%s: outcome unknown",
+	     cur(r)->name, r->s->attempt - r->s->attempt_base,
+	     r->s->attempt - r->s->attempt_base == 1 ? "" : "s");
+	if (push_done(r, true) != 0)
+		return -1;
+	return begin_compensation(r, cur(r)->exhausted_target);
+}
+
 static enum engine_result
 on_timeout(struct run *r)
 {
@@ -690,6 +717,18 @@ on_timeout(struct run *r)
 		note(r, "stale timer %" PRId64 ": current is %" PRId64,
 		     r->ev->timer_seq, s->timer_seq);
 		return ENGINE_IGNORED;
+	}
+	if (!undoing(s) && s->deadline_ms > 0 &&
+	    r->ev->now_ms >= s->deadline_ms &&
+	    (s->phase == PHASE_AWAIT || s->phase == PHASE_BACKOFF))
+		return deadline_passed(r) == 0 ? ENGINE_OK : ENGINE_ERROR;
+	if (s->phase == PHASE_AWAIT && r->ev->absent) {
+		note(r,
+		     "%s%s attempt %d: not taken (no consumer): still queued, "
+		     "not counted",
+		     undoing(s) ? "undo " : "", cur(r)->name, s->attempt);
+		set_step_timer(r, r->ev->now_ms + timeout_of(r));
+		return ENGINE_OK;
 	}
 	switch (s->phase) {
 	case PHASE_WAIT:
@@ -748,6 +787,8 @@ op_retry(struct run *r)
 		              saga_phase_name(s->phase),
 		              s->status == SAGA_STUCK ? ": use resume" : "");
 	note(r, "operator retry");
+	if (!undoing(s))
+		s->deadline_ms = r->ev->now_ms + cur(r)->deadline_ms;
 	s->attempt_base = s->attempt;
 	s->attempt++;
 	return send_or_fail(r) == 0 ? ENGINE_OK : ENGINE_ERROR;
@@ -1180,6 +1221,7 @@ saga_to_value(const struct saga *s, const struct chart *c, struct value *out)
 	    put_int(out, "timer_at_ms", s->timer_at_ms) != 0 ||
 	    put_int(out, "started_ms", s->started_ms) != 0 ||
 	    put_int(out, "step_started_ms", s->step_started_ms) != 0 ||
+	    put_int(out, "deadline_ms", s->deadline_ms) != 0 ||
 	    put_int(out, "updated_ms", s->updated_ms) != 0)
 		goto out_fail;
 	return 0;
@@ -1190,28 +1232,31 @@ out_fail:
 	return -1;
 }
 
-/* The record's keys and their types; every one is required and no other
- * is allowed. */
+/* The record's keys and their types; every one is required (but the
+ * optional ones, added later: a record written before them reads as 0)
+ * and no other is allowed. */
 static const struct {
 	const char *key;
 	enum value_type type;
+	bool optional;
 } record_keys[] = {
-        {"v", VALUE_INT},
-        {"id", VALUE_STR},
-        {"chart_version", VALUE_STR},
-        {"status", VALUE_STR},
-        {"state", VALUE_INT},
-        {"phase", VALUE_STR},
-        {"attempt", VALUE_INT},
-        {"attempt_base", VALUE_INT},
-        {"data", VALUE_MAP},
-        {"done", VALUE_ARRAY},
-        {"fail_target", VALUE_INT},
-        {"timer_seq", VALUE_INT},
-        {"timer_at_ms", VALUE_INT},
-        {"started_ms", VALUE_INT},
-        {"step_started_ms", VALUE_INT},
-        {"updated_ms", VALUE_INT},
+        {"v", VALUE_INT, false},
+        {"id", VALUE_STR, false},
+        {"chart_version", VALUE_STR, false},
+        {"status", VALUE_STR, false},
+        {"state", VALUE_INT, false},
+        {"phase", VALUE_STR, false},
+        {"attempt", VALUE_INT, false},
+        {"attempt_base", VALUE_INT, false},
+        {"data", VALUE_MAP, false},
+        {"done", VALUE_ARRAY, false},
+        {"fail_target", VALUE_INT, false},
+        {"timer_seq", VALUE_INT, false},
+        {"timer_at_ms", VALUE_INT, false},
+        {"started_ms", VALUE_INT, false},
+        {"step_started_ms", VALUE_INT, false},
+        {"deadline_ms", VALUE_INT, true},
+        {"updated_ms", VALUE_INT, false},
 };
 
 static int bad(char *err, size_t errlen, const char *fmt, ...)
@@ -1255,7 +1300,8 @@ check_keys(const struct value *v, char *err, size_t errlen)
 			           value_type_name(record_keys[k].type));
 	}
 	for (k = 0; k < NELEM(record_keys); k++)
-		if (value_map_get(v, record_keys[k].key) == NULL)
+		if (!record_keys[k].optional &&
+		    value_map_get(v, record_keys[k].key) == NULL)
 			return bad(err, errlen, "missing \"%s\"",
 			           record_keys[k].key);
 	return 0;
@@ -1368,6 +1414,13 @@ fields_from_value(struct saga *s, const struct chart *c, const struct value *v,
 	s->started_ms = rint_(v, "started_ms");
 	s->step_started_ms = rint_(v, "step_started_ms");
 	s->updated_ms = rint_(v, "updated_ms");
+	if (value_map_get(v, "deadline_ms") != NULL)
+		s->deadline_ms = rint_(v, "deadline_ms");
+	else if (c->states[state].type == STATE_STEP &&
+	         strcmp(rstr(v, "status"), "running") == 0)
+		/* written before deadlines: the step's, from its entry */
+		s->deadline_ms =
+		        s->step_started_ms + c->states[state].deadline_ms;
 	return done_from_value(s, c, value_map_get(v, "done"), err, errlen);
 }
 

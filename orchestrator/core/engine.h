@@ -32,6 +32,18 @@
  *   it is compensated too (it may have happened), then the saga ends in the
  *   step's exhausted target.
  *
+ * Timeouts (statecharts/README.md, "Timeouts"): a step's `timeout` bounds
+ *   one attempt (start-to-close) and its `deadline` the whole step
+ *   (schedule-to-close: every attempt, backoff and queueing, from
+ *   entering the step; saga.deadline_ms). A TIMEOUT flagged `absent`
+ *   (the caller saw no participant take commands during the attempt: it
+ *   was down, or the orchestrator could not publish) does not count: the
+ *   timer is armed again for another `timeout` and nothing is resent, the
+ *   command still waits in its queue. An undo command waits so for as
+ *   long as it takes. Every timer of a step is capped at its deadline;
+ *   a TIMEOUT at or past the deadline ends the step as exhausted (outcome
+ *   unknown: compensated too).
+ *
  * Compensation (status COMPENSATING) undoes the completed steps in reverse
  * order of completion, each with its compensation's own timeout and retry
  * policy; a compensation reply in its `ok` list means undone. A
@@ -126,6 +138,10 @@ struct saga {
 	int64_t timer_at_ms;     /* when it fires; 0 when none is armed */
 	int64_t started_ms;      /* saga start */
 	int64_t step_started_ms; /* when the current state was entered */
+	int64_t deadline_ms;     /* when the current step's deadline passes
+	                          * (its chart `deadline` after entering it,
+	                          * or after an operator's RETRY); 0 outside
+	                          * a step and while compensating */
 	int64_t updated_ms;
 };
 
@@ -149,7 +165,12 @@ struct engine_event {
 	const char *in_reply_to;     /* EV_REPLY: the command's message id */
 	const struct value *payload; /* EV_START order, EV_REPLY reply body */
 	int64_t timer_seq;           /* EV_TIMEOUT */
-	const char *step;            /* EV_OP_MARK_COMPENSATED */
+	bool absent;      /* EV_TIMEOUT: nobody took the outstanding command
+	                   * during this attempt (the caller knows the
+	                   * participant's consumers were gone): the attempt
+	                   * is not counted, the command still waits in its
+	                   * queue */
+	const char *step; /* EV_OP_MARK_COMPENSATED */
 };
 
 enum engine_action_type {

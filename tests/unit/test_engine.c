@@ -719,6 +719,149 @@ test_timeouts_then_success(void)
 	h_close(&h);
 }
 
+/* ---- timeouts that mean what they say (statecharts/README.md) ---- */
+
+static enum engine_result
+h_fire_absent(struct h *h)
+{
+	struct engine_event ev = {.type = EV_TIMEOUT,
+	                          .timer_seq = h->s.timer_seq,
+	                          .absent = true};
+	h->now = h->s.timer_at_ms;
+	return h_step(h, &ev);
+}
+
+/* A timeout while nobody took the command is not a failed attempt: the
+ * timer is armed again, nothing is resent, and the participant's answer to
+ * attempt 1 still counts when it comes. */
+static void
+test_absent_not_counted(void)
+{
+	struct h h;
+	int64_t tmo;
+
+	CHECK(order_start(&h, "o60", "card", 12000) == 0);
+	tmo = st(&h, "reserve_stock")->timeout_ms;
+	for (int i = 0; i < 10; i++) {
+		int64_t seq = h.s.timer_seq;
+		CHECK_EQ(h_fire_absent(&h), ENGINE_OK);
+		EXPECT(&h, "timer %" PRId64 " @%" PRId64, seq + 1, h.now + tmo);
+		CHECK_EQ(h.s.attempt, 1);
+		CHECK_EQ(h.s.phase, PHASE_AWAIT);
+		CHECK_MSG(strstr(h.out.note, "not counted") != NULL, "%s",
+		          h.out.note);
+	}
+	CHECK_EQ(h_reply(&h, "inventory.reserved",
+	                 mid(&h, "reserve_stock", false, 1)),
+	         ENGINE_OK);
+	CHECK_STR(state_of(&h), "payment");
+	h_close(&h);
+}
+
+/* The deadline bounds the step: its timers never go past it, and a
+ * timeout at the deadline ends the step as exhausted (outcome unknown,
+ * compensated too), whether the participant was away or not. */
+static void
+test_deadline_ends_step(void)
+{
+	struct h h;
+	int64_t dl;
+
+	CHECK(order_start(&h, "o61", "card", 12000) == 0);
+	DO(to_payment(&h, "card"));
+	dl = h.now + st(&h, "payment")->deadline_ms;
+	CHECK_EQ(h.s.deadline_ms, dl);
+	while (h.s.timer_at_ms < dl) {
+		CHECK_EQ(h_fire_absent(&h), ENGINE_OK);
+		CHECK(h.s.timer_at_ms <= dl);
+	}
+	CHECK_EQ(h.s.attempt, 1);
+	CHECK_EQ(h_fire_absent(&h), ENGINE_OK);
+	CHECK_MSG(strstr(h.out.note, "deadline passed") != NULL, "%s",
+	          h.out.note);
+	CHECK_STR(stack(&h), "reserve_stock payment?");
+	CHECK_EQ(h.s.status, SAGA_COMPENSATING);
+	CHECK_EQ(h.s.deadline_ms, 0);
+	/* an undo whose participant is away waits, however long */
+	for (int i = 0; i < 1000; i++)
+		CHECK_EQ(h_fire_absent(&h), ENGINE_OK);
+	CHECK_EQ(h.s.status, SAGA_COMPENSATING);
+	CHECK_EQ(h.s.attempt, 1);
+	h_close(&h);
+}
+
+/* A deadline shorter than timeout x attempts: the backoff timer is
+ * capped at the deadline and firing it ends the step. An operator's
+ * retry gives the step a fresh deadline. */
+static void
+test_deadline_caps_backoff(void)
+{
+	struct h h;
+	struct chart_state *p;
+
+	CHECK(order_start(&h, "o62", "card", 12000) == 0);
+	p = &h.c->states[chart_state_index(h.c, "reserve_stock")];
+	p->deadline_ms = p->timeout_ms + 100; /* inside the first backoff */
+	h.s.deadline_ms = h.s.step_started_ms + p->deadline_ms;
+	CHECK_EQ(h_fire(&h), ENGINE_OK); /* attempt 1 failed: back off */
+	CHECK_EQ(h.s.phase, PHASE_BACKOFF);
+	CHECK_EQ(h.s.timer_at_ms, h.s.deadline_ms);
+	CHECK_EQ(h_op(&h, EV_OP_RETRY, NULL), ENGINE_OK);
+	CHECK_EQ(h.s.deadline_ms, h.now + p->deadline_ms);
+	CHECK_EQ(h.s.timer_at_ms, h.now + p->timeout_ms);
+	CHECK_EQ(h_fire(&h), ENGINE_OK);
+	CHECK_EQ(h.s.phase, PHASE_BACKOFF);
+	CHECK_EQ(h.s.timer_at_ms, h.s.deadline_ms);
+	CHECK_EQ(h_fire(&h), ENGINE_OK);
+	CHECK_MSG(strstr(h.out.note, "deadline passed") != NULL, "%s",
+	          h.out.note);
+	CHECK_STR(stack(&h), "reserve_stock?");
+	h_close(&h);
+}
+
+static void
+drop_key(struct value *m, const char *key)
+{
+	for (size_t i = 0; i < m->u.m.len; i++) {
+		if (strcmp(m->u.m.items[i].key, key) != 0)
+			continue;
+		free(m->u.m.items[i].key);
+		value_clear(&m->u.m.items[i].val);
+		memmove(&m->u.m.items[i], &m->u.m.items[i + 1],
+		        (m->u.m.len - i - 1) * sizeof(m->u.m.items[0]));
+		m->u.m.len--;
+		return;
+	}
+}
+
+/* A record written before deadlines (no deadline_ms) reads with the
+ * step's deadline from its entry. */
+static void
+test_storage_without_deadline(void)
+{
+	struct h h;
+	struct value v = VALUE_NIL_INIT;
+	struct saga back;
+	char err[256];
+
+	CHECK(order_start(&h, "o63", "card", 12000) == 0);
+	CHECK(saga_to_value(&h.s, h.c, &v) == 0);
+	saga_init(&back, "x");
+	for (size_t i = 0; i < v.u.m.len; i++)
+		if (strcmp(v.u.m.items[i].key, "deadline_ms") == 0)
+			memcpy(v.u.m.items[i].key, "started_ms_", 11);
+	CHECK(saga_from_value(&back, h.c, &v, err, sizeof(err)) != 0);
+	CHECK_MSG(strstr(err, "started_ms_") != NULL, "%s", err);
+	drop_key(&v, "started_ms_");
+	CHECK_MSG(saga_from_value(&back, h.c, &v, err, sizeof(err)) == 0, "%s",
+	          err);
+	CHECK_EQ(back.deadline_ms,
+	         h.s.step_started_ms + st(&h, "reserve_stock")->deadline_ms);
+	saga_clear(&back);
+	value_clear(&v);
+	h_close(&h);
+}
+
 /* Every attempt of the payment times out: its outcome is unknown, so it
  * is refunded too, then the stock is released, then order.failed. */
 static void
@@ -1845,6 +1988,10 @@ main(void)
 	RUN(test_cod_collection_cancelled);
 	RUN(test_route_missing);
 	RUN(test_timeouts_then_success);
+	RUN(test_absent_not_counted);
+	RUN(test_deadline_ends_step);
+	RUN(test_deadline_caps_backoff);
+	RUN(test_storage_without_deadline);
 	RUN(test_retries_exhausted);
 	RUN(test_payment_unavailable);
 	RUN(test_late_and_duplicate);

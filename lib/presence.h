@@ -14,7 +14,7 @@
  * The announcement: an envelope of type PRESENCE_TYPE (saga "-") published
  * to the fanout exchange PRESENCE_EXCHANGE, non-persistent, expiring after
  * PRESENCE_TTL_MS, with payload
- *   {name: "shipping", instance: "india", interval_ms: 2000,
+ *   {name: "shipping", instance: "india", interval_ms: 1000,
  *    keys: ["shipping.india.*"], fallback: false}
  * `keys` are AMQP topic patterns over the command routing keys the
  * instance consumes (`<to>` or `<to>.<route>`, see orchestrator/svc/orch.c);
@@ -45,7 +45,7 @@
 
 #define PRESENCE_EXCHANGE    "saga.presence"
 #define PRESENCE_TYPE        "participant.presence"
-#define PRESENCE_INTERVAL_MS 2000
+#define PRESENCE_INTERVAL_MS 1000
 #define PRESENCE_TTL_MS      10000 /* an announcement older is dropped */
 #define PRESENCE_LAPSE       3     /* intervals of silence that end a run */
 #define PRESENCE_MAX_KEYS    16

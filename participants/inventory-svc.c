@@ -273,6 +273,7 @@ main(int argc, char **argv)
 	struct part_common com;
 	static struct inv inv;
 	struct part_config cfg = {.name = "inventory",
+	                          .participant = "inventory",
 	                          .migrations = inventory_migrations,
 	                          .commands = cmds,
 	                          .ncommands = 2,

@@ -397,6 +397,7 @@ main(int argc, char **argv)
 	static struct gateway g;
 	struct part_common com;
 	struct part_config cfg = {.name = "payment",
+	                          .participant = "payment",
 	                          .migrations = payment_migrations,
 	                          .commands = cmds,
 	                          .ncommands = 2,

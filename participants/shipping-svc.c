@@ -226,6 +226,8 @@ main(int argc, char **argv)
 	}
 	queues[0] = queue;
 	cfg.name = "shipping";
+	cfg.participant = "shipping";
+	cfg.instance = s.instance;
 	cfg.migrations = shipping_migrations;
 	cfg.nmigrations = shipping_migrations_count;
 	cfg.commands = cmds;

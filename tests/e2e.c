@@ -472,6 +472,64 @@ disk_watch(bool last)
 	free(out);
 }
 
+/* Outages under way: what comes back, and when (E2E_BROKER_AWAY with
+ * which = -1, E2E_DOWN with the daemon). */
+static struct {
+	int which;
+	time_t back_at;
+} away[8];
+static int naway;
+
+static void
+go_away(const struct e2e_fault *f, int i)
+{
+	CHECK(naway < 8);
+	if (naway >= 8)
+		return;
+	if (f->what == E2E_BROKER_AWAY) {
+		fprintf(stderr, "  broker stopped for %d s at order %d\n",
+		        f->seconds, i);
+		CHECK(testutil_sh(
+		              NULL,
+		              "'%s/scripts/broker' stop '%s-%ld' --keep >&2",
+		              getenv("SAGA_SOURCE_DIR"), broker,
+		              (long)getpid()) == 0);
+		away[naway].which = -1;
+		nrestarts++;
+	} else {
+		int rc = testutil_stop(pids[f->which], SIGTERM);
+		fprintf(stderr, "  %s stopped for %d s at order %d (rc %d)\n",
+		        daemon_specs[f->which][0], f->seconds, i, rc);
+		CHECK_MSG(rc == 0, "%s did not stop cleanly",
+		          daemon_specs[f->which][0]);
+		away[naway].which = f->which;
+	}
+	away[naway++].back_at = time(NULL) + f->seconds;
+}
+
+/* Brings back what is due (all of it with `all`). */
+static void
+come_back(bool all)
+{
+	for (int k = 0; k < naway;) {
+		if (!all && time(NULL) < away[k].back_at) {
+			k++;
+			continue;
+		}
+		if (all && time(NULL) < away[k].back_at)
+			sleep((unsigned)(away[k].back_at - time(NULL)));
+		if (away[k].which < 0) {
+			CHECK(testbroker_ctl(broker, "start") == 0);
+			fprintf(stderr, "  broker back\n");
+		} else {
+			CHECK(spawn_daemon(away[k].which) == 0);
+			fprintf(stderr, "  %s back\n",
+			        daemon_specs[away[k].which][0]);
+		}
+		away[k] = away[--naway];
+	}
+}
+
 static void
 inject(const struct e2e_fault *f, int i)
 {
@@ -505,6 +563,10 @@ inject(const struct e2e_fault *f, int i)
 		fprintf(stderr, "  disk full at order %d\n", i);
 		disk_fill();
 		break;
+	case E2E_BROKER_AWAY:
+	case E2E_DOWN:
+		go_away(f, i);
+		break;
 	case E2E_NODE_STOP:
 	case E2E_NODE_START:
 		fprintf(stderr, "  %s cluster node %d at order %d\n",
@@ -527,17 +589,27 @@ post_all(void)
 	char body[1024];
 	int posted = 0;
 
+	int64_t t0 = envelope_now_ms();
+
 	for (int i = 0; i < n_orders; i++) {
 		int st = 0;
 		char *r = NULL, *p, key[64];
 		plan(i, &orders[i]);
 		order_json(i, &orders[i], body, sizeof(body));
 		/* a shop's pace: at most WINDOW orders in flight, so steps
-		 * do not time out behind a backlog of our own making */
-		for (int t = 0; t < 600 && posted - finished() > WINDOW; t++) {
+		 * do not time out behind a backlog of our own making; or a
+		 * steady rate, whatever happens behind the front door */
+		for (int t = 0;
+		     opt->rate == 0 && t < 600 && posted - finished() > WINDOW;
+		     t++) {
 			disk_watch(false);
 			usleep(100000);
 		}
+		for (int64_t due = t0 + (int64_t)i * 1000 /
+		                                (opt->rate ? opt->rate : 1);
+		     opt->rate > 0 && envelope_now_ms() < due;)
+			usleep((useconds_t)(due - envelope_now_ms()) * 1000);
+		come_back(false);
 		for (size_t k = 0; k < opt->nfaults; k++)
 			if (opt->faults[k].at == i)
 				inject(&opt->faults[k], i);
@@ -551,6 +623,8 @@ post_all(void)
 			if (st == 202)
 				break;
 			nretried_posts++;
+			if (opt->no_refused)
+				break;
 			sleep(1);
 		}
 		CHECK_MSG(st == 202, "order %d: HTTP %d %s", i, st, r ? r : "");
@@ -562,6 +636,7 @@ post_all(void)
 		disk_full_orders++;
 		disk_watch(false);
 	}
+	come_back(true);
 	disk_watch(true);
 }
 
@@ -1011,6 +1086,7 @@ e2e_run(const struct e2e_opts *o)
 	opt = o;
 	n_orders = o->n;
 	nkilled = nrestarts = nretried_posts = nresumed = 0;
+	naway = 0;
 	memset(orders, 0, sizeof(orders));
 
 	dir = testutil_tmpdir("e2e");
@@ -1070,6 +1146,9 @@ e2e_run(const struct e2e_opts *o)
 		bus_poll(b, 100, &(struct bus_handlers){NULL, NULL, NULL});
 	CHECK_MSG(finished() == n_orders, "%lld of %d sagas finished",
 	          finished(), n_orders);
+	if (o->no_refused)
+		CHECK_MSG(nretried_posts == 0, "%lld POSTs refused",
+		          nretried_posts);
 	check_outcomes(&card_cents, held);
 	for (int i = 0; i < n_orders; i++)
 		ncompleted += orders[i].completes;

@@ -44,6 +44,10 @@ enum e2e_fault_kind {
 	E2E_DISK_FULL,         /* fill the orchestrator's file system a while */
 	E2E_NODE_STOP,         /* stop cluster node `node` (data kept) */
 	E2E_NODE_START,        /* start it again: it rejoins the cluster */
+	E2E_BROKER_AWAY,       /* stop the broker (data kept) for `seconds`
+	                        * while orders go on being posted */
+	E2E_DOWN,              /* SIGTERM a daemon, start it `seconds` later,
+	                        * orders going on meanwhile */
 };
 
 struct e2e_fault {
@@ -51,6 +55,7 @@ struct e2e_fault {
 	enum e2e_fault_kind what;
 	enum e2e_daemon which; /* E2E_KILL */
 	int node;              /* E2E_NODE_STOP/START: 1..cluster_nodes */
+	int seconds;           /* E2E_BROKER_AWAY, E2E_DOWN */
 };
 
 struct e2e_opts {
@@ -69,6 +74,11 @@ struct e2e_opts {
 	                       * file system for E2E_DISK_FULL) */
 	int cluster_nodes;    /* 0: one broker; else a cluster of this many */
 	bool quorum;          /* every queue a quorum queue */
+	int rate;             /* 0: post at a shop's pace (at most a window
+	                       * of orders unfinished); else this many orders
+	                       * a second, steadily, whatever happens */
+	bool no_refused;      /* every POST must be accepted at its first
+	                       * try (no retry with the Idempotency-Key) */
 	int shards;           /* 0: one orchestrator; 2: two shards, and
 	                       * each must own a fair part of the sagas */
 };

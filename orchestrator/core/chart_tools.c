@@ -867,8 +867,12 @@ plan_step(struct plan *p, const struct chart_state *s, int idx)
 	}
 	if (p->failures) {
 		char b1[32], b2[TEXT_MAX];
+		char b3[32];
 		snprintf(what, sizeof(what),
-		         "%s: attempts exhausted (%s, timeout %s each", s->name,
+		         "%s: attempts exhausted or deadline %s passed (%s, "
+		         "timeout %s each, not counted while nobody takes the "
+		         "command",
+		         s->name, dur_text(s->deadline_ms, b3, sizeof(b3)),
 		         retry_text(&s->retry, b2, sizeof(b2)),
 		         dur_text(s->timeout_ms, b1, sizeof(b1)));
 		for (k = 0; k < s->nreplies; k++)
@@ -1236,6 +1240,7 @@ chart_sim_parse_order(const char *text, struct value *order, char *err,
 enum sim_kind {
 	SIM_REPLY,     /* deliver `reply` */
 	SIM_TIMEOUT,   /* let the attempt's timer fire */
+	SIM_AWAY,      /* the timer fires while nobody takes the command */
 	SIM_UNDO_FAIL, /* every undo attempt times out */
 };
 
@@ -1308,8 +1313,8 @@ sim_resolve(struct sim *m, struct sim_item *it, const struct chart_state *s,
 		for (i = 0; i < s->nreplies && n < 64; i++)
 			names[n++] = s->replies[i].type;
 	}
-	if (strcmp(what, "timeout") == 0) {
-		it->kind = SIM_TIMEOUT;
+	if (strcmp(what, "timeout") == 0 || strcmp(what, "away") == 0) {
+		it->kind = what[0] == 't' ? SIM_TIMEOUT : SIM_AWAY;
 		return 0;
 	}
 	if (strcmp(what, "ok") == 0) {
@@ -1363,7 +1368,7 @@ sim_resolve(struct sim *m, struct sim_item *it, const struct chart_state *s,
 	        matches > 1 ? "ambiguous reply" : "no reply", what,
 	        undo ? "its undo" : s->name,
 	        undo ? "ok replies: " : "replies: ", list,
-	        ", or ok, fail, timeout");
+	        ", or ok, fail, timeout, away");
 	return -1;
 }
 
@@ -1617,13 +1622,16 @@ sim_next_event(struct sim *m, const struct saga *s, const char *outstanding,
 	it = sim_next(m, key);
 	if (it != NULL && it->kind != SIM_REPLY) {
 		it->used = true;
-		if (it->kind == SIM_TIMEOUT)
+		if (it->kind != SIM_UNDO_FAIL)
 			it->left--;
 		*now = s->timer_at_ms;
 		ev->now_ms = *now;
-		snprintf(text, cap,
-		         "TIMEOUT #%" PRId64 ": no reply to %s  [%s]",
-		         s->timer_seq, outstanding, it->text);
+		ev->absent = it->kind == SIM_AWAY;
+		snprintf(text, cap, "TIMEOUT #%" PRId64 ": %s %s  [%s]",
+		         s->timer_seq,
+		         ev->absent ? "nobody took (participant away)"
+		                    : "no reply to",
+		         outstanding, it->text);
 		return 0;
 	}
 	type = it != NULL ? it->reply : default_ok(st, undo);

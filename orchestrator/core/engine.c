@@ -1108,6 +1108,38 @@ static const char *const phase_names[] = {
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
+int
+engine_outstanding(const struct chart *c, const struct saga *s, char *to,
+                   size_t tocap, char *key, size_t keycap, int64_t *timeout_ms)
+{
+	const struct chart_state *st;
+	const struct chart_compensation *cp;
+	const char *who;
+	chart_template route;
+	char rendered[256], why[160];
+	int n;
+
+	if (s->phase != PHASE_AWAIT || s->state < 0 ||
+	    (size_t)s->state >= c->nstates)
+		return -1;
+	st = &c->states[s->state];
+	cp = undoing(s) ? st->compensate : NULL;
+	if (st->type != STATE_STEP || (undoing(s) && cp == NULL))
+		return -1;
+	who = (cp != NULL && cp->to != NULL) ? cp->to : st->to;
+	route = (cp != NULL && cp->route != NULL) ? cp->route : st->route;
+	if (chart_render_route(route, &s->data, rendered, sizeof(rendered), why,
+	                       sizeof(why)) != 0)
+		return -1;
+	n = rendered[0] != '\0' ? snprintf(key, keycap, "%s.%s", who, rendered)
+	                        : snprintf(key, keycap, "%s", who);
+	if (n < 0 || (size_t)n >= keycap ||
+	    (size_t)snprintf(to, tocap, "%s", who) >= tocap)
+		return -1;
+	*timeout_ms = cp != NULL ? cp->timeout_ms : st->timeout_ms;
+	return 0;
+}
+
 const char *
 saga_status_name(enum saga_status st)
 {

@@ -251,6 +251,15 @@ void engine_output_clear(struct engine_output *out);
 int engine_message_id(char *buf, size_t cap, const char *saga_id,
                       const char *state, bool compensation, int attempt);
 
+/* The command the saga waits on (PHASE_AWAIT): its participant and the
+ * routing key it was sent with ("<to>" or "<to>.<route>"), and its
+ * attempt's timeout. 0, or -1 when the saga awaits nothing (or the route
+ * cannot be rendered). Pure, like engine_step: the caller uses it to ask
+ * whether anyone took the command before feeding a TIMEOUT. */
+int engine_outstanding(const struct chart *c, const struct saga *s, char *to,
+                       size_t tocap, char *key, size_t keycap,
+                       int64_t *timeout_ms);
+
 const char *saga_status_name(enum saga_status st);
 int saga_status_parse(const char *name, enum saga_status *out);
 const char *saga_phase_name(enum saga_phase p);

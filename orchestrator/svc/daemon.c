@@ -37,6 +37,7 @@
 #include "log.h"
 #include "loop.h"
 #include "orch.h"
+#include "presence.h"
 #include "registry.h"
 #include "shard.h"
 #include "store.h"
@@ -174,6 +175,8 @@ struct adapter {
 	struct held *held;
 	size_t nheld, capheld;
 	struct bundler *bundler;
+	struct presence *presence; /* who takes commands (lib/presence.h) */
+	uint64_t presence_heard;
 };
 
 /* A delivery's bytes and properties, one allocation. */
@@ -310,6 +313,15 @@ render_metrics(struct adapter *a, struct http_response *r)
 		http_printf(r, "saga_shard_refused_total %llu\n",
 		            (unsigned long long)a->refused);
 	}
+	counter(r, "saga_participants_present",
+	        "Participant instances heard announcing themselves lately.",
+	        "gauge");
+	http_printf(r, "saga_participants_present %zu\n",
+	            presence_live(a->presence, envelope_now_ms()));
+	counter(r, "saga_presence_heard_total",
+	        "Participant announcements received.", "counter");
+	http_printf(r, "saga_presence_heard_total %llu\n",
+	            (unsigned long long)a->presence_heard);
 	counter(r, "saga_bus_connected", "1 while connected to the broker.",
 	        "gauge");
 	http_printf(r, "saga_bus_connected %d\n", bus_connected(a->bus));
@@ -550,6 +562,42 @@ reply_bundle(struct adapter *a, const struct bus_delivery *d)
 	envelope_bundle_clear(&b);
 }
 
+/* A participant's announcement: noted and acked here, outside the
+ * loop's transactions (it changes nothing durable); a malformed one is
+ * dead-lettered with the reason. */
+static void
+presence_heard(struct adapter *a, const struct bus_delivery *d)
+{
+	struct envelope e;
+	struct presence_announce pa;
+	char why[300];
+
+	envelope_init(&e);
+	if (envelope_decode(d->body, d->len, &e, why, sizeof(why)) != 0 ||
+	    presence_decode(&e, &pa, why, sizeof(why)) != 0) {
+		envelope_clear(&e);
+		if (hold(a, d) != 0)
+			log_error("out of memory: a bad presence goes to the "
+			          "dead-letter queue without its reason");
+		dead_letter(a, d->ref, why);
+		return;
+	}
+	envelope_clear(&e);
+	presence_note(a->presence, &pa, envelope_now_ms());
+	a->presence_heard++;
+	if (bus_ack(a->bus, d->ref, false) != 0)
+		log_warnx("cannot ack a presence announcement");
+}
+
+static bool
+absent(void *arg, const char *to, const char *key, int64_t since_ms,
+       int64_t now_ms)
+{
+	struct adapter *a = arg;
+	return presence_check(a->presence, to, key, since_ms, now_ms) ==
+	       PRESENCE_ABSENT;
+}
+
 static void
 on_delivery(void *arg, const struct bus_delivery *d)
 {
@@ -570,6 +618,11 @@ on_delivery(void *arg, const struct bus_delivery *d)
 	if (strcmp(d->type, ENVELOPE_BUNDLE_TYPE) == 0 &&
 	    strcmp(d->queue, a->replies_q) == 0) {
 		reply_bundle(a, d);
+		return;
+	}
+	if (strcmp(d->type, PRESENCE_TYPE) == 0 &&
+	    strcmp(d->queue, a->replies_q) == 0) {
+		presence_heard(a, d);
 		return;
 	}
 	if (hold(a, d) != 0)
@@ -822,6 +875,13 @@ t_poll(void *ctx, struct loop *l, int timeout_ms)
 	return 0;
 }
 
+static bool
+t_ready(void *ctx)
+{
+	struct adapter *a = ctx;
+	return bus_connected(a->bus) && !bus_blocked(a->bus);
+}
+
 static int
 t_stop(void *ctx)
 {
@@ -921,6 +981,7 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		        {ORCH_EXCHANGE_COMMANDS, "topic", NULL, NULL},
 		        {ORCH_EXCHANGE_REPLIES, "direct", NULL, NULL},
 		        {DLX, "direct", NULL, NULL},
+		        {PRESENCE_EXCHANGE, "fanout", NULL, NULL},
 		        /* shards: order ids hashed over the orders queues */
 		        {SHARD_EXCHANGE, "x-consistent-hash", NULL,
 		         "correlation_id"},
@@ -947,6 +1008,7 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		         a.sh.reply_key},
 		        {DLX, "orchestrator.dlq", NULL, "orchestrator.dlq"},
 		        {ORCH_EXCHANGE_EVENTS, "audit", NULL, "order.#"},
+		        {PRESENCE_EXCHANGE, a.replies_q, NULL, ""},
 		        /* unsharded: order.created straight to the queue */
 		        {ORCH_EXCHANGE_EVENTS, a.orders_q, NULL,
 		         "order.created"},
@@ -955,6 +1017,7 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		        bd_common[0],
 		        bd_common[1],
 		        bd_common[2],
+		        bd_common[3],
 		        /* sharded: through the ring, and told of changes */
 		        {ORCH_EXCHANGE_EVENTS, NULL, SHARD_EXCHANGE,
 		         "order.created"},
@@ -965,15 +1028,15 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		 * unbinds it once the other shards have been told */
 		const struct bus_topology topo =
 		        a.sh.index == 0
-		                ? (struct bus_topology){ex, 4,         qs,
-		                                        5,  bd_common, 4}
+		                ? (struct bus_topology){ex, 5,         qs,
+		                                        5,  bd_common, 5}
 		                : (struct bus_topology){
 		                          ex,
-		                          6,
+		                          7,
 		                          qs,
 		                          5,
 		                          bd_shard,
-		                          a.drain != DRAIN_NO ? 5 : 6};
+		                          a.drain != DRAIN_NO ? 6 : 7};
 		const char *consume[] = {a.orders_q, a.replies_q, a.control_q};
 		struct bus_config bc = {
 		        .url = cfg->amqp,
@@ -995,6 +1058,7 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		        .stop_consuming = t_stop,
 		        .unconfirmed = t_unconfirmed,
 		        .flush = t_flush,
+		        .ready = t_ready,
 		};
 		struct loop_config lc = {
 		        .batch_max = (size_t)cfg->batch,
@@ -1003,8 +1067,13 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		        .publish_window = 2000,
 		        .inbox_retention_ms =
 		                (int64_t)cfg->inbox_days * 24 * 3600 * 1000,
+		        /* every participant announces itself in this time */
+		        .reconnect_grace_ms =
+		                PRESENCE_LAPSE * PRESENCE_INTERVAL_MS,
 		};
 		struct orch_config oc = {.reply_to = a.sh.reply_key,
+		                         .absent = absent,
+		                         .absent_arg = &a,
 		                         .on_step = on_step,
 		                         .on_status = on_status,
 		                         .observer_arg = &a.m};
@@ -1020,7 +1089,8 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		a.bus = bus;
 		a.st = st;
 		a.bundler = bundler_new((size_t)cfg->bundle);
-		if (a.bundler == NULL) {
+		a.presence = presence_new();
+		if (a.bundler == NULL || a.presence == NULL) {
 			log_error("out of memory");
 			goto out;
 		}
@@ -1074,6 +1144,7 @@ out:
 		free(a.held[i].mem);
 	free(a.held);
 	bundler_free(a.bundler);
+	presence_free(a.presence);
 	registry_free(reg);
 	store_close(st);
 	return rc;

@@ -18,6 +18,7 @@
  */
 #include "loop.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +63,9 @@ struct loop {
 	uint64_t *ok, *bad;
 	const char **whys;
 
-	int64_t last_prune_ms; /* when pruning last found nothing more */
+	int64_t last_prune_ms;  /* when pruning last found nothing more */
+	bool down;              /* the transport could not publish */
+	int64_t grace_until_ms; /* due timers wait until then */
 	bool failing;
 	int64_t retry_at_ms, backoff_ms;
 	char why[512];
@@ -80,6 +83,7 @@ loop_new(struct store *st, struct orch *o, const struct loop_transport *t,
 	l->o = o;
 	l->t = *t;
 	l->cfg = *cfg;
+	l->down = true; /* the grace applies from the first connect */
 	if (l->cfg.batch_max == 0)
 		l->cfg.batch_max = 100;
 	if (l->cfg.prune_per_turn == 0)
@@ -303,6 +307,8 @@ prune_due(const struct loop *l)
 	       l->now_ms - l->last_prune_ms >= LOOP_PRUNE_EVERY_MS;
 }
 
+static int64_t timers_from(struct loop *l);
+
 /* The transaction: confirmed deletions, the batch, due timers, and a
  * share of the inbox pruning. */
 static int
@@ -314,7 +320,7 @@ apply_batch(struct loop *l, enum orch_verdict *verdicts, char (*reasons)[300])
 	if (store_begin(l->st) != 0)
 		goto fail_store;
 	for (size_t i = 0; i < l->nconfirmed; i++)
-		if (store_outbox_delete(l->st, l->confirmed[i]) != 0)
+		if (store_outbox_delete(l->st, l->confirmed[i], l->now_ms) != 0)
 			goto fail_store;
 	for (size_t i = 0; i < l->nbatch; i++) {
 		struct pending *p = &l->batch[i];
@@ -337,7 +343,8 @@ apply_batch(struct loop *l, enum orch_verdict *verdicts, char (*reasons)[300])
 		               sizeof(reasons[i])) != 0)
 			goto fail_orch;
 	}
-	if (orch_fire_timers(l->o, l->now_ms, l->cfg.timers_per_turn, &fired))
+	if (timers_from(l) <= l->now_ms &&
+	    orch_fire_timers(l->o, l->now_ms, l->cfg.timers_per_turn, &fired))
 		goto fail_orch;
 	if (prune_due(l)) {
 		if (store_inbox_prune(l->st,
@@ -440,6 +447,26 @@ publish_outbox(struct loop *l)
 		l->t.flush(l->t.ctx);
 }
 
+/* The earliest time due timers may fire: never while the transport
+ * cannot publish (INT64_MAX), then not before the grace after it can. */
+static int64_t
+timers_from(struct loop *l)
+{
+	if (l->t.ready != NULL && !l->t.ready(l->t.ctx)) {
+		if (!l->down)
+			log_warnx("cannot publish: due timers wait");
+		l->down = true;
+		return INT64_MAX;
+	}
+	if (l->down) {
+		l->down = false;
+		l->grace_until_ms = l->now_ms + l->cfg.reconnect_grace_ms;
+		log_info("can publish: due timers fire in %lld ms",
+		         (long long)l->cfg.reconnect_grace_ms);
+	}
+	return l->grace_until_ms;
+}
+
 static bool
 timer_due(struct loop *l)
 {
@@ -447,7 +474,7 @@ timer_due(struct loop *l)
 	bool found = false;
 	if (store_timer_next(l->st, &at, &found) != 0)
 		return false;
-	return found && at <= l->now_ms;
+	return found && at <= l->now_ms && timers_from(l) <= l->now_ms;
 }
 
 int
@@ -515,6 +542,8 @@ idle_wait(struct loop *l, int64_t now_ms)
 		return 0;
 	if (store_timer_next(l->st, &at, &found) != 0)
 		found = false; /* the turn's timer_due meets the error */
+	if (found && at < timers_from(l))
+		at = timers_from(l);
 	if (found && at - now_ms < wait)
 		wait = at - now_ms;
 	if (l->nconfirmed > 0 &&

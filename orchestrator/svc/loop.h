@@ -70,6 +70,11 @@ struct loop_transport {
 	/* Messages published and not yet confirmed (outbox rows: a row
 	 * inside a bundle counts). */
 	size_t (*unconfirmed)(void *ctx);
+	/* True while the transport can publish (connected to the broker).
+	 * Due timers wait while it cannot, and for reconnect_grace_ms after
+	 * it can again: a timeout must not run against a command nobody
+	 * could send. NULL: always. */
+	bool (*ready)(void *ctx);
 	/* Called after each pass over the outbox: a transport that holds
 	 * rows back to send several in one message (bundles of commands)
 	 * sends them now. NULL: nothing is held back. */
@@ -89,6 +94,10 @@ struct loop_config {
 	 * its order id, so this only has to outlive any redelivery. */
 	int64_t inbox_retention_ms;
 	size_t prune_per_turn; /* 0: 1000 */
+	/* How long due timers still wait once the transport is ready again
+	 * (and after start): long enough to hear who is taking commands
+	 * (lib/presence.h) before judging a timeout. */
+	int64_t reconnect_grace_ms;
 };
 
 /* Borrows everything for its whole life. NULL on out of memory. */

@@ -276,7 +276,7 @@ commit_step(struct orch *o, const struct chart *c, const struct saga *before,
 			break;
 		case ACT_SET_TIMER:
 			if (store_timer_set(o->st, s->id, a->timer_seq,
-			                    a->fire_at_ms) != 0)
+			                    a->fire_at_ms, now) != 0)
 				return store_failed(o);
 			break;
 		case ACT_CANCEL_TIMER:
@@ -438,6 +438,22 @@ payload_str(const struct value *payload, const char *key)
 	return v != NULL && v->type == VALUE_STR ? v->u.s.ptr : NULL;
 }
 
+/* Nobody took the saga's outstanding command during its attempt (the
+ * attempt's window is the `timeout` before now). */
+static bool
+command_absent(const struct orch *o, const struct chart *c,
+               const struct saga *s, int64_t now)
+{
+	char to[CHART_NAME_MAX], key[512];
+	int64_t timeout;
+
+	if (o->cfg.absent == NULL ||
+	    engine_outstanding(c, s, to, sizeof(to), key, sizeof(key),
+	                       &timeout) != 0)
+		return false;
+	return o->cfg.absent(o->cfg.absent_arg, to, key, now - timeout, now);
+}
+
 /* A reply, a timer or an operator request for an existing saga. */
 static int
 step_saga(struct orch *o, const struct orch_input *in,
@@ -486,6 +502,7 @@ step_saga(struct orch *o, const struct orch_input *in,
 		}
 		ev.type = EV_TIMEOUT;
 		ev.timer_seq = in->timer_seq;
+		ev.absent = command_absent(o, c, &s, in->now_ms);
 		kind = "timeout";
 		break;
 	case IN_OPERATOR:

@@ -74,9 +74,17 @@ typedef void (*orch_step_observer)(void *arg, const char *chart,
 typedef void (*orch_status_observer)(void *arg, const char *chart,
                                      enum saga_status status);
 
+/* Whether anyone took a command: PRESENCE-style answer for the timeout
+ * of an attempt that began at since_ms (lib/presence.h). True when the
+ * participant serving `key` was away: the timeout is then not counted. */
+typedef bool (*orch_absent_fn)(void *arg, const char *to, const char *key,
+                               int64_t since_ms, int64_t now_ms);
+
 struct orch_config {
-	const char *reply_to; /* routing key of our reply queue on
-	                       * saga.replies, sent with each command */
+	const char *reply_to;  /* routing key of our reply queue on
+	                        * saga.replies, sent with each command */
+	orch_absent_fn absent; /* NULL: every timeout counts */
+	void *absent_arg;
 	orch_step_observer on_step;
 	orch_status_observer on_status;
 	void *observer_arg;

@@ -30,6 +30,7 @@ enum stmt_id {
 	ST_HISTORY_ADD,
 	ST_OUTBOX_ADD,
 	ST_OUTBOX_DELETE,
+	ST_TIMER_SHIFT,
 	ST_OUTBOX_SCAN,
 	ST_OUTBOX_COUNT,
 	ST_TIMER_SET,
@@ -68,15 +69,20 @@ static const char *const stmt_sql[ST__COUNT] = {
                 "INSERT INTO outbox(saga_id, exchange, routing_key, "
                 "message_id, type, traceparent, body, created_at, "
                 "reply_to) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        [ST_OUTBOX_DELETE] = "DELETE FROM outbox WHERE seq = ?1",
+        [ST_OUTBOX_DELETE] = "DELETE FROM outbox WHERE seq = ?1 "
+                             "RETURNING saga_id, exchange, created_at",
+        [ST_TIMER_SHIFT] = "UPDATE timers SET fire_at = fire_at + (?3 - "
+                           "armed_at), armed_at = ?3 WHERE saga_id = ?1 "
+                           "AND armed_at = ?2",
         [ST_OUTBOX_SCAN] =
                 "SELECT seq, saga_id, exchange, routing_key, "
                 "message_id, type, traceparent, body, created_at, "
                 "reply_to FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         [ST_OUTBOX_COUNT] = "SELECT count(*) FROM outbox",
-        [ST_TIMER_SET] = "INSERT INTO timers(saga_id, seq, fire_at) "
-                         "VALUES(?1, ?2, ?3) ON CONFLICT(saga_id) DO UPDATE "
-                         "SET seq = excluded.seq, fire_at = excluded.fire_at",
+        [ST_TIMER_SET] = "INSERT INTO timers(saga_id, seq, fire_at, armed_at) "
+                         "VALUES(?1, ?2, ?3, ?4) ON CONFLICT(saga_id) DO "
+                         "UPDATE SET seq = excluded.seq, fire_at = "
+                         "excluded.fire_at, armed_at = excluded.armed_at",
         [ST_TIMER_CANCEL] = "DELETE FROM timers WHERE saga_id = ?1",
         [ST_TIMERS_DUE] = "SELECT saga_id, seq, fire_at FROM timers WHERE "
                           "fire_at <= ?1 ORDER BY fire_at LIMIT ?2",
@@ -462,14 +468,47 @@ store_outbox_add(struct store *st, struct store_outbox *m)
 	return 0;
 }
 
+/* The timer a late command armed starts again from its confirm. */
+static int
+shift_timer(struct store *st, const char *saga_id, int64_t armed_ms,
+            int64_t confirmed_ms)
+{
+	sqlite3_stmt *s = stmt(st, ST_TIMER_SHIFT);
+	if (s == NULL)
+		return -1;
+	BIND_OK(bind_text(s, 1, saga_id));
+	BIND_OK(sqlite3_bind_int64(s, 2, armed_ms));
+	BIND_OK(sqlite3_bind_int64(s, 3, confirmed_ms));
+	return run_done(st, s, "cannot move timer");
+}
+
 int
-store_outbox_delete(struct store *st, int64_t seq)
+store_outbox_delete(struct store *st, int64_t seq, int64_t confirmed_ms)
 {
 	sqlite3_stmt *s = stmt(st, ST_OUTBOX_DELETE);
+	char saga[SAGA_ID_MAX] = "";
+	int64_t created = 0;
+	bool command = false;
+	int rc;
+
 	if (s == NULL)
 		return -1;
 	BIND_OK(sqlite3_bind_int64(s, 1, seq));
-	return run_done(st, s, "cannot delete from outbox");
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		snprintf(saga, sizeof(saga), "%s",
+		         (const char *)sqlite3_column_text(s, 0));
+		command = strcmp((const char *)sqlite3_column_text(s, 1),
+		                 STORE_COMMANDS_EXCHANGE) == 0;
+		created = sqlite3_column_int64(s, 2);
+		rc = sqlite3_step(s);
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		return fail(st, "cannot delete from outbox");
+	if (command && confirmed_ms - created >= STORE_CONFIRM_LATE_MS)
+		return shift_timer(st, saga, created, confirmed_ms);
+	return 0;
 }
 
 int
@@ -531,7 +570,7 @@ store_outbox_count(struct store *st, int64_t *n)
 
 int
 store_timer_set(struct store *st, const char *saga_id, int64_t seq,
-                int64_t fire_at_ms)
+                int64_t fire_at_ms, int64_t armed_ms)
 {
 	sqlite3_stmt *s = stmt(st, ST_TIMER_SET);
 	if (s == NULL)
@@ -539,6 +578,7 @@ store_timer_set(struct store *st, const char *saga_id, int64_t seq,
 	BIND_OK(bind_text(s, 1, saga_id));
 	BIND_OK(sqlite3_bind_int64(s, 2, seq));
 	BIND_OK(sqlite3_bind_int64(s, 3, fire_at_ms));
+	BIND_OK(sqlite3_bind_int64(s, 4, armed_ms));
 	return run_done(st, s, "cannot set timer");
 }
 

@@ -113,8 +113,13 @@ struct store_outbox {
 };
 /* Adds a message; sets m->seq. */
 int store_outbox_add(struct store *st, struct store_outbox *m);
-/* Deletes a confirmed message (no-op if already gone). */
-int store_outbox_delete(struct store *st, int64_t seq);
+/* Deletes a confirmed message (no-op if already gone). A command
+ * confirmed STORE_CONFIRM_LATE_MS or more after it was stored (the broker
+ * was away) moves the timer it armed, if that timer is still armed, by the
+ * delay: an attempt's timeout runs from the broker's confirm. */
+#define STORE_COMMANDS_EXCHANGE "saga.commands"
+#define STORE_CONFIRM_LATE_MS   1000
+int store_outbox_delete(struct store *st, int64_t seq, int64_t confirmed_ms);
 /* Calls fn for each message with seq > after_seq, oldest first, at most
  * `limit`; fn returning non-zero stops the scan (not an error). The
  * pointers in *m are valid only during the call. */
@@ -124,8 +129,10 @@ int store_outbox_scan(struct store *st, int64_t after_seq, size_t limit,
 int store_outbox_count(struct store *st, int64_t *n);
 
 /* ---- timers ---- */
+/* Arms the saga's one timer (replacing any); armed_ms is when (the
+ * step's time, the same as its outbox rows' created_ms). */
 int store_timer_set(struct store *st, const char *saga_id, int64_t seq,
-                    int64_t fire_at_ms);
+                    int64_t fire_at_ms, int64_t armed_ms);
 int store_timer_cancel(struct store *st, const char *saga_id);
 /* Calls fn for up to `limit` timers due at now_ms, earliest first. */
 typedef int (*store_timer_fn)(void *arg, const char *saga_id, int64_t seq,

@@ -1,11 +1,13 @@
 /* participant.c -- the participant loop (participant.h is its manual). */
 #include "participant.h"
+#include "presence.h"
 
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "items.h"
 #include "log.h"
@@ -83,7 +85,9 @@ struct part {
 	bool in_tx;
 	struct deferred *def;
 	size_t ndef, capdef;
-	struct items items; /* bundles with items open */
+	struct items items;                /* bundles with items open */
+	struct presence_announce presence; /* name "" when not announcing */
+	int64_t announced_ms;
 };
 
 /* ---- helpers for handlers ---- */
@@ -1069,13 +1073,15 @@ open_bus(struct part *p, char *err, size_t errlen)
 	struct bus_topology topo;
 	struct bus_config bc = {0};
 
-	if (cfg->nqueues > MAX_QUEUES || cfg->nexchanges > 15 ||
+	if (cfg->nqueues > MAX_QUEUES || cfg->nexchanges > 14 ||
 	    cfg->nextra_queues > 16) {
 		snprintf(err, errlen, "topology too large");
 		return -1;
 	}
 	ex[nex++] =
 	        (struct bus_exchange){REPLIES_EXCHANGE, "direct", NULL, NULL};
+	ex[nex++] =
+	        (struct bus_exchange){PRESENCE_EXCHANGE, "fanout", NULL, NULL};
 	for (size_t i = 0; i < cfg->nexchanges; i++)
 		ex[nex++] = cfg->exchanges[i];
 	for (size_t i = 0; i < cfg->nqueues; i++) {
@@ -1107,6 +1113,94 @@ open_bus(struct part *p, char *err, size_t errlen)
 	bc.nconsume = cfg->nqueues;
 	p->bus = bus_open(&bc, err, errlen);
 	return p->bus != NULL ? 0 : -1;
+}
+
+/* Is q one of the daemon's work queues? */
+static bool
+work_queue(const struct part_config *cfg, const char *q)
+{
+	for (size_t i = 0; q != NULL && i < cfg->nqueues; i++)
+		if (strcmp(cfg->queues[i], q) == 0)
+			return true;
+	return false;
+}
+
+static void
+add_key(struct presence_announce *a, const char *key)
+{
+	if (a->nkeys < PRESENCE_MAX_KEYS)
+		snprintf(a->keys[a->nkeys++], sizeof(a->keys[0]), "%s", key);
+	else
+		log_warnx("more than %d bindings: presence lists the first",
+		          PRESENCE_MAX_KEYS);
+}
+
+/* What this instance announces: the keys that reach its work queues. */
+static void
+presence_init(struct part *p)
+{
+	const struct part_config *cfg = p->cfg;
+	struct presence_announce *a = &p->presence;
+
+	memset(a, 0, sizeof(*a));
+	if (cfg->participant == NULL)
+		return;
+	snprintf(a->name, sizeof(a->name), "%s", cfg->participant);
+	snprintf(a->instance, sizeof(a->instance), "%s/%ld",
+	         cfg->instance != NULL ? cfg->instance : "", (long)getpid());
+	a->interval_ms = PRESENCE_INTERVAL_MS;
+	for (size_t i = 0; i < cfg->nbindings; i++) {
+		const struct bus_binding *b = &cfg->bindings[i];
+		if (!work_queue(cfg, b->queue))
+			continue;
+		if (b->key != NULL && b->key[0] != '\0')
+			add_key(a, b->key);
+		else
+			a->fallback = true;
+	}
+	for (size_t i = 0; a->fallback && i < cfg->nbindings; i++) {
+		const struct bus_binding *b = &cfg->bindings[i];
+		if (b->dest_exchange != NULL && b->key != NULL &&
+		    strcmp(b->exchange, "saga.commands") == 0)
+			add_key(a, b->key);
+	}
+}
+
+/* Every PRESENCE_INTERVAL_MS while connected: "I take these commands".
+ * Not persistent, expiring: an old one means nothing. Its confirm (tag 0)
+ * matches no delivery. */
+static void
+announce(struct part *p)
+{
+	struct envelope e;
+	struct bus_message m = {0};
+	char *body = NULL;
+	size_t len = 0;
+	int64_t now = envelope_now_ms();
+
+	if (p->presence.name[0] == '\0' || !bus_connected(p->bus) ||
+	    now - p->announced_ms < PRESENCE_INTERVAL_MS)
+		return;
+	p->announced_ms = now;
+	if (presence_encode(&p->presence, now, &e) != 0 ||
+	    envelope_encode(&e, &body, &len) != 0) {
+		envelope_clear(&e);
+		log_error("cannot encode the presence announcement");
+		return;
+	}
+	m.exchange = PRESENCE_EXCHANGE;
+	m.routing_key = "";
+	m.message_id = e.id;
+	m.type = PRESENCE_TYPE;
+	m.timestamp_ms = now;
+	m.transient = true;
+	m.expiration_ms = PRESENCE_TTL_MS;
+	m.body = body;
+	m.len = len;
+	if (bus_publish(p->bus, &m, 0) != 0)
+		log_warnx("cannot announce presence");
+	free(body);
+	envelope_clear(&e);
 }
 
 static void
@@ -1154,9 +1248,11 @@ part_run(const struct part_config *cfg, const volatile sig_atomic_t *stop,
 	else
 		log_info("ready: consuming %s%s", cfg->queues[0],
 		         cfg->nqueues > 1 ? " and more" : "");
+	presence_init(&p);
 	while (!*stop) {
 		bus_poll(p.bus, 200, &h);
 		batch_end(&p);
+		announce(&p);
 	}
 	log_info("stopping: draining");
 	bus_cancel(p.bus);

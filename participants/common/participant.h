@@ -122,10 +122,21 @@ struct part_config {
 	size_t nextra_queues;
 	const struct bus_binding *bindings;
 	size_t nbindings;
-	int max_attempts;  /* deliveries before Q.dlq; 0: 5 */
-	int64_t retry_ms;  /* Q.retry's TTL; 0: 1000 */
-	uint16_t prefetch; /* 0: PART_PREFETCH */
-	void *arg;         /* handed to every handler */
+	/* The chart's name for this participant (a step's `to`, e.g.
+	 * "inventory"): while consuming, the daemon announces every
+	 * PRESENCE_INTERVAL_MS which command routing keys it takes
+	 * (lib/presence.h), so the orchestrator does not count a step's
+	 * timeout while nobody could take its command. The keys are the
+	 * binding keys of the work queues; a work queue bound without a key
+	 * (fed by an alternate exchange) makes the instance a fallback for
+	 * the keys saga.commands routes to the daemon's exchanges. NULL:
+	 * no announcements (a daemon that takes no commands). */
+	const char *participant;
+	const char *instance; /* this instance's name, "" or NULL if one */
+	int max_attempts;     /* deliveries before Q.dlq; 0: 5 */
+	int64_t retry_ms;     /* Q.retry's TTL; 0: 1000 */
+	uint16_t prefetch;    /* 0: PART_PREFETCH */
+	void *arg;            /* handed to every handler */
 	/* Called once after the database is open and migrated, before the
 	 * broker (seed tables, prepare statements). NULL for none. */
 	int (*on_open)(void *arg, sqlite3 *db, char *err, size_t errlen);

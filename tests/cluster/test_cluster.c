@@ -27,8 +27,8 @@ static void
 test_two_shards_on_a_cluster_losing_a_node(void)
 {
 	static const struct e2e_fault f[] = {
-	        {600, E2E_NODE_STOP, 0, 1},
-	        {1300, E2E_NODE_START, 0, 1},
+	        {600, E2E_NODE_STOP, 0, 1, 0},
+	        {1300, E2E_NODE_START, 0, 1, 0},
 	};
 	static const struct e2e_opts o = {.name = "cluster",
 	                                  .n = 2000,

@@ -29,14 +29,14 @@ static void
 test_faults_under_load(void)
 {
 	static struct e2e_fault f[] = {
-	        {40, E2E_KILL, D_ORCH, 0},
-	        {80, E2E_KILL, D_INV, 0},
-	        {120, E2E_CLOSE_CONNECTIONS, 0, 0},
-	        {170, E2E_BROKER_RESTART, 0, 0},
-	        {230, E2E_DISK_FULL, 0, 0},
-	        {270, E2E_KILL, D_PAY, 0},
-	        {310, E2E_KILL, D_ORCH, 0},
-	        {350, E2E_KILL, D_INV2, 0},
+	        {40, E2E_KILL, D_ORCH, 0, 0},
+	        {80, E2E_KILL, D_INV, 0, 0},
+	        {120, E2E_CLOSE_CONNECTIONS, 0, 0, 0},
+	        {170, E2E_BROKER_RESTART, 0, 0, 0},
+	        {230, E2E_DISK_FULL, 0, 0, 0},
+	        {270, E2E_KILL, D_PAY, 0, 0},
+	        {310, E2E_KILL, D_ORCH, 0, 0},
+	        {350, E2E_KILL, D_INV2, 0, 0},
 	};
 	struct e2e_opts o = {.name = "faults",
 	                     .n = 400,

@@ -22,14 +22,14 @@ static void
 test_kill_every_daemon(void)
 {
 	static const struct e2e_fault k[] = {
-	        {60, E2E_KILL, D_ORCH, 0},
-	        {120, E2E_KILL, D_INV, 0},
-	        {180, E2E_KILL, D_PAY, 0},
-	        {240, E2E_KILL, D_SHIP_INDIA, 0},
-	        {300, E2E_KILL, D_SHIP_DEFAULT, 0},
-	        {360, E2E_KILL, D_NOTIF, 0},
-	        {420, E2E_KILL, D_ORCH, 0},
-	        {480, E2E_KILL, D_SHIP_EU, 0},
+	        {60, E2E_KILL, D_ORCH, 0, 0},
+	        {120, E2E_KILL, D_INV, 0, 0},
+	        {180, E2E_KILL, D_PAY, 0, 0},
+	        {240, E2E_KILL, D_SHIP_INDIA, 0, 0},
+	        {300, E2E_KILL, D_SHIP_DEFAULT, 0, 0},
+	        {360, E2E_KILL, D_NOTIF, 0, 0},
+	        {420, E2E_KILL, D_ORCH, 0, 0},
+	        {480, E2E_KILL, D_SHIP_EU, 0, 0},
 	};
 	static const struct e2e_opts o = {.name = "e2e-kill",
 	                                  .n = 600,

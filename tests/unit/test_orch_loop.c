@@ -48,7 +48,9 @@ struct mem {
 	size_t nacked, nrejected;
 	uint64_t next_ref;
 	bool fail_publish;
-	int last_timeout; /* what the loop last asked poll to wait */
+	bool down;          /* ready() says the broker is away */
+	bool hold_confirms; /* the broker confirms nothing yet */
+	int last_timeout;   /* what the loop last asked poll to wait */
 };
 
 static int
@@ -90,7 +92,7 @@ mem_poll(void *ctx, struct loop *l, int timeout_ms)
 {
 	struct mem *b = ctx;
 	b->last_timeout = timeout_ms;
-	for (size_t i = 0; i < b->nsent; i++) {
+	for (size_t i = 0; !b->hold_confirms && i < b->nsent; i++) {
 		if (!b->sent[i].confirmed) {
 			b->sent[i].confirmed = true;
 			b->nconfirmed++;
@@ -117,6 +119,13 @@ mem_stop(void *ctx)
 {
 	(void)ctx;
 	return 0;
+}
+
+static bool
+mem_ready(void *ctx)
+{
+	const struct mem *b = ctx;
+	return !b->down;
 }
 
 static size_t
@@ -265,6 +274,7 @@ struct world {
 /* The inbox retention of the next world_open (0: forever). */
 static int64_t world_retention_ms;
 static size_t world_prune_per_turn;
+static int64_t world_grace_ms; /* reconnect grace of the next world_open */
 
 static int
 world_open(struct world *w)
@@ -277,11 +287,13 @@ world_open(struct world *w)
 	        .poll = mem_poll,
 	        .stop_consuming = mem_stop,
 	        .unconfirmed = mem_unconfirmed,
+	        .ready = mem_ready,
 	};
 	struct loop_config lc = {.batch_max = 50,
 	                         .batch_wait_ms = 0,
 	                         .inbox_retention_ms = world_retention_ms,
-	                         .prune_per_turn = world_prune_per_turn};
+	                         .prune_per_turn = world_prune_per_turn,
+	                         .reconnect_grace_ms = world_grace_ms};
 	w->st = store_open(w->db, err, sizeof(err));
 	if (w->st == NULL) {
 		fprintf(stderr, "%s\n", err);
@@ -594,6 +606,72 @@ test_idle_turn_sleeps_until_due(void)
 	world_free(&w);
 }
 
+/* While the transport cannot publish, due timers wait; once it can
+ * again they wait the grace too, then fire. (A payment that never
+ * answers: its attempt's timer.) */
+static void
+test_timers_held_while_down(void)
+{
+	struct world w;
+	int64_t now = envelope_now_ms() + 3600 * 1000, at;
+
+	world_grace_ms = 3000;
+	CHECK(world_init(&w) == 0);
+	world_grace_ms = 0;
+	push_order(w.bus, "held-1", "card", 100, "india", NULL);
+	run(&w, silent_payment, now, 4);
+	CHECK_EQ(sent_count(w.bus, "payment.charge", NULL), 1);
+	at = first_timer(&w);
+	CHECK(at > now);
+	w.bus->down = true;
+	run(&w, silent_payment, at + 60 * 1000, 3);
+	CHECK_EQ(first_timer(&w), at); /* still armed, not fired */
+	CHECK_EQ(loop_turn(w.l, at + 60 * 1000), 0);
+	CHECK_EQ(w.bus->last_timeout, LOOP_IDLE_MS); /* not spinning */
+	w.bus->down = false;
+	run(&w, silent_payment, at + 61 * 1000, 3); /* back: grace */
+	CHECK_EQ(first_timer(&w), at);
+	run(&w, silent_payment, at + 64 * 1000, 2); /* grace over */
+	CHECK(first_timer(&w) != at);
+	CHECK_MSG(count(&w, "SELECT count(*) FROM history WHERE saga_id = "
+	                    "'held-1' AND kind = 'timeout'") == 1,
+	          "timeouts: %lld",
+	          (long long)count(&w, "SELECT count(*) FROM history WHERE "
+	                               "saga_id = 'held-1' AND kind = "
+	                               "'timeout'"));
+	world_free(&w);
+}
+
+/* A command the broker confirms late (it was away) starts its attempt's
+ * clock at the confirm: its timer moves by the delay. */
+static void
+test_timeout_from_confirm(void)
+{
+	struct world w;
+	int64_t now = envelope_now_ms() + 3600 * 1000, at;
+
+	CHECK(world_init(&w) == 0);
+	w.bus->hold_confirms = true;
+	push_order(w.bus, "late-1", "card", 100, "india", NULL);
+	loop_turn(w.l, now);
+	loop_flush(w.l, now);
+	CHECK_EQ(sent_count(w.bus, "inventory.reserve", NULL), 1);
+	at = first_timer(&w);
+	w.bus->hold_confirms = false;
+	loop_turn(w.l, now + 2500); /* confirmed now */
+	loop_flush(w.l, now + 2500);
+	CHECK_EQ(count(&w, "SELECT count(*) FROM outbox"), 0);
+	CHECK_EQ(first_timer(&w), at + 2500);
+	/* confirmed in time: the timer stays */
+	w.bus->hold_confirms = true;
+	run(&w, happy, now + 2600, 1);
+	at = first_timer(&w);
+	w.bus->hold_confirms = false;
+	run(&w, silent_payment, now + 2700, 1);
+	CHECK_EQ(first_timer(&w), at);
+	world_free(&w);
+}
+
 static void
 test_full_disk_acks_nothing(void)
 {
@@ -658,6 +736,8 @@ main(void)
 	RUN(test_inbox_pruned_after_retention);
 	RUN(test_timeouts_retry);
 	RUN(test_idle_turn_sleeps_until_due);
+	RUN(test_timers_held_while_down);
+	RUN(test_timeout_from_confirm);
 	RUN(test_full_disk_acks_nothing);
 	RUN(test_crash_republishes_outbox);
 	return check_summary();

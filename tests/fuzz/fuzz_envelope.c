@@ -1,5 +1,7 @@
 /* fuzz_envelope -- libFuzzer target: any bytes through envelope_decode
- * and envelope_bundle_decode (and so value_unpack) must give 0 or -1, never a
+ * and envelope_bundle_decode (and so value_unpack), and what decodes through
+ * presence_decode (a participant's announcement, and its topic patterns
+ * matched against the saga id), must give 0 or -1, never a
  * crash, a leak or an unbounded allocation; what decodes must encode and decode
  * back equal. */
 #include <stdint.h>
@@ -7,6 +9,7 @@
 #include <string.h>
 
 #include "envelope.h"
+#include "presence.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -19,6 +22,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	envelope_init(&e);
 	if (envelope_decode(data, size, &e, err, sizeof(err)) == 0) {
+		struct presence_announce pa, pb;
+		struct envelope pe;
+		/* a participant's announcement: what decodes encodes back */
+		if (presence_decode(&e, &pa, err, sizeof(err)) == 0) {
+			if (presence_encode(&pa, e.ts, &pe) != 0 ||
+			    presence_decode(&pe, &pb, err, sizeof(err)) != 0 ||
+			    pb.nkeys != pa.nkeys || pb.fallback != pa.fallback)
+				abort();
+			for (size_t i = 0; i < pa.nkeys; i++)
+				(void)presence_topic_match(pa.keys[i], e.saga);
+			envelope_clear(&pe);
+		}
 		if (envelope_encode(&e, &buf, &len) == 0) {
 			envelope_init(&back);
 			if (envelope_decode(buf, len, &back, err,

@@ -1,8 +1,12 @@
-/* order-api -- the shop's front door: takes orders over HTTP and publishes
- * order.created; answers an order's status from the orchestrator.
+/* order-api -- the shop's front door: takes orders over HTTP, keeps them
+ * in its own database with the message that announces them (a
+ * transactional outbox), publishes that message when the broker takes it,
+ * and answers an order's status from the order.* events.
  *
- *   order-api --amqp URL --db PATH [--listen ADDR:PORT]
- *             [--orchestrator-db PATH] [--log-level L]
+ *   order-api --amqp URL --db PATH [--listen ADDR:PORT] [--log-level L]
+ *
+ * (--orchestrator-db PATH is still accepted and ignored, with a warning:
+ * order-api no longer reads the orchestrator's database.)
  *
  * POST /orders (application/json, at most 64 KiB):
  *   {"customer_id": "c-1",
@@ -11,68 +15,159 @@
  *    "card_token": "tok_..."            (card only, required),
  *    "ship_to": {"country": "india", ...other string fields},
  *    "category": "electronics"}         (optional, default "general")
- *   -> 202 {"order_id": "...", "status": "accepted"} once the broker has
- *      confirmed order.created; 400 {"error", "field"} naming the first
- *      field that is wrong; 409 when an Idempotency-Key is reused with a
- *      different body; 503 when the broker did not confirm in 5 s (the
- *      order may still go through: retry with the same Idempotency-Key).
+ *   -> 202 {"order_id", "status": "accepted", "replayed": false} once the
+ *      order and its order.created message are committed to --db (one
+ *      transaction, synchronous=FULL): the broker is not waited for, and
+ *      may be away. 400 {"error", "field"} naming the first field that is
+ *      wrong; 413 over 64 KiB; 409 when an Idempotency-Key is reused with
+ *      a different body; 503 when the database cannot commit.
  *   Idempotency-Key header (1..200 bytes): the same key and body give the
- *   same order id; order.created is published again (same message id,
- *   dropped by the orchestrator as a duplicate) only if the broker never
- *   confirmed it, so a retry cannot reach another shard.
- * GET /orders/{id}: the saga's status from the orchestrator's database
- *   (each shard's, with --orchestrator-db given once per shard), opened
- *   read-only; "pending" if the order was accepted but its saga has
- *   not started yet; 404 if unknown.
- * GET /healthz: 200 when connected to the broker, 503 otherwise.
+ *   same order id (202, "replayed": true) and publish nothing new; two
+ *   concurrent POSTs with the same new key make one order.
+ * GET /orders/{id} -> 200 {"order_id", "status", "last_event", "state",
+ *   "created_at_ms", "updated_at_ms"}: status "accepted" until an order.*
+ *   event other than order.created has come for it, then "running",
+ *   and "completed", "failed" or "cancelled" after order.completed,
+ *   order.failed or order.cancelled. last_event and state (the statechart
+ *   step the event named) are absent before the first event. 404 if
+ *   neither the orders nor the events know it.
+ * GET /healthz -> {"status": "ok", "broker": "connected"|"disconnected",
+ *   "outbox": N, "oldest_outbox_ms": T (0 when empty)}: 200 as long as
+ *   orders can be accepted (the database commits), even with the broker
+ *   away; 503 {"status": "error", ...} when the last commit failed or the
+ *   database cannot be read.
  *
  * Country and category become routing keys (shipping.<country>.<category>),
  * so they must be 1-64 of [a-z0-9_-].
  *
- * One thread: libmicrohttpd runs in external-polling mode in the same loop
- * as the bus (rabbitmq-c is not thread-safe), and a POST waits for its
- * confirm inside the handler.
+ * Threads (why: the old single thread waited for each order's confirm in
+ * the handler, ~520 orders/s with 16 clients and nothing with the broker
+ * away):
+ *   - libmicrohttpd's internal threads parse and validate each POST,
+ *     queue it for the writer and suspend the connection;
+ *   - the writer (participants/common/apistore.h) commits everything
+ *     queued in one transaction (group commit: one fsync for the orders
+ *     that arrived together), checks Idempotency-Keys in it, and resumes
+ *     the connections with their answers;
+ *   - the main thread owns the bus (rabbitmq-c is not thread-safe): the
+ *     relay reads outbox rows after the last one it handed over (at most
+ *     RELAY_WINDOW unconfirmed), publishes them with confirms, and has
+ *     the writer delete each row when its confirm arrives. A row returned
+ *     unroutable stays and is published again with backoff (1 s doubling
+ *     to 60 s), logged; a nack is published again by the bus. After a
+ *     crash every row left is published again with its same message id
+ *     (created-<order id>): the orchestrator drops duplicates.
+ *   - the main thread also consumes order-api.events (bound to order_events
+ *     by "order.#", with order-api.events.retry and .dlq like every
+ *     participant queue): each event goes to the writer, and is acked once
+ *     recorded (rejected to the retry queue if the commit failed). A
+ *     message that is not an envelope of an order.* event goes to
+ *     order-api.events.dlq with the reason (x-saga-error). order.created
+ *     (order-api's own) is acked and not recorded.
+ * The outbox table is generic (exchange, routing key, type, body): other
+ * messages (order.cancel_requested) will leave through it the same way.
  */
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "apistore.h"
 #include "log.h"
 #include "order.h"
 #include "participant.h"
 
-extern const struct db_migration orderapi_migrations[];
-extern const size_t orderapi_migrations_count;
+#define BODY_MAX       (64 * 1024)
+#define HTTP_THREADS   2    /* libmicrohttpd's thread pool */
+#define RELAY_WINDOW   1000 /* outbox rows published and not confirmed */
+#define RELAY_POLL_MS  5    /* the relay looks for new rows this often */
+#define RETRY_FIRST_MS 1000 /* an unroutable row: first retry after */
+#define RETRY_MAX_MS   60000
+#define EVENTS_QUEUE   "order-api.events"
+#define DLQ_TAG        (UINT64_C(1) << 63) /* a dead-letter copy's tag */
 
-#define BODY_MAX   (64 * 1024)
-#define CONFIRM_MS 5000
+_Static_assert(BODY_MAX < INT32_MAX, "bodies are bound as int lengths");
 
-struct api {
-	struct bus *bus;
-	sqlite3 *db;
-	const char *orch_db_path[16]; /* one per orchestrator shard */
-	sqlite3 *orch[16]; /* opened on first use: it may not exist yet */
-	size_t norch;
-	bool returned; /* the last publish came back unroutable */
+/* An outbox row that came back unroutable, waiting to go again. */
+struct retry {
+	int64_t seq;
+	int64_t due_ms;
 };
 
+/* A dead-letter copy in flight; ref is acked when it is confirmed. */
+struct dlq_copy {
+	uint64_t tag, ref;
+};
+
+struct api {
+	struct apistore *store;
+	struct bus *bus;
+	atomic_bool connected; /* the bus's state, for /healthz */
+	atomic_bool stopping;  /* POSTs are refused: the writer is closing */
+	atomic_int posting;    /* POSTs between the check and the queue */
+	/* the relay (main thread only) */
+	int64_t cursor; /* the last outbox seq handed to the bus */
+	bool more;      /* rows after cursor may exist */
+	int64_t *done;  /* confirmed seqs, for the writer to delete */
+	size_t ndone, capdone;
+	struct retry *retry; /* unroutable rows */
+	size_t nretry, capretry;
+	int64_t backoff_ms; /* the next unroutable row waits this long */
+	struct dlq_copy *dlq;
+	size_t ndlq, capdlq;
+	uint64_t dlq_next;
+};
+
+/* One HTTP request's state (libmicrohttpd's con_cls). */
+enum upload_state { U_READING, U_WAITING, U_ANSWERED };
 struct upload {
 	char *buf;
 	size_t len;
 	bool too_big;
+	_Atomic enum upload_state state;
+	struct MHD_Connection *conn;
+	char *envelope; /* the order.created body, while the writer has it */
+	char field[160], why[512]; /* a 400's field and reason */
+	struct api_req req;
 };
+
+static int64_t
+wall_ms(void)
+{
+	return envelope_now_ms();
+}
+
+/* Grows *p (elements of size sz) to hold n + 1; -1 on out of memory. */
+static int
+grow(void **p, size_t *cap, size_t n, size_t sz)
+{
+	size_t c = *cap ? *cap * 2 : 64;
+	void *q;
+	if (n < *cap)
+		return 0;
+	q = realloc(*p, c * sz);
+	if (q == NULL)
+		return -1;
+	*p = q;
+	*cap = c;
+	return 0;
+}
+
+/* ---- HTTP answers ---- */
 
 static enum MHD_Result
 respond(struct MHD_Connection *c, unsigned code, json_t *body)
 {
-	char *text = json_dumps(body, JSON_COMPACT);
+	char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
 	struct MHD_Response *r;
 	enum MHD_Result ret;
 
@@ -101,45 +196,7 @@ fail(struct MHD_Connection *c, unsigned code, const char *field,
 	return respond(c, code, j);
 }
 
-/* ---- publishing ---- */
-
-static void
-on_confirm(void *arg, uint64_t tag, enum bus_confirm c)
-{
-	struct api *a = arg;
-	(void)tag;
-	if (c == BUS_RETURNED)
-		a->returned = true;
-}
-
-/* Publishes an order.created body and waits for the broker's confirm.
- * 0 confirmed; -1 not confirmed in time; -2 unroutable. */
-static int
-publish_order(struct api *a, const char *order_id, const void *body, size_t len,
-              const char *traceparent)
-{
-	char id[ENVELOPE_ID_MAX];
-	struct bus_handlers h = {NULL, on_confirm, a};
-	struct bus_message m = {0};
-
-	snprintf(id, sizeof(id), "created-%.180s", order_id);
-	m.exchange = "order_events";
-	m.routing_key = "order.created";
-	m.message_id = id;
-	m.correlation_id = order_id;
-	m.type = "order.created";
-	m.traceparent = traceparent;
-	m.timestamp_ms = envelope_now_ms();
-	m.mandatory = true;
-	m.body = body;
-	m.len = len;
-	a->returned = false;
-	if (bus_publish(a->bus, &m, 1) != 0)
-		return -1;
-	if (bus_flush(a->bus, CONFIRM_MS, &h) != 0)
-		return -1;
-	return a->returned ? -2 : 0;
-}
+/* ---- POST /orders ---- */
 
 static void
 body_hash(const char *s, size_t n, char out[17])
@@ -150,211 +207,195 @@ body_hash(const char *s, size_t n, char out[17])
 	snprintf(out, 17, "%016" PRIx64, h);
 }
 
-/* The order a key already made: 1 (order_id and the stored body filled;
- * *same false if the body differs), 0 none, -1 error. */
-static int
-find_key(struct api *a, const char *key, const char *hash, char *order_id,
-         size_t cap, bool *same, bool *confirmed, void **body, size_t *len)
+/* The writer is done with u's order (its thread): answer it. */
+static void
+on_written(struct api_req *r)
 {
-	sqlite3_stmt *st;
+	struct upload *u = r->arg;
+	atomic_store(&u->state, U_ANSWERED);
+	MHD_resume_connection(u->conn);
+}
+
+/* The order.created envelope for u's body into u->envelope: 0, 400 (the
+ * field and reason in u->field, u->why) or 500 (u->why). */
+static int
+build_order(struct upload *u)
+{
+	struct envelope e;
+	size_t len = 0;
 	int rc;
 
-	if (sqlite3_prepare_v2(a->db,
-	                       "SELECT i.order_id, i.body_hash, o.body, "
-	                       "o.confirmed_at IS NOT NULL "
-	                       "FROM idempotency i JOIN orders o "
-	                       "USING (order_id) WHERE i.key = ?1",
-	                       -1, &st, NULL) != SQLITE_OK)
-		return -1;
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		int n = sqlite3_column_bytes(st, 2);
-		snprintf(order_id, cap, "%s",
-		         (const char *)sqlite3_column_text(st, 0));
-		*same = strcmp((const char *)sqlite3_column_text(st, 1),
-		               hash) == 0;
-		*confirmed = sqlite3_column_int(st, 3) != 0;
-		*body = malloc((size_t)n + 1);
-		if (*body == NULL)
-			rc = SQLITE_NOMEM;
-		else
-			memcpy(*body, sqlite3_column_blob(st, 2), (size_t)n);
-		*len = (size_t)n;
+	envelope_init(&e);
+	if (envelope_new_id(u->req.order_id, sizeof(u->req.order_id), "ord") !=
+	    0) {
+		snprintf(u->why, sizeof(u->why), "cannot make an order id");
+		return 500;
 	}
-	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+	if (order_parse(u->buf, u->len, u->req.order_id, &e.payload, u->field,
+	                sizeof(u->field), u->why, sizeof(u->why)) != 0) {
+		envelope_clear(&e);
+		return 400;
+	}
+	snprintf(e.id, sizeof(e.id), "created-%s", u->req.order_id);
+	snprintf(e.saga, sizeof(e.saga), "%s", u->req.order_id);
+	snprintf(e.type, sizeof(e.type), "order.created");
+	e.ts = wall_ms();
+	rc = envelope_encode(&e, &u->envelope, &len);
+	envelope_clear(&e);
+	if (rc != 0) {
+		snprintf(u->why, sizeof(u->why), "cannot encode the order");
+		return 500;
+	}
+	u->req.body = u->envelope;
+	u->req.len = len;
+	return 0;
 }
 
-/* Remembers that the broker has the order (a failure only means a retry
- * publishes it again, which the orchestrator drops). */
-static void
-mark_confirmed(struct api *a, const char *order_id)
-{
-	if (part_sql(a->db,
-	             "UPDATE orders SET confirmed_at = ?2 WHERE order_id = ?1",
-	             "ti", NULL, order_id, envelope_now_ms()) < 0)
-		log_warnx("order %s: cannot record its confirm: %s", order_id,
-		          sqlite3_errmsg(a->db));
-}
-
+/* Hands u to the writer; the connection waits, suspended, for
+ * on_written. */
 static enum MHD_Result
-answer_published(struct MHD_Connection *c, int rc, const char *order_id,
-                 bool replayed)
+submit(struct api *a, struct MHD_Connection *c, struct upload *u)
 {
-	if (rc == -2)
-		return fail(c, 503, NULL,
-		            "no queue takes order.created: is the "
-		            "orchestrator deployed?");
-	if (rc != 0)
-		return fail(c, 503, NULL,
-		            "the broker did not confirm the order in time; "
-		            "retry with the same Idempotency-Key");
-	return respond(c, 202,
-	               json_pack("{s:s,s:s,s:b}", "order_id", order_id,
-	                         "status", "accepted", "replayed", replayed));
+	const char *tp =
+	        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "traceparent");
+
+	if (tp != NULL && strlen(tp) < sizeof(u->req.traceparent))
+		snprintf(u->req.traceparent, sizeof(u->req.traceparent), "%s",
+		         tp);
+	body_hash(u->buf != NULL ? u->buf : "", u->len, u->req.hash);
+	u->req.done = on_written;
+	u->req.arg = u;
+	u->conn = c;
+	atomic_store(&u->state, U_WAITING);
+	MHD_suspend_connection(c);
+	apistore_submit(a->store, &u->req);
+	return MHD_YES;
 }
 
+/* Validates the order and submits it, or answers at once. An invalid
+ * body with an Idempotency-Key still asks the writer about the key: a
+ * key reused with another body is a 409 whatever that body is. */
 static enum MHD_Result
-post_order(struct api *a, struct MHD_Connection *c, const struct upload *u)
+post_order(struct api *a, struct MHD_Connection *c, struct upload *u)
 {
 	const char *key = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 	                                              "Idempotency-Key");
-	const char *tp =
-	        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "traceparent");
-	char hash[17], order_id[64], field[160] = "", err[512];
-	struct envelope e;
-	char *body = NULL;
-	size_t len = 0;
+	enum MHD_Result ret;
 	int rc;
 
 	if (u->too_big)
 		return fail(c, 413, NULL, "the body is over 64 KiB");
-	if (key != NULL && (strlen(key) == 0 || strlen(key) > 200))
+	if (key != NULL && (strlen(key) == 0 || strlen(key) > APISTORE_KEY_MAX))
 		return fail(c, 400, "Idempotency-Key", "must be 1-200 bytes");
-	body_hash(u->buf != NULL ? u->buf : "", u->len, hash);
-	if (key != NULL) {
-		void *old = NULL;
-		bool same = false, confirmed = false;
-		rc = find_key(a, key, hash, order_id, sizeof(order_id), &same,
-		              &confirmed, &old, &len);
-		if (rc < 0)
-			return fail(c, 500, NULL, "database error");
-		if (rc == 1 && !same) {
-			free(old);
-			return fail(c, 409, "Idempotency-Key",
-			            "already used with a different body");
-		}
-		if (rc == 1) {
-			rc = confirmed
-			             ? 0
-			             : publish_order(a, order_id, old, len, tp);
-			free(old);
-			if (rc == 0 && !confirmed)
-				mark_confirmed(a, order_id);
-			return answer_published(c, rc, order_id, true);
-		}
+	rc = build_order(u);
+	if (rc == 500 || (rc == 400 && key == NULL))
+		return fail(c, (unsigned)rc, rc == 400 ? u->field : NULL,
+		            u->why);
+	atomic_fetch_add(&a->posting, 1);
+	if (atomic_load(&a->stopping)) {
+		ret = fail(c, 503, NULL, "shutting down; retry elsewhere");
+	} else {
+		snprintf(u->req.key, sizeof(u->req.key), "%s", key ? key : "");
+		u->req.check_only = rc == 400;
+		ret = submit(a, c, u);
 	}
-	envelope_init(&e);
-	envelope_new_id(order_id, sizeof(order_id), "ord");
-	if (order_parse(u->buf, u->len, order_id, &e.payload, field,
-	                sizeof(field), err, sizeof(err)) != 0) {
-		envelope_clear(&e);
-		return fail(c, 400, field, err);
+	atomic_fetch_sub(&a->posting, 1);
+	return ret;
+}
+
+/* The writer's answer, after the connection was resumed. */
+static enum MHD_Result
+answer_written(struct MHD_Connection *c, struct upload *u)
+{
+	const struct api_req *r = &u->req;
+
+	if (r->code == 0) /* check_only, and the key is new */
+		return fail(c, 400, u->field, u->why);
+	if (r->code == 409)
+		return fail(c, 409, "Idempotency-Key",
+		            "already used with a different body");
+	if (r->code != 202)
+		return fail(c, 503, NULL, "cannot store the order (database)");
+	if (!r->replayed)
+		log_debug("saga=%s order accepted", r->answer_id);
+	return respond(c, 202,
+	               json_pack("{s:s,s:s,s:b}", "order_id", r->answer_id,
+	                         "status", "accepted", "replayed",
+	                         r->replayed));
+}
+
+/* Collects a POST body (at most BODY_MAX; more marks it too big). */
+static enum MHD_Result
+take_body(struct upload *u, const char *data, size_t *data_size)
+{
+	if (!u->too_big && u->len + *data_size <= BODY_MAX) {
+		char *n = realloc(u->buf, u->len + *data_size);
+		if (n == NULL)
+			return MHD_NO;
+		memcpy(n + u->len, data, *data_size);
+		u->buf = n;
+		u->len += *data_size;
+	} else {
+		u->too_big = true;
 	}
-	snprintf(e.id, sizeof(e.id), "created-%s", order_id);
-	snprintf(e.saga, sizeof(e.saga), "%s", order_id);
-	snprintf(e.type, sizeof(e.type), "order.created");
-	e.ts = envelope_now_ms();
-	rc = envelope_encode(&e, &body, &len);
-	envelope_clear(&e);
-	if (rc != 0)
-		return fail(c, 500, NULL, "cannot encode the order");
-	if (db_begin(a->db, err, sizeof(err)) != 0)
-		goto dberr;
-	{
-		sqlite3_stmt *st;
-		rc = sqlite3_prepare_v2(a->db,
-		                        "INSERT INTO orders(order_id, body, "
-		                        "created_at) VALUES (?1, ?2, ?3)",
-		                        -1, &st, NULL);
-		if (rc == SQLITE_OK) {
-			sqlite3_bind_text(st, 1, order_id, -1, SQLITE_STATIC);
-			sqlite3_bind_blob(st, 2, body, (int)len, SQLITE_STATIC);
-			sqlite3_bind_int64(st, 3, envelope_now_ms());
-			rc = sqlite3_step(st);
-			sqlite3_finalize(st);
-		}
-		if (rc != SQLITE_DONE)
-			goto dberr;
-	}
-	if (key != NULL &&
-	    part_sql(a->db,
-	             "INSERT INTO idempotency(key, body_hash, order_id, "
-	             "created_at) VALUES (?1, ?2, ?3, ?4)",
-	             "ttti", NULL, key, hash, order_id, envelope_now_ms()) < 0)
-		goto dberr;
-	if (db_commit(a->db, err, sizeof(err)) != 0)
-		goto dberr;
-	rc = publish_order(a, order_id, body, len, tp);
-	free(body);
-	if (rc == 0)
-		mark_confirmed(a, order_id);
-	log_info("saga=%s order accepted (%s)", order_id,
-	         rc == 0 ? "confirmed" : "not confirmed");
-	return answer_published(c, rc, order_id, false);
-dberr:
-	log_error("cannot store order %s: %s", order_id, sqlite3_errmsg(a->db));
-	db_rollback(a->db);
-	free(body);
-	return fail(c, 503, NULL, "cannot store the order (database)");
+	*data_size = 0;
+	return MHD_YES;
+}
+
+/* ---- GET /orders/{id}, /healthz ---- */
+
+static const char *
+status_name(const struct api_status *s)
+{
+	if (!s->has_event)
+		return "accepted";
+	if (strcmp(s->last_event, "order.completed") == 0)
+		return "completed";
+	if (strcmp(s->last_event, "order.failed") == 0)
+		return "failed";
+	if (strcmp(s->last_event, "order.cancelled") == 0)
+		return "cancelled";
+	return "running";
 }
 
 static enum MHD_Result
 get_order(struct api *a, struct MHD_Connection *c, const char *id)
 {
-	sqlite3_stmt *st;
-	char err[512];
-	int rc;
+	struct api_status s;
+	json_t *j;
+	int rc = apistore_status(a->store, id, &s);
 
-	for (size_t i = 0; i < a->norch; i++) {
-		if (a->orch[i] == NULL &&
-		    db_open(a->orch_db_path[i], DB_READONLY, &a->orch[i], err,
-		            sizeof(err)) != 0)
-			log_warnx("%s", err);
-		if (a->orch[i] != NULL &&
-		    sqlite3_prepare_v2(
-		            a->orch[i],
-		            "SELECT status, state, chart, started_at, "
-		            "updated_at FROM sagas WHERE id = ?1",
-		            -1, &st, NULL) == SQLITE_OK) {
-			sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-			rc = sqlite3_step(st);
-			if (rc == SQLITE_ROW) {
-				json_t *j = json_pack(
-				        "{s:s,s:s,s:s,s:s,s:I,s:I}", "order_id",
-				        id, "status",
-				        sqlite3_column_text(st, 0), "state",
-				        sqlite3_column_text(st, 1), "chart",
-				        sqlite3_column_text(st, 2),
-				        "started_at_ms",
-				        (json_int_t)sqlite3_column_int64(st, 3),
-				        "updated_at_ms",
-				        (json_int_t)sqlite3_column_int64(st,
-				                                         4));
-				sqlite3_finalize(st);
-				return respond(c, 200, j);
-			}
-			sqlite3_finalize(st);
-		}
+	if (rc < 0)
+		return fail(c, 503, NULL, "cannot read the order (database)");
+	if (rc == 0)
+		return fail(c, 404, NULL, "no such order");
+	j = json_pack("{s:s,s:s,s:I,s:I}", "order_id", id, "status",
+	              status_name(&s), "created_at_ms",
+	              (json_int_t)s.created_at, "updated_at_ms",
+	              (json_int_t)(s.has_event ? s.event_at : s.created_at));
+	if (j != NULL && s.has_event) {
+		json_object_set_new(j, "last_event", json_string(s.last_event));
+		json_object_set_new(j, "state", json_string(s.state));
 	}
-	rc = part_sql(a->db, "SELECT 1 FROM orders WHERE order_id = ?1", "t",
-	              NULL, id);
-	if (rc == 1)
-		return respond(c, 200,
-		               json_pack("{s:s,s:s}", "order_id", id, "status",
-		                         "pending"));
-	return fail(c, 404, NULL, "no such order");
+	return respond(c, 200, j);
+}
+
+static enum MHD_Result
+healthz(struct api *a, struct MHD_Connection *c)
+{
+	int64_t n = 0, oldest = 0;
+	bool db = apistore_outbox_depth(a->store, &n, &oldest) == 0 &&
+	          apistore_writable(a->store);
+	json_t *j = json_pack(
+	        "{s:s,s:s,s:I,s:I}", "status", db ? "ok" : "error", "broker",
+	        atomic_load(&a->connected) ? "connected" : "disconnected",
+	        "outbox", (json_int_t)n, "oldest_outbox_ms",
+	        (json_int_t)oldest);
+	if (j != NULL && !db)
+		json_object_set_new(j, "error",
+		                    json_string("the database cannot commit: "
+		                                "orders are refused"));
+	return respond(c, db ? 200 : 503, j);
 }
 
 static enum MHD_Result
@@ -371,30 +412,18 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 			*con_cls = u;
 			return u != NULL ? MHD_YES : MHD_NO;
 		}
-		if (*data_size > 0) {
-			if (!u->too_big && u->len + *data_size <= BODY_MAX) {
-				char *n = realloc(u->buf, u->len + *data_size);
-				if (n == NULL)
-					return MHD_NO;
-				memcpy(n + u->len, data, *data_size);
-				u->buf = n;
-				u->len += *data_size;
-			} else {
-				u->too_big = true;
-			}
-			*data_size = 0;
-			return MHD_YES;
-		}
+		if (atomic_load(&u->state) == U_ANSWERED)
+			return answer_written(c, u);
+		assert(atomic_load(&u->state) == U_READING);
+		if (*data_size > 0)
+			return take_body(u, data, data_size);
 		return post_order(a, c, u);
 	}
 	if (strcmp(method, "GET") == 0 && strncmp(url, "/orders/", 8) == 0 &&
 	    url[8] != '\0' && strlen(url + 8) < ENVELOPE_ID_MAX)
 		return get_order(a, c, url + 8);
 	if (strcmp(method, "GET") == 0 && strcmp(url, "/healthz") == 0)
-		return bus_connected(a->bus)
-		               ? respond(c, 200,
-		                         json_pack("{s:s}", "status", "ok"))
-		               : fail(c, 503, NULL, "broker not connected");
+		return healthz(a, c);
 	if (strcmp(url, "/orders") == 0 || strncmp(url, "/orders/", 8) == 0)
 		return fail(c, 405, NULL, "method not allowed");
 	return fail(c, 404, NULL, "no such resource");
@@ -409,11 +438,272 @@ on_done(void *cls, struct MHD_Connection *c, void **con_cls,
 	(void)c;
 	(void)code;
 	if (u != NULL) {
+		/* the writer never holds a finished request: a suspended
+		 * connection is not completed before it is resumed */
+		assert(atomic_load(&u->state) != U_WAITING);
 		free(u->buf);
+		free(u->envelope);
 		free(u);
 		*con_cls = NULL;
 	}
 }
+
+/* ---- the relay: outbox rows to the broker ---- */
+
+static int
+publish_row(void *arg, const struct api_outbox_row *r)
+{
+	struct api *a = arg;
+	struct bus_message m = {0};
+
+	m.exchange = r->exchange;
+	m.routing_key = r->routing_key;
+	m.message_id = r->message_id;
+	m.correlation_id = r->correlation_id;
+	m.type = r->type;
+	m.traceparent = r->traceparent;
+	m.timestamp_ms = r->created_at;
+	m.mandatory = r->mandatory;
+	m.body = r->body;
+	m.len = r->len;
+	assert(r->seq > 0 && ((uint64_t)r->seq & DLQ_TAG) == 0);
+	if (bus_publish(a->bus, &m, (uint64_t)r->seq) != 0)
+		/* refused by the bus (too large, bad fields): it would be
+		 * refused forever; it stays in the outbox for an operator */
+		log_error("saga=%s outbox row %" PRId64 " (%s) cannot be "
+		          "published: the bus refuses it",
+		          r->correlation_id, r->seq, r->message_id);
+	if (r->seq > a->cursor)
+		a->cursor = r->seq;
+	return 0;
+}
+
+/* Publishes new outbox rows while the window has room. */
+static void
+relay_new(struct api *a)
+{
+	size_t inflight = bus_unconfirmed(a->bus);
+	int room, n;
+
+	if (apistore_outbox_grew(a->store))
+		a->more = true;
+	if (!a->more || !bus_connected(a->bus) || inflight >= RELAY_WINDOW)
+		return;
+	room = (int)(RELAY_WINDOW - inflight);
+	n = apistore_outbox_scan(a->store, a->cursor, room, publish_row, a);
+	if (n >= 0 && n < room)
+		a->more = false;
+}
+
+/* Publishes again the unroutable rows whose backoff is over. */
+static void
+relay_retries(struct api *a)
+{
+	int64_t now = wall_ms();
+	size_t k = 0;
+
+	for (size_t i = 0; i < a->nretry; i++) {
+		struct retry *r = &a->retry[i];
+		if (r->due_ms > now || !bus_connected(a->bus)) {
+			a->retry[k++] = *r;
+			continue;
+		}
+		if (apistore_outbox_get(a->store, r->seq, publish_row, a) < 0)
+			a->retry[k++] = *r; /* try again next turn */
+	}
+	a->nretry = k;
+}
+
+/* An outbox row came back unroutable: keep it, publish it again later.
+ * The backoff doubles with each return in a row (they all wait for the
+ * same missing binding) and starts again after a row gets through. */
+static void
+relay_returned(struct api *a, int64_t seq)
+{
+	for (size_t i = 0; i < a->nretry; i++)
+		assert(a->retry[i].seq != seq);
+	if (grow((void **)&a->retry, &a->capretry, a->nretry,
+	         sizeof(*a->retry)) != 0) {
+		log_error("out of memory: outbox row %" PRId64 " waits for a "
+		          "restart",
+		          seq);
+		return;
+	}
+	a->backoff_ms = a->backoff_ms == 0 ? RETRY_FIRST_MS : a->backoff_ms * 2;
+	if (a->backoff_ms > RETRY_MAX_MS)
+		a->backoff_ms = RETRY_MAX_MS;
+	log_warnx("outbox row %" PRId64 " came back unroutable (no queue is "
+	          "bound for it: is the orchestrator deployed?); kept, "
+	          "published again in %" PRId64 " ms",
+	          seq, a->backoff_ms);
+	a->retry[a->nretry++] = (struct retry){seq, wall_ms() + a->backoff_ms};
+}
+
+/* ---- the events: order-api.events ---- */
+
+/* A copy of d to order-api.events.dlq with why; d is acked when the copy
+ * is confirmed (rejected to the retry queue if it cannot be sent). */
+static void
+dead_letter(struct api *a, const struct bus_delivery *d, const char *why)
+{
+	char id[ENVELOPE_ID_MAX];
+	struct bus_message m = {0};
+	uint64_t tag = DLQ_TAG | a->dlq_next++;
+
+	log_warnx("saga=%s dead-lettered %s from %s to %s.dlq: %s",
+	          d->correlation_id, d->message_id, d->queue, d->queue, why);
+	if (d->message_id[0] != '\0')
+		snprintf(id, sizeof(id), "%s", d->message_id);
+	else
+		envelope_new_id(id, sizeof(id), "dlq");
+	m.exchange = "";
+	m.routing_key = EVENTS_QUEUE ".dlq";
+	m.message_id = id;
+	m.correlation_id = d->correlation_id[0] ? d->correlation_id : NULL;
+	m.type = d->type[0] ? d->type : NULL;
+	m.traceparent = d->traceparent[0] ? d->traceparent : NULL;
+	m.content_type = d->content_type[0] ? d->content_type : NULL;
+	m.error = why;
+	m.timestamp_ms = d->timestamp_ms;
+	m.body = d->body;
+	m.len = d->len;
+	if (grow((void **)&a->dlq, &a->capdlq, a->ndlq, sizeof(*a->dlq)) != 0 ||
+	    bus_publish(a->bus, &m, tag) != 0) {
+		log_error("cannot dead-letter %s: sent to the retry queue", id);
+		bus_reject(a->bus, d->ref, false);
+		return;
+	}
+	a->dlq[a->ndlq++] = (struct dlq_copy){tag, d->ref};
+}
+
+/* Checks an order.* event and fills e from it. NULL, or why it is
+ * refused. */
+static const char *
+event_of(const struct bus_delivery *d, struct api_event *e, char *why,
+         size_t cap)
+{
+	struct envelope env;
+	char err[256];
+
+	if (d->content_type[0] != '\0' &&
+	    strcmp(d->content_type, "application/msgpack") != 0)
+		return "content type is not application/msgpack";
+	envelope_init(&env);
+	if (envelope_decode(d->body, d->len, &env, err, sizeof(err)) != 0) {
+		envelope_clear(&env);
+		snprintf(why, cap, "cannot decode the event: %s", err);
+		return why;
+	}
+	if (strncmp(env.type, "order.", 6) != 0) {
+		snprintf(why, cap, "\"%s\" is not an order.* event", env.type);
+		envelope_clear(&env);
+		return why;
+	}
+	memset(e, 0, sizeof(*e));
+	e->ref = d->ref;
+	snprintf(e->order_id, sizeof(e->order_id), "%s", env.saga);
+	snprintf(e->message_id, sizeof(e->message_id), "%s", env.id);
+	snprintf(e->type, sizeof(e->type), "%s", env.type);
+	snprintf(e->state, sizeof(e->state), "%s", env.step);
+	e->at_ms = env.ts > 0 ? env.ts : d->timestamp_ms;
+	envelope_clear(&env);
+	return NULL;
+}
+
+static void
+on_delivery(void *arg, const struct bus_delivery *d)
+{
+	struct api *a = arg;
+	struct api_event e;
+	char buf[512];
+	const char *why;
+
+	if (a->store == NULL)
+		return; /* stopping: requeued when the bus closes */
+	why = event_of(d, &e, buf, sizeof(buf));
+	if (why != NULL) {
+		dead_letter(a, d, why);
+		return;
+	}
+	if (strcmp(e.type, "order.created") == 0) {
+		bus_ack(a->bus, d->ref, false); /* ours: no news */
+		return;
+	}
+	if (apistore_event(a->store, &e) != 0) {
+		log_error("out of memory: event %s goes round the retry queue",
+		          e.message_id);
+		bus_reject(a->bus, d->ref, false);
+	}
+}
+
+/* The writer recorded events (or failed to): settle their deliveries. */
+static void
+settle_events(struct api *a)
+{
+	struct api_settled s[256];
+	size_t n;
+
+	while ((n = apistore_take_settled(a->store, s, 256)) > 0)
+		for (size_t i = 0; i < n; i++) {
+			if (s[i].ok)
+				bus_ack(a->bus, s[i].ref, false);
+			else
+				bus_reject(a->bus, s[i].ref, false);
+		}
+}
+
+/* A dead-letter copy is confirmed: ack the original. */
+static void
+dlq_confirmed(struct api *a, uint64_t tag)
+{
+	for (size_t i = 0; i < a->ndlq; i++)
+		if (a->dlq[i].tag == tag) {
+			bus_ack(a->bus, a->dlq[i].ref, false);
+			a->dlq[i] = a->dlq[--a->ndlq];
+			return;
+		}
+	assert(!"a dead-letter confirm without its copy");
+}
+
+static void
+on_confirm(void *arg, uint64_t tag, enum bus_confirm c)
+{
+	struct api *a = arg;
+
+	if ((tag & DLQ_TAG) != 0) {
+		dlq_confirmed(a, tag);
+		return;
+	}
+	if (c == BUS_RETURNED) {
+		relay_returned(a, (int64_t)tag);
+		return;
+	}
+	a->backoff_ms = 0;
+	if (grow((void **)&a->done, &a->capdone, a->ndone, sizeof(*a->done)) !=
+	    0) {
+		log_error("out of memory: outbox row %" PRIu64 " is published "
+		          "again after a restart",
+		          tag);
+		return;
+	}
+	a->done[a->ndone++] = (int64_t)tag;
+}
+
+/* One turn of the main loop: the bus, then the relay's bookkeeping. */
+static void
+relay_turn(struct api *a, const struct bus_handlers *h)
+{
+	bus_poll(a->bus, RELAY_POLL_MS, h);
+	atomic_store(&a->connected, bus_connected(a->bus));
+	if (a->ndone > 0 &&
+	    apistore_confirmed(a->store, a->done, a->ndone) == 0)
+		a->ndone = 0;
+	settle_events(a);
+	relay_retries(a);
+	relay_new(a);
+}
+
+/* ---- main ---- */
 
 static int
 parse_listen(const char *s, struct sockaddr_in *sa)
@@ -439,8 +729,9 @@ parse_listen(const char *s, struct sockaddr_in *sa)
 	               : -1;
 }
 
-int
-main(int argc, char **argv)
+/* The flags into com and *listen; 0, or the exit status. */
+static int
+parse_flags(int argc, char **argv, struct part_common *com, const char **listen)
 {
 	static const struct option opts[] = {
 	        PART_COMMON_OPTIONS,
@@ -449,44 +740,25 @@ main(int argc, char **argv)
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
-	static const struct bus_exchange ex[] = {
-	        {"order_events", "topic", NULL, NULL}};
-	static const struct bus_topology topo = {ex, 1, NULL, 0, NULL, 0};
-	static volatile sig_atomic_t stop;
-	static struct api a;
-	struct part_common com;
-	struct sockaddr_in sa;
-	struct bus_config bc = {0};
-	struct bus_handlers h = {NULL, on_confirm, &a};
-	struct MHD_Daemon *d;
-	const char *listen = "127.0.0.1:8080";
-	char err[512];
 	int c, r;
 
-	part_common_init(&com);
+	part_common_init(com);
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		r = part_common_flag(&com, "order-api", c, optarg);
+		r = part_common_flag(com, "order-api", c, optarg);
 		if (r < 0)
 			return 2;
 		if (r > 0)
 			continue;
-		switch (c) {
-		case 'l':
-			listen = optarg;
-			break;
-		case 'o':
-			if (a.norch == 16) {
-				fprintf(stderr, "order-api: at most 16 "
-				                "--orchestrator-db\n");
-				return 2;
-			}
-			a.orch_db_path[a.norch++] = optarg;
-			break;
-		default:
+		if (c == 'l') {
+			*listen = optarg;
+		} else if (c == 'o') {
+			fprintf(stderr, "order-api: --orchestrator-db is "
+			                "deprecated and ignored: the status "
+			                "comes from the order.* events\n");
+		} else {
 			fprintf(stderr,
 			        "usage: order-api --amqp URL --db PATH "
-			        "[--listen ADDR:PORT] [--orchestrator-db PATH] "
-			        "[--log-level L]\n");
+			        "[--listen ADDR:PORT] [--log-level L]\n");
 			return c == 'h' ? 0 : 2;
 		}
 	}
@@ -495,8 +767,98 @@ main(int argc, char **argv)
 		        argv[optind]);
 		return 2;
 	}
-	if (part_common_check(&com, "order-api") != 0)
-		return 2;
+	return part_common_check(com, "order-api") != 0 ? 2 : -1;
+}
+
+static struct bus *
+open_bus(struct part_common *com, char *err, size_t errlen)
+{
+	static const struct bus_exchange ex[] = {
+	        {"order_events", "topic", NULL, NULL}};
+	/* like every participant queue (participant.h): rejected -> retry
+	 * (TTL) -> back; dead letters with their reason in .dlq */
+	static const struct bus_queue qs[] = {
+	        {.name = EVENTS_QUEUE,
+	         .dlx = "",
+	         .dlrk = EVENTS_QUEUE ".retry"},
+	        {.name = EVENTS_QUEUE ".retry",
+	         .dlx = "",
+	         .dlrk = EVENTS_QUEUE,
+	         .ttl_ms = 1000},
+	        {.name = EVENTS_QUEUE ".dlq"},
+	};
+	static const struct bus_binding bd[] = {
+	        {"order_events", EVENTS_QUEUE, NULL, "order.#"}};
+	static const struct bus_topology topo = {
+	        ex, sizeof(ex) / sizeof(ex[0]), qs, sizeof(qs) / sizeof(qs[0]),
+	        bd, sizeof(bd) / sizeof(bd[0])};
+	static const char *const consume[] = {EVENTS_QUEUE};
+	struct bus_config bc = {0};
+
+	bc.url = com->amqp;
+	bc.name = "order-api";
+	bc.ca_file = getenv("SAGA_AMQP_CA");
+	bc.cert_file = getenv("SAGA_AMQP_CERT");
+	bc.key_file = getenv("SAGA_AMQP_KEY");
+	bc.queue_type = getenv("SAGA_QUEUE_TYPE");
+	bc.topology = &topo;
+	bc.consume = consume;
+	bc.nconsume = 1;
+	return bus_open(&bc, err, errlen);
+}
+
+static struct MHD_Daemon *
+start_http(struct api *a, const struct sockaddr_in *sa)
+{
+	return MHD_start_daemon(
+	        MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+	                MHD_USE_ERROR_LOG,
+	        0, NULL, NULL, handle, a, MHD_OPTION_SOCK_ADDR,
+	        (const struct sockaddr *)sa, MHD_OPTION_NOTIFY_COMPLETED,
+	        on_done, NULL, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+	        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS,
+	        MHD_OPTION_END);
+}
+
+/* Stops in the order that leaves nobody waiting: no new POSTs, the
+ * writer answers what it has, then HTTP, then the last confirms. */
+static void
+stop_all(struct api *a, struct MHD_Daemon *d, const struct bus_handlers *h)
+{
+	struct timespec ts = {0, 1000000};
+
+	MHD_quiesce_daemon(d);
+	bus_cancel(a->bus);
+	atomic_store(&a->stopping, true);
+	while (atomic_load(&a->posting) > 0)
+		nanosleep(&ts, NULL);
+	apistore_close(a->store); /* resumes every waiting connection */
+	a->store = NULL;
+	ts.tv_nsec = 100 * 1000000; /* let them write their answers */
+	nanosleep(&ts, NULL);
+	MHD_stop_daemon(d);
+	bus_flush(a->bus, 5000, h); /* rows left unconfirmed go next time */
+	bus_close(a->bus);
+	free(a->done);
+	free(a->retry);
+	free(a->dlq);
+}
+
+int
+main(int argc, char **argv)
+{
+	static volatile sig_atomic_t stop;
+	static struct api a;
+	struct part_common com;
+	struct sockaddr_in sa;
+	struct bus_handlers h = {on_delivery, on_confirm, &a};
+	struct MHD_Daemon *d;
+	const char *listen = "127.0.0.1:8080";
+	char err[512];
+	int rc = parse_flags(argc, argv, &com, &listen);
+
+	if (rc >= 0)
+		return rc;
 	if (parse_listen(listen, &sa) != 0) {
 		fprintf(stderr,
 		        "order-api: --listen: \"%s\" is not IPv4ADDR:PORT\n",
@@ -504,52 +866,32 @@ main(int argc, char **argv)
 		return 2;
 	}
 	log_init("order-api", (enum log_level)com.log_level);
-	if (db_open(com.db, DB_READWRITE, &a.db, err, sizeof(err)) != 0 ||
-	    db_migrate(a.db, orderapi_migrations, orderapi_migrations_count,
-	               err, sizeof(err)) != 0) {
+	a.store = apistore_open(com.db, err, sizeof(err));
+	if (a.store == NULL) {
 		fprintf(stderr, "order-api: %s\n", err);
-		db_close(a.db);
 		return 1;
 	}
-	bc.url = com.amqp;
-	bc.name = "order-api";
-	bc.ca_file = getenv("SAGA_AMQP_CA");
-	bc.cert_file = getenv("SAGA_AMQP_CERT");
-	bc.key_file = getenv("SAGA_AMQP_KEY");
-	bc.queue_type = getenv("SAGA_QUEUE_TYPE");
-	bc.topology = &topo;
-	a.bus = bus_open(&bc, err, sizeof(err));
+	a.bus = open_bus(&com, err, sizeof(err));
 	if (a.bus == NULL) {
 		fprintf(stderr, "order-api: %s\n", err);
-		db_close(a.db);
+		apistore_close(a.store);
 		return 2;
 	}
-	d = MHD_start_daemon(MHD_USE_ERROR_LOG, 0, NULL, NULL, handle, &a,
-	                     MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-	                     MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL,
-	                     MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-	                     MHD_OPTION_END);
+	d = start_http(&a, &sa);
 	if (d == NULL) {
 		fprintf(stderr, "order-api: cannot listen on %s: %s\n", listen,
 		        strerror(errno));
 		bus_close(a.bus);
-		db_close(a.db);
+		apistore_close(a.store);
 		return 1;
 	}
 	part_signals(&stop);
 	if (bus_connect(a.bus, err, sizeof(err)) != 0)
 		log_warnx("%s; retrying", err);
 	log_info("listening on %s", listen);
-	while (!stop) {
-		MHD_run_wait(d, 50);
-		bus_poll(a.bus, 0, &h);
-	}
+	while (!stop)
+		relay_turn(&a, &h);
 	log_info("stopping");
-	MHD_stop_daemon(d);
-	bus_flush(a.bus, 5000, &h);
-	bus_close(a.bus);
-	for (size_t i = 0; i < a.norch; i++)
-		db_close(a.orch[i]);
-	db_close(a.db);
+	stop_all(&a, d, &h);
 	return 0;
 }

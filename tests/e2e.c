@@ -181,7 +181,6 @@ static const char *const daemon_specs[][2] = {
         {"notif", "notification-svc --amqp {url} --db {dir}/notif.db "
                   "--confirm-delay 500 --log-level warn"},
         {"api", "order-api --amqp {url} --db {dir}/api.db --listen {listen} "
-                "--orchestrator-db {orchdir}/orch.db {apiorch2} "
                 "--log-level warn"},
         {"inv2", "inventory-svc --amqp {url} --db {dir}/inv.db "
                  "--log-level warn"},
@@ -194,18 +193,15 @@ static int
 spawn_daemon(int i)
 {
 	char line[1024], listen[64], log[64], *argv[32], *save = NULL, *t;
-	char port[16], apiorch2[700];
+	char port[16];
 	const char *spec = daemon_specs[i][1];
 	size_t o = 0;
 	int n = 0;
 
 	snprintf(listen, sizeof(listen), "127.0.0.1:%d", api_port);
 	snprintf(port, sizeof(port), "%d", orch_port);
-	snprintf(apiorch2, sizeof(apiorch2), "--orchestrator-db %s",
-	         path("orch2.db"));
 	const char *const subst[][2] = {
 	        {"{shard1}", opt->shards == 2 ? "--shard 1/2" : ""},
-	        {"{apiorch2}", opt->shards == 2 ? apiorch2 : ""},
 	        {"{url}", url},
 	        {"{dir}", dir},
 	        {"{listen}", listen},
@@ -285,7 +281,8 @@ wait_ready(struct bus *b)
 	                    "shipping.india",
 	                    "shipping.eu",
 	                    "notification.events",
-	                    "notification.confirm"};
+	                    "notification.confirm",
+	                    "order-api.events"};
 	for (int t = 0; t < 300; t++) {
 		size_t ready = 0;
 		int st = 0;
@@ -614,7 +611,8 @@ post_all(void)
 			if (opt->faults[k].at == i)
 				inject(&opt->faults[k], i);
 		/* a client retries with its Idempotency-Key until accepted
-		 * (order-api answers 503 while the broker is away) */
+		 * (order-api takes orders with the broker away, so only a
+		 * failing database answers 503) */
 		snprintf(key, sizeof(key), "Idempotency-Key: k-%d\r\n", i);
 		for (int t = 0; t < 60; t++) {
 			free(r);
@@ -678,6 +676,38 @@ check_outcomes(long long *completed_card_cents, long long held[NSKU + 1])
 	}
 	CHECK_MSG(wrong == 0, "%d orders ended wrong", wrong);
 	db_close(db);
+}
+
+/* order-api's GET /orders/{id} ends as the orchestrator's saga did: it
+ * learns it from the order.* events (a few ms after the saga's commit,
+ * hence the wait). */
+static void
+check_api_statuses(void)
+{
+	int wrong = 0;
+
+	for (int i = 0; i < n_orders; i++) {
+		const char *want = orders[i].completes
+		                           ? "\"status\":\"completed\""
+		                           : "\"status\":\"failed\"";
+		char url_path[128], *r = NULL;
+		int st = 0;
+		snprintf(url_path, sizeof(url_path), "/orders/%s",
+		         orders[i].id);
+		for (int t = 0; t < 100; t++) {
+			free(r);
+			r = testutil_http(api_port, "GET", url_path, NULL, NULL,
+			                  &st);
+			if (st == 200 && r != NULL && strstr(r, want) != NULL)
+				break;
+			usleep(100000);
+		}
+		if ((st != 200 || r == NULL || strstr(r, want) == NULL) &&
+		    wrong++ < 10)
+			CHECK_MSG(0, "GET %s: %d %s, want %s", url_path, st,
+			          r ? r : "", want);
+		free(r);
+	}
 }
 
 static void
@@ -824,6 +854,7 @@ static const struct {
         {"shipping.eu", "shipping.eu.dlq", false, false},
         {"notification.events", "notification.events.dlq", true, false},
         {"notification.confirm", "notification.confirm.dlq", true, false},
+        {"order-api.events", "order-api.events.dlq", false, false},
 };
 #define NBADQ (sizeof(bad_queues) / sizeof(bad_queues[0]))
 static long bad_expected[NBADQ];
@@ -979,11 +1010,11 @@ static void
 check_queues_empty(struct bus *b)
 {
 	static const char *dlqs[] = {
-	        "orchestrator.dlq",        "inventory.commands.dlq",
-	        "payment.card.dlq",        "payment.cod.dlq",
-	        "shipping.default.dlq",    "shipping.india.dlq",
-	        "shipping.eu.dlq",         "notification.events.dlq",
-	        "notification.confirm.dlq"};
+	        "orchestrator.dlq",         "inventory.commands.dlq",
+	        "payment.card.dlq",         "payment.cod.dlq",
+	        "shipping.default.dlq",     "shipping.india.dlq",
+	        "shipping.eu.dlq",          "notification.events.dlq",
+	        "notification.confirm.dlq", "order-api.events.dlq"};
 	for (size_t i = 0; i < sizeof(dlqs) / sizeof(dlqs[0]); i++) {
 		long m = queue_depth(b, dlqs[i]);
 		CHECK_MSG(m == 0, "%s has %ld messages (-1: cannot tell)",
@@ -1150,6 +1181,7 @@ e2e_run(const struct e2e_opts *o)
 		CHECK_MSG(nretried_posts == 0, "%lld POSTs refused",
 		          nretried_posts);
 	check_outcomes(&card_cents, held);
+	check_api_statuses();
 	for (int i = 0; i < n_orders; i++)
 		ncompleted += orders[i].completes;
 	check_stock(held);

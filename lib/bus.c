@@ -522,8 +522,8 @@ drop_connection(struct bus *b, const char *why)
 	 * closes the channel at once) must not reconnect in a tight loop */
 	if (now_ms() - b->connected_at_ms < 2000) {
 		b->backoff_ms = b->backoff_ms == 0 ? 100 : b->backoff_ms * 2;
-		if (b->backoff_ms > 10000)
-			b->backoff_ms = 10000;
+		if (b->backoff_ms > BUS_RECONNECT_MAX_MS)
+			b->backoff_ms = BUS_RECONNECT_MAX_MS;
 	}
 	for (size_t i = b->head; i < b->np; i++) {
 		if (b->p[i].mem != NULL && b->p[i].seq != 0)
@@ -781,8 +781,8 @@ bus_connect(struct bus *b, char *err, size_t errlen)
 			snprintf(err, errlen, "%s: %s", red, b->last_error);
 	}
 	b->backoff_ms = b->backoff_ms == 0 ? 100 : b->backoff_ms * 2;
-	if (b->backoff_ms > 10000)
-		b->backoff_ms = 10000;
+	if (b->backoff_ms > BUS_RECONNECT_MAX_MS)
+		b->backoff_ms = BUS_RECONNECT_MAX_MS;
 	{
 		/* jitter: 75%..125% so a fleet does not reconnect in step */
 		uint16_t r = 0;

@@ -217,6 +217,13 @@ int bus_connect(struct bus *b, char *err, size_t errlen);
  * back through on_confirm. -1 (nothing kept) if the message is invalid. */
 int bus_publish(struct bus *b, const struct bus_message *m, uint64_t tag);
 
+/* The longest wait between two connection attempts (the backoff doubles
+ * from 100 ms up to this, with +-25% jitter). It bounds how long after a
+ * broker's return every daemon is back: a connect to a broker that is
+ * down costs one refused TCP handshake, so 2 s is cheap (it was 10 s,
+ * which alone made sagas wait up to 10 s after a broker restart). */
+#define BUS_RECONNECT_MAX_MS 2000
+
 /* Waits up to timeout_ms for traffic and handles it (and reconnects when
  * needed), calling the handlers. Returns the number of deliveries and
  * confirms handed over. Never fails: connection trouble is retried. */

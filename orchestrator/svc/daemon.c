@@ -153,7 +153,7 @@ struct adapter {
 	struct store *st;
 	struct orch *o;
 	struct metrics m;
-	char orders_q[128], replies_q[128], control_q[128];
+	char orders_q[128], replies_q[128], control_q[128], presence_q[140];
 	struct shard sh;
 	struct shard_times times;
 	/* draining (daemon.h): where it is, and the stop flag to raise */
@@ -620,8 +620,7 @@ on_delivery(void *arg, const struct bus_delivery *d)
 		reply_bundle(a, d);
 		return;
 	}
-	if (strcmp(d->type, PRESENCE_TYPE) == 0 &&
-	    strcmp(d->queue, a->replies_q) == 0) {
+	if (strcmp(d->queue, a->presence_q) == 0) {
 		presence_heard(a, d);
 		return;
 	}
@@ -973,6 +972,9 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 	snprintf(a.orders_q, sizeof(a.orders_q), "%s", a.sh.orders_q);
 	snprintf(a.replies_q, sizeof(a.replies_q), "%s", a.sh.replies_q);
 	snprintf(a.control_q, sizeof(a.control_q), "%s", a.sh.control_q);
+	/* participants' announcements: short-lived, never dead-lettered */
+	snprintf(a.presence_q, sizeof(a.presence_q), "%s.presence",
+	         a.sh.replies_q);
 	a.stop = stop;
 	a.drain = cfg->drain ? DRAIN_ANNOUNCE : DRAIN_NO;
 	{
@@ -998,6 +1000,10 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		         .dlx = DLX,
 		         .dlrk = "orchestrator.dlq"},
 		        {.name = "orchestrator.dlq"},
+		        {.name = a.presence_q,
+		         .ttl_ms = PRESENCE_TTL_MS,
+		         .max_length = 10000,
+		         .classic = true},
 		        /* every domain event, kept for audit (the demo
 		         * prints it); declared here, by the events' one
 		         * publisher of order.* besides order-api */
@@ -1008,7 +1014,7 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		         a.sh.reply_key},
 		        {DLX, "orchestrator.dlq", NULL, "orchestrator.dlq"},
 		        {ORCH_EXCHANGE_EVENTS, "audit", NULL, "order.#"},
-		        {PRESENCE_EXCHANGE, a.replies_q, NULL, ""},
+		        {PRESENCE_EXCHANGE, a.presence_q, NULL, ""},
 		        /* unsharded: order.created straight to the queue */
 		        {ORCH_EXCHANGE_EVENTS, a.orders_q, NULL,
 		         "order.created"},
@@ -1029,15 +1035,16 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		const struct bus_topology topo =
 		        a.sh.index == 0
 		                ? (struct bus_topology){ex, 5,         qs,
-		                                        5,  bd_common, 5}
+		                                        6,  bd_common, 5}
 		                : (struct bus_topology){
 		                          ex,
 		                          7,
 		                          qs,
-		                          5,
+		                          6,
 		                          bd_shard,
 		                          a.drain != DRAIN_NO ? 6 : 7};
-		const char *consume[] = {a.orders_q, a.replies_q, a.control_q};
+		const char *consume[] = {a.orders_q, a.replies_q, a.control_q,
+		                         a.presence_q};
 		struct bus_config bc = {
 		        .url = cfg->amqp,
 		        .name = "saga-orchestrator",
@@ -1048,7 +1055,7 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		        .queue_type = cfg->queue_type,
 		        .topology = &topo,
 		        .consume = consume,
-		        .nconsume = 3,
+		        .nconsume = 4,
 		};
 		struct loop_transport t = {
 		        .ctx = &a,
@@ -1124,8 +1131,8 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		log_info("stopped (%s)", rc == 0 ? "drained" : "not drained");
 		if (a.drained) {
 			const char *qs_[] = {a.orders_q, a.replies_q,
-			                     a.control_q};
-			for (size_t i = 0; i < 3; i++)
+			                     a.control_q, a.presence_q};
+			for (size_t i = 0; i < 4; i++)
 				if (bus_queue_delete(bus, qs_[i], true) != 0)
 					log_warnx("cannot delete %s: delete it "
 					          "by hand once empty",

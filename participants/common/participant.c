@@ -1080,8 +1080,9 @@ open_bus(struct part *p, char *err, size_t errlen)
 	}
 	ex[nex++] =
 	        (struct bus_exchange){REPLIES_EXCHANGE, "direct", NULL, NULL};
-	ex[nex++] =
-	        (struct bus_exchange){PRESENCE_EXCHANGE, "fanout", NULL, NULL};
+	if (cfg->participant != NULL)
+		ex[nex++] = (struct bus_exchange){PRESENCE_EXCHANGE, "fanout",
+		                                  NULL, NULL};
 	for (size_t i = 0; i < cfg->nexchanges; i++)
 		ex[nex++] = cfg->exchanges[i];
 	for (size_t i = 0; i < cfg->nqueues; i++) {

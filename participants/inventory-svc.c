@@ -1,6 +1,7 @@
 /* inventory-svc -- stock per sku; reserves every line of an order or none.
  *
  *   inventory-svc --amqp URL --db PATH [--seed FILE] [--log-level L]
+ *                 [--processed-days N]
  *   inventory-svc --db PATH --print-stock
  *
  * Commands (queue inventory.commands, bound to saga.commands "inventory"
@@ -254,6 +255,7 @@ main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	        PART_COMMON_OPTIONS,
+	        PART_RETENTION_OPTION,
 	        {"seed", required_argument, NULL, 's'},
 	        {"print-stock", no_argument, NULL, 'p'},
 	        {"help", no_argument, NULL, 'h'},
@@ -305,6 +307,7 @@ main(int argc, char **argv)
 			fprintf(stderr,
 			        "usage: inventory-svc --amqp URL --db PATH "
 			        "[--seed FILE] [--log-level L]\n"
+			        "                     [--processed-days N]\n"
 			        "       inventory-svc --db PATH "
 			        "--print-stock\n");
 			return c == 'h' ? 0 : 2;

@@ -3,6 +3,7 @@
  *
  *   notification-svc --amqp URL --db PATH [--templates FILE]
  *                    [--confirm-delay MS] [--log-level L]
+ *                    [--processed-days N]
  *   notification-svc --db PATH --print
  *
  * Consumes queue notification.events, bound to order_events by "order.*".
@@ -14,10 +15,24 @@
  * dead-letters it to notification.confirm, which this daemon consumes and
  * renders as order.confirmation. No broker plugin is needed.
  *
- * Templates (--templates FILE): lines "event.type: text", '#' comments;
+ * What it takes: an order.* event it has a template for, whose payload
+ * names its order (order_id, equal to the envelope's saga: the
+ * orchestrator and order-api always send it so). Anything else -- another
+ * type (an inventory.reserved put on notification.events by mistake once
+ * became "Order : inventory.reserved."), an order.* type without a
+ * template, an event that names no order -- is refused (PART_REFUSE):
+ * nothing is written and the message goes to its queue's .dlq with the
+ * reason in x-saga-error. An order this daemon has not heard of is not a
+ * reason to refuse: it keeps no list of orders (the orchestrator is the
+ * authority, and who may publish to order_events is the broker's
+ * permissions' business), and an order.created it missed must not cost
+ * the customer the later messages.
+ *
+ * Templates (--templates FILE): lines "order.type: text", '#' comments;
  * {field} or {a.b} is replaced by that field of the event's payload (the
  * order); a field the event lacks stays as written. Built-in templates
- * cover every event of order.yaml; a file replaces those it names.
+ * cover every event of order.yaml; a file replaces those it names and
+ * may add order.* types (a template for another type is an error).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -69,7 +84,7 @@ set_template(struct notif *n, const char *type, const char *text)
 	for (i = 0; i < n->n && strcmp(n->t[i].type, type) != 0; i++)
 		;
 	if (i == MAX_TEMPLATES || strlen(text) >= TEXT_MAX ||
-	    !envelope_type_valid(type))
+	    !envelope_type_valid(type) || strncmp(type, "order.", 6) != 0)
 		return -1;
 	snprintf(n->t[i].type, sizeof(n->t[i].type), "%s", type);
 	snprintf(n->t[i].text, sizeof(n->t[i].text), "%s", text);
@@ -109,29 +124,61 @@ load_templates(struct notif *n, const char *path)
 bad:
 	fclose(f);
 	fprintf(stderr,
-	        "notification-svc: %s:%d: expected \"event.type: text\" (a "
-	        "valid type, text under %d bytes, at most %d templates)\n",
+	        "notification-svc: %s:%d: expected \"order.type: text\" (a "
+	        "valid order.* type, text under %d bytes, at most %d "
+	        "templates)\n",
 	        path, no, TEXT_MAX, MAX_TEMPLATES);
 	return -1;
 }
 
-/* Fills {field} placeholders from the payload. */
+/* The template for type; NULL if there is none. */
+static const char *
+template_of(const struct notif *n, const char *type)
+{
+	for (int i = 0; i < n->n; i++)
+		if (strcmp(n->t[i].type, type) == 0)
+			return n->t[i].text;
+	return NULL;
+}
+
+/* PART_DONE if the event is one to notify (the file's header says
+ * which), else PART_REFUSE with the reason in why. */
+static enum part_verdict
+check_event(const struct notif *n, const struct envelope *in, char *why,
+            size_t whylen)
+{
+	const char *order = part_str(&in->payload, "order_id");
+
+	if (strncmp(in->type, "order.", 6) != 0 ||
+	    template_of(n, in->type) == NULL) {
+		snprintf(why, whylen,
+		         "no template for event type %s: notification-svc "
+		         "takes only the order.* events it has templates for",
+		         in->type);
+		return PART_REFUSE;
+	}
+	if (order[0] == '\0' || strcmp(order, in->saga) != 0) {
+		snprintf(why, whylen,
+		         "%s names no order: payload order_id \"%.100s\" is "
+		         "not its saga \"%.100s\"",
+		         in->type, order, in->saga);
+		return PART_REFUSE;
+	}
+	return PART_DONE;
+}
+
+/* Fills the template's {field} placeholders from the payload (the caller
+ * checked that the template exists). */
 static void
 render(const struct notif *n, const char *type, const struct value *p,
        char *out, size_t cap)
 {
-	const char *t = NULL, *s;
+	const char *s = template_of(n, type);
 	size_t o = 0;
 
-	for (int i = 0; i < n->n; i++)
-		if (strcmp(n->t[i].type, type) == 0)
-			t = n->t[i].text;
-	if (t == NULL) {
-		snprintf(out, cap, "Order %s: %s.", part_str(p, "order_id"),
-		         type);
-		return;
-	}
-	for (s = t; *s != '\0' && o + 1 < cap;) {
+	if (s == NULL)
+		s = "";
+	while (*s != '\0' && o + 1 < cap) {
 		const char *end = *s == '{' ? strchr(s, '}') : NULL;
 		char name[128], val[256];
 		const struct value *v;
@@ -179,6 +226,8 @@ on_event(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 	enum part_verdict v;
 
 	(void)attempt;
+	if (check_event(n, in, why, whylen) != PART_DONE)
+		return PART_REFUSE;
 	render(n, in->type, &in->payload, text, sizeof(text));
 	v = write_out(db, in, in->type, text, why, whylen);
 	if (v != PART_DONE || strcmp(in->type, "order.completed") != 0)
@@ -207,6 +256,8 @@ on_confirmation(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 
 	(void)attempt;
 	(void)out;
+	if (check_event(n, in, why, whylen) != PART_DONE)
+		return PART_REFUSE;
 	render(n, "order.confirmation", &in->payload, text, sizeof(text));
 	return write_out(db, in, "order.confirmation", text, why, whylen);
 }
@@ -216,6 +267,7 @@ main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	        PART_COMMON_OPTIONS,
+	        PART_RETENTION_OPTION,
 	        {"templates", required_argument, NULL, 't'},
 	        {"confirm-delay", required_argument, NULL, 'd'},
 	        {"print", no_argument, NULL, 'p'},
@@ -290,6 +342,7 @@ main(int argc, char **argv)
 			        "usage: notification-svc --amqp URL --db PATH "
 			        "[--templates FILE] [--confirm-delay MS] "
 			        "[--log-level L]\n"
+			        "                        [--processed-days N]\n"
 			        "       notification-svc --db PATH --print\n");
 			return c == 'h' ? 0 : 2;
 		}

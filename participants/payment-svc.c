@@ -2,6 +2,7 @@
  * with a ledger, behind a simulated gateway.
  *
  *   payment-svc --amqp URL --db PATH [--config FILE] [--log-level L]
+ *               [--processed-days N]
  *   payment-svc --db PATH --print-ledger
  *
  * Routing: payment commands reach the direct exchange `payment` (bound to
@@ -375,6 +376,7 @@ main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	        PART_COMMON_OPTIONS,
+	        PART_RETENTION_OPTION,
 	        {"config", required_argument, NULL, 'c'},
 	        {"print-ledger", no_argument, NULL, 'p'},
 	        {"help", no_argument, NULL, 'h'},
@@ -429,6 +431,7 @@ main(int argc, char **argv)
 			fprintf(stderr,
 			        "usage: payment-svc --amqp URL --db PATH "
 			        "[--config FILE] [--log-level L]\n"
+			        "                   [--processed-days N]\n"
 			        "       payment-svc --db PATH "
 			        "--print-ledger\n");
 			return c == 'h' ? 0 : 2;

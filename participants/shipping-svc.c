@@ -2,6 +2,7 @@
  *
  *   shipping-svc --amqp URL --db PATH [--instance NAME] [--bind PATTERN]...
  *                [--no-ship COUNTRY]... [--log-level L]
+ *              [--processed-days N]
  *
  * Routing: shipping commands reach the topic exchange `shipping` (bound to
  * saga.commands by "shipping.#") with the key
@@ -128,6 +129,7 @@ main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	        PART_COMMON_OPTIONS,
+	        PART_RETENTION_OPTION,
 	        {"instance", required_argument, NULL, 'i'},
 	        {"bind", required_argument, NULL, 'b'},
 	        {"no-ship", required_argument, NULL, 'n'},
@@ -186,7 +188,8 @@ main(int argc, char **argv)
 			fprintf(stderr,
 			        "usage: shipping-svc --amqp URL --db PATH "
 			        "[--instance NAME] [--bind PATTERN]... "
-			        "[--no-ship COUNTRY]... [--log-level L]\n");
+			        "[--no-ship COUNTRY]... [--log-level L]\n"
+			        "                    [--processed-days N]\n");
 			return c == 'h' ? 0 : 2;
 		}
 	}

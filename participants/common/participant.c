@@ -2,6 +2,7 @@
 #include "participant.h"
 #include "presence.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,8 +17,10 @@
 #define MAX_QUEUES       8
 
 /* The framework's own tables, next to the daemon's (which are versioned
- * by PRAGMA user_version through cfg->migrations). These never change
- * shape: a new need gets a new table. */
+ * by PRAGMA user_version through cfg->migrations). Their columns never
+ * change: a new need gets a new table, or an index created IF NOT EXISTS
+ * (the ones by `at` that pruning reads: a database from before them gets
+ * them at its next start, once, before the daemon consumes). */
 static const char framework_sql[] =
         "CREATE TABLE IF NOT EXISTS part_processed ("
         "  message_id  TEXT PRIMARY KEY,"
@@ -36,7 +39,11 @@ static const char framework_sql[] =
         "  command TEXT NOT NULL,"
         "  at      INTEGER NOT NULL,"
         "  PRIMARY KEY (saga_id, command)"
-        ") STRICT, WITHOUT ROWID;";
+        ") STRICT, WITHOUT ROWID;"
+        "CREATE INDEX IF NOT EXISTS part_processed_by_at"
+        "  ON part_processed(at);"
+        "CREATE INDEX IF NOT EXISTS part_compensated_by_at"
+        "  ON part_compensated(at);";
 
 /* A delivery as the framework settles it: a plain delivery (group -1),
  * or an item of a bundle (envelope.h), whose delivery is acked once every
@@ -75,6 +82,7 @@ struct part {
 	struct bus *bus;
 	sqlite3_stmt *find, *record, *late, *compensated;
 	sqlite3_stmt *sp_save, *sp_release, *sp_rollback;
+	sqlite3_stmt *prune_processed, *prune_compensated;
 	struct pending *pend;
 	size_t npend, cappend;
 	uint64_t next_tag;
@@ -85,7 +93,12 @@ struct part {
 	bool in_tx;
 	struct deferred *def;
 	size_t ndef, capdef;
-	struct items items;                /* bundles with items open */
+	struct items items; /* bundles with items open */
+	/* pruning: retention_ms 0 keeps everything; last_prune_ms is when
+	 * pruning last found nothing more (or the start); `pruning` counts
+	 * the rows the open transaction deleted */
+	int64_t retention_ms, last_prune_ms;
+	uint64_t pruning;
 	struct presence_announce presence; /* name "" when not announcing */
 	int64_t announced_ms;
 };
@@ -208,6 +221,29 @@ part_common_init(struct part_common *c)
 	c->amqp = getenv("SAGA_AMQP_URL");
 	c->db = NULL;
 	c->log_level = LOG_INFO;
+	c->processed_days = -1;
+}
+
+/* --processed-days N: a whole number of days, 0 to 36500. */
+static int
+parse_days(struct part_common *c, const char *prog, const char *arg)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(arg, &end, 10);
+	if (errno != 0 || end == arg || *end != '\0' || v < 0 ||
+	    v > PART_RETENTION_MAX_MS / PART_DAY_MS) {
+		fprintf(stderr,
+		        "%s: --processed-days: \"%s\" is not a number of days "
+		        "from 0 (forever) to %lld\n",
+		        prog, arg,
+		        (long long)(PART_RETENTION_MAX_MS / PART_DAY_MS));
+		return -1;
+	}
+	c->processed_days = (int)v;
+	return 1;
 }
 
 int
@@ -233,6 +269,8 @@ part_common_flag(struct part_common *c, const char *prog, int opt,
 		}
 		c->log_level = (int)l;
 		return 1;
+	case 0x104:
+		return parse_days(c, prog, arg);
 	default:
 		return 0;
 	}
@@ -267,6 +305,10 @@ part_main(const char *prog, const struct part_common *c,
 	part_signals(&stop);
 	cfg->url = c->amqp;
 	cfg->db_path = c->db;
+	if (c->processed_days == 0)
+		cfg->retention_ms = PART_KEEP_FOREVER;
+	else if (c->processed_days > 0)
+		cfg->retention_ms = c->processed_days * PART_DAY_MS;
 	if (part_run(cfg, &stop, err, sizeof(err)) != 0) {
 		fprintf(stderr, "%s: %s\n", prog, err);
 		return 1;
@@ -627,6 +669,9 @@ batch_end(struct part *p)
 		return;
 	ok = db_commit(p->db, err, sizeof(err)) == 0;
 	p->in_tx = false;
+	if (ok)
+		p->stats.pruned += p->pruning;
+	p->pruning = 0;
 	if (!ok) {
 		db_rollback(p->db);
 		log_error("commit of %zu messages failed, retrying them: %s",
@@ -642,6 +687,98 @@ batch_end(struct part *p)
 	for (size_t i = 0; i < p->ndef; i++)
 		free(p->def[i].s.body);
 	p->ndef = 0;
+}
+
+/* ---- pruning (participant.h, "Bounded storage") ---- */
+
+/* Deletes up to PART_PRUNE_BATCH rows of st's table older than
+ * before_ms, oldest first; *n gets the count. -1 on an SQLite error
+ * (logged). */
+static int
+prune_table(struct part *p, sqlite3_stmt *st, int64_t before_ms, int64_t *n)
+{
+	int rc = SQLITE_MISUSE;
+
+	if (sqlite3_bind_int64(st, 1, before_ms) == SQLITE_OK &&
+	    sqlite3_bind_int64(st, 2, PART_PRUNE_BATCH) == SQLITE_OK)
+		rc = sqlite3_step(st);
+	*n = rc == SQLITE_DONE ? sqlite3_changes(p->db) : 0;
+	if (rc != SQLITE_DONE)
+		log_error("cannot prune: %s: %s", sqlite3_errmsg(p->db),
+		          sqlite3_sql(st));
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* One share of the pruning, in the batch's transaction (begun here when
+ * idle, committed by batch_end) and its own savepoint: a failure is
+ * logged, undone alone and tried again after PART_PRUNE_EVERY_MS. While
+ * a share finds a full batch, the next turn takes another. */
+static void
+prune_step(struct part *p)
+{
+	int64_t now = envelope_now_ms(), a = 0, b = 0;
+	char err[512];
+
+	if (p->retention_ms <= 0 ||
+	    now - p->last_prune_ms < PART_PRUNE_EVERY_MS)
+		return;
+	if (sp_begin(p, err, sizeof(err)) != 0) {
+		log_error("cannot prune: %s", err);
+		p->last_prune_ms = now;
+		return;
+	}
+	if (prune_table(p, p->prune_processed, now - p->retention_ms, &a) ||
+	    (a < PART_PRUNE_BATCH &&
+	     prune_table(p, p->prune_compensated,
+	                 now - p->retention_ms * PART_COMPENSATED_FACTOR,
+	                 &b))) {
+		sp_undo(p);
+		p->last_prune_ms = now;
+		return;
+	}
+	if (sp_keep(p, err, sizeof(err)) != 0) {
+		log_error("cannot prune: %s", err);
+		sp_undo(p);
+		p->last_prune_ms = now;
+		return;
+	}
+	p->pruning += (uint64_t)(a + b);
+	if (a < PART_PRUNE_BATCH && b < PART_PRUNE_BATCH)
+		p->last_prune_ms = now;
+}
+
+/* The retention in force (0: forever), or -1 with the reason: shorter
+ * than the retry path can still hand a copy back, or out of range. */
+static int
+retention_of(const struct part_config *cfg, int max_attempts, int64_t *out,
+             char *err, size_t errlen)
+{
+	int64_t r = cfg->retention_ms;
+	int64_t retry = cfg->retry_ms > 0 ? cfg->retry_ms : PART_RETRY_MS;
+
+	*out = 0;
+	if (r == PART_KEEP_FOREVER)
+		return 0;
+	if (r == 0)
+		r = PART_RETENTION_MS;
+	if (r < 0 || r > PART_RETENTION_MAX_MS) {
+		snprintf(err, errlen,
+		         "retention %lld ms is not 1 to %lld ms (or forever)",
+		         (long long)r, (long long)PART_RETENTION_MAX_MS);
+		return -1;
+	}
+	if (r / max_attempts < retry) {
+		snprintf(
+		        err, errlen,
+		        "retention %lld ms is shorter than the retry queue can "
+		        "still redeliver a message (%d attempts x %lld ms)",
+		        (long long)r, max_attempts, (long long)retry);
+		return -1;
+	}
+	*out = r;
+	return 0;
 }
 
 static void
@@ -1021,6 +1158,45 @@ on_delivery(void *arg, const struct bus_delivery *d)
 
 /* ---- set-up ---- */
 
+/* The framework's statements, prepared once. */
+static int
+prepare_all(struct part *p, char *err, size_t errlen)
+{
+	const struct {
+		sqlite3_stmt **st;
+		const char *sql;
+	} t[] = {
+	        {&p->find,
+	         "SELECT reply_id, reply_type, exchange, routing_key, "
+	         "expiration, body FROM part_processed "
+	         "WHERE message_id = ?1"},
+	        {&p->record, "INSERT INTO part_processed(message_id, saga_id, "
+	                     "type, reply_id, reply_type, exchange, "
+	                     "routing_key, expiration, body, at) "
+	                     "VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)"},
+	        {&p->late, "SELECT 1 FROM part_compensated "
+	                   "WHERE saga_id = ?1 AND command = ?2"},
+	        {&p->compensated, "INSERT OR IGNORE INTO part_compensated"
+	                          "(saga_id, command, at) VALUES (?1, ?2, ?3)"},
+	        {&p->prune_processed,
+	         "DELETE FROM part_processed WHERE message_id IN (SELECT "
+	         "message_id FROM part_processed WHERE at < ?1 ORDER BY at "
+	         "LIMIT ?2)"},
+	        {&p->prune_compensated,
+	         "DELETE FROM part_compensated WHERE (saga_id, command) IN "
+	         "(SELECT saga_id, command FROM part_compensated WHERE at < ?1 "
+	         "ORDER BY at LIMIT ?2)"},
+	        {&p->sp_save, "SAVEPOINT msg"},
+	        {&p->sp_release, "RELEASE msg"},
+	        {&p->sp_rollback, "ROLLBACK TO msg"},
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		if (db_prepare(p->db, t[i].st, t[i].sql, err, errlen) != 0)
+			return -1;
+	return 0;
+}
+
 static int
 open_db(struct part *p, char *err, size_t errlen)
 {
@@ -1030,30 +1206,7 @@ open_db(struct part *p, char *err, size_t errlen)
 	    db_migrate(p->db, cfg->migrations, cfg->nmigrations, err, errlen) !=
 	            0 ||
 	    db_exec(p->db, framework_sql, err, errlen) != 0 ||
-	    db_prepare(p->db, &p->find,
-	               "SELECT reply_id, reply_type, exchange, routing_key, "
-	               "expiration, body FROM part_processed "
-	               "WHERE message_id = ?1",
-	               err, errlen) != 0 ||
-	    db_prepare(p->db, &p->record,
-	               "INSERT INTO part_processed(message_id, saga_id, type, "
-	               "reply_id, reply_type, exchange, routing_key, "
-	               "expiration, body, at) "
-	               "VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
-	               err, errlen) != 0 ||
-	    db_prepare(p->db, &p->late,
-	               "SELECT 1 FROM part_compensated "
-	               "WHERE saga_id = ?1 AND command = ?2",
-	               err, errlen) != 0 ||
-	    db_prepare(p->db, &p->compensated,
-	               "INSERT OR IGNORE INTO part_compensated"
-	               "(saga_id, command, at) VALUES (?1, ?2, ?3)",
-	               err, errlen) != 0 ||
-	    db_prepare(p->db, &p->sp_save, "SAVEPOINT msg", err, errlen) != 0 ||
-	    db_prepare(p->db, &p->sp_release, "RELEASE msg", err, errlen) !=
-	            0 ||
-	    db_prepare(p->db, &p->sp_rollback, "ROLLBACK TO msg", err,
-	               errlen) != 0)
+	    prepare_all(p, err, errlen) != 0)
 		return -1;
 	if (cfg->on_open != NULL && cfg->on_open(cfg->arg, p->db, err, errlen))
 		return -1;
@@ -1095,7 +1248,8 @@ open_bus(struct part *p, char *err, size_t errlen)
 		        .name = names[i][1],
 		        .dlx = "",
 		        .dlrk = names[i][0],
-		        .ttl_ms = cfg->retry_ms > 0 ? cfg->retry_ms : 1000};
+		        .ttl_ms = cfg->retry_ms > 0 ? cfg->retry_ms
+		                                    : PART_RETRY_MS};
 		qs[nq++] = (struct bus_queue){.name = names[i][2]};
 	}
 	for (size_t i = 0; i < cfg->nextra_queues; i++)
@@ -1214,6 +1368,8 @@ part_free(struct part *p)
 	sqlite3_finalize(p->sp_save);
 	sqlite3_finalize(p->sp_release);
 	sqlite3_finalize(p->sp_rollback);
+	sqlite3_finalize(p->prune_processed);
+	sqlite3_finalize(p->prune_compensated);
 	part_prepared_release(p->db);
 	db_close(p->db);
 	bus_close(p->bus);
@@ -1239,7 +1395,11 @@ part_run(const struct part_config *cfg, const volatile sig_atomic_t *stop,
 		c.prefetch = PART_PREFETCH;
 	memset(&p, 0, sizeof(p));
 	p.cfg = &c;
-	p.max_attempts = cfg->max_attempts > 0 ? cfg->max_attempts : 5;
+	p.max_attempts =
+	        cfg->max_attempts > 0 ? cfg->max_attempts : PART_MAX_ATTEMPTS;
+	if (retention_of(cfg, p.max_attempts, &p.retention_ms, err, errlen))
+		return -1;
+	p.last_prune_ms = envelope_now_ms();
 	if (open_db(&p, err, errlen) != 0 || open_bus(&p, err, errlen) != 0) {
 		part_free(&p);
 		return -1;
@@ -1252,6 +1412,7 @@ part_run(const struct part_config *cfg, const volatile sig_atomic_t *stop,
 	presence_init(&p);
 	while (!*stop) {
 		bus_poll(p.bus, 200, &h);
+		prune_step(&p);
 		batch_end(&p);
 		announce(&p);
 	}
@@ -1269,12 +1430,14 @@ part_run(const struct part_config *cfg, const volatile sig_atomic_t *stop,
 		          bus_unconfirmed(p.bus));
 	bs = bus_stats(p.bus);
 	log_info("stopped: handled %llu, replayed %llu, refused late %llu, "
-	         "retried %llu, dead-lettered %llu, reconnects %llu",
+	         "retried %llu, dead-lettered %llu, pruned %llu, "
+	         "reconnects %llu",
 	         (unsigned long long)p.stats.handled,
 	         (unsigned long long)p.stats.replayed,
 	         (unsigned long long)p.stats.refused_late,
 	         (unsigned long long)p.stats.retried,
 	         (unsigned long long)p.stats.dead_lettered,
+	         (unsigned long long)p.stats.pruned,
 	         (unsigned long long)bs->reconnects);
 	part_free(&p);
 	return 0;

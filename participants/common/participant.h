@@ -46,6 +46,33 @@
  * reason. PART_REFUSE (a command that can never succeed: unknown type,
  * fields of the wrong type) goes to `Q.dlq` at once.
  *
+ * Bounded storage: `part_processed` keeps a message id (and its stored
+ * reply) for `retention_ms` (default PART_RETENTION_MS, 7 days, as the
+ * orchestrator's --inbox-days), then forgets it. The rule is the
+ * orchestrator's: an id only has to outlive every way a copy of its
+ * message can still arrive -- the broker redelivering what was unacked
+ * when a daemon stopped, a publisher's resend after a lost connection,
+ * the orchestrator publishing its unconfirmed outbox again at start (a
+ * command's id is deterministic, so the resend has the same id), and the
+ * retry queue, which can hand a copy back up to max_attempts x retry_ms
+ * after it first came. part_run refuses a retention shorter than that
+ * last one (the only bound the framework knows); the others last as long
+ * as a daemon or the broker is down, hence days. A copy arriving after
+ * its id is forgotten is handled again; the handlers' own tables keep
+ * that harmless (one reservation, one payment, one shipment per saga).
+ * `part_compensated` is what refuses a late original, and it has no
+ * such second line of defence, so it is kept PART_COMPENSATED_FACTOR
+ * times longer (28 days by default; a late original cannot come later
+ * after its compensation than after it was sent, so this is a margin,
+ * and its rows are few: one per compensated step). Both are deleted by
+ * time through their `at` indexes, at most PART_PRUNE_BATCH rows per
+ * transaction (a batch's, or one of its own when idle, never a long
+ * DELETE): again at the next turn while a share finds a full batch, else
+ * after PART_PRUNE_EVERY_MS; the first share that long after start, so
+ * what the broker redelivers at start meets its rows first. The log
+ * line at exit counts the rows pruned. A message replayed from a DLQ
+ * after the retention is a new message.
+ *
  * Single-threaded: handlers run inside part_run's loop. Their sqlite3
  * handle is the framework's, inside its transaction and savepoint: a
  * handler must not BEGIN, COMMIT or ROLLBACK, and any SQLite error it
@@ -133,28 +160,46 @@ struct part_config {
 	 * no announcements (a daemon that takes no commands). */
 	const char *participant;
 	const char *instance; /* this instance's name, "" or NULL if one */
-	int max_attempts;     /* deliveries before Q.dlq; 0: 5 */
-	int64_t retry_ms;     /* Q.retry's TTL; 0: 1000 */
-	uint16_t prefetch;    /* 0: PART_PREFETCH */
-	void *arg;            /* handed to every handler */
+	int max_attempts;  /* deliveries before Q.dlq; 0: PART_MAX_ATTEMPTS */
+	int64_t retry_ms;  /* Q.retry's TTL; 0: PART_RETRY_MS */
+	uint16_t prefetch; /* 0: PART_PREFETCH */
+	/* How long part_processed keeps a message id (part_compensated
+	 * PART_COMPENSATED_FACTOR times longer); 0: PART_RETENTION_MS,
+	 * PART_KEEP_FOREVER: never pruned. At least max_attempts x
+	 * retry_ms and at most PART_RETENTION_MAX_MS, or part_run fails. */
+	int64_t retention_ms;
+	void *arg; /* handed to every handler */
 	/* Called once after the database is open and migrated, before the
 	 * broker (seed tables, prepare statements). NULL for none. */
 	int (*on_open)(void *arg, sqlite3 *db, char *err, size_t errlen);
 };
 
 /* The default prefetch: deliveries in flight per work queue. */
-#define PART_PREFETCH 200
+#define PART_PREFETCH     200
+#define PART_MAX_ATTEMPTS 5
+#define PART_RETRY_MS     1000
+
+/* Retention of processed message ids (see "Bounded storage"). */
+#define PART_DAY_MS             (24 * 3600 * 1000LL)
+#define PART_RETENTION_MS       (7 * PART_DAY_MS)
+#define PART_RETENTION_MAX_MS   (36500 * PART_DAY_MS)
+#define PART_KEEP_FOREVER       (-1)
+#define PART_COMPENSATED_FACTOR 4
+#define PART_PRUNE_BATCH        500
+#define PART_PRUNE_EVERY_MS     10000
 
 /* Counters, for logs and tests. */
 struct part_stats {
 	uint64_t handled, replayed, refused_late, retried, dead_lettered;
+	uint64_t pruned; /* rows of part_processed and part_compensated */
 };
 
 /* Runs the daemon until *stop becomes non-zero (set it from a SIGTERM
  * handler), then drains: stops consuming, waits up to 10 s for the
  * replies in flight to be confirmed (and their commands acked), closes.
- * Returns 0 after a clean stop, -1 with the reason in err if the database
- * or the configuration is unusable (before touching the broker). An
+ * Returns 0 after a clean stop, -1 with the reason in err if the
+ * configuration (a retention out of bounds: checked first) or the
+ * database is unusable (before touching the broker). An
  * unreachable broker is not an error: the bus keeps retrying. */
 int part_run(const struct part_config *cfg, const volatile sig_atomic_t *stop,
              char *err, size_t errlen);
@@ -169,9 +214,16 @@ int part_run(const struct part_config *cfg, const volatile sig_atomic_t *stop,
 	{                                                                      \
 		"log-level", required_argument, NULL, 0x103                    \
 	}
+/* --processed-days N (0: forever), for the daemons that run part_main
+ * (order-api keeps no part_processed): sets retention_ms. */
+#define PART_RETENTION_OPTION                                                  \
+	{                                                                      \
+		"processed-days", required_argument, NULL, 0x104               \
+	}
 struct part_common {
 	const char *amqp, *db;
-	int log_level; /* enum log_level */
+	int log_level;      /* enum log_level */
+	int processed_days; /* -1: not given (cfg->retention_ms stays) */
 };
 void part_common_init(struct part_common *c);
 int part_common_flag(struct part_common *c, const char *prog, int opt,
@@ -179,7 +231,8 @@ int part_common_flag(struct part_common *c, const char *prog, int opt,
 int part_common_check(const struct part_common *c, const char *prog);
 
 /* A daemon's main after its flags: checks the common ones (exit 2 with a
- * message), sets up logging and signals, fills cfg->url and db_path, runs
+ * message), sets up logging and signals, fills cfg->url and db_path (and
+ * retention_ms, if --processed-days was given), runs
  * part_run, and returns the exit status (0 clean stop, 1 unusable
  * database or configuration, 2 usage). */
 int part_main(const char *prog, const struct part_common *c,

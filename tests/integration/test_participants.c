@@ -2,7 +2,9 @@
  * driven by this test as if it were the orchestrator: idempotent replies,
  * a late original refused after its compensation, the retry queue and the
  * dead-letter queue with reasons, the ledger's rules, order-api's
- * validation, and the daemons' errors for bad flags and files.
+ * validation, the daemons' errors for bad flags and files, the pruning of
+ * processed message ids after their retention, and notification-svc
+ * refusing events it has no template for.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -689,6 +691,12 @@ test_bad_flags_and_files(void)
 	       "echo 'no colon here' > %s/templates.txt; %s/notification-svc "
 	       "--templates %s/templates.txt 2>&1",
 	       dir, bin, dir);
+	RUN_SH(2, "--processed-days: \"soon\" is not a number of days",
+	       "%s/inventory-svc --processed-days soon 2>&1", bin);
+	RUN_SH(2, "templates.txt:1: expected \"order.type: text\"",
+	       "echo 'inventory.reserved: hi' > %s/templates.txt; "
+	       "%s/notification-svc --templates %s/templates.txt 2>&1",
+	       dir, bin, dir);
 	RUN_SH(2, "--listen: \"nowhere\" is not",
 	       "%s/order-api --amqp amqp://x --db %s/a.db --listen nowhere "
 	       "2>&1",
@@ -908,12 +916,267 @@ test_sagactl_dlq(void)
 	world_close();
 }
 
+/* part_run refuses a retention the retry queue can outlast, or out of
+ * range, before it opens the database (here: one that cannot open). */
+static void
+test_retention_bounds(void)
+{
+	static const volatile sig_atomic_t stop = 1;
+	static const char *q[] = {"x.commands"};
+	struct part_config c = {.name = "t",
+	                        .url = "amqp://127.0.0.1:1",
+	                        .db_path = "/nonexistent/dir/x.db",
+	                        .queues = q,
+	                        .nqueues = 1,
+	                        .max_attempts = 5,
+	                        .retry_ms = 1000,
+	                        .retention_ms = 4999};
+	char err[512] = "";
+
+	CHECK(part_run(&c, &stop, err, sizeof(err)) == -1);
+	CHECK_MSG(strstr(err, "retention 4999 ms is shorter than the retry "
+	                      "queue can still redeliver a message (5 "
+	                      "attempts x 1000 ms)") != NULL,
+	          "err: %s", err);
+	c.retention_ms = PART_RETENTION_MAX_MS + 1;
+	CHECK(part_run(&c, &stop, err, sizeof(err)) == -1);
+	CHECK_MSG(strstr(err, "is not 1 to") != NULL, "err: %s", err);
+	c.retention_ms = -2;
+	CHECK(part_run(&c, &stop, err, sizeof(err)) == -1);
+	CHECK_MSG(strstr(err, "is not 1 to") != NULL, "err: %s", err);
+	/* exactly the retry path, or forever: past the check, to the db */
+	c.retention_ms = 5000;
+	CHECK(part_run(&c, &stop, err, sizeof(err)) == -1);
+	CHECK_MSG(strstr(err, "retention") == NULL, "err: %s", err);
+	c.retention_ms = PART_KEEP_FOREVER;
+	CHECK(part_run(&c, &stop, err, sizeof(err)) == -1);
+	CHECK_MSG(strstr(err, "retention") == NULL, "err: %s", err);
+}
+
+static int
+start_inventory(void)
+{
+	const char *a[] = {"inventory-svc", "--amqp",       T.url,
+	                   "--db",          path("inv.db"), NULL};
+	int pid = testutil_spawn(a, path("inv.log"));
+	return pid > 0 && wait_consumer("inventory.commands") ? pid : -1;
+}
+
+/* Runs sql on a participant's database (stopped), checked. */
+static int
+exec_db(const char *db_name, const char *sql)
+{
+	sqlite3 *db;
+	char err[256];
+	int rc;
+
+	if (db_open(path(db_name), DB_READWRITE, &db, err, sizeof(err)) != 0)
+		return -1;
+	rc = db_exec(db, sql, err, sizeof(err));
+	if (rc != 0)
+		fprintf(stderr, "%s\n", err);
+	db_close(db);
+	return rc;
+}
+
+/* Does the daemon's log say s? */
+static bool
+log_says(const char *log, const char *s)
+{
+	char *out = NULL;
+	int rc = testutil_sh(&out, "cat '%s'", path(log));
+	bool found = rc == 0 && out != NULL && strstr(out, s) != NULL;
+	free(out);
+	return found;
+}
+
+/* Processed ids older than the retention (7 days by default) are pruned,
+ * younger ones stay and still answer a duplicate with the stored reply;
+ * part_compensated keeps its rows 4 times as long, so a late original
+ * whose processed row is gone is still refused. */
+static void
+test_processed_pruned(void)
+{
+	char r2id[ENVELOPE_ID_MAX];
+	const struct reply *r;
+	struct value p;
+	FILE *f;
+	int pid;
+
+	CHECK(world_open() == 0);
+	f = fopen(path("seed.txt"), "w");
+	CHECK(f != NULL);
+	fputs("sku-a 10\n", f);
+	fclose(f);
+	{
+		const char *a[] = {"inventory-svc",
+		                   "--amqp",
+		                   T.url,
+		                   "--db",
+		                   path("inv.db"),
+		                   "--seed",
+		                   path("seed.txt"),
+		                   "--processed-days",
+		                   "7",
+		                   NULL};
+		pid = testutil_spawn(a, path("inv.log"));
+	}
+	CHECK(pid > 0 && wait_consumer("inventory.commands"));
+	p = items("sku-a", 1);
+	send_cmd("inventory", "inventory.reserve", "p1", "ps1", &p);
+	CHECK(await("p1", 0, 10000) != NULL);
+	p = items("sku-a", 1);
+	send_cmd("inventory", "inventory.reserve", "p2", "ps2", &p);
+	r = await("p2", 0, 10000);
+	CHECK(r != NULL);
+	snprintf(r2id, sizeof(r2id), "%s", r->id);
+	send_cmd("inventory", "inventory.release", "pr1", "ps1", NULL);
+	CHECK(await("pr1", 0, 10000) != NULL);
+	CHECK(testutil_stop(pid, SIGTERM) == 0);
+
+	/* p1 and its undo 8 days old, the undo's mark too (kept 28 days),
+	 * and a mark 29 days old */
+	CHECK(exec_db("inv.db",
+	              "UPDATE part_processed SET at = at - 8 * 86400000 "
+	              "WHERE message_id IN ('p1', 'pr1');"
+	              "UPDATE part_compensated SET at = at - 8 * 86400000;"
+	              "INSERT INTO part_compensated(saga_id, command, at) "
+	              "VALUES ('ps-old', 'inventory.reserve', "
+	              "(unixepoch() - 29 * 86400) * 1000);") == 0);
+	pid = start_inventory();
+	CHECK(pid > 0);
+	/* the first pruning comes PART_PRUNE_EVERY_MS after the start */
+	for (int t = 0; t < 150 && q1("inv.db", "SELECT count(*) FROM "
+	                                        "part_processed") != 1;
+	     t++)
+		bus_poll(T.bus, 200, &H);
+	CHECK(q1("inv.db", "SELECT count(*) FROM part_processed WHERE "
+	                   "message_id = 'p2'") == 1);
+	CHECK(q1("inv.db", "SELECT count(*) FROM part_processed") == 1);
+	CHECK(q1("inv.db", "SELECT count(*) FROM part_compensated WHERE "
+	                   "saga_id = 'ps1'") == 1);
+	CHECK(q1("inv.db", "SELECT count(*) FROM part_compensated") == 1);
+
+	/* a duplicate inside the retention: the stored reply */
+	p = items("sku-a", 1);
+	send_cmd("inventory", "inventory.reserve", "p2", "ps2", &p);
+	r = await("p2", 1, 10000);
+	CHECK(r != NULL);
+	CHECK_STR(r->id, r2id);
+	/* p1 forgotten: handled again, and refused (compensated) */
+	p = items("sku-a", 1);
+	send_cmd("inventory", "inventory.reserve", "p1", "ps1", &p);
+	r = await("p1", 1, 10000);
+	CHECK(r != NULL);
+	CHECK_STR(r->type, "inventory.rejected");
+	CHECK(q1("inv.db", "SELECT on_hand FROM stock WHERE sku='sku-a'") == 9);
+	CHECK(testutil_stop(pid, SIGTERM) == 0);
+	CHECK(log_says("inv.log", "pruned 3,"));
+	world_close();
+}
+
+/* Publishes an envelope to exchange/rk; payload taken. */
+static void
+publish_event(const char *exchange, const char *rk, const char *type,
+              const char *id, const char *saga, struct value *payload)
+{
+	struct bus_message m = {.exchange = exchange,
+	                        .routing_key = rk,
+	                        .message_id = id,
+	                        .correlation_id = saga,
+	                        .type = type};
+	char *body = NULL;
+	size_t len = 0;
+
+	if (cmd_body(type, id, saga, payload, &body, &len) == 0) {
+		m.body = body;
+		m.len = len;
+		bus_publish(T.bus, &m, 0);
+		bus_flush(T.bus, 5000, &H);
+	}
+	free(body);
+}
+
+static struct value
+order_payload(const char *order_id)
+{
+	struct value p;
+	value_set_map(&p);
+	value_map_put_str(&p, "order_id", order_id);
+	value_map_put_str(&p, "tracking_number", "TRK-1");
+	return p;
+}
+
+/* notification-svc notifies the order.* events it has templates for, once
+ * each, and dead-letters anything else with the reason. */
+static void
+test_notification_events(void)
+{
+	struct dlq_seen dl;
+	struct value p;
+	int pid;
+
+	CHECK(world_open() == 0);
+	{
+		const char *a[] = {"notification-svc", "--amqp", T.url, "--db",
+		                   path("notif.db"),   NULL};
+		pid = testutil_spawn(a, path("notif.log"));
+	}
+	CHECK(pid > 0 && wait_consumer("notification.events"));
+	/* the issue's case: a well-formed envelope of another participant's
+	 * type, for a saga nobody knows */
+	p = order_payload("nobody");
+	publish_event("", "notification.events", "inventory.reserved", "n-bad1",
+	              "nobody", &p);
+	p = order_payload("o1");
+	publish_event("order_events", "order.exploded", "order.exploded",
+	              "n-bad2", "o1", &p);
+	value_set_map(&p); /* no order_id */
+	publish_event("order_events", "order.shipped", "order.shipped",
+	              "n-bad3", "o1", &p);
+	p = order_payload("o1");
+	publish_event("order_events", "order.shipped", "order.shipped", "n-ok",
+	              "o1", &p);
+	p = order_payload("o1"); /* again: still one */
+	publish_event("order_events", "order.shipped", "order.shipped", "n-ok",
+	              "o1", &p);
+
+	CHECK(dlq_next("notification.events.dlq", &dl, 10000));
+	CHECK_STR(dl.id, "n-bad1");
+	CHECK_MSG(strstr(dl.error, "no template for event type "
+	                           "inventory.reserved") != NULL,
+	          "error: %s", dl.error);
+	CHECK(dlq_next("notification.events.dlq", &dl, 10000));
+	CHECK_STR(dl.id, "n-bad2");
+	CHECK_MSG(strstr(dl.error, "no template for event type "
+	                           "order.exploded") != NULL,
+	          "error: %s", dl.error);
+	CHECK(dlq_next("notification.events.dlq", &dl, 10000));
+	CHECK_STR(dl.id, "n-bad3");
+	CHECK_MSG(strstr(dl.error, "order.shipped names no order") != NULL,
+	          "error: %s", dl.error);
+	for (int t = 0; t < 100 && queue_depth("notification.events") != 0; t++)
+		bus_poll(T.bus, 100, &H);
+	CHECK(testutil_stop(pid, SIGTERM) == 0);
+	CHECK(q1("notif.db", "SELECT count(*) FROM notifications") == 1);
+	CHECK(q1("notif.db", "SELECT count(*) FROM notifications WHERE "
+	                     "saga_id = 'o1' AND kind = 'order.shipped' AND "
+	                     "text LIKE '%TRK-1%'") == 1);
+	CHECK_EQ(queue_depth("notification.events.dlq"), 0);
+	world_close();
+}
+
 int
 main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	atexit(testutil_kill_all);
 	RUN(test_bad_flags_and_files);
+	RUN(test_retention_bounds);
+	RUN(test_processed_pruned);
+	testutil_kill_all();
+	RUN(test_notification_events);
+	testutil_kill_all();
 	RUN(test_inventory);
 	testutil_kill_all();
 	RUN(test_payment);

@@ -1,89 +1,435 @@
-/* http.c -- see http.h. */
+/* http.c -- the daemons' HTTP endpoint on libmicrohttpd: see http.h.
+ *
+ * libmicrohttpd runs an internal polling thread pool (HTTP_THREADS); each
+ * request is answered on one of those threads, from a snapshot copied out
+ * under the mutex or by a route's handler. Why not the loop's own poll
+ * (external select, as order-api once did): a handler that reads a large
+ * database would then hold up every message; with threads the loop shares
+ * only the snapshots, through one mutex held for a memcpy.
+ */
 #include "http.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <poll.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#include <time.h>
 
-#define REQ_MAX  8192
-#define BODY_MAX (256 * 1024)
-#define READ_MS  250
+#define SNAPSHOTS 8
+
+_Static_assert(HTTP_THREADS >= 2, "one slow handler must not block probes");
+
+struct snapshot {
+	char path[64];
+	int status;
+	const char *type; /* a literal (http_publish's contract) */
+	char *body;
+	size_t len;
+	int64_t at_ms, max_age_ms;
+};
+
+struct route {
+	char prefix[64];
+	int methods;
+	http_handler fn;
+	void *arg;
+};
 
 struct http {
-	int fd;
+	struct MHD_Daemon *d;
 	int port;
-	char *body;
+	pthread_mutex_t mu;
+	struct snapshot snaps[SNAPSHOTS];
+	size_t nsnaps;
+	struct route routes[HTTP_ROUTES];
+	size_t nroutes;
 };
+
+/* A POST body being received. */
+struct upload {
+	char *buf;
+	size_t len;
+	bool too_big;
+};
+
+int64_t
+http_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- responses ---- */
+
+static void
+grow(struct http_response *r, size_t more)
+{
+	size_t cap = r->cap ? r->cap : 1024;
+	char *n;
+
+	if (r->oom || r->len + more + 1 <= r->cap)
+		return;
+	while (cap < r->len + more + 1)
+		cap *= 2;
+	n = realloc(r->body, cap);
+	if (n == NULL) {
+		r->oom = true;
+		return;
+	}
+	r->body = n;
+	r->cap = cap;
+}
+
+void
+http_append(struct http_response *r, const char *s, size_t n)
+{
+	grow(r, n);
+	if (r->oom)
+		return;
+	memcpy(r->body + r->len, s, n);
+	r->len += n;
+	r->body[r->len] = '\0';
+}
+
+void
+http_printf(struct http_response *r, const char *fmt, ...)
+{
+	va_list ap;
+	char small[512];
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(small, sizeof(small), fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		r->oom = true;
+		return;
+	}
+	if ((size_t)n < sizeof(small)) {
+		http_append(r, small, (size_t)n);
+		return;
+	}
+	grow(r, (size_t)n);
+	if (r->oom)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(r->body + r->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	r->len += (size_t)n;
+}
+
+void
+http_add_header(struct http_response *r, const char *name, const char *value)
+{
+	size_t i = r->nheaders;
+
+	if (i >= 8)
+		return;
+	r->headers[i][0] = strdup(name);
+	r->headers[i][1] = strdup(value);
+	if (r->headers[i][0] == NULL || r->headers[i][1] == NULL) {
+		free(r->headers[i][0]);
+		free(r->headers[i][1]);
+		r->oom = true;
+		return;
+	}
+	r->nheaders++;
+}
+
+static void
+response_clear(struct http_response *r)
+{
+	free(r->body);
+	for (size_t i = 0; i < r->nheaders; i++) {
+		free(r->headers[i][0]);
+		free(r->headers[i][1]);
+	}
+	memset(r, 0, sizeof(*r));
+}
+
+/* Queues r on c (MHD copies the body); frees r's buffers. */
+static enum MHD_Result
+send_response(struct MHD_Connection *c, struct http_response *r)
+{
+	struct MHD_Response *m;
+	enum MHD_Result ret;
+	static char oom[] = "out of memory\n";
+
+	if (r->oom)
+		m = MHD_create_response_from_buffer(sizeof(oom) - 1, oom,
+		                                    MHD_RESPMEM_PERSISTENT);
+	else
+		m = MHD_create_response_from_buffer(r->len, r->body,
+		                                    MHD_RESPMEM_MUST_COPY);
+	if (m == NULL) {
+		response_clear(r);
+		return MHD_NO;
+	}
+	MHD_add_response_header(m, "Content-Type",
+	                        r->content_type != NULL
+	                                ? r->content_type
+	                                : "text/plain; charset=utf-8");
+	MHD_add_response_header(m, "Cache-Control", "no-store");
+	for (size_t i = 0; !r->oom && i < r->nheaders; i++)
+		MHD_add_response_header(m, r->headers[i][0], r->headers[i][1]);
+	ret = MHD_queue_response(c, r->oom ? 503 : (unsigned)r->status, m);
+	MHD_destroy_response(m);
+	response_clear(r);
+	return ret;
+}
+
+/* ---- snapshots ---- */
+
+void
+http_publish(struct http *h, const char *path, int status,
+             const char *content_type, const char *body, size_t len,
+             int64_t max_age_ms)
+{
+	struct snapshot *s = NULL;
+	char *copy = malloc(len + 1);
+
+	if (copy == NULL)
+		return; /* the old copy stays; it ages and goes stale */
+	memcpy(copy, body, len);
+	copy[len] = '\0';
+	pthread_mutex_lock(&h->mu);
+	for (size_t i = 0; i < h->nsnaps; i++)
+		if (strcmp(h->snaps[i].path, path) == 0)
+			s = &h->snaps[i];
+	if (s == NULL && h->nsnaps < SNAPSHOTS) {
+		s = &h->snaps[h->nsnaps++];
+		snprintf(s->path, sizeof(s->path), "%s", path);
+	}
+	if (s != NULL) {
+		free(s->body);
+		s->body = copy;
+		s->len = len;
+		s->status = status;
+		s->type = content_type != NULL ? content_type
+		                               : "text/plain; charset=utf-8";
+		s->at_ms = http_now_ms();
+		s->max_age_ms = max_age_ms;
+		copy = NULL;
+	}
+	pthread_mutex_unlock(&h->mu);
+	free(copy); /* the table was full */
+}
+
+/* Fills r from the snapshot at path: 1, or 0 if there is none. */
+static int
+from_snapshot(struct http *h, const char *path, struct http_response *r)
+{
+	int found = 0;
+
+	pthread_mutex_lock(&h->mu);
+	for (size_t i = 0; i < h->nsnaps; i++) {
+		const struct snapshot *s = &h->snaps[i];
+		int64_t age = http_now_ms() - s->at_ms;
+		if (strcmp(s->path, path) != 0)
+			continue;
+		found = 1;
+		if (s->max_age_ms > 0 && age > s->max_age_ms) {
+			r->status = 503;
+			http_printf(r,
+			            "stale: the daemon's loop has not turned "
+			            "for %lld ms\n",
+			            (long long)age);
+		} else {
+			r->status = s->status;
+			r->content_type = s->type;
+			http_append(r, s->body, s->len);
+		}
+		break;
+	}
+	pthread_mutex_unlock(&h->mu);
+	return found;
+}
+
+/* ---- requests ---- */
+
+/* The route for path, copied out: 1, or 0 if none. */
+static int
+route_for(struct http *h, const char *path, struct route *out)
+{
+	const struct route *best = NULL;
+
+	pthread_mutex_lock(&h->mu);
+	for (size_t i = 0; i < h->nroutes; i++) {
+		const struct route *r = &h->routes[i];
+		if (strncmp(path, r->prefix, strlen(r->prefix)) == 0 &&
+		    (best == NULL || strlen(r->prefix) > strlen(best->prefix)))
+			best = r;
+	}
+	if (best != NULL)
+		*out = *best;
+	pthread_mutex_unlock(&h->mu);
+	return best != NULL;
+}
+
+/* Collects a POST body; 1 while more is coming. */
+static int
+collect(struct upload *u, const char *data, size_t *size)
+{
+	if (*size == 0)
+		return 0;
+	if (!u->too_big && u->len + *size <= HTTP_BODY_MAX) {
+		char *n = realloc(u->buf, u->len + *size + 1);
+		if (n == NULL) {
+			u->too_big = true;
+		} else {
+			memcpy(n + u->len, data, *size);
+			u->buf = n;
+			u->len += *size;
+			u->buf[u->len] = '\0';
+		}
+	} else {
+		u->too_big = true;
+	}
+	*size = 0;
+	return 1;
+}
+
+static enum MHD_Result
+answer(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+       const char *version, const char *data, size_t *data_size, void **con_cls)
+{
+	struct http *h = cls;
+	struct http_response r = {.status = 200};
+	bool post = strcmp(method, "POST") == 0;
+	bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+	struct route rt;
+	struct upload *u = *con_cls;
+
+	(void)version;
+	if (post && u == NULL) {
+		u = calloc(1, sizeof(*u));
+		*con_cls = u;
+		return u != NULL ? MHD_YES : MHD_NO;
+	}
+	if (post && collect(u, data, data_size))
+		return MHD_YES;
+	if (get && from_snapshot(h, url, &r))
+		return send_response(c, &r);
+	if (!route_for(h, url, &rt)) {
+		r.status = 404;
+		http_printf(&r, "not found: %s\n", url);
+	} else if (!((get && (rt.methods & HTTP_GET)) ||
+	             (post && (rt.methods & HTTP_POST)))) {
+		r.status = 405;
+		http_printf(&r, "method %s not allowed on %s\n", method, url);
+	} else if (post && u->too_big) {
+		r.status = 413;
+		http_printf(&r, "the body is over %d bytes\n", HTTP_BODY_MAX);
+	} else {
+		struct http_request req = {
+		        .method = method,
+		        .path = url,
+		        .body = post ? (u->buf != NULL ? u->buf : "") : NULL,
+		        .body_len = post ? u->len : 0,
+		        .conn = c,
+		};
+		rt.fn(rt.arg, &req, &r);
+	}
+	return send_response(c, &r);
+}
+
+static void
+on_done(void *cls, struct MHD_Connection *c, void **con_cls,
+        enum MHD_RequestTerminationCode code)
+{
+	struct upload *u = *con_cls;
+	(void)cls;
+	(void)c;
+	(void)code;
+	if (u != NULL) {
+		free(u->buf);
+		free(u);
+		*con_cls = NULL;
+	}
+}
+
+const char *
+http_query(const struct http_request *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND,
+	                                   name);
+}
+
+const char *
+http_header(const struct http_request *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+/* ---- lifetime ---- */
+
+static int
+parse_addr(const char *s, struct sockaddr_in *sa)
+{
+	char host[64];
+	const char *colon = strrchr(s, ':');
+	char *end;
+	long port;
+
+	if (colon == NULL || (size_t)(colon - s) >= sizeof(host))
+		return -1;
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - s), s);
+	errno = 0;
+	port = strtol(colon + 1, &end, 10);
+	if (errno != 0 || end == colon + 1 || *end != '\0' || port < 0 ||
+	    port > 65535)
+		return -1;
+	memset(sa, 0, sizeof(*sa));
+	sa->sin_family = AF_INET;
+	sa->sin_port = htons((uint16_t)port);
+	return inet_pton(AF_INET, host[0] ? host : "0.0.0.0", &sa->sin_addr) ==
+	                       1
+	               ? 0
+	               : -1;
+}
 
 struct http *
 http_listen(const char *addr, char *err, size_t errlen)
 {
-	char host[256];
-	const char *colon = strrchr(addr, ':');
-	struct addrinfo hints = {0}, *ai = NULL;
+	struct sockaddr_in sa;
 	struct http *h;
-	int one = 1, rc;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
+	const union MHD_DaemonInfo *info;
 
-	if (colon == NULL || colon == addr || colon[1] == '\0' ||
-	    (size_t)(colon - addr) >= sizeof(host)) {
-		snprintf(err, errlen,
-		         "bad listen address \"%s\": expected HOST:PORT", addr);
-		return NULL;
-	}
-	snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
-	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
-		memmove(host, host + 1, strlen(host));
-		host[strlen(host) - 1] = '\0';
-	}
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	rc = getaddrinfo(host, colon + 1, &hints, &ai);
-	if (rc != 0) {
-		snprintf(err, errlen, "bad listen address \"%s\": %s", addr,
-		         gai_strerror(rc));
+	if (parse_addr(addr, &sa) != 0) {
+		snprintf(err, errlen, "http: \"%s\" is not IPv4ADDR:PORT",
+		         addr);
 		return NULL;
 	}
 	h = calloc(1, sizeof(*h));
 	if (h == NULL) {
-		freeaddrinfo(ai);
-		snprintf(err, errlen, "out of memory");
+		snprintf(err, errlen, "http: out of memory");
 		return NULL;
 	}
-	h->fd = socket(ai->ai_family,
-	               SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (h->fd < 0 ||
-	    setsockopt(h->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    bind(h->fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
-	    listen(h->fd, 16) != 0) {
-		snprintf(err, errlen, "cannot listen on %s: %s", addr,
+	pthread_mutex_init(&h->mu, NULL);
+	h->d = MHD_start_daemon(
+	        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+	                MHD_USE_ERROR_LOG,
+	        0, NULL, NULL, answer, h, MHD_OPTION_SOCK_ADDR,
+	        (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
+	        (unsigned)HTTP_THREADS, MHD_OPTION_NOTIFY_COMPLETED, on_done,
+	        NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_S,
+	        MHD_OPTION_END);
+	if (h->d == NULL) {
+		snprintf(err, errlen, "http: cannot listen on %s: %s", addr,
 		         strerror(errno));
-		freeaddrinfo(ai);
-		http_close(h);
+		pthread_mutex_destroy(&h->mu);
+		free(h);
 		return NULL;
 	}
-	freeaddrinfo(ai);
-	if (getsockname(h->fd, (struct sockaddr *)&ss, &sl) == 0)
-		h->port =
-		        ntohs(ss.ss_family == AF_INET6
-		                      ? ((struct sockaddr_in6 *)&ss)->sin6_port
-		                      : ((struct sockaddr_in *)&ss)->sin_port);
-	h->body = malloc(BODY_MAX);
-	if (h->body == NULL) {
-		snprintf(err, errlen, "out of memory");
-		http_close(h);
-		return NULL;
-	}
+	info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
+	h->port = info != NULL ? info->port : ntohs(sa.sin_port);
 	return h;
 }
 
@@ -93,137 +439,36 @@ http_port(const struct http *h)
 	return h->port;
 }
 
+int
+http_route(struct http *h, const char *prefix, int methods, http_handler fn,
+           void *arg)
+{
+	struct route *r;
+
+	int rc = -1;
+
+	assert(fn != NULL && methods != 0);
+	pthread_mutex_lock(&h->mu);
+	if (h->nroutes < HTTP_ROUTES && strlen(prefix) < sizeof(r->prefix)) {
+		r = &h->routes[h->nroutes++];
+		snprintf(r->prefix, sizeof(r->prefix), "%s", prefix);
+		r->methods = methods;
+		r->fn = fn;
+		r->arg = arg;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&h->mu);
+	return rc;
+}
+
 void
 http_close(struct http *h)
 {
 	if (h == NULL)
 		return;
-	if (h->fd >= 0)
-		close(h->fd);
-	free(h->body);
+	MHD_stop_daemon(h->d);
+	for (size_t i = 0; i < h->nsnaps; i++)
+		free(h->snaps[i].body);
+	pthread_mutex_destroy(&h->mu);
 	free(h);
-}
-
-void
-http_printf(struct http_response *r, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-	if (r->len >= r->cap)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(r->body + r->len, r->cap - r->len, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		r->len = r->len + (size_t)n < r->cap ? r->len + (size_t)n
-		                                     : r->cap - 1;
-}
-
-static const char *
-reason(int status)
-{
-	switch (status) {
-	case 200:
-		return "OK";
-	case 400:
-		return "Bad Request";
-	case 404:
-		return "Not Found";
-	case 405:
-		return "Method Not Allowed";
-	case 431:
-		return "Request Header Fields Too Large";
-	case 503:
-		return "Service Unavailable";
-	default:
-		return "Status";
-	}
-}
-
-static void
-write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		struct pollfd pfd = {fd, POLLOUT, 0};
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-		if (w > 0) {
-			p += w;
-			n -= (size_t)w;
-		} else if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
-			if (poll(&pfd, 1, READ_MS) <= 0)
-				return;
-		} else {
-			return;
-		}
-	}
-}
-
-static void
-answer(struct http *h, int fd, http_handler fn, void *arg)
-{
-	char req[REQ_MAX + 1], path[1024], head[256];
-	size_t n = 0;
-	struct http_response r = {404, "text/plain; charset=utf-8", h->body, 0,
-	                          BODY_MAX};
-	char *sp1, *sp2, *q;
-
-	/* read until the end of the headers, bounded in size and time */
-	while (n < REQ_MAX && memmem(req, n, "\r\n\r\n", 4) == NULL &&
-	       memmem(req, n, "\n\n", 2) == NULL) {
-		struct pollfd pfd = {fd, POLLIN, 0};
-		ssize_t got;
-		if (poll(&pfd, 1, READ_MS) <= 0)
-			return; /* slow or silent client: dropped */
-		got = recv(fd, req + n, REQ_MAX - n, 0);
-		if (got <= 0)
-			return;
-		n += (size_t)got;
-	}
-	req[n] = '\0';
-	if (n >= REQ_MAX) {
-		r.status = 431;
-		http_printf(&r, "request too large\n");
-		goto send;
-	}
-	sp1 = strchr(req, ' ');
-	sp2 = sp1 != NULL ? strchr(sp1 + 1, ' ') : NULL;
-	if (sp1 == NULL || sp2 == NULL || strncmp(sp2 + 1, "HTTP/1.", 7) != 0 ||
-	    (size_t)(sp2 - sp1 - 1) >= sizeof(path)) {
-		r.status = 400;
-		http_printf(&r, "bad request\n");
-		goto send;
-	}
-	if (sp1 - req != 3 || strncmp(req, "GET", 3) != 0) {
-		r.status = 405;
-		http_printf(&r, "only GET\n");
-		goto send;
-	}
-	memcpy(path, sp1 + 1, (size_t)(sp2 - sp1 - 1));
-	path[sp2 - sp1 - 1] = '\0';
-	q = strchr(path, '?');
-	if (q != NULL)
-		*q = '\0';
-	fn(arg, path, &r);
-send:
-	snprintf(head, sizeof(head),
-	         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: "
-	         "%zu\r\nConnection: close\r\n\r\n",
-	         r.status, reason(r.status), r.content_type, r.len);
-	write_all(fd, head, strlen(head));
-	write_all(fd, r.body, r.len);
-}
-
-int
-http_serve(struct http *h, http_handler fn, void *arg)
-{
-	int served = 0;
-	for (;;) {
-		int fd = accept4(h->fd, NULL, NULL,
-		                 SOCK_CLOEXEC | SOCK_NONBLOCK);
-		if (fd < 0)
-			return served; /* EAGAIN: nobody waiting */
-		answer(h, fd, fn, arg);
-		close(fd);
-		served++;
-	}
 }

@@ -1,47 +1,106 @@
-/* http.h -- a very small HTTP/1.x server for /healthz and /metrics,
- * driven from a daemon's own poll loop (no threads).
+/* http.h -- a daemon's HTTP endpoint (/healthz, /metrics, and whatever
+ * else it routes) on libmicrohttpd, served by its own threads: never by
+ * the daemon's loop.
  *
- * http_serve() accepts the connections waiting on the listening socket
- * and answers each one before returning: it reads one request (at most
- * 8 KiB, 250 ms), calls the handler, writes the response and closes. A
- * client that sends nothing costs the loop at most those 250 ms; that is
- * the price of having no thread, acceptable for scrapes and probes, not
- * for public traffic. Only GET; anything else is answered 405; a request
- * that does not parse, 400.
+ * Why. The loop must never wait for a client (the old hand-written server
+ * answered from the loop and a silent client held it up to 250 ms), and a
+ * client must never wait for the loop. So there are two kinds of routes:
+ *
+ *   - Snapshots (http_publish): the loop renders a page (health, metrics)
+ *     when it suits it and hands over a copy; requests are answered from
+ *     the latest copy under a mutex. A snapshot older than its `max_age_ms`
+ *     is answered 503 "stale: the daemon's loop has not turned for N ms"
+ *     (a loop that is stuck fails its health check instead of passing on
+ *     an old answer).
+ *   - Handlers (http_route): called on an HTTP thread with the request,
+ *     for work that must not run on the loop and touches nothing of it
+ *     (pages and JSON read from the database through a connection of
+ *     their own). Several requests run at once (a thread pool).
+ *
+ * GET and HEAD everywhere; POST only on routes registered with
+ * HTTP_POST (the body, at most HTTP_BODY_MAX bytes, is handed over whole;
+ * a larger one is 413). Anything else is 405, an unknown path 404.
  *
  * Failure contract: http_listen returns NULL with the reason in err;
- * http_serve never fails (a broken client is dropped).
+ * http_publish and the handlers never fail the daemon (out of memory: the
+ * request gets 503).
  */
 #ifndef SAGA_HTTP_H
 #define SAGA_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#define HTTP_BODY_MAX  (64 * 1024)
+#define HTTP_ROUTES    32
+#define HTTP_THREADS   4 /* the pool answering requests */
+#define HTTP_TIMEOUT_S 30
 
 struct http;
 
-/* The response a handler fills: status, content type and body (the
- * handler writes into body, up to cap bytes, and sets len). */
+/* A response being built: status, content type, body (grown as needed)
+ * and extra headers ("Name: value\r\n" pairs, at most 8). */
 struct http_response {
 	int status;
-	const char *content_type;
+	const char *content_type; /* default text/plain; charset=utf-8 */
 	char *body;
 	size_t len, cap;
+	bool oom;            /* an append failed: answered 503 */
+	char *headers[8][2]; /* owned copies */
+	size_t nheaders;
 };
 
-/* Called for each GET; path is NUL-terminated, without the query. */
-typedef void (*http_handler)(void *arg, const char *path,
+/* What a handler is given; everything borrowed for the call. */
+struct http_request {
+	const char *method; /* GET, HEAD, POST */
+	const char *path;   /* without the query */
+	const char *body;   /* POST: the body (NUL-terminated), else NULL */
+	size_t body_len;
+	void *conn; /* for http_query and http_header */
+};
+
+typedef void (*http_handler)(void *arg, const struct http_request *req,
                              struct http_response *resp);
 
-/* Listens on "HOST:PORT" (port 0: any free port). */
+/* Listens on "HOST:PORT" (IPv4; port 0: any free port) with its own
+ * threads. */
 struct http *http_listen(const char *addr, char *err, size_t errlen);
 /* The bound port (useful with port 0). */
 int http_port(const struct http *h);
-/* Serves every connection waiting now; returns how many. */
-int http_serve(struct http *h, http_handler fn, void *arg);
+/* Stops the threads and frees everything. NULL is fine. */
 void http_close(struct http *h);
 
-/* Appends printf-style text to a response body (truncating at cap). */
+/* Sets (or replaces) the snapshot answered at `path`, copying the body
+ * (content_type is kept as a pointer: pass a literal). max_age_ms:
+ * answered 503 once older than that (0: never stale). */
+void http_publish(struct http *h, const char *path, int status,
+                  const char *content_type, const char *body, size_t len,
+                  int64_t max_age_ms);
+
+#define HTTP_GET  1
+#define HTTP_POST 2
+/* Routes every path starting with `prefix` (longest prefix wins; a
+ * snapshot at the exact path wins over a route) to fn on an HTTP thread.
+ * methods: HTTP_GET, HTTP_POST or both. -1 when the table is full.
+ * Safe to call while serving. */
+int http_route(struct http *h, const char *prefix, int methods, http_handler fn,
+               void *arg);
+
+/* A query parameter or request header, NULL if absent. */
+const char *http_query(const struct http_request *req, const char *name);
+const char *http_header(const struct http_request *req, const char *name);
+
+/* Appends printf-style text to a response body (grows it). */
 void http_printf(struct http_response *r, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
+/* Appends n bytes. */
+void http_append(struct http_response *r, const char *s, size_t n);
+/* Adds a response header (copied; at most 8, later ones dropped). */
+void http_add_header(struct http_response *r, const char *name,
+                     const char *value);
+
+/* The millisecond clock snapshots are aged with (CLOCK_MONOTONIC). */
+int64_t http_now_ms(void);
 
 #endif

@@ -176,6 +176,7 @@ struct adapter {
 	size_t nheld, capheld;
 	struct bundler *bundler;
 	struct presence *presence; /* who takes commands (lib/presence.h) */
+	int64_t http_published_ms;
 	uint64_t presence_heard;
 };
 
@@ -331,28 +332,40 @@ render_metrics(struct adapter *a, struct http_response *r)
 	            (unsigned long long)bus_stats(a->bus)->reconnects);
 }
 
+/* /healthz and /metrics are snapshots the loop publishes every
+ * HTTP_PUBLISH_MS (lib/http.h): no request waits for the loop, and a loop
+ * that stops turning makes both answer 503 after HTTP_STALE_MS. */
+#define HTTP_PUBLISH_MS 250
+#define HTTP_STALE_MS   10000
+
 static void
-on_http(void *arg, const char *path, struct http_response *r)
+publish_http(struct adapter *a)
 {
-	struct adapter *a = arg;
+	struct http_response r = {0};
 	const char *why = "";
-	if (strcmp(path, "/healthz") == 0) {
-		bool ok = loop_healthy(a->l, &why) && bus_connected(a->bus);
-		r->status = ok ? 200 : 503;
-		if (ok)
-			http_printf(r, "ok\n");
-		else
-			http_printf(r, "unhealthy: %s\n",
-			            why[0] ? why
-			                   : "not connected to the broker");
-	} else if (strcmp(path, "/metrics") == 0) {
-		r->status = 200;
-		r->content_type = "text/plain; version=0.0.4";
-		render_metrics(a, r);
-	} else {
-		r->status = 404;
-		http_printf(r, "not found: try /healthz or /metrics\n");
-	}
+	bool ok;
+	int64_t now = http_now_ms();
+
+	if (a->http == NULL || now - a->http_published_ms < HTTP_PUBLISH_MS)
+		return;
+	a->http_published_ms = now;
+	ok = loop_healthy(a->l, &why) && bus_connected(a->bus);
+	if (ok)
+		http_printf(&r, "ok\n");
+	else
+		http_printf(&r, "unhealthy: %s\n",
+		            why[0] ? why : "not connected to the broker");
+	if (!r.oom)
+		http_publish(a->http, "/healthz", ok ? 200 : 503, NULL, r.body,
+		             r.len, HTTP_STALE_MS);
+	free(r.body);
+	memset(&r, 0, sizeof(r));
+	render_metrics(a, &r);
+	if (!r.oom)
+		http_publish(a->http, "/metrics", 200,
+		             "text/plain; version=0.0.4", r.body, r.len,
+		             HTTP_STALE_MS);
+	free(r.body);
 }
 
 /* Keeps a copy of a delivery until it is settled. */
@@ -869,8 +882,7 @@ t_poll(void *ctx, struct loop *l, int timeout_ms)
 	note_joined(a);
 	if (a->drain != DRAIN_NO)
 		drain_step(a);
-	if (a->http != NULL)
-		http_serve(a->http, on_http, a);
+	publish_http(a);
 	return 0;
 }
 

@@ -86,7 +86,8 @@ get_keys(const struct value *m, struct presence_announce *out, char *err,
 	for (size_t i = 0; i < k->u.a.len; i++) {
 		const struct value *s = &k->u.a.items[i];
 		if (s->type != VALUE_STR || s->u.s.len == 0 ||
-		    s->u.s.len >= sizeof(out->keys[0])) {
+		    s->u.s.len >= sizeof(out->keys[0]) ||
+		    memchr(s->u.s.ptr, '\0', s->u.s.len) != NULL) {
 			snprintf(err, errlen,
 			         "presence: keys[%zu] is not a "
 			         "routing pattern",

@@ -28,10 +28,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (presence_decode(&e, &pa, err, sizeof(err)) == 0) {
 			if (presence_encode(&pa, e.ts, &pe) != 0 ||
 			    presence_decode(&pe, &pb, err, sizeof(err)) != 0 ||
-			    pb.nkeys != pa.nkeys || pb.fallback != pa.fallback)
+			    pb.nkeys != pa.nkeys ||
+			    pb.fallback != pa.fallback ||
+			    strcmp(pb.name, pa.name) != 0 ||
+			    strcmp(pb.instance, pa.instance) != 0)
 				abort();
-			for (size_t i = 0; i < pa.nkeys; i++)
+			for (size_t i = 0; i < pa.nkeys; i++) {
+				if (strcmp(pb.keys[i], pa.keys[i]) != 0)
+					abort();
 				(void)presence_topic_match(pa.keys[i], e.saga);
+			}
 			envelope_clear(&pe);
 		}
 		if (envelope_encode(&e, &buf, &len) == 0) {

@@ -82,6 +82,16 @@ test_roundtrip(void)
 	CHECK(presence_encode(&a, 1234, &e) == 0);
 	value_map_put_str(&e.payload, "name", "");
 	CHECK(presence_decode(&e, &b, err, sizeof(err)) == -1);
+	{ /* a NUL inside a string: refused (it would not encode back) */
+		struct value k = VALUE_NIL_INIT, arr = VALUE_NIL_INIT;
+		value_set_array(&arr);
+		value_set_strn(&k, "a\0b", 3);
+		value_array_push(&arr, &k);
+		value_map_put_str(&e.payload, "name", "x");
+		value_map_put(&e.payload, "keys", &arr);
+		CHECK(presence_decode(&e, &b, err, sizeof(err)) == -1);
+		CHECK_MSG(strstr(err, "keys[0]") != NULL, "%s", err);
+	}
 	value_map_put_int(&e.payload, "name", 1);
 	CHECK(presence_decode(&e, &b, err, sizeof(err)) == -1);
 	CHECK_MSG(strstr(err, "name") != NULL, "%s", err);

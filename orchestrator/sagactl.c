@@ -794,8 +794,9 @@ parse_duration(const char *s, int64_t *ms)
 static bool
 known_status(const char *s)
 {
-	static const char *const st[] = {"running", "compensating", "completed",
-	                                 "failed",  "stuck",        "aborted"};
+	static const char *const st[] = {
+	        "running", "compensating", "completed", "failed",
+	        "stuck",   "aborted",      "cancelled"};
 	for (size_t i = 0; i < sizeof(st) / sizeof(st[0]); i++)
 		if (strcmp(s, st[i]) == 0)
 			return true;

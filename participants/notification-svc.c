@@ -75,6 +75,12 @@ static const char *const builtin[][2] = {
                          "completed; anything charged is refunded."},
         {"order.confirmation", "Order {order_id} is confirmed. Thank you "
                                "for shopping with us!"},
+        {"order.cancel_requested", "Order {order_id}: we received your "
+                                   "cancellation."},
+        {"order.cancelled", "Order {order_id} is cancelled; anything "
+                            "charged is refunded."},
+        {"order.cancel_refused", "Order {order_id} could not be cancelled: "
+                                 "{reason}."},
 };
 
 static int

@@ -58,9 +58,19 @@ chart_free(struct chart *c)
 	for (size_t i = 0; i < c->nfields; i++)
 		free(c->fields[i].path);
 	free(c->fields);
+	free(c->cancel_in);
 	free(c->name);
 	free(c->file);
 	free(c);
+}
+
+bool
+chart_cancel_accepted(const struct chart *c, int idx)
+{
+	for (size_t i = 0; c->cancel_final >= 0 && i < c->ncancel_in; i++)
+		if (c->cancel_in[i] == idx)
+			return true;
+	return false;
 }
 
 int

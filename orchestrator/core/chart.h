@@ -198,7 +198,17 @@ struct chart {
 	size_t nfields;
 	struct chart_state *states;
 	size_t nstates;
+	/* `cancel:` (a customer cancels the order): the final state a
+	 * cancelled saga ends in after its compensations (-1: the chart
+	 * accepts no cancel), and the states in which a cancel is accepted
+	 * (indices, ncancel_in of them). */
+	int cancel_final;
+	int *cancel_in;
+	size_t ncancel_in;
 };
+
+/* True if a cancel is accepted while the saga is in state `idx`. */
+bool chart_cancel_accepted(const struct chart *c, int idx);
 
 /* Frees everything the chart owns, and the chart. NULL is fine. */
 void chart_free(struct chart *c);

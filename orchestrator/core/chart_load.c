@@ -1373,6 +1373,8 @@ for_each_edge(const struct chart *c, size_t i, void (*fn)(void *, int),
               void *arg)
 {
 	const struct chart_state *s = &c->states[i];
+	if (chart_cancel_accepted(c, (int)i)) /* a customer's cancel */
+		fn(arg, c->cancel_final);
 	switch (s->type) {
 	case STATE_STEP:
 		for (size_t k = 0; k < s->nreplies; k++)
@@ -1634,8 +1636,103 @@ compute_version(struct chart *c)
 		hint(&h, s->duration_ms);
 		hint(&h, s->next);
 	}
+	if (c->cancel_final >= 0) { /* hashed only when present */
+		hput(&h, "cancel");
+		hint(&h, c->cancel_final);
+		for (size_t i = 0; i < c->ncancel_in; i++)
+			hint(&h, c->cancel_in[i]);
+	}
 	snprintf(c->version, sizeof(c->version), "%016llx",
 	         (unsigned long long)h.h);
+}
+
+/* ---- cancel ---- */
+
+/* `cancel: {final: F, in: [S, ...]}`: targets resolved with the others. */
+static void
+build_cancel(struct builder *b, struct node *n)
+{
+	static const char *const keys[] = {"final", "in", "description", NULL};
+	struct chart *c = b->c;
+	struct node *in, *fin;
+
+	c->cancel_final = -1;
+	if (n == NULL || !want_kind(b->x, n, N_MAP, "\"cancel\""))
+		return;
+	check_keys(b->x, n, "cancel", keys);
+	fin = map_get(n, "final");
+	in = map_get(n, "in");
+	if (fin == NULL || in == NULL) {
+		err_at(b->x, n->line, n->col,
+		       "\"cancel\" needs \"final\" (the final state a "
+		       "cancelled order ends in) and \"in\" (the states in "
+		       "which a cancel is accepted)");
+		return;
+	}
+	want_target(b, &c->cancel_final, fin, "\"cancel\" final", true);
+	if (in->kind == N_SCALAR) {
+		c->cancel_in = calloc(1, sizeof(int));
+		if (c->cancel_in != NULL) {
+			c->ncancel_in = 1;
+			want_target(b, &c->cancel_in[0], in, "\"cancel\" in",
+			            false);
+		}
+		return;
+	}
+	if (!want_kind(b->x, in, N_SEQ, "\"cancel\" in"))
+		return;
+	c->cancel_in = calloc(in->nkids + 1, sizeof(int));
+	if (c->cancel_in == NULL) {
+		err_at(b->x, 0, 0, "out of memory");
+		return;
+	}
+	c->ncancel_in = in->nkids;
+	for (size_t i = 0; i < in->nkids; i++)
+		want_target(b, &c->cancel_in[i], in->kids[i], "\"cancel\" in",
+		            false);
+}
+
+/* The cancel final state is only that: a saga that reaches it after
+ * compensation is `cancelled`, so no failure may end there too; and a
+ * cancel is accepted only where a saga waits (not in a final state). */
+static void
+check_cancel(struct builder *b, struct node *n)
+{
+	const struct chart *c = b->c;
+	int f = c->cancel_final;
+
+	if (n == NULL || f < 0)
+		return;
+	if (c->failure == f)
+		err_at(b->x, n->line, n->col,
+		       "\"cancel\" final \"%s\" is also the top-level "
+		       "failure: give cancelled orders a final state of "
+		       "their own",
+		       c->states[f].name);
+	for (size_t i = 0; i < c->nstates; i++) {
+		const struct chart_state *s = &c->states[i];
+		bool used = s->exhausted_target == f;
+		for (size_t k = 0; k < s->nreplies; k++)
+			used |= s->replies[k].target == f;
+		for (size_t k = 0; k < s->nbranches; k++)
+			used |= s->branches[k].target == f;
+		used |= (s->type == STATE_CHOICE && s->default_target == f) ||
+		        (s->type == STATE_WAIT && s->next == f);
+		if (used)
+			err_at(b->x, s->line, s->col,
+			       "state \"%s\" leads to \"%s\", the cancel "
+			       "final state: give cancelled orders a final "
+			       "state of their own",
+			       s->name, c->states[f].name);
+	}
+	for (size_t i = 0; i < c->ncancel_in; i++) {
+		int k = c->cancel_in[i];
+		if (k >= 0 && c->states[k].type == STATE_FINAL)
+			err_at(b->x, c->states[k].line, c->states[k].col,
+			       "\"cancel\" in: \"%s\" is a final state: "
+			       "nothing is left to cancel there",
+			       c->states[k].name);
+	}
 }
 
 /* ---- top level ---- */
@@ -1645,7 +1742,7 @@ build_chart(struct builder *b, struct node *root)
 {
 	static const char *const keys[] = {"saga",    "description", "initial",
 	                                   "failure", "fields",      "defaults",
-	                                   "states",  NULL};
+	                                   "states",  "cancel",      NULL};
 	static const char *const dkeys[] = {"timeout", "deadline", "retry",
 	                                    "compensate_retry", NULL};
 	struct node *states, *defaults, *fields, *init, *fail;
@@ -1711,6 +1808,7 @@ build_chart(struct builder *b, struct node *root)
 	fail = map_get(root, "failure");
 	if (fail != NULL)
 		want_target(b, &c->failure, fail, "\"failure\"", true);
+	build_cancel(b, map_get(root, "cancel"));
 	resolve_targets(b);
 	if (fail == NULL) {
 		int f = chart_state_index(c, "failed");
@@ -1742,6 +1840,7 @@ build_chart(struct builder *b, struct node *root)
 			       "failed)",
 			       s->name);
 	}
+	check_cancel(b, map_get(root, "cancel"));
 	if (b->x->nerr == 0)
 		check_graph(b);
 }

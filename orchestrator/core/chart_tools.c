@@ -959,6 +959,28 @@ plan_walk(struct plan *p, int state)
 	p->depth--;
 }
 
+/* Where a customer's cancel is accepted, and where it ends. */
+static void
+plan_cancel(FILE *out, const struct chart *c)
+{
+	fputs("\ncancel (POST /orders/{id}/cancel):\n", out);
+	if (c->ncancel_in == 0 || c->cancel_final < 0) {
+		fputs("  refused in every state (no \"cancel:\")\n", out);
+		return;
+	}
+	fputs("  accepted in:  ", out);
+	for (size_t i = 0; i < c->ncancel_in; i++)
+		fprintf(out, "%s%s", i > 0 ? ", " : "",
+		        sname(c, c->cancel_in[i]));
+	fprintf(out,
+	        "\n  then:         a step in flight counts as done (outcome "
+	        "unknown); what was done is compensated, newest first\n"
+	        "  final:        %s (status cancelled)\n"
+	        "  anywhere else: refused, with the state, and nothing "
+	        "changes\n",
+	        sname(c, c->cancel_final));
+}
+
 int
 chart_plan(FILE *out, const struct chart *c)
 {
@@ -988,6 +1010,7 @@ chart_plan(FILE *out, const struct chart *c)
 	if (p.cut)
 		fprintf(out, "  ... more than %d: the rest is not listed\n",
 		        CHART_PLAN_MAX_POINTS);
+	plan_cancel(out, c);
 	rc = ferror(out) ? -1 : 0;
 out:
 	free(p.path);

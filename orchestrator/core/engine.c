@@ -357,13 +357,22 @@ push_done(struct run *r, bool unknown)
 
 /* ---- entering states ---- */
 
+/* The compensation under way ends in the chart's cancel state. */
+static bool
+cancelling(const struct run *r)
+{
+	return r->c->ncancel_in > 0 && r->s->fail_target >= 0 &&
+	       r->s->fail_target == r->c->cancel_final;
+}
+
 static int
 enter_final(struct run *r)
 {
 	struct saga *s = r->s;
 
-	s->status =
-	        s->status == SAGA_COMPENSATING ? SAGA_FAILED : SAGA_COMPLETED;
+	s->status = s->status != SAGA_COMPENSATING ? SAGA_COMPLETED
+	            : cancelling(r)                ? SAGA_CANCELLED
+	                                           : SAGA_FAILED;
 	s->attempt = 0;
 	s->attempt_base = 0;
 	stop_waiting(r);
@@ -845,6 +854,34 @@ op_compensate(struct run *r)
 	return begin_compensation(r, target) == 0 ? ENGINE_OK : ENGINE_ERROR;
 }
 
+/* The customer cancels: accepted in the chart's `cancel.in` states while
+ * running, then like COMPENSATE, ending in `cancel.final`. */
+static enum engine_result
+on_cancel(struct run *r)
+{
+	struct saga *s = r->s;
+	const struct chart *c = r->c;
+
+	if (c->ncancel_in == 0 || c->cancel_final < 0)
+		return reject(r, "cancel refused: chart %s accepts no cancel",
+		              c->name);
+	if (s->status != SAGA_RUNNING)
+		return reject(r, "cancel refused: saga is %s in %s",
+		              saga_status_name(s->status), cur(r)->name);
+	if (!chart_cancel_accepted(c, s->state))
+		return reject(r, "cancel refused: too late, saga is in %s",
+		              cur(r)->name);
+	note(r, "cancel accepted in %s", cur(r)->name);
+	if (at_step(r)) {
+		note(r, "%s in flight: outcome unknown", cur(r)->name);
+		if (push_done(r, true) != 0)
+			return ENGINE_ERROR;
+	}
+	stop_waiting(r);
+	return begin_compensation(r, c->cancel_final) == 0 ? ENGINE_OK
+	                                                   : ENGINE_ERROR;
+}
+
 static enum engine_result
 op_skip(struct run *r)
 {
@@ -942,6 +979,8 @@ dispatch(struct run *r)
 	default:
 		break;
 	}
+	if (r->ev->type == EV_CANCEL)
+		return on_cancel(r);
 	if (saga_status_final(r->s->status))
 		return reject(r, "saga is %s: operator event does not apply",
 		              saga_status_name(r->s->status));
@@ -1097,6 +1136,7 @@ static const char *const status_names[] = {
         [SAGA_RUNNING] = "running",     [SAGA_COMPENSATING] = "compensating",
         [SAGA_COMPLETED] = "completed", [SAGA_FAILED] = "failed",
         [SAGA_STUCK] = "stuck",         [SAGA_ABORTED] = "aborted",
+        [SAGA_CANCELLED] = "cancelled",
 };
 
 static const char *const phase_names[] = {
@@ -1187,7 +1227,8 @@ phase_parse(const char *name, enum saga_phase *out)
 bool
 saga_status_final(enum saga_status st)
 {
-	return st == SAGA_COMPLETED || st == SAGA_FAILED || st == SAGA_ABORTED;
+	return st == SAGA_COMPLETED || st == SAGA_FAILED ||
+	       st == SAGA_ABORTED || st == SAGA_CANCELLED;
 }
 
 /* ---- storage form ----

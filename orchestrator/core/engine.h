@@ -68,6 +68,15 @@
  * An operator event that does not apply to the saga's status returns
  * ENGINE_REJECTED with a note and changes nothing.
  *
+ * Cancel (EV_CANCEL, the customer's order.cancel_requested): accepted only
+ * if the chart has `cancel:`, the saga is RUNNING and its state is one of
+ * `cancel.in`; then, as an operator's COMPENSATE, a step in flight is
+ * treated as unknown and compensated too, everything completed is undone,
+ * and the saga ends in `cancel.final` with status CANCELLED (that final
+ * state emits its event, e.g. order.cancelled). Otherwise REJECTED, with
+ * the reason and the state in the note ("too late": the customer is told
+ * why).
+ *
  * Message ids are deterministic: "<saga id>:<state>:<attempt>" for a step's
  * command and "<saga id>:<state>:undo:<attempt>" for its compensation, so a
  * command sent again after a crash is recognised by the participant.
@@ -95,6 +104,7 @@ enum saga_status {
 	SAGA_FAILED, /* compensated */
 	SAGA_STUCK,  /* a compensation failed all its attempts */
 	SAGA_ABORTED,
+	SAGA_CANCELLED, /* a customer's cancel, compensated */
 };
 
 /* What the saga is waiting for in its current state. */
@@ -155,6 +165,7 @@ enum engine_event_type {
 	EV_OP_COMPENSATE,
 	EV_OP_SKIP,
 	EV_OP_MARK_COMPENSATED, /* step = the state name */
+	EV_CANCEL,              /* the customer cancels the order */
 };
 
 /* An input to the engine. Borrowed: the engine copies what it keeps. */
@@ -263,7 +274,8 @@ int engine_outstanding(const struct chart *c, const struct saga *s, char *to,
 const char *saga_status_name(enum saga_status st);
 int saga_status_parse(const char *name, enum saga_status *out);
 const char *saga_phase_name(enum saga_phase p);
-/* True for COMPLETED, FAILED, ABORTED: nothing changes the saga after. */
+/* True for COMPLETED, FAILED, ABORTED, CANCELLED: nothing changes the saga
+ * after. */
 bool saga_status_final(enum saga_status st);
 
 #endif

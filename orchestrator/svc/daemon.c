@@ -68,7 +68,7 @@ static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 
 struct chart_counts {
 	char chart[CHART_NAME_MAX];
-	uint64_t started, completed, failed, stuck, aborted;
+	uint64_t started, completed, failed, stuck, aborted, cancelled;
 };
 
 struct step_hist {
@@ -117,6 +117,9 @@ on_status(void *arg, const char *chart, enum saga_status st)
 		break;
 	case SAGA_ABORTED:
 		c->aborted++;
+		break;
+	case SAGA_CANCELLED:
+		c->cancelled++;
 		break;
 	case SAGA_COMPENSATING:
 		break;
@@ -222,6 +225,8 @@ render_metrics(struct adapter *a, struct http_response *r)
 	         offsetof(struct chart_counts, stuck)},
 	        {"saga_aborted_total", "Sagas aborted by an operator.",
 	         offsetof(struct chart_counts, aborted)},
+	        {"saga_cancelled_total", "Sagas cancelled by the customer.",
+	         offsetof(struct chart_counts, cancelled)},
 	};
 	const struct orch_stats *os = orch_stats(a->o);
 	const struct loop_stats *ls = loop_stats(a->l);
@@ -1027,18 +1032,25 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		        {DLX, "orchestrator.dlq", NULL, "orchestrator.dlq"},
 		        {ORCH_EXCHANGE_EVENTS, "audit", NULL, "order.#"},
 		        {PRESENCE_EXCHANGE, a.presence_q, NULL, ""},
-		        /* unsharded: order.created straight to the queue */
+		        /* unsharded: order.created and cancels straight to
+		         * the queue */
 		        {ORCH_EXCHANGE_EVENTS, a.orders_q, NULL,
 		         "order.created"},
+		        {ORCH_EXCHANGE_EVENTS, a.orders_q, NULL,
+		         ORCH_CANCEL_TYPE},
 		};
 		const struct bus_binding bd_shard[] = {
 		        bd_common[0],
 		        bd_common[1],
 		        bd_common[2],
 		        bd_common[3],
-		        /* sharded: through the ring, and told of changes */
+		        /* sharded: through the ring (a cancel reaches its
+		         * order's shard: the ring hashes the order id), and
+		         * told of changes */
 		        {ORCH_EXCHANGE_EVENTS, NULL, SHARD_EXCHANGE,
 		         "order.created"},
+		        {ORCH_EXCHANGE_EVENTS, NULL, SHARD_EXCHANGE,
+		         ORCH_CANCEL_TYPE},
 		        {SHARD_RING, a.control_q, NULL, ""},
 		        {SHARD_EXCHANGE, a.orders_q, NULL, SHARD_WEIGHT},
 		};
@@ -1047,14 +1059,14 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		const struct bus_topology topo =
 		        a.sh.index == 0
 		                ? (struct bus_topology){ex, 5,         qs,
-		                                        6,  bd_common, 5}
+		                                        6,  bd_common, 6}
 		                : (struct bus_topology){
 		                          ex,
 		                          7,
 		                          qs,
 		                          6,
 		                          bd_shard,
-		                          a.drain != DRAIN_NO ? 6 : 7};
+		                          a.drain != DRAIN_NO ? 7 : 8};
 		const char *consume[] = {a.orders_q, a.replies_q, a.control_q,
 		                         a.presence_q};
 		struct bus_config bc = {

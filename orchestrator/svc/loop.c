@@ -332,6 +332,9 @@ apply_batch(struct loop *l, enum orch_verdict *verdicts, char (*reasons)[300])
 			continue;
 		}
 		in.kind = source_kind(p->source);
+		if (in.kind == IN_ORDER_CREATED &&
+		    strcmp(p->env.type, ORCH_CANCEL_TYPE) == 0)
+			in.kind = IN_CANCEL;
 		in.message_id = p->env.id;
 		in.saga_id = p->env.saga;
 		in.type = p->env.type;

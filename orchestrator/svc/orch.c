@@ -185,9 +185,22 @@ send_command(struct orch *o, const struct saga *s, struct engine_action *a,
 }
 
 /* An event's payload: the order id, where the saga is, and its data. */
+static int emit_event_why(struct orch *o, const struct chart *c,
+                          const struct saga *s, const char *event,
+                          const char *reason, const char *trace, int64_t now);
+
 static int
 emit_event(struct orch *o, const struct chart *c, const struct saga *s,
            const char *event, const char *trace, int64_t now)
+{
+	return emit_event_why(o, c, s, event, NULL, trace, now);
+}
+
+/* The same, with a `reason` in the payload (a refused cancel). */
+static int
+emit_event_why(struct orch *o, const struct chart *c, const struct saga *s,
+               const char *event, const char *reason, const char *trace,
+               int64_t now)
 {
 	struct envelope env;
 	char tp[TRACE_PARENT_LEN + 1];
@@ -205,7 +218,11 @@ emit_event(struct orch *o, const struct chart *c, const struct saga *s,
 	    value_map_put_str(&env.payload, "order_id", s->id) != 0 ||
 	    value_map_put_str(&env.payload, "saga_status",
 	                      saga_status_name(s->status)) != 0 ||
-	    value_map_put_str(&env.payload, "chart", c->name) != 0) {
+	    value_map_put_str(&env.payload, "chart", c->name) != 0 ||
+	    value_map_put_str(&env.payload, "state",
+	                      c->states[s->state].name) != 0 ||
+	    (reason != NULL &&
+	     value_map_put_str(&env.payload, "reason", reason) != 0)) {
 		snprintf(o->err, sizeof(o->err), "out of memory");
 		goto out;
 	}
@@ -233,6 +250,9 @@ count_status(struct orch *o, const struct chart *c, enum saga_status st)
 		break;
 	case SAGA_ABORTED:
 		o->stats.aborted++;
+		break;
+	case SAGA_CANCELLED:
+		o->stats.cancelled++;
 		break;
 	default:
 		break;
@@ -517,6 +537,14 @@ step_saga(struct orch *o, const struct orch_input *in,
 		why_op = payload_str(in->payload, "reason");
 		kind = "operator";
 		break;
+	case IN_CANCEL:
+		ev.type = EV_CANCEL;
+		actor = payload_str(in->payload, "actor");
+		if (actor == NULL)
+			actor = "customer";
+		why_op = payload_str(in->payload, "reason");
+		kind = "cancel";
+		break;
 	default:
 		saga_clear(&s);
 		return reject(verdict, reason, cap, "unexpected input");
@@ -542,6 +570,10 @@ step_saga(struct orch *o, const struct orch_input *in,
 		             ? 0
 		             : history(o, c, &s, k, detail, in->message_id,
 		                       actor, why_op, in->now_ms);
+		/* the customer is told why: order-api reads the event */
+		if (rc == 0 && in->kind == IN_CANCEL)
+			rc = emit_event_why(o, c, &s, ORCH_CANCEL_REFUSED,
+			                    out.note, trace, in->now_ms);
 		log_info("saga=%s state=%s event=%s %s note=\"%s\"", s.id,
 		         c->states[s.state].name, kind, k, out.note);
 	}

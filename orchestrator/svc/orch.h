@@ -39,7 +39,15 @@ enum orch_input_kind {
 	IN_REPLY,         /* a participant's reply */
 	IN_TIMER,         /* a due timer (no message id) */
 	IN_OPERATOR,      /* sagactl: type "operator.<action>" */
+	IN_CANCEL,        /* the customer's order.cancel_requested */
 };
+
+/* The customer's cancel (order-api publishes it on order_events, to the
+ * orchestrator's orders queue), and the event that answers a refused one
+ * (payload: the saga's data, order_id, saga_status, state, reason). An
+ * accepted cancel is answered by the cancel final state's own event. */
+#define ORCH_CANCEL_TYPE    "order.cancel_requested"
+#define ORCH_CANCEL_REFUSED "order.cancel_refused"
 
 /* One input; everything borrowed for the call. */
 struct orch_input {
@@ -62,7 +70,7 @@ enum orch_verdict {
 
 /* Counters since start, for /metrics and logs. */
 struct orch_stats {
-	uint64_t started, completed, failed, stuck, aborted;
+	uint64_t started, completed, failed, stuck, aborted, cancelled;
 	uint64_t duplicates, rejected, ignored;
 	uint64_t commands, events;
 };

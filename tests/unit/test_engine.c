@@ -862,6 +862,112 @@ test_storage_without_deadline(void)
 	h_close(&h);
 }
 
+/* ---- a customer's cancel (statecharts/examples/cancellable.yaml) ---- */
+
+#define CANCEL_YAML "statecharts/examples/cancellable.yaml"
+
+static int
+cancel_start(struct h *h, const char *id)
+{
+	struct value o = VALUE_NIL_INIT;
+	enum engine_result r;
+
+	if (h_open(h, CANCEL_YAML, id) != 0)
+		return -1;
+	make_order(&o, id, "card", 12000, "DE", "books");
+	r = h_start(h, &o);
+	value_clear(&o);
+	return r == ENGINE_OK ? 0 : -1;
+}
+
+/* While the card is being charged: the charge's outcome is unknown, so
+ * it is refunded, then the stock released; the saga is cancelled. */
+static void
+test_cancel_during_payment(void)
+{
+	struct h h;
+
+	CHECK(cancel_start(&h, "c1") == 0);
+	DO(to_payment(&h, "card"));
+	h.now += 50;
+	CHECK_EQ(h_op(&h, EV_CANCEL, NULL), ENGINE_OK);
+	EXPECT(&h,
+	       "send payment/payment.refund [card] c1:payment:undo:1 | timer "
+	       "%" PRId64 " @%" PRId64,
+	       h.s.timer_seq, h.now + T(&h, "payment", true));
+	CHECK_STR(stack(&h), "reserve_stock payment?");
+	CHECK_MSG(strstr(h.out.note, "cancel accepted in payment") != NULL,
+	          "%s", h.out.note);
+	/* the charge's late success changes nothing now */
+	CHECK_NOOP(
+	        &h, ENGINE_IGNORED,
+	        h_reply(&h, "payment.charged", mid(&h, "payment", false, 1)));
+	CHECK_EQ(h_reply(&h, "payment.refunded", mid(&h, "payment", true, 1)),
+	         ENGINE_OK);
+	CHECK_EQ(h_reply(&h, "inventory.released",
+	                 mid(&h, "reserve_stock", true, 1)),
+	         ENGINE_OK);
+	EXPECT(&h, "emit order.cancelled | cancel | finish cancelled");
+	CHECK_EQ(h.s.status, SAGA_CANCELLED);
+	CHECK_STR(state_of(&h), "cancelled");
+	CHECK(saga_status_final(h.s.status));
+	h_close(&h);
+}
+
+/* In the cooling-off wait: both completed steps are undone, newest
+ * first; nothing was in flight. */
+static void
+test_cancel_while_waiting(void)
+{
+	struct h h;
+
+	CHECK(cancel_start(&h, "c2") == 0);
+	DO(to_payment(&h, "card"));
+	CHECK_EQ(h_reply(&h, "payment.charged", mid(&h, "payment", false, 1)),
+	         ENGINE_OK);
+	CHECK_STR(state_of(&h), "cooling_off");
+	CHECK_EQ(h_op(&h, EV_CANCEL, NULL), ENGINE_OK);
+	CHECK_STR(stack(&h), "reserve_stock payment");
+	CHECK_EQ(h.s.status, SAGA_COMPENSATING);
+	h_close(&h);
+}
+
+/* Too late, or not at all: refused with the reason, nothing changes. */
+static void
+test_cancel_refused(void)
+{
+	struct h h;
+
+	CHECK(cancel_start(&h, "c3") == 0);
+	DO(to_payment(&h, "card"));
+	CHECK_EQ(h_reply(&h, "payment.charged", mid(&h, "payment", false, 1)),
+	         ENGINE_OK);
+	CHECK_EQ(h_fire(&h), ENGINE_OK); /* cooling off over: shipping */
+	CHECK_STR(state_of(&h), "create_shipment");
+	CHECK_EQ(h_reply(&h, "shipping.created",
+	                 mid(&h, "create_shipment", false, 1)),
+	         ENGINE_OK);
+	CHECK_EQ(h.s.status, SAGA_COMPLETED);
+	CHECK_NOOP(&h, ENGINE_REJECTED, h_op(&h, EV_CANCEL, NULL));
+	CHECK_MSG(strstr(h.out.note, "saga is completed in completed") != NULL,
+	          "%s", h.out.note);
+	h_close(&h);
+	/* a chart without cancel: */
+	CHECK(order_start(&h, "c4", "card", 12000) == 0);
+	CHECK_NOOP(&h, ENGINE_REJECTED, h_op(&h, EV_CANCEL, NULL));
+	CHECK_MSG(strstr(h.out.note, "accepts no cancel") != NULL, "%s",
+	          h.out.note);
+	h_close(&h);
+	/* compensating already (declined): refused */
+	CHECK(cancel_start(&h, "c5") == 0);
+	DO(to_payment(&h, "card"));
+	CHECK_EQ(h_reply(&h, "payment.declined", mid(&h, "payment", false, 1)),
+	         ENGINE_OK);
+	CHECK_NOOP(&h, ENGINE_REJECTED, h_op(&h, EV_CANCEL, NULL));
+	CHECK_MSG(strstr(h.out.note, "compensating") != NULL, "%s", h.out.note);
+	h_close(&h);
+}
+
 /* Every attempt of the payment times out: its outcome is unknown, so it
  * is refunded too, then the stock is released, then order.failed. */
 static void
@@ -1989,6 +2095,9 @@ main(void)
 	RUN(test_route_missing);
 	RUN(test_timeouts_then_success);
 	RUN(test_absent_not_counted);
+	RUN(test_cancel_during_payment);
+	RUN(test_cancel_while_waiting);
+	RUN(test_cancel_refused);
 	RUN(test_deadline_ends_step);
 	RUN(test_deadline_caps_backoff);
 	RUN(test_storage_without_deadline);

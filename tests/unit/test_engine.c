@@ -134,7 +134,8 @@ render(struct h *h)
 		switch (a->type) {
 		case ACT_SEND:
 			engine_message_id(id, sizeof(id), h->s.id, a->step,
-			                  a->compensation, a->attempt);
+			                  a->visit, a->compensation,
+			                  a->attempt);
 			cat(h->acts, sizeof(h->acts),
 			    fmt("send %s/%s [%s] %s", a->to, a->command,
 			        a->route,
@@ -252,16 +253,24 @@ h_op(struct h *h, enum engine_event_type t, const char *step)
 	return h_step(h, &ev);
 }
 
-/* The message id of `state`'s command (or undo command) for attempt n. */
+/* The message id of `state`'s command (or undo command) for visit v and
+ * attempt n. */
 static const char *
-mid(const struct h *h, const char *state, bool undo, int n)
+midv(const struct h *h, const char *state, int v, bool undo, int n)
 {
 	static char bufs[8][ENGINE_MSGID_MAX];
 	static int next;
 	char *b = bufs[next++ % 8];
 
-	engine_message_id(b, ENGINE_MSGID_MAX, h->s.id, state, undo, n);
+	engine_message_id(b, ENGINE_MSGID_MAX, h->s.id, state, v, undo, n);
 	return b;
+}
+
+/* The same on the first visit. */
+static const char *
+mid(const struct h *h, const char *state, bool undo, int n)
+{
+	return midv(h, state, 1, undo, n);
 }
 
 static const struct chart_state *
@@ -1915,13 +1924,21 @@ test_deterministic(void)
 	transcript(b, sizeof(b));
 	CHECK(strlen(a) > 100);
 	CHECK_STR(a, b);
-	CHECK_EQ(engine_message_id(id, sizeof(id), "o1", "payment", false, 3),
-	         12);
+	CHECK_EQ(
+	        engine_message_id(id, sizeof(id), "o1", "payment", 1, false, 3),
+	        12);
 	CHECK_STR(id, "o1:payment:3");
-	engine_message_id(id, sizeof(id), "o1", "payment", true, 2);
+	engine_message_id(id, sizeof(id), "o1", "payment", 1, true, 2);
 	CHECK_STR(id, "o1:payment:undo:2");
-	CHECK_EQ(engine_message_id(id, 5, "o1", "payment", false, 3), 12);
+	CHECK_EQ(engine_message_id(id, 5, "o1", "payment", 1, false, 3), 12);
 	CHECK_STR(id, "o1:p");
+	/* the first visit keeps the form ids had before loops */
+	engine_message_id(id, sizeof(id), "o1", "payment", 0, false, 1);
+	CHECK_STR(id, "o1:payment:1");
+	engine_message_id(id, sizeof(id), "o1", "payment", 2, false, 1);
+	CHECK_STR(id, "o1:payment@2:1");
+	engine_message_id(id, sizeof(id), "o1", "payment", 3, true, 2);
+	CHECK_STR(id, "o1:payment@3:undo:2");
 }
 
 static void

@@ -461,6 +461,7 @@ refuse(struct run *r, int target)
 {
 	const struct chart_state *st = &r->c->states[target];
 
+	assert(st->too_many_target >= 0); /* the loader sets a default */
 	note(r, "%s: visit %d refused (max_visits %d) -> %s%s", st->name,
 	     st->max_visits + 1, st->max_visits,
 	     st->too_many_kind == REPLY_FAIL ? "fail " : "",

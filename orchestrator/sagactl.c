@@ -223,7 +223,10 @@ static const char usage_diff[] =
         "Lists what changed from chart A to chart B: both versions, states\n"
         "added (+) and removed (-), and per state each changed key (~):\n"
         "command, route, pass, on targets, save, emit, timeout, retry,\n"
-        "exhausted target, compensate, branches and guards, default, wait.\n"
+        "exhausted target, compensate, branches and guards, default, wait,\n"
+        "max_visits and too_many. Then what a reload means for running\n"
+        "sagas: they finish on A's version (every version's source is\n"
+        "kept); new ones start on B; the states of A that B lacks.\n"
         "Exit status (as diff(1)): 0 same version, 1 different, 2 usage or\n"
         "a chart that does not load.\n";
 

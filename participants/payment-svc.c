@@ -37,6 +37,17 @@
  *                                   gateway), so the orchestrator's
  *                                   timeouts and retries fire while the
  *                                   late replies still come
+ *   decline_then_accept_token = tok_flaky, decline_times = 2
+ *                                   a card that is declined decline_times
+ *                                   (0-100, default 1) for each saga, then
+ *                                   accepted: a customer who fixes the
+ *                                   card, for charts that retry a declined
+ *                                   card (statecharts/examples/
+ *                                   dunning.yaml). Each charge command
+ *                                   (message id) counts once; the count is
+ *                                   kept per saga in the database
+ *                                   (flaky_declines), so a restart goes on
+ *                                   counting
  */
 #include <errno.h>
 #include <getopt.h>
@@ -59,6 +70,8 @@ struct gateway {
 	int64_t card_limit; /* 0: none */
 	int transient_pct;
 	int slow_pct, slow_ms;
+	char flaky[128]; /* decline_then_accept_token; "" if none */
+	int flaky_times; /* decline_times */
 };
 
 static char *
@@ -126,13 +139,21 @@ load_config(struct gateway *g, const char *path)
 		} else if (strcmp(key, "slow_ms") == 0 &&
 		           parse_int(val, 0, 60000, &x) == 0) {
 			g->slow_ms = (int)x;
+		} else if (strcmp(key, "decline_then_accept_token") == 0 &&
+		           *val != '\0' && strlen(val) < sizeof(g->flaky)) {
+			snprintf(g->flaky, sizeof(g->flaky), "%s", val);
+		} else if (strcmp(key, "decline_times") == 0 &&
+		           parse_int(val, 0, 100, &x) == 0) {
+			g->flaky_times = (int)x;
 		} else {
 			fclose(f);
 			fprintf(stderr,
 			        "payment-svc: %s:%d: bad setting \"%s\" (keys: "
 			        "decline_token, card_limit_cents, "
 			        "transient_failure_percent 0-100, slow_percent "
-			        "0-100, slow_ms 0-60000)\n",
+			        "0-100, slow_ms 0-60000, "
+			        "decline_then_accept_token, decline_times "
+			        "0-100)\n",
 			        path, n, key);
 			return -1;
 		}
@@ -182,6 +203,37 @@ gateway_wait(const struct gateway *g, const char *id, int attempt)
 		log_info("gateway slow for %s: %d ms", id, g->slow_ms);
 		nanosleep(&ts, NULL);
 	}
+}
+
+/* The decline_then_accept_token card: 1 when this charge is declined
+ * (the saga's count goes up), 0 when it goes through, -1 on a database
+ * error. Called once per charge command: the framework answers a
+ * repeated message id from its store. */
+static int
+flaky_decline(const struct gateway *g, sqlite3 *db, const char *saga,
+              const char *token)
+{
+	int64_t n = 0;
+	int rc;
+
+	if (g->flaky[0] == '\0' || strcmp(token, g->flaky) != 0)
+		return 0;
+	rc = part_sql(db,
+	              "SELECT declined FROM flaky_declines WHERE saga_id = ?1",
+	              "t", &n, saga);
+	if (rc < 0)
+		return -1;
+	if (n >= g->flaky_times)
+		return 0;
+	if (part_sql(db,
+	             "INSERT INTO flaky_declines(saga_id, declined) "
+	             "VALUES (?1, 1) ON CONFLICT(saga_id) DO UPDATE SET "
+	             "declined = declined + 1",
+	             "t", NULL, saga) < 0)
+		return -1;
+	log_info("saga=%s card %s declined (%lld of %d)", saga, token,
+	         (long long)n + 1, g->flaky_times);
+	return 1;
 }
 
 static void
@@ -266,6 +318,14 @@ charge(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 				reply(out, "payment.declined", "card declined");
 				return PART_DONE;
 			}
+		rc = flaky_decline(g, db, in->saga, token);
+		if (rc < 0)
+			goto dberr;
+		if (rc == 1) {
+			reply(out, "payment.declined",
+			      "card declined (until fixed)");
+			return PART_DONE;
+		}
 		if (g->card_limit > 0 && amount > g->card_limit) {
 			reply(out, "payment.declined", "over the card limit");
 			return PART_DONE;
@@ -413,6 +473,7 @@ main(int argc, char **argv)
 	int c, r, print = 0;
 
 	part_common_init(&com);
+	g.flaky_times = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		r = part_common_flag(&com, "payment-svc", c, optarg);
 		if (r < 0)

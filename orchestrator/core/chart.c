@@ -210,7 +210,12 @@ in_list(const struct value *v, const struct value *list)
 int
 chart_cond_holds(const struct chart_cond *cond, const struct value *data)
 {
-	const struct value *v = value_path_get(data, cond->field);
+	return chart_cond_eval(cond, value_path_get(data, cond->field));
+}
+
+int
+chart_cond_eval(const struct chart_cond *cond, const struct value *v)
+{
 	bool ok = false;
 	int c;
 

@@ -49,6 +49,7 @@
 #ifndef SAGA_CHART_H
 #define SAGA_CHART_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -127,7 +128,12 @@ enum chart_op {
 };
 
 struct chart_cond {
-	char *field; /* declared field path */
+	char *field;      /* declared field path, or "visits.<state>" */
+	bool visits;      /* field is "visits.<state>", not declared under
+	                   * fields:: the guard reads how many times the
+	                   * saga entered state visits_state (an integer,
+	                   * 0 before the first entry) */
+	int visits_state; /* when visits */
 	enum chart_op op;
 	struct value operand; /* scalar, an ARRAY of scalars for IN/NOT_IN,
 	                       * BOOL for PRESENT */
@@ -183,7 +189,19 @@ struct chart_state {
 	/* WAIT */
 	int64_t duration_ms;
 	int next; /* GOTO target after the wait */
+
+	/* STEP, CHOICE, WAIT: a bound on entries. 0: none. Otherwise the
+	 * saga enters the state at most max_visits times; an entry past
+	 * that takes too_many instead (GOTO or FAIL to too_many_target). */
+	int max_visits;
+	enum chart_reply_kind too_many_kind; /* REPLY_GOTO or REPLY_FAIL */
+	int too_many_target;
 };
+
+/* The most states a chart may have (a saga record counts the visits of
+ * each) and the largest max_visits. */
+#define CHART_STATES_MAX     128
+#define CHART_MAX_VISITS_MAX 1000
 
 /* The built-in `deadline` of a step (statecharts/README.md): an hour. */
 #define CHART_DEADLINE_DEFAULT_MS (3600LL * 1000)
@@ -232,8 +250,12 @@ int chart_render_route(chart_template tpl, const struct value *data, char *buf,
                        size_t cap, char *err, size_t errlen);
 
 /* Evaluates one condition against the saga data. A missing field makes
- * every operator false except PRESENT(false) and NE. */
+ * every operator false except PRESENT(false) and NE. A visits guard
+ * (visits) reads nothing from data: use chart_cond_eval. */
 int chart_cond_holds(const struct chart_cond *cond, const struct value *data);
+/* Evaluates one condition against the value v of its field (NULL when
+ * missing). */
+int chart_cond_eval(const struct chart_cond *cond, const struct value *v);
 
 /* The delay before attempt `next_attempt` (>= 2) under policy r. */
 int64_t chart_retry_delay(const struct chart_retry *r, int next_attempt);

@@ -429,6 +429,38 @@ edit_distance(const char *a, const char *b)
 	return prev[lb];
 }
 
+void
+chart_near_init(struct chart_near *n, const char *word)
+{
+	n->word = word;
+	n->best = NULL;
+	n->dist = 99;
+}
+
+void
+chart_near_try(struct chart_near *n, const char *cand)
+{
+	size_t d;
+
+	if (cand == NULL || strcmp(cand, n->word) == 0)
+		return;
+	d = edit_distance(n->word, cand);
+	if (d <= 2 && d < strlen(n->word) && d < n->dist) {
+		n->dist = d;
+		n->best = cand;
+	}
+}
+
+/* " (did you mean \"x\"?)" when a candidate is close, else "". */
+static const char *
+near_hint(const struct chart_near *n, char *buf, size_t cap)
+{
+	if (n->best == NULL)
+		return "";
+	snprintf(buf, cap, " (did you mean \"%s\"?)", n->best);
+	return buf;
+}
+
 /* Reports every key of map not in allowed[] (NULL-terminated). */
 static void
 check_keys(struct ctx *x, struct node *map, const char *where,
@@ -436,31 +468,19 @@ check_keys(struct ctx *x, struct node *map, const char *where,
 {
 	for (size_t i = 0; i + 1 < map->nkids; i += 2) {
 		const char *k = map->kids[i]->text;
-		const char *best = NULL;
-		size_t bestd = 99;
+		struct chart_near near;
+		char hint[CHART_TYPE_MAX + 24];
 		bool ok = false;
-		for (size_t a = 0; allowed[a] != NULL; a++) {
-			size_t d;
-			if (strcmp(k, allowed[a]) == 0) {
-				ok = true;
-				break;
-			}
-			d = edit_distance(k, allowed[a]);
-			if (d < bestd) {
-				bestd = d;
-				best = allowed[a];
-			}
+
+		chart_near_init(&near, k);
+		for (size_t a = 0; allowed[a] != NULL && !ok; a++) {
+			ok = strcmp(k, allowed[a]) == 0;
+			chart_near_try(&near, allowed[a]);
 		}
-		if (ok)
-			continue;
-		if (best != NULL && bestd <= 2 && bestd < strlen(k))
+		if (!ok)
 			err_at(x, map->kids[i]->line, map->kids[i]->col,
-			       "unknown key \"%s\" in %s (did you mean "
-			       "\"%s\"?)",
-			       k, where, best);
-		else
-			err_at(x, map->kids[i]->line, map->kids[i]->col,
-			       "unknown key \"%s\" in %s", k, where);
+			       "unknown key \"%s\" in %s%s", k, where,
+			       near_hint(&near, hint, sizeof(hint)));
 	}
 }
 
@@ -728,17 +748,15 @@ struct builder {
 	int failure_line, failure_col;
 };
 
+/* Keeps a target by name, resolved into *slot (-1 until then) once every
+ * state is known. */
 static void
-want_target(struct builder *b, int *slot, struct node *n, const char *what,
-            bool must_be_final)
+want_target_name(struct builder *b, int *slot, const char *name, int line,
+                 int col, const char *what, bool must_be_final)
 {
 	struct pending_target *t;
+
 	*slot = -1;
-	if (n->kind != N_SCALAR) {
-		err_at(b->x, n->line, n->col, "%s must name a state, not %s",
-		       what, kind_name(n->kind));
-		return;
-	}
 	if (b->ntargets == b->captargets) {
 		size_t cap = b->captargets ? b->captargets * 2 : 32;
 		struct pending_target *nt =
@@ -752,13 +770,25 @@ want_target(struct builder *b, int *slot, struct node *n, const char *what,
 	}
 	t = &b->targets[b->ntargets++];
 	t->slot = slot;
-	t->name = xstrdup(b->x, n->text);
-	t->line = n->line;
-	t->col = n->col;
-	t->what = NULL;
+	t->name = xstrdup(b->x, name);
+	t->line = line;
+	t->col = col;
+	t->what = what; /* a literal: formatted when an error is reported */
 	t->must_be_final = must_be_final;
-	/* `what` is formatted when the error is reported */
-	t->what = what;
+}
+
+static void
+want_target(struct builder *b, int *slot, struct node *n, const char *what,
+            bool must_be_final)
+{
+	*slot = -1;
+	if (n->kind != N_SCALAR) {
+		err_at(b->x, n->line, n->col, "%s must name a state, not %s",
+		       what, kind_name(n->kind));
+		return;
+	}
+	want_target_name(b, slot, n->text, n->line, n->col, what,
+	                 must_be_final);
 }
 
 static void
@@ -803,6 +833,98 @@ where(char *buf, size_t cap, const char *kind, const char *name)
 	return buf;
 }
 
+/* A reply type whose participant part (before the first '.') nearly,
+ * but not exactly, matches the command's is a typo: the participant
+ * never sends it, and the step would wait for it in vain. */
+static void
+check_reply_type(struct builder *b, const struct node *k, const char *command,
+                 const char *what)
+{
+	char want[CHART_TYPE_MAX], got[CHART_TYPE_MAX];
+	const char *dot = strchr(k->text, '.');
+	struct chart_near near;
+	size_t wl;
+
+	if (command == NULL || dot == NULL)
+		return;
+	wl = strcspn(command, ".");
+	if (wl >= sizeof(want) || (size_t)(dot - k->text) >= sizeof(got))
+		return;
+	memcpy(want, command, wl);
+	want[wl] = '\0';
+	memcpy(got, k->text, (size_t)(dot - k->text));
+	got[dot - k->text] = '\0';
+	chart_near_init(&near, got);
+	chart_near_try(&near, want);
+	if (near.best == NULL)
+		return;
+	err_at(b->x, k->line, k->col,
+	       "%s \"%s\" does not start with \"%s.\" as its command "
+	       "\"%s\" does (did you mean \"%s%s\"?)",
+	       what, k->text, want, command, want, dot);
+}
+
+/* max_visits and too_many, on a step, choice or wait state. The default
+ * too_many ({fail: <failure>}) is applied once the chart is known. */
+static void
+build_bound(struct builder *b, struct chart_state *s, struct node *n,
+            const char *w)
+{
+	struct node *tm = map_get(n, "too_many"), *g, *f;
+	long long mv;
+
+	s->too_many_kind = REPLY_FAIL;
+	s->too_many_target = -1;
+	if (get_int(b->x, n, "max_visits", w, 1, CHART_MAX_VISITS_MAX, &mv))
+		s->max_visits = (int)mv;
+	if (tm == NULL)
+		return;
+	if (map_get(n, "max_visits") == NULL) {
+		err_at(b->x, tm->line, tm->col,
+		       "state \"%s\": \"too_many\" without \"max_visits\"",
+		       s->name);
+		return;
+	}
+	if (tm->kind == N_SCALAR) {
+		s->too_many_kind = REPLY_GOTO;
+		want_target(b, &s->too_many_target, tm, "\"too_many\"", false);
+		return;
+	}
+	if (!want_kind(b->x, tm, N_MAP, "\"too_many\""))
+		return;
+	check_keys(b->x, tm, "\"too_many\"",
+	           (const char *const[]){"goto", "fail", NULL});
+	g = map_get(tm, "goto");
+	f = map_get(tm, "fail");
+	if ((g == NULL) == (f == NULL)) {
+		err_at(b->x, tm->line, tm->col,
+		       "\"too_many\" of state \"%s\" needs exactly one of "
+		       "goto: or fail:",
+		       s->name);
+	} else if (g != NULL) {
+		s->too_many_kind = REPLY_GOTO;
+		want_target(b, &s->too_many_target, g, "\"too_many\"", false);
+	} else {
+		want_target(b, &s->too_many_target, f,
+		            "\"too_many\" fail target", true);
+	}
+}
+
+/* check_reply_type for each entry of a compensation's `ok`. */
+static void
+check_ok_types(struct builder *b, const struct node *ok, const char *command)
+{
+	if (ok == NULL || ok->kind == N_MAP)
+		return;
+	if (ok->kind == N_SCALAR) {
+		check_reply_type(b, ok, command, "ok reply");
+		return;
+	}
+	for (size_t i = 0; i < ok->nkids; i++)
+		if (ok->kids[i]->kind == N_SCALAR)
+			check_reply_type(b, ok->kids[i], command, "ok reply");
+}
+
 static void
 build_compensation(struct builder *b, struct chart_state *s, struct node *n)
 {
@@ -827,6 +949,7 @@ build_compensation(struct builder *b, struct chart_state *s, struct node *n)
 	k->route = get_str(b->x, n, "route", w, false, NULL);
 	get_strv(b->x, n, "pass", w, &k->pass, &k->npass, ".");
 	get_strv(b->x, n, "ok", w, &k->ok, &k->nok, ".-");
+	check_ok_types(b, map_get(n, "ok"), k->command);
 	if (k->nok == 0 && map_get(n, "ok") == NULL)
 		err_at(b->x, n->line, n->col,
 		       "%s: missing key \"ok\" (the replies that mean undone)",
@@ -846,14 +969,17 @@ static void
 build_step(struct builder *b, struct chart_state *s, struct node *n)
 {
 	static const char *const keys[] = {
-	        "type",  "description", "to",        "command",  "route",
-	        "pass",  "on",          "save",      "emit",     "timeout",
-	        "retry", "compensate",  "exhausted", "deadline", NULL};
+	        "type",      "description", "to",         "command",
+	        "route",     "pass",        "on",         "save",
+	        "emit",      "timeout",     "retry",      "compensate",
+	        "exhausted", "deadline",    "max_visits", "too_many",
+	        NULL};
 	char w[120];
 	struct node *on, *ex;
 
 	where(w, sizeof(w), "state", s->name);
 	check_keys(b->x, n, w, keys);
+	build_bound(b, s, n, w);
 	s->to = get_str(b->x, n, "to", w, true, "-");
 	s->command = get_str(b->x, n, "command", w, true, ".-");
 	s->route = get_str(b->x, n, "route", w, false, NULL);
@@ -907,6 +1033,7 @@ build_step(struct builder *b, struct chart_state *s, struct node *n)
 				       k->text);
 				continue;
 			}
+			check_reply_type(b, k, s->command, "reply");
 			r->type = xstrdup(b->x, k->text);
 			r->target = -1;
 			s->nreplies++;
@@ -958,6 +1085,23 @@ build_step(struct builder *b, struct chart_state *s, struct node *n)
 		build_compensation(b, s, map_get(n, "compensate"));
 }
 
+/* " (did you mean ...)" for a field path that is not declared: the
+ * declared paths, and the saved reply fields when `saved`. */
+static const char *
+field_hint(const struct chart *c, const char *path, bool saved, char *buf,
+           size_t cap)
+{
+	struct chart_near near;
+
+	chart_near_init(&near, path);
+	for (size_t i = 0; i < c->nfields; i++)
+		chart_near_try(&near, c->fields[i].path);
+	for (size_t i = 0; saved && i < c->nstates; i++)
+		for (size_t k = 0; k < c->states[i].nsave; k++)
+			chart_near_try(&near, c->states[i].save[k]);
+	return near_hint(&near, buf, cap);
+}
+
 static const struct {
 	const char *name;
 	enum chart_op op;
@@ -1003,11 +1147,22 @@ build_cond(struct builder *b, struct chart_state *s, struct node *n,
 	if (c->field == NULL)
 		return;
 	f = chart_field_find(b->c, c->field);
+	if (f == NULL && strncmp(c->field, "visits.", 7) == 0 &&
+	    c->field[7] != '\0') {
+		/* a visit counter: resolved once every state is named */
+		static const struct chart_field counter = {NULL, FIELD_INTEGER};
+		c->visits = true;
+		want_target_name(b, &c->visits_state, c->field + 7, n->line,
+		                 n->col, "guard on visits of", false);
+		f = &counter;
+	}
 	if (f == NULL) {
+		char hint[CHART_TYPE_MAX + 24];
 		err_at(b->x, n->line, n->col,
 		       "guard on field \"%s\", which is not declared under "
-		       "fields:",
-		       c->field);
+		       "fields:%s",
+		       c->field,
+		       field_hint(b->c, c->field, false, hint, sizeof(hint)));
 		return;
 	}
 	if (c->op == OP_PRESENT) {
@@ -1079,13 +1234,15 @@ build_cond(struct builder *b, struct chart_state *s, struct node *n,
 static void
 build_choice(struct builder *b, struct chart_state *s, struct node *n)
 {
-	static const char *const keys[] = {"type",    "description", "branches",
-	                                   "default", "compensate",  NULL};
+	static const char *const keys[] = {
+	        "type",       "description", "branches", "default",
+	        "compensate", "max_visits",  "too_many", NULL};
 	char w[120];
 	struct node *br, *def;
 
 	where(w, sizeof(w), "state", s->name);
 	check_keys(b->x, n, w, keys);
+	build_bound(b, s, n, w);
 	s->default_target = -1;
 	def = map_get(n, "default");
 	if (def == NULL)
@@ -1158,7 +1315,8 @@ build_state(struct builder *b, struct chart_state *s, struct node *key,
 {
 	/* "compensate" is reported on its own below, not as unknown */
 	static const char *const wait_keys[] = {
-	        "type", "description", "duration", "next", "compensate", NULL};
+	        "type",       "description", "duration", "next",
+	        "compensate", "max_visits",  "too_many", NULL};
 	static const char *const final_keys[] = {"type", "description", "emit",
 	                                         "compensate", NULL};
 	struct node *t;
@@ -1168,6 +1326,7 @@ build_state(struct builder *b, struct chart_state *s, struct node *key,
 	s->line = key->line;
 	s->col = key->col;
 	s->default_target = s->next = s->exhausted_target = -1;
+	s->too_many_target = -1;
 	if (!name_ok(key->text, "")) {
 		err_at(b->x, key->line, key->col,
 		       "state name \"%s\" must be lowercase letters, digits "
@@ -1215,6 +1374,7 @@ build_state(struct builder *b, struct chart_state *s, struct node *key,
 	} else if (s->type == STATE_WAIT) {
 		struct node *nx;
 		check_keys(b->x, n, w, wait_keys);
+		build_bound(b, s, n, w);
 		if (!get_duration(b->x, n, "duration", w, &s->duration_ms) &&
 		    map_get(n, "duration") == NULL)
 			err_at(b->x, n->line, n->col,
@@ -1283,6 +1443,8 @@ check_route(struct builder *b, const struct chart_state *s, const char *route,
             const char *what)
 {
 	const char *p = route;
+	char hint[CHART_TYPE_MAX + 24];
+
 	while (p != NULL && (p = strchr(p, '{')) != NULL) {
 		const char *end = strchr(p, '}');
 		char path[128];
@@ -1301,8 +1463,10 @@ check_route(struct builder *b, const struct chart_state *s, const char *route,
 		if (f == NULL)
 			err_at(b->x, s->line, s->col,
 			       "state \"%s\": %s \"%s\" names field \"%s\", "
-			       "which is not declared under fields:",
-			       s->name, what, route, path);
+			       "which is not declared under fields:%s",
+			       s->name, what, route, path,
+			       field_hint(b->c, path, false, hint,
+			                  sizeof(hint)));
 		else if (!scalar_field(f))
 			err_at(b->x, s->line, s->col,
 			       "state \"%s\": %s \"%s\" names field \"%s\", a "
@@ -1330,6 +1494,8 @@ static void
 check_pass(struct builder *b, const struct chart_state *s, char **pass,
            size_t n)
 {
+	char hint[CHART_TYPE_MAX + 24];
+
 	for (size_t i = 0; i < n; i++)
 		if (pass[i] != NULL &&
 		    chart_field_find(b->c, pass[i]) == NULL &&
@@ -1337,13 +1503,32 @@ check_pass(struct builder *b, const struct chart_state *s, char **pass,
 			err_at(b->x, s->line, s->col,
 			       "state \"%s\" passes field \"%s\", which is "
 			       "neither declared under fields: nor saved from "
-			       "a reply",
-			       s->name, pass[i]);
+			       "a reply%s",
+			       s->name, pass[i],
+			       field_hint(b->c, pass[i], true, hint,
+			                  sizeof(hint)));
+}
+
+/* " (did you mean ...)" for a name that is not a state; final states
+ * only when `finals`. */
+static const char *
+state_hint(const struct chart *c, const char *name, bool finals, char *buf,
+           size_t cap)
+{
+	struct chart_near near;
+
+	chart_near_init(&near, name);
+	for (size_t i = 0; i < c->nstates; i++)
+		if (!finals || c->states[i].type == STATE_FINAL)
+			chart_near_try(&near, c->states[i].name);
+	return near_hint(&near, buf, cap);
 }
 
 static void
 resolve_targets(struct builder *b)
 {
+	char hint[CHART_TYPE_MAX + 24];
+
 	for (size_t i = 0; i < b->ntargets; i++) {
 		struct pending_target *t = &b->targets[i];
 		int idx;
@@ -1352,7 +1537,9 @@ resolve_targets(struct builder *b)
 		idx = chart_state_index(b->c, t->name);
 		if (idx < 0) {
 			err_at(b->x, t->line, t->col,
-			       "%s \"%s\" is not a state", t->what, t->name);
+			       "%s \"%s\" is not a state%s", t->what, t->name,
+			       state_hint(b->c, t->name, t->must_be_final, hint,
+			                  sizeof(hint)));
 			continue;
 		}
 		if (t->must_be_final && b->c->states[idx].type != STATE_FINAL) {
@@ -1367,9 +1554,9 @@ resolve_targets(struct builder *b)
 	}
 }
 
-/* Calls fn for every transition out of state i. */
+/* Calls fn for every transition out of state i once it is entered. */
 static void
-for_each_edge(const struct chart *c, size_t i, void (*fn)(void *, int),
+for_each_exit(const struct chart *c, size_t i, void (*fn)(void *, int),
               void *arg)
 {
 	const struct chart_state *s = &c->states[i];
@@ -1397,6 +1584,19 @@ for_each_edge(const struct chart *c, size_t i, void (*fn)(void *, int),
 	case STATE_FINAL:
 		break;
 	}
+}
+
+/* Calls fn for every transition out of state i, and for the one its
+ * bound takes instead of entering it. */
+static void
+for_each_edge(const struct chart *c, size_t i, void (*fn)(void *, int),
+              void *arg)
+{
+	const struct chart_state *s = &c->states[i];
+
+	for_each_exit(c, i, fn, arg);
+	if (s->max_visits > 0 && s->too_many_target >= 0)
+		fn(arg, s->too_many_target);
 }
 
 struct mark {
@@ -1479,6 +1679,140 @@ out:
 	free(m.seen);
 	free(m.stack);
 	free(can);
+}
+
+/* ---- loops ----
+ *
+ * Every loop through a step must pass a state with max_visits: each visit
+ * of a step is a new command (engine.h, "Loops"), so an unbounded loop
+ * would charge, reserve or ship without end. The graph has two nodes per
+ * state: "entering i" (node i) and "in i" (node n + i). Entering leads
+ * in, or, past the state's bound, to entering its too_many target (a
+ * goto); being in a state leads to entering each of its exits. The "in"
+ * node of a bounded state is left out: a loop through it ends after
+ * max_visits turns. A loop through a too_many edge is not bounded by it:
+ * the refused state is not entered, so nothing counts. */
+
+struct loops {
+	const struct chart *c;
+	int n;
+	int *parent; /* BFS: the node each node was reached from; -2 unseen */
+	int *queue;
+	size_t tail;
+	int from, start;
+};
+
+static void
+loop_push(struct loops *l, int node)
+{
+	if (l->parent[node] != -2)
+		return;
+	l->parent[node] = l->from;
+	if (node != l->start)
+		l->queue[l->tail++] = node;
+}
+
+static void
+loop_enter(void *arg, int to)
+{
+	if (to >= 0)
+		loop_push(arg, to);
+}
+
+/* Pushes the nodes one edge from `node`. */
+static void
+loop_next(struct loops *l, int node)
+{
+	const struct chart_state *s;
+
+	l->from = node;
+	if (node >= l->n) {
+		for_each_exit(l->c, (size_t)(node - l->n), loop_enter, l);
+		return;
+	}
+	s = &l->c->states[node];
+	if (s->max_visits == 0)
+		loop_push(l, l->n + node);
+	else if (s->too_many_kind == REPLY_GOTO && s->too_many_target >= 0)
+		loop_push(l, s->too_many_target);
+}
+
+/* True if a loop leads from "in step" back to it; parent[] then holds
+ * it. */
+static bool
+loop_find(struct loops *l, int step)
+{
+	size_t head = 0;
+
+	for (int i = 0; i < 2 * l->n; i++)
+		l->parent[i] = -2;
+	l->start = l->n + step;
+	l->tail = 0;
+	l->queue[l->tail++] = l->start;
+	while (head < l->tail && l->parent[l->start] == -2)
+		loop_next(l, l->queue[head++]);
+	return l->parent[l->start] != -2;
+}
+
+/* The loop found, as "a -> b -> a"; marks the steps on it in done[]. */
+static void
+loop_text(struct loops *l, char *buf, size_t cap, bool *done)
+{
+	int *path = l->queue, len = 0, node = l->start;
+	size_t used = 0;
+
+	do { /* backwards from start to start */
+		path[len++] = node;
+		node = l->parent[node];
+	} while (node != l->start && len < 2 * l->n);
+	path[len++] = l->start;
+	buf[0] = '\0';
+	for (int i = len - 1; i >= 0; i--) {
+		int v = path[i];
+		const char *name;
+		if (v < l->n && i > 0 && path[i - 1] == l->n + v)
+			continue; /* entering, then in: one state */
+		name = l->c->states[v % l->n].name;
+		if (v >= l->n && l->c->states[v - l->n].type == STATE_STEP)
+			done[v - l->n] = true;
+		snprintf(buf + used, cap - used, "%s%s%s",
+		         used > 0 ? " -> " : "", name,
+		         v < l->n ? " (past max_visits)" : "");
+		used += strlen(buf + used);
+		if (used + 1 >= cap)
+			break;
+	}
+}
+
+static void
+check_loops(struct builder *b)
+{
+	const struct chart *c = b->c;
+	struct loops l = {.c = c, .n = (int)c->nstates};
+	bool *done = calloc(c->nstates + 1, sizeof(bool));
+	char text[1024];
+
+	l.parent = calloc(2 * c->nstates + 1, sizeof(int));
+	l.queue = calloc(2 * c->nstates + 2, sizeof(int));
+	if (done == NULL || l.parent == NULL || l.queue == NULL) {
+		err_at(b->x, 0, 0, "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < l.n; i++) {
+		const struct chart_state *s = &c->states[i];
+		if (s->type != STATE_STEP || s->max_visits > 0 || done[i] ||
+		    !loop_find(&l, i))
+			continue;
+		loop_text(&l, text, sizeof(text), done);
+		err_at(b->x, s->line, s->col,
+		       "step \"%s\" is on a loop that nothing bounds: %s "
+		       "(add max_visits to a state on it)",
+		       s->name, text);
+	}
+out:
+	free(done);
+	free(l.parent);
+	free(l.queue);
 }
 
 /* ---- version: FNV-1a over a canonical text ---- */
@@ -1635,6 +1969,14 @@ compute_version(struct chart *c)
 		hint(&h, s->default_target);
 		hint(&h, s->duration_ms);
 		hint(&h, s->next);
+		/* hashed only when set, so charts without bounds keep their
+		 * versions */
+		if (s->max_visits > 0) {
+			hput(&h, "max_visits");
+			hint(&h, s->max_visits);
+			hint(&h, s->too_many_kind);
+			hint(&h, s->too_many_target);
+		}
 	}
 	if (c->cancel_final >= 0) { /* hashed only when present */
 		hput(&h, "cancel");
@@ -1735,6 +2077,31 @@ check_cancel(struct builder *b, struct node *n)
 	}
 }
 
+/* A bound's default target ({fail: <failure>}), and a too_many that
+ * leads back to its own state (refused again, and again). */
+static void
+bound_defaults(struct builder *b, struct chart_state *s, struct node *n)
+{
+	if (s->max_visits == 0)
+		return;
+	if (map_get(n, "too_many") == NULL) {
+		s->too_many_kind = REPLY_FAIL;
+		s->too_many_target = b->c->failure;
+		if (s->too_many_target < 0)
+			err_at(b->x, s->line, s->col,
+			       "state \"%s\": nowhere to go past max_visits: "
+			       "add \"too_many: <state>\" or a top-level "
+			       "\"failure:\" (or a final state named failed)",
+			       s->name);
+		return;
+	}
+	if (s->too_many_target >= 0 && &b->c->states[s->too_many_target] == s)
+		err_at(b->x, s->line, s->col,
+		       "state \"%s\": \"too_many\" leads back to \"%s\" "
+		       "itself, which is past its bound",
+		       s->name, s->name);
+}
+
 /* ---- top level ---- */
 
 static void
@@ -1787,6 +2154,13 @@ build_chart(struct builder *b, struct node *root)
 		err_at(b->x, states->line, states->col, "no states");
 		return;
 	}
+	if (states->nkids / 2 > CHART_STATES_MAX) {
+		err_at(b->x, states->line, states->col,
+		       "%zu states: at most %d (a saga counts the visits of "
+		       "each)",
+		       states->nkids / 2, CHART_STATES_MAX);
+		return;
+	}
 	c->states = calloc(states->nkids / 2, sizeof(*c->states));
 	if (c->states == NULL) {
 		err_at(b->x, 0, 0, "out of memory");
@@ -1818,6 +2192,7 @@ build_chart(struct builder *b, struct node *root)
 	/* per-state checks that need the whole chart */
 	for (size_t i = 0; i < c->nstates; i++) {
 		struct chart_state *s = &c->states[i];
+		bound_defaults(b, s, states->kids[2 * i + 1]);
 		if (s->type != STATE_STEP)
 			continue;
 		check_route(b, s, s->route, "route");
@@ -1843,6 +2218,8 @@ build_chart(struct builder *b, struct node *root)
 	check_cancel(b, map_get(root, "cancel"));
 	if (b->x->nerr == 0)
 		check_graph(b);
+	if (b->x->nerr == 0)
+		check_loops(b);
 }
 
 struct chart *

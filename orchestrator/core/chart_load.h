@@ -48,4 +48,16 @@ struct chart *chart_load_buffer(const char *name, const char *buf, size_t len,
  * 0 parses: callers decide where zero makes sense). */
 int chart_parse_duration(const char *s, int64_t *ms);
 
+/* Did you mean: the candidate closest to a misspelt word. Feed every
+ * candidate to chart_near_try; best is then the closest one within an
+ * edit distance of 2 (and less than the word's length), or NULL. */
+struct chart_near {
+	const char *word;
+	const char *best;
+	size_t dist;
+};
+
+void chart_near_init(struct chart_near *n, const char *word);
+void chart_near_try(struct chart_near *n, const char *cand);
+
 #endif

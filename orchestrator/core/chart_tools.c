@@ -219,6 +219,9 @@ is_failure_final(const struct chart *c, int idx)
 		return true;
 	for (i = 0; i < c->nstates; i++) {
 		const struct chart_state *s = &c->states[i];
+		if (s->max_visits > 0 && s->too_many_kind == REPLY_FAIL &&
+		    s->too_many_target == idx)
+			return true;
 		if (s->type == STATE_STEP) {
 			if (s->exhausted_target == idx)
 				return true;
@@ -293,6 +296,24 @@ mark_undo(const struct chart_dot_marks *m, int i)
 #define DOT_FAIL  "style=dashed, color=red, fontcolor=red"
 #define DOT_RETRY "style=dotted, color=gray40, fontcolor=gray40"
 
+/* A bounded state's too_many: the edge an entry past max_visits takes
+ * instead (drawn from the state, labelled with the refused visit). */
+static void
+dot_bound(FILE *f, const struct chart *c, const struct chart_state *s,
+          const struct chart_dot_marks *m)
+{
+	int me = (int)(s - c->states);
+	char label[64];
+
+	if (s->max_visits == 0 || s->too_many_target < 0)
+		return;
+	snprintf(label, sizeof(label), "visit %d\n(too_many)",
+	         s->max_visits + 1);
+	dot_edge(f, s->name, sname(c, s->too_many_target), label,
+	         s->too_many_kind == REPLY_FAIL ? DOT_FAIL : DOT_RETRY,
+	         mark_edge(c, m, me, s->too_many_target));
+}
+
 static void
 dot_step(FILE *f, const struct chart *c, const struct chart_state *s,
          const struct chart_dot_marks *m)
@@ -308,9 +329,12 @@ dot_step(FILE *f, const struct chart *c, const struct chart_state *s,
 		app(label, sizeof(label), "\nroute %s", s->route);
 	if (s->emit != NULL)
 		app(label, sizeof(label), "\nemit %s", s->emit);
+	if (s->max_visits > 0)
+		app(label, sizeof(label), "\nmax_visits %d", s->max_visits);
 	dot_node(f, s->name, label,
 	         "shape=box, style=\"rounded,filled\", fillcolor=aliceblue",
 	         mark_state(m, me));
+	dot_bound(f, c, s, m);
 
 	/* one edge per (kind, target), its reply types stacked */
 	for (i = 0; i < s->nreplies; i++) {
@@ -422,10 +446,15 @@ chart_dot_marked(FILE *out, const struct chart *c,
 			dot_step(out, c, s, m);
 			break;
 		case STATE_CHOICE:
-			dot_node(out, s->name, s->name,
+			snprintf(label, sizeof(label), "%s", s->name);
+			if (s->max_visits > 0)
+				app(label, sizeof(label), "\nmax_visits %d",
+				    s->max_visits);
+			dot_node(out, s->name, label,
 			         "shape=diamond, style=filled, "
 			         "fillcolor=lightgoldenrod1",
 			         mark_state(m, (int)i));
+			dot_bound(out, c, s, m);
 			for (k = 0; k < s->nbranches; k++) {
 				const struct chart_branch *b = &s->branches[k];
 				guard_text(b, " &&\n", label, sizeof(label));
@@ -442,10 +471,14 @@ chart_dot_marked(FILE *out, const struct chart *c,
 		case STATE_WAIT:
 			snprintf(label, sizeof(label), "%s\nwait %s", s->name,
 			         dur_text(s->duration_ms, b1, sizeof(b1)));
+			if (s->max_visits > 0)
+				app(label, sizeof(label), "\nmax_visits %d",
+				    s->max_visits);
 			dot_node(out, s->name, label,
 			         "shape=ellipse, style=\"dashed,filled\", "
 			         "fillcolor=honeydew, peripheries=2",
 			         mark_state(m, (int)i));
+			dot_bound(out, c, s, m);
 			snprintf(label, sizeof(label), "after %s",
 			         dur_text(s->duration_ms, b1, sizeof(b1)));
 			dot_edge(out, s->name, sname(c, s->next), label, NULL,
@@ -569,6 +602,13 @@ state_kvs(const struct chart *c, const struct chart_state *s, struct kvl *l)
 	size_t i;
 
 	kv_add(l, "type", "%s", chart_state_type_name(s->type));
+	if (s->max_visits > 0) {
+		kv_add(l, "max_visits", "%d", s->max_visits);
+		kv_add(l, "too_many", "%s%s%s",
+		       s->too_many_kind == REPLY_FAIL ? "{fail: " : "",
+		       sname(c, s->too_many_target),
+		       s->too_many_kind == REPLY_FAIL ? "}" : "");
+	}
 	switch (s->type) {
 	case STATE_STEP:
 		kv_add(l, "to", "%s", s->to);
@@ -694,6 +734,37 @@ common_order(const struct chart *a, const struct chart *b, char *buf,
 			    a->states[i].name);
 }
 
+/* What a reload means for the sagas running on a: they finish on a,
+ * whatever b says; only new sagas start on b. */
+static void
+diff_running(FILE *out, const struct chart *a, const struct chart *b)
+{
+	bool gone = false;
+	size_t i;
+
+	fprintf(out,
+	        "\nrunning sagas: every saga started on %s finishes on %s,\n"
+	        "  even after a reload or a restart: the orchestrator keeps "
+	        "the source of\n  every version it ran. A reload (SIGHUP) "
+	        "starts only new sagas of chart %s\n  on %s.\n",
+	        a->version, a->version, b->name, b->version);
+	for (i = 0; i < a->nstates; i++) {
+		if (chart_state_index(b, a->states[i].name) >= 0)
+			continue;
+		fprintf(out, "%s%s (%s)",
+		        gone ? ", "
+		             : "states of the old version that the new one "
+		               "does not have (sagas in them\n  finish there, "
+		               "on the old version): ",
+		        a->states[i].name,
+		        chart_state_type_name(a->states[i].type));
+		gone = true;
+	}
+	fputs(gone ? "\n"
+	           : "every state of the old version is in the new one.\n",
+	      out);
+}
+
 int
 chart_diff(FILE *out, const struct chart *a, const struct chart *b)
 {
@@ -706,7 +777,11 @@ chart_diff(FILE *out, const struct chart *a, const struct chart *b)
 	fprintf(out, "--- %s  version %s\n+++ %s  version %s\n", a->file,
 	        a->version, b->file, b->version);
 	if (strcmp(a->version, b->version) == 0) {
-		fprintf(out, "same version: no change\n");
+		fprintf(out,
+		        "same version: no change\n\nrunning sagas: "
+		        "nothing changes for them (they run on version "
+		        "%s).\n",
+		        a->version);
 		return ferror(out) ? -1 : 0;
 	}
 	top_kvs(a, &la);
@@ -750,6 +825,7 @@ chart_diff(FILE *out, const struct chart *a, const struct chart *b)
 	if (n == 0)
 		fprintf(out, "no difference in operator terms (the versions "
 		             "differ in detail only)\n");
+	diff_running(out, a, b);
 	if (oom || ferror(out))
 		return -1;
 	return 1;
@@ -757,14 +833,18 @@ chart_diff(FILE *out, const struct chart *a, const struct chart *b)
 
 /* ---- plan ---- */
 
+#define PLAN_DEPTH_MAX 1024 /* states on one unrolled path */
+
 struct plan {
 	FILE *out;
 	const struct chart *c;
 	bool failures; /* this pass lists failure points, else successes */
 	int *path;     /* states on the current path */
 	char (*how)[TEXT_MAX / 4]; /* how[i]: the edge from path[i] onward */
-	bool *on_path;
-	int *stack; /* completed steps with a compensation */
+	bool *refused;    /* refused[i]: path[i] was past its max_visits */
+	int *on_path;     /* times each state is on the current path */
+	int *stack;       /* completed steps with a compensation */
+	int *stack_visit; /* the visit each completed on */
 	size_t depth, nstack;
 	int count;
 	bool cut; /* CHART_PLAN_MAX_POINTS reached */
@@ -779,7 +859,20 @@ plan_path(struct plan *p)
 		if (i > 0)
 			fprintf(p->out, " -[%s]-> ", p->how[i - 1]);
 		fputs(p->c->states[p->path[i]].name, p->out);
+		if (p->refused[i])
+			fprintf(p->out, " (past max_visits %d)",
+			        p->c->states[p->path[i]].max_visits);
 	}
+}
+
+/* ", visit N" for a later visit, else "". */
+static const char *
+visit_text(int visit, char *buf, size_t cap)
+{
+	if (visit <= 1)
+		return "";
+	snprintf(buf, cap, ", visit %d", visit);
+	return buf;
 }
 
 /* One failure point at the current path's end. `unknown` is the failing
@@ -789,6 +882,7 @@ plan_point(struct plan *p, const char *what, int unknown, int final)
 {
 	const struct chart *c = p->c;
 	bool first = true;
+	char v[32];
 	size_t i;
 
 	if (p->count >= CHART_PLAN_MAX_POINTS) {
@@ -800,15 +894,17 @@ plan_point(struct plan *p, const char *what, int unknown, int final)
 	plan_path(p);
 	fputs("\n     compensate: ", p->out);
 	if (unknown >= 0 && c->states[unknown].compensate != NULL) {
-		fprintf(p->out, "%s (%s, outcome unknown)",
+		fprintf(p->out, "%s (%s%s, outcome unknown)",
 		        c->states[unknown].compensate->command,
-		        c->states[unknown].name);
+		        c->states[unknown].name,
+		        visit_text(p->on_path[unknown], v, sizeof(v)));
 		first = false;
 	}
 	for (i = p->nstack; i-- > 0;) {
 		const struct chart_state *s = &c->states[p->stack[i]];
-		fprintf(p->out, "%s%s (%s)", first ? "" : ", then ",
-		        s->compensate->command, s->name);
+		fprintf(p->out, "%s%s (%s%s)", first ? "" : ", then ",
+		        s->compensate->command, s->name,
+		        visit_text(p->stack_visit[i], v, sizeof(v)));
 		first = false;
 	}
 	if (first)
@@ -817,21 +913,71 @@ plan_point(struct plan *p, const char *what, int unknown, int final)
 }
 
 static void plan_walk(struct plan *p, int state);
+static void plan_follow(struct plan *p, const char *how, int target);
 
-/* Follows an edge labelled `how` into `target`. */
+/* True if the path since target's last entry passes a state with
+ * max_visits: following the loop again ends at that bound. */
+static bool
+plan_bounded_loop(const struct plan *p, int target)
+{
+	size_t i = p->depth;
+
+	while (i-- > 0) {
+		if (p->c->states[p->path[i]].max_visits > 0)
+			return true;
+		if (p->path[i] == target)
+			return false;
+	}
+	return false;
+}
+
+/* `target` entered past its bound: its too_many instead. */
+static void
+plan_refused(struct plan *p, int target)
+{
+	const struct chart_state *s = &p->c->states[target];
+	char what[TEXT_MAX];
+
+	p->path[p->depth] = target;
+	p->refused[p->depth++] = true;
+	if (s->too_many_kind == REPLY_GOTO) {
+		plan_follow(p, "too_many", s->too_many_target);
+	} else if (p->failures) {
+		snprintf(what, sizeof(what),
+		         "%s: entered past max_visits %d (too_many)", s->name,
+		         s->max_visits);
+		plan_point(p, what, -1, s->too_many_target);
+	}
+	p->refused[--p->depth] = false;
+}
+
+/* Follows an edge labelled `how` into `target`: loops are unrolled up to
+ * their bounds; a loop that nothing bounds (through no step: the
+ * validator refuses those) is reported and not followed. */
 static void
 plan_follow(struct plan *p, const char *how, int target)
 {
+	const struct chart_state *s = &p->c->states[target];
+
 	snprintf(p->how[p->depth - 1], sizeof(p->how[0]), "%s", how);
-	if (p->on_path[target]) {
-		if (!p->failures && p->count < CHART_PLAN_MAX_POINTS) {
+	if (p->depth + 2 >= PLAN_DEPTH_MAX ||
+	    p->count >= CHART_PLAN_MAX_POINTS) {
+		p->cut = true;
+		return;
+	}
+	if (s->max_visits > 0 && p->on_path[target] >= s->max_visits) {
+		plan_refused(p, target);
+		return;
+	}
+	if (p->on_path[target] > 0 && !plan_bounded_loop(p, target)) {
+		if (!p->failures) {
 			p->count++;
 			fprintf(p->out, "%3d. loop: ", p->count);
 			plan_path(p);
 			fprintf(p->out,
 			        " -[%s]-> %s (already on the path: not "
 			        "followed)\n",
-			        how, p->c->states[target].name);
+			        how, s->name);
 		}
 		return;
 	}
@@ -885,6 +1031,7 @@ plan_step(struct plan *p, const struct chart_state *s, int idx)
 
 	/* success replies, grouped by target */
 	if (s->compensate != NULL) {
+		p->stack_visit[p->nstack] = p->on_path[idx];
 		p->stack[p->nstack++] = idx;
 		pushed = true;
 	}
@@ -922,7 +1069,7 @@ plan_walk(struct plan *p, int state)
 	if (p->cut)
 		return;
 	p->path[p->depth++] = state;
-	p->on_path[state] = true;
+	p->on_path[state]++;
 	switch (s->type) {
 	case STATE_STEP:
 		plan_step(p, s, state);
@@ -955,7 +1102,7 @@ plan_walk(struct plan *p, int state)
 		}
 		break;
 	}
-	p->on_path[state] = false;
+	p->on_path[state]--;
 	p->depth--;
 }
 
@@ -981,42 +1128,55 @@ plan_cancel(FILE *out, const struct chart *c)
 	        sname(c, c->cancel_final));
 }
 
+/* The end of a pass: "(none)", or what was cut. */
+static void
+plan_end(struct plan *p)
+{
+	if (p->count == 0)
+		fputs("  (none)\n", p->out);
+	if (p->cut)
+		fprintf(p->out,
+		        "  ... more than %d points or a path longer than %d "
+		        "states: the rest is not listed\n",
+		        CHART_PLAN_MAX_POINTS, PLAN_DEPTH_MAX);
+	p->cut = false;
+}
+
 int
 chart_plan(FILE *out, const struct chart *c)
 {
 	struct plan p = {.out = out, .c = c};
-	size_t n = c->nstates + 1;
+	size_t n = PLAN_DEPTH_MAX;
 	int rc = -1;
 
 	p.path = calloc(n, sizeof(*p.path));
 	p.how = calloc(n, sizeof(*p.how));
-	p.on_path = calloc(n, sizeof(*p.on_path));
+	p.refused = calloc(n, sizeof(*p.refused));
+	p.on_path = calloc(c->nstates + 1, sizeof(*p.on_path));
 	p.stack = calloc(n, sizeof(*p.stack));
+	p.stack_visit = calloc(n, sizeof(*p.stack_visit));
 	if (p.path == NULL || p.how == NULL || p.on_path == NULL ||
-	    p.stack == NULL)
+	    p.stack == NULL || p.refused == NULL || p.stack_visit == NULL)
 		goto out;
 	fprintf(out, "saga %s, version %s, initial %s\n\nsuccess paths:\n",
 	        c->name, c->version, sname(c, c->initial));
 	plan_walk(&p, c->initial);
-	if (p.count == 0)
-		fputs("  (none)\n", out);
+	plan_end(&p);
 	fputs("\nfailure points (compensations run in the order listed):\n",
 	      out);
 	p.failures = true;
 	p.count = 0;
 	plan_walk(&p, c->initial);
-	if (p.count == 0)
-		fputs("  (none)\n", out);
-	if (p.cut)
-		fprintf(out, "  ... more than %d: the rest is not listed\n",
-		        CHART_PLAN_MAX_POINTS);
+	plan_end(&p);
 	plan_cancel(out, c);
 	rc = ferror(out) ? -1 : 0;
 out:
 	free(p.path);
 	free(p.how);
+	free(p.refused);
 	free(p.on_path);
 	free(p.stack);
+	free(p.stack_visit);
 	return rc;
 }
 
@@ -1327,6 +1487,7 @@ sim_resolve(struct sim *m, struct sim_item *it, const struct chart_state *s,
 	char list[TEXT_MAX];
 	size_t n = 0, i;
 	const char *found = NULL;
+	struct chart_near near;
 	int matches = 0;
 
 	if (undo) {
@@ -1387,11 +1548,21 @@ sim_resolve(struct sim *m, struct sim_item *it, const struct chart_state *s,
 		it->reply = found;
 		return 0;
 	}
-	sim_err(m, "script: %s: %s \"%s\" for %s (%s%s%s)", it->text,
+	chart_near_init(&near, what);
+	for (i = 0; i < n; i++) {
+		const char *dot = strrchr(names[i], '.');
+		chart_near_try(&near, names[i]);
+		if (dot != NULL && strchr(what, '.') == NULL)
+			chart_near_try(&near, dot + 1);
+	}
+	sim_err(m, "script: %s: %s \"%s\" for %s (%s%s%s)%s%s%s", it->text,
 	        matches > 1 ? "ambiguous reply" : "no reply", what,
 	        undo ? "its undo" : s->name,
 	        undo ? "ok replies: " : "replies: ", list,
-	        ", or ok, fail, timeout, away");
+	        ", or ok, fail, timeout, away",
+	        near.best != NULL && matches == 0 ? "; did you mean \"" : "",
+	        near.best != NULL && matches == 0 ? near.best : "",
+	        near.best != NULL && matches == 0 ? "\"?" : "");
 	return -1;
 }
 

@@ -64,9 +64,12 @@ int chart_dot_marked(FILE *out, const struct chart *c,
  * reordered, and per state every changed key (type, to, command, route,
  * pass, on targets, save, emit, timeout, retry, exhausted target,
  * compensate and its keys, branches and their guards, default, duration,
- * next), as "state: key: old -> new" lines. Returns 0 when both have the
- * same version (nothing is listed but the version), 1 when they differ,
- * -1 on a write error. */
+ * next, max_visits, too_many), as "state: key: old -> new" lines. Then,
+ * under "running sagas:", what a reload means for sagas of a: they
+ * finish on a's version (the orchestrator keeps every version's source),
+ * new sagas start on b's, and the states of a that b no longer has are
+ * named. Returns 0 when both have the same version (nothing is listed
+ * but the version), 1 when they differ, -1 on a write error. */
 int chart_diff(FILE *out, const struct chart *a, const struct chart *b);
 
 /* Writes the paths from the initial state to every final reached by
@@ -75,9 +78,13 @@ int chart_diff(FILE *out, const struct chart *a, const struct chart *b);
  * fails -- with the path to it, the compensations that would run in order
  * (newest completed step first; a step whose attempts ran out is undone
  * too, as "outcome unknown") and the final state. Choices are walked
- * through every branch; a state already on the current path is not entered
- * again (the loop is reported), and at most CHART_PLAN_MAX_POINTS points
- * are listed. Returns 0, or -1 on a write error or out of memory. */
+ * through every branch. Loops are unrolled up to their bounds: a state
+ * with max_visits is entered that many times on one path, then its
+ * too_many is taken ("pause (past max_visits 2) -[too_many]-> ...", a
+ * failure point when it fails); a loop that no max_visits bounds (through
+ * choices and waits only) is reported and not followed. At most
+ * CHART_PLAN_MAX_POINTS points are listed per pass, and paths of at most
+ * 1024 states. Returns 0, or -1 on a write error or out of memory. */
 #define CHART_PLAN_MAX_POINTS 1000
 int chart_plan(FILE *out, const struct chart *c);
 

@@ -53,13 +53,24 @@
  *   counted and more than ENGINE_ENTRIES_MAX of them is a chart error
  *   ("transition loop"), returned as ENGINE_ERROR.
  *
- * Limits it admits. A chart with a cycle through a step would send the
- * same message ids on the second visit (the id format has no visit
- * number); charts are expected to be acyclic through steps. The completed
- * stack holds ENGINE_STACK_MAX entries; a step past that is ENGINE_ERROR.
+ * - Visits. Every entry of a state is counted in saga.visits before the
+ *   state acts, so the command a step sends on entry already carries its
+ *   visit; the id of the current command is derived from (state, visit,
+ *   attempt) and never stored. While compensating, the visit is the one
+ *   kept on the completed stack with the step. A bound is checked before
+ *   counting: the refused entry leaves no trace but the note, and its
+ *   too_many target is entered (or compensation begins) in the same step,
+ *   counted against ENGINE_ENTRIES_MAX like any entry, so a chain of
+ *   refusals cannot spin.
+ *
+ * Limits it admits. The completed stack holds ENGINE_STACK_MAX entries; a
+ * step past that is ENGINE_ERROR, and so is a step entered more than
+ * ENGINE_VISITS_MAX times (its ids would repeat). A saga counts visits of
+ * at most CHART_STATES_MAX states, which the loader enforces.
  */
 #include "engine.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -68,6 +79,16 @@
 
 #define ENGINE_ENTRIES_MAX 64 /* state entries in one engine_step */
 #define RECORD_VERSION     1  /* saga_to_value format */
+
+/* The longest id: saga id, state, "@" and a visit, ":undo:", an attempt
+ * (an int), NUL. */
+_Static_assert(ENGINE_MSGID_MAX >=
+                       (SAGA_ID_MAX - 1) + 1 + (CHART_NAME_MAX - 1) + 1 +
+                               7 /* ENGINE_VISITS_MAX */ + 6 + 10 + 1,
+               "a message id fits ENGINE_MSGID_MAX");
+_Static_assert(ENGINE_VISITS_MAX <= 9999999, "a visit has 7 digits at most");
+_Static_assert(ENGINE_VISITS_MAX >= CHART_MAX_VISITS_MAX,
+               "every max_visits can be counted");
 
 /* One engine_step in progress. */
 struct run {
@@ -164,12 +185,23 @@ timeout_of(const struct run *r)
 	return undoing(r->s) ? st->compensate->timeout_ms : st->timeout_ms;
 }
 
+/* The visit of the current command's step: the one on the completed
+ * stack while compensating, else the current entry. */
+static int
+cur_visit(const struct saga *s)
+{
+	if (undoing(s) && s->ndone > 0)
+		return s->done[s->ndone - 1].visit;
+	return s->visits[s->state];
+}
+
 /* The message id of the current command; -1 if it does not fit. */
 static int
 current_msgid(const struct run *r, char *buf, size_t cap)
 {
 	int n = engine_message_id(buf, cap, r->s->id, cur(r)->name,
-	                          undoing(r->s), r->s->attempt);
+	                          cur_visit(r->s), undoing(r->s),
+	                          r->s->attempt);
 
 	return (n < 0 || (size_t)n >= cap) ? -1 : 0;
 }
@@ -290,12 +322,18 @@ send_current(struct run *r)
 	if (current_msgid(r, a->message_id, sizeof(a->message_id)) != 0)
 		return fail(r, "message id of %s too long", st->name);
 	snprintf(a->step, sizeof(a->step), "%s", st->name);
+	a->visit = cur_visit(s);
 	a->attempt = s->attempt;
 	a->compensation = cp != NULL;
 	s->phase = PHASE_AWAIT;
 	set_step_timer(r, r->ev->now_ms + timeout_of(r));
-	note(r, "sent %s%s (%s attempt %d)", cp != NULL ? "undo " : "", cmd,
-	     st->name, s->attempt);
+	if (a->visit > 1)
+		note(r, "sent %s%s (%s visit %d attempt %d)",
+		     cp != NULL ? "undo " : "", cmd, st->name, a->visit,
+		     s->attempt);
+	else
+		note(r, "sent %s%s (%s attempt %d)", cp != NULL ? "undo " : "",
+		     cmd, st->name, s->attempt);
 	return 0;
 }
 
@@ -349,8 +387,10 @@ push_done(struct run *r, bool unknown)
 	if (s->ndone >= ENGINE_STACK_MAX)
 		return fail(r, "completed stack full (%d steps)",
 		            ENGINE_STACK_MAX);
+	assert(s->visits[s->state] >= 1);
 	s->done[s->ndone].state = s->state;
 	s->done[s->ndone].unknown = unknown;
+	s->done[s->ndone].visit = s->visits[s->state];
 	s->ndone++;
 	return 0;
 }
@@ -383,6 +423,20 @@ enter_final(struct run *r)
 	return 0;
 }
 
+/* A guard: on the saga data, or on a visit count. */
+static bool
+cond_holds(const struct run *r, const struct chart_cond *cond)
+{
+	struct value v = VALUE_NIL_INIT;
+
+	if (!cond->visits)
+		return chart_cond_holds(cond, &r->s->data);
+	assert(cond->visits_state >= 0 &&
+	       (size_t)cond->visits_state < r->c->nstates);
+	value_set_int(&v, r->s->visits[cond->visits_state]);
+	return chart_cond_eval(cond, &v);
+}
+
 static int
 enter_choice(struct run *r)
 {
@@ -393,7 +447,7 @@ enter_choice(struct run *r)
 		const struct chart_branch *b = &st->branches[i];
 
 		for (j = 0; j < b->nconds; j++)
-			if (!chart_cond_holds(&b->conds[j], &r->s->data))
+			if (!cond_holds(r, &b->conds[j]))
 				break;
 		if (j < b->nconds)
 			continue;
@@ -409,6 +463,23 @@ enter_choice(struct run *r)
 	return enter(r, st->default_target);
 }
 
+/* Entering `target` is refused: it was entered max_visits times. Its
+ * too_many target is taken instead. */
+static int
+refuse(struct run *r, int target)
+{
+	const struct chart_state *st = &r->c->states[target];
+
+	assert(st->too_many_target >= 0); /* the loader sets a default */
+	note(r, "%s: visit %d refused (max_visits %d) -> %s%s", st->name,
+	     st->max_visits + 1, st->max_visits,
+	     st->too_many_kind == REPLY_FAIL ? "fail " : "",
+	     state_name(r, st->too_many_target));
+	if (st->too_many_kind == REPLY_FAIL)
+		return begin_compensation(r, st->too_many_target);
+	return enter(r, st->too_many_target);
+}
+
 /* Enters state `target` of a running saga (or the final state of a
  * compensated one). */
 static int
@@ -422,6 +493,14 @@ enter(struct run *r, int target)
 		            "transition loop: more than %d states entered "
 		            "in one step (at %s)",
 		            ENGINE_ENTRIES_MAX, state_name(r, target));
+	st = &r->c->states[target];
+	if (st->max_visits > 0 && s->visits[target] >= st->max_visits)
+		return refuse(r, target);
+	if (s->visits[target] < ENGINE_VISITS_MAX)
+		s->visits[target]++;
+	else if (st->type == STATE_STEP)
+		return fail(r, "%s entered %d times: its ids would repeat",
+		            st->name, ENGINE_VISITS_MAX);
 	s->state = target;
 	s->step_started_ms = r->ev->now_ms;
 	st = cur(r);
@@ -948,6 +1027,9 @@ check_saga(struct run *r)
 {
 	const struct saga *s = r->s;
 
+	if (r->c->nstates > CHART_STATES_MAX)
+		return fail(r, "chart has %zu states, at most %d",
+		            r->c->nstates, CHART_STATES_MAX);
 	if (r->ev->type == EV_START) {
 		if (s->state != -1)
 			return fail(r, "saga %s already started", s->id);
@@ -961,7 +1043,7 @@ check_saga(struct run *r)
 		return fail(r, "saga runs on chart version %s, given %s",
 		            s->chart_version, r->c->version);
 	if (s->state < 0 || (size_t)s->state >= r->c->nstates ||
-	    s->ndone > ENGINE_STACK_MAX)
+	    s->ndone > ENGINE_STACK_MAX || r->c->nstates > CHART_STATES_MAX)
 		return fail(r, "saga record does not fit the chart");
 	return 0;
 }
@@ -1092,9 +1174,12 @@ engine_output_clear(struct engine_output *out)
 
 int
 engine_message_id(char *buf, size_t cap, const char *saga_id, const char *state,
-                  bool compensation, int attempt)
+                  int visit, bool compensation, int attempt)
 {
-	return snprintf(buf, cap, "%s:%s:%s%d", saga_id, state,
+	if (visit <= 1) /* the form ids had before loops */
+		return snprintf(buf, cap, "%s:%s:%s%d", saga_id, state,
+		                compensation ? "undo:" : "", attempt);
+	return snprintf(buf, cap, "%s:%s@%d:%s%d", saga_id, state, visit,
 	                compensation ? "undo:" : "", attempt);
 }
 
@@ -1257,8 +1342,30 @@ done_to_value(const struct saga *s, struct value *out)
 		value_set_bool(&b, s->done[i].unknown);
 		if (put_int(&e, "state", s->done[i].state) != 0 ||
 		    value_map_put(&e, "unknown", &b) != 0 ||
+		    put_int(&e, "visit", s->done[i].visit) != 0 ||
 		    value_array_push(out, &e) != 0) {
 			value_clear(&e);
+			value_clear(out);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The visit counts, up to the last state entered. */
+static int
+visits_to_value(const struct saga *s, struct value *out)
+{
+	size_t n = CHART_STATES_MAX;
+
+	while (n > 0 && s->visits[n - 1] == 0)
+		n--;
+	value_set_array(out);
+	for (size_t i = 0; i < n; i++) {
+		struct value e = VALUE_NIL_INIT;
+
+		value_set_int(&e, s->visits[i]);
+		if (value_array_push(out, &e) != 0) {
 			value_clear(out);
 			return -1;
 		}
@@ -1270,6 +1377,7 @@ int
 saga_to_value(const struct saga *s, const struct chart *c, struct value *out)
 {
 	struct value data = VALUE_NIL_INIT, done = VALUE_NIL_INIT;
+	struct value visits = VALUE_NIL_INIT;
 
 	(void)c; /* indices are stored as they are; the reader checks them */
 	value_set_map(out);
@@ -1289,6 +1397,9 @@ saga_to_value(const struct saga *s, const struct chart *c, struct value *out)
 	if (done_to_value(s, &done) != 0 ||
 	    value_map_put(out, "done", &done) != 0)
 		goto out_fail;
+	if (visits_to_value(s, &visits) != 0 ||
+	    value_map_put(out, "visits", &visits) != 0)
+		goto out_fail;
 	if (put_int(out, "fail_target", s->fail_target) != 0 ||
 	    put_int(out, "timer_seq", s->timer_seq) != 0 ||
 	    put_int(out, "timer_at_ms", s->timer_at_ms) != 0 ||
@@ -1301,6 +1412,7 @@ saga_to_value(const struct saga *s, const struct chart *c, struct value *out)
 out_fail:
 	value_clear(&data);
 	value_clear(&done);
+	value_clear(&visits);
 	value_clear(out);
 	return -1;
 }
@@ -1330,6 +1442,7 @@ static const struct {
         {"step_started_ms", VALUE_INT, false},
         {"deadline_ms", VALUE_INT, true},
         {"updated_ms", VALUE_INT, false},
+        {"visits", VALUE_ARRAY, true}, /* before loops: all first visits */
 };
 
 static int bad(char *err, size_t errlen, const char *fmt, ...)
@@ -1415,14 +1528,18 @@ done_from_value(struct saga *s, const struct chart *c, const struct value *a,
 		const struct value *e = &a->u.a.items[i];
 		const struct value *st = value_map_get(e, "state");
 		const struct value *un = value_map_get(e, "unknown");
+		const struct value *vi = value_map_get(e, "visit");
 
-		if (e->type != VALUE_MAP || e->u.m.len != 2 || st == NULL ||
-		    un == NULL || st->type != VALUE_INT ||
-		    un->type != VALUE_BOOL)
+		/* visit: written since loops; before, every one was 1 */
+		if (e->type != VALUE_MAP || st == NULL || un == NULL ||
+		    e->u.m.len != (vi != NULL ? 3u : 2u) ||
+		    st->type != VALUE_INT || un->type != VALUE_BOOL ||
+		    (vi != NULL && (vi->type != VALUE_INT || vi->u.i < 1 ||
+		                    vi->u.i > ENGINE_VISITS_MAX)))
 			return bad(err, errlen,
 			           "done[%zu] is not {state: integer, "
-			           "unknown: boolean}",
-			           i);
+			           "unknown: boolean, visit: 1..%d}",
+			           i, ENGINE_VISITS_MAX);
 		if (!state_ok(c, st->u.i, STATE_STEP) ||
 		    c->states[st->u.i].compensate == NULL)
 			return bad(err, errlen,
@@ -1431,8 +1548,38 @@ done_from_value(struct saga *s, const struct chart *c, const struct value *a,
 			           i, st->u.i);
 		s->done[i].state = (int)st->u.i;
 		s->done[i].unknown = un->u.b;
+		s->done[i].visit = vi != NULL ? (int)vi->u.i : 1;
 	}
 	s->ndone = a->u.a.len;
+	return 0;
+}
+
+/* The visit counts; a record written before loops has none: every state
+ * it is in or has on its stack was entered once (a chart that loads now
+ * could not loop before, see chart_load.c "loops"). */
+static int
+visits_from_value(struct saga *s, const struct chart *c, const struct value *a,
+                  char *err, size_t errlen)
+{
+	if (a == NULL) {
+		s->visits[s->state] = 1;
+		for (size_t i = 0; i < s->ndone; i++)
+			s->visits[s->done[i].state] = 1;
+		return 0;
+	}
+	if (a->u.a.len > c->nstates)
+		return bad(err, errlen, "visits has %zu entries, chart has %zu",
+		           a->u.a.len, c->nstates);
+	for (size_t i = 0; i < a->u.a.len; i++) {
+		const struct value *e = &a->u.a.items[i];
+
+		if (e->type != VALUE_INT || e->u.i < 0 ||
+		    e->u.i > ENGINE_VISITS_MAX)
+			return bad(err, errlen,
+			           "visits[%zu] is not a count from 0 to %d", i,
+			           ENGINE_VISITS_MAX);
+		s->visits[i] = (int)e->u.i;
+	}
 	return 0;
 }
 
@@ -1494,7 +1641,9 @@ fields_from_value(struct saga *s, const struct chart *c, const struct value *v,
 		/* written before deadlines: the step's, from its entry */
 		s->deadline_ms =
 		        s->step_started_ms + c->states[state].deadline_ms;
-	return done_from_value(s, c, value_map_get(v, "done"), err, errlen);
+	if (done_from_value(s, c, value_map_get(v, "done"), err, errlen) != 0)
+		return -1;
+	return visits_from_value(s, c, value_map_get(v, "visits"), err, errlen);
 }
 
 /* The fields agree with each other as the engine leaves them. */
@@ -1541,6 +1690,17 @@ consistent(const struct saga *s, const struct chart *c, char *err,
 		           chart_state_type_name(st->type), st->name);
 	if (s->status == SAGA_FAILED && s->fail_target != s->state)
 		return bad(err, errlen, "failed but not in its fail target");
+	if (p != NULL && s->visits[s->state] < 1)
+		return bad(err, errlen, "at %s, which it never entered",
+		           st->name);
+	for (size_t i = 0; i < s->ndone; i++)
+		if (s->done[i].visit > s->visits[s->done[i].state])
+			return bad(
+			        err, errlen,
+			        "done[%zu]: visit %d of %s, entered %d times",
+			        i, s->done[i].visit,
+			        c->states[s->done[i].state].name,
+			        s->visits[s->done[i].state]);
 	if (p != NULL &&
 	    (s->attempt < 1 || s->attempt - s->attempt_base > p->attempts))
 		return bad(err, errlen,

@@ -68,6 +68,30 @@
  * An operator event that does not apply to the saga's status returns
  * ENGINE_REJECTED with a note and changes nothing.
  *
+ * Loops (statecharts/README.md, "Loops"): a chart may enter a state again
+ * (a declined card waits and is charged again). The saga counts the
+ * entries of every state (saga.visits); each entry of a step is a new
+ * command, so visit v of a step sends new message ids, and a participant
+ * that replays its stored reply to a repeated id answers the new visit
+ * afresh. A state with `max_visits: N` is entered at most N times: an
+ * entry past that takes the state's `too_many` target instead (a goto,
+ * or a fail that compensates), and the state is not entered (its count
+ * stays N). A choice guard can read a count as the field
+ * "visits.<state>". The completed stack keeps the visit that completed
+ * each entry, so a step completed on visits 1 and 3 is undone twice, each
+ * undo with its own visit's ids.
+ *
+ * Message ids are deterministic, so a command sent again after a crash is
+ * recognised by the participant. The first visit of a state keeps the
+ * form ids had before loops, so sagas in flight and the ids participants
+ * stored stay valid across an upgrade:
+ *   "<saga id>:<state>:<attempt>"              a step's command
+ *   "<saga id>:<state>:undo:<attempt>"         its compensation
+ * and visit v >= 2 of the state puts the visit after an '@' (state names
+ * are [a-z0-9_], so the form cannot be confused with another state's):
+ *   "<saga id>:<state>@<v>:<attempt>"
+ *   "<saga id>:<state>@<v>:undo:<attempt>"
+ *
  * Cancel (EV_CANCEL, the customer's order.cancel_requested): accepted only
  * if the chart has `cancel:`, the saga is RUNNING and its state is one of
  * `cancel.in`; then, as an operator's COMPENSATE, a step in flight is
@@ -76,10 +100,6 @@
  * state emits its event, e.g. order.cancelled). Otherwise REJECTED, with
  * the reason and the state in the note ("too late": the customer is told
  * why).
- *
- * Message ids are deterministic: "<saga id>:<state>:<attempt>" for a step's
- * command and "<saga id>:<state>:undo:<attempt>" for its compensation, so a
- * command sent again after a crash is recognised by the participant.
  */
 #ifndef SAGA_ENGINE_H
 #define SAGA_ENGINE_H
@@ -96,6 +116,10 @@
 #define ENGINE_MAX_ACTIONS 16
 #define ENGINE_NOTE_MAX    256
 #define ENGINE_STACK_MAX   64 /* completed steps with a compensation */
+#define ENGINE_VISITS_MAX                                                      \
+	1000000 /* entries of one state per saga; a                            \
+	         * step past it is ENGINE_ERROR, other                         \
+	         * states stop counting there */
 
 enum saga_status {
 	SAGA_RUNNING,
@@ -119,6 +143,7 @@ enum saga_phase {
 struct saga_done {
 	int state;    /* the step's index in the chart */
 	bool unknown; /* outcome unknown (attempts exhausted/forced) */
+	int visit;    /* the visit of the step that completed (>= 1) */
 };
 
 /* The saga record: plain data, stored by the orchestrator. Owned by the
@@ -140,6 +165,10 @@ struct saga {
 	struct value data; /* order fields + saved reply fields (a map) */
 	struct saga_done done[ENGINE_STACK_MAX]; /* completed steps, in order */
 	size_t ndone;
+	int visits[CHART_STATES_MAX]; /* entries of each state so far
+	                               * (0..ENGINE_VISITS_MAX); a state
+	                               * refused by its max_visits is not
+	                               * counted */
 	int fail_target;         /* final state after compensation, or -1 */
 	int64_t timer_seq;       /* the latest timer's seq, 0 before the
 	                          * first; never reused, so a stale timer is
@@ -200,6 +229,7 @@ struct engine_action {
 	char route[256];              /* rendered routing key ("" if none) */
 	char message_id[ENGINE_MSGID_MAX];
 	char step[CHART_NAME_MAX]; /* state name */
+	int visit;                 /* of the step (>= 1) */
 	int attempt;
 	bool compensation;    /* an undo command */
 	struct value payload; /* owned by the action (a map) */
@@ -257,10 +287,12 @@ enum engine_result engine_step(const struct chart *c, struct saga *s,
                                struct engine_output *out);
 void engine_output_clear(struct engine_output *out);
 
-/* The message id a step's command (or its compensation) has for attempt
- * n. Returns the length, as snprintf. */
+/* The message id a step's command (or its compensation) has for visit
+ * `visit` of the step and attempt n (the forms above; a visit of 1 or
+ * less is the first). Returns the length, as snprintf. */
 int engine_message_id(char *buf, size_t cap, const char *saga_id,
-                      const char *state, bool compensation, int attempt);
+                      const char *state, int visit, bool compensation,
+                      int attempt);
 
 /* The command the saga waits on (PHASE_AWAIT): its participant and the
  * routing key it was sent with ("<to>" or "<to>.<route>"), and its

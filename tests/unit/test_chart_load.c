@@ -180,6 +180,101 @@ test_version(void)
 	chart_free(cc);
 }
 
+/* Every chart in statecharts/examples loads; dunning.yaml bounds its
+ * loop on `pause`. */
+static void
+test_examples(void)
+{
+	size_t n;
+	char **files = list("statecharts/examples", &n);
+	CHECK_MSG(n >= 1, "no examples");
+	for (size_t i = 0; i < n; i++) {
+		struct chart_errors errs;
+		struct chart *c;
+		chart_errors_init(&errs);
+		c = chart_load_file(files[i], &errs);
+		CHECK_MSG(c != NULL, "%s: %s", files[i],
+		          errs.count ? errs.items[0].text : "?");
+		if (c != NULL && strcmp(c->name, "dunning") == 0) {
+			int p = chart_state_index(c, "pause");
+			CHECK(p >= 0 && c->states[p].max_visits == 2);
+			CHECK_EQ(c->states[p].too_many_kind, REPLY_FAIL);
+			CHECK_EQ(c->states[p].too_many_target, c->failure);
+		}
+		chart_free(c);
+		chart_errors_clear(&errs);
+	}
+	free_list(files, n);
+}
+
+/* The first error of loading `text`, without the file name. */
+static const char *
+first_error(const char *text)
+{
+	static char buf[600];
+	struct chart_errors errs;
+	struct chart *c;
+
+	chart_errors_init(&errs);
+	c = chart_load_buffer("m.yaml", text, strlen(text), &errs);
+	snprintf(buf, sizeof(buf), "%s",
+	         errs.count > 0 ? errs.items[0].text + 7 : "(loaded)");
+	chart_free(c);
+	chart_errors_clear(&errs);
+	return buf;
+}
+
+/* Misspelt targets, fields and reply types get the closest name; names
+ * that are nowhere near get none. */
+static void
+test_did_you_mean(void)
+{
+	static const char head[] =
+	        "saga: t\nfailure: done\nfields: {order_id: string}\nstates:\n"
+	        "  a:\n    type: step\n    to: p\n    command: p.do\n";
+	char t[1024];
+
+	snprintf(t, sizeof(t),
+	         "initial: aa\n%s    on: {p.done: done}\n"
+	         "  done: {type: final}\n",
+	         head);
+	CHECK_STR(first_error(t),
+	          "1:10: \"initial\" \"aa\" is not a state (did you mean "
+	          "\"a\"?)");
+	snprintf(t, sizeof(t),
+	         "initial: a\n%s    on: {p.done: w}\n    save: [charge_id]\n"
+	         "  w: {type: wait, duration: 1s, next: dnoe}\n"
+	         "  done: {type: final}\n",
+	         head);
+	CHECK_STR(first_error(t), "12:39: \"next\" \"dnoe\" is not a state "
+	                          "(did you mean \"done\"?)");
+	snprintf(t, sizeof(t),
+	         "initial: a\n%s    on: {p.done: b}\n    save: [charge_id]\n"
+	         "  b:\n    type: step\n    to: q\n    command: q.do\n"
+	         "    pass: [charge_ide]\n    on: {q.done: done}\n"
+	         "  done: {type: final}\n",
+	         head);
+	CHECK_STR(first_error(t),
+	          "12:3: state \"b\" passes field \"charge_ide\", which is "
+	          "neither declared under fields: nor saved from a reply (did "
+	          "you mean \"charge_id\"?)");
+	snprintf(t, sizeof(t),
+	         "initial: a\n%s    on: {p.done: zzzzzz}\n"
+	         "  done: {type: final}\n",
+	         head);
+	CHECK_STR(first_error(t), "10:18: reply target \"zzzzzz\" is not a "
+	                          "state");
+	snprintf(t, sizeof(t),
+	         "initial: a\n%s    on: {p.done: done}\n"
+	         "    compensate: {command: p.undo, ok: [pp.undone]}\n"
+	         "  done: {type: final}\n",
+	         head);
+	CHECK_STR(first_error(t),
+	          "11:40: ok reply \"pp.undone\" does not start with \"p.\" "
+	          "as its command \"p.undo\" does (did you mean "
+	          "\"p.undone\"?)");
+}
+
 static void
 test_durations(void)
 {
@@ -205,5 +300,7 @@ main(void)
 	RUN(test_order_yaml);
 	RUN(test_version);
 	RUN(test_durations);
+	RUN(test_examples);
+	RUN(test_did_you_mean);
 	return check_summary();
 }

@@ -60,6 +60,16 @@ load(const char *path)
 }
 
 /* True if `b` occurs after `a` in text (both present). */
+/* "finishes on <version>,\n" (one at a time). */
+static const char *
+finishes_on(const char *v)
+{
+	static char buf[256];
+
+	snprintf(buf, sizeof(buf), "finishes on %s,\n", v);
+	return buf;
+}
+
 static int
 in_order(const char *text, const char *a, const char *b)
 {
@@ -570,6 +580,130 @@ test_sim_wait_chart(void)
 	free(t);
 }
 
+/* ---- loops (statecharts/examples/dunning.yaml) ---- */
+
+#define DUNNING_YAML "statecharts/examples/dunning.yaml"
+
+/* plan unrolls the loop up to pause's bound, then takes its too_many;
+ * each visit of payment is undone with its visit named. dot draws the
+ * bound and its edge. */
+static void
+test_loop_plan_dot(void)
+{
+	struct chart *c = load(DUNNING_YAML);
+	struct cap o;
+	const char *t, *p;
+
+	CHECK(c != NULL);
+	CHECK(cap_open(&o) == 0);
+	CHECK_EQ(chart_plan(o.f, c), 0);
+	t = cap_text(&o);
+	CHECK(strstr(t, "  3. reserve_stock -[inventory.reserved]-> payment "
+	                "-[payment.declined]-> pause -[wait]-> payment "
+	                "-[payment.declined]-> pause -[wait]-> payment "
+	                "-[payment.charged|payment.collection_registered]-> "
+	                "create_shipment -[shipping.created]-> completed\n") !=
+	      NULL);
+	CHECK(strstr(t, "  4. ") == strstr(t, "  4. create_shipment"));
+	p = strstr(t, "pause: entered past max_visits 2 (too_many)\n");
+	CHECK_MSG(p != NULL, "%s", t);
+	CHECK(strstr(p, "-[payment.declined]-> pause (past max_visits 2)\n") !=
+	      NULL);
+	CHECK(strstr(p, "compensate: payment.refund (payment, visit 3), then "
+	                "payment.refund (payment, visit 2), then "
+	                "payment.refund (payment), then inventory.release "
+	                "(reserve_stock)\n") != NULL);
+	CHECK(strstr(t, "loop:") == NULL);
+	cap_free(&o);
+
+	CHECK(cap_open(&o) == 0);
+	CHECK_EQ(chart_dot(o.f, c), 0);
+	t = cap_text(&o);
+	CHECK(strstr(t,
+	             "\"pause\" [label=\"pause\\nwait 1h\\nmax_visits 2\"") !=
+	      NULL);
+	CHECK(strstr(t,
+	             "\"pause\" -> \"failed\" [label=\"visit 3\\n(too_many)\", "
+	             "style=dashed, color=red") != NULL);
+	CHECK(strstr(t, "\"pause\" -> \"payment\" [label=\"after 1h\"]") !=
+	      NULL);
+	cap_free(&o);
+	chart_free(c);
+}
+
+/* A card declined twice is charged on the third visit, each visit with
+ * its own ids; declined three times, pause's bound fails the order. */
+static void
+test_loop_sim(void)
+{
+	struct chart_sim_result res;
+	char *t = NULL;
+
+	CHECK_EQ(sim(DUNNING_YAML, "payment=declined x2", NULL, 100, &res, &t),
+	         0);
+	CHECK_EQ(res.status, SAGA_COMPLETED);
+	CHECK(in_order(t, "id order-1:payment:1\n",
+	               "id order-1:payment@2:1\n"));
+	CHECK(in_order(t, "id order-1:payment@2:1\n",
+	               "id order-1:payment@3:1\n"));
+	CHECK(strstr(t, "id order-1:payment@4") == NULL);
+	free(t);
+	CHECK_EQ(sim(DUNNING_YAML, "payment=declined x3", NULL, 100, &res, &t),
+	         0);
+	CHECK_EQ(res.status, SAGA_FAILED);
+	CHECK(strstr(t, "pause: visit 3 refused (max_visits 2) -> fail "
+	                "failed") != NULL);
+	CHECK(in_order(t, "id order-1:payment@3:undo:1\n",
+	               "id order-1:payment@2:undo:1\n"));
+	CHECK(in_order(t, "id order-1:payment@2:undo:1\n",
+	               "id order-1:payment:undo:1\n"));
+	free(t);
+	/* a misspelt reply in the script: the closest one is suggested */
+	CHECK_EQ(sim(DUNNING_YAML, "payment=declnied", NULL, 100, &res, &t),
+	         -2);
+	CHECK(strstr(t, "; did you mean \"declined\"?") != NULL);
+	free(t);
+}
+
+/* After the differences, diff says what a reload does to running
+ * sagas: they finish on their version; the states gone are named. */
+static void
+test_diff_running(void)
+{
+	struct chart *a = load(ORDER_YAML), *b = load(DUNNING_YAML);
+	struct cap o;
+	const char *t;
+
+	CHECK(a != NULL && b != NULL);
+	CHECK(cap_open(&o) == 0);
+	CHECK_EQ(chart_diff(o.f, a, b), 1);
+	t = cap_text(&o);
+	CHECK(strstr(t, "+ pause: max_visits: 2") == NULL); /* a new state */
+	CHECK(strstr(t, "+ state pause (wait)\n") != NULL);
+	CHECK(in_order(t, "~ payment: on payment.declined",
+	               "\nrunning sagas: every saga started on "));
+	CHECK(strstr(t, finishes_on(a->version)) != NULL);
+	CHECK(strstr(t, "starts only new sagas of chart dunning\n  on ") !=
+	      NULL);
+	CHECK(strstr(t, "(sagas in them\n  finish there, on the old version): "
+	                "cod_limit (choice)\n") != NULL);
+	cap_free(&o);
+	CHECK(cap_open(&o) == 0);
+	CHECK_EQ(chart_diff(o.f, b, b), 0);
+	t = cap_text(&o);
+	CHECK(strstr(t, "running sagas: nothing changes for them") != NULL);
+	cap_free(&o);
+	CHECK(cap_open(&o) == 0);
+	CHECK_EQ(chart_diff(o.f, b, a), 1);
+	t = cap_text(&o);
+	CHECK(strstr(t, "~ pause") == NULL &&
+	      strstr(t, "- state pause") != NULL);
+	CHECK(strstr(t, "on the old version): pause (wait)\n") != NULL);
+	cap_free(&o);
+	chart_free(a);
+	chart_free(b);
+}
+
 int
 main(void)
 {
@@ -577,6 +711,9 @@ main(void)
 	RUN(test_dot_wait);
 	RUN(test_diff);
 	RUN(test_plan);
+	RUN(test_loop_plan_dot);
+	RUN(test_loop_sim);
+	RUN(test_diff_running);
 	RUN(test_sim_happy);
 	RUN(test_sim_declined);
 	RUN(test_sim_shipping_timeout);

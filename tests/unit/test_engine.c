@@ -134,7 +134,8 @@ render(struct h *h)
 		switch (a->type) {
 		case ACT_SEND:
 			engine_message_id(id, sizeof(id), h->s.id, a->step,
-			                  a->compensation, a->attempt);
+			                  a->visit, a->compensation,
+			                  a->attempt);
 			cat(h->acts, sizeof(h->acts),
 			    fmt("send %s/%s [%s] %s", a->to, a->command,
 			        a->route,
@@ -252,16 +253,24 @@ h_op(struct h *h, enum engine_event_type t, const char *step)
 	return h_step(h, &ev);
 }
 
-/* The message id of `state`'s command (or undo command) for attempt n. */
+/* The message id of `state`'s command (or undo command) for visit v and
+ * attempt n. */
 static const char *
-mid(const struct h *h, const char *state, bool undo, int n)
+midv(const struct h *h, const char *state, int v, bool undo, int n)
 {
 	static char bufs[8][ENGINE_MSGID_MAX];
 	static int next;
 	char *b = bufs[next++ % 8];
 
-	engine_message_id(b, ENGINE_MSGID_MAX, h->s.id, state, undo, n);
+	engine_message_id(b, ENGINE_MSGID_MAX, h->s.id, state, v, undo, n);
 	return b;
+}
+
+/* The same on the first visit. */
+static const char *
+mid(const struct h *h, const char *state, bool undo, int n)
+{
+	return midv(h, state, 1, undo, n);
 }
 
 static const struct chart_state *
@@ -1837,6 +1846,210 @@ test_storage_roundtrip(void)
 	h_close(&h);
 }
 
+/* ---- loops (tests/statecharts/valid/engine_loop.yaml) ---- */
+
+#define LOOP_YAML "tests/statecharts/valid/engine_loop.yaml"
+
+/* Opens the loop chart, starts saga `id` and reserves. */
+static int
+loop_start(struct h *h, const char *id)
+{
+	struct value o = VALUE_NIL_INIT;
+	enum engine_result r;
+
+	if (h_open(h, LOOP_YAML, id) != 0)
+		return -1;
+	value_set_map(&o);
+	value_map_put_str(&o, "order_id", id);
+	value_map_put_int(&o, "amount", 700);
+	r = h_start(h, &o);
+	value_clear(&o);
+	if (r != ENGINE_OK)
+		return -1;
+	return h_reply(h, "stock.held", mid(h, "reserve", false, 1)) ==
+	                       ENGINE_OK
+	               ? 0
+	               : -1;
+}
+
+/* Declined on every visit: the first one waits in `pause`, the second in
+ * `slow` (the guard visits.charge >= 2), the third finds `slow` past its
+ * bound and goes to `manual`. Each visit sends new ids; a reply to an
+ * earlier visit's id is late. Rejected by ops: every visit of `charge`
+ * is undone with its own ids, newest first. */
+static void
+test_loop_declined(void)
+{
+	struct h h;
+
+	CHECK(loop_start(&h, "L1") == 0);
+	EXPECT(&h, "send pay/pay.charge [] L1:charge:1 | timer 2 @%" PRId64,
+	       h.now + 2000);
+	CHECK_EQ(h_reply(&h, "pay.declined", "L1:charge:1"), ENGINE_OK);
+	EXPECT(&h, "timer 3 @%" PRId64, h.now + 1000);
+	CHECK_STR(state_of(&h), "pause");
+	CHECK_EQ(h_fire(&h), ENGINE_OK);
+	EXPECT(&h, "send pay/pay.charge [] L1:charge@2:1 | timer 4 @%" PRId64,
+	       h.now + 2000);
+	CHECK_STR(payload_text(&h, 0), "{order_id:\"L1\",amount:700}");
+	CHECK_EQ(h.s.visits[chart_state_index(h.c, "charge")], 2);
+	/* the first visit's reply, replayed: a duplicate, not an answer */
+	CHECK_NOOP(&h, ENGINE_IGNORED,
+	           h_reply(&h, "pay.declined", "L1:charge:1"));
+	CHECK_EQ(h_reply(&h, "pay.declined", "L1:charge@2:1"), ENGINE_OK);
+	EXPECT(&h, "timer 5 @%" PRId64, h.now + 5000);
+	CHECK_STR(state_of(&h), "slow");
+	CHECK_EQ(h_fire(&h), ENGINE_OK);
+	EXPECT(&h, "send pay/pay.charge [] L1:charge@3:1 | timer 6 @%" PRId64,
+	       h.now + 2000);
+	/* a retry within the visit: a new attempt, the same visit */
+	CHECK_EQ(h_fire(&h), ENGINE_OK);
+	EXPECT(&h, "timer 7 @%" PRId64, h.now + 500);
+	CHECK_EQ(h_fire(&h), ENGINE_OK);
+	EXPECT(&h, "send pay/pay.charge [] L1:charge@3:2 | timer 8 @%" PRId64,
+	       h.now + 2000);
+	CHECK_EQ(h_reply(&h, "pay.declined", "L1:charge@3:2"), ENGINE_OK);
+	EXPECT(&h, "send ops/ops.review [] L1:manual:1 | timer 9 @%" PRId64,
+	       h.now + 2000);
+	CHECK(strstr(h.out.note, "slow: visit 2 refused (max_visits 1) -> "
+	                         "manual") != NULL);
+	CHECK_EQ(h.s.visits[chart_state_index(h.c, "slow")], 1);
+	CHECK_STR(stack(&h), "reserve charge charge charge");
+	CHECK_EQ(h.s.done[1].visit, 1);
+	CHECK_EQ(h.s.done[3].visit, 3);
+	DO(check_roundtrip(&h));
+	CHECK_EQ(h_reply(&h, "ops.rejected", "L1:manual:1"), ENGINE_OK);
+	EXPECT(&h,
+	       "send pay/pay.refund [] L1:charge@3:undo:1 | timer 10 "
+	       "@%" PRId64,
+	       h.now + 2000);
+	CHECK_EQ(h_reply(&h, "pay.refunded", "L1:charge@3:undo:1"), ENGINE_OK);
+	EXPECT(&h,
+	       "send pay/pay.refund [] L1:charge@2:undo:1 | timer 11 "
+	       "@%" PRId64,
+	       h.now + 2000);
+	DO(check_roundtrip(&h));
+	CHECK_NOOP(&h, ENGINE_IGNORED,
+	           h_reply(&h, "pay.refunded", "L1:charge@3:undo:1"));
+	CHECK_EQ(h_reply(&h, "pay.refunded", "L1:charge@2:undo:1"), ENGINE_OK);
+	EXPECT(&h,
+	       "send pay/pay.refund [] L1:charge:undo:1 | timer 12 @%" PRId64,
+	       h.now + 2000);
+	CHECK_EQ(h_reply(&h, "pay.refunded", "L1:charge:undo:1"), ENGINE_OK);
+	EXPECT(&h,
+	       "send stock/stock.unhold [] L1:reserve:undo:1 | timer 13 "
+	       "@%" PRId64,
+	       h.now + 2000);
+	CHECK_EQ(h_reply(&h, "stock.unheld", "L1:reserve:undo:1"), ENGINE_OK);
+	EXPECT(&h, "emit order.failed | cancel | finish failed");
+	h_close(&h);
+}
+
+/* Past a step's own bound: ops sends the card round once more, but
+ * `charge` was entered 3 times, its max_visits: its too_many fails the
+ * saga instead of a fourth charge. */
+static void
+test_loop_step_bound(void)
+{
+	struct h h;
+
+	CHECK(loop_start(&h, "L2") == 0);
+	CHECK_EQ(h_reply(&h, "pay.declined", "L2:charge:1"), ENGINE_OK);
+	CHECK_EQ(h_fire(&h), ENGINE_OK);
+	CHECK_EQ(h_reply(&h, "pay.declined", "L2:charge@2:1"), ENGINE_OK);
+	CHECK_EQ(h_fire(&h), ENGINE_OK);
+	CHECK_EQ(h_reply(&h, "pay.declined", "L2:charge@3:1"), ENGINE_OK);
+	CHECK_STR(state_of(&h), "manual");
+	CHECK_EQ(h_reply(&h, "ops.retry_card", "L2:manual:1"), ENGINE_OK);
+	EXPECT(&h,
+	       "send pay/pay.refund [] L2:charge@3:undo:1 | timer 8 @%" PRId64,
+	       h.now + 2000);
+	CHECK(strstr(h.out.note, "charge: visit 4 refused (max_visits 3) -> "
+	                         "fail failed") != NULL);
+	CHECK_EQ(h.s.status, SAGA_COMPENSATING);
+	CHECK_EQ(h.s.visits[chart_state_index(h.c, "charge")], 3);
+	h_close(&h);
+}
+
+/* A wait bounds a step's loop: `ship` is lost twice and sent again after
+ * `resend`; the third loss finds `resend` past its bound and fails. */
+static void
+test_loop_wait_bound(void)
+{
+	struct h h;
+
+	CHECK(loop_start(&h, "L3") == 0);
+	CHECK_EQ(h_reply(&h, "pay.charged", "L3:charge:1"), ENGINE_OK);
+	EXPECT(&h, "send ship/ship.send [] L3:ship:1 | timer 3 @%" PRId64,
+	       h.now + 2000);
+	CHECK_EQ(h_reply(&h, "ship.lost", "L3:ship:1"), ENGINE_OK);
+	EXPECT(&h, "timer 4 @%" PRId64, h.now + 2000);
+	CHECK_EQ(h_fire(&h), ENGINE_OK);
+	EXPECT(&h, "send ship/ship.send [] L3:ship@2:1 | timer 5 @%" PRId64,
+	       h.now + 2000);
+	CHECK_EQ(h_reply(&h, "ship.lost", "L3:ship@2:1"), ENGINE_OK);
+	CHECK_EQ(h_fire(&h), ENGINE_OK);
+	EXPECT(&h, "send ship/ship.send [] L3:ship@3:1 | timer 7 @%" PRId64,
+	       h.now + 2000);
+	CHECK_EQ(h_reply(&h, "ship.lost", "L3:ship@3:1"), ENGINE_OK);
+	EXPECT(&h,
+	       "send ship/ship.recall [] L3:ship@3:undo:1 | timer 8 @%" PRId64,
+	       h.now + 2000);
+	CHECK(strstr(h.out.note, "resend: visit 3 refused (max_visits 2)") !=
+	      NULL);
+	CHECK_STR(stack(&h), "reserve charge ship ship ship");
+	/* an operator marks visit 3 undone by hand: visit 2 is next */
+	CHECK_EQ(h_op(&h, EV_OP_MARK_COMPENSATED, "ship"), ENGINE_OK);
+	EXPECT(&h,
+	       "send ship/ship.recall [] L3:ship@2:undo:1 | timer 9 @%" PRId64,
+	       h.now + 2000);
+	h_close(&h);
+}
+
+/* A record written before loops has no visits: it reads as the first
+ * visit of its state and of every step on its stack, so the ids in
+ * flight stay the same. A record with a visit out of range is refused. */
+static void
+test_storage_without_visits(void)
+{
+	struct h h;
+	struct value v = VALUE_NIL_INIT, e = VALUE_NIL_INIT;
+	struct saga back;
+	char err[256];
+	const struct value *done;
+
+	CHECK(order_start(&h, "o64", "card", 12000) == 0);
+	DO(to_payment(&h, "card"));
+	CHECK(saga_to_value(&h.s, h.c, &v) == 0);
+	drop_key(&v, "visits");
+	done = value_map_get(&v, "done");
+	CHECK(done != NULL && done->u.a.len == 1);
+	for (size_t i = 0; i < v.u.m.len; i++)
+		if (strcmp(v.u.m.items[i].key, "done") == 0)
+			drop_key(&v.u.m.items[i].val.u.a.items[0], "visit");
+	saga_init(&back, "x");
+	CHECK_MSG(saga_from_value(&back, h.c, &v, err, sizeof(err)) == 0, "%s",
+	          err);
+	CHECK_EQ(back.visits[chart_state_index(h.c, "payment")], 1);
+	CHECK_EQ(back.visits[chart_state_index(h.c, "reserve_stock")], 1);
+	CHECK_EQ(back.done[0].visit, 1);
+	saga_clear(&h.s);
+	h.s = back;
+	CHECK_EQ(h_reply(&h, "payment.charged", mid(&h, "payment", false, 1)),
+	         ENGINE_OK);
+	value_clear(&v);
+	/* visit beyond the entries counted */
+	CHECK(saga_to_value(&h.s, h.c, &v) == 0);
+	value_set_array(&e);
+	value_map_put(&v, "visits", &e);
+	CHECK(saga_from_value(&back, h.c, &v, err, sizeof(err)) != 0);
+	CHECK_MSG(strstr(err, "entered 0 times") != NULL ||
+	                  strstr(err, "never entered") != NULL,
+	          "%s", err);
+	value_clear(&v);
+	h_close(&h);
+}
+
 /* A copy of map `v` without `key`. */
 static void
 without(struct value *out, const struct value *v, const char *key)
@@ -2021,13 +2234,21 @@ test_deterministic(void)
 	transcript(b, sizeof(b));
 	CHECK(strlen(a) > 100);
 	CHECK_STR(a, b);
-	CHECK_EQ(engine_message_id(id, sizeof(id), "o1", "payment", false, 3),
-	         12);
+	CHECK_EQ(
+	        engine_message_id(id, sizeof(id), "o1", "payment", 1, false, 3),
+	        12);
 	CHECK_STR(id, "o1:payment:3");
-	engine_message_id(id, sizeof(id), "o1", "payment", true, 2);
+	engine_message_id(id, sizeof(id), "o1", "payment", 1, true, 2);
 	CHECK_STR(id, "o1:payment:undo:2");
-	CHECK_EQ(engine_message_id(id, 5, "o1", "payment", false, 3), 12);
+	CHECK_EQ(engine_message_id(id, 5, "o1", "payment", 1, false, 3), 12);
 	CHECK_STR(id, "o1:p");
+	/* the first visit keeps the form ids had before loops */
+	engine_message_id(id, sizeof(id), "o1", "payment", 0, false, 1);
+	CHECK_STR(id, "o1:payment:1");
+	engine_message_id(id, sizeof(id), "o1", "payment", 2, false, 1);
+	CHECK_STR(id, "o1:payment@2:1");
+	engine_message_id(id, sizeof(id), "o1", "payment", 3, true, 2);
+	CHECK_STR(id, "o1:payment@3:undo:2");
 }
 
 static void
@@ -2122,6 +2343,10 @@ main(void)
 	RUN(test_stack_full);
 	RUN(test_storage_roundtrip);
 	RUN(test_storage_rejects);
+	RUN(test_loop_declined);
+	RUN(test_loop_step_bound);
+	RUN(test_loop_wait_bound);
+	RUN(test_storage_without_visits);
 	RUN(test_deterministic);
 	RUN(test_names);
 	RUN(test_saga_init_copy);

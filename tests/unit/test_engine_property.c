@@ -12,7 +12,8 @@
  *     step that completed or whose outcome is unknown (sent, never
  *     definitely failed), in reverse order of completion; a final status
  *     never changes; at most one timer action, with seq + 1; every SEND's
- *     message id is engine_message_id of its fields; IGNORED, REJECTED
+ *     message id is engine_message_id of its fields, and no id is sent
+ *     twice (each visit of a step is a new command); IGNORED, REJECTED
  *     and ERROR leave the stored form byte-identical and no actions;
  *     attempts never exceed the policy; the stored form round-trips
  *     through saga_from_value.
@@ -35,6 +36,7 @@ static const char *const chart_files[] = {
         "statecharts/order.yaml",
         "tests/statecharts/valid/engine_wait.yaml",
         "tests/statecharts/valid/engine_long.yaml",
+        "tests/statecharts/valid/engine_loop.yaml",
 };
 #define NCHARTS (sizeof(chart_files) / sizeof(chart_files[0]))
 
@@ -71,6 +73,7 @@ struct mact {
 	enum engine_action_type type;
 	int step;
 	bool undo;
+	int visit;
 	int attempt;
 	char route[256];
 	struct value payload;
@@ -87,6 +90,7 @@ struct model {
 	int attempt, base;
 	struct saga_done stack[ENGINE_STACK_MAX];
 	size_t n;
+	int visits[CHART_STATES_MAX]; /* entries of each state */
 	int fail;
 	int64_t seq, at;
 	struct value data;
@@ -157,8 +161,28 @@ mpush(struct mrun *x, bool unknown)
 		return false;
 	m->stack[m->n].state = m->state;
 	m->stack[m->n].unknown = unknown;
+	m->stack[m->n].visit = m->visits[m->state];
 	m->n++;
 	return true;
+}
+
+/* The visit of the command the model waits on. */
+static int
+mvisit(const struct model *m)
+{
+	return mundo(m) ? m->stack[m->n - 1].visit : m->visits[m->state];
+}
+
+/* A guard, the visit counter "visits.<state>" read by hand. */
+static bool
+mcond(const struct model *m, const struct chart_cond *cond)
+{
+	struct value v = VALUE_NIL_INIT;
+
+	if (!cond->visits)
+		return chart_cond_holds(cond, &m->data);
+	value_set_int(&v, m->visits[cond->visits_state]);
+	return chart_cond_eval(cond, &v);
 }
 
 enum mgo { GO_ENTER, GO_FAIL, GO_UNDO, GO_SEND };
@@ -182,8 +206,18 @@ mgo(struct mrun *x, enum mgo kind, int target)
 		case GO_ENTER:
 			if (++x->entries > ENTRIES_MAX)
 				return ENGINE_ERROR;
-			m->state = target;
 			s = &c->states[target];
+			if (s->max_visits > 0 &&
+			    m->visits[target] == s->max_visits) {
+				/* refused: its too_many instead */
+				kind = s->too_many_kind == REPLY_FAIL
+				               ? GO_FAIL
+				               : GO_ENTER;
+				target = s->too_many_target;
+				continue;
+			}
+			m->visits[target]++;
+			m->state = target;
 			if (s->type == STATE_STEP) {
 				m->attempt = 1;
 				m->base = 0;
@@ -219,8 +253,7 @@ mgo(struct mrun *x, enum mgo kind, int target)
 			for (i = 0; i < s->nbranches; i++) {
 				const struct chart_branch *b = &s->branches[i];
 				for (j = 0; j < b->nconds; j++)
-					if (!chart_cond_holds(&b->conds[j],
-					                      &m->data))
+					if (!mcond(m, &b->conds[j]))
 						break;
 				if (j == b->nconds) {
 					kind = b->kind == REPLY_FAIL ? GO_FAIL
@@ -274,6 +307,7 @@ mgo(struct mrun *x, enum mgo kind, int target)
 			}
 			a->step = m->state;
 			a->undo = cp != NULL;
+			a->visit = mvisit(m);
 			a->attempt = m->attempt;
 			value_set_map(&a->payload);
 			for (i = 0; i < (cp ? cp->npass : s->npass); i++) {
@@ -427,8 +461,8 @@ mevent(struct mrun *x, const struct engine_event *ev)
 	case EV_REPLY:
 		if (mfinal(m->status) || m->phase != PHASE_AWAIT)
 			return ENGINE_IGNORED;
-		engine_message_id(want, sizeof(want), x->id, s->name, mundo(m),
-		                  m->attempt);
+		engine_message_id(want, sizeof(want), x->id, s->name, mvisit(m),
+		                  mundo(m), m->attempt);
 		if (strcmp(want, ev->in_reply_to) != 0)
 			return ENGINE_IGNORED;
 		if (mundo(m)) {
@@ -642,12 +676,19 @@ compare(struct ctx *t, const struct saga *s, const struct engine_output *out,
 		return diff(t, "stack of %zu, model %zu", s->ndone, m->n);
 	for (i = 0; i < m->n; i++)
 		if (s->done[i].state != m->stack[i].state ||
-		    s->done[i].unknown != m->stack[i].unknown)
-			return diff(t, "stack[%zu] %s%s, model %s%s", i,
-			            sname(c, s->done[i].state),
-			            s->done[i].unknown ? "?" : "",
-			            sname(c, m->stack[i].state),
-			            m->stack[i].unknown ? "?" : "");
+		    s->done[i].unknown != m->stack[i].unknown ||
+		    s->done[i].visit != m->stack[i].visit)
+			return diff(
+			        t, "stack[%zu] %s@%d%s, model %s@%d%s", i,
+			        sname(c, s->done[i].state), s->done[i].visit,
+			        s->done[i].unknown ? "?" : "",
+			        sname(c, m->stack[i].state), m->stack[i].visit,
+			        m->stack[i].unknown ? "?" : "");
+	for (i = 0; i < c->nstates; i++)
+		if (s->visits[i] != m->visits[i])
+			return diff(t, "%s visited %d times, model %d",
+			            sname(c, (int)i), s->visits[i],
+			            m->visits[i]);
 	if (s->fail_target != m->fail)
 		return diff(t, "fail target %s, model %s",
 		            sname(c, s->fail_target), sname(c, m->fail));
@@ -670,6 +711,7 @@ compare(struct ctx *t, const struct saga *s, const struct engine_output *out,
 		if (same && e->type == ACT_SEND)
 			same = !strcmp(a->step, c->states[e->step].name) &&
 			       a->compensation == e->undo &&
+			       a->visit == e->visit &&
 			       a->attempt == e->attempt &&
 			       !strcmp(a->route, e->route) &&
 			       value_equal(&a->payload, &e->payload);
@@ -690,13 +732,18 @@ compare(struct ctx *t, const struct saga *s, const struct engine_output *out,
 
 /* ---- invariants without the model ---- */
 
+/* Per (state, visit): visits past WV - 1 share the last slot. */
+#define WV        16
+#define WI(st, v) ((size_t)(st)*WV + (size_t)((v) < WV ? (v) : WV - 1))
+#define WSLOTS    (CHART_STATES_MAX * WV)
+
 struct watch {
-	bool sent[128];     /* a forward SEND of the state happened */
-	int last_sent[128]; /* event index of its last forward SEND */
-	bool failed[128];   /* a FAIL reply for it was accepted */
-	bool completed[128];
-	bool undone_started[128];
-	int last_undo_rank; /* rank of the last step whose undo began */
+	bool sent[WSLOTS];     /* a forward SEND of the visit happened */
+	int last_sent[WSLOTS]; /* event index of its last forward SEND */
+	bool failed[WSLOTS];   /* a FAIL reply for it was accepted */
+	bool completed[WSLOTS];
+	bool undone_started[WSLOTS];
+	int last_undo_rank; /* rank of the last visit whose undo began */
 	bool final_seen;
 	enum saga_status final_status;
 };
@@ -749,17 +796,19 @@ invariants(struct ctx *t, struct watch *w, const struct saga *before,
 		                ? chart_step_reply(&c->states[before->state],
 		                                   ev->reply_type)
 		                : NULL;
+		size_t k = WI(before->state, before->visits[before->state]);
 		if (rep != NULL && rep->kind == REPLY_FAIL)
-			w->failed[before->state] = true;
+			w->failed[k] = true;
 		if ((rep != NULL && rep->kind == REPLY_GOTO) ||
 		    ev->type == EV_OP_SKIP)
-			w->completed[before->state] = true;
+			w->completed[k] = true;
 	}
 	for (i = 0; i < out->nactions; i++) {
 		const struct engine_action *a = &out->actions[i];
 		char id[ENGINE_MSGID_MAX];
 		const struct chart_retry *p;
 		int st;
+		size_t k;
 
 		if (a->type == ACT_SET_TIMER || a->type == ACT_CANCEL_TIMER)
 			timers++;
@@ -770,7 +819,7 @@ invariants(struct ctx *t, struct watch *w, const struct saga *before,
 			            a->timer_seq, before->timer_seq);
 		if (a->type != ACT_SEND)
 			continue;
-		engine_message_id(id, sizeof(id), s->id, a->step,
+		engine_message_id(id, sizeof(id), s->id, a->step, a->visit,
 		                  a->compensation, a->attempt);
 		if (strcmp(id, a->message_id) != 0)
 			return diff(t, "message id %s, expected %s",
@@ -783,29 +832,40 @@ invariants(struct ctx *t, struct watch *w, const struct saga *before,
 		    a->attempt - s->attempt_base > p->attempts)
 			return diff(t, "attempt %d (base %d) beyond policy %d",
 			            a->attempt, s->attempt_base, p->attempts);
+		if (a->visit < 1 || a->visit > s->visits[st])
+			return diff(t, "send of %s visit %d, entered %d times",
+			            a->step, a->visit, s->visits[st]);
+		k = WI(st, a->visit);
 		if (!a->compensation) {
-			w->sent[st] = true;
-			w->last_sent[st] = t->event;
+			w->sent[k] = true;
+			w->last_sent[k] = t->event;
 			continue;
 		}
-		if (!w->completed[st] && !(w->sent[st] && !w->failed[st]))
+		if (!w->completed[k] && !(w->sent[k] && !w->failed[k]))
 			return diff(t,
-			            "compensation of %s, which did not "
-			            "complete",
-			            a->step);
-		if (!w->undone_started[st]) {
+			            "compensation of %s visit %d, which did "
+			            "not complete",
+			            a->step, a->visit);
+		if (!w->undone_started[k]) {
 			if (w->last_undo_rank >= 0 &&
-			    w->last_sent[st] >= w->last_undo_rank)
-				return diff(t,
-				            "compensation of %s out of "
-				            "order",
-				            a->step);
-			w->undone_started[st] = true;
-			w->last_undo_rank = w->last_sent[st];
+			    w->last_sent[k] >= w->last_undo_rank)
+				return diff(
+				        t,
+				        "compensation of %s visit %d out of "
+				        "order",
+				        a->step, a->visit);
+			w->undone_started[k] = true;
+			w->last_undo_rank = w->last_sent[k];
 		}
 	}
 	if (timers > 1)
 		return diff(t, "%zu timer actions", timers);
+	for (i = 0; i < c->nstates; i++)
+		if (c->states[i].max_visits > 0 &&
+		    s->visits[i] > c->states[i].max_visits)
+			return diff(t, "%s entered %d times, max_visits %d",
+			            c->states[i].name, s->visits[i],
+			            c->states[i].max_visits);
 	return 0;
 }
 
@@ -922,16 +982,23 @@ random_event(struct engine_event *ev, struct value *payload,
 				ev->reply_type =
 				        st->replies[rn((int)st->nreplies)].type;
 		}
-		if (pct(70) && st != NULL)
+		if (pct(70) && st != NULL) {
+			/* the outstanding id, or now and then the same
+			 * attempt of another visit (a stale one) */
+			int v = undo && s->ndone > 0
+			                ? s->done[s->ndone - 1].visit
+			                : s->visits[s->state];
+			if (pct(10))
+				v += pct(50) ? 1 : -1;
 			engine_message_id(re, ENGINE_MSGID_MAX, s->id, st->name,
-			                  undo, s->attempt);
-		else if (pct(60) && sent->n > 0)
+			                  v, undo, s->attempt);
+		} else if (pct(60) && sent->n > 0)
 			snprintf(re, ENGINE_MSGID_MAX, "%s",
 			         sent->ids[rn((int)sent->n)]);
 		else
 			engine_message_id(re, ENGINE_MSGID_MAX, s->id,
 			                  c->states[rn((int)c->nstates)].name,
-			                  pct(50), rn(4));
+			                  rn(3), pct(50), rn(4));
 		ev->in_reply_to = re;
 		value_set_map(payload);
 		for (i = 0; i < c->nstates; i++) {
@@ -977,6 +1044,7 @@ struct stats {
 	long results[4];
 	long statuses[6];
 	long sends, undos, timers, mismatches;
+	long revisits, refusals; /* sends on a visit >= 2; bounds hit */
 };
 
 static int
@@ -1067,6 +1135,8 @@ run_sequence(struct ctx *t, const struct universe *u, struct stats *stt)
 			pack(&s, t->c, &pa, &la);
 		stt->events++;
 		stt->results[r]++;
+		if (r == ENGINE_OK && strstr(out.note, "refused") != NULL)
+			stt->refusals++;
 		rc = compare(t, &s, &out, r, &m, &x, mr);
 		if (rc == 0)
 			rc = invariants(t, &w, &before, &s, &ev, &out, r, pb,
@@ -1083,6 +1153,12 @@ run_sequence(struct ctx *t, const struct universe *u, struct stats *stt)
 				stt->undos++;
 			else
 				stt->sends++;
+			if (a->visit > 1)
+				stt->revisits++;
+			for (size_t j = 0; j < sent.n && rc == 0; j++)
+				if (strcmp(sent.ids[j], a->message_id) == 0)
+					rc = diff(t, "message id %s sent twice",
+					          a->message_id);
 			if (sent.n < 64)
 				snprintf(sent.ids[sent.n++], ENGINE_MSGID_MAX,
 				         "%s", a->message_id);
@@ -1159,14 +1235,16 @@ test_engine_against_model(void)
 	fprintf(stderr,
 	        "     %ld sequences, %ld events: %ld ok, %ld ignored, %ld "
 	        "rejected, %ld error; %ld sends, %ld undo sends, %ld timers\n"
+	        "     %ld sends on a later visit, %ld entries refused by "
+	        "max_visits\n"
 	        "     ended running %ld, compensating %ld, completed %ld, "
 	        "failed %ld, stuck %ld, aborted %ld\n",
 	        stt.sequences, stt.events, stt.results[0], stt.results[1],
 	        stt.results[2], stt.results[3], stt.sends, stt.undos,
-	        stt.timers, stt.statuses[SAGA_RUNNING],
-	        stt.statuses[SAGA_COMPENSATING], stt.statuses[SAGA_COMPLETED],
-	        stt.statuses[SAGA_FAILED], stt.statuses[SAGA_STUCK],
-	        stt.statuses[SAGA_ABORTED]);
+	        stt.timers, stt.revisits, stt.refusals,
+	        stt.statuses[SAGA_RUNNING], stt.statuses[SAGA_COMPENSATING],
+	        stt.statuses[SAGA_COMPLETED], stt.statuses[SAGA_FAILED],
+	        stt.statuses[SAGA_STUCK], stt.statuses[SAGA_ABORTED]);
 	/* the generator must reach every outcome, or it tests little */
 	CHECK(stt.results[ENGINE_OK] > 0 && stt.results[ENGINE_IGNORED] > 0 &&
 	      stt.results[ENGINE_REJECTED] > 0 &&
@@ -1175,6 +1253,7 @@ test_engine_against_model(void)
 		CHECK_MSG(stt.statuses[k] > 0, "no sequence ended %s",
 		          saga_status_name((enum saga_status)k));
 	CHECK(stt.undos > 0 && stt.timers > 0);
+	CHECK(stt.revisits > 0 && stt.refusals > 0); /* loops are run */
 }
 
 int

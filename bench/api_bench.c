@@ -14,6 +14,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -89,6 +90,7 @@ connect_to(int port)
 		exit(1);
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	return fd;
 }
 
@@ -130,7 +132,8 @@ record(int status, int64_t us)
 	S.lat[S.n++] = us;
 }
 
-/* Reads and writes what c can; -1 if the connection is gone. */
+/* Reads and writes what c can: 1 after an answer (a new request is
+ * ready), 0 when it would block, -1 if the connection is gone. */
 static int
 step(struct client *c)
 {
@@ -154,7 +157,7 @@ step(struct client *c)
 		if (st != 0) {
 			record(st, now_us() - c->started_us);
 			next_request(c);
-			return step(c);
+			return 1; /* the next request: step again */
 		}
 	}
 }
@@ -182,7 +185,10 @@ run(int ep, int64_t until_us)
 		int k = epoll_wait(ep, ev, MAX_CLIENTS, 100);
 		for (int i = 0; i < k; i++) {
 			struct client *c = ev[i].data.ptr;
-			if (step(c) != 0) {
+			int r;
+			while ((r = step(c)) == 1)
+				;
+			if (r != 0) {
 				fprintf(stderr, "api_bench: connection lost\n");
 				exit(1);
 			}

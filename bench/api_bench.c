@@ -138,7 +138,6 @@ static int
 step(struct client *c)
 {
 	ssize_t r;
-	int st;
 
 	while (c->sent < c->nout) {
 		r = write(c->fd, c->out + c->sent, c->nout - c->sent);
@@ -153,7 +152,7 @@ step(struct client *c)
 		if (r < 0)
 			return 0;
 		c->nin += (size_t)r;
-		st = answer_done(c);
+		int st = answer_done(c);
 		if (st != 0) {
 			record(st, now_us() - c->started_us);
 			next_request(c);

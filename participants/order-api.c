@@ -740,11 +740,11 @@ parse_flags(int argc, char **argv, struct part_common *com, const char **listen)
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
-	int c, r;
+	int c;
 
 	part_common_init(com);
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		r = part_common_flag(com, "order-api", c, optarg);
+		int r = part_common_flag(com, "order-api", c, optarg);
 		if (r < 0)
 			return 2;
 		if (r > 0)

@@ -80,6 +80,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "apistore.h"
 #include "log.h"
@@ -826,8 +827,10 @@ static void
 stop_all(struct api *a, struct MHD_Daemon *d, const struct bus_handlers *h)
 {
 	struct timespec ts = {0, 1000000};
+	MHD_socket listen_fd = MHD_quiesce_daemon(d);
 
-	MHD_quiesce_daemon(d);
+	if (listen_fd != MHD_INVALID_SOCKET)
+		close(listen_fd); /* ours after quiesce */
 	bus_cancel(a->bus);
 	atomic_store(&a->stopping, true);
 	while (atomic_load(&a->posting) > 0)

@@ -428,9 +428,12 @@ apistore_take_settled(struct apistore *s, struct api_settled *out, size_t cap)
 	size_t n;
 	pthread_mutex_lock(&s->mu);
 	n = s->nset < cap ? s->nset : cap;
-	memcpy(out, s->settled, n * sizeof(*out));
-	memmove(s->settled, s->settled + n, (s->nset - n) * sizeof(*out));
-	s->nset -= n;
+	if (n > 0) {
+		memcpy(out, s->settled, n * sizeof(*out));
+		memmove(s->settled, s->settled + n,
+		        (s->nset - n) * sizeof(*out));
+		s->nset -= n;
+	}
 	pthread_mutex_unlock(&s->mu);
 	return n;
 }

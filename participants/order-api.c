@@ -56,7 +56,10 @@
  *     unroutable stays and is published again with backoff (1 s doubling
  *     to 60 s), logged; a nack is published again by the bus. After a
  *     crash every row left is published again with its same message id
- *     (created-<order id>): the orchestrator drops duplicates.
+ *     (created-<order id>): the orchestrator drops duplicates. The writer
+ *     wakes the relay with a flag it reads every RELAY_POLL_MS: bus_poll
+ *     waits on the AMQP socket alone, so an eventfd could not interrupt
+ *     it, and 5 ms of delay is off the answer's path.
  *   - the main thread also consumes order-api.events (bound to order_events
  *     by "order.#", with order-api.events.retry and .dlq like every
  *     participant queue): each event goes to the writer, and is acked once

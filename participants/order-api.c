@@ -126,6 +126,7 @@ struct api {
 	struct retry *retry; /* unroutable rows */
 	size_t nretry, capretry;
 	int64_t backoff_ms; /* the next unroutable row waits this long */
+	uint64_t nacked;    /* the bus's nack count, last logged */
 	struct dlq_copy *dlq;
 	size_t ndlq, capdlq;
 	uint64_t dlq_next;
@@ -693,11 +694,28 @@ on_confirm(void *arg, uint64_t tag, enum bus_confirm c)
 	a->done[a->ndone++] = (int64_t)tag;
 }
 
+/* Nacks are resent by the bus itself (with its own backoff); the relay
+ * only says so, since their rows stay in the outbox meanwhile. */
+static void
+log_nacks(struct api *a)
+{
+	uint64_t n = bus_stats(a->bus)->nacked;
+
+	if (n > a->nacked)
+		log_warnx("the broker refused (nacked) %" PRIu64 " messages: a "
+		          "queue full with reject-publish, or a quorum queue "
+		          "without its majority; they stay in the outbox and "
+		          "go again with backoff",
+		          n - a->nacked);
+	a->nacked = n;
+}
+
 /* One turn of the main loop: the bus, then the relay's bookkeeping. */
 static void
 relay_turn(struct api *a, const struct bus_handlers *h)
 {
 	bus_poll(a->bus, RELAY_POLL_MS, h);
+	log_nacks(a);
 	atomic_store(&a->connected, bus_connected(a->bus));
 	if (a->ndone > 0 &&
 	    apistore_confirmed(a->store, a->done, a->ndone) == 0)

@@ -56,7 +56,10 @@
  *     unroutable stays and is published again with backoff (1 s doubling
  *     to 60 s), logged; a nack is published again by the bus. After a
  *     crash every row left is published again with its same message id
- *     (created-<order id>): the orchestrator drops duplicates.
+ *     (created-<order id>): the orchestrator drops duplicates. The writer
+ *     wakes the relay with a flag it reads every RELAY_POLL_MS: bus_poll
+ *     waits on the AMQP socket alone, so an eventfd could not interrupt
+ *     it, and 5 ms of delay is off the answer's path.
  *   - the main thread also consumes order-api.events (bound to order_events
  *     by "order.#", with order-api.events.retry and .dlq like every
  *     participant queue): each event goes to the writer, and is acked once
@@ -80,6 +83,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "apistore.h"
 #include "log.h"
@@ -122,6 +126,7 @@ struct api {
 	struct retry *retry; /* unroutable rows */
 	size_t nretry, capretry;
 	int64_t backoff_ms; /* the next unroutable row waits this long */
+	uint64_t nacked;    /* the bus's nack count, last logged */
 	struct dlq_copy *dlq;
 	size_t ndlq, capdlq;
 	uint64_t dlq_next;
@@ -689,11 +694,28 @@ on_confirm(void *arg, uint64_t tag, enum bus_confirm c)
 	a->done[a->ndone++] = (int64_t)tag;
 }
 
+/* Nacks are resent by the bus itself (with its own backoff); the relay
+ * only says so, since their rows stay in the outbox meanwhile. */
+static void
+log_nacks(struct api *a)
+{
+	uint64_t n = bus_stats(a->bus)->nacked;
+
+	if (n > a->nacked)
+		log_warnx("the broker refused (nacked) %" PRIu64 " messages: a "
+		          "queue full with reject-publish, or a quorum queue "
+		          "without its majority; they stay in the outbox and "
+		          "go again with backoff",
+		          n - a->nacked);
+	a->nacked = n;
+}
+
 /* One turn of the main loop: the bus, then the relay's bookkeeping. */
 static void
 relay_turn(struct api *a, const struct bus_handlers *h)
 {
 	bus_poll(a->bus, RELAY_POLL_MS, h);
+	log_nacks(a);
 	atomic_store(&a->connected, bus_connected(a->bus));
 	if (a->ndone > 0 &&
 	    apistore_confirmed(a->store, a->done, a->ndone) == 0)
@@ -740,11 +762,11 @@ parse_flags(int argc, char **argv, struct part_common *com, const char **listen)
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
-	int c, r;
+	int c;
 
 	part_common_init(com);
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		r = part_common_flag(com, "order-api", c, optarg);
+		int r = part_common_flag(com, "order-api", c, optarg);
 		if (r < 0)
 			return 2;
 		if (r > 0)
@@ -826,8 +848,10 @@ static void
 stop_all(struct api *a, struct MHD_Daemon *d, const struct bus_handlers *h)
 {
 	struct timespec ts = {0, 1000000};
+	MHD_socket listen_fd = MHD_quiesce_daemon(d);
 
-	MHD_quiesce_daemon(d);
+	if (listen_fd != MHD_INVALID_SOCKET)
+		close(listen_fd); /* ours after quiesce */
 	bus_cancel(a->bus);
 	atomic_store(&a->stopping, true);
 	while (atomic_load(&a->posting) > 0)

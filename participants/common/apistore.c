@@ -75,6 +75,7 @@ struct apistore {
 	pthread_t thread;
 	atomic_bool writable;
 	atomic_bool grew;
+	int wal_pages; /* the writer's: WAL size after its last commit */
 
 	pthread_mutex_t mu; /* guards what follows */
 	pthread_cond_t cv;
@@ -312,6 +313,36 @@ settle(struct apistore *s, struct batch *b, bool ok)
 	pthread_mutex_unlock(&s->mu);
 }
 
+/* The WAL checkpoint, out of the commit's way: SQLite's automatic one
+ * runs inside the COMMIT that crosses 1000 pages, so the orders of that
+ * batch waited for it (it copies and fsyncs the database file). Here it
+ * runs after their answers went out, while the next batch queues up. */
+#define CHECKPOINT_PAGES 1000
+
+static int
+on_wal(void *arg, sqlite3 *db, const char *name, int pages)
+{
+	struct apistore *s = arg;
+	(void)db;
+	(void)name;
+	s->wal_pages = pages;
+	return SQLITE_OK;
+}
+
+static void
+checkpoint(struct apistore *s)
+{
+	int rc;
+
+	if (s->wal_pages < CHECKPOINT_PAGES)
+		return;
+	rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+	                               NULL, NULL);
+	if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+		log_warnx("WAL checkpoint: %s", sqlite3_errmsg(s->db));
+	s->wal_pages = 0;
+}
+
 static void *
 writer_main(void *arg)
 {
@@ -333,6 +364,7 @@ writer_main(void *arg)
 		}
 		free(b.del);
 		free(b.ev);
+		checkpoint(s);
 		if (!ok) {
 			/* a full or failing disk: do not spin on it */
 			struct timespec ts = {0, 100 * 1000000};
@@ -396,9 +428,12 @@ apistore_take_settled(struct apistore *s, struct api_settled *out, size_t cap)
 	size_t n;
 	pthread_mutex_lock(&s->mu);
 	n = s->nset < cap ? s->nset : cap;
-	memcpy(out, s->settled, n * sizeof(*out));
-	memmove(s->settled, s->settled + n, (s->nset - n) * sizeof(*out));
-	s->nset -= n;
+	if (n > 0) {
+		memcpy(out, s->settled, n * sizeof(*out));
+		memmove(s->settled, s->settled + n,
+		        (s->nset - n) * sizeof(*out));
+		s->nset -= n;
+	}
 	pthread_mutex_unlock(&s->mu);
 	return n;
 }
@@ -603,6 +638,7 @@ open_conns(struct apistore *s, const char *path, char *err, size_t errlen)
 		if (db_prepare(s->db, &s->st[i], writer_sql[i], err, errlen) !=
 		    0)
 			return -1;
+	sqlite3_wal_hook(s->db, on_wal, s); /* replaces the automatic one */
 	if (db_open(path, DB_READONLY, &s->relay, err, errlen) != 0 ||
 	    db_open(path, DB_READONLY, &s->reader, err, errlen) != 0)
 		return -1;

@@ -18,9 +18,10 @@ CREATE TABLE outbox (
   created_at     INTEGER NOT NULL          -- ms since the epoch
 ) STRICT;
 
--- Orders the old order-api stored but never saw confirmed (its POST
--- answered 503): they were accepted for all the client knows, so they go
--- out now, with the message id they always had.
+-- orders.confirmed_at (002) is no longer written: a row's deletion from
+-- the outbox is its confirm. Orders the old order-api stored but never
+-- saw confirmed (its POST answered 503): they were accepted for all the
+-- client knows, so they go out now, with the message id they always had.
 INSERT INTO outbox(message_id, exchange, routing_key, type, correlation_id,
                    traceparent, mandatory, body, created_at)
   SELECT 'created-' || order_id, 'order_events', 'order.created',

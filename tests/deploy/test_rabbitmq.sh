@@ -115,7 +115,7 @@ start shipping-india "$bin/shipping-svc" --amqp "$(u shipping)" --db "$work/ship
   --instance india --bind 'india.*'
 start notification "$bin/notification-svc" --amqp "$(u notification)" --db "$work/notification.db" --confirm-delay 1
 start order-api "$bin/order-api" --amqp "$(u order-api)" --db "$work/order-api.db" \
-  --listen "127.0.0.1:$api_port" --orchestrator-db "$work/orchestrator.db"
+  --listen "127.0.0.1:$api_port"
 parts="inventory payment shipping-default shipping-india notification"
 for _ in $(seq 1 100); do
   n=0

@@ -370,8 +370,8 @@ http_header(const struct http_request *req, const char *name)
 
 /* ---- lifetime ---- */
 
-static int
-parse_addr(const char *s, struct sockaddr_in *sa)
+int
+http_parse_addr(const char *s, struct sockaddr_in *sa)
 {
 	char host[64];
 	const char *colon = strrchr(s, ':');
@@ -402,7 +402,7 @@ http_listen(const char *addr, char *err, size_t errlen)
 	struct http *h;
 	const union MHD_DaemonInfo *info;
 
-	if (parse_addr(addr, &sa) != 0) {
+	if (http_parse_addr(addr, &sa) != 0) {
 		snprintf(err, errlen, "http: \"%s\" is not IPv4ADDR:PORT",
 		         addr);
 		return NULL;

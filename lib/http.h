@@ -100,6 +100,11 @@ void http_append(struct http_response *r, const char *s, size_t n);
 void http_add_header(struct http_response *r, const char *name,
                      const char *value);
 
+/* Parses "HOST:PORT" (IPv4, HOST may be empty for any) into *sa: 0, or -1
+ * when it is not that (order-api's listener uses it too). */
+struct sockaddr_in;
+int http_parse_addr(const char *s, struct sockaddr_in *sa);
+
 /* The millisecond clock snapshots are aged with (CLOCK_MONOTONIC). */
 int64_t http_now_ms(void);
 

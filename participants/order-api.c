@@ -86,18 +86,19 @@
 #include <unistd.h>
 
 #include "apistore.h"
+#include "http.h"
 #include "log.h"
 #include "order.h"
 #include "participant.h"
 
-#define BODY_MAX       (64 * 1024)
-#define HTTP_THREADS   2    /* libmicrohttpd's thread pool */
-#define RELAY_WINDOW   1000 /* outbox rows published and not confirmed */
-#define RELAY_POLL_MS  5    /* the relay looks for new rows this often */
-#define RETRY_FIRST_MS 1000 /* an unroutable row: first retry after */
-#define RETRY_MAX_MS   60000
-#define EVENTS_QUEUE   "order-api.events"
-#define DLQ_TAG        (UINT64_C(1) << 63) /* a dead-letter copy's tag */
+#define BODY_MAX         (64 * 1024)
+#define API_HTTP_THREADS 2    /* libmicrohttpd's thread pool */
+#define RELAY_WINDOW     1000 /* outbox rows published and not confirmed */
+#define RELAY_POLL_MS    5    /* the relay looks for new rows this often */
+#define RETRY_FIRST_MS   1000 /* an unroutable row: first retry after */
+#define RETRY_MAX_MS     60000
+#define EVENTS_QUEUE     "order-api.events"
+#define DLQ_TAG          (UINT64_C(1) << 63) /* a dead-letter copy's tag */
 
 _Static_assert(BODY_MAX < INT32_MAX, "bodies are bound as int lengths");
 
@@ -727,30 +728,6 @@ relay_turn(struct api *a, const struct bus_handlers *h)
 
 /* ---- main ---- */
 
-static int
-parse_listen(const char *s, struct sockaddr_in *sa)
-{
-	char host[64];
-	const char *colon = strrchr(s, ':');
-	char *end;
-	long port;
-
-	if (colon == NULL || (size_t)(colon - s) >= sizeof(host))
-		return -1;
-	snprintf(host, sizeof(host), "%.*s", (int)(colon - s), s);
-	errno = 0;
-	port = strtol(colon + 1, &end, 10);
-	if (errno != 0 || *end != '\0' || port < 0 || port > 65535)
-		return -1;
-	memset(sa, 0, sizeof(*sa));
-	sa->sin_family = AF_INET;
-	sa->sin_port = htons((uint16_t)port);
-	return inet_pton(AF_INET, host[0] ? host : "0.0.0.0", &sa->sin_addr) ==
-	                       1
-	               ? 0
-	               : -1;
-}
-
 /* The flags into com and *listen; 0, or the exit status. */
 static int
 parse_flags(int argc, char **argv, struct part_common *com, const char **listen)
@@ -838,7 +815,7 @@ start_http(struct api *a, const struct sockaddr_in *sa)
 	        0, NULL, NULL, handle, a, MHD_OPTION_SOCK_ADDR,
 	        (const struct sockaddr *)sa, MHD_OPTION_NOTIFY_COMPLETED,
 	        on_done, NULL, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-	        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS,
+	        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)API_HTTP_THREADS,
 	        MHD_OPTION_END);
 }
 
@@ -883,7 +860,7 @@ main(int argc, char **argv)
 
 	if (rc >= 0)
 		return rc;
-	if (parse_listen(listen, &sa) != 0) {
+	if (http_parse_addr(listen, &sa) != 0) {
 		fprintf(stderr,
 		        "order-api: --listen: \"%s\" is not IPv4ADDR:PORT\n",
 		        listen);

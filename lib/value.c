@@ -11,6 +11,7 @@
 #include "value.h"
 
 #include <stdarg.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -326,8 +327,8 @@ value_equal(const struct value *a, const struct value *b)
 		return a->u.b == b->u.b;
 	case VALUE_INT:
 		return a->u.i == b->u.i;
-	case VALUE_FLOAT:
-		return a->u.f == b->u.f;
+	case VALUE_FLOAT: /* a NaN equals a NaN: the same value came back */
+		return a->u.f == b->u.f || (isnan(a->u.f) && isnan(b->u.f));
 	case VALUE_STR:
 	case VALUE_BIN:
 		return a->u.s.len == b->u.s.len &&

@@ -108,7 +108,8 @@ const struct value *value_path_get(const struct value *root, const char *path);
 int value_path_put(struct value *root, const char *path, struct value *val);
 
 /* Structural equality (an INT and a FLOAT with the same number are not
- * equal: types are strict). */
+ * equal: types are strict; two NaNs are equal, so a value that went
+ * through msgpack and back equals itself). */
 bool value_equal(const struct value *a, const struct value *b);
 
 /* Scalar to text for routing keys and logs: STR as is, INT and FLOAT in

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -325,4 +326,28 @@ testutil_kill_all(void)
 	for (size_t i = 0; i < MAX_SPAWNED; i++)
 		if (spawned[i] > 0)
 			testutil_stop(spawned[i], SIGKILL);
+}
+
+static bool
+has_all(const char *body, const char *const *want)
+{
+	for (size_t i = 0; body != NULL && want[i] != NULL; i++)
+		if (strstr(body, want[i]) == NULL)
+			return false;
+	return body != NULL;
+}
+
+char *
+testutil_http_until(int port, const char *path, const char *const *want,
+                    int timeout_ms, int *status)
+{
+	char *body = NULL;
+
+	for (int waited = 0;; waited += 50) {
+		free(body);
+		body = testutil_http(port, "GET", path, NULL, NULL, status);
+		if (has_all(body, want) || waited >= timeout_ms)
+			return body;
+		usleep(50000);
+	}
 }

@@ -49,6 +49,12 @@ int testutil_free_port(void);
 char *testutil_http(int port, const char *method, const char *path,
                     const char *extra_headers, const char *body, int *status);
 
+/* GETs path until its body holds every string of `want` (NULL-ended),
+ * for at most timeout_ms (a daemon's /metrics is a snapshot its loop
+ * refreshes every 250 ms, lib/http.h); the last body (caller frees). */
+char *testutil_http_until(int port, const char *path, const char *const *want,
+                          int timeout_ms, int *status);
+
 /* Starts argv[0] (a program in $SAGA_BIN_DIR, or a path) with argv, its
  * stderr appended to log; remembers it so testutil_kill_all() stops every
  * process a test started, even after a failed check. pid or -1. */

@@ -585,8 +585,15 @@ test_paths_and_bad_input(void)
 		int sh = 0, sm = 0, sx = 0;
 		char *health = testutil_http(p.http_port, "GET", "/healthz",
 		                             NULL, NULL, &sh);
-		char *metrics = testutil_http(p.http_port, "GET", "/metrics",
-		                              NULL, NULL, &sm);
+		static const char *const want[] = {
+		        "saga_completed_total{chart=\"order\"} 9\n",
+		        "saga_failed_total{chart=\"order\"} 11\n",
+		        "saga_started_total{chart=\"order\"} 20\n",
+		        "saga_dead_lettered_total 1\n",
+		        "saga_duplicates_dropped_total 2\n",
+		        NULL};
+		char *metrics = testutil_http_until(p.http_port, "/metrics",
+		                                    want, 3000, &sm);
 		char *missing = testutil_http(p.http_port, "GET", "/nope", NULL,
 		                              NULL, &sx);
 		CHECK(health != NULL && metrics != NULL && missing != NULL);
@@ -675,10 +682,13 @@ test_reply_bundles(void)
 	{
 		int sm = 0;
 		char want[128];
-		char *metrics = testutil_http(p.http_port, "GET", "/metrics",
-		                              NULL, NULL, &sm);
+		const char *wants[3] = {want, "saga_dead_lettered_total 3\n",
+		                        NULL};
+		char *metrics;
 		snprintf(want, sizeof(want), "saga_reply_bundles_total %zu\n",
 		         w.bundles_sent);
+		metrics = testutil_http_until(p.http_port, "/metrics", wants,
+		                              3000, &sm);
 		CHECK(metrics != NULL && sm == 200);
 		CHECK_MSG(metrics != NULL && strstr(metrics, want) != NULL &&
 		                  strstr(metrics,

@@ -25,12 +25,42 @@
  *   same order id (202, "replayed": true) and publish nothing new; two
  *   concurrent POSTs with the same new key make one order.
  * GET /orders/{id} -> 200 {"order_id", "status", "last_event", "state",
- *   "created_at_ms", "updated_at_ms"}: status "accepted" until an order.*
- *   event other than order.created has come for it, then "running",
- *   and "completed", "failed" or "cancelled" after order.completed,
- *   order.failed or order.cancelled. last_event and state (the statechart
- *   step the event named) are absent before the first event. 404 if
- *   neither the orders nor the events know it.
+ *   "created_at_ms", "updated_at_ms"[, "cancel"]}: status "accepted"
+ *   until an order.* event other than order.created has come for it,
+ *   then "running", and "completed", "failed" or "cancelled" after
+ *   order.completed, order.failed or order.cancelled. last_event and
+ *   state (the statechart step the event named) are absent before the
+ *   first event; "cancel" (as GET .../cancel, without order_id) is
+ *   present once a cancel was requested. 404 if neither the orders nor
+ *   the events know it.
+ * POST /orders/{id}/cancel (body empty or {"reason": "..."}, a string of
+ *   at most 200 bytes; any other key is a 400 naming it): the customer's
+ *   cancel, decided in the writer's transaction:
+ *   -> 404 if order-api knows nothing of the order;
+ *   -> 409 {"error": "too late", "status", "state"} at once if its last
+ *      event is final (completed, failed, cancelled);
+ *   -> the order's earlier cancel, whatever key this one has (one cancel
+ *      per order): 202 {"order_id", "status": "cancel_requested" or
+ *      "cancelled", "replayed": true}, or 409 as GET .../cancel if it was
+ *      refused;
+ *   -> otherwise 202 {"order_id", "status": "cancel_requested",
+ *      "replayed": false} once a cancels row and its
+ *      order.cancel_requested outbox row are committed (message id
+ *      cancel-<order id>, routing key order.cancel_requested on
+ *      order_events, correlation id the order id, mandatory; envelope
+ *      saga = order id, payload {order_id, reason, actor: "customer"}).
+ *      The broker may be away: the relay publishes it later.
+ *   The orchestrator decides: the saga is compensated and ends in
+ *   order.cancelled, or it answers order.cancel_refused (order-api did
+ *   not know yet that the saga had moved on, e.g. to create_shipment).
+ *   Idempotency-Key as for orders, per order: the same key and body on
+ *   the same order are a replay, anything else with that key a 409.
+ * GET /orders/{id}/cancel -> 404 if no cancel was requested; 202
+ *   {"order_id", "status": "cancel_requested", "requested_at_ms"[,
+ *   "customer_reason"]} while the orchestrator has not answered; 200
+ *   {"status": "cancelled", ...} once the order is cancelled; 409
+ *   {"status": "refused", "error": "too late", "reason" (the
+ *   orchestrator's), "state" (where the saga was), ...} if refused.
  * GET /healthz -> {"status": "ok", "broker": "connected"|"disconnected",
  *   "outbox": N, "oldest_outbox_ms": T (0 when empty)}: 200 as long as
  *   orders can be accepted (the database commits), even with the broker
@@ -47,8 +77,8 @@
  *     queue it for the writer and suspend the connection;
  *   - the writer (participants/common/apistore.h) commits everything
  *     queued in one transaction (group commit: one fsync for the orders
- *     that arrived together), checks Idempotency-Keys in it, and resumes
- *     the connections with their answers;
+ *     that arrived together), checks Idempotency-Keys and decides cancels
+ *     in it, and resumes the connections with their answers;
  *   - the main thread owns the bus (rabbitmq-c is not thread-safe): the
  *     relay reads outbox rows after the last one it handed over (at most
  *     RELAY_WINDOW unconfirmed), publishes them with confirms, and has
@@ -56,19 +86,24 @@
  *     unroutable stays and is published again with backoff (1 s doubling
  *     to 60 s), logged; a nack is published again by the bus. After a
  *     crash every row left is published again with its same message id
- *     (created-<order id>): the orchestrator drops duplicates. The writer
- *     wakes the relay with a flag it reads every RELAY_POLL_MS: bus_poll
- *     waits on the AMQP socket alone, so an eventfd could not interrupt
- *     it, and 5 ms of delay is off the answer's path.
+ *     (created-<order id>, cancel-<order id>): the orchestrator drops
+ *     duplicates. The writer wakes the relay with a flag it reads every
+ *     RELAY_POLL_MS: bus_poll waits on the AMQP socket alone, so an
+ *     eventfd could not interrupt it, and 5 ms of delay is off the
+ *     answer's path.
  *   - the main thread also consumes order-api.events (bound to order_events
  *     by "order.#", with order-api.events.retry and .dlq like every
  *     participant queue): each event goes to the writer, and is acked once
  *     recorded (rejected to the retry queue if the commit failed). A
  *     message that is not an envelope of an order.* event goes to
  *     order-api.events.dlq with the reason (x-saga-error). order.created
- *     (order-api's own) is acked and not recorded.
- * The outbox table is generic (exchange, routing key, type, body): other
- * messages (order.cancel_requested) will leave through it the same way.
+ *     and order.cancel_requested (order-api's own) are acked and not
+ *     recorded. order.cancel_refused marks the order's cancel refused
+ *     (the payload's reason, the event's state) and is not the order's
+ *     last event: the saga goes on as it was. order.cancelled also marks
+ *     the cancel cancelled.
+ * The outbox table is generic (exchange, routing key, type, body): orders
+ * and cancels leave through it the same way.
  */
 #include <arpa/inet.h>
 #include <assert.h>

@@ -322,8 +322,8 @@ take_status(sqlite3_stmt *st, void *arg)
 	f->final = sqlite3_column_int(st, 2) != 0;
 }
 
-/* What order-api knows of r's order: r->answer set to NO_ORDER or
- * TOO_LATE, or left NEW. 0 or -1. */
+/* What order-api knows of r's order into r->answer: NO_ORDER, TOO_LATE
+ * (last_event and state filled) or NEW. 0 or -1. */
 static int
 cancel_allowed(struct apistore *s, struct api_req *r)
 {
@@ -388,10 +388,10 @@ write_cancel(struct apistore *s, struct api_req *r, int64_t now)
 		return -1;
 	if (r->answer != API_CANCEL_NEW)
 		return 0;
-	return put_cancel(s, r, now) != 0 ||
-	                       put_key(s, S_INS_CANCEL_KEY, r, now) != 0
-	               ? -1
-	               : 0;
+	if (put_cancel(s, r, now) != 0 ||
+	    put_key(s, S_INS_CANCEL_KEY, r, now) != 0)
+		return -1;
+	return 0;
 }
 
 /* order.cancel_refused: the cancel is refused, the saga unchanged. */

@@ -25,12 +25,42 @@
  *   same order id (202, "replayed": true) and publish nothing new; two
  *   concurrent POSTs with the same new key make one order.
  * GET /orders/{id} -> 200 {"order_id", "status", "last_event", "state",
- *   "created_at_ms", "updated_at_ms"}: status "accepted" until an order.*
- *   event other than order.created has come for it, then "running",
- *   and "completed", "failed" or "cancelled" after order.completed,
- *   order.failed or order.cancelled. last_event and state (the statechart
- *   step the event named) are absent before the first event. 404 if
- *   neither the orders nor the events know it.
+ *   "created_at_ms", "updated_at_ms"[, "cancel"]}: status "accepted"
+ *   until an order.* event other than order.created has come for it,
+ *   then "running", and "completed", "failed" or "cancelled" after
+ *   order.completed, order.failed or order.cancelled. last_event and
+ *   state (the statechart step the event named) are absent before the
+ *   first event; "cancel" (as GET .../cancel, without order_id) is
+ *   present once a cancel was requested. 404 if neither the orders nor
+ *   the events know it.
+ * POST /orders/{id}/cancel (body empty or {"reason": "..."}, a string of
+ *   at most 200 bytes; any other key is a 400 naming it): the customer's
+ *   cancel, decided in the writer's transaction:
+ *   -> 404 if order-api knows nothing of the order;
+ *   -> 409 {"error": "too late", "status", "state"} at once if its last
+ *      event is final (completed, failed, cancelled);
+ *   -> the order's earlier cancel, whatever key this one has (one cancel
+ *      per order): 202 {"order_id", "status": "cancel_requested" or
+ *      "cancelled", "replayed": true}, or 409 as GET .../cancel if it was
+ *      refused;
+ *   -> otherwise 202 {"order_id", "status": "cancel_requested",
+ *      "replayed": false} once a cancels row and its
+ *      order.cancel_requested outbox row are committed (message id
+ *      cancel-<order id>, routing key order.cancel_requested on
+ *      order_events, correlation id the order id, mandatory; envelope
+ *      saga = order id, payload {order_id, reason, actor: "customer"}).
+ *      The broker may be away: the relay publishes it later.
+ *   The orchestrator decides: the saga is compensated and ends in
+ *   order.cancelled, or it answers order.cancel_refused (order-api did
+ *   not know yet that the saga had moved on, e.g. to create_shipment).
+ *   Idempotency-Key as for orders, per order: the same key and body on
+ *   the same order are a replay, anything else with that key a 409.
+ * GET /orders/{id}/cancel -> 404 if no cancel was requested; 202
+ *   {"order_id", "status": "cancel_requested", "requested_at_ms"[,
+ *   "customer_reason"]} while the orchestrator has not answered; 200
+ *   {"status": "cancelled", ...} once the order is cancelled; 409
+ *   {"status": "refused", "error": "too late", "reason" (the
+ *   orchestrator's), "state" (where the saga was), ...} if refused.
  * GET /healthz -> {"status": "ok", "broker": "connected"|"disconnected",
  *   "outbox": N, "oldest_outbox_ms": T (0 when empty)}: 200 as long as
  *   orders can be accepted (the database commits), even with the broker
@@ -47,8 +77,8 @@
  *     queue it for the writer and suspend the connection;
  *   - the writer (participants/common/apistore.h) commits everything
  *     queued in one transaction (group commit: one fsync for the orders
- *     that arrived together), checks Idempotency-Keys in it, and resumes
- *     the connections with their answers;
+ *     that arrived together), checks Idempotency-Keys and decides cancels
+ *     in it, and resumes the connections with their answers;
  *   - the main thread owns the bus (rabbitmq-c is not thread-safe): the
  *     relay reads outbox rows after the last one it handed over (at most
  *     RELAY_WINDOW unconfirmed), publishes them with confirms, and has
@@ -56,19 +86,24 @@
  *     unroutable stays and is published again with backoff (1 s doubling
  *     to 60 s), logged; a nack is published again by the bus. After a
  *     crash every row left is published again with its same message id
- *     (created-<order id>): the orchestrator drops duplicates. The writer
- *     wakes the relay with a flag it reads every RELAY_POLL_MS: bus_poll
- *     waits on the AMQP socket alone, so an eventfd could not interrupt
- *     it, and 5 ms of delay is off the answer's path.
+ *     (created-<order id>, cancel-<order id>): the orchestrator drops
+ *     duplicates. The writer wakes the relay with a flag it reads every
+ *     RELAY_POLL_MS: bus_poll waits on the AMQP socket alone, so an
+ *     eventfd could not interrupt it, and 5 ms of delay is off the
+ *     answer's path.
  *   - the main thread also consumes order-api.events (bound to order_events
  *     by "order.#", with order-api.events.retry and .dlq like every
  *     participant queue): each event goes to the writer, and is acked once
  *     recorded (rejected to the retry queue if the commit failed). A
  *     message that is not an envelope of an order.* event goes to
  *     order-api.events.dlq with the reason (x-saga-error). order.created
- *     (order-api's own) is acked and not recorded.
- * The outbox table is generic (exchange, routing key, type, body): other
- * messages (order.cancel_requested) will leave through it the same way.
+ *     and order.cancel_requested (order-api's own) are acked and not
+ *     recorded. order.cancel_refused marks the order's cancel refused
+ *     (the payload's reason, the event's state) and is not the order's
+ *     last event: the saga goes on as it was. order.cancelled also marks
+ *     the cancel cancelled.
+ * The outbox table is generic (exchange, routing key, type, body): orders
+ * and cancels leave through it the same way.
  */
 #include <arpa/inet.h>
 #include <assert.h>
@@ -99,6 +134,9 @@
 #define RETRY_MAX_MS     60000
 #define EVENTS_QUEUE     "order-api.events"
 #define DLQ_TAG          (UINT64_C(1) << 63) /* a dead-letter copy's tag */
+#define CANCEL_PREFIX    "cancel-" /* a cancel's message id: and the order's */
+/* the longest order id a cancel takes: its message id is an envelope id */
+#define CANCEL_ID_MAX (ENVELOPE_ID_MAX - 1 - (sizeof(CANCEL_PREFIX) - 1))
 
 _Static_assert(BODY_MAX < INT32_MAX, "bodies are bound as int lengths");
 
@@ -141,7 +179,8 @@ struct upload {
 	bool too_big;
 	_Atomic enum upload_state state;
 	struct MHD_Connection *conn;
-	char *envelope; /* the order.created body, while the writer has it */
+	char *envelope; /* the order.created or order.cancel_requested body,
+	                 * while the writer has it */
 	char field[160], why[512]; /* a 400's field and reason */
 	struct api_req req;
 };
@@ -204,10 +243,14 @@ fail(struct MHD_Connection *c, unsigned code, const char *field,
 
 /* ---- POST /orders ---- */
 
+/* FNV-1a of prefix (a cancel's order id and a newline; "" for an order,
+ * whose keys' hashes must not change) and then the body. */
 static void
-body_hash(const char *s, size_t n, char out[17])
+body_hash(const char *prefix, const char *s, size_t n, char out[17])
 {
 	uint64_t h = 1469598103934665603ull;
+	for (const char *p = prefix; *p != '\0'; p++)
+		h = (h ^ (uint8_t)*p) * 1099511628211ull;
 	for (size_t i = 0; i < n; i++)
 		h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
 	snprintf(out, 17, "%016" PRIx64, h);
@@ -264,11 +307,14 @@ submit(struct api *a, struct MHD_Connection *c, struct upload *u)
 {
 	const char *tp =
 	        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "traceparent");
+	char prefix[ENVELOPE_ID_MAX + 1] = "";
 
 	if (tp != NULL && strlen(tp) < sizeof(u->req.traceparent))
 		snprintf(u->req.traceparent, sizeof(u->req.traceparent), "%s",
 		         tp);
-	body_hash(u->buf != NULL ? u->buf : "", u->len, u->req.hash);
+	if (u->req.kind == API_CANCEL)
+		snprintf(prefix, sizeof(prefix), "%s\n", u->req.order_id);
+	body_hash(prefix, u->buf != NULL ? u->buf : "", u->len, u->req.hash);
 	u->req.done = on_written;
 	u->req.arg = u;
 	u->conn = c;
@@ -278,11 +324,13 @@ submit(struct api *a, struct MHD_Connection *c, struct upload *u)
 	return MHD_YES;
 }
 
-/* Validates the order and submits it, or answers at once. An invalid
- * body with an Idempotency-Key still asks the writer about the key: a
- * key reused with another body is a 409 whatever that body is. */
+static int build_cancel(struct upload *u);
+
+/* Validates the order or cancel and submits it, or answers at once. An
+ * invalid body with an Idempotency-Key still asks the writer about the
+ * key: a key reused with another body is a 409 whatever that body is. */
 static enum MHD_Result
-post_order(struct api *a, struct MHD_Connection *c, struct upload *u)
+post_request(struct api *a, struct MHD_Connection *c, struct upload *u)
 {
 	const char *key = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 	                                              "Idempotency-Key");
@@ -293,7 +341,7 @@ post_order(struct api *a, struct MHD_Connection *c, struct upload *u)
 		return fail(c, 413, NULL, "the body is over 64 KiB");
 	if (key != NULL && (strlen(key) == 0 || strlen(key) > APISTORE_KEY_MAX))
 		return fail(c, 400, "Idempotency-Key", "must be 1-200 bytes");
-	rc = build_order(u);
+	rc = u->req.kind == API_CANCEL ? build_cancel(u) : build_order(u);
 	if (rc == 500 || (rc == 400 && key == NULL))
 		return fail(c, (unsigned)rc, rc == 400 ? u->field : NULL,
 		            u->why);
@@ -330,6 +378,168 @@ answer_written(struct MHD_Connection *c, struct upload *u)
 	                         r->replayed));
 }
 
+/* ---- POST /orders/{id}/cancel ---- */
+
+/* The customer's reason from u's body (empty, or {"reason": "..."}) into
+ * u->req.reason: 0, or 400 (u->field, u->why). */
+static int
+cancel_reason(struct upload *u)
+{
+	json_error_t jerr;
+	const char *k;
+	json_t *j, *v;
+	int rc = 0;
+
+	if (u->len == 0)
+		return 0;
+	j = json_loadb(u->buf, u->len, JSON_REJECT_DUPLICATES, &jerr);
+	if (j == NULL || !json_is_object(j)) {
+		snprintf(u->why, sizeof(u->why),
+		         "the body must be a JSON "
+		         "object such as {\"reason\": "
+		         "\"...\"}, or empty");
+		json_decref(j);
+		return 400;
+	}
+	json_object_foreach(j, k, v)
+	{
+		snprintf(u->field, sizeof(u->field), "%.100s", k);
+		if (strcmp(k, "reason") != 0) {
+			snprintf(u->why, sizeof(u->why), "unknown field");
+			rc = 400;
+		} else if (!json_is_string(v) ||
+		           json_string_length(v) > APISTORE_REASON_MAX) {
+			snprintf(u->why, sizeof(u->why),
+			         "a string of at most 200 bytes");
+			rc = 400;
+		} else {
+			snprintf(u->req.reason, sizeof(u->req.reason), "%s",
+			         json_string_value(v));
+		}
+		if (rc != 0)
+			break;
+	}
+	json_decref(j);
+	return rc;
+}
+
+/* The order.cancel_requested envelope for u into u->envelope: 0, 400
+ * (u->field, u->why) or 500 (u->why). */
+static int
+build_cancel(struct upload *u)
+{
+	const char *id = u->req.order_id;
+	struct envelope e;
+	size_t len = 0;
+	int rc = cancel_reason(u);
+
+	if (rc != 0)
+		return rc;
+	envelope_init(&e);
+	snprintf(e.id, sizeof(e.id), CANCEL_PREFIX "%s", id);
+	snprintf(e.saga, sizeof(e.saga), "%s", id);
+	snprintf(e.type, sizeof(e.type), "order.cancel_requested");
+	e.ts = wall_ms();
+	rc = value_map_put_str(&e.payload, "order_id", id) != 0 ||
+	     (u->req.reason[0] != '\0' &&
+	      value_map_put_str(&e.payload, "reason", u->req.reason) != 0) ||
+	     value_map_put_str(&e.payload, "actor", "customer") != 0 ||
+	     envelope_encode(&e, &u->envelope, &len) != 0;
+	envelope_clear(&e);
+	if (rc != 0) {
+		snprintf(u->why, sizeof(u->why), "cannot encode the cancel");
+		return 500;
+	}
+	u->req.body = u->envelope;
+	u->req.len = len;
+	return 0;
+}
+
+/* An order's status from its last event ("" before the first). */
+static const char *
+status_of(const char *last_event)
+{
+	if (last_event[0] == '\0')
+		return "accepted";
+	if (strcmp(last_event, "order.completed") == 0)
+		return "completed";
+	if (strcmp(last_event, "order.failed") == 0)
+		return "failed";
+	if (strcmp(last_event, "order.cancelled") == 0)
+		return "cancelled";
+	return "running";
+}
+
+/* A stored cancel as JSON, and the HTTP code that says the same: 202
+ * while it waits for the orchestrator, 200 once the order is cancelled,
+ * 409 if it was refused ("too late", with the saga's state then). */
+static json_t *
+cancel_json(const struct api_cancel *k, unsigned *code)
+{
+	json_t *j;
+
+	if (strcmp(k->status, "refused") == 0) {
+		*code = 409;
+		j = json_pack("{s:s,s:s,s:s,s:s}", "status", "refused", "error",
+		              "too late", "reason", k->refusal, "state",
+		              k->state);
+	} else if (strcmp(k->status, "cancelled") == 0) {
+		*code = 200;
+		j = json_pack("{s:s}", "status", "cancelled");
+	} else {
+		*code = 202;
+		j = json_pack("{s:s}", "status", "cancel_requested");
+	}
+	if (j != NULL && k->reason[0] != '\0')
+		json_object_set_new(j, "customer_reason",
+		                    json_string(k->reason));
+	if (j != NULL)
+		json_object_set_new(j, "requested_at_ms",
+		                    json_integer((json_int_t)k->requested_at));
+	return j;
+}
+
+/* The writer's answer to a cancel, after the connection was resumed. */
+static enum MHD_Result
+answer_cancel(struct MHD_Connection *c, struct upload *u)
+{
+	const struct api_req *r = &u->req;
+	unsigned code = 202;
+	json_t *j;
+
+	if (r->code == 0) /* check_only, and the key is new */
+		return fail(c, 400, u->field, u->why);
+	if (r->code == 409)
+		return fail(c, 409, "Idempotency-Key",
+		            "already used with a different body");
+	if (r->code != 202)
+		return fail(c, 503, NULL, "cannot store the cancel (database)");
+	switch (r->answer) {
+	case API_CANCEL_NO_ORDER:
+		return fail(c, 404, NULL, "no such order");
+	case API_CANCEL_TOO_LATE:
+		j = json_pack("{s:s,s:s,s:s}", "error", "too late", "status",
+		              status_of(r->last_event), "state", r->state);
+		code = 409;
+		break;
+	case API_CANCEL_EARLIER:
+		j = cancel_json(&r->cancel, &code);
+		if (code == 200) /* the POST's answer is still an accepted */
+			code = 202;
+		break;
+	case API_CANCEL_NEW:
+	default:
+		log_info("saga=%s cancel requested", r->order_id);
+		j = json_pack("{s:s}", "status", "cancel_requested");
+		break;
+	}
+	if (j != NULL) {
+		json_object_set_new(j, "order_id", json_string(r->order_id));
+		json_object_set_new(j, "replayed", json_boolean(r->replayed));
+	}
+	return respond(c, code, j);
+}
+
 /* Collects a POST body (at most BODY_MAX; more marks it too big). */
 static enum MHD_Result
 take_body(struct upload *u, const char *data, size_t *data_size)
@@ -350,20 +560,6 @@ take_body(struct upload *u, const char *data, size_t *data_size)
 
 /* ---- GET /orders/{id}, /healthz ---- */
 
-static const char *
-status_name(const struct api_status *s)
-{
-	if (!s->has_event)
-		return "accepted";
-	if (strcmp(s->last_event, "order.completed") == 0)
-		return "completed";
-	if (strcmp(s->last_event, "order.failed") == 0)
-		return "failed";
-	if (strcmp(s->last_event, "order.cancelled") == 0)
-		return "cancelled";
-	return "running";
-}
-
 static enum MHD_Result
 get_order(struct api *a, struct MHD_Connection *c, const char *id)
 {
@@ -376,14 +572,38 @@ get_order(struct api *a, struct MHD_Connection *c, const char *id)
 	if (rc == 0)
 		return fail(c, 404, NULL, "no such order");
 	j = json_pack("{s:s,s:s,s:I,s:I}", "order_id", id, "status",
-	              status_name(&s), "created_at_ms",
-	              (json_int_t)s.created_at, "updated_at_ms",
+	              status_of(s.has_event ? s.last_event : ""),
+	              "created_at_ms", (json_int_t)s.created_at,
+	              "updated_at_ms",
 	              (json_int_t)(s.has_event ? s.event_at : s.created_at));
 	if (j != NULL && s.has_event) {
 		json_object_set_new(j, "last_event", json_string(s.last_event));
 		json_object_set_new(j, "state", json_string(s.state));
 	}
+	if (j != NULL && s.has_cancel) {
+		unsigned code;
+		json_object_set_new(j, "cancel", cancel_json(&s.cancel, &code));
+	}
 	return respond(c, 200, j);
+}
+
+/* GET /orders/{id}/cancel: the cancel's state, its code as cancel_json. */
+static enum MHD_Result
+get_cancel(struct api *a, struct MHD_Connection *c, const char *id)
+{
+	struct api_status s;
+	unsigned code = 200;
+	json_t *j;
+	int rc = apistore_status(a->store, id, &s);
+
+	if (rc < 0)
+		return fail(c, 503, NULL, "cannot read the order (database)");
+	if (!s.has_cancel)
+		return fail(c, 404, NULL, "no cancel was requested");
+	j = cancel_json(&s.cancel, &code);
+	if (j != NULL)
+		json_object_set_new(j, "order_id", json_string(id));
+	return respond(c, code, j);
 }
 
 static enum MHD_Result
@@ -404,33 +624,77 @@ healthz(struct api *a, struct MHD_Connection *c)
 	return respond(c, db ? 200 : 503, j);
 }
 
+/* "/orders/{id}" or "/orders/{id}/cancel" (*cancel set): the id into
+ * id. -1 for anything else, and for ids a cancel cannot name. */
+static int
+order_path(const char *url, char id[ENVELOPE_ID_MAX], bool *cancel)
+{
+	const char *p = url + 8, *slash;
+	size_t n;
+
+	if (strncmp(url, "/orders/", 8) != 0)
+		return -1;
+	slash = strchr(p, '/');
+	n = slash != NULL ? (size_t)(slash - p) : strlen(p);
+	*cancel = slash != NULL;
+	if (n == 0 || n >= ENVELOPE_ID_MAX || (*cancel && n > CANCEL_ID_MAX))
+		return -1;
+	if (*cancel && strcmp(slash, "/cancel") != 0)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (p[i] <= ' ' || p[i] == 0x7f) /* no spaces or controls */
+			return -1;
+	memcpy(id, p, n);
+	id[n] = '\0';
+	return 0;
+}
+
+/* A POST (an order, or a cancel of order id): its body, then the
+ * writer, then the answer on the connection's resumption. */
+static enum MHD_Result
+post(struct api *a, struct MHD_Connection *c, const char *id, const char *data,
+     size_t *data_size, void **con_cls)
+{
+	struct upload *u = *con_cls;
+
+	if (u == NULL) {
+		u = calloc(1, sizeof(*u));
+		*con_cls = u;
+		if (u != NULL && id != NULL) {
+			u->req.kind = API_CANCEL;
+			snprintf(u->req.order_id, sizeof(u->req.order_id), "%s",
+			         id);
+		}
+		return u != NULL ? MHD_YES : MHD_NO;
+	}
+	if (atomic_load(&u->state) == U_ANSWERED)
+		return u->req.kind == API_CANCEL ? answer_cancel(c, u)
+		                                 : answer_written(c, u);
+	assert(atomic_load(&u->state) == U_READING);
+	if (*data_size > 0)
+		return take_body(u, data, data_size);
+	return post_request(a, c, u);
+}
+
 static enum MHD_Result
 handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
        const char *version, const char *data, size_t *data_size, void **con_cls)
 {
 	struct api *a = cls;
-	struct upload *u = *con_cls;
+	char id[ENVELOPE_ID_MAX];
+	bool cancel = false;
+	bool order = order_path(url, id, &cancel) == 0;
 
 	(void)version;
-	if (strcmp(method, "POST") == 0 && strcmp(url, "/orders") == 0) {
-		if (u == NULL) {
-			u = calloc(1, sizeof(*u));
-			*con_cls = u;
-			return u != NULL ? MHD_YES : MHD_NO;
-		}
-		if (atomic_load(&u->state) == U_ANSWERED)
-			return answer_written(c, u);
-		assert(atomic_load(&u->state) == U_READING);
-		if (*data_size > 0)
-			return take_body(u, data, data_size);
-		return post_order(a, c, u);
-	}
-	if (strcmp(method, "GET") == 0 && strncmp(url, "/orders/", 8) == 0 &&
-	    url[8] != '\0' && strlen(url + 8) < ENVELOPE_ID_MAX)
-		return get_order(a, c, url + 8);
+	if (strcmp(method, "POST") == 0 && strcmp(url, "/orders") == 0)
+		return post(a, c, NULL, data, data_size, con_cls);
+	if (strcmp(method, "POST") == 0 && order && cancel)
+		return post(a, c, id, data, data_size, con_cls);
+	if (strcmp(method, "GET") == 0 && order)
+		return cancel ? get_cancel(a, c, id) : get_order(a, c, id);
 	if (strcmp(method, "GET") == 0 && strcmp(url, "/healthz") == 0)
 		return healthz(a, c);
-	if (strcmp(url, "/orders") == 0 || strncmp(url, "/orders/", 8) == 0)
+	if (strcmp(url, "/orders") == 0 || order)
 		return fail(c, 405, NULL, "method not allowed");
 	return fail(c, 404, NULL, "no such resource");
 }
@@ -582,6 +846,17 @@ dead_letter(struct api *a, const struct bus_delivery *d, const char *why)
 	a->dlq[a->ndlq++] = (struct dlq_copy){tag, d->ref};
 }
 
+/* order.cancel_refused: the orchestrator's reason into e (cut to fit). */
+static void
+refusal_of(const struct envelope *env, struct api_event *e)
+{
+	const struct value *r = value_map_get(&env->payload, "reason");
+
+	if (strcmp(env->type, "order.cancel_refused") == 0 && r != NULL &&
+	    r->type == VALUE_STR)
+		snprintf(e->reason, sizeof(e->reason), "%s", r->u.s.ptr);
+}
+
 /* Checks an order.* event and fills e from it. NULL, or why it is
  * refused. */
 static const char *
@@ -611,6 +886,7 @@ event_of(const struct bus_delivery *d, struct api_event *e, char *why,
 	snprintf(e->message_id, sizeof(e->message_id), "%s", env.id);
 	snprintf(e->type, sizeof(e->type), "%s", env.type);
 	snprintf(e->state, sizeof(e->state), "%s", env.step);
+	refusal_of(&env, e);
 	e->at_ms = env.ts > 0 ? env.ts : d->timestamp_ms;
 	envelope_clear(&env);
 	return NULL;
@@ -631,7 +907,8 @@ on_delivery(void *arg, const struct bus_delivery *d)
 		dead_letter(a, d, why);
 		return;
 	}
-	if (strcmp(e.type, "order.created") == 0) {
+	if (strcmp(e.type, "order.created") == 0 ||
+	    strcmp(e.type, "order.cancel_requested") == 0) {
 		bus_ack(a->bus, d->ref, false); /* ours: no news */
 		return;
 	}

@@ -240,7 +240,11 @@ loop_deliver(struct loop *l, const struct loop_delivery *d)
 		         d->message_id, p->env.id);
 		return;
 	}
-	if (p->source == SRC_ORDERS && strcmp(p->env.type, "order.created")) {
+	/* the orders queue takes order.created and the customer's cancel
+	 * (both bound to it, apply_batch makes the latter IN_CANCEL) */
+	if (p->source == SRC_ORDERS &&
+	    strcmp(p->env.type, "order.created") != 0 &&
+	    strcmp(p->env.type, ORCH_CANCEL_TYPE) != 0) {
 		p->bad = true;
 		snprintf(p->reason, sizeof(p->reason),
 		         "unexpected %.100s on the orders queue", p->env.type);

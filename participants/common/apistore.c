@@ -13,6 +13,13 @@
  *
  * The relay's deletions and the events' status rows ride the same
  * transactions, so there is one writer and one fsync stream.
+ *
+ * A cancel is decided in the same transaction as what it reads: one
+ * cancel per order (the second finds the first's row), and too late is
+ * answered from the order_status row the events wrote, so a cancel and
+ * the final event it races with are ordered by the writer, not by luck.
+ * What order-api cannot know yet (the saga moved on since its last
+ * event) the orchestrator decides, and order.cancel_refused says so.
  */
 #include "apistore.h"
 
@@ -37,8 +44,20 @@ enum {
 	S_INS_OUTBOX,
 	S_DEL_OUTBOX,
 	S_UPSERT_STATUS,
+	S_FIND_CANCEL_KEY,
+	S_INS_CANCEL_KEY,
+	S_FIND_CANCEL,
+	S_INS_CANCEL,
+	S_HAS_ORDER,
+	S_FIND_STATUS,
+	S_CANCEL_REFUSED,
+	S_CANCEL_DONE,
 	S_COUNT
 };
+
+#define CANCEL_COLUMNS                                                         \
+	"SELECT status, reason, refusal, state, requested_at, updated_at "     \
+	"FROM cancels WHERE order_id = ?1"
 
 static const char *const writer_sql[S_COUNT] = {
         [S_FIND_KEY] = "SELECT order_id, body_hash FROM idempotency "
@@ -64,6 +83,25 @@ static const char *const writer_sql[S_COUNT] = {
                 "excluded.updated_at WHERE order_status.final = 0 AND "
                 "(excluded.final = 1 OR excluded.event_at >= "
                 "order_status.event_at)",
+        [S_FIND_CANCEL_KEY] = "SELECT order_id, body_hash FROM cancel_keys "
+                              "WHERE key = ?1",
+        [S_INS_CANCEL_KEY] = "INSERT INTO cancel_keys(key, body_hash, "
+                             "order_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+        [S_FIND_CANCEL] = CANCEL_COLUMNS,
+        [S_INS_CANCEL] = "INSERT INTO cancels(order_id, status, reason, "
+                         "actor, requested_at, updated_at) VALUES (?1, "
+                         "'requested', ?2, 'customer', ?3, ?3)",
+        [S_HAS_ORDER] = "SELECT 1 FROM orders WHERE order_id = ?1",
+        [S_FIND_STATUS] = "SELECT last_event, state, final FROM "
+                          "order_status WHERE order_id = ?1",
+        /* the first answer stands: a redelivery changes nothing */
+        [S_CANCEL_REFUSED] = "UPDATE cancels SET status = 'refused', "
+                             "refusal = ?2, state = ?3, updated_at = ?4 "
+                             "WHERE order_id = ?1 AND status = 'requested'",
+        /* the order is cancelled, whatever was answered before */
+        [S_CANCEL_DONE] = "UPDATE cancels SET status = 'cancelled', "
+                          "updated_at = ?2 WHERE order_id = ?1 AND "
+                          "status <> 'cancelled'",
 };
 
 struct apistore {
@@ -143,19 +181,20 @@ apistore_final_event(const char *type)
 
 /* ---- the writer ---- */
 
-/* The order.created row of the outbox for r (message id created-<id>,
- * the id every copy of it has always had). */
+/* r's outbox row: message id <prefix>-<order id> (the id every copy of
+ * it has always had), type and routing key type, on order_events. */
 static int
-put_created(struct apistore *s, const struct api_req *r, int64_t now)
+put_outbox(struct apistore *s, const struct api_req *r, const char *prefix,
+           const char *type, int64_t now)
 {
 	sqlite3_stmt *st = s->st[S_INS_OUTBOX];
 	char id[ENVELOPE_ID_MAX + 16];
 
-	snprintf(id, sizeof(id), "created-%s", r->order_id);
+	snprintf(id, sizeof(id), "%s-%s", prefix, r->order_id);
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, "order_events", -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, "order.created", -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, "order.created", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, type, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 5, r->order_id, -1, SQLITE_STATIC);
 	if (r->traceparent[0] != '\0')
 		sqlite3_bind_text(st, 6, r->traceparent, -1, SQLITE_STATIC);
@@ -165,11 +204,12 @@ put_created(struct apistore *s, const struct api_req *r, int64_t now)
 	return run(st);
 }
 
-/* An Idempotency-Key seen before: 1 (answered in r), 0 new, -1 error. */
+/* An Idempotency-Key seen before (looked up with statement find): 1
+ * (code 202 or 409, answer_id its order), 0 new, -1 error. */
 static int
-replay_key(struct apistore *s, struct api_req *r)
+replay_key(struct apistore *s, int find, struct api_req *r)
 {
-	sqlite3_stmt *st = s->st[S_FIND_KEY];
+	sqlite3_stmt *st = s->st[find];
 	int rc;
 
 	sqlite3_bind_text(st, 1, r->key, -1, SQLITE_STATIC);
@@ -187,7 +227,23 @@ replay_key(struct apistore *s, struct api_req *r)
 	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* One POST inside the writer's transaction. 0 (r answered) or -1. */
+/* Remembers r's Idempotency-Key (if any) with statement ins. */
+static int
+put_key(struct apistore *s, int ins, const struct api_req *r, int64_t now)
+{
+	sqlite3_stmt *st = s->st[ins];
+
+	if (r->key[0] == '\0')
+		return 0;
+	sqlite3_bind_text(st, 1, r->key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, r->hash, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, r->order_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, now);
+	return run(st);
+}
+
+/* One POST /orders inside the writer's transaction. 0 (r answered) or
+ * -1. */
 static int
 write_order(struct apistore *s, struct api_req *r, int64_t now)
 {
@@ -196,28 +252,159 @@ write_order(struct apistore *s, struct api_req *r, int64_t now)
 
 	r->code = 0;
 	if (r->key[0] != '\0')
-		rc = replay_key(s, r);
+		rc = replay_key(s, S_FIND_KEY, r);
 	if (rc != 0 || r->check_only)
 		return rc < 0 ? -1 : 0;
 	st = s->st[S_INS_ORDER];
 	sqlite3_bind_text(st, 1, r->order_id, -1, SQLITE_STATIC);
 	sqlite3_bind_blob(st, 2, r->body, (int)r->len, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, now);
-	if (run(st) != 0 || put_created(s, r, now) != 0)
+	if (run(st) != 0 ||
+	    put_outbox(s, r, "created", "order.created", now) != 0 ||
+	    put_key(s, S_INS_KEY, r, now) != 0)
 		return -1;
-	if (r->key[0] != '\0') {
-		st = s->st[S_INS_KEY];
-		sqlite3_bind_text(st, 1, r->key, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, r->hash, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, r->order_id, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 4, now);
-		if (run(st) != 0)
-			return -1;
-	}
 	r->code = 202;
 	r->replayed = false;
 	snprintf(r->answer_id, sizeof(r->answer_id), "%s", r->order_id);
 	return 0;
+}
+
+/* A cancels row (CANCEL_COLUMNS) into c. */
+static void
+cancel_of(sqlite3_stmt *st, struct api_cancel *c)
+{
+	snprintf(c->status, sizeof(c->status), "%s",
+	         (const char *)sqlite3_column_text(st, 0));
+	snprintf(c->reason, sizeof(c->reason), "%s",
+	         (const char *)sqlite3_column_text(st, 1));
+	snprintf(c->refusal, sizeof(c->refusal), "%s",
+	         (const char *)sqlite3_column_text(st, 2));
+	snprintf(c->state, sizeof(c->state), "%s",
+	         (const char *)sqlite3_column_text(st, 3));
+	c->requested_at = sqlite3_column_int64(st, 4);
+	c->updated_at = sqlite3_column_int64(st, 5);
+}
+
+/* Steps a bound one-row query: 1 (fn given the row), 0 none, -1 error;
+ * resets it. */
+static int
+one_row(sqlite3_stmt *st, void (*fn)(sqlite3_stmt *st, void *arg), void *arg)
+{
+	int rc = sqlite3_step(st);
+
+	if (rc == SQLITE_ROW && fn != NULL)
+		fn(st, arg);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+static void
+take_cancel(sqlite3_stmt *st, void *arg)
+{
+	cancel_of(st, arg);
+}
+
+/* The order_status row into r (last_event, state); final in *final. */
+struct final_of {
+	struct api_req *r;
+	bool final;
+};
+
+static void
+take_status(sqlite3_stmt *st, void *arg)
+{
+	struct final_of *f = arg;
+	snprintf(f->r->last_event, sizeof(f->r->last_event), "%s",
+	         (const char *)sqlite3_column_text(st, 0));
+	snprintf(f->r->state, sizeof(f->r->state), "%s",
+	         (const char *)sqlite3_column_text(st, 1));
+	f->final = sqlite3_column_int(st, 2) != 0;
+}
+
+/* What order-api knows of r's order into r->answer: NO_ORDER, TOO_LATE
+ * (last_event and state filled) or NEW. 0 or -1. */
+static int
+cancel_allowed(struct apistore *s, struct api_req *r)
+{
+	struct final_of f = {r, false};
+	int known, ev;
+
+	sqlite3_bind_text(s->st[S_HAS_ORDER], 1, r->order_id, -1,
+	                  SQLITE_STATIC);
+	known = one_row(s->st[S_HAS_ORDER], NULL, NULL);
+	sqlite3_bind_text(s->st[S_FIND_STATUS], 1, r->order_id, -1,
+	                  SQLITE_STATIC);
+	ev = known >= 0 ? one_row(s->st[S_FIND_STATUS], take_status, &f) : -1;
+	if (known < 0 || ev < 0)
+		return -1;
+	r->answer = known == 0 && ev == 0 ? API_CANCEL_NO_ORDER
+	            : f.final             ? API_CANCEL_TOO_LATE
+	                                  : API_CANCEL_NEW;
+	return 0;
+}
+
+/* The cancels row and its order.cancel_requested in the outbox. */
+static int
+put_cancel(struct apistore *s, const struct api_req *r, int64_t now)
+{
+	sqlite3_stmt *st = s->st[S_INS_CANCEL];
+
+	sqlite3_bind_text(st, 1, r->order_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, r->reason, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, now);
+	if (run(st) != 0)
+		return -1;
+	return put_outbox(s, r, "cancel", "order.cancel_requested", now);
+}
+
+/* One POST /orders/{id}/cancel inside the writer's transaction. 0 (r
+ * answered) or -1. */
+static int
+write_cancel(struct apistore *s, struct api_req *r, int64_t now)
+{
+	int rc = 0;
+
+	r->code = 0;
+	if (r->key[0] != '\0')
+		rc = replay_key(s, S_FIND_CANCEL_KEY, r);
+	if (rc < 0 || r->code == 409 || (rc == 0 && r->check_only))
+		return rc < 0 ? -1 : 0;
+	r->code = 202;
+	snprintf(r->answer_id, sizeof(r->answer_id), "%s", r->order_id);
+	sqlite3_bind_text(s->st[S_FIND_CANCEL], 1, r->order_id, -1,
+	                  SQLITE_STATIC);
+	rc = one_row(s->st[S_FIND_CANCEL], take_cancel, &r->cancel);
+	if (rc != 0) {
+		r->answer = API_CANCEL_EARLIER;
+		r->replayed = true;
+		return rc < 0 ? -1 : 0;
+	}
+	if (r->check_only) { /* a key never used, and no body to store */
+		r->code = 0;
+		return 0;
+	}
+	if (cancel_allowed(s, r) != 0)
+		return -1;
+	if (r->answer != API_CANCEL_NEW)
+		return 0;
+	if (put_cancel(s, r, now) != 0 ||
+	    put_key(s, S_INS_CANCEL_KEY, r, now) != 0)
+		return -1;
+	return 0;
+}
+
+/* order.cancel_refused: the cancel is refused, the saga unchanged. */
+static int
+cancel_refused(struct apistore *s, const struct api_event *e, int64_t now)
+{
+	sqlite3_stmt *st = s->st[S_CANCEL_REFUSED];
+
+	sqlite3_bind_text(st, 1, e->order_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, e->reason, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, e->state, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, now);
+	return run(st);
 }
 
 static int
@@ -225,6 +412,15 @@ write_event(struct apistore *s, const struct api_event *e, int64_t now)
 {
 	sqlite3_stmt *st = s->st[S_UPSERT_STATUS];
 
+	if (strcmp(e->type, "order.cancel_refused") == 0)
+		return cancel_refused(s, e, now);
+	if (strcmp(e->type, "order.cancelled") == 0) {
+		sqlite3_bind_text(s->st[S_CANCEL_DONE], 1, e->order_id, -1,
+		                  SQLITE_STATIC);
+		sqlite3_bind_int64(s->st[S_CANCEL_DONE], 2, now);
+		if (run(s->st[S_CANCEL_DONE]) != 0)
+			return -1;
+	}
 	sqlite3_bind_text(st, 1, e->order_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, e->type, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, e->state, -1, SQLITE_STATIC);
@@ -253,9 +449,13 @@ write_batch(struct apistore *s, struct batch *b)
 		if (write_event(s, &b->ev[i], now) != 0)
 			goto fail_sql;
 	for (struct api_req *r = b->reqs; r != NULL; r = r->next) {
-		if (write_order(s, r, now) != 0)
+		int rc = r->kind == API_CANCEL ? write_cancel(s, r, now)
+		                               : write_order(s, r, now);
+		if (rc != 0)
 			goto fail_sql;
-		b->added |= r->code == 202 && !r->replayed;
+		b->added |=
+		        r->code == 202 && !r->replayed &&
+		        (r->kind == API_ORDER || r->answer == API_CANCEL_NEW);
 	}
 	if (db_commit(s->db, err, sizeof(err)) != 0)
 		goto fail;
@@ -581,11 +781,31 @@ status_order(struct apistore *s, const char *id, struct api_status *out)
 	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* The order's cancel into out; 1 found, 0 not, -1. reader_mu held. */
+static int
+status_cancel(struct apistore *s, const char *id, struct api_status *out)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->reader, CANCEL_COLUMNS, -1, &st, NULL) !=
+	    SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		out->has_cancel = true;
+		cancel_of(st, &out->cancel);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
 int
 apistore_status(struct apistore *s, const char *order_id,
                 struct api_status *out)
 {
-	int a, b;
+	int a, b, c;
 
 	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(&s->reader_mu);
@@ -594,12 +814,13 @@ apistore_status(struct apistore *s, const char *order_id,
 	            ? status_order(s, order_id, out)
 	            : -1;
 	b = a >= 0 ? status_event(s, order_id, out) : -1;
-	if (a < 0 || b < 0)
+	c = b >= 0 ? status_cancel(s, order_id, out) : -1;
+	if (c < 0)
 		log_error("cannot read order %s: %s", order_id,
 		          sqlite3_errmsg(s->reader));
 	sqlite3_exec(s->reader, "COMMIT", NULL, NULL, NULL);
 	pthread_mutex_unlock(&s->reader_mu);
-	return a < 0 || b < 0 ? -1 : a == 1 || b == 1;
+	return c < 0 ? -1 : a == 1 || b == 1 || c == 1;
 }
 
 int

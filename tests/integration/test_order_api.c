@@ -5,7 +5,11 @@
  * concurrent POSTs with one new Idempotency-Key make one order; GET
  * follows the order.* events; malformed events are dead-lettered with a
  * reason; the old version's unconfirmed orders are published after the
- * migration; /healthz says 200 with the broker away. */
+ * migration; /healthz says 200 with the broker away. Cancels (no
+ * orchestrator here: the events are the test's): 404, 400, one per
+ * order, Idempotency-Keys, too late from a final event, a refusal that
+ * leaves the order's status alone, the order.cancel_requested message as
+ * published, and a cancel taken with the broker away. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -57,10 +61,13 @@ world_open(void)
 {
 	static const struct bus_exchange ex[] = {
 	        {"order_events", "topic", NULL, NULL}};
-	static const struct bus_queue q[] = {{.name = "test.created"}};
+	static const struct bus_queue q[] = {{.name = "test.created"},
+	                                     {.name = "test.cancels"}};
 	static const struct bus_binding b[] = {
-	        {"order_events", "test.created", NULL, "order.created"}};
-	static const struct bus_topology topo = {ex, 1, q, 1, b, 1};
+	        {"order_events", "test.created", NULL, "order.created"},
+	        {"order_events", "test.cancels", NULL,
+	         "order.cancel_requested"}};
+	static const struct bus_topology topo = {ex, 1, q, 2, b, 2};
 	struct bus_config c = {.name = "test", .topology = &topo};
 	char err[256];
 
@@ -425,6 +432,181 @@ test_status_from_events(void)
 	CHECK(bus_queue_purge(T.bus, "test.created", &purged) == 0);
 }
 
+/* ---- cancels ---- */
+
+/* POST /orders/id/cancel; the status, and whether the body has want. */
+static int
+cancel(const char *id, const char *headers, const char *body, const char *want)
+{
+	char url[160];
+	int st = 0;
+	char *r;
+
+	snprintf(url, sizeof(url), "/orders/%s/cancel", id);
+	r = testutil_http(T.port, "POST", url, headers, body, &st);
+	fprintf(stderr, "    POST %s: %d %s\n", url, st, r ? r : "");
+	if (want != NULL && (r == NULL || strstr(r, want) == NULL))
+		st = -st;
+	free(r);
+	return st;
+}
+
+/* GET /orders/id/cancel until it answers code with want (5 s). */
+static bool
+cancel_is(const char *id, int code, const char *want)
+{
+	char url[160];
+	snprintf(url, sizeof(url), "/orders/%s/cancel", id);
+	for (int t = 0; t < 100; t++) {
+		int st = 0;
+		char *r = testutil_http(T.port, "GET", url, NULL, NULL, &st);
+		bool ok = st == code && r != NULL && strstr(r, want) != NULL;
+		if (t == 99 || ok)
+			fprintf(stderr, "    GET %s: %d %s\n", url, st,
+			        r ? r : "");
+		free(r);
+		if (ok)
+			return true;
+		usleep(50000);
+	}
+	return false;
+}
+
+/* The order.cancel_requested messages on test.cancels. */
+struct cancels {
+	int n, bad;
+	char saga[64], reason[64], actor[32];
+};
+
+static int
+take_cancel(void *arg, const struct bus_delivery *d)
+{
+	struct cancels *c = arg;
+	struct envelope e;
+	const struct value *v;
+	char err[256], want[96];
+
+	envelope_init(&e);
+	if (envelope_decode(d->body, d->len, &e, err, sizeof(err)) != 0)
+		c->bad++;
+	snprintf(want, sizeof(want), "cancel-%s", e.saga);
+	c->bad += strcmp(want, d->message_id) != 0 ||
+	          strcmp(e.saga, d->correlation_id) != 0 ||
+	          strcmp(e.type, "order.cancel_requested") != 0;
+	snprintf(c->saga, sizeof(c->saga), "%s", e.saga);
+	v = value_map_get(&e.payload, "reason");
+	snprintf(c->reason, sizeof(c->reason), "%s",
+	         v != NULL && v->type == VALUE_STR ? v->u.s.ptr : "");
+	v = value_map_get(&e.payload, "actor");
+	snprintf(c->actor, sizeof(c->actor), "%s",
+	         v != NULL && v->type == VALUE_STR ? v->u.s.ptr : "");
+	c->n++;
+	envelope_clear(&e);
+	return 1;
+}
+
+static void
+collect_cancels(struct cancels *c, int want)
+{
+	for (int t = 0; t < 100 && c->n < want; t++) {
+		bool got = false;
+		if (bus_get(T.bus, "test.cancels", take_cancel, c, &got) != 0 ||
+		    !got)
+			bus_poll(T.bus, 50, &H);
+	}
+}
+
+/* What order-api answers alone: 404, 400, one cancel per order, keys. */
+static void
+test_cancel_requests(void)
+{
+	static struct cancels c;
+	char body[512], id[64], big[300];
+	int st = 0;
+
+	memset(&c, 0, sizeof(c));
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	CHECK_EQ(cancel("ord-nobody", NULL, NULL, "no such order"), 404);
+	order_body(4000, body, sizeof(body));
+	CHECK_EQ(post(NULL, body, id, NULL), 202);
+	free(testutil_http(T.port, "GET", "/orders/nope/cancel", NULL, NULL,
+	                   &st));
+	CHECK_EQ(st, 404);
+	CHECK(!cancel_is(id, 200, "")); /* 404: none requested */
+	CHECK_EQ(cancel(id, NULL, "{\"reason\":1}", "\"field\":\"reason\""),
+	         400);
+	CHECK_EQ(cancel(id, NULL, "{\"why\":\"x\"}", "\"field\":\"why\""), 400);
+	CHECK_EQ(cancel(id, NULL, "[]", NULL), 400);
+	snprintf(body, sizeof(body), "{\"reason\":\"%s\"}", big);
+	CHECK_EQ(cancel(id, NULL, body, "\"field\":\"reason\""), 400);
+	CHECK_EQ(cancel(id, "Idempotency-Key: c-1\r\n", "{\"reason\":\"late\"}",
+	                "\"replayed\":false"),
+	         202);
+	CHECK_EQ(cancel(id, "Idempotency-Key: c-1\r\n", "{\"reason\":\"late\"}",
+	                "\"replayed\":true"),
+	         202);
+	CHECK_EQ(cancel(id, "Idempotency-Key: c-1\r\n", "{}", NULL), 409);
+	CHECK_EQ(cancel(id, "Idempotency-Key: c-1\r\n", "[]", NULL), 409);
+	CHECK_EQ(cancel("ord-nobody", "Idempotency-Key: c-1\r\n",
+	                "{\"reason\":\"late\"}", NULL),
+	         409);
+	CHECK_EQ(cancel(id, NULL, NULL, "\"status\":\"cancel_requested\""),
+	         202);
+	CHECK(cancel_is(id, 202, "\"status\":\"cancel_requested\""));
+	CHECK(status_is(id, "\"cancel\":{\"status\":\"cancel_requested\""));
+	/* published once, as the orchestrator wants it */
+	collect_cancels(&c, 1);
+	CHECK_EQ(c.n, 1);
+	CHECK_EQ(c.bad, 0);
+	CHECK_STR(c.saga, id);
+	CHECK_STR(c.reason, "late");
+	CHECK_STR(c.actor, "customer");
+}
+
+/* The orchestrator's answers, played by the test: a refusal is the
+ * cancel's and leaves the order running; order.cancelled ends both;
+ * a final order is too late at once. */
+static void
+test_cancel_events(void)
+{
+	char body[512], a[64], b[64], d[64];
+	int64_t now = envelope_now_ms();
+	uint32_t purged = 0;
+
+	order_body(4100, body, sizeof(body));
+	CHECK_EQ(post(NULL, body, a, NULL), 202);
+	order_body(4101, body, sizeof(body));
+	CHECK_EQ(post(NULL, body, b, NULL), 202);
+	order_body(4102, body, sizeof(body));
+	CHECK_EQ(post(NULL, body, d, NULL), 202);
+	send_event(a, "order.payment_success", "ev-c1", now);
+	CHECK(status_is(a, "\"status\":\"running\""));
+	CHECK_EQ(cancel(a, NULL, NULL, NULL), 202);
+	CHECK_EQ(cancel(b, NULL, NULL, NULL), 202);
+	send_event(a, "order.cancel_refused", "ev-c2", now + 1);
+	CHECK(cancel_is(a, 409, "\"status\":\"refused\""));
+	CHECK(cancel_is(a, 409, "\"state\":\"step-of-cancel_refused\""));
+	CHECK(status_is(a, "\"last_event\":\"order.payment_success\""));
+	CHECK(status_is(a, "\"status\":\"running\""));
+	CHECK_EQ(cancel(a, NULL, NULL, "\"status\":\"refused\""), 409);
+	send_event(b, "order.cancelled", "ev-c3", now + 1);
+	CHECK(cancel_is(b, 200, "\"status\":\"cancelled\""));
+	CHECK(status_is(b, "\"status\":\"cancelled\""));
+	send_event(d, "order.failed", "ev-c4", now + 1);
+	CHECK(status_is(d, "\"status\":\"failed\""));
+	CHECK_EQ(cancel(d, NULL, NULL,
+	                "\"error\":\"too late\",\"status\":\"failed\""),
+	         409);
+	CHECK(!cancel_is(d, 202, ""));
+	/* order-api's own order.cancel_requested came back: not recorded */
+	CHECK(status_is(b, "\"last_event\":\"order.cancelled\""));
+	CHECK(api_health("\"outbox\":0,", 50));
+	/* the orders and cancels of these two tests, for the next ones */
+	CHECK(bus_queue_purge(T.bus, "test.created", &purged) == 0);
+	CHECK(bus_queue_purge(T.bus, "test.cancels", &purged) == 0);
+}
+
 /* ---- the broker away ---- */
 
 /* scripts/broker VERB <our node> ARGS (testbroker_ctl puts no flags after
@@ -446,6 +628,7 @@ static void
 test_broker_away(void)
 {
 	static struct created c;
+	static struct cancels k;
 	char b1[512], b2[512], id1[64], id2[64];
 	int64_t t0;
 
@@ -468,6 +651,9 @@ test_broker_away(void)
 	/* the replay of a key whose order waits in the outbox */
 	CHECK_EQ(post("Idempotency-Key: away-1\r\n", b1, NULL, NULL), 202);
 	CHECK(api_health("\"outbox\":2,", 10));
+	/* a cancel waits in the outbox too */
+	CHECK_EQ(cancel(id1, NULL, "{\"reason\":\"away\"}", NULL), 202);
+	CHECK(api_health("\"outbox\":3,", 10));
 
 	CHECK(broker_ctl("start", "") == 0);
 	CHECK(api_health("\"broker\":\"connected\"", 300));
@@ -479,6 +665,12 @@ test_broker_away(void)
 	CHECK_EQ(count_id(&c, id1), 1);
 	CHECK_EQ(count_id(&c, id2), 1);
 	CHECK_EQ(c.n, 2);
+	memset(&k, 0, sizeof(k));
+	collect_cancels(&k, 1);
+	CHECK_EQ(k.n, 1);
+	CHECK_EQ(k.bad, 0);
+	CHECK_STR(k.saga, id1);
+	CHECK_STR(k.reason, "away");
 }
 
 /* ---- the migration ---- */
@@ -563,6 +755,8 @@ main(void)
 		RUN(test_concurrent_posts);
 		RUN(test_concurrent_same_key);
 		RUN(test_status_from_events);
+		RUN(test_cancel_requests);
+		RUN(test_cancel_events);
 		RUN(test_broker_away);
 		RUN(test_migration);
 	}

@@ -462,6 +462,48 @@ test_duplicates_and_garbage(void)
 	world_free(&w);
 }
 
+/* No participant answers. */
+static const char *
+nobody(const char *command, const char *saga)
+{
+	(void)command;
+	(void)saga;
+	return NULL;
+}
+
+/* A customer's order.cancel_requested comes on the orders queue, as the
+ * order.created does: it reaches the engine (order.yaml has no cancel:,
+ * so it is refused with order.cancel_refused), not the dead letters. */
+static void
+test_cancel_on_orders_queue(void)
+{
+	struct world w;
+	struct envelope e;
+
+	CHECK(world_init(&w) == 0);
+	push_order(w.bus, "c-1", "card", 100, "india", NULL);
+	run(&w, nobody, envelope_now_ms(), 2);
+	envelope_init(&e);
+	snprintf(e.id, sizeof(e.id), "cancel-c-1");
+	snprintf(e.saga, sizeof(e.saga), "c-1");
+	snprintf(e.type, sizeof(e.type), ORCH_CANCEL_TYPE);
+	e.ts = 3;
+	value_map_put_str(&e.payload, "order_id", "c-1");
+	value_map_put_str(&e.payload, "actor", "customer");
+	push_env(w.bus, SRC_ORDERS, &e);
+	envelope_clear(&e);
+	run(&w, nobody, envelope_now_ms(), 2);
+	CHECK_EQ(w.bus->nrejected, 0);
+	CHECK_EQ(sent_count(w.bus, ORCH_CANCEL_REFUSED, ORCH_CANCEL_REFUSED),
+	         1);
+	CHECK_EQ(count(&w, "SELECT count(*) FROM history WHERE saga_id = "
+	                   "'c-1' AND kind = 'rejected' AND actor = "
+	                   "'customer'"),
+	         1);
+	CHECK_STR(status_of(&w, "c-1"), "running");
+	world_free(&w);
+}
+
 /* One poll hands over more deliveries than a batch holds (as a bundle of
  * replies does): the batch grows, nothing is left unacknowledged. */
 static void
@@ -732,6 +774,7 @@ main(void)
 	log_init("test", getenv("TEST_DEBUG") ? LOG_INFO : LOG_WARN);
 	RUN(test_paths);
 	RUN(test_duplicates_and_garbage);
+	RUN(test_cancel_on_orders_queue);
 	RUN(test_more_than_a_batch_at_once);
 	RUN(test_inbox_pruned_after_retention);
 	RUN(test_timeouts_retry);

@@ -1153,6 +1153,11 @@ mark_path(const struct chart *c, int a, int b, bool *states, bool *edges,
 		break;
 	case STATE_FINAL:
 		break;
+	case STATE_PARALLEL:
+		for (i = 0; i < s->nfork && n < 63; i++)
+			succ[n++] = s->fork[i];
+		succ[n++] = s->next;
+		break;
 	}
 	for (i = 0; i < n; i++) {
 		if (succ[i] == b) {

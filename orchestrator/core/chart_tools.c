@@ -293,12 +293,49 @@ mark_undo(const struct chart_dot_marks *m, int i)
 #define DOT_FAIL  "style=dashed, color=red, fontcolor=red"
 #define DOT_RETRY "style=dotted, color=gray40, fontcolor=gray40"
 
+/* The dot node a GOTO from state `from` leads to: "<parallel>.join" for
+ * a branch's join, else the target state. */
+static const char *
+dot_target(const struct chart *c, int from, int to, char *buf, size_t cap)
+{
+	if (to < 0 || !CHART_IS_JOIN(c, from, to))
+		return sname(c, to);
+	snprintf(buf, cap, "%s.join", c->states[to].name);
+	return buf;
+}
+
+/* A parallel state: a fork bar with an edge to each branch's first state,
+ * and a join bar (which the branches' `join` edges reach) leading on. */
+static void
+dot_parallel(FILE *f, const struct chart *c, const struct chart_state *s,
+             const struct chart_dot_marks *m)
+{
+	int me = (int)(s - c->states);
+	char node[CHART_NAME_MAX + 8], label[TEXT_MAX];
+	const char *bar = "shape=box, style=filled, fillcolor=black, "
+	                  "fontcolor=white, height=0.2, fontsize=9";
+	size_t k;
+
+	snprintf(label, sizeof(label), "%s: fork", s->name);
+	dot_node(f, s->name, label, bar, mark_state(m, me));
+	snprintf(node, sizeof(node), "%s.join", s->name);
+	snprintf(label, sizeof(label), "%s: join", s->name);
+	dot_node(f, node, label, bar, mark_state(m, me));
+	for (k = 0; k < s->nfork; k++) {
+		snprintf(label, sizeof(label), "branch %zu", k + 1);
+		dot_edge(f, s->name, sname(c, s->fork[k]), label, NULL,
+		         mark_edge(c, m, me, s->fork[k]));
+	}
+	dot_edge(f, node, sname(c, s->next), "all joined", NULL,
+	         mark_edge(c, m, me, s->next));
+}
+
 static void
 dot_step(FILE *f, const struct chart *c, const struct chart_state *s,
          const struct chart_dot_marks *m)
 {
 	int me = (int)(s - c->states);
-	char label[TEXT_MAX], b1[32];
+	char label[TEXT_MAX], b1[32], jb[CHART_NAME_MAX + 8];
 	size_t i, k;
 	bool *seen = calloc(s->nreplies ? s->nreplies : 1, sizeof(*seen));
 
@@ -331,8 +368,9 @@ dot_step(FILE *f, const struct chart *c, const struct chart_state *s,
 		}
 		switch (r->kind) {
 		case REPLY_GOTO:
-			dot_edge(f, s->name, sname(c, r->target), label, NULL,
-			         mark_edge(c, m, me, r->target));
+			dot_edge(f, s->name,
+			         dot_target(c, me, r->target, jb, sizeof(jb)),
+			         label, NULL, mark_edge(c, m, me, r->target));
 			break;
 		case REPLY_FAIL:
 			dot_edge(f, s->name, sname(c, r->target), label,
@@ -392,7 +430,7 @@ int
 chart_dot_marked(FILE *out, const struct chart *c,
                  const struct chart_dot_marks *m)
 {
-	char label[TEXT_MAX], b1[32];
+	char label[TEXT_MAX], b1[32], jb[CHART_NAME_MAX + 8];
 	size_t i, k;
 
 	fputs("digraph ", out);
@@ -429,13 +467,17 @@ chart_dot_marked(FILE *out, const struct chart *c,
 			for (k = 0; k < s->nbranches; k++) {
 				const struct chart_branch *b = &s->branches[k];
 				guard_text(b, " &&\n", label, sizeof(label));
-				dot_edge(out, s->name, sname(c, b->target),
+				dot_edge(out, s->name,
+				         dot_target(c, (int)i, b->target, jb,
+				                    sizeof(jb)),
 				         label,
 				         b->kind == REPLY_FAIL ? DOT_FAIL
 				                               : NULL,
 				         mark_edge(c, m, (int)i, b->target));
 			}
-			dot_edge(out, s->name, sname(c, s->default_target),
+			dot_edge(out, s->name,
+			         dot_target(c, (int)i, s->default_target, jb,
+			                    sizeof(jb)),
 			         "default", NULL,
 			         mark_edge(c, m, (int)i, s->default_target));
 			break;
@@ -463,6 +505,9 @@ chart_dot_marked(FILE *out, const struct chart *c,
 			                 : "shape=doublecircle, "
 			                   "color=darkgreen, fontsize=9",
 			         mark_state(m, (int)i));
+			break;
+		case STATE_PARALLEL:
+			dot_parallel(out, c, s, m);
 			break;
 		}
 	}
@@ -631,6 +676,13 @@ state_kvs(const struct chart *c, const struct chart_state *s, struct kvl *l)
 		break;
 	case STATE_FINAL:
 		kv_add(l, "emit", "%s", s->emit ? s->emit : "(none)");
+		break;
+	case STATE_PARALLEL:
+		for (i = 0; i < s->nfork; i++) {
+			snprintf(key, sizeof(key), "branch %zu", i + 1);
+			kv_add(l, key, "%s", sname(c, s->fork[i]));
+		}
+		kv_add(l, "next", "%s", sname(c, s->next));
 		break;
 	}
 }
@@ -945,6 +997,9 @@ plan_walk(struct plan *p, int state)
 		break;
 	case STATE_WAIT:
 		plan_follow(p, "wait", s->next);
+		break;
+	case STATE_PARALLEL:
+		plan_follow(p, "fork: branch 1", s->fork[0]);
 		break;
 	case STATE_FINAL:
 		if (!p->failures && p->count < CHART_PLAN_MAX_POINTS) {

@@ -88,6 +88,14 @@
 #define ENGINE_NOTE_MAX    256
 #define ENGINE_STACK_MAX   64 /* completed steps with a compensation */
 
+/* The branches of one parallel state. A fork sends one command per
+ * branch; with the emit before it, the first undo or the final emit of a
+ * branch that fails at once, the timer and the finish, its actions must
+ * fit one output. */
+#define ENGINE_BRANCHES_MAX CHART_BRANCHES_MAX
+_Static_assert(ENGINE_MAX_ACTIONS >= ENGINE_BRANCHES_MAX + 5,
+               "a fork's actions fit one engine_output");
+
 enum saga_status {
 	SAGA_RUNNING,
 	SAGA_COMPENSATING,
@@ -103,12 +111,30 @@ enum saga_phase {
 	PHASE_AWAIT,   /* command sent, waiting for a reply or timeout */
 	PHASE_BACKOFF, /* waiting to send the next attempt */
 	PHASE_WAIT,    /* in a WAIT state */
+	/* in a PARALLEL state: each branch waits (saga.branches) */
+	PHASE_PARALLEL,
 };
 
 /* One entry of the completed stack. */
 struct saga_done {
 	int state;    /* the step's index in the chart */
 	bool unknown; /* outcome unknown (attempts exhausted/forced) */
+};
+
+/* One branch of the parallel state a saga is in: the fields a saga has
+ * for its current step, kept per branch. */
+struct saga_branch {
+	int state;               /* the branch's current step; the parallel
+	                          * state once the branch joined */
+	enum saga_phase phase;   /* AWAIT or BACKOFF; NONE once joined */
+	int attempt;             /* as saga.attempt, for this branch's step */
+	int attempt_base;        /* as saga.attempt_base */
+	int64_t timer_at_ms;     /* when this branch's time comes (reply
+	                          * timeout, backoff over, deadline); 0 once
+	                          * joined. The saga's one timer is armed at
+	                          * the earliest of them. */
+	int64_t step_started_ms; /* when the branch entered its step */
+	int64_t deadline_ms;     /* as saga.deadline_ms, for its step */
 };
 
 /* The saga record: plain data, stored by the orchestrator. Owned by the
@@ -130,6 +156,9 @@ struct saga {
 	struct value data; /* order fields + saved reply fields (a map) */
 	struct saga_done done[ENGINE_STACK_MAX]; /* completed steps, in order */
 	size_t ndone;
+	/* PHASE_PARALLEL: one per branch of the current state; else none */
+	struct saga_branch branches[ENGINE_BRANCHES_MAX];
+	size_t nbranches;
 	int fail_target;         /* final state after compensation, or -1 */
 	int64_t timer_seq;       /* the latest timer's seq, 0 before the
 	                          * first; never reused, so a stale timer is

@@ -594,7 +594,6 @@ mpar_enter(struct mrun *x, int target)
 	struct model *m = x->m;
 	const struct chart_state *p = &x->c->states[target];
 	int left = x->left;
-	enum engine_result r;
 	size_t k;
 
 	m->attempt = 0;
@@ -609,7 +608,8 @@ mpar_enter(struct mrun *x, int target)
 	for (k = 0; k < p->nfork; k++)
 		m->br[k] = (struct mbranch){-1, PHASE_NONE, 0, 0, 0};
 	for (k = 0; k < p->nfork; k++) {
-		r = mpar_go(x, k, p->fork[k]);
+		enum engine_result r = mpar_go(x, k, p->fork[k]);
+
 		if (r != ENGINE_OK || x->left != left)
 			return r;
 	}

@@ -183,7 +183,10 @@ static const char usage_action[] =
         "  compensate  fail a running saga now: undo what was done\n"
         "  skip        take the current step as succeeded (its first "
         "success\n"
-        "              reply), or the undo being waited on as done\n"
+        "              reply), or the undo being waited on as done;\n"
+        "              in a parallel state with several branches in "
+        "flight,\n"
+        "              `skip ID STEP` names the branch's step\n"
         "With --db, a single ID must exist (else exit 1).\n"
         "--all acts on every unfinished saga the filters select (see "
         "`sagactl\n"
@@ -1951,6 +1954,8 @@ run_command(struct opts *o, const char *cmd, int argc, char **argv)
 				                 "--all takes no saga ID");
 			return bulk_action(o, cmd);
 		}
+		if (argc == 2 && strcmp(cmd, "skip") == 0)
+			return operator_action(o, cmd, argv[0], argv[1]);
 		if (argc != 1)
 			return cmd_usage(usage_action,
 			                 "an action needs one saga ID (or "

@@ -53,6 +53,11 @@
  *   counted and more than ENGINE_ENTRIES_MAX of them is a chart error
  *   ("transition loop"), returned as ENGINE_ERROR.
  *
+ * - Parallel states reuse all of the above: a branch's fields are swapped
+ *   into the saga's while one of its events runs (section "parallel
+ *   states" below), so a branch step retries, backs off, times out and
+ *   builds its message ids exactly as a sequential step does.
+ *
  * Limits it admits. A chart with a cycle through a step would send the
  * same message ids on the second visit (the id format has no visit
  * number); charts are expected to be acyclic through steps. The completed

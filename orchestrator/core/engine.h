@@ -68,6 +68,33 @@
  * An operator event that does not apply to the saga's status returns
  * ENGINE_REJECTED with a note and changes nothing.
  *
+ * Parallel states (statecharts/README.md, section 5.5): entering one
+ *   enters the first state of each branch, in order, in the same step
+ *   (a SEND per branch, or a choice). The saga's state is then the
+ *   parallel state, its phase PHASE_PARALLEL, and saga.branches holds
+ *   each branch's own state, phase, attempts, deadline and timer time;
+ *   within a branch everything above applies unchanged. A REPLY is
+ *   matched against every branch's outstanding message id. The saga's
+ *   one timer is armed at the earliest branch time; a TIMEOUT handles
+ *   every branch whose time has come, in branch order, and re-arms.
+ *   A branch that reaches `join` is done (phase NONE); when the last one
+ *   does, the saga enters `next`. Compensation begun inside a branch (a
+ *   FAIL reply or choice branch, exhausted attempts, a passed deadline,
+ *   an unroutable command) fails the whole parallel state: the command
+ *   of every other branch in flight (AWAIT or BACKOFF) is pushed as
+ *   unknown, after the steps completed so far, and compensation runs as
+ *   above, one undo at a time, to the failing branch's target. A branch
+ *   failing at the fork does so before the later branches start.
+ *   `absent` applies to every branch due (the orchestrator sets it only
+ *   for a single outstanding command: engine_outstanding has none here).
+ *   Operator events: RETRY resends every branch in flight (fresh budget
+ *   and deadline each); SKIP takes the branch step named by event.step
+ *   as succeeded (without a step, only when one branch is in flight;
+ *   else REJECTED); COMPENSATE pushes every branch in flight as unknown
+ *   and compensates, ending in the exhausted target of the first branch
+ *   in flight; ABORT drops the branches, nothing undone; RESUME and
+ *   MARK_COMPENSATED do not apply (REJECTED).
+ *
  * Message ids are deterministic: "<saga id>:<state>:<attempt>" for a step's
  * command and "<saga id>:<state>:undo:<attempt>" for its compensation, so a
  * command sent again after a crash is recognised by the participant.

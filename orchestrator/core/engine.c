@@ -1371,7 +1371,7 @@ check_saga(struct run *r)
 		return fail(r, "saga runs on chart version %s, given %s",
 		            s->chart_version, r->c->version);
 	if (s->state < 0 || (size_t)s->state >= r->c->nstates ||
-	    s->ndone > ENGINE_STACK_MAX)
+	    s->ndone > ENGINE_STACK_MAX || s->nbranches > ENGINE_BRANCHES_MAX)
 		return fail(r, "saga record does not fit the chart");
 	return 0;
 }

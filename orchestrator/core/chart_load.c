@@ -1432,12 +1432,36 @@ resolve_targets(struct builder *b)
 	}
 }
 
+/* A branch's `join` goes on at its parallel state's `next`: the graph
+ * checks see that edge, not one back to the parallel state (which would
+ * be a cycle that is not there). */
+struct join_edge {
+	void (*fn)(void *, int);
+	void *arg;
+	int par, next;
+};
+
+static void
+via_join(void *arg, int to)
+{
+	const struct join_edge *j = arg;
+
+	j->fn(j->arg, to == j->par ? j->next : to);
+}
+
 /* Calls fn for every transition out of state i. */
 static void
 for_each_edge(const struct chart *c, size_t i, void (*fn)(void *, int),
               void *arg)
 {
 	const struct chart_state *s = &c->states[i];
+	struct join_edge j = {fn, arg, s->parallel, -1};
+
+	if (s->parallel >= 0) {
+		j.next = c->states[s->parallel].next;
+		fn = via_join;
+		arg = &j;
+	}
 	switch (s->type) {
 	case STATE_STEP:
 		for (size_t k = 0; k < s->nreplies; k++)

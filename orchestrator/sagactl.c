@@ -183,7 +183,10 @@ static const char usage_action[] =
         "  compensate  fail a running saga now: undo what was done\n"
         "  skip        take the current step as succeeded (its first "
         "success\n"
-        "              reply), or the undo being waited on as done\n"
+        "              reply), or the undo being waited on as done;\n"
+        "              in a parallel state with several branches in "
+        "flight,\n"
+        "              `skip ID STEP` names the branch's step\n"
         "With --db, a single ID must exist (else exit 1).\n"
         "--all acts on every unfinished saga the filters select (see "
         "`sagactl\n"
@@ -683,6 +686,80 @@ json_value(const struct value *v)
 	}
 }
 
+/* The chart a saga runs on, from the database; NULL with a message. */
+static struct chart *
+saga_chart(sqlite3 *db, const char *id)
+{
+	struct chart_errors errs;
+	struct chart *c = NULL;
+	sqlite3_stmt *s;
+
+	chart_errors_init(&errs);
+	if (sqlite3_prepare_v2(db,
+	                       "SELECT c.file, c.source FROM sagas s JOIN "
+	                       "charts c ON c.version = s.chart_version WHERE "
+	                       "s.id = ?1",
+	                       -1, &s, NULL) != SQLITE_OK) {
+		fprintf(stderr, "sagactl: %s\n", sqlite3_errmsg(db));
+		return NULL;
+	}
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		c = chart_load_buffer(col(s, 0), col(s, 1), strlen(col(s, 1)),
+		                      &errs);
+	if (c == NULL)
+		fprintf(stderr, "sagactl: saga %s: cannot load its chart\n",
+		        id);
+	sqlite3_finalize(s);
+	chart_errors_clear(&errs);
+	return c;
+}
+
+/* The branches of a saga in a parallel state (the record's "branches"):
+ * a JSON member, or one text line per branch. */
+static void
+show_branches(sqlite3 *db, const char *id, const struct value *rec, bool json)
+{
+	const struct value *a = value_map_get(rec, "branches");
+	struct chart *c;
+	size_t k;
+
+	if (a == NULL || a->type != VALUE_ARRAY)
+		return;
+	c = saga_chart(db, id);
+	if (c == NULL)
+		return;
+	fputs(json ? ",\"branches\":[" : "", stdout);
+	for (k = 0; k < a->u.a.len; k++) {
+		const struct value *b = &a->u.a.items[k];
+		const struct value *st = value_map_get(b, "state");
+		const struct value *ph = value_map_get(b, "phase");
+		const struct value *at = value_map_get(b, "attempt");
+		bool ok = st != NULL && st->type == VALUE_INT && st->u.i >= 0 &&
+		          (uint64_t)st->u.i < c->nstates && ph != NULL &&
+		          ph->type == VALUE_STR && at != NULL &&
+		          at->type == VALUE_INT;
+		const char *name = ok ? c->states[st->u.i].name : "?";
+		const char *phase = ok ? ph->u.s.ptr : "?";
+		bool joined = strcmp(phase, "none") == 0;
+
+		if (json) {
+			printf("%s{\"branch\":%zu", k ? "," : "", k + 1);
+			json_kv("state", joined ? "join" : name, false);
+			json_kv("phase", phase, false);
+			printf(",\"attempt\":%lld}",
+			       ok ? (long long)at->u.i : 0LL);
+		} else if (joined) {
+			printf("branch %zu  joined\n", k + 1);
+		} else {
+			printf("branch %zu  %s (%s, attempt %lld)\n", k + 1,
+			       name, phase, ok ? (long long)at->u.i : 0LL);
+		}
+	}
+	fputs(json ? "]" : "", stdout);
+	chart_free(c);
+}
+
 /* The saga's order data (from its stored record) and its pending timer,
  * for show: JSON members (",\"data\":...") or two text lines. */
 static void
@@ -706,6 +783,7 @@ show_data_timer(sqlite3 *db, const char *id, bool json)
 			json_value(value_map_get(&rec, "data"));
 			if (!json)
 				putchar('\n');
+			show_branches(db, id, &rec, json);
 		}
 		sqlite3_finalize(s);
 	}
@@ -1156,6 +1234,11 @@ mark_path(const struct chart *c, int a, int b, bool *states, bool *edges,
 		succ[n++] = s->next;
 		break;
 	case STATE_FINAL:
+		break;
+	case STATE_PARALLEL:
+		for (i = 0; i < s->nfork && n < 63; i++)
+			succ[n++] = s->fork[i];
+		succ[n++] = s->next;
 		break;
 	}
 	for (i = 0; i < n; i++) {
@@ -1875,6 +1958,8 @@ run_command(struct opts *o, const char *cmd, int argc, char **argv)
 				                 "--all takes no saga ID");
 			return bulk_action(o, cmd);
 		}
+		if (argc == 2 && strcmp(cmd, "skip") == 0)
+			return operator_action(o, cmd, argv[0], argv[1]);
 		if (argc != 1)
 			return cmd_usage(usage_action,
 			                 "an action needs one saga ID (or "

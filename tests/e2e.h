@@ -81,6 +81,10 @@ struct e2e_opts {
 	                       * try (no retry with the Idempotency-Key) */
 	int shards;           /* 0: one orchestrator; 2: two shards, and
 	                       * each must own a fair part of the sagas */
+	bool more_refunds;    /* the chart may charge a card before the
+	                       * order fails for another reason (a parallel
+	                       * state): refunds are at least the atlantis
+	                       * card orders, not exactly them */
 };
 
 /* Runs one scenario; failures are CHECKs of the calling test. */

@@ -28,6 +28,7 @@ free_state(struct chart_state *s)
 	for (size_t i = 0; i < s->nreplies; i++)
 		free(s->replies[i].type);
 	free(s->replies);
+	free(s->fork);
 	free_strv(s->save, s->nsave);
 	if (s->compensate != NULL) {
 		free(s->compensate->to);
@@ -281,6 +282,8 @@ chart_state_type_name(enum chart_state_type t)
 		return "wait";
 	case STATE_FINAL:
 		return "final";
+	case STATE_PARALLEL:
+		return "parallel";
 	}
 	return "?";
 }

@@ -152,6 +152,7 @@ enum chart_state_type {
 	STATE_CHOICE,
 	STATE_WAIT,
 	STATE_FINAL,
+	STATE_PARALLEL, /* branches of steps run at once, then join */
 };
 
 struct chart_state {
@@ -188,7 +189,7 @@ struct chart_state {
 
 	/* WAIT */
 	int64_t duration_ms;
-	int next; /* GOTO target after the wait */
+	int next; /* GOTO target after the wait; PARALLEL: after the join */
 
 	/* STEP, CHOICE, WAIT: a bound on entries. 0: none. Otherwise the
 	 * saga enters the state at most max_visits times; an entry past
@@ -196,12 +197,32 @@ struct chart_state {
 	int max_visits;
 	enum chart_reply_kind too_many_kind; /* REPLY_GOTO or REPLY_FAIL */
 	int too_many_target;
+
+	/* PARALLEL: the first state of each branch (a step or a choice) */
+	int *fork;
+	size_t nfork; /* 2 .. CHART_BRANCHES_MAX */
+
+	/* Every state: the parallel state whose branch holds it and the
+	 * branch's index, or -1, -1 outside any branch. A GOTO target of a
+	 * state in a branch is a state of the same branch, or the parallel
+	 * state itself: that is `join` (the branch is over). */
+	int parallel;
+	int branch;
 };
 
 /* The most states a chart may have (a saga record counts the visits of
  * each) and the largest max_visits. */
 #define CHART_STATES_MAX     128
 #define CHART_MAX_VISITS_MAX 1000
+
+/* Branches of one parallel state (statecharts/README.md, "parallel"). */
+#define CHART_BRANCHES_MAX 8
+
+/* True when GOTO target `to` of state `from` is the `join` of from's
+ * branch rather than a state entered. */
+#define CHART_IS_JOIN(c, from, to)                                             \
+	((c)->states[(from)].parallel >= 0 &&                                  \
+	 (c)->states[(from)].parallel == (to))
 
 /* The built-in `deadline` of a step (statecharts/README.md): an hour. */
 #define CHART_DEADLINE_DEFAULT_MS (3600LL * 1000)

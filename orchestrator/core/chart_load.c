@@ -1309,6 +1309,56 @@ build_choice(struct builder *b, struct chart_state *s, struct node *n)
 	}
 }
 
+/* ---- parallel states ----
+ *
+ * A parallel state names the first state of each branch; which states
+ * belong to a branch is found after targets resolve (check_parallel), by
+ * following GOTO transitions from its first state up to `join`. While
+ * building, a `join` target is JOIN_PENDING; check_parallel turns it into
+ * the index of the parallel state that holds the branch. */
+
+#define CHART_JOIN_NAME "join"
+#define JOIN_PENDING    (-2)
+
+static void
+build_parallel(struct builder *b, struct chart_state *s, struct node *n)
+{
+	static const char *const keys[] = {"type", "description", "branches",
+	                                   "next", "compensate",  NULL};
+	struct node *br = map_get(n, "branches"), *nx = map_get(n, "next");
+	char w[120];
+
+	where(w, sizeof(w), "state", s->name);
+	check_keys(b->x, n, w, keys);
+	if (map_get(n, "compensate") != NULL)
+		err_at(b->x, map_get(n, "compensate")->line,
+		       map_get(n, "compensate")->col,
+		       "a parallel state has nothing to compensate: "
+		       "\"compensate\" belongs on the steps of its branches");
+	if (nx == NULL)
+		err_at(b->x, n->line, n->col,
+		       "parallel state \"%s\": missing key \"next\"", s->name);
+	else
+		want_target(b, &s->next, nx, "\"next\"", false);
+	if (br == NULL || br->kind != N_SEQ || br->nkids < 2 ||
+	    br->nkids > CHART_BRANCHES_MAX) {
+		struct node *at = br != NULL ? br : n;
+		err_at(b->x, at->line, at->col,
+		       "parallel state \"%s\": \"branches\" must be a list of "
+		       "2 to %d state names",
+		       s->name, CHART_BRANCHES_MAX);
+		return;
+	}
+	s->fork = calloc(br->nkids, sizeof(*s->fork));
+	if (s->fork == NULL) {
+		err_at(b->x, 0, 0, "out of memory");
+		return;
+	}
+	s->nfork = br->nkids;
+	for (size_t i = 0; i < br->nkids; i++)
+		want_target(b, &s->fork[i], br->kids[i], "branch", false);
+}
+
 static void
 build_state(struct builder *b, struct chart_state *s, struct node *key,
             struct node *n)
@@ -1327,12 +1377,17 @@ build_state(struct builder *b, struct chart_state *s, struct node *key,
 	s->col = key->col;
 	s->default_target = s->next = s->exhausted_target = -1;
 	s->too_many_target = -1;
+	s->parallel = s->branch = -1;
 	if (!name_ok(key->text, "")) {
 		err_at(b->x, key->line, key->col,
 		       "state name \"%s\" must be lowercase letters, digits "
 		       "and _",
 		       key->text);
 	}
+	if (strcmp(key->text, CHART_JOIN_NAME) == 0)
+		err_at(b->x, key->line, key->col,
+		       "state name \"join\" is reserved: it ends a branch of "
+		       "a parallel state");
 	where(w, sizeof(w), "state", key->text);
 	if (!want_kind(b->x, n, N_MAP, w))
 		return;
@@ -1347,6 +1402,11 @@ build_state(struct builder *b, struct chart_state *s, struct node *key,
 	if (strcmp(t->text, "step") == 0) {
 		s->type = STATE_STEP;
 		build_step(b, s, n);
+		return;
+	}
+	if (strcmp(t->text, "parallel") == 0) {
+		s->type = STATE_PARALLEL;
+		build_parallel(b, s, n);
 		return;
 	}
 	if (strcmp(t->text, "choice") == 0)
@@ -1534,6 +1594,11 @@ resolve_targets(struct builder *b)
 		int idx;
 		if (t->name == NULL)
 			continue;
+		if (strcmp(t->name, CHART_JOIN_NAME) == 0 &&
+		    !t->must_be_final) {
+			*t->slot = JOIN_PENDING; /* check_parallel */
+			continue;
+		}
 		idx = chart_state_index(b->c, t->name);
 		if (idx < 0) {
 			err_at(b->x, t->line, t->col,
@@ -1554,12 +1619,36 @@ resolve_targets(struct builder *b)
 	}
 }
 
-/* Calls fn for every transition out of state i once it is entered. */
+/* A branch's `join` goes on at its parallel state's `next`: the graph
+ * checks see that edge, not one back to the parallel state (which would
+ * be a cycle that is not there). */
+struct join_edge {
+	void (*fn)(void *, int);
+	void *arg;
+	int par, next;
+};
+
+static void
+via_join(void *arg, int to)
+{
+	const struct join_edge *j = arg;
+
+	j->fn(j->arg, to == j->par ? j->next : to);
+}
+
+/* Calls fn for every transition out of state i. */
 static void
 for_each_exit(const struct chart *c, size_t i, void (*fn)(void *, int),
               void *arg)
 {
 	const struct chart_state *s = &c->states[i];
+	struct join_edge j = {fn, arg, s->parallel, -1};
+
+	if (s->parallel >= 0) {
+		j.next = c->states[s->parallel].next;
+		fn = via_join;
+		arg = &j;
+	}
 	if (chart_cancel_accepted(c, (int)i)) /* a customer's cancel */
 		fn(arg, c->cancel_final);
 	switch (s->type) {
@@ -1583,6 +1672,12 @@ for_each_exit(const struct chart *c, size_t i, void (*fn)(void *, int),
 		break;
 	case STATE_FINAL:
 		break;
+	case STATE_PARALLEL:
+		for (size_t k = 0; k < s->nfork; k++)
+			fn(arg, s->fork[k]);
+		if (s->next >= 0)
+			fn(arg, s->next);
+		break;
 	}
 }
 
@@ -1597,6 +1692,220 @@ for_each_edge(const struct chart *c, size_t i, void (*fn)(void *, int),
 	for_each_exit(c, i, fn, arg);
 	if (s->max_visits > 0 && s->too_many_target >= 0)
 		fn(arg, s->too_many_target);
+}
+
+/* Calls fn with a pointer to every GOTO target of state i: the
+ * transitions that stay inside a branch when i is in one. */
+static void
+for_each_goto(struct chart *c, size_t i, void (*fn)(void *, int *), void *arg)
+{
+	struct chart_state *s = &c->states[i];
+
+	if (s->type == STATE_STEP) {
+		for (size_t k = 0; k < s->nreplies; k++)
+			if (s->replies[k].kind == REPLY_GOTO)
+				fn(arg, &s->replies[k].target);
+	} else if (s->type == STATE_CHOICE) {
+		for (size_t k = 0; k < s->nbranches; k++)
+			if (s->branches[k].kind == REPLY_GOTO)
+				fn(arg, &s->branches[k].target);
+		fn(arg, &s->default_target);
+	} else if (s->type == STATE_WAIT || s->type == STATE_PARALLEL) {
+		fn(arg, &s->next);
+	}
+}
+
+/* Following one branch from its first state. */
+struct branch_walk {
+	struct builder *b;
+	int par, branch; /* the parallel state, the branch's index */
+	int from;        /* the state whose targets are followed */
+	int *stack;
+	size_t n;
+	bool ok; /* CHART_IS_JOIN reached, or a state that reaches it */
+	const char *can;
+};
+
+/* Adds state `to` to the branch; an error if it cannot be in it. */
+static void
+branch_add(struct branch_walk *w, int to, const char *via)
+{
+	struct chart *c = w->b->c;
+	struct chart_state *t = &c->states[to];
+	const struct chart_state *p = &c->states[w->par];
+
+	if (t->parallel == w->par && t->branch == w->branch)
+		return;
+	if (t->parallel >= 0) {
+		err_at(w->b->x, t->line, t->col,
+		       "state \"%s\" is in branch %d of parallel state \"%s\" "
+		       "and in branch %d of \"%s\": branches share no state",
+		       t->name, t->branch + 1, c->states[t->parallel].name,
+		       w->branch + 1, p->name);
+		return;
+	}
+	if (t->type != STATE_STEP && t->type != STATE_CHOICE) {
+		err_at(w->b->x, t->line, t->col,
+		       "%s state \"%s\" cannot be in branch %d of parallel "
+		       "state \"%s\" (%s): a branch holds step and choice "
+		       "states and ends with join",
+		       chart_state_type_name(t->type), t->name, w->branch + 1,
+		       p->name, via);
+		return;
+	}
+	t->parallel = w->par;
+	t->branch = w->branch;
+	w->stack[w->n++] = to;
+}
+
+static void
+walk_target(void *arg, int *slot)
+{
+	struct branch_walk *w = arg;
+
+	if (*slot == JOIN_PENDING)
+		*slot = w->par;
+	else if (*slot >= 0 && *slot != w->par)
+		branch_add(w, *slot, "a transition of the branch leads to it");
+	else if (*slot == w->par)
+		err_at(w->b->x, w->b->c->states[w->from].line,
+		       w->b->c->states[w->from].col,
+		       "state \"%s\" leads to its own parallel state \"%s\": "
+		       "write join to end the branch",
+		       w->b->c->states[w->from].name,
+		       w->b->c->states[w->par].name);
+}
+
+static void
+walk_branch(struct builder *b, int par, int branch, int *stack)
+{
+	struct branch_walk w = {b, par, branch, par, stack, 0, false, NULL};
+	const struct chart_state *p = &b->c->states[par];
+
+	if (p->fork[branch] < 0) {
+		err_at(b->x, p->line, p->col,
+		       "parallel state \"%s\": branch %d must start at a "
+		       "step or choice state",
+		       p->name, branch + 1);
+		return;
+	}
+	branch_add(&w, p->fork[branch], "the branch starts there");
+	while (w.n > 0) {
+		w.from = stack[--w.n];
+		for_each_goto(b->c, (size_t)w.from, walk_target, &w);
+	}
+}
+
+/* A `join` left unresolved is outside every branch. */
+static void
+stray_join(void *arg, int *slot)
+{
+	struct branch_walk *w = arg;
+	const struct chart_state *s = &w->b->c->states[w->from];
+
+	if (*slot != JOIN_PENDING)
+		return;
+	*slot = -1;
+	err_at(w->b->x, s->line, s->col,
+	       "state \"%s\": \"join\" outside a branch of a parallel state",
+	       s->name);
+}
+
+/* A GOTO from outside a branch into it. */
+static void
+entry_from(void *arg, int *slot)
+{
+	struct branch_walk *w = arg;
+	const struct chart *c = w->b->c;
+	const struct chart_state *f = &c->states[w->from], *t;
+
+	if (*slot < 0)
+		return;
+	t = &c->states[*slot];
+	if (t->parallel < 0 || CHART_IS_JOIN(c, w->from, *slot) ||
+	    (f->parallel == t->parallel && f->branch == t->branch))
+		return;
+	err_at(w->b->x, t->line, t->col,
+	       "state \"%s\" is in branch %d of parallel state \"%s\": it "
+	       "cannot be entered from \"%s\", outside the branch",
+	       t->name, t->branch + 1, c->states[t->parallel].name, f->name);
+}
+
+/* A for_each_goto callback: `slot` is not written here. */
+static void
+/* cppcheck-suppress constParameter */
+reach_join(void *arg, int *slot)
+{
+	struct branch_walk *w = arg;
+
+	if (*slot >= 0 &&
+	    (CHART_IS_JOIN(w->b->c, w->from, *slot) || w->can[*slot]))
+		w->ok = true;
+}
+
+/* Every state of a branch has a way to join. */
+static void
+check_joins(struct builder *b, char *can)
+{
+	struct chart *c = b->c;
+	bool changed = true;
+
+	while (changed) {
+		changed = false;
+		for (size_t i = 0; i < c->nstates; i++) {
+			struct branch_walk w = {b,    -1, -1,    (int)i,
+			                        NULL, 0,  false, can};
+			if (can[i] || c->states[i].parallel < 0)
+				continue;
+			for_each_goto(c, i, reach_join, &w);
+			if (w.ok)
+				can[i] = changed = true;
+		}
+	}
+	for (size_t i = 0; i < c->nstates; i++)
+		if (c->states[i].parallel >= 0 && !can[i])
+			err_at(b->x, c->states[i].line, c->states[i].col,
+			       "state \"%s\" in branch %d of parallel state "
+			       "\"%s\" has no way to join",
+			       c->states[i].name, c->states[i].branch + 1,
+			       c->states[c->states[i].parallel].name);
+}
+
+/* Finds the states of every branch and checks the branch rules
+ * (statecharts/README.md, "parallel"). */
+static void
+check_parallel(struct builder *b)
+{
+	struct chart *c = b->c;
+	int *stack = calloc(c->nstates + 1, sizeof(int));
+	char *can = calloc(c->nstates + 1, 1);
+
+	if (stack == NULL || can == NULL) {
+		err_at(b->x, 0, 0, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < c->nstates; i++)
+		for (size_t k = 0; c->states[i].type == STATE_PARALLEL &&
+		                   k < c->states[i].nfork;
+		     k++)
+			walk_branch(b, (int)i, (int)k, stack);
+	for (size_t i = 0; i < c->nstates; i++) {
+		struct branch_walk w = {b,    -1, -1,    (int)i,
+		                        NULL, 0,  false, NULL};
+		for_each_goto(c, i, stray_join, &w);
+		for_each_goto(c, i, entry_from, &w);
+	}
+	if (c->initial >= 0 && c->states[c->initial].parallel >= 0)
+		err_at(b->x, c->states[c->initial].line,
+		       c->states[c->initial].col,
+		       "the initial state \"%s\" is in a branch of a parallel "
+		       "state",
+		       c->states[c->initial].name);
+	if (b->x->nerr == 0)
+		check_joins(b, can);
+out:
+	free(stack);
+	free(can);
 }
 
 struct mark {
@@ -1977,6 +2286,12 @@ compute_version(struct chart *c)
 			hint(&h, s->too_many_kind);
 			hint(&h, s->too_many_target);
 		}
+		if (s->type == STATE_PARALLEL) { /* older charts: unchanged */
+			hput(&h, "parallel");
+			hint(&h, (long long)s->nfork);
+			for (size_t k = 0; k < s->nfork; k++)
+				hint(&h, s->fork[k]);
+		}
 	}
 	if (c->cancel_final >= 0) { /* hashed only when present */
 		hput(&h, "cancel");
@@ -2074,6 +2389,12 @@ check_cancel(struct builder *b, struct node *n)
 			       "\"cancel\" in: \"%s\" is a final state: "
 			       "nothing is left to cancel there",
 			       c->states[k].name);
+		else if (k >= 0 && c->states[k].parallel >= 0)
+			err_at(b->x, c->states[k].line, c->states[k].col,
+			       "\"cancel\" in: \"%s\" is in a branch of "
+			       "\"%s\": name the parallel state",
+			       c->states[k].name,
+			       c->states[c->states[k].parallel].name);
 	}
 }
 
@@ -2216,6 +2537,8 @@ build_chart(struct builder *b, struct node *root)
 			       s->name);
 	}
 	check_cancel(b, map_get(root, "cancel"));
+	if (b->x->nerr == 0)
+		check_parallel(b);
 	if (b->x->nerr == 0)
 		check_graph(b);
 	if (b->x->nerr == 0)

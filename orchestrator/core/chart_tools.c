@@ -314,12 +314,49 @@ dot_bound(FILE *f, const struct chart *c, const struct chart_state *s,
 	         mark_edge(c, m, me, s->too_many_target));
 }
 
+/* The dot node a GOTO from state `from` leads to: "<parallel>.join" for
+ * a branch's join, else the target state. */
+static const char *
+dot_target(const struct chart *c, int from, int to, char *buf, size_t cap)
+{
+	if (to < 0 || !CHART_IS_JOIN(c, from, to))
+		return sname(c, to);
+	snprintf(buf, cap, "%s.join", c->states[to].name);
+	return buf;
+}
+
+/* A parallel state: a fork bar with an edge to each branch's first state,
+ * and a join bar (which the branches' `join` edges reach) leading on. */
+static void
+dot_parallel(FILE *f, const struct chart *c, const struct chart_state *s,
+             const struct chart_dot_marks *m)
+{
+	int me = (int)(s - c->states);
+	char node[CHART_NAME_MAX + 8], label[TEXT_MAX];
+	const char *bar = "shape=box, style=filled, fillcolor=black, "
+	                  "fontcolor=white, height=0.2, fontsize=9";
+	size_t k;
+
+	snprintf(label, sizeof(label), "%s: fork", s->name);
+	dot_node(f, s->name, label, bar, mark_state(m, me));
+	snprintf(node, sizeof(node), "%s.join", s->name);
+	snprintf(label, sizeof(label), "%s: join", s->name);
+	dot_node(f, node, label, bar, mark_state(m, me));
+	for (k = 0; k < s->nfork; k++) {
+		snprintf(label, sizeof(label), "branch %zu", k + 1);
+		dot_edge(f, s->name, sname(c, s->fork[k]), label, NULL,
+		         mark_edge(c, m, me, s->fork[k]));
+	}
+	dot_edge(f, node, sname(c, s->next), "all joined", NULL,
+	         mark_edge(c, m, me, s->next));
+}
+
 static void
 dot_step(FILE *f, const struct chart *c, const struct chart_state *s,
          const struct chart_dot_marks *m)
 {
 	int me = (int)(s - c->states);
-	char label[TEXT_MAX], b1[32];
+	char label[TEXT_MAX], b1[32], jb[CHART_NAME_MAX + 8];
 	size_t i, k;
 	bool *seen = calloc(s->nreplies ? s->nreplies : 1, sizeof(*seen));
 
@@ -355,8 +392,9 @@ dot_step(FILE *f, const struct chart *c, const struct chart_state *s,
 		}
 		switch (r->kind) {
 		case REPLY_GOTO:
-			dot_edge(f, s->name, sname(c, r->target), label, NULL,
-			         mark_edge(c, m, me, r->target));
+			dot_edge(f, s->name,
+			         dot_target(c, me, r->target, jb, sizeof(jb)),
+			         label, NULL, mark_edge(c, m, me, r->target));
 			break;
 		case REPLY_FAIL:
 			dot_edge(f, s->name, sname(c, r->target), label,
@@ -416,7 +454,7 @@ int
 chart_dot_marked(FILE *out, const struct chart *c,
                  const struct chart_dot_marks *m)
 {
-	char label[TEXT_MAX], b1[32];
+	char label[TEXT_MAX], b1[32], jb[CHART_NAME_MAX + 8];
 	size_t i, k;
 
 	fputs("digraph ", out);
@@ -458,13 +496,17 @@ chart_dot_marked(FILE *out, const struct chart *c,
 			for (k = 0; k < s->nbranches; k++) {
 				const struct chart_branch *b = &s->branches[k];
 				guard_text(b, " &&\n", label, sizeof(label));
-				dot_edge(out, s->name, sname(c, b->target),
+				dot_edge(out, s->name,
+				         dot_target(c, (int)i, b->target, jb,
+				                    sizeof(jb)),
 				         label,
 				         b->kind == REPLY_FAIL ? DOT_FAIL
 				                               : NULL,
 				         mark_edge(c, m, (int)i, b->target));
 			}
-			dot_edge(out, s->name, sname(c, s->default_target),
+			dot_edge(out, s->name,
+			         dot_target(c, (int)i, s->default_target, jb,
+			                    sizeof(jb)),
 			         "default", NULL,
 			         mark_edge(c, m, (int)i, s->default_target));
 			break;
@@ -496,6 +538,9 @@ chart_dot_marked(FILE *out, const struct chart *c,
 			                 : "shape=doublecircle, "
 			                   "color=darkgreen, fontsize=9",
 			         mark_state(m, (int)i));
+			break;
+		case STATE_PARALLEL:
+			dot_parallel(out, c, s, m);
 			break;
 		}
 	}
@@ -671,6 +716,13 @@ state_kvs(const struct chart *c, const struct chart_state *s, struct kvl *l)
 		break;
 	case STATE_FINAL:
 		kv_add(l, "emit", "%s", s->emit ? s->emit : "(none)");
+		break;
+	case STATE_PARALLEL:
+		for (i = 0; i < s->nfork; i++) {
+			snprintf(key, sizeof(key), "branch %zu", i + 1);
+			kv_add(l, key, "%s", sname(c, s->fork[i]));
+		}
+		kv_add(l, "next", "%s", sname(c, s->next));
 		break;
 	}
 }
@@ -875,6 +927,38 @@ visit_text(int visit, char *buf, size_t cap)
 	return buf;
 }
 
+/* A failure point in a branch of a parallel state: the other branches'
+ * steps with a compensation that this path has not completed may be done
+ * or in flight when it fails (the plan follows the branches one after
+ * the other; at run time they go at once): they are undone too. */
+static void
+plan_other_branches(struct plan *p)
+{
+	const struct chart *c = p->c;
+	const struct chart_state *at = &c->states[p->path[p->depth - 1]];
+	bool first = true;
+	size_t i, k;
+
+	if (at->parallel < 0)
+		return;
+	for (i = 0; i < c->nstates; i++) {
+		const struct chart_state *s = &c->states[i];
+
+		if (s->parallel != at->parallel || s->branch == at->branch ||
+		    s->compensate == NULL)
+			continue;
+		for (k = 0; k < p->nstack && p->stack[k] != (int)i; k++)
+			;
+		if (k < p->nstack)
+			continue;
+		fprintf(p->out, "%s%s (%s, branch %d)",
+		        first ? "\n     and, if done or in flight by then: "
+		              : ", ",
+		        s->compensate->command, s->name, s->branch + 1);
+		first = false;
+	}
+}
+
 /* One failure point at the current path's end. `unknown` is the failing
  * step itself when its outcome is unknown (it is undone first), or -1. */
 static void
@@ -909,11 +993,33 @@ plan_point(struct plan *p, const char *what, int unknown, int final)
 	}
 	if (first)
 		fputs("nothing", p->out);
+	plan_other_branches(p);
 	fprintf(p->out, "\n     final:      %s\n", sname(c, final));
 }
 
 static void plan_walk(struct plan *p, int state);
 static void plan_follow(struct plan *p, const char *how, int target);
+
+/* A branch joined: the plan goes on with the next branch's first state
+ * (branches run at once; the plan lists them one after the other), or
+ * after the last one with the parallel state's `next`. */
+static void
+plan_join(struct plan *p, const char *how, int from)
+{
+	const struct chart_state *s = &p->c->states[from];
+	const struct chart_state *par = &p->c->states[s->parallel];
+	char label[TEXT_MAX / 4];
+	size_t k = (size_t)s->branch + 1;
+
+	if (k < par->nfork) {
+		snprintf(label, sizeof(label), "%s; join; branch %zu", how,
+		         k + 1);
+		plan_follow(p, label, par->fork[k]);
+	} else {
+		snprintf(label, sizeof(label), "%s; all joined", how);
+		plan_follow(p, label, par->next);
+	}
+}
 
 /* True if the path since target's last entry passes a state with
  * max_visits: following the loop again ends at that bound. */
@@ -957,8 +1063,13 @@ plan_refused(struct plan *p, int target)
 static void
 plan_follow(struct plan *p, const char *how, int target)
 {
+	int from = p->path[p->depth - 1];
 	const struct chart_state *s = &p->c->states[target];
 
+	if (CHART_IS_JOIN(p->c, from, target)) {
+		plan_join(p, how, from);
+		return;
+	}
 	snprintf(p->how[p->depth - 1], sizeof(p->how[0]), "%s", how);
 	if (p->depth + 2 >= PLAN_DEPTH_MAX ||
 	    p->count >= CHART_PLAN_MAX_POINTS) {
@@ -1092,6 +1203,9 @@ plan_walk(struct plan *p, int state)
 		break;
 	case STATE_WAIT:
 		plan_follow(p, "wait", s->next);
+		break;
+	case STATE_PARALLEL:
+		plan_follow(p, "fork: branch 1", s->fork[0]);
 		break;
 	case STATE_FINAL:
 		if (!p->failures && p->count < CHART_PLAN_MAX_POINTS) {
@@ -1443,6 +1557,8 @@ struct sim {
 	size_t nitems;
 	char *err;
 	size_t errlen;
+	int64_t *sent_at;              /* per state: its last command's time */
+	char par_id[ENGINE_MSGID_MAX]; /* the id a parallel reply answers */
 };
 
 static void sim_err(struct sim *m, const char *fmt, ...)
@@ -1726,6 +1842,8 @@ put_saved(struct value *reply, const char *field)
 	return value_map_put_str(reply, field, buf);
 }
 
+static void sim_print_branches(struct sim *m, const struct saga *s);
+
 static void
 sim_print(struct sim *m, int64_t now, const char *event, const struct saga *s,
           const struct engine_output *o)
@@ -1743,6 +1861,7 @@ sim_print(struct sim *m, int64_t now, const char *event, const struct saga *s,
 	if (s->attempt > 0 && s->phase != PHASE_NONE)
 		fprintf(f, ", attempt %d", s->attempt);
 	fputs(")\n", f);
+	sim_print_branches(m, s);
 	for (i = 0; i < o->nactions; i++) {
 		const struct engine_action *a = &o->actions[i];
 		switch (a->type) {
@@ -1789,6 +1908,11 @@ default_ok(const struct chart_state *st, bool undo)
 
 /* Chooses the next event for a saga that waits; fills ev, *now, text and
  * reply (the payload). */
+static int sim_parallel_event(struct sim *m, const struct saga *s,
+                              int64_t latency, int64_t *now,
+                              struct engine_event *ev, struct value *reply,
+                              char *text, size_t cap);
+
 static int
 sim_next_event(struct sim *m, const struct saga *s, const char *outstanding,
                int64_t latency, int64_t *now, struct engine_event *ev,
@@ -1804,6 +1928,9 @@ sim_next_event(struct sim *m, const struct saga *s, const char *outstanding,
 	memset(ev, 0, sizeof(*ev));
 	ev->type = EV_TIMEOUT;
 	ev->timer_seq = s->timer_seq;
+	if (s->phase == PHASE_PARALLEL)
+		return sim_parallel_event(m, s, latency, now, ev, reply, text,
+		                          cap);
 	if (s->phase != PHASE_AWAIT) {
 		*now = s->timer_at_ms;
 		ev->now_ms = *now;
@@ -1865,6 +1992,148 @@ sim_next_event(struct sim *m, const struct saga *s, const char *outstanding,
 	return 0;
 }
 
+/* ---- simulate: parallel states ----
+ *
+ * In a parallel state several commands are outstanding at once. Each
+ * gets its scripted outcome by its own step name, as outside: a reply
+ * comes latency_ms after that command was sent (sent_at), a timeout lets
+ * the branch's timer fire. The earliest reply is delivered unless the
+ * saga's timer (the earliest branch time) comes first; a TIMEOUT then
+ * uses up the timeout items of every branch due. */
+
+static void
+sim_sent(struct sim *m, const struct engine_action *a, int64_t now)
+{
+	int i = chart_state_index(m->c, a->step);
+
+	if (i >= 0 && m->sent_at != NULL)
+		m->sent_at[i] = now;
+}
+
+/* The branch whose scripted reply comes first, before its own timer and
+ * the saga's; -1 if the saga's timer comes first. */
+static int
+sim_first_reply(struct sim *m, const struct saga *s, int64_t latency)
+{
+	int64_t best_at = s->timer_at_ms;
+	int best = -1;
+	size_t k;
+
+	for (k = 0; k < s->nbranches; k++) {
+		const struct saga_branch *b = &s->branches[k];
+		const struct sim_item *it;
+		int64_t at;
+
+		if (b->phase != PHASE_AWAIT)
+			continue;
+		it = sim_next(m, m->c->states[b->state].name);
+		if (it != NULL && it->kind != SIM_REPLY)
+			continue;
+		at = m->sent_at[b->state] + latency;
+		if (at < b->timer_at_ms && at < best_at) {
+			best = (int)k;
+			best_at = at;
+		}
+	}
+	return best;
+}
+
+/* The saga's timer fires: every branch due uses up its timeout item. */
+static void
+sim_parallel_timer(struct sim *m, const struct saga *s, int64_t *now,
+                   struct engine_event *ev, char *text, size_t cap)
+{
+	size_t k;
+
+	*now = s->timer_at_ms;
+	ev->now_ms = *now;
+	snprintf(text, cap, "TIMER #%" PRId64 " (branches due:", s->timer_seq);
+	for (k = 0; k < s->nbranches; k++) {
+		const struct saga_branch *b = &s->branches[k];
+		const char *name = m->c->states[b->state].name;
+		struct sim_item *it;
+
+		if (b->phase == PHASE_NONE || b->timer_at_ms > *now)
+			continue;
+		app(text, cap, " %s %s", name,
+		    b->phase == PHASE_AWAIT ? "timeout" : "backoff over");
+		it = b->phase == PHASE_AWAIT ? sim_next(m, name) : NULL;
+		if (it != NULL && it->kind != SIM_REPLY) {
+			it->used = true;
+			it->left--;
+			ev->absent |= it->kind == SIM_AWAY;
+			app(text, cap, " [%s]", it->text);
+		}
+	}
+	app(text, cap, ")");
+}
+
+/* The next event of a saga in a parallel state. */
+static int
+sim_parallel_event(struct sim *m, const struct saga *s, int64_t latency,
+                   int64_t *now, struct engine_event *ev, struct value *reply,
+                   char *text, size_t cap)
+{
+	const struct saga_branch *b;
+	const struct chart_state *st;
+	struct sim_item *it;
+	const char *type;
+	int k = sim_first_reply(m, s, latency);
+	size_t i;
+
+	if (k < 0) {
+		sim_parallel_timer(m, s, now, ev, text, cap);
+		return 0;
+	}
+	b = &s->branches[k];
+	st = &m->c->states[b->state];
+	it = sim_next(m, st->name);
+	type = it != NULL ? it->reply : default_ok(st, false);
+	if (type == NULL) {
+		sim_err(m, "step %s has no success reply", st->name);
+		return -1;
+	}
+	if (it != NULL) {
+		it->used = true;
+		it->left--;
+	}
+	value_set_map(reply);
+	for (i = 0; i < st->nsave; i++)
+		if (put_saved(reply, st->save[i]) != 0) {
+			sim_err(m, "out of memory");
+			return -1;
+		}
+	engine_message_id(m->par_id, sizeof(m->par_id), s->id, st->name,
+	                  s->visits[b->state], false, b->attempt);
+	*now = m->sent_at[b->state] + latency;
+	ev->type = EV_REPLY;
+	ev->now_ms = *now;
+	ev->reply_type = type;
+	ev->in_reply_to = m->par_id;
+	ev->payload = reply;
+	snprintf(text, cap, "REPLY %s to %s  [%s]", type, m->par_id,
+	         it != NULL ? it->text : "unscripted: ok");
+	return 0;
+}
+
+/* The branches of a parallel state, after the state line. */
+static void
+sim_print_branches(struct sim *m, const struct saga *s)
+{
+	size_t k;
+
+	for (k = 0; k < s->nbranches; k++) {
+		const struct saga_branch *b = &s->branches[k];
+
+		if (b->phase == PHASE_NONE)
+			fprintf(m->out, "%14sbranch %zu: joined\n", "", k + 1);
+		else
+			fprintf(m->out, "%14sbranch %zu: %s (%s, attempt %d)\n",
+			        "", k + 1, sname(m->c, b->state),
+			        saga_phase_name(b->phase), b->attempt);
+	}
+}
+
 static void
 sim_summary(struct sim *m, const struct saga *s, int64_t now, int events)
 {
@@ -1918,6 +2187,11 @@ chart_simulate(FILE *out, const struct chart *c,
 		err[0] = '\0';
 	memset(&eo, 0, sizeof(eo));
 	saga_init(&s, "sim");
+	m.sent_at = calloc(c->nstates + 1, sizeof(*m.sent_at));
+	if (m.sent_at == NULL) {
+		sim_err(&m, "out of memory");
+		goto out;
+	}
 	if (sim_parse_script(&m, o->script) != 0) {
 		rc = -2;
 		goto out;
@@ -1953,9 +2227,11 @@ chart_simulate(FILE *out, const struct chart *c,
 		events++;
 		sim_print(&m, now, text, &s, &eo);
 		for (i = 0; i < eo.nactions; i++)
-			if (eo.actions[i].type == ACT_SEND)
+			if (eo.actions[i].type == ACT_SEND) {
 				snprintf(outstanding, sizeof(outstanding), "%s",
 				         eo.actions[i].message_id);
+				sim_sent(&m, &eo.actions[i], now);
+			}
 		if (eo.result == ENGINE_ERROR) {
 			sim_err(&m, "engine error at %s: %s",
 			        vtime(now, t, sizeof(t)), eo.note);
@@ -1995,5 +2271,6 @@ out:
 	value_clear(&order);
 	saga_clear(&s);
 	free(m.items);
+	free(m.sent_at);
 	return rc;
 }

@@ -63,6 +63,11 @@
  *   counted against ENGINE_ENTRIES_MAX like any entry, so a chain of
  *   refusals cannot spin.
  *
+ * - Parallel states reuse all of the above: a branch's fields are swapped
+ *   into the saga's while one of its events runs (section "parallel
+ *   states" below), so a branch step retries, backs off, times out and
+ *   builds its message ids exactly as a sequential step does.
+ *
  * Limits it admits. The completed stack holds ENGINE_STACK_MAX entries; a
  * step past that is ENGINE_ERROR, and so is a step entered more than
  * ENGINE_VISITS_MAX times (its ids would repeat). A saga counts visits of
@@ -101,6 +106,13 @@ struct run {
 	bool timer_set;    /* arm a new timer at timer_at */
 	int64_t timer_at;
 	bool finish; /* push ACT_FINISH at the end */
+	/* parallel states (the section "parallel states") */
+	bool in_branch;           /* a branch is swapped into *s */
+	size_t branch;            /* which one */
+	struct saga_branch outer; /* the saga's own fields meanwhile */
+	bool outer_timer_set;     /* timer_set meanwhile */
+	int64_t outer_timer_at;   /* timer_at meanwhile */
+	int par_gen;              /* parallel states left so far */
 };
 
 /* ---- small helpers ---- */
@@ -341,6 +353,9 @@ static int push_done(struct run *r, bool unknown);
 static int enter(struct run *r, int target);
 static int begin_compensation(struct run *r, int target);
 
+static int parallel_enter(struct run *r);
+static int parallel_fail(struct run *r, int target);
+
 /* The current step cannot be sent (route). It fails to its exhausted
  * target; attempts already sent make its outcome unknown. */
 static int
@@ -525,6 +540,8 @@ enter(struct run *r, int target)
 		return 0;
 	case STATE_FINAL:
 		return enter_final(r);
+	case STATE_PARALLEL:
+		return parallel_enter(r);
 	}
 	return fail(r, "state %s has an unknown type", st->name);
 }
@@ -554,6 +571,8 @@ next_compensation(struct run *r)
 static int
 begin_compensation(struct run *r, int target)
 {
+	if (r->in_branch)
+		return parallel_fail(r, target);
 	r->s->fail_target = target;
 	note(r, "compensating %zu step%s, then %s", r->s->ndone,
 	     r->s->ndone == 1 ? "" : "s", state_name(r, target));
@@ -933,8 +952,13 @@ op_compensate(struct run *r)
 	return begin_compensation(r, target) == 0 ? ENGINE_OK : ENGINE_ERROR;
 }
 
+static bool in_parallel(const struct saga *s);
+static int branches_unknown(struct run *r, size_t except);
+static void parallel_leave(struct run *r);
+
 /* The customer cancels: accepted in the chart's `cancel.in` states while
- * running, then like COMPENSATE, ending in `cancel.final`. */
+ * running (in a parallel state: if the parallel state is listed), then
+ * like COMPENSATE, ending in `cancel.final`. */
 static enum engine_result
 on_cancel(struct run *r)
 {
@@ -951,7 +975,11 @@ on_cancel(struct run *r)
 		return reject(r, "cancel refused: too late, saga is in %s",
 		              cur(r)->name);
 	note(r, "cancel accepted in %s", cur(r)->name);
-	if (at_step(r)) {
+	if (in_parallel(s)) { /* every branch in flight is unknown */
+		if (branches_unknown(r, SIZE_MAX) != 0)
+			return ENGINE_ERROR;
+		parallel_leave(r);
+	} else if (at_step(r)) {
 		note(r, "%s in flight: outcome unknown", cur(r)->name);
 		if (push_done(r, true) != 0)
 			return ENGINE_ERROR;
@@ -1019,6 +1047,433 @@ op_mark_compensated(struct run *r)
 	return next_compensation(r) == 0 ? ENGINE_OK : ENGINE_ERROR;
 }
 
+/* ---- parallel states ----
+ *
+ * A parallel state runs the first state of each branch at once and waits
+ * until every branch reached `join`. Each branch is a chain of steps and
+ * choices that behaves exactly like a sequential saga, so the functions
+ * above run it unchanged: a branch's fields (struct saga_branch) are
+ * swapped into the saga's own (state, phase, attempt, ...) while one of its
+ * events runs (branch_load .. branch_unload), and the saga's fields hold
+ * the parallel state's meanwhile. Two places notice a branch: entering the
+ * parallel state from inside one is its join, and compensation begun
+ * inside one fails the whole parallel state (parallel_fail): every other
+ * branch's command in flight is taken as unknown and compensated too.
+ *
+ * Timers: each branch keeps the time its own timer would fire, and the
+ * saga's one timer is armed at the earliest of them after every event
+ * (parallel_rearm). A TIMEOUT runs every branch whose time has come.
+ * par_gen counts the parallel states left during this engine_step, so a
+ * loop over branches stops when one of them ended the parallel state (the
+ * saga may already be in another one). */
+
+static bool
+in_parallel(const struct saga *s)
+{
+	return s->phase == PHASE_PARALLEL;
+}
+
+/* Swaps branch b's fields into the saga's. */
+static void
+branch_load(struct run *r, size_t b)
+{
+	struct saga *s = r->s;
+	const struct saga_branch *br = &s->branches[b];
+
+	assert(!r->in_branch && in_parallel(s) && b < s->nbranches);
+	r->outer = (struct saga_branch){s->state,       s->phase,
+	                                s->attempt,     s->attempt_base,
+	                                s->timer_at_ms, s->step_started_ms,
+	                                s->deadline_ms};
+	r->outer_timer_set = r->timer_set;
+	r->outer_timer_at = r->timer_at;
+	r->timer_set = false;
+	s->state = br->state;
+	s->phase = br->phase;
+	s->attempt = br->attempt;
+	s->attempt_base = br->attempt_base;
+	s->step_started_ms = br->step_started_ms;
+	s->deadline_ms = br->deadline_ms;
+	r->in_branch = true;
+	r->branch = b;
+}
+
+/* Stores the running branch's fields back and restores the saga's. A
+ * timer the branch asked for becomes its time. */
+static void
+branch_unload(struct run *r)
+{
+	struct saga *s = r->s;
+	struct saga_branch *br = &s->branches[r->branch];
+
+	assert(r->in_branch);
+	br->state = s->state;
+	br->phase = s->phase;
+	br->attempt = s->attempt;
+	br->attempt_base = s->attempt_base;
+	br->step_started_ms = s->step_started_ms;
+	br->deadline_ms = s->deadline_ms;
+	if (br->phase == PHASE_NONE)
+		br->timer_at_ms = 0;
+	else if (r->timer_set)
+		br->timer_at_ms = r->timer_at;
+	s->state = r->outer.state;
+	s->phase = r->outer.phase;
+	s->attempt = r->outer.attempt;
+	s->attempt_base = r->outer.attempt_base;
+	s->step_started_ms = r->outer.step_started_ms;
+	s->deadline_ms = r->outer.deadline_ms;
+	r->timer_set = r->outer_timer_set;
+	r->timer_at = r->outer_timer_at;
+	r->in_branch = false;
+	assert(br->phase == PHASE_NONE || br->timer_at_ms > 0);
+}
+
+static bool
+branch_waits(const struct saga_branch *br)
+{
+	return br->phase == PHASE_AWAIT || br->phase == PHASE_BACKOFF;
+}
+
+/* Arms the saga's timer at the earliest branch time. */
+static void
+parallel_rearm(struct run *r)
+{
+	const struct saga *s = r->s;
+	int64_t at = 0;
+	size_t k;
+
+	for (k = 0; k < s->nbranches; k++)
+		if (branch_waits(&s->branches[k]) &&
+		    (at == 0 || s->branches[k].timer_at_ms < at))
+			at = s->branches[k].timer_at_ms;
+	assert(at > 0); /* a parallel state with every branch joined is
+	                 * left at once */
+	set_timer(r, at);
+}
+
+/* Leaves the parallel state (all joined, or failed). */
+static void
+parallel_leave(struct run *r)
+{
+	r->s->nbranches = 0;
+	r->s->phase = PHASE_NONE;
+	r->par_gen++;
+}
+
+/* Enters the parallel state: every branch enters its first state. A
+ * branch that fails at once (an unroutable command, a choice's fail)
+ * fails the parallel state before the later branches start. */
+static int
+parallel_fork(struct run *r)
+{
+	struct saga *s = r->s;
+	const struct chart_state *st = cur(r);
+	int gen = r->par_gen;
+	size_t k;
+
+	assert(st->nfork >= 1 && st->nfork <= ENGINE_BRANCHES_MAX);
+	s->attempt = 0;
+	s->attempt_base = 0;
+	s->phase = PHASE_PARALLEL;
+	s->nbranches = st->nfork;
+	for (k = 0; k < st->nfork; k++)
+		s->branches[k] =
+		        (struct saga_branch){.state = -1, .phase = PHASE_NONE};
+	note(r, "%s: fork %zu branches", st->name, st->nfork);
+	for (k = 0; k < st->nfork; k++) {
+		branch_load(r, k);
+		if (enter(r, st->fork[k]) != 0)
+			return -1;
+		if (gen != r->par_gen)
+			return 0; /* the parallel state is over */
+		if (r->in_branch)
+			branch_unload(r);
+	}
+	parallel_rearm(r);
+	return 0;
+}
+
+/* The running branch reached join; the last one leaves for `next`. */
+static int
+branch_join(struct run *r)
+{
+	struct saga *s = r->s;
+	size_t b = r->branch, k;
+
+	s->phase = PHASE_NONE;
+	s->attempt = 0;
+	s->attempt_base = 0;
+	s->deadline_ms = 0;
+	branch_unload(r);
+	note(r, "branch %zu joined", b + 1);
+	for (k = 0; k < s->nbranches; k++)
+		if (s->branches[k].phase != PHASE_NONE ||
+		    s->branches[k].state != s->state)
+			return 0;
+	note(r, "%s: all %zu branches joined", cur(r)->name, s->nbranches);
+	parallel_leave(r);
+	return enter(r, cur(r)->next);
+}
+
+/* Entering a parallel state: a fork from outside, a join from inside. */
+static int
+parallel_enter(struct run *r)
+{
+	return r->in_branch ? branch_join(r) : parallel_fork(r);
+}
+
+/* Pushes `state` on the completed stack as unknown (it has a command in
+ * flight). */
+static int
+push_unknown(struct run *r, int state)
+{
+	int saved = r->s->state, rc;
+
+	r->s->state = state;
+	rc = push_done(r, true);
+	r->s->state = saved;
+	return rc;
+}
+
+/* Every branch's command in flight but `except`'s is unknown: pushed to
+ * be compensated. */
+static int
+branches_unknown(struct run *r, size_t except)
+{
+	struct saga *s = r->s;
+	size_t k;
+
+	for (k = 0; k < s->nbranches; k++) {
+		if (k == except || !branch_waits(&s->branches[k]))
+			continue;
+		note(r, "%s in flight: outcome unknown",
+		     state_name(r, s->branches[k].state));
+		if (push_unknown(r, s->branches[k].state) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* The running branch failed (compensation begun inside it): the whole
+ * parallel state fails to `target`. */
+static int
+parallel_fail(struct run *r, int target)
+{
+	size_t b = r->branch;
+
+	r->s->phase = PHASE_NONE;
+	branch_unload(r);
+	note(r, "branch %zu failed: %s fails", b + 1, cur(r)->name);
+	if (branches_unknown(r, b) != 0)
+		return -1;
+	parallel_leave(r);
+	r->timer_set = false;
+	return begin_compensation(r, target);
+}
+
+/* Runs one event handler inside branch b. */
+static enum engine_result
+in_branch(struct run *r, size_t b, enum engine_result (*fn)(struct run *))
+{
+	enum engine_result res;
+
+	branch_load(r, b);
+	res = fn(r);
+	if (r->in_branch)
+		branch_unload(r);
+	return res;
+}
+
+static enum engine_result
+par_reply(struct run *r)
+{
+	struct saga *s = r->s;
+	int gen = r->par_gen;
+	char want[ENGINE_MSGID_MAX];
+	enum engine_result res;
+	size_t k;
+	int rc;
+
+	if (r->ev->reply_type == NULL || r->ev->in_reply_to == NULL)
+		return on_reply(r); /* the error */
+	for (k = 0; k < s->nbranches; k++) {
+		if (s->branches[k].phase != PHASE_AWAIT)
+			continue;
+		branch_load(r, k);
+		rc = current_msgid(r, want, sizeof(want));
+		branch_unload(r);
+		if (rc == 0 && strcmp(want, r->ev->in_reply_to) == 0)
+			break;
+	}
+	if (k == s->nbranches) {
+		note(r, "late reply %s to %s: no branch of %s awaits it",
+		     r->ev->reply_type, r->ev->in_reply_to, cur(r)->name);
+		return ENGINE_IGNORED;
+	}
+	res = in_branch(r, k, on_reply);
+	if (res != ENGINE_OK)
+		return res;
+	if (gen == r->par_gen)
+		parallel_rearm(r);
+	return ENGINE_OK;
+}
+
+/* Every branch whose time has come. An `absent` TIMEOUT applies to each of
+ * them (the orchestrator only says so of a single outstanding command:
+ * engine_outstanding has none in a parallel state). */
+static enum engine_result
+par_timeout(struct run *r)
+{
+	struct saga *s = r->s;
+	const struct engine_event *ev = r->ev;
+	enum engine_result res = ENGINE_OK;
+	int gen = r->par_gen;
+	size_t k;
+
+	if (ev->timer_seq != s->timer_seq) {
+		note(r, "stale timer %" PRId64 ": current is %" PRId64,
+		     ev->timer_seq, s->timer_seq);
+		return ENGINE_IGNORED;
+	}
+	for (k = 0; k < s->nbranches && gen == r->par_gen; k++) {
+		if (!branch_waits(&s->branches[k]) ||
+		    s->branches[k].timer_at_ms > ev->now_ms)
+			continue;
+		res = in_branch(r, k, on_timeout);
+		if (res != ENGINE_OK)
+			break;
+	}
+	if (res == ENGINE_OK && gen == r->par_gen)
+		parallel_rearm(r);
+	return res;
+}
+
+/* RETRY: every branch step in flight is sent again now, as a new attempt
+ * with a fresh budget and deadline (op_retry in each branch). */
+static enum engine_result
+par_retry(struct run *r)
+{
+	struct saga *s = r->s;
+	enum engine_result res;
+	int gen = r->par_gen;
+	size_t k;
+
+	for (k = 0; k < s->nbranches && gen == r->par_gen; k++) {
+		if (!branch_waits(&s->branches[k]))
+			continue;
+		res = in_branch(r, k, op_retry);
+		if (res != ENGINE_OK)
+			return res;
+	}
+	if (gen == r->par_gen)
+		parallel_rearm(r);
+	return ENGINE_OK;
+}
+
+/* SKIP: the branch step named by the event's `step` (or the only one in
+ * flight) is taken as succeeded (op_skip in its branch). */
+static enum engine_result
+par_skip(struct run *r)
+{
+	struct saga *s = r->s;
+	const char *step = r->ev->step;
+	size_t k, pick = SIZE_MAX, n = 0;
+	enum engine_result res;
+	int gen = r->par_gen;
+
+	for (k = 0; k < s->nbranches; k++) {
+		if (!branch_waits(&s->branches[k]))
+			continue;
+		n++;
+		if (step == NULL ||
+		    strcmp(state_name(r, s->branches[k].state), step) == 0)
+			pick = k;
+	}
+	if (step == NULL && n > 1)
+		return reject(r,
+		              "skip: %zu branches of %s in flight: name the "
+		              "step to skip",
+		              n, cur(r)->name);
+	if (pick == SIZE_MAX)
+		return reject(r, "skip: no branch of %s is in step %s",
+		              cur(r)->name, step != NULL ? step : "(none)");
+	res = in_branch(r, pick, op_skip);
+	if (res == ENGINE_OK && gen == r->par_gen)
+		parallel_rearm(r);
+	return res;
+}
+
+/* COMPENSATE: every branch step in flight is unknown and compensated with
+ * the completed ones; the saga ends in the exhausted target of the first
+ * branch in flight (as op_compensate does with the step in flight). */
+static enum engine_result
+par_compensate(struct run *r)
+{
+	struct saga *s = r->s;
+	int target = r->c->failure;
+	size_t k;
+
+	note(r, "operator compensate");
+	for (k = s->nbranches; k > 0; k--)
+		if (branch_waits(&s->branches[k - 1]))
+			target = r->c->states[s->branches[k - 1].state]
+			                 .exhausted_target;
+	if (branches_unknown(r, SIZE_MAX) != 0)
+		return ENGINE_ERROR;
+	parallel_leave(r);
+	stop_waiting(r);
+	return begin_compensation(r, target) == 0 ? ENGINE_OK : ENGINE_ERROR;
+}
+
+/* ABORT: as anywhere, nothing undone; the branches are dropped. */
+static enum engine_result
+par_abort(struct run *r)
+{
+	parallel_leave(r);
+	return op_abort(r);
+}
+
+/* The events a saga in a parallel state takes here; START, RESUME and
+ * MARK_COMPENSATED go the usual way (and are refused there). */
+static bool
+parallel_takes(const struct run *r)
+{
+	if (!in_parallel(r->s))
+		return false;
+	switch (r->ev->type) {
+	case EV_REPLY:
+	case EV_TIMEOUT:
+	case EV_OP_RETRY:
+	case EV_OP_SKIP:
+	case EV_OP_COMPENSATE:
+	case EV_OP_ABORT:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static enum engine_result
+parallel_dispatch(struct run *r)
+{
+	switch (r->ev->type) {
+	case EV_REPLY:
+		return par_reply(r);
+	case EV_TIMEOUT:
+		return par_timeout(r);
+	case EV_OP_RETRY:
+		return par_retry(r);
+	case EV_OP_SKIP:
+		return par_skip(r);
+	case EV_OP_COMPENSATE:
+		return par_compensate(r);
+	default:
+		assert(r->ev->type == EV_OP_ABORT);
+		return par_abort(r);
+	}
+}
+
 /* ---- engine_step ---- */
 
 /* Checks that the saga fits the chart before touching it. */
@@ -1043,7 +1498,8 @@ check_saga(struct run *r)
 		return fail(r, "saga runs on chart version %s, given %s",
 		            s->chart_version, r->c->version);
 	if (s->state < 0 || (size_t)s->state >= r->c->nstates ||
-	    s->ndone > ENGINE_STACK_MAX || r->c->nstates > CHART_STATES_MAX)
+	    s->ndone > ENGINE_STACK_MAX || r->c->nstates > CHART_STATES_MAX ||
+	    s->nbranches > ENGINE_BRANCHES_MAX)
 		return fail(r, "saga record does not fit the chart");
 	return 0;
 }
@@ -1051,6 +1507,8 @@ check_saga(struct run *r)
 static enum engine_result
 dispatch(struct run *r)
 {
+	if (parallel_takes(r))
+		return parallel_dispatch(r);
 	switch (r->ev->type) {
 	case EV_START:
 		return on_start(r) == 0 ? ENGINE_OK : ENGINE_ERROR;
@@ -1229,6 +1687,8 @@ static const char *const phase_names[] = {
         [PHASE_AWAIT] = "await",
         [PHASE_BACKOFF] = "backoff",
         [PHASE_WAIT] = "wait",
+        /* added with parallel states */
+        [PHASE_PARALLEL] = "parallel",
 };
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -1373,11 +1833,14 @@ visits_to_value(const struct saga *s, struct value *out)
 	return 0;
 }
 
+static int branches_to_value(const struct saga *s, struct value *out);
+
 int
 saga_to_value(const struct saga *s, const struct chart *c, struct value *out)
 {
 	struct value data = VALUE_NIL_INIT, done = VALUE_NIL_INIT;
 	struct value visits = VALUE_NIL_INIT;
+	struct value branches = VALUE_NIL_INIT;
 
 	(void)c; /* indices are stored as they are; the reader checks them */
 	value_set_map(out);
@@ -1400,6 +1863,10 @@ saga_to_value(const struct saga *s, const struct chart *c, struct value *out)
 	if (visits_to_value(s, &visits) != 0 ||
 	    value_map_put(out, "visits", &visits) != 0)
 		goto out_fail;
+	if (s->nbranches > 0 &&
+	    (branches_to_value(s, &branches) != 0 ||
+	     value_map_put(out, "branches", &branches) != 0))
+		goto out_fail;
 	if (put_int(out, "fail_target", s->fail_target) != 0 ||
 	    put_int(out, "timer_seq", s->timer_seq) != 0 ||
 	    put_int(out, "timer_at_ms", s->timer_at_ms) != 0 ||
@@ -1413,6 +1880,7 @@ out_fail:
 	value_clear(&data);
 	value_clear(&done);
 	value_clear(&visits);
+	value_clear(&branches);
 	value_clear(out);
 	return -1;
 }
@@ -1435,6 +1903,7 @@ static const struct {
         {"attempt_base", VALUE_INT, false},
         {"data", VALUE_MAP, false},
         {"done", VALUE_ARRAY, false},
+        {"branches", VALUE_ARRAY, true},
         {"fail_target", VALUE_INT, false},
         {"timer_seq", VALUE_INT, false},
         {"timer_at_ms", VALUE_INT, false},
@@ -1646,6 +2115,159 @@ fields_from_value(struct saga *s, const struct chart *c, const struct value *v,
 	return visits_from_value(s, c, value_map_get(v, "visits"), err, errlen);
 }
 
+/* ---- storage of a parallel state's branches ----
+ *
+ * "branches": one map per branch, written only while the saga is in a
+ * parallel state, so a record of a saga outside one (and every record
+ * written before parallel states) has no such key. */
+
+static int
+branches_to_value(const struct saga *s, struct value *out)
+{
+	size_t k;
+
+	value_set_array(out);
+	for (k = 0; k < s->nbranches; k++) {
+		const struct saga_branch *br = &s->branches[k];
+		struct value e = VALUE_NIL_INIT;
+
+		value_set_map(&e);
+		if (put_int(&e, "state", br->state) != 0 ||
+		    value_map_put_str(&e, "phase",
+		                      saga_phase_name(br->phase)) != 0 ||
+		    put_int(&e, "attempt", br->attempt) != 0 ||
+		    put_int(&e, "attempt_base", br->attempt_base) != 0 ||
+		    put_int(&e, "timer_at_ms", br->timer_at_ms) != 0 ||
+		    put_int(&e, "step_started_ms", br->step_started_ms) != 0 ||
+		    put_int(&e, "deadline_ms", br->deadline_ms) != 0 ||
+		    value_array_push(out, &e) != 0) {
+			value_clear(&e);
+			value_clear(out);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* An integer field of a branch's map, or false. */
+static bool
+branch_int(const struct value *e, const char *key, int64_t *out)
+{
+	const struct value *v = value_map_get(e, key);
+
+	if (v == NULL || v->type != VALUE_INT)
+		return false;
+	*out = v->u.i;
+	return true;
+}
+
+static int
+branch_from_value(struct saga_branch *br, const struct chart *c,
+                  const struct value *e)
+{
+	const struct value *ph = value_map_get(e, "phase");
+	int64_t st, at, base;
+
+	if (e->type != VALUE_MAP || e->u.m.len != 7 || ph == NULL ||
+	    ph->type != VALUE_STR ||
+	    phase_parse(ph->u.s.ptr, &br->phase) != 0 ||
+	    !branch_int(e, "state", &st) || !branch_int(e, "attempt", &at) ||
+	    !branch_int(e, "attempt_base", &base) ||
+	    !branch_int(e, "timer_at_ms", &br->timer_at_ms) ||
+	    !branch_int(e, "step_started_ms", &br->step_started_ms) ||
+	    !branch_int(e, "deadline_ms", &br->deadline_ms))
+		return -1;
+	if (!state_ok(c, st, -1) || at < 0 || at > INT_MAX || base < 0 ||
+	    base > at)
+		return -1;
+	br->state = (int)st;
+	br->attempt = (int)at;
+	br->attempt_base = (int)base;
+	return 0;
+}
+
+static int
+branches_from_value(struct saga *s, const struct chart *c,
+                    const struct value *v, char *err, size_t errlen)
+{
+	const struct value *a = value_map_get(v, "branches");
+	size_t k;
+
+	if (a == NULL)
+		return 0;
+	if (a->u.a.len > ENGINE_BRANCHES_MAX)
+		return bad(err, errlen, "branches has %zu entries, at most %d",
+		           a->u.a.len, ENGINE_BRANCHES_MAX);
+	for (k = 0; k < a->u.a.len; k++)
+		if (branch_from_value(&s->branches[k], c, &a->u.a.items[k]) !=
+		    0)
+			return bad(err, errlen,
+			           "branches[%zu] is not {state, phase, "
+			           "attempt, attempt_base, timer_at_ms, "
+			           "step_started_ms, deadline_ms} in range",
+			           k);
+	s->nbranches = a->u.a.len;
+	return 0;
+}
+
+/* One branch as the engine leaves it: joined, or waiting in one of its
+ * own steps within its retry policy. */
+static int
+branch_consistent(const struct saga *s, const struct chart *c, size_t k,
+                  char *err, size_t errlen)
+{
+	const struct saga_branch *br = &s->branches[k];
+	const struct chart_state *st = &c->states[br->state];
+
+	if (br->phase == PHASE_NONE) {
+		if (br->state != s->state || br->timer_at_ms != 0)
+			return bad(err, errlen, "branch %zu: joined but in %s",
+			           k + 1, st->name);
+		return 0;
+	}
+	if (br->phase != PHASE_AWAIT && br->phase != PHASE_BACKOFF)
+		return bad(err, errlen, "branch %zu: phase %s", k + 1,
+		           saga_phase_name(br->phase));
+	if (st->type != STATE_STEP || st->parallel != s->state ||
+	    st->branch != (int)k)
+		return bad(err, errlen, "branch %zu: %s is not a step of it",
+		           k + 1, st->name);
+	if (br->attempt < 1 ||
+	    br->attempt - br->attempt_base > st->retry.attempts ||
+	    br->timer_at_ms <= 0)
+		return bad(err, errlen,
+		           "branch %zu: attempt %d (base %d) or timer out of "
+		           "range in %s",
+		           k + 1, br->attempt, br->attempt_base, st->name);
+	return 0;
+}
+
+/* A saga in a parallel state (or with branches): running, one branch
+ * record per branch of the chart's state, at least one not joined. */
+static int
+branches_consistent(const struct saga *s, const struct chart *c, char *err,
+                    size_t errlen)
+{
+	const struct chart_state *st = &c->states[s->state];
+	size_t k, waiting = 0;
+
+	if (s->phase != PHASE_PARALLEL || s->status != SAGA_RUNNING ||
+	    st->type != STATE_PARALLEL || s->nbranches != st->nfork ||
+	    s->timer_seq == 0)
+		return bad(err, errlen, "%zu branches in %s state %s (%s, %s)",
+		           s->nbranches, chart_state_type_name(st->type),
+		           st->name, saga_status_name(s->status),
+		           saga_phase_name(s->phase));
+	for (k = 0; k < s->nbranches; k++) {
+		if (branch_consistent(s, c, k, err, errlen) != 0)
+			return -1;
+		waiting += s->branches[k].phase != PHASE_NONE;
+	}
+	if (waiting == 0)
+		return bad(err, errlen, "every branch of %s joined", st->name);
+	return 0;
+}
+
 /* The fields agree with each other as the engine leaves them. */
 static int
 consistent(const struct saga *s, const struct chart *c, char *err,
@@ -1656,6 +2278,8 @@ consistent(const struct saga *s, const struct chart *c, char *err,
 	bool undo = s->status == SAGA_COMPENSATING || s->status == SAGA_STUCK;
 	const struct chart_retry *p = NULL;
 
+	if (s->nbranches > 0 || s->phase == PHASE_PARALLEL)
+		return branches_consistent(s, c, err, errlen);
 	if (waits !=
 	    (s->status == SAGA_RUNNING || s->status == SAGA_COMPENSATING))
 		return bad(err, errlen, "phase %s does not fit status %s",
@@ -1717,6 +2341,7 @@ saga_from_value(struct saga *s, const struct chart *c, const struct value *v,
 	saga_init(s, "");
 	if (check_keys(v, err, errlen) != 0 ||
 	    fields_from_value(s, c, v, err, errlen) != 0 ||
+	    branches_from_value(s, c, v, err, errlen) != 0 ||
 	    consistent(s, c, err, errlen) != 0)
 		goto out_reset;
 	value_clear(&s->data);

@@ -100,6 +100,33 @@
  * state emits its event, e.g. order.cancelled). Otherwise REJECTED, with
  * the reason and the state in the note ("too late": the customer is told
  * why).
+ *
+ * Parallel states (statecharts/README.md, section 5.5): entering one
+ *   enters the first state of each branch, in order, in the same step
+ *   (a SEND per branch, or a choice). The saga's state is then the
+ *   parallel state, its phase PHASE_PARALLEL, and saga.branches holds
+ *   each branch's own state, phase, attempts, deadline and timer time;
+ *   within a branch everything above applies unchanged. A REPLY is
+ *   matched against every branch's outstanding message id. The saga's
+ *   one timer is armed at the earliest branch time; a TIMEOUT handles
+ *   every branch whose time has come, in branch order, and re-arms.
+ *   A branch that reaches `join` is done (phase NONE); when the last one
+ *   does, the saga enters `next`. Compensation begun inside a branch (a
+ *   FAIL reply or choice branch, exhausted attempts, a passed deadline,
+ *   an unroutable command) fails the whole parallel state: the command
+ *   of every other branch in flight (AWAIT or BACKOFF) is pushed as
+ *   unknown, after the steps completed so far, and compensation runs as
+ *   above, one undo at a time, to the failing branch's target. A branch
+ *   failing at the fork does so before the later branches start.
+ *   `absent` applies to every branch due (the orchestrator sets it only
+ *   for a single outstanding command: engine_outstanding has none here).
+ *   Operator events: RETRY resends every branch in flight (fresh budget
+ *   and deadline each); SKIP takes the branch step named by event.step
+ *   as succeeded (without a step, only when one branch is in flight;
+ *   else REJECTED); COMPENSATE pushes every branch in flight as unknown
+ *   and compensates, ending in the exhausted target of the first branch
+ *   in flight; ABORT drops the branches, nothing undone; RESUME and
+ *   MARK_COMPENSATED do not apply (REJECTED).
  */
 #ifndef SAGA_ENGINE_H
 #define SAGA_ENGINE_H
@@ -121,6 +148,14 @@
 	         * step past it is ENGINE_ERROR, other                         \
 	         * states stop counting there */
 
+/* The branches of one parallel state. A fork sends one command per
+ * branch; with the emit before it, the first undo or the final emit of a
+ * branch that fails at once, the timer and the finish, its actions must
+ * fit one output. */
+#define ENGINE_BRANCHES_MAX CHART_BRANCHES_MAX
+_Static_assert(ENGINE_MAX_ACTIONS >= ENGINE_BRANCHES_MAX + 5,
+               "a fork's actions fit one engine_output");
+
 enum saga_status {
 	SAGA_RUNNING,
 	SAGA_COMPENSATING,
@@ -137,6 +172,8 @@ enum saga_phase {
 	PHASE_AWAIT,   /* command sent, waiting for a reply or timeout */
 	PHASE_BACKOFF, /* waiting to send the next attempt */
 	PHASE_WAIT,    /* in a WAIT state */
+	/* in a PARALLEL state: each branch waits (saga.branches) */
+	PHASE_PARALLEL,
 };
 
 /* One entry of the completed stack. */
@@ -144,6 +181,22 @@ struct saga_done {
 	int state;    /* the step's index in the chart */
 	bool unknown; /* outcome unknown (attempts exhausted/forced) */
 	int visit;    /* the visit of the step that completed (>= 1) */
+};
+
+/* One branch of the parallel state a saga is in: the fields a saga has
+ * for its current step, kept per branch. */
+struct saga_branch {
+	int state;               /* the branch's current step; the parallel
+	                          * state once the branch joined */
+	enum saga_phase phase;   /* AWAIT or BACKOFF; NONE once joined */
+	int attempt;             /* as saga.attempt, for this branch's step */
+	int attempt_base;        /* as saga.attempt_base */
+	int64_t timer_at_ms;     /* when this branch's time comes (reply
+	                          * timeout, backoff over, deadline); 0 once
+	                          * joined. The saga's one timer is armed at
+	                          * the earliest of them. */
+	int64_t step_started_ms; /* when the branch entered its step */
+	int64_t deadline_ms;     /* as saga.deadline_ms, for its step */
 };
 
 /* The saga record: plain data, stored by the orchestrator. Owned by the
@@ -169,6 +222,9 @@ struct saga {
 	                               * (0..ENGINE_VISITS_MAX); a state
 	                               * refused by its max_visits is not
 	                               * counted */
+	/* PHASE_PARALLEL: one per branch of the current state; else none */
+	struct saga_branch branches[ENGINE_BRANCHES_MAX];
+	size_t nbranches;
 	int fail_target;         /* final state after compensation, or -1 */
 	int64_t timer_seq;       /* the latest timer's seq, 0 before the
 	                          * first; never reused, so a stale timer is

@@ -261,6 +261,26 @@ count_status(struct orch *o, const struct chart *c, enum saga_status st)
 		o->cfg.on_status(o->cfg.observer_arg, c->name, st);
 }
 
+/* A command sent, recorded at its own step: in a parallel state the
+ * saga's state is the parallel state, the command a branch's step. */
+static int
+history_send(struct orch *o, const struct saga *s,
+             const struct engine_action *a, int64_t now)
+{
+	struct store_history h = {
+	        .saga_id = s->id,
+	        .at_ms = now,
+	        .kind = "send",
+	        .state = a->step,
+	        .status = saga_status_name(s->status),
+	        .detail = a->command,
+	        .message_id = a->message_id,
+	};
+	if (store_history_add(o->st, &h) != 0)
+		return store_failed(o);
+	return 0;
+}
+
 /* Writes what engine_step decided: saga, history, outbox, timer. */
 static int
 commit_step(struct orch *o, const struct chart *c, const struct saga *before,
@@ -285,8 +305,7 @@ commit_step(struct orch *o, const struct chart *c, const struct saga *before,
 		case ACT_SEND:
 			rc = send_command(o, s, a, trace, now);
 			if (rc == 0)
-				rc = history(o, c, s, "send", a->command,
-				             a->message_id, NULL, NULL, now);
+				rc = history_send(o, s, a, now);
 			break;
 		case ACT_EMIT:
 			rc = emit_event(o, c, s, a->event, trace, now);

@@ -17,6 +17,11 @@
  *     and ERROR leave the stored form byte-identical and no actions;
  *     attempts never exceed the policy; the stored form round-trips
  *     through saga_from_value.
+ * Parallel states (statecharts/examples/parallel.yaml and
+ * tests/statecharts/valid/engine_parallel.yaml): the model runs each
+ * branch on its own and compares every branch's record; replies go to
+ * a branch's outstanding id, SKIP names a branch's step. Branches
+ * complete in any order, so there the undo order is the model's.
  * The first difference is reported with the seed, the sequence and the
  * event index. SAGA_ENGINE_SEED and SAGA_ENGINE_SEQUENCES override the
  * defaults (for longer local runs). */
@@ -37,6 +42,8 @@ static const char *const chart_files[] = {
         "tests/statecharts/valid/engine_wait.yaml",
         "tests/statecharts/valid/engine_long.yaml",
         "tests/statecharts/valid/engine_loop.yaml",
+        "statecharts/examples/parallel.yaml",
+        "tests/statecharts/valid/engine_parallel.yaml",
 };
 #define NCHARTS (sizeof(chart_files) / sizeof(chart_files[0]))
 
@@ -82,6 +89,15 @@ struct mact {
 	enum saga_status status;
 };
 
+/* A branch of a parallel state: its own state, phase, attempts and the
+ * time its timer would fire (0 when it waits for nothing). */
+struct mbranch {
+	int state;
+	enum saga_phase phase;
+	int attempt, base;
+	int64_t at;
+};
+
 struct model {
 	bool started;
 	enum saga_status status;
@@ -94,6 +110,8 @@ struct model {
 	int fail;
 	int64_t seq, at;
 	struct value data;
+	struct mbranch br[ENGINE_BRANCHES_MAX]; /* in a parallel state */
+	size_t nbr;                             /* 0 outside one */
 };
 
 /* One event being interpreted. */
@@ -107,6 +125,15 @@ struct mrun {
 	int64_t timer_at;
 	struct mact acts[ENGINE_MAX_ACTIONS];
 	size_t nacts;
+	/* parallel states: the branch running (its fields are in *m), the
+	 * outcome it reached (joined, or failed to fail_to), and how many
+	 * parallel states were left during this event */
+	bool in_br, joined, failed;
+	size_t cur;
+	int fail_to, left;
+	struct mbranch outer;
+	bool outer_set;
+	int64_t outer_at;
 };
 
 static void
@@ -187,6 +214,8 @@ mcond(const struct model *m, const struct chart_cond *cond)
 
 enum mgo { GO_ENTER, GO_FAIL, GO_UNDO, GO_SEND };
 
+static enum engine_result mpar_enter(struct mrun *x, int target);
+
 /* The plain transition loop: each case does one thing and says what
  * follows. */
 static enum engine_result
@@ -224,6 +253,8 @@ mgo(struct mrun *x, enum mgo kind, int target)
 				kind = GO_SEND;
 				continue;
 			}
+			if (s->type == STATE_PARALLEL)
+				return mpar_enter(x, target);
 			m->attempt = 0;
 			m->base = 0;
 			if (s->type == STATE_WAIT) {
@@ -264,6 +295,12 @@ mgo(struct mrun *x, enum mgo kind, int target)
 			}
 			continue;
 		case GO_FAIL:
+			if (x->in_br) { /* the branch's outcome: see */
+				x->failed = true; /* mpar_after */
+				x->fail_to = target;
+				m->phase = PHASE_NONE;
+				return ENGINE_OK;
+			}
 			m->fail = target;
 			kind = GO_UNDO;
 			continue;
@@ -434,6 +471,258 @@ mat_step(const struct mrun *x)
 	       (m->phase == PHASE_AWAIT || m->phase == PHASE_BACKOFF);
 }
 
+/* ---- the model of parallel states ----
+ *
+ * Written apart from engine.c's: a branch runs with its fields in the
+ * model's, and what it led to (joined, or failed to a final state) is only
+ * recorded while it runs and acted on after it (mpar_after). */
+
+static enum engine_result mevent(struct mrun *x, const struct engine_event *ev);
+
+static bool
+mwaits(const struct mbranch *b)
+{
+	return b->phase == PHASE_AWAIT || b->phase == PHASE_BACKOFF;
+}
+
+static void
+mbr_load(struct mrun *x, size_t k)
+{
+	struct model *m = x->m;
+
+	x->outer = (struct mbranch){m->state, m->phase, m->attempt, m->base, 0};
+	x->outer_set = x->timer_set;
+	x->outer_at = x->timer_at;
+	x->timer_set = false;
+	m->state = m->br[k].state;
+	m->phase = m->br[k].phase;
+	m->attempt = m->br[k].attempt;
+	m->base = m->br[k].base;
+	x->in_br = true;
+	x->cur = k;
+	x->joined = x->failed = false;
+}
+
+static void
+mbr_unload(struct mrun *x)
+{
+	struct model *m = x->m;
+	struct mbranch *b = &m->br[x->cur];
+
+	b->state = m->state;
+	b->phase = m->phase;
+	b->attempt = m->attempt;
+	b->base = m->base;
+	if (b->phase == PHASE_NONE)
+		b->at = 0;
+	else if (x->timer_set)
+		b->at = x->timer_at;
+	m->state = x->outer.state;
+	m->phase = x->outer.phase;
+	m->attempt = x->outer.attempt;
+	m->base = x->outer.base;
+	x->timer_set = x->outer_set;
+	x->timer_at = x->outer_at;
+	x->in_br = false;
+}
+
+static void
+mleave(struct mrun *x)
+{
+	x->m->nbr = 0;
+	x->m->phase = PHASE_NONE;
+	x->left++;
+}
+
+static void
+mrearm(struct mrun *x)
+{
+	const struct model *m = x->m;
+	size_t k;
+
+	x->timer_set = true;
+	x->timer_at = 0;
+	for (k = 0; k < m->nbr; k++)
+		if (mwaits(&m->br[k]) &&
+		    (x->timer_at == 0 || m->br[k].at < x->timer_at))
+			x->timer_at = m->br[k].at;
+}
+
+/* Pushes every branch in flight but `except` as unknown. */
+static bool
+mpush_in_flight(struct mrun *x, size_t except)
+{
+	struct model *m = x->m;
+	size_t k;
+
+	for (k = 0; k < m->nbr; k++) {
+		int st = m->br[k].state;
+
+		if (k == except || !mwaits(&m->br[k]) ||
+		    x->c->states[st].compensate == NULL)
+			continue;
+		if (m->n == ENGINE_STACK_MAX)
+			return false;
+		m->stack[m->n].state = st;
+		m->stack[m->n].unknown = true;
+		m->stack[m->n].visit = m->visits[st];
+		m->n++;
+	}
+	return true;
+}
+
+/* After branch k ran: a failure fails the parallel state, the last join
+ * leaves it for `next`. */
+static enum engine_result
+mpar_after(struct mrun *x, size_t k)
+{
+	struct model *m = x->m;
+	size_t i;
+
+	if (x->failed) {
+		if (!mpush_in_flight(x, k))
+			return ENGINE_ERROR;
+		mleave(x);
+		x->timer_set = false;
+		return mgo(x, GO_FAIL, x->fail_to);
+	}
+	if (!x->joined)
+		return ENGINE_OK;
+	for (i = 0; i < m->nbr; i++)
+		if (m->br[i].phase != PHASE_NONE || m->br[i].state != m->state)
+			return ENGINE_OK;
+	mleave(x);
+	return mgo(x, GO_ENTER, x->c->states[m->state].next);
+}
+
+/* Runs a transition, or an event, inside branch k. */
+static enum engine_result
+mpar_go(struct mrun *x, size_t k, int target)
+{
+	enum engine_result r;
+
+	mbr_load(x, k);
+	r = mgo(x, GO_ENTER, target);
+	if (r != ENGINE_OK)
+		return r;
+	mbr_unload(x);
+	return mpar_after(x, k);
+}
+
+static enum engine_result
+mpar_ev(struct mrun *x, size_t k, const struct engine_event *ev)
+{
+	enum engine_result r;
+
+	mbr_load(x, k);
+	r = mevent(x, ev);
+	if (r != ENGINE_OK)
+		return r;
+	mbr_unload(x);
+	return mpar_after(x, k);
+}
+
+/* Entering a parallel state: from a branch, its join; else the fork. */
+static enum engine_result
+mpar_enter(struct mrun *x, int target)
+{
+	struct model *m = x->m;
+	const struct chart_state *p = &x->c->states[target];
+	int left = x->left;
+	size_t k;
+
+	m->attempt = 0;
+	m->base = 0;
+	if (x->in_br) {
+		x->joined = true;
+		m->phase = PHASE_NONE;
+		return ENGINE_OK;
+	}
+	m->phase = PHASE_PARALLEL;
+	m->nbr = p->nfork;
+	for (k = 0; k < p->nfork; k++)
+		m->br[k] = (struct mbranch){-1, PHASE_NONE, 0, 0, 0};
+	for (k = 0; k < p->nfork; k++) {
+		enum engine_result r = mpar_go(x, k, p->fork[k]);
+
+		if (r != ENGINE_OK || x->left != left)
+			return r;
+	}
+	mrearm(x);
+	return ENGINE_OK;
+}
+
+static enum engine_result
+mpar_event(struct mrun *x, const struct engine_event *ev)
+{
+	struct model *m = x->m;
+	const struct chart *c = x->c;
+	char want[ENGINE_MSGID_MAX];
+	enum engine_result r = ENGINE_OK;
+	size_t k, n = 0, pick = SIZE_MAX;
+	int left = x->left, target = c->failure;
+
+	switch (ev->type) {
+	case EV_REPLY:
+		for (k = 0; k < m->nbr; k++) {
+			if (m->br[k].phase != PHASE_AWAIT)
+				continue;
+			engine_message_id(want, sizeof(want), x->id,
+			                  c->states[m->br[k].state].name,
+			                  m->visits[m->br[k].state], false,
+			                  m->br[k].attempt);
+			if (!strcmp(want, ev->in_reply_to))
+				break;
+		}
+		if (k == m->nbr)
+			return ENGINE_IGNORED;
+		r = mpar_ev(x, k, ev);
+		break;
+	case EV_TIMEOUT:
+		if (ev->timer_seq != m->seq)
+			return ENGINE_IGNORED;
+		/* every branch due, as RETRY every branch in flight */
+		/* fall through */
+	case EV_OP_RETRY:
+		for (k = 0; k < m->nbr && r == ENGINE_OK && x->left == left;
+		     k++)
+			if (mwaits(&m->br[k]) &&
+			    (ev->type == EV_OP_RETRY || m->br[k].at <= x->now))
+				r = mpar_ev(x, k, ev);
+		break;
+	case EV_OP_SKIP:
+		for (k = 0; k < m->nbr; k++) {
+			if (!mwaits(&m->br[k]))
+				continue;
+			n++;
+			if (ev->step == NULL ||
+			    !strcmp(c->states[m->br[k].state].name, ev->step))
+				pick = k;
+		}
+		if ((ev->step == NULL && n > 1) || pick == SIZE_MAX)
+			return ENGINE_REJECTED;
+		r = mpar_ev(x, pick, ev);
+		break;
+	case EV_OP_COMPENSATE:
+		for (k = m->nbr; k-- > 0;)
+			if (mwaits(&m->br[k]))
+				target = c->states[m->br[k].state]
+				                 .exhausted_target;
+		if (!mpush_in_flight(x, SIZE_MAX))
+			return ENGINE_ERROR;
+		mleave(x);
+		return mgo(x, GO_FAIL, target);
+	case EV_OP_ABORT:
+		mleave(x);
+		return mevent(x, ev);
+	default:
+		return ENGINE_ERROR;
+	}
+	if (r == ENGINE_OK && x->left == left)
+		mrearm(x);
+	return r;
+}
+
 static enum engine_result
 mevent(struct mrun *x, const struct engine_event *ev)
 {
@@ -456,6 +745,9 @@ mevent(struct mrun *x, const struct engine_event *ev)
 	}
 	if (!m->started)
 		return ENGINE_ERROR;
+	if (m->nbr > 0 && !x->in_br && ev->type != EV_OP_RESUME &&
+	    ev->type != EV_OP_MARK_COMPENSATED)
+		return mpar_event(x, ev);
 	s = &c->states[m->state];
 	switch (ev->type) {
 	case EV_REPLY:
@@ -617,6 +909,8 @@ struct ctx {
 	uint64_t seed;
 	int chart, seq, event;
 	const struct chart *c;
+	bool parallel; /* c has a parallel state: branches complete in any
+	                * order, so undo order is checked by the model */
 	char why[1024];
 };
 
@@ -647,6 +941,34 @@ static const char *
 sname(const struct chart *c, int i)
 {
 	return i >= 0 && (size_t)i < c->nstates ? c->states[i].name : "-";
+}
+
+/* The branches of a parallel state, field by field. */
+static int
+compare_branches(struct ctx *t, const struct saga *s, const struct model *m)
+{
+	size_t k;
+
+	if (s->nbranches != m->nbr)
+		return diff(t, "%zu branches, model %zu", s->nbranches, m->nbr);
+	for (k = 0; k < m->nbr; k++) {
+		const struct saga_branch *b = &s->branches[k];
+		const struct mbranch *e = &m->br[k];
+
+		if (b->state != e->state || b->phase != e->phase ||
+		    b->attempt != e->attempt || b->attempt_base != e->base ||
+		    b->timer_at_ms != e->at)
+			return diff(t,
+			            "branch %zu %s/%s/%d/%d@%" PRId64
+			            ", model %s/%s/%d/%d@%" PRId64,
+			            k, sname(t->c, b->state),
+			            saga_phase_name(b->phase), b->attempt,
+			            b->attempt_base, b->timer_at_ms,
+			            sname(t->c, e->state),
+			            saga_phase_name(e->phase), e->attempt,
+			            e->base, e->at);
+	}
+	return 0;
 }
 
 static int
@@ -700,6 +1022,8 @@ compare(struct ctx *t, const struct saga *s, const struct engine_output *out,
 		            s->timer_seq, s->timer_at_ms, m->seq, m->at);
 	if (!value_equal(&s->data, &m->data))
 		return diff(t, "data differs");
+	if (compare_branches(t, s, m) != 0)
+		return -1;
 	if (out->nactions != x->nacts)
 		return diff(t, "%zu actions, model %zu (note: %s)",
 		            out->nactions, x->nacts, out->note);
@@ -756,6 +1080,24 @@ send_policy(const struct chart *c, const struct engine_action *a)
 		return NULL;
 	return a->compensation ? &c->states[i].compensate->retry
 	                       : &c->states[i].retry;
+}
+
+/* The attempt base a SEND of `st` counts from: its branch's in a
+ * parallel state (after the event, or before it when the event left the
+ * parallel state). */
+static int
+send_base(const struct saga *before, const struct saga *s,
+          const struct engine_action *a, int st)
+{
+	size_t k;
+
+	for (k = 0; k < s->nbranches && !a->compensation; k++)
+		if (s->branches[k].state == st)
+			return s->branches[k].attempt_base;
+	for (k = 0; k < before->nbranches && !a->compensation; k++)
+		if (before->branches[k].state == st)
+			return before->branches[k].attempt_base;
+	return s->attempt_base;
 }
 
 static int
@@ -828,10 +1170,11 @@ invariants(struct ctx *t, struct watch *w, const struct saga *before,
 		p = send_policy(c, a);
 		if (st < 0 || p == NULL)
 			return diff(t, "send for unknown step %s", a->step);
-		if (a->attempt - s->attempt_base < 1 ||
-		    a->attempt - s->attempt_base > p->attempts)
+		if (a->attempt - send_base(before, s, a, st) < 1 ||
+		    a->attempt - send_base(before, s, a, st) > p->attempts)
 			return diff(t, "attempt %d (base %d) beyond policy %d",
-			            a->attempt, s->attempt_base, p->attempts);
+			            a->attempt, send_base(before, s, a, st),
+			            p->attempts);
 		if (a->visit < 1 || a->visit > s->visits[st])
 			return diff(t, "send of %s visit %d, entered %d times",
 			            a->step, a->visit, s->visits[st]);
@@ -846,7 +1189,7 @@ invariants(struct ctx *t, struct watch *w, const struct saga *before,
 			            "compensation of %s visit %d, which did "
 			            "not complete",
 			            a->step, a->visit);
-		if (!w->undone_started[k]) {
+		if (!w->undone_started[k] && !t->parallel) {
 			if (w->last_undo_rank >= 0 &&
 			    w->last_sent[k] >= w->last_undo_rank)
 				return diff(
@@ -970,8 +1313,15 @@ random_event(struct engine_event *ev, struct value *payload,
 		        s->state >= 0 ? &c->states[s->state] : NULL;
 		bool undo = s->status == SAGA_COMPENSATING ||
 		            s->status == SAGA_STUCK;
+		int attempt = s->attempt;
 		size_t i;
 
+		if (s->nbranches > 0 && pct(90)) { /* a branch's step */
+			const struct saga_branch *b =
+			        &s->branches[rn((int)s->nbranches)];
+			st = &c->states[b->state];
+			attempt = b->attempt;
+		}
 		ev->type = EV_REPLY;
 		ev->reply_type = u->replies[rn((int)u->nreplies)];
 		if (st != NULL && pct(60)) {
@@ -987,11 +1337,11 @@ random_event(struct engine_event *ev, struct value *payload,
 			 * attempt of another visit (a stale one) */
 			int v = undo && s->ndone > 0
 			                ? s->done[s->ndone - 1].visit
-			                : s->visits[s->state];
+			                : s->visits[st - c->states];
 			if (pct(10))
 				v += pct(50) ? 1 : -1;
 			engine_message_id(re, ENGINE_MSGID_MAX, s->id, st->name,
-			                  v, undo, s->attempt);
+			                  v, undo, attempt);
 		} else if (pct(60) && sent->n > 0)
 			snprintf(re, ENGINE_MSGID_MAX, "%s",
 			         sent->ids[rn((int)sent->n)]);
@@ -1019,6 +1369,14 @@ random_event(struct engine_event *ev, struct value *payload,
 			*now = s->timer_at_ms;
 	} else if (k < 98) {
 		ev->type = ops[rn(6)];
+		if (ev->type == EV_OP_SKIP && s->nbranches > 0 && pct(70))
+			ev->step =
+			        pct(90) ? c->states
+			                          [s->branches
+			                                   [rn((int)s->nbranches)]
+			                                           .state]
+			                                  .name
+			                : "nope";
 		if (ev->type == EV_OP_MARK_COMPENSATED) {
 			if (s->ndone > 0 && pct(70))
 				ev->step = c->states[s->done[rn((int)s->ndone)]
@@ -1045,6 +1403,7 @@ struct stats {
 	long statuses[6];
 	long sends, undos, timers, mismatches;
 	long revisits, refusals; /* sends on a visit >= 2; bounds hit */
+	long in_parallel; /* events taken (OK) by a saga in a parallel state */
 };
 
 static int
@@ -1137,6 +1496,7 @@ run_sequence(struct ctx *t, const struct universe *u, struct stats *stt)
 		stt->results[r]++;
 		if (r == ENGINE_OK && strstr(out.note, "refused") != NULL)
 			stt->refusals++;
+		stt->in_parallel += r == ENGINE_OK && before.nbranches > 0;
 		rc = compare(t, &s, &out, r, &m, &x, mr);
 		if (rc == 0)
 			rc = invariants(t, &w, &before, &s, &ev, &out, r, pb,
@@ -1225,6 +1585,8 @@ test_engine_against_model(void)
 		t.seed = seed;
 		t.chart = (int)k;
 		t.c = c;
+		for (size_t i = 0; i < c->nstates; i++)
+			t.parallel |= c->states[i].type == STATE_PARALLEL;
 		for (t.seq = 0; t.seq < nseq && rc == 0; t.seq++) {
 			rng = seed ^ ((uint64_t)k << 48) ^ (uint64_t)t.seq;
 			rc = run_sequence(&t, &u, &stt);
@@ -1254,6 +1616,9 @@ test_engine_against_model(void)
 		          saga_status_name((enum saga_status)k));
 	CHECK(stt.undos > 0 && stt.timers > 0);
 	CHECK(stt.revisits > 0 && stt.refusals > 0); /* loops are run */
+	fprintf(stderr, "     %ld events taken in a parallel state\n",
+	        stt.in_parallel);
+	CHECK(stt.in_parallel > 1000);
 }
 
 int

@@ -829,7 +829,9 @@ on_timeout(struct run *r)
 	    r->ev->now_ms >= s->deadline_ms &&
 	    (s->phase == PHASE_AWAIT || s->phase == PHASE_BACKOFF))
 		return deadline_passed(r) == 0 ? ENGINE_OK : ENGINE_ERROR;
-	if (s->phase == PHASE_AWAIT && r->ev->absent) {
+	if (s->phase == PHASE_AWAIT &&
+	    (r->in_branch ? ((r->ev->absent_branches >> r->branch) & 1u) != 0
+	                  : r->ev->absent)) {
 		note(r,
 		     "%s%s attempt %d: not taken (no consumer): still queued, "
 		     "not counted",
@@ -1723,6 +1725,21 @@ engine_outstanding(const struct chart *c, const struct saga *s, char *to,
 		return -1;
 	*timeout_ms = cp != NULL ? cp->timeout_ms : st->timeout_ms;
 	return 0;
+}
+
+int
+engine_branch_outstanding(const struct chart *c, const struct saga *s, size_t k,
+                          char *to, size_t tocap, char *key, size_t keycap,
+                          int64_t *timeout_ms)
+{
+	struct saga v; /* a view of branch k; only read */
+
+	if (s->phase != PHASE_PARALLEL || k >= s->nbranches)
+		return -1;
+	v = *s;
+	v.state = s->branches[k].state;
+	v.phase = s->branches[k].phase;
+	return engine_outstanding(c, &v, to, tocap, key, keycap, timeout_ms);
 }
 
 const char *

@@ -118,8 +118,8 @@
  *   unknown, after the steps completed so far, and compensation runs as
  *   above, one undo at a time, to the failing branch's target. A branch
  *   failing at the fork does so before the later branches start.
- *   `absent` applies to every branch due (the orchestrator sets it only
- *   for a single outstanding command: engine_outstanding has none here).
+ *   A TIMEOUT's `absent_branches` bit k is `absent` for branch k (the
+ *   orchestrator asks engine_branch_outstanding for each branch).
  *   Operator events: RETRY resends every branch in flight (fresh budget
  *   and deadline each); SKIP takes the branch step named by event.step
  *   as succeeded (without a step, only when one branch is in flight;
@@ -261,12 +261,14 @@ struct engine_event {
 	const char *in_reply_to;     /* EV_REPLY: the command's message id */
 	const struct value *payload; /* EV_START order, EV_REPLY reply body */
 	int64_t timer_seq;           /* EV_TIMEOUT */
-	bool absent;      /* EV_TIMEOUT: nobody took the outstanding command
-	                   * during this attempt (the caller knows the
-	                   * participant's consumers were gone): the attempt
-	                   * is not counted, the command still waits in its
-	                   * queue */
-	const char *step; /* EV_OP_MARK_COMPENSATED */
+	bool absent; /* EV_TIMEOUT: nobody took the outstanding command
+	              * during this attempt (the caller knows the
+	              * participant's consumers were gone): the attempt
+	              * is not counted, the command still waits in its
+	              * queue */
+	uint32_t absent_branches; /* EV_TIMEOUT in a parallel state: bit k
+	                           * is `absent` for branch k's command */
+	const char *step;         /* EV_OP_MARK_COMPENSATED */
 };
 
 enum engine_action_type {
@@ -358,6 +360,12 @@ int engine_message_id(char *buf, size_t cap, const char *saga_id,
 int engine_outstanding(const struct chart *c, const struct saga *s, char *to,
                        size_t tocap, char *key, size_t keycap,
                        int64_t *timeout_ms);
+
+/* The same for branch k of a saga in a parallel state (-1 if it awaits
+ * nothing). */
+int engine_branch_outstanding(const struct chart *c, const struct saga *s,
+                              size_t k, char *to, size_t tocap, char *key,
+                              size_t keycap, int64_t *timeout_ms);
 
 const char *saga_status_name(enum saga_status st);
 int saga_status_parse(const char *name, enum saga_status *out);

@@ -493,6 +493,25 @@ command_absent(const struct orch *o, const struct chart *c,
 	return o->cfg.absent(o->cfg.absent_arg, to, key, now - timeout, now);
 }
 
+/* The same for each branch of a saga in a parallel state: bit k. */
+static uint32_t
+branches_absent(const struct orch *o, const struct chart *c,
+                const struct saga *s, int64_t now)
+{
+	char to[CHART_NAME_MAX], key[512];
+	int64_t timeout;
+	uint32_t bits = 0;
+
+	_Static_assert(ENGINE_BRANCHES_MAX <= 32, "a bit per branch");
+	for (size_t k = 0; o->cfg.absent != NULL && k < s->nbranches; k++)
+		if (engine_branch_outstanding(c, s, k, to, sizeof(to), key,
+		                              sizeof(key), &timeout) == 0 &&
+		    o->cfg.absent(o->cfg.absent_arg, to, key, now - timeout,
+		                  now))
+			bits |= UINT32_C(1) << k;
+	return bits;
+}
+
 /* A reply, a timer or an operator request for an existing saga. */
 static int
 step_saga(struct orch *o, const struct orch_input *in,
@@ -542,6 +561,7 @@ step_saga(struct orch *o, const struct orch_input *in,
 		ev.type = EV_TIMEOUT;
 		ev.timer_seq = in->timer_seq;
 		ev.absent = command_absent(o, c, &s, in->now_ms);
+		ev.absent_branches = branches_absent(o, c, &s, in->now_ms);
 		kind = "timeout";
 		break;
 	case IN_OPERATOR:

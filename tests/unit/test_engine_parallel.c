@@ -359,6 +359,31 @@ test_timeout_together(void)
 	h_close(&h);
 }
 
+/* Both branches time out together, but only inventory was away: its
+ * attempt is not counted (armed again, nothing resent), payment's is. */
+static void
+test_timeout_one_branch_absent(void)
+{
+	struct h h;
+	struct engine_event ev = {.type = EV_TIMEOUT};
+
+	CHECK_EQ(h_start(&h, "card", 1000), 0);
+	ev.timer_seq = h.s.timer_seq;
+	ev.absent_branches = 1u << 0; /* branch 1: reserve_stock */
+	h.now = h.s.timer_at_ms;
+	CHECK_EQ(h_step(&h, &ev), ENGINE_OK);
+	CHECK_EQ(h.s.branches[0].attempt, 1);
+	CHECK_EQ(h.s.branches[0].phase, PHASE_AWAIT);
+	CHECK_EQ(h.s.branches[0].timer_at_ms, h.now + TMO);
+	CHECK_EQ(h.s.branches[1].phase, PHASE_BACKOFF);
+	CHECK_MSG(strstr(h.out.note, "not counted") != NULL, "%s", h.out.note);
+	/* the reply to inventory's first attempt still counts */
+	CHECK_EQ(h_reply(&h, "inventory.reserved", "o1:reserve_stock:1"),
+	         ENGINE_OK);
+	CHECK_EQ(h.s.branches[0].phase, PHASE_NONE);
+	h_close(&h);
+}
+
 /* Attempts exhausted in a branch: that step and the other branch's in
  * flight are both unknown. */
 static void
@@ -469,6 +494,7 @@ main(void)
 	RUN(test_fail_at_fork);
 	RUN(test_branch_timers);
 	RUN(test_timeout_together);
+	RUN(test_timeout_one_branch_absent);
 	RUN(test_exhausted);
 	RUN(test_op_retry);
 	RUN(test_op_skip);

@@ -1321,9 +1321,8 @@ par_reply(struct run *r)
 	return ENGINE_OK;
 }
 
-/* Every branch whose time has come. An `absent` TIMEOUT applies to each of
- * them (the orchestrator only says so of a single outstanding command:
- * engine_outstanding has none in a parallel state). */
+/* Every branch whose time has come; each reads its own bit of
+ * absent_branches (on_timeout). */
 static enum engine_result
 par_timeout(struct run *r)
 {

@@ -1017,10 +1017,12 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		         .dlx = DLX,
 		         .dlrk = "orchestrator.dlq"},
 		        {.name = "orchestrator.dlq"},
+		        /* of the deployment's queue type: a classic queue
+		         * is down with its node, and the orchestrator could
+		         * not connect to the rest of a cluster */
 		        {.name = a.presence_q,
 		         .ttl_ms = PRESENCE_TTL_MS,
-		         .max_length = 10000,
-		         .classic = true},
+		         .max_length = 10000},
 		        /* every domain event, kept for audit (the demo
 		         * prints it); declared here, by the events' one
 		         * publisher of order.* besides order-api */

@@ -68,9 +68,8 @@ for _ in $(seq 1 60); do # the import is asynchronous
 done
 check "the import made all $nq queues" [ "$have" -eq "$nq" ]
 if [ "${SAGA_DEPLOY_QUORUM:-0}" = 1 ]; then
-  # but the presence queues: transient announcements, classic on purpose
-  check "every queue is a quorum queue (presence queues classic)" \
-    [ -z "$(ctl list_queues -q --no-table-headers name type | awk '$1 !~ /\.presence$/ && $2 != "quorum"')" ]
+  check "every queue is a quorum queue" \
+    [ -z "$(ctl list_queues -q --no-table-headers name type | awk '$2 != "quorum"')" ]
 fi
 for u in $users; do
   check "user $u exists" grep -qx "$u" <<<"$(ctl list_users -q --no-table-headers | cut -f1)"

@@ -12,6 +12,8 @@
  *
  *   api_bench --port P [--clients 16] [--seconds 5] [--warmup 1]
  */
+#include "clock.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -48,14 +50,6 @@ static struct {
 	bool measuring;
 } S;
 
-static int64_t
-now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void
 next_request(struct client *c)
 {
@@ -74,7 +68,7 @@ next_request(struct client *c)
 	                           n, body);
 	c->sent = 0;
 	c->nin = 0;
-	c->started_us = now_us();
+	c->started_us = clock_mono_us();
 }
 
 static int
@@ -154,7 +148,7 @@ step(struct client *c)
 		c->nin += (size_t)r;
 		int st = answer_done(c);
 		if (st != 0) {
-			record(st, now_us() - c->started_us);
+			record(st, clock_mono_us() - c->started_us);
 			next_request(c);
 			return 1; /* the next request: step again */
 		}
@@ -180,7 +174,7 @@ run(int ep, int64_t until_us)
 {
 	struct epoll_event ev[MAX_CLIENTS];
 
-	while (now_us() < until_us) {
+	while (clock_mono_us() < until_us) {
 		int k = epoll_wait(ep, ev, MAX_CLIENTS, 100);
 		for (int i = 0; i < k; i++) {
 			struct client *c = ev[i].data.ptr;
@@ -228,12 +222,12 @@ main(int argc, char **argv)
 		next_request(&cl[i]);
 		epoll_ctl(ep, EPOLL_CTL_ADD, cl[i].fd, &e);
 	}
-	t0 = now_us();
+	t0 = clock_mono_us();
 	run(ep, t0 + (int64_t)(warm * 1e6));
 	S.measuring = true;
-	t0 = now_us();
+	t0 = clock_mono_us();
 	run(ep, t0 + (int64_t)(secs * 1e6));
-	secs = (double)(now_us() - t0) / 1e6;
+	secs = (double)(clock_mono_us() - t0) / 1e6;
 	qsort(S.lat, S.n, sizeof(*S.lat), cmp64);
 	printf("%.0f %.2f %.2f %.2f %zu %ld\n", (double)S.accepted / secs,
 	       pct(0.50), pct(0.99), pct(1.0), S.n, S.other);

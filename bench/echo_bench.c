@@ -54,6 +54,7 @@
 
 #include "bus.h"
 #include "envelope.h"
+#include "hash.h"
 #include "log.h"
 
 #define MAX_RULES  64
@@ -501,15 +502,6 @@ struct echo {
 	size_t ng;
 };
 
-static uint32_t
-hash(const char *s)
-{
-	uint32_t h = 2166136261u;
-	for (; *s != '\0'; s++)
-		h = (h ^ (uint8_t)*s) * 16777619u;
-	return h;
-}
-
 static const char tp_fixed[] =
         "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
@@ -664,7 +656,7 @@ respond(struct echo *e, const char *saga, const char *type,
         const char *reply_to, bool bundled_in)
 {
 	const struct profile *pr = &e->pr;
-	uint32_t h = hash(saga);
+	uint32_t h = (uint32_t)hash_fnv1a_str(HASH_FNV_INIT, saga);
 
 	for (size_t i = 0; i < pr->n; i++) {
 		const struct rule *r = &pr->r[i];

@@ -29,6 +29,7 @@
  * spends its CPU per frame as well as per message: one ack frame per
  * delivery cost it 15-30% more per saga than one per batch (bench/README).
  */
+#include "clock.h"
 #include "bus.h"
 
 #include <errno.h>
@@ -128,30 +129,6 @@ struct bus {
 
 	struct bus_stats stats;
 };
-
-static int64_t
-now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int64_t
-now_ms(void)
-{
-	return now_us() / 1000;
-}
-
-/* The wall clock in ms since the epoch, for what other hosts read (the
- * publish time, when the topology was declared); now_ms times waits. */
-static int64_t
-wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The wait to hand rabbitmq-c for `left_us` more microseconds. It turns a
  * timeval into a deadline and polls for the whole milliseconds left until
@@ -520,7 +497,7 @@ drop_connection(struct bus *b, const char *why)
 	b->connected = b->blocked = false;
 	/* a connection that dies young (e.g. a publish to a missing exchange
 	 * closes the channel at once) must not reconnect in a tight loop */
-	if (now_ms() - b->connected_at_ms < 2000) {
+	if (clock_mono_ms() - b->connected_at_ms < 2000) {
 		b->backoff_ms = b->backoff_ms == 0 ? 100 : b->backoff_ms * 2;
 		if (b->backoff_ms > BUS_RECONNECT_MAX_MS)
 			b->backoff_ms = BUS_RECONNECT_MAX_MS;
@@ -534,7 +511,7 @@ drop_connection(struct bus *b, const char *why)
 	}
 	b->nnacked = 0;
 	b->nack_streak = b->nack_backoff_ms = 0;
-	b->retry_at_ms = now_ms() + b->backoff_ms;
+	b->retry_at_ms = clock_mono_ms() + b->backoff_ms;
 }
 
 static bool
@@ -730,7 +707,7 @@ try_connect(struct bus *b, const char *url)
 		return -1;
 	if (declare(b) != 0)
 		return -1;
-	b->stats.declared_ms = wall_ms(); /* every binding is in place */
+	b->stats.declared_ms = clock_wall_ms(); /* every binding is in place */
 	if (b->nconsume > 0 && !b->cancelled) {
 		amqp_basic_qos(b->conn, CH, 0, b->cfg.prefetch, 0);
 		if (!rpc_ok(b, "basic.qos"))
@@ -767,7 +744,7 @@ bus_connect(struct bus *b, char *err, size_t errlen)
 				b->generation++; /* reserved (bus.h) */
 			b->next_seq = 1; /* tags restart on every channel */
 			ack_reset(b);
-			b->connected_at_ms = now_ms();
+			b->connected_at_ms = clock_mono_ms();
 			bus_url_redact(url, red, sizeof(red));
 			log_info("bus %s: connected to %s", b->cfg.name, red);
 			return 0;
@@ -788,7 +765,7 @@ bus_connect(struct bus *b, char *err, size_t errlen)
 		uint16_t r = 0;
 		if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
 			r = 0;
-		b->retry_at_ms = now_ms() + b->backoff_ms * 3 / 4 +
+		b->retry_at_ms = clock_mono_ms() + b->backoff_ms * 3 / 4 +
 		                 (b->backoff_ms / 2) * r / 65535;
 	}
 	return -1;
@@ -1052,7 +1029,7 @@ send_pending(struct bus *b)
 	bool hold;
 	if (b->nunsent == 0)
 		return; /* the usual case: no scan of the window */
-	hold = b->nnacked > 0 && now_ms() < b->nack_retry_at_ms;
+	hold = b->nnacked > 0 && clock_mono_ms() < b->nack_retry_at_ms;
 	for (size_t i = b->head; i < b->np && b->connected && !b->blocked;
 	     i++) {
 		if (b->p[i].seq != 0 || b->p[i].mem == NULL)
@@ -1126,7 +1103,8 @@ bus_publish(struct bus *b, const struct bus_message *m, uint64_t tag)
 	p->tag = tag;
 	/* every message says when it was first published (a resend keeps
 	 * it): shards tell old orders by it (orchestrator/svc/shard.h) */
-	p->timestamp_ms = m->timestamp_ms > 0 ? m->timestamp_ms : wall_ms();
+	p->timestamp_ms =
+	        m->timestamp_ms > 0 ? m->timestamp_ms : clock_wall_ms();
 	p->expiration_ms = m->expiration_ms;
 	p->attempts = m->attempts;
 	p->mandatory = m->mandatory;
@@ -1205,7 +1183,7 @@ handle_confirm(struct bus *b, uint64_t seq, bool multiple, bool ack,
 		        b->nack_backoff_ms == 0 ? 100 : b->nack_backoff_ms * 2;
 		if (b->nack_backoff_ms > 2000)
 			b->nack_backoff_ms = 2000;
-		b->nack_retry_at_ms = now_ms() + b->nack_backoff_ms;
+		b->nack_retry_at_ms = clock_mono_ms() + b->nack_backoff_ms;
 	}
 	if (multiple) {
 		for (size_t i = b->head; i < b->np; i++) {
@@ -1560,7 +1538,8 @@ static int
 poll_inner(struct bus *b, int timeout_ms, const struct bus_handlers *h)
 {
 	int events = 0;
-	int64_t deadline = now_us() + (timeout_ms > 0 ? timeout_ms : 0) * 1000L;
+	int64_t deadline =
+	        clock_mono_us() + (timeout_ms > 0 ? timeout_ms : 0) * 1000L;
 
 	for (;;) {
 		struct timeval tv;
@@ -1570,15 +1549,15 @@ poll_inner(struct bus *b, int timeout_ms, const struct bus_handlers *h)
 
 		if (!b->connected) {
 			char err[512];
-			if (now_ms() >= b->retry_at_ms &&
+			if (clock_mono_ms() >= b->retry_at_ms &&
 			    bus_connect(b, err, sizeof(err)) != 0)
 				log_warnx("bus %s: %s; retrying in %d ms",
 				          b->cfg.name, err, b->backoff_ms);
 			if (!b->connected) {
-				left = (deadline - now_us()) / 1000;
+				left = (deadline - clock_mono_us()) / 1000;
 				if (left > 0) {
-					int64_t wait =
-					        b->retry_at_ms - now_ms();
+					int64_t wait = b->retry_at_ms -
+					               clock_mono_ms();
 					struct timespec ts;
 					if (wait > left)
 						wait = left;
@@ -1588,7 +1567,7 @@ poll_inner(struct bus *b, int timeout_ms, const struct bus_handlers *h)
 					ts.tv_nsec = (wait % 1000) * 1000000;
 					nanosleep(&ts, NULL);
 				}
-				if (now_us() >= deadline)
+				if (clock_mono_us() >= deadline)
 					return events;
 				continue;
 			}
@@ -1598,7 +1577,7 @@ poll_inner(struct bus *b, int timeout_ms, const struct bus_handlers *h)
 		if (!b->connected)
 			continue;
 		amqp_maybe_release_buffers(b->conn);
-		left = deadline - now_us(); /* microseconds */
+		left = deadline - clock_mono_us(); /* microseconds */
 		if (events > 0 || left < 0)
 			left = 0;
 		/* never sleep past a heartbeat interval without reading */
@@ -1606,9 +1585,11 @@ poll_inner(struct bus *b, int timeout_ms, const struct bus_handlers *h)
 			left = b->cfg.heartbeat_s * 500000L;
 		/* nor past the resend of nacked messages */
 		if (b->nnacked > 0 &&
-		    left > (b->nack_retry_at_ms - now_ms()) * 1000)
-			left = b->nack_retry_at_ms > now_ms()
-			               ? (b->nack_retry_at_ms - now_ms()) * 1000
+		    left > (b->nack_retry_at_ms - clock_mono_ms()) * 1000)
+			left = b->nack_retry_at_ms > clock_mono_ms()
+			               ? (b->nack_retry_at_ms -
+			                  clock_mono_ms()) *
+			                         1000
 			               : 0;
 		tv = wait_for(left);
 		r = amqp_consume_message(b->conn, &env, &tv, 0);
@@ -1623,7 +1604,7 @@ poll_inner(struct bus *b, int timeout_ms, const struct bus_handlers *h)
 			/* nothing (more) to read */
 			if (tv.tv_sec > 0 || tv.tv_usec > 0)
 				b->stats.idle_reads++;
-			if (now_us() >= deadline || events > 0)
+			if (clock_mono_us() >= deadline || events > 0)
 				return events;
 		} else {
 			/* #689: the envelope was already freed */
@@ -1649,9 +1630,9 @@ bus_poll(struct bus *b, int timeout_ms, const struct bus_handlers *h)
 int
 bus_flush(struct bus *b, int timeout_ms, const struct bus_handlers *h)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = clock_mono_ms() + timeout_ms;
 	while (live(b) > 0) {
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - clock_mono_ms();
 		if (b->nlive == 0) {
 			b->head = b->np = 0;
 			break;

@@ -1,6 +1,7 @@
 /* envelope.c -- see envelope.h. Field checks are table-driven: one row per
  * field with its type and bounds, so the decoder and the documentation
  * (schema/envelope.md) list the same things. */
+#include "clock.h"
 #include "envelope.h"
 
 #include <inttypes.h>
@@ -233,20 +234,12 @@ bad:
 	return -1;
 }
 
-int64_t
-envelope_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int
 envelope_new_id(char *buf, size_t cap, const char *prefix)
 {
 	unsigned char b[10];
 	char hex[21];
-	uint64_t ms = (uint64_t)envelope_now_ms();
+	uint64_t ms = (uint64_t)clock_wall_ms();
 
 	if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
 		return -1;

@@ -121,11 +121,6 @@ int envelope_each(const char *amqp_type, const void *body, size_t len,
 /* 1 if s is a valid message type (1..120 bytes of [a-z0-9_.-]). */
 int envelope_type_valid(const char *s);
 
-/* Milliseconds since the epoch (CLOCK_REALTIME): the clock of an
- * envelope's ts, of the time at the start of every id, and of every time
- * the daemons write down. */
-int64_t envelope_now_ms(void);
-
 /* A fresh unique message id: "<prefix>-<32 hex digits>", the first 12 the
  * time in ms since the epoch, the other 20 random (80 bits), like a
  * UUIDv7: ids made later sort later, so an index on them (the

@@ -7,6 +7,7 @@
  * database would then hold up every message; with threads the loop shares
  * only the snapshots, through one mutex held for a memcpy.
  */
+#include "clock.h"
 #include "http.h"
 
 #include <arpa/inet.h>
@@ -57,14 +58,6 @@ struct upload {
 	size_t len;
 	bool too_big;
 };
-
-int64_t
-http_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- responses ---- */
 
@@ -214,7 +207,7 @@ http_publish(struct http *h, const char *path, int status,
 		s->status = status;
 		s->type = content_type != NULL ? content_type
 		                               : "text/plain; charset=utf-8";
-		s->at_ms = http_now_ms();
+		s->at_ms = clock_mono_ms();
 		s->max_age_ms = max_age_ms;
 		copy = NULL;
 	}
@@ -231,7 +224,7 @@ from_snapshot(struct http *h, const char *path, struct http_response *r)
 	pthread_mutex_lock(&h->mu);
 	for (size_t i = 0; i < h->nsnaps; i++) {
 		const struct snapshot *s = &h->snaps[i];
-		int64_t age = http_now_ms() - s->at_ms;
+		int64_t age = clock_mono_ms() - s->at_ms;
 		if (strcmp(s->path, path) != 0)
 			continue;
 		found = 1;

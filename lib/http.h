@@ -105,7 +105,4 @@ void http_add_header(struct http_response *r, const char *name,
 struct sockaddr_in;
 int http_parse_addr(const char *s, struct sockaddr_in *sa);
 
-/* The millisecond clock snapshots are aged with (CLOCK_MONOTONIC). */
-int64_t http_now_ms(void);
-
 #endif

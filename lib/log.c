@@ -2,6 +2,8 @@
  * single fputs so that lines from one process never interleave. */
 #include "log.h"
 
+#include "clock.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -47,18 +49,20 @@ log_vemit(enum log_level level, int err, const char *fmt, va_list ap)
 {
 	static const char *names[] = {"debug", "info", "warn", "error"};
 	char line[2048];
-	struct timespec ts;
+	int64_t ms;
+	time_t secs;
 	struct tm tm;
 	size_t n;
 	int r;
 
 	if (level < log_min)
 		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
+	ms = clock_wall_ms();
+	secs = (time_t)(ms / 1000);
+	gmtime_r(&secs, &tm);
 	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
 	r = snprintf(line + n, sizeof(line) - n,
-	             ".%03ldZ level=%s prog=%s msg=\"", ts.tv_nsec / 1000000,
+	             ".%03ldZ level=%s prog=%s msg=\"", (long)(ms % 1000),
 	             names[level], log_prog);
 	if (r > 0)
 		n += (size_t)r;

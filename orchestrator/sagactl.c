@@ -26,6 +26,7 @@
 
 #include <sqlite3.h>
 
+#include "clock.h"
 #include "bus.h"
 #include "chart_load.h"
 #include "chart_tools.h"
@@ -802,7 +803,7 @@ show_data_timer(sqlite3 *db, const char *id, bool json)
 		else
 			printf("timer     fires %s UTC (in %lld ms)\n",
 			       fmt_ms(at, t, sizeof(t)),
-			       at - (long long)envelope_now_ms());
+			       at - (long long)clock_wall_ms());
 	} else if (!json) {
 		printf("timer     none\n");
 	}
@@ -952,7 +953,7 @@ static sqlite3_stmt *
 select_sagas(struct store *st, const struct filter *f)
 {
 	sqlite3_stmt *s;
-	int64_t now = envelope_now_ms();
+	int64_t now = clock_wall_ms();
 
 	if (sqlite3_prepare_v2(
 	            store_db(st),
@@ -1020,7 +1021,7 @@ list(const struct opts *o)
 	struct filter f;
 	struct store *st;
 	sqlite3_stmt *s;
-	int64_t now = envelope_now_ms();
+	int64_t now = clock_wall_ms();
 	int n = 0, rc;
 
 	rc = parse_filter(o, &f);
@@ -1089,7 +1090,7 @@ stats(const struct opts *o)
 	sqlite3_stmt *s;
 	struct sample *v = NULL;
 	size_t n = 0, cap = 0, i, j;
-	int64_t now = envelope_now_ms();
+	int64_t now = clock_wall_ms();
 	int rows = 0, rc = 1;
 	char b1[32], b2[32];
 
@@ -1394,7 +1395,7 @@ show(const struct opts *o, const char *id)
 			       "updated   %s UTC\n",
 			       id, col(s, 0), col(s, 1), col(s, 2), col(s, 3),
 			       col(s, 4), sqlite3_column_int(s, 5),
-			       fmt_dur(envelope_now_ms() -
+			       fmt_dur(clock_wall_ms() -
 			                       sqlite3_column_int64(s, 8),
 			               t3, sizeof(t3)),
 			       fmt_ms(sqlite3_column_int64(s, 6), t1,
@@ -1610,7 +1611,7 @@ bulk_action(const struct opts *o, const char *action)
 	sqlite3_stmt *s;
 	char **ids = NULL, **queues = NULL;
 	size_t n = 0, cap = 0, i;
-	int64_t now = envelope_now_ms();
+	int64_t now = clock_wall_ms();
 	int rc;
 
 	rc = parse_filter(o, &f);

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "participant.h"
 
@@ -79,7 +80,7 @@ seed_file(sqlite3 *db, const char *path, char *err, size_t errlen)
 			             "INSERT INTO movements(sku, delta, kind, "
 			             "at) VALUES (?1, ?2, 'seed', ?3)",
 			             "tii", NULL, sku, (int64_t)q,
-			             envelope_now_ms()) < 0)
+			             clock_wall_ms()) < 0)
 				goto dbfail;
 		}
 	}
@@ -203,12 +204,12 @@ reserve(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 		             "INSERT INTO reservations(saga_id, sku, quantity, "
 		             "at) VALUES (?1, ?2, ?3, ?4)",
 		             "ttii", NULL, in->saga, l[i].sku, l[i].qty,
-		             envelope_now_ms()) < 0 ||
+		             clock_wall_ms()) < 0 ||
 		    part_sql(db,
 		             "INSERT INTO movements(saga_id, sku, delta, kind, "
 		             "at) VALUES (?1, ?2, ?3, 'reserve', ?4)",
 		             "ttii", NULL, in->saga, l[i].sku, -l[i].qty,
-		             envelope_now_ms()) < 0)
+		             clock_wall_ms()) < 0)
 			goto dberr;
 	}
 	snprintf(out->type, sizeof(out->type), "inventory.reserved");
@@ -230,7 +231,7 @@ release(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 	             "INSERT INTO movements(saga_id, sku, delta, kind, at) "
 	             "SELECT saga_id, sku, quantity, 'release', ?2 "
 	             "FROM reservations WHERE saga_id = ?1",
-	             "ti", NULL, in->saga, envelope_now_ms()) < 0 ||
+	             "ti", NULL, in->saga, clock_wall_ms()) < 0 ||
 	    part_sql(db,
 	             "UPDATE stock SET on_hand = on_hand + (SELECT quantity "
 	             "FROM reservations r WHERE r.saga_id = ?1 AND r.sku = "

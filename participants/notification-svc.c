@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "participant.h"
 
@@ -215,7 +216,7 @@ write_out(sqlite3 *db, const struct envelope *in, const char *kind,
 	             "INSERT OR IGNORE INTO notifications(event_id, saga_id, "
 	             "kind, text, at) VALUES (?1, ?2, ?3, ?4, ?5)",
 	             "tttti", NULL, in->id, in->saga, kind, text,
-	             envelope_now_ms()) < 0) {
+	             clock_wall_ms()) < 0) {
 		snprintf(why, whylen, "database: %s", sqlite3_errmsg(db));
 		return PART_RETRY;
 	}

@@ -120,7 +120,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "apistore.h"
+#include "hash.h"
 #include "http.h"
 #include "log.h"
 #include "order.h"
@@ -185,12 +187,6 @@ struct upload {
 	struct api_req req;
 };
 
-static int64_t
-wall_ms(void)
-{
-	return envelope_now_ms();
-}
-
 /* Grows *p (elements of size sz) to hold n + 1; -1 on out of memory. */
 static int
 grow(void **p, size_t *cap, size_t n, size_t sz)
@@ -244,15 +240,14 @@ fail(struct MHD_Connection *c, unsigned code, const char *field,
 /* ---- POST /orders ---- */
 
 /* FNV-1a of prefix (a cancel's order id and a newline; "" for an order,
- * whose keys' hashes must not change) and then the body. */
+ * whose keys' hashes must not change) and then the body. The seed is not
+ * FNV's offset basis (a digit short): stored keys were hashed with it. */
 static void
 body_hash(const char *prefix, const char *s, size_t n, char out[17])
 {
-	uint64_t h = 1469598103934665603ull;
-	for (const char *p = prefix; *p != '\0'; p++)
-		h = (h ^ (uint8_t)*p) * 1099511628211ull;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
+	uint64_t h = hash_fnv1a_str(1469598103934665603ull, prefix);
+
+	h = hash_fnv1a(h, s, n);
 	snprintf(out, 17, "%016" PRIx64, h);
 }
 
@@ -288,7 +283,7 @@ build_order(struct upload *u)
 	snprintf(e.id, sizeof(e.id), "created-%s", u->req.order_id);
 	snprintf(e.saga, sizeof(e.saga), "%s", u->req.order_id);
 	snprintf(e.type, sizeof(e.type), "order.created");
-	e.ts = wall_ms();
+	e.ts = clock_wall_ms();
 	rc = envelope_encode(&e, &u->envelope, &len);
 	envelope_clear(&e);
 	if (rc != 0) {
@@ -439,7 +434,7 @@ build_cancel(struct upload *u)
 	snprintf(e.id, sizeof(e.id), CANCEL_PREFIX "%s", id);
 	snprintf(e.saga, sizeof(e.saga), "%s", id);
 	snprintf(e.type, sizeof(e.type), "order.cancel_requested");
-	e.ts = wall_ms();
+	e.ts = clock_wall_ms();
 	rc = value_map_put_str(&e.payload, "order_id", id) != 0 ||
 	     (u->req.reason[0] != '\0' &&
 	      value_map_put_str(&e.payload, "reason", u->req.reason) != 0) ||
@@ -769,7 +764,7 @@ relay_new(struct api *a)
 static void
 relay_retries(struct api *a)
 {
-	int64_t now = wall_ms();
+	int64_t now = clock_mono_ms();
 	size_t k = 0;
 
 	for (size_t i = 0; i < a->nretry; i++) {
@@ -806,7 +801,8 @@ relay_returned(struct api *a, int64_t seq)
 	          "bound for it: is the orchestrator deployed?); kept, "
 	          "published again in %" PRId64 " ms",
 	          seq, a->backoff_ms);
-	a->retry[a->nretry++] = (struct retry){seq, wall_ms() + a->backoff_ms};
+	a->retry[a->nretry++] =
+	        (struct retry){seq, clock_mono_ms() + a->backoff_ms};
 }
 
 /* ---- the events: order-api.events ---- */

@@ -56,6 +56,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
+#include "hash.h"
 #include "log.h"
 #include "participant.h"
 
@@ -171,11 +173,10 @@ bad:
 static int
 gateway_roll(const char *id, int attempt, uint32_t salt)
 {
-	uint32_t h = 2166136261u ^ salt;
-	for (const char *p = id; *p; p++)
-		h = (h ^ (uint8_t)*p) * 16777619u;
-	h = (h ^ (uint32_t)attempt) * 16777619u;
-	h ^= h >> 15;
+	uint64_t h = hash_fnv1a_str(HASH_FNV_INIT ^ salt, id);
+
+	h = hash_fnv1a(h, &attempt, sizeof(attempt));
+	h ^= h >> 29;
 	return (int)(h % 100);
 }
 
@@ -339,12 +340,12 @@ charge(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 	             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
 	             "ttittti", NULL, in->saga, method, amount, currency,
 	             charge_id, card ? "charged" : "collection_due",
-	             envelope_now_ms()) < 0 ||
+	             clock_wall_ms()) < 0 ||
 	    part_sql(db,
 	             "INSERT INTO ledger(saga_id, kind, amount_cents, "
 	             "currency, charge_id, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	             "ttitti", NULL, in->saga, card ? "charge" : "collection",
-	             amount, currency, charge_id, envelope_now_ms()) < 0)
+	             amount, currency, charge_id, clock_wall_ms()) < 0)
 		goto dberr;
 	reply(out, card ? "payment.charged" : "payment.collection_registered",
 	      NULL);
@@ -398,7 +399,7 @@ refund(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 		             "currency, charge_id, at) SELECT saga_id, "
 		             "'refund', amount_cents, currency, charge_id, ?2 "
 		             "FROM payments WHERE saga_id = ?1",
-		             "ti", NULL, in->saga, envelope_now_ms()) < 0 ||
+		             "ti", NULL, in->saga, clock_wall_ms()) < 0 ||
 		    part_sql(db,
 		             "UPDATE payments SET status = 'refunded' "
 		             "WHERE saga_id = ?1",
@@ -410,7 +411,7 @@ refund(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 		             "currency, charge_id, at) SELECT saga_id, "
 		             "'collection_cancel', amount_cents, currency, "
 		             "charge_id, ?2 FROM payments WHERE saga_id = ?1",
-		             "ti", NULL, in->saga, envelope_now_ms()) < 0 ||
+		             "ti", NULL, in->saga, clock_wall_ms()) < 0 ||
 		    part_sql(db,
 		             "UPDATE payments SET status = "
 		             "'collection_cancelled' WHERE saga_id = ?1",

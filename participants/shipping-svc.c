@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "participant.h"
 
@@ -95,7 +96,7 @@ create(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 	             "category, instance, status, at) "
 	             "VALUES (?1, ?2, ?3, ?4, ?5, 'created', ?6)",
 	             "ttttti", NULL, in->saga, tracking, country, category,
-	             s->instance, envelope_now_ms()) < 0)
+	             s->instance, clock_wall_ms()) < 0)
 		goto dberr;
 created:
 	snprintf(out->type, sizeof(out->type), "shipping.created");

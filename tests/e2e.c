@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "bus.h"
 #include "db.h"
 #include "envelope.h"
@@ -586,7 +587,7 @@ post_all(void)
 	char body[1024];
 	int posted = 0;
 
-	int64_t t0 = envelope_now_ms();
+	int64_t t0 = clock_wall_ms();
 
 	for (int i = 0; i < n_orders; i++) {
 		int st = 0;
@@ -604,8 +605,8 @@ post_all(void)
 		}
 		for (int64_t due = t0 + (int64_t)i * 1000 /
 		                                (opt->rate ? opt->rate : 1);
-		     opt->rate > 0 && envelope_now_ms() < due;)
-			usleep((useconds_t)(due - envelope_now_ms()) * 1000);
+		     opt->rate > 0 && clock_wall_ms() < due;)
+			usleep((useconds_t)(due - clock_wall_ms()) * 1000);
 		come_back(false);
 		for (size_t k = 0; k < opt->nfaults; k++)
 			if (opt->faults[k].at == i)

@@ -25,6 +25,7 @@
  * must not share a version).
  */
 #include "chart_load.h"
+#include "hash.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -2133,13 +2134,10 @@ struct hash {
 static void
 hput(struct hash *h, const char *s)
 {
-	for (const unsigned char *p = (const unsigned char *)(s ? s : "\x01");
-	     *p; p++) {
-		h->h ^= *p;
-		h->h *= 1099511628211ULL;
-	}
-	h->h ^= 0xff; /* field separator */
-	h->h *= 1099511628211ULL;
+	static const unsigned char sep = 0xff; /* field separator */
+
+	h->h = hash_fnv1a_str(h->h, s ? s : "\x01");
+	h->h = hash_fnv1a(h->h, &sep, 1);
 }
 
 static void
@@ -2194,7 +2192,7 @@ cmp_field(const void *a, const void *b)
 static void
 compute_version(struct chart *c)
 {
-	struct hash h = {14695981039346656037ULL};
+	struct hash h = {HASH_FNV_INIT};
 	struct chart_field *sorted = NULL;
 
 	hput(&h, "saga-chart-v1");

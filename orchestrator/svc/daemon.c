@@ -21,6 +21,7 @@
  * is handed to the loop item by item, each with a reference of its own;
  * the bundle's delivery is acked once every item is settled.
  */
+#include "clock.h"
 #include "daemon.h"
 
 #include <errno.h>
@@ -323,7 +324,7 @@ render_metrics(struct adapter *a, struct http_response *r)
 	        "Participant instances heard announcing themselves lately.",
 	        "gauge");
 	http_printf(r, "saga_participants_present %zu\n",
-	            presence_live(a->presence, envelope_now_ms()));
+	            presence_live(a->presence, clock_wall_ms()));
 	counter(r, "saga_presence_heard_total",
 	        "Participant announcements received.", "counter");
 	http_printf(r, "saga_presence_heard_total %llu\n",
@@ -349,7 +350,7 @@ publish_http(struct adapter *a)
 	struct http_response r = {0};
 	const char *why = "";
 	bool ok;
-	int64_t now = http_now_ms();
+	int64_t now = clock_mono_ms();
 
 	if (a->http == NULL || now - a->http_published_ms < HTTP_PUBLISH_MS)
 		return;
@@ -601,7 +602,7 @@ presence_heard(struct adapter *a, const struct bus_delivery *d)
 		return;
 	}
 	envelope_clear(&e);
-	presence_note(a->presence, &pa, envelope_now_ms());
+	presence_note(a->presence, &pa, clock_wall_ms());
 	a->presence_heard++;
 	if (bus_ack(a->bus, d->ref, false) != 0)
 		log_warnx("cannot ack a presence announcement");
@@ -819,7 +820,7 @@ ring_notice_publish(struct adapter *a, int64_t at_ms)
 static void
 drain_step(struct adapter *a)
 {
-	int64_t now = envelope_now_ms(), left, outbox = -1;
+	int64_t now = clock_wall_ms(), left, outbox = -1;
 	uint32_t ready = 0, consumers = 0;
 
 	if (!bus_connected(a->bus))
@@ -834,7 +835,7 @@ drain_step(struct adapter *a)
 	if (a->drain == DRAIN_UNBIND) {
 		if (bus_unbind(a->bus, SHARD_EXCHANGE, a->orders_q,
 		               SHARD_WEIGHT) == 0) {
-			int64_t unbound = envelope_now_ms();
+			int64_t unbound = clock_wall_ms();
 			log_info("draining: %s left the hash ring; finishing "
 			         "what it owns",
 			         a->orders_q);
@@ -922,7 +923,7 @@ on_reload(void *arg)
 {
 	struct reload_ctx *r = arg;
 	char err[8192];
-	if (registry_load_dir(r->reg, r->dir, envelope_now_ms(), err,
+	if (registry_load_dir(r->reg, r->dir, clock_wall_ms(), err,
 	                      sizeof(err)) != 0) {
 		log_error("reload of %s failed; the charts in use stay:\n%s",
 		          r->dir, err);
@@ -964,7 +965,7 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 	}
 	reg = registry_new(st);
 	if (reg == NULL ||
-	    registry_load_dir(reg, cfg->statecharts, envelope_now_ms(), err,
+	    registry_load_dir(reg, cfg->statecharts, clock_wall_ms(), err,
 	                      sizeof(err)) != 0) {
 		fprintf(stderr, "%s\n", reg == NULL ? "out of memory" : err);
 		goto out;

@@ -1,4 +1,5 @@
 /* dlq.c -- `sagactl dlq` (dlq.h is its manual). */
+#include "clock.h"
 #include "dlq.h"
 
 #include <errno.h>
@@ -34,14 +35,6 @@ struct dlq {
 	long nseen, published, confirmed;
 	int failed;
 };
-
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 json_str(FILE *f, const char *s)
@@ -217,8 +210,8 @@ cmd_show(const char *amqp, bool json, const char *queue, long limit)
 			free(q.seen);
 			return 1;
 		}
-		deadline = now_ms() + 10000;
-		while (q.nseen < q.want && now_ms() < deadline)
+		deadline = clock_mono_ms() + 10000;
+		while (q.nseen < q.want && clock_mono_ms() < deadline)
 			bus_poll(q.bus, 100, &h);
 		bus_close(q.bus);
 	}
@@ -293,7 +286,7 @@ on_replay(void *arg, const struct bus_delivery *d)
 	m.content_type = d->content_type[0] ? d->content_type : NULL;
 	/* stamped anew: an operator's replay is a new publish (a shard
 	 * would refuse an order published before it joined the ring) */
-	m.timestamp_ms = envelope_now_ms();
+	m.timestamp_ms = clock_wall_ms();
 	m.mandatory = true;
 	m.body = d->body;
 	m.len = d->len;
@@ -343,8 +336,8 @@ cmd_replay(const char *amqp, const char *queue, long limit, const char *to)
 	                   (uint16_t)(q.want < 500 ? q.want : 500));
 	if (q.bus == NULL)
 		return 1;
-	deadline = now_ms() + 30000;
-	while (q.confirmed < q.want && !q.failed && now_ms() < deadline)
+	deadline = clock_mono_ms() + 30000;
+	while (q.confirmed < q.want && !q.failed && clock_mono_ms() < deadline)
 		bus_poll(q.bus, 100, &h);
 	bus_flush(q.bus, 5000, &h);
 	bus_close(q.bus);

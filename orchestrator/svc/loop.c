@@ -16,6 +16,7 @@
  * a RETURNED row (unroutable) is logged and deleted: nobody is bound to
  * receive it and republishing would loop forever.
  */
+#include "clock.h"
 #include "loop.h"
 
 #include <stdint.h>
@@ -595,7 +596,7 @@ loop_turn(struct loop *l, int64_t now_ms)
 			return -1;
 		drained = l->nbatch == had;
 	}
-	l->now_ms = envelope_now_ms() > now_ms ? envelope_now_ms() : now_ms;
+	l->now_ms = clock_wall_ms() > now_ms ? clock_wall_ms() : now_ms;
 	ready = l->nbatch >= l->cfg.batch_max || drained ||
 	        (l->nbatch > 0 &&
 	         l->now_ms - l->batch_started_ms >= l->cfg.batch_wait_ms) ||
@@ -616,7 +617,7 @@ loop_run(struct loop *l, volatile sig_atomic_t *stop,
 	int64_t deadline;
 
 	/* rows left by a previous run go out first */
-	l->now_ms = envelope_now_ms();
+	l->now_ms = clock_wall_ms();
 	publish_outbox(l);
 	while (!*stop) {
 		if (reload != NULL && *reload) {
@@ -624,27 +625,27 @@ loop_run(struct loop *l, volatile sig_atomic_t *stop,
 			if (on_reload != NULL)
 				on_reload(arg);
 		}
-		if (loop_turn(l, envelope_now_ms()) != 0)
+		if (loop_turn(l, clock_wall_ms()) != 0)
 			return -1;
 	}
 	log_info("draining: %zu batched, %zu unconfirmed", l->nbatch,
 	         l->t.unconfirmed(l->t.ctx));
 	if (l->t.stop_consuming(l->t.ctx) != 0)
 		log_warnx("cannot cancel consumers; draining anyway");
-	deadline = envelope_now_ms() + drain_ms;
-	while (envelope_now_ms() < deadline) {
+	deadline = clock_wall_ms() + drain_ms;
+	while (clock_wall_ms() < deadline) {
 		/* collect what is already in flight to us, commit it */
 		if (l->t.poll(l->t.ctx, l, 50) != 0)
 			return -1;
 		l->failing = false; /* no backoff while draining */
-		if (loop_flush(l, envelope_now_ms()) != 0)
+		if (loop_flush(l, clock_wall_ms()) != 0)
 			return -1;
 		if (l->nbatch == 0 && l->t.unconfirmed(l->t.ctx) == 0)
 			break;
 	}
 	/* delete what was confirmed last */
 	if (l->nconfirmed > 0)
-		loop_flush(l, envelope_now_ms());
+		loop_flush(l, clock_wall_ms());
 	if (l->nbatch > 0 || l->t.unconfirmed(l->t.ctx) > 0) {
 		log_warnx("drain timed out: %zu batched, %zu unconfirmed "
 		          "(they are redelivered / republished at the next "

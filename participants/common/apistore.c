@@ -21,6 +21,7 @@
  * What order-api cannot know yet (the saga moved on since its last
  * event) the orchestrator decides, and order.cancel_refused says so.
  */
+#include "clock.h"
 #include "apistore.h"
 
 #include <assert.h>
@@ -136,14 +137,6 @@ struct batch {
 	size_t nev;
 	bool added; /* outbox rows were inserted */
 };
-
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Grows *p (elements of size sz) to hold n + 1; -1 on out of memory. */
 static int
@@ -436,7 +429,7 @@ static int
 write_batch(struct apistore *s, struct batch *b)
 {
 	char err[512];
-	int64_t now = now_ms();
+	int64_t now = clock_wall_ms();
 
 	if (db_begin(s->db, err, sizeof(err)) != 0)
 		goto fail;

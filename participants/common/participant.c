@@ -1,4 +1,5 @@
 /* participant.c -- the participant loop (participant.h is its manual). */
+#include "clock.h"
 #include "participant.h"
 #include "presence.h"
 
@@ -523,7 +524,7 @@ publish_stored(struct part *p, const struct deferred *f)
 	m.correlation_id = f->saga;
 	m.type = f->s.type;
 	m.traceparent = f->traceparent[0] ? f->traceparent : NULL;
-	m.timestamp_ms = envelope_now_ms();
+	m.timestamp_ms = clock_wall_ms();
 	m.expiration_ms = f->s.expiration;
 	m.body = f->s.body;
 	m.len = f->s.len;
@@ -718,7 +719,7 @@ prune_table(struct part *p, sqlite3_stmt *st, int64_t before_ms, int64_t *n)
 static void
 prune_step(struct part *p)
 {
-	int64_t now = envelope_now_ms(), a = 0, b = 0;
+	int64_t now = clock_wall_ms(), a = 0, b = 0;
 	char err[512];
 
 	if (p->retention_ms <= 0 ||
@@ -849,7 +850,7 @@ record_processed(struct part *p, const struct envelope *in,
 	    (s->len > 0 ? sqlite3_bind_blob(st, 9, s->body, (int)s->len,
 	                                    SQLITE_STATIC)
 	                : sqlite3_bind_null(st, 9)) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 10, envelope_now_ms()) != SQLITE_OK)
+	    sqlite3_bind_int64(st, 10, clock_wall_ms()) != SQLITE_OK)
 		goto fail;
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_DONE)
@@ -892,8 +893,7 @@ mark_compensated(struct part *p, const char *saga, const char *command)
 	            SQLITE_OK ||
 	    sqlite3_bind_text(p->compensated, 2, command, -1, SQLITE_STATIC) !=
 	            SQLITE_OK ||
-	    sqlite3_bind_int64(p->compensated, 3, envelope_now_ms()) !=
-	            SQLITE_OK)
+	    sqlite3_bind_int64(p->compensated, 3, clock_wall_ms()) != SQLITE_OK)
 		return -1;
 	rc = sqlite3_step(p->compensated);
 	sqlite3_reset(p->compensated);
@@ -937,7 +937,7 @@ seal_reply(struct part *p, const struct bus_delivery *d,
 	snprintf(e.step, sizeof(e.step), "%s", in->step);
 	snprintf(e.re, sizeof(e.re), "%s", in->id);
 	e.attempt = in->attempt;
-	e.ts = envelope_now_ms();
+	e.ts = clock_wall_ms();
 	value_clear(&e.payload);
 	e.payload = r->payload; /* lent for the encoding */
 	if (envelope_encode(&e, &body, &len) != 0) {
@@ -1331,7 +1331,7 @@ announce(struct part *p)
 	struct bus_message m = {0};
 	char *body = NULL;
 	size_t len = 0;
-	int64_t now = envelope_now_ms();
+	int64_t now = clock_wall_ms();
 
 	if (p->presence.name[0] == '\0' || !bus_connected(p->bus) ||
 	    now - p->announced_ms < PRESENCE_INTERVAL_MS)
@@ -1399,7 +1399,7 @@ part_run(const struct part_config *cfg, const volatile sig_atomic_t *stop,
 	        cfg->max_attempts > 0 ? cfg->max_attempts : PART_MAX_ATTEMPTS;
 	if (retention_of(cfg, p.max_attempts, &p.retention_ms, err, errlen))
 		return -1;
-	p.last_prune_ms = envelope_now_ms();
+	p.last_prune_ms = clock_wall_ms();
 	if (open_db(&p, err, errlen) != 0 || open_bus(&p, err, errlen) != 0) {
 		part_free(&p);
 		return -1;

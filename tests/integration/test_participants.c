@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "bus.h"
 #include "db.h"
 #include "envelope.h"
@@ -360,7 +361,7 @@ test_inventory(void)
 	CHECK(q1("inv.db", "SELECT on_hand FROM stock WHERE sku='sku-a'") ==
 	      10);
 	CHECK(q1("inv.db", "SELECT count(*) FROM reservations") == 0);
-	/* times are milliseconds, to the millisecond (envelope_now_ms): of the
+	/* times are milliseconds, to the millisecond (clock_wall_ms): of the
 	 * seed, the reserve and the release, not every one falls on a whole
 	 * second (the old second-resolution clock made all of them do so) */
 	CHECK(q1("inv.db", "SELECT count(*) FROM movements") >= 3);

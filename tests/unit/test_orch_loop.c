@@ -12,6 +12,7 @@
 
 #include <sqlite3.h>
 
+#include "clock.h"
 #include "envelope.h"
 #include "log.h"
 #include "loop.h"
@@ -409,7 +410,7 @@ test_paths(void)
 	push_order(w.bus, "cod-big", "cod", 900000, "france", NULL);
 	push_order(w.bus, "declined-1", "card", 1000, "india", NULL);
 	push_order(w.bus, "nostock-1", "card", 1000, "india", NULL);
-	run(&w, happy, envelope_now_ms(), 12);
+	run(&w, happy, clock_wall_ms(), 12);
 	CHECK_STR(status_of(&w, "card-1"), "completed");
 	CHECK_STR(status_of(&w, "cod-1"), "completed");
 	CHECK_STR(status_of(&w, "cod-big"), "failed");
@@ -428,7 +429,7 @@ test_paths(void)
 	CHECK_EQ(sent_count(w.bus, "order.failed", NULL), 3);
 	CHECK_EQ(sent_count(w.bus, "order.shipped", NULL), 2);
 	/* everything confirmed is gone from the outbox; all acked */
-	loop_flush(w.l, envelope_now_ms());
+	loop_flush(w.l, clock_wall_ms());
 	CHECK_EQ(count(&w, "SELECT count(*) FROM outbox"), 0);
 	CHECK_EQ(w.bus->nrejected, 0);
 	CHECK_EQ(w.bus->nacked, w.bus->nin);
@@ -448,7 +449,7 @@ test_duplicates_and_garbage(void)
 	         "application/msgpack");
 	push_raw(w.bus, SRC_REPLIES, "junk2", "{}", 2, "application/json");
 	push_order(w.bus, "o-2", "card", 100, "india", NULL);
-	run(&w, happy, envelope_now_ms(), 10);
+	run(&w, happy, clock_wall_ms(), 10);
 	CHECK_STR(status_of(&w, "o-1"), "completed");
 	CHECK_STR(status_of(&w, "o-2"), "completed");
 	CHECK_EQ(count(&w, "SELECT count(*) FROM sagas"), 2);
@@ -482,7 +483,7 @@ test_cancel_on_orders_queue(void)
 
 	CHECK(world_init(&w) == 0);
 	push_order(w.bus, "c-1", "card", 100, "india", NULL);
-	run(&w, nobody, envelope_now_ms(), 2);
+	run(&w, nobody, clock_wall_ms(), 2);
 	envelope_init(&e);
 	snprintf(e.id, sizeof(e.id), "cancel-c-1");
 	snprintf(e.saga, sizeof(e.saga), "c-1");
@@ -492,7 +493,7 @@ test_cancel_on_orders_queue(void)
 	value_map_put_str(&e.payload, "actor", "customer");
 	push_env(w.bus, SRC_ORDERS, &e);
 	envelope_clear(&e);
-	run(&w, nobody, envelope_now_ms(), 2);
+	run(&w, nobody, clock_wall_ms(), 2);
 	CHECK_EQ(w.bus->nrejected, 0);
 	CHECK_EQ(sent_count(w.bus, ORCH_CANCEL_REFUSED, ORCH_CANCEL_REFUSED),
 	         1);
@@ -516,7 +517,7 @@ test_more_than_a_batch_at_once(void)
 		snprintf(id, sizeof(id), "big-%d", i);
 		push_order(w.bus, id, "card", 100, "india", NULL);
 	}
-	run(&w, happy, envelope_now_ms(), 20);
+	run(&w, happy, clock_wall_ms(), 20);
 	CHECK_EQ(count(&w, "SELECT count(*) FROM sagas WHERE "
 	                   "status = 'completed'"),
 	         130);
@@ -531,7 +532,7 @@ static void
 test_inbox_pruned_after_retention(void)
 {
 	struct world w;
-	const int64_t day = INT64_C(24) * 3600 * 1000, now = envelope_now_ms();
+	const int64_t day = INT64_C(24) * 3600 * 1000, now = clock_wall_ms();
 	int before;
 
 	world_retention_ms = 7 * day;
@@ -575,7 +576,7 @@ static void
 test_timeouts_retry(void)
 {
 	struct world w;
-	int64_t now = envelope_now_ms();
+	int64_t now = clock_wall_ms();
 	CHECK(world_init(&w) == 0);
 	push_order(w.bus, "slow-1", "card", 100, "india", NULL);
 	run(&w, silent_payment, now, 4);
@@ -618,7 +619,7 @@ test_idle_turn_sleeps_until_due(void)
 	struct world w;
 	/* an hour ahead: the loop takes the later of the real clock and the
 	 * time it is given, so the real clock never moves these figures */
-	int64_t now = envelope_now_ms() + 3600 * 1000, at;
+	int64_t now = clock_wall_ms() + 3600 * 1000, at;
 	CHECK(world_init(&w) == 0);
 	CHECK_EQ(loop_turn(w.l, now), 0);
 	CHECK_EQ(w.bus->last_timeout, LOOP_IDLE_MS);
@@ -655,7 +656,7 @@ static void
 test_timers_held_while_down(void)
 {
 	struct world w;
-	int64_t now = envelope_now_ms() + 3600 * 1000, at;
+	int64_t now = clock_wall_ms() + 3600 * 1000, at;
 
 	world_grace_ms = 3000;
 	CHECK(world_init(&w) == 0);
@@ -690,7 +691,7 @@ static void
 test_timeout_from_confirm(void)
 {
 	struct world w;
-	int64_t now = envelope_now_ms() + 3600 * 1000, at;
+	int64_t now = clock_wall_ms() + 3600 * 1000, at;
 
 	CHECK(world_init(&w) == 0);
 	w.bus->hold_confirms = true;
@@ -727,14 +728,14 @@ test_full_disk_acks_nothing(void)
 		snprintf(id, sizeof(id), "full-%d", i);
 		push_order(w.bus, id, "card", 100, "india", NULL);
 	}
-	run(&w, happy, envelope_now_ms(), 3);
+	run(&w, happy, clock_wall_ms(), 3);
 	CHECK_EQ(w.bus->nacked, 0);
 	CHECK_EQ(w.bus->nrejected, 0);
 	CHECK(!loop_healthy(w.l, NULL));
 	CHECK_EQ(count(&w, "SELECT count(*) FROM sagas"), 0);
 	/* room again: the same batch goes through (after the backoff) */
 	CHECK(store_set_max_pages(w.st, 0) == 0);
-	run(&w, happy, envelope_now_ms() + 10000, 12);
+	run(&w, happy, clock_wall_ms() + 10000, 12);
 	CHECK(loop_healthy(w.l, NULL));
 	CHECK_EQ(count(&w, "SELECT count(*) FROM sagas WHERE status = "
 	                   "'completed'"),
@@ -750,19 +751,19 @@ test_crash_republishes_outbox(void)
 	CHECK(world_init(&w) == 0);
 	w.bus->fail_publish = true; /* commits happen, nothing goes out */
 	push_order(w.bus, "crash-1", "card", 100, "india", NULL);
-	loop_turn(w.l, envelope_now_ms());
-	loop_flush(w.l, envelope_now_ms());
+	loop_turn(w.l, clock_wall_ms());
+	loop_flush(w.l, clock_wall_ms());
 	CHECK_EQ(count(&w, "SELECT count(*) FROM outbox"), 1);
 	/* "crash": drop everything without draining, start again */
 	world_close(&w);
 	w.bus->fail_publish = false;
 	CHECK(world_open(&w) == 0);
 	before = w.bus->nsent;
-	loop_turn(w.l, envelope_now_ms());
+	loop_turn(w.l, clock_wall_ms());
 	CHECK_EQ(w.bus->nsent - before, 1); /* the inventory.reserve */
 	/* the order.created is redelivered after the crash: dropped */
 	push_order(w.bus, "crash-1", "card", 100, "india", "evt-crash");
-	run(&w, happy, envelope_now_ms(), 10);
+	run(&w, happy, clock_wall_ms(), 10);
 	CHECK_STR(status_of(&w, "crash-1"), "completed");
 	CHECK_EQ(count(&w, "SELECT count(*) FROM sagas"), 1);
 	world_free(&w);

@@ -3,10 +3,13 @@
  * pragma. */
 #include "db.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+
+#include <sys/statvfs.h>
 
 #define DB_BUSY_TIMEOUT_MS 5000
 
@@ -208,4 +211,35 @@ db_rollback(sqlite3 *db)
 {
 	if (!sqlite3_get_autocommit(db))
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int
+db_space_left(sqlite3 *db, unsigned long long *bytes, char *err, size_t errlen)
+{
+	const char *path = sqlite3_db_filename(db, "main");
+	char dir[4096];
+	char *slash;
+	struct statvfs vfs;
+
+	if (path == NULL || path[0] == '\0') {
+		snprintf(err, errlen, "an in-memory database has no disk");
+		return -1;
+	}
+	if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir)) {
+		snprintf(err, errlen, "database path too long");
+		return -1;
+	}
+	slash = strrchr(dir, '/');
+	if (slash == dir)
+		slash[1] = '\0';
+	else if (slash != NULL)
+		*slash = '\0';
+	else
+		snprintf(dir, sizeof(dir), ".");
+	if (statvfs(dir, &vfs) != 0) {
+		snprintf(err, errlen, "statvfs %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	*bytes = (unsigned long long)vfs.f_bavail * vfs.f_frsize;
+	return 0;
 }

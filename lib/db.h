@@ -60,6 +60,15 @@ int db_begin(sqlite3 *db, char *err, size_t errlen);
 int db_commit(sqlite3 *db, char *err, size_t errlen);
 void db_rollback(sqlite3 *db);
 
+/* The bytes an unprivileged writer may still use on the file system that
+ * holds db's main file (statvfs f_bavail * f_frsize). SQLite reports a
+ * full disk only when a commit needs a page the WAL does not have yet,
+ * which may be hundreds of transactions after the disk filled up; this
+ * says it at once. -1 (err) for an in-memory database or a failing
+ * statvfs. */
+int db_space_left(sqlite3 *db, unsigned long long *bytes, char *err,
+                  size_t errlen);
+
 /* Copies sqlite3_errmsg with a prefix into err; returns -1 for chaining:
  * `return db_fail(db, err, errlen, "cannot insert saga %s", id);` */
 int db_fail(sqlite3 *db, char *err, size_t errlen, const char *fmt, ...)

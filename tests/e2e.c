@@ -409,8 +409,10 @@ status_of(sqlite3 *db, const char *id, char *buf, size_t cap)
 }
 
 /* Disk full: fills the orchestrator's file system while orders keep
- * coming. SQLite goes on writing into the WAL's existing pages, so the
- * orchestrator notices only once a commit needs new space: disk_watch,
+ * coming. SQLite goes on writing into the WAL's existing pages and fails
+ * a commit only once one needs new space (hundreds of orders later, or
+ * never, in the fresh-clone CI of 2026-12-05), so /healthz also reads the
+ * space left (db_space_left) and says "disk full" within 250 ms: disk_watch,
  * called between orders and while the test waits for its window, frees
  * the space once /healthz says the disk is full (and fails the test if it
  * never does within DISK_FULL_ORDERS orders and 30 s after the last). */

@@ -182,6 +182,8 @@ struct adapter {
 	struct presence *presence; /* who takes commands (lib/presence.h) */
 	int64_t http_published_ms;
 	uint64_t presence_heard;
+	/* bytes left where the database is, at the last publish; -1 unknown */
+	long long disk_free;
 };
 
 /* A delivery's bytes and properties, one allocation. */
@@ -336,6 +338,11 @@ render_metrics(struct adapter *a, struct http_response *r)
 	        "counter");
 	http_printf(r, "saga_bus_reconnects_total %llu\n",
 	            (unsigned long long)bus_stats(a->bus)->reconnects);
+	if (a->disk_free >= 0) {
+		counter(r, "saga_disk_free_bytes",
+		        "Bytes left on the database's file system.", "gauge");
+		http_printf(r, "saga_disk_free_bytes %lld\n", a->disk_free);
+	}
 }
 
 /* /healthz and /metrics are snapshots the loop publishes every
@@ -343,27 +350,53 @@ render_metrics(struct adapter *a, struct http_response *r)
  * that stops turning makes both answer 503 after HTTP_STALE_MS. */
 #define HTTP_PUBLISH_MS 250
 #define HTTP_STALE_MS   10000
+/* Below this many bytes free where the database is, /healthz says the disk
+ * is full: before SQLite notices (db.h, db_space_left), and with room
+ * left for the commits in flight and a checkpoint. */
+#define DISK_RESERVE_BYTES (16LL << 20)
+
+/* Why the orchestrator is not healthy now, or NULL; buf holds the text. */
+static const char *
+unhealthy(struct adapter *a, char *buf, size_t cap)
+{
+	const char *why = "";
+	unsigned long long left = 0;
+
+	a->disk_free =
+	        store_space_left(a->st, &left) == 0 ? (long long)left : -1;
+	if (!loop_healthy(a->l, &why))
+		return why[0] ? why : "commits fail";
+	if (a->disk_free >= 0 && a->disk_free < DISK_RESERVE_BYTES) {
+		snprintf(buf, cap,
+		         "disk full: %lld KiB left where the database is, "
+		         "below the %lld MiB reserve",
+		         a->disk_free >> 10, DISK_RESERVE_BYTES >> 20);
+		return buf;
+	}
+	if (!bus_connected(a->bus))
+		return "not connected to the broker";
+	return NULL;
+}
 
 static void
 publish_http(struct adapter *a)
 {
 	struct http_response r = {0};
-	const char *why = "";
-	bool ok;
+	char buf[160];
+	const char *why;
 	int64_t now = clock_mono_ms();
 
 	if (a->http == NULL || now - a->http_published_ms < HTTP_PUBLISH_MS)
 		return;
 	a->http_published_ms = now;
-	ok = loop_healthy(a->l, &why) && bus_connected(a->bus);
-	if (ok)
+	why = unhealthy(a, buf, sizeof(buf));
+	if (why == NULL)
 		http_printf(&r, "ok\n");
 	else
-		http_printf(&r, "unhealthy: %s\n",
-		            why[0] ? why : "not connected to the broker");
+		http_printf(&r, "unhealthy: %s\n", why);
 	if (!r.oom)
-		http_publish(a->http, "/healthz", ok ? 200 : 503, NULL, r.body,
-		             r.len, HTTP_STALE_MS);
+		http_publish(a->http, "/healthz", why == NULL ? 200 : 503, NULL,
+		             r.body, r.len, HTTP_STALE_MS);
 	free(r.body);
 	memset(&r, 0, sizeof(r));
 	render_metrics(a, &r);
@@ -946,6 +979,7 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 	int rc = 1;
 
 	memset(&a, 0, sizeof(a));
+	a.disk_free = -1;
 	if (shard_parse(cfg->shard, &a.sh, err, sizeof(err)) != 0) {
 		log_error("%s", err);
 		return 2;

@@ -237,6 +237,12 @@ store_db(struct store *st)
 }
 
 int
+store_space_left(struct store *st, unsigned long long *bytes)
+{
+	return db_space_left(st->db, bytes, st->err, sizeof(st->err));
+}
+
+int
 store_begin(struct store *st)
 {
 	return db_begin(st->db, st->err, sizeof(st->err));

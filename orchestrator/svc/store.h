@@ -41,6 +41,10 @@ const char *store_error(const struct store *st);
 /* The underlying handle, for read-only queries of sagactl. */
 struct sqlite3 *store_db(struct store *st);
 
+/* Bytes left on the database's file system (db_space_left); -1 with the
+ * reason in store_error. */
+int store_space_left(struct store *st, unsigned long long *bytes);
+
 int store_begin(struct store *st);
 int store_commit(struct store *st);
 void store_rollback(struct store *st);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -180,6 +181,37 @@ test_many_open_a_new_file_at_once(void)
 	free(dir);
 }
 
+/* db_space_left reads the file system of the database's directory (the
+ * orchestrator's /healthz says "disk full" from it), and refuses a
+ * database that has no file. */
+static void
+test_space_left(void)
+{
+	char *dir = testutil_tmpdir("saga-db");
+	char path[512], err[512];
+	unsigned long long left = 0, want;
+	struct statvfs vfs;
+	sqlite3 *db;
+
+	CHECK(dir != NULL);
+	snprintf(path, sizeof(path), "%s/a.db", dir);
+	CHECK_MSG(db_open(path, DB_READWRITE, &db, err, sizeof(err)) == 0, "%s",
+	          err);
+	CHECK_MSG(db_space_left(db, &left, err, sizeof(err)) == 0, "%s", err);
+	CHECK(statvfs(dir, &vfs) == 0);
+	want = (unsigned long long)vfs.f_bavail * vfs.f_frsize;
+	/* other processes write too: the same file system, give or take */
+	CHECK_MSG(left + (64ull << 20) > want && want + (64ull << 20) > left,
+	          "db_space_left %llu, statvfs %llu", left, want);
+	db_close(db);
+	CHECK(db_open(":memory:", DB_READWRITE, &db, err, sizeof(err)) == 0);
+	CHECK(db_space_left(db, &left, err, sizeof(err)) == -1);
+	CHECK_MSG(strstr(err, "in-memory") != NULL, "%s", err);
+	db_close(db);
+	testutil_rmtree(dir);
+	free(dir);
+}
+
 int
 main(void)
 {
@@ -187,5 +219,6 @@ main(void)
 	RUN(test_failed_migration_rolls_back);
 	RUN(test_full_disk_keeps_data);
 	RUN(test_many_open_a_new_file_at_once);
+	RUN(test_space_left);
 	return check_summary();
 }

@@ -3,6 +3,7 @@
 #include "log.h"
 
 #include "clock.h"
+#include "trace.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -41,6 +42,17 @@ log_level_parse(const char *s, enum log_level *out)
 	return -1;
 }
 
+/* The trace id of the message this thread handles now (log_set_trace),
+ * "" for none. */
+static _Thread_local char log_trace_id[33];
+
+void
+log_set_trace(const char *traceparent)
+{
+	if (traceparent == NULL || trace_parse(traceparent, log_trace_id) != 0)
+		log_trace_id[0] = '\0';
+}
+
 static void log_vemit(enum log_level level, int err, const char *fmt,
                       va_list ap) __attribute__((format(printf, 3, 0)));
 
@@ -71,12 +83,16 @@ log_vemit(enum log_level level, int err, const char *fmt, va_list ap)
 		if (r > 0)
 			n += (size_t)r;
 	}
-	if (n > sizeof(line) - 64)
-		n = sizeof(line) - 64; /* truncated: keep room for the tail */
+	if (n > sizeof(line) - 128)
+		n = sizeof(line) - 128; /* truncated: keep room for the tail */
 	if (err != 0)
 		n += (size_t)snprintf(line + n, sizeof(line) - n, ": %s",
 		                      strerror(err));
-	snprintf(line + n, sizeof(line) - n, "\"\n");
+	if (log_trace_id[0] != '\0')
+		snprintf(line + n, sizeof(line) - n, "\" trace_id=%s\n",
+		         log_trace_id);
+	else
+		snprintf(line + n, sizeof(line) - n, "\"\n");
 	/* fields after the message: "msg=\"text k=v\"" stays one quoted
 	 * string, which grep and logfmt parsers both accept */
 	fputs(line, stderr);

@@ -333,9 +333,11 @@ commit_step(struct orch *o, const struct chart *c, const struct saga *before,
 	}
 	if (before == NULL || before->status != s->status)
 		count_status(o, c, s->status);
+	log_set_trace(trace);
 	log_info("saga=%s chart=%s state=%s status=%s event=%s note=\"%s\"",
 	         s->id, c->name, c->states[s->state].name,
 	         saga_status_name(s->status), kind, out->note);
+	log_set_trace(NULL);
 	return 0;
 }
 
@@ -613,8 +615,10 @@ step_saga(struct orch *o, const struct orch_input *in,
 		if (rc == 0 && in->kind == IN_CANCEL)
 			rc = emit_event_why(o, c, &s, ORCH_CANCEL_REFUSED,
 			                    out.note, trace, in->now_ms);
+		log_set_trace(trace);
 		log_info("saga=%s state=%s event=%s %s note=\"%s\"", s.id,
 		         c->states[s.state].name, kind, k, out.note);
+		log_set_trace(NULL);
 	}
 	engine_output_clear(&out);
 	saga_clear(&before);

@@ -1,5 +1,5 @@
-/* Unit tests of lib/log: level parsing and that nothing below the level
- * is printed. */
+/* Unit tests of lib/log: level parsing, that nothing below the level
+ * is printed, and the trace id of the message in hand on every line. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -32,6 +32,15 @@ test_filtering(void)
 	log_init("t", LOG_WARN);
 	log_info("hidden line");
 	log_warnx("shown line k=%d", 7);
+	log_set_trace(
+	        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+	log_warnx("traced line");
+	log_set_trace("00-not-a-traceparent");
+	log_warnx("bad trace line");
+	log_set_trace(
+	        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+	log_set_trace(NULL);
+	log_warnx("untraced line");
 	fflush(stderr);
 	dup2(saved, 2);
 	close(saved);
@@ -44,6 +53,14 @@ test_filtering(void)
 	CHECK_MSG(strstr(text, "level=warn prog=t msg=\"shown line k=7\"") !=
 	                  NULL,
 	          "got: %s", text);
+	CHECK_MSG(strstr(text,
+	                 "msg=\"traced line\" "
+	                 "trace_id=0af7651916cd43dd8448eb211c80319c\n") != NULL,
+	          "got: %s", text);
+	CHECK_MSG(strstr(text, "msg=\"bad trace line\"\n") != NULL, "got: %s",
+	          text);
+	CHECK_MSG(strstr(text, "msg=\"untraced line\"\n") != NULL, "got: %s",
+	          text);
 	free(text);
 }
 

@@ -85,9 +85,20 @@ fi
 df=$dk/Dockerfile
 check "Dockerfile builds on debian:12" grep -q '^FROM debian:12 AS build' "$df"
 check "Dockerfile runs on debian:12-slim" grep -q '^FROM debian:12-slim' "$df"
-for lib in librabbitmq4 libsqlite3-0 libmsgpackc2 libyaml-0-2 libmicrohttpd12 libjansson4; do
-  check "runtime stage installs $lib" grep -q "$lib" "$df"
+# every library a program links directly (NEEDED), by its Debian package:
+# the runtime stage must install it (libc6 is in the base image)
+runtime=$(sed -n '/^FROM debian:12-slim/,$p' "$df")
+needed=$(for b in saga-orchestrator sagactl order-api inventory-svc payment-svc \
+                  shipping-svc notification-svc; do
+           objdump -p "$bin/$b" 2>/dev/null | awk '/NEEDED/ {print $2}'
+         done | sort -u)
+for so in $needed; do
+  f=$(ldconfig -p | awk -v so="$so" '$1 == so {print $NF; exit}')
+  pkg=$([ -n "$f" ] && dpkg -S "$(readlink -f "$f")" 2>/dev/null | head -1 | cut -d: -f1)
+  case $pkg in ''|libc6) continue ;; esac
+  check "runtime stage installs $pkg (for $so)" grep -qw "$pkg" <<<"$runtime"
 done
+check "the programs' libraries were found" test -n "$needed"
 for b in $(grep -o '/build/bin/[a-z-]*' "$df" | sed 's|/build/bin/||' | sort -u); do
   check "Dockerfile copies $b, a program the build makes" [ -x "$bin/$b" ]
 done

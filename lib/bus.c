@@ -571,7 +571,8 @@ declare(struct bus *b)
 	}
 	for (size_t i = 0; i < t->nqueues; i++) {
 		const struct bus_queue *q = &t->queues[i];
-		bool quorum = q->quorum || (b->quorum && !q->classic);
+		bool quorum = !q->exclusive &&
+		              (q->quorum || (b->quorum && !q->classic));
 		int64_t limit = q->delivery_limit;
 		amqp_table_entry_t e[8];
 		size_t n = 0;
@@ -592,7 +593,8 @@ declare(struct bus *b)
 		if (quorum && limit > 0)
 			entry_i64(e, &n, "x-delivery-limit", limit);
 		amqp_queue_declare(b->conn, CH, amqp_cstring_bytes(q->name), 0,
-		                   1, 0, 0, (amqp_table_t){(int)n, e});
+		                   !q->exclusive, q->exclusive, q->exclusive,
+		                   (amqp_table_t){(int)n, e});
 		if (!rpc_ok(b, q->name))
 			return -1;
 	}

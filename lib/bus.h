@@ -64,6 +64,11 @@ struct bus_queue {
 	bool quorum;            /* x-queue-type=quorum */
 	bool classic;           /* stays classic whatever queue_type says */
 	int64_t delivery_limit; /* x-delivery-limit (quorum), 0 for none */
+	/* A client's own queue (lib/request.h: where its answers come):
+	 * exclusive to this connection, deleted when it closes, not durable,
+	 * always classic. Declared again on a reconnect (empty: what came
+	 * while the connection was down is lost). */
+	bool exclusive;
 };
 
 /* queue binds queue to exchange; dest_exchange (instead of queue) binds

@@ -33,6 +33,7 @@
 #include "envelope.h"
 #include "log.h"
 #include "dlq.h"
+#include "stockctl.h"
 #include "shard.h"
 #include "store.h"
 
@@ -2013,6 +2014,11 @@ main(int argc, char **argv)
 	if (strcmp(cmd, "dlq") == 0) /* its own arguments: dlq.h */
 		return dlq_main(o.amqp, o.json != 0, argc - optind,
 		                argv + optind);
+	if (strcmp(cmd, "stock") == 0) { /* its own arguments: stockctl.h */
+		struct bus_config bc = {.url = o.amqp, .name = "sagactl"};
+		return stockctl_main(&bc, o.json != 0, argc - optind + 1,
+		                     argv + optind - 1);
+	}
 	{
 		int sub = optind;
 		/* 0, not 1: glibc then resets fully and permutes, so options

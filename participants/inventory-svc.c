@@ -13,9 +13,17 @@
  *       answers released, and a reserve arriving later is rejected)
  * A saga reserves once: a second reserve (a retry after a timeout) answers
  * reserved again without taking more.
+ * Stock as an operation (`sagactl stock set|add`, routing key
+ * inventory.stock, answered to the request's reply_to):
+ *   inventory.stock_set {sku, quantity, reason, actor}: on hand := quantity
+ *   inventory.stock_add {sku, delta, reason, actor}: on hand += delta
+ *       -> inventory.stock_changed {sku, before, on_hand, held}, or
+ *          inventory.stock_refused {reason} (bad request, or on hand would
+ *          go below 0); each change is a movement with actor and reason.
  *
  * --seed FILE: lines "SKU QUANTITY" ('#' comments); a sku already in the
- * database keeps its stock (seeding twice, or restarting, adds nothing).
+ * database keeps its stock (seeding twice, or restarting, adds nothing and
+ * never overwrites: change a running stock with `sagactl stock`).
  * --print-stock: "sku on_hand held" per line, then exits (no broker).
  */
 #include <errno.h>
@@ -251,6 +259,131 @@ dberr:
 	return PART_RETRY;
 }
 
+/* ---- stock as an operation: inventory.stock_set, inventory.stock_add ---- */
+
+#define STOCK_MAX 1000000000LL
+
+/* What an admin request carries. NULL if it is well formed, else why
+ * not. `field` is "quantity" (set) or "delta" (add). */
+static const char *
+read_admin(const struct value *p, const char *field, const char **sku,
+           int64_t *n, const char **reason, const char **actor)
+{
+	*sku = part_str(p, "sku");
+	*reason = part_str(p, "reason");
+	*actor = part_str(p, "actor");
+	if ((*sku)[0] == '\0' || strlen(*sku) > 200)
+		return "sku must be 1 to 200 characters";
+	if (!part_int(p, field, n) || *n < -STOCK_MAX || *n > STOCK_MAX)
+		return strcmp(field, "delta") == 0
+		               ? "delta must be an integer"
+		               : "quantity must be an integer";
+	if ((*reason)[0] == '\0')
+		return "reason is required (it goes in the movements)";
+	return NULL;
+}
+
+static enum part_verdict
+refuse_admin(struct part_reply *out, const char *why)
+{
+	snprintf(out->type, sizeof(out->type), "inventory.stock_refused");
+	value_map_put_str(&out->payload, "reason", why);
+	return PART_DONE;
+}
+
+/* Moves sku's on_hand by delta (creating the sku), records the movement
+ * and answers inventory.stock_changed; inventory.stock_refused when the
+ * stock would go below zero. */
+static enum part_verdict
+stock_move(sqlite3 *db, const char *kind, const char *sku, int64_t delta,
+           const char *reason, const char *actor, struct part_reply *out,
+           char *why, size_t whylen)
+{
+	int64_t before = 0, held = 0;
+	char r[300];
+
+	if (part_sql(db, "SELECT on_hand FROM stock WHERE sku = ?1", "t",
+	             &before, sku) < 0 ||
+	    part_sql(db,
+	             "SELECT coalesce(sum(quantity), 0) FROM reservations "
+	             "WHERE sku = ?1",
+	             "t", &held, sku) < 0)
+		goto dberr;
+	if (before + delta < 0 || before + delta > STOCK_MAX) {
+		snprintf(r, sizeof(r),
+		         "%s has %lld on hand: cannot take %lld (on hand "
+		         "never goes below 0)",
+		         sku, (long long)before, (long long)-delta);
+		return refuse_admin(out, r);
+	}
+	if (part_sql(db,
+	             "INSERT INTO stock(sku, on_hand) VALUES (?1, ?2) ON "
+	             "CONFLICT(sku) DO UPDATE SET on_hand = excluded.on_hand",
+	             "ti", NULL, sku, before + delta) < 0 ||
+	    part_sql(db,
+	             "INSERT INTO movements(sku, delta, kind, at, actor, "
+	             "reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	             "tititt", NULL, sku, delta, kind, clock_wall_ms(), actor,
+	             reason) < 0)
+		goto dberr;
+	snprintf(out->type, sizeof(out->type), "inventory.stock_changed");
+	value_map_put_str(&out->payload, "sku", sku);
+	value_map_put_int(&out->payload, "before", before);
+	value_map_put_int(&out->payload, "on_hand", before + delta);
+	value_map_put_int(&out->payload, "held", held);
+	log_info("stock sku=%s %s %lld -> %lld actor=%s reason=\"%s\"", sku,
+	         kind, (long long)before, (long long)(before + delta), actor,
+	         reason);
+	return PART_DONE;
+dberr:
+	snprintf(why, whylen, "database: %s", sqlite3_errmsg(db));
+	return PART_RETRY;
+}
+
+/* inventory.stock_set {sku, quantity, reason, actor}: on hand becomes
+ * quantity (what reservations hold is not part of it). */
+static enum part_verdict
+stock_set(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
+          struct part_reply *out, char *why, size_t whylen)
+{
+	const char *sku, *reason, *actor, *bad;
+	int64_t q, before = 0;
+
+	(void)arg;
+	(void)attempt;
+	bad = read_admin(&in->payload, "quantity", &sku, &q, &reason, &actor);
+	if (bad == NULL && q < 0)
+		bad = "quantity must be 0 or more";
+	if (bad != NULL)
+		return refuse_admin(out, bad);
+	if (part_sql(db, "SELECT on_hand FROM stock WHERE sku = ?1", "t",
+	             &before, sku) < 0) {
+		snprintf(why, whylen, "database: %s", sqlite3_errmsg(db));
+		return PART_RETRY;
+	}
+	return stock_move(db, "set", sku, q - before, reason, actor, out, why,
+	                  whylen);
+}
+
+/* inventory.stock_add {sku, delta, reason, actor}: a restock (delta > 0)
+ * or an adjustment (breakage, a recount: delta < 0). */
+static enum part_verdict
+stock_add(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
+          struct part_reply *out, char *why, size_t whylen)
+{
+	const char *sku, *reason, *actor, *bad;
+	int64_t d;
+
+	(void)arg;
+	(void)attempt;
+	bad = read_admin(&in->payload, "delta", &sku, &d, &reason, &actor);
+	if (bad == NULL && d == 0)
+		bad = "delta must not be 0";
+	if (bad != NULL)
+		return refuse_admin(out, bad);
+	return stock_move(db, "add", sku, d, reason, actor, out, why, whylen);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -265,6 +398,8 @@ main(int argc, char **argv)
 	static const struct part_command cmds[] = {
 	        {"inventory.reserve", reserve, NULL, "inventory.rejected"},
 	        {"inventory.release", release, "inventory.reserve", NULL},
+	        {"inventory.stock_set", stock_set, NULL, NULL},
+	        {"inventory.stock_add", stock_add, NULL, NULL},
 	};
 	static const char *queues[] = {"inventory.commands"};
 	static const struct bus_exchange ex[] = {
@@ -279,7 +414,7 @@ main(int argc, char **argv)
 	                          .participant = "inventory",
 	                          .migrations = inventory_migrations,
 	                          .commands = cmds,
-	                          .ncommands = 2,
+	                          .ncommands = sizeof(cmds) / sizeof(cmds[0]),
 	                          .queues = queues,
 	                          .nqueues = 1,
 	                          .exchanges = ex,

@@ -21,6 +21,7 @@
 
 #include "envelope.h"
 #include "log.h"
+#include "otlp.h"
 #include "trace.h"
 
 struct orch {
@@ -281,6 +282,70 @@ history_send(struct orch *o, const struct saga *s,
 	return 0;
 }
 
+/* A span of saga s in trace `trace` (its traceparent): the saga's own
+ * (state < 0) or the state's it left. */
+static void
+span_of(const struct chart *c, const struct saga *s, int state,
+        const char *trace, struct otlp_span *sp)
+{
+	char key[SAGA_ID_MAX + 64];
+
+	memset(sp, 0, sizeof(*sp));
+	if (trace_parse(trace, sp->trace_id) != 0)
+		return;
+	snprintf(key, sizeof(key), "%s/saga", s->id);
+	otlp_span_id(key, state < 0 ? sp->span_id : sp->parent_id);
+	otlp_attr(sp, "saga.id", s->id);
+	otlp_attr(sp, "saga.chart", c->name);
+	if (state < 0) { /* its parent: the span that sent order.created */
+		memcpy(sp->parent_id, trace + 36, 16);
+		sp->kind = OTLP_SERVER;
+		snprintf(sp->name, sizeof(sp->name), "saga %s", c->name);
+		return;
+	}
+	snprintf(key, sizeof(key), "%s/%s@%lld", s->id, c->states[state].name,
+	         (long long)s->step_started_ms);
+	otlp_span_id(key, sp->span_id);
+	sp->kind = c->states[state].command != NULL ? OTLP_CLIENT
+	                                            : OTLP_INTERNAL;
+	snprintf(sp->name, sizeof(sp->name), "%s",
+	         c->states[state].command != NULL ? c->states[state].command
+	                                          : c->states[state].name);
+	otlp_attr(sp, "saga.state", c->states[state].name);
+}
+
+/* The spans a step ends: the state left, and the saga if it is over. */
+static void
+emit_spans(struct orch *o, const struct chart *c, const struct saga *before,
+           const struct saga *s, const char *kind, const char *trace,
+           int64_t now)
+{
+	struct otlp_span sp;
+
+	if (o->cfg.otlp == NULL || trace == NULL || trace[0] == '\0')
+		return;
+	if (before != NULL && before->state != s->state) {
+		span_of(c, before, before->state, trace, &sp);
+		sp.start_ms = before->step_started_ms;
+		sp.end_ms = now;
+		otlp_attr(&sp, "saga.event", kind);
+		sp.error = s->status == SAGA_COMPENSATING &&
+		           before->status != SAGA_COMPENSATING;
+		if (sp.trace_id[0] != '\0')
+			otlp_emit(o->cfg.otlp, &sp);
+	}
+	if (saga_status_final(s->status) &&
+	    (before == NULL || !saga_status_final(before->status))) {
+		span_of(c, s, -1, trace, &sp);
+		sp.start_ms = s->started_ms;
+		sp.end_ms = now;
+		otlp_attr(&sp, "saga.status", saga_status_name(s->status));
+		sp.error = s->status != SAGA_COMPLETED;
+		if (sp.trace_id[0] != '\0')
+			otlp_emit(o->cfg.otlp, &sp);
+	}
+}
+
 /* Writes what engine_step decided: saga, history, outbox, timer. */
 static int
 commit_step(struct orch *o, const struct chart *c, const struct saga *before,
@@ -333,6 +398,7 @@ commit_step(struct orch *o, const struct chart *c, const struct saga *before,
 	}
 	if (before == NULL || before->status != s->status)
 		count_status(o, c, s->status);
+	emit_spans(o, c, before, s, kind, trace, now);
 	log_set_trace(trace);
 	log_info("saga=%s chart=%s state=%s status=%s event=%s note=\"%s\"",
 	         s->id, c->name, c->states[s->state].name,

@@ -96,6 +96,14 @@ struct orch_config {
 	orch_step_observer on_step;
 	orch_status_observer on_status;
 	void *observer_arg;
+	/* Spans (lib/otlp.h), NULL: none. One span per saga, from its
+	 * order.created to its final status, child of the span that sent the
+	 * order; one per state a saga leaves, child of the saga's span,
+	 * named by the state's command (or the state), with the event that
+	 * ended it. Emitted as the step is written, before its commit: a
+	 * batch whose commit fails is tried again and emits its spans again
+	 * (telemetry, not a record: the history is that). */
+	struct otlp *otlp;
 };
 
 struct orch;

@@ -1167,6 +1167,83 @@ test_notification_events(void)
 	world_close();
 }
 
+/* Stock as an operation: `sagactl stock set|add` changes a running
+ * inventory and waits for its answer; each change is a movement with its
+ * actor and reason; on hand never goes below 0; orders then reserve the
+ * new stock; with inventory-svc stopped the client says nobody answered. */
+static void
+test_stock_admin(void)
+{
+	const char *bin = getenv("SAGA_BIN_DIR");
+	const struct reply *r;
+	struct value p;
+	char *out = NULL;
+	int pid, rc;
+
+	CHECK(world_open() == 0 && bin != NULL);
+	{
+		const char *a[] = {"inventory-svc", "--amqp",       T.url,
+		                   "--db",          path("inv.db"), NULL};
+		pid = testutil_spawn(a, path("inv.log"));
+	}
+	CHECK(pid > 0 && wait_consumer("inventory.commands"));
+	rc = testutil_sh(&out,
+	                 "SAGA_AMQP_URL='%s' %s/sagactl stock add sku-n 5 "
+	                 "--reason 'first delivery' 2>&1",
+	                 T.url, bin);
+	CHECK_MSG(rc == 0 && strstr(out, "sku-n: on hand 0 -> 5") != NULL,
+	          "rc %d: %s", rc, out);
+	free(out);
+	/* an order takes 2; a recount sets what is on the shelf */
+	p = items("sku-n", 2);
+	send_cmd("inventory", "inventory.reserve", "st1", "s-st1", &p);
+	r = await("st1", 0, 10000);
+	CHECK(r != NULL && strcmp(r->type, "inventory.reserved") == 0);
+	rc = testutil_sh(&out,
+	                 "SAGA_AMQP_URL='%s' %s/sagactl --json stock set sku-n "
+	                 "10 --reason recount 2>&1",
+	                 T.url, bin);
+	CHECK_MSG(rc == 0 && strstr(out, "\"before\":3,\"on_hand\":10,"
+	                                 "\"held\":2") != NULL,
+	          "rc %d: %s", rc, out);
+	free(out);
+	/* below zero: refused, exit 1, nothing changed */
+	rc = testutil_sh(&out,
+	                 "SAGA_AMQP_URL='%s' %s/sagactl stock add sku-n -11 "
+	                 "--reason breakage 2>&1",
+	                 T.url, bin);
+	CHECK_MSG(rc == 1 && strstr(out, "refused: sku-n has 10 on hand: "
+	                                 "cannot take 11") != NULL,
+	          "rc %d: %s", rc, out);
+	free(out);
+	CHECK(q1("inv.db", "SELECT on_hand FROM stock WHERE sku='sku-n'") ==
+	      10);
+	CHECK(q1("inv.db", "SELECT count(*) FROM movements WHERE kind IN "
+	                   "('set','add') AND reason IN ('first delivery', "
+	                   "'recount') AND actor != ''") == 2);
+	/* usage errors never reach the broker */
+	CHECK(testutil_sh(NULL,
+	                  "%s/sagactl --amqp '%s' stock add sku-n 1 "
+	                  ">/dev/null 2>&1",
+	                  bin, T.url) == 2);
+	CHECK(testutil_sh(NULL,
+	                  "%s/sagactl --amqp '%s' stock add sku-n ten "
+	                  "--reason x >/dev/null 2>&1",
+	                  bin, T.url) == 2);
+	CHECK(testutil_stop(pid, SIGTERM) == 0);
+	/* nobody consuming: the request waits in the queue, the client says
+	 * so instead of hanging */
+	rc = testutil_sh(&out,
+	                 "SAGA_AMQP_URL='%s' %s/sagactl stock add sku-n 1 "
+	                 "--reason late 2>&1",
+	                 T.url, bin);
+	CHECK_MSG(rc == 1 &&
+	                  strstr(out, "no answer from inventory-svc") != NULL,
+	          "rc %d: %s", rc, out);
+	free(out);
+	world_close();
+}
+
 int
 main(void)
 {
@@ -1179,6 +1256,8 @@ main(void)
 	RUN(test_notification_events);
 	testutil_kill_all();
 	RUN(test_inventory);
+	testutil_kill_all();
+	RUN(test_stock_admin);
 	testutil_kill_all();
 	RUN(test_payment);
 	testutil_kill_all();

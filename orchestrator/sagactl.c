@@ -576,7 +576,7 @@ owner_queue(struct store *st, const struct opts *o, const char *id, char *q,
 {
 	sqlite3 *db = store_db(st);
 	for (size_t i = 0; i < (o->ndb > 0 ? o->ndb : 1); i++) {
-		char schema[16], sql[80];
+		char schema[16], sql[80], shard[16];
 		sqlite3_stmt *s;
 		int rc;
 		snprintf(schema, sizeof(schema), i == 0 ? "main" : "s%d",
@@ -592,8 +592,18 @@ owner_queue(struct store *st, const struct opts *o, const char *id, char *q,
 			continue;
 		if (rc != SQLITE_ROW)
 			return -1;
-		if (shard_control_queue(db, schema, q, cap) != 0)
+		snprintf(sql, sizeof(sql),
+		         "SELECT value FROM %s.node WHERE key = 'shard'",
+		         schema);
+		if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
 			return -1;
+		rc = sqlite3_step(s);
+		snprintf(shard, sizeof(shard), "%s",
+		         rc == SQLITE_ROW ? col(s, 0) : "");
+		sqlite3_finalize(s);
+		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+			return -1;
+		shard_control_queue(shard, q, cap);
 		return 1;
 	}
 	return 0;

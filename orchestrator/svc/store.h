@@ -1,5 +1,6 @@
 /* store.h -- the orchestrator's SQLite store: sagas, history, inbox,
- * outbox, timers and chart versions (schema/orchestrator/NNN_*.sql).
+ * outbox, timers, chart versions and the node's identity
+ * (schema/orchestrator/NNN_*.sql).
  *
  * One writer: saga-orchestrator opens the store read-write and is the only
  * process that writes it; sagactl and order-api open it read-only
@@ -41,6 +42,10 @@ const char *store_error(const struct store *st);
 /* The underlying handle, for read-only queries of sagactl. */
 struct sqlite3 *store_db(struct store *st);
 
+/* Bytes left on the database's file system (db_space_left); -1 with the
+ * reason in store_error. */
+int store_space_left(struct store *st, unsigned long long *bytes);
+
 int store_begin(struct store *st);
 int store_commit(struct store *st);
 void store_rollback(struct store *st);
@@ -81,6 +86,9 @@ int store_saga_get(struct store *st, const char *id, char version[17],
  * (or NULL) is the traceparent every message of the saga descends from. */
 int store_saga_put(struct store *st, const struct chart *c,
                    const struct saga *s, const char *trace);
+
+/* Whether saga id exists (*found). */
+int store_saga_exists(struct store *st, const char *id, bool *found);
 
 /* ---- history ---- */
 struct store_history {
@@ -145,5 +153,13 @@ int store_timer_next(struct store *st, int64_t *fire_at_ms, bool *found);
 /* ---- counts, for metrics and sagactl ---- */
 /* Number of sagas with this status name. */
 int store_count_status(struct store *st, const char *status, int64_t *n);
+
+/* ---- node: whom the database belongs to (shard.h) ---- */
+/* The value of a node key ("shard", "joined_at", "ring_changed_at") into
+ * buf (cut to cap); *found false and buf "" if the key is not set. */
+int store_node_get(struct store *st, const char *key, char *buf, size_t cap,
+                   bool *found);
+/* Sets a node key, replacing its value. */
+int store_node_put(struct store *st, const char *key, const char *value);
 
 #endif

@@ -204,12 +204,6 @@ store_error(const struct store *st)
 	return st->err;
 }
 
-struct sqlite3 *
-store_db(struct store *st)
-{
-	return st->db;
-}
-
 int
 store_begin(struct store *st)
 {

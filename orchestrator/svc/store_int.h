@@ -1,5 +1,6 @@
-/* store_int.h -- private to the store module (store.c). Nothing outside
- * the module includes it: the rest of the code asks the store (store.h).
+/* store_int.h -- private to the store module (store.c, the orchestrator's
+ * statements; store_query.c, the operator's queries). Nothing outside the
+ * module includes it: the rest of the code asks the store (store.h).
  */
 #ifndef SAGA_STORE_INT_H
 #define SAGA_STORE_INT_H
@@ -44,6 +45,8 @@ struct store {
 	char (*due_ids)[SAGA_ID_MAX];
 	int64_t *due_seqs, *due_ats;
 	size_t due_cap;
+	/* databases attached by store_open_shards (s1..sN), 0 otherwise */
+	size_t nattached;
 };
 
 /* Sets st->err to "what: <SQLite's message>"; returns -1. */

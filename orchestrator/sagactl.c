@@ -24,8 +24,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
-
 #include "clock.h"
 #include "bus.h"
 #include "chart_load.h"
@@ -33,11 +31,12 @@
 #include "envelope.h"
 #include "log.h"
 #include "dlq.h"
+#include "jsonout.h"
 #include "stockctl.h"
 #include "shard.h"
 #include "store.h"
 
-#define MAX_DBS 10 /* SQLite attaches at most 10 databases */
+#define MAX_DBS STORE_SHARDS_MAX
 
 struct opts {
 	const char *db, *amqp, *reason;
@@ -50,14 +49,6 @@ struct opts {
 	/* list and --all filters, as given */
 	const char *status, *chart, *state, *older, *stuck, *prefix, *limit;
 	int json, help, all, yes, dry_run, dot;
-};
-
-/* The parsed filters of list and of the bulk actions. */
-struct filter {
-	const char *status, *chart, *state, *prefix;
-	int64_t older_ms, stuck_ms; /* -1: not given */
-	long long limit;            /* -1: none */
-	bool unfinished;            /* bulk actions: skip final sagas */
 };
 
 static void
@@ -463,86 +454,6 @@ validate(int argc, char **argv)
 
 /* ---- the database: list, show, stats ---- */
 
-static const char *col(sqlite3_stmt *s, int i);
-
-/* Runs one SQL text, reporting an error. 0 or -1. */
-static int
-exec_sql(sqlite3 *db, const char *sql)
-{
-	char *msg = NULL;
-	if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
-		return 0;
-	fprintf(stderr, "sagactl: %s\n", msg != NULL ? msg : "database error");
-	sqlite3_free(msg);
-	return -1;
-}
-
-/* The shards' tables as one: each further database is attached as sN,
- * and temp views named like the tables (temp comes first in SQLite's
- * name lookup) union them, so every query below spans all shards. */
-static int
-attach_shards(struct store *st, const struct opts *o)
-{
-	static const char *const tables[] = {"sagas", "history", "timers",
-	                                     "charts"};
-	sqlite3 *db = store_db(st);
-	char sql[8192];
-
-	/* the connection is read-only; query_only would also forbid the
-	 * temp views */
-	if (exec_sql(db, "PRAGMA query_only = OFF") != 0)
-		return -1;
-	for (size_t i = 1; i < o->ndb; i++) {
-		char *q =
-		        sqlite3_mprintf("ATTACH %Q AS s%d", o->dbs[i], (int)i);
-		sqlite3_stmt *s;
-		int v = -1, want = -2;
-		int rc = q != NULL ? exec_sql(db, q) : -1;
-		sqlite3_free(q);
-		if (rc != 0)
-			return -1;
-		snprintf(sql, sizeof(sql),
-		         "SELECT (SELECT user_version FROM "
-		         "pragma_user_version), "
-		         "(SELECT user_version FROM s%d.pragma_user_version)",
-		         (int)i);
-		if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK) {
-			if (sqlite3_step(s) == SQLITE_ROW) {
-				want = sqlite3_column_int(s, 0);
-				v = sqlite3_column_int(s, 1);
-			}
-			sqlite3_finalize(s);
-		}
-		if (v != want) {
-			fprintf(stderr,
-			        "sagactl: %s: schema version %d, not %d (is it "
-			        "an orchestrator database?)\n",
-			        o->dbs[i], v, want);
-			return -1;
-		}
-	}
-	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++) {
-		size_t n = (size_t)snprintf(
-		        sql, sizeof(sql),
-		        "CREATE TEMP VIEW %s AS SELECT * FROM (SELECT * FROM "
-		        "main.%s",
-		        tables[t], tables[t]);
-		for (size_t i = 1; i < o->ndb && n < sizeof(sql); i++)
-			n += (size_t)snprintf(sql + n, sizeof(sql) - n,
-			                      " UNION ALL SELECT * FROM s%d.%s",
-			                      (int)i, tables[t]);
-		/* a chart version is its content: one row each */
-		if (n < sizeof(sql))
-			snprintf(sql + n, sizeof(sql) - n, ")%s",
-			         strcmp(tables[t], "charts") == 0
-			                 ? " GROUP BY version"
-			                 : "");
-		if (exec_sql(db, sql) != 0)
-			return -1;
-	}
-	return exec_sql(db, "PRAGMA query_only = ON");
-}
-
 static struct store *
 open_db(const struct opts *o)
 {
@@ -557,76 +468,53 @@ open_db(const struct opts *o)
 		                "or --shards FILE)\n");
 		return NULL;
 	}
-	st = store_open_readonly(o->db, err, sizeof(err));
-	if (st == NULL) {
+	/* more than one: the shards' databases, read as one */
+	st = store_open_shards(o->dbs, o->ndb, err, sizeof(err));
+	if (st == NULL)
 		fprintf(stderr, "sagactl: %s\n", err);
-		return NULL;
-	}
-	if (o->ndb > 1 && attach_shards(st, o) != 0) {
-		store_close(st);
-		return NULL;
-	}
 	return st;
 }
 
-/* The control queue of the orchestrator (shard) that owns saga id: into
- * q. 1 found, 0 no such saga, -1 error. */
+/* A failed read: the store's reason on stderr; exit status 1. */
 static int
-owner_queue(struct store *st, const struct opts *o, const char *id, char *q,
-            size_t cap)
+db_error(struct store *st)
 {
-	sqlite3 *db = store_db(st);
-	for (size_t i = 0; i < (o->ndb > 0 ? o->ndb : 1); i++) {
-		char schema[16], sql[80];
-		sqlite3_stmt *s;
-		int rc;
-		snprintf(schema, sizeof(schema), i == 0 ? "main" : "s%d",
-		         (int)i);
-		snprintf(sql, sizeof(sql),
-		         "SELECT 1 FROM %s.sagas WHERE id = ?1", schema);
-		if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
-			return -1;
-		sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-		rc = sqlite3_step(s);
-		sqlite3_finalize(s);
-		if (rc == SQLITE_DONE)
-			continue;
-		if (rc != SQLITE_ROW)
-			return -1;
-		if (shard_control_queue(db, schema, q, cap) != 0)
-			return -1;
-		return 1;
-	}
-	return 0;
+	fprintf(stderr, "sagactl: %s\n", store_error(st));
+	return 1;
 }
 
-/* A JSON string: quotes, backslashes and control characters escaped. */
-static void
-json_str(const char *s)
+static int
+out_of_memory(void)
 {
-	putchar('"');
-	for (; s != NULL && *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c == '\n')
-			fputs("\\n", stdout);
-		else if (c == '\t')
-			fputs("\\t", stdout);
-		else if (c < 0x20 || c == 0x7f)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
+	fprintf(stderr, "sagactl: out of memory\n");
+	return 1;
 }
 
-/* ,"key":"value" (or without the comma when first). */
-static void
-json_kv(const char *key, const char *val, bool first)
+/* Writes a JSON document (taken; NULL if it failed to build) on stdout.
+ * 0, or 1 with a message. */
+static int
+print_json(json_t *j)
 {
-	printf("%s\"%s\":", first ? "" : ",", key);
-	json_str(val);
+	if (jsonout_print(stdout, j) == 0)
+		return 0;
+	fprintf(stderr, "sagactl: write error or out of memory\n");
+	return 1;
+}
+
+/* The control queue of the orchestrator (shard) that owns saga id: into
+ * q. 1 found, 0 no such saga, -1 error (store_error). */
+static int
+owner_queue(struct store *st, const char *id, char *q, size_t cap)
+{
+	char shard[16];
+	bool found;
+
+	if (store_saga_shard(st, id, shard, sizeof(shard), &found) != 0)
+		return -1;
+	if (!found)
+		return 0;
+	shard_control_queue(shard, q, cap);
+	return 1;
 }
 
 /* ms since the epoch as "2026-11-24 19:12:03.123" (UTC), in buf. */
@@ -640,175 +528,6 @@ fmt_ms(long long ms, char *buf, size_t cap)
 	n = strftime(buf, cap, "%Y-%m-%d %H:%M:%S", &tm);
 	snprintf(buf + n, cap - n, ".%03lld", ms % 1000);
 	return buf;
-}
-
-/* A value as JSON on stdout (bin as a string of its bytes' length). */
-static void
-json_value(const struct value *v)
-{
-	switch (v->type) {
-	case VALUE_NIL:
-		fputs("null", stdout);
-		break;
-	case VALUE_BOOL:
-		fputs(v->u.b ? "true" : "false", stdout);
-		break;
-	case VALUE_INT:
-		printf("%lld", (long long)v->u.i);
-		break;
-	case VALUE_FLOAT:
-		printf("%.17g", v->u.f);
-		break;
-	case VALUE_STR:
-		json_str(v->u.s.ptr);
-		break;
-	case VALUE_BIN:
-		printf("\"(%zu bytes)\"", v->u.s.len);
-		break;
-	case VALUE_ARRAY:
-		putchar('[');
-		for (size_t i = 0; i < v->u.a.len; i++) {
-			if (i > 0)
-				putchar(',');
-			json_value(&v->u.a.items[i]);
-		}
-		putchar(']');
-		break;
-	case VALUE_MAP:
-		putchar('{');
-		for (size_t i = 0; i < v->u.m.len; i++) {
-			if (i > 0)
-				putchar(',');
-			json_str(v->u.m.items[i].key);
-			putchar(':');
-			json_value(&v->u.m.items[i].val);
-		}
-		putchar('}');
-		break;
-	}
-}
-
-/* The chart a saga runs on, from the database; NULL with a message. */
-static struct chart *
-saga_chart(sqlite3 *db, const char *id)
-{
-	struct chart_errors errs;
-	struct chart *c = NULL;
-	sqlite3_stmt *s;
-
-	chart_errors_init(&errs);
-	if (sqlite3_prepare_v2(db,
-	                       "SELECT c.file, c.source FROM sagas s JOIN "
-	                       "charts c ON c.version = s.chart_version WHERE "
-	                       "s.id = ?1",
-	                       -1, &s, NULL) != SQLITE_OK) {
-		fprintf(stderr, "sagactl: %s\n", sqlite3_errmsg(db));
-		return NULL;
-	}
-	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-	if (sqlite3_step(s) == SQLITE_ROW)
-		c = chart_load_buffer(col(s, 0), col(s, 1), strlen(col(s, 1)),
-		                      &errs);
-	if (c == NULL)
-		fprintf(stderr, "sagactl: saga %s: cannot load its chart\n",
-		        id);
-	sqlite3_finalize(s);
-	chart_errors_clear(&errs);
-	return c;
-}
-
-/* The branches of a saga in a parallel state (the record's "branches"):
- * a JSON member, or one text line per branch. */
-static void
-show_branches(sqlite3 *db, const char *id, const struct value *rec, bool json)
-{
-	const struct value *a = value_map_get(rec, "branches");
-	struct chart *c;
-	size_t k;
-
-	if (a == NULL || a->type != VALUE_ARRAY)
-		return;
-	c = saga_chart(db, id);
-	if (c == NULL)
-		return;
-	fputs(json ? ",\"branches\":[" : "", stdout);
-	for (k = 0; k < a->u.a.len; k++) {
-		const struct value *b = &a->u.a.items[k];
-		const struct value *st = value_map_get(b, "state");
-		const struct value *ph = value_map_get(b, "phase");
-		const struct value *at = value_map_get(b, "attempt");
-		bool ok = st != NULL && st->type == VALUE_INT && st->u.i >= 0 &&
-		          (uint64_t)st->u.i < c->nstates && ph != NULL &&
-		          ph->type == VALUE_STR && at != NULL &&
-		          at->type == VALUE_INT;
-		const char *name = ok ? c->states[st->u.i].name : "?";
-		const char *phase = ok ? ph->u.s.ptr : "?";
-		bool joined = strcmp(phase, "none") == 0;
-
-		if (json) {
-			printf("%s{\"branch\":%zu", k ? "," : "", k + 1);
-			json_kv("state", joined ? "join" : name, false);
-			json_kv("phase", phase, false);
-			printf(",\"attempt\":%lld}",
-			       ok ? (long long)at->u.i : 0LL);
-		} else if (joined) {
-			printf("branch %zu  joined\n", k + 1);
-		} else {
-			printf("branch %zu  %s (%s, attempt %lld)\n", k + 1,
-			       name, phase, ok ? (long long)at->u.i : 0LL);
-		}
-	}
-	fputs(json ? "]" : "", stdout);
-	chart_free(c);
-}
-
-/* The saga's order data (from its stored record) and its pending timer,
- * for show: JSON members (",\"data\":...") or two text lines. */
-static void
-show_data_timer(sqlite3 *db, const char *id, bool json)
-{
-	sqlite3_stmt *s;
-	struct value rec;
-	char err[256], t[40];
-
-	value_set_nil(&rec);
-	if (sqlite3_prepare_v2(db, "SELECT record FROM sagas WHERE id = ?1", -1,
-	                       &s, NULL) == SQLITE_OK) {
-		sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-		if (sqlite3_step(s) == SQLITE_ROW &&
-		    value_unpack(sqlite3_column_blob(s, 0),
-		                 (size_t)sqlite3_column_bytes(s, 0),
-		                 &value_default_limits, &rec, err,
-		                 sizeof(err)) == 0 &&
-		    value_map_get(&rec, "data") != NULL) {
-			fputs(json ? ",\"data\":" : "data      ", stdout);
-			json_value(value_map_get(&rec, "data"));
-			if (!json)
-				putchar('\n');
-			show_branches(db, id, &rec, json);
-		}
-		sqlite3_finalize(s);
-	}
-	value_clear(&rec);
-	if (sqlite3_prepare_v2(db,
-	                       "SELECT seq, fire_at FROM timers "
-	                       "WHERE saga_id = ?1",
-	                       -1, &s, NULL) != SQLITE_OK)
-		return;
-	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-	if (sqlite3_step(s) == SQLITE_ROW) {
-		long long at = (long long)sqlite3_column_int64(s, 1);
-		if (json)
-			printf(",\"timer\":{\"seq\":%lld,\"fire_at\":%lld}",
-			       (long long)sqlite3_column_int64(s, 0), at);
-		else
-			printf("timer     fires %s UTC (in %lld ms)\n",
-			       fmt_ms(at, t, sizeof(t)),
-			       at - (long long)clock_wall_ms());
-	} else if (!json) {
-		printf("timer     none\n");
-	}
-	sqlite3_finalize(s);
 }
 
 /* A duration for people: 250ms, 12.3s, 5m12s, 2h05m, 3d04h. */
@@ -831,13 +550,6 @@ fmt_dur(long long ms, char *buf, size_t cap)
 		snprintf(buf, cap, "%lldd%02lldh", ms / 86400000,
 		         ms % 86400000 / 3600000);
 	return buf;
-}
-
-static const char *
-col(sqlite3_stmt *s, int i)
-{
-	const unsigned char *t = sqlite3_column_text(s, i);
-	return t != NULL ? (const char *)t : "";
 }
 
 /* "250ms", "10s", "5m", "2h", "1d" -> ms. 0, or -1 if s is not one (a
@@ -886,16 +598,21 @@ known_status(const char *s)
 	return false;
 }
 
-/* The filter options into *f. 0, or 2 (usage) with a message. */
+/* The filter options into *f (times from now). 0, or 2 (usage) with a
+ * message. */
 static int
-parse_filter(const struct opts *o, struct filter *f)
+parse_filter(const struct opts *o, struct store_saga_filter *f)
 {
+	static const char durations[] = "not a duration (250ms, 10s, 5m, "
+	                                "2h, 1d)";
+	int64_t now = clock_wall_ms(), ms;
+
 	memset(f, 0, sizeof(*f));
 	f->status = o->status;
 	f->chart = o->chart;
 	f->state = o->state;
-	f->prefix = o->prefix;
-	f->older_ms = f->stuck_ms = -1;
+	f->id_prefix = o->prefix;
+	f->started_before_ms = f->entered_before_ms = -1;
 	f->limit = -1;
 	if (o->status != NULL && !known_status(o->status)) {
 		fprintf(stderr,
@@ -904,19 +621,21 @@ parse_filter(const struct opts *o, struct filter *f)
 		        o->status);
 		return 2;
 	}
-	if (o->older != NULL && parse_duration(o->older, &f->older_ms) != 0) {
-		fprintf(stderr,
-		        "sagactl: --older-than %s: not a duration (250ms, 10s, "
-		        "5m, 2h, 1d)\n",
-		        o->older);
-		return 2;
+	if (o->older != NULL) {
+		if (parse_duration(o->older, &ms) != 0) {
+			fprintf(stderr, "sagactl: --older-than %s: %s\n",
+			        o->older, durations);
+			return 2;
+		}
+		f->started_before_ms = now - ms;
 	}
-	if (o->stuck != NULL && parse_duration(o->stuck, &f->stuck_ms) != 0) {
-		fprintf(stderr,
-		        "sagactl: --stuck-for %s: not a duration (250ms, 10s, "
-		        "5m, 2h, 1d)\n",
-		        o->stuck);
-		return 2;
+	if (o->stuck != NULL) {
+		if (parse_duration(o->stuck, &ms) != 0) {
+			fprintf(stderr, "sagactl: --stuck-for %s: %s\n",
+			        o->stuck, durations);
+			return 2;
+		}
+		f->entered_before_ms = now - ms;
 	}
 	if (o->limit != NULL) {
 		char *end;
@@ -939,91 +658,87 @@ parse_filter(const struct opts *o, struct filter *f)
 }
 
 static bool
-filter_selects(const struct filter *f)
+filter_selects(const struct store_saga_filter *f)
 {
 	return f->status != NULL || f->chart != NULL || f->state != NULL ||
-	       f->prefix != NULL || f->older_ms >= 0 || f->stuck_ms >= 0;
-}
-
-#define FINAL_STATUSES "('completed', 'failed', 'aborted')"
-
-/* The sagas the filter selects, newest first: columns id, chart, status,
- * state, attempt, started_at, state_entered_at, updated_at, chart_version,
- * phase. NULL with a message on failure. */
-static sqlite3_stmt *
-select_sagas(struct store *st, const struct filter *f)
-{
-	sqlite3_stmt *s;
-	int64_t now = clock_wall_ms();
-
-	if (sqlite3_prepare_v2(
-	            store_db(st),
-	            "SELECT id, chart, status, state, attempt, started_at, "
-	            "state_entered_at, updated_at, chart_version, phase "
-	            "FROM sagas WHERE (?1 IS NULL OR status = ?1) "
-	            "AND (?2 IS NULL OR chart = ?2) "
-	            "AND (?3 IS NULL OR state = ?3) "
-	            "AND (?4 IS NULL OR started_at < ?4) "
-	            "AND (?5 IS NULL OR (state_entered_at < ?5 AND status NOT "
-	            "IN " FINAL_STATUSES ")) "
-	            "AND (?6 IS NULL OR substr(id, 1, length(?6)) = ?6) "
-	            "AND (?7 = 0 OR status NOT IN " FINAL_STATUSES ") "
-	            "ORDER BY started_at DESC, id LIMIT ?8",
-	            -1, &s, NULL) != SQLITE_OK) {
-		fprintf(stderr, "sagactl: %s\n", sqlite3_errmsg(store_db(st)));
-		return NULL;
-	}
-	if (f->status != NULL)
-		sqlite3_bind_text(s, 1, f->status, -1, SQLITE_STATIC);
-	if (f->chart != NULL)
-		sqlite3_bind_text(s, 2, f->chart, -1, SQLITE_STATIC);
-	if (f->state != NULL)
-		sqlite3_bind_text(s, 3, f->state, -1, SQLITE_STATIC);
-	if (f->older_ms >= 0)
-		sqlite3_bind_int64(s, 4, now - f->older_ms);
-	if (f->stuck_ms >= 0)
-		sqlite3_bind_int64(s, 5, now - f->stuck_ms);
-	if (f->prefix != NULL)
-		sqlite3_bind_text(s, 6, f->prefix, -1, SQLITE_STATIC);
-	sqlite3_bind_int(s, 7, f->unfinished ? 1 : 0);
-	sqlite3_bind_int64(s, 8, f->limit);
-	return s;
+	       f->id_prefix != NULL || f->started_before_ms >= 0 ||
+	       f->entered_before_ms >= 0;
 }
 
 static void
-print_saga_row(sqlite3_stmt *s, const struct opts *o, int n, int64_t now)
+print_saga_header(void)
 {
-	if (o->json) {
-		printf("%s{", n ? "," : "");
-		json_kv("id", col(s, 0), true);
-		json_kv("chart", col(s, 1), false);
-		json_kv("chart_version", col(s, 8), false);
-		json_kv("status", col(s, 2), false);
-		json_kv("state", col(s, 3), false);
-		json_kv("phase", col(s, 9), false);
-		printf(",\"attempt\":%d,\"started_at\":%lld,"
-		       "\"state_entered_at\":%lld,\"updated_at\":%lld}",
-		       sqlite3_column_int(s, 4),
-		       (long long)sqlite3_column_int64(s, 5),
-		       (long long)sqlite3_column_int64(s, 6),
-		       (long long)sqlite3_column_int64(s, 7));
-	} else {
-		char b1[32];
-		printf("%-24s %-8s %-13s %-16s %7d  %s\n", col(s, 0), col(s, 1),
-		       col(s, 2), col(s, 3), sqlite3_column_int(s, 4),
-		       fmt_dur(now - sqlite3_column_int64(s, 6), b1,
-		               sizeof(b1)));
-	}
+	printf("%-24s %-8s %-13s %-16s %7s  %s\n", "ID", "CHART", "STATUS",
+	       "STATE", "ATTEMPT", "IN STATE");
+}
+
+static void
+print_saga_row(const struct store_saga_summary *s, int64_t now)
+{
+	char b1[32];
+	printf("%-24s %-8s %-13s %-16s %7d  %s\n", s->id, s->chart, s->status,
+	       s->state, s->attempt,
+	       fmt_dur(now - s->state_entered_ms, b1, sizeof(b1)));
+}
+
+/* A saga's summary as JSON: list --json's element, show --json's start. */
+static json_t *
+summary_json(const struct store_saga_summary *s)
+{
+	return json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:i,s:I,s:I,s:I}", "id",
+	                 jsonout_str(s->id), "chart", jsonout_str(s->chart),
+	                 "chart_version", jsonout_str(s->chart_version),
+	                 "status", jsonout_str(s->status), "state",
+	                 jsonout_str(s->state), "phase", jsonout_str(s->phase),
+	                 "attempt", s->attempt, "started_at",
+	                 (json_int_t)s->started_ms, "state_entered_at",
+	                 (json_int_t)s->state_entered_ms, "updated_at",
+	                 (json_int_t)s->updated_ms);
+}
+
+/* Rows collected as JSON: the array, and whether one failed to build. */
+struct json_rows {
+	json_t *a; /* NULL: text output */
+	bool failed;
+};
+
+/* Appends j (taken, NULL when it failed to build); non-zero stops a
+ * scan. */
+static int
+json_rows_add(struct json_rows *r, json_t *j)
+{
+	if (json_array_append_new(r->a, j) == 0)
+		return 0;
+	r->failed = true;
+	return 1;
+}
+
+struct listing {
+	struct json_rows rows;
+	int64_t now;
+	bool header; /* text: the header is out (once the query runs) */
+};
+
+static int
+list_row(void *arg, const struct store_saga_summary *s)
+{
+	struct listing *l = arg;
+	if (l->rows.a != NULL)
+		return json_rows_add(&l->rows, summary_json(s));
+	if (!l->header)
+		print_saga_header();
+	l->header = true;
+	print_saga_row(s, l->now);
+	return 0;
 }
 
 static int
 list(const struct opts *o)
 {
-	struct filter f;
+	struct store_saga_filter f;
+	struct listing l = {.now = clock_wall_ms()};
 	struct store *st;
-	sqlite3_stmt *s;
-	int64_t now = clock_wall_ms();
-	int n = 0, rc;
+	int rc;
 
 	rc = parse_filter(o, &f);
 	if (rc != 0)
@@ -1033,25 +748,22 @@ list(const struct opts *o)
 	st = open_db(o);
 	if (st == NULL)
 		return 1;
-	s = select_sagas(st, &f);
-	if (s == NULL) {
-		store_close(st);
-		return 1;
-	}
 	if (o->json)
-		printf("[");
-	else
-		printf("%-24s %-8s %-13s %-16s %7s  %s\n", "ID", "CHART",
-		       "STATUS", "STATE", "ATTEMPT", "IN STATE");
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-		print_saga_row(s, o, n++, now);
-	if (o->json)
-		printf("]\n");
-	if (rc != SQLITE_DONE)
-		fprintf(stderr, "sagactl: %s\n", sqlite3_errmsg(store_db(st)));
-	sqlite3_finalize(s);
+		l.rows.a = json_array();
+	if (o->json && l.rows.a == NULL)
+		rc = out_of_memory();
+	else if (store_list_sagas(st, &f, list_row, &l) != 0)
+		rc = db_error(st);
+	else if (l.rows.failed)
+		rc = out_of_memory();
+	else if (!o->json && !l.header)
+		print_saga_header(); /* nothing matched */
+	if (o->json && rc == 0)
+		rc = print_json(l.rows.a);
+	else if (o->json)
+		json_decref(l.rows.a);
 	store_close(st);
-	return rc == SQLITE_DONE ? 0 : 1;
+	return rc;
 }
 
 /* Step times: one sample per (state, ms). */
@@ -1070,140 +782,162 @@ percentile(const struct sample *v, size_t n, int p)
 	return v[rank - 1].ms;
 }
 
-/* Time in each state while running: the history rows where a saga's
- * state or status changed are the entries; an entry lasts until the next
- * one. Only entries with status running and a next entry count. */
-static const char stats_steps_sql[] =
-        "WITH h AS (SELECT saga_id, seq, at, state, status, "
-        " lag(state) OVER w AS pstate, lag(status) OVER w AS pstatus "
-        " FROM history WHERE kind NOT IN ('ignored', 'rejected') "
-        " WINDOW w AS (PARTITION BY saga_id ORDER BY seq)), "
-        "e AS (SELECT saga_id, at, state, status, lead(at) OVER "
-        " (PARTITION BY saga_id ORDER BY seq) AS next_at FROM h "
-        " WHERE pstate IS NULL OR pstate != state OR pstatus != status) "
-        "SELECT state, next_at - at FROM e WHERE status = 'running' AND "
-        "next_at IS NOT NULL ORDER BY state, 2";
+/* The stays store_step_stays reports, ordered by state, then length. */
+struct samples {
+	struct sample *v;
+	size_t n, cap;
+	bool failed; /* out of memory */
+};
 
 static int
-stats(const struct opts *o)
+stay_row(void *arg, const char *state, int64_t ms)
 {
-	struct store *st = open_db(o);
-	sqlite3_stmt *s;
-	struct sample *v = NULL;
-	size_t n = 0, cap = 0, i, j;
-	int64_t now = clock_wall_ms();
-	int rows = 0, rc = 1;
+	struct samples *sm = arg;
+	if (sm->n == sm->cap) {
+		size_t nc = sm->cap ? sm->cap * 2 : 256;
+		struct sample *nv = realloc(sm->v, nc * sizeof(*nv));
+		if (nv == NULL) {
+			sm->failed = true;
+			return 1;
+		}
+		sm->v = nv;
+		sm->cap = nc;
+	}
+	snprintf(sm->v[sm->n].state, sizeof(sm->v[sm->n].state), "%s", state);
+	sm->v[sm->n].ms = ms;
+	sm->n++;
+	return 0;
+}
+
+static int
+count_row(void *arg, const char *status, const char *state, int64_t n)
+{
+	struct json_rows *r = arg;
+	if (r->a != NULL)
+		return json_rows_add(r, json_pack("{s:o,s:o,s:I}", "status",
+		                                  jsonout_str(status), "state",
+		                                  jsonout_str(state), "sagas",
+		                                  (json_int_t)n));
+	printf("%-13s %-16s %lld\n", status, state, (long long)n);
+	return 0;
+}
+
+/* The oldest unfinished saga: as JSON (null if none), or a text line
+ * (then NULL). */
+static json_t *
+oldest_unfinished(const struct store_saga_summary *s, bool found, bool json)
+{
+	long long age;
+
+	if (!found) {
+		if (!json)
+			printf("\noldest unfinished: none\n");
+		return json ? json_null() : NULL;
+	}
+	age = (long long)(clock_wall_ms() - s->started_ms);
+	if (!json) {
+		char b1[32];
+		printf("\noldest unfinished: %s (%s in %s), started %s ago\n",
+		       s->id, s->status, s->state,
+		       fmt_dur(age, b1, sizeof(b1)));
+		return NULL;
+	}
+	return json_pack("{s:o,s:o,s:o,s:I,s:I}", "id", jsonout_str(s->id),
+	                 "status", jsonout_str(s->status), "state",
+	                 jsonout_str(s->state), "started_at",
+	                 (json_int_t)s->started_ms, "age_ms", (json_int_t)age);
+}
+
+/* p50 and p99 of each state's stays: into rows (JSON) or as text. */
+static void
+step_times(const struct samples *sm, struct json_rows *rows)
+{
+	const struct sample *v = sm->v;
 	char b1[32], b2[32];
+	size_t i, j;
 
-	if (st == NULL)
-		return 1;
-	/* by status and state */
-	if (sqlite3_prepare_v2(
-	            store_db(st),
-	            "SELECT status, state, count(*) FROM sagas GROUP "
-	            "BY status, state ORDER BY status, state",
-	            -1, &s, NULL) != SQLITE_OK)
-		goto db_error;
-	if (o->json)
-		printf("{\"by_status_state\":[");
-	else
-		printf("%-13s %-16s %s\n", "STATUS", "STATE", "SAGAS");
-	while (sqlite3_step(s) == SQLITE_ROW) {
-		if (o->json) {
-			printf("%s{", rows ? "," : "");
-			json_kv("status", col(s, 0), true);
-			json_kv("state", col(s, 1), false);
-			printf(",\"sagas\":%d}", sqlite3_column_int(s, 2));
-		} else {
-			printf("%-13s %-16s %d\n", col(s, 0), col(s, 1),
-			       sqlite3_column_int(s, 2));
-		}
-		rows++;
-	}
-	sqlite3_finalize(s);
-
-	/* the oldest unfinished saga */
-	if (sqlite3_prepare_v2(store_db(st),
-	                       "SELECT id, status, state, started_at FROM "
-	                       "sagas WHERE status NOT IN " FINAL_STATUSES
-	                       " ORDER BY started_at, id LIMIT 1",
-	                       -1, &s, NULL) != SQLITE_OK)
-		goto db_error;
-	if (sqlite3_step(s) == SQLITE_ROW) {
-		long long age = now - sqlite3_column_int64(s, 3);
-		if (o->json) {
-			printf("],\"oldest_unfinished\":{");
-			json_kv("id", col(s, 0), true);
-			json_kv("status", col(s, 1), false);
-			json_kv("state", col(s, 2), false);
-			printf(",\"started_at\":%lld,\"age_ms\":%lld}",
-			       (long long)sqlite3_column_int64(s, 3), age);
-		} else {
-			printf("\noldest unfinished: %s (%s in %s), started %s "
-			       "ago\n",
-			       col(s, 0), col(s, 1), col(s, 2),
-			       fmt_dur(age, b1, sizeof(b1)));
-		}
-	} else if (o->json) {
-		printf("],\"oldest_unfinished\":null");
-	} else {
-		printf("\noldest unfinished: none\n");
-	}
-	sqlite3_finalize(s);
-
-	/* step times */
-	if (sqlite3_prepare_v2(store_db(st), stats_steps_sql, -1, &s, NULL) !=
-	    SQLITE_OK)
-		goto db_error;
-	while (sqlite3_step(s) == SQLITE_ROW) {
-		if (n == cap) {
-			size_t nc = cap ? cap * 2 : 256;
-			struct sample *nv = realloc(v, nc * sizeof(*v));
-			if (nv == NULL) {
-				sqlite3_finalize(s);
-				fprintf(stderr, "sagactl: out of memory\n");
-				goto out;
-			}
-			v = nv;
-			cap = nc;
-		}
-		snprintf(v[n].state, sizeof(v[n].state), "%s", col(s, 0));
-		v[n].ms = sqlite3_column_int64(s, 1);
-		n++;
-	}
-	sqlite3_finalize(s);
-	if (o->json)
-		printf(",\"step_times\":[");
-	else
+	if (rows->a == NULL)
 		printf("\nstep times (in a state while running, entry to the "
 		       "event that left it)\n%-16s %7s %9s %9s\n",
 		       "STATE", "COUNT", "P50", "P99");
-	for (i = 0; i < n; i = j) {
-		for (j = i; j < n && strcmp(v[j].state, v[i].state) == 0; j++)
+	for (i = 0; i < sm->n; i = j) {
+		for (j = i; j < sm->n && strcmp(v[j].state, v[i].state) == 0;
+		     j++)
 			;
-		if (o->json) {
-			printf("%s{", i ? "," : "");
-			json_kv("state", v[i].state, true);
-			printf(",\"count\":%zu,\"p50_ms\":%lld,\"p99_ms\":%"
-			       "lld}",
-			       j - i, percentile(v + i, j - i, 50),
-			       percentile(v + i, j - i, 99));
-		} else {
+		if (rows->a != NULL)
+			json_rows_add(
+			        rows,
+			        json_pack("{s:o,s:I,s:I,s:I}", "state",
+			                  jsonout_str(v[i].state), "count",
+			                  (json_int_t)(j - i), "p50_ms",
+			                  (json_int_t)percentile(v + i, j - i,
+			                                         50),
+			                  "p99_ms",
+			                  (json_int_t)percentile(v + i, j - i,
+			                                         99)));
+		else
 			printf("%-16s %7zu %9s %9s\n", v[i].state, j - i,
 			       fmt_dur(percentile(v + i, j - i, 50), b1,
 			               sizeof(b1)),
 			       fmt_dur(percentile(v + i, j - i, 99), b2,
 			               sizeof(b2)));
-		}
 	}
-	if (o->json)
-		printf("]}\n");
-	rc = 0;
-	goto out;
-db_error:
-	fprintf(stderr, "sagactl: %s\n", sqlite3_errmsg(store_db(st)));
+}
+
+/* stats --json: the document from its parts (taken). */
+static json_t *
+stats_json(json_t *counts, json_t *oldest, json_t *times)
+{
+	return json_pack("{s:o,s:o,s:o}", "by_status_state", counts,
+	                 "oldest_unfinished", oldest, "step_times", times);
+}
+
+static int
+stats(const struct opts *o)
+{
+	struct store *st = open_db(o);
+	struct json_rows counts = {NULL, false}, times = {NULL, false};
+	struct samples sm = {NULL, 0, 0, false};
+	struct store_saga_summary old;
+	json_t *oldest;
+	bool found;
+	int rc = 1;
+
+	if (st == NULL)
+		return 1;
+	if (o->json) {
+		counts.a = json_array();
+		times.a = json_array();
+	} else {
+		printf("%-13s %-16s %s\n", "STATUS", "STATE", "SAGAS");
+	}
+	if (store_count_by_state(st, count_row, &counts) != 0 ||
+	    store_oldest_unfinished(st, &old, &found) != 0) {
+		rc = db_error(st);
+		goto out;
+	}
+	oldest = oldest_unfinished(&old, found, o->json != 0);
+	if (store_step_stays(st, stay_row, &sm) != 0) {
+		json_decref(oldest);
+		rc = db_error(st);
+		goto out;
+	}
+	step_times(&sm, &times);
+	if (!o->json) {
+		rc = sm.failed ? out_of_memory() : 0;
+		goto out;
+	}
+	if (sm.failed || counts.failed || times.failed) {
+		json_decref(oldest);
+		rc = out_of_memory();
+		goto out;
+	}
+	rc = print_json(stats_json(counts.a, oldest, times.a));
+	counts.a = times.a = NULL; /* taken */
 out:
-	free(v);
+	json_decref(counts.a);
+	json_decref(times.a);
+	free(sm.v);
 	store_close(st);
 	return rc;
 }
@@ -1263,90 +997,328 @@ mark_path(const struct chart *c, int a, int b, bool *states, bool *edges,
 	return false;
 }
 
-static int
-show_dot(struct store *st, const char *id)
+/* The chart version saga s runs on, from the database; NULL with a
+ * message (with the loader's errors when `errors`). */
+static struct chart *
+saga_chart(struct store *st, const struct store_saga_summary *s, bool errors)
 {
 	struct chart_errors errs;
-	struct chart *c = NULL;
-	struct chart_dot_marks m;
-	sqlite3_stmt *s;
-	bool *states = NULL, *edges = NULL, *undone = NULL;
-	int rc = 1, prev = -1;
+	struct chart *c;
+	char *source, *file;
+	bool found;
 
-	chart_errors_init(&errs);
-	if (sqlite3_prepare_v2(store_db(st),
-	                       "SELECT c.file, c.source FROM sagas s JOIN "
-	                       "charts c ON c.version = s.chart_version WHERE "
-	                       "s.id = ?1",
-	                       -1, &s, NULL) != SQLITE_OK) {
-		fprintf(stderr, "sagactl: %s\n", sqlite3_errmsg(store_db(st)));
-		goto out;
+	if (store_chart_get(st, s->chart_version, &source, &file, &found) !=
+	    0) {
+		db_error(st);
+		return NULL;
 	}
-	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-	if (sqlite3_step(s) == SQLITE_ROW) {
-		const char *src = col(s, 1);
-		c = chart_load_buffer(col(s, 0), src, strlen(src), &errs);
-		if (c == NULL)
-			for (size_t k = 0; k < errs.count; k++)
-				fprintf(stderr, "%s\n", errs.items[k].text);
-	} else {
+	if (!found) {
 		fprintf(stderr,
-		        "sagactl: saga %s: its chart version is not in "
-		        "the database\n",
-		        id);
+		        "sagactl: saga %s: its chart version is not in the "
+		        "database\n",
+		        s->id);
+		return NULL;
 	}
-	sqlite3_finalize(s);
+	chart_errors_init(&errs);
+	c = chart_load_buffer(file, source, strlen(source), &errs);
+	if (c == NULL && errors)
+		for (size_t k = 0; k < errs.count; k++)
+			fprintf(stderr, "%s\n", errs.items[k].text);
+	else if (c == NULL)
+		fprintf(stderr, "sagactl: saga %s: cannot load its chart\n",
+		        s->id);
+	chart_errors_clear(&errs);
+	free(source);
+	free(file);
+	return c;
+}
+
+/* One branch of a parallel state, as show tells it. */
+struct branch_view {
+	const char *state, *phase;
+	long long attempt;
+	bool joined;
+};
+
+static void
+branch_view(const struct chart *c, const struct value *b, struct branch_view *v)
+{
+	const struct value *st = value_map_get(b, "state");
+	const struct value *ph = value_map_get(b, "phase");
+	const struct value *at = value_map_get(b, "attempt");
+	bool ok = st != NULL && st->type == VALUE_INT && st->u.i >= 0 &&
+	          (uint64_t)st->u.i < c->nstates && ph != NULL &&
+	          ph->type == VALUE_STR && at != NULL && at->type == VALUE_INT;
+
+	v->state = ok ? c->states[st->u.i].name : "?";
+	v->phase = ok ? ph->u.s.ptr : "?";
+	v->attempt = ok ? (long long)at->u.i : 0LL;
+	v->joined = strcmp(v->phase, "none") == 0;
+}
+
+/* The branches of a saga in a parallel state (the record's "branches"):
+ * set as doc's "branches" (JSON; doc NULL: text lines). -1 if the JSON
+ * failed to build. */
+static int
+show_branches(struct store *st, const struct store_saga_summary *s,
+              const struct value *rec, json_t *doc)
+{
+	const struct value *a = value_map_get(rec, "branches");
+	json_t *arr = NULL;
+	struct chart *c;
+	int rc = 0;
+
+	if (a == NULL || a->type != VALUE_ARRAY)
+		return 0;
+	c = saga_chart(st, s, false);
 	if (c == NULL)
-		goto out;
-	states = calloc(c->nstates, sizeof(bool));
-	undone = calloc(c->nstates, sizeof(bool));
-	edges = calloc(c->nstates * c->nstates, sizeof(bool));
-	if (states == NULL || undone == NULL || edges == NULL) {
-		fprintf(stderr, "sagactl: out of memory\n");
+		return 0;
+	if (doc != NULL) {
+		arr = json_array();
+		if (json_object_set_new(doc, "branches", arr) != 0)
+			rc = -1; /* arr is released */
+	}
+	for (size_t k = 0; k < a->u.a.len && rc == 0; k++) {
+		struct branch_view v;
+		branch_view(c, &a->u.a.items[k], &v);
+		if (doc != NULL)
+			rc = json_array_append_new(
+			        arr,
+			        json_pack("{s:I,s:o,s:o,s:I}", "branch",
+			                  (json_int_t)(k + 1), "state",
+			                  jsonout_str(v.joined ? "join"
+			                                       : v.state),
+			                  "phase", jsonout_str(v.phase),
+			                  "attempt", (json_int_t)v.attempt));
+		else if (v.joined)
+			printf("branch %zu  joined\n", k + 1);
+		else
+			printf("branch %zu  %s (%s, attempt %lld)\n", k + 1,
+			       v.state, v.phase, v.attempt);
+	}
+	chart_free(c);
+	return rc;
+}
+
+/* The saga's order data (from its stored record) and its branches: doc's
+ * "data" and "branches" (doc NULL: text lines). Nothing when the record
+ * has no data; a record that cannot be read is said on stderr and
+ * skipped. -1 if the JSON failed to build. */
+static int
+show_data(struct store *st, const struct store_saga_summary *s, json_t *doc)
+{
+	struct value rec = VALUE_NIL_INIT;
+	const struct value *data;
+	char version[17];
+	bool found;
+	int rc = 0;
+
+	if (store_saga_get(st, s->id, version, &rec, NULL, 0, &found) != 0)
+		fprintf(stderr, "sagactl: %s\n", store_error(st));
+	data = found ? value_map_get(&rec, "data") : NULL;
+	if (data != NULL && doc != NULL) {
+		if (json_object_set_new(doc, "data", jsonout_value(data)) != 0)
+			rc = -1;
+	} else if (data != NULL) {
+		json_t *j = jsonout_value(data);
+		char *text = j != NULL ? jsonout_text(j) : NULL;
+		json_decref(j);
+		if (text == NULL)
+			rc = -1;
+		else
+			printf("data      %s\n", text);
+		free(text);
+	}
+	if (data != NULL && rc == 0)
+		rc = show_branches(st, s, &rec, doc);
+	value_clear(&rec);
+	return rc;
+}
+
+/* The saga's pending timer: doc's "timer" (doc NULL: a text line). 0,
+ * -1 on a database error, -2 if the JSON failed to build. */
+static int
+show_timer(struct store *st, const char *id, json_t *doc)
+{
+	int64_t seq, at;
+	bool found;
+
+	if (store_timer_get(st, id, &seq, &at, &found) != 0)
+		return -1;
+	if (doc != NULL && !found)
+		return 0;
+	if (doc != NULL)
+		return json_object_set_new(doc, "timer",
+		                           json_pack("{s:I,s:I}", "seq",
+		                                     (json_int_t)seq, "fire_at",
+		                                     (json_int_t)at)) != 0
+		               ? -2
+		               : 0;
+	if (found) {
+		char t[40];
+		printf("timer     fires %s UTC (in %lld ms)\n",
+		       fmt_ms(at, t, sizeof(t)),
+		       (long long)(at - clock_wall_ms()));
+	} else {
+		printf("timer     none\n");
+	}
+	return 0;
+}
+
+static int
+history_json(void *arg, const struct store_history *h)
+{
+	json_t *e = json_pack(
+	        "{s:I,s:o,s:o,s:o,s:o}", "at", (json_int_t)h->at_ms, "kind",
+	        jsonout_str(h->kind), "state", jsonout_str(h->state), "status",
+	        jsonout_str(h->status), "detail", jsonout_str(h->detail));
+	if (e != NULL && h->actor != NULL && h->actor[0] != '\0' &&
+	    json_object_set_new(e, "actor", jsonout_str(h->actor)) != 0) {
+		json_decref(e);
+		e = NULL;
+	}
+	if (e != NULL && h->reason != NULL && h->reason[0] != '\0' &&
+	    json_object_set_new(e, "reason", jsonout_str(h->reason)) != 0) {
+		json_decref(e);
+		e = NULL;
+	}
+	return json_rows_add(arg, e);
+}
+
+static int
+history_line(void *arg, const struct store_history *h)
+{
+	const char *actor = h->actor != NULL ? h->actor : "";
+	const char *reason = h->reason != NULL ? h->reason : "";
+	char t[40];
+
+	(void)arg;
+	printf("  %s  %-8s %-16s %-12s %s%s%s%s%s\n",
+	       fmt_ms(h->at_ms, t, sizeof(t)) + 11, h->kind, h->state,
+	       h->status, h->detail, actor[0] ? " by " : "", actor,
+	       reason[0] ? ": " : "", reason);
+	return 0;
+}
+
+static int
+show_json(struct store *st, const struct store_saga_summary *s)
+{
+	json_t *doc = summary_json(s);
+	struct json_rows hist = {json_array(), false};
+	int rc;
+
+	if (doc == NULL || hist.a == NULL || show_data(st, s, doc) != 0) {
+		json_decref(doc);
+		json_decref(hist.a);
+		return out_of_memory();
+	}
+	rc = show_timer(st, s->id, doc);
+	if (rc == 0 && store_history_each(st, s->id, history_json, &hist) != 0)
+		rc = -1;
+	if (rc == 0 && hist.failed)
+		rc = -2;
+	if (rc != 0) {
+		json_decref(hist.a);
+		json_decref(doc);
+		return rc == -1 ? db_error(st) : out_of_memory();
+	}
+	if (json_object_set_new(doc, "history", hist.a) != 0) {
+		json_decref(doc);
+		return out_of_memory();
+	}
+	return print_json(doc);
+}
+
+static int
+show_text(struct store *st, const struct store_saga_summary *s)
+{
+	char t1[40], t2[40], t3[40];
+
+	printf("saga      %s\nchart     %s (version %s)\n"
+	       "status    %s\nstate     %s (%s, attempt %d), for %s\n"
+	       "started   %s UTC\nupdated   %s UTC\n",
+	       s->id, s->chart, s->chart_version, s->status, s->state, s->phase,
+	       s->attempt,
+	       fmt_dur(clock_wall_ms() - s->state_entered_ms, t3, sizeof(t3)),
+	       fmt_ms(s->started_ms, t1, sizeof(t1)),
+	       fmt_ms(s->updated_ms, t2, sizeof(t2)));
+	if (show_data(st, s, NULL) != 0)
+		return out_of_memory();
+	if (show_timer(st, s->id, NULL) != 0)
+		return db_error(st);
+	printf("\nhistory\n");
+	if (store_history_each(st, s->id, history_line, NULL) != 0)
+		return db_error(st);
+	return 0;
+}
+
+/* What show --dot marks while it walks the saga's history. */
+struct dot_walk {
+	const struct chart *c;
+	bool *states, *edges, *undone;
+	int prev;
+};
+
+static int
+dot_step(void *arg, const struct store_history *h)
+{
+	struct dot_walk *w = arg;
+	const struct chart *c = w->c;
+	int idx = chart_state_index(c, h->state);
+	bool fwd;
+
+	if (idx < 0 || strcmp(h->kind, "ignored") == 0 ||
+	    strcmp(h->kind, "rejected") == 0)
+		return 0;
+	fwd = strcmp(h->status, "running") == 0 ||
+	      c->states[idx].type == STATE_FINAL;
+	if (fwd) {
+		/* moving forward, or arriving at a final */
+		w->states[idx] = true;
+		if (w->prev >= 0 && w->prev != idx)
+			mark_path(c, w->prev, idx, w->states, w->edges, 0);
+		w->prev = idx;
+	} else if (strcmp(h->kind, "send") == 0 &&
+	           (strcmp(h->status, "compensating") == 0 ||
+	            strcmp(h->status, "stuck") == 0)) {
+		w->undone[idx] = true; /* its undo command went out */
+	}
+	return 0;
+}
+
+static int
+show_dot(struct store *st, const struct store_saga_summary *s)
+{
+	struct chart *c = saga_chart(st, s, true);
+	struct dot_walk w = {.c = c, .prev = -1};
+	struct chart_dot_marks m;
+	int rc = 1;
+
+	if (c == NULL)
+		return 1;
+	w.states = calloc(c->nstates, sizeof(bool));
+	w.undone = calloc(c->nstates, sizeof(bool));
+	w.edges = calloc(c->nstates * c->nstates, sizeof(bool));
+	if (w.states == NULL || w.undone == NULL || w.edges == NULL) {
+		out_of_memory();
 		goto out;
 	}
-	if (sqlite3_prepare_v2(store_db(st),
-	                       "SELECT kind, state, status FROM history WHERE "
-	                       "saga_id = ?1 AND kind NOT IN ('ignored', "
-	                       "'rejected') ORDER BY seq",
-	                       -1, &s, NULL) != SQLITE_OK) {
-		fprintf(stderr, "sagactl: %s\n", sqlite3_errmsg(store_db(st)));
+	if (store_history_each(st, s->id, dot_step, &w) != 0) {
+		db_error(st);
 		goto out;
 	}
-	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-	while (sqlite3_step(s) == SQLITE_ROW) {
-		const char *kind = col(s, 0), *status = col(s, 2);
-		int idx = chart_state_index(c, col(s, 1));
-		bool fwd = strcmp(status, "running") == 0 ||
-		           (idx >= 0 && c->states[idx].type == STATE_FINAL);
-		if (idx < 0)
-			continue;
-		if (fwd) {
-			/* moving forward, or arriving at a final */
-			states[idx] = true;
-			if (prev >= 0 && prev != idx)
-				mark_path(c, prev, idx, states, edges, 0);
-			prev = idx;
-		} else if (strcmp(kind, "send") == 0 &&
-		           (strcmp(status, "compensating") == 0 ||
-		            strcmp(status, "stuck") == 0)) {
-			undone[idx] = true; /* its undo command went out */
-		}
-	}
-	sqlite3_finalize(s);
-	m.states = states;
-	m.edges = edges;
-	m.undone = undone;
+	m.states = w.states;
+	m.edges = w.edges;
+	m.undone = w.undone;
 	if (chart_dot_marked(stdout, c, &m) != 0 || fflush(stdout) != 0)
 		fprintf(stderr, "sagactl: write error\n");
 	else
 		rc = 0;
 out:
-	free(states);
-	free(edges);
-	free(undone);
+	free(w.states);
+	free(w.edges);
+	free(w.undone);
 	chart_free(c);
-	chart_errors_clear(&errs);
 	return rc;
 }
 
@@ -1354,109 +1326,26 @@ static int
 show(const struct opts *o, const char *id)
 {
 	struct store *st = open_db(o);
-	sqlite3_stmt *s;
-	int found = 0;
+	struct store_saga_summary s;
+	bool found;
+	int rc;
+
 	if (st == NULL)
 		return 1;
-	if (sqlite3_prepare_v2(store_db(st),
-	                       "SELECT chart, chart_version, status, state, "
-	                       "phase, attempt, started_at, updated_at, "
-	                       "state_entered_at FROM sagas WHERE id = ?1",
-	                       -1, &s, NULL) != SQLITE_OK) {
-		fprintf(stderr, "sagactl: %s\n", sqlite3_errmsg(store_db(st)));
-		store_close(st);
-		return 1;
-	}
-	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-	if (sqlite3_step(s) == SQLITE_ROW) {
-		char t1[40], t2[40], t3[40];
-		found = 1;
-		if (o->dot) {
-			/* the chart and history are read below */
-		} else if (o->json) {
-			printf("{");
-			json_kv("id", id, true);
-			json_kv("chart", col(s, 0), false);
-			json_kv("chart_version", col(s, 1), false);
-			json_kv("status", col(s, 2), false);
-			json_kv("state", col(s, 3), false);
-			json_kv("phase", col(s, 4), false);
-			printf(",\"attempt\":%d,\"started_at\":%lld,"
-			       "\"state_entered_at\":%lld,\"updated_at\":%lld",
-			       sqlite3_column_int(s, 5),
-			       (long long)sqlite3_column_int64(s, 6),
-			       (long long)sqlite3_column_int64(s, 8),
-			       (long long)sqlite3_column_int64(s, 7));
-			show_data_timer(store_db(st), id, true);
-			printf(",\"history\":[");
-		} else {
-			printf("saga      %s\nchart     %s (version %s)\n"
-			       "status    %s\nstate     %s (%s, attempt %d), "
-			       "for %s\nstarted   %s UTC\n"
-			       "updated   %s UTC\n",
-			       id, col(s, 0), col(s, 1), col(s, 2), col(s, 3),
-			       col(s, 4), sqlite3_column_int(s, 5),
-			       fmt_dur(clock_wall_ms() -
-			                       sqlite3_column_int64(s, 8),
-			               t3, sizeof(t3)),
-			       fmt_ms(sqlite3_column_int64(s, 6), t1,
-			              sizeof(t1)),
-			       fmt_ms(sqlite3_column_int64(s, 7), t2,
-			              sizeof(t2)));
-			show_data_timer(store_db(st), id, false);
-			printf("\nhistory\n");
-		}
-	}
-	sqlite3_finalize(s);
-	if (!found) {
+	if (store_saga_find(st, id, &s, &found) != 0) {
+		rc = db_error(st);
+	} else if (!found) {
 		fprintf(stderr, "sagactl: no saga %s\n", id);
-		store_close(st);
-		return 1;
+		rc = 1;
+	} else if (o->dot) {
+		rc = show_dot(st, &s);
+	} else if (o->json) {
+		rc = show_json(st, &s);
+	} else {
+		rc = show_text(st, &s);
 	}
-	if (o->dot) {
-		int rc = show_dot(st, id);
-		store_close(st);
-		return rc;
-	}
-	if (sqlite3_prepare_v2(store_db(st),
-	                       "SELECT at, kind, state, status, detail, "
-	                       "coalesce(actor, ''), coalesce(reason, '') FROM "
-	                       "history WHERE saga_id = ?1 ORDER BY seq",
-	                       -1, &s, NULL) == SQLITE_OK) {
-		char t[40];
-		int n = 0;
-		sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-		while (sqlite3_step(s) == SQLITE_ROW) {
-			if (o->json) {
-				printf("%s{\"at\":%lld", n ? "," : "",
-				       (long long)sqlite3_column_int64(s, 0));
-				json_kv("kind", col(s, 1), false);
-				json_kv("state", col(s, 2), false);
-				json_kv("status", col(s, 3), false);
-				json_kv("detail", col(s, 4), false);
-				if (col(s, 5)[0])
-					json_kv("actor", col(s, 5), false);
-				if (col(s, 6)[0])
-					json_kv("reason", col(s, 6), false);
-				printf("}");
-			} else {
-				printf("  %s  %-8s %-16s %-12s %s%s%s%s%s\n",
-				       fmt_ms(sqlite3_column_int64(s, 0), t,
-				              sizeof(t)) +
-				               11,
-				       col(s, 1), col(s, 2), col(s, 3),
-				       col(s, 4), col(s, 5)[0] ? " by " : "",
-				       col(s, 5), col(s, 6)[0] ? ": " : "",
-				       col(s, 6));
-			}
-			n++;
-		}
-		sqlite3_finalize(s);
-	}
-	if (o->json)
-		printf("]}\n");
 	store_close(st);
-	return 0;
+	return rc;
 }
 
 /* ---- operator actions ---- */
@@ -1590,10 +1479,9 @@ operator_action(const struct opts *o, const char *action, const char *id,
 		struct store *st = open_db(o);
 		if (st == NULL)
 			return 1;
-		rc = owner_queue(st, o, id, queue, sizeof(queue));
+		rc = owner_queue(st, id, queue, sizeof(queue));
 		if (rc < 0)
-			fprintf(stderr, "sagactl: %s\n",
-			        sqlite3_errmsg(store_db(st)));
+			db_error(st);
 		store_close(st);
 		if (rc == 0)
 			fprintf(stderr, "sagactl: no saga %s\n", id);
@@ -1603,16 +1491,100 @@ operator_action(const struct opts *o, const char *action, const char *id,
 	return send_requests(o, action, ids, queues, 1, step);
 }
 
+/* The sagas a bulk action selects: their ids (dry run: printed). */
+struct targets {
+	char **ids, **queues;
+	size_t n, cap;
+	bool dry_run, failed; /* failed: out of memory */
+	int64_t now;
+};
+
+static int
+target_row(void *arg, const struct store_saga_summary *s)
+{
+	struct targets *t = arg;
+
+	if (t->dry_run) {
+		if (t->n == 0)
+			print_saga_header();
+		print_saga_row(s, t->now);
+		t->n++;
+		return 0;
+	}
+	if (t->n == t->cap) {
+		size_t nc = t->cap ? t->cap * 2 : 64;
+		char **nv = realloc(t->ids, nc * sizeof(*nv));
+		if (nv == NULL) {
+			t->failed = true;
+			return 1;
+		}
+		t->ids = nv;
+		t->cap = nc;
+	}
+	t->ids[t->n] = strdup(s->id);
+	if (t->ids[t->n] == NULL) {
+		t->failed = true;
+		return 1;
+	}
+	t->n++;
+	return 0;
+}
+
+/* Each target's owner's control queue into t->queues. 0, or 1 with a
+ * message. */
+static int
+target_queues(struct store *st, struct targets *t)
+{
+	t->queues = calloc(t->n, sizeof(*t->queues));
+	if (t->queues == NULL)
+		return out_of_memory();
+	for (size_t i = 0; i < t->n; i++) {
+		char queue[80];
+		int rc = owner_queue(st, t->ids[i], queue, sizeof(queue));
+		if (rc != 1) {
+			fprintf(stderr, "sagactl: %s: %s\n", t->ids[i],
+			        rc < 0 ? store_error(st) : "no such saga");
+			return 1;
+		}
+		t->queues[i] = strdup(queue);
+		if (t->queues[i] == NULL)
+			return out_of_memory();
+	}
+	return 0;
+}
+
+/* The targets of a bulk action into *t (dry run: printed). 0, or 1 with
+ * a message. */
+static int
+find_targets(const struct opts *o, struct store_saga_filter *f,
+             struct targets *t)
+{
+	struct store *st = open_db(o);
+	int rc = 0;
+
+	if (st == NULL)
+		return 1;
+	t->dry_run = o->dry_run != 0;
+	t->now = clock_wall_ms();
+	f->unfinished = true;
+	if (store_list_sagas(st, f, target_row, t) != 0)
+		rc = db_error(st);
+	else if (t->failed)
+		rc = out_of_memory();
+	else if (t->dry_run && t->n == 0)
+		print_saga_header(); /* nothing matched */
+	else if (!t->dry_run && t->n > 0)
+		rc = target_queues(st, t);
+	store_close(st);
+	return rc;
+}
+
 /* --all: every unfinished saga the filters select. */
 static int
 bulk_action(const struct opts *o, const char *action)
 {
-	struct filter f;
-	struct store *st;
-	sqlite3_stmt *s;
-	char **ids = NULL, **queues = NULL;
-	size_t n = 0, cap = 0, i;
-	int64_t now = clock_wall_ms();
+	struct store_saga_filter f;
+	struct targets t = {0};
 	int rc;
 
 	rc = parse_filter(o, &f);
@@ -1630,83 +1602,31 @@ bulk_action(const struct opts *o, const char *action)
 	rc = action_preconditions(o, action);
 	if (rc != 0)
 		return rc;
-	f.unfinished = true;
-	st = open_db(o);
-	if (st == NULL)
-		return 1;
-	s = select_sagas(st, &f);
-	if (s == NULL) {
-		store_close(st);
-		return 1;
-	}
-	if (o->dry_run)
-		printf("%-24s %-8s %-13s %-16s %7s  %s\n", "ID", "CHART",
-		       "STATUS", "STATE", "ATTEMPT", "IN STATE");
-	rc = 0;
-	while (sqlite3_step(s) == SQLITE_ROW) {
-		if (o->dry_run) {
-			print_saga_row(s, o, (int)n, now);
-			n++;
-			continue;
-		}
-		char queue[80];
-		if (n == cap) {
-			size_t nc = cap ? cap * 2 : 64;
-			char **nv = realloc(ids, nc * sizeof(*ids));
-			char **nq = nv != NULL
-			                    ? realloc(queues, nc * sizeof(*nq))
-			                    : NULL;
-			if (nv != NULL)
-				ids = nv;
-			if (nq == NULL) {
-				rc = 1;
-				break;
-			}
-			queues = nq;
-			cap = nc;
-		}
-		if (owner_queue(st, o, col(s, 0), queue, sizeof(queue)) != 1) {
-			fprintf(stderr, "sagactl: %s: %s\n", col(s, 0),
-			        sqlite3_errmsg(store_db(st)));
-			rc = 1;
-			break;
-		}
-		ids[n] = strdup(col(s, 0));
-		queues[n] = strdup(queue);
-		if (ids[n] == NULL || queues[n] == NULL) {
-			free(ids[n]);
-			free(queues[n]);
-			rc = 1;
-			break;
-		}
-		n++;
-	}
-	sqlite3_finalize(s);
-	store_close(st);
+	rc = find_targets(o, &f, &t);
 	if (rc != 0) {
-		fprintf(stderr, "sagactl: out of memory\n");
-	} else if (n == 0) {
+		/* said */
+	} else if (t.n == 0) {
 		fprintf(stderr,
-		        "sagactl: %s --all: no unfinished saga "
-		        "matches\n",
+		        "sagactl: %s --all: no unfinished saga matches\n",
 		        action);
 		rc = 1;
 	} else if (o->dry_run) {
 		printf("dry run: would %s %zu saga%s; nothing sent\n", action,
-		       n, n == 1 ? "" : "s");
+		       t.n, t.n == 1 ? "" : "s");
 	} else {
-		rc = send_requests(o, action, (const char *const *)ids,
-		                   (const char *const *)queues, n, NULL);
+		rc = send_requests(o, action, (const char *const *)t.ids,
+		                   (const char *const *)t.queues, t.n, NULL);
 		if (rc == 0)
-			printf("%s: %zu request%s sent\n", action, n,
-			       n == 1 ? "" : "s");
+			printf("%s: %zu request%s sent\n", action, t.n,
+			       t.n == 1 ? "" : "s");
 	}
-	for (i = 0; i < n && ids != NULL; i++) {
-		free(ids[i]);
-		free(queues[i]);
+	for (size_t i = 0; i < t.n && t.ids != NULL; i++) {
+		free(t.ids[i]);
+		if (t.queues != NULL)
+			free(t.queues[i]);
 	}
-	free(ids);
-	free(queues);
+	free(t.ids);
+	free(t.queues);
 	return rc;
 }
 

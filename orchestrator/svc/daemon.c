@@ -504,11 +504,10 @@ ring_notice(struct adapter *a, const struct bus_delivery *d)
 	at = strtoll(buf, &end, 10);
 	if (end == buf || *end != '\0' || at <= 0) {
 		log_warnx("ignored a malformed ring-change notice");
-	} else if (shard_note_ring_change(store_db(a->st), &a->times, at) !=
-	           0) {
+	} else if (shard_note_ring_change(a->st, &a->times, at) != 0) {
 		/* not acked: it comes back after a reconnect */
 		log_error("cannot record a ring change: %s",
-		          sqlite3_errmsg(store_db(a->st)));
+		          store_error(a->st));
 		return;
 	} else {
 		log_info("the hash ring changed at %lld: resends of older "
@@ -530,10 +529,10 @@ note_joined(struct adapter *a)
 	if (a->sh.index == 0 || a->times.joined_ms != 0 ||
 	    a->drain != DRAIN_NO || !bus_connected(a->bus) || at <= 0)
 		return;
-	if (shard_note_joined(store_db(a->st), &a->times, at) != 0)
+	if (shard_note_joined(a->st, &a->times, at) != 0)
 		log_error("cannot record joining the hash ring (tried again "
 		          "on the next poll): %s",
-		          sqlite3_errmsg(store_db(a->st)));
+		          store_error(a->st));
 	else
 		log_info("joined the hash ring at %lld", (long long)at);
 }
@@ -555,8 +554,8 @@ guard_order(struct adapter *a, const struct bus_delivery *d)
 	                   false);
 	if (why == NULL)
 		return 0;
-	if (shard_saga_known(store_db(a->st), d->correlation_id, &known) != 0) {
-		log_error("shard guard: %s", sqlite3_errmsg(store_db(a->st)));
+	if (store_saga_exists(a->st, d->correlation_id, &known) != 0) {
+		log_error("shard guard: %s", store_error(a->st));
 		return 0; /* the loop hits the same error and retries */
 	}
 	if (known)
@@ -887,7 +886,7 @@ drain_step(struct adapter *a)
 	a->next_check_ms = now + 1000;
 	left = unfinished(a);
 	if (store_outbox_count(a->st, &outbox) != 0 || left < 0) {
-		log_error("draining: %s", sqlite3_errmsg(store_db(a->st)));
+		log_error("draining: %s", store_error(a->st));
 		return;
 	}
 	if (bus_queue_info(a->bus, a->orders_q, &ready, &consumers) != 0)
@@ -993,7 +992,7 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 		log_error("%s", err);
 		return 1;
 	}
-	if (shard_claim(store_db(st), &a.sh, &a.times, err, sizeof(err)) != 0) {
+	if (shard_claim(st, &a.sh, &a.times, err, sizeof(err)) != 0) {
 		log_error("%s: %s", cfg->db, err);
 		goto out;
 	}

@@ -12,6 +12,7 @@
 
 #include "bus.h"
 #include "envelope.h"
+#include "jsonout.h"
 
 #define SHOW_MAX 1000
 
@@ -35,22 +36,6 @@ struct dlq {
 	long nseen, published, confirmed;
 	int failed;
 };
-
-static void
-json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
-	}
-	fputc('"', f);
-}
 
 static struct bus *
 connect_to(const char *amqp, const char *queue, uint16_t prefetch)
@@ -108,18 +93,30 @@ queue_depth(const char *amqp, const char *queue)
 	return m;
 }
 
+/* One queue's line of dlq list --json: its depth, or that it is missing. */
+static json_t *
+depth_json(const char *queue, long m)
+{
+	if (m < 0)
+		return json_pack("{s:o,s:b}", "queue", jsonout_str(queue),
+		                 "exists", 0);
+	return json_pack("{s:o,s:I}", "queue", jsonout_str(queue), "messages",
+	                 (json_int_t)m);
+}
+
 static int
 cmd_list(const char *amqp, bool json, int argc, char **argv)
 {
 	const char *const *qs = argc > 0 ? (const char *const *)argv : known;
 	size_t n = argc > 0 ? (size_t)argc : sizeof(known) / sizeof(known[0]);
 	struct bus *b = connect_to(amqp, NULL, 0);
+	json_t *arr = NULL;
 	int rc = 0;
 
 	if (b == NULL)
 		return 1;
 	if (json)
-		printf("[");
+		arr = json_array();
 	else
 		printf("%-32s %10s\n", "QUEUE", "MESSAGES");
 	for (size_t i = 0; i < n; i++) {
@@ -127,21 +124,23 @@ cmd_list(const char *amqp, bool json, int argc, char **argv)
 		if (m < 0 && argc > 0)
 			rc = 1;
 		if (json) {
-			printf("%s{\"queue\":", i ? "," : "");
-			json_str(stdout, qs[i]);
-			if (m < 0)
-				printf(",\"exists\":false}");
-			else
-				printf(",\"messages\":%ld}", m);
+			/* out of memory: arr NULL, said below */
+			if (json_array_append_new(arr, depth_json(qs[i], m)) !=
+			    0) {
+				json_decref(arr);
+				arr = NULL;
+			}
 		} else if (m < 0) {
 			printf("%-32s %10s\n", qs[i], "(none)");
 		} else {
 			printf("%-32s %10ld\n", qs[i], m);
 		}
 	}
-	if (json)
-		printf("]\n");
 	bus_close(b);
+	if (json && jsonout_print(stdout, arr) != 0) {
+		fprintf(stderr, "sagactl: write error or out of memory\n");
+		return 1;
+	}
 	return rc;
 }
 
@@ -190,6 +189,34 @@ on_show(void *arg, const struct bus_delivery *d)
 	/* no ack: everything goes back, in order, when we disconnect */
 }
 
+/* dlq show --json: the messages seen, as an array on stdout. 0, or 1
+ * with a message. */
+static int
+print_seen_json(const struct dlq *q)
+{
+	json_t *arr = json_array();
+
+	for (long i = 0; arr != NULL && i < q->nseen; i++) {
+		const struct seen *s = &q->seen[i];
+		if (json_array_append_new(
+		            arr, json_pack("{s:o,s:o,s:o,s:o,s:o,s:I}",
+		                           "message_id", jsonout_str(s->id),
+		                           "saga", jsonout_str(s->saga), "type",
+		                           jsonout_str(s->type), "reason",
+		                           jsonout_str(s->reason), "from",
+		                           jsonout_str(s->from), "bytes",
+		                           (json_int_t)s->len)) != 0) {
+			json_decref(arr);
+			arr = NULL;
+		}
+	}
+	if (jsonout_print(stdout, arr) != 0) {
+		fprintf(stderr, "sagactl: write error or out of memory\n");
+		return 1;
+	}
+	return 0;
+}
+
 static int
 cmd_show(const char *amqp, bool json, const char *queue, long limit)
 {
@@ -197,6 +224,7 @@ cmd_show(const char *amqp, bool json, const char *queue, long limit)
 	struct bus_handlers h = {on_show, NULL, &q};
 	long m = queue_depth(amqp, queue);
 	int64_t deadline;
+	int rc = 0;
 
 	if (m < 0)
 		return 1;
@@ -216,22 +244,7 @@ cmd_show(const char *amqp, bool json, const char *queue, long limit)
 		bus_close(q.bus);
 	}
 	if (json) {
-		printf("[");
-		for (long i = 0; i < q.nseen; i++) {
-			const struct seen *s = &q.seen[i];
-			printf("%s{\"message_id\":", i ? "," : "");
-			json_str(stdout, s->id);
-			printf(",\"saga\":");
-			json_str(stdout, s->saga);
-			printf(",\"type\":");
-			json_str(stdout, s->type);
-			printf(",\"reason\":");
-			json_str(stdout, s->reason);
-			printf(",\"from\":");
-			json_str(stdout, s->from);
-			printf(",\"bytes\":%zu}", s->len);
-		}
-		printf("]\n");
+		rc = print_seen_json(&q);
 	} else {
 		printf("%s: %ld messages%s\n", queue, m,
 		       m > q.nseen ? " (first shown)" : "");
@@ -248,7 +261,7 @@ cmd_show(const char *amqp, bool json, const char *queue, long limit)
 		}
 	}
 	free(q.seen);
-	return 0;
+	return rc;
 }
 
 static void

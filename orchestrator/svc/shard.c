@@ -59,75 +59,29 @@ bad:
 	return -1;
 }
 
-/* ---- the node table ---- */
+/* ---- the identity and the times, in the store's node table ---- */
 
 static int
-get(sqlite3 *db, const char *key, char *buf, size_t cap, bool *found)
-{
-	sqlite3_stmt *s;
-	int rc;
-
-	*found = false;
-	buf[0] = '\0';
-	if (sqlite3_prepare_v2(db, "SELECT value FROM node WHERE key = ?1", -1,
-	                       &s, NULL) != SQLITE_OK)
-		return -1;
-	if (sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC) != SQLITE_OK) {
-		sqlite3_finalize(s);
-		return -1;
-	}
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		const unsigned char *v = sqlite3_column_text(s, 0);
-		snprintf(buf, cap, "%s", v != NULL ? (const char *)v : "");
-		*found = true;
-	}
-	sqlite3_finalize(s);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
-}
-
-static int
-put(sqlite3 *db, const char *key, const char *value)
-{
-	sqlite3_stmt *s;
-	int rc;
-
-	if (sqlite3_prepare_v2(db,
-	                       "INSERT INTO node(key, value) VALUES (?1, ?2) "
-	                       "ON CONFLICT(key) DO UPDATE SET value = ?2",
-	                       -1, &s, NULL) != SQLITE_OK)
-		return -1;
-	if (sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC) != SQLITE_OK ||
-	    sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC) != SQLITE_OK) {
-		sqlite3_finalize(s);
-		return -1;
-	}
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	return rc == SQLITE_DONE ? 0 : -1;
-}
-
-static int
-get_ms(sqlite3 *db, const char *key, int64_t *ms)
+get_ms(struct store *st, const char *key, int64_t *ms)
 {
 	char buf[32];
 	bool found;
-	if (get(db, key, buf, sizeof(buf), &found) != 0)
+	if (store_node_get(st, key, buf, sizeof(buf), &found) != 0)
 		return -1;
 	*ms = found ? strtoll(buf, NULL, 10) : 0;
 	return 0;
 }
 
 static int
-put_ms(sqlite3 *db, const char *key, int64_t ms)
+put_ms(struct store *st, const char *key, int64_t ms)
 {
 	char buf[32];
 	snprintf(buf, sizeof(buf), "%" PRId64, ms);
-	return put(db, key, buf);
+	return store_node_put(st, key, buf);
 }
 
 int
-shard_claim(sqlite3 *db, const struct shard *sh, struct shard_times *t,
+shard_claim(struct store *st, const struct shard *sh, struct shard_times *t,
             char *err, size_t errlen)
 {
 	char want[16], have[16];
@@ -138,7 +92,7 @@ shard_claim(sqlite3 *db, const struct shard *sh, struct shard_times *t,
 		snprintf(want, sizeof(want), "none");
 	else
 		snprintf(want, sizeof(want), "%d", sh->index);
-	if (get(db, "shard", have, sizeof(have), &found) != 0)
+	if (store_node_get(st, "shard", have, sizeof(have), &found) != 0)
 		goto dberr;
 	if (found && strcmp(have, want) != 0) {
 		if (strcmp(have, "none") == 0)
@@ -161,57 +115,37 @@ shard_claim(sqlite3 *db, const struct shard *sh, struct shard_times *t,
 			         have, want);
 		return -1;
 	}
-	if (!found && put(db, "shard", want) != 0)
+	if (!found && store_node_put(st, "shard", want) != 0)
 		goto dberr;
 	if (sh->index == 0)
 		return 0;
-	if (get_ms(db, "joined_at", &t->joined_ms) != 0 ||
-	    get_ms(db, "ring_changed_at", &t->ring_changed_ms) != 0)
+	if (get_ms(st, "joined_at", &t->joined_ms) != 0 ||
+	    get_ms(st, "ring_changed_at", &t->ring_changed_ms) != 0)
 		goto dberr;
 	return 0;
 dberr:
-	snprintf(err, errlen, "database: %s", sqlite3_errmsg(db));
+	snprintf(err, errlen, "database: %s", store_error(st));
 	return -1;
 }
 
 int
-shard_note_joined(sqlite3 *db, struct shard_times *t, int64_t at_ms)
+shard_note_joined(struct store *st, struct shard_times *t, int64_t at_ms)
 {
 	if (t->joined_ms != 0)
 		return 0;
-	if (put_ms(db, "joined_at", at_ms) != 0)
+	if (put_ms(st, "joined_at", at_ms) != 0)
 		return -1;
 	t->joined_ms = at_ms;
 	return 0;
 }
 
 int
-shard_note_ring_change(sqlite3 *db, struct shard_times *t, int64_t at_ms)
+shard_note_ring_change(struct store *st, struct shard_times *t, int64_t at_ms)
 {
 	if (at_ms <= t->ring_changed_ms)
 		return 0;
 	t->ring_changed_ms = at_ms;
-	return put_ms(db, "ring_changed_at", at_ms);
-}
-
-int
-shard_saga_known(sqlite3 *db, const char *id, bool *known)
-{
-	sqlite3_stmt *s;
-	int rc;
-
-	*known = false;
-	if (sqlite3_prepare_v2(db, "SELECT 1 FROM sagas WHERE id = ?1", -1, &s,
-	                       NULL) != SQLITE_OK)
-		return -1;
-	if (sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC) != SQLITE_OK) {
-		sqlite3_finalize(s);
-		return -1;
-	}
-	rc = sqlite3_step(s);
-	*known = rc == SQLITE_ROW;
-	sqlite3_finalize(s);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+	return put_ms(st, "ring_changed_at", at_ms);
 }
 
 const char *
@@ -240,29 +174,11 @@ shard_refuse(const struct shard *sh, const struct shard_times *t,
 	return NULL;
 }
 
-int
-shard_control_queue(sqlite3 *db, const char *schema, char *buf, size_t cap)
+void
+shard_control_queue(const char *identity, char *buf, size_t cap)
 {
-	char *sql = sqlite3_mprintf("SELECT value FROM \"%w\".node WHERE key = "
-	                            "'shard'",
-	                            schema);
-	sqlite3_stmt *s;
-	int rc;
-
-	snprintf(buf, cap, "orchestrator.control");
-	if (sql == NULL)
-		return -1;
-	/* a database from before shards has no node table: unsharded */
-	rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
-	sqlite3_free(sql);
-	if (rc != SQLITE_OK)
-		return 0;
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		const char *v = (const char *)sqlite3_column_text(s, 0);
-		if (v != NULL && strcmp(v, "none") != 0)
-			snprintf(buf, cap, "orchestrator-%s.control", v);
-	}
-	sqlite3_finalize(s);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+	if (identity[0] == '\0' || strcmp(identity, "none") == 0)
+		snprintf(buf, cap, "orchestrator.control");
+	else
+		snprintf(buf, cap, "orchestrator-%s.control", identity);
 }

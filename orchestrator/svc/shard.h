@@ -52,7 +52,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <sqlite3.h>
+#include "store.h"
 
 #define SHARD_MAX      64
 #define SHARD_EXCHANGE "orchestrator.shards"
@@ -77,21 +77,21 @@ struct shard_times {
 	int64_t joined_ms, ring_changed_ms;
 };
 
-/* Claims the database for this shard: records the identity on first use,
- * refuses (-1, reason in err) a database that belongs to another shard,
- * and reads the times (joined_ms 0: never joined). */
-int shard_claim(sqlite3 *db, const struct shard *sh, struct shard_times *t,
+/* Claims the store's database for this shard: records the identity on
+ * first use, refuses (-1, reason in err) a database that belongs to
+ * another shard, and reads the times (joined_ms 0: never joined). */
+int shard_claim(struct store *st, const struct shard *sh, struct shard_times *t,
                 char *err, size_t errlen);
 
 /* Records that the shard is in the ring from at_ms, if it never was
- * (joined_ms 0): called once its orders queue is bound. */
-int shard_note_joined(sqlite3 *db, struct shard_times *t, int64_t at_ms);
+ * (joined_ms 0): called once its orders queue is bound. -1 on a database
+ * error (store_error). */
+int shard_note_joined(struct store *st, struct shard_times *t, int64_t at_ms);
 
-/* Remembers a ring change at at_ms (kept if later than the known one). */
-int shard_note_ring_change(sqlite3 *db, struct shard_times *t, int64_t at_ms);
-
-/* Whether the sagas table has saga `id`. -1 on a database error. */
-int shard_saga_known(sqlite3 *db, const char *id, bool *known);
+/* Remembers a ring change at at_ms (kept if later than the known one). -1
+ * on a database error (store_error). */
+int shard_note_ring_change(struct store *st, struct shard_times *t,
+                           int64_t at_ms);
 
 /* The pure decision: NULL to accept an order.created published at
  * published_ms (ms since the epoch: exact, or a second's start), or why
@@ -99,10 +99,10 @@ int shard_saga_known(sqlite3 *db, const char *id, bool *known);
 const char *shard_refuse(const struct shard *sh, const struct shard_times *t,
                          int64_t published_ms, bool republished, bool known);
 
-/* The control queue of the orchestrator that owns the database attached
- * as `schema` ("main" for the main one): orchestrator-I.control, or
- * orchestrator.control when unsharded (or from before shards). -1 on a
- * database error. */
-int shard_control_queue(sqlite3 *db, const char *schema, char *buf, size_t cap);
+/* The control queue of the orchestrator whose database has the identity
+ * `identity` (store_saga_shard: "none", an index, or ""):
+ * orchestrator-I.control, or orchestrator.control when unsharded. Cannot
+ * fail (the name is cut to cap). */
+void shard_control_queue(const char *identity, char *buf, size_t cap);
 
 #endif

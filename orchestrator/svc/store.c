@@ -16,30 +16,10 @@
 #include <sqlite3.h>
 
 #include "db.h"
+#include "store_int.h"
 
 extern const struct db_migration orchestrator_migrations[];
 extern const size_t orchestrator_migrations_count;
-
-enum stmt_id {
-	ST_INBOX_ADD,
-	ST_INBOX_PRUNE,
-	ST_CHART_PUT,
-	ST_CHART_GET,
-	ST_SAGA_GET,
-	ST_SAGA_PUT,
-	ST_HISTORY_ADD,
-	ST_OUTBOX_ADD,
-	ST_OUTBOX_DELETE,
-	ST_TIMER_SHIFT,
-	ST_OUTBOX_SCAN,
-	ST_OUTBOX_COUNT,
-	ST_TIMER_SET,
-	ST_TIMER_CANCEL,
-	ST_TIMERS_DUE,
-	ST_TIMER_NEXT,
-	ST_COUNT_STATUS,
-	ST__COUNT
-};
 
 static const char *const stmt_sql[ST__COUNT] = {
         [ST_INBOX_ADD] = "INSERT INTO inbox(message_id, received_at) "
@@ -88,20 +68,14 @@ static const char *const stmt_sql[ST__COUNT] = {
                           "fire_at <= ?1 ORDER BY fire_at LIMIT ?2",
         [ST_TIMER_NEXT] = "SELECT min(fire_at) FROM timers",
         [ST_COUNT_STATUS] = "SELECT count(*) FROM sagas WHERE status = ?1",
+        [ST_SAGA_EXISTS] = "SELECT 1 FROM sagas WHERE id = ?1",
+        [ST_NODE_GET] = "SELECT value FROM node WHERE key = ?1",
+        [ST_NODE_PUT] = "INSERT INTO node(key, value) VALUES(?1, ?2) "
+                        "ON CONFLICT(key) DO UPDATE SET value = ?2",
 };
 
-struct store {
-	sqlite3 *db;
-	sqlite3_stmt *st[ST__COUNT];
-	char err[512];
-	/* store_timers_due's rows, kept between calls (grown to `limit`) */
-	char (*due_ids)[SAGA_ID_MAX];
-	int64_t *due_seqs, *due_ats;
-	size_t due_cap;
-};
-
-static int
-fail(struct store *st, const char *what)
+int
+store_fail(struct store *st, const char *what)
 {
 	snprintf(st->err, sizeof(st->err), "%s: %s", what,
 	         sqlite3_errmsg(st->db));
@@ -126,12 +100,12 @@ run_done(struct store *st, sqlite3_stmt *s, const char *what)
 	int rc = sqlite3_step(s);
 	sqlite3_reset(s);
 	if (rc != SQLITE_DONE)
-		return fail(st, what);
+		return store_fail(st, what);
 	return 0;
 }
 
-static int
-bind_text(sqlite3_stmt *s, int i, const char *v)
+int
+store_bind_text(sqlite3_stmt *s, int i, const char *v)
 {
 	if (v == NULL)
 		return sqlite3_bind_null(s, i);
@@ -144,7 +118,7 @@ bind_text(sqlite3_stmt *s, int i, const char *v)
 	do {                                                                   \
 		if ((expr) != SQLITE_OK) {                                     \
 			sqlite3_reset(s);                                      \
-			return fail(st, "cannot bind");                        \
+			return store_fail(st, "cannot bind");                  \
 		}                                                              \
 	} while (0)
 
@@ -230,12 +204,6 @@ store_error(const struct store *st)
 	return st->err;
 }
 
-struct sqlite3 *
-store_db(struct store *st)
-{
-	return st->db;
-}
-
 int
 store_space_left(struct store *st, unsigned long long *bytes)
 {
@@ -276,7 +244,7 @@ store_inbox_add(struct store *st, const char *message_id, int64_t now_ms,
 	sqlite3_stmt *s = stmt(st, ST_INBOX_ADD);
 	if (s == NULL)
 		return -1;
-	BIND_OK(bind_text(s, 1, message_id));
+	BIND_OK(store_bind_text(s, 1, message_id));
 	BIND_OK(sqlite3_bind_int64(s, 2, now_ms));
 	if (run_done(st, s, "cannot record message in inbox") != 0)
 		return -1;
@@ -305,19 +273,25 @@ store_chart_put(struct store *st, const struct chart *c, const char *source,
 	sqlite3_stmt *s = stmt(st, ST_CHART_PUT);
 	if (s == NULL)
 		return -1;
-	BIND_OK(bind_text(s, 1, c->version));
-	BIND_OK(bind_text(s, 2, c->name));
-	BIND_OK(bind_text(s, 3, c->file != NULL ? c->file : ""));
-	BIND_OK(bind_text(s, 4, source));
+	BIND_OK(store_bind_text(s, 1, c->version));
+	BIND_OK(store_bind_text(s, 2, c->name));
+	BIND_OK(store_bind_text(s, 3, c->file != NULL ? c->file : ""));
+	BIND_OK(store_bind_text(s, 4, source));
 	BIND_OK(sqlite3_bind_int64(s, 5, now_ms));
 	return run_done(st, s, "cannot record chart version");
+}
+
+const char *
+store_column_text(sqlite3_stmt *s, int i)
+{
+	const unsigned char *t = sqlite3_column_text(s, i);
+	return t != NULL ? (const char *)t : "";
 }
 
 static char *
 column_strdup(sqlite3_stmt *s, int i)
 {
-	const unsigned char *t = sqlite3_column_text(s, i);
-	return strdup(t != NULL ? (const char *)t : "");
+	return strdup(store_column_text(s, i));
 }
 
 int
@@ -331,7 +305,7 @@ store_chart_get(struct store *st, const char *version, char **source,
 	*source = *file = NULL;
 	if (s == NULL)
 		return -1;
-	BIND_OK(bind_text(s, 1, version));
+	BIND_OK(store_bind_text(s, 1, version));
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
 		*source = column_strdup(s, 0);
@@ -340,7 +314,7 @@ store_chart_get(struct store *st, const char *version, char **source,
 	}
 	sqlite3_reset(s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return fail(st, "cannot read chart version");
+		return store_fail(st, "cannot read chart version");
 	if (*found && (*source == NULL || *file == NULL)) {
 		free(*source);
 		free(*file);
@@ -364,7 +338,7 @@ store_saga_get(struct store *st, const char *id, char version[17],
 	value_set_nil(record);
 	if (s == NULL)
 		return -1;
-	BIND_OK(bind_text(s, 1, id));
+	BIND_OK(store_bind_text(s, 1, id));
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
 		const unsigned char *v = sqlite3_column_text(s, 0);
@@ -385,7 +359,7 @@ store_saga_get(struct store *st, const char *id, char version[17],
 			*found = true;
 		}
 	} else if (rc != SQLITE_DONE) {
-		ret = fail(st, "cannot read saga");
+		ret = store_fail(st, "cannot read saga");
 	}
 	sqlite3_reset(s);
 	return ret;
@@ -411,22 +385,22 @@ store_saga_put(struct store *st, const struct chart *c, const struct saga *sg,
 		return -1;
 	}
 	value_clear(&rec);
-	if (bind_text(s, 1, sg->id) != SQLITE_OK ||
-	    bind_text(s, 2, c->name) != SQLITE_OK ||
-	    bind_text(s, 3, sg->chart_version) != SQLITE_OK ||
-	    bind_text(s, 4, saga_status_name(sg->status)) != SQLITE_OK ||
-	    bind_text(s, 5, c->states[sg->state].name) != SQLITE_OK ||
-	    bind_text(s, 6, saga_phase_name(sg->phase)) != SQLITE_OK ||
+	if (store_bind_text(s, 1, sg->id) != SQLITE_OK ||
+	    store_bind_text(s, 2, c->name) != SQLITE_OK ||
+	    store_bind_text(s, 3, sg->chart_version) != SQLITE_OK ||
+	    store_bind_text(s, 4, saga_status_name(sg->status)) != SQLITE_OK ||
+	    store_bind_text(s, 5, c->states[sg->state].name) != SQLITE_OK ||
+	    store_bind_text(s, 6, saga_phase_name(sg->phase)) != SQLITE_OK ||
 	    sqlite3_bind_int(s, 7, sg->attempt) != SQLITE_OK ||
 	    sqlite3_bind_blob(s, 8, buf, (int)len, SQLITE_STATIC) !=
 	            SQLITE_OK ||
 	    sqlite3_bind_int64(s, 9, sg->started_ms) != SQLITE_OK ||
 	    sqlite3_bind_int64(s, 10, sg->step_started_ms) != SQLITE_OK ||
 	    sqlite3_bind_int64(s, 11, sg->updated_ms) != SQLITE_OK ||
-	    bind_text(s, 12, trace) != SQLITE_OK) {
+	    store_bind_text(s, 12, trace) != SQLITE_OK) {
 		sqlite3_reset(s);
 		free(buf);
-		return fail(st, "cannot bind saga");
+		return store_fail(st, "cannot bind saga");
 	}
 	ret = run_done(st, s, "cannot write saga");
 	sqlite3_clear_bindings(s);
@@ -440,15 +414,15 @@ store_history_add(struct store *st, const struct store_history *h)
 	sqlite3_stmt *s = stmt(st, ST_HISTORY_ADD);
 	if (s == NULL)
 		return -1;
-	BIND_OK(bind_text(s, 1, h->saga_id));
+	BIND_OK(store_bind_text(s, 1, h->saga_id));
 	BIND_OK(sqlite3_bind_int64(s, 2, h->at_ms));
-	BIND_OK(bind_text(s, 3, h->kind));
-	BIND_OK(bind_text(s, 4, h->state != NULL ? h->state : ""));
-	BIND_OK(bind_text(s, 5, h->status != NULL ? h->status : ""));
-	BIND_OK(bind_text(s, 6, h->detail != NULL ? h->detail : ""));
-	BIND_OK(bind_text(s, 7, h->message_id));
-	BIND_OK(bind_text(s, 8, h->actor));
-	BIND_OK(bind_text(s, 9, h->reason));
+	BIND_OK(store_bind_text(s, 3, h->kind));
+	BIND_OK(store_bind_text(s, 4, h->state != NULL ? h->state : ""));
+	BIND_OK(store_bind_text(s, 5, h->status != NULL ? h->status : ""));
+	BIND_OK(store_bind_text(s, 6, h->detail != NULL ? h->detail : ""));
+	BIND_OK(store_bind_text(s, 7, h->message_id));
+	BIND_OK(store_bind_text(s, 8, h->actor));
+	BIND_OK(store_bind_text(s, 9, h->reason));
 	return run_done(st, s, "cannot write history");
 }
 
@@ -458,16 +432,16 @@ store_outbox_add(struct store *st, struct store_outbox *m)
 	sqlite3_stmt *s = stmt(st, ST_OUTBOX_ADD);
 	if (s == NULL)
 		return -1;
-	BIND_OK(bind_text(s, 1, m->saga_id));
-	BIND_OK(bind_text(s, 2, m->exchange));
-	BIND_OK(bind_text(s, 3, m->routing_key));
-	BIND_OK(bind_text(s, 4, m->message_id));
-	BIND_OK(bind_text(s, 5, m->type));
-	BIND_OK(bind_text(s, 6, m->traceparent));
+	BIND_OK(store_bind_text(s, 1, m->saga_id));
+	BIND_OK(store_bind_text(s, 2, m->exchange));
+	BIND_OK(store_bind_text(s, 3, m->routing_key));
+	BIND_OK(store_bind_text(s, 4, m->message_id));
+	BIND_OK(store_bind_text(s, 5, m->type));
+	BIND_OK(store_bind_text(s, 6, m->traceparent));
 	BIND_OK(sqlite3_bind_blob(s, 7, m->body, (int)m->body_len,
 	                          SQLITE_STATIC));
 	BIND_OK(sqlite3_bind_int64(s, 8, m->created_ms));
-	BIND_OK(bind_text(s, 9, m->reply_to));
+	BIND_OK(store_bind_text(s, 9, m->reply_to));
 	if (run_done(st, s, "cannot write outbox") != 0)
 		return -1;
 	m->seq = sqlite3_last_insert_rowid(st->db);
@@ -482,7 +456,7 @@ shift_timer(struct store *st, const char *saga_id, int64_t armed_ms,
 	sqlite3_stmt *s = stmt(st, ST_TIMER_SHIFT);
 	if (s == NULL)
 		return -1;
-	BIND_OK(bind_text(s, 1, saga_id));
+	BIND_OK(store_bind_text(s, 1, saga_id));
 	BIND_OK(sqlite3_bind_int64(s, 2, armed_ms));
 	BIND_OK(sqlite3_bind_int64(s, 3, confirmed_ms));
 	return run_done(st, s, "cannot move timer");
@@ -511,7 +485,7 @@ store_outbox_delete(struct store *st, int64_t seq, int64_t confirmed_ms)
 	}
 	sqlite3_reset(s);
 	if (rc != SQLITE_DONE)
-		return fail(st, "cannot delete from outbox");
+		return store_fail(st, "cannot delete from outbox");
 	if (command && confirmed_ms - created >= STORE_CONFIRM_LATE_MS)
 		return shift_timer(st, saga, created, confirmed_ms);
 	return 0;
@@ -549,7 +523,7 @@ store_outbox_scan(struct store *st, int64_t after_seq, size_t limit,
 	}
 	sqlite3_reset(s);
 	if (rc != SQLITE_DONE)
-		return fail(st, "cannot read outbox");
+		return store_fail(st, "cannot read outbox");
 	return 0;
 }
 
@@ -561,7 +535,7 @@ single_int64(struct store *st, sqlite3_stmt *s, int64_t *n, const char *what)
 		*n = sqlite3_column_int64(s, 0);
 	sqlite3_reset(s);
 	if (rc != SQLITE_ROW)
-		return fail(st, what);
+		return store_fail(st, what);
 	return 0;
 }
 
@@ -581,7 +555,7 @@ store_timer_set(struct store *st, const char *saga_id, int64_t seq,
 	sqlite3_stmt *s = stmt(st, ST_TIMER_SET);
 	if (s == NULL)
 		return -1;
-	BIND_OK(bind_text(s, 1, saga_id));
+	BIND_OK(store_bind_text(s, 1, saga_id));
 	BIND_OK(sqlite3_bind_int64(s, 2, seq));
 	BIND_OK(sqlite3_bind_int64(s, 3, fire_at_ms));
 	BIND_OK(sqlite3_bind_int64(s, 4, armed_ms));
@@ -594,7 +568,7 @@ store_timer_cancel(struct store *st, const char *saga_id)
 	sqlite3_stmt *s = stmt(st, ST_TIMER_CANCEL);
 	if (s == NULL)
 		return -1;
-	BIND_OK(bind_text(s, 1, saga_id));
+	BIND_OK(store_bind_text(s, 1, saga_id));
 	return run_done(st, s, "cannot cancel timer");
 }
 
@@ -636,7 +610,7 @@ store_timers_due(struct store *st, int64_t now_ms, size_t limit,
 	ats = st->due_ats;
 	if (sqlite3_bind_int64(s, 1, now_ms) != SQLITE_OK ||
 	    sqlite3_bind_int64(s, 2, (sqlite3_int64)limit) != SQLITE_OK) {
-		ret = fail(st, "cannot bind");
+		ret = store_fail(st, "cannot bind");
 		goto out;
 	}
 	while (n < limit && (rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -648,7 +622,7 @@ store_timers_due(struct store *st, int64_t now_ms, size_t limit,
 		n++;
 	}
 	if (n < limit && rc != SQLITE_DONE) {
-		ret = fail(st, "cannot read timers");
+		ret = store_fail(st, "cannot read timers");
 		goto out;
 	}
 	sqlite3_reset(s);
@@ -675,7 +649,7 @@ store_timer_next(struct store *st, int64_t *fire_at_ms, bool *found)
 	}
 	sqlite3_reset(s);
 	if (rc != SQLITE_ROW)
-		return fail(st, "cannot read timers");
+		return store_fail(st, "cannot read timers");
 	return 0;
 }
 
@@ -685,6 +659,59 @@ store_count_status(struct store *st, const char *status, int64_t *n)
 	sqlite3_stmt *s = stmt(st, ST_COUNT_STATUS);
 	if (s == NULL)
 		return -1;
-	BIND_OK(bind_text(s, 1, status));
+	BIND_OK(store_bind_text(s, 1, status));
 	return single_int64(st, s, n, "cannot count sagas");
+}
+
+int
+store_saga_exists(struct store *st, const char *id, bool *found)
+{
+	sqlite3_stmt *s = stmt(st, ST_SAGA_EXISTS);
+	int rc;
+
+	*found = false;
+	if (s == NULL)
+		return -1;
+	BIND_OK(store_bind_text(s, 1, id));
+	rc = sqlite3_step(s);
+	*found = rc == SQLITE_ROW;
+	sqlite3_reset(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return store_fail(st, "cannot read sagas");
+	return 0;
+}
+
+int
+store_node_get(struct store *st, const char *key, char *buf, size_t cap,
+               bool *found)
+{
+	sqlite3_stmt *s = stmt(st, ST_NODE_GET);
+	int rc;
+
+	*found = false;
+	if (cap > 0)
+		buf[0] = '\0';
+	if (s == NULL)
+		return -1;
+	BIND_OK(store_bind_text(s, 1, key));
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		snprintf(buf, cap, "%s", store_column_text(s, 0));
+		*found = true;
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return store_fail(st, "cannot read node");
+	return 0;
+}
+
+int
+store_node_put(struct store *st, const char *key, const char *value)
+{
+	sqlite3_stmt *s = stmt(st, ST_NODE_PUT);
+	if (s == NULL)
+		return -1;
+	BIND_OK(store_bind_text(s, 1, key));
+	BIND_OK(store_bind_text(s, 2, value));
+	return run_done(st, s, "cannot write node");
 }

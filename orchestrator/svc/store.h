@@ -1,15 +1,23 @@
 /* store.h -- the orchestrator's SQLite store: sagas, history, inbox,
- * outbox, timers and chart versions (schema/orchestrator/NNN_*.sql).
+ * outbox, timers, chart versions and the node's identity
+ * (schema/orchestrator/NNN_*.sql).
+ *
+ * The store is the only code that knows the schema: everyone else asks it
+ * by operation, and no one gets the raw database handle.
  *
  * One writer: saga-orchestrator opens the store read-write and is the only
- * process that writes it; sagactl and order-api open it read-only
- * (store_open_readonly), which allows only the reading functions.
+ * process that writes it; sagactl opens it read-only (store_open_readonly,
+ * or store_open_shards for several shards' databases at once), which
+ * allows only the reading functions.
  *
- * Every statement is prepared once (SQLITE_PREPARE_PERSISTENT), reset after
- * every use (an un-reset SELECT pins a WAL snapshot: NOTES §5) and has its
- * result checked. Writing functions are meant to run between store_begin
- * and store_commit; the durable loop puts a whole batch of deliveries in
- * one transaction.
+ * The orchestrator's statements (store.c) are prepared once
+ * (SQLITE_PREPARE_PERSISTENT), reset after every use (an un-reset SELECT
+ * pins a WAL snapshot: NOTES §5) and have their results checked. The
+ * operator's queries (store_query.c, at the end of this file) run once per
+ * sagactl command: each is prepared for the call and finalized before the
+ * function returns. Writing functions are meant to run between
+ * store_begin and store_commit; the durable loop puts a whole batch of
+ * deliveries in one transaction.
  *
  * Failure contract: functions return 0 on success, -1 on failure with the
  * reason in store_error(st). After a failure inside a transaction the caller
@@ -38,8 +46,6 @@ struct store *store_open_readonly(const char *path, char *err, size_t errlen);
 /* Finalizes every statement and closes. NULL is fine. */
 void store_close(struct store *st);
 const char *store_error(const struct store *st);
-/* The underlying handle, for read-only queries of sagactl. */
-struct sqlite3 *store_db(struct store *st);
 
 /* Bytes left on the database's file system (db_space_left); -1 with the
  * reason in store_error. */
@@ -85,6 +91,9 @@ int store_saga_get(struct store *st, const char *id, char version[17],
  * (or NULL) is the traceparent every message of the saga descends from. */
 int store_saga_put(struct store *st, const struct chart *c,
                    const struct saga *s, const char *trace);
+
+/* Whether saga id exists (*found). */
+int store_saga_exists(struct store *st, const char *id, bool *found);
 
 /* ---- history ---- */
 struct store_history {
@@ -146,8 +155,100 @@ int store_timers_due(struct store *st, int64_t now_ms, size_t limit,
 /* The earliest pending timer, *found false if none. */
 int store_timer_next(struct store *st, int64_t *fire_at_ms, bool *found);
 
-/* ---- counts, for metrics and sagactl ---- */
+/* ---- counts, for metrics ---- */
 /* Number of sagas with this status name. */
 int store_count_status(struct store *st, const char *status, int64_t *n);
+
+/* ---- node: whom the database belongs to (shard.h) ---- */
+/* The value of a node key ("shard", "joined_at", "ring_changed_at") into
+ * buf (cut to cap); *found false and buf "" if the key is not set. */
+int store_node_get(struct store *st, const char *key, char *buf, size_t cap,
+                   bool *found);
+/* Sets a node key, replacing its value. */
+int store_node_put(struct store *st, const char *key, const char *value);
+
+/* ---- the operator's queries (sagactl; store_query.c) ----
+ * Read-only. Each callback gets pointers valid only during the call; a
+ * callback returning non-zero stops the scan, which is not an error (the
+ * function returns 0: the caller keeps its own reason in arg). */
+
+/* Opens n (1..STORE_SHARDS_MAX) orchestrators' databases read-only as one:
+ * the first as store_open_readonly does, each further one attached. The
+ * operator's queries then see the union of their sagas, history, timers
+ * and charts (each chart version once: a version is its content); the
+ * orchestrator's statements see the union too. Every database must have
+ * the schema version this program knows. NULL on error with the reason in
+ * err. */
+#define STORE_SHARDS_MAX 10 /* SQLite attaches at most 10 databases */
+struct store *store_open_shards(const char *const *paths, size_t n, char *err,
+                                size_t errlen);
+
+/* Which of the open databases holds saga id: its node key "shard" into
+ * shard ("none" when unsharded, else the shard's index; "" if the key is
+ * unset). *found false if no database has the saga. */
+int store_saga_shard(struct store *st, const char *id, char *shard, size_t cap,
+                     bool *found);
+
+/* A saga's row without its record (see store_saga_get for that). Text
+ * longer than a field is cut. */
+struct store_saga_summary {
+	char id[SAGA_ID_MAX];
+	char chart[CHART_NAME_MAX];
+	char chart_version[17];
+	char status[24]; /* running|compensating|completed|failed|stuck|... */
+	char state[CHART_NAME_MAX];
+	char phase[24];
+	int attempt;
+	int64_t started_ms, state_entered_ms, updated_ms;
+};
+
+/* Which sagas store_list_sagas selects: every condition given must hold.
+ * "Unfinished" is any status but completed, failed and aborted. */
+struct store_saga_filter {
+	const char *status, *chart, *state; /* equal to; NULL: any */
+	const char *id_prefix;              /* id starts with; NULL: any */
+	int64_t started_before_ms;          /* started before; -1: any */
+	int64_t entered_before_ms;          /* unfinished and in its state since
+	                                     * before; -1: any */
+	bool unfinished;                    /* only unfinished sagas */
+	int64_t limit;                      /* at most; -1: no limit */
+};
+
+typedef int (*store_saga_fn)(void *arg, const struct store_saga_summary *s);
+/* Calls fn for each saga f selects, newest first (by start, then id). */
+int store_list_sagas(struct store *st, const struct store_saga_filter *f,
+                     store_saga_fn fn, void *arg);
+/* Saga id's summary into *s; *found false if there is none. */
+int store_saga_find(struct store *st, const char *id,
+                    struct store_saga_summary *s, bool *found);
+/* The unfinished saga that started first (ties: the smallest id) into *s;
+ * *found false if every saga is finished. */
+int store_oldest_unfinished(struct store *st, struct store_saga_summary *s,
+                            bool *found);
+
+/* The saga's pending timer; *found false if it has none. */
+int store_timer_get(struct store *st, const char *saga_id, int64_t *seq,
+                    int64_t *fire_at_ms, bool *found);
+
+typedef int (*store_history_fn)(void *arg, const struct store_history *h);
+/* Calls fn for each history entry of saga_id, oldest first (message_id,
+ * actor and reason NULL when absent). */
+int store_history_each(struct store *st, const char *saga_id,
+                       store_history_fn fn, void *arg);
+
+typedef int (*store_state_count_fn)(void *arg, const char *status,
+                                    const char *state, int64_t n);
+/* Calls fn with the number of sagas in each (status, state) that has
+ * any, ordered by status, then state. */
+int store_count_by_state(struct store *st, store_state_count_fn fn, void *arg);
+
+typedef int (*store_stay_fn)(void *arg, const char *state, int64_t ms);
+/* Step times: calls fn with every finished stay of a saga in a state while
+ * running, ordered by state, then length. A stay starts at the history
+ * entry where the saga's state or status changed and lasts until the next
+ * such entry (ignored and rejected events are not entries); a saga still
+ * in a state has no finished stay there, and time spent compensating is
+ * not counted. */
+int store_step_stays(struct store *st, store_stay_fn fn, void *arg);
 
 #endif

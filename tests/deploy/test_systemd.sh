@@ -45,6 +45,11 @@ for u in $units; do
   fi
 done
 
+# order-api answers GET /orders/ID from its own database (the order.*
+# events): its unit reaches no file of the orchestrator's
+check "order-api.service does not reach the orchestrator's state directory" \
+  bash -c "! grep -v '^ *#' $sd/order-api.service | grep -q orchestrator"
+
 if ! command -v systemd-analyze >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "systemd-analyze missing: apt-get install -y systemd"
   timeout 150 apt-get install -y -q --no-install-recommends systemd >"$work/apt.log" 2>&1 \

@@ -357,34 +357,57 @@ run(struct world *w, script_fn script, int64_t now, int turns)
 	}
 }
 
+/* The test reads the database file as any reader would: through a
+ * connection of its own (the store lends no handle). NULL on error. */
+static sqlite3_stmt *
+peek(struct world *w, const char *sql, sqlite3 **db)
+{
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_open_v2(w->db, db, SQLITE_OPEN_READONLY, NULL) !=
+	            SQLITE_OK ||
+	    sqlite3_prepare_v2(*db, sql, -1, &s, NULL) != SQLITE_OK) {
+		sqlite3_close(*db);
+		*db = NULL;
+		return NULL;
+	}
+	return s;
+}
+
+static void
+peek_done(sqlite3_stmt *s, sqlite3 *db)
+{
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+}
+
 static const char *
 status_of(struct world *w, const char *id)
 {
 	static char out[32];
-	sqlite3_stmt *s;
+	sqlite3 *db;
+	sqlite3_stmt *s = peek(w, "SELECT status FROM sagas WHERE id = ?", &db);
 	out[0] = '\0';
-	if (sqlite3_prepare_v2(store_db(w->st),
-	                       "SELECT status FROM sagas WHERE id = ?", -1, &s,
-	                       NULL) != SQLITE_OK)
+	if (s == NULL)
 		return "?";
 	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
 	if (sqlite3_step(s) == SQLITE_ROW)
 		snprintf(out, sizeof(out), "%s",
 		         (const char *)sqlite3_column_text(s, 0));
-	sqlite3_finalize(s);
+	peek_done(s, db);
 	return out;
 }
 
 static int
 count(struct world *w, const char *sql)
 {
-	sqlite3_stmt *s;
+	sqlite3 *db;
+	sqlite3_stmt *s = peek(w, sql, &db);
 	int n = -1;
-	if (sqlite3_prepare_v2(store_db(w->st), sql, -1, &s, NULL) != SQLITE_OK)
+	if (s == NULL)
 		return -1;
 	if (sqlite3_step(s) == SQLITE_ROW)
 		n = sqlite3_column_int(s, 0);
-	sqlite3_finalize(s);
+	peek_done(s, db);
 	return n;
 }
 
@@ -598,16 +621,10 @@ test_timeouts_retry(void)
 static int64_t
 first_timer(struct world *w)
 {
-	sqlite3_stmt *s;
 	int64_t at = -1;
-	if (sqlite3_prepare_v2(store_db(w->st),
-	                       "SELECT min(fire_at) FROM timers", -1, &s,
-	                       NULL) != SQLITE_OK)
+	bool found;
+	if (store_timer_next(w->st, &at, &found) != 0 || !found)
 		return -1;
-	if (sqlite3_step(s) == SQLITE_ROW &&
-	    sqlite3_column_type(s, 0) != SQLITE_NULL)
-		at = sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
 	return at;
 }
 

@@ -44,7 +44,7 @@ test_claim(void)
 	struct shard_times t;
 	struct store *st;
 	bool known = true;
-	char owner[64];
+	char owner[64], id[16];
 
 	CHECK(dir != NULL);
 	snprintf(path, sizeof(path), "%s/o.db", dir);
@@ -54,33 +54,38 @@ test_claim(void)
 	st = store_open(path, err, sizeof(err));
 	CHECK_MSG(st != NULL, "%s", err);
 	/* first use: shard 1 claims it; it joins once its queue is bound */
-	CHECK(shard_claim(store_db(st), &one, &t, err, sizeof(err)) == 0);
+	CHECK(shard_claim(st, &one, &t, err, sizeof(err)) == 0);
 	CHECK(t.joined_ms == 0 && t.ring_changed_ms == 0);
-	CHECK(shard_note_joined(store_db(st), &t, 1000) == 0);
+	CHECK(shard_note_joined(st, &t, 1000) == 0);
 	CHECK(t.joined_ms == 1000);
 	/* again later (a restart): joined_at stays */
-	CHECK(shard_claim(store_db(st), &one, &t, err, sizeof(err)) == 0);
+	CHECK(shard_claim(st, &one, &t, err, sizeof(err)) == 0);
 	CHECK(t.joined_ms == 1000);
-	CHECK(shard_note_joined(store_db(st), &t, 5000) == 0);
+	CHECK(shard_note_joined(st, &t, 5000) == 0);
 	CHECK(t.joined_ms == 1000);
-	CHECK(shard_claim(store_db(st), &one, &t, err, sizeof(err)) == 0);
+	CHECK(shard_claim(st, &one, &t, err, sizeof(err)) == 0);
 	CHECK(t.joined_ms == 1000);
 	/* another shard, or unsharded, is refused with a reason */
-	CHECK(shard_claim(store_db(st), &two, &t, err, sizeof(err)) == -1);
+	CHECK(shard_claim(st, &two, &t, err, sizeof(err)) == -1);
 	CHECK_MSG(strstr(err, "belongs to shard 1, not to shard 2"), "%s", err);
-	CHECK(shard_claim(store_db(st), &none, &t, err, sizeof(err)) == -1);
+	CHECK(shard_claim(st, &none, &t, err, sizeof(err)) == -1);
 	CHECK_MSG(strstr(err, "--shard 1/N"), "%s", err);
 	/* ring changes only move forward, and are kept */
-	CHECK(shard_claim(store_db(st), &one, &t, err, sizeof(err)) == 0);
-	CHECK(shard_note_ring_change(store_db(st), &t, 7000) == 0);
-	CHECK(shard_note_ring_change(store_db(st), &t, 6000) == 0);
+	CHECK(shard_claim(st, &one, &t, err, sizeof(err)) == 0);
+	CHECK(shard_note_ring_change(st, &t, 7000) == 0);
+	CHECK(shard_note_ring_change(st, &t, 6000) == 0);
 	CHECK(t.ring_changed_ms == 7000);
-	CHECK(shard_claim(store_db(st), &one, &t, err, sizeof(err)) == 0);
+	CHECK(shard_claim(st, &one, &t, err, sizeof(err)) == 0);
 	CHECK(t.ring_changed_ms == 7000);
-	CHECK(shard_control_queue(store_db(st), "main", owner, sizeof(owner)) ==
-	      0);
+	CHECK(store_node_get(st, "shard", id, sizeof(id), &known) == 0);
+	CHECK(known);
+	shard_control_queue(id, owner, sizeof(owner));
 	CHECK(strcmp(owner, "orchestrator-1.control") == 0);
-	CHECK(shard_saga_known(store_db(st), "ord-x", &known) == 0);
+	shard_control_queue("none", owner, sizeof(owner));
+	CHECK(strcmp(owner, "orchestrator.control") == 0);
+	shard_control_queue("", owner, sizeof(owner));
+	CHECK(strcmp(owner, "orchestrator.control") == 0);
+	CHECK(store_saga_exists(st, "ord-x", &known) == 0);
 	CHECK(!known);
 	store_close(st);
 
@@ -88,8 +93,8 @@ test_claim(void)
 	snprintf(path, sizeof(path), "%s/u.db", dir);
 	st = store_open(path, err, sizeof(err));
 	CHECK(st != NULL);
-	CHECK(shard_claim(store_db(st), &none, &t, err, sizeof(err)) == 0);
-	CHECK(shard_claim(store_db(st), &two, &t, err, sizeof(err)) == -1);
+	CHECK(shard_claim(st, &none, &t, err, sizeof(err)) == 0);
+	CHECK(shard_claim(st, &two, &t, err, sizeof(err)) == -1);
 	CHECK_MSG(strstr(err, "unsharded"), "%s", err);
 	store_close(st);
 	testutil_rmtree(dir);

@@ -61,8 +61,18 @@ for name, s in sv.items():
             len(owner) == 1 and owner[0].split(":")[0] in vols)
     else:
         chk("%s: has --db" % name, False)
+    if "--seed" in cmd:  # the file it seeds from is mounted, and valid
+        seed = cmd[cmd.index("--seed") + 1]
+        src = [m.split(":")[0] for m in s.get("volumes", []) if m.split(":")[1] == seed]
+        path = os.path.join(os.path.dirname(sys.argv[1]), src[0]) if src else ""
+        rows = [l.split() for l in open(path) if l.strip() and not l.startswith("#")] if path and os.path.exists(path) else []
+        chk("%s: --seed %s is mounted from a file in the repo" % (name, seed), bool(rows))
+        chk("%s: the seed file has SKU QUANTITY lines" % name,
+            all(len(r) == 2 and r[1].isdigit() and int(r[1]) > 0 for r in rows))
     chk("%s: builds or uses the saga image" % name, s.get("image") == "saga:latest")
     chk("%s: no container_name (scalable)" % name, "container_name" not in s)
+sd = sv.get("inventory", {}).get("command") or []
+chk("inventory seeds demo stock (the quick start's orders need it)", "--seed" in sd)
 print("\n".join(res))
 PY
 )

@@ -45,6 +45,24 @@ for u in $units; do
   fi
 done
 
+# one system user per daemon (every shipping region shares one), declared
+# in sysusers, its env file given to that user's group by the README
+users=""
+for u in $units; do
+  f=$sd/$u
+  user=$(sed -n 's/^User=//p' "$f")
+  check "$u: Group= is its own user's ($user)" grep -qx "Group=$user" "$f"
+  check "$u: saga.sysusers.conf declares $user" grep -qE "^u $user " "$sd/saga.sysusers.conf"
+  env=$(sed -n 's|^EnvironmentFile=/etc/saga/||p' "$f")
+  for e in $(printf '%s\n' "${env//%i/default}" "${env//%i/india}" | sort -u); do
+    check "$u: deploy/README installs $e for group $user" \
+      grep -q "${e%.env}:$user" deploy/README.md
+  done
+  users="$users $user"
+done
+check "no two daemons share a user" \
+  test "$(tr ' ' '\n' <<<"$users" | sed '/^$/d' | sort | uniq -d)" = ""
+
 # order-api answers GET /orders/ID from its own database (the order.*
 # events): its unit reaches no file of the orchestrator's
 check "order-api.service does not reach the orchestrator's state directory" \

@@ -200,6 +200,7 @@ struct store_saga_summary {
 	char phase[24];
 	int attempt;
 	int64_t started_ms, state_entered_ms, updated_ms;
+	char trace_id[33]; /* of the traceparent it started with; "" none */
 };
 
 /* Which sagas store_list_sagas selects: every condition given must hold.

@@ -442,6 +442,21 @@ test_stuck_resume_and_listing(void)
 	                  strstr(out, "timer     none"),
 	          "%s", out);
 	fprintf(stderr, "     $ sagactl show stk-1\n%s\n", out);
+	{ /* its trace id: the one it started with (every log line about a
+	   * message in hand ends with it: test_log, test_e2e) */
+		const char *t = strstr(out, "\ntrace     ");
+		char *want = NULL;
+		CHECK_MSG(t != NULL, "no trace line: %s", out);
+		CHECK(testutil_sh(&want,
+		                  "sqlite3 '%s' \"SELECT substr(trace, 4, 32) "
+		                  "FROM sagas WHERE id = 'stk-1'\"",
+		                  db) == 0);
+		CHECK_MSG(t != NULL && want != NULL && strlen(want) == 32 &&
+		                  strncmp(t + 11, want, 32) == 0,
+		          "trace %s, stored %s", t ? t + 11 : "?",
+		          want ? want : "?");
+		free(want);
+	}
 	CHECK_EQ(ctl_json("show stk-1 --json",
 	                  "d[\"status\"], [h[\"reason\"] for h in "
 	                  "d[\"history\"] if h[\"kind\"] == \"operator\"], "

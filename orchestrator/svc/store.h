@@ -158,6 +158,13 @@ int store_timer_next(struct store *st, int64_t *fire_at_ms, bool *found);
 /* ---- counts, for metrics ---- */
 /* Number of sagas with this status name. */
 int store_count_status(struct store *st, const char *status, int64_t *n);
+/* The sagas not finished, now: running, compensating, stuck, and when
+ * the oldest stuck one last changed (it became stuck then; 0: none). */
+struct store_active {
+	int64_t running, compensating, stuck;
+	int64_t stuck_since_ms;
+};
+int store_active(struct store *st, struct store_active *a);
 
 /* ---- node: whom the database belongs to (shard.h) ---- */
 /* The value of a node key ("shard", "joined_at", "ring_changed_at") into

@@ -284,9 +284,11 @@ struct bus_url {
 	int port;
 };
 
-/* Parses one amqp:// or amqps:// URL (user/password default guest, port
- * 5672 or 5671, vhost "" or missing -> "/", %-escapes decoded). -1 with the
- * reason in err. */
+/* Parses one amqp:// or amqps:// URL with rabbitmq-c's amqp_parse_url
+ * (user/password default guest, port 5672 or 5671, vhost "" or missing ->
+ * "/", %-escapes decoded: ASCII ones only, %00 to %7f). A host is
+ * required; query parameters are not supported. -1 with the reason in err
+ * ("bad AMQP URL: ..." naming the part that is wrong). */
 int bus_url_parse(const char *url, struct bus_url *out, char *err,
                   size_t errlen);
 /* The URL without its password, for logs: amqp://user:***@host:port/vh */

@@ -88,7 +88,7 @@ struct bus {
 	struct bus_config cfg;
 	char *urls[MAX_URLS];
 	size_t nurls, next_url;
-	char *consume[16];
+	char *consume[BUS_MAX_CONSUME];
 	size_t nconsume;
 	struct bus_topology topo;     /* a deep copy of cfg->topology */
 	char *topo_mem;               /* its one allocation */

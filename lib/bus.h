@@ -110,8 +110,11 @@ struct bus_config {
 	int64_t delivery_limit;
 	const struct bus_topology *topology; /* declared on every connect */
 	const char *const *consume;          /* queues to consume */
-	size_t nconsume;
+	size_t nconsume;                     /* at most BUS_MAX_CONSUME */
 };
+
+/* The most queues one bus consumes. */
+#define BUS_MAX_CONSUME 16
 
 /* ---- messages ---- */
 

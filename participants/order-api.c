@@ -108,7 +108,6 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <microhttpd.h>
@@ -120,6 +119,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "clock.h"
 #include "apistore.h"
 #include "hash.h"
@@ -1001,81 +1001,61 @@ relay_turn(struct api *a, const struct bus_handlers *h)
 
 /* ---- main ---- */
 
-/* The flags into com and *listen; 0, or the exit status. */
-static int
-parse_flags(int argc, char **argv, struct part_common *com, const char **listen)
-{
-	static const struct option opts[] = {
-	        PART_COMMON_OPTIONS,
-	        {"listen", required_argument, NULL, 'l'},
-	        {"orchestrator-db", required_argument, NULL, 'o'},
-	        {"help", no_argument, NULL, 'h'},
-	        {NULL, 0, NULL, 0},
-	};
-	int c;
+static const char usage[] =
+        "usage: order-api --amqp URL --db PATH [--listen ADDR:PORT] "
+        "[--log-level L]\n"
+        "  --listen ADDR:PORT   serve the HTTP API here (default "
+        "127.0.0.1:8080)\n"
+        "  --orchestrator-db PATH\n"
+        "                       deprecated and ignored\n" PART_USAGE_COMMON;
 
-	part_common_init(com);
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		int r = part_common_flag(com, "order-api", c, optarg);
-		if (r < 0)
-			return 2;
-		if (r > 0)
-			continue;
-		if (c == 'l') {
-			*listen = optarg;
-		} else if (c == 'o') {
-			fprintf(stderr, "order-api: --orchestrator-db is "
-			                "deprecated and ignored: the status "
-			                "comes from the order.* events\n");
-		} else {
-			fprintf(stderr,
-			        "usage: order-api --amqp URL --db PATH "
-			        "[--listen ADDR:PORT] [--log-level L]\n");
-			return c == 'h' ? 0 : 2;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "order-api: unexpected argument \"%s\"\n",
-		        argv[optind]);
-		return 2;
-	}
-	return part_common_check(com, "order-api") != 0 ? 2 : -1;
+/* The topology: the order.* events, for the orders' status. Like every
+ * participant queue (participant.h): rejected -> retry (TTL) -> back;
+ * dead letters with their reason in .dlq. */
+static const struct bus_exchange exchanges[] = {
+        {"order_events", "topic", NULL, NULL},
+};
+static const struct bus_queue queues[] = {
+        {.name = EVENTS_QUEUE, .dlx = "", .dlrk = EVENTS_QUEUE ".retry"},
+        {.name = EVENTS_QUEUE ".retry",
+         .dlx = "",
+         .dlrk = EVENTS_QUEUE,
+         .ttl_ms = 1000},
+        {.name = EVENTS_QUEUE ".dlq"},
+};
+static const struct bus_binding bindings[] = {
+        {"order_events", EVENTS_QUEUE, NULL, "order.#"},
+};
+static const struct bus_topology topology = {
+        exchanges, ARRAY_LEN(exchanges), queues, ARRAY_LEN(queues),
+        bindings,  ARRAY_LEN(bindings),
+};
+static const char *const consumed[] = {EVENTS_QUEUE};
+
+static int
+deprecated_db(void *arg, const char *path)
+{
+	(void)arg;
+	(void)path;
+	fprintf(stderr, "order-api: --orchestrator-db is deprecated and "
+	                "ignored: the status comes from the order.* events\n");
+	return 0;
 }
 
 static struct bus *
-open_bus(struct part_common *com, char *err, size_t errlen)
+open_bus(const struct part_common *com, char *err, size_t errlen)
 {
-	static const struct bus_exchange ex[] = {
-	        {"order_events", "topic", NULL, NULL}};
-	/* like every participant queue (participant.h): rejected -> retry
-	 * (TTL) -> back; dead letters with their reason in .dlq */
-	static const struct bus_queue qs[] = {
-	        {.name = EVENTS_QUEUE,
-	         .dlx = "",
-	         .dlrk = EVENTS_QUEUE ".retry"},
-	        {.name = EVENTS_QUEUE ".retry",
-	         .dlx = "",
-	         .dlrk = EVENTS_QUEUE,
-	         .ttl_ms = 1000},
-	        {.name = EVENTS_QUEUE ".dlq"},
+	const struct bus_config bc = {
+	        .url = com->amqp,
+	        .name = "order-api",
+	        .ca_file = getenv("SAGA_AMQP_CA"),
+	        .cert_file = getenv("SAGA_AMQP_CERT"),
+	        .key_file = getenv("SAGA_AMQP_KEY"),
+	        .queue_type = getenv("SAGA_QUEUE_TYPE"),
+	        .topology = &topology,
+	        .consume = consumed,
+	        .nconsume = ARRAY_LEN(consumed),
 	};
-	static const struct bus_binding bd[] = {
-	        {"order_events", EVENTS_QUEUE, NULL, "order.#"}};
-	static const struct bus_topology topo = {
-	        ex, sizeof(ex) / sizeof(ex[0]), qs, sizeof(qs) / sizeof(qs[0]),
-	        bd, sizeof(bd) / sizeof(bd[0])};
-	static const char *const consume[] = {EVENTS_QUEUE};
-	struct bus_config bc = {0};
-
-	bc.url = com->amqp;
-	bc.name = "order-api";
-	bc.ca_file = getenv("SAGA_AMQP_CA");
-	bc.cert_file = getenv("SAGA_AMQP_CERT");
-	bc.key_file = getenv("SAGA_AMQP_KEY");
-	bc.queue_type = getenv("SAGA_QUEUE_TYPE");
-	bc.topology = &topo;
-	bc.consume = consume;
-	bc.nconsume = 1;
 	return bus_open(&bc, err, errlen);
 }
 
@@ -1118,21 +1098,60 @@ stop_all(struct api *a, struct MHD_Daemon *d, const struct bus_handlers *h)
 	free(a->dlq);
 }
 
+/* The database, the bus and the HTTP server: 0, or the exit status
+ * (with everything opened closed again). */
+static int
+api_start(struct api *a, const struct part_common *com,
+          const struct sockaddr_in *sa, const char *listen,
+          struct MHD_Daemon **d)
+{
+	char err[512];
+
+	a->store = apistore_open(com->db, err, sizeof(err));
+	if (a->store == NULL) {
+		fprintf(stderr, "order-api: %s\n", err);
+		return 1;
+	}
+	a->bus = open_bus(com, err, sizeof(err));
+	if (a->bus == NULL) {
+		fprintf(stderr, "order-api: %s\n", err);
+		apistore_close(a->store);
+		return 2;
+	}
+	*d = start_http(a, sa);
+	if (*d == NULL) {
+		fprintf(stderr, "order-api: cannot listen on %s: %s\n", listen,
+		        strerror(errno));
+		bus_close(a->bus);
+		apistore_close(a->store);
+		return 1;
+	}
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
 	static volatile sig_atomic_t stop;
 	static struct api a;
+	static const char *listen = "127.0.0.1:8080";
+	static const struct part_flag flags[] = {
+	        {"listen", .str = &listen},
+	        {"orchestrator-db", .set = deprecated_db},
+	};
+	static const struct part_cli cli = {
+	        "order-api", usage, false, flags, ARRAY_LEN(flags), NULL};
+	struct bus_handlers h = {on_delivery, on_confirm, &a};
 	struct part_common com;
 	struct sockaddr_in sa;
-	struct bus_handlers h = {on_delivery, on_confirm, &a};
 	struct MHD_Daemon *d;
-	const char *listen = "127.0.0.1:8080";
 	char err[512];
-	int rc = parse_flags(argc, argv, &com, &listen);
+	int rc = part_parse(&cli, argc, argv, &com);
 
 	if (rc >= 0)
 		return rc;
+	if (part_common_check(&com, "order-api") != 0)
+		return 2;
 	if (http_parse_addr(listen, &sa) != 0) {
 		fprintf(stderr,
 		        "order-api: --listen: \"%s\" is not IPv4ADDR:PORT\n",
@@ -1140,25 +1159,9 @@ main(int argc, char **argv)
 		return 2;
 	}
 	log_init("order-api", (enum log_level)com.log_level);
-	a.store = apistore_open(com.db, err, sizeof(err));
-	if (a.store == NULL) {
-		fprintf(stderr, "order-api: %s\n", err);
-		return 1;
-	}
-	a.bus = open_bus(&com, err, sizeof(err));
-	if (a.bus == NULL) {
-		fprintf(stderr, "order-api: %s\n", err);
-		apistore_close(a.store);
-		return 2;
-	}
-	d = start_http(&a, &sa);
-	if (d == NULL) {
-		fprintf(stderr, "order-api: cannot listen on %s: %s\n", listen,
-		        strerror(errno));
-		bus_close(a.bus);
-		apistore_close(a.store);
-		return 1;
-	}
+	rc = api_start(&a, &com, &sa, listen, &d);
+	if (rc != 0)
+		return rc;
 	part_signals(&stop);
 	if (bus_connect(a.bus, err, sizeof(err)) != 0)
 		log_warnx("%s; retrying", err);

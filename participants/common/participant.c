@@ -3,8 +3,6 @@
 #include "participant.h"
 #include "presence.h"
 
-#include <errno.h>
-#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +13,14 @@
 #include "log.h"
 
 #define REPLIES_EXCHANGE "saga.replies"
+
+/* A daemon's topology at most (part_config): work queues (each with its
+ * .retry and .dlq), exchanges besides the framework's own two
+ * (saga.replies, saga.presence) and other queues. */
 #define MAX_QUEUES       8
+#define MAX_EXCHANGES    14
+#define MAX_EXTRA_QUEUES 16
+_Static_assert(MAX_QUEUES <= BUS_MAX_CONSUME, "the bus consumes them all");
 
 /* The framework's own tables, next to the daemon's (which are versioned
  * by PRAGMA user_version through cfg->migrations). Their columns never
@@ -212,85 +217,6 @@ out:
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	return ret;
-}
-
-/* ---- flags ---- */
-
-void
-part_common_init(struct part_common *c)
-{
-	c->amqp = getenv("SAGA_AMQP_URL");
-	c->db = NULL;
-	c->log_level = LOG_INFO;
-	c->processed_days = -1;
-}
-
-/* --processed-days N: a whole number of days, 0 to 36500. */
-static int
-parse_days(struct part_common *c, const char *prog, const char *arg)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(arg, &end, 10);
-	if (errno != 0 || end == arg || *end != '\0' || v < 0 ||
-	    v > PART_RETENTION_MAX_MS / PART_DAY_MS) {
-		fprintf(stderr,
-		        "%s: --processed-days: \"%s\" is not a number of days "
-		        "from 0 (forever) to %lld\n",
-		        prog, arg,
-		        (long long)(PART_RETENTION_MAX_MS / PART_DAY_MS));
-		return -1;
-	}
-	c->processed_days = (int)v;
-	return 1;
-}
-
-int
-part_common_flag(struct part_common *c, const char *prog, int opt,
-                 const char *arg)
-{
-	enum log_level l;
-
-	switch (opt) {
-	case 0x101:
-		c->amqp = arg;
-		return 1;
-	case 0x102:
-		c->db = arg;
-		return 1;
-	case 0x103:
-		if (log_level_parse(arg, &l) != 0) {
-			fprintf(stderr,
-			        "%s: --log-level: \"%s\" is not one of debug, "
-			        "info, warn, error\n",
-			        prog, arg);
-			return -1;
-		}
-		c->log_level = (int)l;
-		return 1;
-	case 0x104:
-		return parse_days(c, prog, arg);
-	default:
-		return 0;
-	}
-}
-
-int
-part_common_check(const struct part_common *c, const char *prog)
-{
-	if (c->amqp == NULL || c->amqp[0] == '\0') {
-		fprintf(stderr,
-		        "%s: no broker: give --amqp URL or set SAGA_AMQP_URL\n",
-		        prog);
-		return -1;
-	}
-	if (c->db == NULL || c->db[0] == '\0') {
-		fprintf(stderr, "%s: --db PATH is required\n", prog);
-		return -1;
-	}
-	return 0;
 }
 
 int
@@ -1220,14 +1146,14 @@ open_bus(struct part *p, char *err, size_t errlen)
 {
 	const struct part_config *cfg = p->cfg;
 	char names[MAX_QUEUES][3][256];
-	struct bus_exchange ex[16];
-	struct bus_queue qs[MAX_QUEUES * 3 + 16];
+	struct bus_exchange ex[2 + MAX_EXCHANGES];
+	struct bus_queue qs[MAX_QUEUES * 3 + MAX_EXTRA_QUEUES];
 	size_t nex = 0, nq = 0;
 	struct bus_topology topo;
 	struct bus_config bc = {0};
 
-	if (cfg->nqueues > MAX_QUEUES || cfg->nexchanges > 14 ||
-	    cfg->nextra_queues > 16) {
+	if (cfg->nqueues > MAX_QUEUES || cfg->nexchanges > MAX_EXCHANGES ||
+	    cfg->nextra_queues > MAX_EXTRA_QUEUES) {
 		snprintf(err, errlen, "topology too large");
 		return -1;
 	}

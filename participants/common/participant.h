@@ -204,30 +204,59 @@ struct part_stats {
 int part_run(const struct part_config *cfg, const volatile sig_atomic_t *stop,
              char *err, size_t errlen);
 
-/* The flags every participant takes: --amqp URL (default $SAGA_AMQP_URL),
- * --db PATH, --log-level LEVEL. part_common_flag handles one getopt
- * result for them (1 if it was one of them, 0 if not, -1 with a message
- * on stderr for a bad value); part_common_check says what is missing. */
-#define PART_COMMON_OPTIONS                                                    \
-	{"amqp", required_argument, NULL, 0x101},                              \
-	        {"db", required_argument, NULL, 0x102},                        \
-	{                                                                      \
-		"log-level", required_argument, NULL, 0x103                    \
-	}
-/* --processed-days N (0: forever), for the daemons that run part_main
- * (order-api keeps no part_processed): sets retention_ms. */
-#define PART_RETENTION_OPTION                                                  \
-	{                                                                      \
-		"processed-days", required_argument, NULL, 0x104               \
-	}
+/* ---- the command line (cli.c) ----
+ *
+ * Every participant takes --amqp URL (default $SAGA_AMQP_URL), --db PATH
+ * and --log-level LEVEL; those that run part_main also --processed-days N
+ * (0: forever), which sets retention_ms. A daemon lists its own flags in
+ * a table of part_flag and hands it to part_parse with its usage text,
+ * which reads as its man page (PART_USAGE_COMMON describes the common
+ * flags). --help prints the usage on stdout. */
+#define PART_USAGE_COMMON                                                      \
+	"  --amqp URL           broker URL(s), comma-separated (env "          \
+	"SAGA_AMQP_URL)\n"                                                     \
+	"  --db PATH            this daemon's SQLite database\n"               \
+	"  --log-level L        debug, info, warn or error (default info)\n"
+#define PART_USAGE_RETENTION                                                   \
+	"  --processed-days N   keep processed message ids N days for dedup\n" \
+	"                       (default 7; 0: forever)\n"
+
+/* One of a daemon's own flags: --name, and where its value goes. Exactly
+ * one of str, on and set is given. */
+struct part_flag {
+	const char *name; /* without the -- */
+	const char **str; /* --name VALUE: VALUE (argv's) is stored here */
+	bool *on;         /* --name (no value): set to true */
+	/* --name VALUE: parsed by set(arg, VALUE); 0, or -1 after saying
+	 * why on stderr (the daemon exits 2) */
+	int (*set)(void *arg, const char *value);
+};
+
+#define PART_MAX_FLAGS 8
+
+struct part_cli {
+	const char *prog;  /* e.g. "inventory-svc": messages begin with it */
+	const char *usage; /* printed for --help and after a bad flag */
+	bool retention;    /* takes --processed-days */
+	const struct part_flag *flags; /* at most PART_MAX_FLAGS */
+	size_t nflags;
+	void *arg; /* handed to each flag's set */
+};
+
 struct part_common {
 	const char *amqp, *db;
 	int log_level;      /* enum log_level */
 	int processed_days; /* -1: not given (cfg->retention_ms stays) */
 };
-void part_common_init(struct part_common *c);
-int part_common_flag(struct part_common *c, const char *prog, int opt,
-                     const char *arg);
+
+/* Parses argv into *c and the daemon's flags. -1 when the daemon goes on;
+ * otherwise its exit status: 0 after --help, 2 after a bad flag or an
+ * argument that is no flag (with a message on stderr). It does not say
+ * what is missing: part_common_check (and part_main) do. */
+int part_parse(const struct part_cli *cli, int argc, char **argv,
+               struct part_common *c);
+/* 0 if --amqp (or SAGA_AMQP_URL) and --db were given; -1 after saying
+ * which is missing on stderr. */
 int part_common_check(const struct part_common *c, const char *prog);
 
 /* A daemon's main after its flags: checks the common ones (exit 2 with a

@@ -183,6 +183,8 @@ struct adapter {
 	struct presence *presence; /* who takes commands (lib/presence.h) */
 	int64_t http_published_ms;
 	uint64_t presence_heard;
+	struct store_active active; /* render_gauges, counted at active_at */
+	int64_t active_at_ms;
 	/* bytes left where the database is, at the last publish; -1 unknown */
 	long long disk_free;
 };
@@ -210,6 +212,41 @@ counter(struct http_response *r, const char *name, const char *help,
         const char *type)
 {
 	http_printf(r, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* How often the gauges of unfinished sagas are counted again (an index
+ * scan of the unfinished sagas: cheap, but not every 250 ms). */
+#define GAUGES_EVERY_MS 2000
+
+/* What is true now, not what happened: the sagas unfinished by status,
+ * and how long the oldest stuck one has waited (the stuck alerts). */
+static void
+render_gauges(struct adapter *a, struct http_response *r)
+{
+	int64_t now = clock_mono_ms();
+	const struct store_active *v = &a->active;
+
+	if (a->active_at_ms == 0 || now - a->active_at_ms >= GAUGES_EVERY_MS) {
+		if (store_active(a->st, &a->active) != 0)
+			log_warnx("metrics: %s", store_error(a->st));
+		a->active_at_ms = now;
+	}
+	counter(r, "saga_sagas", "Sagas not finished, by status, now.",
+	        "gauge");
+	http_printf(r,
+	            "saga_sagas{status=\"running\"} %lld\n"
+	            "saga_sagas{status=\"compensating\"} %lld\n"
+	            "saga_sagas{status=\"stuck\"} %lld\n",
+	            (long long)v->running, (long long)v->compensating,
+	            (long long)v->stuck);
+	counter(r, "saga_stuck_oldest_seconds",
+	        "How long the oldest stuck saga has waited (0: none).",
+	        "gauge");
+	http_printf(r, "saga_stuck_oldest_seconds %.3f\n",
+	            v->stuck > 0 && v->stuck_since_ms > 0
+	                    ? (double)(clock_wall_ms() - v->stuck_since_ms) /
+	                              1000.0
+	                    : 0.0);
 }
 
 static void
@@ -344,6 +381,7 @@ render_metrics(struct adapter *a, struct http_response *r)
 		        "Bytes left on the database's file system.", "gauge");
 		http_printf(r, "saga_disk_free_bytes %lld\n", a->disk_free);
 	}
+	render_gauges(a, r);
 }
 
 /* /healthz and /metrics are snapshots the loop publishes every

@@ -591,9 +591,12 @@ test_paths_and_bad_input(void)
 		        "saga_started_total{chart=\"order\"} 20\n",
 		        "saga_dead_lettered_total 1\n",
 		        "saga_duplicates_dropped_total 2\n",
-		        NULL};
+		        /* what is true now: every saga has finished */
+		        "saga_sagas{status=\"running\"} 0\n",
+		        "saga_sagas{status=\"stuck\"} 0\n",
+		        "saga_stuck_oldest_seconds 0.000\n", NULL};
 		char *metrics = testutil_http_until(p.http_port, "/metrics",
-		                                    want, 3000, &sm);
+		                                    want, 5000, &sm);
 		char *missing = testutil_http(p.http_port, "GET", "/nope", NULL,
 		                              NULL, &sx);
 		CHECK(health != NULL && metrics != NULL && missing != NULL);
@@ -616,7 +619,9 @@ test_paths_and_bad_input(void)
 		                strstr(metrics,
 		                       "saga_step_duration_seconds_count{"
 		                       "chart=\"order\",state=\"payment\"}") &&
-		                strstr(metrics, "saga_outbox_depth "),
+		                strstr(metrics, "saga_outbox_depth ") &&
+		                strstr(metrics,
+		                       "saga_sagas{status=\"running\"} 0\n"),
 		        "%s", metrics);
 		free(health);
 		free(metrics);

@@ -44,6 +44,7 @@ static const char usage[] =
         "[--reply-key KEY]\n"
         "                         [--bundle N] [--inbox-days N] "
         "[--shard I/N [--drain]] [--queue-type T]\n"
+        "                         [--otlp-url URL]\n"
         "  --amqp URL         broker URL(s), comma-separated (env "
         "SAGA_AMQP_URL)\n"
         "  --db PATH          the orchestrator's SQLite database (env "
@@ -76,6 +77,10 @@ static const char usage[] =
         "  --queue-type T     classic or quorum: the type of every queue "
         "it declares\n"
         "                     (env SAGA_QUEUE_TYPE, default classic)\n"
+        "  --otlp-url URL     export spans (OTLP/HTTP JSON, e.g. "
+        "http://collector:4318/v1/traces;\n"
+        "                     env SAGA_OTLP_URL; default: none): one per "
+        "saga, one per step\n"
         "  -n                 check the configuration and exit\n";
 
 /* The flags that take a number: where it goes and its bounds. */
@@ -110,6 +115,7 @@ static const struct option options[] = {
         {"shard", required_argument, NULL, 'S'},
         {"drain", no_argument, NULL, 'D'},
         {"queue-type", required_argument, NULL, 'q'},
+        {"otlp-url", required_argument, NULL, 'O'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
 };
@@ -138,6 +144,7 @@ flags_init(struct flags *f)
 	                        .inbox_days = 7,
 	                        .reply_key = "orchestrator",
 	                        .queue_type = getenv("SAGA_QUEUE_TYPE"),
+	                        .otlp_url = getenv("SAGA_OTLP_URL"),
 	                },
 	        .level = LOG_INFO,
 	        .bundle = getenv("SAGA_BUNDLE"),
@@ -212,6 +219,9 @@ one_flag(struct flags *f, int opt, const char *arg)
 		break;
 	case 'q':
 		cfg->queue_type = arg;
+		break;
+	case 'O':
+		cfg->otlp_url = arg;
 		break;
 	case 'n':
 		f->check_only = 1;

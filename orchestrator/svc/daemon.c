@@ -37,6 +37,7 @@
 #include "envelope.h"
 #include "http.h"
 #include "log.h"
+#include "otlp.h"
 #include "loop.h"
 #include "orch.h"
 #include "presence.h"
@@ -183,6 +184,7 @@ struct adapter {
 	struct presence *presence; /* who takes commands (lib/presence.h) */
 	int64_t http_published_ms;
 	uint64_t presence_heard;
+	struct otlp *otlp;          /* spans (--otlp-url), or NULL */
 	struct store_active active; /* render_gauges, counted at active_at */
 	int64_t active_at_ms;
 	/* bytes left where the database is, at the last publish; -1 unknown */
@@ -1306,13 +1308,24 @@ start_loop(struct daemon *d)
 	        /* every participant announces itself in this time */
 	        .reconnect_grace_ms = PRESENCE_LAPSE * PRESENCE_INTERVAL_MS,
 	};
-	const struct orch_config oc = {.reply_to = a->sh.reply_key,
-	                               .absent = absent,
-	                               .absent_arg = a,
-	                               .on_step = on_step,
-	                               .on_status = on_status,
-	                               .observer_arg = &a->m};
+	struct orch_config oc = {.reply_to = a->sh.reply_key,
+	                         .absent = absent,
+	                         .absent_arg = a,
+	                         .on_step = on_step,
+	                         .on_status = on_status,
+	                         .observer_arg = &a->m};
+	char err[512];
 
+	if (cfg->otlp_url != NULL && cfg->otlp_url[0] != '\0') {
+		a->otlp = otlp_start(cfg->otlp_url, "saga-orchestrator", err,
+		                     sizeof(err));
+		if (a->otlp == NULL) {
+			log_error("%s", err);
+			return -1;
+		}
+		log_info("exporting spans to %s", cfg->otlp_url);
+	}
+	oc.otlp = a->otlp;
 	a->o = orch_new(a->st, d->reg, &oc);
 	d->l = a->o != NULL ? loop_new(a->st, a->o, &t, &lc) : NULL;
 	if (d->l == NULL) {
@@ -1395,6 +1408,7 @@ daemon_release(struct daemon *d)
 	http_close(a->http);
 	loop_free(d->l);
 	orch_free(a->o);
+	otlp_stop(a->otlp); /* posts the spans still queued */
 	bus_close(a->bus);
 	for (size_t i = 0; i < a->nheld; i++)
 		free(a->held[i].mem);

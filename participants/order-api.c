@@ -66,6 +66,9 @@
  *   orders can be accepted (the database commits), even with the broker
  *   away; 503 {"status": "error", ...} when the last commit failed or the
  *   database cannot be read.
+ * GET /metrics -> Prometheus text: orderapi_responses_total{code},
+ *   orderapi_outbox_depth, orderapi_outbox_oldest_seconds,
+ *   orderapi_bus_connected.
  *
  * Country and category become routing keys (shipping.<country>.<category>),
  * so they must be 1-64 of [a-z0-9_-].
@@ -125,6 +128,7 @@
 #include "hash.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "order.h"
 #include "participant.h"
 
@@ -205,6 +209,23 @@ grow(void **p, size_t *cap, size_t n, size_t sz)
 
 /* ---- HTTP answers ---- */
 
+/* Responses by status, for /metrics (any HTTP thread counts, atomically;
+ * /metrics reads them on its own). */
+static const unsigned counted_codes[] = {200, 202, 400, 404, 405,
+                                         409, 413, 500, 503};
+#define NCODES ARRAY_LEN(counted_codes)
+static atomic_ullong responses[NCODES + 1]; /* the last: any other code */
+
+static void
+count_response(unsigned code)
+{
+	size_t i = 0;
+
+	while (i < NCODES && counted_codes[i] != code)
+		i++;
+	atomic_fetch_add(&responses[i], 1);
+}
+
 static enum MHD_Result
 respond(struct MHD_Connection *c, unsigned code, json_t *body)
 {
@@ -222,6 +243,7 @@ respond(struct MHD_Connection *c, unsigned code, json_t *body)
 		return MHD_NO;
 	}
 	MHD_add_response_header(r, "Content-Type", "application/json");
+	count_response(code);
 	ret = MHD_queue_response(c, code, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -619,6 +641,69 @@ healthz(struct api *a, struct MHD_Connection *c)
 	return respond(c, db ? 200 : 503, j);
 }
 
+/* GET /metrics: responses by status, the outbox, the broker connection,
+ * from a registry made for the request (lib/metrics is single-threaded;
+ * the counts are atomics any HTTP thread updates). */
+static enum MHD_Result
+metrics_page(struct api *a, struct MHD_Connection *c)
+{
+	struct metrics *m = metrics_new("orderapi");
+	struct http_response out = {0};
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+	int64_t n = 0, oldest = 0;
+	char lv[METRIC_LABELS_MAX], code[16];
+	int f;
+
+	if (m == NULL)
+		return MHD_NO;
+	f = metrics_family(m, "responses_total", METRIC_COUNTER,
+	                   "HTTP responses, by status.");
+	for (size_t i = 0; i <= NCODES; i++) {
+		snprintf(code, sizeof(code), "%u",
+		         i < NCODES ? counted_codes[i] : 0);
+		metrics_labels(lv, sizeof(lv), "code",
+		               i < NCODES ? code : "other", NULL);
+		metrics_add(m, f, lv, (double)atomic_load(&responses[i]));
+	}
+	if (apistore_outbox_depth(a->store, &n, &oldest) == 0) {
+		metrics_set(m,
+		            metrics_family(m, "outbox_depth", METRIC_GAUGE,
+		                           "Orders and cancels committed, not "
+		                           "yet confirmed by the broker."),
+		            NULL, (double)n);
+		metrics_set(
+		        m,
+		        metrics_family(m, "outbox_oldest_seconds", METRIC_GAUGE,
+		                       "Age of the oldest outbox row (0: "
+		                       "empty)."),
+		        NULL,
+		        oldest > 0 ? (double)(clock_wall_ms() - oldest) / 1000.0
+		                   : 0.0);
+	}
+	metrics_set(m,
+	            metrics_family(m, "bus_connected", METRIC_GAUGE,
+	                           "1 while connected to the broker."),
+	            NULL, atomic_load(&a->connected) ? 1 : 0);
+	metrics_render(m, &out);
+	metrics_free(m);
+	if (out.oom) {
+		free(out.body);
+		return MHD_NO;
+	}
+	r = MHD_create_response_from_buffer(out.len, out.body,
+	                                    MHD_RESPMEM_MUST_FREE);
+	if (r == NULL) {
+		free(out.body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, "Content-Type", "text/plain; version=0.0.4");
+	count_response(200);
+	ret = MHD_queue_response(c, 200, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
 /* "/orders/{id}" or "/orders/{id}/cancel" (*cancel set): the id into
  * id. -1 for anything else, and for ids a cancel cannot name. */
 static int
@@ -689,6 +774,8 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 		return cancel ? get_cancel(a, c, id) : get_order(a, c, id);
 	if (strcmp(method, "GET") == 0 && strcmp(url, "/healthz") == 0)
 		return healthz(a, c);
+	if (strcmp(method, "GET") == 0 && strcmp(url, "/metrics") == 0)
+		return metrics_page(a, c);
 	if (strcmp(url, "/orders") == 0 || order)
 		return fail(c, 405, NULL, "method not allowed");
 	return fail(c, 404, NULL, "no such resource");

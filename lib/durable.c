@@ -39,6 +39,7 @@ struct pending {
 	uint64_t ref;
 	int source;
 	int attempt;
+	bool bundled;
 	bool bad;                /* failed to decode: dead-letter */
 	char reason[REASON_MAX]; /* why it is dead-lettered or retried */
 	enum durable_verdict verdict;
@@ -201,7 +202,8 @@ check_delivery(struct pending *p, const struct durable_delivery *dv)
 		         dv->content_type);
 	} else if (envelope_decode(dv->body, dv->len, &p->env, err,
 	                           sizeof(err)) != 0) {
-		snprintf(p->reason, sizeof(p->reason), "bad envelope: %s", err);
+		snprintf(p->reason, sizeof(p->reason),
+		         "bad envelope, cannot decode: %s", err);
 	} else if (dv->message_id != NULL && dv->message_id[0] != '\0' &&
 	           strcmp(dv->message_id, p->env.id) != 0) {
 		snprintf(p->reason, sizeof(p->reason),
@@ -233,6 +235,7 @@ durable_deliver(struct durable *d, const struct durable_delivery *dv)
 	p->ref = dv->ref;
 	p->source = dv->source;
 	p->attempt = dv->attempt > 0 ? dv->attempt : 1;
+	p->bundled = dv->bundled;
 	snprintf(p->traceparent, sizeof(p->traceparent), "%s",
 	         dv->traceparent != NULL ? dv->traceparent : "");
 	snprintf(p->reply_to, sizeof(p->reply_to), "%s",
@@ -308,8 +311,15 @@ apply_each(struct durable *d)
 {
 	for (size_t i = 0; i < d->nbatch; i++) {
 		struct pending *p = &d->batch[i];
-		struct durable_item it = {p->ref,  p->source,      p->attempt,
-		                          &p->env, p->traceparent, p->reply_to};
+		struct durable_item it = {
+		        .ref = p->ref,
+		        .source = p->source,
+		        .attempt = p->attempt,
+		        .env = &p->env,
+		        .traceparent = p->traceparent,
+		        .reply_to = p->reply_to,
+		        .bundled = p->bundled,
+		};
 		if (p->bad) {
 			p->verdict = DURABLE_REJECT;
 			continue;

@@ -66,6 +66,8 @@ struct durable_delivery {
 	const char *traceparent;  /* may be NULL */
 	const char *reply_to;     /* may be NULL */
 	int attempt;              /* 1 the first time, 2 after one retry... */
+	bool bundled;             /* an item of a bundle: its sender reads
+	                           * bundles */
 };
 
 /* A decoded delivery, as the handler sees it inside the transaction. */
@@ -76,6 +78,7 @@ struct durable_item {
 	const struct envelope *env;
 	const char *traceparent; /* "" if none */
 	const char *reply_to;    /* "" if none */
+	bool bundled;            /* an item of a bundle */
 };
 
 /* An outbox row, as the handler reads it and the transport publishes it.

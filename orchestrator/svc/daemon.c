@@ -154,7 +154,7 @@ on_step(void *arg, const char *chart, const char *state, double seconds)
 
 struct adapter {
 	struct bus *bus;
-	struct loop *l;
+	struct durable *d; /* the loop, as the transport sees it */
 	struct http *http;
 	struct store *st;
 	struct orch *o;
@@ -272,7 +272,7 @@ render_metrics(struct adapter *a, struct http_response *r)
 	         offsetof(struct chart_counts, cancelled)},
 	};
 	const struct orch_stats *os = orch_stats(a->o);
-	const struct loop_stats *ls = loop_stats(a->l);
+	const struct durable_stats *ls = durable_stats(a->d);
 	int64_t depth = -1;
 
 	for (size_t k = 0; k < sizeof(per_chart) / sizeof(per_chart[0]); k++) {
@@ -405,7 +405,7 @@ unhealthy(struct adapter *a, char *buf, size_t cap)
 
 	a->disk_free =
 	        store_space_left(a->st, &left) == 0 ? (long long)left : -1;
-	if (!loop_healthy(a->l, &why))
+	if (!durable_healthy(a->d, &why))
 		return why[0] ? why : "commits fail";
 	if (a->disk_free >= 0 && a->disk_free < DISK_RESERVE_BYTES) {
 		snprintf(buf, cap,
@@ -634,7 +634,7 @@ reply_bundle(struct adapter *a, const struct bus_delivery *d)
 	}
 	for (size_t i = 0; i < b.n; i++) {
 		struct bus_delivery item = *d;
-		struct loop_delivery ld = {
+		struct durable_delivery ld = {
 		        .ref = first + i,
 		        .source = SRC_REPLIES,
 		        .body = b.items[i].body,
@@ -649,7 +649,7 @@ reply_bundle(struct adapter *a, const struct bus_delivery *d)
 		if (hold(a, &item) != 0)
 			log_error("out of memory: a refused reply would be "
 			          "dead-lettered without its reason");
-		loop_deliver(a->l, &ld);
+		durable_deliver(a->d, &ld);
 	}
 	envelope_bundle_clear(&b);
 }
@@ -694,7 +694,7 @@ static void
 on_delivery(void *arg, const struct bus_delivery *d)
 {
 	struct adapter *a = arg;
-	struct loop_delivery ld = {
+	struct durable_delivery ld = {
 	        .ref = d->ref,
 	        .body = d->body,
 	        .len = d->len,
@@ -727,28 +727,28 @@ on_delivery(void *arg, const struct bus_delivery *d)
 		ld.source = SRC_CONTROL;
 	else
 		ld.source = SRC_REPLIES;
-	loop_deliver(a->l, &ld);
+	durable_deliver(a->d, &ld);
 }
 
 /* The broker's answer for a bundle, passed on to each of its rows. */
 struct row_answer {
-	struct loop *l;
-	enum loop_confirm c;
+	struct durable *d;
+	enum durable_confirm c;
 };
 
 static void
 row_confirmed(void *arg, uint64_t tag)
 {
 	const struct row_answer *r = arg;
-	loop_confirmed(r->l, tag, r->c);
+	durable_confirmed(r->d, tag, r->c);
 }
 
 static void
 on_confirm(void *arg, uint64_t tag, enum bus_confirm c)
 {
 	struct adapter *a = arg;
-	struct row_answer r = {a->l,
-	                       c == BUS_ACK ? CONFIRM_ACK : CONFIRM_RETURNED};
+	struct row_answer r = {a->d,
+	                       c == BUS_ACK ? DURABLE_ACK : DURABLE_RETURNED};
 	if (tag & DLQ_TAG) { /* the copy is safe: drop the original */
 		settle_ref(a, tag & ~DLQ_TAG, false);
 		return;
@@ -777,21 +777,21 @@ t_flush(void *ctx)
 }
 
 static int
-t_publish(void *ctx, const struct store_outbox *m, uint64_t tag)
+t_publish(void *ctx, const struct durable_msg *m, uint64_t tag)
 {
 	struct adapter *a = ctx;
 	struct bus_message bm = {
 	        .exchange = m->exchange,
 	        .routing_key = m->routing_key,
 	        .message_id = m->message_id,
-	        .correlation_id = m->saga_id,
+	        .correlation_id = m->correlation_id,
 	        .type = m->type,
 	        .reply_to = m->reply_to,
 	        .traceparent = m->traceparent,
 	        .timestamp_ms = m->created_ms,
 	        .mandatory = strcmp(m->exchange, ORCH_EXCHANGE_COMMANDS) == 0,
 	        .body = m->body,
-	        .len = m->body_len,
+	        .len = m->len,
 	};
 	if (bm.mandatory &&
 	    bundler_hold(a->bundler, &bm, tag, publish_fn, a) == 0)
@@ -800,15 +800,16 @@ t_publish(void *ctx, const struct store_outbox *m, uint64_t tag)
 }
 
 static int
-t_settle(void *ctx, const uint64_t *acks, size_t nacks, const uint64_t *rejects,
-         const char *const *reasons, size_t nrej)
+t_settle(void *ctx, uint64_t ref, enum durable_verdict v, const char *why)
 {
 	struct adapter *a = ctx;
 
-	for (size_t i = 0; i < nrej; i++)
-		dead_letter(a, rejects[i], reasons[i]);
-	for (size_t i = 0; i < nacks; i++)
-		settle_ref(a, acks[i], false);
+	/* the orchestrator's handler never asks for a retry (it has no
+	 * retry queue): anything not done goes to the DLQ with its reason */
+	if (v == DURABLE_DONE)
+		settle_ref(a, ref, false);
+	else
+		dead_letter(a, ref, why);
 	return 0;
 }
 
@@ -952,11 +953,11 @@ drain_step(struct adapter *a)
 }
 
 static int
-t_poll(void *ctx, struct loop *l, int timeout_ms)
+t_poll(void *ctx, struct durable *d, int timeout_ms)
 {
 	struct adapter *a = ctx;
 	struct bus_handlers h = {on_delivery, on_confirm, a};
-	a->l = l;
+	a->d = d;
 	bus_poll(a->bus, timeout_ms, &h);
 	note_joined(a);
 	if (a->drain != DRAIN_NO)
@@ -1288,7 +1289,7 @@ start_loop(struct daemon *d)
 {
 	const struct orch_daemon_config *cfg = d->cfg;
 	struct adapter *a = &d->a;
-	const struct loop_transport t = {
+	const struct durable_transport t = {
 	        .ctx = a,
 	        .publish = t_publish,
 	        .settle = t_settle,
@@ -1298,7 +1299,7 @@ start_loop(struct daemon *d)
 	        .flush = t_flush,
 	        .ready = t_ready,
 	};
-	const struct loop_config lc = {
+	const struct durable_config lc = {
 	        .batch_max = d->batch_max,
 	        .batch_wait_ms = cfg->batch_wait_ms,
 	        /* every queue's window can arrive at once */

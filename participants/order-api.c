@@ -663,7 +663,7 @@ metrics_page(struct api *a, struct MHD_Connection *c)
 		snprintf(code, sizeof(code), "%u",
 		         i < NCODES ? counted_codes[i] : 0);
 		metrics_labels(lv, sizeof(lv), "code",
-		               i < NCODES ? code : "other", NULL);
+		               i < NCODES ? code : "other", METRIC_END);
 		metrics_add(m, f, lv, (double)atomic_load(&responses[i]));
 	}
 	if (apistore_outbox_depth(a->store, &n, &oldest) == 0) {

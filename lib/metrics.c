@@ -306,8 +306,8 @@ metrics_render(const struct metrics *m, struct http_response *r)
 
 	for (size_t i = 0; i < m->nf; i++) {
 		const struct family *f = &m->f[i];
-		if (f->n == 0)
-			continue;
+		/* a family without series yet is declared all the same:
+		 * a scraper (and an alert rule's check) knows its name */
 		http_printf(r, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help,
 		            f->name, types[f->type]);
 		for (size_t k = 0; k < f->n; k++) {

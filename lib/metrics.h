@@ -80,7 +80,8 @@ void metrics_observe(struct metrics *m, int family, const char *labels,
  * so a label set that no longer exists stops being reported). */
 void metrics_reset(struct metrics *m, int family);
 
-/* Appends every family with at least one series, in declaration order. */
+/* Appends every family, in declaration order: HELP and TYPE, then its
+ * series (none yet: only the two lines). */
 void metrics_render(const struct metrics *m, struct http_response *r);
 
 #endif

@@ -37,6 +37,7 @@
 #include "envelope.h"
 #include "http.h"
 #include "log.h"
+#include "orch_metrics.h"
 #include "otlp.h"
 #include "loop.h"
 #include "orch.h"
@@ -60,105 +61,13 @@ daemon_parse_count(const char *s, int min, int max, int *out)
 	return 0;
 }
 
-/* ---- metrics: a few counters and one histogram, rendered in the
- * Prometheus text format (0.0.4) for GET /metrics ---- */
-
-#define MAX_CHARTS 16
-#define MAX_STEPS  128
-static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                                 1,     2.5,  5,     10,   30,  60};
-#define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
-
-struct chart_counts {
-	char chart[CHART_NAME_MAX];
-	uint64_t started, completed, failed, stuck, aborted, cancelled;
-};
-
-struct step_hist {
-	char chart[CHART_NAME_MAX], state[CHART_NAME_MAX];
-	uint64_t b[NBUCKETS], count;
-	double sum;
-};
-
-struct metrics {
-	struct chart_counts c[MAX_CHARTS];
-	size_t nc;
-	struct step_hist h[MAX_STEPS];
-	size_t nh;
-};
-
-static struct chart_counts *
-counts_for(struct metrics *m, const char *chart)
-{
-	for (size_t i = 0; i < m->nc; i++)
-		if (strcmp(m->c[i].chart, chart) == 0)
-			return &m->c[i];
-	if (m->nc == MAX_CHARTS)
-		return NULL;
-	snprintf(m->c[m->nc].chart, sizeof(m->c[0].chart), "%s", chart);
-	return &m->c[m->nc++];
-}
-
-static void
-on_status(void *arg, const char *chart, enum saga_status st)
-{
-	struct chart_counts *c = counts_for(arg, chart);
-	if (c == NULL)
-		return;
-	switch (st) {
-	case SAGA_RUNNING:
-		c->started++;
-		break;
-	case SAGA_COMPLETED:
-		c->completed++;
-		break;
-	case SAGA_FAILED:
-		c->failed++;
-		break;
-	case SAGA_STUCK:
-		c->stuck++;
-		break;
-	case SAGA_ABORTED:
-		c->aborted++;
-		break;
-	case SAGA_CANCELLED:
-		c->cancelled++;
-		break;
-	case SAGA_COMPENSATING:
-		break;
-	}
-}
-
-static void
-on_step(void *arg, const char *chart, const char *state, double seconds)
-{
-	struct metrics *m = arg;
-	struct step_hist *h = NULL;
-	for (size_t i = 0; i < m->nh && h == NULL; i++)
-		if (strcmp(m->h[i].chart, chart) == 0 &&
-		    strcmp(m->h[i].state, state) == 0)
-			h = &m->h[i];
-	if (h == NULL) {
-		if (m->nh == MAX_STEPS)
-			return;
-		h = &m->h[m->nh++];
-		snprintf(h->chart, sizeof(h->chart), "%s", chart);
-		snprintf(h->state, sizeof(h->state), "%s", state);
-	}
-	for (size_t i = 0; i < NBUCKETS; i++)
-		if (seconds <= buckets[i])
-			h->b[i]++;
-	h->count++;
-	h->sum += seconds;
-}
-
 struct adapter {
 	struct bus *bus;
 	struct durable *d; /* the loop, as the transport sees it */
 	struct http *http;
 	struct store *st;
 	struct orch *o;
-	struct metrics m;
+	struct orch_metrics *m; /* /metrics (orch_metrics.h) */
 	char orders_q[128], replies_q[128], control_q[128], presence_q[140];
 	struct shard sh;
 	struct shard_times times;
@@ -209,181 +118,55 @@ struct held {
 #define NOTICE_TAG (UINT64_C(1) << 62)
 #define DLQ        "orchestrator.dlq"
 
-static void
-counter(struct http_response *r, const char *name, const char *help,
-        const char *type)
-{
-	http_printf(r, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-/* How often the gauges of unfinished sagas are counted again (an index
- * scan of the unfinished sagas: cheap, but not every 250 ms). */
+/* How often the unfinished sagas are counted again (an index scan of the
+ * unfinished sagas: cheap, but not every 250 ms). */
 #define GAUGES_EVERY_MS 2000
 
-/* What is true now, not what happened: the sagas unfinished by status,
- * and how long the oldest stuck one has waited (the stuck alerts). */
+/* What is true now, read from its owners for /metrics. */
 static void
-render_gauges(struct adapter *a, struct http_response *r)
+metrics_now(struct adapter *a, struct orch_metrics_now *n)
 {
-	int64_t now = clock_mono_ms();
+	const struct orch_stats *os = orch_stats(a->o);
+	const struct durable_stats *ls = durable_stats(a->d);
+	const struct bus_stats *bs = bus_stats(a->bus);
 	const struct store_active *v = &a->active;
+	int64_t now = clock_mono_ms();
 
 	if (a->active_at_ms == 0 || now - a->active_at_ms >= GAUGES_EVERY_MS) {
 		if (store_active(a->st, &a->active) != 0)
 			log_warnx("metrics: %s", store_error(a->st));
 		a->active_at_ms = now;
 	}
-	counter(r, "saga_sagas", "Sagas not finished, by status, now.",
-	        "gauge");
-	http_printf(r,
-	            "saga_sagas{status=\"running\"} %lld\n"
-	            "saga_sagas{status=\"compensating\"} %lld\n"
-	            "saga_sagas{status=\"stuck\"} %lld\n",
-	            (long long)v->running, (long long)v->compensating,
-	            (long long)v->stuck);
-	counter(r, "saga_stuck_oldest_seconds",
-	        "How long the oldest stuck saga has waited (0: none).",
-	        "gauge");
-	http_printf(r, "saga_stuck_oldest_seconds %.3f\n",
-	            v->stuck > 0 && v->stuck_since_ms > 0
-	                    ? (double)(clock_wall_ms() - v->stuck_since_ms) /
-	                              1000.0
-	                    : 0.0);
-}
-
-static void
-render_metrics(struct adapter *a, struct http_response *r)
-{
-	static const struct {
-		const char *name, *help;
-		size_t off;
-	} per_chart[] = {
-	        {"saga_started_total", "Sagas started.",
-	         offsetof(struct chart_counts, started)},
-	        {"saga_completed_total", "Sagas completed.",
-	         offsetof(struct chart_counts, completed)},
-	        {"saga_failed_total", "Sagas failed (compensated).",
-	         offsetof(struct chart_counts, failed)},
-	        {"saga_stuck_total", "Sagas left stuck for an operator.",
-	         offsetof(struct chart_counts, stuck)},
-	        {"saga_aborted_total", "Sagas aborted by an operator.",
-	         offsetof(struct chart_counts, aborted)},
-	        {"saga_cancelled_total", "Sagas cancelled by the customer.",
-	         offsetof(struct chart_counts, cancelled)},
+	*n = (struct orch_metrics_now){
+	        .outbox_depth = -1,
+	        .duplicates = os->duplicates,
+	        .dead_lettered = ls->dead_lettered,
+	        .published = ls->published,
+	        .amqp_published = bs->published,
+	        .reply_bundles = a->reply_bundles,
+	        .inbox_pruned = ls->inbox_pruned,
+	        .batches = ls->batches,
+	        .commit_failures = ls->commit_failures,
+	        .shard_index = a->sh.index,
+	        .shard_count = a->sh.count,
+	        .shard_refused = a->refused,
+	        .participants_present =
+	                (int64_t)presence_live(a->presence, clock_wall_ms()),
+	        .presence_heard = a->presence_heard,
+	        .bus_connected = bus_connected(a->bus),
+	        .reconnects = bs->reconnects,
+	        .disk_free = a->disk_free,
+	        .running = v->running,
+	        .compensating = v->compensating,
+	        .stuck = v->stuck,
+	        .stuck_oldest_s = v->stuck > 0 && v->stuck_since_ms > 0
+	                                  ? (double)(clock_wall_ms() -
+	                                             v->stuck_since_ms) /
+	                                            1000.0
+	                                  : 0.0,
 	};
-	const struct orch_stats *os = orch_stats(a->o);
-	const struct durable_stats *ls = durable_stats(a->d);
-	int64_t depth = -1;
-
-	for (size_t k = 0; k < sizeof(per_chart) / sizeof(per_chart[0]); k++) {
-		counter(r, per_chart[k].name, per_chart[k].help, "counter");
-		for (size_t i = 0; i < a->m.nc; i++)
-			http_printf(
-			        r, "%s{chart=\"%s\"} %llu\n", per_chart[k].name,
-			        a->m.c[i].chart,
-			        (unsigned long long)*(
-			                const uint64_t *)((const char *)&a->m
-			                                          .c[i] +
-			                                  per_chart[k].off));
-	}
-	counter(r, "saga_step_duration_seconds",
-	        "Time from entering a state to leaving it.", "histogram");
-	for (size_t i = 0; i < a->m.nh; i++) {
-		const struct step_hist *h = &a->m.h[i];
-		for (size_t b = 0; b < NBUCKETS; b++)
-			http_printf(r,
-			            "saga_step_duration_seconds_bucket{chart="
-			            "\"%s\",state=\"%s\",le=\"%g\"} %llu\n",
-			            h->chart, h->state, buckets[b],
-			            (unsigned long long)h->b[b]);
-		http_printf(r,
-		            "saga_step_duration_seconds_bucket{chart=\"%s\","
-		            "state=\"%s\",le=\"+Inf\"} %llu\n"
-		            "saga_step_duration_seconds_sum{chart=\"%s\","
-		            "state=\"%s\"} %.6f\n"
-		            "saga_step_duration_seconds_count{chart=\"%s\","
-		            "state=\"%s\"} %llu\n",
-		            h->chart, h->state, (unsigned long long)h->count,
-		            h->chart, h->state, h->sum, h->chart, h->state,
-		            (unsigned long long)h->count);
-	}
-	if (store_outbox_count(a->st, &depth) != 0)
-		depth = -1;
-	counter(r, "saga_outbox_depth",
-	        "Messages committed and not yet confirmed by the broker.",
-	        "gauge");
-	http_printf(r, "saga_outbox_depth %lld\n", (long long)depth);
-	counter(r, "saga_duplicates_dropped_total",
-	        "Messages dropped as already processed.", "counter");
-	http_printf(r, "saga_duplicates_dropped_total %llu\n",
-	            (unsigned long long)os->duplicates);
-	counter(r, "saga_dead_lettered_total",
-	        "Messages rejected to the dead-letter queue.", "counter");
-	http_printf(r, "saga_dead_lettered_total %llu\n",
-	            (unsigned long long)ls->dead_lettered);
-	counter(r, "saga_messages_published_total",
-	        "Commands and events handed to the broker (outbox rows).",
-	        "counter");
-	http_printf(r, "saga_messages_published_total %llu\n",
-	            (unsigned long long)ls->published);
-	counter(r, "saga_amqp_published_total",
-	        "AMQP messages published (a bundle of commands counts once).",
-	        "counter");
-	http_printf(r, "saga_amqp_published_total %llu\n",
-	            (unsigned long long)bus_stats(a->bus)->published);
-	counter(r, "saga_reply_bundles_total",
-	        "Bundles of replies received (each item counts as a reply).",
-	        "counter");
-	http_printf(r, "saga_reply_bundles_total %llu\n",
-	            (unsigned long long)a->reply_bundles);
-	counter(r, "saga_inbox_pruned_total",
-	        "Processed message ids deleted from the inbox after "
-	        "--inbox-days.",
-	        "counter");
-	http_printf(r, "saga_inbox_pruned_total %llu\n",
-	            (unsigned long long)ls->inbox_pruned);
-	counter(r, "saga_batches_total", "Transactions committed.", "counter");
-	http_printf(r, "saga_batches_total %llu\n",
-	            (unsigned long long)ls->batches);
-	counter(r, "saga_commit_failures_total",
-	        "Batches whose commit failed (retried).", "counter");
-	http_printf(r, "saga_commit_failures_total %llu\n",
-	            (unsigned long long)ls->commit_failures);
-	if (a->sh.index > 0) {
-		counter(r, "saga_shard",
-		        "This shard's index, labelled with the "
-		        "shard count.",
-		        "gauge");
-		http_printf(r, "saga_shard{count=\"%d\"} %d\n", a->sh.count,
-		            a->sh.index);
-		counter(r, "saga_shard_refused_total",
-		        "order.created refused: another shard may own it.",
-		        "counter");
-		http_printf(r, "saga_shard_refused_total %llu\n",
-		            (unsigned long long)a->refused);
-	}
-	counter(r, "saga_participants_present",
-	        "Participant instances heard announcing themselves lately.",
-	        "gauge");
-	http_printf(r, "saga_participants_present %zu\n",
-	            presence_live(a->presence, clock_wall_ms()));
-	counter(r, "saga_presence_heard_total",
-	        "Participant announcements received.", "counter");
-	http_printf(r, "saga_presence_heard_total %llu\n",
-	            (unsigned long long)a->presence_heard);
-	counter(r, "saga_bus_connected", "1 while connected to the broker.",
-	        "gauge");
-	http_printf(r, "saga_bus_connected %d\n", bus_connected(a->bus));
-	counter(r, "saga_bus_reconnects_total", "Reconnections to the broker.",
-	        "counter");
-	http_printf(r, "saga_bus_reconnects_total %llu\n",
-	            (unsigned long long)bus_stats(a->bus)->reconnects);
-	if (a->disk_free >= 0) {
-		counter(r, "saga_disk_free_bytes",
-		        "Bytes left on the database's file system.", "gauge");
-		http_printf(r, "saga_disk_free_bytes %lld\n", a->disk_free);
-	}
-	render_gauges(a, r);
+	if (store_outbox_count(a->st, &n->outbox_depth) != 0)
+		n->outbox_depth = -1;
 }
 
 /* /healthz and /metrics are snapshots the loop publishes every
@@ -440,7 +223,11 @@ publish_http(struct adapter *a)
 		             r.body, r.len, HTTP_STALE_MS);
 	free(r.body);
 	memset(&r, 0, sizeof(r));
-	render_metrics(a, &r);
+	if (a->m != NULL) {
+		struct orch_metrics_now n;
+		metrics_now(a, &n);
+		orch_metrics_render(a->m, &n, &r);
+	}
 	if (!r.oom)
 		http_publish(a->http, "/metrics", 200,
 		             "text/plain; version=0.0.4", r.body, r.len,
@@ -1312,10 +1099,16 @@ start_loop(struct daemon *d)
 	struct orch_config oc = {.reply_to = a->sh.reply_key,
 	                         .absent = absent,
 	                         .absent_arg = a,
-	                         .on_step = on_step,
-	                         .on_status = on_status,
-	                         .observer_arg = &a->m};
+	                         .on_step = orch_metrics_on_step,
+	                         .on_status = orch_metrics_on_status};
 	char err[512];
+
+	a->m = orch_metrics_new();
+	if (a->m == NULL) {
+		log_error("out of memory");
+		return -1;
+	}
+	oc.observer_arg = a->m;
 
 	if (cfg->otlp_url != NULL && cfg->otlp_url[0] != '\0') {
 		a->otlp = otlp_start(cfg->otlp_url, "saga-orchestrator", err,
@@ -1410,6 +1203,7 @@ daemon_release(struct daemon *d)
 	loop_free(d->l);
 	orch_free(a->o);
 	otlp_stop(a->otlp); /* posts the spans still queued */
+	orch_metrics_free(a->m);
 	bus_close(a->bus);
 	for (size_t i = 0; i < a->nheld; i++)
 		free(a->held[i].mem);

@@ -712,7 +712,7 @@ test_paths_and_bad_input(void)
 		        /* what is true now: every saga has finished */
 		        "saga_sagas{status=\"running\"} 0\n",
 		        "saga_sagas{status=\"stuck\"} 0\n",
-		        "saga_stuck_oldest_seconds 0.000\n", NULL};
+		        "saga_stuck_oldest_seconds 0\n", NULL};
 		char *metrics = testutil_http_until(p.http_port, "/metrics",
 		                                    want, 5000, &sm);
 		char *missing = testutil_http(p.http_port, "GET", "/nope", NULL,

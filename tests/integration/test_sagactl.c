@@ -417,7 +417,7 @@ test_stuck_resume_and_listing(void)
 		          m ? m : "no /metrics");
 		CHECK_MSG(
 		        m != NULL &&
-		                strstr(m, "saga_stuck_oldest_seconds 0.000") ==
+		                strstr(m, "saga_stuck_oldest_seconds 0\n") ==
 		                        NULL,
 		        "the oldest stuck saga has waited no time: %s", m);
 		free(m);

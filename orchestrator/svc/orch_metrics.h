@@ -1,0 +1,55 @@
+/* orch_metrics.h -- what saga-orchestrator serves at GET /metrics, on
+ * lib/metrics (the registry every daemon uses).
+ *
+ * Two kinds of figures. What happens is counted as it happens, by the
+ * processor's observers (orch.h): sagas started, completed, failed,
+ * stuck, aborted, cancelled, per chart, and the time each state took
+ * (saga_step_duration_seconds, per chart and state). What is true now is
+ * read from its owners when the page is rendered, handed over in a
+ * struct orch_metrics_now: the loop's and the bus's counters, the outbox,
+ * the unfinished sagas (saga_sagas{status}), the disk.
+ *
+ * Threading: none; the loop renders, lib/http serves the copy.
+ */
+#ifndef SAGA_ORCH_METRICS_H
+#define SAGA_ORCH_METRICS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine.h"
+#include "http.h"
+
+struct orch_metrics;
+
+/* NULL on out of memory. */
+struct orch_metrics *orch_metrics_new(void);
+void orch_metrics_free(struct orch_metrics *m);
+
+/* The processor's observers (orch_config.on_status, .on_step), with the
+ * orch_metrics as their arg. */
+void orch_metrics_on_status(void *m, const char *chart, enum saga_status st);
+void orch_metrics_on_step(void *m, const char *chart, const char *state,
+                          double seconds);
+
+/* The figures read when the page is rendered (-1: unknown, not shown). */
+struct orch_metrics_now {
+	int64_t outbox_depth;
+	uint64_t duplicates, dead_lettered, published, amqp_published;
+	uint64_t reply_bundles, inbox_pruned, batches, commit_failures;
+	int shard_index, shard_count; /* index 0: unsharded, not shown */
+	uint64_t shard_refused;
+	int64_t participants_present;
+	uint64_t presence_heard;
+	bool bus_connected;
+	uint64_t reconnects;
+	int64_t disk_free;
+	int64_t running, compensating, stuck; /* unfinished sagas now */
+	double stuck_oldest_s;                /* 0: none stuck */
+};
+
+void orch_metrics_render(struct orch_metrics *m,
+                         const struct orch_metrics_now *now,
+                         struct http_response *r);
+
+#endif

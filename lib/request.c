@@ -120,10 +120,11 @@ request_call(const struct bus_config *bc, const struct request *r,
 {
 	char queue[96], rnd[64];
 	const char *consume[1] = {queue};
-	struct bus_exchange ex = {REQUEST_EXCHANGE, "direct", NULL, NULL};
+	/* saga.replies is the daemons' to declare (a client may not have
+	 * configure permission on it): bound to, not declared */
 	struct bus_queue q = {.name = queue, .exclusive = true};
 	struct bus_binding bd = {REQUEST_EXCHANGE, queue, NULL, queue};
-	struct bus_topology topo = {&ex, 1, &q, 1, &bd, 1};
+	struct bus_topology topo = {NULL, 0, &q, 1, &bd, 1};
 	struct bus_config cfg = *bc;
 	struct call c = {.id = req->id, .answer = answer};
 	int rc = -1;

@@ -3,7 +3,8 @@
  *
  * request_call opens its own connection, declares a queue of its own
  * (exclusive to the connection, deleted with it: bus.h) bound to
- * saga.replies under its own name, publishes the request with that name
+ * saga.replies (declared by the daemons, never by a client) under its
+ * own name, publishes the request with that name
  * as reply_to (mandatory, persistent, confirmed), and waits for the
  * envelope whose `re` is the request's id. Participants answer a command
  * on saga.replies with the command's reply_to as the routing key (the

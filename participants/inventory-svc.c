@@ -410,10 +410,14 @@ static const struct part_command commands[] = {
 static const char *const queues[] = {"inventory.commands"};
 static const struct bus_exchange exchanges[] = {
         {"saga.commands", "topic", NULL, NULL},
+        /* operators' requests (sagactl stock): only the operator user
+         * may write to it, and it reaches only this binding */
+        {"saga.admin", "direct", NULL, NULL},
 };
 static const struct bus_binding bindings[] = {
         {"saga.commands", "inventory.commands", NULL, "inventory"},
         {"saga.commands", "inventory.commands", NULL, "inventory.#"},
+        {"saga.admin", "inventory.commands", NULL, "inventory.stock"},
 };
 
 int

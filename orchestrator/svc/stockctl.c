@@ -135,7 +135,7 @@ parse_args(int argc, char **argv, const char **reason, const char *w[3])
 int
 stockctl_main(const struct bus_config *bc, bool json, int argc, char **argv)
 {
-	const struct request r = {"saga.commands", "inventory.stock",
+	const struct request r = {"saga.admin", "inventory.stock",
 	                          "inventory-svc", 0};
 	const char *reason = NULL, *w[3];
 	struct envelope req, answer;

@@ -6,7 +6,8 @@
  * set: the sku's stock on hand becomes QUANTITY (what reservations hold
  * is not part of it); add: a restock (DELTA > 0) or an adjustment
  * (breakage, a recount: DELTA < 0). The request goes to inventory-svc
- * (saga.commands, routing key inventory.stock) as inventory.stock_set or
+ * (exchange saga.admin, routing key inventory.stock: the deployment lets
+ * only the operator user write there) as inventory.stock_set or
  * inventory.stock_add, and sagactl waits for the answer (lib/request.h):
  *
  *   sku-1: on hand 50 -> 80 (held by orders in flight: 2)

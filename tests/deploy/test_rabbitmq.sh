@@ -163,6 +163,17 @@ done
 check "notification's delayed confirmation went through the default exchange" \
   bash -c "'$bin/notification-svc' --db '$work/notification.db' --print | grep -q order.confirmation"
 
+# --- stock as an operation: the operator's request through saga.admin,
+# answered on its own exclusive queue; a service user may not send one
+out=$(SAGA_AMQP_URL="$(u operator)" "$bin/sagactl" stock add sku-1 5 --reason "restock" 2>&1)
+check "the operator restocks a running inventory ($out)" grep -q "sku-1: on hand 9 -> 14" <<<"$out"
+out=$(SAGA_AMQP_URL="$(u payment)" "$bin/sagactl" stock add sku-1 5 --reason "not mine" 2>&1)
+rc=$?
+check "payment's user cannot send a stock request (exit $rc: $out)" \
+  bash -c "[ $rc -eq 1 ] && grep -q ACCESS_REFUSED <<<'$out'"
+check "... and the stock did not move" \
+  bash -c "'$bin/inventory-svc' --db '$work/inventory.db' --print-stock | grep -qE '^sku-1 +14 '"
+
 # --- who may read what (basic.get as each user)
 probe() { "$testbin/amqp_probe" "$(u "$1")" "$2" >/dev/null 2>&1; }
 denied() { probe "$1" "$2"; [ $? -eq 3 ]; }

@@ -34,6 +34,7 @@
 #include "bundler.h"
 #include "bus.h"
 #include "envelope.h"
+#include "console.h"
 #include "http.h"
 #include "log.h"
 #include "loop.h"
@@ -973,6 +974,7 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 	struct registry *reg = NULL;
 	struct orch *o = NULL;
 	struct loop *l = NULL;
+	struct console *con = NULL;
 	struct bus *bus = NULL;
 	struct adapter a;
 	int rc = 1;
@@ -1167,8 +1169,13 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 				log_error("%s", err);
 				goto out;
 			}
+			con = console_start(a.http, cfg->db, err, sizeof(err));
+			if (con == NULL) {
+				log_error("%s", err);
+				goto out;
+			}
 			log_info("http listening on port %d (/healthz, "
-			         "/metrics)",
+			         "/metrics, the console)",
 			         http_port(a.http));
 		}
 		if (bus_connect(bus, err, sizeof(err)) != 0)
@@ -1204,6 +1211,7 @@ orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
 	}
 out:
 	http_close(a.http);
+	console_free(con);
 	loop_free(l);
 	orch_free(o);
 	bus_close(bus);

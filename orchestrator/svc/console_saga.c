@@ -181,6 +181,7 @@ record_fields(struct store *st, const struct chart *c, const char *id,
               json_t *doc, struct console_err *e)
 {
 	struct value rec = VALUE_NIL_INIT;
+	const struct value *data;
 	struct saga s;
 	char version[17], trace[128], why[256];
 	bool found;
@@ -191,8 +192,9 @@ record_fields(struct store *st, const struct chart *c, const char *id,
 		console_fail(e, 503, "%s", store_error(st));
 		return -1;
 	}
+	data = value_map_get(&rec, "data");
 	json_object_set_new(doc, "data",
-	                    jsonout_value(value_map_get(&rec, "data")));
+	                    data != NULL ? jsonout_value(data) : json_null());
 	json_object_set_new(doc, "trace",
 	                    trace[0] != '\0' ? jsonout_str(trace)
 	                                     : json_null());

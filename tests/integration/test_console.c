@@ -608,8 +608,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	RUN(world_run);
-	/* the fake participants are done: closed now, while their connection
-	 * is fresh (unpolled for the rest of the test, it would be dropped) */
+	/* the fake participants are done: the rest only reads */
 	bus_close(W.bus);
 	if (in_browser) {
 		RUN(test_browser);

@@ -278,6 +278,13 @@ typedef int (*store_version_count_fn)(void *arg, const char *chart,
 int store_count_by_version(struct store *st, store_version_count_fn fn,
                            void *arg);
 
+typedef int (*store_status_count_fn)(void *arg, const char *status, int64_t n);
+/* Calls fn with the number of sagas of each status that has any, by
+ * status. Reads only the index sagas_by_status (about 0.1 s a million
+ * sagas, where counting by state too reads the table: 1.5 s). */
+int store_count_by_status(struct store *st, store_status_count_fn fn,
+                          void *arg);
+
 /* The number of sagas with `status` last updated at or after since_ms
  * (index sagas_by_status: a range scan). */
 int store_count_updated_since(struct store *st, const char *status,

@@ -526,6 +526,25 @@ store_count_by_version(struct store *st, store_version_count_fn fn, void *arg)
 }
 
 int
+store_count_by_status(struct store *st, store_status_count_fn fn, void *arg)
+{
+	sqlite3_stmt *s = query(st, "SELECT status, count(*) FROM sagas "
+	                            "GROUP BY status ORDER BY status");
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (fn(arg, store_column_text(s, 0),
+		       sqlite3_column_int64(s, 1)) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	return done(st, s, rc, "cannot count sagas");
+}
+
+int
 store_count_updated_since(struct store *st, const char *status,
                           int64_t since_ms, int64_t *n)
 {

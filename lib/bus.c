@@ -88,7 +88,7 @@ struct bus {
 	struct bus_config cfg;
 	char *urls[MAX_URLS];
 	size_t nurls, next_url;
-	char *consume[16];
+	char *consume[BUS_MAX_CONSUME];
 	size_t nconsume;
 	struct bus_topology topo;     /* a deep copy of cfg->topology */
 	char *topo_mem;               /* its one allocation */
@@ -149,137 +149,125 @@ wait_for(int64_t left_us)
 	return tv;
 }
 
-/* ---- URLs ---- */
+/* ---- URLs ----
+ *
+ * rabbitmq-c parses the URL (amqp_parse_url: the scheme, user:password@,
+ * host or [IPv6], :port, /vhost, %-escapes). What is left here is what it
+ * does not do: it writes into the string it is given (so it gets a copy),
+ * it points at defaults it owns (so the parts are copied out, with their
+ * length checked), it takes a missing host for localhost and port 0 for a
+ * port (both refused here), and it says only AMQP_STATUS_BAD_URL: when it
+ * refuses a URL, url_complaint says which part is wrong. Its escapes
+ * decode to ASCII only (%00-%7f); other bytes are written as they are. */
+
+#define URL_MAX 1024
 
 static int
-unhex(int c)
+url_error(char *err, size_t errlen, const char *why)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
+	snprintf(err, errlen, "bad AMQP URL: %s", why);
 	return -1;
 }
 
-/* Copies [s, s+n) into out, decoding %XX. -1 on a bad escape or overflow. */
-static int
-decode(const char *s, size_t n, char *out, size_t cap)
+/* The first bad %-escape in s (not two hex digits, or not ASCII), or
+ * NULL. */
+static const char *
+bad_escape(const char *s)
 {
-	size_t o = 0;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		if (c == '%') {
-			int hi, lo;
-			if (i + 2 >= n)
-				return -1;
-			hi = unhex((unsigned char)s[i + 1]);
-			lo = unhex((unsigned char)s[i + 2]);
-			if (hi < 0 || lo < 0)
-				return -1;
-			c = (char)(hi * 16 + lo);
-			i += 2;
-		}
-		if (o + 1 >= cap)
-			return -1;
-		out[o++] = c;
+	for (const char *p = strchr(s, '%'); p != NULL; p = strchr(p + 1, '%'))
+		if (strspn(p + 1, "0123456789abcdefABCDEF") < 2 ||
+		    strchr("01234567", p[1]) == NULL)
+			return p;
+	return NULL;
+}
+
+/* Why amqp_parse_url refused a URL; auth is what follows its "://". */
+static const char *
+url_complaint(const char *auth, char *buf, size_t cap)
+{
+	size_t n = strcspn(auth, "/");
+	const char *at, *port;
+
+	if (strpbrk(auth, "?#") != NULL)
+		return "query (?...) and fragment (#...) are not supported";
+	if (bad_escape(auth) != NULL)
+		return "bad %-escape (%XX, from %00 to %7f)";
+	if (auth[n] == '/' && strchr(auth + n + 1, '/') != NULL)
+		return "bad vhost (use %2f for /)";
+	at = memrchr(auth, '@', n);
+	if (at != NULL) {
+		n -= (size_t)(at + 1 - auth);
+		auth = at + 1;
 	}
-	out[o] = '\0';
+	if (auth[0] == '[') {
+		const char *close = memchr(auth, ']', n);
+		if (close == NULL)
+			return "unclosed [ in host";
+		n -= (size_t)(close + 1 - auth);
+		auth = close + 1;
+	}
+	port = memchr(auth, ':', n);
+	if (port != NULL) {
+		n -= (size_t)(port + 1 - auth);
+		if (n == 0)
+			return "bad port";
+		snprintf(buf, cap, "port \"%.*s\" is not 1..65535", (int)n,
+		         port + 1);
+		return buf;
+	}
+	return "expected amqp[s]://[user[:password]@]host[:port][/vhost] "
+	       "(%-escape : @ / [ ] in names)";
+}
+
+/* Copies a part amqp_parse_url found into out. -1 if it does not fit. */
+static int
+url_part(char *out, size_t cap, const char *part)
+{
+	size_t n = strlen(part);
+	if (n >= cap)
+		return -1;
+	memcpy(out, part, n + 1);
 	return 0;
 }
 
 int
 bus_url_parse(const char *url, struct bus_url *u, char *err, size_t errlen)
 {
-	const char *p, *at, *slash, *hostend, *colon;
-	char port[16];
+	char copy[URL_MAX], why[128];
+	struct amqp_connection_info ci;
+	size_t n = strlen(url);
 
 	memset(u, 0, sizeof(*u));
-	if (strncmp(url, "amqp://", 7) == 0) {
-		p = url + 7;
-	} else if (strncmp(url, "amqps://", 8) == 0) {
-		p = url + 8;
-		u->tls = true;
-	} else {
-		snprintf(err, errlen,
-		         "bad AMQP URL: must start with amqp:// or amqps://");
-		return -1;
+	if (strncmp(url, "amqp://", 7) != 0 && strncmp(url, "amqps://", 8) != 0)
+		return url_error(err, errlen,
+		                 "must start with amqp:// or amqps://");
+	if (n >= sizeof(copy))
+		return url_error(err, errlen, "too long");
+	memcpy(copy, url, n + 1); /* amqp_parse_url writes into it */
+	if (amqp_parse_url(copy, &ci) != AMQP_STATUS_OK)
+		return url_error(err, errlen,
+		                 url_complaint(url + (url[4] == 's' ? 8 : 7),
+		                               why, sizeof(why)));
+	/* a host not in the copy is rabbitmq-c's default: none was given */
+	if ((uintptr_t)ci.host - (uintptr_t)copy >= sizeof(copy) ||
+	    ci.host[0] == '\0')
+		return url_error(err, errlen, "no host");
+	if (ci.port < 1 || ci.port > 65535) {
+		snprintf(why, sizeof(why), "port \"%d\" is not 1..65535",
+		         ci.port);
+		return url_error(err, errlen, why);
 	}
-	slash = strchr(p, '/');
-	if (slash == NULL)
-		slash = p + strlen(p);
-	at = memchr(p, '@', (size_t)(slash - p));
-	snprintf(u->user, sizeof(u->user), "guest");
-	snprintf(u->password, sizeof(u->password), "guest");
-	if (at != NULL) {
-		const char *c = memchr(p, ':', (size_t)(at - p));
-		const char *uend = c != NULL ? c : at;
-		if (decode(p, (size_t)(uend - p), u->user, sizeof(u->user)) ||
-		    (c != NULL && decode(c + 1, (size_t)(at - c - 1),
-		                         u->password, sizeof(u->password)))) {
-			snprintf(err, errlen,
-			         "bad AMQP URL: bad %%-escape or too long in "
-			         "the user or password");
-			return -1;
-		}
-		p = at + 1;
-	}
-	if (*p == '[') { /* [::1]:5672 */
-		hostend = strchr(p, ']');
-		if (hostend == NULL || hostend > slash) {
-			snprintf(err, errlen,
-			         "bad AMQP URL: unclosed [ in host");
-			return -1;
-		}
-		snprintf(u->host, sizeof(u->host), "%.*s",
-		         (int)(hostend - p - 1), p + 1);
-		colon = hostend[1] == ':' ? hostend + 1 : NULL;
-	} else {
-		colon = memchr(p, ':', (size_t)(slash - p));
-		hostend = colon != NULL ? colon : slash;
-		if ((size_t)(hostend - p) >= sizeof(u->host)) {
-			snprintf(err, errlen, "bad AMQP URL: host too long");
-			return -1;
-		}
-		snprintf(u->host, sizeof(u->host), "%.*s", (int)(hostend - p),
-		         p);
-	}
-	if (u->host[0] == '\0') {
-		snprintf(err, errlen, "bad AMQP URL: no host");
-		return -1;
-	}
-	u->port = u->tls ? 5671 : 5672;
-	if (colon != NULL) {
-		size_t n = (size_t)(slash - colon - 1);
-		char *end;
-		long v;
-		if (n == 0 || n >= sizeof(port)) {
-			snprintf(err, errlen, "bad AMQP URL: bad port");
-			return -1;
-		}
-		memcpy(port, colon + 1, n);
-		port[n] = '\0';
-		v = strtol(port, &end, 10);
-		if (*end != '\0' || v < 1 || v > 65535) {
-			snprintf(err, errlen,
-			         "bad AMQP URL: port \"%s\" is not 1..65535",
-			         port);
-			return -1;
-		}
-		u->port = (int)v;
-	}
-	if (*slash == '/' && slash[1] != '\0') {
-		if (decode(slash + 1, strlen(slash + 1), u->vhost,
-		           sizeof(u->vhost)) != 0 ||
-		    strchr(slash + 1, '/') != NULL) {
-			snprintf(err, errlen,
-			         "bad AMQP URL: bad vhost (use %%2f for /)");
-			return -1;
-		}
-	}
-	if (u->vhost[0] == '\0')
-		snprintf(u->vhost, sizeof(u->vhost), "/");
+	if (url_part(u->user, sizeof(u->user), ci.user) != 0 ||
+	    url_part(u->password, sizeof(u->password), ci.password) != 0)
+		return url_error(err, errlen, "user or password too long");
+	if (url_part(u->host, sizeof(u->host), ci.host) != 0)
+		return url_error(err, errlen, "host too long");
+	/* "amqp://host/" has the vhost "": the default vhost, as without / */
+	if (url_part(u->vhost, sizeof(u->vhost),
+	             ci.vhost[0] != '\0' ? ci.vhost : "/") != 0)
+		return url_error(err, errlen, "vhost too long");
+	u->tls = ci.ssl != 0;
+	u->port = ci.port;
 	return 0;
 }
 

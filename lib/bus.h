@@ -115,8 +115,11 @@ struct bus_config {
 	int64_t delivery_limit;
 	const struct bus_topology *topology; /* declared on every connect */
 	const char *const *consume;          /* queues to consume */
-	size_t nconsume;
+	size_t nconsume;                     /* at most BUS_MAX_CONSUME */
 };
+
+/* The most queues one bus consumes. */
+#define BUS_MAX_CONSUME 16
 
 /* ---- messages ---- */
 
@@ -289,9 +292,11 @@ struct bus_url {
 	int port;
 };
 
-/* Parses one amqp:// or amqps:// URL (user/password default guest, port
- * 5672 or 5671, vhost "" or missing -> "/", %-escapes decoded). -1 with the
- * reason in err. */
+/* Parses one amqp:// or amqps:// URL with rabbitmq-c's amqp_parse_url
+ * (user/password default guest, port 5672 or 5671, vhost "" or missing ->
+ * "/", %-escapes decoded: ASCII ones only, %00 to %7f). A host is
+ * required; query parameters are not supported. -1 with the reason in err
+ * ("bad AMQP URL: ..." naming the part that is wrong). */
 int bus_url_parse(const char *url, struct bus_url *out, char *err,
                   size_t errlen);
 /* The URL without its password, for logs: amqp://user:***@host:port/vh */

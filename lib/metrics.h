@@ -5,7 +5,8 @@
  *   int handled = metrics_family(m, "messages_total", METRIC_COUNTER,
  *                                "Messages handled, by type and outcome.");
  *   char lv[METRIC_LABELS_MAX];
- *   metrics_labels(lv, sizeof(lv), "type", type, "outcome", "ok", NULL);
+ *   metrics_labels(lv, sizeof(lv), "type", type, "outcome", "ok",
+ *                  METRIC_END);
  *   metrics_add(m, handled, lv, 1);
  *   ...
  *   metrics_render(m, &response);   (then http_publish it)
@@ -60,7 +61,11 @@ int metrics_family(struct metrics *m, const char *name, enum metric_type type,
  * Before the first observation. -1 if not a histogram or bad bounds. */
 int metrics_buckets(struct metrics *m, int family, const double *le, size_t n);
 
-/* Formats label pairs (name, value, name, value, ..., NULL) as
+/* The end of metrics_labels' pairs: a pointer, not a bare NULL (which may
+ * be an int 0 where a variadic function reads a pointer). */
+#define METRIC_END ((const char *)0)
+
+/* Formats label pairs (name, value, name, value, ..., METRIC_END) as
  * `name="value",...` with values escaped, into buf. Truncated values are
  * cut, never left half-escaped. Returns buf. */
 const char *metrics_labels(char *buf, size_t cap, ...)

@@ -10,20 +10,19 @@
  * Exit status: 0 after a clean drain, 1 on a start-up error or a failed
  * drain, 2 on a usage error.
  */
-#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
 #include "daemon.h"
 #include "envelope.h"
 #include "log.h"
-#include "loop.h"
-#include "orch.h"
-#include "registry.h"
-#include "store.h"
+
+#define PROG "saga-orchestrator"
 
 static volatile sig_atomic_t stop_flag, reload_flag;
 
@@ -36,238 +35,288 @@ on_signal(int sig)
 		stop_flag = 1;
 }
 
+static const char usage[] =
+        "usage: saga-orchestrator [-n] [--amqp URL] --db PATH "
+        "[--statecharts DIR]\n"
+        "                         [--http ADDR:PORT] [--log-level LEVEL] "
+        "[--batch N]\n"
+        "                         [--batch-wait MS] [--prefetch N] "
+        "[--reply-key KEY]\n"
+        "                         [--bundle N] [--inbox-days N] "
+        "[--shard I/N [--drain]] [--queue-type T]\n"
+        "                         [--otlp-url URL]\n"
+        "  --amqp URL         broker URL(s), comma-separated (env "
+        "SAGA_AMQP_URL)\n"
+        "  --db PATH          the orchestrator's SQLite database (env "
+        "SAGA_DB)\n"
+        "  --statecharts DIR  folder of *.yaml charts (env "
+        "SAGA_STATECHARTS, default statecharts)\n"
+        "  --http ADDR:PORT   serve /healthz and /metrics (port 0: any "
+        "free port)\n"
+        "  --log-level L      debug, info, warn or error (default info)\n"
+        "  --batch N          deliveries per transaction (default 100)\n"
+        "  --batch-wait MS    how long a partial batch waits (default 5)\n"
+        "  --prefetch N       unacknowledged deliveries per queue (default "
+        "200)\n"
+        "  --bundle N         commands for one queue carried in one "
+        "message at most\n"
+        "                     (env SAGA_BUNDLE, default 64; 1: one "
+        "message per command)\n"
+        "  --inbox-days N     keep processed message ids N days for dedup "
+        "(default 7;\n"
+        "                     0: forever)\n"
+        "  --reply-key KEY    routing key of this orchestrator's reply "
+        "queue (default orchestrator)\n"
+        "  --shard I/N        run shard I of N: orders hashed by id over "
+        "the shards,\n"
+        "                     each with its own database and queues "
+        "(deploy/README.md)\n"
+        "  --drain            (with --shard) leave the hash ring, finish "
+        "every saga\n"
+        "                     this shard owns, then exit 0\n"
+        "  --queue-type T     classic or quorum: the type of every queue "
+        "it declares\n"
+        "                     (env SAGA_QUEUE_TYPE, default classic)\n"
+        "  --otlp-url URL     export spans (OTLP/HTTP JSON, e.g. "
+        "http://collector:4318/v1/traces;\n"
+        "                     env SAGA_OTLP_URL; default: none): one per "
+        "saga, one per step\n"
+        "  -n                 check the configuration and exit\n";
+
+/* The flags that take a number: where it goes and its bounds. */
+static const struct count_flag {
+	int opt;
+	const char *flag, *unit;
+	int min, max;
+	size_t off; /* in struct orch_daemon_config */
+} count_flags[] = {
+        {'b', "--batch", "a number", 1, 10000,
+         offsetof(struct orch_daemon_config, batch)},
+        {'w', "--batch-wait", "milliseconds", 0, 10000,
+         offsetof(struct orch_daemon_config, batch_wait_ms)},
+        {'p', "--prefetch", "a number", 1, 65535,
+         offsetof(struct orch_daemon_config, prefetch)},
+        {'I', "--inbox-days", "a number of days", 0, 36500,
+         offsetof(struct orch_daemon_config, inbox_days)},
+};
+
+static const struct option options[] = {
+        {"amqp", required_argument, NULL, 'a'},
+        {"db", required_argument, NULL, 'd'},
+        {"statecharts", required_argument, NULL, 's'},
+        {"http", required_argument, NULL, 'H'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"batch", required_argument, NULL, 'b'},
+        {"batch-wait", required_argument, NULL, 'w'},
+        {"prefetch", required_argument, NULL, 'p'},
+        {"reply-key", required_argument, NULL, 'r'},
+        {"bundle", required_argument, NULL, 'B'},
+        {"inbox-days", required_argument, NULL, 'I'},
+        {"shard", required_argument, NULL, 'S'},
+        {"drain", no_argument, NULL, 'D'},
+        {"queue-type", required_argument, NULL, 'q'},
+        {"otlp-url", required_argument, NULL, 'O'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+};
+
+/* What the command line has not given comes from the environment. */
+struct flags {
+	struct orch_daemon_config cfg;
+	enum log_level level;
+	int check_only;
+	const char *bundle; /* --bundle or SAGA_BUNDLE */
+};
+
 static void
-usage(FILE *f)
+flags_init(struct flags *f)
 {
-	fprintf(f, "usage: saga-orchestrator [-n] [--amqp URL] --db PATH "
-	           "[--statecharts DIR]\n"
-	           "                         [--http ADDR:PORT] [--log-level "
-	           "LEVEL] [--batch N]\n"
-	           "                         [--batch-wait MS] [--prefetch N] "
-	           "[--reply-key KEY]\n"
-	           "                         [--bundle N] [--inbox-days N] "
-	           "[--shard I/N [--drain]] [--queue-type T]\n"
-	           "  --amqp URL         broker URL(s), comma-separated "
-	           "(env SAGA_AMQP_URL)\n"
-	           "  --db PATH          the orchestrator's SQLite database "
-	           "(env SAGA_DB)\n"
-	           "  --statecharts DIR  folder of *.yaml charts (env "
-	           "SAGA_STATECHARTS, default statecharts)\n"
-	           "  --http ADDR:PORT   serve /healthz and /metrics (port 0: "
-	           "any free port)\n"
-	           "  --log-level L      debug, info, warn or error (default "
-	           "info)\n"
-	           "  --batch N          deliveries per transaction (default "
-	           "100)\n"
-	           "  --batch-wait MS    how long a partial batch waits "
-	           "(default 5)\n"
-	           "  --prefetch N       unacknowledged deliveries per queue "
-	           "(default 200)\n"
-	           "  --bundle N         commands for one queue carried in one "
-	           "message at most\n"
-	           "                     (env SAGA_BUNDLE, default 64; 1: "
-	           "one message per command)\n"
-	           "  --inbox-days N     keep processed message ids N days for "
-	           "dedup (default 7;\n"
-	           "                     0: forever)\n"
-	           "  --reply-key KEY    routing key of this orchestrator's "
-	           "reply queue (default orchestrator)\n"
-	           "  --shard I/N        run shard I of N: orders hashed by id "
-	           "over the shards,\n"
-	           "                     each with its own database and "
-	           "queues (deploy/README.md)\n"
-	           "  --drain            (with --shard) leave the hash ring, "
-	           "finish every saga\n"
-	           "                     this shard owns, then exit 0\n"
-	           "  --queue-type T     classic or quorum: the type of every "
-	           "queue it declares\n"
-	           "                     (env SAGA_QUEUE_TYPE, default "
-	           "classic)\n"
-	           "  -n                 check the configuration and exit\n");
+	*f = (struct flags){
+	        .cfg =
+	                {
+	                        .amqp = getenv("SAGA_AMQP_URL"),
+	                        .db = getenv("SAGA_DB"),
+	                        .statecharts = getenv("SAGA_STATECHARTS"),
+	                        .batch = 100,
+	                        .batch_wait_ms = 5,
+	                        .prefetch = 200,
+	                        .bundle = 64,
+	                        .inbox_days = 7,
+	                        .reply_key = "orchestrator",
+	                        .queue_type = getenv("SAGA_QUEUE_TYPE"),
+	                        .otlp_url = getenv("SAGA_OTLP_URL"),
+	                },
+	        .level = LOG_INFO,
+	        .bundle = getenv("SAGA_BUNDLE"),
+	};
+}
+
+/* A flag with a number (count_flags). 1 if opt is one (0 when it is
+ * good, else 2 after a message), 0 if not. */
+static int
+count_flag(struct flags *f, int opt, const char *arg, int *rc)
+{
+	for (size_t i = 0; i < ARRAY_LEN(count_flags); i++) {
+		const struct count_flag *c = &count_flags[i];
+		if (c->opt != opt)
+			continue;
+		*rc = 0;
+		if (daemon_parse_count(arg, c->min, c->max,
+		                       (int *)((char *)&f->cfg + c->off))) {
+			fprintf(stderr,
+			        PROG ": %s wants %s from %d to %d, not "
+			             "\"%s\"\n",
+			        c->flag, c->unit, c->min, c->max, arg);
+			*rc = 2;
+		}
+		return 1;
+	}
+	return 0;
+}
+
+/* One flag of getopt_long's. -1 to go on, else the exit status. */
+static int
+one_flag(struct flags *f, int opt, const char *arg)
+{
+	struct orch_daemon_config *cfg = &f->cfg;
+	int rc;
+
+	if (count_flag(f, opt, arg, &rc))
+		return rc != 0 ? rc : -1;
+	switch (opt) {
+	case 'a':
+		cfg->amqp = arg;
+		break;
+	case 'd':
+		cfg->db = arg;
+		break;
+	case 's':
+		cfg->statecharts = arg;
+		break;
+	case 'H':
+		cfg->http = arg;
+		break;
+	case 'l':
+		if (log_level_parse(arg, &f->level) != 0) {
+			fprintf(stderr,
+			        PROG ": unknown log level \"%s\" (debug, info, "
+			             "warn, error)\n",
+			        arg);
+			return 2;
+		}
+		break;
+	case 'r':
+		cfg->reply_key = arg;
+		break;
+	case 'B':
+		f->bundle = arg;
+		break;
+	case 'S':
+		cfg->shard = arg;
+		break;
+	case 'D':
+		cfg->drain = true;
+		break;
+	case 'q':
+		cfg->queue_type = arg;
+		break;
+	case 'O':
+		cfg->otlp_url = arg;
+		break;
+	case 'n':
+		f->check_only = 1;
+		break;
+	case 'h':
+		fputs(usage, stdout);
+		return 0;
+	default:
+		fputs(usage, stderr);
+		return 2;
+	}
+	return -1;
+}
+
+static int
+refuse(const char *why)
+{
+	fprintf(stderr, PROG ": %s\n", why);
+	return 2;
+}
+
+/* What no single flag can say. -1 if all is well, else 2 (a message on
+ * stderr). */
+static int
+check_flags(struct flags *f)
+{
+	struct orch_daemon_config *cfg = &f->cfg;
+	const char *qt = cfg->queue_type;
+
+	if (f->bundle != NULL &&
+	    daemon_parse_count(f->bundle, 1, ENVELOPE_BUNDLE_MAX,
+	                       &cfg->bundle)) {
+		fprintf(stderr,
+		        PROG
+		        ": --bundle (or SAGA_BUNDLE) wants a number from 1 "
+		        "to %d, not \"%s\"\n",
+		        ENVELOPE_BUNDLE_MAX, f->bundle);
+		return 2;
+	}
+	if (cfg->shard != NULL && strcmp(cfg->reply_key, "orchestrator") != 0)
+		return refuse("--reply-key and --shard do not mix: a shard's "
+		              "reply key is orchestrator-I");
+	if (cfg->drain && cfg->shard == NULL)
+		return refuse("--drain needs --shard I/N");
+	if (qt != NULL && qt[0] != '\0' && strcmp(qt, "classic") != 0 &&
+	    strcmp(qt, "quorum") != 0) {
+		fprintf(stderr,
+		        PROG ": queue type \"%s\": use classic or quorum\n",
+		        qt);
+		return 2;
+	}
+	if (cfg->statecharts == NULL)
+		cfg->statecharts = "statecharts";
+	if (cfg->db == NULL)
+		return refuse("--db PATH is required (or SAGA_DB)");
+	if (cfg->amqp == NULL && !f->check_only)
+		return refuse("--amqp URL is required (or SAGA_AMQP_URL)");
+	return -1;
+}
+
+/* The command line into *f. -1 to go on, else the exit status. */
+static int
+parse_flags(int argc, char **argv, struct flags *f)
+{
+	flags_init(f);
+	for (;;) {
+		int opt = getopt_long(argc, argv, "nh", options, NULL);
+		int rc;
+		if (opt == -1)
+			break;
+		rc = one_flag(f, opt, optarg);
+		if (rc >= 0)
+			return rc;
+	}
+	if (optind != argc) {
+		fprintf(stderr, PROG ": unexpected argument \"%s\"\n",
+		        argv[optind]);
+		fputs(usage, stderr);
+		return 2;
+	}
+	return check_flags(f);
 }
 
 int
 main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	        {"amqp", required_argument, NULL, 'a'},
-	        {"db", required_argument, NULL, 'd'},
-	        {"statecharts", required_argument, NULL, 's'},
-	        {"http", required_argument, NULL, 'H'},
-	        {"log-level", required_argument, NULL, 'l'},
-	        {"batch", required_argument, NULL, 'b'},
-	        {"batch-wait", required_argument, NULL, 'w'},
-	        {"prefetch", required_argument, NULL, 'p'},
-	        {"reply-key", required_argument, NULL, 'r'},
-	        {"bundle", required_argument, NULL, 'B'},
-	        {"inbox-days", required_argument, NULL, 'I'},
-	        {"shard", required_argument, NULL, 'S'},
-	        {"drain", no_argument, NULL, 'D'},
-	        {"queue-type", required_argument, NULL, 'q'},
-	        {"help", no_argument, NULL, 'h'},
-	        {NULL, 0, NULL, 0},
-	};
-	struct orch_daemon_config cfg = {
-	        .amqp = getenv("SAGA_AMQP_URL"),
-	        .db = getenv("SAGA_DB"),
-	        .statecharts = getenv("SAGA_STATECHARTS"),
-	        .batch = 100,
-	        .batch_wait_ms = 5,
-	        .prefetch = 200,
-	        .bundle = 64,
-	        .inbox_days = 7,
-	        .reply_key = "orchestrator",
-	        .queue_type = getenv("SAGA_QUEUE_TYPE"),
-	};
-	enum log_level level = LOG_INFO;
-	int check_only = 0, c, rc;
-	const char *bundle = getenv("SAGA_BUNDLE");
+	struct flags f;
+	int rc = parse_flags(argc, argv, &f);
 
-	while ((c = getopt_long(argc, argv, "nh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'a':
-			cfg.amqp = optarg;
-			break;
-		case 'd':
-			cfg.db = optarg;
-			break;
-		case 's':
-			cfg.statecharts = optarg;
-			break;
-		case 'H':
-			cfg.http = optarg;
-			break;
-		case 'l':
-			if (log_level_parse(optarg, &level) != 0) {
-				fprintf(stderr,
-				        "saga-orchestrator: unknown log level "
-				        "\"%s\" (debug, info, warn, error)\n",
-				        optarg);
-				return 2;
-			}
-			break;
-		case 'b':
-			if (daemon_parse_count(optarg, 1, 10000, &cfg.batch)) {
-				fprintf(stderr,
-				        "saga-orchestrator: --batch wants a "
-				        "number from 1 to 10000, not \"%s\"\n",
-				        optarg);
-				return 2;
-			}
-			break;
-		case 'w':
-			if (daemon_parse_count(optarg, 0, 10000,
-			                       &cfg.batch_wait_ms)) {
-				fprintf(stderr,
-				        "saga-orchestrator: --batch-wait wants "
-				        "milliseconds from 0 to 10000, not "
-				        "\"%s\"\n",
-				        optarg);
-				return 2;
-			}
-			break;
-		case 'p':
-			if (daemon_parse_count(optarg, 1, 65535,
-			                       &cfg.prefetch)) {
-				fprintf(stderr,
-				        "saga-orchestrator: --prefetch wants a "
-				        "number from 1 to 65535, not \"%s\"\n",
-				        optarg);
-				return 2;
-			}
-			break;
-		case 'r':
-			cfg.reply_key = optarg;
-			break;
-		case 'B':
-			bundle = optarg;
-			break;
-		case 'I':
-			if (daemon_parse_count(optarg, 0, 36500,
-			                       &cfg.inbox_days)) {
-				fprintf(stderr,
-				        "saga-orchestrator: --inbox-days wants "
-				        "a "
-				        "number of days from 0 to 36500, not "
-				        "\"%s\"\n",
-				        optarg);
-				return 2;
-			}
-			break;
-		case 'S':
-			cfg.shard = optarg;
-			break;
-		case 'D':
-			cfg.drain = true;
-			break;
-		case 'q':
-			cfg.queue_type = optarg;
-			break;
-		case 'n':
-			check_only = 1;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (optind != argc) {
-		fprintf(stderr,
-		        "saga-orchestrator: unexpected argument \"%s\"\n",
-		        argv[optind]);
-		usage(stderr);
-		return 2;
-	}
-	if (bundle != NULL &&
-	    daemon_parse_count(bundle, 1, ENVELOPE_BUNDLE_MAX, &cfg.bundle)) {
-		fprintf(stderr,
-		        "saga-orchestrator: --bundle (or SAGA_BUNDLE) wants a "
-		        "number from 1 to %d, not \"%s\"\n",
-		        ENVELOPE_BUNDLE_MAX, bundle);
-		return 2;
-	}
-	if (cfg.shard != NULL && strcmp(cfg.reply_key, "orchestrator") != 0) {
-		fprintf(stderr, "saga-orchestrator: --reply-key and --shard "
-		                "do not mix: a shard's reply key is "
-		                "orchestrator-I\n");
-		return 2;
-	}
-	if (cfg.drain && cfg.shard == NULL) {
-		fprintf(stderr, "saga-orchestrator: --drain needs --shard "
-		                "I/N\n");
-		return 2;
-	}
-	if (cfg.queue_type != NULL && cfg.queue_type[0] != '\0' &&
-	    strcmp(cfg.queue_type, "classic") != 0 &&
-	    strcmp(cfg.queue_type, "quorum") != 0) {
-		fprintf(stderr,
-		        "saga-orchestrator: queue type \"%s\": use classic or "
-		        "quorum\n",
-		        cfg.queue_type);
-		return 2;
-	}
-	if (cfg.statecharts == NULL)
-		cfg.statecharts = "statecharts";
-	if (cfg.db == NULL) {
-		fprintf(stderr, "saga-orchestrator: --db PATH is required "
-		                "(or SAGA_DB)\n");
-		return 2;
-	}
-	if (cfg.amqp == NULL && !check_only) {
-		fprintf(stderr, "saga-orchestrator: --amqp URL is required "
-		                "(or SAGA_AMQP_URL)\n");
-		return 2;
-	}
-	log_init("saga-orchestrator", level);
-
+	if (rc >= 0)
+		return rc;
+	log_init(PROG, f.level);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
 	signal(SIGHUP, on_signal);
-
-	rc = orch_daemon_run(&cfg, check_only, &stop_flag, &reload_flag);
-	return rc;
+	return orch_daemon_run(&f.cfg, f.check_only, &stop_flag, &reload_flag);
 }

@@ -1169,7 +1169,10 @@ show_json(struct store *st, const struct store_saga_summary *s)
 		json_decref(doc);
 		return rc == -1 ? db_error(st) : out_of_memory();
 	}
-	if (json_object_set_new(doc, "history", hist.a) != 0) {
+	if ((s->trace_id[0] != '\0' &&
+	     json_object_set_new(doc, "trace_id", json_string(s->trace_id)) !=
+	             0) ||
+	    json_object_set_new(doc, "history", hist.a) != 0) {
 		json_decref(doc);
 		return out_of_memory();
 	}
@@ -1189,6 +1192,8 @@ show_text(struct store *st, const struct store_saga_summary *s)
 	       fmt_dur(clock_wall_ms() - s->state_entered_ms, t3, sizeof(t3)),
 	       fmt_ms(s->started_ms, t1, sizeof(t1)),
 	       fmt_ms(s->updated_ms, t2, sizeof(t2)));
+	if (s->trace_id[0] != '\0') /* grep trace_id=... in every log */
+		printf("trace     %s\n", s->trace_id);
 	if (show_data(st, s, NULL) != 0)
 		return out_of_memory();
 	if (show_timer(st, s->id, NULL) != 0)

@@ -27,11 +27,11 @@
  * --print-stock: "sku on_hand held" per line, then exits (no broker).
  */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
 #include "clock.h"
 #include "log.h"
 #include "participant.h"
@@ -384,82 +384,75 @@ stock_add(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 	return stock_move(db, "add", sku, d, reason, actor, out, why, whylen);
 }
 
+/* ---- the daemon ---- */
+
+static const char usage[] =
+        "usage: inventory-svc --amqp URL --db PATH [--seed FILE] "
+        "[--log-level L]\n"
+        "                     [--processed-days N]\n"
+        "       inventory-svc --db PATH --print-stock\n"
+        "  --seed FILE          lines \"SKU QUANTITY\" ('#' comments); a "
+        "sku already in\n"
+        "                       the database keeps its stock (change it "
+        "with\n"
+        "                       `sagactl stock set|add`)\n"
+        "  --print-stock        print sku, on_hand and held, then exit "
+        "(no broker)\n" PART_USAGE_COMMON PART_USAGE_RETENTION;
+
+static const struct part_command commands[] = {
+        {"inventory.reserve", reserve, NULL, "inventory.rejected"},
+        {"inventory.release", release, "inventory.reserve", NULL},
+        {"inventory.stock_set", stock_set, NULL, NULL},
+        {"inventory.stock_add", stock_add, NULL, NULL},
+};
+
+/* The topology: one work queue, fed by saga.commands. */
+static const char *const queues[] = {"inventory.commands"};
+static const struct bus_exchange exchanges[] = {
+        {"saga.commands", "topic", NULL, NULL},
+};
+static const struct bus_binding bindings[] = {
+        {"saga.commands", "inventory.commands", NULL, "inventory"},
+        {"saga.commands", "inventory.commands", NULL, "inventory.#"},
+};
+
 int
 main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	        PART_COMMON_OPTIONS,
-	        PART_RETENTION_OPTION,
-	        {"seed", required_argument, NULL, 's'},
-	        {"print-stock", no_argument, NULL, 'p'},
-	        {"help", no_argument, NULL, 'h'},
-	        {NULL, 0, NULL, 0},
+	static struct inv inv;
+	static bool print;
+	static const struct part_flag flags[] = {
+	        {"seed", .str = &inv.seed},
+	        {"print-stock", .on = &print},
 	};
-	static const struct part_command cmds[] = {
-	        {"inventory.reserve", reserve, NULL, "inventory.rejected"},
-	        {"inventory.release", release, "inventory.reserve", NULL},
-	        {"inventory.stock_set", stock_set, NULL, NULL},
-	        {"inventory.stock_add", stock_add, NULL, NULL},
-	};
-	static const char *queues[] = {"inventory.commands"};
-	static const struct bus_exchange ex[] = {
-	        {"saga.commands", "topic", NULL, NULL}};
-	static const struct bus_binding bd[] = {
-	        {"saga.commands", "inventory.commands", NULL, "inventory"},
-	        {"saga.commands", "inventory.commands", NULL, "inventory.#"},
+	static const struct part_cli cli = {
+	        "inventory-svc", usage, true, flags, ARRAY_LEN(flags), NULL};
+	struct part_config cfg = {
+	        .name = "inventory",
+	        .participant = "inventory",
+	        .migrations = inventory_migrations,
+	        .nmigrations = inventory_migrations_count,
+	        .commands = commands,
+	        .ncommands = ARRAY_LEN(commands),
+	        .queues = queues,
+	        .nqueues = ARRAY_LEN(queues),
+	        .exchanges = exchanges,
+	        .nexchanges = ARRAY_LEN(exchanges),
+	        .bindings = bindings,
+	        .nbindings = ARRAY_LEN(bindings),
+	        .arg = &inv,
+	        .on_open = on_open,
 	};
 	struct part_common com;
-	static struct inv inv;
-	struct part_config cfg = {.name = "inventory",
-	                          .participant = "inventory",
-	                          .migrations = inventory_migrations,
-	                          .commands = cmds,
-	                          .ncommands = sizeof(cmds) / sizeof(cmds[0]),
-	                          .queues = queues,
-	                          .nqueues = 1,
-	                          .exchanges = ex,
-	                          .nexchanges = 1,
-	                          .bindings = bd,
-	                          .nbindings = 2,
-	                          .arg = &inv,
-	                          .on_open = on_open};
-	int c, r, print = 0;
+	int rc = part_parse(&cli, argc, argv, &com);
 
-	part_common_init(&com);
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		r = part_common_flag(&com, "inventory-svc", c, optarg);
-		if (r < 0)
-			return 2;
-		if (r > 0)
-			continue;
-		switch (c) {
-		case 's':
-			inv.seed = optarg;
-			break;
-		case 'p':
-			print = 1;
-			break;
-		default:
-			fprintf(stderr,
-			        "usage: inventory-svc --amqp URL --db PATH "
-			        "[--seed FILE] [--log-level L]\n"
-			        "                     [--processed-days N]\n"
-			        "       inventory-svc --db PATH "
-			        "--print-stock\n");
-			return c == 'h' ? 0 : 2;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "inventory-svc: unexpected argument \"%s\"\n",
-		        argv[optind]);
-		return 2;
-	}
+	if (rc >= 0)
+		return rc;
 	if (print)
 		return part_print("inventory-svc", com.db,
 		                  "SELECT s.sku, s.on_hand, coalesce((SELECT "
 		                  "sum(quantity) FROM reservations r WHERE "
 		                  "r.sku = s.sku), 0) AS held FROM stock s "
 		                  "ORDER BY s.sku");
-	cfg.nmigrations = inventory_migrations_count;
 	return part_main("inventory-svc", &com, &cfg);
 }

@@ -35,11 +35,11 @@
  * may add order.* types (a template for another type is an error).
  */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
 #include "clock.h"
 #include "log.h"
 #include "participant.h"
@@ -269,101 +269,106 @@ on_confirmation(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 	return write_out(db, in, "order.confirmation", text, why, whylen);
 }
 
+/* ---- the daemon ---- */
+
+static const char usage[] =
+        "usage: notification-svc --amqp URL --db PATH [--templates FILE]\n"
+        "                        [--confirm-delay MS] [--log-level L]\n"
+        "                        [--processed-days N]\n"
+        "       notification-svc --db PATH --print\n"
+        "  --templates FILE     lines \"order.type: text\" replacing the "
+        "built-in ones\n"
+        "  --confirm-delay MS   how long after order.completed the "
+        "confirmation comes\n"
+        "                       (0 to 86400000, default 2000)\n"
+        "  --print              print the notifications sent, then exit "
+        "(no broker)\n" PART_USAGE_COMMON PART_USAGE_RETENTION;
+
+static const struct part_command commands[] = {
+        {"order.confirmation", on_confirmation, NULL, NULL},
+        {NULL, on_event, NULL, NULL},
+};
+
+/* The topology: the events, and the confirmation's delay line (a queue
+ * whose expired messages are dead-lettered to notification.confirm). */
+static const char *const queues[] = {"notification.events",
+                                     "notification.confirm"};
+static const struct bus_exchange exchanges[] = {
+        {"order_events", "topic", NULL, NULL},
+};
+static const struct bus_queue extra_queues[] = {
+        {.name = "notification.delay",
+         .dlx = "",
+         .dlrk = "notification.confirm"},
+};
+static const struct bus_binding bindings[] = {
+        {"order_events", "notification.events", NULL, "order.*"},
+};
+
+static int
+set_templates(void *arg, const char *path)
+{
+	return load_templates(arg, path) != 0 ? -1 : 0;
+}
+
+static int
+set_delay(void *arg, const char *v)
+{
+	struct notif *n = arg;
+	char *end;
+
+	errno = 0;
+	n->delay_ms = strtoll(v, &end, 10);
+	if (errno != 0 || *end != '\0' || end == v || n->delay_ms < 0 ||
+	    n->delay_ms > 86400000) {
+		fprintf(stderr,
+		        "notification-svc: --confirm-delay: \"%s\" is not "
+		        "0..86400000 ms\n",
+		        v);
+		return -1;
+	}
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	        PART_COMMON_OPTIONS,
-	        PART_RETENTION_OPTION,
-	        {"templates", required_argument, NULL, 't'},
-	        {"confirm-delay", required_argument, NULL, 'd'},
-	        {"print", no_argument, NULL, 'p'},
-	        {"help", no_argument, NULL, 'h'},
-	        {NULL, 0, NULL, 0},
-	};
-	static const struct part_command cmds[] = {
-	        {"order.confirmation", on_confirmation, NULL, NULL},
-	        {NULL, on_event, NULL, NULL},
-	};
-	static const char *queues[] = {"notification.events",
-	                               "notification.confirm"};
-	static const struct bus_exchange ex[] = {
-	        {"order_events", "topic", NULL, NULL}};
-	static const struct bus_queue extra[] = {
-	        {.name = "notification.delay",
-	         .dlx = "",
-	         .dlrk = "notification.confirm"},
-	};
-	static const struct bus_binding bd[] = {
-	        {"order_events", "notification.events", NULL, "order.*"},
-	};
 	static struct notif n = {.delay_ms = 2000};
+	static bool print;
+	static const struct part_flag flags[] = {
+	        {"templates", .set = set_templates},
+	        {"confirm-delay", .set = set_delay},
+	        {"print", .on = &print},
+	};
+	static const struct part_cli cli = {
+	        "notification-svc", usage, true, flags, ARRAY_LEN(flags), &n};
+	struct part_config cfg = {
+	        .name = "notification",
+	        .migrations = notification_migrations,
+	        .nmigrations = notification_migrations_count,
+	        .commands = commands,
+	        .ncommands = ARRAY_LEN(commands),
+	        .queues = queues,
+	        .nqueues = ARRAY_LEN(queues),
+	        .exchanges = exchanges,
+	        .nexchanges = ARRAY_LEN(exchanges),
+	        .extra_queues = extra_queues,
+	        .nextra_queues = ARRAY_LEN(extra_queues),
+	        .bindings = bindings,
+	        .nbindings = ARRAY_LEN(bindings),
+	        .arg = &n,
+	};
 	struct part_common com;
-	struct part_config cfg = {.name = "notification",
-	                          .migrations = notification_migrations,
-	                          .commands = cmds,
-	                          .ncommands = 2,
-	                          .queues = queues,
-	                          .nqueues = 2,
-	                          .exchanges = ex,
-	                          .nexchanges = 1,
-	                          .extra_queues = extra,
-	                          .nextra_queues = 1,
-	                          .bindings = bd,
-	                          .nbindings = 1,
-	                          .arg = &n};
-	char *end;
-	int c, r, print = 0;
+	int rc;
 
-	for (size_t i = 0; i < sizeof(builtin) / sizeof(builtin[0]); i++)
+	for (size_t i = 0; i < ARRAY_LEN(builtin); i++)
 		set_template(&n, builtin[i][0], builtin[i][1]);
-	part_common_init(&com);
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		r = part_common_flag(&com, "notification-svc", c, optarg);
-		if (r < 0)
-			return 2;
-		if (r > 0)
-			continue;
-		switch (c) {
-		case 't':
-			if (load_templates(&n, optarg) != 0)
-				return 2;
-			break;
-		case 'd':
-			errno = 0;
-			n.delay_ms = strtoll(optarg, &end, 10);
-			if (errno != 0 || *end != '\0' || end == optarg ||
-			    n.delay_ms < 0 || n.delay_ms > 86400000) {
-				fprintf(stderr,
-				        "notification-svc: --confirm-delay: "
-				        "\"%s\" is not 0..86400000 ms\n",
-				        optarg);
-				return 2;
-			}
-			break;
-		case 'p':
-			print = 1;
-			break;
-		default:
-			fprintf(stderr,
-			        "usage: notification-svc --amqp URL --db PATH "
-			        "[--templates FILE] [--confirm-delay MS] "
-			        "[--log-level L]\n"
-			        "                        [--processed-days N]\n"
-			        "       notification-svc --db PATH --print\n");
-			return c == 'h' ? 0 : 2;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr,
-		        "notification-svc: unexpected argument \"%s\"\n",
-		        argv[optind]);
-		return 2;
-	}
+	rc = part_parse(&cli, argc, argv, &com);
+	if (rc >= 0)
+		return rc;
 	if (print)
 		return part_print("notification-svc", com.db,
 		                  "SELECT saga_id, kind, text FROM "
 		                  "notifications ORDER BY seq");
-	cfg.nmigrations = notification_migrations_count;
 	return part_main("notification-svc", &com, &cfg);
 }

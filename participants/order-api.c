@@ -66,6 +66,9 @@
  *   orders can be accepted (the database commits), even with the broker
  *   away; 503 {"status": "error", ...} when the last commit failed or the
  *   database cannot be read.
+ * GET /metrics -> Prometheus text: orderapi_responses_total{code},
+ *   orderapi_outbox_depth, orderapi_outbox_oldest_seconds,
+ *   orderapi_bus_connected.
  *
  * Country and category become routing keys (shipping.<country>.<category>),
  * so they must be 1-64 of [a-z0-9_-].
@@ -108,7 +111,6 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <microhttpd.h>
@@ -120,11 +122,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "clock.h"
 #include "apistore.h"
 #include "hash.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "order.h"
 #include "participant.h"
 
@@ -205,6 +209,23 @@ grow(void **p, size_t *cap, size_t n, size_t sz)
 
 /* ---- HTTP answers ---- */
 
+/* Responses by status, for /metrics (any HTTP thread counts, atomically;
+ * /metrics reads them on its own). */
+static const unsigned counted_codes[] = {200, 202, 400, 404, 405,
+                                         409, 413, 500, 503};
+#define NCODES ARRAY_LEN(counted_codes)
+static atomic_ullong responses[NCODES + 1]; /* the last: any other code */
+
+static void
+count_response(unsigned code)
+{
+	size_t i = 0;
+
+	while (i < NCODES && counted_codes[i] != code)
+		i++;
+	atomic_fetch_add(&responses[i], 1);
+}
+
 static enum MHD_Result
 respond(struct MHD_Connection *c, unsigned code, json_t *body)
 {
@@ -222,6 +243,7 @@ respond(struct MHD_Connection *c, unsigned code, json_t *body)
 		return MHD_NO;
 	}
 	MHD_add_response_header(r, "Content-Type", "application/json");
+	count_response(code);
 	ret = MHD_queue_response(c, code, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -619,6 +641,69 @@ healthz(struct api *a, struct MHD_Connection *c)
 	return respond(c, db ? 200 : 503, j);
 }
 
+/* GET /metrics: responses by status, the outbox, the broker connection,
+ * from a registry made for the request (lib/metrics is single-threaded;
+ * the counts are atomics any HTTP thread updates). */
+static enum MHD_Result
+metrics_page(struct api *a, struct MHD_Connection *c)
+{
+	struct metrics *m = metrics_new("orderapi");
+	struct http_response out = {0};
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+	int64_t n = 0, oldest = 0;
+	char lv[METRIC_LABELS_MAX], code[16];
+	int f;
+
+	if (m == NULL)
+		return MHD_NO;
+	f = metrics_family(m, "responses_total", METRIC_COUNTER,
+	                   "HTTP responses, by status.");
+	for (size_t i = 0; i <= NCODES; i++) {
+		snprintf(code, sizeof(code), "%u",
+		         i < NCODES ? counted_codes[i] : 0);
+		metrics_labels(lv, sizeof(lv), "code",
+		               i < NCODES ? code : "other", METRIC_END);
+		metrics_add(m, f, lv, (double)atomic_load(&responses[i]));
+	}
+	if (apistore_outbox_depth(a->store, &n, &oldest) == 0) {
+		metrics_set(m,
+		            metrics_family(m, "outbox_depth", METRIC_GAUGE,
+		                           "Orders and cancels committed, not "
+		                           "yet confirmed by the broker."),
+		            NULL, (double)n);
+		metrics_set(
+		        m,
+		        metrics_family(m, "outbox_oldest_seconds", METRIC_GAUGE,
+		                       "Age of the oldest outbox row (0: "
+		                       "empty)."),
+		        NULL,
+		        oldest > 0 ? (double)(clock_wall_ms() - oldest) / 1000.0
+		                   : 0.0);
+	}
+	metrics_set(m,
+	            metrics_family(m, "bus_connected", METRIC_GAUGE,
+	                           "1 while connected to the broker."),
+	            NULL, atomic_load(&a->connected) ? 1 : 0);
+	metrics_render(m, &out);
+	metrics_free(m);
+	if (out.oom) {
+		free(out.body);
+		return MHD_NO;
+	}
+	r = MHD_create_response_from_buffer(out.len, out.body,
+	                                    MHD_RESPMEM_MUST_FREE);
+	if (r == NULL) {
+		free(out.body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, "Content-Type", "text/plain; version=0.0.4");
+	count_response(200);
+	ret = MHD_queue_response(c, 200, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
 /* "/orders/{id}" or "/orders/{id}/cancel" (*cancel set): the id into
  * id. -1 for anything else, and for ids a cancel cannot name. */
 static int
@@ -689,6 +774,8 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 		return cancel ? get_cancel(a, c, id) : get_order(a, c, id);
 	if (strcmp(method, "GET") == 0 && strcmp(url, "/healthz") == 0)
 		return healthz(a, c);
+	if (strcmp(method, "GET") == 0 && strcmp(url, "/metrics") == 0)
+		return metrics_page(a, c);
 	if (strcmp(url, "/orders") == 0 || order)
 		return fail(c, 405, NULL, "method not allowed");
 	return fail(c, 404, NULL, "no such resource");
@@ -1001,81 +1088,61 @@ relay_turn(struct api *a, const struct bus_handlers *h)
 
 /* ---- main ---- */
 
-/* The flags into com and *listen; 0, or the exit status. */
-static int
-parse_flags(int argc, char **argv, struct part_common *com, const char **listen)
-{
-	static const struct option opts[] = {
-	        PART_COMMON_OPTIONS,
-	        {"listen", required_argument, NULL, 'l'},
-	        {"orchestrator-db", required_argument, NULL, 'o'},
-	        {"help", no_argument, NULL, 'h'},
-	        {NULL, 0, NULL, 0},
-	};
-	int c;
+static const char usage[] =
+        "usage: order-api --amqp URL --db PATH [--listen ADDR:PORT] "
+        "[--log-level L]\n"
+        "  --listen ADDR:PORT   serve the HTTP API here (default "
+        "127.0.0.1:8080)\n"
+        "  --orchestrator-db PATH\n"
+        "                       deprecated and ignored\n" PART_USAGE_COMMON;
 
-	part_common_init(com);
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		int r = part_common_flag(com, "order-api", c, optarg);
-		if (r < 0)
-			return 2;
-		if (r > 0)
-			continue;
-		if (c == 'l') {
-			*listen = optarg;
-		} else if (c == 'o') {
-			fprintf(stderr, "order-api: --orchestrator-db is "
-			                "deprecated and ignored: the status "
-			                "comes from the order.* events\n");
-		} else {
-			fprintf(stderr,
-			        "usage: order-api --amqp URL --db PATH "
-			        "[--listen ADDR:PORT] [--log-level L]\n");
-			return c == 'h' ? 0 : 2;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "order-api: unexpected argument \"%s\"\n",
-		        argv[optind]);
-		return 2;
-	}
-	return part_common_check(com, "order-api") != 0 ? 2 : -1;
+/* The topology: the order.* events, for the orders' status. Like every
+ * participant queue (participant.h): rejected -> retry (TTL) -> back;
+ * dead letters with their reason in .dlq. */
+static const struct bus_exchange exchanges[] = {
+        {"order_events", "topic", NULL, NULL},
+};
+static const struct bus_queue queues[] = {
+        {.name = EVENTS_QUEUE, .dlx = "", .dlrk = EVENTS_QUEUE ".retry"},
+        {.name = EVENTS_QUEUE ".retry",
+         .dlx = "",
+         .dlrk = EVENTS_QUEUE,
+         .ttl_ms = 1000},
+        {.name = EVENTS_QUEUE ".dlq"},
+};
+static const struct bus_binding bindings[] = {
+        {"order_events", EVENTS_QUEUE, NULL, "order.#"},
+};
+static const struct bus_topology topology = {
+        exchanges, ARRAY_LEN(exchanges), queues, ARRAY_LEN(queues),
+        bindings,  ARRAY_LEN(bindings),
+};
+static const char *const consumed[] = {EVENTS_QUEUE};
+
+static int
+deprecated_db(void *arg, const char *path)
+{
+	(void)arg;
+	(void)path;
+	fprintf(stderr, "order-api: --orchestrator-db is deprecated and "
+	                "ignored: the status comes from the order.* events\n");
+	return 0;
 }
 
 static struct bus *
-open_bus(struct part_common *com, char *err, size_t errlen)
+open_bus(const struct part_common *com, char *err, size_t errlen)
 {
-	static const struct bus_exchange ex[] = {
-	        {"order_events", "topic", NULL, NULL}};
-	/* like every participant queue (participant.h): rejected -> retry
-	 * (TTL) -> back; dead letters with their reason in .dlq */
-	static const struct bus_queue qs[] = {
-	        {.name = EVENTS_QUEUE,
-	         .dlx = "",
-	         .dlrk = EVENTS_QUEUE ".retry"},
-	        {.name = EVENTS_QUEUE ".retry",
-	         .dlx = "",
-	         .dlrk = EVENTS_QUEUE,
-	         .ttl_ms = 1000},
-	        {.name = EVENTS_QUEUE ".dlq"},
+	const struct bus_config bc = {
+	        .url = com->amqp,
+	        .name = "order-api",
+	        .ca_file = getenv("SAGA_AMQP_CA"),
+	        .cert_file = getenv("SAGA_AMQP_CERT"),
+	        .key_file = getenv("SAGA_AMQP_KEY"),
+	        .queue_type = getenv("SAGA_QUEUE_TYPE"),
+	        .topology = &topology,
+	        .consume = consumed,
+	        .nconsume = ARRAY_LEN(consumed),
 	};
-	static const struct bus_binding bd[] = {
-	        {"order_events", EVENTS_QUEUE, NULL, "order.#"}};
-	static const struct bus_topology topo = {
-	        ex, sizeof(ex) / sizeof(ex[0]), qs, sizeof(qs) / sizeof(qs[0]),
-	        bd, sizeof(bd) / sizeof(bd[0])};
-	static const char *const consume[] = {EVENTS_QUEUE};
-	struct bus_config bc = {0};
-
-	bc.url = com->amqp;
-	bc.name = "order-api";
-	bc.ca_file = getenv("SAGA_AMQP_CA");
-	bc.cert_file = getenv("SAGA_AMQP_CERT");
-	bc.key_file = getenv("SAGA_AMQP_KEY");
-	bc.queue_type = getenv("SAGA_QUEUE_TYPE");
-	bc.topology = &topo;
-	bc.consume = consume;
-	bc.nconsume = 1;
 	return bus_open(&bc, err, errlen);
 }
 
@@ -1118,21 +1185,60 @@ stop_all(struct api *a, struct MHD_Daemon *d, const struct bus_handlers *h)
 	free(a->dlq);
 }
 
+/* The database, the bus and the HTTP server: 0, or the exit status
+ * (with everything opened closed again). */
+static int
+api_start(struct api *a, const struct part_common *com,
+          const struct sockaddr_in *sa, const char *listen,
+          struct MHD_Daemon **d)
+{
+	char err[512];
+
+	a->store = apistore_open(com->db, err, sizeof(err));
+	if (a->store == NULL) {
+		fprintf(stderr, "order-api: %s\n", err);
+		return 1;
+	}
+	a->bus = open_bus(com, err, sizeof(err));
+	if (a->bus == NULL) {
+		fprintf(stderr, "order-api: %s\n", err);
+		apistore_close(a->store);
+		return 2;
+	}
+	*d = start_http(a, sa);
+	if (*d == NULL) {
+		fprintf(stderr, "order-api: cannot listen on %s: %s\n", listen,
+		        strerror(errno));
+		bus_close(a->bus);
+		apistore_close(a->store);
+		return 1;
+	}
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
 	static volatile sig_atomic_t stop;
 	static struct api a;
+	static const char *listen = "127.0.0.1:8080";
+	static const struct part_flag flags[] = {
+	        {"listen", .str = &listen},
+	        {"orchestrator-db", .set = deprecated_db},
+	};
+	static const struct part_cli cli = {
+	        "order-api", usage, false, flags, ARRAY_LEN(flags), NULL};
+	struct bus_handlers h = {on_delivery, on_confirm, &a};
 	struct part_common com;
 	struct sockaddr_in sa;
-	struct bus_handlers h = {on_delivery, on_confirm, &a};
 	struct MHD_Daemon *d;
-	const char *listen = "127.0.0.1:8080";
 	char err[512];
-	int rc = parse_flags(argc, argv, &com, &listen);
+	int rc = part_parse(&cli, argc, argv, &com);
 
 	if (rc >= 0)
 		return rc;
+	if (part_common_check(&com, "order-api") != 0)
+		return 2;
 	if (http_parse_addr(listen, &sa) != 0) {
 		fprintf(stderr,
 		        "order-api: --listen: \"%s\" is not IPv4ADDR:PORT\n",
@@ -1140,25 +1246,9 @@ main(int argc, char **argv)
 		return 2;
 	}
 	log_init("order-api", (enum log_level)com.log_level);
-	a.store = apistore_open(com.db, err, sizeof(err));
-	if (a.store == NULL) {
-		fprintf(stderr, "order-api: %s\n", err);
-		return 1;
-	}
-	a.bus = open_bus(&com, err, sizeof(err));
-	if (a.bus == NULL) {
-		fprintf(stderr, "order-api: %s\n", err);
-		apistore_close(a.store);
-		return 2;
-	}
-	d = start_http(&a, &sa);
-	if (d == NULL) {
-		fprintf(stderr, "order-api: cannot listen on %s: %s\n", listen,
-		        strerror(errno));
-		bus_close(a.bus);
-		apistore_close(a.store);
-		return 1;
-	}
+	rc = api_start(&a, &com, &sa, listen, &d);
+	if (rc != 0)
+		return rc;
 	part_signals(&stop);
 	if (bus_connect(a.bus, err, sizeof(err)) != 0)
 		log_warnx("%s; retrying", err);

@@ -50,12 +50,12 @@
  *                                   counting
  */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "array.h"
 #include "clock.h"
 #include "hash.h"
 #include "log.h"
@@ -432,83 +432,79 @@ dberr:
 	return PART_RETRY;
 }
 
+/* ---- the daemon ---- */
+
+static const char usage[] =
+        "usage: payment-svc --amqp URL --db PATH [--config FILE] "
+        "[--log-level L]\n"
+        "                   [--processed-days N]\n"
+        "       payment-svc --db PATH --print-ledger\n"
+        "  --config FILE        the gateway's rules, \"key = value\" lines "
+        "(declined\n"
+        "                       tokens, a limit, transient failures, slow "
+        "calls)\n"
+        "  --print-ledger       print the ledger by kind, then exit (no "
+        "broker)\n" PART_USAGE_COMMON PART_USAGE_RETENTION;
+
+static const struct part_command commands[] = {
+        {"payment.charge", charge, NULL, "payment.declined"},
+        {"payment.refund", refund, "payment.charge", NULL},
+};
+
+/* The topology: saga.commands -> payment (direct, by payment type) -> one
+ * work queue per type. */
+static const char *const queues[] = {"payment.card", "payment.cod"};
+static const struct bus_exchange exchanges[] = {
+        {"saga.commands", "topic", NULL, NULL},
+        {"payment", "direct", NULL, NULL},
+};
+static const struct bus_binding bindings[] = {
+        {"saga.commands", NULL, "payment", "payment.*"},
+        {"payment", "payment.card", NULL, "payment.card"},
+        {"payment", "payment.cod", NULL, "payment.cod"},
+};
+
+static int
+set_config(void *arg, const char *path)
+{
+	return load_config(arg, path) != 0 ? -1 : 0;
+}
+
 int
 main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	        PART_COMMON_OPTIONS,
-	        PART_RETENTION_OPTION,
-	        {"config", required_argument, NULL, 'c'},
-	        {"print-ledger", no_argument, NULL, 'p'},
-	        {"help", no_argument, NULL, 'h'},
-	        {NULL, 0, NULL, 0},
+	static struct gateway g = {.flaky_times = 1};
+	static bool print;
+	static const struct part_flag flags[] = {
+	        {"config", .set = set_config},
+	        {"print-ledger", .on = &print},
 	};
-	static const struct part_command cmds[] = {
-	        {"payment.charge", charge, NULL, "payment.declined"},
-	        {"payment.refund", refund, "payment.charge", NULL},
+	static const struct part_cli cli = {
+	        "payment-svc", usage, true, flags, ARRAY_LEN(flags), &g};
+	struct part_config cfg = {
+	        .name = "payment",
+	        .participant = "payment",
+	        .migrations = payment_migrations,
+	        .nmigrations = payment_migrations_count,
+	        .commands = commands,
+	        .ncommands = ARRAY_LEN(commands),
+	        .queues = queues,
+	        .nqueues = ARRAY_LEN(queues),
+	        .exchanges = exchanges,
+	        .nexchanges = ARRAY_LEN(exchanges),
+	        .bindings = bindings,
+	        .nbindings = ARRAY_LEN(bindings),
+	        .arg = &g,
 	};
-	static const char *queues[] = {"payment.card", "payment.cod"};
-	static const struct bus_exchange ex[] = {
-	        {"saga.commands", "topic", NULL, NULL},
-	        {"payment", "direct", NULL, NULL},
-	};
-	static const struct bus_binding bd[] = {
-	        {"saga.commands", NULL, "payment", "payment.*"},
-	        {"payment", "payment.card", NULL, "payment.card"},
-	        {"payment", "payment.cod", NULL, "payment.cod"},
-	};
-	static struct gateway g;
 	struct part_common com;
-	struct part_config cfg = {.name = "payment",
-	                          .participant = "payment",
-	                          .migrations = payment_migrations,
-	                          .commands = cmds,
-	                          .ncommands = 2,
-	                          .queues = queues,
-	                          .nqueues = 2,
-	                          .exchanges = ex,
-	                          .nexchanges = 2,
-	                          .bindings = bd,
-	                          .nbindings = 3,
-	                          .arg = &g};
-	int c, r, print = 0;
+	int rc = part_parse(&cli, argc, argv, &com);
 
-	part_common_init(&com);
-	g.flaky_times = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		r = part_common_flag(&com, "payment-svc", c, optarg);
-		if (r < 0)
-			return 2;
-		if (r > 0)
-			continue;
-		switch (c) {
-		case 'c':
-			if (load_config(&g, optarg) != 0)
-				return 2;
-			break;
-		case 'p':
-			print = 1;
-			break;
-		default:
-			fprintf(stderr,
-			        "usage: payment-svc --amqp URL --db PATH "
-			        "[--config FILE] [--log-level L]\n"
-			        "                   [--processed-days N]\n"
-			        "       payment-svc --db PATH "
-			        "--print-ledger\n");
-			return c == 'h' ? 0 : 2;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "payment-svc: unexpected argument \"%s\"\n",
-		        argv[optind]);
-		return 2;
-	}
+	if (rc >= 0)
+		return rc;
 	if (print)
 		return part_print("payment-svc", com.db,
 		                  "SELECT kind, count(*) AS count, "
 		                  "sum(amount_cents) AS cents FROM ledger "
 		                  "GROUP BY kind ORDER BY kind");
-	cfg.nmigrations = payment_migrations_count;
 	return part_main("payment-svc", &com, &cfg);
 }

@@ -21,11 +21,11 @@
  * A saga gets one shipment: a repeated create answers the same tracking
  * number.
  */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
 #include "clock.h"
 #include "log.h"
 #include "participant.h"
@@ -39,6 +39,8 @@ struct ship {
 	const char *instance;
 	const char *no_ship[MAX_BINDS];
 	int nno_ship;
+	const char *binds[MAX_BINDS]; /* --bind: the region's patterns */
+	int nbinds;
 };
 
 static int
@@ -125,123 +127,158 @@ cancel(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 	return PART_DONE;
 }
 
+/* ---- the daemon ---- */
+
+static const char usage[] =
+        "usage: shipping-svc --amqp URL --db PATH [--instance NAME] "
+        "[--bind PATTERN]...\n"
+        "                    [--no-ship COUNTRY]... [--log-level L] "
+        "[--processed-days N]\n"
+        "  --instance NAME      this instance's name, 1-100 of [a-z0-9_-] "
+        "(default\n"
+        "                       \"default\"); a regional one consumes "
+        "shipping.NAME\n"
+        "  --bind PATTERN       take the commands whose key is "
+        "shipping.PATTERN\n"
+        "                       (e.g. 'india.*'; repeatable; none: the "
+        "default instance,\n"
+        "                       which takes what no region claims)\n"
+        "  --no-ship COUNTRY    answer shipping.failed for this country "
+        "(repeatable)\n" PART_USAGE_COMMON PART_USAGE_RETENTION;
+
+static const struct part_command commands[] = {
+        {"shipping.create", create, NULL, "shipping.failed"},
+        {"shipping.cancel", cancel, "shipping.create", NULL},
+};
+
+/* The topology: saga.commands -> shipping (topic, by
+ * "shipping.<country>.<category>") -> the regional queues bound by --bind;
+ * what no region takes goes to the alternate exchange shipping.unrouted,
+ * which feeds the default instance's queue. */
+static const struct bus_exchange exchanges[] = {
+        {"saga.commands", "topic", NULL, NULL},
+        {"shipping", "topic", "shipping.unrouted", NULL},
+        {"shipping.unrouted", "fanout", NULL, NULL},
+};
+
+/* This instance's queue and bindings; the strings live in *t. */
+struct ship_topology {
+	char queue[200], keys[MAX_BINDS][300];
+	const char *queues[1];
+	struct bus_binding bd[MAX_BINDS + 1];
+	size_t nbd;
+};
+
+static void
+ship_topology(const struct ship *s, struct ship_topology *t)
+{
+	t->nbd = 0;
+	t->bd[t->nbd++] = (struct bus_binding){"saga.commands", NULL,
+	                                       "shipping", "shipping.#"};
+	if (s->nbinds == 0) {
+		snprintf(t->queue, sizeof(t->queue), "shipping.default");
+		t->bd[t->nbd++] = (struct bus_binding){"shipping.unrouted",
+		                                       t->queue, NULL, ""};
+	} else {
+		snprintf(t->queue, sizeof(t->queue), "shipping.%s",
+		         s->instance);
+	}
+	for (int i = 0; i < s->nbinds; i++) {
+		snprintf(t->keys[i], sizeof(t->keys[i]), "shipping.%s",
+		         s->binds[i]);
+		t->bd[t->nbd++] = (struct bus_binding){"shipping", t->queue,
+		                                       NULL, t->keys[i]};
+	}
+	t->queues[0] = t->queue;
+}
+
+static int
+add_bind(void *arg, const char *pattern)
+{
+	struct ship *s = arg;
+
+	if (s->nbinds == MAX_BINDS || pattern[0] == '\0' ||
+	    strlen(pattern) > 250) {
+		fprintf(stderr,
+		        "shipping-svc: --bind: at most %d patterns like "
+		        "'india.*'\n",
+		        MAX_BINDS);
+		return -1;
+	}
+	s->binds[s->nbinds++] = pattern;
+	return 0;
+}
+
+static int
+add_no_ship(void *arg, const char *country)
+{
+	struct ship *s = arg;
+
+	if (s->nno_ship == MAX_BINDS) {
+		fprintf(stderr, "shipping-svc: too many --no-ship\n");
+		return -1;
+	}
+	s->no_ship[s->nno_ship++] = country;
+	return 0;
+}
+
+/* What the flags alone cannot say. 0, or -1 after a message. */
+static int
+check_instance(const struct ship *s)
+{
+	size_t n = strlen(s->instance);
+
+	if (strspn(s->instance, "abcdefghijklmnopqrstuvwxyz0123456789-_") !=
+	            n ||
+	    n == 0 || n > 100) {
+		fprintf(stderr,
+		        "shipping-svc: --instance: use 1-100 of [a-z0-9_-]\n");
+		return -1;
+	}
+	if (s->nbinds > 0 && strcmp(s->instance, "default") == 0) {
+		fprintf(stderr, "shipping-svc: a regional instance (--bind) "
+		                "needs its own --instance NAME\n");
+		return -1;
+	}
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	        PART_COMMON_OPTIONS,
-	        PART_RETENTION_OPTION,
-	        {"instance", required_argument, NULL, 'i'},
-	        {"bind", required_argument, NULL, 'b'},
-	        {"no-ship", required_argument, NULL, 'n'},
-	        {"help", no_argument, NULL, 'h'},
-	        {NULL, 0, NULL, 0},
-	};
-	static const struct part_command cmds[] = {
-	        {"shipping.create", create, NULL, "shipping.failed"},
-	        {"shipping.cancel", cancel, "shipping.create", NULL},
-	};
-	static const struct bus_exchange ex[] = {
-	        {"saga.commands", "topic", NULL, NULL},
-	        {"shipping", "topic", "shipping.unrouted", NULL},
-	        {"shipping.unrouted", "fanout", NULL, NULL},
-	};
 	static struct ship s = {.instance = "default"};
-	static char keys[MAX_BINDS][300], queue[200];
-	struct bus_binding bd[MAX_BINDS + 2];
-	const char *binds[MAX_BINDS], *queues[1];
-	int nbinds = 0, c, r;
-	size_t nbd = 0;
+	static struct ship_topology t;
+	static const struct part_flag flags[] = {
+	        {"instance", .str = &s.instance},
+	        {"bind", .set = add_bind},
+	        {"no-ship", .set = add_no_ship},
+	};
+	static const struct part_cli cli = {
+	        "shipping-svc", usage, true, flags, ARRAY_LEN(flags), &s};
+	struct part_config cfg = {
+	        .name = "shipping",
+	        .participant = "shipping",
+	        .migrations = shipping_migrations,
+	        .nmigrations = shipping_migrations_count,
+	        .commands = commands,
+	        .ncommands = ARRAY_LEN(commands),
+	        .queues = t.queues,
+	        .nqueues = ARRAY_LEN(t.queues),
+	        .exchanges = exchanges,
+	        .nexchanges = ARRAY_LEN(exchanges),
+	        .bindings = t.bd,
+	        .arg = &s,
+	};
 	struct part_common com;
-	struct part_config cfg = {0};
+	int rc = part_parse(&cli, argc, argv, &com);
 
-	part_common_init(&com);
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		r = part_common_flag(&com, "shipping-svc", c, optarg);
-		if (r < 0)
-			return 2;
-		if (r > 0)
-			continue;
-		switch (c) {
-		case 'i':
-			s.instance = optarg;
-			break;
-		case 'b':
-			if (nbinds == MAX_BINDS || optarg[0] == '\0' ||
-			    strlen(optarg) > 250) {
-				fprintf(stderr,
-				        "shipping-svc: --bind: at most %d "
-				        "patterns like 'india.*'\n",
-				        MAX_BINDS);
-				return 2;
-			}
-			binds[nbinds++] = optarg;
-			break;
-		case 'n':
-			if (s.nno_ship == MAX_BINDS) {
-				fprintf(stderr,
-				        "shipping-svc: too many --no-ship\n");
-				return 2;
-			}
-			s.no_ship[s.nno_ship++] = optarg;
-			break;
-		default:
-			fprintf(stderr,
-			        "usage: shipping-svc --amqp URL --db PATH "
-			        "[--instance NAME] [--bind PATTERN]... "
-			        "[--no-ship COUNTRY]... [--log-level L]\n"
-			        "                    [--processed-days N]\n");
-			return c == 'h' ? 0 : 2;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "shipping-svc: unexpected argument \"%s\"\n",
-		        argv[optind]);
+	if (rc >= 0)
+		return rc;
+	if (part_common_check(&com, "shipping-svc") != 0 ||
+	    check_instance(&s) != 0)
 		return 2;
-	}
-	if (part_common_check(&com, "shipping-svc") != 0)
-		return 2;
-	if (strspn(s.instance, "abcdefghijklmnopqrstuvwxyz0123456789-_") !=
-	            strlen(s.instance) ||
-	    s.instance[0] == '\0' || strlen(s.instance) > 100) {
-		fprintf(stderr,
-		        "shipping-svc: --instance: use 1-100 of [a-z0-9_-]\n");
-		return 2;
-	}
-	if (nbinds > 0 && strcmp(s.instance, "default") == 0) {
-		fprintf(stderr, "shipping-svc: a regional instance (--bind) "
-		                "needs its own --instance NAME\n");
-		return 2;
-	}
-	bd[nbd++] = (struct bus_binding){"saga.commands", NULL, "shipping",
-	                                 "shipping.#"};
-	if (nbinds == 0) {
-		snprintf(queue, sizeof(queue), "shipping.default");
-		bd[nbd++] = (struct bus_binding){"shipping.unrouted", queue,
-		                                 NULL, ""};
-	} else {
-		snprintf(queue, sizeof(queue), "shipping.%s", s.instance);
-		for (int i = 0; i < nbinds; i++) {
-			snprintf(keys[i], sizeof(keys[i]), "shipping.%s",
-			         binds[i]);
-			bd[nbd++] = (struct bus_binding){"shipping", queue,
-			                                 NULL, keys[i]};
-		}
-	}
-	queues[0] = queue;
-	cfg.name = "shipping";
-	cfg.participant = "shipping";
+	ship_topology(&s, &t);
 	cfg.instance = s.instance;
-	cfg.migrations = shipping_migrations;
-	cfg.nmigrations = shipping_migrations_count;
-	cfg.commands = cmds;
-	cfg.ncommands = 2;
-	cfg.queues = queues;
-	cfg.nqueues = 1;
-	cfg.exchanges = ex;
-	cfg.nexchanges = 3;
-	cfg.bindings = bd;
-	cfg.nbindings = nbd;
-	cfg.arg = &s;
+	cfg.nbindings = t.nbd;
 	return part_main("shipping-svc", &com, &cfg);
 }

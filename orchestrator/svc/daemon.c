@@ -31,12 +31,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
 #include "bundler.h"
 #include "bus.h"
-#include "envelope.h"
 #include "console.h"
+#include "envelope.h"
 #include "http.h"
 #include "log.h"
+#include "otlp.h"
 #include "loop.h"
 #include "orch.h"
 #include "presence.h"
@@ -153,7 +155,7 @@ on_step(void *arg, const char *chart, const char *state, double seconds)
 
 struct adapter {
 	struct bus *bus;
-	struct loop *l;
+	struct durable *d; /* the loop, as the transport sees it */
 	struct http *http;
 	struct store *st;
 	struct orch *o;
@@ -183,6 +185,9 @@ struct adapter {
 	struct presence *presence; /* who takes commands (lib/presence.h) */
 	int64_t http_published_ms;
 	uint64_t presence_heard;
+	struct otlp *otlp;          /* spans (--otlp-url), or NULL */
+	struct store_active active; /* render_gauges, counted at active_at */
+	int64_t active_at_ms;
 	/* bytes left where the database is, at the last publish; -1 unknown */
 	long long disk_free;
 };
@@ -212,6 +217,41 @@ counter(struct http_response *r, const char *name, const char *help,
 	http_printf(r, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* How often the gauges of unfinished sagas are counted again (an index
+ * scan of the unfinished sagas: cheap, but not every 250 ms). */
+#define GAUGES_EVERY_MS 2000
+
+/* What is true now, not what happened: the sagas unfinished by status,
+ * and how long the oldest stuck one has waited (the stuck alerts). */
+static void
+render_gauges(struct adapter *a, struct http_response *r)
+{
+	int64_t now = clock_mono_ms();
+	const struct store_active *v = &a->active;
+
+	if (a->active_at_ms == 0 || now - a->active_at_ms >= GAUGES_EVERY_MS) {
+		if (store_active(a->st, &a->active) != 0)
+			log_warnx("metrics: %s", store_error(a->st));
+		a->active_at_ms = now;
+	}
+	counter(r, "saga_sagas", "Sagas not finished, by status, now.",
+	        "gauge");
+	http_printf(r,
+	            "saga_sagas{status=\"running\"} %lld\n"
+	            "saga_sagas{status=\"compensating\"} %lld\n"
+	            "saga_sagas{status=\"stuck\"} %lld\n",
+	            (long long)v->running, (long long)v->compensating,
+	            (long long)v->stuck);
+	counter(r, "saga_stuck_oldest_seconds",
+	        "How long the oldest stuck saga has waited (0: none).",
+	        "gauge");
+	http_printf(r, "saga_stuck_oldest_seconds %.3f\n",
+	            v->stuck > 0 && v->stuck_since_ms > 0
+	                    ? (double)(clock_wall_ms() - v->stuck_since_ms) /
+	                              1000.0
+	                    : 0.0);
+}
+
 static void
 render_metrics(struct adapter *a, struct http_response *r)
 {
@@ -233,7 +273,7 @@ render_metrics(struct adapter *a, struct http_response *r)
 	         offsetof(struct chart_counts, cancelled)},
 	};
 	const struct orch_stats *os = orch_stats(a->o);
-	const struct loop_stats *ls = loop_stats(a->l);
+	const struct durable_stats *ls = durable_stats(a->d);
 	int64_t depth = -1;
 
 	for (size_t k = 0; k < sizeof(per_chart) / sizeof(per_chart[0]); k++) {
@@ -344,6 +384,7 @@ render_metrics(struct adapter *a, struct http_response *r)
 		        "Bytes left on the database's file system.", "gauge");
 		http_printf(r, "saga_disk_free_bytes %lld\n", a->disk_free);
 	}
+	render_gauges(a, r);
 }
 
 /* /healthz and /metrics are snapshots the loop publishes every
@@ -365,7 +406,7 @@ unhealthy(struct adapter *a, char *buf, size_t cap)
 
 	a->disk_free =
 	        store_space_left(a->st, &left) == 0 ? (long long)left : -1;
-	if (!loop_healthy(a->l, &why))
+	if (!durable_healthy(a->d, &why))
 		return why[0] ? why : "commits fail";
 	if (a->disk_free >= 0 && a->disk_free < DISK_RESERVE_BYTES) {
 		snprintf(buf, cap,
@@ -594,7 +635,7 @@ reply_bundle(struct adapter *a, const struct bus_delivery *d)
 	}
 	for (size_t i = 0; i < b.n; i++) {
 		struct bus_delivery item = *d;
-		struct loop_delivery ld = {
+		struct durable_delivery ld = {
 		        .ref = first + i,
 		        .source = SRC_REPLIES,
 		        .body = b.items[i].body,
@@ -609,7 +650,7 @@ reply_bundle(struct adapter *a, const struct bus_delivery *d)
 		if (hold(a, &item) != 0)
 			log_error("out of memory: a refused reply would be "
 			          "dead-lettered without its reason");
-		loop_deliver(a->l, &ld);
+		durable_deliver(a->d, &ld);
 	}
 	envelope_bundle_clear(&b);
 }
@@ -654,7 +695,7 @@ static void
 on_delivery(void *arg, const struct bus_delivery *d)
 {
 	struct adapter *a = arg;
-	struct loop_delivery ld = {
+	struct durable_delivery ld = {
 	        .ref = d->ref,
 	        .body = d->body,
 	        .len = d->len,
@@ -687,28 +728,28 @@ on_delivery(void *arg, const struct bus_delivery *d)
 		ld.source = SRC_CONTROL;
 	else
 		ld.source = SRC_REPLIES;
-	loop_deliver(a->l, &ld);
+	durable_deliver(a->d, &ld);
 }
 
 /* The broker's answer for a bundle, passed on to each of its rows. */
 struct row_answer {
-	struct loop *l;
-	enum loop_confirm c;
+	struct durable *d;
+	enum durable_confirm c;
 };
 
 static void
 row_confirmed(void *arg, uint64_t tag)
 {
 	const struct row_answer *r = arg;
-	loop_confirmed(r->l, tag, r->c);
+	durable_confirmed(r->d, tag, r->c);
 }
 
 static void
 on_confirm(void *arg, uint64_t tag, enum bus_confirm c)
 {
 	struct adapter *a = arg;
-	struct row_answer r = {a->l,
-	                       c == BUS_ACK ? CONFIRM_ACK : CONFIRM_RETURNED};
+	struct row_answer r = {a->d,
+	                       c == BUS_ACK ? DURABLE_ACK : DURABLE_RETURNED};
 	if (tag & DLQ_TAG) { /* the copy is safe: drop the original */
 		settle_ref(a, tag & ~DLQ_TAG, false);
 		return;
@@ -737,21 +778,21 @@ t_flush(void *ctx)
 }
 
 static int
-t_publish(void *ctx, const struct store_outbox *m, uint64_t tag)
+t_publish(void *ctx, const struct durable_msg *m, uint64_t tag)
 {
 	struct adapter *a = ctx;
 	struct bus_message bm = {
 	        .exchange = m->exchange,
 	        .routing_key = m->routing_key,
 	        .message_id = m->message_id,
-	        .correlation_id = m->saga_id,
+	        .correlation_id = m->correlation_id,
 	        .type = m->type,
 	        .reply_to = m->reply_to,
 	        .traceparent = m->traceparent,
 	        .timestamp_ms = m->created_ms,
 	        .mandatory = strcmp(m->exchange, ORCH_EXCHANGE_COMMANDS) == 0,
 	        .body = m->body,
-	        .len = m->body_len,
+	        .len = m->len,
 	};
 	if (bm.mandatory &&
 	    bundler_hold(a->bundler, &bm, tag, publish_fn, a) == 0)
@@ -760,15 +801,16 @@ t_publish(void *ctx, const struct store_outbox *m, uint64_t tag)
 }
 
 static int
-t_settle(void *ctx, const uint64_t *acks, size_t nacks, const uint64_t *rejects,
-         const char *const *reasons, size_t nrej)
+t_settle(void *ctx, uint64_t ref, enum durable_verdict v, const char *why)
 {
 	struct adapter *a = ctx;
 
-	for (size_t i = 0; i < nrej; i++)
-		dead_letter(a, rejects[i], reasons[i]);
-	for (size_t i = 0; i < nacks; i++)
-		settle_ref(a, acks[i], false);
+	/* the orchestrator's handler never asks for a retry (it has no
+	 * retry queue): anything not done goes to the DLQ with its reason */
+	if (v == DURABLE_DONE)
+		settle_ref(a, ref, false);
+	else
+		dead_letter(a, ref, why);
 	return 0;
 }
 
@@ -912,11 +954,11 @@ drain_step(struct adapter *a)
 }
 
 static int
-t_poll(void *ctx, struct loop *l, int timeout_ms)
+t_poll(void *ctx, struct durable *d, int timeout_ms)
 {
 	struct adapter *a = ctx;
 	struct bus_handlers h = {on_delivery, on_confirm, a};
-	a->l = l;
+	a->d = d;
 	bus_poll(a->bus, timeout_ms, &h);
 	note_joined(a);
 	if (a->drain != DRAIN_NO)
@@ -965,262 +1007,443 @@ on_reload(void *arg)
 	log_info("reloaded statecharts from %s", r->dir);
 }
 
+/* ---- topology ----
+ *
+ * The orchestrator's exchanges, queues and bindings as data: one table
+ * each, declared on every connect (bus.h). A queue's name depends on the
+ * shard (shard.h), so the tables name those queues by their role (Q_*,
+ * resolved by topo_name), and `when` says which orchestrators declare an
+ * entry: a shard adds the hash ring, and a draining shard leaves its
+ * orders queue off the ring (drain_step unbinds it once the other shards
+ * have been told). */
+
+#define Q_ORDERS    "$orders"
+#define Q_REPLIES   "$replies"
+#define Q_CONTROL   "$control"
+#define Q_PRESENCE  "$presence"
+#define K_REPLY_KEY "$reply_key"
+
+enum topo_when {
+	T_ALL,       /* every orchestrator */
+	T_UNSHARDED, /* without --shard */
+	T_SHARD,     /* a shard */
+	T_SERVING,   /* a shard that is not draining */
+};
+
+static const struct {
+	enum topo_when when;
+	struct bus_exchange x;
+} orch_exchanges[] = {
+        {T_ALL, {ORCH_EXCHANGE_EVENTS, "topic", NULL, NULL}},
+        {T_ALL, {ORCH_EXCHANGE_COMMANDS, "topic", NULL, NULL}},
+        {T_ALL, {ORCH_EXCHANGE_REPLIES, "direct", NULL, NULL}},
+        {T_ALL, {DLX, "direct", NULL, NULL}},
+        {T_ALL, {PRESENCE_EXCHANGE, "fanout", NULL, NULL}},
+        /* shards: order ids hashed over the orders queues */
+        {T_SHARD,
+         {SHARD_EXCHANGE, "x-consistent-hash", NULL, "correlation_id"}},
+        {T_SHARD, {SHARD_RING, "fanout", NULL, NULL}},
+};
+
+static const struct bus_queue orch_queues[] = {
+        {.name = Q_ORDERS, .dlx = DLX, .dlrk = DLQ},
+        {.name = Q_REPLIES, .dlx = DLX, .dlrk = DLQ},
+        {.name = Q_CONTROL, .dlx = DLX, .dlrk = DLQ},
+        {.name = DLQ},
+        /* participants' announcements: short-lived, never dead-lettered;
+         * of the deployment's queue type: a classic queue is down with its
+         * node, and the orchestrator could not connect to the rest of a
+         * cluster */
+        {.name = Q_PRESENCE, .ttl_ms = PRESENCE_TTL_MS, .max_length = 10000},
+        /* every domain event, kept for audit (the demo prints it);
+         * declared here, by the events' one publisher of order.* besides
+         * order-api */
+        {.name = "audit"},
+};
+
+static const struct {
+	enum topo_when when;
+	struct bus_binding b;
+} orch_bindings[] = {
+        {T_ALL, {ORCH_EXCHANGE_REPLIES, Q_REPLIES, NULL, K_REPLY_KEY}},
+        {T_ALL, {DLX, DLQ, NULL, DLQ}},
+        {T_ALL, {ORCH_EXCHANGE_EVENTS, "audit", NULL, "order.#"}},
+        {T_ALL, {PRESENCE_EXCHANGE, Q_PRESENCE, NULL, ""}},
+        /* unsharded: order.created and cancels straight to the queue */
+        {T_UNSHARDED, {ORCH_EXCHANGE_EVENTS, Q_ORDERS, NULL, "order.created"}},
+        {T_UNSHARDED, {ORCH_EXCHANGE_EVENTS, Q_ORDERS, NULL, ORCH_CANCEL_TYPE}},
+        /* sharded: through the ring (a cancel reaches its order's shard:
+         * the ring hashes the order id), and told of changes */
+        {T_SHARD,
+         {ORCH_EXCHANGE_EVENTS, NULL, SHARD_EXCHANGE, "order.created"}},
+        {T_SHARD,
+         {ORCH_EXCHANGE_EVENTS, NULL, SHARD_EXCHANGE, ORCH_CANCEL_TYPE}},
+        {T_SHARD, {SHARD_RING, Q_CONTROL, NULL, ""}},
+        {T_SERVING, {SHARD_EXCHANGE, Q_ORDERS, NULL, SHARD_WEIGHT}},
+};
+
+/* The queues consumed; a drained shard deletes the same ones. */
+static const char *const orch_consumed[] = {Q_ORDERS, Q_REPLIES, Q_CONTROL,
+                                            Q_PRESENCE};
+_Static_assert(ARRAY_LEN(orch_consumed) <= BUS_MAX_CONSUME,
+               "the bus consumes at most BUS_MAX_CONSUME queues");
+
+/* The tables with this orchestrator's names; the bus copies it. */
+struct orch_topology {
+	struct bus_exchange ex[ARRAY_LEN(orch_exchanges)];
+	struct bus_queue qs[ARRAY_LEN(orch_queues)];
+	struct bus_binding bd[ARRAY_LEN(orch_bindings)];
+	const char *consume[ARRAY_LEN(orch_consumed)];
+	struct bus_topology topo;
+};
+
+static bool
+topo_wanted(const struct adapter *a, enum topo_when w)
+{
+	switch (w) {
+	case T_ALL:
+		return true;
+	case T_UNSHARDED:
+		return a->sh.index == 0;
+	case T_SHARD:
+		return a->sh.index != 0;
+	case T_SERVING:
+		return a->sh.index != 0 && a->drain == DRAIN_NO;
+	}
+	return false;
+}
+
+/* A table's name as this orchestrator's: a role (Q_*, K_*) or itself. */
+static const char *
+topo_name(const struct adapter *a, const char *name)
+{
+	static const struct {
+		const char *role;
+		size_t off;
+	} roles[] = {
+	        {Q_ORDERS, offsetof(struct adapter, orders_q)},
+	        {Q_REPLIES, offsetof(struct adapter, replies_q)},
+	        {Q_CONTROL, offsetof(struct adapter, control_q)},
+	        {Q_PRESENCE, offsetof(struct adapter, presence_q)},
+	        {K_REPLY_KEY, offsetof(struct adapter, sh.reply_key)},
+	};
+	for (size_t i = 0; name != NULL && i < ARRAY_LEN(roles); i++)
+		if (strcmp(name, roles[i].role) == 0)
+			return (const char *)a + roles[i].off;
+	return name;
+}
+
+static void
+topo_build(const struct adapter *a, struct orch_topology *t)
+{
+	struct bus_topology *tp = &t->topo;
+
+	*tp = (struct bus_topology){
+	        .exchanges = t->ex, .queues = t->qs, .bindings = t->bd};
+	for (size_t i = 0; i < ARRAY_LEN(orch_exchanges); i++)
+		if (topo_wanted(a, orch_exchanges[i].when))
+			t->ex[tp->nexchanges++] = orch_exchanges[i].x;
+	for (size_t i = 0; i < ARRAY_LEN(orch_queues); i++) {
+		t->qs[i] = orch_queues[i];
+		t->qs[i].name = topo_name(a, orch_queues[i].name);
+	}
+	tp->nqueues = ARRAY_LEN(orch_queues);
+	for (size_t i = 0; i < ARRAY_LEN(orch_bindings); i++) {
+		struct bus_binding *b = &t->bd[tp->nbindings];
+		if (!topo_wanted(a, orch_bindings[i].when))
+			continue;
+		*b = orch_bindings[i].b;
+		b->queue = topo_name(a, b->queue);
+		b->key = topo_name(a, b->key);
+		tp->nbindings++;
+	}
+	for (size_t i = 0; i < ARRAY_LEN(orch_consumed); i++)
+		t->consume[i] = topo_name(a, orch_consumed[i]);
+}
+
+/* ---- start, run, stop ---- */
+
+/* What orch_daemon_run holds; daemon_release frees it. */
+struct daemon {
+	const struct orch_daemon_config *cfg;
+	struct adapter a;
+	struct registry *reg;
+	struct loop *l;
+	size_t batch_max;
+	struct console *console; /* its routes on a.http, or NULL */
+};
+
+/* The shard, the database (claimed for the shard) and the charts. 0, or
+ * the exit status. */
+static int
+daemon_open(struct daemon *d)
+{
+	const struct orch_daemon_config *cfg = d->cfg;
+	struct adapter *a = &d->a;
+	char err[8192];
+
+	if (shard_parse(cfg->shard, &a->sh, err, sizeof(err)) != 0) {
+		log_error("%s", err);
+		return 2;
+	}
+	if (cfg->drain && a->sh.index == 0) {
+		log_error("--drain is for a shard (--shard I/N)");
+		return 2;
+	}
+	a->st = store_open(cfg->db, err, sizeof(err));
+	if (a->st == NULL) {
+		log_error("%s", err);
+		return 1;
+	}
+	if (shard_claim(a->st, &a->sh, &a->times, err, sizeof(err)) != 0) {
+		log_error("%s: %s", cfg->db, err);
+		return 1;
+	}
+	d->reg = registry_new(a->st);
+	if (d->reg == NULL ||
+	    registry_load_dir(d->reg, cfg->statecharts, clock_wall_ms(), err,
+	                      sizeof(err)) != 0) {
+		fprintf(stderr, "%s\n", d->reg == NULL ? "out of memory" : err);
+		return 1;
+	}
+	return 0;
+}
+
+/* -n: what daemon_open loaded. */
+static int
+print_charts(struct registry *reg)
+{
+	const struct chart *cs[16];
+	size_t n = registry_list(reg, cs, ARRAY_LEN(cs));
+
+	for (size_t i = 0; i < n && i < ARRAY_LEN(cs); i++)
+		printf("chart %s version %s (%s)\n", cs[i]->name,
+		       cs[i]->version, cs[i]->file);
+	printf("configuration ok\n");
+	return 0;
+}
+
+/* This orchestrator's queues and reply key: the shard's, or for an
+ * unsharded one with --reply-key KEY, KEY.replies. */
+static void
+name_queues(struct adapter *a, const char *reply_key)
+{
+	if (a->sh.index == 0 && strcmp(reply_key, "orchestrator") != 0)
+		snprintf(a->sh.replies_q, sizeof(a->sh.replies_q), "%s.replies",
+		         reply_key);
+	if (a->sh.index == 0)
+		snprintf(a->sh.reply_key, sizeof(a->sh.reply_key), "%s",
+		         reply_key);
+	snprintf(a->orders_q, sizeof(a->orders_q), "%s", a->sh.orders_q);
+	snprintf(a->replies_q, sizeof(a->replies_q), "%s", a->sh.replies_q);
+	snprintf(a->control_q, sizeof(a->control_q), "%s", a->sh.control_q);
+	snprintf(a->presence_q, sizeof(a->presence_q), "%s.presence",
+	         a->sh.replies_q);
+}
+
+static int
+open_bus(struct adapter *a, const struct orch_daemon_config *cfg)
+{
+	struct orch_topology t;
+	struct bus_config bc = {
+	        .url = cfg->amqp,
+	        .name = "saga-orchestrator",
+	        .ca_file = getenv("SAGA_AMQP_CA"),
+	        .cert_file = getenv("SAGA_AMQP_CERT"),
+	        .key_file = getenv("SAGA_AMQP_KEY"),
+	        .prefetch = (uint16_t)cfg->prefetch,
+	        .queue_type = cfg->queue_type,
+	        .topology = &t.topo,
+	        .consume = t.consume,
+	        .nconsume = ARRAY_LEN(t.consume),
+	};
+	char err[8192];
+
+	topo_build(a, &t);
+	a->bus = bus_open(&bc, err, sizeof(err)); /* copies the topology */
+	if (a->bus == NULL) {
+		log_error("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+start_http(struct adapter *a, const char *addr)
+{
+	char err[512];
+
+	if (addr == NULL)
+		return 0;
+	a->http = http_listen(addr, err, sizeof(err));
+	if (a->http == NULL) {
+		log_error("%s", err);
+		return -1;
+	}
+	log_info("http listening on port %d (/healthz, /metrics)",
+	         http_port(a->http));
+	return 0;
+}
+
+/* The processor and the durable loop over the adapter. */
+static int
+start_loop(struct daemon *d)
+{
+	const struct orch_daemon_config *cfg = d->cfg;
+	struct adapter *a = &d->a;
+	const struct durable_transport t = {
+	        .ctx = a,
+	        .publish = t_publish,
+	        .settle = t_settle,
+	        .poll = t_poll,
+	        .stop_consuming = t_stop,
+	        .unconfirmed = t_unconfirmed,
+	        .flush = t_flush,
+	        .ready = t_ready,
+	};
+	const struct durable_config lc = {
+	        .batch_max = d->batch_max,
+	        .batch_wait_ms = cfg->batch_wait_ms,
+	        /* every queue's window can arrive at once */
+	        .publish_window = 2000,
+	        .inbox_retention_ms =
+	                (int64_t)cfg->inbox_days * 24 * 3600 * 1000,
+	        /* every participant announces itself in this time */
+	        .reconnect_grace_ms = PRESENCE_LAPSE * PRESENCE_INTERVAL_MS,
+	};
+	struct orch_config oc = {.reply_to = a->sh.reply_key,
+	                         .absent = absent,
+	                         .absent_arg = a,
+	                         .on_step = on_step,
+	                         .on_status = on_status,
+	                         .observer_arg = &a->m};
+	char err[512];
+
+	if (cfg->otlp_url != NULL && cfg->otlp_url[0] != '\0') {
+		a->otlp = otlp_start(cfg->otlp_url, "saga-orchestrator", err,
+		                     sizeof(err));
+		if (a->otlp == NULL) {
+			log_error("%s", err);
+			return -1;
+		}
+		log_info("exporting spans to %s", cfg->otlp_url);
+	}
+	oc.otlp = a->otlp;
+	a->o = orch_new(a->st, d->reg, &oc);
+	d->l = a->o != NULL ? loop_new(a->st, a->o, &t, &lc) : NULL;
+	if (d->l == NULL) {
+		log_error("out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* Everything after daemon_open, up to the loop. 0, or -1 (logged). */
+static int
+daemon_start(struct daemon *d, volatile sig_atomic_t *stop)
+{
+	const struct orch_daemon_config *cfg = d->cfg;
+	struct adapter *a = &d->a;
+	char err[8192];
+
+	name_queues(a, cfg->reply_key);
+	a->stop = stop;
+	a->drain = cfg->drain ? DRAIN_ANNOUNCE : DRAIN_NO;
+	d->batch_max = (size_t)cfg->batch;
+	if ((size_t)cfg->prefetch * 3 > d->batch_max)
+		d->batch_max = (size_t)cfg->prefetch * 3;
+	if (open_bus(a, cfg) != 0)
+		return -1;
+	a->bundler = bundler_new((size_t)cfg->bundle);
+	a->presence = presence_new();
+	if (a->bundler == NULL || a->presence == NULL) {
+		log_error("out of memory");
+		return -1;
+	}
+	if (start_http(a, cfg->http) != 0)
+		return -1;
+	if (a->http != NULL) {
+		d->console = console_start(a->http, cfg->db, err, sizeof(err));
+		if (d->console == NULL) {
+			log_error("%s", err);
+			return -1;
+		}
+	}
+	if (bus_connect(a->bus, err, sizeof(err)) != 0)
+		log_warnx("cannot connect yet (%s); retrying", err);
+	return start_loop(d);
+}
+
+/* A drained shard's last act: its queues go (its database stays). */
+static void
+delete_queues(const struct adapter *a)
+{
+	for (size_t i = 0; i < ARRAY_LEN(orch_consumed); i++) {
+		const char *q = topo_name(a, orch_consumed[i]);
+		if (bus_queue_delete(a->bus, q, true) != 0)
+			log_warnx("cannot delete %s: delete it by hand once "
+			          "empty",
+			          q);
+	}
+	log_info("drained: every saga of this shard is finished; its "
+	         "queues are gone and its database stays for history");
+}
+
+/* The loop until *stop, then the drain. The exit status. */
+static int
+daemon_loop(struct daemon *d, volatile sig_atomic_t *stop,
+            volatile sig_atomic_t *reload)
+{
+	const struct orch_daemon_config *cfg = d->cfg;
+	struct reload_ctx rctx = {d->reg, cfg->statecharts};
+	int rc;
+
+	log_info("running: db=%s statecharts=%s batch=%zu "
+	         "prefetch=%d bundle=%d shard=%d/%d%s",
+	         cfg->db, cfg->statecharts, d->batch_max, cfg->prefetch,
+	         cfg->bundle, d->a.sh.index, d->a.sh.count,
+	         cfg->drain ? " (draining)" : "");
+	rc = loop_run(d->l, stop, reload, on_reload, &rctx, 10000) == 0 ? 0 : 1;
+	log_info("stopped (%s)", rc == 0 ? "drained" : "not drained");
+	if (d->a.drained)
+		delete_queues(&d->a);
+	return rc;
+}
+
+static void
+daemon_release(struct daemon *d)
+{
+	struct adapter *a = &d->a;
+
+	http_close(a->http);
+	console_free(d->console);
+	loop_free(d->l);
+	orch_free(a->o);
+	otlp_stop(a->otlp); /* posts the spans still queued */
+	bus_close(a->bus);
+	for (size_t i = 0; i < a->nheld; i++)
+		free(a->held[i].mem);
+	free(a->held);
+	bundler_free(a->bundler);
+	presence_free(a->presence);
+	registry_free(d->reg);
+	store_close(a->st);
+}
+
 int
 orch_daemon_run(const struct orch_daemon_config *cfg, int check_only,
                 volatile sig_atomic_t *stop, volatile sig_atomic_t *reload)
 {
-	char err[8192];
-	struct store *st = NULL;
-	struct registry *reg = NULL;
-	struct orch *o = NULL;
-	struct loop *l = NULL;
-	struct console *con = NULL;
-	struct bus *bus = NULL;
-	struct adapter a;
-	int rc = 1;
+	struct daemon d = {.cfg = cfg};
+	int rc;
 
-	memset(&a, 0, sizeof(a));
-	a.disk_free = -1;
-	if (shard_parse(cfg->shard, &a.sh, err, sizeof(err)) != 0) {
-		log_error("%s", err);
-		return 2;
-	}
-	if (cfg->drain && a.sh.index == 0) {
-		log_error("--drain is for a shard (--shard I/N)");
-		return 2;
-	}
-	st = store_open(cfg->db, err, sizeof(err));
-	if (st == NULL) {
-		log_error("%s", err);
-		return 1;
-	}
-	if (shard_claim(st, &a.sh, &a.times, err, sizeof(err)) != 0) {
-		log_error("%s: %s", cfg->db, err);
-		goto out;
-	}
-	reg = registry_new(st);
-	if (reg == NULL ||
-	    registry_load_dir(reg, cfg->statecharts, clock_wall_ms(), err,
-	                      sizeof(err)) != 0) {
-		fprintf(stderr, "%s\n", reg == NULL ? "out of memory" : err);
-		goto out;
-	}
-	if (check_only) {
-		const struct chart *cs[16];
-		size_t n = registry_list(reg, cs, 16);
-		for (size_t i = 0; i < n && i < 16; i++)
-			printf("chart %s version %s (%s)\n", cs[i]->name,
-			       cs[i]->version, cs[i]->file);
-		printf("configuration ok\n");
-		rc = 0;
-		goto out;
-	}
-
-	if (a.sh.index == 0 && strcmp(cfg->reply_key, "orchestrator") != 0)
-		snprintf(a.sh.replies_q, sizeof(a.sh.replies_q), "%s.replies",
-		         cfg->reply_key);
-	if (a.sh.index == 0)
-		snprintf(a.sh.reply_key, sizeof(a.sh.reply_key), "%s",
-		         cfg->reply_key);
-	snprintf(a.orders_q, sizeof(a.orders_q), "%s", a.sh.orders_q);
-	snprintf(a.replies_q, sizeof(a.replies_q), "%s", a.sh.replies_q);
-	snprintf(a.control_q, sizeof(a.control_q), "%s", a.sh.control_q);
-	/* participants' announcements: short-lived, never dead-lettered */
-	snprintf(a.presence_q, sizeof(a.presence_q), "%s.presence",
-	         a.sh.replies_q);
-	a.stop = stop;
-	a.drain = cfg->drain ? DRAIN_ANNOUNCE : DRAIN_NO;
-	{
-		const struct bus_exchange ex[] = {
-		        {ORCH_EXCHANGE_EVENTS, "topic", NULL, NULL},
-		        {ORCH_EXCHANGE_COMMANDS, "topic", NULL, NULL},
-		        {ORCH_EXCHANGE_REPLIES, "direct", NULL, NULL},
-		        {DLX, "direct", NULL, NULL},
-		        {PRESENCE_EXCHANGE, "fanout", NULL, NULL},
-		        /* shards: order ids hashed over the orders queues */
-		        {SHARD_EXCHANGE, "x-consistent-hash", NULL,
-		         "correlation_id"},
-		        {SHARD_RING, "fanout", NULL, NULL},
-		};
-		const struct bus_queue qs[] = {
-		        {.name = a.orders_q,
-		         .dlx = DLX,
-		         .dlrk = "orchestrator.dlq"},
-		        {.name = a.replies_q,
-		         .dlx = DLX,
-		         .dlrk = "orchestrator.dlq"},
-		        {.name = a.control_q,
-		         .dlx = DLX,
-		         .dlrk = "orchestrator.dlq"},
-		        {.name = "orchestrator.dlq"},
-		        /* of the deployment's queue type: a classic queue
-		         * is down with its node, and the orchestrator could
-		         * not connect to the rest of a cluster */
-		        {.name = a.presence_q,
-		         .ttl_ms = PRESENCE_TTL_MS,
-		         .max_length = 10000},
-		        /* every domain event, kept for audit (the demo
-		         * prints it); declared here, by the events' one
-		         * publisher of order.* besides order-api */
-		        {.name = "audit"},
-		};
-		const struct bus_binding bd_common[] = {
-		        {ORCH_EXCHANGE_REPLIES, a.replies_q, NULL,
-		         a.sh.reply_key},
-		        {DLX, "orchestrator.dlq", NULL, "orchestrator.dlq"},
-		        {ORCH_EXCHANGE_EVENTS, "audit", NULL, "order.#"},
-		        {PRESENCE_EXCHANGE, a.presence_q, NULL, ""},
-		        /* unsharded: order.created and cancels straight to
-		         * the queue */
-		        {ORCH_EXCHANGE_EVENTS, a.orders_q, NULL,
-		         "order.created"},
-		        {ORCH_EXCHANGE_EVENTS, a.orders_q, NULL,
-		         ORCH_CANCEL_TYPE},
-		};
-		const struct bus_binding bd_shard[] = {
-		        bd_common[0],
-		        bd_common[1],
-		        bd_common[2],
-		        bd_common[3],
-		        /* sharded: through the ring (a cancel reaches its
-		         * order's shard: the ring hashes the order id), and
-		         * told of changes */
-		        {ORCH_EXCHANGE_EVENTS, NULL, SHARD_EXCHANGE,
-		         "order.created"},
-		        {ORCH_EXCHANGE_EVENTS, NULL, SHARD_EXCHANGE,
-		         ORCH_CANCEL_TYPE},
-		        {SHARD_RING, a.control_q, NULL, ""},
-		        {SHARD_EXCHANGE, a.orders_q, NULL, SHARD_WEIGHT},
-		};
-		/* a draining shard does not bind its orders queue: drain_step
-		 * unbinds it once the other shards have been told */
-		const struct bus_topology topo =
-		        a.sh.index == 0
-		                ? (struct bus_topology){ex, 5,         qs,
-		                                        6,  bd_common, 6}
-		                : (struct bus_topology){
-		                          ex,
-		                          7,
-		                          qs,
-		                          6,
-		                          bd_shard,
-		                          a.drain != DRAIN_NO ? 7 : 8};
-		const char *consume[] = {a.orders_q, a.replies_q, a.control_q,
-		                         a.presence_q};
-		struct bus_config bc = {
-		        .url = cfg->amqp,
-		        .name = "saga-orchestrator",
-		        .ca_file = getenv("SAGA_AMQP_CA"),
-		        .cert_file = getenv("SAGA_AMQP_CERT"),
-		        .key_file = getenv("SAGA_AMQP_KEY"),
-		        .prefetch = (uint16_t)cfg->prefetch,
-		        .queue_type = cfg->queue_type,
-		        .topology = &topo,
-		        .consume = consume,
-		        .nconsume = 4,
-		};
-		struct loop_transport t = {
-		        .ctx = &a,
-		        .publish = t_publish,
-		        .settle = t_settle,
-		        .poll = t_poll,
-		        .stop_consuming = t_stop,
-		        .unconfirmed = t_unconfirmed,
-		        .flush = t_flush,
-		        .ready = t_ready,
-		};
-		struct loop_config lc = {
-		        .batch_max = (size_t)cfg->batch,
-		        .batch_wait_ms = cfg->batch_wait_ms,
-		        /* every queue's window can arrive at once */
-		        .publish_window = 2000,
-		        .inbox_retention_ms =
-		                (int64_t)cfg->inbox_days * 24 * 3600 * 1000,
-		        /* every participant announces itself in this time */
-		        .reconnect_grace_ms =
-		                PRESENCE_LAPSE * PRESENCE_INTERVAL_MS,
-		};
-		struct orch_config oc = {.reply_to = a.sh.reply_key,
-		                         .absent = absent,
-		                         .absent_arg = &a,
-		                         .on_step = on_step,
-		                         .on_status = on_status,
-		                         .observer_arg = &a.m};
-		struct reload_ctx rctx = {reg, cfg->statecharts};
-
-		if ((size_t)cfg->prefetch * 3 > lc.batch_max)
-			lc.batch_max = (size_t)cfg->prefetch * 3;
-		bus = bus_open(&bc, err, sizeof(err));
-		if (bus == NULL) {
-			log_error("%s", err);
-			goto out;
-		}
-		a.bus = bus;
-		a.st = st;
-		a.bundler = bundler_new((size_t)cfg->bundle);
-		a.presence = presence_new();
-		if (a.bundler == NULL || a.presence == NULL) {
-			log_error("out of memory");
-			goto out;
-		}
-		if (cfg->http != NULL) {
-			a.http = http_listen(cfg->http, err, sizeof(err));
-			if (a.http == NULL) {
-				log_error("%s", err);
-				goto out;
-			}
-			con = console_start(a.http, cfg->db, err, sizeof(err));
-			if (con == NULL) {
-				log_error("%s", err);
-				goto out;
-			}
-			log_info("http listening on port %d (/healthz, "
-			         "/metrics, the console)",
-			         http_port(a.http));
-		}
-		if (bus_connect(bus, err, sizeof(err)) != 0)
-			log_warnx("cannot connect yet (%s); retrying", err);
-		o = orch_new(st, reg, &oc);
-		a.o = o;
-		l = o != NULL ? loop_new(st, o, &t, &lc) : NULL;
-		if (l == NULL) {
-			log_error("out of memory");
-			goto out;
-		}
-		log_info("running: db=%s statecharts=%s batch=%zu "
-		         "prefetch=%d bundle=%d shard=%d/%d%s",
-		         cfg->db, cfg->statecharts, lc.batch_max, cfg->prefetch,
-		         cfg->bundle, a.sh.index, a.sh.count,
-		         cfg->drain ? " (draining)" : "");
-		rc = loop_run(l, stop, reload, on_reload, &rctx, 10000) == 0
-		             ? 0
-		             : 1;
-		log_info("stopped (%s)", rc == 0 ? "drained" : "not drained");
-		if (a.drained) {
-			const char *qs_[] = {a.orders_q, a.replies_q,
-			                     a.control_q, a.presence_q};
-			for (size_t i = 0; i < 4; i++)
-				if (bus_queue_delete(bus, qs_[i], true) != 0)
-					log_warnx("cannot delete %s: delete it "
-					          "by hand once empty",
-					          qs_[i]);
-			log_info("drained: every saga of this shard is "
-			         "finished; its queues are gone and its "
-			         "database stays for history");
-		}
-	}
-out:
-	http_close(a.http);
-	console_free(con);
-	loop_free(l);
-	orch_free(o);
-	bus_close(bus);
-	for (size_t i = 0; i < a.nheld; i++)
-		free(a.held[i].mem);
-	free(a.held);
-	bundler_free(a.bundler);
-	presence_free(a.presence);
-	registry_free(reg);
-	store_close(st);
+	d.a.disk_free = -1; /* unknown until publish_http looks */
+	rc = daemon_open(&d);
+	if (rc == 0 && check_only)
+		rc = print_charts(d.reg);
+	else if (rc == 0)
+		rc = daemon_start(&d, stop) == 0 ? daemon_loop(&d, stop, reload)
+		                                 : 1;
+	daemon_release(&d);
 	return rc;
 }

@@ -21,6 +21,7 @@ struct orch_daemon_config {
 	int batch, batch_wait_ms, prefetch;
 	int bundle;     /* commands per message at most (bundler.h); 1: never */
 	int inbox_days; /* keep processed message ids this long; 0: forever */
+	const char *otlp_url; /* export spans there (lib/otlp.h), or NULL */
 };
 
 /* Parses a decimal integer in [min, max] into *out. 0, or -1 if s is not

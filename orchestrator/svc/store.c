@@ -68,6 +68,11 @@ static const char *const stmt_sql[ST__COUNT] = {
                           "fire_at <= ?1 ORDER BY fire_at LIMIT ?2",
         [ST_TIMER_NEXT] = "SELECT min(fire_at) FROM timers",
         [ST_COUNT_STATUS] = "SELECT count(*) FROM sagas WHERE status = ?1",
+        /* the index sagas_by_status(status, updated_at) covers it: the
+         * cost is the unfinished sagas' index entries, not the table */
+        [ST_ACTIVE] = "SELECT status, count(*), min(updated_at) FROM sagas "
+                      "WHERE status IN ('running', 'compensating', "
+                      "'stuck') GROUP BY status",
         [ST_SAGA_EXISTS] = "SELECT 1 FROM sagas WHERE id = ?1",
         [ST_NODE_GET] = "SELECT value FROM node WHERE key = ?1",
         [ST_NODE_PUT] = "INSERT INTO node(key, value) VALUES(?1, ?2) "
@@ -661,6 +666,31 @@ store_count_status(struct store *st, const char *status, int64_t *n)
 		return -1;
 	BIND_OK(store_bind_text(s, 1, status));
 	return single_int64(st, s, n, "cannot count sagas");
+}
+
+int
+store_active(struct store *st, struct store_active *a)
+{
+	sqlite3_stmt *s = stmt(st, ST_ACTIVE);
+	int rc;
+
+	memset(a, 0, sizeof(*a));
+	if (s == NULL)
+		return -1;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *status = store_column_text(s, 0);
+		int64_t n = sqlite3_column_int64(s, 1);
+		if (strcmp(status, "running") == 0) {
+			a->running = n;
+		} else if (strcmp(status, "compensating") == 0) {
+			a->compensating = n;
+		} else {
+			a->stuck = n;
+			a->stuck_since_ms = sqlite3_column_int64(s, 2);
+		}
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : store_fail(st, "cannot count sagas");
 }
 
 int

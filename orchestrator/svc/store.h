@@ -158,6 +158,13 @@ int store_timer_next(struct store *st, int64_t *fire_at_ms, bool *found);
 /* ---- counts, for metrics ---- */
 /* Number of sagas with this status name. */
 int store_count_status(struct store *st, const char *status, int64_t *n);
+/* The sagas not finished, now: running, compensating, stuck, and when
+ * the oldest stuck one last changed (it became stuck then; 0: none). */
+struct store_active {
+	int64_t running, compensating, stuck;
+	int64_t stuck_since_ms;
+};
+int store_active(struct store *st, struct store_active *a);
 
 /* ---- node: whom the database belongs to (shard.h) ---- */
 /* The value of a node key ("shard", "joined_at", "ring_changed_at") into
@@ -200,6 +207,7 @@ struct store_saga_summary {
 	char phase[24];
 	int attempt;
 	int64_t started_ms, state_entered_ms, updated_ms;
+	char trace_id[33]; /* of the traceparent it started with; "" none */
 };
 
 /* Which sagas store_list_sagas selects: every condition given must hold.

@@ -229,7 +229,8 @@ store_saga_shard(struct store *st, const char *id, char *shard, size_t cap,
 
 #define SUMMARY_COLUMNS                                                        \
 	"id, chart, chart_version, status, state, phase, attempt, "            \
-	"started_at, state_entered_at, updated_at"
+	"started_at, state_entered_at, updated_at, "                           \
+	"coalesce(substr(trace, 4, 32), '')"
 
 static void
 read_summary(sqlite3_stmt *s, struct store_saga_summary *r)
@@ -245,6 +246,8 @@ read_summary(sqlite3_stmt *s, struct store_saga_summary *r)
 	r->started_ms = sqlite3_column_int64(s, 7);
 	r->state_entered_ms = sqlite3_column_int64(s, 8);
 	r->updated_ms = sqlite3_column_int64(s, 9);
+	snprintf(r->trace_id, sizeof(r->trace_id), "%s",
+	         store_column_text(s, 10));
 }
 
 static int

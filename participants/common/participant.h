@@ -1,34 +1,36 @@
-/* participant.h -- the participant framework (participants/common): the
- * durable, idempotent loop every participant daemon runs, so that a daemon
- * is only its command handlers and its tables.
+/* participant.h -- the participant framework (participants/common): a
+ * participant's handler on the durable loop every daemon runs
+ * (lib/durable.h), so that a daemon is only its command handlers and its
+ * tables.
  *
  * For each delivery from one of the daemon's work queues:
  *
  *   1. The body is decoded (lib/envelope.h). A message that cannot be
  *      decoded, or whose content type is set and not application/msgpack,
- *      goes straight to `<queue>.dlq` with the reason in the x-saga-error
- *      header.
+ *      goes to `<queue>.dlq` with the reason in the x-saga-error header.
  *   2. In one SQLite transaction (BEGIN IMMEDIATE) shared by the
- *      deliveries that arrived together (a batch, up to the prefetch
- *      window), each in its own savepoint: if its message id is
- *      in `part_processed`, the stored reply is published again and
- *      nothing else happens (a command seen twice gets the same reply and
- *      changes nothing). Otherwise the handler for its type runs on the
- *      same connection, and its changes, the reply and the message id
- *      are committed together.
- *   3. After the batch's commit (one fsync for the batch) each reply is
- *      published with a publisher confirm; each delivery is acked when its
- *      reply's confirm arrives. A crash anywhere leaves the delivery
- *      unacked: it comes back, and step 2 replays. If the commit fails,
- *      the whole batch goes round the retry queue.
+ *      deliveries of a batch (up to the prefetch window), each in its own
+ *      savepoint: if its message id is in `part_processed`, the stored
+ *      reply is written to the outbox again and nothing else happens (a
+ *      command seen twice gets the same reply and changes nothing).
+ *      Otherwise the handler for its type runs on the same connection, and
+ *      its changes, the message id with its reply, and the reply's row in
+ *      `part_outbox` are committed together.
+ *   3. After the batch's commit (one fsync for the batch) each delivery
+ *      is acked, and the outbox is published with publisher confirms; a
+ *      row is deleted once the broker confirms it, and published again
+ *      after a crash until then. A crash before the commit leaves the
+ *      deliveries unacked: they come back, and step 2 replays. A commit
+ *      that fails (disk full) keeps the batch, acks nothing, and is
+ *      retried with backoff.
  *
  * Bundles (lib/envelope.h, schema/envelope.md section 3a): a delivery of
  * type saga.bundle carries several commands. Each item is handled as if it
  * had come alone, in the same batch: its own savepoint, dedup, reply,
  * retries (alone, to Q.retry with x-saga-attempts) and dead letter (alone,
  * to Q.dlq). Replies to bundled commands that go to the same place leave
- * as one bundle; the bundle's delivery is acked once every item's reply
- * or copy is confirmed. A bundle that cannot be decoded goes to Q.dlq
+ * as one bundle (lib/bundler.h); the bundle's delivery is acked once
+ * every item is settled. A bundle that cannot be decoded goes to Q.dlq
  * whole.
  *
  * Compensations: a command declared with `undoes` records (saga, undone
@@ -40,11 +42,11 @@
  *
  * Retries: every work queue Q is declared with a dead-letter route to
  * `Q.retry`, a queue with a message TTL (`retry_ms`) that dead-letters back
- * to Q. A handler that answers PART_RETRY (a transient failure) or a
- * commit that fails (disk full) rolls back and rejects the delivery to
- * `Q.retry`; past `max_attempts` deliveries it goes to `Q.dlq` with the
- * reason. PART_REFUSE (a command that can never succeed: unknown type,
- * fields of the wrong type) goes to `Q.dlq` at once.
+ * to Q. A handler that answers PART_RETRY (a transient failure) rolls
+ * back its savepoint and the delivery goes to `Q.retry` after the commit; past
+ * `max_attempts` deliveries it goes to `Q.dlq` with the reason. PART_REFUSE (a
+ * command that can never succeed: unknown type, fields of the wrong type) goes
+ * to `Q.dlq` at once.
  *
  * Bounded storage: `part_processed` keeps a message id (and its stored
  * reply) for `retention_ms` (default PART_RETENTION_MS, 7 days, as the
@@ -90,6 +92,7 @@
 
 #include "bus.h"
 #include "db.h"
+#include "durable.h"
 #include "envelope.h"
 
 /* What a handler produces. By default a reply to the orchestrator
@@ -194,9 +197,12 @@ struct part_stats {
 	uint64_t pruned; /* rows of part_processed and part_compensated */
 };
 
+/* How long part_run drains at most. */
+#define PART_DRAIN_MS 10000
+
 /* Runs the daemon until *stop becomes non-zero (set it from a SIGTERM
- * handler), then drains: stops consuming, waits up to 10 s for the
- * replies in flight to be confirmed (and their commands acked), closes.
+ * handler), then drains: stops consuming, commits what is in flight,
+ * waits up to PART_DRAIN_MS for the replies to be confirmed, closes.
  * Returns 0 after a clean stop, -1 with the reason in err if the
  * configuration (a retention out of bounds: checked first) or the
  * database is unusable (before touching the broker). An
@@ -204,30 +210,75 @@ struct part_stats {
 int part_run(const struct part_config *cfg, const volatile sig_atomic_t *stop,
              char *err, size_t errlen);
 
-/* The flags every participant takes: --amqp URL (default $SAGA_AMQP_URL),
- * --db PATH, --log-level LEVEL. part_common_flag handles one getopt
- * result for them (1 if it was one of them, 0 if not, -1 with a message
- * on stderr for a bad value); part_common_check says what is missing. */
-#define PART_COMMON_OPTIONS                                                    \
-	{"amqp", required_argument, NULL, 0x101},                              \
-	        {"db", required_argument, NULL, 0x102},                        \
-	{                                                                      \
-		"log-level", required_argument, NULL, 0x103                    \
-	}
-/* --processed-days N (0: forever), for the daemons that run part_main
- * (order-api keeps no part_processed): sets retention_ms. */
-#define PART_RETENTION_OPTION                                                  \
-	{                                                                      \
-		"processed-days", required_argument, NULL, 0x104               \
-	}
+/* The participant without its broker, for part_run and the unit tests:
+ * opens and migrates the database (cfg->on_open included) and puts the
+ * participant's handler on a durable loop fed by transport t (its
+ * `source` is not used). Borrows cfg's pointers. NULL with the reason in
+ * err if the configuration or the database is unusable. */
+struct part;
+struct part *part_open(const struct part_config *cfg,
+                       const struct durable_transport *t, char *err,
+                       size_t errlen);
+/* The loop, to run, turn or flush (durable.h). */
+struct durable *part_durable(struct part *p);
+/* The counters (dead_lettered, retried and pruned are the loop's). */
+const struct part_stats *part_stats(struct part *p);
+/* Frees everything (NULL is fine); the transport is the caller's. */
+void part_close(struct part *p);
+
+/* ---- the command line (cli.c) ----
+ *
+ * Every participant takes --amqp URL (default $SAGA_AMQP_URL), --db PATH
+ * and --log-level LEVEL; those that run part_main also --processed-days N
+ * (0: forever), which sets retention_ms. A daemon lists its own flags in
+ * a table of part_flag and hands it to part_parse with its usage text,
+ * which reads as its man page (PART_USAGE_COMMON describes the common
+ * flags). --help prints the usage on stdout. */
+#define PART_USAGE_COMMON                                                      \
+	"  --amqp URL           broker URL(s), comma-separated (env "          \
+	"SAGA_AMQP_URL)\n"                                                     \
+	"  --db PATH            this daemon's SQLite database\n"               \
+	"  --log-level L        debug, info, warn or error (default info)\n"
+#define PART_USAGE_RETENTION                                                   \
+	"  --processed-days N   keep processed message ids N days for dedup\n" \
+	"                       (default 7; 0: forever)\n"
+
+/* One of a daemon's own flags: --name, and where its value goes. Exactly
+ * one of str, on and set is given. */
+struct part_flag {
+	const char *name; /* without the -- */
+	const char **str; /* --name VALUE: VALUE (argv's) is stored here */
+	bool *on;         /* --name (no value): set to true */
+	/* --name VALUE: parsed by set(arg, VALUE); 0, or -1 after saying
+	 * why on stderr (the daemon exits 2) */
+	int (*set)(void *arg, const char *value);
+};
+
+#define PART_MAX_FLAGS 8
+
+struct part_cli {
+	const char *prog;  /* e.g. "inventory-svc": messages begin with it */
+	const char *usage; /* printed for --help and after a bad flag */
+	bool retention;    /* takes --processed-days */
+	const struct part_flag *flags; /* at most PART_MAX_FLAGS */
+	size_t nflags;
+	void *arg; /* handed to each flag's set */
+};
+
 struct part_common {
 	const char *amqp, *db;
 	int log_level;      /* enum log_level */
 	int processed_days; /* -1: not given (cfg->retention_ms stays) */
 };
-void part_common_init(struct part_common *c);
-int part_common_flag(struct part_common *c, const char *prog, int opt,
-                     const char *arg);
+
+/* Parses argv into *c and the daemon's flags. -1 when the daemon goes on;
+ * otherwise its exit status: 0 after --help, 2 after a bad flag or an
+ * argument that is no flag (with a message on stderr). It does not say
+ * what is missing: part_common_check (and part_main) do. */
+int part_parse(const struct part_cli *cli, int argc, char **argv,
+               struct part_common *c);
+/* 0 if --amqp (or SAGA_AMQP_URL) and --db were given; -1 after saying
+ * which is missing on stderr. */
 int part_common_check(const struct part_common *c, const char *prog);
 
 /* A daemon's main after its flags: checks the common ones (exit 2 with a

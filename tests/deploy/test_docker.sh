@@ -105,7 +105,8 @@ needed=$(for b in saga-orchestrator sagactl order-api inventory-svc payment-svc 
 for so in $needed; do
   f=$(ldconfig -p | awk -v so="$so" '$1 == so {print $NF; exit}')
   pkg=$([ -n "$f" ] && dpkg -S "$(readlink -f "$f")" 2>/dev/null | head -1 | cut -d: -f1)
-  case $pkg in ''|libc6) continue ;; esac
+  # the sanitizers' runtimes come with a -DSAGA_SANITIZE build, not the image
+  case $pkg in ''|libc6|libasan*|libubsan*|liblsan*|libtsan*) continue ;; esac
   check "runtime stage installs $pkg (for $so)" grep -qw "$pkg" <<<"$runtime"
 done
 check "the programs' libraries were found" test -n "$needed"

@@ -68,6 +68,28 @@ if [ -x "$bin/saga-orchestrator" ]; then
 else
   bad "no $bin/saga-orchestrator: build first"
 fi
+# the orderapi_* names against a running order-api (no broker: it takes
+# orders all the same, and serves /metrics)
+if [ -x "$bin/order-api" ]; then
+  aport=$(free_port)
+  SAGA_AMQP_URL="amqp://nobody:x@127.0.0.1:1/" "$bin/order-api" --db "$work/api.db" \
+    --listen "127.0.0.1:$aport" 2>"$work/api.log" &
+  apid=$!
+  api=""
+  for i in $(seq 1 50); do
+    api=$(curl -s "127.0.0.1:$aport/metrics") && [ -n "$api" ] && break
+    sleep 0.1
+  done
+  kill -TERM "$apid" 2>/dev/null; wait "$apid" 2>/dev/null
+  check "order-api serves /metrics" grep -q '^# TYPE orderapi_' <<<"$api"
+  for m in $(grep -v '^ *#' "$mon/alerts.yml" "$mon/grafana-dashboard.json" \
+               | grep -o 'orderapi_[a-z][a-z_]*' | sort -u); do
+    check "metric $m is one order-api serves" metrics_have "$api" "$m"
+  done
+else
+  bad "no $bin/order-api: build first"
+fi
+check "prometheus.yml scrapes order-api's /metrics" grep -q 'job_name: order-api' "$mon/prometheus.yml"
 check "prometheus.yml scrapes the port the unit and compose give --http (9464)" \
   grep -q '127.0.0.1:9464' "$mon/prometheus.yml"
 

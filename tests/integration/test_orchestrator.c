@@ -17,10 +17,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+#include <pthread.h>
 #include <sqlite3.h>
 
 #include "bus.h"
 #include "envelope.h"
+#include "http.h"
 #include "log.h"
 #include "testutil.h"
 
@@ -530,6 +533,110 @@ read_dead_letter(void *arg, const struct bus_delivery *d)
 	return dl->take;
 }
 
+/* A small OpenTelemetry collector (lib/http on a loopback port): every
+ * span the orchestrator exports with --otlp-url, as JSON. */
+static struct {
+	pthread_mutex_t mu;
+	json_t *spans;
+} collector = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void
+collect_spans(void *arg, const struct http_request *req,
+              struct http_response *r)
+{
+	json_t *j = json_loads(req->body != NULL ? req->body : "", 0, NULL);
+	json_t *rs = json_object_get(j, "resourceSpans"), *x;
+	size_t i, k;
+
+	(void)arg;
+	pthread_mutex_lock(&collector.mu);
+	json_array_foreach(rs, i, x)
+	{
+		json_t *ss = json_object_get(x, "scopeSpans"), *y;
+		json_array_foreach(ss, k, y)
+		{
+			json_array_extend(collector.spans,
+			                  json_object_get(y, "spans"));
+		}
+	}
+	pthread_mutex_unlock(&collector.mu);
+	json_decref(j);
+	http_printf(r, "{}");
+}
+
+/* The value of attribute key of span s, "" if absent. */
+static const char *
+span_attr(json_t *s, const char *key)
+{
+	json_t *a;
+	size_t i;
+
+	json_array_foreach(json_object_get(s, "attributes"), i, a)
+	{
+		if (strcmp(json_string_value(json_object_get(a, "key")), key) ==
+		    0)
+			return json_string_value(json_object_get(
+			        json_object_get(a, "value"), "stringValue"));
+	}
+	return "";
+}
+
+static const char *
+span_str(json_t *s, const char *key)
+{
+	const char *v = json_string_value(json_object_get(s, key));
+	return v != NULL ? v : "";
+}
+
+/* The spans of one run (test_paths_and_bad_input): one per saga, from its
+ * order to its end, with its status, child of the order's span, in the
+ * trace the saga keeps; one per step it left, child of the saga's. */
+static void
+check_spans(const struct orch_proc *p)
+{
+	json_t *s, *saga = NULL;
+	size_t i;
+	int sagas = 0, failed = 0, steps = 0, children = 0;
+	char *trace = NULL;
+
+	pthread_mutex_lock(&collector.mu);
+	json_array_foreach(collector.spans, i, s)
+	{
+		if (strcmp(span_str(s, "name"), "saga order") == 0) {
+			sagas++;
+			failed += json_object_get(s, "status") != NULL;
+			if (strcmp(span_attr(s, "saga.id"), "ord-0") == 0)
+				saga = s;
+		}
+	}
+	CHECK_EQ(sagas, 20);
+	CHECK_EQ(failed, 11); /* ord-1, ord-10..19 declined */
+	CHECK(saga != NULL);
+	if (saga != NULL) {
+		CHECK_STR(span_attr(saga, "saga.status"), "completed");
+		CHECK(testutil_sh(&trace,
+		                  "sqlite3 '%s' \"SELECT substr(trace, 4, 32) "
+		                  "FROM sagas WHERE id = 'ord-0'\"",
+		                  p->db) == 0);
+		CHECK_STR(span_str(saga, "traceId"), trace ? trace : "?");
+		json_array_foreach(collector.spans, i, s)
+		{
+			if (strcmp(span_str(s, "traceId"),
+			           span_str(saga, "traceId")) != 0 ||
+			    s == saga)
+				continue;
+			steps++;
+			children += strcmp(span_str(s, "parentSpanId"),
+			                   span_str(saga, "spanId")) == 0;
+		}
+		/* reserve, payment, ship, ... each a child of the saga */
+		CHECK_MSG(steps >= 3 && children == steps,
+		          "%d steps, %d children", steps, children);
+	}
+	pthread_mutex_unlock(&collector.mu);
+	free(trace);
+}
+
 static void
 test_paths_and_bad_input(void)
 {
@@ -543,10 +650,21 @@ test_paths_and_bad_input(void)
 	                        .body = junk,
 	                        .len = sizeof(junk)};
 	uint32_t msgs = 0, cons = 0;
+	struct http *col;
+	char err[256], otlp[128];
 
 	CHECK(own_world(&p, &w, "orch-paths", 20, &url) == 0);
 	p.http_port = testutil_free_port();
 	w.decline_prefix = "ord-1"; /* ord-1, ord-10..19 are declined */
+	collector.spans = json_array();
+	col = http_listen("127.0.0.1:0", err, sizeof(err));
+	CHECK_MSG(col != NULL, "%s", err);
+	CHECK(http_route(col, "/v1/traces", HTTP_POST, collect_spans, NULL) ==
+	      0);
+	snprintf(otlp, sizeof(otlp), "http://127.0.0.1:%d/v1/traces",
+	         http_port(col));
+	p.extra[0] = "--otlp-url";
+	p.extra[1] = otlp;
 	CHECK(orch_start(&p, url) == 0);
 	CHECK(wait_ready(&w) == 0);
 	for (int i = 0; i < 20; i++)
@@ -591,9 +709,12 @@ test_paths_and_bad_input(void)
 		        "saga_started_total{chart=\"order\"} 20\n",
 		        "saga_dead_lettered_total 1\n",
 		        "saga_duplicates_dropped_total 2\n",
-		        NULL};
+		        /* what is true now: every saga has finished */
+		        "saga_sagas{status=\"running\"} 0\n",
+		        "saga_sagas{status=\"stuck\"} 0\n",
+		        "saga_stuck_oldest_seconds 0.000\n", NULL};
 		char *metrics = testutil_http_until(p.http_port, "/metrics",
-		                                    want, 3000, &sm);
+		                                    want, 5000, &sm);
 		char *missing = testutil_http(p.http_port, "GET", "/nope", NULL,
 		                              NULL, &sx);
 		CHECK(health != NULL && metrics != NULL && missing != NULL);
@@ -616,13 +737,18 @@ test_paths_and_bad_input(void)
 		                strstr(metrics,
 		                       "saga_step_duration_seconds_count{"
 		                       "chart=\"order\",state=\"payment\"}") &&
-		                strstr(metrics, "saga_outbox_depth "),
+		                strstr(metrics, "saga_outbox_depth ") &&
+		                strstr(metrics,
+		                       "saga_sagas{status=\"running\"} 0\n"),
 		        "%s", metrics);
 		free(health);
 		free(metrics);
 		free(missing);
 	}
-	CHECK_EQ(orch_stop(&p, SIGTERM), 0);
+	CHECK_EQ(orch_stop(&p, SIGTERM), 0); /* posts its last spans */
+	check_spans(&p);
+	http_close(col);
+	json_decref(collector.spans);
 	close_world(&w, "orch-paths", url);
 }
 

@@ -655,6 +655,23 @@ test_broker_away(void)
 	/* a cancel waits in the outbox too */
 	CHECK_EQ(cancel(id1, NULL, "{\"reason\":\"away\"}", NULL), 202);
 	CHECK(api_health("\"outbox\":3,", 10));
+	{ /* /metrics says the same, with the 202s since the restart */
+		static const char *const want[] = {
+		        "orderapi_outbox_depth 3\n",
+		        "orderapi_bus_connected 0\n",
+		        "orderapi_responses_total{code=\"202\"} 3\n", NULL};
+		int st = 0;
+		char *m = testutil_http_until(T.port, "/metrics", want, 3000,
+		                              &st);
+		CHECK_MSG(
+		        st == 200 && m != NULL && strstr(m, want[0]) &&
+		                strstr(m, want[1]) && strstr(m, want[2]) &&
+		                strstr(m, "orderapi_outbox_oldest_seconds ") &&
+		                strstr(m, "# TYPE orderapi_responses_total "
+		                          "counter\n"),
+		        "%d %s", st, m ? m : "");
+		free(m);
+	}
 
 	CHECK(broker_ctl("start", "") == 0);
 	CHECK(api_health("\"broker\":\"connected\"", 300));

@@ -22,7 +22,8 @@
 
 static const char *srcdir, *bindir;
 static char *dir, *url;
-static char db[512], charts[512], orch_log[512];
+static char db[512], charts[512], orch_log[512], http_addr[64];
+static int orch_port;
 static int orch_pid = -1;
 
 struct world {
@@ -406,6 +407,21 @@ test_stuck_resume_and_listing(void)
 	CHECK_MSG(strstr(out, "no unfinished saga matches"), "%s", out);
 	pump(500);
 	CHECK_EQ(db_count(stuck_sql), 2);
+	{ /* /metrics says so now (the gauge the SagaStuck alert reads) */
+		static const char *const want[] = {
+		        "saga_sagas{status=\"stuck\"} 2\n", NULL};
+		int st = 0;
+		char *m = testutil_http_until(orch_port, "/metrics", want, 5000,
+		                              &st);
+		CHECK_MSG(m != NULL && strstr(m, want[0]) != NULL, "%s",
+		          m ? m : "no /metrics");
+		CHECK_MSG(
+		        m != NULL &&
+		                strstr(m, "saga_stuck_oldest_seconds 0.000") ==
+		                        NULL,
+		        "the oldest stuck saga has waited no time: %s", m);
+		free(m);
+	}
 	CHECK_EQ(db_count("SELECT count(*) FROM history WHERE kind = "
 	                  "'operator'"),
 	         0);
@@ -442,6 +458,21 @@ test_stuck_resume_and_listing(void)
 	                  strstr(out, "timer     none"),
 	          "%s", out);
 	fprintf(stderr, "     $ sagactl show stk-1\n%s\n", out);
+	{ /* its trace id: the one it started with (every log line about a
+	   * message in hand ends with it: test_log, test_e2e) */
+		const char *t = strstr(out, "\ntrace     ");
+		char *want = NULL;
+		CHECK_MSG(t != NULL, "no trace line: %s", out);
+		CHECK(testutil_sh(&want,
+		                  "sqlite3 '%s' \"SELECT substr(trace, 4, 32) "
+		                  "FROM sagas WHERE id = 'stk-1'\"",
+		                  db) == 0);
+		CHECK_MSG(t != NULL && want != NULL && strlen(want) == 32 &&
+		                  strncmp(t + 11, want, 32) == 0,
+		          "trace %s, stored %s", t ? t + 11 : "?",
+		          want ? want : "?");
+		free(want);
+	}
 	CHECK_EQ(ctl_json("show stk-1 --json",
 	                  "d[\"status\"], [h[\"reason\"] for h in "
 	                  "d[\"history\"] if h[\"kind\"] == \"operator\"], "
@@ -533,6 +564,8 @@ main(void)
 	}
 	free(chart_out);
 	RUN(test_usage_errors);
+	orch_port = testutil_free_port();
+	snprintf(http_addr, sizeof(http_addr), "127.0.0.1:%d", orch_port);
 	url = testbroker_start("sagactl");
 	if (url == NULL || world_open() != 0) {
 		fprintf(stderr, "no broker\n");
@@ -550,6 +583,8 @@ main(void)
 		                         "2",
 		                         "--log-level",
 		                         "warn",
+		                         "--http",
+		                         http_addr,
 		                         NULL};
 		orch_pid = testutil_spawn(a, orch_log);
 	}

@@ -1,4 +1,4 @@
-/* test_bundler -- orchestrator/svc/bundler: commands held in one pass go
+/* test_bundler -- lib/bundler: commands held in one pass go
  * out one bundle per destination (a lone one as itself), a bundle's
  * confirm comes back as one per row, a bundle the broker refuses goes out
  * as singles, and a bundle of replies is settled item by item. No broker:

@@ -39,7 +39,7 @@ test_counter_and_gauge(void)
 	CHECK(c >= 0 && g >= 0 && c != g);
 	CHECK_EQ(metrics_family(m, "messages_total", METRIC_COUNTER, "x"), c);
 	metrics_labels(lv, sizeof(lv), "type", "inventory.reserve", "outcome",
-	               "ok", NULL);
+	               "ok", METRIC_END);
 	metrics_add(m, c, lv, 1);
 	metrics_add(m, c, lv, 2);
 	metrics_set(m, g, NULL, 1);
@@ -67,16 +67,17 @@ test_label_escaping(void)
 {
 	char lv[METRIC_LABELS_MAX], small[16];
 
-	metrics_labels(lv, sizeof(lv), "type", "a\"b\\c\nd", NULL);
+	metrics_labels(lv, sizeof(lv), "type", "a\"b\\c\nd", METRIC_END);
 	CHECK_STR(lv, "type=\"a\\\"b\\\\c\\nd\"");
 	/* cut, but never in the middle of an escape, and always closed */
-	metrics_labels(small, sizeof(small), "t", "\"\"\"\"\"\"\"\"", NULL);
+	metrics_labels(small, sizeof(small), "t", "\"\"\"\"\"\"\"\"",
+	               METRIC_END);
 	CHECK_MSG(strlen(small) < sizeof(small), "%s", small);
 	CHECK_MSG(small[strlen(small) - 1] == '"', "%s", small);
 	CHECK_MSG(strstr(small, "\\\"\"") != NULL ||
 	                  strcmp(small, "t=\"\"") == 0,
 	          "%s", small);
-	metrics_labels(lv, sizeof(lv), NULL);
+	metrics_labels(lv, sizeof(lv), METRIC_END);
 	CHECK_STR(lv, "");
 }
 
@@ -122,7 +123,7 @@ test_series_bounded(void)
 
 	for (int i = 0; i < 10 * METRIC_SERIES_MAX; i++) {
 		snprintf(type, sizeof(type), "junk.%d", i);
-		metrics_labels(lv, sizeof(lv), "type", type, NULL);
+		metrics_labels(lv, sizeof(lv), "type", type, METRIC_END);
 		metrics_add(m, c, lv, 1);
 	}
 	text = render(m);

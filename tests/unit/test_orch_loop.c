@@ -55,7 +55,7 @@ struct mem {
 };
 
 static int
-mem_publish(void *ctx, const struct store_outbox *m, uint64_t tag)
+mem_publish(void *ctx, const struct durable_msg *m, uint64_t tag)
 {
 	struct mem *b = ctx;
 	struct sent *s;
@@ -67,29 +67,28 @@ mem_publish(void *ctx, const struct store_outbox *m, uint64_t tag)
 	snprintf(s->rk, sizeof(s->rk), "%s", m->routing_key);
 	snprintf(s->id, sizeof(s->id), "%s", m->message_id);
 	snprintf(s->type, sizeof(s->type), "%s", m->type);
-	s->body = malloc(m->body_len);
-	memcpy(s->body, m->body, m->body_len);
-	s->len = m->body_len;
+	s->body = malloc(m->len);
+	memcpy(s->body, m->body, m->len);
+	s->len = m->len;
 	s->tag = tag;
 	return 0;
 }
 
 static int
-mem_settle(void *ctx, const uint64_t *acks, size_t nacks,
-           const uint64_t *rejects, const char *const *reasons, size_t nrej)
+mem_settle(void *ctx, uint64_t ref, enum durable_verdict v, const char *why)
 {
 	struct mem *b = ctx;
-	for (size_t i = 0; i < nacks; i++)
-		b->acked[b->nacked++] = acks[i];
-	for (size_t i = 0; i < nrej; i++) {
-		snprintf(b->reasons[b->nrejected], 300, "%s", reasons[i]);
-		b->rejected[b->nrejected++] = rejects[i];
+	if (v == DURABLE_DONE) {
+		b->acked[b->nacked++] = ref;
+		return 0;
 	}
+	snprintf(b->reasons[b->nrejected], 300, "%s", why);
+	b->rejected[b->nrejected++] = ref;
 	return 0;
 }
 
 static int
-mem_poll(void *ctx, struct loop *l, int timeout_ms)
+mem_poll(void *ctx, struct durable *l, int timeout_ms)
 {
 	struct mem *b = ctx;
 	b->last_timeout = timeout_ms;
@@ -97,12 +96,12 @@ mem_poll(void *ctx, struct loop *l, int timeout_ms)
 		if (!b->sent[i].confirmed) {
 			b->sent[i].confirmed = true;
 			b->nconfirmed++;
-			loop_confirmed(l, b->sent[i].tag, CONFIRM_ACK);
+			durable_confirmed(l, b->sent[i].tag, DURABLE_ACK);
 		}
 	}
 	while (b->next_in < b->nin) {
 		struct incoming *m = &b->in[b->next_in++];
-		struct loop_delivery d = {
+		struct durable_delivery d = {
 		        .ref = ++b->next_ref,
 		        .source = m->src,
 		        .body = m->body,
@@ -110,7 +109,7 @@ mem_poll(void *ctx, struct loop *l, int timeout_ms)
 		        .message_id = m->id,
 		        .content_type = m->content_type,
 		};
-		loop_deliver(l, &d);
+		durable_deliver(l, &d);
 	}
 	return 0;
 }
@@ -281,7 +280,7 @@ static int
 world_open(struct world *w)
 {
 	char err[2048];
-	struct loop_transport t = {
+	struct durable_transport t = {
 	        .ctx = w->bus,
 	        .publish = mem_publish,
 	        .settle = mem_settle,
@@ -290,11 +289,11 @@ world_open(struct world *w)
 	        .unconfirmed = mem_unconfirmed,
 	        .ready = mem_ready,
 	};
-	struct loop_config lc = {.batch_max = 50,
-	                         .batch_wait_ms = 0,
-	                         .inbox_retention_ms = world_retention_ms,
-	                         .prune_per_turn = world_prune_per_turn,
-	                         .reconnect_grace_ms = world_grace_ms};
+	struct durable_config lc = {.batch_max = 50,
+	                            .batch_wait_ms = 0,
+	                            .inbox_retention_ms = world_retention_ms,
+	                            .prune_per_turn = world_prune_per_turn,
+	                            .reconnect_grace_ms = world_grace_ms};
 	w->st = store_open(w->db, err, sizeof(err));
 	if (w->st == NULL) {
 		fprintf(stderr, "%s\n", err);

@@ -1,9 +1,12 @@
-/* bundler.h -- the orchestrator's side of bundles (lib/envelope.h): the
- * commands for one participant queue that one pass over the outbox makes
- * ready go out as one message, and a bundle of replies comes in as its
- * items. The broker's work is per message, so under load a saga's three
- * commands and three replies cost a fraction of a message each; at low
- * load a pass holds one command per queue and nothing changes on the wire.
+/* bundler.h -- bundles (lib/envelope.h) for the durable loop's bus
+ * transports: the messages for one queue that one pass over an outbox
+ * makes ready go out as one message (the orchestrator's commands for a
+ * participant, a participant's replies to bundled commands), and a bundle
+ * that comes in becomes its items (replies at the orchestrator, commands
+ * at a participant). The broker's work is per message, so under load a
+ * saga's three commands and three replies cost a fraction of a message
+ * each; at low load a pass holds one message per queue and nothing
+ * changes on the wire.
  *
  * Outgoing: bundler_hold() keeps a copy of a command (an outbox row, its
  * publish tag the row's seq); bundler_flush() sends what is held through

@@ -1,0 +1,617 @@
+/* part_bus.c -- a participant's broker (part_bus.h is its manual).
+ *
+ * Every delivery is held (copied) until it is settled: a dead letter or a
+ * retry copy needs its body and properties after the batch's commit, when
+ * the bus's own buffers are long gone. Publish tags: an outbox row's seq;
+ * DLQ_TAG | ref for a copy whose confirm settles `ref`; 0 for presence
+ * announcements (nothing to settle); BUNDLER_TAG for bundles of replies.
+ */
+#include "part_bus.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bundler.h"
+#include "bus.h"
+#include "clock.h"
+#include "envelope.h"
+#include "log.h"
+#include "presence.h"
+
+#define REPLIES_EXCHANGE "saga.replies"
+/* A daemon's topology at most (part_config): work queues (each with its
+ * .retry and .dlq), exchanges besides the framework's own two
+ * (saga.replies, saga.presence) and other queues. */
+#define MAX_QUEUES       8
+#define MAX_EXCHANGES    14
+#define MAX_EXTRA_QUEUES 16
+_Static_assert(MAX_QUEUES <= BUS_MAX_CONSUME, "the bus consumes them all");
+#define DLQ_TAG (UINT64_C(1) << 63)
+_Static_assert((DLQ_TAG & BUNDLER_TAG) == 0 && (DLQ_TAG & BUS_REF_FOREIGN) == 0,
+               "copy tags are told apart from bundles and item refs");
+
+/* A delivery (or a bundle's item) kept until it is settled. */
+struct held {
+	uint64_t ref;
+	int attempt;
+	bool item;
+	int64_t timestamp_ms;
+	const char *queue, *message_id, *correlation_id, *type, *reply_to,
+	        *traceparent, *content_type;
+	const void *body;
+	size_t len;
+	char *mem; /* owns the strings and the body */
+};
+
+struct part_bus {
+	const struct part_config *cfg;
+	struct bus *bus;
+	struct durable *d;
+	struct bundler *bundler;
+	struct held *held;
+	size_t nheld, capheld;
+	struct presence_announce presence; /* name "" when not announcing */
+	int64_t announced_ms;              /* mono */
+};
+
+/* ---- holding deliveries until they are settled ---- */
+
+static const char *
+nz(const char *s)
+{
+	return s != NULL ? s : "";
+}
+
+static int
+hold(struct part_bus *pb, const struct bus_delivery *d, int attempt, bool item)
+{
+	const char *f[7] = {d->queue,       d->message_id, d->correlation_id,
+	                    d->type,        d->reply_to,   d->traceparent,
+	                    d->content_type};
+	const char **dst[7];
+	size_t n = d->len + 1, l[7];
+	struct held *h;
+	char *w;
+
+	for (int i = 0; i < 7; i++)
+		n += (l[i] = strlen(nz(f[i]))) + 1;
+	if (pb->nheld == pb->capheld) {
+		size_t cap = pb->capheld ? pb->capheld * 2 : 256;
+		struct held *nh = realloc(pb->held, cap * sizeof(*nh));
+		if (nh == NULL)
+			return -1;
+		pb->held = nh;
+		pb->capheld = cap;
+	}
+	h = &pb->held[pb->nheld];
+	if ((h->mem = malloc(n)) == NULL)
+		return -1;
+	dst[0] = &h->queue, dst[1] = &h->message_id;
+	dst[2] = &h->correlation_id, dst[3] = &h->type;
+	dst[4] = &h->reply_to, dst[5] = &h->traceparent;
+	dst[6] = &h->content_type;
+	w = h->mem;
+	for (int i = 0; i < 7; i++) {
+		memcpy(w, nz(f[i]), l[i] + 1);
+		*dst[i] = w;
+		w += l[i] + 1;
+	}
+	if (d->len > 0)
+		memcpy(w, d->body, d->len);
+	h->body = w;
+	h->len = d->len;
+	h->ref = d->ref;
+	h->attempt = attempt;
+	h->item = item;
+	h->timestamp_ms = d->timestamp_ms;
+	pb->nheld++;
+	return 0;
+}
+
+static struct held *
+held_find(struct part_bus *pb, uint64_t ref)
+{
+	for (size_t i = 0; i < pb->nheld; i++)
+		if (pb->held[i].ref == ref)
+			return &pb->held[i];
+	return NULL;
+}
+
+static void
+held_drop(struct part_bus *pb, uint64_t ref)
+{
+	struct held *h = held_find(pb, ref);
+	if (h == NULL)
+		return;
+	free(h->mem);
+	*h = pb->held[--pb->nheld];
+}
+
+/* A delivery (or item) is done with: acked, or rejected to its queue's
+ * retry route. An item's bundle is acked once all its items are; a
+ * rejected item takes its whole bundle with it. */
+static void
+settle_ref(struct part_bus *pb, uint64_t ref, bool reject)
+{
+	uint64_t target = ref;
+	enum bundler_settle s;
+
+	held_drop(pb, ref);
+	s = bundler_settle(pb->bundler, ref, reject, &target);
+	if (s == BUNDLER_REJECT || (s == BUNDLER_PLAIN && reject))
+		bus_reject(pb->bus, target, false);
+	else if (s != BUNDLER_WAIT)
+		bus_ack(pb->bus, target, false);
+}
+
+/* A copy of a held delivery (an item alone, as a v1 message) to
+ * Q.<suffix>; the original is acked when the copy is confirmed. If the
+ * copy is refused (invalid) the original is acked anyway: it could never
+ * be copied, and retrying would not change that. */
+static void
+copy_to(struct part_bus *pb, const struct held *h, const char *suffix,
+        const char *why, int64_t attempts)
+{
+	char rk[300];
+	struct bus_message m = {0};
+	struct envelope e;
+	uint64_t ref = h->ref;
+	char err[256];
+
+	envelope_init(&e);
+	if (h->item && envelope_decode(h->body, h->len, &e, err, sizeof(err)))
+		envelope_clear(&e); /* its own properties if it has them */
+	snprintf(rk, sizeof(rk), "%s.%s", h->queue, suffix);
+	m.exchange = "";
+	m.routing_key = rk;
+	m.message_id = h->message_id[0] ? h->message_id
+	               : e.id[0]        ? e.id
+	                                : "unknown";
+	m.correlation_id = h->correlation_id[0] ? h->correlation_id
+	                   : e.saga[0]          ? e.saga
+	                                        : NULL;
+	m.type = h->type[0] ? h->type : e.type[0] ? e.type : NULL;
+	m.reply_to = h->reply_to[0] ? h->reply_to : NULL; /* for a replay */
+	m.traceparent = h->traceparent[0] ? h->traceparent : NULL;
+	m.content_type = h->content_type[0] ? h->content_type : NULL;
+	m.error = why;
+	m.attempts = attempts;
+	m.timestamp_ms = h->item && e.ts > 0 ? e.ts : h->timestamp_ms;
+	m.body = h->body;
+	m.len = h->len;
+	if (bus_publish(pb->bus, &m, ref | DLQ_TAG) != 0) {
+		log_error("cannot copy %s to %s: invalid message; acked",
+		          m.message_id, rk);
+		settle_ref(pb, ref, false);
+	}
+	envelope_clear(&e);
+}
+
+static void
+dead_letter(struct part_bus *pb, const struct held *h, const char *why)
+{
+	log_warnx("saga=%s dead-lettered %s from %s to %s.dlq: %s",
+	          h->correlation_id, h->message_id, h->queue, h->queue, why);
+	copy_to(pb, h, "dlq", why, 0);
+}
+
+/* ---- the transport (durable.h) ---- */
+
+static int
+t_settle(void *ctx, uint64_t ref, enum durable_verdict v, const char *why)
+{
+	struct part_bus *pb = ctx;
+	const struct held *h = held_find(pb, ref);
+
+	if (v == DURABLE_DONE || h == NULL) {
+		if (v != DURABLE_DONE) /* no copy (out of memory) */
+			log_error("out of memory: a delivery goes round "
+			          "the retry queue instead: %s",
+			          why);
+		settle_ref(pb, ref, v != DURABLE_DONE);
+	} else if (v == DURABLE_REJECT) {
+		dead_letter(pb, h, why);
+	} else if (!h->item) {
+		settle_ref(pb, ref, true); /* Q -> Q.retry -> Q */
+	} else { /* an item alone, its attempts in a header */
+		copy_to(pb, h, "retry", NULL, h->attempt);
+	}
+	return 0;
+}
+
+static int
+publish_fn(void *arg, const struct bus_message *m, uint64_t tag)
+{
+	struct part_bus *pb = arg;
+	return bus_publish(pb->bus, m, tag);
+}
+
+static int
+t_publish(void *ctx, const struct durable_msg *m, uint64_t tag)
+{
+	struct part_bus *pb = ctx;
+	struct bus_message bm = {
+	        .exchange = m->exchange,
+	        .routing_key = m->routing_key,
+	        .message_id = m->message_id,
+	        .correlation_id = m->correlation_id,
+	        .type = m->type,
+	        .reply_to = m->reply_to,
+	        .traceparent = m->traceparent,
+	        .timestamp_ms = m->created_ms,
+	        .expiration_ms = m->expiration_ms,
+	        .body = m->body,
+	        .len = m->len,
+	};
+	if (m->bundle &&
+	    bundler_hold(pb->bundler, &bm, tag, publish_fn, pb) == 0)
+		return 0; /* goes out at t_flush, maybe with others */
+	if (bus_publish(pb->bus, &bm, tag) == 0)
+		return 0;
+	/* it can never be published: the row goes as if unroutable */
+	log_error("cannot publish %s (%s): invalid message; dropped", m->type,
+	          m->message_id);
+	durable_confirmed(pb->d, tag, DURABLE_RETURNED);
+	return 0;
+}
+
+static void
+t_flush(void *ctx)
+{
+	struct part_bus *pb = ctx;
+	bundler_flush(pb->bundler, publish_fn, pb);
+}
+
+static void
+row_confirmed(void *arg, uint64_t tag)
+{
+	struct part_bus *pb = arg;
+	durable_confirmed(pb->d, tag, DURABLE_ACK);
+}
+
+static void
+row_returned(void *arg, uint64_t tag)
+{
+	struct part_bus *pb = arg;
+	durable_confirmed(pb->d, tag, DURABLE_RETURNED);
+}
+
+static void
+on_confirm(void *arg, uint64_t tag, enum bus_confirm c)
+{
+	struct part_bus *pb = arg;
+	void (*row)(void *, uint64_t) =
+	        c == BUS_ACK ? row_confirmed : row_returned;
+
+	if (tag == 0) /* a presence announcement */
+		return;
+	if (tag & DLQ_TAG) { /* the copy is safe: drop the original */
+		settle_ref(pb, tag & ~DLQ_TAG, false);
+		return;
+	}
+	if (bundler_confirmed(pb->bundler, tag, row, pb) == 0)
+		row(pb, tag); /* a row published alone */
+}
+
+/* A bundle of commands: each item goes to the loop as a delivery of its
+ * own, with the bundle's properties. One that cannot be decoded goes to
+ * Q.dlq whole. */
+static void
+on_bundle(struct part_bus *pb, const struct bus_delivery *d)
+{
+	struct envelope_bundle b;
+	char err[300], why[400];
+	uint64_t first;
+	int attempt = (int)d->rejected_count + 1;
+
+	if (envelope_bundle_decode(d->body, d->len, &b, err, sizeof(err))) {
+		snprintf(why, sizeof(why), "cannot decode the bundle: %s", err);
+		if (hold(pb, d, attempt, false) != 0) {
+			log_error("out of memory: a bad bundle goes round "
+			          "the retry queue");
+			bus_reject(pb->bus, d->ref, false);
+			return;
+		}
+		dead_letter(pb, held_find(pb, d->ref), why);
+		return;
+	}
+	if (bundler_items(pb->bundler, d->ref, b.n, &first) != 0) {
+		log_error("out of memory: a bundle waits for redelivery");
+		envelope_bundle_clear(&b);
+		return;
+	}
+	for (size_t i = 0; i < b.n; i++) {
+		struct bus_delivery item = *d;
+		struct durable_delivery dd = {
+		        .ref = first + i,
+		        .body = b.items[i].body,
+		        .len = b.items[i].len,
+		        .traceparent = b.items[i].traceparent,
+		        .reply_to = d->reply_to,
+		        .attempt = attempt,
+		        .bundled = true,
+		};
+		item.ref = dd.ref;
+		item.message_id = item.correlation_id = item.type = "";
+		item.traceparent = b.items[i].traceparent;
+		item.body = b.items[i].body;
+		item.len = b.items[i].len;
+		if (hold(pb, &item, attempt, true) != 0)
+			log_error("out of memory: a refused item would go "
+			          "round the retry queue");
+		durable_deliver(pb->d, &dd);
+	}
+	envelope_bundle_clear(&b);
+}
+
+static void
+on_delivery(void *arg, const struct bus_delivery *d)
+{
+	struct part_bus *pb = arg;
+	int attempt = (int)(d->attempts + d->rejected_count) + 1;
+	struct durable_delivery dd = {
+	        .ref = d->ref,
+	        .body = d->body,
+	        .len = d->len,
+	        .message_id = d->message_id,
+	        .content_type = d->content_type,
+	        .traceparent = d->traceparent,
+	        .reply_to = d->reply_to,
+	        .attempt = attempt,
+	};
+
+	/* a bundle of another content type is refused by the loop whole */
+	if (strcmp(d->type, ENVELOPE_BUNDLE_TYPE) == 0 &&
+	    (d->content_type[0] == '\0' ||
+	     strcmp(d->content_type, "application/msgpack") == 0)) {
+		on_bundle(pb, d);
+		return;
+	}
+	if (hold(pb, d, attempt, false) != 0)
+		log_error("out of memory: a refused message would go round "
+		          "the retry queue");
+	durable_deliver(pb->d, &dd);
+}
+
+/* ---- topology and presence ---- */
+
+/* The topology: the daemon's plus, for each work queue Q, Q.retry and
+ * Q.dlq, and saga.replies. */
+int
+part_bus_open(struct part_bus *p, char *err, size_t errlen)
+{
+	const struct part_config *cfg = p->cfg;
+	char names[MAX_QUEUES][3][256];
+	struct bus_exchange ex[2 + MAX_EXCHANGES];
+	struct bus_queue qs[MAX_QUEUES * 3 + MAX_EXTRA_QUEUES];
+	size_t nex = 0, nq = 0;
+	struct bus_topology topo;
+	struct bus_config bc = {0};
+
+	if (cfg->nqueues > MAX_QUEUES || cfg->nexchanges > MAX_EXCHANGES ||
+	    cfg->nextra_queues > MAX_EXTRA_QUEUES) {
+		snprintf(err, errlen, "topology too large");
+		return -1;
+	}
+	ex[nex++] =
+	        (struct bus_exchange){REPLIES_EXCHANGE, "direct", NULL, NULL};
+	if (cfg->participant != NULL)
+		ex[nex++] = (struct bus_exchange){PRESENCE_EXCHANGE, "fanout",
+		                                  NULL, NULL};
+	for (size_t i = 0; i < cfg->nexchanges; i++)
+		ex[nex++] = cfg->exchanges[i];
+	for (size_t i = 0; i < cfg->nqueues; i++) {
+		snprintf(names[i][0], 256, "%s", cfg->queues[i]);
+		snprintf(names[i][1], 256, "%s.retry", cfg->queues[i]);
+		snprintf(names[i][2], 256, "%s.dlq", cfg->queues[i]);
+		qs[nq++] = (struct bus_queue){
+		        .name = names[i][0], .dlx = "", .dlrk = names[i][1]};
+		qs[nq++] = (struct bus_queue){
+		        .name = names[i][1],
+		        .dlx = "",
+		        .dlrk = names[i][0],
+		        .ttl_ms = cfg->retry_ms > 0 ? cfg->retry_ms
+		                                    : PART_RETRY_MS};
+		qs[nq++] = (struct bus_queue){.name = names[i][2]};
+	}
+	for (size_t i = 0; i < cfg->nextra_queues; i++)
+		qs[nq++] = cfg->extra_queues[i];
+	topo = (struct bus_topology){ex, nex,           qs,
+	                             nq, cfg->bindings, cfg->nbindings};
+	bc.url = cfg->url;
+	bc.name = cfg->name;
+	bc.ca_file = getenv("SAGA_AMQP_CA");
+	bc.cert_file = getenv("SAGA_AMQP_CERT");
+	bc.key_file = getenv("SAGA_AMQP_KEY");
+	bc.prefetch = cfg->prefetch ? cfg->prefetch : PART_PREFETCH;
+	bc.queue_type = getenv("SAGA_QUEUE_TYPE");
+	bc.topology = &topo; /* copied by bus_open */
+	bc.consume = cfg->queues;
+	bc.nconsume = cfg->nqueues;
+	p->bus = bus_open(&bc, err, errlen);
+	return p->bus != NULL ? 0 : -1;
+}
+
+/* Is q one of the daemon's work queues? */
+static bool
+work_queue(const struct part_config *cfg, const char *q)
+{
+	for (size_t i = 0; q != NULL && i < cfg->nqueues; i++)
+		if (strcmp(cfg->queues[i], q) == 0)
+			return true;
+	return false;
+}
+
+static void
+add_key(struct presence_announce *a, const char *key)
+{
+	if (a->nkeys < PRESENCE_MAX_KEYS)
+		snprintf(a->keys[a->nkeys++], sizeof(a->keys[0]), "%s", key);
+	else
+		log_warnx("more than %d bindings: presence lists the first",
+		          PRESENCE_MAX_KEYS);
+}
+
+/* What this instance announces: the keys that reach its work queues. */
+static void
+presence_init(struct part_bus *p)
+{
+	const struct part_config *cfg = p->cfg;
+	struct presence_announce *a = &p->presence;
+
+	memset(a, 0, sizeof(*a));
+	if (cfg->participant == NULL)
+		return;
+	snprintf(a->name, sizeof(a->name), "%s", cfg->participant);
+	snprintf(a->instance, sizeof(a->instance), "%s/%ld",
+	         cfg->instance != NULL ? cfg->instance : "", (long)getpid());
+	a->interval_ms = PRESENCE_INTERVAL_MS;
+	for (size_t i = 0; i < cfg->nbindings; i++) {
+		const struct bus_binding *b = &cfg->bindings[i];
+		if (!work_queue(cfg, b->queue))
+			continue;
+		if (b->key != NULL && b->key[0] != '\0')
+			add_key(a, b->key);
+		else
+			a->fallback = true;
+	}
+	for (size_t i = 0; a->fallback && i < cfg->nbindings; i++) {
+		const struct bus_binding *b = &cfg->bindings[i];
+		if (b->dest_exchange != NULL && b->key != NULL &&
+		    strcmp(b->exchange, "saga.commands") == 0)
+			add_key(a, b->key);
+	}
+}
+
+/* Every PRESENCE_INTERVAL_MS while connected: "I take these commands".
+ * Not persistent, expiring: an old one means nothing. Its confirm (tag 0)
+ * matches no delivery. */
+static void
+announce(struct part_bus *p)
+{
+	struct envelope e;
+	struct bus_message m = {0};
+	char *body = NULL;
+	size_t len = 0;
+	int64_t now = clock_wall_ms();
+
+	if (p->presence.name[0] == '\0' || !bus_connected(p->bus) ||
+	    clock_mono_ms() - p->announced_ms < PRESENCE_INTERVAL_MS)
+		return;
+	p->announced_ms = clock_mono_ms();
+	if (presence_encode(&p->presence, now, &e) != 0 ||
+	    envelope_encode(&e, &body, &len) != 0) {
+		envelope_clear(&e);
+		log_error("cannot encode the presence announcement");
+		return;
+	}
+	m.exchange = PRESENCE_EXCHANGE;
+	m.routing_key = "";
+	m.message_id = e.id;
+	m.type = PRESENCE_TYPE;
+	m.timestamp_ms = now;
+	m.transient = true;
+	m.expiration_ms = PRESENCE_TTL_MS;
+	m.body = body;
+	m.len = len;
+	if (bus_publish(p->bus, &m, 0) != 0)
+		log_warnx("cannot announce presence");
+	free(body);
+	envelope_clear(&e);
+}
+
+static int
+t_poll(void *ctx, struct durable *d, int timeout_ms)
+{
+	struct part_bus *pb = ctx;
+	struct bus_handlers h = {on_delivery, on_confirm, pb};
+
+	pb->d = d;
+	bus_poll(pb->bus, timeout_ms, &h);
+	announce(pb);
+	return 0;
+}
+
+static bool
+t_ready(void *ctx)
+{
+	const struct part_bus *pb = ctx;
+	return bus_connected(pb->bus) && !bus_blocked(pb->bus);
+}
+
+static int
+t_stop(void *ctx)
+{
+	struct part_bus *pb = ctx;
+	return bus_cancel(pb->bus);
+}
+
+static size_t
+t_unconfirmed(void *ctx)
+{
+	const struct part_bus *pb = ctx;
+	return bus_unconfirmed(pb->bus) + bundler_rows_extra(pb->bundler);
+}
+
+/* ---- set-up ---- */
+
+struct part_bus *
+part_bus_new(const struct part_config *cfg, struct durable_transport *t,
+             char *err, size_t errlen)
+{
+	struct part_bus *pb = calloc(1, sizeof(*pb));
+
+	if (pb != NULL)
+		pb->bundler = bundler_new(ENVELOPE_BUNDLE_MAX);
+	if (pb == NULL || pb->bundler == NULL) {
+		free(pb);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	pb->cfg = cfg;
+	presence_init(pb);
+	*t = (struct durable_transport){
+	        .ctx = pb,
+	        .publish = t_publish,
+	        .settle = t_settle,
+	        .poll = t_poll,
+	        .stop_consuming = t_stop,
+	        .unconfirmed = t_unconfirmed,
+	        .ready = t_ready,
+	        .flush = t_flush,
+	};
+	return pb;
+}
+
+void
+part_bus_attach(struct part_bus *pb, struct durable *d)
+{
+	pb->d = d;
+}
+
+int
+part_bus_connect(struct part_bus *pb, char *err, size_t errlen)
+{
+	return bus_connect(pb->bus, err, errlen);
+}
+
+uint64_t
+part_bus_reconnects(const struct part_bus *pb)
+{
+	return pb->bus != NULL ? bus_stats(pb->bus)->reconnects : 0;
+}
+
+void
+part_bus_free(struct part_bus *pb)
+{
+	if (pb == NULL)
+		return;
+	bus_close(pb->bus);
+	for (size_t i = 0; i < pb->nheld; i++)
+		free(pb->held[i].mem);
+	free(pb->held);
+	bundler_free(pb->bundler);
+	free(pb);
+}

@@ -1,0 +1,42 @@
+/* part_bus.h -- a participant's broker: lib/bus adapted to the durable
+ * loop's transport (lib/durable.h), with the participant's topology
+ * (each work queue Q with Q.retry and Q.dlq), its presence
+ * announcements, and its settling:
+ *
+ *   - done: the delivery is acked (a bundle once all its items are);
+ *   - dead letter: a copy to Q.dlq with the reason (x-saga-error), the
+ *     original acked once the copy is confirmed;
+ *   - retry: a plain delivery is rejected (Q -> Q.retry -> Q); an item
+ *     of a bundle cannot be, so a copy of it alone goes to Q.retry with
+ *     its attempts in a header, and it is acked once that is confirmed.
+ *
+ * Bundles in (type saga.bundle) become one delivery per item; replies
+ * marked `bundle` in the outbox leave in bundles per destination
+ * (lib/bundler.h). Private to participants/common.
+ */
+#ifndef SAGA_PART_BUS_H
+#define SAGA_PART_BUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "durable.h"
+#include "participant.h"
+
+struct part_bus;
+
+/* Makes the adapter and fills *t with its transport; touches no network.
+ * Borrows cfg. NULL with the reason on out of memory. */
+struct part_bus *part_bus_new(const struct part_config *cfg,
+                              struct durable_transport *t, char *err,
+                              size_t errlen);
+/* The loop the transport feeds (before the first publish or poll). */
+void part_bus_attach(struct part_bus *pb, struct durable *d);
+/* Validates the configuration and declares nothing yet (bus_open). */
+int part_bus_open(struct part_bus *pb, char *err, size_t errlen);
+/* Tries to connect once (the bus keeps retrying from its polls). */
+int part_bus_connect(struct part_bus *pb, char *err, size_t errlen);
+uint64_t part_bus_reconnects(const struct part_bus *pb);
+void part_bus_free(struct part_bus *pb);
+
+#endif

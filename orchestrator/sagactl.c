@@ -944,59 +944,6 @@ out:
 
 /* ---- show ID --dot: the saga's path on its chart ---- */
 
-/* Marks a path from a to b: the direct edge, else through choice states
- * (which the history never shows: they chain within one step). */
-static bool
-mark_path(const struct chart *c, int a, int b, bool *states, bool *edges,
-          int depth)
-{
-	const struct chart_state *s = &c->states[a];
-	int succ[64];
-	size_t n = 0, i;
-
-	switch (s->type) {
-	case STATE_STEP:
-		for (i = 0; i < s->nreplies && n < 62; i++)
-			if (s->replies[i].kind != REPLY_RETRY)
-				succ[n++] = s->replies[i].target;
-		succ[n++] = s->exhausted_target;
-		break;
-	case STATE_CHOICE:
-		for (i = 0; i < s->nbranches && n < 63; i++)
-			succ[n++] = s->branches[i].target;
-		succ[n++] = s->default_target;
-		break;
-	case STATE_WAIT:
-		succ[n++] = s->next;
-		break;
-	case STATE_FINAL:
-		break;
-	case STATE_PARALLEL:
-		for (i = 0; i < s->nfork && n < 63; i++)
-			succ[n++] = s->fork[i];
-		succ[n++] = s->next;
-		break;
-	}
-	for (i = 0; i < n; i++) {
-		if (succ[i] == b) {
-			edges[(size_t)a * c->nstates + (size_t)b] = true;
-			return true;
-		}
-	}
-	if (depth >= 8)
-		return false;
-	for (i = 0; i < n; i++) {
-		int x = succ[i];
-		if (x >= 0 && c->states[x].type == STATE_CHOICE &&
-		    mark_path(c, x, b, states, edges, depth + 1)) {
-			states[x] = true;
-			edges[(size_t)a * c->nstates + (size_t)x] = true;
-			return true;
-		}
-	}
-	return false;
-}
-
 /* The chart version saga s runs on, from the database; NULL with a
  * message (with the loader's errors when `errors`). */
 static struct chart *
@@ -1257,37 +1204,10 @@ show_text(struct store *st, const struct store_saga_summary *s)
 	return 0;
 }
 
-/* What show --dot marks while it walks the saga's history. */
-struct dot_walk {
-	const struct chart *c;
-	bool *states, *edges, *undone;
-	int prev;
-};
-
 static int
 dot_step(void *arg, const struct store_history *h)
 {
-	struct dot_walk *w = arg;
-	const struct chart *c = w->c;
-	int idx = chart_state_index(c, h->state);
-	bool fwd;
-
-	if (idx < 0 || strcmp(h->kind, "ignored") == 0 ||
-	    strcmp(h->kind, "rejected") == 0)
-		return 0;
-	fwd = strcmp(h->status, "running") == 0 ||
-	      c->states[idx].type == STATE_FINAL;
-	if (fwd) {
-		/* moving forward, or arriving at a final */
-		w->states[idx] = true;
-		if (w->prev >= 0 && w->prev != idx)
-			mark_path(c, w->prev, idx, w->states, w->edges, 0);
-		w->prev = idx;
-	} else if (strcmp(h->kind, "send") == 0 &&
-	           (strcmp(h->status, "compensating") == 0 ||
-	            strcmp(h->status, "stuck") == 0)) {
-		w->undone[idx] = true; /* its undo command went out */
-	}
+	chart_walk_entry(arg, h->kind, h->state, h->status);
 	return 0;
 }
 
@@ -1295,16 +1215,13 @@ static int
 show_dot(struct store *st, const struct store_saga_summary *s)
 {
 	struct chart *c = saga_chart(st, s, true);
-	struct dot_walk w = {.c = c, .prev = -1};
+	struct chart_walk w;
 	struct chart_dot_marks m;
 	int rc = 1;
 
 	if (c == NULL)
 		return 1;
-	w.states = calloc(c->nstates, sizeof(bool));
-	w.undone = calloc(c->nstates, sizeof(bool));
-	w.edges = calloc(c->nstates * c->nstates, sizeof(bool));
-	if (w.states == NULL || w.undone == NULL || w.edges == NULL) {
+	if (chart_walk_init(&w, c) != 0) {
 		out_of_memory();
 		goto out;
 	}
@@ -1320,9 +1237,7 @@ show_dot(struct store *st, const struct store_saga_summary *s)
 	else
 		rc = 0;
 out:
-	free(w.states);
-	free(w.edges);
-	free(w.undone);
+	chart_walk_release(&w);
 	chart_free(c);
 	return rc;
 }

@@ -229,6 +229,7 @@ testutil_http(int port, const char *method, const char *path,
 {
 	struct sockaddr_in a = {.sin_family = AF_INET};
 	size_t cap = 1 << 20, n = 0, blen = body != NULL ? strlen(body) : 0;
+	size_t reqcap;
 	char *req, *buf, *start, *out;
 	ssize_t r;
 	int fd, rc;
@@ -243,15 +244,17 @@ testutil_http(int port, const char *method, const char *path,
 		close(fd);
 		return NULL;
 	}
-	req = malloc(blen + 1024 + (extra_headers ? strlen(extra_headers) : 0));
+	reqcap = blen + 1024 + strlen(method) + strlen(path) +
+	         (extra_headers ? strlen(extra_headers) : 0);
+	req = malloc(reqcap);
 	buf = calloc(1, cap);
 	if (req == NULL || buf == NULL)
 		goto fail;
-	rc = sprintf(req,
-	             "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: "
-	             "close\r\nContent-Type: application/json\r\n"
-	             "Content-Length: %zu\r\n%s\r\n",
-	             method, path, blen, extra_headers ? extra_headers : "");
+	rc = snprintf(req, reqcap,
+	              "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: "
+	              "close\r\nContent-Type: application/json\r\n"
+	              "Content-Length: %zu\r\n%s\r\n",
+	              method, path, blen, extra_headers ? extra_headers : "");
 	if (body != NULL)
 		memcpy(req + rc, body, blen);
 	if (write(fd, req, (size_t)rc + blen) != (ssize_t)((size_t)rc + blen))

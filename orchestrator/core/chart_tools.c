@@ -2274,3 +2274,115 @@ out:
 	free(m.sent_at);
 	return rc;
 }
+
+/* ---- a saga's path (chart_walk) ---- */
+
+/* Marks a path from a to b: the direct edge, else through choice states
+ * (which the history never shows: they chain within one step). */
+size_t
+chart_successors(const struct chart *c, int a, int *succ, size_t cap)
+{
+	const struct chart_state *s = &c->states[a];
+	size_t n = 0, i;
+
+	if (cap < 2)
+		return 0;
+	switch (s->type) {
+	case STATE_STEP:
+		for (i = 0; i < s->nreplies && n < cap - 1; i++)
+			if (s->replies[i].kind != REPLY_RETRY)
+				succ[n++] = s->replies[i].target;
+		succ[n++] = s->exhausted_target;
+		break;
+	case STATE_CHOICE:
+		for (i = 0; i < s->nbranches && n < cap - 1; i++)
+			succ[n++] = s->branches[i].target;
+		succ[n++] = s->default_target;
+		break;
+	case STATE_WAIT:
+		succ[n++] = s->next;
+		break;
+	case STATE_FINAL:
+		break;
+	case STATE_PARALLEL:
+		for (i = 0; i < s->nfork && n < cap - 1; i++)
+			succ[n++] = s->fork[i];
+		succ[n++] = s->next;
+		break;
+	}
+	return n;
+}
+
+static bool
+mark_path(const struct chart *c, int a, int b, bool *states, bool *edges,
+          int depth)
+{
+	int succ[64];
+	size_t n = chart_successors(c, a, succ, 64), i;
+
+	for (i = 0; i < n; i++) {
+		if (succ[i] == b) {
+			edges[(size_t)a * c->nstates + (size_t)b] = true;
+			return true;
+		}
+	}
+	if (depth >= 8)
+		return false;
+	for (i = 0; i < n; i++) {
+		int x = succ[i];
+		if (x >= 0 && c->states[x].type == STATE_CHOICE &&
+		    mark_path(c, x, b, states, edges, depth + 1)) {
+			states[x] = true;
+			edges[(size_t)a * c->nstates + (size_t)x] = true;
+			return true;
+		}
+	}
+	return false;
+}
+
+int
+chart_walk_init(struct chart_walk *w, const struct chart *c)
+{
+	w->c = c;
+	w->prev = -1;
+	w->states = calloc(c->nstates, sizeof(bool));
+	w->undone = calloc(c->nstates, sizeof(bool));
+	w->edges = calloc(c->nstates * c->nstates, sizeof(bool));
+	if (w->states != NULL && w->undone != NULL && w->edges != NULL)
+		return 0;
+	chart_walk_release(w);
+	return -1;
+}
+
+void
+chart_walk_entry(struct chart_walk *w, const char *kind, const char *state,
+                 const char *status)
+{
+	const struct chart *c = w->c;
+	int idx = chart_state_index(c, state);
+
+	if (idx < 0 || strcmp(kind, "ignored") == 0 ||
+	    strcmp(kind, "rejected") == 0)
+		return;
+	if (strcmp(status, "running") == 0 ||
+	    c->states[idx].type == STATE_FINAL) {
+		/* moving forward, or arriving at a final */
+		w->states[idx] = true;
+		if (w->prev >= 0 && w->prev != idx)
+			mark_path(c, w->prev, idx, w->states, w->edges, 0);
+		w->prev = idx;
+	} else if (strcmp(kind, "send") == 0 &&
+	           (strcmp(status, "compensating") == 0 ||
+	            strcmp(status, "stuck") == 0)) {
+		w->undone[idx] = true; /* its undo command went out */
+	}
+}
+
+void
+chart_walk_release(struct chart_walk *w)
+{
+	free(w->states);
+	free(w->edges);
+	free(w->undone);
+	w->states = w->edges = w->undone = NULL;
+}

@@ -59,6 +59,33 @@ struct chart_dot_marks {
 int chart_dot_marked(FILE *out, const struct chart *c,
                      const struct chart_dot_marks *m);
 
+/* The states state `a` may lead to, into succ (at most cap; duplicates
+ * and -1 for an unset target possible): reply and fail targets (not
+ * retries) and the exhausted target of a step, a choice's branches and
+ * default, a wait's next, a parallel state's forks and its next. Returns
+ * the count. Can't fail. */
+size_t chart_successors(const struct chart *c, int a, int *succ, size_t cap);
+
+/* A saga's path on its chart, read from its history (`sagactl show ID
+ * --dot` and the console's SVG): the states it visited, the edges it took
+ * (through choice states, which the history never shows: they chain within
+ * one step) and the steps whose compensation was sent. The arrays are as
+ * in chart_dot_marks and owned by the walk. */
+struct chart_walk {
+	const struct chart *c;
+	bool *states, *edges, *undone;
+	int prev; /* the last state moved to, -1 before the first */
+};
+/* Allocates the marks (all false). -1 on out of memory (nothing held:
+ * chart_walk_release is still fine). */
+int chart_walk_init(struct chart_walk *w, const struct chart *c);
+/* Feeds one history entry, oldest first (kind, state after, status after);
+ * entries naming a state the chart lacks, ignored and rejected ones are
+ * skipped. Can't fail. */
+void chart_walk_entry(struct chart_walk *w, const char *kind, const char *state,
+                      const char *status);
+void chart_walk_release(struct chart_walk *w);
+
 /* Writes the differences from chart a to chart b: versions of both, top
  * keys (saga, initial, failure), fields, states added and removed, states
  * reordered, and per state every changed key (type, to, command, route,

@@ -34,6 +34,7 @@
 #include "array.h"
 #include "bundler.h"
 #include "bus.h"
+#include "console.h"
 #include "envelope.h"
 #include "http.h"
 #include "log.h"
@@ -956,6 +957,7 @@ struct daemon {
 	struct registry *reg;
 	struct loop *l;
 	size_t batch_max;
+	struct console *console; /* its routes on a.http, or NULL */
 };
 
 /* The shard, the database (claimed for the shard) and the charts. 0, or
@@ -1153,6 +1155,13 @@ daemon_start(struct daemon *d, volatile sig_atomic_t *stop)
 	}
 	if (start_http(a, cfg->http) != 0)
 		return -1;
+	if (a->http != NULL) {
+		d->console = console_start(a->http, cfg->db, err, sizeof(err));
+		if (d->console == NULL) {
+			log_error("%s", err);
+			return -1;
+		}
+	}
 	if (bus_connect(a->bus, err, sizeof(err)) != 0)
 		log_warnx("cannot connect yet (%s); retrying", err);
 	return start_loop(d);
@@ -1200,6 +1209,7 @@ daemon_release(struct daemon *d)
 	struct adapter *a = &d->a;
 
 	http_close(a->http);
+	console_free(d->console);
 	loop_free(d->l);
 	orch_free(a->o);
 	otlp_stop(a->otlp); /* posts the spans still queued */

@@ -220,10 +220,22 @@ struct store_saga_filter {
 	                                     * before; -1: any */
 	bool unfinished;                    /* only unfinished sagas */
 	int64_t limit;                      /* at most; -1: no limit */
+	/* Text the saga's stored record contains (its msgpack bytes: order
+	 * data such as a customer id or sku, saved reply fields, and the
+	 * record's own keys); NULL: any. Not indexed: sagas are read newest
+	 * first until `limit` match, so a rare text reads the whole table. */
+	const char *data_q;
+	/* Keyset paging: only sagas after (started, id) in the list's order,
+	 * i.e. the last row of the previous page; after_id NULL: from the
+	 * newest. A page costs the rows it reads (index sagas_by_start), not
+	 * the rows before it. */
+	int64_t after_started_ms;
+	const char *after_id;
 };
 
 typedef int (*store_saga_fn)(void *arg, const struct store_saga_summary *s);
-/* Calls fn for each saga f selects, newest first (by start, then id). */
+/* Calls fn for each saga f selects, newest first (by start, then id).
+ * A zeroed filter with the times and limit -1 selects every saga. */
 int store_list_sagas(struct store *st, const struct store_saga_filter *f,
                      store_saga_fn fn, void *arg);
 /* Saga id's summary into *s; *found false if there is none. */
@@ -258,5 +270,32 @@ typedef int (*store_stay_fn)(void *arg, const char *state, int64_t ms);
  * in a state has no finished stay there, and time spent compensating is
  * not counted. */
 int store_step_stays(struct store *st, store_stay_fn fn, void *arg);
+
+/* ---- the console's queries (console.h; store_query.c) ---- */
+
+typedef int (*store_chart_fn)(void *arg, const char *version, const char *name,
+                              const char *file, int64_t loaded_ms);
+/* Calls fn for each recorded chart version, by name, then newest first. */
+int store_charts_each(struct store *st, store_chart_fn fn, void *arg);
+
+typedef int (*store_version_count_fn)(void *arg, const char *chart,
+                                      const char *version, const char *status,
+                                      const char *state, int64_t n);
+/* Calls fn with the number of sagas in each (chart, version, status,
+ * state) that has any, in that order. One pass over the table. */
+int store_count_by_version(struct store *st, store_version_count_fn fn,
+                           void *arg);
+
+typedef int (*store_status_count_fn)(void *arg, const char *status, int64_t n);
+/* Calls fn with the number of sagas of each status that has any, by
+ * status. Reads only the index sagas_by_status (about 0.1 s a million
+ * sagas, where counting by state too reads the table: 1.5 s). */
+int store_count_by_status(struct store *st, store_status_count_fn fn,
+                          void *arg);
+
+/* The number of sagas with `status` last updated at or after since_ms
+ * (index sagas_by_status: a range scan). */
+int store_count_updated_since(struct store *st, const char *status,
+                              int64_t since_ms, int64_t *n);
 
 #endif

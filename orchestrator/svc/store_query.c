@@ -13,6 +13,7 @@
  */
 #include "store.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -267,6 +268,17 @@ bind_filter(sqlite3_stmt *s, const struct store_saga_filter *f)
 		rc = sqlite3_bind_int(s, 7, f->unfinished ? 1 : 0);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(s, 8, f->limit);
+	if (rc == SQLITE_OK && f->data_q != NULL)
+		rc = sqlite3_bind_blob(s, 9, f->data_q, (int)strlen(f->data_q),
+		                       SQLITE_STATIC);
+	/* no key: from the newest (a bound key keeps the range sargable) */
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(
+		        s, 10,
+		        f->after_id != NULL ? f->after_started_ms : INT64_MAX);
+	if (rc == SQLITE_OK)
+		rc = store_bind_text(s, 11,
+		                     f->after_id != NULL ? f->after_id : "");
 	return rc;
 }
 
@@ -284,6 +296,8 @@ store_list_sagas(struct store *st, const struct store_saga_filter *f,
 	            "IN " FINAL_STATUSES ")) "
 	            "AND (?6 IS NULL OR substr(id, 1, length(?6)) = ?6) "
 	            "AND (?7 = 0 OR status NOT IN " FINAL_STATUSES ") "
+	            "AND (?9 IS NULL OR instr(record, ?9) > 0) "
+	            "AND started_at <= ?10 AND (started_at < ?10 OR id > ?11) "
 	            "ORDER BY started_at DESC, id LIMIT ?8");
 	struct store_saga_summary r;
 	int rc;
@@ -467,4 +481,92 @@ store_step_stays(struct store *st, store_stay_fn fn, void *arg)
 		}
 	}
 	return done(st, s, rc, "cannot read history");
+}
+
+/* ---- the console's queries ---- */
+
+int
+store_charts_each(struct store *st, store_chart_fn fn, void *arg)
+{
+	sqlite3_stmt *s = query(st, "SELECT version, name, file, loaded_at "
+	                            "FROM charts ORDER BY name, loaded_at "
+	                            "DESC, version");
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (fn(arg, store_column_text(s, 0), store_column_text(s, 1),
+		       store_column_text(s, 2),
+		       sqlite3_column_int64(s, 3)) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	return done(st, s, rc, "cannot read charts");
+}
+
+int
+store_count_by_version(struct store *st, store_version_count_fn fn, void *arg)
+{
+	sqlite3_stmt *s = query(st, "SELECT chart, chart_version, status, "
+	                            "state, count(*) FROM sagas GROUP BY "
+	                            "chart, chart_version, status, state "
+	                            "ORDER BY 1, 2, 3, 4");
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (fn(arg, store_column_text(s, 0), store_column_text(s, 1),
+		       store_column_text(s, 2), store_column_text(s, 3),
+		       sqlite3_column_int64(s, 4)) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	return done(st, s, rc, "cannot count sagas");
+}
+
+int
+store_count_by_status(struct store *st, store_status_count_fn fn, void *arg)
+{
+	sqlite3_stmt *s = query(st, "SELECT status, count(*) FROM sagas "
+	                            "GROUP BY status ORDER BY status");
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (fn(arg, store_column_text(s, 0),
+		       sqlite3_column_int64(s, 1)) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	return done(st, s, rc, "cannot count sagas");
+}
+
+int
+store_count_updated_since(struct store *st, const char *status,
+                          int64_t since_ms, int64_t *n)
+{
+	sqlite3_stmt *s = query(st, "SELECT count(*) FROM sagas WHERE "
+	                            "status = ?1 AND updated_at >= ?2");
+	int rc;
+
+	*n = 0;
+	if (s == NULL)
+		return -1;
+	if (store_bind_text(s, 1, status) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 2, since_ms) != SQLITE_OK) {
+		sqlite3_finalize(s);
+		return store_fail(st, "cannot bind");
+	}
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*n = sqlite3_column_int64(s, 0);
+		rc = sqlite3_step(s);
+	}
+	return done(st, s, rc, "cannot count sagas");
 }

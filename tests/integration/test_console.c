@@ -1,0 +1,638 @@
+/* The console's JSON API (orchestrator/svc/console.h) against a real
+ * saga-orchestrator (--http) and a private broker, with scripted fake
+ * participants (statecharts/order.yaml with short timeouts): sagas that
+ * complete, fail (compensated) and get stuck, then every /api/ document,
+ * its filters, keyset paging, search by order data, and the errors a bad
+ * parameter or an unknown saga get; hostile query strings must not crash
+ * the daemon.
+ *
+ * With --browser (ctest: test_console_browser) the same world is set up
+ * and tests/console/browser.sh checks the pages in headless chromium;
+ * exit 77 (skipped) when chromium is missing. */
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "bus.h"
+#include "envelope.h"
+#include "log.h"
+#include "testutil.h"
+
+static const char *srcdir, *bindir;
+static char *dir, *url;
+static char db[512], charts[512], orch_log[512];
+static int orch_pid = -1;
+
+struct world {
+	struct bus *bus;
+	bool refund_ok; /* false: payment.refund is never answered */
+};
+static struct world W;
+
+static void
+reply(const struct bus_delivery *d, const struct envelope *c, const char *type)
+{
+	struct envelope r;
+	char *body;
+	size_t len;
+	struct bus_message m = {0};
+	envelope_init(&r);
+	envelope_new_id(r.id, sizeof(r.id), "rep");
+	snprintf(r.saga, sizeof(r.saga), "%s", c->saga);
+	snprintf(r.type, sizeof(r.type), "%s", type);
+	snprintf(r.step, sizeof(r.step), "%s", c->step);
+	snprintf(r.re, sizeof(r.re), "%s", c->id);
+	r.attempt = c->attempt;
+	r.ts = 1;
+	if (strcmp(type, "payment.charged") == 0)
+		value_map_put_str(&r.payload, "charge_id", "ch-1");
+	if (envelope_encode(&r, &body, &len) == 0) {
+		m.exchange = "saga.replies";
+		m.routing_key = d->reply_to[0] ? d->reply_to : "orchestrator";
+		m.message_id = r.id;
+		m.correlation_id = r.saga;
+		m.type = r.type;
+		m.body = body;
+		m.len = len;
+		bus_publish(W.bus, &m, 0);
+		free(body);
+	}
+	envelope_clear(&r);
+}
+
+/* ok-*: every step succeeds. fl-*: the payment is declined, the stock
+ * released: failed. stk-*: shipping fails, so the payment is refunded --
+ * and the refund is never answered: stuck. */
+static void
+on_one(void *arg, const void *body, size_t len, const char *tp)
+{
+	const struct bus_delivery *d = *(const struct bus_delivery **)arg;
+	struct envelope e;
+	char err[256];
+	const char *t, *r = NULL;
+	(void)tp;
+	envelope_init(&e);
+	if (envelope_decode(body, len, &e, err, sizeof(err)) != 0)
+		return;
+	t = e.type;
+	if (strcmp(t, "inventory.reserve") == 0)
+		r = "inventory.reserved";
+	else if (strcmp(t, "payment.charge") == 0)
+		r = strncmp(e.saga, "fl-", 3) == 0 ? "payment.declined"
+		                                   : "payment.charged";
+	else if (strcmp(t, "shipping.create") == 0)
+		r = strncmp(e.saga, "stk-", 4) == 0 ? "shipping.failed"
+		                                    : "shipping.created";
+	else if (strcmp(t, "inventory.release") == 0)
+		r = "inventory.released";
+	else if (strcmp(t, "payment.refund") == 0)
+		r = W.refund_ok ? "payment.refunded" : NULL;
+	else if (strcmp(t, "shipping.cancel") == 0)
+		r = "shipping.cancelled";
+	if (r != NULL)
+		reply(d, &e, r);
+	envelope_clear(&e);
+}
+
+/* A command may come in a bundle (lib/envelope.h). */
+static void
+on_msg(void *arg, const struct bus_delivery *d)
+{
+	char err[256];
+	(void)arg;
+	if (envelope_each(d->type, d->body, d->len, d->traceparent, on_one, &d,
+	                  err, sizeof(err)) != 0)
+		fprintf(stderr, "fake participants: %s\n", err);
+	bus_ack(W.bus, d->ref, false);
+}
+
+static int
+world_open(void)
+{
+	static const struct bus_exchange ex[] = {
+	        {"saga.commands", "topic", NULL, NULL},
+	        {"saga.replies", "direct", NULL, NULL},
+	};
+	static const struct bus_queue q[] = {{.name = "fake.commands"}};
+	static const struct bus_binding bd[] = {
+	        {"saga.commands", "fake.commands", NULL, "#"},
+	};
+	static const struct bus_topology t = {ex, 2, q, 1, bd, 1};
+	static const char *consume[] = {"fake.commands"};
+	struct bus_config cfg = {.url = url,
+	                         .name = "fake",
+	                         .prefetch = 100,
+	                         .topology = &t,
+	                         .consume = consume,
+	                         .nconsume = 1};
+	char err[512];
+
+	W.bus = bus_open(&cfg, err, sizeof(err));
+	if (W.bus == NULL || bus_connect(W.bus, err, sizeof(err)) != 0) {
+		fprintf(stderr, "fake participants: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+pump(int ms)
+{
+	struct bus_handlers h = {on_msg, NULL, NULL};
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		bus_poll(W.bus, 20, &h);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+	} while ((t1.tv_sec - t0.tv_sec) * 1000 +
+	                 (t1.tv_nsec - t0.tv_nsec) / 1000000 <
+	         ms);
+}
+
+static int
+wait_ready(void)
+{
+	char err[256];
+	for (int i = 0; i < 300; i++) {
+		uint32_t msgs = 0, cons = 0;
+		if (!bus_connected(W.bus))
+			bus_connect(W.bus, err, sizeof(err));
+		if (bus_queue_info(W.bus, "orchestrator.orders", &msgs,
+		                   &cons) == 0 &&
+		    cons > 0)
+			return 0;
+		pump(100);
+	}
+	return -1;
+}
+
+static void
+post_order(const char *id, const char *customer, const char *sku)
+{
+	struct envelope e;
+	struct value items, item, ship;
+	char *body;
+	size_t len;
+	struct bus_message m = {0};
+
+	envelope_init(&e);
+	snprintf(e.id, sizeof(e.id), "created-%s", id);
+	snprintf(e.saga, sizeof(e.saga), "%s", id);
+	snprintf(e.type, sizeof(e.type), "order.created");
+	e.ts = 1;
+	value_map_put_str(&e.payload, "order_id", id);
+	value_map_put_str(&e.payload, "customer_id", customer);
+	value_map_put_int(&e.payload, "total_cents", 1999);
+	value_map_put_str(&e.payload, "currency", "EUR");
+	value_map_put_str(&e.payload, "payment_method", "card");
+	value_map_put_str(&e.payload, "card_token", "tok_ok");
+	value_map_put_str(&e.payload, "category", "books");
+	value_set_map(&item);
+	value_map_put_str(&item, "sku", sku);
+	value_map_put_int(&item, "quantity", 1);
+	value_set_array(&items);
+	value_array_push(&items, &item);
+	value_map_put(&e.payload, "items", &items);
+	value_set_map(&ship);
+	value_map_put_str(&ship, "country", "india");
+	value_map_put(&e.payload, "ship_to", &ship);
+	if (envelope_encode(&e, &body, &len) == 0) {
+		m.exchange = "order_events";
+		m.routing_key = "order.created";
+		m.message_id = e.id;
+		m.correlation_id = e.saga;
+		m.type = e.type;
+		m.body = body;
+		m.len = len;
+		bus_publish(W.bus, &m, 0);
+		free(body);
+	}
+	envelope_clear(&e);
+}
+
+static int
+db_count(const char *sql)
+{
+	sqlite3 *h;
+	sqlite3_stmt *s;
+	int n = -1;
+	if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+		sqlite3_close(h);
+		return -1;
+	}
+	sqlite3_busy_timeout(h, 5000);
+	if (sqlite3_prepare_v2(h, sql, -1, &s, NULL) == SQLITE_OK) {
+		if (sqlite3_step(s) == SQLITE_ROW)
+			n = sqlite3_column_int(s, 0);
+		sqlite3_finalize(s);
+	}
+	sqlite3_close(h);
+	return n;
+}
+
+/* Pumps the fake participants until sql counts `want` (at most ~secs). */
+static int
+wait_count(const char *sql, int want, int secs)
+{
+	for (int t = 0; t < secs * 10; t++) {
+		if (db_count(sql) == want)
+			return 0;
+		pump(100);
+	}
+	return db_count(sql);
+}
+
+static int port;
+static char *out;
+
+/* GETs path from the console and prints `expr` (python3, with d the
+ * parsed JSON and s the status) into out. The shell's exit status. */
+static int
+api(const char *path, const char *expr)
+{
+	free(out);
+	out = NULL;
+	return testutil_sh(&out,
+	                   "python3 '%s/get.py' 'http://127.0.0.1:%d%s' "
+	                   "\"%s\"",
+	                   dir, port, path, expr);
+}
+
+/* The helper api() runs: GET argv[1], print repr(eval(argv[2])). */
+static int
+write_get_py(void)
+{
+	static const char py[] =
+	        "import json, sys, urllib.request, urllib.error\n"
+	        "try:\n"
+	        "    r = urllib.request.urlopen(sys.argv[1]); s = r.status\n"
+	        "except urllib.error.HTTPError as e:\n"
+	        "    r = e; s = e.code\n"
+	        "d = json.load(r)\n"
+	        "print(repr(eval(sys.argv[2])))\n";
+	char path[600];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/get.py", dir);
+	f = fopen(path, "w");
+	if (f == NULL)
+		return -1;
+	fputs(py, f);
+	return fclose(f);
+}
+
+static void
+world_run(void)
+{
+	post_order("ok-1", "c-alice", "sku-book");
+	post_order("ok-2", "c-bob", "sku-pen");
+	post_order("ok-3", "c-alice", "sku-lamp");
+	post_order("fl-1", "c-carol", "sku-book");
+	post_order("stk-1", "c-dave", "sku-desk");
+	post_order("stk-2", "c-erin", "sku-desk");
+	CHECK_EQ(wait_count("SELECT count(*) FROM sagas WHERE status = "
+	                    "'completed'",
+	                    3, 20),
+	         0);
+	CHECK_EQ(wait_count("SELECT count(*) FROM sagas WHERE status = "
+	                    "'failed'",
+	                    1, 20),
+	         0);
+	CHECK_EQ(wait_count("SELECT count(*) FROM sagas WHERE status = "
+	                    "'stuck'",
+	                    2, 30),
+	         0);
+}
+
+static void
+test_summary_and_charts(void)
+{
+	CHECK_EQ(api("/api/summary",
+	             "s, d['counts'], d['total'], "
+	             "d['throughput']['completed_last_hour'], "
+	             "sorted(x['state'] for x in d['steps']), "
+	             "all(x['p50_ms'] <= x['p99_ms'] for x in d['steps'])"),
+	         0);
+	CHECK_STR(out, "(200, {'completed': 3, 'failed': 1, 'stuck': 2}, 6, "
+	               "3, ['create_shipment', 'payment', 'reserve_stock'], "
+	               "True)");
+	CHECK_EQ(api("/api/charts",
+	             "s, [c['name'] for c in d['charts']], "
+	             "d['charts'][0]['versions'][0]['sagas'], "
+	             "d['charts'][0]['versions'][0]['by_status'], "
+	             "[(x['state'], x['sagas']) for x in "
+	             "d['charts'][0]['states'] if x['sagas']]"),
+	         0);
+	CHECK_STR(out, "(200, ['order'], 6, {'completed': 3, 'failed': 1, "
+	               "'stuck': 2}, [('payment', 2), ('completed', 3), "
+	               "('failed', 1)])");
+	CHECK_EQ(api("/api/stuck",
+	             "s, sorted(x['id'] for x in d['stuck']), "
+	             "all(x['for_ms'] >= 0 and x['why']['detail'] for x in "
+	             "d['stuck'])"),
+	         0);
+	CHECK_STR(out, "(200, ['stk-1', 'stk-2'], True)");
+	fprintf(stderr, "     stuck: %s\n", out);
+}
+
+static void
+test_list_filters(void)
+{
+	static const struct {
+		const char *query, *want;
+	} cases[] = {
+	        {"", "['fl-1', 'ok-1', 'ok-2', 'ok-3', 'stk-1', 'stk-2']"},
+	        {"?status=stuck", "['stk-1', 'stk-2']"},
+	        {"?status=completed&chart=order&state=completed",
+	         "['ok-1', 'ok-2', 'ok-3']"},
+	        {"?id_prefix=ok-&status=", "['ok-1', 'ok-2', 'ok-3']"},
+	        {"?q=c-carol", "['fl-1']"},
+	        {"?q=sku-desk", "['stk-1', 'stk-2']"},
+	        {"?q=c-alice&status=completed", "['ok-1', 'ok-3']"},
+	        {"?q=nobody", "[]"},
+	        {"?older_than=1d", "[]"},
+	        {"?older_than=10ms", "['fl-1', 'ok-1', 'ok-2', 'ok-3', "
+	                             "'stk-1', 'stk-2']"},
+	        {"?chart=nope", "[]"},
+	};
+	char path[256], want[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(path, sizeof(path), "/api/sagas%s", cases[i].query);
+		CHECK_EQ(api(path, "s, sorted(x['id'] for x in d['sagas']), "
+		                   "d['next']"),
+		         0);
+		snprintf(want, sizeof(want), "(200, %s, None)", cases[i].want);
+		CHECK_MSG(strcmp(out, want) == 0, "%s: %s, not %s", path, out,
+		          want);
+	}
+	/* newest first; the same start: by id */
+	CHECK_EQ(api("/api/sagas",
+	             "[x['id'] for x in d['sagas']] == "
+	             "[x['id'] for x in sorted(d['sagas'], "
+	             "key=lambda x: (-x['started_at'], x['id']))]"),
+	         0);
+	CHECK_STR(out, "True");
+}
+
+/* Pages of 2 by key: every saga once, in the list's order (orders that
+ * started in one batch share started_at: the key's id breaks the tie). */
+static void
+test_paging(void)
+{
+	char path[256] = "/api/sagas?limit=2";
+	char ids[512] = "", all[512];
+	int pages = 0;
+
+	CHECK_EQ(api("/api/sagas", "' '.join(x['id'] for x in d['sagas'])"), 0);
+	snprintf(all, sizeof(all), "%s", out);
+	for (; pages < 10; pages++) {
+		CHECK_EQ(api(path, "' '.join(x['id'] for x in d['sagas']) + "
+		                   "'|' + (d['next'] or '')"),
+		         0);
+		char *bar = strchr(out, '|');
+		CHECK(bar != NULL);
+		if (bar == NULL)
+			return;
+		*bar = '\0';
+		if (ids[0] != '\0')
+			strcat(ids, " ");
+		strncat(ids, out + 1, sizeof(ids) - strlen(ids) - 2);
+		bar[strlen(bar + 1)] = '\0'; /* the closing quote */
+		if (bar[1] == '\0')
+			break;
+		snprintf(path, sizeof(path), "/api/sagas?limit=2&after=%s",
+		         bar + 1);
+	}
+	CHECK_EQ(pages, 2);
+	snprintf(path, sizeof(path), "'%s'", ids);
+	CHECK_STR(path, all);
+}
+
+static void
+test_one_saga(void)
+{
+	CHECK_EQ(api("/api/sagas/stk-1",
+	             "s, d['status'], d['state'], d['data']['customer_id'], "
+	             "d['data']['items'][0]['sku'], "
+	             "[(u['command'], u['message_id']) for u in "
+	             "d['compensation']], "
+	             "[v for v in d['path']['visited']], "
+	             "len(d['history']) > 5, d['actions']"),
+	         0);
+	CHECK_STR(out, "(200, 'stuck', 'payment', 'c-dave', "
+	               "'sku-desk', [('payment.refund', "
+	               "'stk-1:payment:undo:1'), ('inventory.release', "
+	               "'stk-1:reserve_stock:undo:1')], ['reserve_stock', "
+	               "'cod_limit', 'payment', 'create_shipment'], True, [])");
+	fprintf(stderr, "     stk-1: %s\n", out);
+	CHECK_EQ(api("/api/sagas/ok-1",
+	             "s, d['status'], d['compensation'], d['timer'], "
+	             "'completed' in d['path']['visited'], "
+	             "['create_shipment', 'completed'] in d['path']['edges']"),
+	         0);
+	CHECK_STR(out, "(200, 'completed', [], None, True, True)");
+	CHECK_EQ(api("/api/sagas/fl-1", "s, d['status'], d['path']['undone'], "
+	                                "[h['kind'] for h in d['history']][0]"),
+	         0);
+	CHECK_STR(out, "(200, 'failed', ['reserve_stock'], 'start')");
+	CHECK_EQ(api("/api/sagas/nope-1", "s, d"), 0);
+	CHECK_STR(out, "(404, {'error': 'no saga nope-1'})");
+	CHECK_EQ(api("/api/nope", "s"), 0);
+	CHECK_STR(out, "404");
+}
+
+static void
+test_bad_parameters(void)
+{
+	static const struct {
+		const char *query, *msg;
+	} cases[] = {
+	        {"status=nope", "status: not a status"},
+	        {"limit=0", "limit: not a whole number from 1 to 500"},
+	        {"limit=ten", "limit: not a whole number"},
+	        {"limit=501", "limit: not a whole number"},
+	        {"limit=-1", "limit: not a whole number"},
+	        {"older_than=5x", "older_than: not a duration"},
+	        {"older_than=-5s", "older_than: not a duration"},
+	        {"after=abc", "after: not a page key"},
+	        {"after=12", "after: not a page key"},
+	};
+	char path[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(path, sizeof(path), "/api/sagas?%s", cases[i].query);
+		CHECK_EQ(api(path, "s, d['error']"), 0);
+		CHECK_MSG(strncmp(out, "(400, '", 7) == 0 &&
+		                  strstr(out, cases[i].msg) != NULL,
+		          "%s: %s", path, out);
+	}
+	CHECK_EQ(api("/api/stuck?for=forever", "s"), 0);
+	CHECK_STR(out, "400");
+}
+
+/* Whatever comes from the network, the daemon answers and lives on. */
+static void
+test_hostile_requests(void)
+{
+	static const char *const paths[] = {
+	        "/api/sagas?q=%00%01%ff%fe",
+	        "/api/sagas?status=%ZZ&chart=%",
+	        "/api/sagas?after=99999999999999999999999.x",
+	        "/api/sagas?after=1.",
+	        "/api/sagas/%2e%2e%2f%2e%2e",
+	        "/api/sagas/\xff\xfe",
+	        "/api/sagas?q='%20OR%201=1--",
+	        "/sagas?status=%3Cscript%3E&q=%22%3E%3Cb%3E",
+	        "/sagas/%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+	        "/charts?x=1",
+	        "/nope",
+	};
+	char longq[6000];
+	int status = 0;
+	char *body;
+
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		bool got, escaped;
+		body = testutil_http(port, "GET", paths[i], NULL, NULL,
+		                     &status);
+		got = body != NULL;
+		escaped = got && strstr(body, "<script>alert") == NULL &&
+		          strstr(body, "\"><b>") == NULL;
+		free(body);
+		CHECK_MSG(got && status >= 200 && status < 500, "%s: %d",
+		          paths[i], status);
+		CHECK_MSG(escaped, "%s: unescaped", paths[i]);
+	}
+	memcpy(longq, "/api/sagas?q=", 13);
+	memset(longq + 13, 'a', sizeof(longq) - 14);
+	longq[sizeof(longq) - 1] = '\0';
+	body = testutil_http(port, "GET", longq, NULL, NULL, &status);
+	free(body);
+	CHECK(status == 400 || status == 414);
+	body = testutil_http(port, "GET", "/healthz", NULL, NULL, &status);
+	free(body);
+	CHECK(status == 200);
+}
+
+/* tests/console/browser.sh: the pages in headless chromium. */
+static int browser_rc;
+
+static void
+test_browser(void)
+{
+	browser_rc = testutil_sh(&out, "'%s/tests/console/browser.sh' %d 2>&1",
+	                         srcdir, port);
+	fprintf(stderr, "%s\n", out != NULL ? out : "");
+	if (browser_rc != 77)
+		CHECK_EQ(browser_rc, 0);
+}
+
+int
+main(int argc, char **argv)
+{
+	char *chart_out = NULL, haddr[64];
+	bool in_browser = argc > 1 && strcmp(argv[1], "--browser") == 0;
+	int rc = 0;
+
+	log_init("test_console", LOG_WARN);
+	srcdir = getenv("SAGA_SOURCE_DIR");
+	bindir = getenv("SAGA_BIN_DIR");
+	if (srcdir == NULL || bindir == NULL) {
+		fprintf(stderr, "SAGA_SOURCE_DIR and SAGA_BIN_DIR must be set "
+		                "(ctest sets them)\n");
+		return 1;
+	}
+	if (in_browser &&
+	    testutil_sh(NULL, "command -v chromium >/dev/null") != 0) {
+		fprintf(stderr,
+		        "SKIP: no chromium (apt-get install chromium)\n");
+		return 77;
+	}
+	atexit(testutil_kill_all);
+	dir = testutil_tmpdir("console");
+	if (dir == NULL)
+		return 1;
+	snprintf(db, sizeof(db), "%s/orch.db", dir);
+	if (write_get_py() != 0)
+		return 1;
+	snprintf(charts, sizeof(charts), "%s/charts", dir);
+	snprintf(orch_log, sizeof(orch_log), "%s/orch.log", dir);
+	/* order.yaml with short timeouts and few undo attempts: a stuck saga
+	 * in about a second */
+	if (testutil_sh(
+	            &chart_out,
+	            "mkdir -p '%s' && sed -e 's/timeout: 5s/timeout: "
+	            "300ms/' -e 's/backoff: 500ms/backoff: 50ms/g' -e "
+	            "'s/cap: 5s/cap: 200ms/g' -e '/^  retry: {attempts: 3/a\\' "
+	            "-e '  compensate_retry: {attempts: 3, backoff: 50ms, "
+	            "cap: 200ms}' '%s/statecharts/order.yaml' "
+	            "> '%s/order.yaml'",
+	            charts, srcdir, charts) != 0) {
+		fprintf(stderr, "cannot write the test chart\n");
+		return 1;
+	}
+	free(chart_out);
+	port = testutil_free_port();
+	snprintf(haddr, sizeof(haddr), "127.0.0.1:%d", port);
+	url = testbroker_start(in_browser ? "consoleb" : "console");
+	if (port == 0 || url == NULL || world_open() != 0) {
+		fprintf(stderr, "no broker\n");
+		return 1;
+	}
+	{
+		const char *const a[] = {"saga-orchestrator",
+		                         "--amqp",
+		                         url,
+		                         "--db",
+		                         db,
+		                         "--statecharts",
+		                         charts,
+		                         "--batch-wait",
+		                         "2",
+		                         "--http",
+		                         haddr,
+		                         "--log-level",
+		                         "warn",
+		                         NULL};
+		orch_pid = testutil_spawn(a, orch_log);
+	}
+	if (orch_pid < 0 || wait_ready() != 0) {
+		fprintf(stderr, "the orchestrator did not start (%s)\n",
+		        orch_log);
+		return 1;
+	}
+	RUN(world_run);
+	/* the fake participants are done: the rest only reads */
+	bus_close(W.bus);
+	if (in_browser) {
+		RUN(test_browser);
+		rc = browser_rc;
+	} else {
+		RUN(test_summary_and_charts);
+		RUN(test_list_filters);
+		RUN(test_paging);
+		RUN(test_one_saga);
+		RUN(test_bad_parameters);
+		RUN(test_hostile_requests);
+	}
+	if (testutil_stop(orch_pid, SIGTERM) != 0) {
+		fprintf(stderr, "orchestrator did not exit cleanly: see %s\n",
+		        orch_log);
+		check_failed++;
+	}
+	free(out);
+	testbroker_ctl(in_browser ? "consoleb" : "console", "stop");
+	free(url);
+	if (check_failed == 0)
+		testutil_rmtree(dir);
+	free(dir);
+	if (rc == 77 && check_failed == 0)
+		return 77;
+	return check_summary();
+}

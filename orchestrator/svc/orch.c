@@ -306,8 +306,8 @@ span_of(const struct chart *c, const struct saga *s, int state,
 	snprintf(key, sizeof(key), "%s/%s@%lld", s->id, c->states[state].name,
 	         (long long)s->step_started_ms);
 	otlp_span_id(key, sp->span_id);
-	sp->kind = c->states[state].command != NULL ? OTLP_CLIENT
-	                                            : OTLP_INTERNAL;
+	sp->kind =
+	        c->states[state].command != NULL ? OTLP_CLIENT : OTLP_INTERNAL;
 	snprintf(sp->name, sizeof(sp->name), "%s",
 	         c->states[state].command != NULL ? c->states[state].command
 	                                          : c->states[state].name);

@@ -415,11 +415,10 @@ test_stuck_resume_and_listing(void)
 		                              &st);
 		CHECK_MSG(m != NULL && strstr(m, want[0]) != NULL, "%s",
 		          m ? m : "no /metrics");
-		CHECK_MSG(
-		        m != NULL &&
-		                strstr(m, "saga_stuck_oldest_seconds 0\n") ==
-		                        NULL,
-		        "the oldest stuck saga has waited no time: %s", m);
+		CHECK_MSG(m != NULL &&
+		                  strstr(m, "saga_stuck_oldest_seconds 0\n") ==
+		                          NULL,
+		          "the oldest stuck saga has waited no time: %s", m);
 		free(m);
 	}
 	CHECK_EQ(db_count("SELECT count(*) FROM history WHERE kind = "

@@ -890,19 +890,18 @@ open_db(struct part *p, char *err, size_t errlen)
 void
 part_close(struct part *p)
 {
-	sqlite3_stmt **all[] = {
-	        &p->find,          &p->record,          &p->late,
-	        &p->compensated,   &p->outbox_add,      &p->outbox_scan,
-	        &p->outbox_delete, &p->sp_save,         &p->sp_release,
-	        &p->sp_rollback,   &p->prune_processed, &p->prune_compensated,
-	};
-
 	if (p == NULL)
 		return;
+	sqlite3_stmt *all[] = {
+	        p->find,          p->record,          p->late,
+	        p->compensated,   p->outbox_add,      p->outbox_scan,
+	        p->outbox_delete, p->sp_save,         p->sp_release,
+	        p->sp_rollback,   p->prune_processed, p->prune_compensated,
+	};
 	durable_free(p->d);
 	part_metrics_free(p->pm);
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-		sqlite3_finalize(*all[i]);
+		sqlite3_finalize(all[i]);
 	part_prepared_release(p->db);
 	db_close(p->db);
 	free(p);

@@ -390,6 +390,8 @@ settle(struct durable *d)
 			struct pending *p = &d->batch[i];
 			if (p->verdict != order[k])
 				continue;
+			/* what is logged about it carries its trace */
+			log_set_trace(p->traceparent);
 			if (p->verdict == DURABLE_REJECT) {
 				log_warnx("dead-lettering message id=%s "
 				          "type=%s: %s",
@@ -397,12 +399,14 @@ settle(struct durable *d)
 				          p->env.type[0] ? p->env.type : "?",
 				          p->reason);
 				d->stats.dead_lettered++;
+				d->stats.undecodable += p->bad;
 			} else if (p->verdict == DURABLE_RETRY) {
 				d->stats.retried++;
 			}
 			if (d->t.settle(d->t.ctx, p->ref, p->verdict,
 			                p->reason) != 0)
 				rc = -1;
+			log_set_trace(NULL);
 		}
 	return rc;
 }

@@ -38,6 +38,9 @@
  * wall-clock time is only what gets stored (timer due times, inbox and
  * outbox timestamps). struct durable_time carries both.
  *
+ * Logs: while a delivery is settled (its dead-letter line, and what the
+ * transport logs about it) log.h's trace is the delivery's traceparent.
+ *
  * Threading: none. The transport calls durable_deliver() and
  * durable_confirmed() from inside its poll function, on the caller's
  * thread.
@@ -214,6 +217,8 @@ struct durable_config {
 
 struct durable_stats {
 	uint64_t batches, deliveries, dead_lettered, retried, commit_failures;
+	uint64_t undecodable; /* of dead_lettered: before the handler saw
+	                       * them (durable_deliver could not decode) */
 	uint64_t inbox_pruned;
 	uint64_t published, confirmed, returned, nacked;
 };

@@ -17,6 +17,7 @@
 enum {
 	OPT_AMQP = 0x101,
 	OPT_DB,
+	OPT_HTTP,
 	OPT_LOG_LEVEL,
 	OPT_DAYS,
 	OPT_OWN = 0x200,
@@ -25,6 +26,7 @@ enum {
 static const struct option common_opts[] = {
         {"amqp", required_argument, NULL, OPT_AMQP},
         {"db", required_argument, NULL, OPT_DB},
+        {"http", required_argument, NULL, OPT_HTTP},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"help", no_argument, NULL, 'h'},
 };
@@ -65,6 +67,9 @@ common_flag(struct part_common *c, const char *prog, int opt, const char *arg)
 		return 0;
 	case OPT_DB:
 		c->db = arg;
+		return 0;
+	case OPT_HTTP:
+		c->http = arg[0] != '\0' ? arg : NULL;
 		return 0;
 	case OPT_LOG_LEVEL:
 		if (log_level_parse(arg, &l) != 0) {
@@ -122,7 +127,10 @@ part_parse(const struct part_cli *cli, int argc, char **argv,
 	struct option opts[ARRAY_LEN(common_opts) + 1 + PART_MAX_FLAGS + 1];
 	int opt;
 
+	const char *http = getenv("SAGA_HTTP");
+
 	*c = (struct part_common){.amqp = getenv("SAGA_AMQP_URL"),
+	                          .http = http != NULL && http[0] ? http : NULL,
 	                          .log_level = LOG_INFO,
 	                          .processed_days = -1};
 	if (cli->nflags > PART_MAX_FLAGS) {

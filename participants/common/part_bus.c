@@ -54,6 +54,8 @@ struct part_bus {
 	size_t nheld, capheld;
 	struct presence_announce presence; /* name "" when not announcing */
 	int64_t announced_ms;              /* mono */
+	void (*on_poll)(void *);           /* part_bus_on_poll */
+	void *on_poll_arg;
 };
 
 /* ---- holding deliveries until they are settled ---- */
@@ -531,6 +533,8 @@ t_poll(void *ctx, struct durable *d, int timeout_ms)
 	pb->d = d;
 	bus_poll(pb->bus, timeout_ms, &h);
 	announce(pb);
+	if (pb->on_poll != NULL)
+		pb->on_poll(pb->on_poll_arg);
 	return 0;
 }
 
@@ -601,6 +605,30 @@ uint64_t
 part_bus_reconnects(const struct part_bus *pb)
 {
 	return pb->bus != NULL ? bus_stats(pb->bus)->reconnects : 0;
+}
+
+bool
+part_bus_connected(const struct part_bus *pb)
+{
+	return pb->bus != NULL && bus_connected(pb->bus);
+}
+
+long long
+part_bus_queue_depth(struct part_bus *pb, const char *queue)
+{
+	uint32_t messages, consumers;
+
+	if (!part_bus_connected(pb) ||
+	    bus_queue_info(pb->bus, queue, &messages, &consumers) != 0)
+		return -1;
+	return messages;
+}
+
+void
+part_bus_on_poll(struct part_bus *pb, void (*fn)(void *), void *arg)
+{
+	pb->on_poll = fn;
+	pb->on_poll_arg = arg;
 }
 
 void

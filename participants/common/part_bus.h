@@ -17,6 +17,7 @@
 #ifndef SAGA_PART_BUS_H
 #define SAGA_PART_BUS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +38,13 @@ int part_bus_open(struct part_bus *pb, char *err, size_t errlen);
 /* Tries to connect once (the bus keeps retrying from its polls). */
 int part_bus_connect(struct part_bus *pb, char *err, size_t errlen);
 uint64_t part_bus_reconnects(const struct part_bus *pb);
+bool part_bus_connected(const struct part_bus *pb);
+/* Messages ready in queue (a passive declare: one round trip to the
+ * broker), or -1 when not connected or the queue is missing. */
+long long part_bus_queue_depth(struct part_bus *pb, const char *queue);
+/* fn(arg) after every poll of the loop (the daemon's --http pages);
+ * NULL for none. */
+void part_bus_on_poll(struct part_bus *pb, void (*fn)(void *), void *arg);
 void part_bus_free(struct part_bus *pb);
 
 #endif

@@ -12,6 +12,7 @@
 #include "clock.h"
 #include "participant.h"
 #include "part_bus.h"
+#include "part_metrics.h"
 
 #include <assert.h>
 #include <stdarg.h>
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http.h"
 #include "log.h"
 
 #define REPLIES_EXCHANGE "saga.replies"
@@ -88,6 +90,8 @@ struct part {
 	sqlite3_stmt *sp_save, *sp_release, *sp_rollback;
 	sqlite3_stmt *prune_processed, *prune_compensated;
 	struct part_stats stats;
+	struct part_metrics *pm;
+	enum part_outcome outcome; /* of the delivery being applied */
 	int max_attempts;
 	int64_t retention_ms; /* 0: forever */
 	char err[512];        /* why the last handler call failed */
@@ -216,6 +220,7 @@ part_main(const char *prog, const struct part_common *c,
 	part_signals(&stop);
 	cfg->url = c->amqp;
 	cfg->db_path = c->db;
+	cfg->http = c->http;
 	if (c->processed_days == 0)
 		cfg->retention_ms = PART_KEEP_FOREVER;
 	else if (c->processed_days > 0)
@@ -323,11 +328,17 @@ h_begin(void *ctx)
 	return db_begin(p->db, p->err, sizeof(p->err));
 }
 
+/* The batch's outcomes count once COMMIT returns (part_metrics.h). */
 static int
 h_commit(void *ctx)
 {
 	struct part *p = ctx;
-	return db_commit(p->db, p->err, sizeof(p->err));
+	int64_t t0 = clock_mono_us();
+
+	if (db_commit(p->db, p->err, sizeof(p->err)) != 0)
+		return -1;
+	part_metrics_committed(p->pm, (double)(clock_mono_us() - t0) / 1e6);
+	return 0;
 }
 
 static void
@@ -335,6 +346,7 @@ h_rollback(void *ctx)
 {
 	struct part *p = ctx;
 	db_rollback(p->db);
+	part_metrics_rolled_back(p->pm);
 }
 
 static const char *
@@ -564,6 +576,7 @@ run_command(struct part *p, const struct part_command *cmd,
 	value_set_map(&r.payload);
 	if (rc == 1) {
 		p->stats.refused_late++;
+		p->outcome = PART_OUT_REFUSED;
 		snprintf(r.type, sizeof(r.type), "%s", cmd->refusal);
 		value_map_put_str(&r.payload, "reason",
 		                  "already compensated: refused");
@@ -615,19 +628,20 @@ replay(struct part *p, const struct durable_item *it, const struct stored *s,
        int64_t now_ms)
 {
 	p->stats.replayed++;
+	p->outcome = PART_OUT_DUPLICATE;
 	log_info("saga=%s %s %s seen before: reply %s sent again",
 	         it->env->saga, it->env->type, it->env->id,
 	         s->type[0] ? s->type : "none");
 	return outbox_add(p, it, s, now_ms);
 }
 
-/* One command, in its own savepoint (durable.h, the handler's apply).
- * On -1 the loop rolls the whole transaction back, savepoint and all. */
+/* One command, in its own savepoint. On -1 the loop rolls the whole
+ * transaction back, savepoint and all. */
 static int
-h_apply(void *ctx, const struct durable_item *it, struct durable_time now,
-        enum durable_verdict *v, char *why, size_t whylen)
+apply_one(struct part *p, const struct durable_item *it,
+          struct durable_time now, enum durable_verdict *v, char *why,
+          size_t whylen)
 {
-	struct part *p = ctx;
 	const struct part_command *cmd = find_command(p->cfg, it->env->type);
 	struct stored s;
 	int rc;
@@ -656,6 +670,30 @@ h_apply(void *ctx, const struct durable_item *it, struct durable_time now,
 		rc = sp_step(p, p->sp_release);
 out:
 	free(s.body);
+	return rc;
+}
+
+/* The handler's apply (durable.h): one command under its trace id, its
+ * outcome and time noted for /metrics. */
+static int
+h_apply(void *ctx, const struct durable_item *it, struct durable_time now,
+        enum durable_verdict *v, char *why, size_t whylen)
+{
+	struct part *p = ctx;
+	int64_t t0 = clock_mono_us();
+	int rc;
+
+	log_set_trace(it->traceparent);
+	p->outcome = PART_OUT_OK;
+	rc = apply_one(p, it, now, v, why, whylen);
+	if (*v == DURABLE_RETRY)
+		p->outcome = PART_OUT_RETRIED;
+	else if (*v == DURABLE_REJECT)
+		p->outcome = PART_OUT_DEAD_LETTERED;
+	if (rc == 0)
+		part_metrics_note(p->pm, it->env->type, p->outcome,
+		                  (double)(clock_mono_us() - t0) / 1e6);
+	log_set_trace(NULL);
 	return rc;
 }
 
@@ -852,18 +890,18 @@ open_db(struct part *p, char *err, size_t errlen)
 void
 part_close(struct part *p)
 {
-	sqlite3_stmt **all[] = {
-	        &p->find,          &p->record,          &p->late,
-	        &p->compensated,   &p->outbox_add,      &p->outbox_scan,
-	        &p->outbox_delete, &p->sp_save,         &p->sp_release,
-	        &p->sp_rollback,   &p->prune_processed, &p->prune_compensated,
-	};
-
 	if (p == NULL)
 		return;
+	sqlite3_stmt *all[] = {
+	        p->find,          p->record,          p->late,
+	        p->compensated,   p->outbox_add,      p->outbox_scan,
+	        p->outbox_delete, p->sp_save,         p->sp_release,
+	        p->sp_rollback,   p->prune_processed, p->prune_compensated,
+	};
 	durable_free(p->d);
+	part_metrics_free(p->pm);
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-		sqlite3_finalize(*all[i]);
+		sqlite3_finalize(all[i]);
 	part_prepared_release(p->db);
 	db_close(p->db);
 	free(p);
@@ -912,6 +950,11 @@ part_open(const struct part_config *cfg, const struct durable_transport *t,
 	        cfg->max_attempts > 0 ? cfg->max_attempts : PART_MAX_ATTEMPTS;
 	h.ctx = p;
 	lc = loop_config(p);
+	p->pm = part_metrics_new();
+	if (p->pm == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
 	if (retention_of(cfg, p->max_attempts, &p->retention_ms, err, errlen) !=
 	            0 ||
 	    open_db(p, err, errlen) != 0)
@@ -962,6 +1005,111 @@ log_stopped(const struct part *p, const struct part_bus *pb)
 	         (unsigned long long)part_bus_reconnects(pb));
 }
 
+/* ---- --http: /healthz and /metrics, snapshots published from the
+ * loop (lib/http.h), so no request waits for it ---- */
+
+struct web {
+	struct part *p;
+	struct part_bus *pb;
+	struct http *http;
+	int64_t published_ms, queues_ms; /* mono */
+};
+
+/* The retry and dead-letter queues' depths: a round trip to the broker
+ * each, so at most every PART_QUEUES_EVERY_MS. */
+static void
+read_queues(struct web *w, int64_t now)
+{
+	const struct part_config *cfg = w->p->cfg;
+	static const char *const suffix[] = {"retry", "dlq"};
+	char q[300];
+
+	if (now - w->queues_ms < PART_QUEUES_EVERY_MS ||
+	    !part_bus_connected(w->pb))
+		return;
+	w->queues_ms = now;
+	for (size_t i = 0; i < cfg->nqueues; i++)
+		for (size_t k = 0; k < 2; k++) {
+			snprintf(q, sizeof(q), "%s.%s", cfg->queues[i],
+			         suffix[k]);
+			part_metrics_queue(w->p->pm, q,
+			                   part_bus_queue_depth(w->pb, q));
+		}
+}
+
+static struct part_now
+read_now(struct web *w)
+{
+	const struct durable_stats *ds = durable_stats(w->p->d);
+	struct part_now n = {.connected = part_bus_connected(w->pb),
+	                     .reconnects = part_bus_reconnects(w->pb),
+	                     .commit_failures = ds->commit_failures,
+	                     .undecodable = ds->undecodable,
+	                     .outbox_depth = -1,
+	                     .disk_free = -1};
+	unsigned long long left;
+	int64_t depth;
+	char err[256];
+
+	if (db_space_left(w->p->db, &left, err, sizeof(err)) == 0)
+		n.disk_free = (long long)left;
+	if (part_sql(w->p->db, "SELECT count(*) FROM part_outbox", "",
+	             &depth) == 1)
+		n.outbox_depth = depth;
+	return n;
+}
+
+static void
+publish_pages(void *arg)
+{
+	struct web *w = arg;
+	struct http_response r = {0};
+	int64_t now = clock_mono_ms();
+	const char *commit_why = NULL, *reason = NULL, *why;
+	struct part_now pn;
+	char buf[160];
+
+	if (now - w->published_ms < PART_HTTP_PUBLISH_MS)
+		return;
+	w->published_ms = now;
+	read_queues(w, now);
+	pn = read_now(w);
+	if (!durable_healthy(w->p->d, &reason))
+		commit_why = reason != NULL ? reason : "";
+	why = part_unhealthy(commit_why, &pn, buf, sizeof(buf));
+	http_printf(&r, why == NULL ? "ok\n" : "unhealthy: %s\n",
+	            why == NULL ? "" : why);
+	if (!r.oom)
+		http_publish(w->http, "/healthz", why == NULL ? 200 : 503, NULL,
+		             r.body, r.len, PART_HTTP_STALE_MS);
+	free(r.body);
+	memset(&r, 0, sizeof(r));
+	part_metrics_render(w->p->pm, &pn, &r);
+	if (!r.oom)
+		http_publish(w->http, "/metrics", 200,
+		             "text/plain; version=0.0.4", r.body, r.len,
+		             PART_HTTP_STALE_MS);
+	free(r.body);
+}
+
+/* Listens on cfg->http, if given; the pages follow from the loop. */
+static int
+web_start(struct web *w, char *err, size_t errlen)
+{
+	if (w->p->cfg->http == NULL)
+		return 0;
+	w->http = http_listen(w->p->cfg->http, err, errlen);
+	if (w->http == NULL)
+		return -1;
+	log_info("http listening on port %d (/healthz, /metrics)",
+	         http_port(w->http));
+	w->published_ms = INT64_MIN / 2;
+	w->queues_ms = INT64_MIN / 2;
+	publish_pages(w);
+	part_bus_on_poll(w->pb, publish_pages, w);
+	return 0;
+}
+
 int
 part_run(const struct part_config *cfg, const volatile sig_atomic_t *stop,
          char *err, size_t errlen)
@@ -969,6 +1117,7 @@ part_run(const struct part_config *cfg, const volatile sig_atomic_t *stop,
 	struct part_bus *pb = NULL;
 	struct part *p = NULL;
 	struct durable_transport t;
+	struct web w = {0};
 	char cerr[512];
 	int rc = -1;
 
@@ -983,6 +1132,9 @@ part_run(const struct part_config *cfg, const volatile sig_atomic_t *stop,
 	if (p == NULL || part_bus_open(pb, err, errlen) != 0)
 		goto out;
 	part_bus_attach(pb, p->d);
+	w = (struct web){.p = p, .pb = pb};
+	if (web_start(&w, err, errlen) != 0)
+		goto out;
 	if (part_bus_connect(pb, cerr, sizeof(cerr)) != 0)
 		log_warnx("%s; retrying", cerr);
 	else
@@ -995,6 +1147,7 @@ part_run(const struct part_config *cfg, const volatile sig_atomic_t *stop,
 	log_stopped(p, pb);
 	rc = 0;
 out:
+	http_close(w.http);
 	part_close(p);
 	part_bus_free(pb);
 	return rc;

@@ -75,6 +75,11 @@
  * line at exit counts the rows pruned. A message replayed from a DLQ
  * after the retention is a new message.
  *
+ * Observability (--http, part_metrics.h): /metrics counts each delivery's
+ * outcome once its batch commits, and /healthz fails while commits fail,
+ * the disk is nearly full or the broker is away. While a delivery is
+ * handled (and settled) every log line ends with its trace id (log.h).
+ *
  * Single-threaded: handlers run inside part_run's loop. Their sqlite3
  * handle is the framework's, inside its transaction and savepoint: a
  * handler must not BEGIN, COMMIT or ROLLBACK, and any SQLite error it
@@ -175,7 +180,19 @@ struct part_config {
 	/* Called once after the database is open and migrated, before the
 	 * broker (seed tables, prepare statements). NULL for none. */
 	int (*on_open)(void *arg, sqlite3 *db, char *err, size_t errlen);
+	/* "HOST:PORT" (port 0: any free one) to serve /healthz and /metrics
+	 * on (part_metrics.h), published by the loop every
+	 * PART_HTTP_PUBLISH_MS; NULL: no HTTP. */
+	const char *http;
 };
+
+/* The --http pages: how often the loop renders them, and how old they
+ * may be before they answer 503 (a loop that stopped turning). The
+ * retry and dead-letter queues' depths are asked of the broker at most
+ * every PART_QUEUES_EVERY_MS. */
+#define PART_HTTP_PUBLISH_MS 250
+#define PART_HTTP_STALE_MS   10000
+#define PART_QUEUES_EVERY_MS 5000
 
 /* The default prefetch: deliveries in flight per work queue. */
 #define PART_PREFETCH     200
@@ -228,16 +245,18 @@ void part_close(struct part *p);
 
 /* ---- the command line (cli.c) ----
  *
- * Every participant takes --amqp URL (default $SAGA_AMQP_URL), --db PATH
- * and --log-level LEVEL; those that run part_main also --processed-days N
- * (0: forever), which sets retention_ms. A daemon lists its own flags in
- * a table of part_flag and hands it to part_parse with its usage text,
- * which reads as its man page (PART_USAGE_COMMON describes the common
- * flags). --help prints the usage on stdout. */
+ * Every participant takes --amqp URL (default $SAGA_AMQP_URL), --db PATH,
+ * --http ADDR:PORT (default $SAGA_HTTP) and --log-level LEVEL; those that run
+ * part_main also --processed-days N (0: forever), which sets retention_ms. A
+ * daemon lists its own flags in a table of part_flag and hands it to part_parse
+ * with its usage text, which reads as its man page (PART_USAGE_COMMON describes
+ * the common flags). --help prints the usage on stdout. */
 #define PART_USAGE_COMMON                                                      \
 	"  --amqp URL           broker URL(s), comma-separated (env "          \
 	"SAGA_AMQP_URL)\n"                                                     \
 	"  --db PATH            this daemon's SQLite database\n"               \
+	"  --http ADDR:PORT     serve /healthz and /metrics (env SAGA_HTTP;\n" \
+	"                       port 0: any free port)\n"                      \
 	"  --log-level L        debug, info, warn or error (default info)\n"
 #define PART_USAGE_RETENTION                                                   \
 	"  --processed-days N   keep processed message ids N days for dedup\n" \
@@ -267,6 +286,7 @@ struct part_cli {
 
 struct part_common {
 	const char *amqp, *db;
+	const char *http;   /* NULL: no HTTP */
 	int log_level;      /* enum log_level */
 	int processed_days; /* -1: not given (cfg->retention_ms stays) */
 };
@@ -282,7 +302,7 @@ int part_parse(const struct part_cli *cli, int argc, char **argv,
 int part_common_check(const struct part_common *c, const char *prog);
 
 /* A daemon's main after its flags: checks the common ones (exit 2 with a
- * message), sets up logging and signals, fills cfg->url and db_path (and
+ * message), sets up logging and signals, fills cfg->url, db_path, http (and
  * retention_ms, if --processed-days was given), runs
  * part_run, and returns the exit status (0 clean stop, 1 unusable
  * database or configuration, 2 usage). */

@@ -4,7 +4,9 @@
  * dead-letter queue with reasons, the ledger's rules, order-api's
  * validation, the daemons' errors for bad flags and files, the pruning of
  * processed message ids after their retention, and notification-svc
- * refusing events it has no template for.
+ * refusing events it has no template for, and a participant's --http
+ * pages (/metrics counting what it did, /healthz) and trace ids in its
+ * log.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -154,6 +156,9 @@ cmd_body(const char *type, const char *id, const char *saga,
 	return rc;
 }
 
+/* The traceparent publish_cmd gives its commands; NULL: none. */
+static const char *send_tp;
+
 /* Publishes a command's body (or a bundle's) to rk as the orchestrator
  * would, and waits for the confirm. */
 static void
@@ -166,6 +171,7 @@ publish_cmd(const char *rk, const char *id, const char *saga, const char *type,
 	                        .correlation_id = saga,
 	                        .type = type,
 	                        .reply_to = "test",
+	                        .traceparent = send_tp,
 	                        .body = body,
 	                        .len = len};
 	bus_publish(T.bus, &m, 0);
@@ -1244,6 +1250,103 @@ test_stock_admin(void)
 	world_close();
 }
 
+/* True if a line of the log holds both has and also. */
+static bool
+log_line_has(const char *log, const char *has, const char *also)
+{
+	char *text = testutil_slurp(log, NULL);
+	bool found = false;
+
+	for (char *l = text; l != NULL && *l != '\0' && !found;) {
+		char *nl = strchr(l, '\n');
+		if (nl != NULL)
+			*nl = '\0';
+		found = strstr(l, has) != NULL && strstr(l, also) != NULL;
+		l = nl != NULL ? nl + 1 : NULL;
+	}
+	free(text);
+	return found;
+}
+
+#define TP_OK  "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+#define TP_BAD "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+/* inventory-svc with --http: the counters of what it did, the depth of
+ * its DLQ, /healthz, and log lines carrying each message's trace id. */
+static void
+test_metrics_http(void)
+{
+	const char *want[] = {
+	        "part_messages_total{type=\"inventory.reserve\",outcome=\"ok\"}"
+	        " 1\n",
+	        "part_messages_total{type=\"inventory.reserve\",outcome="
+	        "\"duplicate\"} 1\n",
+	        "part_messages_total{type=\"inventory.explode\",outcome="
+	        "\"dead_lettered\"} 1\n",
+	        "part_queue_messages{queue=\"inventory.commands.dlq\"} 1\n",
+	        "part_bus_connected 1\n",
+	        "part_outbox_depth 0\n",
+	        "part_batch_size_count",
+	        "part_commit_seconds_count",
+	        "part_handle_seconds_bucket{type=\"inventory.reserve\"",
+	        "part_disk_free_bytes ",
+	        NULL};
+	int port = testutil_free_port(), pid, st = 0;
+	char addr[64], *body;
+	struct value p;
+	FILE *f;
+
+	CHECK(world_open() == 0);
+	f = fopen(path("seed.txt"), "w");
+	CHECK(f != NULL);
+	fputs("sku-a 10\n", f);
+	fclose(f);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	{
+		const char *a[] = {"inventory-svc",
+		                   "--amqp",
+		                   T.url,
+		                   "--db",
+		                   path("inv.db"),
+		                   "--seed",
+		                   path("seed.txt"),
+		                   "--http",
+		                   addr,
+		                   NULL};
+		pid = testutil_spawn(a, path("inv.log"));
+	}
+	CHECK(pid > 0 && wait_consumer("inventory.commands"));
+	send_tp = TP_OK;
+	p = items("sku-a", 2);
+	send_cmd("inventory", "inventory.reserve", "m1", "ms1", &p);
+	CHECK(await("m1", 0, 10000) != NULL);
+	p = items("sku-a", 2);
+	send_cmd("inventory", "inventory.reserve", "m1", "ms1", &p);
+	CHECK(await("m1", 1, 10000) != NULL);
+	send_tp = TP_BAD;
+	send_cmd("inventory", "inventory.explode", "m2", "ms2", NULL);
+	send_tp = NULL;
+	body = testutil_http_until(port, "/metrics", want, 15000, &st);
+	for (int i = 0; want[i] != NULL; i++)
+		CHECK_MSG(body != NULL && strstr(body, want[i]) != NULL,
+		          "no %s in %s", want[i], body ? body : "(none)");
+	free(body);
+	body = testutil_http(port, "GET", "/healthz", NULL, NULL, &st);
+	CHECK_MSG(st == 200 && body != NULL && strcmp(body, "ok\n") == 0,
+	          "%d %s", st, body ? body : "(none)");
+	free(body);
+	/* each message's lines carry its own trace id */
+	CHECK(log_line_has(path("inv.log"), "saga=ms1 step=step",
+	                   "trace_id=0af7651916cd43dd8448eb211c80319c"));
+	CHECK(log_line_has(path("inv.log"), "seen before",
+	                   "trace_id=0af7651916cd43dd8448eb211c80319c"));
+	CHECK(log_line_has(path("inv.log"), "dead-lettered m2",
+	                   "trace_id=4bf92f3577b34da6a3ce929d0e0e4736"));
+	CHECK(!log_line_has(path("inv.log"), "http listening", "trace_id="));
+	CHECK_EQ(testutil_stop(pid, SIGTERM), 0);
+	world_close();
+}
+
 int
 main(void)
 {
@@ -1256,6 +1359,8 @@ main(void)
 	RUN(test_notification_events);
 	testutil_kill_all();
 	RUN(test_inventory);
+	testutil_kill_all();
+	RUN(test_metrics_http);
 	testutil_kill_all();
 	RUN(test_stock_admin);
 	testutil_kill_all();

@@ -1128,6 +1128,7 @@ start_loop(struct daemon *d)
 		log_error("out of memory");
 		return -1;
 	}
+	loop_observe(d->l, orch_metrics_batches(a->m));
 	return 0;
 }
 

@@ -4,6 +4,9 @@
  * lib/durable.c. */
 #include "loop.h"
 
+#include "batch_metrics.h"
+#include "clock.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +16,7 @@ struct loop {
 	struct orch *o;
 	struct durable *d;
 	const char *err; /* store_error or orch_error, whichever failed */
+	struct batch_metrics *bm; /* or NULL */
 };
 
 static int
@@ -42,7 +46,15 @@ static int
 h_commit(void *ctx)
 {
 	struct loop *l = ctx;
-	return store_rc(l, store_commit(l->st));
+	int64_t t0 = clock_mono_us();
+	int rc = store_rc(l, store_commit(l->st));
+
+	if (l->bm != NULL && rc == 0)
+		batch_metrics_committed(l->bm,
+		                        (double)(clock_mono_us() - t0) / 1e6);
+	else if (l->bm != NULL)
+		batch_metrics_rolled_back(l->bm);
+	return rc;
 }
 
 static void
@@ -50,6 +62,17 @@ h_rollback(void *ctx)
 {
 	struct loop *l = ctx;
 	store_rollback(l->st);
+	if (l->bm != NULL)
+		batch_metrics_rolled_back(l->bm);
+}
+
+/* Notes a delivery's outcome for the metrics (counted at commit). */
+static void
+note(struct loop *l, const char *type, const char *outcome, int64_t t0)
+{
+	if (l->bm != NULL)
+		batch_metrics_note(l->bm, type, outcome,
+		                   (double)(clock_mono_us() - t0) / 1e6);
 }
 
 static const char *
@@ -100,11 +123,13 @@ h_apply(void *ctx, const struct durable_item *it, struct durable_time now,
 	const char *q = wrong_queue(it);
 	struct orch_input in = {0};
 	enum orch_verdict ov = ORCH_DONE;
+	int64_t t0 = clock_mono_us();
 
 	if (q != NULL) {
 		*v = DURABLE_REJECT;
 		snprintf(why, whylen, "unexpected %.100s on the %s queue",
 		         e->type, q);
+		note(l, e->type, "dead_lettered", t0);
 		return 0;
 	}
 	in.kind = input_kind(it);
@@ -118,6 +143,11 @@ h_apply(void *ctx, const struct durable_item *it, struct durable_time now,
 	if (orch_rc(l, orch_apply(l->o, &in, &ov, why, whylen)) != 0)
 		return -1;
 	*v = ov == ORCH_REJECT ? DURABLE_REJECT : DURABLE_DONE;
+	note(l, e->type,
+	     ov == ORCH_REJECT      ? "dead_lettered"
+	     : ov == ORCH_DUPLICATE ? "duplicate"
+	                            : "ok",
+	     t0);
 	return 0;
 }
 
@@ -229,6 +259,12 @@ struct durable *
 loop_durable(struct loop *l)
 {
 	return l->d;
+}
+
+void
+loop_observe(struct loop *l, struct batch_metrics *bm)
+{
+	l->bm = bm;
 }
 
 int

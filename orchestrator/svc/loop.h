@@ -41,6 +41,11 @@ struct loop *loop_new(struct store *st, struct orch *o,
                       const struct durable_transport *t,
                       const struct durable_config *cfg);
 void loop_free(struct loop *l);
+/* Counts each delivery's outcome ("ok", "duplicate", "dead_lettered") and
+ * handling time, each batch's size and commit time, once committed
+ * (lib/batch_metrics.h; borrowed; NULL: none). */
+struct batch_metrics;
+void loop_observe(struct loop *l, struct batch_metrics *bm);
 
 /* The loop itself, for the transport and the metrics. */
 struct durable *loop_durable(struct loop *l);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "batch_metrics.h"
 #include "metrics.h"
 
 /* The families, in the order the page lists them. */
@@ -101,6 +102,7 @@ static const struct {
 
 struct orch_metrics {
 	struct metrics *reg;
+	struct batch_metrics *bm;
 	int f[F__COUNT];
 };
 
@@ -121,6 +123,11 @@ orch_metrics_new(void)
 			return NULL;
 		}
 	}
+	m->bm = batch_metrics_new(m->reg);
+	if (m->bm == NULL) {
+		orch_metrics_free(m);
+		return NULL;
+	}
 	return m;
 }
 
@@ -129,6 +136,7 @@ orch_metrics_free(struct orch_metrics *m)
 {
 	if (m == NULL)
 		return;
+	batch_metrics_free(m->bm);
 	metrics_free(m->reg);
 	free(m);
 }
@@ -178,6 +186,12 @@ orch_metrics_on_step(void *arg, const char *chart, const char *state,
 	metrics_labels(lv, sizeof(lv), "chart", chart, "state", state,
 	               METRIC_END);
 	metrics_observe(m->reg, m->f[F_STEP], lv, seconds);
+}
+
+struct batch_metrics *
+orch_metrics_batches(struct orch_metrics *m)
+{
+	return m->bm;
 }
 
 static void

@@ -1,13 +1,18 @@
 /* orch_metrics.h -- what saga-orchestrator serves at GET /metrics, on
  * lib/metrics (the registry every daemon uses).
  *
- * Two kinds of figures. What happens is counted as it happens, by the
- * processor's observers (orch.h): sagas started, completed, failed,
- * stuck, aborted, cancelled, per chart, and the time each state took
- * (saga_step_duration_seconds, per chart and state). What is true now is
- * read from its owners when the page is rendered, handed over in a
- * struct orch_metrics_now: the loop's and the bus's counters, the outbox,
- * the unfinished sagas (saga_sagas{status}), the disk.
+ * Three kinds of figures. What happens to sagas is counted as it
+ * happens, by the processor's observers (orch.h): sagas started,
+ * completed, failed, stuck, aborted, cancelled, per chart, and the time
+ * each state took (saga_step_duration_seconds, per chart and state). The
+ * batches are counted as the participants count theirs
+ * (lib/batch_metrics.h): saga_messages_total{type,outcome} (ok,
+ * duplicate, dead_lettered), saga_handle_seconds{type}, saga_batch_size,
+ * saga_commit_seconds, fed by the loop (loop_observe) once a batch
+ * commits. What is true now is read from its owners when the page is
+ * rendered, handed over in a struct orch_metrics_now: the loop's and the
+ * bus's counters, the outbox, the unfinished sagas (saga_sagas{status}),
+ * the disk.
  *
  * Threading: none; the loop renders, lib/http serves the copy.
  */
@@ -47,6 +52,10 @@ struct orch_metrics_now {
 	int64_t running, compensating, stuck; /* unfinished sagas now */
 	double stuck_oldest_s;                /* 0: none stuck */
 };
+
+/* The batches' counts (messages by type and outcome, handling time,
+ * batch size, commit time), for loop_observe: saga_messages_total, ... */
+struct batch_metrics *orch_metrics_batches(struct orch_metrics *m);
 
 void orch_metrics_render(struct orch_metrics *m,
                          const struct orch_metrics_now *now,

@@ -1,13 +1,9 @@
 /* part_metrics.c -- a participant's counters and health (part_metrics.h is
  * its manual).
  *
- * Why notes before counts: the durable loop applies a batch, then
- * commits; a commit that fails (disk full) rolls the batch back and
- * applies it again later. Counting in the handler would count every
- * failed attempt as handled, so outcomes wait in a small list until the
- * commit says they happened. The list grows to the batch (the prefetch
- * window, a few hundred); when it cannot grow a note is lost, which
- * only makes a counter low.
+ * The messages, handling times, batch sizes and commit times are
+ * lib/batch_metrics's, shared with the orchestrator: counted once the
+ * batch commits, never for an attempt that rolled back.
  */
 #include "part_metrics.h"
 
@@ -15,27 +11,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "envelope.h"
+#include "batch_metrics.h"
 #include "metrics.h"
 
 static const char *const outcome_names[PART_OUT_N] = {
         "ok", "refused", "retried", "dead_lettered", "duplicate"};
 
-/* Deliveries per batch: 1 up to the largest prefetch window. */
-static const double batch_le[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000};
-
-struct note {
-	char type[ENVELOPE_TYPE_MAX];
-	enum part_outcome outcome;
-	double seconds;
-};
-
 struct part_metrics {
 	struct metrics *m;
-	int messages, handle, batch, commit, queue, outbox, connected,
-	        reconnects, disk, failures;
-	struct note *notes; /* the batch's, until it commits */
-	size_t nnotes, capnotes;
+	struct batch_metrics *bm; /* messages, handling, batches, commits */
+	int queue, outbox, connected, reconnects, disk, failures;
 	/* the counters the loop and the bus keep: added by difference */
 	uint64_t reconnects_seen, failures_seen, undecodable_seen;
 };
@@ -45,14 +30,7 @@ declare(struct part_metrics *pm)
 {
 	struct metrics *m = pm->m;
 
-	pm->messages = metrics_family(m, "messages_total", METRIC_COUNTER,
-	                              "Messages handled, by type and outcome.");
-	pm->handle = metrics_family(m, "handle_seconds", METRIC_HISTOGRAM,
-	                            "Time to handle one message, by type.");
-	pm->batch = metrics_family(m, "batch_size", METRIC_HISTOGRAM,
-	                           "Messages committed per transaction.");
-	pm->commit = metrics_family(m, "commit_seconds", METRIC_HISTOGRAM,
-	                            "Time of a transaction's COMMIT.");
+	pm->bm = batch_metrics_new(m);
 	pm->failures = metrics_family(m, "commit_failures_total",
 	                              METRIC_COUNTER, "Commits that failed.");
 	pm->queue = metrics_family(m, "queue_messages", METRIC_GAUGE,
@@ -68,13 +46,11 @@ declare(struct part_metrics *pm)
 	                       "Connections to the broker re-made.");
 	pm->disk = metrics_family(m, "disk_free_bytes", METRIC_GAUGE,
 	                          "Bytes left on the database's file system.");
-	if (pm->messages < 0 || pm->handle < 0 || pm->batch < 0 ||
-	    pm->commit < 0 || pm->failures < 0 || pm->queue < 0 ||
-	    pm->outbox < 0 || pm->connected < 0 || pm->reconnects < 0 ||
-	    pm->disk < 0)
-		return -1;
-	return metrics_buckets(m, pm->batch, batch_le,
-	                       sizeof(batch_le) / sizeof(batch_le[0]));
+	return pm->bm == NULL || pm->failures < 0 || pm->queue < 0 ||
+	                       pm->outbox < 0 || pm->connected < 0 ||
+	                       pm->reconnects < 0 || pm->disk < 0
+	               ? -1
+	               : 0;
 }
 
 struct part_metrics *
@@ -97,8 +73,8 @@ part_metrics_free(struct part_metrics *pm)
 {
 	if (pm == NULL)
 		return;
+	batch_metrics_free(pm->bm);
 	metrics_free(pm->m);
-	free(pm->notes);
 	free(pm);
 }
 
@@ -106,45 +82,22 @@ void
 part_metrics_note(struct part_metrics *pm, const char *type,
                   enum part_outcome o, double seconds)
 {
-	struct note *n;
-
-	if (pm->nnotes == pm->capnotes) {
-		size_t cap = pm->capnotes ? pm->capnotes * 2 : 64;
-		struct note *nn = realloc(pm->notes, cap * sizeof(*nn));
-		if (nn == NULL)
-			return; /* a counter stays low (file top) */
-		pm->notes = nn;
-		pm->capnotes = cap;
-	}
-	n = &pm->notes[pm->nnotes++];
-	snprintf(n->type, sizeof(n->type), "%s", type != NULL ? type : "");
-	n->outcome = o < PART_OUT_N ? o : PART_OUT_DEAD_LETTERED;
-	n->seconds = seconds;
+	batch_metrics_note(
+	        pm->bm, type,
+	        outcome_names[o < PART_OUT_N ? o : PART_OUT_DEAD_LETTERED],
+	        seconds);
 }
 
 void
 part_metrics_committed(struct part_metrics *pm, double commit_s)
 {
-	char lv[METRIC_LABELS_MAX];
-
-	metrics_observe(pm->m, pm->commit, NULL, commit_s);
-	if (pm->nnotes > 0)
-		metrics_observe(pm->m, pm->batch, NULL, (double)pm->nnotes);
-	for (size_t i = 0; i < pm->nnotes; i++) {
-		const struct note *n = &pm->notes[i];
-		metrics_labels(lv, sizeof(lv), "type", n->type, "outcome",
-		               outcome_names[n->outcome], METRIC_END);
-		metrics_add(pm->m, pm->messages, lv, 1);
-		metrics_labels(lv, sizeof(lv), "type", n->type, METRIC_END);
-		metrics_observe(pm->m, pm->handle, lv, n->seconds);
-	}
-	pm->nnotes = 0;
+	batch_metrics_committed(pm->bm, commit_s);
 }
 
 void
 part_metrics_rolled_back(struct part_metrics *pm)
 {
-	pm->nnotes = 0;
+	batch_metrics_rolled_back(pm->bm);
 }
 
 void
@@ -181,8 +134,8 @@ part_metrics_render(struct part_metrics *pm, const struct part_now *now,
 	metrics_labels(lv, sizeof(lv), "type", "", "outcome", "dead_lettered",
 	               METRIC_END);
 	if (now->undecodable > pm->undecodable_seen)
-		add_growth(pm, pm->messages, lv, now->undecodable,
-		           &pm->undecodable_seen);
+		add_growth(pm, batch_metrics_messages(pm->bm), lv,
+		           now->undecodable, &pm->undecodable_seen);
 	add_growth(pm, pm->reconnects, NULL, now->reconnects,
 	           &pm->reconnects_seen);
 	add_growth(pm, pm->failures, NULL, now->commit_failures,

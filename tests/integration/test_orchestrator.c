@@ -709,6 +709,11 @@ test_paths_and_bad_input(void)
 		        "saga_started_total{chart=\"order\"} 20\n",
 		        "saga_dead_lettered_total 1\n",
 		        "saga_duplicates_dropped_total 2\n",
+		        /* by type and outcome, counted once committed */
+		        "saga_messages_total{type=\"order.created\","
+		        "outcome=\"ok\"} 20\n",
+		        "saga_messages_total{type=\"order.created\","
+		        "outcome=\"duplicate\"} 2\n",
 		        /* what is true now: every saga has finished */
 		        "saga_sagas{status=\"running\"} 0\n",
 		        "saga_sagas{status=\"stuck\"} 0\n",
@@ -738,6 +743,11 @@ test_paths_and_bad_input(void)
 		                       "saga_step_duration_seconds_count{"
 		                       "chart=\"order\",state=\"payment\"}") &&
 		                strstr(metrics, "saga_outbox_depth ") &&
+		                strstr(metrics, "saga_batch_size_count ") &&
+		                strstr(metrics, "saga_commit_seconds_count ") &&
+		                strstr(metrics,
+		                       "saga_handle_seconds_count{type="
+		                       "\"order.created\"} 22\n") &&
 		                strstr(metrics,
 		                       "saga_sagas{status=\"running\"} 0\n"),
 		        "%s", metrics);

@@ -61,7 +61,14 @@ if [ -x "$bin/saga-orchestrator" ]; then
     [ -n "$port" ] && break
     sleep 0.1
   done
-  metrics=$(curl -s "127.0.0.1:${port:-1}/metrics")
+  # the loop publishes its first snapshot a moment after the listener
+  # opens (slower under the sanitizers): ask until it is there
+  metrics=
+  for i in $(seq 1 100); do
+    metrics=$(curl -s "127.0.0.1:${port:-1}/metrics")
+    grep -q '^# TYPE saga_' <<<"$metrics" && break
+    sleep 0.1
+  done
   check "the orchestrator serves /metrics" grep -q '^# TYPE saga_' <<<"$metrics"
   for m in $(saga_metric_names "$mon/alerts.yml" "$mon/grafana-dashboard.json"); do
     check "metric $m is one the orchestrator serves" metrics_have "$metrics" "$m"
@@ -78,7 +85,7 @@ if [ -x "$bin/order-api" ]; then
   apid=$!
   api=""
   for i in $(seq 1 50); do
-    api=$(curl -s "127.0.0.1:$aport/metrics") && [ -n "$api" ] && break
+    api=$(curl -s "127.0.0.1:$aport/metrics") && grep -q '^# TYPE orderapi_' <<<"$api" && break
     sleep 0.1
   done
   kill -TERM "$apid" 2>/dev/null; wait "$apid" 2>/dev/null
@@ -100,7 +107,7 @@ if [ -x "$bin/inventory-svc" ]; then
   ppid=$!
   part=""
   for i in $(seq 1 50); do
-    part=$(curl -s "127.0.0.1:$pport/metrics") && [ -n "$part" ] && break
+    part=$(curl -s "127.0.0.1:$pport/metrics") && grep -q '^# TYPE part_' <<<"$part" && break
     sleep 0.1
   done
   phealth=$(curl -s "127.0.0.1:$pport/healthz")

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
 #include "envelope.h"
 #include "log.h"
 #include "otlp.h"
@@ -419,6 +420,52 @@ reject(enum orch_verdict *verdict, char *reason, size_t cap, const char *fmt,
 	return 0;
 }
 
+const char *
+orch_outcome_name(enum orch_outcome o)
+{
+	static const char *const names[] = {"applied", "rejected", "ignored",
+	                                    "repeated"};
+	_Static_assert(ARRAY_LEN(names) == ORCH_REPEATED + 1, "a name each");
+	return (size_t)o < ARRAY_LEN(names) ? names[o] : "unknown";
+}
+
+/* Tells the asker (in->answer, if any) what became of the request: the
+ * outcome, the note, and the saga's state and status if known. */
+static void
+answer(const struct orch_input *in, enum orch_outcome outcome, const char *note,
+       const struct chart *c, const struct saga *s)
+{
+	struct orch_answer *a = in->answer;
+
+	if (a == NULL)
+		return;
+	a->outcome = outcome;
+	snprintf(a->note, sizeof(a->note), "%s", note != NULL ? note : "");
+	a->state[0] = a->status[0] = '\0';
+	if (c != NULL && s != NULL) {
+		snprintf(a->state, sizeof(a->state), "%s",
+		         c->states[s->state].name);
+		snprintf(a->status, sizeof(a->status), "%s",
+		         saga_status_name(s->status));
+	}
+}
+
+/* A request refused before the engine saw it: answered if someone asks
+ * (then acknowledged: the asker is told, nothing to dead-letter), else
+ * rejected (dead-lettered with the reason). */
+static int
+refuse(const struct orch_input *in, enum orch_verdict *verdict,
+       const char *reason)
+{
+	if (in->answer == NULL) {
+		*verdict = ORCH_REJECT;
+		return 0;
+	}
+	answer(in, ORCH_REJECTED, reason, NULL, NULL);
+	*verdict = ORCH_DONE;
+	return 0;
+}
+
 /* Loads a saga and its chart. *found false (return 0) if there is none;
  * -1 on store failure; -2 if the record or its chart is unusable (reason
  * in why). */
@@ -599,9 +646,11 @@ step_saga(struct orch *o, const struct orch_input *in,
 	               why, sizeof(why));
 	if (rc == -1)
 		return -1;
-	if (rc == -2)
-		return reject(verdict, reason, cap, "saga %.100s: %.300s",
-		              in->saga_id, why);
+	if (rc == -2) {
+		reject(verdict, reason, cap, "saga %.100s: %.300s", in->saga_id,
+		       why);
+		return refuse(in, verdict, reason);
+	}
 	if (!found) {
 		if (in->kind == IN_TIMER) { /* a timer left by a purge */
 			*verdict = ORCH_DONE;
@@ -609,8 +658,9 @@ step_saga(struct orch *o, const struct orch_input *in,
 			               ? 0
 			               : store_failed(o);
 		}
-		return reject(verdict, reason, cap, "unknown saga \"%.100s\"",
-		              in->saga_id);
+		reject(verdict, reason, cap, "unknown saga \"%.100s\"",
+		       in->saga_id);
+		return refuse(in, verdict, reason);
 	}
 	ev.now_ms = in->now_ms;
 	switch (in->kind) {
@@ -635,12 +685,13 @@ step_saga(struct orch *o, const struct orch_input *in,
 	case IN_OPERATOR:
 		if (operator_event(in->type, &ev.type) != 0) {
 			saga_clear(&s);
-			return reject(verdict, reason, cap,
-			              "unknown operator action \"%.60s\"",
-			              in->type);
+			reject(verdict, reason, cap,
+			       "unknown operator action \"%.60s\"", in->type);
+			return refuse(in, verdict, reason);
 		}
 		ev.step = payload_str(in->payload, "step");
-		actor = payload_str(in->payload, "actor");
+		actor = in->actor != NULL ? in->actor
+		                          : payload_str(in->payload, "actor");
 		why_op = payload_str(in->payload, "reason");
 		kind = "operator";
 		break;
@@ -663,6 +714,11 @@ step_saga(struct orch *o, const struct orch_input *in,
 	}
 	res = engine_step(c, &s, &ev, &out);
 	*verdict = ORCH_DONE;
+	answer(in,
+	       res == ENGINE_OK         ? ORCH_APPLIED
+	       : res == ENGINE_REJECTED ? ORCH_REJECTED
+	                                : ORCH_IGNORED,
+	       out.note, c, &s);
 	if (res == ENGINE_OK) {
 		rc = commit_step(o, c, &before, &s, &out, kind, in->message_id,
 		                 actor, why_op, trace, in->now_ms);
@@ -708,15 +764,18 @@ orch_apply(struct orch *o, const struct orch_input *in,
 		if (dup) {
 			o->stats.duplicates++;
 			*verdict = ORCH_DUPLICATE;
+			answer(in, ORCH_REPEATED,
+			       "this request was handled before: nothing done "
+			       "again",
+			       NULL, NULL);
 			return 0;
 		}
 	}
 	if (in->kind == IN_ORDER_CREATED)
 		return start_saga(o, in, verdict, reason, reasonlen);
 	if (in->saga_id == NULL || !valid_saga_id(in->saga_id)) {
-		*verdict = ORCH_REJECT;
 		snprintf(reason, reasonlen, "bad saga id");
-		return 0;
+		return refuse(in, verdict, reason);
 	}
 	return step_saga(o, in, verdict, reason, reasonlen);
 }

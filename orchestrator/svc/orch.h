@@ -60,7 +60,35 @@ struct orch_input {
 	const char *traceparent;     /* incoming trace context or NULL */
 	int64_t timer_seq;           /* IN_TIMER */
 	int64_t now_ms;
+	/* IN_OPERATOR: who acts, as authenticated by the channel (the
+	 * broker's validated user_id, the console's login); NULL: the
+	 * payload's `actor`, as claimed. */
+	const char *actor;
+	/* IN_OPERATOR: where to say what became of it; NULL: nobody asks. */
+	struct orch_answer *answer;
 };
+
+/* What became of an operator request, for whoever asked (sagactl over
+ * AMQP, the console). Filled by orch_apply when in->answer is set. */
+enum orch_outcome {
+	ORCH_APPLIED,  /* the engine took it: the saga moved on */
+	ORCH_REJECTED, /* refused: unknown saga or action, not allowed in
+	                * the saga's state; `note` says why */
+	ORCH_IGNORED,  /* nothing to do (the engine's note says why) */
+	ORCH_REPEATED, /* the request's id was seen before: nothing done */
+};
+
+#define ORCH_ANSWER_NOTE_MAX 320
+
+struct orch_answer {
+	enum orch_outcome outcome;
+	char note[ORCH_ANSWER_NOTE_MAX]; /* what it did, or why not */
+	char state[CHART_NAME_MAX];      /* the saga's state after, or "" */
+	char status[16];                 /* its status after, or "" */
+};
+
+/* "applied", "rejected", "ignored", "repeated". */
+const char *orch_outcome_name(enum orch_outcome o);
 
 enum orch_verdict {
 	ORCH_DONE,      /* applied (or ignored by the engine, with history) */

@@ -50,9 +50,8 @@ collect(char *p, size_t size, size_t n, void *arg)
 	return k;
 }
 
-/* "http://host:port/" of url without its credentials, for messages. */
-static void
-redact(const char *url, char *buf, size_t cap)
+void
+mgmt_redact(const char *url, char *buf, size_t cap)
 {
 	CURLU *u = curl_url();
 	char *scheme = NULL, *host = NULL, *port = NULL;
@@ -110,7 +109,7 @@ status_error(const char *url, long code, const char *what, char *err,
 {
 	char where[300], user[128];
 
-	redact(url, where, sizeof(where));
+	mgmt_redact(url, where, sizeof(where));
 	if (code == 401) {
 		url_user(url, user, sizeof(user));
 		snprintf(err, errlen,
@@ -162,7 +161,7 @@ request(const char *url, const char *path, const char *body, const char *what,
 		if (rc == CURLE_OK)
 			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
 	}
-	redact(url, where, sizeof(where));
+	mgmt_redact(url, where, sizeof(where));
 	if (rc != CURLE_OK)
 		snprintf(err, errlen,
 		         "cannot reach the broker's management API at %s: %s",

@@ -43,6 +43,9 @@ struct mgmt_queue {
 int mgmt_default_url(const char *amqp_url, char *out, size_t cap, char *err,
                      size_t errlen);
 
+/* "scheme://host:port/" of url, without credentials, for messages. */
+void mgmt_redact(const char *url, char *buf, size_t cap);
+
 /* Every queue of vhost ("/" when NULL), sorted by name, into *out
  * (malloc'd, caller frees) and *n. */
 int mgmt_queues(const char *url, const char *vhost, struct mgmt_queue **out,

@@ -215,8 +215,11 @@ add_distinct(json_t *a, const char *s, size_t max, json_int_t *more)
 
 	if (s[0] == '\0')
 		return 0;
-	json_array_foreach(a, i, v) if (strcmp(json_string_value(v), s) ==
-	                                0) return 0;
+	json_array_foreach(a, i, v)
+	{
+		if (strcmp(json_string_value(v), s) == 0)
+			return 0;
+	}
 	if (json_array_size(a) >= max) {
 		(*more)++;
 		return 0;

@@ -125,9 +125,14 @@ ids_of(const char *queue)
 	if (ids != NULL &&
 	    sagactl(&out, "--json dlq show %s --limit 100", queue) == 0 &&
 	    (a = json_loads(out, 0, NULL)) != NULL) {
-		json_array_foreach(a, i, m) if (n < 1000) n += (size_t)snprintf(
-		        ids + n, 1024 - n, "%s ",
-		        json_string_value(json_object_get(m, "message_id")));
+		json_array_foreach(a, i, m)
+		{
+			const char *id = json_string_value(
+			        json_object_get(m, "message_id"));
+			if (n < 1000)
+				n += (size_t)snprintf(ids + n, 1024 - n, "%s ",
+				                      id);
+		}
 		json_decref(a);
 	}
 	free(out);

@@ -609,7 +609,7 @@ dlq_opt(struct dlq_args *a, const char *verb, int argc, char **argv, int *i)
 	bool more = *i + 1 < argc;
 
 	if ((strcmp(o, "--limit") == 0 || strcmp(o, "--expect") == 0) && more) {
-		long *v = o[2] == 'l' ? &a->limit : &a->expect;
+		long *v = strcmp(o, "--limit") == 0 ? &a->limit : &a->expect;
 		if (parse_limit(argv[++*i], v) != 0) {
 			fprintf(stderr,
 			        "sagactl: %s: \"%s\" is not a number from 1 "

@@ -44,7 +44,7 @@ static const char usage[] =
         "[--reply-key KEY]\n"
         "                         [--bundle N] [--inbox-days N] "
         "[--shard I/N [--drain]] [--queue-type T]\n"
-        "                         [--otlp-url URL]\n"
+        "                         [--otlp-url URL] [--mgmt-url URL]\n"
         "  --amqp URL         broker URL(s), comma-separated (env "
         "SAGA_AMQP_URL)\n"
         "  --db PATH          the orchestrator's SQLite database (env "
@@ -81,6 +81,14 @@ static const char usage[] =
         "http://collector:4318/v1/traces;\n"
         "                     env SAGA_OTLP_URL; default: none): one per "
         "saga, one per step\n"
+        "  --mgmt-url URL     the broker's management API for the "
+        "console's /dlq pages\n"
+        "                     (env SAGA_MGMT_URL; http://USER:PASS@HOST:"
+        "PORT/ of a user with the\n"
+        "                     management or monitoring tag who may read the "
+        "*.dlq queues;\n"
+        "                     default: the AMQP URL's host, port 15672, "
+        "the AMQP user)\n"
         "  -n                 check the configuration and exit\n";
 
 /* The flags that take a number: where it goes and its bounds. */
@@ -116,6 +124,7 @@ static const struct option options[] = {
         {"drain", no_argument, NULL, 'D'},
         {"queue-type", required_argument, NULL, 'q'},
         {"otlp-url", required_argument, NULL, 'O'},
+        {"mgmt-url", required_argument, NULL, 'M'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
 };
@@ -145,6 +154,7 @@ flags_init(struct flags *f)
 	                        .reply_key = "orchestrator",
 	                        .queue_type = getenv("SAGA_QUEUE_TYPE"),
 	                        .otlp_url = getenv("SAGA_OTLP_URL"),
+	                        .mgmt_url = getenv("SAGA_MGMT_URL"),
 	                },
 	        .level = LOG_INFO,
 	        .bundle = getenv("SAGA_BUNDLE"),
@@ -222,6 +232,9 @@ one_flag(struct flags *f, int opt, const char *arg)
 		break;
 	case 'O':
 		cfg->otlp_url = arg;
+		break;
+	case 'M':
+		cfg->mgmt_url = arg;
 		break;
 	case 'n':
 		f->check_only = 1;

@@ -78,7 +78,7 @@ usage(FILE *f)
 	        "  mark-compensated ID STEP --reason TEXT\n"
 	        "                                operator actions, applied by "
 	        "the orchestrator\n"
-	        "  dlq list|show|replay|purge ...  dead-letter queues "
+	        "  dlq list|show|replay|discard|purge ...  dead-letter queues "
 	        "(sagactl dlq --help)\n"
 	        "\n"
 	        "  FILTERS: --status S --chart NAME --state NAME --older-than "

@@ -173,6 +173,27 @@ testbroker_start_args(const char *name, const char *args)
 	return url;
 }
 
+char *
+testbroker_mgmt_url(const char *name)
+{
+	char *out = NULL, *url = NULL, *sp;
+	int rc = testutil_sh(&out,
+	                     "'%s/scripts/broker' url '%s-%ld' | tail -n 1",
+	                     source_dir(), name, (long)getpid());
+
+	/* "http://127.0.0.1:PORT/ (management UI, guest/guest)" */
+	if (rc == 0 && out != NULL && strncmp(out, "http://", 7) == 0 &&
+	    (sp = strchr(out, ' ')) != NULL) {
+		*sp = '\0';
+		size_t cap = strlen(out) + 32;
+		url = malloc(cap);
+		if (url != NULL)
+			snprintf(url, cap, "http://guest:guest@%s", out + 7);
+	}
+	free(out);
+	return url;
+}
+
 int
 testbroker_ctl(const char *name, const char *verb)
 {

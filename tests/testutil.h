@@ -35,6 +35,9 @@ const char *testutil_amqp_url(void);
 char *testbroker_start(const char *name);
 /* The same with extra scripts/broker flags, e.g. "--tls". */
 char *testbroker_start_args(const char *name, const char *args);
+/* The management API's URL of that broker, with its guest credentials
+ * (malloc'd), or NULL. */
+char *testbroker_mgmt_url(const char *name);
 /* stop / restart / any scripts/broker verb, e.g. "stop", "restart". */
 int testbroker_ctl(const char *name, const char *verb);
 

@@ -10,6 +10,12 @@
  *   GET /api/summary                         counts, step latency, throughput
  *   GET /  /sagas  /sagas/ID  /stuck  /charts   the same as pages
  *
+ *   GET /api/dlq?peek=N                      dead-letter queues (found on the
+ *                                            broker), groups by reason
+ *   GET /api/dlq/QUEUE?limit=N               one DLQ: groups and messages
+ *   GET /dlq  /dlq/QUEUE                     the same as pages
+ *                                            (console_dlq_start)
+ *
  * docs/console.md is the API's reference.
  *
  * Threads. Every request runs on an HTTP thread (never the saga loop) and
@@ -41,5 +47,20 @@ struct console *console_start(struct http *h, const char *db_path, char *err,
                               size_t errlen);
 /* NULL is fine. */
 void console_free(struct console *c);
+
+/* Routes /dlq and /api/dlq on h: the dead-letter queues read through the
+ * broker's management API (lib/mgmt.h) at mgmt_url, or, when it is NULL
+ * or empty, at the one mgmt_default_url derives from amqp; the vhost is
+ * amqp's. Every request is a peek (ackmode ack_requeue_true: see
+ * console_dlq.c). The pages are read-only: a group's replay or discard
+ * is dlq_group_act (dlq_group.h), from sagactl. NULL with the reason in
+ * err (a bad AMQP URL, out of memory, the route table full). Free with
+ * console_dlq_free after http_close(h). */
+struct console_dlq;
+struct console_dlq *console_dlq_start(struct http *h, const char *amqp,
+                                      const char *mgmt_url, char *err,
+                                      size_t errlen);
+/* NULL is fine. */
+void console_dlq_free(struct console_dlq *c);
 
 #endif

@@ -175,7 +175,8 @@ head(struct http_response *r, const char *title)
 	            " - saga console</title><style>%s</style></head><body>"
 	            "<header><b>saga console</b><a href=\"/\">summary</a>"
 	            "<a href=\"/sagas\">sagas</a><a href=\"/stuck\">stuck"
-	            "</a><a href=\"/charts\">charts</a><span style=\""
+	            "</a><a href=\"/charts\">charts</a><a href=\"/dlq\">"
+	            "dead letters</a><span style=\""
 	            "margin-left:auto\"><label><input type=\"checkbox\" "
 	            "id=\"live\" checked> live</label></span></header>"
 	            "<main>",
@@ -678,4 +679,36 @@ console_page(struct store *st, const struct http_request *req,
 		snprintf(e.msg, sizeof(e.msg), "no page %.200s", p);
 		error_page(r, &e);
 	}
+}
+
+/* ---- for the other pages' files (console_int.h) ---- */
+
+void
+console_html_head(struct http_response *r, const char *title)
+{
+	head(r, title);
+}
+
+void
+console_html_foot(struct http_response *r)
+{
+	foot(r);
+}
+
+void
+console_html_saga(struct http_response *r, const char *id)
+{
+	saga_link(r, id);
+}
+
+void
+console_html_dur(struct http_response *r, int64_t ms)
+{
+	html_dur(r, ms);
+}
+
+void
+console_html_error(struct http_response *r, const struct console_err *e)
+{
+	error_page(r, e);
 }

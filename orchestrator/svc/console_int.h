@@ -55,6 +55,16 @@ void html_text(struct http_response *r, const char *s);
 /* Text percent-encoded for a URL's query. */
 void html_url(struct http_response *r, const char *s);
 
+/* Pieces of console_html.c for the pages built elsewhere
+ * (console_dlq.c): the page's head with the navigation and its foot with
+ * the refresh script, a link to /sagas/ID, a duration ("3.5 s", "12 min"),
+ * an error page. */
+void console_html_head(struct http_response *r, const char *title);
+void console_html_foot(struct http_response *r);
+void console_html_saga(struct http_response *r, const char *id);
+void console_html_dur(struct http_response *r, int64_t ms);
+void console_html_error(struct http_response *r, const struct console_err *e);
+
 /* The pages: path is the request's ("/", "/sagas", "/sagas/ID", ...). */
 void console_page(struct store *st, const struct http_request *req,
                   struct http_response *r);

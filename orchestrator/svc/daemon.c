@@ -958,6 +958,7 @@ struct daemon {
 	struct loop *l;
 	size_t batch_max;
 	struct console *console; /* its routes on a.http, or NULL */
+	struct console_dlq *dlq; /* the /dlq pages on a.http, or NULL */
 };
 
 /* The shard, the database (claimed for the shard) and the charts. 0, or
@@ -1158,7 +1159,11 @@ daemon_start(struct daemon *d, volatile sig_atomic_t *stop)
 		return -1;
 	if (a->http != NULL) {
 		d->console = console_start(a->http, cfg->db, err, sizeof(err));
-		if (d->console == NULL) {
+		if (d->console != NULL)
+			d->dlq = console_dlq_start(a->http, cfg->amqp,
+			                           cfg->mgmt_url, err,
+			                           sizeof(err));
+		if (d->console == NULL || d->dlq == NULL) {
 			log_error("%s", err);
 			return -1;
 		}
@@ -1211,6 +1216,7 @@ daemon_release(struct daemon *d)
 
 	http_close(a->http);
 	console_free(d->console);
+	console_dlq_free(d->dlq);
 	loop_free(d->l);
 	orch_free(a->o);
 	otlp_stop(a->otlp); /* posts the spans still queued */

@@ -11,17 +11,21 @@
 #include <time.h>
 
 #include "bus.h"
+#include "dlq_group.h"
 #include "envelope.h"
 #include "jsonout.h"
+#include "mgmt.h"
+
+/* TLS for the broker, as the daemons take it (environment). */
+static void
+tls_of(struct dlq_act *a)
+{
+	a->ca_file = getenv("SAGA_AMQP_CA");
+	a->cert_file = getenv("SAGA_AMQP_CERT");
+	a->key_file = getenv("SAGA_AMQP_KEY");
+}
 
 #define SHOW_MAX 1000
-
-static const char *const known[] = {
-        "orchestrator.dlq",         "inventory.commands.dlq",
-        "payment.card.dlq",         "payment.cod.dlq",
-        "shipping.default.dlq",     "notification.events.dlq",
-        "notification.confirm.dlq",
-};
 
 struct seen {
 	char id[256], saga[256], type[128], reason[512], from[256];
@@ -93,57 +97,226 @@ queue_depth(const char *amqp, const char *queue)
 	return m;
 }
 
-/* One queue's line of dlq list --json: its depth, or that it is missing. */
-static json_t *
-depth_json(const char *queue, long m)
+/* Where the management API is: --mgmt-url, SAGA_MGMT_URL, or the AMQP
+ * URL's host on port 15672 with its credentials; and the vhost (the AMQP
+ * URL's). 0, or -1 (said). */
+static int
+mgmt_of(const char *amqp, const char *given, char *url, size_t cap, char *vhost,
+        size_t vcap)
 {
+	char err[512], first[1024];
+	const char *comma = strchr(amqp, ',');
+	struct bus_url u;
+
+	snprintf(first, sizeof(first), "%.*s",
+	         (int)(comma != NULL ? (size_t)(comma - amqp) : strlen(amqp)),
+	         amqp);
+	if (bus_url_parse(first, &u, err, sizeof(err)) != 0) {
+		fprintf(stderr, "sagactl: %s\n", err);
+		return -1;
+	}
+	snprintf(vhost, vcap, "%s", u.vhost);
+	if (given == NULL || given[0] == '\0')
+		given = getenv("SAGA_MGMT_URL");
+	if (given != NULL && given[0] != '\0') {
+		snprintf(url, cap, "%s", given);
+		return 0;
+	}
+	if (mgmt_default_url(first, url, cap, err, sizeof(err)) != 0) {
+		fprintf(stderr, "sagactl: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* One queue's line of dlq list: its depth now (AMQP) and its consumers
+ * (the management API's statistics). */
+static json_t *
+list_row(struct bus *b, const char *queue, json_int_t consumers)
+{
+	long m = depth(b, queue);
+
 	if (m < 0)
 		return json_pack("{s:o,s:b}", "queue", jsonout_str(queue),
 		                 "exists", 0);
-	return json_pack("{s:o,s:I}", "queue", jsonout_str(queue), "messages",
-	                 (json_int_t)m);
+	return json_pack("{s:o,s:I,s:I}", "queue", jsonout_str(queue),
+	                 "messages", (json_int_t)m, "consumers", consumers);
 }
 
-static int
-cmd_list(const char *amqp, bool json, int argc, char **argv)
+static void
+print_row(const json_t *row)
 {
-	const char *const *qs = argc > 0 ? (const char *const *)argv : known;
-	size_t n = argc > 0 ? (size_t)argc : sizeof(known) / sizeof(known[0]);
-	struct bus *b = connect_to(amqp, NULL, 0);
-	json_t *arr = NULL;
-	int rc = 0;
+	const char *q = json_string_value(json_object_get(row, "queue"));
+	const json_t *m = json_object_get(row, "messages");
+	json_int_t c = json_integer_value(json_object_get(row, "consumers"));
 
-	if (b == NULL)
-		return 1;
-	if (json)
-		arr = json_array();
+	if (m == NULL)
+		printf("%-40s %10s\n", q, "(none)");
+	else if (c >= 0)
+		printf("%-40s %10" JSON_INTEGER_FORMAT " %9" JSON_INTEGER_FORMAT
+		       "\n",
+		       q, json_integer_value(m), c);
 	else
-		printf("%-32s %10s\n", "QUEUE", "MESSAGES");
-	for (size_t i = 0; i < n; i++) {
-		long m = depth(b, qs[i]);
-		if (m < 0 && argc > 0)
-			rc = 1;
-		if (json) {
-			/* out of memory: arr NULL, said below */
-			if (json_array_append_new(arr, depth_json(qs[i], m)) !=
-			    0) {
+		printf("%-40s %10" JSON_INTEGER_FORMAT " %9s\n", q,
+		       json_integer_value(m), "?");
+}
+
+/* The queues to list: those named, or every DLQ the broker has. */
+static json_t *
+list_names(const char *amqp, const char *mgmt, int argc, char **argv)
+{
+	char url[1024], vhost[256], err[1024];
+	json_t *d, *arr;
+
+	if (argc > 0) {
+		arr = json_array();
+		for (int i = 0; arr != NULL && i < argc; i++)
+			if (json_array_append_new(
+			            arr, json_pack("{s:s,s:I}", "queue",
+			                           argv[i], "consumers",
+			                           (json_int_t)-1)) != 0) {
 				json_decref(arr);
 				arr = NULL;
 			}
-		} else if (m < 0) {
-			printf("%-32s %10s\n", qs[i], "(none)");
-		} else {
-			printf("%-32s %10ld\n", qs[i], m);
+		return arr;
+	}
+	if (mgmt_of(amqp, mgmt, url, sizeof(url), vhost, sizeof(vhost)) != 0)
+		return NULL;
+	d = dlq_discover(url, vhost, err, sizeof(err));
+	if (d == NULL) {
+		fprintf(stderr,
+		        "sagactl: %s\n(dlq list asks the broker's management "
+		        "API which dead-letter queues exist: give --mgmt-url "
+		        "URL or SAGA_MGMT_URL)\n",
+		        err);
+		return NULL;
+	}
+	arr = json_incref(json_object_get(d, "queues"));
+	json_decref(d);
+	return arr;
+}
+
+static int
+cmd_list(const char *amqp, const char *mgmt, bool json, int argc, char **argv)
+{
+	json_t *names = list_names(amqp, mgmt, argc, argv), *q, *out;
+	struct bus *b;
+	size_t i;
+	int rc = 0;
+
+	if (names == NULL)
+		return 1;
+	b = connect_to(amqp, NULL, 0);
+	out = json_array();
+	if (b == NULL || out == NULL) {
+		json_decref(names);
+		json_decref(out);
+		bus_close(b);
+		return 1;
+	}
+	if (!json)
+		printf("%-40s %10s %9s\n", "QUEUE", "MESSAGES", "CONSUMERS");
+	json_array_foreach(names, i, q)
+	{
+		json_t *row = list_row(
+		        b, json_string_value(json_object_get(q, "queue")),
+		        json_integer_value(json_object_get(q, "consumers")));
+		if (row == NULL || json_object_get(row, "messages") == NULL)
+			rc = 1; /* named and missing, or gone meanwhile */
+		if (!json && row != NULL)
+			print_row(row);
+		if (json_array_append_new(out, row) != 0) {
+			json_decref(out);
+			out = NULL;
+			break;
 		}
 	}
 	bus_close(b);
-	if (json && jsonout_print(stdout, arr) != 0) {
+	json_decref(names);
+	if (json && jsonout_print(stdout, out) != 0) {
 		fprintf(stderr, "sagactl: write error or out of memory\n");
 		return 1;
 	}
+	if (!json)
+		json_decref(out);
 	return rc;
 }
 
+/* dlq show QUEUE --by-reason: every message read (none taken), grouped. */
+static int
+cmd_groups(const char *amqp, bool json, const char *queue)
+{
+	struct dlq_act a = {.amqp = amqp, .queue = queue, .action = DLQ_SHOW};
+	struct dlq_act_result r;
+	char err[1024];
+	json_t *g, *e, *s;
+	size_t i, j;
+
+	tls_of(&a);
+	if (dlq_group_act(&a, &r, err, sizeof(err)) != 0) {
+		fprintf(stderr, "sagactl: %s\n", err);
+		dlq_act_result_clear(&r);
+		return 1;
+	}
+	g = dlq_groups_json(r.msgs, r.n);
+	if (json) {
+		dlq_act_result_clear(&r);
+		if (jsonout_print(stdout, g) != 0) {
+			fprintf(stderr, "sagactl: out of memory\n");
+			return 1;
+		}
+		return 0;
+	}
+	printf("%s: %zu messages in %zu groups\n", queue, r.n,
+	       json_array_size(g));
+	json_array_foreach(g, i, e)
+	{
+		printf("\n  group   %s  (%" JSON_INTEGER_FORMAT " messages)\n"
+		       "  reason  %s\n  example %s\n  sagas  ",
+		       json_string_value(json_object_get(e, "key")),
+		       json_integer_value(json_object_get(e, "count")),
+		       json_string_value(json_object_get(e, "reason")),
+		       json_string_value(json_object_get(e, "example")));
+		json_array_foreach(json_object_get(e, "sagas"), j, s)
+		        printf(" %s", json_string_value(s));
+		if (json_integer_value(json_object_get(e, "sagas_more")) > 0)
+			printf(" (and %" JSON_INTEGER_FORMAT " more)",
+			       json_integer_value(
+			               json_object_get(e, "sagas_more")));
+		printf("\n");
+	}
+	json_decref(g);
+	dlq_act_result_clear(&r);
+	return 0;
+}
+
+/* dlq replay|discard QUEUE --group KEY --expect N. */
+static int
+cmd_group_act(const char *amqp, const char *queue, enum dlq_action what,
+              const char *key, long expect, const char *to)
+{
+	struct dlq_act a = {.amqp = amqp,
+	                    .queue = queue,
+	                    .action = what,
+	                    .key = key,
+	                    .expect = expect,
+	                    .to = to};
+	struct dlq_act_result r;
+	char err[1024];
+	int rc;
+
+	tls_of(&a);
+	rc = dlq_group_act(&a, &r, err, sizeof(err));
+	if (rc != 0)
+		fprintf(stderr, "sagactl: %s\n", err);
+	if (rc != 1)
+		printf("%s %ld of %ld messages of group %s from %s (%zu "
+		       "stay there)\n",
+		       what == DLQ_REPLAY ? "replayed" : "discarded", r.done,
+		       r.group, key, queue, r.n - (size_t)r.done);
+	dlq_act_result_clear(&r);
+	return rc != 0 ? 1 : 0;
+}
 /* Where a dead letter came from: the broker's x-first-death-queue, or
  * the "from QUEUE: reason" of a copy made with its reason (the
  * orchestrator's and the participants'). false if neither says. */
@@ -383,13 +556,31 @@ static void
 dlq_usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: sagactl [--amqp URL] [--json] dlq list [QUEUE...]\n"
+	        "usage: sagactl [--amqp URL] [--json] dlq list [--mgmt-url "
+	        "URL] "
+	        "[QUEUE...]\n"
 	        "       sagactl [--amqp URL] [--json] dlq show QUEUE [--limit "
-	        "N]\n"
+	        "N | --by-reason]\n"
 	        "       sagactl [--amqp URL] dlq replay QUEUE [--limit N] "
 	        "[--to "
 	        "QUEUE]\n"
-	        "       sagactl [--amqp URL] dlq purge QUEUE --yes\n");
+	        "       sagactl [--amqp URL] dlq replay QUEUE --group KEY "
+	        "--expect N [--to QUEUE]\n"
+	        "       sagactl [--amqp URL] dlq discard QUEUE --group KEY "
+	        "--expect N\n"
+	        "       sagactl [--amqp URL] dlq purge QUEUE --yes\n"
+	        "list: every queue named *.dlq, found through the broker's "
+	        "management API:\n"
+	        "  --mgmt-url URL (or SAGA_MGMT_URL), "
+	        "http://USER:PASS@HOST:PORT/; default: the\n"
+	        "  AMQP URL's host on port 15672 with the AMQP URL's user and "
+	        "password\n"
+	        "show --by-reason: groups by reason, ids and numbers taken "
+	        "out, each with its KEY\n"
+	        "replay|discard --group KEY --expect N: only that group's "
+	        "messages, and only\n"
+	        "  if it still holds N (else exit 1, nothing changed); the "
+	        "rest stay, in order\n");
 }
 
 static int
@@ -404,12 +595,119 @@ parse_limit(const char *s, long *out)
 	               : -1;
 }
 
+struct dlq_args {
+	const char *queue, *to, *group, *mgmt;
+	long limit, expect;
+	bool yes, by_reason;
+};
+
+/* One option of a dlq verb at argv[*i]; 0, or 2 (said). */
+static int
+dlq_opt(struct dlq_args *a, const char *verb, int argc, char **argv, int *i)
+{
+	const char *o = argv[*i];
+	bool more = *i + 1 < argc;
+
+	if ((strcmp(o, "--limit") == 0 || strcmp(o, "--expect") == 0) && more) {
+		long *v = strcmp(o, "--limit") == 0 ? &a->limit : &a->expect;
+		if (parse_limit(argv[++*i], v) != 0) {
+			fprintf(stderr,
+			        "sagactl: %s: \"%s\" is not a number from 1 "
+			        "to 1000000\n",
+			        o, argv[*i]);
+			return 2;
+		}
+	} else if (strcmp(o, "--to") == 0 && more) {
+		a->to = argv[++*i];
+	} else if (strcmp(o, "--group") == 0 && more) {
+		a->group = argv[++*i];
+	} else if (strcmp(o, "--mgmt-url") == 0 && more) {
+		a->mgmt = argv[++*i];
+	} else if (strcmp(o, "--yes") == 0) {
+		a->yes = true;
+	} else if (strcmp(o, "--by-reason") == 0) {
+		a->by_reason = true;
+	} else if (o[0] != '-' && a->queue == NULL) {
+		a->queue = o;
+	} else {
+		fprintf(stderr, "sagactl: dlq %s: unexpected \"%s\"\n", verb,
+		        o);
+		dlq_usage(stderr);
+		return 2;
+	}
+	return 0;
+}
+
+/* dlq list [--mgmt-url URL] [QUEUE...] */
+static int
+dlq_list_main(const char *amqp, bool json, int argc, char **argv)
+{
+	const char *mgmt = NULL;
+	char **names = calloc((size_t)argc + 1, sizeof(*names));
+	int n = 0, rc;
+
+	if (names == NULL)
+		return 1;
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--mgmt-url") == 0 && i + 1 < argc)
+			mgmt = argv[++i];
+		else
+			names[n++] = argv[i];
+	}
+	rc = cmd_list(amqp, mgmt, json, n, names);
+	free(names);
+	return rc;
+}
+
+/* The verbs that take a QUEUE, once their options are read. */
+static int
+dlq_verb(const char *amqp, bool json, const char *verb,
+         const struct dlq_args *a)
+{
+	bool grouped = strcmp(verb, "discard") == 0 || a->group != NULL;
+
+	if (grouped && (a->group == NULL || a->expect < 0)) {
+		fprintf(stderr,
+		        "sagactl: dlq %s of a group needs --group KEY "
+		        "and --expect N (the count `dlq show --by-reason` "
+		        "gave)\n",
+		        verb);
+		return 2;
+	}
+	if (strcmp(verb, "show") == 0 && a->by_reason)
+		return cmd_groups(amqp, json, a->queue);
+	if (strcmp(verb, "show") == 0)
+		return cmd_show(amqp, json, a->queue,
+		                a->limit > 0 ? (a->limit < SHOW_MAX ? a->limit
+		                                                    : SHOW_MAX)
+		                             : 20);
+	if (strcmp(verb, "replay") == 0 && grouped)
+		return cmd_group_act(amqp, a->queue, DLQ_REPLAY, a->group,
+		                     a->expect, a->to);
+	if (strcmp(verb, "discard") == 0)
+		return cmd_group_act(amqp, a->queue, DLQ_DISCARD, a->group,
+		                     a->expect, NULL);
+	if (strcmp(verb, "replay") == 0)
+		return cmd_replay(amqp, a->queue,
+		                  a->limit > 0 ? a->limit : 1000000, a->to);
+	if (strcmp(verb, "purge") == 0) {
+		if (!a->yes) {
+			fprintf(stderr, "sagactl: dlq purge deletes every "
+			                "message: add --yes\n");
+			return 2;
+		}
+		return cmd_purge(amqp, a->queue);
+	}
+	fprintf(stderr, "sagactl: unknown dlq command \"%s\"\n", verb);
+	dlq_usage(stderr);
+	return 2;
+}
+
 int
 dlq_main(const char *amqp, bool json, int argc, char **argv)
 {
-	const char *verb, *queue = NULL, *to = NULL;
-	long limit = -1;
-	bool yes = false;
+	struct dlq_args a = {.limit = -1, .expect = -1};
+	const char *verb;
 
 	if (argc < 1 || strcmp(argv[0], "--help") == 0) {
 		dlq_usage(argc < 1 ? stderr : stdout);
@@ -422,49 +720,14 @@ dlq_main(const char *amqp, bool json, int argc, char **argv)
 		return 2;
 	}
 	if (strcmp(verb, "list") == 0)
-		return cmd_list(amqp, json, argc - 1, argv + 1);
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--limit") == 0 && i + 1 < argc) {
-			if (parse_limit(argv[++i], &limit) != 0) {
-				fprintf(stderr,
-				        "sagactl: --limit: \"%s\" is not a "
-				        "number from 1 to 1000000\n",
-				        argv[i]);
-				return 2;
-			}
-		} else if (strcmp(argv[i], "--to") == 0 && i + 1 < argc) {
-			to = argv[++i];
-		} else if (strcmp(argv[i], "--yes") == 0) {
-			yes = true;
-		} else if (argv[i][0] != '-' && queue == NULL) {
-			queue = argv[i];
-		} else {
-			fprintf(stderr, "sagactl: dlq %s: unexpected \"%s\"\n",
-			        verb, argv[i]);
-			dlq_usage(stderr);
+		return dlq_list_main(amqp, json, argc - 1, argv + 1);
+	for (int i = 1; i < argc; i++)
+		if (dlq_opt(&a, verb, argc, argv, &i) != 0)
 			return 2;
-		}
-	}
-	if (queue == NULL) {
+	if (a.queue == NULL) {
 		fprintf(stderr, "sagactl: dlq %s needs a QUEUE\n", verb);
 		dlq_usage(stderr);
 		return 2;
 	}
-	if (strcmp(verb, "show") == 0)
-		return cmd_show(
-		        amqp, json, queue,
-		        limit > 0 ? (limit < SHOW_MAX ? limit : SHOW_MAX) : 20);
-	if (strcmp(verb, "replay") == 0)
-		return cmd_replay(amqp, queue, limit > 0 ? limit : 1000000, to);
-	if (strcmp(verb, "purge") == 0) {
-		if (!yes) {
-			fprintf(stderr, "sagactl: dlq purge deletes every "
-			                "message: add --yes\n");
-			return 2;
-		}
-		return cmd_purge(amqp, queue);
-	}
-	fprintf(stderr, "sagactl: unknown dlq command \"%s\"\n", verb);
-	dlq_usage(stderr);
-	return 2;
+	return dlq_verb(amqp, json, verb, &a);
 }

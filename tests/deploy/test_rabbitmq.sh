@@ -190,6 +190,18 @@ check "order-api may not read orchestrator.orders" denied order-api orchestrator
 check "inventory may not read audit" denied inventory audit
 check "operator may not read payment.card (only DLQs and audit)" denied operator payment.card
 
+# --- the operator finds every dead-letter queue through the management
+# API (its tag monitoring includes management); a service user may not
+mport=$(scripts/broker url "$broker" | tail -n 1 | sed -E 's|^http://127\.0\.0\.1:([0-9]+)/.*|\1|')
+mg() { echo "http://$1:${pw[$1]}@127.0.0.1:$mport/"; }
+out=$(SAGA_AMQP_URL="$(u operator)" "$bin/sagactl" dlq list --mgmt-url "$(mg operator)" 2>&1)
+check "the operator's dlq list finds payment.card.dlq ($out)" grep -q '^payment.card.dlq ' <<<"$out"
+check "... and orchestrator.dlq" grep -q '^orchestrator.dlq ' <<<"$out"
+out=$(SAGA_AMQP_URL="$(u orchestrator)" "$bin/sagactl" dlq list --mgmt-url "$(mg orchestrator)" 2>&1)
+rc=$?
+check "the orchestrator's user may not use the management API (exit $rc)" [ "$rc" -eq 1 ]
+check "... refused with 401 ($out)" grep -q '(401)' <<<"$out"
+
 # --- the alert rules' saga_* metrics exist on this orchestrator
 metrics=$(curl -s "127.0.0.1:$metrics_port/metrics")
 for m in $(saga_metric_names deploy/monitoring/alerts.yml); do

@@ -844,7 +844,7 @@ test_sagactl_dlq(void)
 	const char *bin = getenv("SAGA_BIN_DIR");
 	const struct reply *r;
 	struct value p;
-	char *out = NULL;
+	char *out = NULL, *mgmt;
 	int pid, rc;
 
 	CHECK(world_open() == 0 && bin != NULL);
@@ -856,11 +856,15 @@ test_sagactl_dlq(void)
 		bus_poll(T.bus, 100, &H);
 	CHECK(queue_depth("payment.card.dlq") == 1);
 
-	rc = testutil_sh(&out, "%s/sagactl --amqp %s dlq list 2>&1", bin,
-	                 T.url);
+	mgmt = testbroker_mgmt_url(T.broker);
+	CHECK(mgmt != NULL);
+	rc = testutil_sh(&out,
+	                 "%s/sagactl --amqp %s dlq list --mgmt-url %s 2>&1",
+	                 bin, T.url, mgmt ? mgmt : "none");
 	CHECK_MSG(rc == 0 && out != NULL && strstr(out, "payment.card.dlq"),
 	          "rc %d: %s", rc, out ? out : "");
 	free(out);
+	free(mgmt);
 	rc = testutil_sh(&out, "%s/sagactl --amqp %s dlq show payment.card.dlq",
 	                 bin, T.url);
 	CHECK_MSG(rc == 0 && out != NULL && strstr(out, "k1") &&

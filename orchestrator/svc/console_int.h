@@ -15,6 +15,7 @@
 
 #include "chart.h"
 #include "chart_tools.h"
+#include "engine.h"
 #include "http.h"
 #include "store.h"
 
@@ -41,6 +42,53 @@ json_t *console_stuck_json(struct store *st, const struct http_request *req,
                            struct console_err *e);
 json_t *console_charts_json(struct store *st, struct console_err *e);
 json_t *console_summary_json(struct store *st, struct console_err *e);
+
+/* Where a filter's parameters come from: the query (console_query, src
+ * the request) or a JSON body (src the object). NULL when absent. */
+typedef const char *(*console_param_fn)(const void *src, const char *name);
+const char *console_query(const void *req, const char *name);
+/* The filter /api/sagas, /sagas and the bulk actions take (status, chart,
+ * state, id_prefix, older_than, q, limit, after): 0, or -1 with e set. */
+int console_filter(console_param_fn get, const void *src,
+                   struct store_saga_filter *f, struct console_err *e);
+
+/* ---- actions (console_preview.c, console_act.c) ---- */
+
+struct preview;
+struct preview_undo;
+struct saga;
+
+/* The most sagas one bulk action takes (a larger set: narrow the
+ * filter). */
+#define CONSOLE_BULK_MAX 1000
+
+/* Compensations as JSON: [{state, to, command, message_id,
+ * outcome_unknown, current}]. NULL on out of memory. */
+json_t *console_undos_json(const struct preview_undo *u, size_t n);
+
+/* Saga id and its chart from the database: 0, or -1 with e set (404 no
+ * such saga). Release with saga_clear and chart_free. */
+int console_load_saga(struct store *st, const char *id, struct saga *s,
+                      struct chart **c, struct console_err *e);
+
+/* GET /api/sagas/ID/preview?action=&step= and /api/actions/preview?
+ * action=&step=&<filters>: the documents (docs/console.md). */
+json_t *console_preview_json(struct store *st, const char *id,
+                             const struct http_request *req,
+                             struct console_err *e);
+json_t *console_bulk_preview_json(struct store *st,
+                                  const struct http_request *req,
+                                  struct console_err *e);
+
+/* The ids of the sagas filter f selects, at most CONSOLE_BULK_MAX (more:
+ * 400 naming the count). *ids is a malloc'd array of *n ids. */
+int console_select(struct store *st, struct store_saga_filter *f,
+                   char (**ids)[SAGA_ID_MAX], size_t *n, struct console_err *e);
+
+/* Parses an action name and its step (NULL when none): 0, or -1 with e
+ * set (400 naming the field). */
+int console_action_param(const char *action, const char *step,
+                         enum engine_event_type *op, struct console_err *e);
 
 /* Parses "250ms", "10s", "5m", "2h", "1d" into *ms: 0, or -1. */
 int console_parse_duration(const char *s, int64_t *ms);

@@ -22,6 +22,9 @@ struct orch_daemon_config {
 	int bundle;     /* commands per message at most (bundler.h); 1: never */
 	int inbox_days; /* keep processed message ids this long; 0: forever */
 	const char *otlp_url; /* export spans there (lib/otlp.h), or NULL */
+	/* the console's logins (console.h): a users file, a trusted
+	 * header; NULL: none (actions refused) */
+	const char *console_users, *console_trust_header;
 };
 
 /* Parses a decimal integer in [min, max] into *out. 0, or -1 if s is not

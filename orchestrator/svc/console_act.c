@@ -144,7 +144,6 @@ console_act_one(const struct console_config *cfg, struct store *st,
 	bool found = false;
 	json_t *b = body_object(req, &e);
 
-	(void)st;
 	if (b == NULL || action_fields(b, &op, &lo.step, &lo.reason, &e) != 0)
 		goto fail;
 	if (store_saga_find(st, id, &sum, &found) != 0 || !found) {

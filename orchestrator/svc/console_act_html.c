@@ -193,12 +193,12 @@ console_actions_section(struct http_response *r, const char *id,
 		            "login (--console-users FILE or "
 		            "--console-trust-header NAME; docs/console.md)"
 		            "</p>");
-	else if (v->user == NULL)
-		http_printf(r,
-		            "<p class=\"muted\">not logged in: acting needs "
-		            "a <a href=\"/login?next=/sagas/%s\">login</a>"
-		            "</p>",
-		            id);
+	else if (v->user == NULL) {
+		http_printf(r, "<p class=\"muted\">not logged in: acting needs "
+		               "a <a href=\"/login?next=%%2Fsagas%%2F");
+		html_url(r, id);
+		http_printf(r, "\">login</a></p>");
+	}
 	http_printf(r, "<div id=\"act-panel\" hidden><h3>preview: <span "
 	               "id=\"act-title\"></span></h3><div id=\"act-preview\">"
 	               "</div><label>reason <input id=\"act-reason\" "

@@ -415,7 +415,9 @@ console_auth_login(struct console_auth *a, const struct http_request *req,
 		return;
 	}
 	if (!valid_name(user, strlen(user)) || !password_ok(a, user, pw)) {
-		log_warnx("console: failed login for \"%.63s\"", user);
+		/* the name as tried, unless it is no name at all */
+		log_warnx("console: failed login for \"%.63s\"",
+		          valid_name(user, strlen(user)) ? user : "(invalid)");
 		json_decref(j);
 		console_json_error(r, 401, "wrong user name or password");
 		return;

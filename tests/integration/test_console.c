@@ -783,6 +783,40 @@ test_bulk(void)
 	cookie[0] = '\0';
 }
 
+/* A reverse proxy's trusted header names the user (no session). */
+static void
+test_trusted_header(void)
+{
+	free(out);
+	out = NULL;
+	CHECK_EQ(
+	        testutil_sh(&out,
+	                    "python3 '%s/req.py' POST "
+	                    "'http://127.0.0.1:%d/api/sagas/ok-2/actions' "
+	                    "'{\"action\": \"abort\", \"reason\": \"via "
+	                    "proxy\"}' \"s, d['outcome']\" 'X-Saga-Console: 1' "
+	                    "'X-Forwarded-User: carol'",
+	                    dir, port),
+	        0);
+	CHECK_STR(out, "(409, 'rejected')");
+	CHECK_EQ(db_count("SELECT count(*) FROM history WHERE saga_id = "
+	                  "'ok-2' AND kind = 'rejected' AND actor = 'carol' "
+	                  "AND reason = 'via proxy'"),
+	         1);
+	/* a name the header cannot carry is nobody */
+	free(out);
+	out = NULL;
+	CHECK_EQ(testutil_sh(&out,
+	                     "python3 '%s/req.py' POST "
+	                     "'http://127.0.0.1:%d/api/sagas/ok-2/actions' "
+	                     "'{\"action\": \"abort\", \"reason\": \"x\"}' "
+	                     "s 'X-Saga-Console: 1' "
+	                     "'X-Forwarded-User: <carol>'",
+	                     dir, port),
+	         0);
+	CHECK_STR(out, "401");
+}
+
 /* tests/console/browser.sh: the pages in headless chromium. */
 static int browser_rc;
 
@@ -896,6 +930,8 @@ main(int argc, char **argv)
 		                         haddr,
 		                         "--console-users",
 		                         users,
+		                         "--console-trust-header",
+		                         "X-Forwarded-User",
 		                         "--log-level",
 		                         "warn",
 		                         NULL};
@@ -921,6 +957,7 @@ main(int argc, char **argv)
 		RUN(test_login);
 		RUN(test_preview_then_apply);
 		RUN(test_bulk);
+		RUN(test_trusted_header);
 	}
 	bus_close(W.bus);
 	if (testutil_stop(orch_pid, SIGTERM) != 0) {

@@ -22,13 +22,23 @@
  * crash are published at start like any other. A NACKed row is published
  * again; a RETURNED row (unroutable) is logged and deleted: nobody is
  * bound to receive it and republishing would loop forever.
+ *
+ * The mailbox (durable_submit) is the one thing shared with other
+ * threads: a list under a mutex. The loop moves what is queued to its own
+ * `taken` list when a transaction begins, so the handler runs without the
+ * lock, and answers the whole list under the lock after COMMIT (or the
+ * rollback). A submitter whose wait ends while its request is still
+ * queued withdraws it; once taken it waits for the transaction.
  */
 #include "durable.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "clock.h"
 #include "log.h"
@@ -76,13 +86,194 @@ struct durable {
 	int64_t retry_at_ms, backoff_ms; /* mono */
 	char why[512];
 	struct durable_time now;
+
+	/* the mailbox (durable_submit): queued under mu; taken is the
+	 * loop's own while its transaction runs */
+	pthread_mutex_t mu;
+	pthread_cond_t answered;
+	struct durable_local *queued, *queued_tail, *taken;
+	bool closed; /* durable_run returned: nothing is taken any more */
 };
+
+enum { LOCAL_QUEUED = 1, LOCAL_TAKEN, LOCAL_ANSWERED };
 
 struct durable_time
 durable_now(void)
 {
 	struct durable_time t = {clock_wall_ms(), clock_mono_ms()};
 	return t;
+}
+
+static int
+mailbox_init(struct durable *d)
+{
+	pthread_condattr_t ca;
+	int rc;
+
+	if (pthread_condattr_init(&ca) != 0)
+		return -1;
+	rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+	                     pthread_cond_init(&d->answered, &ca) == 0
+	             ? 0
+	             : -1;
+	pthread_condattr_destroy(&ca);
+	if (rc == 0 && pthread_mutex_init(&d->mu, NULL) != 0) {
+		pthread_cond_destroy(&d->answered);
+		rc = -1;
+	}
+	return rc;
+}
+
+/* Answers every request of list l (under d->mu). */
+static void
+mailbox_answer_list(struct durable_local *l, int rc, const char *why)
+{
+	while (l != NULL) {
+		struct durable_local *next = l->next_;
+		l->rc = rc;
+		snprintf(l->why, sizeof(l->why), "%s", why);
+		l->state_ = LOCAL_ANSWERED;
+		l->next_ = NULL;
+		l = next;
+	}
+}
+
+/* Answers the requests taken by this transaction. */
+static void
+mailbox_answer(struct durable *d, int rc, const char *why)
+{
+	if (d->taken == NULL)
+		return;
+	pthread_mutex_lock(&d->mu);
+	mailbox_answer_list(d->taken, rc, why);
+	d->taken = NULL;
+	pthread_cond_broadcast(&d->answered);
+	pthread_mutex_unlock(&d->mu);
+}
+
+/* Answers what is queued without taking it (commits fail, the loop
+ * stops); closed: nothing is queued any more. */
+static void
+mailbox_refuse(struct durable *d, const char *why, bool closed)
+{
+	pthread_mutex_lock(&d->mu);
+	mailbox_answer_list(d->queued, -1, why);
+	d->queued = d->queued_tail = NULL;
+	d->closed = d->closed || closed;
+	pthread_cond_broadcast(&d->answered);
+	pthread_mutex_unlock(&d->mu);
+}
+
+/* Moves what is queued to the transaction's `taken`. */
+static void
+mailbox_take(struct durable *d)
+{
+	struct durable_local **end = &d->taken;
+
+	while (*end != NULL)
+		end = &(*end)->next_;
+	pthread_mutex_lock(&d->mu);
+	*end = d->queued;
+	for (struct durable_local *l = d->queued; l != NULL; l = l->next_)
+		l->state_ = LOCAL_TAKEN;
+	d->queued = d->queued_tail = NULL;
+	pthread_mutex_unlock(&d->mu);
+}
+
+static bool
+mailbox_pending(struct durable *d)
+{
+	bool any;
+
+	pthread_mutex_lock(&d->mu);
+	any = d->queued != NULL;
+	pthread_mutex_unlock(&d->mu);
+	return any;
+}
+
+/* Unlinks a request still queued (under d->mu). */
+static void
+mailbox_withdraw(struct durable *d, struct durable_local *req)
+{
+	struct durable_local *prev = NULL;
+
+	for (struct durable_local *l = d->queued; l != NULL; l = l->next_) {
+		if (l != req) {
+			prev = l;
+			continue;
+		}
+		if (prev != NULL)
+			prev->next_ = l->next_;
+		else
+			d->queued = l->next_;
+		if (d->queued_tail == l)
+			d->queued_tail = prev;
+		return;
+	}
+}
+
+static struct timespec
+deadline_in(int ms)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	t.tv_sec += ms / 1000;
+	t.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (t.tv_nsec >= 1000000000L) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000L;
+	}
+	return t;
+}
+
+int
+durable_submit(struct durable *d, struct durable_local *req, int timeout_ms)
+{
+	struct timespec until = deadline_in(timeout_ms);
+	int rc = 0;
+
+	req->rc = -1;
+	req->why[0] = '\0';
+	req->next_ = NULL;
+	if (d->h.local == NULL) {
+		snprintf(req->why, sizeof(req->why),
+		         "this loop takes no local requests");
+		return -1;
+	}
+	pthread_mutex_lock(&d->mu);
+	if (d->closed) {
+		pthread_mutex_unlock(&d->mu);
+		snprintf(req->why, sizeof(req->why), "the loop has stopped");
+		return -1;
+	}
+	req->state_ = LOCAL_QUEUED;
+	if (d->queued_tail != NULL)
+		d->queued_tail->next_ = req;
+	else
+		d->queued = req;
+	d->queued_tail = req;
+	while (req->state_ != LOCAL_ANSWERED) {
+		if (req->state_ == LOCAL_TAKEN) {
+			pthread_cond_wait(&d->answered, &d->mu);
+			continue;
+		}
+		if (pthread_cond_timedwait(&d->answered, &d->mu, &until) ==
+		            ETIMEDOUT &&
+		    req->state_ == LOCAL_QUEUED) {
+			mailbox_withdraw(d, req);
+			snprintf(req->why, sizeof(req->why),
+			         "the loop did not take the request within "
+			         "%d ms",
+			         timeout_ms);
+			rc = -2;
+			break;
+		}
+	}
+	if (rc == 0)
+		rc = req->rc;
+	pthread_mutex_unlock(&d->mu);
+	return rc;
 }
 
 struct durable *
@@ -111,6 +302,11 @@ durable_new(const struct durable_transport *t, const struct durable_handler *h,
 		d->cfg.publish_window = 1000;
 	d->cap = d->cfg.batch_max;
 	d->batch = calloc(d->cap, sizeof(*d->batch));
+	if (mailbox_init(d) != 0) {
+		free(d->batch);
+		free(d);
+		return NULL;
+	}
 	d->now = durable_now();
 	d->last_prune_ms = d->now.mono_ms;
 	if (d->batch == NULL) {
@@ -134,6 +330,10 @@ durable_free(struct durable *d)
 	if (d == NULL)
 		return;
 	batch_clear(d);
+	mailbox_answer(d, -1, "the loop has stopped");
+	mailbox_refuse(d, "the loop has stopped", true);
+	pthread_mutex_destroy(&d->mu);
+	pthread_cond_destroy(&d->answered);
 	free(d->batch);
 	free(d->confirmed.v);
 	free(d->resend.v);
@@ -364,6 +564,9 @@ apply_batch(struct durable *d)
 			goto fail;
 	if (apply_each(d) != 0)
 		goto fail;
+	for (struct durable_local *l = d->taken; l != NULL; l = l->next_)
+		if (d->h.local(d->h.ctx, l->data, d->now) != 0)
+			goto fail;
 	if (d->h.fire != NULL && timers_from(d) <= d->now.mono_ms &&
 	    d->h.fire(d->h.ctx, d->now, d->cfg.timers_per_turn) != 0)
 		goto fail;
@@ -510,10 +713,13 @@ durable_flush(struct durable *d, struct durable_time now)
 	d->now = now;
 	if (d->failing && now.mono_ms < d->retry_at_ms)
 		return 0;
+	mailbox_take(d);
 	if (apply_batch(d) != 0) {
 		commit_failed(d);
+		mailbox_answer(d, -1, d->why);
 		return 0;
 	}
+	mailbox_answer(d, 0, "");
 	if (d->failing)
 		log_info("commits work again after %llu failures",
 		         (unsigned long long)d->stats.commit_failures);
@@ -587,7 +793,7 @@ turn_wait(struct durable *d)
 		left = d->retry_at_ms - d->now.mono_ms;
 		return left <= 0 ? 0 : left > 1000 ? 1000 : (int)left;
 	}
-	if (d->nbatch >= d->cfg.batch_max)
+	if (d->nbatch >= d->cfg.batch_max || mailbox_pending(d))
 		return 0;
 	if (d->nbatch == 0)
 		return idle_wait(d);
@@ -602,6 +808,8 @@ durable_turn(struct durable *d, struct durable_time now)
 	bool ready, drained = false;
 
 	d->now = now;
+	if (d->failing) /* not until commits work again */
+		mailbox_refuse(d, d->why, false);
 	if (d->t.poll(d->t.ctx, d, turn_wait(d)) != 0)
 		return -1;
 	/* Group commit: a batch whose input is drained (a poll that does
@@ -623,7 +831,7 @@ durable_turn(struct durable *d, struct durable_time now)
 	        (d->nbatch > 0 && d->now.mono_ms - d->batch_started_ms >=
 	                                  d->cfg.batch_wait_ms) ||
 	        confirmed_due(d) || d->resend.n > 0 || timer_due(d) ||
-	        prune_due(d);
+	        prune_due(d) || mailbox_pending(d);
 	if (!ready) {
 		durable_publish(d);
 		return 0;
@@ -670,6 +878,8 @@ durable_run(struct durable *d, const volatile sig_atomic_t *stop,
             volatile sig_atomic_t *reload, void (*on_reload)(void *arg),
             void *arg, int drain_ms)
 {
+	int rc;
+
 	/* rows left by a previous run go out first */
 	d->now = durable_now();
 	durable_publish(d);
@@ -679,8 +889,12 @@ durable_run(struct durable *d, const volatile sig_atomic_t *stop,
 			if (on_reload != NULL)
 				on_reload(arg);
 		}
-		if (durable_turn(d, durable_now()) != 0)
+		if (durable_turn(d, durable_now()) != 0) {
+			mailbox_refuse(d, "the loop has stopped", true);
 			return -1;
+		}
 	}
-	return drain(d, drain_ms);
+	rc = drain(d, drain_ms);
+	mailbox_refuse(d, "the orchestrator is stopping", true);
+	return rc;
 }

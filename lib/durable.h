@@ -41,9 +41,19 @@
  * Logs: while a delivery is settled (its dead-letter line, and what the
  * transport logs about it) log.h's trace is the delivery's traceparent.
  *
- * Threading: none. The transport calls durable_deliver() and
- * durable_confirmed() from inside its poll function, on the caller's
- * thread.
+ * Threading: none, but for durable_submit. The transport calls
+ * durable_deliver() and durable_confirmed() from inside its poll
+ * function, on the caller's thread.
+ *
+ * Local input (the mailbox): another thread of the process (the
+ * orchestrator console's HTTP threads acting on a saga) hands the loop
+ * work with durable_submit() and waits for it. The loop takes what was
+ * submitted at its next turn (a turn polls at most DURABLE_IDLE_MS, or
+ * the batch's wait, so a request waits about that long at worst), calls
+ * handler.local for each inside that turn's transaction, after the
+ * deliveries, and wakes the submitter only once COMMIT returned; a
+ * failed commit (or a loop whose commits are failing) answers the
+ * submitter with the reason at once, it is not retried.
  *
  * Failure contract: durable_turn() returns 0 when the turn ran (a failed
  * commit counts); -1 only when the transport failed for good.
@@ -185,6 +195,10 @@ struct durable_handler {
 	                   durable_row_fn fn, void *arg);
 	/* Deletes a confirmed row (a no-op if gone), confirmed_ms wall. */
 	int (*outbox_delete)(void *ctx, int64_t seq, int64_t confirmed_ms);
+	/* Optional: one submitted request (durable_submit's req->data),
+	 * applied inside the transaction. -1 rolls the batch back, as
+	 * apply's; the submitter is told. */
+	int (*local)(void *ctx, void *data, struct durable_time now);
 };
 
 struct durable_config {
@@ -260,6 +274,27 @@ void durable_publish(struct durable *d);
 int durable_run(struct durable *d, const volatile sig_atomic_t *stop,
                 volatile sig_atomic_t *reload, void (*on_reload)(void *arg),
                 void *arg, int drain_ms);
+
+/* A request submitted to the loop from another thread. The submitter
+ * owns it (on its stack is fine) and sets `data`; the loop sets rc and
+ * why. The other members are the loop's. */
+struct durable_local {
+	void *data; /* handed to handler.local */
+	int rc;     /* 0: applied and committed; -1: not, why says */
+	char why[256];
+	int state_; /* the loop's: queued, taken, answered */
+	struct durable_local *next_;
+};
+
+/* Thread-safe: queues req for the loop's next transaction and waits for
+ * it to commit. Returns 0 when it was applied and committed; -1 when it
+ * was not (the handler or the commit failed, the loop stopped or has no
+ * `local`), with the reason in req->why; -2 when the loop did not take
+ * it within timeout_ms (then it never will: it is withdrawn). Once the
+ * loop has taken a request the call waits for its transaction, however
+ * long that takes. */
+int durable_submit(struct durable *d, struct durable_local *req,
+                   int timeout_ms);
 
 /* False while the last commit failed (e.g. disk full); why in *reason. */
 bool durable_healthy(const struct durable *d, const char **reason);

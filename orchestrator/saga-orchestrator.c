@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "array.h"
+#include "console.h"
 #include "daemon.h"
 #include "envelope.h"
 #include "log.h"
@@ -44,7 +45,10 @@ static const char usage[] =
         "[--reply-key KEY]\n"
         "                         [--bundle N] [--inbox-days N] "
         "[--shard I/N [--drain]] [--queue-type T]\n"
-        "                         [--otlp-url URL] [--mgmt-url URL]\n"
+        "                         [--otlp-url URL] [--mgmt-url URL] "
+        "[--console-users FILE]\n"
+        "                         [--console-trust-header NAME]\n"
+        "       saga-orchestrator --hash-password NAME  < password\n"
         "  --amqp URL         broker URL(s), comma-separated (env "
         "SAGA_AMQP_URL)\n"
         "  --db PATH          the orchestrator's SQLite database (env "
@@ -89,6 +93,18 @@ static const char usage[] =
         "*.dlq queues;\n"
         "                     default: the AMQP URL's host, port 15672, "
         "the AMQP user)\n"
+        "  --console-users FILE  who may log in to the console to act: "
+        "lines NAME:HASH\n"
+        "                     (crypt(3) $y$ or $6$; env "
+        "SAGA_CONSOLE_USERS; docs/console.md)\n"
+        "  --console-trust-header NAME  the user a reverse proxy "
+        "authenticated, e.g.\n"
+        "                     X-Forwarded-User (env "
+        "SAGA_CONSOLE_TRUST_HEADER): the proxy must\n"
+        "                     set it and strip it from clients\n"
+        "  --hash-password NAME  print a --console-users line for NAME, "
+        "the password read\n"
+        "                     from stdin (yescrypt)\n"
         "  -n                 check the configuration and exit\n";
 
 /* The flags that take a number: where it goes and its bounds. */
@@ -125,6 +141,9 @@ static const struct option options[] = {
         {"queue-type", required_argument, NULL, 'q'},
         {"otlp-url", required_argument, NULL, 'O'},
         {"mgmt-url", required_argument, NULL, 'M'},
+        {"console-users", required_argument, NULL, 'U'},
+        {"console-trust-header", required_argument, NULL, 'T'},
+        {"hash-password", required_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
 };
@@ -134,7 +153,8 @@ struct flags {
 	struct orch_daemon_config cfg;
 	enum log_level level;
 	int check_only;
-	const char *bundle; /* --bundle or SAGA_BUNDLE */
+	const char *bundle;    /* --bundle or SAGA_BUNDLE */
+	const char *hash_user; /* --hash-password NAME */
 };
 
 static void
@@ -155,6 +175,9 @@ flags_init(struct flags *f)
 	                        .queue_type = getenv("SAGA_QUEUE_TYPE"),
 	                        .otlp_url = getenv("SAGA_OTLP_URL"),
 	                        .mgmt_url = getenv("SAGA_MGMT_URL"),
+	                        .console_users = getenv("SAGA_CONSOLE_USERS"),
+	                        .console_trust_header =
+	                                getenv("SAGA_CONSOLE_TRUST_HEADER"),
 	                },
 	        .level = LOG_INFO,
 	        .bundle = getenv("SAGA_BUNDLE"),
@@ -236,6 +259,15 @@ one_flag(struct flags *f, int opt, const char *arg)
 	case 'M':
 		cfg->mgmt_url = arg;
 		break;
+	case 'U':
+		cfg->console_users = arg;
+		break;
+	case 'T':
+		cfg->console_trust_header = arg;
+		break;
+	case 'P':
+		f->hash_user = arg;
+		break;
 	case 'n':
 		f->check_only = 1;
 		break;
@@ -295,6 +327,31 @@ check_flags(struct flags *f)
 	return -1;
 }
 
+/* --hash-password NAME: the users-file line for NAME and the password on
+ * stdin's first line. The exit status. */
+static int
+hash_password(const char *name)
+{
+	char pw[1024], line[1024], err[256];
+	size_t n;
+
+	if (fgets(pw, sizeof(pw), stdin) == NULL) {
+		fprintf(stderr, PROG ": no password on stdin\n");
+		return 1;
+	}
+	n = strcspn(pw, "\r\n");
+	pw[n] = '\0';
+	if (console_hash_line(name, pw, line, sizeof(line), err, sizeof(err)) !=
+	    0) {
+		explicit_bzero(pw, sizeof(pw));
+		fprintf(stderr, PROG ": %s\n", err);
+		return 1;
+	}
+	explicit_bzero(pw, sizeof(pw));
+	printf("%s\n", line);
+	return 0;
+}
+
 /* The command line into *f. -1 to go on, else the exit status. */
 static int
 parse_flags(int argc, char **argv, struct flags *f)
@@ -315,6 +372,8 @@ parse_flags(int argc, char **argv, struct flags *f)
 		fputs(usage, stderr);
 		return 2;
 	}
+	if (f->hash_user != NULL)
+		return hash_password(f->hash_user);
 	return check_flags(f);
 }
 

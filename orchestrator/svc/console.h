@@ -24,8 +24,21 @@
  * statement outlives the request, so nothing pins a WAL snapshot. Opening
  * costs a few hundred microseconds; a page costs a few queries more.
  *
- * Actions (retry, resume, abort...) are not here yet: the saga page keeps
- * a place for them (section#actions) and the API answers GET only.
+ *   GET  /api/sagas/ID/preview?action=&step=   what an action would do
+ *   POST /api/sagas/ID/actions {action, reason, step?}   do it: the answer
+ *   GET  /api/actions/preview?action=&step=&<filter>   the same in bulk
+ *   POST /api/actions {action, reason, step?, expect, <filter>}
+ *   GET  /login   POST /login {user, password}   POST /logout
+ *
+ * Actions. The HTTP thread hands the request to the saga loop (`operate`,
+ * the loop's mailbox: loop_operate) and waits for its answer, after the
+ * loop's commit; the loop is never held up by a client. Every POST but
+ * /login needs a logged-in user (a session from a users file of crypt(3)
+ * hashes, or a reverse proxy's trusted header) and the header
+ * X-Saga-Console (the CSRF guard); with neither a users file nor a
+ * trusted header, actions are refused. Reading is open on a loopback
+ * listener (or with no login configured); on any other address with
+ * logins configured, reading needs a login too.
  *
  * Failure contract: console_start returns NULL with the reason in err (out
  * of memory, or the route table full); requests never fail the daemon: a
@@ -37,14 +50,40 @@
 
 #include <stddef.h>
 
+#include <stdbool.h>
+
 struct http;
 struct console;
+struct loop_op;
 
-/* Routes the console's paths on h, reading the database at db_path (the
- * string is copied). Free with console_free after http_close(h): the
- * routes use the console until the listener stops. */
-struct console *console_start(struct http *h, const char *db_path, char *err,
-                              size_t errlen);
+/* Applies operator requests in the saga loop and waits for them
+ * (loop_operate's contract: 0 answered, -1 not applied, -2 the loop did
+ * not take them within timeout_ms). Called on HTTP threads. */
+typedef int (*console_operate_fn)(void *arg, struct loop_op *ops, size_t n,
+                                  int timeout_ms, char *err, size_t errlen);
+
+/* How long an action waits for the loop to take it. */
+#define CONSOLE_ACT_TIMEOUT_MS 10000
+
+struct console_config {
+	const char *db_path;        /* read with connections of its own */
+	const char *listen;         /* the listener's HOST:PORT (loopback?) */
+	const char *users_file;     /* --console-users, or NULL */
+	const char *trust_header;   /* --console-trust-header, or NULL */
+	console_operate_fn operate; /* NULL: actions answered 503 */
+	void *operate_arg;
+};
+
+/* Routes the console's paths on h (cfg's strings are copied). NULL with
+ * err on a bad users file or out of memory. Free with console_free after
+ * http_close(h): the routes use the console until the listener stops. */
+struct console *console_start(struct http *h, const struct console_config *cfg,
+                              char *err, size_t errlen);
+
+/* "name:$y$...": a users-file line for name and password (yescrypt, a
+ * fresh salt): 0, or -1 with err. */
+int console_hash_line(const char *name, const char *password, char *out,
+                      size_t cap, char *err, size_t errlen);
 /* NULL is fine. */
 void console_free(struct console *c);
 

@@ -56,20 +56,26 @@ console_parse_duration(const char *s, int64_t *ms)
 	return -1;
 }
 
-/* A query parameter, NULL when absent or empty (an empty form field). */
-static const char *
-param(const struct http_request *req, const char *name)
+const char *
+console_query(const void *req, const char *name)
 {
-	const char *v = http_query(req, name);
+	return http_query(req, name);
+}
+
+/* A parameter, NULL when absent or empty (an empty form field). */
+static const char *
+param(console_param_fn get, const void *src, const char *name)
+{
+	const char *v = get(src, name);
 	return v != NULL && v[0] != '\0' ? v : NULL;
 }
 
 /* A text parameter of at most max bytes: 0, or -1 with e set. */
 static int
-text_param(const struct http_request *req, const char *name, size_t max,
+text_param(console_param_fn get, const void *src, const char *name, size_t max,
            const char **out, struct console_err *e)
 {
-	*out = param(req, name);
+	*out = param(get, src, name);
 	if (*out != NULL && strlen(*out) > max) {
 		console_fail(e, 400, "%s: longer than %zu bytes", name, max);
 		return -1;
@@ -78,10 +84,10 @@ text_param(const struct http_request *req, const char *name, size_t max,
 }
 
 static int
-limit_param(const struct http_request *req, int64_t *limit,
+limit_param(console_param_fn get, const void *src, int64_t *limit,
             struct console_err *e)
 {
-	const char *v = param(req, "limit");
+	const char *v = param(get, src, "limit");
 	char *end;
 	long long n;
 
@@ -102,10 +108,10 @@ limit_param(const struct http_request *req, int64_t *limit,
 
 /* after=<started_at>.<id>: the key of the previous page's last row. */
 static int
-after_param(const struct http_request *req, struct store_saga_filter *f,
+after_param(console_param_fn get, const void *src, struct store_saga_filter *f,
             struct console_err *e)
 {
-	const char *v = param(req, "after");
+	const char *v = param(get, src, "after");
 	char *end;
 	long long n;
 
@@ -126,9 +132,9 @@ after_param(const struct http_request *req, struct store_saga_filter *f,
 }
 
 /* The filter /api/sagas and /sagas take: 0, or -1 with e set. */
-static int
-sagas_filter(const struct http_request *req, struct store_saga_filter *f,
-             struct console_err *e)
+int
+console_filter(console_param_fn get, const void *src,
+               struct store_saga_filter *f, struct console_err *e)
 {
 	enum saga_status sst;
 	const char *older;
@@ -136,12 +142,14 @@ sagas_filter(const struct http_request *req, struct store_saga_filter *f,
 
 	memset(f, 0, sizeof(*f));
 	f->started_before_ms = f->entered_before_ms = -1;
-	if (text_param(req, "status", 24, &f->status, e) != 0 ||
-	    text_param(req, "chart", CHART_NAME_MAX, &f->chart, e) != 0 ||
-	    text_param(req, "state", CHART_NAME_MAX, &f->state, e) != 0 ||
-	    text_param(req, "id_prefix", SAGA_ID_MAX, &f->id_prefix, e) != 0 ||
-	    text_param(req, "q", Q_MAX, &f->data_q, e) != 0 ||
-	    limit_param(req, &f->limit, e) != 0 || after_param(req, f, e) != 0)
+	if (text_param(get, src, "status", 24, &f->status, e) != 0 ||
+	    text_param(get, src, "chart", CHART_NAME_MAX, &f->chart, e) != 0 ||
+	    text_param(get, src, "state", CHART_NAME_MAX, &f->state, e) != 0 ||
+	    text_param(get, src, "id_prefix", SAGA_ID_MAX, &f->id_prefix, e) !=
+	            0 ||
+	    text_param(get, src, "q", Q_MAX, &f->data_q, e) != 0 ||
+	    limit_param(get, src, &f->limit, e) != 0 ||
+	    after_param(get, src, f, e) != 0)
 		return -1;
 	if (f->status != NULL && saga_status_parse(f->status, &sst) != 0) {
 		console_fail(e, 400,
@@ -149,7 +157,7 @@ sagas_filter(const struct http_request *req, struct store_saga_filter *f,
 		             "completed, failed, stuck, aborted, cancelled)");
 		return -1;
 	}
-	older = param(req, "older_than");
+	older = param(get, src, "older_than");
 	if (older != NULL) {
 		if (console_parse_duration(older, &ms) != 0) {
 			console_fail(e, 400,
@@ -211,7 +219,7 @@ console_sagas_json(struct store *st, const struct http_request *req,
 	struct rows r = {0};
 	json_t *doc, *next = json_null();
 
-	if (sagas_filter(req, &f, e) != 0)
+	if (console_filter(console_query, req, &f, e) != 0)
 		return NULL;
 	r.max = f.limit;
 	f.limit++;

@@ -20,6 +20,11 @@
 #include "console_int.h"
 #include "jsonout.h"
 
+/* Who is looking at the page being rendered (console_page sets it for
+ * the request, on the request's thread): the header's login link and
+ * the actions read it, without threading it through every page. */
+static _Thread_local const struct console_viewer *viewer;
+
 static const char style[] =
         "body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#222}"
         "header{background:#23395d;color:#fff;padding:8px 16px;display:flex;"
@@ -38,18 +43,25 @@ static const char style[] =
         "padding:8px 14px;min-width:90px}.card b{font-size:22px;display:"
         "block}.heat a{display:inline-block;margin:2px;padding:6px 10px;"
         "border-radius:4px;color:#000;text-decoration:none}"
-        "#actions{border:1px dashed #bbb;padding:6px 10px;color:#666}"
+
         "svg .state rect{fill:#fff;stroke:#888}svg .visited rect{fill:"
         "#dbeafe;stroke:#1d4ed8;stroke-width:2}svg .current rect{stroke:"
         "#ea580c;stroke-width:4}svg .undone rect{stroke:#cf222e;"
         "stroke-dasharray:5 3;stroke-width:2}svg .edge{fill:none;stroke:"
         "#bbb}svg .taken{stroke:#1d4ed8;stroke-width:3}svg text{font:12px "
-        "system-ui,sans-serif}footer{color:#888;padding:8px 16px}";
+        "system-ui,sans-serif}footer{color:#888;padding:8px 16px}"
+        "#actions,#bulk{border:1px solid #bbb;border-radius:6px;padding:"
+        "6px 12px;margin:10px 0}#act-panel,#bulk-panel{background:#f6f8fa;"
+        "padding:6px 12px;margin:6px 0}.refused,.error,.rejected{color:"
+        "#cf222e}.applied,.ok{color:#1a7f37}.muted{color:#666}"
+        "header #user{font-weight:bold}";
 
-/* Refreshes <main> from the same URL every 5 s while the box is ticked. */
+/* Refreshes <main> from the same URL every 5 s while the box is ticked
+ * (and no action preview is open: data-busy). */
 static const char script[] =
         "<script>(function(){var box=document.getElementById('live');"
-        "setInterval(function(){if(!box||!box.checked)return;"
+        "setInterval(function(){if(!box||!box.checked||document."
+        "querySelector('[data-busy]'))return;"
         "fetch(location.href,{cache:'no-store'}).then(function(r){"
         "return r.text()}).then(function(t){var d=new DOMParser()"
         ".parseFromString(t,'text/html');var m=d.querySelector('main');"
@@ -177,20 +189,22 @@ head(struct http_response *r, const char *title)
 	            "<a href=\"/sagas\">sagas</a><a href=\"/stuck\">stuck"
 	            "</a><a href=\"/charts\">charts</a><a href=\"/dlq\">"
 	            "dead letters</a><span style=\""
-	            "margin-left:auto\"><label><input type=\"checkbox\" "
-	            "id=\"live\" checked> live</label></span></header>"
-	            "<main>",
+	            "margin-left:auto;display:flex;gap:12px\">",
 	            style);
+	console_login_link(r, viewer);
+	http_printf(r, "<label><input type=\"checkbox\" id=\"live\" "
+	               "checked> live</label></span></header><main>");
 }
 
 static void
 foot(struct http_response *r)
 {
 	http_printf(r,
-	            "</main><footer>read-only; the JSON behind this page: "
-	            "<a href=\"/api/summary\">/api/</a></footer>%s"
-	            "</body></html>\n",
+	            "</main><footer>the JSON behind this page: "
+	            "<a href=\"/api/summary\">/api/</a></footer>%s",
 	            script);
+	console_act_script(r);
+	http_printf(r, "</body></html>\n");
 }
 
 static void
@@ -373,6 +387,8 @@ page_sagas(struct store *st, const struct http_request *req,
 		html_text(r, e.msg);
 		http_printf(r, "</p>");
 	} else {
+		console_bulk_form(r,
+		                  json_array_size(json_object_get(d, "sagas")));
 		sagas_table(r, json_object_get(d, "sagas"), clock_wall_ms());
 		const char *next =
 		        json_string_value(json_object_get(d, "next"));
@@ -501,10 +517,8 @@ page_saga(struct store *st, const char *id, struct http_response *r)
 	html_text(r, id);
 	http_printf(r, "</h1>");
 	saga_facts(r, d, clock_wall_ms());
-	/* the seam for operator actions (retry, resume, abort...): they
-	 * need a login and an answered request, a later step */
-	http_printf(r, "<section id=\"actions\">actions: not available in "
-	               "this read-only console</section>");
+	console_actions_section(r, id, jstr(d, "status"), jstr(d, "state"),
+	                        viewer);
 	http_printf(r, "<h2>Statechart</h2>");
 	if (c != NULL)
 		console_svg(r, c, &w, jstr(d, "state"));
@@ -659,12 +673,40 @@ page_charts(struct store *st, struct http_response *r)
 }
 
 void
+console_login_page(const struct http_request *req, struct http_response *r,
+                   const struct console_viewer *v)
+{
+	(void)req;
+	viewer = v;
+	head(r, "log in");
+	http_printf(r, "<h1>Log in</h1>");
+	if (!v->can_login)
+		http_printf(r, "<p class=\"error\">no console users: start "
+		               "the orchestrator with --console-users FILE "
+		               "(docs/console.md)</p>");
+	else if (v->user != NULL) {
+		http_printf(r, "<p>logged in as <b>");
+		html_text(r, v->user);
+		http_printf(r, "</b></p>");
+	}
+	http_printf(r, "<form id=\"login\"><label>user <input "
+	               "id=\"login-user\" autocomplete=\"username\"></label> "
+	               "<label>password <input id=\"login-password\" "
+	               "type=\"password\" autocomplete=\"current-password\">"
+	               "</label> <button id=\"login-submit\">log in</button>"
+	               "</form><div id=\"login-result\"></div>");
+	foot(r);
+	viewer = NULL;
+}
+
+void
 console_page(struct store *st, const struct http_request *req,
-             struct http_response *r)
+             struct http_response *r, const struct console_viewer *v)
 {
 	const char *p = req->path;
 	struct console_err e = {404, ""};
 
+	viewer = v;
 	if (strcmp(p, "/") == 0) {
 		page_summary(st, r);
 	} else if (strcmp(p, "/sagas") == 0) {
@@ -679,6 +721,7 @@ console_page(struct store *st, const struct http_request *req,
 		snprintf(e.msg, sizeof(e.msg), "no page %.200s", p);
 		error_page(r, &e);
 	}
+	viewer = NULL;
 }
 
 /* ---- for the other pages' files (console_int.h) ---- */

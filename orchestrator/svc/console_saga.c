@@ -2,23 +2,22 @@
  * /sagas/ID): its row, order data, trace, pending timer, timeline, its path
  * on its chart, and what compensating it now would run.
  *
- * "What compensating now would run" is read from the saga record the way
- * the engine would act on it (engine.h, Compensation): the completed steps
- * with a compensation, newest first, each with the message id of its
- * undo's first attempt; a running saga's step in flight (awaiting its
- * reply) comes first, as the engine's COMPENSATE treats it: outcome
- * unknown, undone too. A finished saga has nothing to undo. Parallel
- * branches in flight are not listed (their steps join the stack as they
- * complete).
+ * "What compensating now would run" is preview_compensation's answer
+ * (preview.h): the engine's COMPENSATE run on a copy of the saga, so a
+ * step in flight is listed as the engine treats it (outcome unknown,
+ * undone too, first); a compensating or stuck saga lists the undo it
+ * waits on, then the rest. A finished saga has nothing to undo.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "chart_load.h"
+#include "clock.h"
 #include "console_int.h"
 #include "engine.h"
 #include "jsonout.h"
+#include "preview.h"
 
 struct chart *
 console_chart(struct store *st, const char *version, struct console_err *e)
@@ -47,49 +46,16 @@ console_chart(struct store *st, const char *version, struct console_err *e)
 	return c;
 }
 
-/* One undo the plan lists. */
-static json_t *
-undo_json(const struct chart *c, const struct saga *s, int idx, int visit,
-          bool unknown)
-{
-	const struct chart_state *cs = &c->states[idx];
-	char mid[SAGA_ID_MAX + CHART_NAME_MAX + 48];
-
-	engine_message_id(mid, sizeof(mid), s->id, cs->name, visit, true, 1);
-	return json_pack(
-	        "{s:o,s:o,s:o,s:o,s:b}", "state", jsonout_str(cs->name), "to",
-	        jsonout_str(cs->compensate->to != NULL ? cs->compensate->to
-	                                               : cs->to),
-	        "command", jsonout_str(cs->compensate->command), "message_id",
-	        jsonout_str(mid), "outcome_unknown", unknown);
-}
-
-/* The compensations, in the order they would run, as a JSON array. */
+/* The compensations, in the order they would run (preview.h), as a
+ * JSON array. */
 static json_t *
 undo_plan(const struct chart *c, const struct saga *s)
 {
-	json_t *a = json_array();
-	const struct chart_state *cur = &c->states[s->state];
+	struct preview_undo plan[PREVIEW_PLAN_MAX];
+	int n = preview_compensation(c, s, clock_wall_ms(), plan,
+	                             PREVIEW_PLAN_MAX);
 
-	if (a == NULL || saga_status_final(s->status))
-		return a;
-	if (s->status == SAGA_RUNNING && s->phase == PHASE_AWAIT &&
-	    cur->type == STATE_STEP && cur->compensate != NULL &&
-	    json_array_append_new(a, undo_json(c, s, s->state,
-	                                       s->visits[s->state], true)) != 0)
-		goto oom;
-	for (size_t k = s->ndone; k-- > 0;) {
-		const struct saga_done *d = &s->done[k];
-		if (c->states[d->state].compensate == NULL)
-			continue;
-		if (json_array_append_new(a, undo_json(c, s, d->state, d->visit,
-		                                       d->unknown)) != 0)
-			goto oom;
-	}
-	return a;
-oom:
-	json_decref(a);
-	return NULL;
+	return n < 0 ? NULL : console_undos_json(plan, (size_t)n);
 }
 
 /* The names of the states marked in m (nstates entries). */

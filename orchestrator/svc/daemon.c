@@ -1133,6 +1133,44 @@ start_loop(struct daemon *d)
 	return 0;
 }
 
+/* The console's actions: operator requests through the loop's mailbox
+ * (loop_operate), called on HTTP threads. */
+static int
+console_operate(void *arg, struct loop_op *ops, size_t n, int timeout_ms,
+                char *err, size_t errlen)
+{
+	struct daemon *d = arg;
+	return loop_operate(d->l, ops, n, timeout_ms, err, errlen);
+}
+
+/* The console on the HTTP listener, once the loop exists. */
+static int
+start_console(struct daemon *d)
+{
+	const struct orch_daemon_config *cfg = d->cfg;
+	struct console_config cc = {
+	        .db_path = cfg->db,
+	        .listen = cfg->http,
+	        .users_file = cfg->console_users,
+	        .trust_header = cfg->console_trust_header,
+	        .operate = console_operate,
+	        .operate_arg = d,
+	};
+	char err[512];
+
+	if (d->a.http == NULL)
+		return 0;
+	d->console = console_start(d->a.http, &cc, err, sizeof(err));
+	if (d->console != NULL)
+		d->dlq = console_dlq_start(d->a.http, cfg->amqp, cfg->mgmt_url,
+		                           err, sizeof(err));
+	if (d->console == NULL || d->dlq == NULL) {
+		log_error("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
 /* Everything after daemon_open, up to the loop. 0, or -1 (logged). */
 static int
 daemon_start(struct daemon *d, volatile sig_atomic_t *stop)
@@ -1157,20 +1195,9 @@ daemon_start(struct daemon *d, volatile sig_atomic_t *stop)
 	}
 	if (start_http(a, cfg->http) != 0)
 		return -1;
-	if (a->http != NULL) {
-		d->console = console_start(a->http, cfg->db, err, sizeof(err));
-		if (d->console != NULL)
-			d->dlq = console_dlq_start(a->http, cfg->amqp,
-			                           cfg->mgmt_url, err,
-			                           sizeof(err));
-		if (d->console == NULL || d->dlq == NULL) {
-			log_error("%s", err);
-			return -1;
-		}
-	}
 	if (bus_connect(a->bus, err, sizeof(err)) != 0)
 		log_warnx("cannot connect yet (%s); retrying", err);
-	return start_loop(d);
+	return start_loop(d) == 0 && start_console(d) == 0 ? 0 : -1;
 }
 
 /* A drained shard's last act: its queues go (its database stays). */

@@ -25,6 +25,9 @@ struct orch_daemon_config {
 	const char *mgmt_url; /* the broker's management API for the
 	                       * console's /dlq pages, or NULL: derived from
 	                       * amqp (lib/mgmt.h) */
+	/* the console's logins (console.h): a users file, a trusted
+	 * header; NULL: none (actions refused) */
+	const char *console_users, *console_trust_header;
 };
 
 /* Parses a decimal integer in [min, max] into *out. 0, or -1 if s is not

@@ -215,6 +215,69 @@ h_outbox_delete(void *ctx, int64_t seq, int64_t confirmed_ms)
 	return store_rc(l, store_outbox_delete(l->st, seq, confirmed_ms));
 }
 
+/* A batch of operator requests from loop_operate (the mailbox's data). */
+struct op_batch {
+	struct loop_op *ops;
+	size_t n;
+};
+
+/* One request as orch_apply's IN_OPERATOR input. */
+static int
+operate_one(struct loop *l, struct loop_op *op, int64_t now_ms)
+{
+	struct value payload = VALUE_NIL_INIT;
+	struct orch_input in = {
+	        .kind = IN_OPERATOR,
+	        .message_id = op->message_id,
+	        .saga_id = op->saga_id,
+	        .type = op->type,
+	        .payload = &payload,
+	        .now_ms = now_ms,
+	        .actor = op->actor,
+	        .answer = &op->answer,
+	};
+	enum orch_verdict ov;
+	char why[320];
+	int rc;
+
+	value_set_map(&payload);
+	if (value_map_put_str(&payload, "reason", op->reason) != 0 ||
+	    (op->step != NULL &&
+	     value_map_put_str(&payload, "step", op->step) != 0)) {
+		value_clear(&payload);
+		l->err = "out of memory";
+		return -1;
+	}
+	rc = orch_rc(l, orch_apply(l->o, &in, &ov, why, sizeof(why)));
+	value_clear(&payload);
+	return rc;
+}
+
+static int
+h_local(void *ctx, void *data, struct durable_time now)
+{
+	struct loop *l = ctx;
+	struct op_batch *b = data;
+
+	for (size_t i = 0; i < b->n; i++)
+		if (operate_one(l, &b->ops[i], now.wall_ms) != 0)
+			return -1;
+	return 0;
+}
+
+int
+loop_operate(struct loop *l, struct loop_op *ops, size_t n, int timeout_ms,
+             char *err, size_t errlen)
+{
+	struct op_batch b = {ops, n};
+	struct durable_local req = {.data = &b};
+	int rc = durable_submit(l->d, &req, timeout_ms);
+
+	if (rc != 0)
+		snprintf(err, errlen, "%s", req.why);
+	return rc;
+}
+
 struct loop *
 loop_new(struct store *st, struct orch *o, const struct durable_transport *t,
          const struct durable_config *cfg)
@@ -232,6 +295,7 @@ loop_new(struct store *st, struct orch *o, const struct durable_transport *t,
 	        .prune = h_prune,
 	        .outbox_scan = h_outbox_scan,
 	        .outbox_delete = h_outbox_delete,
+	        .local = h_local,
 	};
 
 	if (l == NULL)

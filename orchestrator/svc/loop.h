@@ -55,6 +55,28 @@ struct durable *loop_durable(struct loop *l);
 int loop_turn(struct loop *l, int64_t now_ms);
 int loop_flush(struct loop *l, int64_t now_ms);
 
+/* An operator request from inside the process (the console): applied
+ * as orch_apply's IN_OPERATOR input, with the actor as authenticated by
+ * the asker. Strings borrowed for the call. */
+struct loop_op {
+	const char *message_id; /* unique, e.g. "console-<random>": the
+	                         * inbox's key (a repeat is answered so) */
+	const char *saga_id;
+	const char *type;          /* "operator.resume" (preview_op_type) */
+	const char *step;          /* skip, mark-compensated; or NULL */
+	const char *reason;        /* recorded in the history */
+	const char *actor;         /* who acts (the console's login) */
+	struct orch_answer answer; /* filled: what became of it */
+};
+
+/* Thread-safe (lib/durable.h, durable_submit): hands ops[0..n) to the
+ * loop, which applies them all in its next transaction, and waits until
+ * that commits. 0: committed, each op's answer filled; -1: not applied
+ * (the store failed, the loop stopped), why in err; -2: the loop did not
+ * take them within timeout_ms (withdrawn, nothing applied). */
+int loop_operate(struct loop *l, struct loop_op *ops, size_t n, int timeout_ms,
+                 char *err, size_t errlen);
+
 /* durable_run. */
 int loop_run(struct loop *l, volatile sig_atomic_t *stop,
              volatile sig_atomic_t *reload, void (*on_reload)(void *arg),

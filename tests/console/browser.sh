@@ -6,6 +6,11 @@
 #
 # Loads the sagas page, opens a stuck saga from its link, checks its path
 # and current state are marked in the SVG, and the other pages' content.
+# Then tests/console/drive.js (node, the DevTools protocol on a pipe) acts
+# as an operator: an action without login is refused, it logs in as
+# SAGA_CONSOLE_USER / SAGA_CONSOLE_PASSWORD, resumes stk-1 with a reason
+# and sees it finish, and resumes the rest in bulk (test_console --browser
+# keeps the fake participants answering meanwhile).
 # With SAGA_CONSOLE_SHOTS=DIR, saves screenshots of the main pages there
 # (docs/console-*.png). Exit 77 (skipped) when chromium is missing.
 set -eu
@@ -58,7 +63,9 @@ has saga '<path class="edge taken" data-from="reserve_stock" data-to="cod_limit"
   "the edges taken are marked"
 has saga '<g class="state" data-state="completed">' "states not visited are plain"
 has saga 'payment.refund' "what compensating would run"
-has saga '<section id="actions">' "the place for actions"
+has saga '<section id="actions" data-saga="stk-1">' "the actions"
+has saga '<button data-action="resume">resume</button>' \
+  "a stuck saga can be resumed"
 has saga 'c-dave' "the order data"
 
 dom stuck /stuck
@@ -86,6 +93,19 @@ if [ -n "${SAGA_CONSOLE_SHOTS:-}" ]; then
       --window-size=1280,900 "$base${p#*:}"
   done
   echo "screenshots in $SAGA_CONSOLE_SHOTS"
+fi
+
+# acting: needs node (Debian's nodejs) to drive the browser
+if [ -n "${SAGA_CONSOLE_USER:-}" ]; then
+  if command -v node >/dev/null 2>&1; then
+    if node "$(dirname "$0")/drive.js" "$base" "$SAGA_CONSOLE_USER" \
+         "$SAGA_CONSOLE_PASSWORD" ${SAGA_CONSOLE_SHOTS:+"$SAGA_CONSOLE_SHOTS"}
+    then echo "ok   an operator acts in the browser"
+    else echo "FAIL acting in the browser"; fails=$((fails + 1)); fi
+  else
+    echo "FAIL no node (apt-get install nodejs): cannot drive the browser"
+    fails=$((fails + 1))
+  fi
 fi
 echo "browser: $fails failed"
 [ "$fails" -eq 0 ]

@@ -6,6 +6,12 @@
  * parameter or an unknown saga get; hostile query strings must not crash
  * the daemon.
  *
+ * Then the actions (console_act.c): login (a users file made by
+ * saga-orchestrator --hash-password, and a $6$ line), the CSRF header,
+ * previews matching what applying sends (the same command ids, seen by
+ * the fake participants), the actor recorded in the history, refusals,
+ * and bulk preview and apply with the `expect` guard.
+ *
  * With --browser (ctest: test_console_browser) the same world is set up
  * and tests/console/browser.sh checks the pages in headless chromium;
  * exit 77 (skipped) when chromium is missing. */
@@ -14,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -25,12 +32,14 @@
 
 static const char *srcdir, *bindir;
 static char *dir, *url;
-static char db[512], charts[512], orch_log[512];
+static char db[512], charts[512], orch_log[512], users[600];
 static int orch_pid = -1;
 
 struct world {
 	struct bus *bus;
-	bool refund_ok; /* false: payment.refund is never answered */
+	bool refund_ok;        /* false: payment.refund is never answered */
+	char refunds[16][128]; /* the ids of the payment.refund commands */
+	size_t nrefunds;       /* seen once refund_ok (at most 16 kept) */
 };
 static struct world W;
 
@@ -92,6 +101,9 @@ on_one(void *arg, const void *body, size_t len, const char *tp)
 		r = "inventory.released";
 	else if (strcmp(t, "payment.refund") == 0)
 		r = W.refund_ok ? "payment.refunded" : NULL;
+	if (W.refund_ok && strcmp(t, "payment.refund") == 0 && W.nrefunds < 16)
+		snprintf(W.refunds[W.nrefunds++], sizeof(W.refunds[0]), "%s",
+		         e.id);
 	else if (strcmp(t, "shipping.cancel") == 0)
 		r = "shipping.cancelled";
 	if (r != NULL)
@@ -263,6 +275,37 @@ api(const char *path, const char *expr)
 	                   dir, port, path, expr);
 }
 
+/* The helper call() runs: METHOD URL BODY|- EXPR [HEADER: VALUE]... */
+static int
+write_req_py(void)
+{
+	static const char py[] =
+	        "import json, sys, urllib.request, urllib.error\n"
+	        "m, u, body, expr = sys.argv[1:5]\n"
+	        "hdr = dict(a.split(': ', 1) for a in sys.argv[5:] if a)\n"
+	        "data = None if body == '-' else body.encode()\n"
+	        "if data is not None:\n"
+	        "    hdr['Content-Type'] = 'application/json'\n"
+	        "q = urllib.request.Request(u, data=data, method=m, "
+	        "headers=hdr)\n"
+	        "try:\n"
+	        "    r = urllib.request.urlopen(q); s = r.status\n"
+	        "except urllib.error.HTTPError as e:\n"
+	        "    r = e; s = e.code\n"
+	        "h = r.headers\n"
+	        "d = json.load(r)\n"
+	        "print(repr(eval(expr)))\n";
+	char path[600];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/req.py", dir);
+	f = fopen(path, "w");
+	if (f == NULL)
+		return -1;
+	fputs(py, f);
+	return fclose(f);
+}
+
 /* The helper api() runs: GET argv[1], print repr(eval(argv[2])). */
 static int
 write_get_py(void)
@@ -283,7 +326,9 @@ write_get_py(void)
 	if (f == NULL)
 		return -1;
 	fputs(py, f);
-	return fclose(f);
+	if (fclose(f) != 0)
+		return -1;
+	return write_req_py();
 }
 
 static void
@@ -425,9 +470,10 @@ test_one_saga(void)
 	             "[v for v in d['path']['visited']], "
 	             "len(d['history']) > 5, d['actions']"),
 	         0);
+	/* the refund it is stuck on, at the attempt it reached */
 	CHECK_STR(out, "(200, 'stuck', 'payment', 'c-dave', "
 	               "'sku-desk', [('payment.refund', "
-	               "'stk-1:payment:undo:1'), ('inventory.release', "
+	               "'stk-1:payment:undo:3'), ('inventory.release', "
 	               "'stk-1:reserve_stock:undo:1')], ['reserve_stock', "
 	               "'cod_limit', 'payment', 'create_shipment'], True, [])");
 	fprintf(stderr, "     stk-1: %s\n", out);
@@ -520,15 +566,287 @@ test_hostile_requests(void)
 	CHECK(status == 200);
 }
 
+/* ---- actions ---- */
+
+static char cookie[128]; /* "saga_session=..." once logged in */
+
+/* METHOD path with a JSON body (or NULL), printing `expr` (python3: d
+ * the JSON answer, s the status, h the headers) into out. csrf: send
+ * X-Saga-Console; with the session cookie once there is one. */
+static int
+call(const char *method, const char *path, const char *body, bool csrf,
+     const char *expr)
+{
+	free(out);
+	out = NULL;
+	return testutil_sh(&out,
+	                   "python3 '%s/req.py' %s 'http://127.0.0.1:%d%s' "
+	                   "'%s' \"%s\" %s %s%s%s",
+	                   dir, method, port, path, body ? body : "-", expr,
+	                   csrf ? "'X-Saga-Console: 1'" : "",
+	                   cookie[0] ? "'Cookie: " : "", cookie,
+	                   cookie[0] ? "'" : "");
+}
+
+static void
+test_actions_need_login(void)
+{
+	static const char resume[] =
+	        "{\"action\": \"resume\", \"reason\": \"try\"}";
+
+	CHECK_EQ(call("POST", "/api/sagas/stk-1/actions", resume, true,
+	              "s, d['error']"),
+	         0);
+	CHECK_STR(out, "(401, 'not logged in: POST /login first')");
+	CHECK_EQ(call("POST", "/api/sagas/stk-1/actions", resume, false,
+	              "s, 'X-Saga-Console' in d['error']"),
+	         0);
+	CHECK_STR(out, "(403, True)");
+	CHECK_EQ(call("POST", "/login",
+	              "{\"user\": \"alice\", \"password\": \"nope\"}", true,
+	              "s, d['error'], 'Set-Cookie' in h"),
+	         0);
+	CHECK_STR(out, "(401, 'wrong user name or password', False)");
+	CHECK_EQ(call("POST", "/login",
+	              "{\"user\": \"mallory\", \"password\": \"s3cret\"}", true,
+	              "s, d['error']"),
+	         0);
+	CHECK_STR(out, "(401, 'wrong user name or password')");
+	/* no CSRF header: refused even with the right password */
+	CHECK_EQ(call("POST", "/login",
+	              "{\"user\": \"alice\", \"password\": \"s3cret\"}", false,
+	              "s"),
+	         0);
+	CHECK_STR(out, "403");
+	/* nothing was applied */
+	CHECK_EQ(db_count("SELECT count(*) FROM history WHERE kind = "
+	                  "'operator'"),
+	         0);
+}
+
+static void
+test_login(void)
+{
+	const char *c;
+
+	CHECK_EQ(call("POST", "/login",
+	              "{\"user\": \"alice\", \"password\": \"s3cret\"}", true,
+	              "s, d['user'], h['Set-Cookie'].split(';')[0], "
+	              "sorted(x.strip() for x in "
+	              "h['Set-Cookie'].split(';')[1:])"),
+	         0);
+	CHECK(strncmp(out, "(200, 'alice', 'saga_session=", 29) == 0);
+	CHECK(strstr(out, "['HttpOnly', 'Max-Age=28800', 'Path=/', "
+	                  "'SameSite=Strict']") != NULL);
+	c = out + strlen("(200, 'alice', '");
+	snprintf(cookie, sizeof(cookie), "%.*s", (int)strcspn(c, "'"), c);
+	/* the $6$ line (openssl passwd -6) logs in too */
+	if (testutil_sh(NULL, "grep -q '^bob:' '%s/users'", dir) == 0) {
+		CHECK_EQ(call("POST", "/login",
+		              "{\"user\": \"bob\", \"password\": \"pw-b\"}",
+		              true, "s, d['user']"),
+		         0);
+		CHECK_STR(out, "(200, 'bob')");
+	}
+	/* logged in, still no CSRF header: refused */
+	CHECK_EQ(call("POST", "/api/sagas/stk-1/actions",
+	              "{\"action\": \"resume\", \"reason\": \"x\"}", false,
+	              "s"),
+	         0);
+	CHECK_STR(out, "403");
+}
+
+/* The preview of resume names the refund it re-sends; applying sends
+ * that very id, records alice and the reason, and the saga finishes its
+ * compensation. */
+static void
+test_preview_then_apply(void)
+{
+	char mid[128];
+
+	CHECK_EQ(call("GET", "/api/sagas/stk-1/preview?action=resume", NULL,
+	              false,
+	              "s, d['result'], d['status'], "
+	              "[(c['command'], c['message_id']) for c in "
+	              "d['commands']], [(u['command'], u['current']) for u "
+	              "in d['compensations']], d['compensations_run']"),
+	         0);
+	CHECK_STR(out, "(200, 'ok', 'compensating', [('payment.refund', "
+	               "'stk-1:payment:undo:4')], [('payment.refund', True), "
+	               "('inventory.release', False)], True)");
+	snprintf(mid, sizeof(mid), "stk-1:payment:undo:4");
+	CHECK_EQ(call("GET", "/api/sagas/stk-1/preview?action=compensate", NULL,
+	              false, "s, d['result'], d['note']"),
+	         0);
+	CHECK_STR(out, "(200, 'rejected', 'compensate: saga is stuck, not "
+	               "running')");
+	CHECK_EQ(call("POST", "/api/sagas/stk-1/actions",
+	              "{\"action\": \"resume\"}", true, "s, d['error']"),
+	         0);
+	CHECK(strncmp(out, "(400, 'reason: required", 23) == 0);
+	CHECK_EQ(call("POST", "/api/sagas/stk-1/actions",
+	              "{\"action\": \"undo\", \"reason\": \"x\"}", true,
+	              "s, d['error'][:7]"),
+	         0);
+	CHECK_STR(out, "(400, 'action:')");
+	W.refund_ok = true;
+	CHECK_EQ(call("POST", "/api/sagas/stk-1/actions",
+	              "{\"action\": \"resume\", \"reason\": \"gateway "
+	              "fixed\"}",
+	              true, "s, d['outcome'], d['status'], d['state']"),
+	         0);
+	CHECK_STR(out, "(200, 'applied', 'compensating', 'payment')");
+	CHECK_EQ(wait_count("SELECT count(*) FROM sagas WHERE id = 'stk-1' "
+	                    "AND status = 'failed'",
+	                    1, 20),
+	         0);
+	CHECK(W.nrefunds >= 1);
+	CHECK_STR(W.refunds[0], mid);
+	CHECK_EQ(db_count("SELECT count(*) FROM history WHERE saga_id = "
+	                  "'stk-1' AND kind = 'operator' AND actor = 'alice' "
+	                  "AND reason = 'gateway fixed'"),
+	         1);
+	/* a finished saga: refused with the engine's reason, 409 */
+	CHECK_EQ(call("POST", "/api/sagas/ok-1/actions",
+	              "{\"action\": \"abort\", \"reason\": \"x\"}", true,
+	              "s, d['outcome'], d['note']"),
+	         0);
+	CHECK_STR(out, "(409, 'rejected', 'saga is completed: operator event "
+	               "does not apply')");
+	CHECK_EQ(call("POST", "/api/sagas/nope-1/actions",
+	              "{\"action\": \"abort\", \"reason\": \"x\"}", true, "s"),
+	         0);
+	CHECK_STR(out, "404");
+}
+
+static void
+test_bulk(void)
+{
+	CHECK_EQ(call("GET", "/api/actions/preview?action=resume&status=stuck",
+	              NULL, false,
+	              "s, d['sagas'], d['applicable'], d['stuck'], "
+	              "d['commands'] == {'payment.refund': 1, "
+	              "'inventory.release': 1}, d['ids'], d['summary']"),
+	         0);
+	CHECK_STR(out, "(200, 1, 1, 1, True, ['stk-2'], '1 saga: 1 "
+	               "payment.refund, 1 inventory.release, 1 stuck on an "
+	               "undo')");
+	CHECK_EQ(call("GET", "/api/actions/preview?action=resume", NULL, false,
+	              "s, d['sagas'], d['applicable'], "
+	              "sum(d['refused'].values()), d['refused'].get('saga is "
+	              "completed: operator event does not apply')"),
+	         0);
+	CHECK_STR(out, "(200, 6, 1, 5, 3)");
+	CHECK_EQ(call("GET", "/api/actions/preview?action=resume&status=bad",
+	              NULL, false, "s, d['error'][:7]"),
+	         0);
+	CHECK_STR(out, "(400, 'status:')");
+	/* the set changed since the preview (or the operator miscounted) */
+	CHECK_EQ(call("POST", "/api/actions",
+	              "{\"action\": \"resume\", \"reason\": \"all\", "
+	              "\"status\": \"stuck\", \"expect\": 3}",
+	              true, "s, d['sagas'], d['expect']"),
+	         0);
+	CHECK_STR(out, "(409, 1, 3)");
+	CHECK_EQ(call("POST", "/api/actions",
+	              "{\"action\": \"resume\", \"reason\": \"all\", "
+	              "\"status\": \"stuck\"}",
+	              true, "s, d['error'][:7]"),
+	         0);
+	CHECK_STR(out, "(400, 'expect:')");
+	CHECK_EQ(call("POST", "/api/actions",
+	              "{\"action\": \"resume\", \"reason\": \"all\", "
+	              "\"status\": \"stuck\", \"expect\": 1}",
+	              true,
+	              "s, d['sagas'], d['outcomes'], [(r['saga'], "
+	              "r['outcome'], r['status']) for r in d['results']]"),
+	         0);
+	CHECK_STR(out, "(200, 1, {'applied': 1}, [('stk-2', 'applied', "
+	               "'compensating')])");
+	CHECK_EQ(wait_count("SELECT count(*) FROM sagas WHERE id = 'stk-2' "
+	                    "AND status = 'failed'",
+	                    1, 20),
+	         0);
+	CHECK_EQ(db_count("SELECT count(*) FROM history WHERE saga_id = "
+	                  "'stk-2' AND kind = 'operator' AND actor = 'alice' "
+	                  "AND reason = 'all'"),
+	         1);
+	/* logged out: acting is refused again */
+	CHECK_EQ(call("POST", "/logout", "{}", true, "s"), 0);
+	CHECK_STR(out, "200");
+	CHECK_EQ(call("POST", "/api/actions",
+	              "{\"action\": \"resume\", \"reason\": \"all\", "
+	              "\"status\": \"stuck\", \"expect\": 0}",
+	              true, "s"),
+	         0);
+	CHECK_STR(out, "401");
+	cookie[0] = '\0';
+}
+
+/* A reverse proxy's trusted header names the user (no session). */
+static void
+test_trusted_header(void)
+{
+	free(out);
+	out = NULL;
+	CHECK_EQ(
+	        testutil_sh(&out,
+	                    "python3 '%s/req.py' POST "
+	                    "'http://127.0.0.1:%d/api/sagas/ok-2/actions' "
+	                    "'{\"action\": \"abort\", \"reason\": \"via "
+	                    "proxy\"}' \"s, d['outcome']\" 'X-Saga-Console: 1' "
+	                    "'X-Forwarded-User: carol'",
+	                    dir, port),
+	        0);
+	CHECK_STR(out, "(409, 'rejected')");
+	CHECK_EQ(db_count("SELECT count(*) FROM history WHERE saga_id = "
+	                  "'ok-2' AND kind = 'rejected' AND actor = 'carol' "
+	                  "AND reason = 'via proxy'"),
+	         1);
+	/* a name the header cannot carry is nobody */
+	free(out);
+	out = NULL;
+	CHECK_EQ(testutil_sh(&out,
+	                     "python3 '%s/req.py' POST "
+	                     "'http://127.0.0.1:%d/api/sagas/ok-2/actions' "
+	                     "'{\"action\": \"abort\", \"reason\": \"x\"}' "
+	                     "s 'X-Saga-Console: 1' "
+	                     "'X-Forwarded-User: <carol>'",
+	                     dir, port),
+	         0);
+	CHECK_STR(out, "401");
+}
+
 /* tests/console/browser.sh: the pages in headless chromium. */
 static int browser_rc;
 
 static void
 test_browser(void)
 {
-	browser_rc = testutil_sh(&out, "'%s/tests/console/browser.sh' %d 2>&1",
-	                         srcdir, port);
+	char cmd[2048], log[600];
+	int pid, status = 0;
+	size_t len;
+
+	/* the fake participants answer while the browser acts: a stuck
+	 * saga resumed there finishes its compensation */
+	W.refund_ok = true;
+	snprintf(log, sizeof(log), "%s/browser.log", dir);
+	snprintf(cmd, sizeof(cmd),
+	         "SAGA_CONSOLE_USER=alice SAGA_CONSOLE_PASSWORD=s3cret "
+	         "'%s/tests/console/browser.sh' %d > '%s' 2>&1",
+	         srcdir, port, log);
+	pid = fork();
+	if (pid == 0) {
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	CHECK(pid > 0);
+	while (waitpid(pid, &status, WNOHANG) == 0)
+		pump(100);
+	free(out);
+	out = testutil_slurp(log, &len);
 	fprintf(stderr, "%s\n", out != NULL ? out : "");
+	browser_rc = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
 	if (browser_rc != 77)
 		CHECK_EQ(browser_rc, 0);
 }
@@ -578,6 +896,19 @@ main(int argc, char **argv)
 		return 1;
 	}
 	free(chart_out);
+	/* the console's users: alice by --hash-password (yescrypt), bob by
+	 * openssl passwd -6 (SHA-512 crypt) where openssl is installed */
+	if (testutil_sh(NULL,
+	                "printf 's3cret\\n' | '%s/saga-orchestrator' "
+	                "--hash-password alice > '%s/users' && { ! command "
+	                "-v openssl >/dev/null || printf 'bob:%%s\\n' "
+	                "\"$(printf pw-b | openssl passwd -6 -stdin)\" >> "
+	                "'%s/users'; }",
+	                bindir, dir, dir) != 0) {
+		fprintf(stderr, "cannot write the users file\n");
+		return 1;
+	}
+	snprintf(users, sizeof(users), "%s/users", dir);
 	port = testutil_free_port();
 	snprintf(haddr, sizeof(haddr), "127.0.0.1:%d", port);
 	url = testbroker_start(in_browser ? "consoleb" : "console");
@@ -597,6 +928,10 @@ main(int argc, char **argv)
 		                         "2",
 		                         "--http",
 		                         haddr,
+		                         "--console-users",
+		                         users,
+		                         "--console-trust-header",
+		                         "X-Forwarded-User",
 		                         "--log-level",
 		                         "warn",
 		                         NULL};
@@ -608,8 +943,6 @@ main(int argc, char **argv)
 		return 1;
 	}
 	RUN(world_run);
-	/* the fake participants are done: the rest only reads */
-	bus_close(W.bus);
 	if (in_browser) {
 		RUN(test_browser);
 		rc = browser_rc;
@@ -620,7 +953,13 @@ main(int argc, char **argv)
 		RUN(test_one_saga);
 		RUN(test_bad_parameters);
 		RUN(test_hostile_requests);
+		RUN(test_actions_need_login);
+		RUN(test_login);
+		RUN(test_preview_then_apply);
+		RUN(test_bulk);
+		RUN(test_trusted_header);
 	}
+	bus_close(W.bus);
 	if (testutil_stop(orch_pid, SIGTERM) != 0) {
 		fprintf(stderr, "orchestrator did not exit cleanly: see %s\n",
 		        orch_log);

@@ -5,8 +5,13 @@
  * goes on, nothing is acknowledged when a commit fails (SQLITE_FULL) and
  * the batch goes through once there is room, timers drive retries, and
  * after a "crash" (everything closed without draining) the outbox is
- * published again and the inbox drops the redeliveries.
+ * published again and the inbox drops the redeliveries. The mailbox:
+ * another thread's operator requests are applied at the loop's next turn
+ * and answered after the commit, or withdrawn when the loop does not take
+ * them in time.
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -785,6 +790,86 @@ test_crash_republishes_outbox(void)
 	world_free(&w);
 }
 
+/* A thread acting as the console: two requests, then the answer. */
+struct asker {
+	struct loop *l;
+	struct loop_op ops[2];
+	size_t n;
+	int timeout_ms, rc;
+	char err[300];
+	atomic_bool done;
+};
+
+static void *
+ask(void *arg)
+{
+	struct asker *a = arg;
+	a->rc = loop_operate(a->l, a->ops, a->n, a->timeout_ms, a->err,
+	                     sizeof(a->err));
+	atomic_store(&a->done, true);
+	return NULL;
+}
+
+/* Turns the loop until the asker has its answer (at most ~5 s). */
+static void
+serve(struct world *w, struct asker *a)
+{
+	for (int i = 0; i < 500 && !atomic_load(&a->done); i++)
+		loop_turn(w->l, clock_wall_ms());
+}
+
+static void
+test_mailbox(void)
+{
+	struct world w;
+	struct asker a = {.n = 2, .timeout_ms = 5000};
+	pthread_t t;
+
+	CHECK(world_init(&w) == 0);
+	push_order(w.bus, "mb-1", "card", 100, "india", NULL);
+	run(&w, nobody, clock_wall_ms(), 2);
+	CHECK_STR(status_of(&w, "mb-1"), "running");
+	a.l = w.l;
+	a.ops[0] = (struct loop_op){.message_id = "console-1",
+	                            .saga_id = "mb-1",
+	                            .type = "operator.abort",
+	                            .reason = "test abort",
+	                            .actor = "alice"};
+	a.ops[1] = (struct loop_op){.message_id = "console-2",
+	                            .saga_id = "mb-1",
+	                            .type = "operator.resume",
+	                            .reason = "too late",
+	                            .actor = "alice"};
+	/* nobody turns the loop: withdrawn, nothing applied */
+	a.timeout_ms = 50;
+	CHECK_EQ(loop_operate(w.l, a.ops, 2, 50, a.err, sizeof(a.err)), -2);
+	CHECK_EQ(count(&w, "SELECT count(*) FROM history WHERE kind = "
+	                   "'operator'"),
+	         0);
+	a.timeout_ms = 5000;
+	CHECK(pthread_create(&t, NULL, ask, &a) == 0);
+	serve(&w, &a);
+	pthread_join(t, NULL);
+	CHECK_EQ(a.rc, 0);
+	CHECK_EQ(a.ops[0].answer.outcome, ORCH_APPLIED);
+	CHECK_STR(a.ops[0].answer.status, "aborted");
+	CHECK_EQ(a.ops[1].answer.outcome, ORCH_REJECTED);
+	CHECK_STR(status_of(&w, "mb-1"), "aborted");
+	CHECK_EQ(count(&w, "SELECT count(*) FROM history WHERE kind = "
+	                   "'operator' AND actor = 'alice' AND reason = "
+	                   "'test abort'"),
+	         1);
+	/* the same request id again: answered as a repeat */
+	atomic_store(&a.done, false);
+	a.n = 1;
+	CHECK(pthread_create(&t, NULL, ask, &a) == 0);
+	serve(&w, &a);
+	pthread_join(t, NULL);
+	CHECK_EQ(a.rc, 0);
+	CHECK_EQ(a.ops[0].answer.outcome, ORCH_REPEATED);
+	world_free(&w);
+}
+
 int
 main(void)
 {
@@ -800,5 +885,6 @@ main(void)
 	RUN(test_timeout_from_confirm);
 	RUN(test_full_disk_acks_nothing);
 	RUN(test_crash_republishes_outbox);
+	RUN(test_mailbox);
 	return check_summary();
 }

@@ -44,7 +44,7 @@ static const char usage[] =
         "[--reply-key KEY]\n"
         "                         [--bundle N] [--inbox-days N] "
         "[--shard I/N [--drain]] [--queue-type T]\n"
-        "                         [--otlp-url URL]\n"
+        "                         [--otlp-url URL] [--operator-user NAME]\n"
         "  --amqp URL         broker URL(s), comma-separated (env "
         "SAGA_AMQP_URL)\n"
         "  --db PATH          the orchestrator's SQLite database (env "
@@ -81,6 +81,13 @@ static const char usage[] =
         "http://collector:4318/v1/traces;\n"
         "                     env SAGA_OTLP_URL; default: none): one per "
         "saga, one per step\n"
+        "  --operator-user NAME  the broker user operator requests must "
+        "come from\n"
+        "                     (their AMQP user_id, validated by RabbitMQ; "
+        "env\n"
+        "                     SAGA_OPERATOR_USER); others are answered "
+        "\"rejected\".\n"
+        "                     Unset: any user who may write to saga.control\n"
         "  -n                 check the configuration and exit\n";
 
 /* The flags that take a number: where it goes and its bounds. */
@@ -116,6 +123,7 @@ static const struct option options[] = {
         {"drain", no_argument, NULL, 'D'},
         {"queue-type", required_argument, NULL, 'q'},
         {"otlp-url", required_argument, NULL, 'O'},
+        {"operator-user", required_argument, NULL, 'U'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
 };
@@ -145,6 +153,7 @@ flags_init(struct flags *f)
 	                        .reply_key = "orchestrator",
 	                        .queue_type = getenv("SAGA_QUEUE_TYPE"),
 	                        .otlp_url = getenv("SAGA_OTLP_URL"),
+	                        .operator_user = getenv("SAGA_OPERATOR_USER"),
 	                },
 	        .level = LOG_INFO,
 	        .bundle = getenv("SAGA_BUNDLE"),
@@ -222,6 +231,9 @@ one_flag(struct flags *f, int opt, const char *arg)
 		break;
 	case 'O':
 		cfg->otlp_url = arg;
+		break;
+	case 'U':
+		cfg->operator_user = arg;
 		break;
 	case 'n':
 		f->check_only = 1;

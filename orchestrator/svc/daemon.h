@@ -22,6 +22,10 @@ struct orch_daemon_config {
 	int bundle;     /* commands per message at most (bundler.h); 1: never */
 	int inbox_days; /* keep processed message ids this long; 0: forever */
 	const char *otlp_url; /* export spans there (lib/otlp.h), or NULL */
+	/* the broker user operator requests must come from (loop.h,
+	 * loop_set_operator); NULL or "": any user who can write to the
+	 * control exchange */
+	const char *operator_user;
 };
 
 /* Parses a decimal integer in [min, max] into *out. 0, or -1 if s is not

@@ -37,12 +37,18 @@ struct dlq {
 	int failed;
 };
 
+/* The connection's TLS files (dlq_main's bus_config). */
+static const struct bus_config *tls;
+
 static struct bus *
 connect_to(const char *amqp, const char *queue, uint16_t prefetch)
 {
 	const char *consume[1] = {queue};
 	struct bus_config c = {.url = amqp,
 	                       .name = "sagactl",
+	                       .ca_file = tls != NULL ? tls->ca_file : NULL,
+	                       .cert_file = tls != NULL ? tls->cert_file : NULL,
+	                       .key_file = tls != NULL ? tls->key_file : NULL,
 	                       .prefetch = prefetch,
 	                       .consume = queue != NULL ? consume : NULL,
 	                       .nconsume = queue != NULL ? 1 : 0};
@@ -405,8 +411,9 @@ parse_limit(const char *s, long *out)
 }
 
 int
-dlq_main(const char *amqp, bool json, int argc, char **argv)
+dlq_main(const struct bus_config *bc, bool json, int argc, char **argv)
 {
+	const char *amqp = bc->url;
 	const char *verb, *queue = NULL, *to = NULL;
 	long limit = -1;
 	bool yes = false;
@@ -416,6 +423,7 @@ dlq_main(const char *amqp, bool json, int argc, char **argv)
 		return argc < 1 ? 2 : 0;
 	}
 	verb = argv[0];
+	tls = bc;
 	if (amqp == NULL || amqp[0] == '\0') {
 		fprintf(stderr, "sagactl: dlq needs the broker: --amqp URL or "
 		                "SAGA_AMQP_URL\n");

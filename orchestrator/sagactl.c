@@ -1401,11 +1401,11 @@ print_result(void *arg, size_t i, struct envelope *a, const char *err)
 }
 
 /* Sends one request per id and waits for the orchestrator's answers
- * (lib/request.h): 0 if every one was applied (or repeated: handled
- * before), else 1. */
+ * (lib/request.h), a line each (and a summary for a bulk action): 0 if
+ * every one was applied (or repeated: handled before), else 1. */
 static int
 send_requests(const struct opts *o, const char *action, const char *const *ids,
-              const char *const *queues, size_t n, const char *step)
+              const char *const *queues, size_t n, const char *step, bool bulk)
 {
 	struct bus_config cfg = bus_conf(o);
 	struct tally t = {.action = action, .ids = ids};
@@ -1430,7 +1430,7 @@ send_requests(const struct opts *o, const char *action, const char *const *ids,
 	             REQUEST_TIMEOUT_MS + (int)(n < 100000 ? n : 100000) * 5,
 	             print_result, &t);
 	request_close(rs);
-	if (n > 1)
+	if (bulk)
 		printf("%s: %zu saga%s: %zu applied, %zu repeated, %zu "
 		       "rejected, %zu ignored, %zu without an answer\n",
 		       action, n, n == 1 ? "" : "s", t.applied, t.repeated,
@@ -1483,7 +1483,7 @@ operator_action(const struct opts *o, const char *action, const char *id,
 		if (rc != 1)
 			return 1;
 	}
-	return send_requests(o, action, ids, queues, 1, step);
+	return send_requests(o, action, ids, queues, 1, step, false);
 }
 
 /* The sagas a bulk action selects: their ids (dry run: printed). */
@@ -1610,7 +1610,8 @@ bulk_action(const struct opts *o, const char *action)
 		       t.n, t.n == 1 ? "" : "s");
 	} else {
 		rc = send_requests(o, action, (const char *const *)t.ids,
-		                   (const char *const *)t.queues, t.n, NULL);
+		                   (const char *const *)t.queues, t.n, NULL,
+		                   true);
 	}
 	for (size_t i = 0; i < t.n && t.ids != NULL; i++) {
 		free(t.ids[i]);

@@ -304,7 +304,7 @@ static const struct bus_exchange exchanges[] = {
 };
 static const struct bus_queue extra_queues[] = {
         {.name = "notification.delay",
-         .dlx = "",
+         .dlx = OWN_EXCHANGE,
          .dlrk = "notification.confirm"},
 };
 static const struct bus_binding bindings[] = {

@@ -1101,21 +1101,25 @@ static const char usage[] =
 /* The topology: the order.* events, for the orders' status. Like every
  * participant queue (participant.h): rejected -> retry (TTL) -> back;
  * dead letters with their reason in .dlq, copied there through
- * order-api.own (only order-api writes it; it reaches only its queues). */
+ * order-api.own (only order-api writes it; it reaches only its queues),
+ * which is also the queues' dead-letter exchange. */
 static const struct bus_exchange exchanges[] = {
         {"order_events", "topic", NULL, NULL},
         {OWN_EXCHANGE, "direct", NULL, NULL},
 };
 static const struct bus_queue queues[] = {
-        {.name = EVENTS_QUEUE, .dlx = "", .dlrk = EVENTS_QUEUE ".retry"},
+        {.name = EVENTS_QUEUE,
+         .dlx = OWN_EXCHANGE,
+         .dlrk = EVENTS_QUEUE ".retry"},
         {.name = EVENTS_QUEUE ".retry",
-         .dlx = "",
+         .dlx = OWN_EXCHANGE,
          .dlrk = EVENTS_QUEUE,
          .ttl_ms = 1000},
         {.name = EVENTS_QUEUE ".dlq"},
 };
 static const struct bus_binding bindings[] = {
         {"order_events", EVENTS_QUEUE, NULL, "order.#"},
+        {OWN_EXCHANGE, EVENTS_QUEUE, NULL, EVENTS_QUEUE},
         {OWN_EXCHANGE, EVENTS_QUEUE ".retry", NULL, EVENTS_QUEUE ".retry"},
         {OWN_EXCHANGE, EVENTS_QUEUE ".dlq", NULL, EVENTS_QUEUE ".dlq"},
 };

@@ -391,7 +391,8 @@ part_own_exchange(const struct part_config *cfg, char *buf, size_t cap)
 }
 
 /* The topology: the daemon's plus, for each work queue Q, Q.retry and
- * Q.dlq (bound to the daemon's own exchange under their names), and
+ * Q.dlq (all three bound to the daemon's own exchange under their names,
+ * which is also their dead-letter exchange: Q -> Q.retry -> Q), and
  * saga.replies. */
 int
 part_bus_open(struct part_bus *p, char *err, size_t errlen)
@@ -400,7 +401,7 @@ part_bus_open(struct part_bus *p, char *err, size_t errlen)
 	char names[MAX_QUEUES][3][256];
 	struct bus_exchange ex[3 + MAX_EXCHANGES];
 	struct bus_queue qs[MAX_QUEUES * 3 + MAX_EXTRA_QUEUES];
-	struct bus_binding bd[MAX_BINDINGS + MAX_QUEUES * 2];
+	struct bus_binding bd[MAX_BINDINGS + MAX_QUEUES * 3];
 	size_t nex = 0, nq = 0, nbd = 0;
 	struct bus_topology topo;
 	struct bus_config bc = {0};
@@ -426,19 +427,19 @@ part_bus_open(struct part_bus *p, char *err, size_t errlen)
 		snprintf(names[i][0], 256, "%s", cfg->queues[i]);
 		snprintf(names[i][1], 256, "%s.retry", cfg->queues[i]);
 		snprintf(names[i][2], 256, "%s.dlq", cfg->queues[i]);
-		qs[nq++] = (struct bus_queue){
-		        .name = names[i][0], .dlx = "", .dlrk = names[i][1]};
+		qs[nq++] = (struct bus_queue){.name = names[i][0],
+		                              .dlx = p->own,
+		                              .dlrk = names[i][1]};
 		qs[nq++] = (struct bus_queue){
 		        .name = names[i][1],
-		        .dlx = "",
+		        .dlx = p->own,
 		        .dlrk = names[i][0],
 		        .ttl_ms = cfg->retry_ms > 0 ? cfg->retry_ms
 		                                    : PART_RETRY_MS};
 		qs[nq++] = (struct bus_queue){.name = names[i][2]};
-		bd[nbd++] = (struct bus_binding){p->own, names[i][1], NULL,
-		                                 names[i][1]};
-		bd[nbd++] = (struct bus_binding){p->own, names[i][2], NULL,
-		                                 names[i][2]};
+		for (int k = 0; k < 3; k++)
+			bd[nbd++] = (struct bus_binding){p->own, names[i][k],
+			                                 NULL, names[i][k]};
 	}
 	for (size_t i = 0; i < cfg->nextra_queues; i++)
 		qs[nq++] = cfg->extra_queues[i];

@@ -200,10 +200,12 @@ struct part_config {
 /* A daemon's own exchange: "<first work queue's name up to its first
  * dot>.own" (inventory.own, payment.own, shipping.own, notification.own),
  * direct, which only the daemon's broker user may write and which is
- * bound only to its own queues (each Q.retry and Q.dlq under its name;
- * notification's delay line too). Copies to those queues go through it,
- * never through the default exchange, which no service user may write
- * (deploy/rabbitmq/definitions.json). */
+ * bound only to its own queues (each Q, Q.retry and Q.dlq under its
+ * name; notification's delay line too). Copies to those queues go
+ * through it, and it is their dead-letter exchange (Q -> Q.retry -> Q),
+ * never the default exchange, which no service user may write (RabbitMQ
+ * asks for write on a queue's dead-letter exchange to declare it:
+ * deploy/rabbitmq/definitions.json). */
 #define PART_OWN_SUFFIX ".own"
 void part_own_exchange(const struct part_config *cfg, char *buf, size_t cap);
 

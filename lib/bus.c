@@ -65,7 +65,7 @@ struct pending {
 	bool returned;
 	/* the message, one allocation: strings then body */
 	char *exchange, *rk, *message_id, *correlation_id, *type, *reply_to,
-	        *traceparent, *error, *content_type;
+	        *traceparent, *error, *content_type, *user_id;
 	int64_t timestamp_ms, expiration_ms, attempts;
 	bool mandatory, transient;
 	bool sent;   /* written on some connection before: a resend */
@@ -821,6 +821,44 @@ topo_copy(struct bus *b, const struct bus_topology *t)
 	return 0;
 }
 
+/* The TLS files can be read now: a clear error at start, not a failed
+ * handshake later. 0, or -1 with the reason in err. */
+static int
+tls_files_check(const struct bus_config *cfg, char *err, size_t errlen)
+{
+	const struct {
+		const char *path, *what, *flag;
+	} f[] = {
+	        {cfg->ca_file, "CA file", "--amqp-ca or SAGA_AMQP_CA"},
+	        {cfg->cert_file, "client certificate",
+	         "--amqp-cert or SAGA_AMQP_CERT"},
+	        {cfg->key_file, "client key", "--amqp-key or SAGA_AMQP_KEY"},
+	};
+
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+		FILE *fp;
+		if (f[i].path == NULL || f[i].path[0] == '\0')
+			continue;
+		fp = fopen(f[i].path, "r");
+		if (fp == NULL) {
+			snprintf(err, errlen, "cannot read the %s %s (%s): %s",
+			         f[i].what, f[i].path, f[i].flag,
+			         strerror(errno));
+			return -1;
+		}
+		fclose(fp);
+	}
+	if ((cfg->cert_file != NULL && cfg->cert_file[0] != '\0') !=
+	    (cfg->key_file != NULL && cfg->key_file[0] != '\0')) {
+		snprintf(err, errlen,
+		         "a client certificate needs its key and "
+		         "a key its certificate (--amqp-cert and "
+		         "--amqp-key)");
+		return -1;
+	}
+	return 0;
+}
+
 struct bus *
 bus_open(const struct bus_config *cfg, char *err, size_t errlen)
 {
@@ -865,6 +903,10 @@ bus_open(const struct bus_config *cfg, char *err, size_t errlen)
 		bus_close(b);
 		return NULL;
 	}
+	if (tls_files_check(cfg, err, errlen) != 0) {
+		bus_close(b);
+		return NULL;
+	}
 	list = strdup(cfg->url);
 	if (list == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -884,7 +926,7 @@ bus_open(const struct bus_config *cfg, char *err, size_t errlen)
 		if (u.tls && cfg->ca_file == NULL && !cfg->insecure) {
 			snprintf(err, errlen,
 			         "amqps:// needs a CA file to verify the "
-			         "broker (--amqp-ca)");
+			         "broker (--amqp-ca or SAGA_AMQP_CA)");
 			goto fail;
 		}
 		if (b->nurls == MAX_URLS) {
@@ -977,6 +1019,10 @@ send_one(struct bus *b, struct pending *p)
 		props._flags |= AMQP_BASIC_REPLY_TO_FLAG;
 		props.reply_to = amqp_cstring_bytes(p->reply_to);
 	}
+	if (p->user_id != NULL) {
+		props._flags |= AMQP_BASIC_USER_ID_FLAG;
+		props.user_id = amqp_cstring_bytes(p->user_id);
+	}
 	if (p->expiration_ms > 0) {
 		snprintf(exp, sizeof(exp), "%lld", (long long)p->expiration_ms);
 		props._flags |= AMQP_BASIC_EXPIRATION_FLAG;
@@ -1046,7 +1092,8 @@ bus_publish(struct bus *b, const struct bus_message *m, uint64_t tag)
 
 	if (m->message_id == NULL || m->exchange == NULL ||
 	    m->routing_key == NULL || m->len > b->cfg.max_body ||
-	    strlen(m->routing_key) > 255 || strlen(m->exchange) > 255)
+	    strlen(m->routing_key) > 255 || strlen(m->exchange) > 255 ||
+	    (m->user_id != NULL && strlen(m->user_id) > 255))
 		return -1;
 	if (b->head > 0 && b->head == b->np) {
 		b->head = b->np = 0; /* everything settled: start over */
@@ -1070,7 +1117,7 @@ bus_publish(struct bus *b, const struct bus_message *m, uint64_t tag)
 	need = slen(m->exchange) + slen(m->routing_key) + slen(m->message_id) +
 	       slen(m->correlation_id) + slen(m->type) + slen(m->reply_to) +
 	       slen(m->traceparent) + slen(m->error) + slen(m->content_type) +
-	       m->len + 1;
+	       slen(m->user_id) + m->len + 1;
 	p = &b->p[b->np];
 	memset(p, 0, sizeof(*p));
 	p->mem = buffer_get(b, need, &p->memcap);
@@ -1086,6 +1133,7 @@ bus_publish(struct bus *b, const struct bus_message *m, uint64_t tag)
 	p->traceparent = put(&w, m->traceparent);
 	p->error = put(&w, m->error);
 	p->content_type = put(&w, m->content_type);
+	p->user_id = put(&w, m->user_id);
 	p->body = w;
 	if (m->len > 0)
 		memcpy(w, m->body, m->len);
@@ -1383,6 +1431,8 @@ to_delivery(struct bus *b, const amqp_basic_properties_t *p, amqp_bytes_t body,
 	           p->_flags & AMQP_BASIC_REPLY_TO_FLAG);
 	copy_bytes(s[4], 256, p->content_type,
 	           p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG);
+	copy_bytes(s[12], 256, p->user_id, p->_flags & AMQP_BASIC_USER_ID_FLAG);
+	d->user_id = s[12];
 	header_str(p, "traceparent", s[5], 256);
 	header_str(p, "x-saga-error", s[6], 256);
 	header_str(p, "x-first-death-queue", s[10], 256);
@@ -1416,7 +1466,7 @@ handle_delivery(struct bus *b, amqp_envelope_t *env,
                 const struct bus_handlers *h, int *events)
 {
 	struct bus_delivery d;
-	char s[12][256];
+	char s[13][256];
 
 	memset(&d, 0, sizeof(d));
 	copy_bytes(s[7], 256, env->consumer_tag, true); /* = queue name */
@@ -1824,7 +1874,7 @@ bus_get(struct bus *b, const char *queue,
 	amqp_message_t msg;
 	amqp_basic_get_ok_t *ok;
 	struct bus_delivery d;
-	char s[12][256];
+	char s[13][256];
 	uint64_t tag;
 	int keep;
 

@@ -134,12 +134,16 @@ struct bus_message {
 	const char *error;        /* header x-saga-error, or NULL */
 	const char *content_type; /* NULL: application/msgpack */
 	int64_t timestamp_ms;     /* 0: now (when first published) */
-	bool mandatory;           /* report RETURNED if unroutable */
-	bool transient;           /* delivery_mode 1 (default: persistent) */
-	int64_t expiration_ms;    /* per-message TTL, 0 for none */
-	int64_t attempts;         /* header x-saga-attempts when > 0: failed
-	                           * deliveries before this copy (a consumer
-	                           * that retries one item of a bundle) */
+	/* The AMQP user_id property: who sends it. RabbitMQ refuses the
+	 * publish (channel closed, 406 PRECONDITION_FAILED) unless it is the
+	 * connection's user, so a consumer can trust it. NULL: none. */
+	const char *user_id;
+	bool mandatory;        /* report RETURNED if unroutable */
+	bool transient;        /* delivery_mode 1 (default: persistent) */
+	int64_t expiration_ms; /* per-message TTL, 0 for none */
+	int64_t attempts;      /* header x-saga-attempts when > 0: failed
+	                        * deliveries before this copy (a consumer
+	                        * that retries one item of a bundle) */
 	const void *body;
 	size_t len;
 };
@@ -165,6 +169,9 @@ struct bus_delivery {
 	const char *content_type;
 	const char *traceparent;
 	const char *error; /* x-saga-error header */
+	/* The user_id property: the publisher's broker user, validated by
+	 * RabbitMQ ("" if it did not say; it cannot claim another) */
+	const char *user_id;
 	/* When it was first published (a resend keeps it), ms since the
 	 * epoch; 0 if the publisher did not say. AMQP timestamps have whole
 	 * seconds, so the bus also sends the header x-published-ms: with it

@@ -55,6 +55,7 @@ struct pending {
 	enum durable_verdict verdict;
 	char traceparent[ENVELOPE_TP_MAX];
 	char reply_to[256];
+	char user_id[256];
 	struct envelope env;
 };
 
@@ -440,6 +441,8 @@ durable_deliver(struct durable *d, const struct durable_delivery *dv)
 	         dv->traceparent != NULL ? dv->traceparent : "");
 	snprintf(p->reply_to, sizeof(p->reply_to), "%s",
 	         dv->reply_to != NULL ? dv->reply_to : "");
+	snprintf(p->user_id, sizeof(p->user_id), "%s",
+	         dv->user_id != NULL ? dv->user_id : "");
 	d->stats.deliveries++;
 	check_delivery(p, dv);
 }
@@ -518,6 +521,7 @@ apply_each(struct durable *d)
 		        .env = &p->env,
 		        .traceparent = p->traceparent,
 		        .reply_to = p->reply_to,
+		        .user_id = p->user_id,
 		        .bundled = p->bundled,
 		};
 		if (p->bad) {

@@ -78,6 +78,7 @@ struct durable_delivery {
 	const char *content_type; /* may be NULL */
 	const char *traceparent;  /* may be NULL */
 	const char *reply_to;     /* may be NULL */
+	const char *user_id;      /* the broker-validated sender, may be NULL */
 	int attempt;              /* 1 the first time, 2 after one retry... */
 	bool bundled;             /* an item of a bundle: its sender reads
 	                           * bundles */
@@ -91,6 +92,7 @@ struct durable_item {
 	const struct envelope *env;
 	const char *traceparent; /* "" if none */
 	const char *reply_to;    /* "" if none */
+	const char *user_id;     /* the broker-validated sender, "" if none */
 	bool bundled;            /* an item of a bundle */
 };
 

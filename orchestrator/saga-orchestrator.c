@@ -47,7 +47,8 @@ static const char usage[] =
         "[--shard I/N [--drain]] [--queue-type T]\n"
         "                         [--otlp-url URL] [--mgmt-url URL] "
         "[--console-users FILE]\n"
-        "                         [--console-trust-header NAME]\n"
+        "                         [--console-trust-header NAME] "
+        "[--operator-user NAME]\n"
         "       saga-orchestrator --hash-password NAME  < password\n"
         "  --amqp URL         broker URL(s), comma-separated (env "
         "SAGA_AMQP_URL)\n"
@@ -105,6 +106,13 @@ static const char usage[] =
         "  --hash-password NAME  print a --console-users line for NAME, "
         "the password read\n"
         "                     from stdin (yescrypt)\n"
+        "  --operator-user NAME  the broker user operator requests must "
+        "come from\n"
+        "                     (their AMQP user_id, validated by RabbitMQ; "
+        "env\n"
+        "                     SAGA_OPERATOR_USER); others are answered "
+        "\"rejected\".\n"
+        "                     Unset: any user who may write to saga.control\n"
         "  -n                 check the configuration and exit\n";
 
 /* The flags that take a number: where it goes and its bounds. */
@@ -144,6 +152,7 @@ static const struct option options[] = {
         {"console-users", required_argument, NULL, 'U'},
         {"console-trust-header", required_argument, NULL, 'T'},
         {"hash-password", required_argument, NULL, 'P'},
+        {"operator-user", required_argument, NULL, 'W'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
 };
@@ -178,6 +187,7 @@ flags_init(struct flags *f)
 	                        .console_users = getenv("SAGA_CONSOLE_USERS"),
 	                        .console_trust_header =
 	                                getenv("SAGA_CONSOLE_TRUST_HEADER"),
+	                        .operator_user = getenv("SAGA_OPERATOR_USER"),
 	                },
 	        .level = LOG_INFO,
 	        .bundle = getenv("SAGA_BUNDLE"),
@@ -267,6 +277,9 @@ one_flag(struct flags *f, int opt, const char *arg)
 		break;
 	case 'P':
 		f->hash_user = arg;
+		break;
+	case 'W':
+		cfg->operator_user = arg;
 		break;
 	case 'n':
 		f->check_only = 1;

@@ -4,18 +4,19 @@
  *
  * Reading commands open the orchestrator's database read-only (it never
  * writes the file, so it cannot race the orchestrator). Operator actions
- * are sent to the orchestrator as messages on its control queue, so every
- * change goes through the engine and is recorded in the saga's history
- * with who and why.
+ * are requests to the orchestrator (exchange saga.control, routing key
+ * its control queue) carrying the AMQP user_id of the URL's user, which
+ * RabbitMQ validates: every change goes through the engine and is
+ * recorded in the saga's history with who (that user) and why. sagactl
+ * waits for each request's answer (lib/request.h) and prints it.
  *
  * Exit status: 0 success, 1 the command failed (an invalid chart, an
- * unknown saga, no broker, nothing matched where something must), 2 usage
- * error.
+ * unknown saga, no broker, nothing matched where something must, an
+ * action rejected, ignored or not answered), 2 usage error.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <pwd.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,6 +32,7 @@
 #include "envelope.h"
 #include "log.h"
 #include "dlq.h"
+#include "request.h"
 #include "jsonout.h"
 #include "stockctl.h"
 #include "shard.h"
@@ -40,6 +42,7 @@
 
 struct opts {
 	const char *db, *amqp, *reason;
+	const char *ca, *cert, *key; /* --amqp-ca/cert/key, or NULL: env */
 	/* every shard's database (--db given again, or --shards FILE); db is
 	 * the first */
 	const char *dbs[MAX_DBS];
@@ -165,11 +168,28 @@ static const char usage_action[] =
         "               [--dry-run] [--yes]\n"
         "ACTION: retry | resume | abort | compensate | skip\n"
         "\n"
-        "Sends a request per saga to the orchestrator's control queue; the\n"
-        "orchestrator applies it through the engine (or rejects it, e.g.\n"
-        "resume of a saga that is not stuck) and records it in the saga's\n"
-        "history with your user name and the reason: see `sagactl show "
-        "ID`.\n"
+        "Sends a request per saga to its orchestrator (exchange "
+        "saga.control) and\n"
+        "waits for the answers. The orchestrator applies each through the\n"
+        "engine, or rejects it (e.g. resume of a saga that is not stuck, "
+        "or a\n"
+        "request not from its operator user), and records it in the "
+        "saga's\n"
+        "history with the broker user of --amqp (validated by RabbitMQ) "
+        "and\n"
+        "the reason: see `sagactl show ID`. One line per saga:\n"
+        "  resume ord-1: applied (payment, running)   the state and status "
+        "after\n"
+        "  abort ord-2: rejected: <the reason>\n"
+        "  retry ord-3: ignored: <why nothing was done>\n"
+        "  skip ord-4: repeated: ...   handled before (a redelivery): "
+        "counts as\n"
+        "                              done, see `sagactl show ID`\n"
+        "  abort ord-5: no answer: ...   e.g. none within the timeout (10 "
+        "s, plus\n"
+        "                5 ms a saga): the request stays queued and is "
+        "carried\n"
+        "                out once the orchestrator takes it\n"
         "  retry       resend the current command with a fresh retry budget\n"
         "  resume      a stuck saga: resend the undo it waits on\n"
         "  abort       stop the saga where it is, nothing undone\n"
@@ -183,20 +203,30 @@ static const char usage_action[] =
         "With --db, a single ID must exist (else exit 1).\n"
         "--all acts on every unfinished saga the filters select (see "
         "`sagactl\n"
-        "list --help`); at least one filter is required unless --yes.\n"
+        "list --help`); at least one filter is required unless --yes. It "
+        "prints\n"
+        "a line per saga, then a summary: \"resume: 3 sagas: 2 applied, 0 "
+        "repeated,\n"
+        "1 rejected, 0 ignored, 0 without an answer\".\n"
         "--dry-run lists the sagas that would be acted on and sends "
         "nothing.\n"
-        "Exit status: 0 sent (or listed), 1 unknown saga, nothing matched, "
-        "no\n"
-        "broker or no orchestrator, 2 usage.\n";
+        "Exit status: 0 every request applied (or repeated), 1 any "
+        "rejected,\n"
+        "ignored or unanswered (or unknown saga, nothing matched, no "
+        "broker),\n"
+        "2 usage.\n";
 
 static const char usage_mark[] =
         "usage: sagactl [--amqp URL] [--db PATH] mark-compensated ID STEP "
         "--reason TEXT\n"
         "\n"
         "Tells the orchestrator that STEP's compensation was done by hand\n"
-        "(a compensating or stuck saga then goes on with the next undo).\n"
-        "Exit status: 0 sent, 1 unknown saga or no broker, 2 usage.\n";
+        "(a compensating or stuck saga then goes on with the next undo),\n"
+        "and waits for the answer as the other actions do (sagactl resume "
+        "--help).\n"
+        "Exit status: 0 applied, 1 rejected, ignored, not answered, "
+        "unknown\n"
+        "saga or no broker, 2 usage.\n";
 
 /* ---- pure statechart tools (chart_tools.h): no broker, no database ---- */
 
@@ -1280,87 +1310,132 @@ action_type(const char *action, char *type, size_t cap)
 			*p = '_';
 }
 
-/* Publishes one request (not yet confirmed). 0, or -1. */
-static int
-publish_request(struct bus *b, const struct opts *o, const char *action,
-                const char *id, const char *queue, const char *step)
+/* The connection every AMQP command uses: the URL and the TLS files
+ * (flags, else the daemons' environment variables). */
+static struct bus_config
+bus_conf(const struct opts *o)
 {
-	struct envelope e;
-	struct bus_message m = {0};
-	struct passwd *pw = getpwuid(getuid());
-	char *body = NULL;
-	size_t len;
-	int rc = -1;
-
-	envelope_init(&e);
-	envelope_new_id(e.id, sizeof(e.id), "op");
-	snprintf(e.saga, sizeof(e.saga), "%s", id);
-	action_type(action, e.type, sizeof(e.type));
-	value_map_put_str(&e.payload, "actor",
-	                  pw != NULL ? pw->pw_name : "unknown");
-	value_map_put_str(&e.payload, "reason", o->reason);
-	if (step != NULL)
-		value_map_put_str(&e.payload, "step", step);
-	if (envelope_encode(&e, &body, &len) == 0) {
-		m.exchange = "";
-		m.routing_key = queue;
-		m.message_id = e.id;
-		m.correlation_id = e.saga;
-		m.type = e.type;
-		m.mandatory = true;
-		m.body = body;
-		m.len = len;
-		rc = bus_publish(b, &m, 1) == 0 ? 0 : -1;
-	}
-	free(body);
-	envelope_clear(&e);
-	return rc;
+	return (struct bus_config){
+	        .url = o->amqp,
+	        .name = "sagactl",
+	        .ca_file = o->ca != NULL ? o->ca : getenv("SAGA_AMQP_CA"),
+	        .cert_file =
+	                o->cert != NULL ? o->cert : getenv("SAGA_AMQP_CERT"),
+	        .key_file = o->key != NULL ? o->key : getenv("SAGA_AMQP_KEY"),
+	};
 }
 
-/* Sends one request per id and waits for the broker's confirms. */
+/* Sends one request (not yet answered) to the saga's orchestrator
+ * through saga.control. 0, or -1 with the reason in err. */
+static int
+send_request(struct request_session *rs, const struct opts *o,
+             const char *action, const char *id, const char *queue,
+             const char *step, char *err, size_t errlen)
+{
+	struct request r = {.exchange = "saga.control",
+	                    .routing_key = queue,
+	                    .server = "saga-orchestrator"};
+	struct envelope e;
+	long rc = -1;
+
+	envelope_init(&e);
+	if (envelope_new_id(e.id, sizeof(e.id), "op") != 0) {
+		snprintf(err, errlen, "no randomness for a request id");
+		return -1;
+	}
+	snprintf(e.saga, sizeof(e.saga), "%s", id);
+	action_type(action, e.type, sizeof(e.type));
+	if (value_map_put_str(&e.payload, "reason", o->reason) != 0 ||
+	    (step != NULL && value_map_put_str(&e.payload, "step", step) != 0))
+		snprintf(err, errlen, "out of memory");
+	else
+		rc = request_send(rs, &r, &e, err, errlen);
+	envelope_clear(&e);
+	return rc < 0 ? -1 : 0;
+}
+
+/* What became of a bulk action's requests. */
+struct tally {
+	const char *action;
+	const char *const *ids;
+	size_t applied, repeated, rejected, ignored, unanswered;
+};
+
+static const char *
+answer_str(const struct envelope *a, const char *key)
+{
+	const struct value *v = value_map_get(&a->payload, key);
+	return v != NULL && v->type == VALUE_STR ? v->u.s.ptr : "";
+}
+
+/* Prints one saga's result: "resume ord-1: applied (payment, running)"
+ * or "abort ord-2: rejected: <why>". */
+static void
+print_result(void *arg, size_t i, struct envelope *a, const char *err)
+{
+	struct tally *t = arg;
+	const char *outcome, *note;
+
+	if (a == NULL || strcmp(a->type, "operator.answer") != 0) {
+		printf("%s %s: no answer: %s\n", t->action, t->ids[i],
+		       a == NULL ? err : "an answer of an unknown type");
+		t->unanswered++;
+		return;
+	}
+	outcome = answer_str(a, "outcome");
+	note = answer_str(a, "note");
+	if (strcmp(outcome, "applied") == 0) {
+		t->applied++;
+		printf("%s %s: applied (%s, %s)\n", t->action, t->ids[i],
+		       answer_str(a, "state"), answer_str(a, "status"));
+		return;
+	}
+	if (strcmp(outcome, "repeated") == 0)
+		t->repeated++;
+	else if (strcmp(outcome, "ignored") == 0)
+		t->ignored++;
+	else
+		t->rejected++;
+	printf("%s %s: %s%s%s\n", t->action, t->ids[i],
+	       outcome[0] ? outcome : "rejected", note[0] ? ": " : "", note);
+}
+
+/* Sends one request per id and waits for the orchestrator's answers
+ * (lib/request.h), a line each (and a summary for a bulk action): 0 if
+ * every one was applied (or repeated: handled before), else 1. */
 static int
 send_requests(const struct opts *o, const char *action, const char *const *ids,
-              const char *const *queues, size_t n, const char *step)
+              const char *const *queues, size_t n, const char *step, bool bulk)
 {
-	struct bus_config cfg = {.url = o->amqp, .name = "sagactl"};
+	struct bus_config cfg = bus_conf(o);
+	struct tally t = {.action = action, .ids = ids};
 	char err[512];
-	struct bus *b;
-	int rc = 1;
-	size_t i;
+	struct request_session *rs = request_open(&cfg, err, sizeof(err));
 
-	b = bus_open(&cfg, err, sizeof(err));
-	if (b == NULL || bus_connect(b, err, sizeof(err)) != 0) {
+	if (rs == NULL) {
 		fprintf(stderr, "sagactl: %s\n", err);
-		goto out;
+		return 1;
 	}
-	for (i = 0; i < n; i++) {
-		if (publish_request(b, o, action, ids[i], queues[i], step) !=
-		    0) {
-			fprintf(stderr, "sagactl: %s %s: cannot send\n", action,
-			        ids[i]);
-			goto out;
+	for (size_t i = 0; i < n; i++) {
+		if (send_request(rs, o, action, ids[i], queues[i], step, err,
+		                 sizeof(err)) != 0) {
+			fprintf(stderr, "sagactl: %s %s: cannot send: %s\n",
+			        action, ids[i], err);
+			request_close(rs);
+			return 1;
 		}
-		/* keep the unconfirmed window small */
-		if ((i + 1) % 200 == 0 && bus_flush(b, 10000, NULL) != 0)
-			break;
 	}
-	if (i < n || bus_flush(b, 10000, NULL) != 0) {
-		fprintf(stderr, "sagactl: the broker did not confirm the "
-		                "request\n");
-		goto out;
-	}
-	if (bus_stats(b)->returned > 0) {
-		fprintf(stderr, "sagactl: no orchestrator control queue: is "
-		                "the orchestrator running?\n");
-		goto out;
-	}
-	for (i = 0; i < n; i++)
-		printf("%s %s: sent (see `sagactl show %s`)\n", action, ids[i],
-		       ids[i]);
-	rc = 0;
-out:
-	bus_close(b);
-	return rc;
+	/* the orchestrator answers a batch at a time: more time for more */
+	request_wait(rs,
+	             REQUEST_TIMEOUT_MS + (int)(n < 100000 ? n : 100000) * 5,
+	             print_result, &t);
+	request_close(rs);
+	if (bulk)
+		printf("%s: %zu saga%s: %zu applied, %zu repeated, %zu "
+		       "rejected, %zu ignored, %zu without an answer\n",
+		       action, n, n == 1 ? "" : "s", t.applied, t.repeated,
+		       t.rejected, t.ignored, t.unanswered);
+	return t.applied + t.repeated == n ? 0 : 1;
 }
 
 static int
@@ -1408,7 +1483,7 @@ operator_action(const struct opts *o, const char *action, const char *id,
 		if (rc != 1)
 			return 1;
 	}
-	return send_requests(o, action, ids, queues, 1, step);
+	return send_requests(o, action, ids, queues, 1, step, false);
 }
 
 /* The sagas a bulk action selects: their ids (dry run: printed). */
@@ -1535,10 +1610,8 @@ bulk_action(const struct opts *o, const char *action)
 		       t.n, t.n == 1 ? "" : "s");
 	} else {
 		rc = send_requests(o, action, (const char *const *)t.ids,
-		                   (const char *const *)t.queues, t.n, NULL);
-		if (rc == 0)
-			printf("%s: %zu request%s sent\n", action, t.n,
-			       t.n == 1 ? "" : "s");
+		                   (const char *const *)t.queues, t.n, NULL,
+		                   true);
 	}
 	for (size_t i = 0; i < t.n && t.ids != NULL; i++) {
 		free(t.ids[i]);
@@ -1564,11 +1637,17 @@ enum {
 	OPT_DRY_RUN,
 	OPT_DOT,
 	OPT_SHARDS,
+	OPT_CA,
+	OPT_CERT,
+	OPT_KEY,
 };
 
 static const struct option lopts[] = {
         {"db", required_argument, NULL, 'd'},
         {"amqp", required_argument, NULL, 'a'},
+        {"amqp-ca", required_argument, NULL, OPT_CA},
+        {"amqp-cert", required_argument, NULL, OPT_CERT},
+        {"amqp-key", required_argument, NULL, OPT_KEY},
         {"json", no_argument, NULL, 'j'},
         {"reason", required_argument, NULL, 'r'},
         {"status", required_argument, NULL, 's'},
@@ -1655,6 +1734,15 @@ take_opt(struct opts *o, int c)
 		break;
 	case 'a':
 		o->amqp = optarg;
+		break;
+	case OPT_CA:
+		o->ca = optarg;
+		break;
+	case OPT_CERT:
+		o->cert = optarg;
+		break;
+	case OPT_KEY:
+		o->key = optarg;
 		break;
 	case 'j':
 		o->json = 1;
@@ -1851,11 +1939,12 @@ main(int argc, char **argv)
 		return 2;
 	}
 	cmd = argv[optind++];
-	if (strcmp(cmd, "dlq") == 0) /* its own arguments: dlq.h */
-		return dlq_main(o.amqp, o.json != 0, argc - optind,
-		                argv + optind);
+	if (strcmp(cmd, "dlq") == 0) { /* its own arguments: dlq.h */
+		struct bus_config bc = bus_conf(&o);
+		return dlq_main(&bc, o.json != 0, argc - optind, argv + optind);
+	}
 	if (strcmp(cmd, "stock") == 0) { /* its own arguments: stockctl.h */
-		struct bus_config bc = {.url = o.amqp, .name = "sagactl"};
+		struct bus_config bc = bus_conf(&o);
 		return stockctl_main(&bc, o.json != 0, argc - optind + 1,
 		                     argv + optind - 1);
 	}

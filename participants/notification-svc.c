@@ -10,7 +10,8 @@
  * Each event is rendered from its template and written to the outbox (the
  * table `notifications`, one row per event id: a redelivered event writes
  * nothing new). order.completed also schedules the confirmation: a copy
- * goes to queue notification.delay with a per-message TTL of
+ * goes to queue notification.delay (through notification.own, its own
+ * exchange) with a per-message TTL of
  * --confirm-delay ms (default 2000); when it expires the broker
  * dead-letters it to notification.confirm, which this daemon consumes and
  * renders as order.confirmation. No broker plugin is needed.
@@ -150,6 +151,9 @@ template_of(const struct notif *n, const char *type)
 
 /* PART_DONE if the event is one to notify (the file's header says
  * which), else PART_REFUSE with the reason in why. */
+/* notification's own exchange (participant.h, part_own_exchange) */
+#define OWN_EXCHANGE "notification" PART_OWN_SUFFIX
+
 static enum part_verdict
 check_event(const struct notif *n, const struct envelope *in, char *why,
             size_t whylen)
@@ -242,6 +246,7 @@ on_event(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 	/* the confirmation, later: through the delay queue */
 	snprintf(out->type, sizeof(out->type), "order.confirmation");
 	snprintf(out->id, sizeof(out->id), "confirm-%.180s", in->id);
+	snprintf(out->exchange, sizeof(out->exchange), "%s", OWN_EXCHANGE);
 	snprintf(out->routing_key, sizeof(out->routing_key),
 	         "notification.delay");
 	out->expiration_ms = n->delay_ms > 0 ? n->delay_ms : 1;
@@ -290,7 +295,8 @@ static const struct part_command commands[] = {
 };
 
 /* The topology: the events, and the confirmation's delay line (a queue
- * whose expired messages are dead-lettered to notification.confirm). */
+ * whose expired messages are dead-lettered to notification.confirm),
+ * reached through notification's own exchange (participant.h). */
 static const char *const queues[] = {"notification.events",
                                      "notification.confirm"};
 static const struct bus_exchange exchanges[] = {
@@ -298,11 +304,12 @@ static const struct bus_exchange exchanges[] = {
 };
 static const struct bus_queue extra_queues[] = {
         {.name = "notification.delay",
-         .dlx = "",
+         .dlx = OWN_EXCHANGE,
          .dlrk = "notification.confirm"},
 };
 static const struct bus_binding bindings[] = {
         {"order_events", "notification.events", NULL, "order.*"},
+        {OWN_EXCHANGE, "notification.delay", NULL, "notification.delay"},
 };
 
 static int

@@ -140,7 +140,9 @@
 #define RETRY_MAX_MS     60000
 #define EVENTS_QUEUE     "order-api.events"
 #define DLQ_TAG          (UINT64_C(1) << 63) /* a dead-letter copy's tag */
-#define CANCEL_PREFIX    "cancel-" /* a cancel's message id: and the order's */
+/* order-api's own exchange (participant.h, part_own_exchange) */
+#define OWN_EXCHANGE  "order-api" PART_OWN_SUFFIX
+#define CANCEL_PREFIX "cancel-" /* a cancel's message id: and the order's */
 /* the longest order id a cancel takes: its message id is an envelope id */
 #define CANCEL_ID_MAX (ENVELOPE_ID_MAX - 1 - (sizeof(CANCEL_PREFIX) - 1))
 
@@ -909,7 +911,7 @@ dead_letter(struct api *a, const struct bus_delivery *d, const char *why)
 		snprintf(id, sizeof(id), "%s", d->message_id);
 	else
 		envelope_new_id(id, sizeof(id), "dlq");
-	m.exchange = "";
+	m.exchange = OWN_EXCHANGE;
 	m.routing_key = EVENTS_QUEUE ".dlq";
 	m.message_id = id;
 	m.correlation_id = d->correlation_id[0] ? d->correlation_id : NULL;
@@ -1098,20 +1100,28 @@ static const char usage[] =
 
 /* The topology: the order.* events, for the orders' status. Like every
  * participant queue (participant.h): rejected -> retry (TTL) -> back;
- * dead letters with their reason in .dlq. */
+ * dead letters with their reason in .dlq, copied there through
+ * order-api.own (only order-api writes it; it reaches only its queues),
+ * which is also the queues' dead-letter exchange. */
 static const struct bus_exchange exchanges[] = {
         {"order_events", "topic", NULL, NULL},
+        {OWN_EXCHANGE, "direct", NULL, NULL},
 };
 static const struct bus_queue queues[] = {
-        {.name = EVENTS_QUEUE, .dlx = "", .dlrk = EVENTS_QUEUE ".retry"},
+        {.name = EVENTS_QUEUE,
+         .dlx = OWN_EXCHANGE,
+         .dlrk = EVENTS_QUEUE ".retry"},
         {.name = EVENTS_QUEUE ".retry",
-         .dlx = "",
+         .dlx = OWN_EXCHANGE,
          .dlrk = EVENTS_QUEUE,
          .ttl_ms = 1000},
         {.name = EVENTS_QUEUE ".dlq"},
 };
 static const struct bus_binding bindings[] = {
         {"order_events", EVENTS_QUEUE, NULL, "order.#"},
+        {OWN_EXCHANGE, EVENTS_QUEUE, NULL, EVENTS_QUEUE},
+        {OWN_EXCHANGE, EVENTS_QUEUE ".retry", NULL, EVENTS_QUEUE ".retry"},
+        {OWN_EXCHANGE, EVENTS_QUEUE ".dlq", NULL, EVENTS_QUEUE ".dlq"},
 };
 static const struct bus_topology topology = {
         exchanges, ARRAY_LEN(exchanges), queues, ARRAY_LEN(queues),

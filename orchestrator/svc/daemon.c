@@ -489,6 +489,8 @@ on_delivery(void *arg, const struct bus_delivery *d)
 	        .message_id = d->message_id,
 	        .content_type = d->content_type,
 	        .traceparent = d->traceparent,
+	        .reply_to = d->reply_to,
+	        .user_id = d->user_id,
 	};
 	if (strcmp(d->queue, a->control_q) == 0 &&
 	    strcmp(d->type, SHARD_NOTICE) == 0) {
@@ -601,7 +603,8 @@ t_settle(void *ctx, uint64_t ref, enum durable_verdict v, const char *why)
 	return 0;
 }
 
-/* A copy of a held delivery to orchestrator.dlq with the reason; the
+/* A copy of a held delivery to orchestrator.dlq (through saga.dlx) with
+ * the reason; the
  * original is acked when the copy is confirmed (on_confirm). */
 static void
 dead_letter(struct adapter *a, uint64_t ref, const char *reason)
@@ -620,7 +623,9 @@ dead_letter(struct adapter *a, uint64_t ref, const char *reason)
 		envelope_clear(&e); /* an item: its own properties if it has
 		                     * them */
 	snprintf(why, sizeof(why), "from %s: %s", h->queue, reason);
-	m.exchange = "";
+	/* saga.dlx, which only the orchestrator may write and which reaches
+	 * only its DLQ: no service user writes the default exchange */
+	m.exchange = DLX;
 	m.routing_key = DLQ;
 	m.message_id = h->message_id[0] ? h->message_id
 	               : e.id[0]        ? e.id
@@ -826,6 +831,9 @@ static const struct {
         {T_ALL, {ORCH_EXCHANGE_REPLIES, "direct", NULL, NULL}},
         {T_ALL, {DLX, "direct", NULL, NULL}},
         {T_ALL, {PRESENCE_EXCHANGE, "fanout", NULL, NULL}},
+        /* operator requests (sagactl): only the operator user may write
+         * it; each control queue is bound under its own name */
+        {T_ALL, {ORCH_EXCHANGE_CONTROL, "direct", NULL, NULL}},
         /* shards: order ids hashed over the orders queues */
         {T_SHARD,
          {SHARD_EXCHANGE, "x-consistent-hash", NULL, "correlation_id"}},
@@ -856,6 +864,7 @@ static const struct {
         {T_ALL, {DLX, DLQ, NULL, DLQ}},
         {T_ALL, {ORCH_EXCHANGE_EVENTS, "audit", NULL, "order.#"}},
         {T_ALL, {PRESENCE_EXCHANGE, Q_PRESENCE, NULL, ""}},
+        {T_ALL, {ORCH_EXCHANGE_CONTROL, Q_CONTROL, NULL, Q_CONTROL}},
         /* unsharded: order.created and cancels straight to the queue */
         {T_UNSHARDED, {ORCH_EXCHANGE_EVENTS, Q_ORDERS, NULL, "order.created"}},
         {T_UNSHARDED, {ORCH_EXCHANGE_EVENTS, Q_ORDERS, NULL, ORCH_CANCEL_TYPE}},
@@ -1130,6 +1139,16 @@ start_loop(struct daemon *d)
 		return -1;
 	}
 	loop_observe(d->l, orch_metrics_batches(a->m));
+	loop_set_operator(d->l, cfg->operator_user);
+	if (cfg->operator_user != NULL && cfg->operator_user[0] != '\0')
+		log_info("operator requests are taken from broker user \"%s\" "
+		         "only (its validated AMQP user_id)",
+		         cfg->operator_user);
+	else
+		log_warnx("no --operator-user (SAGA_OPERATOR_USER): any broker "
+		          "user with write access to %s (or to %s through the "
+		          "default exchange) may act on sagas",
+		          ORCH_EXCHANGE_CONTROL, a->control_q);
 	return 0;
 }
 

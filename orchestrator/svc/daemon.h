@@ -28,6 +28,10 @@ struct orch_daemon_config {
 	/* the console's logins (console.h): a users file, a trusted
 	 * header; NULL: none (actions refused) */
 	const char *console_users, *console_trust_header;
+	/* the broker user operator requests must come from (loop.h,
+	 * loop_set_operator); NULL or "": any user who can write to the
+	 * control exchange */
+	const char *operator_user;
 };
 
 /* Parses a decimal integer in [min, max] into *out. 0, or -1 if s is not

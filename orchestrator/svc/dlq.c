@@ -16,15 +16,6 @@
 #include "jsonout.h"
 #include "mgmt.h"
 
-/* TLS for the broker, as the daemons take it (environment). */
-static void
-tls_of(struct dlq_act *a)
-{
-	a->ca_file = getenv("SAGA_AMQP_CA");
-	a->cert_file = getenv("SAGA_AMQP_CERT");
-	a->key_file = getenv("SAGA_AMQP_KEY");
-}
-
 #define SHOW_MAX 1000
 
 struct seen {
@@ -41,12 +32,27 @@ struct dlq {
 	int failed;
 };
 
+/* The connection's TLS files (dlq_main's bus_config: sagactl's flags,
+ * else the environment the daemons read). */
+static const struct bus_config *tls;
+
+static void
+tls_of(struct dlq_act *a)
+{
+	a->ca_file = tls != NULL ? tls->ca_file : NULL;
+	a->cert_file = tls != NULL ? tls->cert_file : NULL;
+	a->key_file = tls != NULL ? tls->key_file : NULL;
+}
+
 static struct bus *
 connect_to(const char *amqp, const char *queue, uint16_t prefetch)
 {
 	const char *consume[1] = {queue};
 	struct bus_config c = {.url = amqp,
 	                       .name = "sagactl",
+	                       .ca_file = tls != NULL ? tls->ca_file : NULL,
+	                       .cert_file = tls != NULL ? tls->cert_file : NULL,
+	                       .key_file = tls != NULL ? tls->key_file : NULL,
 	                       .prefetch = prefetch,
 	                       .consume = queue != NULL ? consume : NULL,
 	                       .nconsume = queue != NULL ? 1 : 0};
@@ -704,16 +710,18 @@ dlq_verb(const char *amqp, bool json, const char *verb,
 }
 
 int
-dlq_main(const char *amqp, bool json, int argc, char **argv)
+dlq_main(const struct bus_config *bc, bool json, int argc, char **argv)
 {
 	struct dlq_args a = {.limit = -1, .expect = -1};
 	const char *verb;
+	const char *amqp = bc->url;
 
 	if (argc < 1 || strcmp(argv[0], "--help") == 0) {
 		dlq_usage(argc < 1 ? stderr : stdout);
 		return argc < 1 ? 2 : 0;
 	}
 	verb = argv[0];
+	tls = bc;
 	if (amqp == NULL || amqp[0] == '\0') {
 		fprintf(stderr, "sagactl: dlq needs the broker: --amqp URL or "
 		                "SAGA_AMQP_URL\n");

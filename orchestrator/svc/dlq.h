@@ -38,6 +38,9 @@
 
 #include <stdbool.h>
 
-int dlq_main(const char *amqp, bool json, int argc, char **argv);
+#include "bus.h"
+
+/* bc: the connection (url, TLS files). */
+int dlq_main(const struct bus_config *bc, bool json, int argc, char **argv);
 
 #endif

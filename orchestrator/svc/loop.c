@@ -6,6 +6,7 @@
 
 #include "batch_metrics.h"
 #include "clock.h"
+#include "log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@ struct loop {
 	struct durable *d;
 	const char *err; /* store_error or orch_error, whichever failed */
 	struct batch_metrics *bm; /* or NULL */
+	char operator_user[128];  /* who may act; "" anyone (loop.h) */
 };
 
 static int
@@ -114,6 +116,93 @@ input_kind(const struct durable_item *it)
 	return IN_REPLY;
 }
 
+/* The answer to an operator request, as an outbox row to saga.replies
+ * keyed by the request's reply_to, in the batch's transaction: the
+ * envelope {re: the request's id, saga, type operator.answer, payload
+ * {outcome, note, state, status, actor}}. 0, or -1 (store failed). */
+static int
+send_answer(struct loop *l, const struct durable_item *it,
+            const struct orch_answer *a, const char *actor, int64_t now_ms)
+{
+	struct envelope e;
+	struct store_outbox m = {0};
+	char *body = NULL;
+	size_t len = 0;
+	int rc = -1;
+
+	envelope_init(&e);
+	snprintf(e.saga, sizeof(e.saga), "%s", it->env->saga);
+	snprintf(e.type, sizeof(e.type), "%s", ORCH_ANSWER_TYPE);
+	snprintf(e.re, sizeof(e.re), "%s", it->env->id);
+	e.ts = now_ms;
+	if (envelope_new_id(e.id, sizeof(e.id), "ans") != 0 ||
+	    value_map_put_str(&e.payload, "outcome",
+	                      orch_outcome_name(a->outcome)) != 0 ||
+	    value_map_put_str(&e.payload, "note", a->note) != 0 ||
+	    value_map_put_str(&e.payload, "state", a->state) != 0 ||
+	    value_map_put_str(&e.payload, "status", a->status) != 0 ||
+	    value_map_put_str(&e.payload, "actor", actor) != 0 ||
+	    envelope_encode(&e, &body, &len) != 0) {
+		l->err = "out of memory: cannot answer an operator request";
+		goto out;
+	}
+	m.saga_id = e.saga;
+	m.exchange = ORCH_EXCHANGE_REPLIES;
+	m.routing_key = it->reply_to;
+	m.message_id = e.id;
+	m.type = e.type;
+	m.body = body;
+	m.body_len = len;
+	m.created_ms = now_ms;
+	rc = store_rc(l, store_outbox_add(l->st, &m));
+out:
+	free(body);
+	envelope_clear(&e);
+	return rc;
+}
+
+/* An operator request: from the operator user (if one is named), applied
+ * with the broker-validated sender as the actor, and answered if it says
+ * where (reply_to). *ov and why as orch_apply's. */
+static int
+apply_operator(struct loop *l, const struct durable_item *it,
+               struct orch_input *in, enum orch_verdict *ov, char *why,
+               size_t whylen)
+{
+	struct orch_answer ans = {0};
+	const char *actor;
+
+	in->actor = it->user_id[0] != '\0' ? it->user_id : NULL;
+	in->answer = it->reply_to[0] != '\0' ? &ans : NULL;
+	if (l->operator_user[0] != '\0' &&
+	    strcmp(it->user_id, l->operator_user) != 0) {
+		log_warnx("saga=%s %s refused: from broker user \"%.100s\", "
+		          "not the operator user \"%s\"",
+		          in->saga_id, in->type,
+		          it->user_id[0] ? it->user_id : "(none given)",
+		          l->operator_user);
+		snprintf(why, whylen, "not from the operator user");
+		ans.outcome = ORCH_REJECTED;
+		snprintf(ans.note, sizeof(ans.note), "%s", why);
+		*ov = in->answer != NULL ? ORCH_DONE : ORCH_REJECT;
+	} else if (orch_rc(l, orch_apply(l->o, in, ov, why, whylen)) != 0) {
+		return -1;
+	}
+	if (in->answer == NULL)
+		return 0;
+	if (*ov == ORCH_REJECT) { /* refused before orch_apply answered */
+		ans.outcome = ORCH_REJECTED;
+		snprintf(ans.note, sizeof(ans.note), "%s", why);
+		*ov = ORCH_DONE; /* the asker is told: nothing to dead-letter */
+	}
+	actor = in->actor;
+	if (actor == NULL) {
+		const struct value *v = value_map_get(in->payload, "actor");
+		actor = v != NULL && v->type == VALUE_STR ? v->u.s.ptr : "";
+	}
+	return send_answer(l, it, &ans, actor, in->now_ms);
+}
+
 static int
 h_apply(void *ctx, const struct durable_item *it, struct durable_time now,
         enum durable_verdict *v, char *why, size_t whylen)
@@ -140,8 +229,12 @@ h_apply(void *ctx, const struct durable_item *it, struct durable_time now,
 	in.payload = &e->payload;
 	in.traceparent = it->traceparent[0] ? it->traceparent : NULL;
 	in.now_ms = now.wall_ms;
-	if (orch_rc(l, orch_apply(l->o, &in, &ov, why, whylen)) != 0)
+	if (in.kind == IN_OPERATOR) {
+		if (apply_operator(l, it, &in, &ov, why, whylen) != 0)
+			return -1;
+	} else if (orch_rc(l, orch_apply(l->o, &in, &ov, why, whylen)) != 0) {
 		return -1;
+	}
 	*v = ov == ORCH_REJECT ? DURABLE_REJECT : DURABLE_DONE;
 	note(l, e->type,
 	     ov == ORCH_REJECT      ? "dead_lettered"
@@ -323,6 +416,13 @@ struct durable *
 loop_durable(struct loop *l)
 {
 	return l->d;
+}
+
+void
+loop_set_operator(struct loop *l, const char *user)
+{
+	snprintf(l->operator_user, sizeof(l->operator_user), "%s",
+	         user != NULL ? user : "");
 }
 
 void

@@ -47,6 +47,17 @@ void loop_free(struct loop *l);
 struct batch_metrics;
 void loop_observe(struct loop *l, struct batch_metrics *bm);
 
+/* Who may send operator requests (the control queue's operator.*): the
+ * broker user whose validated AMQP user_id they must carry (durable_item
+ * user_id); one from anyone else is refused ("not from the operator
+ * user"), nothing applied. NULL or "" (the default): any sender is
+ * accepted. Either way the actor recorded is the user_id when there is
+ * one, not the payload's claim; a request with a reply_to is answered
+ * (an operator.answer to saga.replies, written with its effect: orch.h
+ * ORCH_ANSWER_TYPE, docs/operations.md) and acknowledged, never
+ * dead-lettered. Borrowed: copied. */
+void loop_set_operator(struct loop *l, const char *user);
+
 /* The loop itself, for the transport and the metrics. */
 struct durable *loop_durable(struct loop *l);
 

@@ -32,7 +32,13 @@
 #define ORCH_EXCHANGE_EVENTS   "order_events"
 #define ORCH_EXCHANGE_COMMANDS "saga.commands"
 #define ORCH_EXCHANGE_REPLIES  "saga.replies"
-#define ORCH_DEFAULT_CHART     "order"
+/* Operator requests: a direct exchange only the operator user may write,
+ * each orchestrator's control queue bound under the queue's name; the
+ * answers (ORCH_ANSWER_TYPE) go to saga.replies with the request's
+ * reply_to as the routing key. */
+#define ORCH_EXCHANGE_CONTROL "saga.control"
+#define ORCH_ANSWER_TYPE      "operator.answer"
+#define ORCH_DEFAULT_CHART    "order"
 
 enum orch_input_kind {
 	IN_ORDER_CREATED, /* start a saga keyed by payload.order_id */

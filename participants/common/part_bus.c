@@ -27,6 +27,7 @@
 #define MAX_QUEUES       8
 #define MAX_EXCHANGES    14
 #define MAX_EXTRA_QUEUES 16
+#define MAX_BINDINGS     64
 _Static_assert(MAX_QUEUES <= BUS_MAX_CONSUME, "the bus consumes them all");
 #define DLQ_TAG (UINT64_C(1) << 63)
 _Static_assert((DLQ_TAG & BUNDLER_TAG) == 0 && (DLQ_TAG & BUS_REF_FOREIGN) == 0,
@@ -56,6 +57,7 @@ struct part_bus {
 	int64_t announced_ms;              /* mono */
 	void (*on_poll)(void *);           /* part_bus_on_poll */
 	void *on_poll_arg;
+	char own[128]; /* the daemon's own exchange (part_own_exchange) */
 };
 
 /* ---- holding deliveries until they are settled ---- */
@@ -166,7 +168,7 @@ copy_to(struct part_bus *pb, const struct held *h, const char *suffix,
 	if (h->item && envelope_decode(h->body, h->len, &e, err, sizeof(err)))
 		envelope_clear(&e); /* its own properties if it has them */
 	snprintf(rk, sizeof(rk), "%s.%s", h->queue, suffix);
-	m.exchange = "";
+	m.exchange = pb->own; /* it reaches this daemon's queues only */
 	m.routing_key = rk;
 	m.message_id = h->message_id[0] ? h->message_id
 	               : e.id[0]        ? e.id
@@ -379,49 +381,69 @@ on_delivery(void *arg, const struct bus_delivery *d)
 
 /* ---- topology and presence ---- */
 
+void
+part_own_exchange(const struct part_config *cfg, char *buf, size_t cap)
+{
+	const char *q = cfg->nqueues > 0 ? cfg->queues[0] : cfg->name;
+	int n = (int)strcspn(q, ".");
+
+	snprintf(buf, cap, "%.*s%s", n, q, PART_OWN_SUFFIX);
+}
+
 /* The topology: the daemon's plus, for each work queue Q, Q.retry and
- * Q.dlq, and saga.replies. */
+ * Q.dlq (all three bound to the daemon's own exchange under their names,
+ * which is also their dead-letter exchange: Q -> Q.retry -> Q), and
+ * saga.replies. */
 int
 part_bus_open(struct part_bus *p, char *err, size_t errlen)
 {
 	const struct part_config *cfg = p->cfg;
 	char names[MAX_QUEUES][3][256];
-	struct bus_exchange ex[2 + MAX_EXCHANGES];
+	struct bus_exchange ex[3 + MAX_EXCHANGES];
 	struct bus_queue qs[MAX_QUEUES * 3 + MAX_EXTRA_QUEUES];
-	size_t nex = 0, nq = 0;
+	struct bus_binding bd[MAX_BINDINGS + MAX_QUEUES * 3];
+	size_t nex = 0, nq = 0, nbd = 0;
 	struct bus_topology topo;
 	struct bus_config bc = {0};
 
 	if (cfg->nqueues > MAX_QUEUES || cfg->nexchanges > MAX_EXCHANGES ||
-	    cfg->nextra_queues > MAX_EXTRA_QUEUES) {
+	    cfg->nextra_queues > MAX_EXTRA_QUEUES ||
+	    cfg->nbindings > MAX_BINDINGS) {
 		snprintf(err, errlen, "topology too large");
 		return -1;
 	}
+	part_own_exchange(cfg, p->own, sizeof(p->own));
 	ex[nex++] =
 	        (struct bus_exchange){REPLIES_EXCHANGE, "direct", NULL, NULL};
+	ex[nex++] = (struct bus_exchange){p->own, "direct", NULL, NULL};
 	if (cfg->participant != NULL)
 		ex[nex++] = (struct bus_exchange){PRESENCE_EXCHANGE, "fanout",
 		                                  NULL, NULL};
 	for (size_t i = 0; i < cfg->nexchanges; i++)
 		ex[nex++] = cfg->exchanges[i];
+	for (size_t i = 0; i < cfg->nbindings; i++)
+		bd[nbd++] = cfg->bindings[i];
 	for (size_t i = 0; i < cfg->nqueues; i++) {
 		snprintf(names[i][0], 256, "%s", cfg->queues[i]);
 		snprintf(names[i][1], 256, "%s.retry", cfg->queues[i]);
 		snprintf(names[i][2], 256, "%s.dlq", cfg->queues[i]);
-		qs[nq++] = (struct bus_queue){
-		        .name = names[i][0], .dlx = "", .dlrk = names[i][1]};
+		qs[nq++] = (struct bus_queue){.name = names[i][0],
+		                              .dlx = p->own,
+		                              .dlrk = names[i][1]};
 		qs[nq++] = (struct bus_queue){
 		        .name = names[i][1],
-		        .dlx = "",
+		        .dlx = p->own,
 		        .dlrk = names[i][0],
 		        .ttl_ms = cfg->retry_ms > 0 ? cfg->retry_ms
 		                                    : PART_RETRY_MS};
 		qs[nq++] = (struct bus_queue){.name = names[i][2]};
+		for (int k = 0; k < 3; k++)
+			bd[nbd++] = (struct bus_binding){p->own, names[i][k],
+			                                 NULL, names[i][k]};
 	}
 	for (size_t i = 0; i < cfg->nextra_queues; i++)
 		qs[nq++] = cfg->extra_queues[i];
-	topo = (struct bus_topology){ex, nex,           qs,
-	                             nq, cfg->bindings, cfg->nbindings};
+	topo = (struct bus_topology){ex, nex, qs, nq, bd, nbd};
 	bc.url = cfg->url;
 	bc.name = cfg->name;
 	bc.ca_file = getenv("SAGA_AMQP_CA");

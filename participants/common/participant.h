@@ -197,7 +197,19 @@ struct part_config {
 /* The default prefetch: deliveries in flight per work queue. */
 #define PART_PREFETCH     200
 #define PART_MAX_ATTEMPTS 5
-#define PART_RETRY_MS     1000
+/* A daemon's own exchange: "<first work queue's name up to its first
+ * dot>.own" (inventory.own, payment.own, shipping.own, notification.own),
+ * direct, which only the daemon's broker user may write and which is
+ * bound only to its own queues (each Q, Q.retry and Q.dlq under its
+ * name; notification's delay line too). Copies to those queues go
+ * through it, and it is their dead-letter exchange (Q -> Q.retry -> Q),
+ * never the default exchange, which no service user may write (RabbitMQ
+ * asks for write on a queue's dead-letter exchange to declare it:
+ * deploy/rabbitmq/definitions.json). */
+#define PART_OWN_SUFFIX ".own"
+void part_own_exchange(const struct part_config *cfg, char *buf, size_t cap);
+
+#define PART_RETRY_MS 1000
 
 /* Retention of processed message ids (see "Bounded storage"). */
 #define PART_DAY_MS             (24 * 3600 * 1000LL)

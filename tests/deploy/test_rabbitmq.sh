@@ -6,7 +6,11 @@
 # and consumes; that the definitions already hold every binding the
 # daemons make; that the policies land on the right queues; that one order
 # goes through end to end; that a user cannot read another service's
-# queues (amqp_probe: basic.get); and that every saga_* metric the alert
+# queues (amqp_probe: basic.get) nor write to them (amqp_probe publish:
+# no service user writes the default exchange, none but the operator
+# saga.control, and a forged user_id is refused); that sagactl as the
+# operator user acts and hears "applied", and as another user with write
+# on saga.control hears "rejected"; and that every saga_* metric the alert
 # rules use is served by the running orchestrator. Stops the broker and
 # every daemon on any exit (the broker's --owner watchdog covers kill -9).
 set -u
@@ -96,6 +100,14 @@ for q in orchestrator.dlq inventory.commands.dlq payment.card.dlq shipping.defau
   check "policy saga-dead-letters on $q" [ "$(polof "$q")" = saga-dead-letters ]
 done
 check "policy saga-audit on audit" [ "$(polof audit)" = saga-audit ]
+
+# --- no service user may write the default exchange (it reaches every
+# queue), none but the operator and admin saga.control
+for u in orchestrator order-api inventory payment shipping notification; do
+  w=$(jq -r --arg u "$u" '.permissions[] | select(.user == $u) | .write' deploy/rabbitmq/definitions.json)
+  check "definitions: $u has no write on amq.default" bash -c "! grep -qP -- '$w' <<<amq.default"
+  check "definitions: $u has no write on saga.control" bash -c "! grep -qP -- '$w' <<<saga.control"
+done
 check "no policy on the retry queues" [ -z "$(polof inventory.commands.retry)$(polof payment.card.retry)" ]
 
 bindings_before=$(ctl list_bindings -q --no-table-headers source_name destination_name routing_key | sort)
@@ -106,9 +118,10 @@ api_port=$(free_port "$metrics_port")
 start() { local log=$1; shift; "$@" 2>"$work/$log.log" & pids+=($!); }
 echo "sku-1 10" > "$work/stock.txt"
 start orchestrator "$bin/saga-orchestrator" --amqp "$(u orchestrator)" --db "$work/orchestrator.db" \
-  --statecharts statecharts --http "127.0.0.1:$metrics_port"
+  --statecharts statecharts --http "127.0.0.1:$metrics_port" --operator-user operator
 start inventory "$bin/inventory-svc" --amqp "$(u inventory)" --db "$work/inventory.db" --seed "$work/stock.txt"
 start payment "$bin/payment-svc" --amqp "$(u payment)" --db "$work/payment.db"
+payment_pid=${pids[-1]}
 start shipping-default "$bin/shipping-svc" --amqp "$(u shipping)" --db "$work/shipping-default.db"
 start shipping-india "$bin/shipping-svc" --amqp "$(u shipping)" --db "$work/shipping-india.db" \
   --instance india --bind 'india.*'
@@ -160,7 +173,7 @@ for _ in $(seq 1 30); do
   "$bin/notification-svc" --db "$work/notification.db" --print 2>/dev/null | grep -q order.confirmation && break
   sleep 0.2
 done
-check "notification's delayed confirmation went through the default exchange" \
+check "notification's delayed confirmation went through notification.own" \
   bash -c "'$bin/notification-svc' --db '$work/notification.db' --print | grep -q order.confirmation"
 
 # --- stock as an operation: the operator's request through saga.admin,
@@ -201,6 +214,59 @@ out=$(SAGA_AMQP_URL="$(u orchestrator)" "$bin/sagactl" dlq list --mgmt-url "$(mg
 rc=$?
 check "the orchestrator's user may not use the management API (exit $rc)" [ "$rc" -eq 1 ]
 check "... refused with 401 ($out)" grep -q '(401)' <<<"$out"
+
+# --- who may write where: a confirmed publish as each user
+pub() { "$testbin/amqp_probe" publish "$(u "$1")" "$2" "$3" ${4:+"$4"} >/dev/null 2>&1; echo $?; }
+check "payment cannot publish an operator request to saga.control (403)" \
+  [ "$(pub payment saga.control orchestrator.control)" = 3 ]
+check "payment cannot publish to orchestrator.control through the default exchange (403)" \
+  [ "$(pub payment "" orchestrator.control)" = 3 ]
+check "payment cannot write to inventory.commands through the default exchange (403)" \
+  [ "$(pub payment "" inventory.commands)" = 3 ]
+check "payment cannot write to inventory's own exchange (403)" \
+  [ "$(pub payment inventory.own inventory.commands.dlq)" = 3 ]
+for s in orchestrator order-api inventory shipping notification; do
+  check "$s cannot write through the default exchange (403)" [ "$(pub "$s" "" audit)" = 3 ]
+done
+check "payment may write its own exchange, which reaches its DLQ (the probe works)" \
+  [ "$(pub payment payment.own payment.card.dlq)" = 0 ]
+check "a forged user_id is refused by the broker (payment as operator: 406)" \
+  [ "$(pub payment saga.replies nobody operator)" = 6 ]
+check "the operator may publish to saga.control as itself" \
+  [ "$(pub operator saga.control nobody operator)" = 5 ]
+
+# --- operator actions: a saga waits on a payment-svc that is gone
+kill -TERM "$payment_pid"; wait "$payment_pid" 2>/dev/null
+order() {
+  curl -s -XPOST "127.0.0.1:$api_port/orders" -H 'Content-Type: application/json' \
+    -d '{"customer_id":"c2","items":[{"sku":"sku-1","quantity":1,"unit_price_cents":1000}],"currency":"EUR","payment_method":"card","card_token":"tok_visa","ship_to":{"country":"india","city":"Pune"},"category":"books"}' | jq -r '.order_id // empty'
+}
+in_payment() {
+  for _ in $(seq 1 100); do
+    "$bin/sagactl" --db "$work/orchestrator.db" --json show "$1" 2>/dev/null \
+      | jq -e '.state == "payment" and .status == "running"' >/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+ctl_as() { local who=$1; shift; SAGA_AMQP_URL="$(u "$who")" "$bin/sagactl" --db "$work/orchestrator.db" "$@" 2>&1; }
+id1=$(order); id2=$(order)
+both_in_payment() { [ -n "$id1" ] && [ -n "$id2" ] && in_payment "$id1" && in_payment "$id2"; }
+check "two orders wait in payment ($id1, $id2)" both_in_payment
+out=$(ctl_as admin abort "$id1" --reason "not the operator"); rc=$?
+check "admin (write on saga.control, not the operator user) is answered rejected, exit 1 ($rc: $out)" \
+  bash -c "[ $rc -eq 1 ] && grep -q 'abort $id1: rejected: not from the operator user' <<<'$out'"
+check "... and the orchestrator logged it" grep -q 'not the operator user' "$work/orchestrator.log"
+check "... and the saga did not move" in_payment "$id1"
+out=$(ctl_as operator retry "$id1" --reason "payment-svc is back soon"); rc=$?
+check "the operator retries: applied, exit 0 ($rc: $out)" \
+  bash -c "[ $rc -eq 0 ] && grep -q 'retry $id1: applied (payment, running)' <<<'$out'"
+out=$(ctl_as operator abort --all --prefix "${id1%%-*}-" --status running --reason "gateway down"); rc=$?
+check "the operator aborts in bulk: a line per saga and a summary, exit 0 ($rc: $out)" \
+  bash -c "[ $rc -eq 0 ] && grep -q 'abort $id1: applied (payment, aborted)' <<<'$out' \
+    && grep -q 'abort $id2: applied (payment, aborted)' <<<'$out' && grep -q 'abort: 2 sagas: 2 applied' <<<'$out'"
+out=$(ctl_as operator show "$id1")
+check "the history names the operator user as the actor" grep -q 'by operator' <<<"$out"
 
 # --- the alert rules' saga_* metrics exist on this orchestrator
 metrics=$(curl -s "127.0.0.1:$metrics_port/metrics")

@@ -1063,12 +1063,21 @@ test_shards_drain_and_join(void)
 	                         "'ord-690'"),
 	         1);
 	/* sagactl over both databases sends a request to the saga's owner
-	 * (shard 1's control queue): a completed saga's resume is recorded
-	 * there as rejected */
-	CHECK(testutil_sh(NULL,
-	                  "'%s/sagactl' --db '%s' --db '%s' --amqp '%s' resume "
-	                  "ord-600 --reason 'shard test' >&2",
-	                  bindir, p2.db, p1.db, url) == 0);
+	 * (saga.control, shard 1's control queue): a completed saga's resume
+	 * is recorded there as rejected, and shard 1 answers so (exit 1) */
+	{
+		char *o = NULL;
+		CHECK_EQ(
+		        testutil_sh(&o,
+		                    "'%s/sagactl' --db '%s' --db '%s' --amqp "
+		                    "'%s' resume ord-600 --reason 'shard test' "
+		                    "2>&1",
+		                    bindir, p2.db, p1.db, url),
+		        1);
+		CHECK_MSG(o != NULL && strstr(o, "resume ord-600: rejected: "),
+		          "%s", o ? o : "");
+		free(o);
+	}
 	for (int t = 0;
 	     t < 100 && db_count(p1.db, "SELECT count(*) FROM history "
 	                                "WHERE saga_id = 'ord-600' AND kind "

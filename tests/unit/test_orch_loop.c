@@ -8,7 +8,8 @@
  * published again and the inbox drops the redeliveries. The mailbox:
  * another thread's operator requests are applied at the loop's next turn
  * and answered after the commit, or withdrawn when the loop does not take
- * them in time.
+ * them in time. Operator requests over AMQP are taken only from the
+ * operator user and answered.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -42,6 +43,7 @@ struct incoming {
 	size_t len;
 	char id[256];
 	const char *content_type;
+	char user_id[64], reply_to[64]; /* "" none */
 };
 
 struct mem {
@@ -113,6 +115,8 @@ mem_poll(void *ctx, struct durable *l, int timeout_ms)
 		        .len = m->len,
 		        .message_id = m->id,
 		        .content_type = m->content_type,
+		        .user_id = m->user_id,
+		        .reply_to = m->reply_to,
 		};
 		durable_deliver(l, &d);
 	}
@@ -151,6 +155,7 @@ push_raw(struct mem *b, enum loop_source src, const char *id, const void *body,
 	m->len = len;
 	m->content_type = ctype;
 	snprintf(m->id, sizeof(m->id), "%s", id);
+	m->user_id[0] = m->reply_to[0] = '\0';
 }
 
 static void
@@ -532,6 +537,121 @@ test_cancel_on_orders_queue(void)
 	world_free(&w);
 }
 
+/* An operator request from broker user `user` ("" none), answered at
+ * reply_to ("" none), claiming to be "mallory". */
+static void
+push_op(struct mem *b, const char *id, const char *saga, const char *user,
+        const char *reply_to)
+{
+	struct envelope e;
+	struct incoming *m;
+
+	envelope_init(&e);
+	snprintf(e.id, sizeof(e.id), "%s", id);
+	snprintf(e.saga, sizeof(e.saga), "%s", saga);
+	snprintf(e.type, sizeof(e.type), "operator.abort");
+	e.ts = 3;
+	value_map_put_str(&e.payload, "actor", "mallory");
+	value_map_put_str(&e.payload, "reason", "test");
+	push_env(b, SRC_CONTROL, &e);
+	envelope_clear(&e);
+	m = &b->in[b->nin - 1];
+	snprintf(m->user_id, sizeof(m->user_id), "%s", user);
+	snprintf(m->reply_to, sizeof(m->reply_to), "%s", reply_to);
+}
+
+/* The answer to request `re` published with routing key rk, as
+ * "outcome|note|state|status|actor"; "" if there is none, "wrong
+ * envelope: ..." if it is not on saga.replies about saga with exactly
+ * those five fields. */
+static const char *
+answer_of(struct mem *b, const char *re, const char *saga, const char *rk)
+{
+	static char out[600];
+	out[0] = '\0';
+	for (size_t i = 0; i < b->nsent; i++) {
+		struct envelope e;
+		char err[256];
+		const char *k[] = {"outcome", "note", "state", "status",
+		                   "actor"};
+		if (strcmp(b->sent[i].type, ORCH_ANSWER_TYPE) != 0 ||
+		    strcmp(b->sent[i].rk, rk) != 0)
+			continue;
+		envelope_init(&e);
+		if (envelope_decode(b->sent[i].body, b->sent[i].len, &e, err,
+		                    sizeof(err)) != 0 ||
+		    strcmp(e.re, re) != 0) {
+			envelope_clear(&e);
+			continue;
+		}
+		if (strcmp(b->sent[i].exchange, ORCH_EXCHANGE_REPLIES) != 0 ||
+		    strcmp(e.saga, saga) != 0 || e.payload.u.m.len != 5) {
+			snprintf(out, sizeof(out), "wrong envelope: %s %s %zu",
+			         b->sent[i].exchange, e.saga,
+			         e.payload.u.m.len);
+			envelope_clear(&e);
+			return out;
+		}
+		for (size_t j = 0; j < 5; j++) {
+			const struct value *v = value_map_get(&e.payload, k[j]);
+			size_t n = strlen(out);
+			snprintf(out + n, sizeof(out) - n, "%s%s", j ? "|" : "",
+			         v != NULL && v->type == VALUE_STR ? v->u.s.ptr
+			                                           : "?");
+		}
+		envelope_clear(&e);
+	}
+	return out;
+}
+
+/* Operator requests: only from the operator user (the broker-validated
+ * user_id), with that user as the actor whatever the payload claims, and
+ * answered on saga.replies when they say where; refused ones are
+ * answered (and acked) or, with nobody to tell, dead-lettered. */
+static void
+test_operator_requests(void)
+{
+	struct world w;
+
+	CHECK(world_init(&w) == 0);
+	loop_set_operator(w.l, "operator");
+	push_order(w.bus, "o-1", "card", 100, "india", NULL);
+	run(&w, nobody, clock_wall_ms(), 2);
+	push_op(w.bus, "op-a", "o-1", "payment", "q1");
+	push_op(w.bus, "op-b", "o-1", "payment", "");
+	push_op(w.bus, "op-c", "o-1", "", "q1");
+	run(&w, nobody, clock_wall_ms(), 2);
+	CHECK_STR(answer_of(w.bus, "op-a", "o-1", "q1"),
+	          "rejected|not from the operator user|||payment");
+	CHECK_STR(answer_of(w.bus, "op-c", "o-1", "q1"),
+	          "rejected|not from the operator user|||mallory");
+	CHECK_STR(answer_of(w.bus, "op-b", "o-1", "q1"), "");
+	CHECK_EQ(w.bus->nrejected, 1); /* op-b: nobody to tell */
+	CHECK_STR(w.bus->reasons[0], "not from the operator user");
+	CHECK_STR(status_of(&w, "o-1"), "running");
+
+	push_op(w.bus, "op-d", "o-1", "operator", "q2");
+	push_op(w.bus, "op-e", "nope-1", "operator", "q2");
+	run(&w, nobody, clock_wall_ms(), 2);
+	CHECK_STR(answer_of(w.bus, "op-d", "o-1", "q2"),
+	          "applied|operator abort in reserve_stock (running): nothing "
+	          "undone|reserve_stock|aborted|operator");
+	CHECK_STR(answer_of(w.bus, "op-e", "nope-1", "q2"),
+	          "rejected|unknown saga \"nope-1\"|||operator");
+	CHECK_EQ(count(&w, "SELECT count(*) FROM history WHERE saga_id = "
+	                   "'o-1' AND kind = 'operator' AND actor = "
+	                   "'operator'"),
+	         1);
+	/* the same request again (a redelivery): answered, nothing done */
+	push_op(w.bus, "op-d", "o-1", "operator", "q3");
+	run(&w, nobody, clock_wall_ms(), 2);
+	CHECK_STR(answer_of(w.bus, "op-d", "o-1", "q3"),
+	          "repeated|this request was handled before: nothing done "
+	          "again|||operator");
+	CHECK_EQ(w.bus->nrejected, 1);
+	world_free(&w);
+}
+
 /* One poll hands over more deliveries than a batch holds (as a bundle of
  * replies does): the batch grows, nothing is left unacknowledged. */
 static void
@@ -877,6 +997,7 @@ main(void)
 	RUN(test_paths);
 	RUN(test_duplicates_and_garbage);
 	RUN(test_cancel_on_orders_queue);
+	RUN(test_operator_requests);
 	RUN(test_more_than_a_batch_at_once);
 	RUN(test_inbox_pruned_after_retention);
 	RUN(test_timeouts_retry);

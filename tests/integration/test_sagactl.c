@@ -376,7 +376,7 @@ test_answers(void)
 	out = NULL;
 	CHECK_EQ(testutil_sh(&out,
 	                     "SAGA_AMQP_CA=/nonexistent/ca.pem '%s/sagactl' "
-	                     "--amqp '%s' dlq list 2>&1",
+	                     "--amqp '%s' dlq show inventory.commands.dlq 2>&1",
 	                     bindir, url),
 	         1);
 	CHECK_MSG(strstr(out, "cannot read the CA file /nonexistent/ca.pem"),

@@ -49,6 +49,7 @@ static const char usage[] =
         "[--console-users FILE]\n"
         "                         [--console-trust-header NAME] "
         "[--operator-user NAME]\n"
+        "                         [--dlq-amqp URL]\n"
         "       saga-orchestrator --hash-password NAME  < password\n"
         "  --amqp URL         broker URL(s), comma-separated (env "
         "SAGA_AMQP_URL)\n"
@@ -94,6 +95,12 @@ static const char usage[] =
         "*.dlq queues;\n"
         "                     default: the AMQP URL's host, port 15672, "
         "the AMQP user)\n"
+        "  --dlq-amqp URL     the operator's broker URL the console "
+        "replays or discards\n"
+        "                     a dead-letter group with (env "
+        "SAGA_DLQ_AMQP_URL); unset: the\n"
+        "                     console shows the sagactl command "
+        "instead\n"
         "  --console-users FILE  who may log in to the console to act: "
         "lines NAME:HASH\n"
         "                     (crypt(3) $y$ or $6$; env "
@@ -149,6 +156,7 @@ static const struct option options[] = {
         {"queue-type", required_argument, NULL, 'q'},
         {"otlp-url", required_argument, NULL, 'O'},
         {"mgmt-url", required_argument, NULL, 'M'},
+        {"dlq-amqp", required_argument, NULL, 'Q'},
         {"console-users", required_argument, NULL, 'U'},
         {"console-trust-header", required_argument, NULL, 'T'},
         {"hash-password", required_argument, NULL, 'P'},
@@ -184,6 +192,7 @@ flags_init(struct flags *f)
 	                        .queue_type = getenv("SAGA_QUEUE_TYPE"),
 	                        .otlp_url = getenv("SAGA_OTLP_URL"),
 	                        .mgmt_url = getenv("SAGA_MGMT_URL"),
+	                        .dlq_amqp = getenv("SAGA_DLQ_AMQP_URL"),
 	                        .console_users = getenv("SAGA_CONSOLE_USERS"),
 	                        .console_trust_header =
 	                                getenv("SAGA_CONSOLE_TRUST_HEADER"),
@@ -268,6 +277,9 @@ one_flag(struct flags *f, int opt, const char *arg)
 		break;
 	case 'M':
 		cfg->mgmt_url = arg;
+		break;
+	case 'Q':
+		cfg->dlq_amqp = arg;
 		break;
 	case 'U':
 		cfg->console_users = arg;

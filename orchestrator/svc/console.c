@@ -72,6 +72,12 @@ console_guard(struct console *c, const struct http_request *req,
 	return console_auth_act(c->auth, req, r, actor, cap);
 }
 
+bool
+console_may_read(struct console *c, const struct http_request *req)
+{
+	return console_auth_may_read(c->auth, req);
+}
+
 /* The request's own read-only connection; NULL with e set. */
 static struct store *
 open_store(const struct console *c, struct console_err *e)

@@ -91,13 +91,22 @@ void console_free(struct console *c);
  * broker's management API (lib/mgmt.h) at mgmt_url, or, when it is NULL
  * or empty, at the one mgmt_default_url derives from amqp; the vhost is
  * amqp's. Every request is a peek (ackmode ack_requeue_true: see
- * console_dlq.c). The pages are read-only: a group's replay or discard
- * is dlq_group_act (dlq_group.h), from sagactl. NULL with the reason in
- * err (a bad AMQP URL, out of memory, the route table full). Free with
- * console_dlq_free after http_close(h). */
+ * console_dlq.c). Reading follows the console's rules (console_may_read);
+ * replaying or discarding a group (POST /api/dlq/QUEUE/groups/KEY/replay
+ * or /discard, {"expect": N, "reason": "..."}) is dlq_group_act
+ * (dlq_group.h) over AMQP at act_amqp, the operator's broker URL, behind
+ * console_guard; with no act_amqp it is refused (403) and the pages show
+ * the sagactl command instead. NULL with the reason in err (a bad AMQP
+ * URL, out of memory, the route table full). Free with console_dlq_free
+ * after http_close(h). */
 struct console_dlq;
-struct console_dlq *console_dlq_start(struct http *h, const char *amqp,
-                                      const char *mgmt_url, char *err,
+struct console;
+struct http_request;
+/* May req read pages and the API (docs/console.md, "Who may read")? */
+bool console_may_read(struct console *c, const struct http_request *req);
+struct console_dlq *console_dlq_start(struct http *h, struct console *console,
+                                      const char *amqp, const char *mgmt_url,
+                                      const char *act_amqp, char *err,
                                       size_t errlen);
 /* NULL is fine. */
 void console_dlq_free(struct console_dlq *c);

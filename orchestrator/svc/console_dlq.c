@@ -23,15 +23,22 @@
  * count is the broker's statistic (up to 5 s old); the groups count what
  * was peeked (at most `peek` messages of each queue, said in "peeked").
  *
- * The pages are read-only. Replaying or discarding a group is
- * dlq_group_act (dlq_group.h), over AMQP with the operator's URL; each
- * group shows the `sagactl dlq replay|discard` command that does it.
+ * Acting on a group: POST /api/dlq/QUEUE/groups/KEY/replay or /discard
+ * with {"expect": N, "reason": "..."}, behind the console's guard (a
+ * logged-in user, the CSRF header), is dlq_group_act (dlq_group.h) over
+ * AMQP with the operator's URL (--dlq-amqp): only if the group still
+ * holds N messages (else 409, nothing done), the others left in order.
+ * Who did it and why goes to the log (a DLQ has no history table). On
+ * the HTTP thread that asked: the saga loop never waits for it. Without
+ * --dlq-amqp the pages show the `sagactl dlq replay|discard` command
+ * that does the same.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
 #include "bus.h"
 #include "clock.h"
 #include "console.h"
@@ -47,6 +54,8 @@
 
 struct console_dlq {
 	char mgmt[1024], vhost[256];
+	char act_amqp[1024]; /* "" : the console cannot act */
+	struct console *console;
 };
 
 /* ?name= as a count in [1, DLQ_PEEK_MAX], def when absent. 0, or -1
@@ -210,9 +219,48 @@ group_sagas(struct http_response *r, const json_t *g)
 		http_printf(r, "and %" JSON_INTEGER_FORMAT " more", more);
 }
 
+/* The buttons that replay or discard group g of queue (the script below
+ * asks for a reason and posts). */
+static void
+group_buttons(struct http_response *r, const char *queue, const json_t *g)
+{
+	static const char *const verbs[] = {"replay", "discard"};
+
+	for (size_t i = 0; i < ARRAY_LEN(verbs); i++) {
+		http_printf(r,
+		            "<button class=\"dlqact\" data-verb=\"%s\" "
+		            "data-queue=\"",
+		            verbs[i]);
+		html_text(r, queue);
+		http_printf(
+		        r,
+		        "\" data-key=\"%s\" data-expect=\"%" JSON_INTEGER_FORMAT
+		        "\">%s %" JSON_INTEGER_FORMAT "</button> ",
+		        jstr(g, "key"), jint(g, "count"), verbs[i],
+		        jint(g, "count"));
+	}
+	http_printf(r, "<br>");
+}
+
+/* Asks for a reason, posts the group action with the count shown, says
+ * the answer and reloads. Event delegation: the refresh swaps <main>. */
+static const char act_script[] =
+        "<script>document.addEventListener('click',function(ev){"
+        "var b=ev.target;if(!b.classList||!b.classList.contains('dlqact'))"
+        "return;var why=prompt(b.dataset.verb+' '+b.dataset.expect+"
+        "' message(s) of this group: reason?');if(!why)return;"
+        "fetch('/api/dlq/'+encodeURIComponent(b.dataset.queue)+'/groups/'+"
+        "b.dataset.key+'/'+b.dataset.verb,{method:'POST',headers:{"
+        "'Content-Type':'application/json','X-Saga-Console':'1'},body:"
+        "JSON.stringify({expect:+b.dataset.expect,reason:why})}).then("
+        "function(r){return r.json();}).then(function(d){alert(d.error?"
+        "d.error:d.action+': '+d.done+' of '+d.expect+' done');"
+        "location.reload();});});</script>";
+
 /* The groups of one queue as a table, each with its sagactl commands. */
 static void
-groups_table(struct http_response *r, const char *queue, const json_t *gs)
+groups_table(const struct console_dlq *c, struct http_response *r,
+             const char *queue, const json_t *gs)
 {
 	const json_t *g;
 	size_t i;
@@ -231,7 +279,10 @@ groups_table(struct http_response *r, const char *queue, const json_t *gs)
 		html_text(r, jstr(g, "example"));
 		http_printf(r, "</td><td>");
 		group_sagas(r, g);
-		http_printf(r, "</td><td><code>sagactl dlq replay ");
+		http_printf(r, "</td><td>");
+		if (c->act_amqp[0] != '\0')
+			group_buttons(r, queue, g);
+		http_printf(r, "<code>sagactl dlq replay ");
 		html_text(r, queue);
 		http_printf(r,
 		            " --group %s --expect %" JSON_INTEGER_FORMAT
@@ -286,8 +337,11 @@ page_list(const struct console_dlq *c, const struct http_request *req,
 			http_printf(r, "</p>");
 			continue;
 		}
-		groups_table(r, jstr(q, "queue"), json_object_get(q, "groups"));
+		groups_table(c, r, jstr(q, "queue"),
+		             json_object_get(q, "groups"));
 	}
+	if (c->act_amqp[0] != '\0')
+		http_printf(r, "%s", act_script);
 	console_html_foot(r);
 	json_decref(d);
 }
@@ -343,9 +397,11 @@ page_queue(const struct console_dlq *c, const char *queue,
 	            " messages (at most %" JSON_INTEGER_FORMAT
 	            "), oldest first.</p><h2>By reason</h2>",
 	            jint(d, "peeked"), jint(d, "limit"));
-	groups_table(r, queue, json_object_get(d, "groups"));
+	groups_table(c, r, queue, json_object_get(d, "groups"));
 	http_printf(r, "<h2>Messages</h2>");
 	messages_table(r, json_object_get(d, "messages"));
+	if (c->act_amqp[0] != '\0')
+		http_printf(r, "%s", act_script);
 	console_html_foot(r);
 	json_decref(d);
 }
@@ -368,6 +424,111 @@ answer(struct http_response *r, int status, json_t *doc)
 	free(text);
 }
 
+/* "QUEUE/groups/KEY/VERB" into its parts; false if it is not that. */
+static bool
+act_path(const char *p, char *queue, size_t qcap, char *key, size_t kcap,
+         enum dlq_action *what)
+{
+	const char *g = strstr(p, "/groups/"), *k, *v;
+
+	if (g == NULL || g == p || (size_t)(g - p) >= qcap)
+		return false;
+	k = g + strlen("/groups/");
+	v = strchr(k, '/');
+	if (v == NULL || v == k || (size_t)(v - k) >= kcap)
+		return false;
+	if (strcmp(v + 1, "replay") == 0)
+		*what = DLQ_REPLAY;
+	else if (strcmp(v + 1, "discard") == 0)
+		*what = DLQ_DISCARD;
+	else
+		return false;
+	snprintf(queue, qcap, "%.*s", (int)(g - p), p);
+	snprintf(key, kcap, "%.*s", (int)(v - k), k);
+	return is_dlq_name(queue) && strchr(queue, '/') == NULL;
+}
+
+/* {"expect": N, "reason": "..."}: 0, or -1 with the answer given. */
+static int
+act_body(const struct http_request *req, struct http_response *r, long *expect,
+         char *reason, size_t cap)
+{
+	json_error_t je;
+	json_t *b = req->body != NULL
+	                    ? json_loadb(req->body, req->body_len, 0, &je)
+	                    : NULL;
+	json_t *n = json_object_get(b, "expect");
+	const char *why = json_string_value(json_object_get(b, "reason"));
+	int rc = -1;
+
+	if (!json_is_integer(n) || json_integer_value(n) < 1)
+		console_json_error(r, 400,
+		                   "expect: the group's count, a whole "
+		                   "number from 1 (what the page "
+		                   "showed)");
+	else if (why == NULL || why[0] == '\0')
+		console_json_error(r, 400,
+		                   "reason: say why (it goes in the "
+		                   "log)");
+	else {
+		*expect = (long)json_integer_value(n);
+		snprintf(reason, cap, "%s", why);
+		rc = 0;
+	}
+	json_decref(b);
+	return rc;
+}
+
+/* POST /api/dlq/QUEUE/groups/KEY/replay|discard. */
+static void
+act(struct console_dlq *c, const char *p, const struct http_request *req,
+    struct http_response *r)
+{
+	char queue[256], key[DLQ_KEY_LEN + 1], actor[64], why[300], err[1024];
+	struct dlq_act a = {.amqp = c->act_amqp,
+	                    .ca_file = getenv("SAGA_AMQP_CA"),
+	                    .cert_file = getenv("SAGA_AMQP_CERT"),
+	                    .key_file = getenv("SAGA_AMQP_KEY")};
+	struct dlq_act_result res;
+	int rc;
+
+	if (!act_path(p, queue, sizeof(queue), key, sizeof(key), &a.action)) {
+		console_json_error(r, 404,
+		                   "no such action: POST /api/dlq/"
+		                   "QUEUE.dlq/groups/KEY/replay or "
+		                   "discard");
+		return;
+	}
+	if (console_guard(c->console, req, r, actor, sizeof(actor)) != 0 ||
+	    act_body(req, r, &a.expect, why, sizeof(why)) != 0)
+		return;
+	if (c->act_amqp[0] == '\0') {
+		console_json_error(r, 403,
+		                   "this console has no --dlq-amqp "
+		                   "(the operator's broker URL): use "
+		                   "sagactl dlq replay|discard");
+		return;
+	}
+	a.queue = queue;
+	a.key = key;
+	rc = dlq_group_act(&a, &res, err, sizeof(err));
+	if (rc == 0)
+		log_info("console: %s %s %ld of group %s in %s: %s", actor,
+		         a.action == DLQ_REPLAY ? "replayed" : "discarded",
+		         res.done, key, queue, why);
+	if (rc == 0)
+		console_json_answer(
+		        r, 200,
+		        json_pack("{s:s,s:s,s:s,s:I,s:I,s:s}", "queue", queue,
+		                  "group", key, "action",
+		                  a.action == DLQ_REPLAY ? "replay" : "discard",
+		                  "expect", (json_int_t)a.expect, "done",
+		                  (json_int_t)res.done, "actor", actor));
+	else
+		console_json_error(r, rc == 1 ? 409 : 502, err);
+	dlq_act_result_clear(&res);
+}
+
 static void
 api(void *arg, const struct http_request *req, struct http_response *r)
 {
@@ -375,6 +536,14 @@ api(void *arg, const struct http_request *req, struct http_response *r)
 	struct console_err e = {404, ""};
 	json_t *doc = NULL;
 
+	if (strcmp(req->method, "POST") == 0) {
+		act(arg, p[0] == '/' ? p + 1 : p, req, r);
+		return;
+	}
+	if (!console_may_read(((struct console_dlq *)arg)->console, req)) {
+		console_json_error(r, 401, "not logged in: POST /login first");
+		return;
+	}
 	if (strcmp(p, "") == 0)
 		doc = dlq_list_json(arg, req, &e);
 	else if (p[0] == '/' && p[1] != '\0')
@@ -394,6 +563,11 @@ page(void *arg, const struct http_request *req, struct http_response *r)
 	const char *p = req->path + strlen("/dlq");
 	struct console_err e = {404, ""};
 
+	if (!console_may_read(((struct console_dlq *)arg)->console, req)) {
+		http_add_header(r, "Location", "/login");
+		r->status = 303;
+		return;
+	}
 	if (strcmp(p, "") == 0) {
 		page_list(arg, req, r);
 	} else if (p[0] == '/' && p[1] != '\0') {
@@ -405,8 +579,9 @@ page(void *arg, const struct http_request *req, struct http_response *r)
 }
 
 struct console_dlq *
-console_dlq_start(struct http *h, const char *amqp, const char *mgmt_url,
-                  char *err, size_t errlen)
+console_dlq_start(struct http *h, struct console *console, const char *amqp,
+                  const char *mgmt_url, const char *act_amqp, char *err,
+                  size_t errlen)
 {
 	struct console_dlq *c = calloc(1, sizeof(*c));
 	char first[1024], where[300];
@@ -430,7 +605,10 @@ console_dlq_start(struct http *h, const char *amqp, const char *mgmt_url,
 		return NULL;
 	}
 	snprintf(c->vhost, sizeof(c->vhost), "%s", u.vhost);
-	if (http_route(h, "/api/dlq", HTTP_GET, api, c) != 0 ||
+	snprintf(c->act_amqp, sizeof(c->act_amqp), "%s",
+	         act_amqp != NULL ? act_amqp : "");
+	c->console = console;
+	if (http_route(h, "/api/dlq", HTTP_GET | HTTP_POST, api, c) != 0 ||
 	    http_route(h, "/dlq", HTTP_GET, page, c) != 0) {
 		snprintf(err, errlen, "console: the HTTP route table is full");
 		return NULL; /* a route may hold c: it stays (the daemon stops)

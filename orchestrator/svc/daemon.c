@@ -1181,8 +1181,9 @@ start_console(struct daemon *d)
 		return 0;
 	d->console = console_start(d->a.http, &cc, err, sizeof(err));
 	if (d->console != NULL)
-		d->dlq = console_dlq_start(d->a.http, cfg->amqp, cfg->mgmt_url,
-		                           err, sizeof(err));
+		d->dlq = console_dlq_start(d->a.http, d->console, cfg->amqp,
+		                           cfg->mgmt_url, cfg->dlq_amqp, err,
+		                           sizeof(err));
 	if (d->console == NULL || d->dlq == NULL) {
 		log_error("%s", err);
 		return -1;

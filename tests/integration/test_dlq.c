@@ -300,6 +300,66 @@ test_groups(void)
 	CHECK_EQ(depth("inventory.commands.dlq"), 6);
 }
 
+/* POST path with body as alice (through the trusted header) or, when
+ * !user, as nobody; the status, the body in *out. */
+static int
+post(int port, const char *path, const char *body, bool user, char **out)
+{
+	int status = 0;
+
+	*out = testutil_http(port, "POST", path,
+	                     user ? "X-Forwarded-User: alice\r\n"
+	                            "X-Saga-Console: 1\r\n"
+	                          : "X-Saga-Console: 1\r\n",
+	                     body, &status);
+	return status;
+}
+
+/* The console's group actions: refused without a user, a bad body or a
+ * wrong count (nothing changes); the right count discards the regional
+ * queue's group (the buttons are on the page). */
+static void
+console_act(int port)
+{
+	char key[32], pth[160], *out;
+	int status;
+
+	CHECK_EQ(group_of("shipping.india.dlq", "unknown message type", key,
+	                  NULL),
+	         2);
+	snprintf(pth, sizeof(pth),
+	         "/api/dlq/shipping.india.dlq/groups/%s/discard", key);
+	CHECK_EQ(
+	        post(port, pth, "{\"expect\":2,\"reason\":\"x\"}", false, &out),
+	        401);
+	free(out);
+	CHECK_EQ(post(port, pth, "{\"expect\":2}", true, &out), 400);
+	CHECK_MSG(out != NULL && strstr(out, "reason"), "%s", out ? out : "");
+	free(out);
+	status = post(port, pth, "{\"expect\":3,\"reason\":\"bad sku\"}", true,
+	              &out);
+	CHECK_MSG(status == 409 && out != NULL && strstr(out, "count changed"),
+	          "%d %s", status, out ? out : "");
+	free(out);
+	CHECK_EQ(depth("shipping.india.dlq"), 2);
+	status = post(port, "/api/dlq/shipping.india/groups/x/discard",
+	              "{\"expect\":2,\"reason\":\"x\"}", true, &out);
+	CHECK_EQ(status, 404); /* not a DLQ */
+	free(out);
+	status = post(port, pth,
+	              "{\"expect\":2,\"reason\":\"teleport is retired\"}", true,
+	              &out);
+	CHECK_MSG(status == 200 && out != NULL && strstr(out, "\"done\":2") &&
+	                  strstr(out, "\"actor\":\"alice\""),
+	          "%d %s", status, out ? out : "");
+	free(out);
+	CHECK_EQ(depth("shipping.india.dlq"), 0);
+	CHECK(testutil_sh(NULL,
+	                  "grep -q 'alice discarded 2 of group %s in "
+	                  "shipping.india.dlq: teleport is retired' '%s'",
+	                  key, path("orch.log")) == 0);
+}
+
 /* The console: /api/dlq and /dlq list both queues, their groups, and link
  * the sagas; /api/dlq/QUEUE has the messages. Its peeks keep the order. */
 static void
@@ -329,6 +389,10 @@ test_console(void)
 		                         haddr,
 		                         "--mgmt-url",
 		                         mgmt,
+		                         "--dlq-amqp",
+		                         url,
+		                         "--console-trust-header",
+		                         "X-Forwarded-User",
 		                         NULL};
 		CHECK(testutil_sh(NULL,
 		                  "mkdir -p '%s' && cp '%s/statecharts/"
@@ -345,7 +409,8 @@ test_console(void)
 	body = testutil_http_until(port, "/dlq", want_page, 5000, &status);
 	CHECK_MSG(status == 200 && body != NULL && strstr(body, want_page[0]) &&
 	                  strstr(body, want_page[1]) &&
-	                  strstr(body, "--expect 2"),
+	                  strstr(body, "--expect 2") &&
+	                  strstr(body, "class=\"dlqact\" data-verb=\"replay\""),
 	          "%d %s", status, body ? body : "");
 	free(body);
 	body = testutil_http_until(port, "/api/dlq/inventory.commands.dlq",
@@ -370,6 +435,7 @@ test_console(void)
 	                     &status);
 	CHECK_EQ(status, 400);
 	free(body);
+	console_act(port);
 	CHECK(testutil_stop(pid, SIGTERM) == 0);
 	/* the peeks gave every message back, in order */
 	CHECK_EQ(depth("inventory.commands.dlq"), 6);
@@ -430,7 +496,8 @@ test_replay_discard(void)
 	CHECK_STR(ids, "g-1 ");
 	free(ids);
 	CHECK_EQ(depth("inventory.commands"), 2); /* discard sent nothing */
-	CHECK_EQ(depth("shipping.india.dlq"), 2); /* another queue: untouched */
+	/* the console discarded the regional queue's group (test_console) */
+	CHECK_EQ(depth("shipping.india.dlq"), 0);
 }
 
 int

@@ -16,6 +16,8 @@
  * Stock as an operation (`sagactl stock set|add`, routing key
  * inventory.stock, answered to the request's reply_to):
  *   inventory.stock_set {sku, quantity, reason, actor}: on hand := quantity
+ *     (the actor recorded is the broker-validated sender, part_sender();
+ *     the payload's `actor` only when the message carried no user_id)
  *   inventory.stock_add {sku, delta, reason, actor}: on hand += delta
  *       -> inventory.stock_changed {sku, before, on_hand, held}, or
  *          inventory.stock_refused {reason} (bad request, or on hand would
@@ -271,7 +273,10 @@ read_admin(const struct value *p, const char *field, const char **sku,
 {
 	*sku = part_str(p, "sku");
 	*reason = part_str(p, "reason");
-	*actor = part_str(p, "actor");
+	/* who: the broker-validated sender (sagactl sets user_id), else the
+	 * payload's claim */
+	*actor =
+	        part_sender()[0] != '\0' ? part_sender() : part_str(p, "actor");
 	if ((*sku)[0] == '\0' || strlen(*sku) > 200)
 		return "sku must be 1 to 200 characters";
 	if (!part_int(p, field, n) || *n < -STOCK_MAX || *n > STOCK_MAX)

@@ -334,6 +334,7 @@ on_bundle(struct part_bus *pb, const struct bus_delivery *d)
 		        .len = b.items[i].len,
 		        .traceparent = b.items[i].traceparent,
 		        .reply_to = d->reply_to,
+		        .user_id = d->user_id, /* the bundle's sender */
 		        .attempt = attempt,
 		        .bundled = true,
 		};
@@ -363,6 +364,7 @@ on_delivery(void *arg, const struct bus_delivery *d)
 	        .content_type = d->content_type,
 	        .traceparent = d->traceparent,
 	        .reply_to = d->reply_to,
+	        .user_id = d->user_id,
 	        .attempt = attempt,
 	};
 

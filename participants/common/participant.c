@@ -34,6 +34,16 @@ _Static_assert(PART_PRUNE_EVERY_MS == DURABLE_PRUNE_EVERY_MS,
  * (the ones by `at` that pruning reads: a database from before them gets
  * them at its next start, once, before the daemon consumes). The outbox's
  * seq never goes back (AUTOINCREMENT): the loop publishes by seq. */
+
+/* The handled message's sender (part_sender): the loop is one thread. */
+static const char *sender = "";
+
+const char *
+part_sender(void)
+{
+	return sender != NULL ? sender : "";
+}
+
 static const char framework_sql[] =
         "CREATE TABLE IF NOT EXISTS part_processed ("
         "  message_id  TEXT PRIMARY KEY,"
@@ -584,8 +594,10 @@ run_command(struct part *p, const struct part_command *cmd,
 		          "answering %s",
 		          in->saga, in->type, cmd->refusal);
 	} else {
+		sender = it->user_id;
 		pv = cmd->fn(p->cfg->arg, p->db, in, it->attempt, &r, hwhy,
 		             sizeof(hwhy));
+		sender = "";
 	}
 	if (pv == PART_RETRY) {
 		retry_or_reject(p, it, hwhy[0] ? hwhy : "transient failure", v,

@@ -120,6 +120,12 @@ enum part_verdict {
 	PART_REFUSE, /* never succeeds: roll back, dead-letter (why) */
 };
 
+/* The broker-validated sender (the AMQP user_id RabbitMQ checked against
+ * the connection's user) of the message a handler is handling, "" if it
+ * carried none. Valid during the handler's call only: what an admin
+ * command records as its actor, instead of what the payload claims. */
+const char *part_sender(void);
+
 /* A handler. in: the decoded message; attempt: 1 for the first delivery,
  * 2 after one retry, ...; out: starts with an empty type and payload;
  * why: the reason for RETRY/REFUSE (logged, and put in the DLQ copy). */

@@ -180,6 +180,8 @@ check "notification's delayed confirmation went through notification.own" \
 # answered on its own exclusive queue; a service user may not send one
 out=$(SAGA_AMQP_URL="$(u operator)" "$bin/sagactl" stock add sku-1 5 --reason "restock" 2>&1)
 check "the operator restocks a running inventory ($out)" grep -q "sku-1: on hand 9 -> 14" <<<"$out"
+check "... recorded with the broker-validated user as its actor" \
+  bash -c "[ \"\$(sqlite3 '$work/inventory.db' 'SELECT actor FROM movements ORDER BY rowid DESC LIMIT 1')\" = operator ]"
 out=$(SAGA_AMQP_URL="$(u payment)" "$bin/sagactl" stock add sku-1 5 --reason "not mine" 2>&1)
 rc=$?
 check "payment's user cannot send a stock request (exit $rc: $out)" \

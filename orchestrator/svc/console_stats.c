@@ -8,8 +8,12 @@
  * sagas_by_status (0.1 s), counts finished sagas in the last minute and
  * hour (range scans of the same index) and computes step latency from the
  * history (store_step_stays: a window over the whole history table, the
- * costliest part on a large database). /api/stuck reads the stuck and the long
- * waiting sagas, at most STUCK_MAX, and each one's last history entries.
+ * costliest part on a large database). /api/stuck reads the stuck sagas,
+ * then the waiting ones (running or compensating) past their state's
+ * stuck_after (statecharts/README.md 5.7: one range scan of the index
+ * sagas_waiting per chart version and state that declares one), then, in
+ * states without one, past the request's `for`; at most STUCK_MAX in all,
+ * and each one's history, to say why.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,13 +51,84 @@ why_row(void *arg, const struct store_history *h)
 	return 0;
 }
 
+/* Why a saga is listed: its status, its state's stuck_after, or the
+ * request's `for` (states without a stuck_after). */
+enum stuck_by { BY_STATUS, BY_STUCK_AFTER, BY_FOR };
+
+#define STUCK_VERSIONS_MAX 32 /* chart versions of waiting sagas, read */
+
 struct stuck_list {
 	struct store *st;
 	json_t *a;
 	bool failed;
 	int64_t now;
-	bool skip_stuck; /* the second pass: those were listed already */
+	enum stuck_by by; /* the pass */
+	int64_t limit_ms; /* BY_STUCK_AFTER, BY_FOR: the limit that applied */
+	size_t nversions; /* the versions waiting sagas run on, and their */
+	char versions[STUCK_VERSIONS_MAX][17];
+	struct chart *charts[STUCK_VERSIONS_MAX]; /* charts (NULL: unread) */
 };
+
+/* "41m", "2h05m": how long, for the text of a row. */
+static void
+dur_text(char *buf, size_t cap, int64_t ms)
+{
+	long long s = (long long)(ms / 1000);
+
+	if (ms < 1000)
+		snprintf(buf, cap, "%lldms", (long long)ms);
+	else if (s < 60)
+		snprintf(buf, cap, "%llds", s);
+	else if (s < 3600)
+		snprintf(buf, cap, "%lldm", s / 60);
+	else if (s < 86400)
+		snprintf(buf, cap, "%lldh%02lldm", s / 3600, s / 60 % 60);
+	else
+		snprintf(buf, cap, "%lldd%02lldh", s / 86400, s / 3600 % 24);
+}
+
+/* The row's "limit" ({ms, from} or null) and "text" ("in payment 41m,
+ * stuck_after 30m"). */
+static int
+stuck_limit(const struct stuck_list *l, const struct store_saga_summary *s,
+            json_t *j)
+{
+	static const char *const from[] = {"status", "stuck_after", "for"};
+	char in[32], lim[32], text[160];
+
+	dur_text(in, sizeof(in), l->now - s->state_entered_ms);
+	dur_text(lim, sizeof(lim), l->limit_ms);
+	if (l->by == BY_STATUS)
+		snprintf(text, sizeof(text), "stuck in %s %s", s->state, in);
+	else
+		snprintf(text, sizeof(text), "in %s %s, %s %s", s->state, in,
+		         from[l->by], lim);
+	return json_object_set_new(j, "limit",
+	                           l->by == BY_STATUS
+	                                   ? json_null()
+	                                   : json_pack("{s:I,s:s}", "ms",
+	                                               (json_int_t)l->limit_ms,
+	                                               "from", from[l->by])) !=
+	               0 ||
+	       json_object_set_new(j, "text", jsonout_str(text)) != 0;
+}
+
+/* The stuck_after of state `state` in the saga's chart version; 0 when
+ * it has none or the chart is not read. */
+static int64_t
+declared_limit(const struct stuck_list *l, const char *version,
+               const char *state)
+{
+	for (size_t i = 0; i < l->nversions; i++) {
+		int k;
+		if (l->charts[i] == NULL ||
+		    strcmp(l->versions[i], version) != 0)
+			continue;
+		k = chart_state_index(l->charts[i], state);
+		return k >= 0 ? l->charts[i]->states[k].stuck_after_ms : 0;
+	}
+	return 0;
+}
 
 static int
 stuck_row(void *arg, const struct store_saga_summary *s)
@@ -62,8 +137,11 @@ stuck_row(void *arg, const struct store_saga_summary *s)
 	struct why w = {0};
 	json_t *j;
 
-	if (l->skip_stuck && strcmp(s->status, "stuck") == 0)
-		return 0;
+	if (l->by == BY_FOR &&
+	    declared_limit(l, s->chart_version, s->state) > 0)
+		return 0; /* its own limit applies: listed by it, or not due */
+	if (json_array_size(l->a) >= STUCK_MAX)
+		return 1;
 	if (store_history_each(l->st, s->id, why_row, &w) != 0) {
 		l->failed = true;
 		return 1;
@@ -76,9 +154,75 @@ stuck_row(void *arg, const struct store_saga_summary *s)
 	              (json_int_t)(l->now - s->state_entered_ms), "why", "kind",
 	              jsonout_str(w.kind), "detail", jsonout_str(w.detail),
 	              "at", (json_int_t)w.at);
-	if (j == NULL || json_array_append_new(l->a, j) != 0)
+	if (j == NULL || stuck_limit(l, s, j) != 0 ||
+	    json_array_append_new(l->a, j) != 0)
 		l->failed = true;
 	return l->failed ? 1 : 0;
+}
+
+static int
+add_version(void *arg, const char *version)
+{
+	struct stuck_list *l = arg;
+
+	if (l->nversions == STUCK_VERSIONS_MAX)
+		return 1; /* more: their states fall back to `for` */
+	snprintf(l->versions[l->nversions++], sizeof(l->versions[0]), "%s",
+	         version);
+	return 0;
+}
+
+/* The waiting sagas past their state's stuck_after: one range scan of
+ * the index sagas_waiting per (version, state) that declares one. */
+static int
+stuck_by_limit(struct stuck_list *l)
+{
+	if (store_waiting_versions(l->st, add_version, l) != 0)
+		return -1;
+	l->by = BY_STUCK_AFTER;
+	for (size_t i = 0; i < l->nversions; i++) {
+		struct console_err e;
+		const struct chart *c = l->charts[i] =
+		        console_chart(l->st, l->versions[i], &e);
+		for (size_t k = 0; c != NULL && k < c->nstates; k++) {
+			l->limit_ms = c->states[k].stuck_after_ms;
+			if (l->limit_ms <= 0)
+				continue;
+			if (store_list_waiting(l->st, l->versions[i],
+			                       c->states[k].name,
+			                       l->now - l->limit_ms, STUCK_MAX,
+			                       stuck_row, l) != 0)
+				return -1;
+			if (l->failed)
+				return 0;
+		}
+	}
+	return 0;
+}
+
+/* stuck by status; past stuck_after; then, in states without one, past
+ * `for` (ms) */
+static int
+stuck_passes(struct stuck_list *l, int64_t ms)
+{
+	struct store_saga_filter f;
+
+	memset(&f, 0, sizeof(f));
+	f.status = "stuck";
+	f.started_before_ms = f.entered_before_ms = -1;
+	f.limit = STUCK_MAX;
+	l->by = BY_STATUS;
+	if (store_list_sagas(l->st, &f, stuck_row, l) != 0 || l->failed)
+		return -1;
+	if (stuck_by_limit(l) != 0 || l->failed)
+		return -1;
+	l->by = BY_FOR;
+	l->limit_ms = ms;
+	if (store_list_waiting(l->st, NULL, NULL, l->now - ms, STUCK_MAX,
+	                       stuck_row, l) != 0 ||
+	    l->failed)
+		return -1;
+	return 0;
 }
 
 json_t *
@@ -86,40 +230,38 @@ console_stuck_json(struct store *st, const struct http_request *req,
                    struct console_err *e)
 {
 	const char *v = http_query(req, "for");
-	struct stuck_list l = {st, json_array(), false, clock_wall_ms(), false};
-	struct store_saga_filter f;
+	struct stuck_list *l = calloc(1, sizeof(*l));
 	int64_t ms = STUCK_DEFAULT;
+	json_t *doc = NULL;
 
 	if (v != NULL && v[0] != '\0' && console_parse_duration(v, &ms) != 0) {
-		json_decref(l.a);
+		free(l);
 		return console_fail(e, 400,
 		                    "for: not a duration (250ms, 10s, 5m, 2h, "
 		                    "1d)");
 	}
-	if (l.a == NULL)
+	if (l == NULL || (l->a = json_array()) == NULL) {
+		free(l);
 		return console_fail(e, 503, "out of memory");
-	/* stuck by status, then anything unfinished waiting too long */
-	memset(&f, 0, sizeof(f));
-	f.status = "stuck";
-	f.started_before_ms = f.entered_before_ms = -1;
-	f.limit = STUCK_MAX;
-	if (store_list_sagas(st, &f, stuck_row, &l) == 0 && !l.failed) {
-		f.status = NULL;
-		f.entered_before_ms = l.now - ms;
-		f.limit = STUCK_MAX;
-		f.unfinished = true;
-		l.skip_stuck = true;
-		if (store_list_sagas(st, &f, stuck_row, &l) != 0)
-			l.failed = true;
-	} else {
-		l.failed = true;
 	}
-	if (l.failed) {
-		json_decref(l.a);
-		return console_fail(e, 503, "%s", store_error(st));
-	}
-	return json_pack("{s:o,s:I,s:I}", "stuck", l.a, "waiting_over_ms",
-	                 (json_int_t)ms, "now", (json_int_t)l.now);
+	l->st = st;
+	l->now = clock_wall_ms();
+	if (stuck_passes(l, ms) != 0)
+		console_fail(e, 503, "%s",
+		             l->failed && store_error(st)[0] == '\0'
+		                     ? "out of memory"
+		                     : store_error(st));
+	else
+		doc = json_pack("{s:O,s:I,s:I}", "stuck", l->a,
+		                "waiting_over_ms", (json_int_t)ms, "now",
+		                (json_int_t)l->now);
+	for (size_t i = 0; i < l->nversions; i++)
+		chart_free(l->charts[i]);
+	json_decref(l->a);
+	free(l);
+	if (doc == NULL && e->status == 0)
+		console_fail(e, 503, "out of memory");
+	return doc;
 }
 
 /* ---- /api/charts ---- */

@@ -21,7 +21,7 @@
 
 #include "store_int.h"
 
-#define FINAL_STATUSES "('completed', 'failed', 'aborted')"
+#define FINAL_STATUSES "('completed', 'failed', 'aborted', 'cancelled')"
 
 /* A fresh statement for sql; NULL on error (in st->err). */
 static sqlite3_stmt *
@@ -305,6 +305,51 @@ store_list_sagas(struct store *st, const struct store_saga_filter *f,
 	if (s == NULL)
 		return -1;
 	if (bind_filter(s, f) != SQLITE_OK) {
+		sqlite3_finalize(s);
+		return store_fail(st, "cannot bind");
+	}
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		read_summary(s, &r);
+		if (fn(arg, &r) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	return done(st, s, rc, "cannot read sagas");
+}
+
+int
+store_list_waiting(struct store *st, const char *version, const char *state,
+                   int64_t entered_before_ms, int64_t limit, store_saga_fn fn,
+                   void *arg)
+{
+	/* two texts, not "?1 IS NULL OR ...": the index sagas_waiting is
+	 * used only when the query repeats its condition and names the
+	 * columns it is keyed by */
+	sqlite3_stmt *s = query(
+	        st, version != NULL
+	                    ? "SELECT " SUMMARY_COLUMNS " FROM sagas "
+	                      "WHERE chart_version = ?1 AND state = ?2 AND "
+	                      "state_entered_at < ?3 AND status IN "
+	                      "('running', 'compensating') "
+	                      "ORDER BY state_entered_at, id LIMIT ?4"
+	                    : "SELECT " SUMMARY_COLUMNS " FROM sagas "
+	                      "WHERE state_entered_at < ?3 AND status IN "
+	                      "('running', 'compensating') "
+	                      "ORDER BY state_entered_at, id LIMIT ?4");
+	struct store_saga_summary r;
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	rc = store_bind_text(s, 1, version);
+	if (rc == SQLITE_OK)
+		rc = store_bind_text(s, 2, state);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(s, 3, entered_before_ms);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(s, 4, limit);
+	if (rc != SQLITE_OK) {
 		sqlite3_finalize(s);
 		return store_fail(st, "cannot bind");
 	}

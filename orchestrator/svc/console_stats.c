@@ -7,9 +7,9 @@
  * to list its states. /api/summary counts by status from the index
  * sagas_by_status (0.1 s), counts finished sagas in the last minute and
  * hour (range scans of the same index) and computes step latency from the
- * history (store_step_stays: a window over the whole history table, the
- * costliest part on a large database). /api/stuck reads the stuck sagas,
- * then the waiting ones (running or compensating) past their state's
+ * newest SUMMARY_HISTORY_ROWS history entries (store_recent_step_stays: a
+ * range of history's key, whatever its length). /api/stuck reads the stuck
+ * sagas, then the waiting ones (running or compensating) past their state's
  * stuck_after (statecharts/README.md 5.7: one range scan of the index
  * sagas_waiting per chart version and state that declares one), then, in
  * states without one, past the request's `for`; at most STUCK_MAX in all,
@@ -24,8 +24,13 @@
 #include "engine.h"
 #include "jsonout.h"
 
-#define STUCK_MAX     200
-#define STUCK_DEFAULT (10 * 60 * 1000) /* in one state over 10 minutes */
+/* /api/summary's step latency: over the sagas that started within the
+ * newest this many history entries (about 12 a saga for order.yaml: the
+ * last 1,600 sagas or so), not the whole history, which grows without
+ * bound (a million sagas: 12 million rows, tens of seconds). */
+#define SUMMARY_HISTORY_ROWS 20000
+#define STUCK_MAX            200
+#define STUCK_DEFAULT        (10 * 60 * 1000) /* in one state over 10 minutes */
 
 /* ---- /api/stuck ---- */
 
@@ -495,7 +500,8 @@ console_summary_json(struct store *st, struct console_err *e)
 	if (counts == NULL || s.a == NULL)
 		goto oom;
 	if (store_count_by_status(st, status_count, counts) != 0 ||
-	    store_step_stays(st, stay_row, &s) != 0) {
+	    store_recent_step_stays(st, SUMMARY_HISTORY_ROWS, stay_row, &s) !=
+	            0) {
 		console_fail(e, 503, "%s", store_error(st));
 		goto out;
 	}

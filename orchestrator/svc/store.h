@@ -293,6 +293,11 @@ typedef int (*store_stay_fn)(void *arg, const char *state, int64_t ms);
  * in a state has no finished stay there, and time spent compensating is
  * not counted. */
 int store_step_stays(struct store *st, store_stay_fn fn, void *arg);
+/* The same for the sagas that started within the newest `rows` history
+ * entries, over those entries only (rows > 0): what the latency is now,
+ * at a cost bounded by rows whatever the history's length. */
+int store_recent_step_stays(struct store *st, int64_t rows, store_stay_fn fn,
+                            void *arg);
 
 /* ---- the console's queries (console.h; store_query.c) ---- */
 

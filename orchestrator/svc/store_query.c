@@ -288,7 +288,8 @@ bind_filter(sqlite3_stmt *s, const struct store_saga_filter *f)
  * column from the planner: every filter would scan sagas_by_start). The
  * parameters keep their numbers whatever is left out (bind_filter). */
 static void
-list_sql(const struct store_saga_filter *f, char *sql, size_t cap)
+list_sql(const struct store_saga_filter *f, bool prefix_range, char *sql,
+         size_t cap)
 {
 	size_t n = (size_t)snprintf(sql, cap,
 	                            "SELECT " SUMMARY_COLUMNS " FROM sagas "
@@ -310,8 +311,10 @@ list_sql(const struct store_saga_filter *f, char *sql, size_t cap)
 		ADD("started_at < ?4");
 	if (f->entered_before_ms >= 0)
 		ADD("state_entered_at < ?5 AND status NOT IN " FINAL_STATUSES);
-	if (f->id_prefix != NULL) /* a range of the primary key, then exact */
+	if (f->id_prefix != NULL && prefix_range) /* the key's range, sorted */
 		ADD("id >= ?6 AND id < ?12 AND substr(id, 1, length(?6)) = ?6");
+	else if (f->id_prefix != NULL) /* tested on the rows the order reads */
+		ADD("substr(+id, 1, length(?6)) = ?6");
 	if (f->unfinished)
 		ADD("status NOT IN " FINAL_STATUSES);
 	if (f->data_q != NULL)
@@ -323,8 +326,8 @@ list_sql(const struct store_saga_filter *f, char *sql, size_t cap)
 }
 
 /* The first text after every text that starts with prefix, into buf: the
- * prefix with its last byte below 0xff incremented (and cut there); "" if
- * every byte is 0xff (then no upper bound: see list_sql's exact test). */
+ * prefix with its last byte below 0xff incremented (and cut there); if
+ * every byte is 0xff, a text above any id we store. */
 static const char *
 prefix_end(const char *prefix, char *buf, size_t cap)
 {
@@ -342,23 +345,60 @@ prefix_end(const char *prefix, char *buf, size_t cap)
 	return buf;
 }
 
+/* An id prefix matched by fewer sagas than this is read as a range of the
+ * primary key and sorted; a commoner one is tested on the rows the list's
+ * order reads (sagas_by_start), where it soon fills a page. */
+#define PREFIX_RANGE_MAX 5000
+
+/* Whether fewer than PREFIX_RANGE_MAX ids lie in [prefix, end). */
+static int
+prefix_is_rare(struct store *st, const char *prefix, const char *end,
+               bool *rare)
+{
+	sqlite3_stmt *s = query(st, "SELECT count(*) FROM (SELECT 1 FROM "
+	                            "sagas WHERE id >= ?1 AND id < ?2 LIMIT "
+	                            "?3)");
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	if (store_bind_text(s, 1, prefix) != SQLITE_OK ||
+	    store_bind_text(s, 2, end) != SQLITE_OK ||
+	    sqlite3_bind_int(s, 3, PREFIX_RANGE_MAX) != SQLITE_OK) {
+		sqlite3_finalize(s);
+		return store_fail(st, "cannot bind");
+	}
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*rare = sqlite3_column_int(s, 0) < PREFIX_RANGE_MAX;
+		rc = sqlite3_step(s);
+	}
+	return done(st, s, rc, "cannot read sagas");
+}
+
 int
 store_list_sagas(struct store *st, const struct store_saga_filter *f,
                  store_saga_fn fn, void *arg)
 {
-	char sql[1024], end[SAGA_ID_MAX + 1];
+	char sql[1024], endbuf[SAGA_ID_MAX + 1];
+	const char *end = NULL;
+	bool rare = false;
 	sqlite3_stmt *s;
 	struct store_saga_summary r;
 	int rc;
 
-	list_sql(f, sql, sizeof(sql));
+	if (f->id_prefix != NULL) {
+		end = prefix_end(f->id_prefix, endbuf, sizeof(endbuf));
+		if (prefix_is_rare(st, f->id_prefix, end, &rare) != 0)
+			return -1;
+	}
+	list_sql(f, rare, sql, sizeof(sql));
 	s = query(st, sql);
 	if (s == NULL)
 		return -1;
 	rc = bind_filter(s, f);
-	if (rc == SQLITE_OK && f->id_prefix != NULL)
-		rc = store_bind_text(
-		        s, 12, prefix_end(f->id_prefix, end, sizeof(end)));
+	if (rc == SQLITE_OK && rare)
+		rc = store_bind_text(s, 12, end);
 	if (rc != SQLITE_OK) {
 		sqlite3_finalize(s);
 		return store_fail(st, "cannot bind");

@@ -325,5 +325,8 @@ int store_count_by_status(struct store *st, store_status_count_fn fn,
  * (index sagas_by_status: a range scan). */
 int store_count_updated_since(struct store *st, const char *status,
                               int64_t since_ms, int64_t *n);
+/* The same, updated in [from_ms, to_ms). */
+int store_count_updated_between(struct store *st, const char *status,
+                                int64_t from_ms, int64_t to_ms, int64_t *n);
 
 #endif

@@ -737,3 +737,29 @@ store_count_updated_since(struct store *st, const char *status,
 	}
 	return done(st, s, rc, "cannot count sagas");
 }
+
+int
+store_count_updated_between(struct store *st, const char *status,
+                            int64_t from_ms, int64_t to_ms, int64_t *n)
+{
+	sqlite3_stmt *s = query(st, "SELECT count(*) FROM sagas WHERE "
+	                            "status = ?1 AND updated_at >= ?2 AND "
+	                            "updated_at < ?3");
+	int rc;
+
+	*n = 0;
+	if (s == NULL)
+		return -1;
+	if (store_bind_text(s, 1, status) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 2, from_ms) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 3, to_ms) != SQLITE_OK) {
+		sqlite3_finalize(s);
+		return store_fail(st, "cannot bind");
+	}
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*n = sqlite3_column_int64(s, 0);
+		rc = sqlite3_step(s);
+	}
+	return done(st, s, rc, "cannot count sagas");
+}

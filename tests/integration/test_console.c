@@ -550,6 +550,13 @@ test_stuck_after(void)
 	               "None, 'stuck in pa', True), ('stk-2', None, "
 	               "'stuck in pa', True)])");
 	fprintf(stderr, "     stuck_after: %s\n", out);
+	/* the summary's counts, kept since test_summary_and_charts asked,
+	 * see the saga that started since */
+	CHECK_EQ(api("/api/summary", "s, d['counts'], d['total'], "
+	                             "d['throughput']['completed_last_hour']"),
+	         0);
+	CHECK_STR(out, "(200, {'completed': 3, 'failed': 1, 'running': 1, "
+	               "'stuck': 2}, 7, 3)");
 	for (int i = 0; i < 50 && !counted; i++) {
 		free(body);
 		body = testutil_http(port, "GET", "/metrics", NULL, NULL,

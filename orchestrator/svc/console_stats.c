@@ -487,6 +487,7 @@ stay_row(void *arg, const char *state, int64_t ms)
 #define COUNT_MARGIN_MS 60000
 #define HOUR_MS         3600000
 #define NSTATUS         (SAGA_CANCELLED + 1)
+_Static_assert(NSTATUS == 7, "a new status: add it to status_counts' by_name");
 
 static pthread_mutex_t counts_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
@@ -553,6 +554,9 @@ kept_counts(struct store *st, int64_t now, int64_t *total, int64_t *hour)
 static int
 status_counts(struct store *st, int64_t now, json_t *counts, json_t **tp)
 {
+	static const char *const by_name[NSTATUS] = {
+	        "aborted", "cancelled", "compensating", "completed",
+	        "failed",  "running",   "stuck"};
 	int64_t total[NSTATUS], hour[NSTATUS], c1m = 0;
 	int rc;
 
@@ -564,12 +568,15 @@ status_counts(struct store *st, int64_t now, json_t *counts, json_t **tp)
 	if (rc == 0)
 		rc = store_count_updated_since(st, "completed", now - 60000,
 		                               &c1m);
-	for (int i = 0; rc == 0 && i < NSTATUS; i++)
-		if (total[i] > 0 &&
-		    json_object_set_new(counts,
-		                        saga_status_name((enum saga_status)i),
-		                        json_integer(total[i])) != 0)
+	/* by name, as the API always listed them */
+	for (size_t k = 0; rc == 0 && k < NSTATUS; k++) {
+		enum saga_status x;
+		if (saga_status_parse(by_name[k], &x) != 0 ||
+		    (total[x] > 0 &&
+		     json_object_set_new(counts, by_name[k],
+		                         json_integer(total[x])) != 0))
 			rc = -1;
+	}
 	if (rc != 0)
 		return -1;
 	*tp = json_pack("{s:I,s:I,s:I,s:f}", "completed_last_minute",

@@ -17,6 +17,7 @@
  *   defaults:                      # default timeout and retry for steps
  *     timeout: 5s
  *     retry: {attempts: 3, backoff: 200ms, multiplier: 2, cap: 5s}
+ *     stuck_after: 1h              # steps and parallel states: see below
  *   states:
  *     reserve_stock:
  *       type: step
@@ -30,6 +31,7 @@
  *         inventory.busy: retry                   # counts as a failed attempt
  *       save: [reservation_id]         # reply fields kept in the saga data
  *       emit: order.inventory_checked  # domain event on success
+ *       stuck_after: 30m               # in this state longer: "stuck"
  *       compensate:
  *         command: inventory.release   # to/route default to the step's
  *         pass: [order_id]
@@ -197,6 +199,13 @@ struct chart_state {
 	int max_visits;
 	enum chart_reply_kind too_many_kind; /* REPLY_GOTO or REPLY_FAIL */
 	int too_many_target;
+
+	/* STEP, WAIT, PARALLEL outside any branch: a saga in this state
+	 * longer than this counts as stuck, for the console and the
+	 * saga_overdue_sagas gauge (the engine does not act on it): the
+	 * state's `stuck_after`, else for steps and parallel states the
+	 * chart's `defaults: stuck_after`; 0: no limit. */
+	int64_t stuck_after_ms;
 
 	/* PARALLEL: the first state of each branch (a step or a choice) */
 	int *fork;

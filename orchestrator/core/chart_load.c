@@ -745,6 +745,7 @@ struct builder {
 	struct node **state_nodes;
 	struct chart_retry def_retry, def_comp_retry;
 	int64_t def_timeout, def_deadline;
+	int64_t def_stuck_after; /* defaults: stuck_after; 0: none */
 	char *failure_name;
 	int failure_line, failure_col;
 };
@@ -970,11 +971,11 @@ static void
 build_step(struct builder *b, struct chart_state *s, struct node *n)
 {
 	static const char *const keys[] = {
-	        "type",      "description", "to",         "command",
-	        "route",     "pass",        "on",         "save",
-	        "emit",      "timeout",     "retry",      "compensate",
-	        "exhausted", "deadline",    "max_visits", "too_many",
-	        NULL};
+	        "type",        "description", "to",         "command",
+	        "route",       "pass",        "on",         "save",
+	        "emit",        "timeout",     "retry",      "compensate",
+	        "exhausted",   "deadline",    "max_visits", "too_many",
+	        "stuck_after", NULL};
 	char w[120];
 	struct node *on, *ex;
 
@@ -1236,8 +1237,9 @@ static void
 build_choice(struct builder *b, struct chart_state *s, struct node *n)
 {
 	static const char *const keys[] = {
-	        "type",       "description", "branches", "default",
-	        "compensate", "max_visits",  "too_many", NULL};
+	        "type",     "description", "branches",
+	        "default",  "compensate",  "max_visits",
+	        "too_many", "stuck_after", NULL};
 	char w[120];
 	struct node *br, *def;
 
@@ -1325,7 +1327,8 @@ static void
 build_parallel(struct builder *b, struct chart_state *s, struct node *n)
 {
 	static const char *const keys[] = {"type", "description", "branches",
-	                                   "next", "compensate",  NULL};
+	                                   "next", "compensate",  "stuck_after",
+	                                   NULL};
 	struct node *br = map_get(n, "branches"), *nx = map_get(n, "next");
 	char w[120];
 
@@ -1360,16 +1363,50 @@ build_parallel(struct builder *b, struct chart_state *s, struct node *n)
 		want_target(b, &s->fork[i], br->kids[i], "branch", false);
 }
 
+/* `stuck_after: DURATION` (chart.h stuck_after_ms): a saga waits in a
+ * step, a wait or a parallel state; a choice or a final state is never
+ * waited in. The default (defaults: stuck_after) is applied once the
+ * branches are known (stuck_after_defaults). */
+static void
+build_stuck_after(struct builder *b, struct chart_state *s, struct node *n)
+{
+	struct node *k = map_get(n, "stuck_after");
+	char w[120];
+
+	if (k == NULL)
+		return;
+	if (s->type == STATE_CHOICE || s->type == STATE_FINAL) {
+		err_at(b->x, k->line, k->col,
+		       "state \"%s\": a %s state is never waited in: "
+		       "\"stuck_after\" belongs on step, wait and parallel "
+		       "states",
+		       s->name, chart_state_type_name(s->type));
+		return;
+	}
+	where(w, sizeof(w), "state", s->name);
+	if (!get_duration(b->x, n, "stuck_after", w, &s->stuck_after_ms))
+		return;
+	if (s->type == STATE_WAIT && s->duration_ms > 0 &&
+	    s->stuck_after_ms <= s->duration_ms)
+		err_at(b->x, k->line, k->col,
+		       "state \"%s\": \"stuck_after\" is not longer than "
+		       "the wait's \"duration\": every saga would count as "
+		       "stuck while it waits as told",
+		       s->name);
+}
+
 static void
 build_state(struct builder *b, struct chart_state *s, struct node *key,
             struct node *n)
 {
 	/* "compensate" is reported on its own below, not as unknown */
 	static const char *const wait_keys[] = {
-	        "type",       "description", "duration", "next",
-	        "compensate", "max_visits",  "too_many", NULL};
-	static const char *const final_keys[] = {"type", "description", "emit",
-	                                         "compensate", NULL};
+	        "type",     "description", "duration",
+	        "next",     "compensate",  "max_visits",
+	        "too_many", "stuck_after", NULL};
+	static const char *const final_keys[] = {"type",        "description",
+	                                         "emit",        "compensate",
+	                                         "stuck_after", NULL};
 	struct node *t;
 	char w[120];
 
@@ -1403,11 +1440,13 @@ build_state(struct builder *b, struct chart_state *s, struct node *key,
 	if (strcmp(t->text, "step") == 0) {
 		s->type = STATE_STEP;
 		build_step(b, s, n);
+		build_stuck_after(b, s, n);
 		return;
 	}
 	if (strcmp(t->text, "parallel") == 0) {
 		s->type = STATE_PARALLEL;
 		build_parallel(b, s, n);
+		build_stuck_after(b, s, n);
 		return;
 	}
 	if (strcmp(t->text, "choice") == 0)
@@ -1452,6 +1491,7 @@ build_state(struct builder *b, struct chart_state *s, struct node *key,
 		check_keys(b->x, n, w, final_keys);
 		s->emit = get_str(b->x, n, "emit", w, false, ".-");
 	}
+	build_stuck_after(b, s, n);
 }
 
 static void
@@ -2284,6 +2324,10 @@ compute_version(struct chart *c)
 			hint(&h, s->too_many_kind);
 			hint(&h, s->too_many_target);
 		}
+		if (s->stuck_after_ms > 0) { /* older charts: unchanged */
+			hput(&h, "stuck_after");
+			hint(&h, s->stuck_after_ms);
+		}
 		if (s->type == STATE_PARALLEL) { /* older charts: unchanged */
 			hput(&h, "parallel");
 			hint(&h, (long long)s->nfork);
@@ -2421,6 +2465,34 @@ bound_defaults(struct builder *b, struct chart_state *s, struct node *n)
 		       s->name, s->name);
 }
 
+/* A saga in a branch of a parallel state is in the parallel state (its
+ * sagas row names that one): a limit belongs there. Steps and parallel
+ * states outside branches without their own take defaults: stuck_after;
+ * wait states only their own (a long wait is what they are for). */
+static void
+stuck_after_defaults(struct builder *b, struct node *states)
+{
+	struct chart *c = b->c;
+
+	for (size_t i = 0; i < c->nstates; i++) {
+		struct chart_state *s = &c->states[i];
+		struct node *k =
+		        map_get(states->kids[2 * i + 1], "stuck_after");
+
+		if (s->parallel >= 0 && k != NULL)
+			err_at(b->x, k->line, k->col,
+			       "state \"%s\" is in a branch of parallel state "
+			       "\"%s\", where its sagas wait: put "
+			       "\"stuck_after\" there",
+			       s->name, c->states[s->parallel].name);
+		if (k == NULL && s->parallel < 0 &&
+		    (s->type == STATE_STEP || s->type == STATE_PARALLEL))
+			s->stuck_after_ms = b->def_stuck_after;
+		if (s->parallel >= 0)
+			s->stuck_after_ms = 0;
+	}
+}
+
 /* ---- top level ---- */
 
 static void
@@ -2429,8 +2501,9 @@ build_chart(struct builder *b, struct node *root)
 	static const char *const keys[] = {"saga",    "description", "initial",
 	                                   "failure", "fields",      "defaults",
 	                                   "states",  "cancel",      NULL};
-	static const char *const dkeys[] = {"timeout", "deadline", "retry",
-	                                    "compensate_retry", NULL};
+	static const char *const dkeys[] = {"timeout",     "deadline",
+	                                    "retry",       "compensate_retry",
+	                                    "stuck_after", NULL};
 	struct node *states, *defaults, *fields, *init, *fail;
 	struct chart *c = b->c;
 
@@ -2450,6 +2523,8 @@ build_chart(struct builder *b, struct node *root)
 		             &b->def_timeout);
 		get_duration(b->x, defaults, "deadline", "defaults",
 		             &b->def_deadline);
+		get_duration(b->x, defaults, "stuck_after", "defaults",
+		             &b->def_stuck_after);
 		if (map_get(defaults, "retry") != NULL)
 			build_retry(b, map_get(defaults, "retry"),
 			            "defaults retry", &b->def_retry);
@@ -2537,6 +2612,8 @@ build_chart(struct builder *b, struct node *root)
 	check_cancel(b, map_get(root, "cancel"));
 	if (b->x->nerr == 0)
 		check_parallel(b);
+	if (b->x->nerr == 0)
+		stuck_after_defaults(b, states);
 	if (b->x->nerr == 0)
 		check_graph(b);
 	if (b->x->nerr == 0)

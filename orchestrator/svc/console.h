@@ -22,7 +22,10 @@
  * opens its own read-only connection to the database (store_open_readonly)
  * for the request: no connection is shared between threads, and no
  * statement outlives the request, so nothing pins a WAL snapshot. Opening
- * costs a few hundred microseconds; a page costs a few queries more.
+ * costs a few hundred microseconds; a page costs a few queries more. A
+ * thread that serves a console request runs at nice 10 from then on, so
+ * that on a small machine the saga loop gets the cores first
+ * (bench/README.md, "Console").
  *
  *   GET  /api/sagas/ID/preview?action=&step=   what an action would do
  *   POST /api/sagas/ID/actions {action, reason, step?}   do it: the answer

@@ -542,6 +542,19 @@ page_saga(struct store *st, const char *id, struct http_response *r)
 
 /* ---- /stuck ---- */
 
+/* "stuck_after 30 min", "for 10 min", or "status" (limit is null). */
+static void
+stuck_limit(struct http_response *r, const json_t *limit)
+{
+	if (!json_is_object(limit)) {
+		http_printf(r, "status");
+		return;
+	}
+	html_text(r, jstr(limit, "from"));
+	http_printf(r, " ");
+	html_dur(r, jint(limit, "ms"));
+}
+
 static void
 page_stuck(struct store *st, const struct http_request *req,
            struct http_response *r)
@@ -557,11 +570,13 @@ page_stuck(struct store *st, const struct http_request *req,
 	head(r, "stuck");
 	http_printf(r, "<h1>Stuck sagas</h1><p>Status <em>stuck</em> (a "
 	               "compensation failed all its attempts), then any "
-	               "unfinished saga in one state for over ");
+	               "running or compensating saga in one state for longer "
+	               "than the state's <code>stuck_after</code> (its "
+	               "chart says), or where the state has none, for over ");
 	html_dur(r, jint(d, "waiting_over_ms"));
 	http_printf(r, " (<code>?for=30m</code> to change).</p><table "
 	               "id=\"stuck\"><tr><th>id</th><th>status</th><th>state"
-	               "</th><th>for</th><th>why</th></tr>");
+	               "</th><th>for</th><th>limit</th><th>why</th></tr>");
 	json_array_foreach(json_object_get(d, "stuck"), i, s)
 	{
 		const json_t *why = json_object_get(s, "why");
@@ -573,6 +588,10 @@ page_stuck(struct store *st, const struct http_request *req,
 		html_text(r, jstr(s, "state"));
 		http_printf(r, "</td><td>");
 		html_dur(r, jint(s, "for_ms"));
+		http_printf(r, "</td><td class=\"limit\" title=\"");
+		html_text(r, jstr(s, "text"));
+		http_printf(r, "\">");
+		stuck_limit(r, json_object_get(s, "limit"));
 		http_printf(r, "</td><td>");
 		html_text(r, jstr(why, "kind"));
 		http_printf(r, ": ");

@@ -42,6 +42,7 @@
 #include "otlp.h"
 #include "loop.h"
 #include "orch.h"
+#include "overdue.h"
 #include "presence.h"
 #include "registry.h"
 #include "shard.h"
@@ -97,6 +98,8 @@ struct adapter {
 	struct otlp *otlp;          /* spans (--otlp-url), or NULL */
 	struct store_active active; /* render_gauges, counted at active_at */
 	int64_t active_at_ms;
+	struct registry *reg;       /* the charts, for their stuck_after */
+	struct overdue_set overdue; /* saga_overdue_sagas, at active_at */
 	/* bytes left where the database is, at the last publish; -1 unknown */
 	long long disk_free;
 };
@@ -134,8 +137,13 @@ metrics_now(struct adapter *a, struct orch_metrics_now *n)
 	int64_t now = clock_mono_ms();
 
 	if (a->active_at_ms == 0 || now - a->active_at_ms >= GAUGES_EVERY_MS) {
+		char err[512];
 		if (store_active(a->st, &a->active) != 0)
 			log_warnx("metrics: %s", store_error(a->st));
+		if (a->reg != NULL &&
+		    overdue_count(a->st, a->reg, clock_wall_ms(), &a->overdue,
+		                  err, sizeof(err)) != 0)
+			log_warnx("metrics: overdue sagas: %s", err);
 		a->active_at_ms = now;
 	}
 	*n = (struct orch_metrics_now){
@@ -157,6 +165,7 @@ metrics_now(struct adapter *a, struct orch_metrics_now *n)
 	        .bus_connected = bus_connected(a->bus),
 	        .reconnects = bs->reconnects,
 	        .disk_free = a->disk_free,
+	        .overdue = &a->overdue,
 	        .running = v->running,
 	        .compensating = v->compensating,
 	        .stuck = v->stuck,
@@ -1003,6 +1012,7 @@ daemon_open(struct daemon *d)
 		fprintf(stderr, "%s\n", d->reg == NULL ? "out of memory" : err);
 		return 1;
 	}
+	a->reg = d->reg;
 	return 0;
 }
 

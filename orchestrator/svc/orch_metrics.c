@@ -34,6 +34,7 @@ enum fam {
 	F_DISK_FREE,
 	F_SAGAS,
 	F_STUCK_OLDEST,
+	F_OVERDUE,
 	F__COUNT
 };
 
@@ -98,6 +99,10 @@ static const struct {
         [F_STUCK_OLDEST] = {"stuck_oldest_seconds", METRIC_GAUGE,
                             "How long the oldest stuck saga has waited (0: "
                             "none)."},
+        [F_OVERDUE] = {"overdue_sagas", METRIC_GAUGE,
+                       "Sagas running or compensating in their state longer "
+                       "than its stuck_after, by chart and state (0 for "
+                       "every state with a stuck_after)."},
 };
 
 struct orch_metrics {
@@ -225,6 +230,14 @@ set_sagas(struct orch_metrics *m, const struct orch_metrics_now *n)
 	metrics_set(m->reg, m->f[F_SAGAS], "status=\"stuck\"",
 	            (double)n->stuck);
 	set(m, F_STUCK_OLDEST, n->stuck_oldest_s);
+	metrics_reset(m->reg, m->f[F_OVERDUE]);
+	for (size_t i = 0; n->overdue != NULL && i < n->overdue->n; i++) {
+		const struct overdue *o = &n->overdue->v[i];
+		char lv[METRIC_LABELS_MAX];
+		metrics_labels(lv, sizeof(lv), "chart", o->chart, "state",
+		               o->state, METRIC_END);
+		metrics_set(m->reg, m->f[F_OVERDUE], lv, (double)o->n);
+	}
 }
 
 void

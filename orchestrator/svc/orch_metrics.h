@@ -12,7 +12,8 @@
  * commits. What is true now is read from its owners when the page is
  * rendered, handed over in a struct orch_metrics_now: the loop's and the
  * bus's counters, the outbox, the unfinished sagas (saga_sagas{status}),
- * the disk.
+ * the disk, and the sagas past their state's stuck_after
+ * (saga_overdue_sagas{chart,state}, overdue.h).
  *
  * Threading: none; the loop renders, lib/http serves the copy.
  */
@@ -24,6 +25,7 @@
 
 #include "engine.h"
 #include "http.h"
+#include "overdue.h"
 
 struct orch_metrics;
 
@@ -51,6 +53,8 @@ struct orch_metrics_now {
 	int64_t disk_free;
 	int64_t running, compensating, stuck; /* unfinished sagas now */
 	double stuck_oldest_s;                /* 0: none stuck */
+	/* saga_overdue_sagas{chart,state} (overdue.h); NULL: no series */
+	const struct overdue_set *overdue;
 };
 
 /* The batches' counts (messages by type and outcome, handling time,

@@ -73,6 +73,14 @@ static const char *const stmt_sql[ST__COUNT] = {
         [ST_ACTIVE] = "SELECT status, count(*), min(updated_at) FROM sagas "
                       "WHERE status IN ('running', 'compensating', "
                       "'stuck') GROUP BY status",
+        /* the partial index sagas_waiting: its condition repeated */
+        [ST_WAITING_VERSIONS] = "SELECT DISTINCT chart_version FROM sagas "
+                                "WHERE status IN ('running', "
+                                "'compensating')",
+        [ST_COUNT_WAITING] = "SELECT count(*) FROM sagas WHERE "
+                             "chart_version = ?1 AND state = ?2 AND "
+                             "state_entered_at < ?3 AND status IN "
+                             "('running', 'compensating')",
         [ST_SAGA_EXISTS] = "SELECT 1 FROM sagas WHERE id = ?1",
         [ST_NODE_GET] = "SELECT value FROM node WHERE key = ?1",
         [ST_NODE_PUT] = "INSERT INTO node(key, value) VALUES(?1, ?2) "
@@ -691,6 +699,37 @@ store_active(struct store *st, struct store_active *a)
 	}
 	sqlite3_reset(s);
 	return rc == SQLITE_DONE ? 0 : store_fail(st, "cannot count sagas");
+}
+
+int
+store_waiting_versions(struct store *st, store_version_fn fn, void *arg)
+{
+	sqlite3_stmt *s = stmt(st, ST_WAITING_VERSIONS);
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		if (fn(arg, store_column_text(s, 0)) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : store_fail(st, "cannot read sagas");
+}
+
+int
+store_count_waiting(struct store *st, const char *version, const char *state,
+                    int64_t entered_before_ms, int64_t *n)
+{
+	sqlite3_stmt *s = stmt(st, ST_COUNT_WAITING);
+
+	if (s == NULL)
+		return -1;
+	BIND_OK(store_bind_text(s, 1, version));
+	BIND_OK(store_bind_text(s, 2, state));
+	BIND_OK(sqlite3_bind_int64(s, 3, entered_before_ms));
+	return single_int64(st, s, n, "cannot count sagas");
 }
 
 int

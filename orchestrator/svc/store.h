@@ -166,6 +166,20 @@ struct store_active {
 };
 int store_active(struct store *st, struct store_active *a);
 
+/* ---- sagas waiting long (statecharts/README.md 5.7: stuck_after) ----
+ * "Waiting" sagas are those running or compensating: not finished, not
+ * yet stuck. Read by the index sagas_waiting, which holds only them: the
+ * cost is the work in flight, never the finished sagas. */
+typedef int (*store_version_fn)(void *arg, const char *version);
+/* Calls fn with each chart version some waiting saga runs on (fn
+ * returning non-zero stops the scan, not an error). */
+int store_waiting_versions(struct store *st, store_version_fn fn, void *arg);
+/* *n: the waiting sagas of chart version `version` that entered `state`
+ * before entered_before_ms. */
+int store_count_waiting(struct store *st, const char *version,
+                        const char *state, int64_t entered_before_ms,
+                        int64_t *n);
+
 /* ---- node: whom the database belongs to (shard.h) ---- */
 /* The value of a node key ("shard", "joined_at", "ring_changed_at") into
  * buf (cut to cap); *found false and buf "" if the key is not set. */
@@ -211,7 +225,8 @@ struct store_saga_summary {
 };
 
 /* Which sagas store_list_sagas selects: every condition given must hold.
- * "Unfinished" is any status but completed, failed and aborted. */
+ * "Unfinished" is any status but completed, failed, aborted and
+ * cancelled. */
 struct store_saga_filter {
 	const char *status, *chart, *state; /* equal to; NULL: any */
 	const char *id_prefix;              /* id starts with; NULL: any */
@@ -238,6 +253,14 @@ typedef int (*store_saga_fn)(void *arg, const struct store_saga_summary *s);
  * A zeroed filter with the times and limit -1 selects every saga. */
 int store_list_sagas(struct store *st, const struct store_saga_filter *f,
                      store_saga_fn fn, void *arg);
+/* Calls fn for each waiting saga (see store_waiting_versions) that
+ * entered its state before entered_before_ms, the longest there first, at
+ * most limit: of chart version `version` in `state`, or (both NULL) of
+ * every version and state. */
+int store_list_waiting(struct store *st, const char *version, const char *state,
+                       int64_t entered_before_ms, int64_t limit,
+                       store_saga_fn fn, void *arg);
+
 /* Saga id's summary into *s; *found false if there is none. */
 int store_saga_find(struct store *st, const char *id,
                     struct store_saga_summary *s, bool *found);
@@ -270,6 +293,11 @@ typedef int (*store_stay_fn)(void *arg, const char *state, int64_t ms);
  * in a state has no finished stay there, and time spent compensating is
  * not counted. */
 int store_step_stays(struct store *st, store_stay_fn fn, void *arg);
+/* The same for the sagas that started within the newest `rows` history
+ * entries, over those entries only (rows > 0): what the latency is now,
+ * at a cost bounded by rows whatever the history's length. */
+int store_recent_step_stays(struct store *st, int64_t rows, store_stay_fn fn,
+                            void *arg);
 
 /* ---- the console's queries (console.h; store_query.c) ---- */
 
@@ -297,5 +325,8 @@ int store_count_by_status(struct store *st, store_status_count_fn fn,
  * (index sagas_by_status: a range scan). */
 int store_count_updated_since(struct store *st, const char *status,
                               int64_t since_ms, int64_t *n);
+/* The same, updated in [from_ms, to_ms). */
+int store_count_updated_between(struct store *st, const char *status,
+                                int64_t from_ms, int64_t to_ms, int64_t *n);
 
 #endif

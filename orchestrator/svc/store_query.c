@@ -21,7 +21,7 @@
 
 #include "store_int.h"
 
-#define FINAL_STATUSES "('completed', 'failed', 'aborted')"
+#define FINAL_STATUSES "('completed', 'failed', 'aborted', 'cancelled')"
 
 /* A fresh statement for sql; NULL on error (in st->err). */
 static sqlite3_stmt *
@@ -282,29 +282,169 @@ bind_filter(sqlite3_stmt *s, const struct store_saga_filter *f)
 	return rc;
 }
 
+/* The text of store_list_sagas' query for filter f: only the conditions
+ * f sets, so that SQLite sees which columns are constrained and can pick
+ * an index (a condition written "?1 IS NULL OR status = ?1" hides the
+ * column from the planner: every filter would scan sagas_by_start). The
+ * parameters keep their numbers whatever is left out (bind_filter). */
+static void
+list_sql(const struct store_saga_filter *f, bool prefix_range, char *sql,
+         size_t cap)
+{
+	size_t n = (size_t)snprintf(sql, cap,
+	                            "SELECT " SUMMARY_COLUMNS " FROM sagas "
+	                            "WHERE started_at <= ?10 AND "
+	                            "(started_at < ?10 OR id > ?11)");
+#define ADD(cond)                                                              \
+	do {                                                                   \
+		if (n < cap)                                                   \
+			n += (size_t)snprintf(sql + n, cap - n, " AND %s",     \
+			                      cond);                           \
+	} while (0)
+	if (f->status != NULL)
+		ADD("status = ?1");
+	if (f->chart != NULL)
+		ADD("chart = ?2");
+	if (f->state != NULL)
+		ADD("state = ?3");
+	if (f->started_before_ms >= 0)
+		ADD("started_at < ?4");
+	if (f->entered_before_ms >= 0)
+		ADD("state_entered_at < ?5 AND status NOT IN " FINAL_STATUSES);
+	if (f->id_prefix != NULL && prefix_range) /* the key's range, sorted */
+		ADD("id >= ?6 AND id < ?12 AND substr(id, 1, length(?6)) = ?6");
+	else if (f->id_prefix != NULL) /* tested on the rows the order reads */
+		ADD("substr(+id, 1, length(?6)) = ?6");
+	if (f->unfinished)
+		ADD("status NOT IN " FINAL_STATUSES);
+	if (f->data_q != NULL)
+		ADD("instr(record, ?9) > 0");
+#undef ADD
+	if (n < cap)
+		snprintf(sql + n, cap - n,
+		         " ORDER BY started_at DESC, id LIMIT ?8");
+}
+
+/* The first text after every text that starts with prefix, into buf: the
+ * prefix with its last byte below 0xff incremented (and cut there); if
+ * every byte is 0xff, a text above any id we store. */
+static const char *
+prefix_end(const char *prefix, char *buf, size_t cap)
+{
+	size_t n = strlen(prefix);
+
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(buf, prefix, n);
+	while (n > 0 && (unsigned char)buf[n - 1] == 0xff)
+		n--;
+	if (n == 0)
+		return "\xff\xff\xff\xff"; /* above any id we store */
+	buf[n - 1] = (char)((unsigned char)buf[n - 1] + 1);
+	buf[n] = '\0';
+	return buf;
+}
+
+/* An id prefix matched by fewer sagas than this is read as a range of the
+ * primary key and sorted; a commoner one is tested on the rows the list's
+ * order reads (sagas_by_start), where it soon fills a page. */
+#define PREFIX_RANGE_MAX 5000
+
+/* Whether fewer than PREFIX_RANGE_MAX ids lie in [prefix, end). */
+static int
+prefix_is_rare(struct store *st, const char *prefix, const char *end,
+               bool *rare)
+{
+	sqlite3_stmt *s = query(st, "SELECT count(*) FROM (SELECT 1 FROM "
+	                            "sagas WHERE id >= ?1 AND id < ?2 LIMIT "
+	                            "?3)");
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	if (store_bind_text(s, 1, prefix) != SQLITE_OK ||
+	    store_bind_text(s, 2, end) != SQLITE_OK ||
+	    sqlite3_bind_int(s, 3, PREFIX_RANGE_MAX) != SQLITE_OK) {
+		sqlite3_finalize(s);
+		return store_fail(st, "cannot bind");
+	}
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*rare = sqlite3_column_int(s, 0) < PREFIX_RANGE_MAX;
+		rc = sqlite3_step(s);
+	}
+	return done(st, s, rc, "cannot read sagas");
+}
+
 int
 store_list_sagas(struct store *st, const struct store_saga_filter *f,
                  store_saga_fn fn, void *arg)
 {
+	char sql[1024], endbuf[SAGA_ID_MAX + 1];
+	const char *end = NULL;
+	bool rare = false;
+	sqlite3_stmt *s;
+	struct store_saga_summary r;
+	int rc;
+
+	if (f->id_prefix != NULL) {
+		end = prefix_end(f->id_prefix, endbuf, sizeof(endbuf));
+		if (prefix_is_rare(st, f->id_prefix, end, &rare) != 0)
+			return -1;
+	}
+	list_sql(f, rare, sql, sizeof(sql));
+	s = query(st, sql);
+	if (s == NULL)
+		return -1;
+	rc = bind_filter(s, f);
+	if (rc == SQLITE_OK && rare)
+		rc = store_bind_text(s, 12, end);
+	if (rc != SQLITE_OK) {
+		sqlite3_finalize(s);
+		return store_fail(st, "cannot bind");
+	}
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		read_summary(s, &r);
+		if (fn(arg, &r) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	return done(st, s, rc, "cannot read sagas");
+}
+
+int
+store_list_waiting(struct store *st, const char *version, const char *state,
+                   int64_t entered_before_ms, int64_t limit, store_saga_fn fn,
+                   void *arg)
+{
+	/* two texts, not "?1 IS NULL OR ...": the index sagas_waiting is
+	 * used only when the query repeats its condition and names the
+	 * columns it is keyed by */
 	sqlite3_stmt *s = query(
-	        st, "SELECT " SUMMARY_COLUMNS " FROM sagas "
-	            "WHERE (?1 IS NULL OR status = ?1) "
-	            "AND (?2 IS NULL OR chart = ?2) "
-	            "AND (?3 IS NULL OR state = ?3) "
-	            "AND (?4 IS NULL OR started_at < ?4) "
-	            "AND (?5 IS NULL OR (state_entered_at < ?5 AND status NOT "
-	            "IN " FINAL_STATUSES ")) "
-	            "AND (?6 IS NULL OR substr(id, 1, length(?6)) = ?6) "
-	            "AND (?7 = 0 OR status NOT IN " FINAL_STATUSES ") "
-	            "AND (?9 IS NULL OR instr(record, ?9) > 0) "
-	            "AND started_at <= ?10 AND (started_at < ?10 OR id > ?11) "
-	            "ORDER BY started_at DESC, id LIMIT ?8");
+	        st, version != NULL
+	                    ? "SELECT " SUMMARY_COLUMNS " FROM sagas "
+	                      "WHERE chart_version = ?1 AND state = ?2 AND "
+	                      "state_entered_at < ?3 AND status IN "
+	                      "('running', 'compensating') "
+	                      "ORDER BY state_entered_at, id LIMIT ?4"
+	                    : "SELECT " SUMMARY_COLUMNS " FROM sagas "
+	                      "WHERE state_entered_at < ?3 AND status IN "
+	                      "('running', 'compensating') "
+	                      "ORDER BY state_entered_at, id LIMIT ?4");
 	struct store_saga_summary r;
 	int rc;
 
 	if (s == NULL)
 		return -1;
-	if (bind_filter(s, f) != SQLITE_OK) {
+	rc = store_bind_text(s, 1, version);
+	if (rc == SQLITE_OK)
+		rc = store_bind_text(s, 2, state);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(s, 3, entered_before_ms);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(s, 4, limit);
+	if (rc != SQLITE_OK) {
 		sqlite3_finalize(s);
 		return store_fail(st, "cannot bind");
 	}
@@ -453,26 +593,40 @@ store_count_by_state(struct store *st, store_state_count_fn fn, void *arg)
 
 /* The history rows where a saga's state or status changed are the
  * entries; an entry lasts until the next one. Only entries with status
- * running and a next entry count. */
-static const char step_stays_sql[] =
-        "WITH h AS (SELECT saga_id, seq, at, state, status, "
-        " lag(state) OVER w AS pstate, lag(status) OVER w AS pstatus "
-        " FROM history WHERE kind NOT IN ('ignored', 'rejected') "
-        " WINDOW w AS (PARTITION BY saga_id ORDER BY seq)), "
-        "e AS (SELECT saga_id, at, state, status, lead(at) OVER "
-        " (PARTITION BY saga_id ORDER BY seq) AS next_at FROM h "
-        " WHERE pstate IS NULL OR pstate != state OR pstatus != status) "
-        "SELECT state, next_at - at FROM e WHERE status = 'running' AND "
-        "next_at IS NOT NULL ORDER BY state, 2";
+ * running and a next entry count. FROM is the history read: all of it,
+ * or the newest rows (store_recent_step_stays). */
+#define STEP_STAYS_SQL(FROM)                                                   \
+	"WITH h AS (SELECT saga_id, seq, at, state, status, "                  \
+	" lag(state) OVER w AS pstate, lag(status) OVER w AS pstatus "         \
+	" FROM " FROM " WHERE kind NOT IN ('ignored', 'rejected') "            \
+	" WINDOW w AS (PARTITION BY saga_id ORDER BY seq)), "                  \
+	"e AS (SELECT saga_id, at, state, status, lead(at) OVER "              \
+	" (PARTITION BY saga_id ORDER BY seq) AS next_at FROM h "              \
+	" WHERE pstate IS NULL OR pstate != state OR pstatus != status) "      \
+	"SELECT state, next_at - at FROM e WHERE status = 'running' AND "      \
+	"next_at IS NOT NULL ORDER BY state, 2"
 
-int
-store_step_stays(struct store *st, store_stay_fn fn, void *arg)
+/* The sagas that started within the newest ?1 history rows, and those
+ * rows: a range of history's primary key (seq), so the cost is ?1 rows
+ * however long the history is. */
+#define RECENT_HISTORY                                                         \
+	"(SELECT * FROM history WHERE seq > (SELECT max(seq) FROM history) - " \
+	"?1 AND saga_id IN (SELECT saga_id FROM history WHERE seq > (SELECT "  \
+	"max(seq) FROM history) - ?1 AND kind = 'start'))"
+
+static int
+step_stays(struct store *st, const char *sql, int64_t rows, store_stay_fn fn,
+           void *arg)
 {
-	sqlite3_stmt *s = query(st, step_stays_sql);
+	sqlite3_stmt *s = query(st, sql);
 	int rc;
 
 	if (s == NULL)
 		return -1;
+	if (rows > 0 && sqlite3_bind_int64(s, 1, rows) != SQLITE_OK) {
+		sqlite3_finalize(s);
+		return store_fail(st, "cannot bind");
+	}
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		if (fn(arg, store_column_text(s, 0),
 		       sqlite3_column_int64(s, 1)) != 0) {
@@ -481,6 +635,19 @@ store_step_stays(struct store *st, store_stay_fn fn, void *arg)
 		}
 	}
 	return done(st, s, rc, "cannot read history");
+}
+
+int
+store_step_stays(struct store *st, store_stay_fn fn, void *arg)
+{
+	return step_stays(st, STEP_STAYS_SQL("history"), 0, fn, arg);
+}
+
+int
+store_recent_step_stays(struct store *st, int64_t rows, store_stay_fn fn,
+                        void *arg)
+{
+	return step_stays(st, STEP_STAYS_SQL(RECENT_HISTORY), rows, fn, arg);
 }
 
 /* ---- the console's queries ---- */
@@ -560,6 +727,32 @@ store_count_updated_since(struct store *st, const char *status,
 		return -1;
 	if (store_bind_text(s, 1, status) != SQLITE_OK ||
 	    sqlite3_bind_int64(s, 2, since_ms) != SQLITE_OK) {
+		sqlite3_finalize(s);
+		return store_fail(st, "cannot bind");
+	}
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*n = sqlite3_column_int64(s, 0);
+		rc = sqlite3_step(s);
+	}
+	return done(st, s, rc, "cannot count sagas");
+}
+
+int
+store_count_updated_between(struct store *st, const char *status,
+                            int64_t from_ms, int64_t to_ms, int64_t *n)
+{
+	sqlite3_stmt *s = query(st, "SELECT count(*) FROM sagas WHERE "
+	                            "status = ?1 AND updated_at >= ?2 AND "
+	                            "updated_at < ?3");
+	int rc;
+
+	*n = 0;
+	if (s == NULL)
+		return -1;
+	if (store_bind_text(s, 1, status) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 2, from_ms) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 3, to_ms) != SQLITE_OK) {
 		sqlite3_finalize(s);
 		return store_fail(st, "cannot bind");
 	}

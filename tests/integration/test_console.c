@@ -76,7 +76,9 @@ reply(const struct bus_delivery *d, const struct envelope *c, const char *type)
 
 /* ok-*: every step succeeds. fl-*: the payment is declined, the stock
  * released: failed. stk-*: shipping fails, so the payment is refunded --
- * and the refund is never answered: stuck. */
+ * and the refund is never answered: stuck. hld-* (test_stuck_after): the
+ * charge is never answered, and the step's timeout is long: it waits in
+ * payment, past its stuck_after. */
 static void
 on_one(void *arg, const void *body, size_t len, const char *tp)
 {
@@ -91,7 +93,8 @@ on_one(void *arg, const void *body, size_t len, const char *tp)
 	t = e.type;
 	if (strcmp(t, "inventory.reserve") == 0)
 		r = "inventory.reserved";
-	else if (strcmp(t, "payment.charge") == 0)
+	else if (strcmp(t, "payment.charge") == 0 &&
+	         strncmp(e.saga, "hld-", 4) != 0) /* hld-*: never answered */
 		r = strncmp(e.saga, "fl-", 3) == 0 ? "payment.declined"
 		                                   : "payment.charged";
 	else if (strcmp(t, "shipping.create") == 0)
@@ -736,7 +739,8 @@ test_bulk(void)
 	              "sum(d['refused'].values()), d['refused'].get('saga is "
 	              "completed: operator event does not apply')"),
 	         0);
-	CHECK_STR(out, "(200, 6, 1, 5, 3)");
+	/* 7: hld-1 (test_stuck_after) runs in payment: refused too */
+	CHECK_STR(out, "(200, 7, 1, 6, 3)");
 	CHECK_EQ(call("GET", "/api/actions/preview?action=resume&status=bad",
 	              NULL, false, "s, d['error'][:7]"),
 	         0);
@@ -817,6 +821,60 @@ test_trusted_header(void)
 	CHECK_STR(out, "401");
 }
 
+/* A saga held in payment past the state's stuck_after (1s in the test
+ * chart) is listed by /api/stuck with the limit that applied, even when
+ * `for` is longer, and counted by saga_overdue_sagas; every other state
+ * with a limit is served at 0. */
+static void
+test_stuck_after(void)
+{
+	char *body = NULL;
+	int status = 0;
+	bool counted = false;
+
+	post_order("hld-1", "c-fay", "sku-vase");
+	CHECK_EQ(wait_count("SELECT count(*) FROM sagas WHERE id = 'hld-1' "
+	                    "AND state = 'payment' AND status = 'running'",
+	                    1, 20),
+	         0);
+	pump(1500);
+	CHECK_EQ(api("/api/stuck?for=1d",
+	             "s, sorted((x['id'], x['limit'], x['text'][:11], "
+	             "x['for_ms'] >= 1000) for x in d['stuck'])"),
+	         0);
+	CHECK_STR(out, "(200, [('hld-1', {'ms': 1000, 'from': "
+	               "'stuck_after'}, 'in payment ', True), ('stk-1', "
+	               "None, 'stuck in pa', True), ('stk-2', None, "
+	               "'stuck in pa', True)])");
+	fprintf(stderr, "     stuck_after: %s\n", out);
+	/* the summary's counts, kept since test_summary_and_charts asked,
+	 * see the saga that started since */
+	CHECK_EQ(api("/api/summary", "s, d['counts'], d['total'], "
+	                             "d['throughput']['completed_last_hour']"),
+	         0);
+	CHECK_STR(out, "(200, {'completed': 3, 'failed': 1, 'running': 1, "
+	               "'stuck': 2}, 7, 3)");
+	for (int i = 0; i < 50 && !counted; i++) {
+		free(body);
+		body = testutil_http(port, "GET", "/metrics", NULL, NULL,
+		                     &status);
+		counted = body != NULL &&
+		          strstr(body, "saga_overdue_sagas{chart=\"order\","
+		                       "state=\"payment\"} 1\n") != NULL;
+		if (!counted)
+			pump(100);
+	}
+	CHECK_MSG(counted, "saga_overdue_sagas: %s", body ? body : "none");
+	CHECK(body != NULL &&
+	      strstr(body, "saga_overdue_sagas{chart=\"order\","
+	                   "state=\"reserve_stock\"} 0\n") != NULL);
+	free(body);
+	body = testutil_http(port, "GET", "/stuck", NULL, NULL, &status);
+	CHECK(status == 200 && body != NULL &&
+	      strstr(body, "stuck_after 1.0 s") != NULL);
+	free(body);
+}
+
 /* tests/console/browser.sh: the pages in headless chromium. */
 static int browser_rc;
 
@@ -882,14 +940,16 @@ main(int argc, char **argv)
 	snprintf(charts, sizeof(charts), "%s/charts", dir);
 	snprintf(orch_log, sizeof(orch_log), "%s/orch.log", dir);
 	/* order.yaml with short timeouts and few undo attempts: a stuck saga
-	 * in about a second */
+	 * in about a second; payment overdue after 1s (test_stuck_after) */
 	if (testutil_sh(
 	            &chart_out,
 	            "mkdir -p '%s' && sed -e 's/timeout: 5s/timeout: "
 	            "300ms/' -e 's/backoff: 500ms/backoff: 50ms/g' -e "
 	            "'s/cap: 5s/cap: 200ms/g' -e '/^  retry: {attempts: 3/a\\' "
 	            "-e '  compensate_retry: {attempts: 3, backoff: 50ms, "
-	            "cap: 200ms}' '%s/statecharts/order.yaml' "
+	            "cap: 200ms}' -e 's/stuck_after: 1m/stuck_after: 1s/' "
+	            "-e '/stuck_after: 1s/a\\' -e '    timeout: 20s' "
+	            "'%s/statecharts/order.yaml' "
 	            "> '%s/order.yaml'",
 	            charts, srcdir, charts) != 0) {
 		fprintf(stderr, "cannot write the test chart\n");
@@ -953,6 +1013,7 @@ main(int argc, char **argv)
 		RUN(test_one_saga);
 		RUN(test_bad_parameters);
 		RUN(test_hostile_requests);
+		RUN(test_stuck_after);
 		RUN(test_actions_need_login);
 		RUN(test_login);
 		RUN(test_preview_then_apply);

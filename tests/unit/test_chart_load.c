@@ -180,6 +180,58 @@ test_version(void)
 	chart_free(cc);
 }
 
+/* stuck_after: a state's own, else the chart's default for steps and
+ * parallel states (not waits, not states in a branch); the version
+ * changes with it, and a chart without it keeps its version. */
+static void
+test_stuck_after(void)
+{
+	static const char base[] =
+	        "saga: t\ninitial: a\n%s"
+	        "states:\n  a:\n    type: step\n    to: p\n    command: p.do\n"
+	        "%s    on: {p.ok: w, p.no: {fail: failed}}\n"
+	        "  w: {type: wait, duration: 1s, next: b%s}\n"
+	        "  b:\n    type: step\n    to: p\n    command: p.do2\n"
+	        "    on: {p.ok2: done}\n"
+	        "  done: {type: final}\n  failed: {type: final}\n";
+	char t[1024];
+	struct chart *plain, *own, *def, *other;
+
+	snprintf(t, sizeof(t), base, "", "", "");
+	plain = load_text(t);
+	snprintf(t, sizeof(t), base, "", "    stuck_after: 30m\n",
+	         ", stuck_after: 2h");
+	own = load_text(t);
+	snprintf(t, sizeof(t), base, "defaults: {stuck_after: 1h}\n",
+	         "    stuck_after: 30m\n", "");
+	def = load_text(t);
+	snprintf(t, sizeof(t), base, "", "    stuck_after: 31m\n",
+	         ", stuck_after: 2h");
+	other = load_text(t);
+	CHECK(plain != NULL && own != NULL && def != NULL && other != NULL);
+	for (size_t i = 0; i < plain->nstates; i++)
+		CHECK_EQ(plain->states[i].stuck_after_ms, 0);
+	CHECK_EQ(own->states[chart_state_index(own, "a")].stuck_after_ms,
+	         30 * 60000);
+	CHECK_EQ(own->states[chart_state_index(own, "w")].stuck_after_ms,
+	         120 * 60000);
+	CHECK_EQ(own->states[chart_state_index(own, "b")].stuck_after_ms, 0);
+	/* the default: steps without their own; not the wait */
+	CHECK_EQ(def->states[chart_state_index(def, "a")].stuck_after_ms,
+	         30 * 60000);
+	CHECK_EQ(def->states[chart_state_index(def, "b")].stuck_after_ms,
+	         60 * 60000);
+	CHECK_EQ(def->states[chart_state_index(def, "w")].stuck_after_ms, 0);
+	CHECK_EQ(def->states[chart_state_index(def, "done")].stuck_after_ms, 0);
+	CHECK(strcmp(plain->version, own->version) != 0);
+	CHECK(strcmp(own->version, other->version) != 0);
+	CHECK(strcmp(own->version, def->version) != 0);
+	chart_free(plain);
+	chart_free(own);
+	chart_free(def);
+	chart_free(other);
+}
+
 /* Every chart in statecharts/examples loads; dunning.yaml bounds its
  * loop on `pause`. */
 static void
@@ -299,6 +351,7 @@ main(void)
 	RUN(test_valid_files);
 	RUN(test_order_yaml);
 	RUN(test_version);
+	RUN(test_stuck_after);
 	RUN(test_durations);
 	RUN(test_examples);
 	RUN(test_did_you_mean);

@@ -599,6 +599,51 @@ test_stuck_resume_and_listing(void)
 	test_answers();
 }
 
+/* sagactl over amqps: --amqp-ca is used for a real TLS handshake (the
+ * broker answers about the queue), a CA that signed nothing is refused
+ * before anything is asked. */
+static void
+test_tls(void)
+{
+	char *plain = testbroker_start_args("sagactl-tls", "--tls");
+	char *urls = NULL, *amqps, ca[512], other[512];
+	const char *base = getenv("SAGA_BROKER_BASE")
+	                           ? getenv("SAGA_BROKER_BASE")
+	                           : "/tmp/saga-brokers";
+	int rc;
+
+	CHECK(plain != NULL);
+	CHECK(testutil_sh(&urls, "'%s/scripts/broker' url sagactl-tls-%ld",
+	                  srcdir, (long)getpid()) == 0);
+	amqps = urls != NULL ? strstr(urls, "amqps://") : NULL;
+	CHECK(amqps != NULL);
+	*strchr(amqps, '\n') = '\0';
+	snprintf(ca, sizeof(ca), "%s/sagactl-tls-%ld/tls/ca.pem", base,
+	         (long)getpid());
+	snprintf(other, sizeof(other), "%s/sagactl-tls-%ld/tls/other-ca.pem",
+	         base, (long)getpid());
+	free(out);
+	out = NULL;
+	rc = testutil_sh(&out,
+	                 "'%s/sagactl' --amqp '%s' --amqp-ca '%s' dlq show "
+	                 "nothing.dlq 2>&1",
+	                 bindir, amqps, ca);
+	CHECK_MSG(rc == 1 && strstr(out, "no queue nothing.dlq") != NULL,
+	          "rc %d: %s", rc, out);
+	free(out);
+	out = NULL;
+	rc = testutil_sh(&out,
+	                 "'%s/sagactl' --amqp '%s' --amqp-ca '%s' dlq show "
+	                 "nothing.dlq 2>&1",
+	                 bindir, amqps, other);
+	CHECK_MSG(rc == 1 && strstr(out, "no queue") == NULL, "rc %d: %s", rc,
+	          out);
+	fprintf(stderr, "     wrong CA: %s\n", out);
+	testbroker_ctl("sagactl-tls", "stop");
+	free(urls);
+	free(plain);
+}
+
 int
 main(void)
 {
@@ -665,6 +710,7 @@ main(void)
 		return 1;
 	}
 	RUN(test_stuck_resume_and_listing);
+	RUN(test_tls);
 	if (testutil_stop(orch_pid, SIGTERM) != 0)
 		fprintf(stderr, "orchestrator did not exit cleanly: see %s\n",
 		        orch_log);

@@ -32,6 +32,7 @@
 #include "clock.h"
 #include "bus.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -537,6 +538,51 @@ entry_i64(amqp_table_entry_t *e, size_t *n, const char *key, int64_t v)
 	x->value.value.i64 = v;
 }
 
+/* x-stream-offset for start s into e; false for the default (none). */
+static bool
+start_entry(amqp_table_entry_t *e, const struct bus_start *s)
+{
+	e->key = amqp_cstring_bytes("x-stream-offset");
+	switch (s->from) {
+	case BUS_FROM_FIRST:
+	case BUS_FROM_NEXT:
+		e->value.kind = AMQP_FIELD_KIND_UTF8;
+		e->value.value.bytes = amqp_cstring_bytes(
+		        s->from == BUS_FROM_FIRST ? "first" : "next");
+		return true;
+	case BUS_FROM_OFFSET:
+		e->value.kind = AMQP_FIELD_KIND_I64;
+		e->value.value.i64 = s->value < 0 ? 0 : s->value;
+		return true;
+	case BUS_FROM_TIME:
+		e->value.kind = AMQP_FIELD_KIND_TIMESTAMP;
+		e->value.value.u64 = (uint64_t)(s->value < 0 ? 0 : s->value) /
+		                     1000;
+		return true;
+	case BUS_FROM_DEFAULT:
+		break;
+	}
+	return false;
+}
+
+/* basic.consume of queue (consumer tag = its name), from where the
+ * caller's start callback says. */
+static int
+consume_one(struct bus *b, const char *queue)
+{
+	struct bus_start s = {BUS_FROM_DEFAULT, 0};
+	amqp_table_entry_t e;
+	amqp_table_t args = amqp_empty_table;
+
+	if (b->cfg.start != NULL)
+		b->cfg.start(b->cfg.start_arg, queue, &s);
+	if (start_entry(&e, &s))
+		args = (amqp_table_t){1, &e};
+	amqp_basic_consume(b->conn, CH, amqp_cstring_bytes(queue),
+	                   amqp_cstring_bytes(queue), 0, 0, 0, args);
+	return rpc_ok(b, queue) ? 0 : -1;
+}
+
 static int
 declare(struct bus *b)
 {
@@ -559,10 +605,10 @@ declare(struct bus *b)
 	}
 	for (size_t i = 0; i < t->nqueues; i++) {
 		const struct bus_queue *q = &t->queues[i];
-		bool quorum = !q->exclusive &&
+		bool quorum = !q->exclusive && !q->stream &&
 		              (q->quorum || (b->quorum && !q->classic));
 		int64_t limit = q->delivery_limit;
-		amqp_table_entry_t e[8];
+		amqp_table_entry_t e[10];
 		size_t n = 0;
 		if (quorum && limit == 0 && q->dlx != NULL)
 			limit = b->cfg.delivery_limit;
@@ -580,6 +626,15 @@ declare(struct bus *b)
 			entry_str(e, &n, "x-queue-type", "quorum");
 		if (quorum && limit > 0)
 			entry_i64(e, &n, "x-delivery-limit", limit);
+		assert(!q->stream || (q->dlx == NULL && q->ttl_ms == 0 &&
+		                      !q->exclusive && !q->quorum));
+		if (q->stream)
+			entry_str(e, &n, "x-queue-type", "stream");
+		if (q->stream && q->max_age != NULL)
+			entry_str(e, &n, "x-max-age", q->max_age);
+		if (q->stream && q->max_bytes > 0)
+			entry_i64(e, &n, "x-max-length-bytes", q->max_bytes);
+		assert(n <= sizeof(e) / sizeof(e[0]));
 		amqp_queue_declare(b->conn, CH, amqp_cstring_bytes(q->name), 0,
 		                   !q->exclusive, q->exclusive, q->exclusive,
 		                   (amqp_table_t){(int)n, e});
@@ -702,14 +757,9 @@ try_connect(struct bus *b, const char *url)
 		amqp_basic_qos(b->conn, CH, 0, b->cfg.prefetch, 0);
 		if (!rpc_ok(b, "basic.qos"))
 			return -1;
-		for (size_t i = 0; i < b->nconsume; i++) {
-			amqp_basic_consume(b->conn, CH,
-			                   amqp_cstring_bytes(b->consume[i]),
-			                   amqp_cstring_bytes(b->consume[i]), 0,
-			                   0, 0, amqp_empty_table);
-			if (!rpc_ok(b, b->consume[i]))
+		for (size_t i = 0; i < b->nconsume; i++)
+			if (consume_one(b, b->consume[i]) != 0)
 				return -1;
-		}
 		b->consuming = true;
 	}
 	return 0;
@@ -1448,6 +1498,13 @@ to_delivery(struct bus *b, const amqp_basic_properties_t *p, amqp_bytes_t body,
 	d->error = s[6];
 	d->timestamp_ms = published_at(p);
 	d->rejected_count = death_count(p, queue);
+	d->stream_offset = -1;
+	if (p->_flags & AMQP_BASIC_HEADERS_FLAG) {
+		const amqp_field_value_t *o =
+		        table_get(&p->headers, "x-stream-offset");
+		if (o != NULL && field_int(o) >= 0)
+			d->stream_offset = field_int(o);
+	}
 	d->republished = (p->_flags & AMQP_BASIC_HEADERS_FLAG) &&
 	                 table_get(&p->headers, "x-republished") != NULL;
 	if (p->_flags & AMQP_BASIC_HEADERS_FLAG) {

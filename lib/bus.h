@@ -69,6 +69,16 @@ struct bus_queue {
 	 * always classic. Declared again on a reconnect (empty: what came
 	 * while the connection was down is lost). */
 	bool exclusive;
+	/* A RabbitMQ stream (x-queue-type=stream): an append-only log that
+	 * consumers read from an offset without removing anything; never
+	 * quorum, no dead-letter exchange, no TTL. Its retention: max_age
+	 * (x-max-age, e.g. "7D", "12h"; NULL for none) and max_bytes
+	 * (x-max-length-bytes, 0 for none). A policy (max-age,
+	 * max-length-bytes) takes precedence over both in RabbitMQ 3.10+:
+	 * that is how an operator changes an existing stream's retention. */
+	bool stream;
+	const char *max_age;
+	int64_t max_bytes;
 };
 
 /* queue binds queue to exchange; dest_exchange (instead of queue) binds
@@ -87,6 +97,20 @@ struct bus_topology {
 	size_t nqueues;
 	const struct bus_binding *bindings;
 	size_t nbindings;
+};
+
+/* Where a consumer of a stream starts (the x-stream-offset argument). */
+enum bus_from {
+	BUS_FROM_DEFAULT, /* no argument: a stream starts at "next" */
+	BUS_FROM_FIRST,   /* the oldest message retained */
+	BUS_FROM_NEXT,    /* only what is appended from now on */
+	BUS_FROM_OFFSET,  /* at offset `value` (what a reader committed + 1) */
+	BUS_FROM_TIME,    /* at the first chunk stored at or after `value`
+	                   * ms since the epoch (RabbitMQ has seconds) */
+};
+struct bus_start {
+	enum bus_from from;
+	int64_t value;
 };
 
 /* ---- configuration ---- */
@@ -116,6 +140,14 @@ struct bus_config {
 	const struct bus_topology *topology; /* declared on every connect */
 	const char *const *consume;          /* queues to consume */
 	size_t nconsume;                     /* at most BUS_MAX_CONSUME */
+	/* Called before each queue is consumed, on every (re)connect: where
+	 * to start reading it, if it is a stream (out starts as
+	 * BUS_FROM_DEFAULT). A reader that stores its offset returns the one
+	 * after its last committed delivery, so a reconnect resumes where
+	 * its work was committed, not where the broker last delivered. NULL:
+	 * the default for every queue. */
+	void (*start)(void *arg, const char *queue, struct bus_start *out);
+	void *start_arg;
 };
 
 /* The most queues one bus consumes. */
@@ -189,6 +221,8 @@ struct bus_delivery {
 	const char *death_queue; /* x-first-death-queue: where it was first
 	                          * dead-lettered from ("" if never) */
 	const char *death_reason; /* x-first-death-reason */
+	int64_t stream_offset;    /* from a stream: the message's offset
+	                           * (header x-stream-offset); -1 otherwise */
 	const void *body;
 	size_t len;
 };

@@ -51,6 +51,7 @@ struct pending {
 	int attempt;
 	bool bundled;
 	bool bad;                /* failed to decode: dead-letter */
+	int64_t offset;          /* in its stream, -1 if none */
 	char reason[REASON_MAX]; /* why it is dead-lettered or retried */
 	enum durable_verdict verdict;
 	char traceparent[ENVELOPE_TP_MAX];
@@ -437,6 +438,7 @@ durable_deliver(struct durable *d, const struct durable_delivery *dv)
 	p->source = dv->source;
 	p->attempt = dv->attempt > 0 ? dv->attempt : 1;
 	p->bundled = dv->bundled;
+	p->offset = d->t.unsettled_floor != NULL ? dv->offset : -1;
 	snprintf(p->traceparent, sizeof(p->traceparent), "%s",
 	         dv->traceparent != NULL ? dv->traceparent : "");
 	snprintf(p->reply_to, sizeof(p->reply_to), "%s",
@@ -537,6 +539,32 @@ apply_each(struct durable *d)
 	return 0;
 }
 
+/* The stream position after this batch (durable.h, handler.position):
+ * -1 when the batch read nothing from a stream. */
+static int64_t
+position_after(const struct durable *d)
+{
+	int64_t next = -1, floor = INT64_MAX;
+
+	for (size_t i = 0; i < d->nbatch; i++) {
+		const struct pending *p = &d->batch[i];
+		if (p->offset < 0)
+			continue;
+		if (p->offset + 1 > next)
+			next = p->offset + 1;
+		if (p->verdict != DURABLE_DONE && p->offset < floor)
+			floor = p->offset;
+	}
+	if (next < 0)
+		return -1;
+	if (d->t.unsettled_floor != NULL) {
+		int64_t f = d->t.unsettled_floor(d->t.ctx);
+		if (f < floor)
+			floor = f;
+	}
+	return floor < next ? floor : next;
+}
+
 /* One share of the pruning; pruned is counted once committed. */
 static int
 prune_share(struct durable *d, int64_t *pruned)
@@ -573,6 +601,9 @@ apply_batch(struct durable *d)
 			goto fail;
 	if (d->h.fire != NULL && timers_from(d) <= d->now.mono_ms &&
 	    d->h.fire(d->h.ctx, d->now, d->cfg.timers_per_turn) != 0)
+		goto fail;
+	if (d->h.position != NULL && position_after(d) >= 0 &&
+	    d->h.position(d->h.ctx, position_after(d)) != 0)
 		goto fail;
 	if (prune_share(d, &pruned) != 0 || d->h.commit(d->h.ctx) != 0)
 		goto fail;

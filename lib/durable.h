@@ -82,6 +82,9 @@ struct durable_delivery {
 	int attempt;              /* 1 the first time, 2 after one retry... */
 	bool bundled;             /* an item of a bundle: its sender reads
 	                           * bundles */
+	int64_t offset;           /* from a stream: its offset; -1 (or 0 if
+	                           * the transport reads no stream: see
+	                           * position) otherwise */
 };
 
 /* A decoded delivery, as the handler sees it inside the transaction. */
@@ -158,6 +161,11 @@ struct durable_transport {
 	 * cannot, and for reconnect_grace_ms after it can again. NULL:
 	 * always. */
 	bool (*ready)(void *ctx);
+	/* Optional, for a transport that reads a stream (see position):
+	 * the lowest offset of an earlier batch's delivery it has not
+	 * settled yet (a dead-letter or retry copy not yet confirmed), or
+	 * INT64_MAX if none. */
+	int64_t (*unsettled_floor)(void *ctx);
 	/* Called after each pass over the outbox: a transport that holds
 	 * rows back to send several in one message sends them now. NULL:
 	 * nothing is held back. */
@@ -201,6 +209,16 @@ struct durable_handler {
 	 * applied inside the transaction. -1 rolls the batch back, as
 	 * apply's; the submitter is told. */
 	int (*local)(void *ctx, void *data, struct durable_time now);
+	/* Optional, for a daemon that reads a stream (deliveries with an
+	 * offset >= 0; one stream per loop): called inside the transaction
+	 * of every batch that holds one, with the offset to resume reading
+	 * from after a restart: every delivery below `next` is then
+	 * committed (DONE) or safely copied away (its dead-letter or retry
+	 * copy confirmed), the rest will be read again. It is the lowest
+	 * of: the first delivery of the batch not DONE, the transport's
+	 * unsettled_floor, and the batch's highest offset + 1. The daemon
+	 * stores it with the batch (0 or -1 as apply's). */
+	int (*position)(void *ctx, int64_t next);
 };
 
 struct durable_config {

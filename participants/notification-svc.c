@@ -2,19 +2,28 @@
  * confirmation a while after the order completes.
  *
  *   notification-svc --amqp URL --db PATH [--templates FILE]
- *                    [--confirm-delay MS] [--log-level L]
+ *                    [--confirm-delay MS] [--events-queue stream|classic]
+ *                    [--events-max-age AGE] [--log-level L]
  *                    [--processed-days N]
  *   notification-svc --db PATH --print
  *
- * Consumes queue notification.events, bound to order_events by "order.*".
- * Each event is rendered from its template and written to the outbox (the
- * table `notifications`, one row per event id: a redelivered event writes
- * nothing new). order.completed also schedules the confirmation: a copy
- * goes to queue notification.delay (through notification.own, its own
- * exchange) with a per-message TTL of
- * --confirm-delay ms (default 2000); when it expires the broker
- * dead-letters it to notification.confirm, which this daemon consumes and
- * renders as order.confirmation. No broker plugin is needed.
+ * Consumes notification.events, bound to order_events by "order.*": a
+ * RabbitMQ stream by default (--events-queue stream, retention
+ * --events-max-age, default 7D), read from the offset stored in this
+ * daemon's database in the same transaction as the notifications it
+ * wrote (participant.h, `stream`), so a restart resumes exactly where
+ * it committed; or a classic queue with acks (--events-queue classic).
+ * Each event is rendered from its template and written to the outbox
+ * (the table `notifications`, one row per event id: a redelivered event
+ * writes nothing new). order.completed also schedules the confirmation:
+ * a row of `confirmations`, due --confirm-delay ms later (default 2000),
+ * written in the same transaction; the daemon's timer renders it as
+ * order.confirmation when due. No broker message is involved, so the
+ * delay costs the broker nothing and survives a SIGKILL. (Older
+ * versions delayed it through the broker: a copy to notification.delay
+ * with a per-message TTL, dead-lettered to notification.confirm. This
+ * daemon still consumes notification.confirm, so what an older version
+ * scheduled before an upgrade is still sent.)
  *
  * What it takes: an order.* event it has a template for, whose payload
  * names its order (order_id, equal to the envelope's saga: the
@@ -57,10 +66,15 @@ struct template
 	char text[TEXT_MAX];
 };
 
+/* x-max-age of the events stream: digits and a unit (RabbitMQ's) */
+#define AGE_MAX 16
+
 struct notif {
 	struct template t[MAX_TEMPLATES];
 	int n;
 	int64_t delay_ms;
+	bool classic;          /* --events-queue classic */
+	char max_age[AGE_MAX]; /* --events-max-age */
 };
 
 static const char *const builtin[][2] = {
@@ -228,6 +242,76 @@ write_out(sqlite3 *db, const struct envelope *in, const char *kind,
 	return PART_DONE;
 }
 
+/* The confirmation, later: a row of `confirmations`, in the event's
+ * transaction (its savepoint), rendered now. */
+static enum part_verdict
+schedule_confirmation(const struct notif *n, sqlite3 *db,
+                      const struct envelope *in, char *why, size_t whylen)
+{
+	char text[TEXT_MAX + 256], id[ENVELOPE_ID_MAX];
+
+	render(n, "order.confirmation", &in->payload, text, sizeof(text));
+	snprintf(id, sizeof(id), "confirm-%.180s", in->id);
+	if (part_sql(db,
+	             "INSERT OR IGNORE INTO confirmations(event_id, saga_id, "
+	             "text, due_at) VALUES (?1, ?2, ?3, ?4)",
+	             "ttti", NULL, id, in->saga, text,
+	             clock_wall_ms() + n->delay_ms) < 0) {
+		snprintf(why, whylen, "database: %s", sqlite3_errmsg(db));
+		return PART_RETRY;
+	}
+	return PART_DONE;
+}
+
+/* part_config.timer_next: the next confirmation due. */
+static int
+next_due(void *arg, sqlite3 *db, int64_t *at_ms, bool *found)
+{
+	int rc = part_sql(db,
+	                  "SELECT due_at FROM confirmations "
+	                  "ORDER BY due_at LIMIT 1",
+	                  "", at_ms);
+
+	(void)arg;
+	*found = rc == 1;
+	return rc < 0 ? -1 : 0;
+}
+
+/* part_config.fire: the confirmations due, sent (written) and deleted. */
+static int
+send_due(void *arg, sqlite3 *db, int64_t now_ms, size_t max)
+{
+	sqlite3_stmt *st = part_prepared(
+	        db, "SELECT event_id, saga_id, text FROM confirmations "
+	            "WHERE due_at <= ?1 ORDER BY due_at LIMIT ?2");
+	int rc = SQLITE_ROW;
+
+	(void)arg;
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, now_ms);
+	sqlite3_bind_int64(st, 2, (int64_t)max);
+	while (rc == SQLITE_ROW && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(st, 0);
+		const char *saga = (const char *)sqlite3_column_text(st, 1);
+		const char *text = (const char *)sqlite3_column_text(st, 2);
+		if (part_sql(db,
+		             "INSERT OR IGNORE INTO notifications(event_id, "
+		             "saga_id, kind, text, at) VALUES (?1, ?2, "
+		             "'order.confirmation', ?3, ?4)",
+		             "ttti", NULL, id, saga, text, now_ms) < 0 ||
+		    part_sql(db, "DELETE FROM confirmations WHERE event_id = ?1",
+		             "t", NULL, id) < 0)
+			rc = SQLITE_ERROR;
+		else
+			log_info("saga=%s notified (order.confirmation): %s",
+			         saga, text);
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
 static enum part_verdict
 on_event(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
          struct part_reply *out, char *why, size_t whylen)
@@ -237,26 +321,14 @@ on_event(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 	enum part_verdict v;
 
 	(void)attempt;
+	(void)out; /* an event consumer sends nothing */
 	if (check_event(n, in, why, whylen) != PART_DONE)
 		return PART_REFUSE;
 	render(n, in->type, &in->payload, text, sizeof(text));
 	v = write_out(db, in, in->type, text, why, whylen);
 	if (v != PART_DONE || strcmp(in->type, "order.completed") != 0)
 		return v;
-	/* the confirmation, later: through the delay queue */
-	snprintf(out->type, sizeof(out->type), "order.confirmation");
-	snprintf(out->id, sizeof(out->id), "confirm-%.180s", in->id);
-	snprintf(out->exchange, sizeof(out->exchange), "%s", OWN_EXCHANGE);
-	snprintf(out->routing_key, sizeof(out->routing_key),
-	         "notification.delay");
-	out->expiration_ms = n->delay_ms > 0 ? n->delay_ms : 1;
-	value_clear(&out->payload);
-	if (value_copy(&out->payload, &in->payload) != 0) {
-		value_set_map(&out->payload);
-		snprintf(why, whylen, "out of memory");
-		return PART_RETRY;
-	}
-	return PART_DONE;
+	return schedule_confirmation(n, db, in, why, whylen);
 }
 
 static enum part_verdict
@@ -279,13 +351,24 @@ on_confirmation(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 static const char usage[] =
         "usage: notification-svc --amqp URL --db PATH [--templates FILE]\n"
         "                        [--confirm-delay MS] [--log-level L]\n"
-        "                        [--processed-days N]\n"
+        "                        [--events-queue stream|classic]\n"
+        "                        [--events-max-age AGE] "
+        "[--processed-days N]\n"
         "       notification-svc --db PATH --print\n"
         "  --templates FILE     lines \"order.type: text\" replacing the "
         "built-in ones\n"
         "  --confirm-delay MS   how long after order.completed the "
         "confirmation comes\n"
         "                       (0 to 86400000, default 2000)\n"
+        "  --events-queue T     notification.events is a stream (default: "
+        "read\n"
+        "                       from the offset stored with the last "
+        "commit)\n"
+        "                       or a classic queue (acked); an existing "
+        "queue\n"
+        "                       keeps its type (deploy/README.md)\n"
+        "  --events-max-age AGE the stream's retention, e.g. 7D, 36h "
+        "(default 7D)\n"
         "  --print              print the notifications sent, then exit "
         "(no broker)\n" PART_USAGE_COMMON PART_USAGE_RETENTION;
 
@@ -294,9 +377,11 @@ static const struct part_command commands[] = {
         {NULL, on_event, NULL, NULL},
 };
 
-/* The topology: the events, and the confirmation's delay line (a queue
- * whose expired messages are dead-lettered to notification.confirm),
- * reached through notification's own exchange (participant.h). */
+/* The topology: the events, and the delay line older versions sent the
+ * confirmation through (a queue whose expired messages are dead-lettered
+ * to notification.confirm, through notification's own exchange,
+ * participant.h), still declared and drained so an upgrade loses
+ * nothing scheduled before it. */
 static const char *const queues[] = {"notification.events",
                                      "notification.confirm"};
 static const struct bus_exchange exchanges[] = {
@@ -311,6 +396,41 @@ static const struct bus_binding bindings[] = {
         {"order_events", "notification.events", NULL, "order.*"},
         {OWN_EXCHANGE, "notification.delay", NULL, "notification.delay"},
 };
+
+static int
+set_queue_type(void *arg, const char *v)
+{
+	struct notif *n = arg;
+
+	if (strcmp(v, "stream") != 0 && strcmp(v, "classic") != 0) {
+		fprintf(stderr,
+		        "notification-svc: --events-queue: \"%s\" is not "
+		        "stream or classic\n",
+		        v);
+		return -1;
+	}
+	n->classic = strcmp(v, "classic") == 0;
+	return 0;
+}
+
+/* RabbitMQ's x-max-age: a number then one of Y M D h m s. */
+static int
+set_max_age(void *arg, const char *v)
+{
+	struct notif *n = arg;
+	size_t digits = strspn(v, "0123456789");
+
+	if (digits == 0 || digits > 9 || v[digits] == '\0' ||
+	    strchr("YMDhms", v[digits]) == NULL || v[digits + 1] != '\0') {
+		fprintf(stderr,
+		        "notification-svc: --events-max-age: \"%s\" is not "
+		        "an age such as 7D, 36h or 90m (units Y M D h m s)\n",
+		        v);
+		return -1;
+	}
+	snprintf(n->max_age, sizeof(n->max_age), "%s", v);
+	return 0;
+}
 
 static int
 set_templates(void *arg, const char *path)
@@ -340,11 +460,13 @@ set_delay(void *arg, const char *v)
 int
 main(int argc, char **argv)
 {
-	static struct notif n = {.delay_ms = 2000};
+	static struct notif n = {.delay_ms = 2000, .max_age = "7D"};
 	static bool print;
 	static const struct part_flag flags[] = {
 	        {"templates", .set = set_templates},
 	        {"confirm-delay", .set = set_delay},
+	        {"events-queue", .set = set_queue_type},
+	        {"events-max-age", .set = set_max_age},
 	        {"print", .on = &print},
 	};
 	static const struct part_cli cli = {
@@ -363,6 +485,8 @@ main(int argc, char **argv)
 	        .nextra_queues = ARRAY_LEN(extra_queues),
 	        .bindings = bindings,
 	        .nbindings = ARRAY_LEN(bindings),
+	        .timer_next = next_due,
+	        .fire = send_due,
 	        .arg = &n,
 	};
 	struct part_common com;
@@ -373,6 +497,10 @@ main(int argc, char **argv)
 	rc = part_parse(&cli, argc, argv, &com);
 	if (rc >= 0)
 		return rc;
+	if (!n.classic) {
+		cfg.stream = queues[0];
+		cfg.stream_max_age = n.max_age;
+	}
 	if (print)
 		return part_print("notification-svc", com.db,
 		                  "SELECT saga_id, kind, text FROM "

@@ -74,6 +74,8 @@ extern const char *check_current;
 		return;                                                        \
 	} while (0)
 
+/* RUN(fn) runs test fn; with CHECK_ONLY=TEXT in the environment only the
+ * tests whose name contains TEXT run (a developer's filter). */
 #define RUN(fn) check_run_(#fn, fn)
 
 void check_run_(const char *name, void (*fn)(void));

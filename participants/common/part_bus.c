@@ -38,6 +38,8 @@ struct held {
 	uint64_t ref;
 	int attempt;
 	bool item;
+	bool copying;   /* its dead-letter or retry copy is unconfirmed */
+	int64_t offset; /* in the stream it came from, -1 if none */
 	int64_t timestamp_ms;
 	const char *queue, *message_id, *correlation_id, *type, *reply_to,
 	        *traceparent, *content_type;
@@ -58,6 +60,9 @@ struct part_bus {
 	void (*on_poll)(void *);           /* part_bus_on_poll */
 	void *on_poll_arg;
 	char own[128]; /* the daemon's own exchange (part_own_exchange) */
+	/* where the stream is read from after a (re)connect (part_stream_next) */
+	int64_t (*resume)(void *);
+	void *resume_arg;
 };
 
 /* ---- holding deliveries until they are settled ---- */
@@ -109,6 +114,8 @@ hold(struct part_bus *pb, const struct bus_delivery *d, int attempt, bool item)
 	h->ref = d->ref;
 	h->attempt = attempt;
 	h->item = item;
+	h->copying = false;
+	h->offset = d->stream_offset;
 	h->timestamp_ms = d->timestamp_ms;
 	pb->nheld++;
 	return 0;
@@ -185,6 +192,7 @@ copy_to(struct part_bus *pb, const struct held *h, const char *suffix,
 	m.timestamp_ms = h->item && e.ts > 0 ? e.ts : h->timestamp_ms;
 	m.body = h->body;
 	m.len = h->len;
+	held_find(pb, ref)->copying = true;
 	if (bus_publish(pb->bus, &m, ref | DLQ_TAG) != 0) {
 		log_error("cannot copy %s to %s: invalid message; acked",
 		          m.message_id, rk);
@@ -203,6 +211,37 @@ dead_letter(struct part_bus *pb, const struct held *h, const char *why)
 
 /* ---- the transport (durable.h) ---- */
 
+/* The lowest offset whose copy is not confirmed yet (durable.h). */
+static int64_t
+t_unsettled_floor(void *ctx)
+{
+	const struct part_bus *pb = ctx;
+	int64_t floor = INT64_MAX;
+
+	for (size_t i = 0; i < pb->nheld; i++)
+		if (pb->held[i].copying && pb->held[i].offset >= 0 &&
+		    pb->held[i].offset < floor)
+			floor = pb->held[i].offset;
+	return floor;
+}
+
+/* bus_config.start: the stream from its committed position, the oldest
+ * message retained on a fresh database; other queues as they are. */
+static void
+start_at(void *arg, const char *queue, struct bus_start *out)
+{
+	const struct part_bus *pb = arg;
+	int64_t next = pb->resume != NULL ? pb->resume(pb->resume_arg) : -1;
+
+	if (pb->cfg->stream == NULL || strcmp(queue, pb->cfg->stream) != 0)
+		return;
+	*out = next >= 0 ? (struct bus_start){BUS_FROM_OFFSET, next}
+	                 : (struct bus_start){BUS_FROM_FIRST, 0};
+	log_info("reading stream %s from %s %lld", queue,
+	         next >= 0 ? "offset" : "its first message",
+	         (long long)(next >= 0 ? next : 0));
+}
+
 static int
 t_settle(void *ctx, uint64_t ref, enum durable_verdict v, const char *why)
 {
@@ -217,9 +256,9 @@ t_settle(void *ctx, uint64_t ref, enum durable_verdict v, const char *why)
 		settle_ref(pb, ref, v != DURABLE_DONE);
 	} else if (v == DURABLE_REJECT) {
 		dead_letter(pb, h, why);
-	} else if (!h->item) {
+	} else if (!h->item && h->offset < 0) {
 		settle_ref(pb, ref, true); /* Q -> Q.retry -> Q */
-	} else { /* an item alone, its attempts in a header */
+	} else { /* an item, or from a stream: a copy, attempts in a header */
 		copy_to(pb, h, "retry", NULL, h->attempt);
 	}
 	return 0;
@@ -337,6 +376,7 @@ on_bundle(struct part_bus *pb, const struct bus_delivery *d)
 		        .user_id = d->user_id, /* the bundle's sender */
 		        .attempt = attempt,
 		        .bundled = true,
+		        .offset = d->stream_offset,
 		};
 		item.ref = dd.ref;
 		item.message_id = item.correlation_id = item.type = "";
@@ -366,6 +406,7 @@ on_delivery(void *arg, const struct bus_delivery *d)
 	        .reply_to = d->reply_to,
 	        .user_id = d->user_id,
 	        .attempt = attempt,
+	        .offset = d->stream_offset,
 	};
 
 	/* a bundle of another content type is refused by the loop whole */
@@ -429,9 +470,15 @@ part_bus_open(struct part_bus *p, char *err, size_t errlen)
 		snprintf(names[i][0], 256, "%s", cfg->queues[i]);
 		snprintf(names[i][1], 256, "%s.retry", cfg->queues[i]);
 		snprintf(names[i][2], 256, "%s.dlq", cfg->queues[i]);
-		qs[nq++] = (struct bus_queue){.name = names[i][0],
-		                              .dlx = p->own,
-		                              .dlrk = names[i][1]};
+		if (cfg->stream != NULL && strcmp(cfg->stream, names[i][0]) == 0)
+			qs[nq++] = (struct bus_queue){
+			        .name = names[i][0],
+			        .stream = true,
+			        .max_age = cfg->stream_max_age};
+		else
+			qs[nq++] = (struct bus_queue){.name = names[i][0],
+			                              .dlx = p->own,
+			                              .dlrk = names[i][1]};
 		qs[nq++] = (struct bus_queue){
 		        .name = names[i][1],
 		        .dlx = p->own,
@@ -456,6 +503,8 @@ part_bus_open(struct part_bus *p, char *err, size_t errlen)
 	bc.topology = &topo; /* copied by bus_open */
 	bc.consume = cfg->queues;
 	bc.nconsume = cfg->nqueues;
+	bc.start = start_at;
+	bc.start_arg = p;
 	p->bus = bus_open(&bc, err, errlen);
 	return p->bus != NULL ? 0 : -1;
 }
@@ -609,6 +658,8 @@ part_bus_new(const struct part_config *cfg, struct durable_transport *t,
 	        .unconfirmed = t_unconfirmed,
 	        .ready = t_ready,
 	        .flush = t_flush,
+	        .unsettled_floor = cfg->stream != NULL ? t_unsettled_floor
+	                                               : NULL,
 	};
 	return pb;
 }
@@ -617,6 +668,13 @@ void
 part_bus_attach(struct part_bus *pb, struct durable *d)
 {
 	pb->d = d;
+}
+
+void
+part_bus_resume(struct part_bus *pb, int64_t (*next)(void *), void *arg)
+{
+	pb->resume = next;
+	pb->resume_arg = arg;
 }
 
 int

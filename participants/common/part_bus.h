@@ -7,8 +7,13 @@
  *   - dead letter: a copy to Q.dlq with the reason (x-saga-error), the
  *     original acked once the copy is confirmed;
  *   - retry: a plain delivery is rejected (Q -> Q.retry -> Q); an item
- *     of a bundle cannot be, so a copy of it alone goes to Q.retry with
- *     its attempts in a header, and it is acked once that is confirmed.
+ *     of a bundle cannot be, nor can a stream's delivery (a stream keeps
+ *     everything), so a copy of it alone goes to Q.retry with its
+ *     attempts in a header, and it is acked once that is confirmed.
+ *
+ * A stream work queue (part_config.stream) is read from the offset the
+ * daemon committed (part_bus_resume), and the loop is told which
+ * offsets still wait for their copies' confirms (unsettled_floor).
  *
  * Bundles in (type saga.bundle) become one delivery per item; replies
  * marked `bundle` in the outbox leave in bundles per destination
@@ -33,6 +38,10 @@ struct part_bus *part_bus_new(const struct part_config *cfg,
                               size_t errlen);
 /* The loop the transport feeds (before the first publish or poll). */
 void part_bus_attach(struct part_bus *pb, struct durable *d);
+/* Where the daemon's stream (part_config.stream) is read from on every
+ * (re)connect: next(arg) is the offset stored with the last commit, -1
+ * for none (then from the oldest message retained). */
+void part_bus_resume(struct part_bus *pb, int64_t (*next)(void *), void *arg);
 /* Validates the configuration and declares nothing yet (bus_open). */
 int part_bus_open(struct part_bus *pb, char *err, size_t errlen);
 /* Tries to connect once (the bus keeps retrying from its polls). */

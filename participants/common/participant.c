@@ -76,6 +76,11 @@ static const char framework_sql[] =
         "  body        BLOB,"
         "  at          INTEGER NOT NULL"
         ") STRICT;"
+        "CREATE TABLE IF NOT EXISTS part_stream ("
+        "  queue       TEXT PRIMARY KEY,"
+        "  next_offset INTEGER NOT NULL,"
+        "  at          INTEGER NOT NULL"
+        ") STRICT, WITHOUT ROWID;"
         "CREATE INDEX IF NOT EXISTS part_processed_by_at"
         "  ON part_processed(at);"
         "CREATE INDEX IF NOT EXISTS part_compensated_by_at"
@@ -99,6 +104,9 @@ struct part {
 	sqlite3_stmt *outbox_scan, *outbox_delete;
 	sqlite3_stmt *sp_save, *sp_release, *sp_rollback;
 	sqlite3_stmt *prune_processed, *prune_compensated;
+	sqlite3_stmt *stream_save;
+	int64_t stream_next;    /* committed (-1: none yet) */
+	int64_t stream_pending; /* written by this transaction, -1: none */
 	struct part_stats stats;
 	struct part_metrics *pm;
 	enum part_outcome outcome; /* of the delivery being applied */
@@ -347,6 +355,9 @@ h_commit(void *ctx)
 
 	if (db_commit(p->db, p->err, sizeof(p->err)) != 0)
 		return -1;
+	if (p->stream_pending >= 0)
+		p->stream_next = p->stream_pending;
+	p->stream_pending = -1;
 	part_metrics_committed(p->pm, (double)(clock_mono_us() - t0) / 1e6);
 	return 0;
 }
@@ -356,6 +367,7 @@ h_rollback(void *ctx)
 {
 	struct part *p = ctx;
 	db_rollback(p->db);
+	p->stream_pending = -1;
 	part_metrics_rolled_back(p->pm);
 }
 
@@ -709,6 +721,72 @@ h_apply(void *ctx, const struct durable_item *it, struct durable_time now,
 	return rc;
 }
 
+/* ---- the stream's position and the daemon's timers ---- */
+
+static int
+h_position(void *ctx, int64_t next)
+{
+	struct part *p = ctx;
+
+	assert(p->cfg->stream != NULL && next >= 0);
+	if (run_stmt(p, p->stream_save, "tii", p->cfg->stream, next,
+	             clock_wall_ms()) != 0)
+		return -1;
+	p->stream_pending = next;
+	return 0;
+}
+
+static int
+h_timer_next(void *ctx, int64_t *at_ms, bool *found)
+{
+	struct part *p = ctx;
+	int rc = p->cfg->timer_next(p->cfg->arg, p->db, at_ms, found);
+	if (rc != 0)
+		sql_fail(p, "timers");
+	return rc;
+}
+
+static int
+h_fire(void *ctx, struct durable_time now, size_t max)
+{
+	struct part *p = ctx;
+	int rc = p->cfg->fire(p->cfg->arg, p->db, now.wall_ms, max);
+	if (rc != 0)
+		sql_fail(p, "firing timers");
+	return rc;
+}
+
+/* The stored position of the stream (-1 if none). */
+static int
+load_stream_next(struct part *p, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	p->stream_next = p->stream_pending = -1;
+	if (p->cfg->stream == NULL)
+		return 0;
+	if (db_prepare(p->db, &st,
+	               "SELECT next_offset FROM part_stream WHERE queue = ?1",
+	               err, errlen) != 0)
+		return -1;
+	sqlite3_bind_text(st, 1, p->cfg->stream, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		p->stream_next = sqlite3_column_int64(st, 0);
+	else if (rc != SQLITE_DONE)
+		snprintf(err, errlen, "reading part_stream: %s",
+		         sqlite3_errmsg(p->db));
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+int64_t
+part_stream_next(const struct part *p)
+{
+	return p->stream_next;
+}
+
 /* ---- pruning (participant.h, "Bounded storage") ---- */
 
 /* Deletes up to max rows of st's table older than before_ms, oldest
@@ -872,6 +950,10 @@ prepare_all(struct part *p, char *err, size_t errlen)
 	         "DELETE FROM part_compensated WHERE (saga_id, command) IN "
 	         "(SELECT saga_id, command FROM part_compensated WHERE at < ?1 "
 	         "ORDER BY at LIMIT ?2)"},
+	        {&p->stream_save,
+	         "INSERT INTO part_stream(queue, next_offset, at) "
+	         "VALUES (?1, ?2, ?3) ON CONFLICT(queue) DO UPDATE SET "
+	         "next_offset = excluded.next_offset, at = excluded.at"},
 	        {&p->sp_save, "SAVEPOINT msg"},
 	        {&p->sp_release, "RELEASE msg"},
 	        {&p->sp_rollback, "ROLLBACK TO msg"},
@@ -892,7 +974,8 @@ open_db(struct part *p, char *err, size_t errlen)
 	    db_migrate(p->db, cfg->migrations, cfg->nmigrations, err, errlen) !=
 	            0 ||
 	    db_exec(p->db, framework_sql, err, errlen) != 0 ||
-	    prepare_all(p, err, errlen) != 0)
+	    prepare_all(p, err, errlen) != 0 ||
+	    load_stream_next(p, err, errlen) != 0)
 		return -1;
 	if (cfg->on_open != NULL && cfg->on_open(cfg->arg, p->db, err, errlen))
 		return -1;
@@ -909,6 +992,7 @@ part_close(struct part *p)
 	        p->compensated,   p->outbox_add,      p->outbox_scan,
 	        p->outbox_delete, p->sp_save,         p->sp_release,
 	        p->sp_rollback,   p->prune_processed, p->prune_compensated,
+	        p->stream_save,
 	};
 	durable_free(p->d);
 	part_metrics_free(p->pm);
@@ -961,6 +1045,12 @@ part_open(const struct part_config *cfg, const struct durable_transport *t,
 	p->max_attempts =
 	        cfg->max_attempts > 0 ? cfg->max_attempts : PART_MAX_ATTEMPTS;
 	h.ctx = p;
+	if (cfg->stream != NULL)
+		h.position = h_position;
+	if (cfg->timer_next != NULL && cfg->fire != NULL) {
+		h.timer_next = h_timer_next;
+		h.fire = h_fire;
+	}
 	lc = loop_config(p);
 	p->pm = part_metrics_new();
 	if (p->pm == NULL) {
@@ -1122,6 +1212,12 @@ web_start(struct web *w, char *err, size_t errlen)
 	return 0;
 }
 
+static int64_t
+resume_next(void *arg)
+{
+	return part_stream_next(arg);
+}
+
 int
 part_run(const struct part_config *cfg, const volatile sig_atomic_t *stop,
          char *err, size_t errlen)
@@ -1144,6 +1240,7 @@ part_run(const struct part_config *cfg, const volatile sig_atomic_t *stop,
 	if (p == NULL || part_bus_open(pb, err, errlen) != 0)
 		goto out;
 	part_bus_attach(pb, p->d);
+	part_bus_resume(pb, resume_next, p);
 	w = (struct web){.p = p, .pb = pb};
 	if (web_start(&w, err, errlen) != 0)
 		goto out;

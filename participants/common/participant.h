@@ -186,6 +186,26 @@ struct part_config {
 	/* Called once after the database is open and migrated, before the
 	 * broker (seed tables, prepare statements). NULL for none. */
 	int (*on_open)(void *arg, sqlite3 *db, char *err, size_t errlen);
+	/* A work queue that is a RabbitMQ stream (one of `queues`), NULL
+	 * for none. The daemon reads it from the offset after its last
+	 * committed delivery, stored in `part_stream` in the same
+	 * transaction as the batch (durable.h, handler.position): a restart
+	 * or a reconnect resumes where its work was committed, and a fresh
+	 * database reads from the oldest message retained. Nothing is
+	 * removed from the stream; a retry or a dead letter is a copy to
+	 * Q.retry (which dead-letters back into the stream) or Q.dlq, and
+	 * the position does not pass a delivery until its copy is
+	 * confirmed. stream_max_age is its retention (x-max-age, e.g.
+	 * "1D"; NULL for none). */
+	const char *stream;
+	const char *stream_max_age;
+	/* Optional timers of the daemon's own, kept in its tables (e.g. a
+	 * message due later): the earliest due time (wall ms) if any, and
+	 * firing up to max of those due at now_ms, inside the loop's
+	 * transaction (0, or -1 on an SQLite error: the batch is rolled
+	 * back and retried). */
+	int (*timer_next)(void *arg, sqlite3 *db, int64_t *at_ms, bool *found);
+	int (*fire)(void *arg, sqlite3 *db, int64_t now_ms, size_t max);
 	/* "HOST:PORT" (port 0: any free one) to serve /healthz and /metrics
 	 * on (part_metrics.h), published by the loop every
 	 * PART_HTTP_PUBLISH_MS; NULL: no HTTP. */
@@ -254,6 +274,9 @@ struct part;
 struct part *part_open(const struct part_config *cfg,
                        const struct durable_transport *t, char *err,
                        size_t errlen);
+/* The offset its stream is read from next (participant.h, `stream`):
+ * the one stored with the last commit, -1 before any. */
+int64_t part_stream_next(const struct part *p);
 /* The loop, to run, turn or flush (durable.h). */
 struct durable *part_durable(struct part *p);
 /* The counters (dead_lettered, retried and pruned are the loop's). */

@@ -300,7 +300,8 @@ send_due(void *arg, sqlite3 *db, int64_t now_ms, size_t max)
 		             "saga_id, kind, text, at) VALUES (?1, ?2, "
 		             "'order.confirmation', ?3, ?4)",
 		             "ttti", NULL, id, saga, text, now_ms) < 0 ||
-		    part_sql(db, "DELETE FROM confirmations WHERE event_id = ?1",
+		    part_sql(db,
+		             "DELETE FROM confirmations WHERE event_id = ?1",
 		             "t", NULL, id) < 0)
 			rc = SQLITE_ERROR;
 		else

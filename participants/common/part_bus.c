@@ -60,7 +60,8 @@ struct part_bus {
 	void (*on_poll)(void *);           /* part_bus_on_poll */
 	void *on_poll_arg;
 	char own[128]; /* the daemon's own exchange (part_own_exchange) */
-	/* where the stream is read from after a (re)connect (part_stream_next) */
+	/* where the stream is read from after a (re)connect (part_stream_next)
+	 */
 	int64_t (*resume)(void *);
 	void *resume_arg;
 };
@@ -470,7 +471,8 @@ part_bus_open(struct part_bus *p, char *err, size_t errlen)
 		snprintf(names[i][0], 256, "%s", cfg->queues[i]);
 		snprintf(names[i][1], 256, "%s.retry", cfg->queues[i]);
 		snprintf(names[i][2], 256, "%s.dlq", cfg->queues[i]);
-		if (cfg->stream != NULL && strcmp(cfg->stream, names[i][0]) == 0)
+		if (cfg->stream != NULL &&
+		    strcmp(cfg->stream, names[i][0]) == 0)
 			qs[nq++] = (struct bus_queue){
 			        .name = names[i][0],
 			        .stream = true,
@@ -658,8 +660,8 @@ part_bus_new(const struct part_config *cfg, struct durable_transport *t,
 	        .unconfirmed = t_unconfirmed,
 	        .ready = t_ready,
 	        .flush = t_flush,
-	        .unsettled_floor = cfg->stream != NULL ? t_unsettled_floor
-	                                               : NULL,
+	        .unsettled_floor =
+	                cfg->stream != NULL ? t_unsettled_floor : NULL,
 	};
 	return pb;
 }

@@ -1214,7 +1214,8 @@ publish_shipped(int from, int to)
 		p = order_payload(order);
 		m.message_id = id;
 		m.correlation_id = order;
-		if (cmd_body("order.shipped", id, order, &p, &body, &len) == 0) {
+		if (cmd_body("order.shipped", id, order, &p, &body, &len) ==
+		    0) {
 			m.body = body;
 			m.len = len;
 			bus_publish(T.bus, &m, 0);
@@ -1227,10 +1228,8 @@ publish_shipped(int from, int to)
 static int
 start_notification(const char *delay)
 {
-	const char *a[] = {"notification-svc", "--amqp", T.url,
-	                   "--db",             path("notif.db"),
-	                   "--confirm-delay",  delay,
-	                   NULL};
+	const char *a[] = {"notification-svc", "--amqp",          T.url, "--db",
+	                   path("notif.db"),   "--confirm-delay", delay, NULL};
 	return testutil_spawn(a, path("notif.log"));
 }
 
@@ -1300,8 +1299,8 @@ test_notification_stream_resume(void)
 static void
 test_notification_classic(void)
 {
-	const char *a[] = {"notification-svc", "--amqp", NULL, "--db",
-	                   NULL, "--events-queue", "classic", NULL};
+	const char *a[] = {"notification-svc", "--amqp",  NULL, "--db", NULL,
+	                   "--events-queue",   "classic", NULL};
 	int pid;
 
 	CHECK(world_open() == 0);

@@ -556,8 +556,8 @@ start_entry(amqp_table_entry_t *e, const struct bus_start *s)
 		return true;
 	case BUS_FROM_TIME:
 		e->value.kind = AMQP_FIELD_KIND_TIMESTAMP;
-		e->value.value.u64 = (uint64_t)(s->value < 0 ? 0 : s->value) /
-		                     1000;
+		e->value.value.u64 =
+		        (uint64_t)(s->value < 0 ? 0 : s->value) / 1000;
 		return true;
 	case BUS_FROM_DEFAULT:
 		break;

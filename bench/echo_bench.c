@@ -53,6 +53,7 @@
 #include <amqp_tcp_socket.h>
 
 #include "bus.h"
+#include "clock.h"
 #include "envelope.h"
 #include "hash.h"
 #include "log.h"
@@ -206,7 +207,8 @@ parse_trace(const amqp_envelope_t *env, struct seen *s)
 
 /* Appends what one traced publish carried to m[]: itself, or each item of
  * a bundle as if it had travelled alone (the profile is of messages; the
- * echo bundles them again as the daemons do). */
+ * echo bundles them again as the daemons do). 1 when it recorded
+ * something, 0 when the publish is not a saga's, -1 out of memory. */
 static int
 add_trace(const amqp_envelope_t *env, struct seen **m, size_t *n, size_t *cap)
 {
@@ -216,7 +218,7 @@ add_trace(const amqp_envelope_t *env, struct seen **m, size_t *n, size_t *cap)
 	size_t k = 1;
 
 	if (parse_trace(env, &s) != 0)
-		return 0;
+		return 0; /* not a saga's (a presence announcement) */
 	memset(&b, 0, sizeof(b));
 	if (strcmp(s.type, ENVELOPE_BUNDLE_TYPE) == 0) {
 		if (envelope_bundle_decode(env->message.body.bytes,
@@ -240,7 +242,7 @@ add_trace(const amqp_envelope_t *env, struct seen **m, size_t *n, size_t *cap)
 	}
 	if (b.n == 0) {
 		(*m)[(*n)++] = s;
-		return 0;
+		return 1;
 	}
 	for (size_t i = 0; i < b.n; i++) {
 		struct envelope e;
@@ -255,7 +257,7 @@ add_trace(const amqp_envelope_t *env, struct seen **m, size_t *n, size_t *cap)
 		envelope_clear(&e);
 	}
 	envelope_bundle_clear(&b);
-	return 0;
+	return 1;
 }
 
 static void
@@ -349,6 +351,7 @@ capture(const char *url, const char *out, int idle_ms)
 	struct profile pr = {0};
 	FILE *f;
 	bool got = false;
+	int64_t last = 0;
 
 	if (bus_url_parse(url, &u, err, sizeof(err)) != 0 || sock == NULL ||
 	    amqp_socket_open(sock, u.host, u.port) != AMQP_STATUS_OK ||
@@ -376,25 +379,33 @@ capture(const char *url, const char *out, int idle_ms)
 	}
 	printf("ready\n");
 	fflush(stdout);
+	/* idle: no saga's publish for idle_ms (the participants' presence
+	 * announcements go on all the time and do not count) */
 	while (!stop) {
-		struct timeval tv = {idle_ms / 1000, (idle_ms % 1000) * 1000};
+		int64_t left = got ? idle_ms - (clock_mono_ms() - last) : idle_ms;
+		struct timeval tv = {left / 1000, (left % 1000) * 1000};
 		amqp_envelope_t env;
 		amqp_rpc_reply_t r;
+		int rc;
 
+		if (left <= 0)
+			break; /* idle: done */
 		amqp_maybe_release_buffers(c);
 		r = amqp_consume_message(c, &env, &tv, 0);
 		if (r.reply_type != AMQP_RESPONSE_NORMAL) {
 			if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-			    r.library_error == AMQP_STATUS_TIMEOUT && !got)
-				continue; /* nothing yet */
-			break;            /* idle (or gone): done */
+			    r.library_error == AMQP_STATUS_TIMEOUT)
+				continue; /* nothing yet, or idle (above) */
+			break;            /* gone */
 		}
-		got = true;
-		if (add_trace(&env, &m, &n, &cap) != 0) {
-			amqp_destroy_envelope(&env);
-			break;
-		}
+		rc = add_trace(&env, &m, &n, &cap);
 		amqp_destroy_envelope(&env);
+		if (rc < 0)
+			break;
+		if (rc > 0) {
+			got = true;
+			last = clock_mono_ms();
+		}
 	}
 	amqp_bytes_free(qname);
 	amqp_connection_close(c, AMQP_REPLY_SUCCESS);

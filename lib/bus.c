@@ -635,9 +635,11 @@ declare(struct bus *b)
 		if (q->stream && q->max_bytes > 0)
 			entry_i64(e, &n, "x-max-length-bytes", q->max_bytes);
 		assert(n <= sizeof(e) / sizeof(e[0]));
-		amqp_queue_declare(b->conn, CH, amqp_cstring_bytes(q->name), 0,
-		                   !q->exclusive, q->exclusive, q->exclusive,
-		                   (amqp_table_t){(int)n, e});
+		if (q->passive)
+			n = 0; /* the owner's arguments */
+		amqp_queue_declare(b->conn, CH, amqp_cstring_bytes(q->name),
+		                   q->passive, !q->exclusive, q->exclusive,
+		                   q->exclusive, (amqp_table_t){(int)n, e});
 		if (!rpc_ok(b, q->name))
 			return -1;
 	}

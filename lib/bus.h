@@ -79,6 +79,10 @@ struct bus_queue {
 	bool stream;
 	const char *max_age;
 	int64_t max_bytes;
+	/* Another daemon's queue this one only reads (e.g. the audit
+	 * stream): declared passively, so it must exist (404 NOT_FOUND
+	 * otherwise: the bus retries) and its arguments are the owner's. */
+	bool passive;
 };
 
 /* queue binds queue to exchange; dest_exchange (instead of queue) binds

@@ -2,17 +2,21 @@
  * confirmation a while after the order completes.
  *
  *   notification-svc --amqp URL --db PATH [--templates FILE]
- *                    [--confirm-delay MS] [--events-queue stream|classic]
- *                    [--events-max-age AGE] [--log-level L]
- *                    [--processed-days N]
+ *                    [--confirm-delay MS] [--events audit|queue]
+ *                    [--log-level L] [--processed-days N]
  *   notification-svc --db PATH --print
  *
- * Consumes notification.events, bound to order_events by "order.*": a
- * RabbitMQ stream by default (--events-queue stream, retention
- * --events-max-age, default 7D), read from the offset stored in this
- * daemon's database in the same transaction as the notifications it
- * wrote (participant.h, `stream`), so a restart resumes exactly where
- * it committed; or a classic queue with acks (--events-queue classic).
+ * Reads the domain events from the audit stream (--events audit, the
+ * default; the orchestrator declares it and binds it to order_events by
+ * "order.#"), from the offset stored in this daemon's database in the
+ * same transaction as the notifications it wrote (participant.h,
+ * `stream`): a restart resumes exactly where it committed, and the
+ * broker stores each event once for every reader instead of once more
+ * per consumer. A retry or a dead letter is a copy to
+ * notification.events.retry (back to notification.events, a classic
+ * queue this daemon also consumes) or notification.events.dlq. With
+ * --events queue it consumes notification.events bound to order_events
+ * by "order.*" instead, each event a copy of its own, acked.
  * Each event is rendered from its template and written to the outbox
  * (the table `notifications`, one row per event id: a redelivered event
  * writes nothing new). order.completed also schedules the confirmation:
@@ -66,15 +70,11 @@ struct template
 	char text[TEXT_MAX];
 };
 
-/* x-max-age of the events stream: digits and a unit (RabbitMQ's) */
-#define AGE_MAX 16
-
 struct notif {
 	struct template t[MAX_TEMPLATES];
 	int n;
 	int64_t delay_ms;
-	bool classic;          /* --events-queue classic */
-	char max_age[AGE_MAX]; /* --events-max-age */
+	bool own_queue; /* --events queue */
 };
 
 static const char *const builtin[][2] = {
@@ -352,8 +352,7 @@ on_confirmation(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 static const char usage[] =
         "usage: notification-svc --amqp URL --db PATH [--templates FILE]\n"
         "                        [--confirm-delay MS] [--log-level L]\n"
-        "                        [--events-queue stream|classic]\n"
-        "                        [--events-max-age AGE] "
+        "                        [--events audit|queue] "
         "[--processed-days N]\n"
         "       notification-svc --db PATH --print\n"
         "  --templates FILE     lines \"order.type: text\" replacing the "
@@ -361,15 +360,12 @@ static const char usage[] =
         "  --confirm-delay MS   how long after order.completed the "
         "confirmation comes\n"
         "                       (0 to 86400000, default 2000)\n"
-        "  --events-queue T     notification.events is a stream (default: "
-        "read\n"
-        "                       from the offset stored with the last "
-        "commit)\n"
-        "                       or a classic queue (acked); an existing "
-        "queue\n"
-        "                       keeps its type (deploy/README.md)\n"
-        "  --events-max-age AGE the stream's retention, e.g. 7D, 36h "
-        "(default 7D)\n"
+        "  --events FROM        audit: read the audit stream, where "
+        "the offset\n"
+        "                       stored with each commit says (default); "
+        "queue:\n"
+        "                       consume notification.events bound to "
+        "order.*\n"
         "  --print              print the notifications sent, then exit "
         "(no broker)\n" PART_USAGE_COMMON PART_USAGE_RETENTION;
 
@@ -393,43 +389,27 @@ static const struct bus_queue extra_queues[] = {
          .dlx = OWN_EXCHANGE,
          .dlrk = "notification.confirm"},
 };
+/* The stream the orchestrator keeps every domain event in (--events
+ * audit); with --events queue, the first binding brings them instead. */
+#define AUDIT_STREAM "audit"
 static const struct bus_binding bindings[] = {
         {"order_events", "notification.events", NULL, "order.*"},
         {OWN_EXCHANGE, "notification.delay", NULL, "notification.delay"},
 };
 
 static int
-set_queue_type(void *arg, const char *v)
+set_events(void *arg, const char *v)
 {
 	struct notif *n = arg;
 
-	if (strcmp(v, "stream") != 0 && strcmp(v, "classic") != 0) {
+	if (strcmp(v, "audit") != 0 && strcmp(v, "queue") != 0) {
 		fprintf(stderr,
-		        "notification-svc: --events-queue: \"%s\" is not "
-		        "stream or classic\n",
+		        "notification-svc: --events: \"%s\" is not audit or "
+		        "queue\n",
 		        v);
 		return -1;
 	}
-	n->classic = strcmp(v, "classic") == 0;
-	return 0;
-}
-
-/* RabbitMQ's x-max-age: a number then one of Y M D h m s. */
-static int
-set_max_age(void *arg, const char *v)
-{
-	struct notif *n = arg;
-	size_t digits = strspn(v, "0123456789");
-
-	if (digits == 0 || digits > 9 || v[digits] == '\0' ||
-	    strchr("YMDhms", v[digits]) == NULL || v[digits + 1] != '\0') {
-		fprintf(stderr,
-		        "notification-svc: --events-max-age: \"%s\" is not "
-		        "an age such as 7D, 36h or 90m (units Y M D h m s)\n",
-		        v);
-		return -1;
-	}
-	snprintf(n->max_age, sizeof(n->max_age), "%s", v);
+	n->own_queue = strcmp(v, "queue") == 0;
 	return 0;
 }
 
@@ -461,13 +441,12 @@ set_delay(void *arg, const char *v)
 int
 main(int argc, char **argv)
 {
-	static struct notif n = {.delay_ms = 2000, .max_age = "7D"};
+	static struct notif n = {.delay_ms = 2000};
 	static bool print;
 	static const struct part_flag flags[] = {
 	        {"templates", .set = set_templates},
 	        {"confirm-delay", .set = set_delay},
-	        {"events-queue", .set = set_queue_type},
-	        {"events-max-age", .set = set_max_age},
+	        {"events", .set = set_events},
 	        {"print", .on = &print},
 	};
 	static const struct part_cli cli = {
@@ -498,9 +477,11 @@ main(int argc, char **argv)
 	rc = part_parse(&cli, argc, argv, &com);
 	if (rc >= 0)
 		return rc;
-	if (!n.classic) {
-		cfg.stream = queues[0];
-		cfg.stream_max_age = n.max_age;
+	if (!n.own_queue) { /* the audit stream, not a copy of our own */
+		cfg.stream = AUDIT_STREAM;
+		cfg.stream_home = queues[0];
+		cfg.bindings = bindings + 1;
+		cfg.nbindings = ARRAY_LEN(bindings) - 1;
 	}
 	if (print)
 		return part_print("notification-svc", com.db,

@@ -28,7 +28,8 @@
 #define MAX_EXCHANGES    14
 #define MAX_EXTRA_QUEUES 16
 #define MAX_BINDINGS     64
-_Static_assert(MAX_QUEUES <= BUS_MAX_CONSUME, "the bus consumes them all");
+_Static_assert(MAX_QUEUES + 1 <= BUS_MAX_CONSUME,
+               "the bus consumes them all, and a stream");
 #define DLQ_TAG (UINT64_C(1) << 63)
 _Static_assert((DLQ_TAG & BUNDLER_TAG) == 0 && (DLQ_TAG & BUS_REF_FOREIGN) == 0,
                "copy tags are told apart from bundles and item refs");
@@ -60,6 +61,8 @@ struct part_bus {
 	void (*on_poll)(void *);           /* part_bus_on_poll */
 	void *on_poll_arg;
 	char own[128]; /* the daemon's own exchange (part_own_exchange) */
+	const char *consume[MAX_QUEUES + 1]; /* work queues, the stream */
+	size_t nconsume;
 	/* where the stream is read from after a (re)connect (part_stream_next)
 	 */
 	int64_t (*resume)(void *);
@@ -77,7 +80,13 @@ nz(const char *s)
 static int
 hold(struct part_bus *pb, const struct bus_delivery *d, int attempt, bool item)
 {
-	const char *f[7] = {d->queue,       d->message_id, d->correlation_id,
+	/* the shared stream's copies go to its home queue's .retry/.dlq */
+	const char *q = pb->cfg->stream != NULL &&
+	                                strcmp(nz(d->queue), pb->cfg->stream) ==
+	                                        0
+	                        ? pb->cfg->stream_home
+	                        : d->queue;
+	const char *f[7] = {q,              d->message_id, d->correlation_id,
 	                    d->type,        d->reply_to,   d->traceparent,
 	                    d->content_type};
 	const char **dst[7];
@@ -444,12 +453,14 @@ part_bus_open(struct part_bus *p, char *err, size_t errlen)
 	const struct part_config *cfg = p->cfg;
 	char names[MAX_QUEUES][3][256];
 	struct bus_exchange ex[3 + MAX_EXCHANGES];
-	struct bus_queue qs[MAX_QUEUES * 3 + MAX_EXTRA_QUEUES];
+	struct bus_queue qs[MAX_QUEUES * 3 + MAX_EXTRA_QUEUES + 1];
 	struct bus_binding bd[MAX_BINDINGS + MAX_QUEUES * 3];
 	size_t nex = 0, nq = 0, nbd = 0;
 	struct bus_topology topo;
 	struct bus_config bc = {0};
 
+	for (size_t i = 0; i < cfg->nqueues && i < MAX_QUEUES; i++)
+		p->consume[p->nconsume++] = cfg->queues[i];
 	if (cfg->nqueues > MAX_QUEUES || cfg->nexchanges > MAX_EXCHANGES ||
 	    cfg->nextra_queues > MAX_EXTRA_QUEUES ||
 	    cfg->nbindings > MAX_BINDINGS) {
@@ -471,16 +482,9 @@ part_bus_open(struct part_bus *p, char *err, size_t errlen)
 		snprintf(names[i][0], 256, "%s", cfg->queues[i]);
 		snprintf(names[i][1], 256, "%s.retry", cfg->queues[i]);
 		snprintf(names[i][2], 256, "%s.dlq", cfg->queues[i]);
-		if (cfg->stream != NULL &&
-		    strcmp(cfg->stream, names[i][0]) == 0)
-			qs[nq++] = (struct bus_queue){
-			        .name = names[i][0],
-			        .stream = true,
-			        .max_age = cfg->stream_max_age};
-		else
-			qs[nq++] = (struct bus_queue){.name = names[i][0],
-			                              .dlx = p->own,
-			                              .dlrk = names[i][1]};
+		qs[nq++] = (struct bus_queue){.name = names[i][0],
+		                              .dlx = p->own,
+		                              .dlrk = names[i][1]};
 		qs[nq++] = (struct bus_queue){
 		        .name = names[i][1],
 		        .dlx = p->own,
@@ -494,6 +498,11 @@ part_bus_open(struct part_bus *p, char *err, size_t errlen)
 	}
 	for (size_t i = 0; i < cfg->nextra_queues; i++)
 		qs[nq++] = cfg->extra_queues[i];
+	if (cfg->stream != NULL) { /* another's: it must exist */
+		qs[nq++] = (struct bus_queue){.name = cfg->stream,
+		                              .passive = true};
+		p->consume[p->nconsume++] = cfg->stream;
+	}
 	topo = (struct bus_topology){ex, nex, qs, nq, bd, nbd};
 	bc.url = cfg->url;
 	bc.name = cfg->name;
@@ -503,8 +512,8 @@ part_bus_open(struct part_bus *p, char *err, size_t errlen)
 	bc.prefetch = cfg->prefetch ? cfg->prefetch : PART_PREFETCH;
 	bc.queue_type = getenv("SAGA_QUEUE_TYPE");
 	bc.topology = &topo; /* copied by bus_open */
-	bc.consume = cfg->queues;
-	bc.nconsume = cfg->nqueues;
+	bc.consume = p->consume;
+	bc.nconsume = p->nconsume;
 	bc.start = start_at;
 	bc.start_arg = p;
 	p->bus = bus_open(&bc, err, errlen);

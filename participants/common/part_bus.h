@@ -11,9 +11,12 @@
  *     everything), so a copy of it alone goes to Q.retry with its
  *     attempts in a header, and it is acked once that is confirmed.
  *
- * A stream work queue (part_config.stream) is read from the offset the
- * daemon committed (part_bus_resume), and the loop is told which
- * offsets still wait for their copies' confirms (unsettled_floor).
+ * The stream (part_config.stream) is read from the offset the daemon
+ * committed (part_bus_resume), always with x-stream-offset, which
+ * RabbitMQ refuses on a queue that is not a stream (so a classic queue
+ * of that name is never drained by mistake); its deliveries' copies go
+ * to stream_home's .retry and .dlq, and the loop is told which offsets
+ * still wait for their copies' confirms (unsettled_floor).
  *
  * Bundles in (type saga.bundle) become one delivery per item; replies
  * marked `bundle` in the outbox leave in bundles per destination

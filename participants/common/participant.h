@@ -186,19 +186,20 @@ struct part_config {
 	/* Called once after the database is open and migrated, before the
 	 * broker (seed tables, prepare statements). NULL for none. */
 	int (*on_open)(void *arg, sqlite3 *db, char *err, size_t errlen);
-	/* A work queue that is a RabbitMQ stream (one of `queues`), NULL
-	 * for none. The daemon reads it from the offset after its last
-	 * committed delivery, stored in `part_stream` in the same
-	 * transaction as the batch (durable.h, handler.position): a restart
-	 * or a reconnect resumes where its work was committed, and a fresh
-	 * database reads from the oldest message retained. Nothing is
-	 * removed from the stream; a retry or a dead letter is a copy to
-	 * Q.retry (which dead-letters back into the stream) or Q.dlq, and
-	 * the position does not pass a delivery until its copy is
-	 * confirmed. stream_max_age is its retention (x-max-age, e.g.
-	 * "1D"; NULL for none). */
+	/* A RabbitMQ stream the daemon reads besides its work queues (NULL:
+	 * none), another daemon's (declared passively: it must exist): the
+	 * audit stream, read by every consumer of the domain events instead
+	 * of a copy of each event per consumer. The daemon reads it from the
+	 * offset after its last committed delivery, stored in `part_stream`
+	 * in the same transaction as the batch (durable.h,
+	 * handler.position): a restart or a reconnect resumes where its work
+	 * was committed, a fresh database at the oldest message retained.
+	 * Nothing is removed from it. A retry or a dead letter is a copy to
+	 * the work queue stream_home's .retry (which dead-letters into
+	 * stream_home, not back into the shared stream) or .dlq; the
+	 * position does not pass a delivery until its copy is confirmed. */
 	const char *stream;
-	const char *stream_max_age;
+	const char *stream_home; /* one of `queues` */
 	/* Optional timers of the daemon's own, kept in its tables (e.g. a
 	 * message due later): the earliest due time (wall ms) if any, and
 	 * firing up to max of those due at now_ms, inside the loop's

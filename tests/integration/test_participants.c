@@ -81,21 +81,28 @@ on_delivery(void *arg, const struct bus_delivery *d)
 
 static const struct bus_handlers H = {on_delivery, NULL, NULL};
 
+/* The test's own connection, its topology declared. */
 static int
-world_open(void)
+world_bus(void)
 {
 	static const struct bus_exchange ex[] = {
 	        {"saga.commands", "topic", NULL, NULL},
 	        {"saga.replies", "direct", NULL, NULL},
 	        {"order_events", "topic", NULL, NULL},
 	};
-	static const struct bus_queue q[] = {{.name = "test.replies"},
-	                                     {.name = "test.orders"}};
+	/* audit: the stream the orchestrator keeps the events in, which
+	 * notification-svc reads */
+	static const struct bus_queue q[] = {
+	        {.name = "test.replies"},
+	        {.name = "test.orders"},
+	        {.name = "audit", .stream = true, .max_age = "7D"},
+	};
 	static const struct bus_binding b[] = {
 	        {"saga.replies", "test.replies", NULL, "test"},
 	        {"order_events", "test.orders", NULL, "order.created"},
+	        {"order_events", "audit", NULL, "order.#"},
 	};
-	static const struct bus_topology topo = {ex, 3, q, 2, b, 2};
+	static const struct bus_topology topo = {ex, 3, q, 3, b, 3};
 	static const char *consume[] = {"test.replies"};
 	struct bus_config c = {.name = "test",
 	                       .topology = &topo,
@@ -103,16 +110,22 @@ world_open(void)
 	                       .nconsume = 1};
 	char err[256];
 
+	c.url = T.url;
+	T.bus = bus_open(&c, err, sizeof(err));
+	return T.bus != NULL && bus_connect(T.bus, err, sizeof(err)) == 0 ? 0
+	                                                                  : -1;
+}
+
+static int
+world_open(void)
+{
 	memset(&T, 0, sizeof(T));
 	T.dir = testutil_tmpdir("parts");
 	snprintf(T.broker, sizeof(T.broker), "parts");
 	T.url = testbroker_start(T.broker);
 	if (T.dir == NULL || T.url == NULL)
 		return -1;
-	c.url = T.url;
-	T.bus = bus_open(&c, err, sizeof(err));
-	return T.bus != NULL && bus_connect(T.bus, err, sizeof(err)) == 0 ? 0
-	                                                                  : -1;
+	return world_bus();
 }
 
 static void
@@ -694,10 +707,8 @@ test_bad_flags_and_files(void)
 	       dir, bin, dir, dir);
 	RUN_SH(2, "--confirm-delay: \"soon\"",
 	       "%s/notification-svc --confirm-delay soon 2>&1", bin);
-	RUN_SH(2, "--events-queue: \"quorum\" is not stream or classic",
-	       "%s/notification-svc --events-queue quorum 2>&1", bin);
-	RUN_SH(2, "--events-max-age: \"7 days\" is not an age",
-	       "%s/notification-svc --events-max-age '7 days' 2>&1", bin);
+	RUN_SH(2, "--events: \"stream\" is not audit or queue",
+	       "%s/notification-svc --events stream 2>&1", bin);
 	RUN_SH(2, "templates.txt:1: expected",
 	       "echo 'no colon here' > %s/templates.txt; %s/notification-svc "
 	       "--templates %s/templates.txt 2>&1",
@@ -1246,8 +1257,12 @@ test_notification_stream_resume(void)
 	int pid;
 
 	CHECK(world_open() == 0);
-	/* the broker's data outlives a test: start from an empty stream */
-	bus_queue_delete(T.bus, "notification.events", false);
+	/* the broker's data outlives a test: start from an empty stream
+	 * (the test's bus declares it again when it reconnects) */
+	bus_queue_delete(T.bus, "audit", false);
+	bus_close(T.bus);
+	T.bus = NULL;
+	CHECK(world_bus() == 0);
 	pid = start_notification("1500");
 	CHECK(pid > 0 && wait_ready("notif.log"));
 	{
@@ -1293,19 +1308,52 @@ test_notification_stream_resume(void)
 	world_close();
 }
 
-/* --events-queue classic still works (an existing classic queue): the
- * events are consumed and acked, nothing stays in the queue; a bad
- * --events-queue or --events-max-age is a usage error. */
+/* An `audit` that is a classic queue (left by an older orchestrator) is
+ * never read: RabbitMQ refuses x-stream-offset on a classic queue, which
+ * notification-svc always passes, so it keeps retrying with the broker's
+ * reason in its log and the message stays in the queue. */
 static void
-test_notification_classic(void)
+test_notification_audit_not_stream(void)
 {
-	const char *a[] = {"notification-svc", "--amqp",  NULL, "--db", NULL,
-	                   "--events-queue",   "classic", NULL};
+	static const struct bus_queue q[] = {{.name = "audit"}};
+	static const struct bus_binding b[] = {
+	        {"order_events", "audit", NULL, "order.#"}};
+	static const struct bus_topology topo = {NULL, 0, q, 1, b, 1};
+	struct bus_config c = {.name = "old", .topology = &topo};
+	struct bus *old;
+	char err[256];
 	int pid;
 
 	CHECK(world_open() == 0);
-	/* the broker's data outlives a test: an earlier one made the stream */
-	bus_queue_delete(T.bus, "notification.events", false);
+	bus_queue_delete(T.bus, "audit", false);
+	c.url = T.url;
+	old = bus_open(&c, err, sizeof(err));
+	CHECK(old != NULL && bus_connect(old, err, sizeof(err)) == 0);
+	bus_close(old);
+	publish_shipped(0, 1);
+	pid = start_notification("100");
+	CHECK(pid > 0);
+	for (int t = 0; t < 100 && !log_says("notif.log", "x-stream-offset");
+	     t++)
+		usleep(100000);
+	CHECK(log_says("notif.log", "invalid arg 'x-stream-offset' for queue "
+	                            "'audit'"));
+	CHECK(testutil_stop(pid, SIGTERM) == 0);
+	CHECK_EQ(queue_depth("audit"), 1);
+	CHECK_EQ(q1("notif.db", "SELECT count(*) FROM notifications"), 0);
+	world_close();
+}
+
+/* --events queue: notification.events bound to order.*, consumed and
+ * acked, nothing stays in it, and the audit stream is not read. */
+static void
+test_notification_classic(void)
+{
+	const char *a[] = {"notification-svc", "--amqp", NULL, "--db", NULL,
+	                   "--events",         "queue",  NULL};
+	int pid;
+
+	CHECK(world_open() == 0);
 	a[2] = T.url;
 	a[4] = path("notif.db");
 	pid = testutil_spawn(a, path("notif.log"));
@@ -1319,6 +1367,7 @@ test_notification_classic(void)
 	CHECK_EQ(queue_depth("notification.events"), 0);
 	CHECK(testutil_stop(pid, SIGTERM) == 0);
 	CHECK_EQ(q1("notif.db", "SELECT count(*) FROM part_stream"), 0);
+	CHECK(!log_says("notif.log", "reading stream"));
 	world_close();
 }
 
@@ -1508,6 +1557,7 @@ main(void)
 	RUN(test_notification_events);
 	RUN(test_notification_stream_resume);
 	RUN(test_notification_classic);
+	RUN(test_notification_audit_not_stream);
 	testutil_kill_all();
 	RUN(test_inventory);
 	testutil_kill_all();

@@ -79,6 +79,15 @@ struct bus_queue {
 	bool stream;
 	const char *max_age;
 	int64_t max_bytes;
+	/* An existing queue's arguments win: declared with the arguments
+	 * above, and when RabbitMQ refuses them as inequivalent (406) for
+	 * any argument but x-queue-type, the queue is kept as it is (its
+	 * retention, set when it was made or by an earlier flag) and the
+	 * difference logged, the channel reopened. A queue of another type
+	 * (a classic queue where a stream is declared) is a connection
+	 * error naming the queue and what to do. RabbitMQ says which
+	 * argument differs only in the close's text, which is parsed. */
+	bool keep_existing;
 };
 
 /* queue binds queue to exchange; dest_exchange (instead of queue) binds

@@ -1192,6 +1192,7 @@ start_console(struct daemon *d)
 	        .listen = cfg->http,
 	        .users_file = cfg->console_users,
 	        .trust_header = cfg->console_trust_header,
+	        .audit_amqp = cfg->dlq_amqp,
 	        .operate = console_operate,
 	        .operate_arg = d,
 	};

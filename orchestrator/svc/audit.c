@@ -196,7 +196,7 @@ each_envelope(void *arg, const void *body, size_t len, const char *tp)
 		return;
 	if (envelope_decode(body, len, &env, err, sizeof(err)) != 0) {
 		r->res->undecodable++;
-	} else if (strcmp(env.saga, r->q->saga) == 0 &&
+	} else if ((r->q->saga == NULL || strcmp(env.saga, r->q->saga) == 0) &&
 	           env.ts >= r->q->since_ms) {
 		struct audit_event e = {r->d->stream_offset, r->d->timestamp_ms,
 		                        r->d->routing_key, &env};
@@ -227,7 +227,7 @@ on_delivery(void *arg, const struct bus_delivery *d)
 	r->res->last_offset = d->stream_offset;
 	r->d = d;
 	/* an event's correlation_id is its saga: most are skipped here */
-	if (d->correlation_id[0] == '\0' ||
+	if (r->q->saga == NULL || d->correlation_id[0] == '\0' ||
 	    strcmp(d->correlation_id, r->q->saga) == 0 ||
 	    strcmp(d->type, ENVELOPE_BUNDLE_TYPE) == 0)
 		if (envelope_each(d->type, d->body, d->len, d->traceparent,

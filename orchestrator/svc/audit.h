@@ -51,7 +51,8 @@ int audit_max_age_check(const char *s, char *err, size_t errlen);
 int audit_parse_time(const char *s, int64_t *ms);
 
 struct audit_query {
-	const char *saga; /* only this saga's (order's) events */
+	const char *saga; /* only this saga's (order's) events; NULL: every
+	                   * event (e.g. to count them) */
 	int64_t since_ms; /* events at or after (their ts); 0: every event
 	                   * retained (read from the first) */
 	int64_t until_ms; /* stop at the first message published after;

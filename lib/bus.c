@@ -862,7 +862,12 @@ bus_connect(struct bus *b, char *err, size_t errlen)
 			ack_reset(b);
 			b->connected_at_ms = clock_mono_ms();
 			bus_url_redact(url, red, sizeof(red));
-			log_info("bus %s: connected to %s", b->cfg.name, red);
+			if (b->cfg.quiet)
+				log_debug("bus %s: connected to %s",
+				          b->cfg.name, red);
+			else
+				log_info("bus %s: connected to %s", b->cfg.name,
+				         red);
 			return 0;
 		}
 		if (b->conn != NULL) {

@@ -157,6 +157,9 @@ struct bus_config {
 	 * the default for every queue. */
 	void (*start)(void *arg, const char *queue, struct bus_start *out);
 	void *start_arg;
+	/* A short-lived reader (one per console page view): its connect is
+	 * logged at debug level, not info. Failures are logged as ever. */
+	bool quiet;
 };
 
 /* The most queues one bus consumes. */

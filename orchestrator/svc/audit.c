@@ -298,6 +298,7 @@ audit_read(const struct bus_config *conn, const struct audit_query *q,
 	bc.prefetch = PREFETCH;
 	bc.start = start_at;
 	bc.start_arg = &r;
+	bc.quiet = true; /* a reader per page view: no line each */
 	r.bus = bus_open(&bc, why, sizeof(why));
 	if (r.bus == NULL) {
 		snprintf(err, errlen, "%s", why);

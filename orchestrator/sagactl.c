@@ -173,7 +173,7 @@ static const char usage_audit[] =
         "id\n"
         "and the payload's key fields. Nothing is removed from the "
         "stream.\n"
-        "  --since T   events at or after T: an RFC 3339 time\n"
+        "  --since T   events published at or after T: an RFC 3339 time\n"
         "              (2026-12-05T16:00:00Z) or a time ago: 10m, 2h, 3d;\n"
         "              default: every event retained (read from the "
         "first)\n"

@@ -197,7 +197,8 @@ each_envelope(void *arg, const void *body, size_t len, const char *tp)
 	if (envelope_decode(body, len, &env, err, sizeof(err)) != 0) {
 		r->res->undecodable++;
 	} else if ((r->q->saga == NULL || strcmp(env.saga, r->q->saga) == 0) &&
-	           env.ts >= r->q->since_ms) {
+	           (r->d->timestamp_ms > 0 ? r->d->timestamp_ms : env.ts) >=
+	                   r->q->since_ms) {
 		struct audit_event e = {r->d->stream_offset, r->d->timestamp_ms,
 		                        r->d->routing_key, &env};
 		r->res->matched++;

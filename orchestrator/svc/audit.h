@@ -34,10 +34,10 @@ struct bus_config;
 
 #define AUDIT_QUEUE           "audit"
 #define AUDIT_MAX_AGE_DEFAULT "7D"
-/* Where a read from a time starts, before it: events are filtered by
- * their own time, the stream is entered by the broker's (another
- * host's clock, a chunk's first message) */
-#define AUDIT_START_MARGIN_MS 60000
+/* Where a read from a time enters the stream, before it: events are
+ * filtered by their publisher's clock, the stream is entered by the
+ * broker's (another host's clock, a chunk's first message) */
+#define AUDIT_START_MARGIN_MS 10000
 
 /* Is s a stream retention RabbitMQ takes for x-max-age (a whole number
  * from 1, then one unit of Y M D h m s: "7D", "36h")? 0, or -1 with the
@@ -53,8 +53,9 @@ int audit_parse_time(const char *s, int64_t *ms);
 struct audit_query {
 	const char *saga; /* only this saga's (order's) events; NULL: every
 	                   * event (e.g. to count them) */
-	int64_t since_ms; /* events at or after (their ts); 0: every event
-	                   * retained (read from the first) */
+	int64_t since_ms; /* events published at or after (lib/bus.h: the
+	                   * publisher's x-published-ms, else their ts); 0:
+	                   * every event retained (read from the first) */
 	int64_t until_ms; /* stop at the first message published after;
 	                   * 0: when caught up with now */
 	size_t max_scan;  /* messages scanned at most; 0: 1,000,000 */

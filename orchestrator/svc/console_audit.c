@@ -3,11 +3,13 @@
  *
  * The read (audit.h) runs on the HTTP thread that serves the request,
  * on a connection of its own to the operator's broker URL (--dlq-amqp):
- * the saga loop never waits for it. It starts a margin before the saga
- * began, and for a finished saga stops at the first message published a
- * minute after it finished, so a busy stream is not read to its end; a
- * deadline and a cap bound the rest. The page says when no URL is set,
- * when the broker cannot be read, and when the read stopped short.
+ * the saga loop never waits for it. It takes the events published from
+ * 30 s before the saga began, and for a finished saga stops at the first
+ * message published a minute after it finished, so a busy stream is not
+ * read to its end; a deadline and a cap bound the rest (a stream of
+ * thousands of events a second may hit them: the page says so). The page says
+ * when no URL is set, when the broker cannot be read, and when the read stopped
+ * short.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,8 +22,13 @@
 
 #define AUDIT_TIMEOUT_MS 5000
 #define AUDIT_CONNECT_MS 2000
-#define AUDIT_SCAN_MAX   200000
+#define AUDIT_SCAN_MAX   500000
 #define AUDIT_AFTER_MS   60000 /* a finished saga: read a minute past */
+/* order.created is published before the saga starts: by the time it
+ * waited in the orders queue. A longer wait than this and the page
+ * misses it (sagactl audit without --since does not); a longer margin
+ * is more of a busy stream to scan on every page view. */
+#define AUDIT_BEFORE_MS 30000
 
 static int
 add_event(void *arg, const struct audit_event *e)
@@ -53,7 +60,7 @@ audit_doc(const char *amqp, const char *id, int64_t started_ms,
 	};
 	struct audit_query q = {
 	        .saga = id,
-	        .since_ms = started_ms - AUDIT_START_MARGIN_MS,
+	        .since_ms = started_ms - AUDIT_BEFORE_MS,
 	        .until_ms = finished(status) ? updated_ms + AUDIT_AFTER_MS : 0,
 	        .max_scan = AUDIT_SCAN_MAX,
 	        .timeout_ms = AUDIT_TIMEOUT_MS,

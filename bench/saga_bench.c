@@ -14,9 +14,10 @@
  *   RESULT label offered_per_s completed_per_s p50_ms p99_ms max_ms failed
  *
  * Saga ids are "<prefix><index>" (default prefix: unique per run).
- * --purge QUEUE empties a queue first (with --count 0: and nothing else)
- * (bench/run: the audit queue, which nothing consumes, so every run starts from
- * the same broker state).
+ * --purge QUEUE empties a queue first (with --count 0: and nothing else;
+ * bench/run: the work queues a measurement left work in). Not a stream
+ * such as audit: RabbitMQ refuses queue.purge on a stream by closing the
+ * connection.
  * --publish-only: publishes the N orders (window W, paced by confirms),
  * waits for the broker's confirms and exits without waiting for sagas
  * (in-flight sagas for the growth measurements); --wait-only: publishes

@@ -583,6 +583,81 @@ consume_one(struct bus *b, const char *queue)
 	return rpc_ok(b, queue) ? 0 : -1;
 }
 
+/* A 406 "inequivalent arg 'K' ..." from RabbitMQ: K into key (the text
+ * has said so since 2.x: rabbit_misc:assert_args_equivalence); false for
+ * any other reply. */
+static bool
+inequivalent_arg(amqp_rpc_reply_t r, char *key, size_t cap, char *buf,
+                 size_t bufcap)
+{
+	static const char mark[] = "inequivalent arg '";
+	const amqp_channel_close_t *m;
+	const char *k;
+	size_t n;
+
+	if (r.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION ||
+	    r.reply.id != AMQP_CHANNEL_CLOSE_METHOD)
+		return false;
+	m = r.reply.decoded;
+	snprintf(buf, bufcap, "%.*s", (int)m->reply_text.len,
+	         (const char *)m->reply_text.bytes);
+	k = strstr(buf, mark);
+	if (m->reply_code != 406 || k == NULL)
+		return false;
+	k += sizeof(mark) - 1;
+	n = strcspn(k, "'");
+	snprintf(key, cap, "%.*s", (int)n, k);
+	return true;
+}
+
+/* The channel again after the broker closed it: close-ok, open,
+ * confirm.select (nothing is published before the topology is in
+ * place, so publish seqs still start at 1). */
+static int
+reopen_channel(struct bus *b)
+{
+	amqp_channel_close_ok_t ok;
+
+	if (amqp_send_method(b->conn, CH, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok) !=
+	    AMQP_STATUS_OK) {
+		set_error(b, "cannot send channel.close-ok");
+		return -1;
+	}
+	amqp_channel_open(b->conn, CH);
+	if (!rpc_ok(b, "channel.open"))
+		return -1;
+	amqp_confirm_select(b->conn, CH);
+	return rpc_ok(b, "confirm.select") ? 0 : -1;
+}
+
+/* The answer to declaring a keep_existing queue (bus.h): its type must
+ * be the one asked; any other argument that differs is the existing
+ * queue's to keep, logged with what RabbitMQ says is in effect. */
+static int
+declared_or_kept(struct bus *b, const struct bus_queue *q)
+{
+	amqp_rpc_reply_t r = amqp_get_rpc_reply(b->conn);
+	char key[64], text[300];
+
+	if (r.reply_type == AMQP_RESPONSE_NORMAL)
+		return 0;
+	if (!inequivalent_arg(r, key, sizeof(key), text, sizeof(text)))
+		return rpc_ok(b, q->name) ? 0 : -1;
+	if (strcmp(key, "x-queue-type") == 0) {
+		set_error(b,
+		          "queue %s exists and is not a %s (406 inequivalent "
+		          "x-queue-type): a queue cannot change type; move or "
+		          "export its messages, delete it once, and it is "
+		          "declared again (deploy/README.md)",
+		          q->name, q->stream ? "stream" : "queue of this type");
+		return -1;
+	}
+	log_info("bus %s: queue %s kept as it exists, with its own %s (%s); "
+	         "a policy may override it",
+	         b->cfg.name, q->name, key, text);
+	return reopen_channel(b);
+}
+
 static int
 declare(struct bus *b)
 {
@@ -640,7 +715,8 @@ declare(struct bus *b)
 		amqp_queue_declare(b->conn, CH, amqp_cstring_bytes(q->name),
 		                   q->passive, !q->exclusive, q->exclusive,
 		                   q->exclusive, (amqp_table_t){(int)n, e});
-		if (!rpc_ok(b, q->name))
+		if (q->keep_existing ? declared_or_kept(b, q) != 0
+		                     : !rpc_ok(b, q->name))
 			return -1;
 	}
 	for (size_t i = 0; i < t->nbindings; i++) {
@@ -788,7 +864,12 @@ bus_connect(struct bus *b, char *err, size_t errlen)
 			ack_reset(b);
 			b->connected_at_ms = clock_mono_ms();
 			bus_url_redact(url, red, sizeof(red));
-			log_info("bus %s: connected to %s", b->cfg.name, red);
+			if (b->cfg.quiet)
+				log_debug("bus %s: connected to %s",
+				          b->cfg.name, red);
+			else
+				log_info("bus %s: connected to %s", b->cfg.name,
+				         red);
 			return 0;
 		}
 		if (b->conn != NULL) {
@@ -834,7 +915,8 @@ topo_copy(struct bus *b, const struct bus_topology *t)
 		     slen(t->exchanges[i].hash_property);
 	for (size_t i = 0; i < t->nqueues; i++)
 		n += slen(t->queues[i].name) + slen(t->queues[i].dlx) +
-		     slen(t->queues[i].dlrk) + slen(t->queues[i].overflow);
+		     slen(t->queues[i].dlrk) + slen(t->queues[i].overflow) +
+		     slen(t->queues[i].max_age);
 	for (size_t i = 0; i < t->nbindings; i++)
 		n += slen(t->bindings[i].exchange) +
 		     slen(t->bindings[i].queue) +
@@ -860,6 +942,7 @@ topo_copy(struct bus *b, const struct bus_topology *t)
 		q[i].dlx = put(&at, t->queues[i].dlx);
 		q[i].dlrk = put(&at, t->queues[i].dlrk);
 		q[i].overflow = put(&at, t->queues[i].overflow);
+		q[i].max_age = put(&at, t->queues[i].max_age);
 	}
 	for (size_t i = 0; i < t->nbindings; i++) {
 		bd[i].exchange = put(&at, t->bindings[i].exchange);

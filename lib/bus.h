@@ -83,6 +83,15 @@ struct bus_queue {
 	 * stream): declared passively, so it must exist (404 NOT_FOUND
 	 * otherwise: the bus retries) and its arguments are the owner's. */
 	bool passive;
+	/* An existing queue's arguments win: declared with the arguments
+	 * above, and when RabbitMQ refuses them as inequivalent (406) for
+	 * any argument but x-queue-type, the queue is kept as it is (its
+	 * retention, set when it was made or by an earlier flag) and the
+	 * difference logged, the channel reopened. A queue of another type
+	 * (a classic queue where a stream is declared) is a connection
+	 * error naming the queue and what to do. RabbitMQ says which
+	 * argument differs only in the close's text, which is parsed. */
+	bool keep_existing;
 };
 
 /* queue binds queue to exchange; dest_exchange (instead of queue) binds
@@ -152,6 +161,9 @@ struct bus_config {
 	 * the default for every queue. */
 	void (*start)(void *arg, const char *queue, struct bus_start *out);
 	void *start_arg;
+	/* A short-lived reader (one per console page view): its connect is
+	 * logged at debug level, not info. Failures are logged as ever. */
+	bool quiet;
 };
 
 /* The most queues one bus consumes. */

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "array.h"
+#include "audit.h"
 #include "console.h"
 #include "daemon.h"
 #include "envelope.h"
@@ -49,7 +50,7 @@ static const char usage[] =
         "[--console-users FILE]\n"
         "                         [--console-trust-header NAME] "
         "[--operator-user NAME]\n"
-        "                         [--dlq-amqp URL]\n"
+        "                         [--dlq-amqp URL] [--audit-max-age AGE]\n"
         "       saga-orchestrator --hash-password NAME  < password\n"
         "  --amqp URL         broker URL(s), comma-separated (env "
         "SAGA_AMQP_URL)\n"
@@ -97,10 +98,20 @@ static const char usage[] =
         "the AMQP user)\n"
         "  --dlq-amqp URL     the operator's broker URL the console "
         "replays or discards\n"
-        "                     a dead-letter group with (env "
+        "                     a dead-letter group with, and reads a "
+        "saga's events from\n"
+        "                     the stream audit with (env "
         "SAGA_DLQ_AMQP_URL); unset: the\n"
         "                     console shows the sagactl command "
-        "instead\n"
+        "instead, and no events\n"
+        "  --audit-max-age AGE  how long the stream audit keeps events "
+        "when the orchestrator\n"
+        "                     creates it (env SAGA_AUDIT_MAX_AGE, default "
+        "7D): a number and one\n"
+        "                     unit of Y M D h m s. An existing stream keeps "
+        "its own (logged);\n"
+        "                     a policy's max-age overrides both "
+        "(deploy/README.md)\n"
         "  --console-users FILE  who may log in to the console to act: "
         "lines NAME:HASH\n"
         "                     (crypt(3) $y$ or $6$; env "
@@ -161,6 +172,7 @@ static const struct option options[] = {
         {"console-trust-header", required_argument, NULL, 'T'},
         {"hash-password", required_argument, NULL, 'P'},
         {"operator-user", required_argument, NULL, 'W'},
+        {"audit-max-age", required_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
 };
@@ -197,6 +209,7 @@ flags_init(struct flags *f)
 	                        .console_trust_header =
 	                                getenv("SAGA_CONSOLE_TRUST_HEADER"),
 	                        .operator_user = getenv("SAGA_OPERATOR_USER"),
+	                        .audit_max_age = getenv("SAGA_AUDIT_MAX_AGE"),
 	                },
 	        .level = LOG_INFO,
 	        .bundle = getenv("SAGA_BUNDLE"),
@@ -293,6 +306,9 @@ one_flag(struct flags *f, int opt, const char *arg)
 	case 'W':
 		cfg->operator_user = arg;
 		break;
+	case 'A':
+		cfg->audit_max_age = arg;
+		break;
 	case 'n':
 		f->check_only = 1;
 		break;
@@ -320,6 +336,7 @@ check_flags(struct flags *f)
 {
 	struct orch_daemon_config *cfg = &f->cfg;
 	const char *qt = cfg->queue_type;
+	char err[256];
 
 	if (f->bundle != NULL &&
 	    daemon_parse_count(f->bundle, 1, ENVELOPE_BUNDLE_MAX,
@@ -341,6 +358,14 @@ check_flags(struct flags *f)
 		fprintf(stderr,
 		        PROG ": queue type \"%s\": use classic or quorum\n",
 		        qt);
+		return 2;
+	}
+	if (cfg->audit_max_age == NULL)
+		cfg->audit_max_age = AUDIT_MAX_AGE_DEFAULT;
+	if (audit_max_age_check(cfg->audit_max_age, err, sizeof(err)) != 0) {
+		fprintf(stderr,
+		        PROG ": --audit-max-age (or SAGA_AUDIT_MAX_AGE): %s\n",
+		        err);
 		return 2;
 	}
 	if (cfg->statecharts == NULL)

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "clock.h"
 #include "bus.h"
 #include "chart_load.h"
@@ -51,6 +52,7 @@ struct opts {
 	const char *script, *order, *latency; /* simulate */
 	/* list and --all filters, as given */
 	const char *status, *chart, *state, *older, *stuck, *prefix, *limit;
+	const char *since; /* audit */
 	int json, help, all, yes, dry_run, dot;
 };
 
@@ -83,6 +85,8 @@ usage(FILE *f)
 	        "the orchestrator\n"
 	        "  dlq list|show|replay|discard|purge ...  dead-letter queues "
 	        "(sagactl dlq --help)\n"
+	        "  audit ID [--since T]          an order's events from the "
+	        "stream audit\n"
 	        "\n"
 	        "  FILTERS: --status S --chart NAME --state NAME --older-than "
 	        "D\n"
@@ -160,6 +164,31 @@ static const char usage_stats[] =
         "    action). Retries and backoff are included; a saga still in a\n"
         "    state is not counted, nor is time spent compensating.\n"
         "Exit status: 0 ok, 1 the database cannot be read, 2 usage.\n";
+
+static const char usage_audit[] =
+        "usage: sagactl [--amqp URL] audit ID [--since T] [--json]\n"
+        "\n"
+        "The order's events (every order.* event of order_events) from the\n"
+        "stream audit, oldest first, one a line: time (UTC), type, message "
+        "id\n"
+        "and the payload's key fields. Nothing is removed from the "
+        "stream.\n"
+        "  --since T   events published at or after T: an RFC 3339 time\n"
+        "              (2026-12-05T16:00:00Z) or a time ago: 10m, 2h, 3d;\n"
+        "              default: every event retained (read from the "
+        "first)\n"
+        "  --json      {order_id, events: [{offset, at, published_at, "
+        "type,\n"
+        "              message_id, step, payload}], scanned, complete, "
+        "note}\n"
+        "The read ends when it has caught up (a message published after "
+        "it\n"
+        "began, or none for half a second), or after scanning 1,000,000\n"
+        "messages, which it says. The URL's user needs read on audit (the\n"
+        "operator user has it). --amqp-ca/--amqp-cert/--amqp-key as for "
+        "the\n"
+        "other commands.\n"
+        "Exit status: 0 events found, 1 none (or no broker), 2 usage.\n";
 
 static const char usage_action[] =
         "usage: sagactl [--amqp URL] [--db PATH] ACTION ID --reason TEXT\n"
@@ -1640,6 +1669,7 @@ enum {
 	OPT_CA,
 	OPT_CERT,
 	OPT_KEY,
+	OPT_SINCE,
 };
 
 static const struct option lopts[] = {
@@ -1665,6 +1695,7 @@ static const struct option lopts[] = {
         {"dry-run", no_argument, NULL, OPT_DRY_RUN},
         {"dot", no_argument, NULL, OPT_DOT},
         {"shards", required_argument, NULL, OPT_SHARDS},
+        {"since", required_argument, NULL, OPT_SINCE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
 };
@@ -1792,6 +1823,9 @@ take_opt(struct opts *o, int c)
 	case OPT_DOT:
 		o->dot = 1;
 		break;
+	case OPT_SINCE:
+		o->since = optarg;
+		break;
 	case 'h':
 		o->help = 1;
 		break;
@@ -1799,14 +1833,6 @@ take_opt(struct opts *o, int c)
 		return -1;
 	}
 	return 0;
-}
-
-static bool
-is_action(const char *cmd)
-{
-	return strcmp(cmd, "retry") == 0 || strcmp(cmd, "resume") == 0 ||
-	       strcmp(cmd, "abort") == 0 || strcmp(cmd, "compensate") == 0 ||
-	       strcmp(cmd, "skip") == 0;
 }
 
 /* A usage error for a command: the message, its usage, exit status 2. */
@@ -1817,6 +1843,102 @@ cmd_usage(const char *text, const char *msg)
 		fprintf(stderr, "sagactl: %s\n", msg);
 	fputs(text, stderr);
 	return 2;
+}
+
+/* ---- audit ---- */
+
+struct audit_out {
+	bool json;
+	json_t *events;
+};
+
+static int
+audit_event(void *arg, const struct audit_event *e)
+{
+	struct audit_out *out = arg;
+	char line[1024];
+
+	if (out->json)
+		return json_array_append_new(out->events,
+		                             audit_event_json(e)) != 0;
+	audit_event_line(e, line, sizeof(line));
+	printf("%s\n", line);
+	return 0;
+}
+
+/* --since: a time ago (parse_duration) or an RFC 3339 time. */
+static int
+audit_since(const char *s, int64_t *ms)
+{
+	int64_t ago;
+
+	*ms = 0;
+	if (s == NULL)
+		return 0;
+	if (parse_duration(s, &ago) == 0) {
+		*ms = clock_wall_ms() - ago;
+		return 0;
+	}
+	return audit_parse_time(s, ms);
+}
+
+/* sagactl audit ID [--since T]. */
+static int
+audit(const struct opts *o, const char *id)
+{
+	struct bus_config bc = bus_conf(o);
+	struct audit_query q = {.saga = id};
+	struct audit_out out = {.json = o->json != 0};
+	struct audit_result res;
+	char err[1024], note[256];
+
+	if (audit_since(o->since, &q.since_ms) != 0)
+		return cmd_usage(usage_audit,
+		                 "--since wants an RFC 3339 time "
+		                 "(2026-12-05T16:00:00Z) or a time ago (10m, "
+		                 "2h, 3d)");
+	if (o->amqp == NULL) {
+		fprintf(stderr, "sagactl: audit needs --amqp URL (or "
+		                "SAGA_AMQP_URL)\n");
+		return 1;
+	}
+	out.events = json_array();
+	if (out.events == NULL)
+		return out_of_memory();
+	if (audit_read(&bc, &q, audit_event, &out, &res, err, sizeof(err)) !=
+	    0) {
+		fprintf(stderr, "sagactl: %s\n", err);
+		json_decref(out.events);
+		return 1;
+	}
+	audit_end_text(&res, note, sizeof(note));
+	if (out.json &&
+	    print_json(json_pack("{s:o,s:o,s:I,s:b,s:o}", "order_id",
+	                         jsonout_str(id), "events", out.events,
+	                         "scanned", (json_int_t)res.scanned, "complete",
+	                         res.end == AUDIT_CAUGHT_UP, "note",
+	                         jsonout_str(note))) != 0)
+		return 1;
+	if (!out.json)
+		json_decref(out.events);
+	if (res.end != AUDIT_CAUGHT_UP)
+		fprintf(stderr, "sagactl: audit: %s\n", note);
+	if (res.matched == 0) {
+		fprintf(stderr,
+		        "sagactl: no events of order %s in %s%s%s (%s)\n", id,
+		        AUDIT_QUEUE, o->since != NULL ? " since " : "",
+		        o->since != NULL ? o->since : "", note);
+		return 1;
+	}
+	return 0;
+}
+
+static bool
+is_action(const char *cmd)
+{
+	return strcmp(cmd, "retry") == 0 || strcmp(cmd, "resume") == 0 ||
+	       strcmp(cmd, "abort") == 0 || strcmp(cmd, "compensate") == 0 ||
+	       strcmp(cmd, "skip") == 0;
 }
 
 static int
@@ -1842,6 +1964,18 @@ run_command(struct opts *o, const char *cmd, int argc, char **argv)
 		                 "--dry-run and --yes go with --all");
 	if (o->dot && strcmp(cmd, "show") != 0)
 		return cmd_usage(usage_show, "--dot belongs to show");
+	if (o->since != NULL && strcmp(cmd, "audit") != 0)
+		return cmd_usage(usage_audit, "--since belongs to audit");
+	if (strcmp(cmd, "audit") == 0) {
+		if (o->help) {
+			fputs(usage_audit, stdout);
+			return 0;
+		}
+		if (argc != 1)
+			return cmd_usage(usage_audit,
+			                 "audit needs one order ID");
+		return audit(o, argv[0]);
+	}
 	if (is_list) {
 		if (o->help) {
 			fputs(usage_list, stdout);

@@ -10,7 +10,7 @@
  *   - the ledger balances: charges - refunds = completed card orders, and
  *     never two charges or refunds for one saga;
  *   - one notification per event, one confirmation per completed order;
- *     every event in the audit queue;
+ *     every event in the audit stream;
  *   - shipments by the right regional instance;
  *   - every dead-letter queue empty; the retry path used;
  *   - every daemon stops cleanly on SIGTERM;

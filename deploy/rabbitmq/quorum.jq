@@ -4,7 +4,11 @@
 # x-delivery-limit 20 on those with a dead-letter exchange. (The presence
 # queues too: a classic one is down with its node, and an orchestrator
 # that cannot declare it cannot connect to the rest of the cluster.)
+# Streams (audit) stay streams: a stream replicates over the cluster by
+# itself, and lib/bus never makes one quorum.
 .queues |= map(
-  .arguments["x-queue-type"] = "quorum"
-  | if .arguments | has("x-dead-letter-exchange")
-    then .arguments["x-delivery-limit"] = 20 else . end)
+  if .arguments["x-queue-type"] == "stream" then . else
+    .arguments["x-queue-type"] = "quorum"
+    | if .arguments | has("x-dead-letter-exchange")
+      then .arguments["x-delivery-limit"] = 20 else . end
+  end)

@@ -27,7 +27,7 @@
 
 struct console {
 	struct console_config cfg; /* its strings are the copies below */
-	char *strings[4];
+	char *strings[5];
 	struct console_auth *auth;
 };
 
@@ -197,6 +197,10 @@ api(void *arg, const struct http_request *req, struct http_response *r)
 	}
 	doc = api_get(st, req, p, &e);
 	store_close(st);
+	/* one saga's document: its events too, read with no store open */
+	if (doc != NULL && strncmp(p, "sagas/", 6) == 0 &&
+	    strchr(p + 6, '/') == NULL)
+		console_saga_audit(c->cfg.audit_amqp, doc);
 	if (doc == NULL)
 		console_json_error(r, e.status, e.msg);
 	else
@@ -210,6 +214,7 @@ viewer(struct console *c, const struct http_request *req, char *user,
 	v->user = console_auth_user(c->auth, req, user, cap) ? user : NULL;
 	v->can_act = console_auth_enabled(c->auth);
 	v->can_login = c->cfg.users_file != NULL;
+	v->audit_amqp = c->cfg.audit_amqp;
 }
 
 /* Everything else: the pages; a reader who must log in goes there. */
@@ -300,7 +305,8 @@ console_start(struct http *h, const struct console_config *cfg, char *err,
 	if (copy(c, 0, &c->cfg.db_path) != 0 ||
 	    copy(c, 1, &c->cfg.listen) != 0 ||
 	    copy(c, 2, &c->cfg.users_file) != 0 ||
-	    copy(c, 3, &c->cfg.trust_header) != 0 || c->cfg.db_path == NULL) {
+	    copy(c, 3, &c->cfg.trust_header) != 0 ||
+	    copy(c, 4, &c->cfg.audit_amqp) != 0 || c->cfg.db_path == NULL) {
 		snprintf(err, errlen, "out of memory");
 		console_free(c);
 		return NULL;

@@ -4,7 +4,9 @@
  *   GET /api/sagas?status=&chart=&state=&id_prefix=&older_than=&q=
  *                  &limit=&after=            sagas, newest first, by key
  *   GET /api/sagas/ID                        one saga: data, timeline, timer,
- *                                            path, what compensating runs
+ *                                            path, what compensating runs,
+ *                                            its events from the stream
+ *                                            audit (console_saga_audit)
  *   GET /api/stuck?for=                      stuck sagas: how long, why
  *   GET /api/charts                          versions, sagas per state
  *   GET /api/summary                         counts, step latency, throughput
@@ -69,10 +71,14 @@ typedef int (*console_operate_fn)(void *arg, struct loop_op *ops, size_t n,
 #define CONSOLE_ACT_TIMEOUT_MS 10000
 
 struct console_config {
-	const char *db_path;        /* read with connections of its own */
-	const char *listen;         /* the listener's HOST:PORT (loopback?) */
-	const char *users_file;     /* --console-users, or NULL */
-	const char *trust_header;   /* --console-trust-header, or NULL */
+	const char *db_path;      /* read with connections of its own */
+	const char *listen;       /* the listener's HOST:PORT (loopback?) */
+	const char *users_file;   /* --console-users, or NULL */
+	const char *trust_header; /* --console-trust-header, or NULL */
+	/* the broker URL the saga page and /api/sagas/ID read the saga's
+	 * events from the stream audit with (the operator's: --dlq-amqp),
+	 * or NULL: they say it is not configured */
+	const char *audit_amqp;
 	console_operate_fn operate; /* NULL: actions answered 503 */
 	void *operate_arg;
 };

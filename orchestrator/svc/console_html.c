@@ -499,6 +499,43 @@ saga_timeline(struct http_response *r, const json_t *d)
 	http_printf(r, "</table>");
 }
 
+/* The saga's events from the stream audit (console_saga_audit). */
+static void
+saga_events(struct http_response *r, const json_t *d)
+{
+	const json_t *a = json_object_get(d, "audit"), *ev;
+	const char *err = jstr(a, "error"), *note = jstr(a, "note");
+	size_t i;
+
+	http_printf(r, "<h2>Events (stream audit)</h2><div id=\"events\">");
+	if (err[0] != '\0') {
+		http_printf(r, "<p class=\"error\" id=\"events-error\">");
+		html_text(r, err);
+		http_printf(r, "</p></div>");
+		return;
+	}
+	http_printf(r, "<table><tr><th>at (UTC)</th><th>type</th><th>"
+	               "message id</th><th>status</th></tr>");
+	json_array_foreach(json_object_get(a, "events"), i, ev)
+	{
+		const json_t *p = json_object_get(ev, "payload");
+		http_printf(r, "<tr class=\"event\"><td>");
+		html_time(r, jint(ev, "at"));
+		http_printf(r, "</td><td>");
+		html_text(r, jstr(ev, "type"));
+		http_printf(r, "</td><td><code>");
+		html_text(r, jstr(ev, "message_id"));
+		http_printf(r, "</code></td><td>");
+		html_text(r, jstr(p, "saga_status"));
+		http_printf(r, "</td></tr>");
+	}
+	http_printf(r, "</table><p class=\"%s\">",
+	            json_is_true(json_object_get(a, "complete")) ? "muted"
+	                                                         : "error");
+	html_text(r, note);
+	http_printf(r, "</p></div>");
+}
+
 static void
 page_saga(struct store *st, const char *id, struct http_response *r)
 {
@@ -512,6 +549,7 @@ page_saga(struct store *st, const char *id, struct http_response *r)
 		error_page(r, &e);
 		return;
 	}
+	console_saga_audit(viewer != NULL ? viewer->audit_amqp : NULL, d);
 	head(r, id);
 	http_printf(r, "<h1>Saga ");
 	html_text(r, id);
@@ -534,6 +572,7 @@ page_saga(struct store *st, const char *id, struct http_response *r)
 	http_printf(r, "</pre>");
 	free(data);
 	saga_timeline(r, d);
+	saga_events(r, d);
 	foot(r);
 	chart_walk_release(&w);
 	chart_free(c);

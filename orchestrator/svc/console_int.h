@@ -42,6 +42,12 @@ json_t *console_stuck_json(struct store *st, const struct http_request *req,
                            struct console_err *e);
 json_t *console_charts_json(struct store *st, struct console_err *e);
 json_t *console_summary_json(struct store *st, struct console_err *e);
+/* Adds "audit" to a saga's document (console_saga_json's): {events:
+ * [audit_event_json...], complete, note, error} read from the stream
+ * audit at amqp (console_audit.c; NULL: error says it is not
+ * configured). Blocks the calling HTTP thread for the read (a few
+ * seconds at most). */
+void console_saga_audit(const char *amqp, json_t *doc);
 
 /* Where a filter's parameters come from: the query (console_query, src
  * the request) or a JSON body (src the object). NULL when absent. */
@@ -176,6 +182,8 @@ struct console_viewer {
 	const char *user; /* logged in as, or NULL */
 	bool can_act;     /* logins are configured: actions can be taken */
 	bool can_login;   /* a users file: /login works */
+	const char *audit_amqp; /* the saga page reads its events with it
+	                         * (console_saga_audit), or NULL */
 };
 
 /* The pages: path is the request's ("/", "/sagas", "/sagas/ID", ...). */

@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "array.h"
+#include "audit.h"
 #include "bundler.h"
 #include "bus.h"
 #include "console.h"
@@ -859,10 +860,16 @@ static const struct bus_queue orch_queues[] = {
          * node, and the orchestrator could not connect to the rest of a
          * cluster */
         {.name = Q_PRESENCE, .ttl_ms = PRESENCE_TTL_MS, .max_length = 10000},
-        /* every domain event, kept for audit (the demo prints it);
-         * declared here, by the events' one publisher of order.* besides
-         * order-api */
-        {.name = "audit"},
+        /* every domain event, kept for audit (audit.h: sagactl audit,
+         * the console's saga page); declared here, by the events' one
+         * publisher of order.* besides order-api. A stream: read from any
+         * time without removing anything, retained max_age (the flag
+         * --audit-max-age, set in open_bus); an existing stream keeps
+         * its own retention, a classic audit is refused by name */
+        {.name = AUDIT_QUEUE,
+         .stream = true,
+         .max_age = AUDIT_MAX_AGE_DEFAULT,
+         .keep_existing = true},
 };
 
 static const struct {
@@ -871,7 +878,7 @@ static const struct {
 } orch_bindings[] = {
         {T_ALL, {ORCH_EXCHANGE_REPLIES, Q_REPLIES, NULL, K_REPLY_KEY}},
         {T_ALL, {DLX, DLQ, NULL, DLQ}},
-        {T_ALL, {ORCH_EXCHANGE_EVENTS, "audit", NULL, "order.#"}},
+        {T_ALL, {ORCH_EXCHANGE_EVENTS, AUDIT_QUEUE, NULL, "order.#"}},
         {T_ALL, {PRESENCE_EXCHANGE, Q_PRESENCE, NULL, ""}},
         {T_ALL, {ORCH_EXCHANGE_CONTROL, Q_CONTROL, NULL, Q_CONTROL}},
         /* unsharded: order.created and cancels straight to the queue */
@@ -1067,6 +1074,9 @@ open_bus(struct adapter *a, const struct orch_daemon_config *cfg)
 	char err[8192];
 
 	topo_build(a, &t);
+	for (size_t i = 0; i < t.topo.nqueues; i++)
+		if (t.qs[i].stream && cfg->audit_max_age != NULL)
+			t.qs[i].max_age = cfg->audit_max_age;
 	a->bus = bus_open(&bc, err, sizeof(err)); /* copies the topology */
 	if (a->bus == NULL) {
 		log_error("%s", err);
@@ -1182,6 +1192,7 @@ start_console(struct daemon *d)
 	        .listen = cfg->http,
 	        .users_file = cfg->console_users,
 	        .trust_header = cfg->console_trust_header,
+	        .audit_amqp = cfg->dlq_amqp,
 	        .operate = console_operate,
 	        .operate_arg = d,
 	};

@@ -22,6 +22,9 @@ struct orch_daemon_config {
 	int bundle;     /* commands per message at most (bundler.h); 1: never */
 	int inbox_days; /* keep processed message ids this long; 0: forever */
 	const char *otlp_url; /* export spans there (lib/otlp.h), or NULL */
+	/* the audit stream's retention (x-max-age, audit.h) when the
+	 * orchestrator creates it; NULL: AUDIT_MAX_AGE_DEFAULT */
+	const char *audit_max_age;
 	const char *dlq_amqp; /* the operator's broker URL the console
 	                       * replays or discards dead letters with, or
 	                       * NULL: it cannot (console.h) */

@@ -72,9 +72,11 @@ for _ in $(seq 1 60); do # the import is asynchronous
 done
 check "the import made all $nq queues" [ "$have" -eq "$nq" ]
 if [ "${SAGA_DEPLOY_QUORUM:-0}" = 1 ]; then
-  check "every queue is a quorum queue" \
-    [ -z "$(ctl list_queues -q --no-table-headers name type | awk '$2 != "quorum"')" ]
+  check "every queue but the stream audit is a quorum queue" \
+    [ -z "$(ctl list_queues -q --no-table-headers name type | awk '$1 != "audit" && $2 != "quorum"')" ]
 fi
+check "audit is a stream (it replicates over a cluster by itself)" \
+  [ "$(ctl list_queues -q --no-table-headers name type | awk '$1 == "audit" { print $2 }')" = stream ]
 for u in $users; do
   check "user $u exists" grep -qx "$u" <<<"$(ctl list_users -q --no-table-headers | cut -f1)"
 done
@@ -93,15 +95,15 @@ u() { echo "amqp://$1:${pw[$1]}@127.0.0.1:$port/"; }
 pol=$(ctl list_queues -q --no-table-headers name policy)
 polof() { awk -v q="$1" '$1 == q { print $2 }' <<<"$pol"; }
 for q in orchestrator.orders orchestrator.replies orchestrator.control inventory.commands \
-         payment.card payment.cod shipping.default notification.confirm notification.delay; do
+         payment.card payment.cod shipping.default notification.events notification.confirm notification.delay; do
   check "policy saga-work-queues on $q" [ "$(polof "$q")" = saga-work-queues ]
 done
-check "policy saga-notification-events on the notification.events stream" \
-  [ "$(polof notification.events)" = saga-notification-events ]
 for q in orchestrator.dlq inventory.commands.dlq payment.card.dlq shipping.default.dlq notification.events.dlq; do
   check "policy saga-dead-letters on $q" [ "$(polof "$q")" = saga-dead-letters ]
 done
 check "policy saga-audit on audit" [ "$(polof audit)" = saga-audit ]
+check "saga-audit sets the stream's retention (max-age 7D)" \
+  grep -qE 'saga-audit.*max-age.*7D' <<<"$(ctl list_policies -q --no-table-headers)"
 
 # --- no service user may write the default exchange (it reaches every
 # queue), none but the operator and admin saga.control
@@ -147,7 +149,7 @@ check "orchestrator: /healthz 200 (connected as orchestrator)" curl -sf "127.0.0
 # reports that count only with its next metrics tick
 cons=$(ctl list_consumers -q --no-table-headers queue_name | sort | uniq -c | awk '{print $2, $1}')
 for q in orchestrator.orders orchestrator.replies orchestrator.control inventory.commands payment.card \
-         payment.cod shipping.default shipping.india notification.events notification.confirm; do
+         payment.cod shipping.default shipping.india notification.events notification.confirm audit; do
   check "$q has a consumer" [ "$(awk -v q="$q" '$1 == q { print $2 }' <<<"$cons")" = 1 ]
 done
 check "no 406/403 in any daemon's log" \
@@ -177,6 +179,16 @@ for _ in $(seq 1 30); do
 done
 check "notification's delayed confirmation was sent (its own timer)" \
   bash -c "'$bin/notification-svc' --db '$work/notification.db' --print | grep -q order.confirmation"
+
+# --- the order's events from the stream audit: the operator may read it
+# (sagactl audit), a service user may not
+out=$(SAGA_AMQP_URL="$(u operator)" "$bin/sagactl" audit "$id" 2>&1)
+check "the operator reads the order's events from audit ($out)" \
+  bash -c "grep -q ' order.created ' <<<'$out' && grep -q ' order.completed ' <<<'$out'"
+out=$(SAGA_AMQP_URL="$(u payment)" "$bin/sagactl" audit "$id" 2>&1)
+rc=$?
+check "payment's user may not read audit (exit $rc: $out)" \
+  bash -c "[ $rc -eq 1 ] && grep -q ACCESS_REFUSED <<<'$out'"
 
 # --- stock as an operation: the operator's request through saga.admin,
 # answered on its own exclusive queue; a service user may not send one

@@ -81,14 +81,13 @@ static int
 hold(struct part_bus *pb, const struct bus_delivery *d, int attempt, bool item)
 {
 	/* the shared stream's copies go to its home queue's .retry/.dlq */
-	const char *q = pb->cfg->stream != NULL &&
-	                                strcmp(nz(d->queue), pb->cfg->stream) ==
-	                                        0
+	const char *q = pb->cfg->stream != NULL && strcmp(nz(d->queue),
+	                                                  pb->cfg->stream) == 0
 	                        ? pb->cfg->stream_home
 	                        : d->queue;
-	const char *f[7] = {q,              d->message_id, d->correlation_id,
-	                    d->type,        d->reply_to,   d->traceparent,
-	                    d->content_type};
+	const char *f[7] = {
+	        q,           d->message_id,  d->correlation_id, d->type,
+	        d->reply_to, d->traceparent, d->content_type};
 	const char **dst[7];
 	size_t n = d->len + 1, l[7];
 	struct held *h;

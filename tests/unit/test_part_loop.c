@@ -39,6 +39,7 @@ struct incoming {
 	const char *ctype;
 	int attempt;
 	bool bundled;
+	int64_t offset; /* in a stream, -1 if none */
 };
 
 struct settled {
@@ -58,6 +59,7 @@ struct mem {
 	int nack_next;      /* NACK this many publishes first */
 	bool fail_publish;  /* the broker is away: publish refuses */
 	bool stopped;       /* stop_consuming was called */
+	int64_t floor;      /* unsettled_floor's answer */
 	struct bundler *bl; /* replies marked `bundle` leave together */
 	struct durable *d;
 };
@@ -156,7 +158,8 @@ mem_poll(void *ctx, struct durable *d, int timeout_ms)
 		                              .content_type = m->ctype,
 		                              .reply_to = "orchestrator",
 		                              .attempt = m->attempt,
-		                              .bundled = m->bundled};
+		                              .bundled = m->bundled,
+		                              .offset = m->offset};
 		durable_deliver(d, &dv);
 	}
 	return 0;
@@ -168,6 +171,13 @@ mem_stop(void *ctx)
 	struct mem *b = ctx;
 	b->stopped = true;
 	return 0;
+}
+
+static int64_t
+mem_floor(void *ctx)
+{
+	const struct mem *b = ctx;
+	return b->floor;
 }
 
 static size_t
@@ -237,8 +247,9 @@ struct world {
 	struct durable *d;
 };
 
+/* stream: the participant also reads the stream test.stream */
 static int
-world_init(struct world *w)
+world_open(struct world *w, bool stream)
 {
 	char err[512];
 	static const char *const queues[] = {"test.commands"};
@@ -247,13 +258,17 @@ world_init(struct world *w)
 	                          .ncommands = 1,
 	                          .queues = queues,
 	                          .nqueues = 1,
-	                          .on_open = on_open};
+	                          .on_open = on_open,
+	                          .stream = stream ? "test.stream" : NULL,
+	                          .stream_home = queues[0]};
 	struct durable_transport t = {.publish = mem_publish,
 	                              .settle = mem_settle,
 	                              .poll = mem_poll,
 	                              .stop_consuming = mem_stop,
 	                              .unconfirmed = mem_unconfirmed,
-	                              .flush = mem_flush};
+	                              .flush = mem_flush,
+	                              .unsettled_floor =
+	                                      stream ? mem_floor : NULL};
 
 	memset(w, 0, sizeof(*w));
 	calls = 0;
@@ -272,7 +287,14 @@ world_init(struct world *w)
 	}
 	w->d = part_durable(w->p);
 	w->bus->d = w->d;
+	w->bus->floor = INT64_MAX;
 	return 0;
+}
+
+static int
+world_init(struct world *w)
+{
+	return world_open(w, false);
 }
 
 static void
@@ -308,6 +330,7 @@ push_cmd(struct mem *b, const char *id, const char *saga, const char *script)
 	snprintf(m->id, sizeof(m->id), "%s", id);
 	m->ctype = "application/msgpack";
 	m->attempt = 1;
+	m->offset = -1;
 	return m;
 }
 
@@ -321,6 +344,7 @@ push_raw(struct mem *b, const char *id, const char *body, const char *ctype)
 	snprintf(m->id, sizeof(m->id), "%s", id);
 	m->ctype = ctype;
 	m->attempt = 1;
+	m->offset = -1;
 }
 
 /* Turns at `at` ms after now (both clocks): commit, settle, publish, and
@@ -572,6 +596,46 @@ test_poison_dead_lettered(void)
 	world_free(&w);
 }
 
+/* A stream's position is stored with each batch: past every delivery
+ * done, never past one that is not (a retry or a dead letter whose copy
+ * is not yet confirmed, by this batch or, through the transport's floor,
+ * an earlier one); a batch without stream deliveries leaves it. */
+static void
+test_stream_position(void)
+{
+	struct world w;
+	const char *pos = "SELECT next_offset FROM part_stream WHERE queue = "
+	                  "'test.stream'";
+
+	CHECK(world_open(&w, true) == 0);
+	CHECK_EQ(part_stream_next(w.p), -1);
+	push_cmd(w.bus, "s-10", "a", NULL)->offset = 10;
+	push_cmd(w.bus, "s-11", "b", NULL)->offset = 11;
+	turns(&w, 0, 1);
+	CHECK_EQ(count(pos), 12);
+	CHECK_EQ(part_stream_next(w.p), 12);
+	push_cmd(w.bus, "s-12", "c", "transient")->offset = 12;
+	push_cmd(w.bus, "s-13", "d", NULL)->offset = 13;
+	turns(&w, 0, 1);
+	CHECK_EQ(count(pos), 12); /* 12 is to be retried: read it again */
+	w.bus->floor = 12;        /* its copy is not confirmed yet */
+	push_cmd(w.bus, "s-14", "e", NULL)->offset = 14;
+	turns(&w, 0, 1);
+	CHECK_EQ(count(pos), 12);
+	w.bus->floor = INT64_MAX; /* now it is */
+	push_cmd(w.bus, "s-15", "f", NULL)->offset = 15;
+	push_raw(w.bus, "junk", "not msgpack", NULL);
+	w.bus->in[w.bus->nin - 1].offset = 16;
+	turns(&w, 0, 1);
+	CHECK_EQ(count(pos), 16); /* the junk's dead letter is not sent yet */
+	push_cmd(w.bus, "q-1", "g", NULL); /* from a queue: no position */
+	turns(&w, 0, 1);
+	CHECK_EQ(count(pos), 16);
+	CHECK_EQ(part_stream_next(w.p), 16);
+	CHECK_EQ(count("SELECT count(*) FROM moves"), 6);
+	world_free(&w);
+}
+
 int
 main(void)
 {
@@ -582,5 +646,6 @@ main(void)
 	RUN(test_bundle_in_bundle_out);
 	RUN(test_drain_publishes_committed);
 	RUN(test_poison_dead_lettered);
+	RUN(test_stream_position);
 	return check_summary();
 }

@@ -382,7 +382,8 @@ capture(const char *url, const char *out, int idle_ms)
 	/* idle: no saga's publish for idle_ms (the participants' presence
 	 * announcements go on all the time and do not count) */
 	while (!stop) {
-		int64_t left = got ? idle_ms - (clock_mono_ms() - last) : idle_ms;
+		int64_t left =
+		        got ? idle_ms - (clock_mono_ms() - last) : idle_ms;
 		struct timeval tv = {left / 1000, (left % 1000) * 1000};
 		amqp_envelope_t env;
 		amqp_rpc_reply_t r;

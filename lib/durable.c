@@ -851,7 +851,7 @@ durable_turn(struct durable *d, struct durable_time now)
 	 * not wait finds nothing more) is committed now. Waiting out the
 	 * batch window then only adds latency; under load the input is
 	 * rarely drained and deliveries gather during the commit. */
-	if (d->nbatch > 0 && d->nbatch < d->cfg.batch_max) {
+	if (d->nbatch > 0 && d->nbatch < d->cfg.batch_max && !d->cfg.linger) {
 		size_t had = d->nbatch;
 		if (d->t.poll(d->t.ctx, d, 0) != 0)
 			return -1;

@@ -222,8 +222,14 @@ struct durable_handler {
 };
 
 struct durable_config {
-	size_t batch_max;       /* B: deliveries per transaction; 0: 100 */
-	int batch_wait_ms;      /* W: how long a partial batch may wait */
+	size_t batch_max;  /* B: deliveries per transaction; 0: 100 */
+	int batch_wait_ms; /* W: how long a partial batch may wait */
+	/* A daemon off the saga's path (notification-svc): a partial batch
+	 * waits its batch_wait_ms even when the input is drained, so the
+	 * daemon makes fewer, larger commits and leaves the cores to those
+	 * on the path. false: group commit, as soon as the input is
+	 * drained. */
+	bool linger;
 	size_t timers_per_turn; /* timers fired per transaction; 0: 500 */
 	size_t publish_window;  /* outbox rows in flight at most; 0: 1000 */
 	/* Dedup ids are kept this long; 0 keeps them forever. Older ones

@@ -1010,7 +1010,8 @@ loop_config(const struct part *p)
 {
 	struct durable_config lc = {
 	        .batch_max = p->c.prefetch,
-	        .batch_wait_ms = 0,
+	        .batch_wait_ms = p->c.linger_ms,
+	        .linger = p->c.linger_ms > 0,
 	        .inbox_retention_ms = p->retention_ms,
 	        .prune_per_turn = PART_PRUNE_BATCH,
 	};

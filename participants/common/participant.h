@@ -177,6 +177,12 @@ struct part_config {
 	int max_attempts;  /* deliveries before Q.dlq; 0: PART_MAX_ATTEMPTS */
 	int64_t retry_ms;  /* Q.retry's TTL; 0: PART_RETRY_MS */
 	uint16_t prefetch; /* 0: PART_PREFETCH */
+	/* A daemon off the saga's path (it answers no command): a batch
+	 * waits up to linger_ms for more deliveries before its commit,
+	 * instead of committing as soon as the input is drained: fewer
+	 * commits and wake-ups, more room on the cores for the daemons
+	 * sagas wait for. 0: group commit at once. */
+	int linger_ms;
 	/* How long part_processed keeps a message id (part_compensated
 	 * PART_COMPENSATED_FACTOR times longer); 0: PART_RETENTION_MS,
 	 * PART_KEEP_FOREVER: never pruned. At least max_attempts x

@@ -247,6 +247,8 @@ struct world {
 	struct durable *d;
 };
 
+static int linger_ms; /* the next world's part_config.linger_ms */
+
 /* stream: the participant also reads the stream test.stream */
 static int
 world_open(struct world *w, bool stream)
@@ -260,7 +262,8 @@ world_open(struct world *w, bool stream)
 	                          .nqueues = 1,
 	                          .on_open = on_open,
 	                          .stream = stream ? "test.stream" : NULL,
-	                          .stream_home = queues[0]};
+	                          .stream_home = queues[0],
+	                          .linger_ms = linger_ms};
 	struct durable_transport t = {.publish = mem_publish,
 	                              .settle = mem_settle,
 	                              .poll = mem_poll,
@@ -636,6 +639,35 @@ test_stream_position(void)
 	world_free(&w);
 }
 
+/* linger_ms: a partial batch whose input is drained waits for more
+ * (one commit for deliveries that came 40 ms apart), and is committed
+ * once its oldest has waited linger_ms. */
+static void
+test_linger(void)
+{
+	struct world w;
+	struct durable_time t0 = durable_now(), t;
+
+	linger_ms = 100;
+	CHECK(world_open(&w, false) == 0);
+	linger_ms = 0;
+	push_cmd(w.bus, "l-1", "a", NULL);
+	durable_turn(w.d, t0);
+	CHECK_EQ(count("SELECT count(*) FROM moves"), 0); /* drained: waits */
+	push_cmd(w.bus, "l-2", "b", NULL);
+	t = t0;
+	t.mono_ms += 40;
+	t.wall_ms += 40;
+	durable_turn(w.d, t);
+	CHECK_EQ(count("SELECT count(*) FROM moves"), 0);
+	t.mono_ms += 70; /* the first has waited 110 ms */
+	t.wall_ms += 70;
+	durable_turn(w.d, t);
+	CHECK_EQ(count("SELECT count(*) FROM moves"), 2);
+	CHECK_EQ(durable_stats(w.d)->batches, 1);
+	world_free(&w);
+}
+
 int
 main(void)
 {
@@ -647,5 +679,6 @@ main(void)
 	RUN(test_drain_publishes_committed);
 	RUN(test_poison_dead_lettered);
 	RUN(test_stream_position);
+	RUN(test_linger);
 	return check_summary();
 }

@@ -75,6 +75,7 @@ struct notif {
 	int n;
 	int64_t delay_ms;
 	bool own_queue;    /* --events queue */
+	bool from_end;     /* --from end */
 	int batch_wait_ms; /* --batch-wait */
 };
 
@@ -355,6 +356,7 @@ static const char usage[] =
         "                        [--confirm-delay MS] [--log-level L]\n"
         "                        [--events audit|queue] "
         "[--batch-wait MS]\n"
+        "                        [--from first|end]\n"
         "                        [--processed-days N]\n"
         "       notification-svc --db PATH --print\n"
         "  --templates FILE     lines \"order.type: text\" replacing the "
@@ -362,6 +364,13 @@ static const char usage[] =
         "  --confirm-delay MS   how long after order.completed the "
         "confirmation comes\n"
         "                       (0 to 86400000, default 2000)\n"
+        "  --from WHERE         a database with no offset stored reads audit "
+        "from its\n"
+        "                       first event retained (default) or its end "
+        "(only\n"
+        "                       new events: after losing the database, "
+        "so 7 days\n"
+        "                       of customers are not notified again)\n"
         "  --batch-wait MS      how long a batch of events waits for more "
         "before its\n"
         "                       commit (0 to 10000, default 100): fewer "
@@ -421,6 +430,22 @@ set_events(void *arg, const char *v)
 }
 
 static int
+set_from(void *arg, const char *v)
+{
+	struct notif *n = arg;
+
+	if (strcmp(v, "first") != 0 && strcmp(v, "end") != 0) {
+		fprintf(stderr,
+		        "notification-svc: --from: \"%s\" is not first or "
+		        "end\n",
+		        v);
+		return -1;
+	}
+	n->from_end = strcmp(v, "end") == 0;
+	return 0;
+}
+
+static int
 set_batch_wait(void *arg, const char *v)
 {
 	struct notif *n = arg;
@@ -475,6 +500,7 @@ main(int argc, char **argv)
 	        {"confirm-delay", .set = set_delay},
 	        {"events", .set = set_events},
 	        {"batch-wait", .set = set_batch_wait},
+	        {"from", .set = set_from},
 	        {"print", .on = &print},
 	};
 	static const struct part_cli cli = {
@@ -509,6 +535,7 @@ main(int argc, char **argv)
 	if (!n.own_queue) { /* the audit stream, not a copy of our own */
 		cfg.stream = AUDIT_STREAM;
 		cfg.stream_home = queues[0];
+		cfg.stream_from_end = n.from_end;
 		cfg.bindings = bindings + 1;
 		cfg.nbindings = ARRAY_LEN(bindings) - 1;
 	}

@@ -244,11 +244,20 @@ start_at(void *arg, const char *queue, struct bus_start *out)
 
 	if (pb->cfg->stream == NULL || strcmp(queue, pb->cfg->stream) != 0)
 		return;
-	*out = next >= 0 ? (struct bus_start){BUS_FROM_OFFSET, next}
-	                 : (struct bus_start){BUS_FROM_FIRST, 0};
-	log_info("reading stream %s from %s %lld", queue,
-	         next >= 0 ? "offset" : "its first message",
-	         (long long)(next >= 0 ? next : 0));
+	if (next >= 0)
+		*out = (struct bus_start){BUS_FROM_OFFSET, next};
+	else if (pb->cfg->stream_from_end)
+		*out = (struct bus_start){BUS_FROM_NEXT, 0};
+	else
+		*out = (struct bus_start){BUS_FROM_FIRST, 0};
+	if (next >= 0)
+		log_info("reading stream %s from offset %lld", queue,
+		         (long long)next);
+	else
+		log_info("reading stream %s from %s (no offset stored yet)",
+		         queue,
+		         pb->cfg->stream_from_end ? "its end: only new messages"
+		                                  : "its first message");
 }
 
 static int

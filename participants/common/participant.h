@@ -206,6 +206,10 @@ struct part_config {
 	 * position does not pass a delivery until its copy is confirmed. */
 	const char *stream;
 	const char *stream_home; /* one of `queues` */
+	/* A fresh database (no offset stored) reads the stream from its end
+	 * instead of its oldest event: for a daemon whose database was lost,
+	 * which would otherwise handle everything retained again. */
+	bool stream_from_end;
 	/* Optional timers of the daemon's own, kept in its tables (e.g. a
 	 * message due later): the earliest due time (wall ms) if any, and
 	 * firing up to max of those due at now_ms, inside the loop's

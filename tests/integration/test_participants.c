@@ -709,6 +709,8 @@ test_bad_flags_and_files(void)
 	       "%s/notification-svc --confirm-delay soon 2>&1", bin);
 	RUN_SH(2, "--events: \"stream\" is not audit or queue",
 	       "%s/notification-svc --events stream 2>&1", bin);
+	RUN_SH(2, "--from: \"last\" is not first or end",
+	       "%s/notification-svc --from last 2>&1", bin);
 	RUN_SH(2, "templates.txt:1: expected",
 	       "echo 'no colon here' > %s/templates.txt; %s/notification-svc "
 	       "--templates %s/templates.txt 2>&1",
@@ -1344,6 +1346,53 @@ test_notification_audit_not_stream(void)
 	world_close();
 }
 
+/* A fresh database started with --from end (its old one was lost) does
+ * not notify what the stream already holds, only what comes after; once
+ * it has committed, a restart without the flag goes on from its stored
+ * offset and replays nothing. */
+static void
+test_notification_from_end(void)
+{
+	const char *a[] = {"notification-svc", "--amqp", NULL, "--db", NULL,
+	                   "--from",           "end",    NULL};
+	int pid;
+
+	CHECK(world_open() == 0);
+	bus_queue_delete(T.bus, "audit", false); /* an empty stream */
+	bus_close(T.bus);
+	T.bus = NULL;
+	CHECK(world_bus() == 0);
+	publish_shipped(0, 20); /* notified by the lost database */
+	a[2] = T.url;
+	a[4] = path("notif.db");
+	pid = testutil_spawn(a, path("notif.log"));
+	CHECK(pid > 0 && wait_ready("notif.log"));
+	CHECK(log_says("notif.log", "from its end"));
+	usleep(300000);
+	publish_shipped(20, 25);
+	for (int t = 0; t < 200 && q1("notif.db", "SELECT count(*) FROM "
+	                                          "notifications") < 5;
+	     t++)
+		usleep(20000);
+	CHECK(testutil_stop(pid, SIGTERM) == 0);
+	CHECK_EQ(q1("notif.db", "SELECT count(*) FROM notifications"), 5);
+	CHECK_EQ(q1("notif.db", "SELECT count(*) FROM notifications WHERE "
+	                        "saga_id IN ('o20','o21','o22','o23','o24')"),
+	         5);
+	CHECK_EQ(q1("notif.db", "SELECT next_offset FROM part_stream"), 25);
+	pid = start_notification("100"); /* no --from: its stored offset */
+	CHECK(pid > 0 && wait_ready("notif.log"));
+	publish_shipped(25, 26);
+	for (int t = 0; t < 200 && q1("notif.db", "SELECT count(*) FROM "
+	                                          "notifications") < 6;
+	     t++)
+		usleep(20000);
+	CHECK(testutil_stop(pid, SIGTERM) == 0);
+	CHECK_EQ(q1("notif.db", "SELECT count(*) FROM notifications"), 6);
+	CHECK(!log_says("notif.log", "seen before"));
+	world_close();
+}
+
 /* --events queue: notification.events bound to order.*, consumed and
  * acked, nothing stays in it, and the audit stream is not read. */
 static void
@@ -1558,6 +1607,7 @@ main(void)
 	RUN(test_notification_stream_resume);
 	RUN(test_notification_classic);
 	RUN(test_notification_audit_not_stream);
+	RUN(test_notification_from_end);
 	testutil_kill_all();
 	RUN(test_inventory);
 	testutil_kill_all();

@@ -46,6 +46,11 @@ int testbroker_ctl(const char *name, const char *verb);
  * outgoing connection takes it before the daemon binds it; 0 if none. */
 int testutil_free_port(void);
 
+/* The first column of the first row of sql on the SQLite database at
+ * path, opened read-only (a daemon may be writing it: 5 s busy
+ * timeout); -1 if it cannot be read. */
+int testutil_db_count(const char *path, const char *sql);
+
 /* One HTTP/1.1 request to 127.0.0.1:port (body may be NULL; extra_headers
  * "Name: value\r\n..." or NULL). Returns the response body (malloc'd)
  * and the status code in *status; NULL if the connection failed. */

@@ -214,21 +214,7 @@ post_order(const char *id)
 static int
 db_count(const char *sql)
 {
-	sqlite3 *h;
-	sqlite3_stmt *s;
-	int n = -1;
-	if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-		sqlite3_close(h);
-		return -1;
-	}
-	sqlite3_busy_timeout(h, 5000);
-	if (sqlite3_prepare_v2(h, sql, -1, &s, NULL) == SQLITE_OK) {
-		if (sqlite3_step(s) == SQLITE_ROW)
-			n = sqlite3_column_int(s, 0);
-		sqlite3_finalize(s);
-	}
-	sqlite3_close(h);
-	return n;
+	return testutil_db_count(db, sql);
 }
 
 /* Pumps the fake participants until sql counts `want` (at most ~secs). */

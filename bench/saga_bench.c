@@ -142,6 +142,14 @@ out:
 	return rc;
 }
 
+static void
+run_free(struct run *r)
+{
+	bus_close(r->bus);
+	free(r->sent);
+	free(r->lat);
+}
+
 /* --publish-only: every order out and confirmed, nothing waited for. */
 static int
 publish_all(struct run *r, long window, const char *label)
@@ -156,9 +164,7 @@ publish_all(struct run *r, long window, const char *label)
 		bus_poll(r->bus, 5, &h);
 	}
 	printf("PUBLISHED %s %ld %.2f\n", label, r->confirmed, now_s() - t0);
-	bus_close(r->bus);
-	free(r->sent);
-	free(r->lat);
+	run_free(r);
 	return r->confirmed == r->n ? 0 : 1;
 }
 
@@ -177,9 +183,7 @@ wait_all(struct run *r, const char *label)
 		bus_ack(r->bus, r->last_ref, true);
 	bus_flush(r->bus, 2000, &h);
 	printf("WAITED %s %.2f %ld\n", label, now_s() - t0, r->done);
-	bus_close(r->bus);
-	free(r->sent);
-	free(r->lat);
+	run_free(r);
 	return r->done == r->n ? 0 : 1;
 }
 
@@ -190,8 +194,23 @@ cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-int
-main(int argc, char **argv)
+/* What the command line asks for. */
+struct args {
+	const char *url, *label, *prefix, *purge[16];
+	size_t npurge;
+	bool publish_only, wait_only;
+	double rate;
+	long n, window;
+};
+
+static const char usage[] =
+        "usage: saga_bench --amqp URL --count N [--rate R | --window W] "
+        "[--label L] [--prefix P] [--purge Q]... [--publish-only | "
+        "--wait-only]\n";
+
+/* 0, or 2 (the exit status) after saying what is wrong. */
+static int
+parse_args(int argc, char **argv, struct args *a)
 {
 	static const struct option opts[] = {
 	        {"amqp", required_argument, NULL, 'a'},
@@ -205,6 +224,56 @@ main(int argc, char **argv)
 	        {"wait-only", no_argument, NULL, 'W'},
 	        {NULL, 0, NULL, 0},
 	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'a':
+			a->url = optarg;
+			break;
+		case 'n':
+			a->n = atol(optarg);
+			break;
+		case 'r':
+			a->rate = atof(optarg);
+			break;
+		case 'w':
+			a->window = atol(optarg);
+			break;
+		case 'l':
+			a->label = optarg;
+			break;
+		case 'P':
+			a->prefix = optarg;
+			break;
+		case 'u':
+			if (a->npurge < sizeof(a->purge) / sizeof(a->purge[0]))
+				a->purge[a->npurge++] = optarg;
+			break;
+		case 'o':
+			a->publish_only = true;
+			break;
+		case 'W':
+			a->wait_only = true;
+			break;
+		default:
+			fputs(usage, stderr);
+			return 2;
+		}
+	}
+	if (a->url == NULL || a->n < 0 || (a->n == 0 && a->npurge == 0) ||
+	    a->window <= 0 || a->rate < 0) {
+		fprintf(stderr,
+		        "saga_bench: need --amqp URL and --count N > 0\n");
+		return 2;
+	}
+	return 0;
+}
+
+/* Connected, the queues purged, every latency unset; 1 on failure. */
+static int
+run_start(struct run *r, const struct args *a)
+{
 	static const struct bus_exchange ex[] = {
 	        {"order_events", "topic", NULL, NULL}};
 	static const struct bus_queue q[] = {{.name = "bench.done"}};
@@ -214,151 +283,126 @@ main(int argc, char **argv)
 	};
 	static const struct bus_topology topo = {ex, 1, q, 1, bd, 2};
 	static const char *consume[] = {"bench.done"};
-	struct bus_config cfg = {.url = getenv("SAGA_AMQP_URL"),
+	struct bus_config cfg = {.url = a->url,
 	                         .name = "saga-bench",
 	                         .prefetch = 1000,
 	                         .topology = &topo,
 	                         .consume = consume,
 	                         .nconsume = 1};
-	struct run r = {0};
-	struct bus_handlers h = {on_event, on_confirm, &r};
-	const char *label = "run", *prefix = NULL, *purge[16];
-	size_t npurge = 0;
-	bool publish_only = false, wait_only = false;
-	double rate = 0, t0, t_end, deadline, elapsed;
-	int wait;
-	long window = 400, next = 0, k = 0;
-	char err[512];
-	int c;
+	char err[512] = "out of memory";
 	uint32_t purged;
 
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case 'a':
-			cfg.url = optarg;
-			break;
-		case 'n':
-			r.n = atol(optarg);
-			break;
-		case 'r':
-			rate = atof(optarg);
-			break;
-		case 'w':
-			window = atol(optarg);
-			break;
-		case 'l':
-			label = optarg;
-			break;
-		case 'P':
-			prefix = optarg;
-			break;
-		case 'u':
-			if (npurge < sizeof(purge) / sizeof(purge[0]))
-				purge[npurge++] = optarg;
-			break;
-		case 'o':
-			publish_only = true;
-			break;
-		case 'W':
-			wait_only = true;
-			break;
-		default:
-			fprintf(stderr,
-			        "usage: saga_bench --amqp URL --count N "
-			        "[--rate R | --window W] [--label L] [--prefix "
-			        "P] [--purge Q]... [--publish-only | "
-			        "--wait-only]\n");
-			return 2;
-		}
-	}
-	if (cfg.url == NULL || r.n < 0 || (r.n == 0 && npurge == 0) ||
-	    window <= 0 || rate < 0) {
-		fprintf(stderr,
-		        "saga_bench: need --amqp URL and --count N > 0\n");
-		return 2;
-	}
-	log_init("saga_bench", LOG_WARN);
-	r.sent = calloc((size_t)r.n + 1, sizeof(double));
-	r.lat = malloc(((size_t)r.n + 1) * sizeof(double));
-	if (r.sent == NULL || r.lat == NULL) {
-		free(r.sent);
-		free(r.lat);
-		return 1;
-	}
-	for (long i = 0; i < r.n; i++)
-		r.lat[i] = -1;
-	if (prefix != NULL)
-		snprintf(r.prefix, sizeof(r.prefix), "%s", prefix);
-	else
-		snprintf(r.prefix, sizeof(r.prefix), "b%lx-%d-",
-		         (long)time(NULL), (int)getpid());
-	r.bus = bus_open(&cfg, err, sizeof(err));
-	if (r.bus == NULL || bus_connect(r.bus, err, sizeof(err)) != 0) {
+	r->n = a->n;
+	r->sent = calloc((size_t)r->n + 1, sizeof(double));
+	r->lat = malloc(((size_t)r->n + 1) * sizeof(double));
+	if (r->sent != NULL && r->lat != NULL)
+		r->bus = bus_open(&cfg, err, sizeof(err));
+	if (r->bus == NULL || bus_connect(r->bus, err, sizeof(err)) != 0) {
 		fprintf(stderr, "saga_bench: %s\n", err);
+		run_free(r);
 		return 1;
 	}
-	if (!wait_only)
-		bus_queue_purge(r.bus, "bench.done", &purged);
-	for (size_t i = 0; i < npurge; i++)
-		if (bus_queue_purge(r.bus, purge[i], &purged) != 0)
+	for (long i = 0; i < r->n; i++)
+		r->lat[i] = -1;
+	if (a->prefix != NULL)
+		snprintf(r->prefix, sizeof(r->prefix), "%s", a->prefix);
+	else
+		snprintf(r->prefix, sizeof(r->prefix), "b%lx-%d-",
+		         (long)time(NULL), (int)getpid());
+	if (!a->wait_only)
+		bus_queue_purge(r->bus, "bench.done", &purged);
+	for (size_t i = 0; i < a->npurge; i++)
+		if (bus_queue_purge(r->bus, a->purge[i], &purged) != 0)
 			fprintf(stderr, "saga_bench: cannot purge %s\n",
-			        purge[i]);
-	if (r.n == 0) { /* --count 0: only the purges */
-		bus_close(r.bus);
-		free(r.sent);
-		free(r.lat);
-		return 0;
-	}
-	if (publish_only)
-		return publish_all(&r, window, label);
-	if (wait_only)
-		return wait_all(&r, label);
+			        a->purge[i]);
+	return 0;
+}
 
-	t0 = now_s();
-	deadline = t0 + 120 + (rate > 0 ? (double)r.n / rate : 0);
-	while (r.done < r.n && now_s() < deadline) {
+/* How long to poll: until the open loop's next order is due. */
+static int
+poll_wait(const struct run *r, double rate, double t0, long next)
+{
+	double due;
+
+	if (rate <= 0 || next >= r->n)
+		return 5;
+	due = t0 + (double)next / rate - now_s();
+	return due <= 0 ? 0 : due < 0.005 ? (int)ceil(due * 1000) : 5;
+}
+
+/* The measured run, open or closed loop; its length in seconds. */
+static double
+timed_run(struct run *r, double rate, long window)
+{
+	struct bus_handlers h = {on_event, on_confirm, r};
+	double t0 = now_s(), t_end;
+	double deadline = t0 + 120 + (rate > 0 ? (double)r->n / rate : 0);
+	long next = 0;
+
+	while (r->done < r->n && now_s() < deadline) {
 		if (rate > 0) {
 			double now = now_s();
-			while (next < r.n && t0 + (double)next / rate <= now) {
-				publish(&r, next, t0 + (double)next / rate);
+			while (next < r->n && t0 + (double)next / rate <= now) {
+				publish(r, next, t0 + (double)next / rate);
 				next++;
 			}
 		} else {
-			while (next < r.n && next - r.done < window)
-				publish(&r, next++, -1);
+			while (next < r->n && next - r->done < window)
+				publish(r, next++, -1);
 		}
-		wait = 5;
-		if (rate > 0 && next < r.n) { /* until the next order is due */
-			double due = t0 + (double)next / rate - now_s();
-			wait = due <= 0      ? 0
-			       : due < 0.005 ? (int)ceil(due * 1000)
-			                     : 5;
-		}
-		bus_poll(r.bus, wait, &h);
+		bus_poll(r->bus, poll_wait(r, rate, t0, next), &h);
 	}
 	t_end = now_s();
-	if (r.unacked > 0)
-		bus_ack(r.bus, r.last_ref, true);
-	bus_flush(r.bus, 2000, &h);
-	elapsed = t_end - t0;
-	for (long i = 0; i < r.n; i++)
-		if (r.lat[i] >= 0)
-			r.lat[k++] = r.lat[i] * 1000.0;
-	qsort(r.lat, (size_t)k, sizeof(double), cmp);
-	{
-		double p50 = k ? r.lat[(size_t)(0.50 * (double)(k - 1))] : NAN;
-		double p99 = k ? r.lat[(size_t)(0.99 * (double)(k - 1))] : NAN;
-		double mx = k ? r.lat[k - 1] : NAN;
-		double thr = (double)r.done / elapsed;
-		printf("%s: %ld/%ld sagas in %.2f s = %.0f/s; latency p50 %.1f "
-		       "ms, p99 %.1f ms, max %.1f ms; %ld failed\n",
-		       label, r.done, r.n, elapsed, thr, p50, p99, mx,
-		       r.failed);
-		printf("RESULT %s %.0f %.1f %.1f %.1f %.1f %ld\n", label, rate,
-		       thr, p50, p99, mx, r.failed + (r.n - r.done));
+	if (r->unacked > 0)
+		bus_ack(r->bus, r->last_ref, true);
+	bus_flush(r->bus, 2000, &h);
+	return t_end - t0;
+}
+
+/* The human line and the RESULT line (the latencies sorted in place). */
+static void
+report(struct run *r, const char *label, double rate, double elapsed)
+{
+	long k = 0;
+
+	for (long i = 0; i < r->n; i++)
+		if (r->lat[i] >= 0)
+			r->lat[k++] = r->lat[i] * 1000.0;
+	qsort(r->lat, (size_t)k, sizeof(double), cmp);
+	double p50 = k ? r->lat[(size_t)(0.50 * (double)(k - 1))] : NAN;
+	double p99 = k ? r->lat[(size_t)(0.99 * (double)(k - 1))] : NAN;
+	double mx = k ? r->lat[k - 1] : NAN;
+	double thr = (double)r->done / elapsed;
+	printf("%s: %ld/%ld sagas in %.2f s = %.0f/s; latency p50 %.1f "
+	       "ms, p99 %.1f ms, max %.1f ms; %ld failed\n",
+	       label, r->done, r->n, elapsed, thr, p50, p99, mx, r->failed);
+	printf("RESULT %s %.0f %.1f %.1f %.1f %.1f %ld\n", label, rate, thr,
+	       p50, p99, mx, r->failed + (r->n - r->done));
+}
+
+int
+main(int argc, char **argv)
+{
+	struct args a = {
+	        .url = getenv("SAGA_AMQP_URL"), .label = "run", .window = 400};
+	struct run r = {0};
+	int rc = parse_args(argc, argv, &a);
+
+	if (rc != 0)
+		return rc;
+	log_init("saga_bench", LOG_WARN);
+	if (run_start(&r, &a) != 0)
+		return 1;
+	if (r.n == 0) { /* --count 0: only the purges */
+		run_free(&r);
+		return 0;
 	}
-	bus_close(r.bus);
-	free(r.sent);
-	free(r.lat);
-	return r.done == r.n ? 0 : 1;
+	if (a.publish_only)
+		return publish_all(&r, a.window, a.label);
+	if (a.wait_only)
+		return wait_all(&r, a.label);
+	report(&r, a.label, a.rate, timed_run(&r, a.rate, a.window));
+	rc = r.done == r.n ? 0 : 1;
+	run_free(&r);
+	return rc;
 }

@@ -24,6 +24,7 @@
 #include "clock.h"
 #include "envelope.h"
 #include "log.h"
+#include "testorder.h"
 #include "testutil.h"
 
 static const char *srcdir, *bindir;
@@ -147,43 +148,10 @@ static void
 post_order(const char *id)
 {
 	struct envelope e;
-	struct value items, item, ship;
-	struct bus_message m = {0};
-	char *body;
-	size_t len;
 
-	envelope_init(&e);
-	snprintf(e.id, sizeof(e.id), "created-%s", id);
-	snprintf(e.saga, sizeof(e.saga), "%s", id);
-	snprintf(e.type, sizeof(e.type), "order.created");
-	e.ts = clock_wall_ms();
-	value_map_put_str(&e.payload, "order_id", id);
-	value_map_put_str(&e.payload, "customer_id", "c-1");
-	value_map_put_int(&e.payload, "total_cents", 1999);
-	value_map_put_str(&e.payload, "currency", "EUR");
-	value_map_put_str(&e.payload, "payment_method", "card");
-	value_map_put_str(&e.payload, "card_token", "tok_ok");
-	value_map_put_str(&e.payload, "category", "books");
-	value_set_map(&item);
-	value_map_put_str(&item, "sku", "sku-1");
-	value_map_put_int(&item, "quantity", 1);
-	value_set_array(&items);
-	value_array_push(&items, &item);
-	value_map_put(&e.payload, "items", &items);
-	value_set_map(&ship);
-	value_map_put_str(&ship, "country", "india");
-	value_map_put(&e.payload, "ship_to", &ship);
-	if (envelope_encode(&e, &body, &len) == 0) {
-		m.exchange = "order_events";
-		m.routing_key = "order.created";
-		m.message_id = e.id;
-		m.correlation_id = e.saga;
-		m.type = e.type;
-		m.body = body;
-		m.len = len;
-		bus_publish(W, &m, 0);
-		free(body);
-	}
+	testorder_envelope(
+	        &e, &(struct testorder){.id = id, .ts = clock_wall_ms()});
+	testorder_publish(W, &e, NULL);
 	envelope_clear(&e);
 }
 

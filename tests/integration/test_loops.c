@@ -17,6 +17,7 @@
 
 #include "bus.h"
 #include "envelope.h"
+#include "testorder.h"
 #include "testutil.h"
 
 static char *dir;
@@ -87,13 +88,13 @@ post_order(const char *url, const char *id)
 	static const struct bus_exchange ex[] = {
 	        {"order_events", "topic", NULL, NULL}};
 	static const struct bus_topology t = {ex, 1, NULL, 0, NULL, 0};
+	/* tag 1: bus_flush waits for its confirm */
+	static const struct testorder_route route = {"order_events",
+	                                             "order.created", 0, 1};
 	struct bus_config cfg = {
 	        .url = url, .name = "test-loops", .topology = &t};
-	struct bus_message m = {0};
-	struct value items, item, ship;
 	struct envelope e;
-	char err[512], *body = NULL;
-	size_t len;
+	char err[512];
 	struct bus *b = bus_open(&cfg, err, sizeof(err));
 	int rc = -1;
 
@@ -102,40 +103,12 @@ post_order(const char *url, const char *id)
 		bus_close(b);
 		return -1;
 	}
-	envelope_init(&e);
-	snprintf(e.id, sizeof(e.id), "created-%s", id);
-	snprintf(e.saga, sizeof(e.saga), "%s", id);
-	snprintf(e.type, sizeof(e.type), "order.created");
-	e.ts = 1;
-	value_map_put_str(&e.payload, "chart", "dunning");
-	value_map_put_str(&e.payload, "order_id", id);
-	value_map_put_str(&e.payload, "customer_id", "c-1");
-	value_map_put_int(&e.payload, "total_cents", 1999);
-	value_map_put_str(&e.payload, "currency", "EUR");
-	value_map_put_str(&e.payload, "payment_method", "card");
-	value_map_put_str(&e.payload, "card_token", "tok_flaky");
-	value_map_put_str(&e.payload, "category", "books");
-	value_set_map(&item);
-	value_map_put_str(&item, "sku", "sku-1");
-	value_map_put_int(&item, "quantity", 1);
-	value_set_array(&items);
-	value_array_push(&items, &item);
-	value_map_put(&e.payload, "items", &items);
-	value_set_map(&ship);
-	value_map_put_str(&ship, "country", "india");
-	value_map_put(&e.payload, "ship_to", &ship);
-	if (envelope_encode(&e, &body, &len) == 0) {
-		m.exchange = "order_events";
-		m.routing_key = "order.created";
-		m.message_id = e.id;
-		m.correlation_id = e.saga;
-		m.type = e.type;
-		m.body = body;
-		m.len = len;
-		if (bus_publish(b, &m, 1) == 0 && bus_flush(b, 5000, NULL) == 0)
-			rc = 0;
-	}
-	free(body);
+	testorder_envelope(&e, &(struct testorder){.id = id,
+	                                           .chart = "dunning",
+	                                           .card_token = "tok_flaky"});
+	if (testorder_publish(b, &e, &route) == 0 &&
+	    bus_flush(b, 5000, NULL) == 0)
+		rc = 0;
 	envelope_clear(&e);
 	bus_close(b);
 	return rc;

@@ -25,6 +25,7 @@
 #include "envelope.h"
 #include "http.h"
 #include "log.h"
+#include "testorder.h"
 #include "testutil.h"
 
 static const char *srcdir, *bindir;
@@ -401,47 +402,16 @@ post_order_ex(struct world *w, int i, const char *method, const char *msgid,
               const char *exchange, const char *key, int64_t ts_ms)
 {
 	struct envelope e;
-	struct value items, item, ship;
-	char *body;
-	size_t len;
-	struct bus_message m = {0};
+	char id[32], created[48];
 
-	envelope_init(&e);
-	if (msgid != NULL)
-		snprintf(e.id, sizeof(e.id), "%s", msgid);
-	else
-		snprintf(e.id, sizeof(e.id), "created-%d", i);
-	snprintf(e.saga, sizeof(e.saga), "ord-%d", i);
-	snprintf(e.type, sizeof(e.type), "order.created");
-	e.ts = 1;
-	value_map_put_str(&e.payload, "order_id", e.saga);
-	value_map_put_str(&e.payload, "customer_id", "c-1");
-	value_map_put_int(&e.payload, "total_cents", 1999);
-	value_map_put_str(&e.payload, "currency", "EUR");
-	value_map_put_str(&e.payload, "payment_method", method);
-	value_map_put_str(&e.payload, "card_token", "tok_ok");
-	value_map_put_str(&e.payload, "category", "books");
-	value_set_map(&item);
-	value_map_put_str(&item, "sku", "sku-1");
-	value_map_put_int(&item, "quantity", 1);
-	value_set_array(&items);
-	value_array_push(&items, &item);
-	value_map_put(&e.payload, "items", &items);
-	value_set_map(&ship);
-	value_map_put_str(&ship, "country", "india");
-	value_map_put(&e.payload, "ship_to", &ship);
-	if (envelope_encode(&e, &body, &len) == 0) {
-		m.exchange = exchange;
-		m.routing_key = key;
-		m.message_id = e.id;
-		m.correlation_id = e.saga;
-		m.type = e.type;
-		m.timestamp_ms = ts_ms;
-		m.body = body;
-		m.len = len;
-		bus_publish(w->bus, &m, 0);
-		free(body);
-	}
+	snprintf(id, sizeof(id), "ord-%d", i);
+	snprintf(created, sizeof(created), "created-%d", i);
+	testorder_envelope(&e, &(struct testorder){
+	                               .id = id,
+	                               .msgid = msgid != NULL ? msgid : created,
+	                               .method = method});
+	testorder_publish(w->bus, &e,
+	                  &(struct testorder_route){exchange, key, ts_ms, 0});
 	envelope_clear(&e);
 }
 

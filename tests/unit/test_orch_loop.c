@@ -25,6 +25,7 @@
 #include "orch.h"
 #include "registry.h"
 #include "store.h"
+#include "testorder.h"
 #include "testutil.h"
 
 #define MAXMSG 4096
@@ -177,33 +178,17 @@ push_order(struct mem *b, const char *id, const char *method, int64_t total,
            const char *country, const char *msgid)
 {
 	struct envelope e;
-	struct value items = VALUE_NIL_INIT, item = VALUE_NIL_INIT,
-	             ship = VALUE_NIL_INIT;
-	envelope_init(&e);
-	if (msgid != NULL)
-		snprintf(e.id, sizeof(e.id), "%s", msgid);
-	else
-		snprintf(e.id, sizeof(e.id), "evt-%d", ++order_seq);
-	snprintf(e.saga, sizeof(e.saga), "%s", id);
-	snprintf(e.type, sizeof(e.type), "order.created");
-	e.ts = 1;
-	value_set_map(&e.payload);
-	value_map_put_str(&e.payload, "order_id", id);
-	value_map_put_str(&e.payload, "customer_id", "c1");
-	value_map_put_int(&e.payload, "total_cents", total);
-	value_map_put_str(&e.payload, "currency", "EUR");
-	value_map_put_str(&e.payload, "payment_method", method);
-	value_map_put_str(&e.payload, "card_token", "tok_ok");
-	value_map_put_str(&e.payload, "category", "books");
-	value_set_map(&item);
-	value_map_put_str(&item, "sku", "sku-1");
-	value_map_put_int(&item, "quantity", 1);
-	value_set_array(&items);
-	value_array_push(&items, &item);
-	value_map_put(&e.payload, "items", &items);
-	value_set_map(&ship);
-	value_map_put_str(&ship, "country", country);
-	value_map_put(&e.payload, "ship_to", &ship);
+	char evt[32];
+
+	if (msgid == NULL)
+		snprintf(evt, sizeof(evt), "evt-%d", ++order_seq);
+	testorder_envelope(
+	        &e, &(struct testorder){.id = id,
+	                                .msgid = msgid != NULL ? msgid : evt,
+	                                .customer = "c1",
+	                                .method = method,
+	                                .country = country,
+	                                .total_cents = total});
 	push_env(b, SRC_ORDERS, &e);
 	envelope_clear(&e);
 }

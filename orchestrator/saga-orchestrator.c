@@ -22,6 +22,7 @@
 #include "console.h"
 #include "daemon.h"
 #include "envelope.h"
+#include "heap.h"
 #include "log.h"
 
 #define PROG "saga-orchestrator"
@@ -436,6 +437,9 @@ main(int argc, char **argv)
 	if (rc >= 0)
 		return rc;
 	log_init(PROG, f.level);
+	if (heap_keep_top() != 0)
+		log_debug("malloc's trim threshold not set (not glibc's "
+		          "allocator): it trims as before");
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);

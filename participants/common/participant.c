@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "heap.h"
 #include "http.h"
 #include "log.h"
 
@@ -310,6 +311,9 @@ part_signals(volatile sig_atomic_t *stop)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	if (heap_keep_top() != 0)
+		log_debug("malloc's trim threshold not set (not glibc's "
+		          "allocator): it trims as before");
 }
 
 /* ---- the transaction ---- */

@@ -29,8 +29,9 @@
  * spends its CPU per frame as well as per message: one ack frame per
  * delivery cost it 15-30% more per saga than one per batch (bench/README).
  */
-#include "clock.h"
 #include "bus.h"
+#include "clock.h"
+#include "entropy.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -38,7 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
+
 #include <time.h>
 
 #include <amqp.h>
@@ -886,7 +887,7 @@ bus_connect(struct bus *b, char *err, size_t errlen)
 	{
 		/* jitter: 75%..125% so a fleet does not reconnect in step */
 		uint16_t r = 0;
-		if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		if (entropy_bytes(&r, sizeof(r)) != 0)
 			r = 0;
 		b->retry_at_ms = clock_mono_ms() + b->backoff_ms * 3 / 4 +
 		                 (b->backoff_ms / 2) * r / 65535;

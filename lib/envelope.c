@@ -2,6 +2,7 @@
  * field with its type and bounds, so the decoder and the documentation
  * (schema/envelope.md) list the same things. */
 #include "clock.h"
+#include "entropy.h"
 #include "envelope.h"
 
 #include <inttypes.h>
@@ -9,7 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
+
 #include <time.h>
 
 enum field_kind { F_INT, F_STR, F_MAP };
@@ -241,7 +242,7 @@ envelope_new_id(char *buf, size_t cap, const char *prefix)
 	char hex[21];
 	uint64_t ms = (uint64_t)clock_wall_ms();
 
-	if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
+	if (entropy_bytes(b, sizeof(b)) != 0)
 		return -1;
 	for (size_t i = 0; i < sizeof(b); i++)
 		snprintf(hex + 2 * i, 3, "%02x", b[i]);

@@ -1,9 +1,10 @@
 /* trace.c -- see trace.h. */
 #include "trace.h"
 
+#include "entropy.h"
+
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 
 static int
 hex_ok(const char *s, size_t n)
@@ -45,7 +46,7 @@ random_hex(char *out, size_t nhex)
 	unsigned char b[16];
 	size_t n = nhex / 2;
 	do {
-		if (getrandom(b, n, 0) != (ssize_t)n)
+		if (entropy_bytes(b, n) != 0)
 			return -1;
 		for (size_t i = 0; i < n; i++)
 			snprintf(out + 2 * i, 3, "%02x", b[i]);

@@ -2,6 +2,7 @@
  * BEGIN IMMEDIATE) lives here once so no daemon forgets a per-connection
  * pragma. */
 #include "db.h"
+#include "walbuf.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -43,6 +44,30 @@ db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
 	return 0;
 }
 
+/* lib/walbuf holds a WAL's writes until the commit's sync, which
+ * synchronous=FULL (2) or EXTRA (3) make: the invariant it needs, stated
+ * where the pragma is set (walbuf.h, "Other connections"). */
+static int
+check_full(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	int level = -1;
+
+	if (sqlite3_prepare_v2(db, "PRAGMA synchronous", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return db_fail(db, err, errlen, "cannot configure %s", path);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		level = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (level < 2) {
+		snprintf(err, errlen,
+		         "cannot configure %s: synchronous is %d, not FULL",
+		         path, level);
+		return -1;
+	}
+	return 0;
+}
+
 /* The connection's settings. Turning a new database to WAL takes an
  * exclusive lock, and two processes opening the same new file at once (two
  * instances of a participant starting together) each hold a shared lock
@@ -61,7 +86,7 @@ configure(sqlite3 *db, const char *path, char *err, size_t errlen)
 	for (int waited = 0;; waited += 10) {
 		int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
 		if (rc == SQLITE_OK)
-			return 0;
+			return check_full(db, path, err, errlen);
 		if ((rc & 0xff) != SQLITE_BUSY || waited >= DB_BUSY_TIMEOUT_MS)
 			return db_fail(db, err, errlen, "cannot configure %s",
 			               path);
@@ -80,7 +105,13 @@ db_open(const char *path, enum db_open_mode mode, sqlite3 **out, char *err,
 	int rc;
 
 	*out = NULL;
-	rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+	if (mode == DB_READWRITE && walbuf_register() != SQLITE_OK) {
+		snprintf(err, errlen, "cannot open %s: no VFS %s", path,
+		         WALBUF_VFS);
+		return -1;
+	}
+	rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX,
+	                     mode == DB_READWRITE ? WALBUF_VFS : NULL);
 	if (rc != SQLITE_OK) {
 		db_fail(db, err, errlen, "cannot open %s", path);
 		sqlite3_close(db);

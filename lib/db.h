@@ -9,6 +9,10 @@
  * SQLITE_OPEN_READONLY with a busy timeout, so it never writes the file and
  * never races the one writer (the WAL-reset bug of 3.40).
  *
+ * A read-write open goes through lib/walbuf's VFS, which sends a commit's
+ * WAL frames to the file in one write instead of two a page; it needs
+ * synchronous=FULL, and db_open fails if the connection does not have it.
+ *
  * Failure contract: every function returns 0 on success and -1 on failure
  * with a message in err ("cannot open x.db: unable to open database file");
  * on failure nothing is left half-done (a migration that fails is rolled

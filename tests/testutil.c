@@ -382,11 +382,23 @@ testutil_http_until(int port, const char *path, const char *const *want,
 	}
 }
 
+int64_t
+testutil_db_int(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *s;
+	int64_t n = -1;
+	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(s) == SQLITE_ROW)
+		n = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return n;
+}
+
 int
 testutil_db_count(const char *path, const char *sql)
 {
 	sqlite3 *h = NULL;
-	sqlite3_stmt *s;
 	int n = -1;
 
 	if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL) !=
@@ -395,11 +407,7 @@ testutil_db_count(const char *path, const char *sql)
 		return -1;
 	}
 	sqlite3_busy_timeout(h, 5000);
-	if (sqlite3_prepare_v2(h, sql, -1, &s, NULL) == SQLITE_OK) {
-		if (sqlite3_step(s) == SQLITE_ROW)
-			n = sqlite3_column_int(s, 0);
-		sqlite3_finalize(s);
-	}
+	n = (int)testutil_db_int(h, sql);
 	sqlite3_close(h);
 	return n;
 }

@@ -9,6 +9,9 @@
 #define SAGA_TESTUTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
 
 #include "check.h"
 
@@ -50,6 +53,10 @@ int testutil_free_port(void);
  * path, opened read-only (a daemon may be writing it: 5 s busy
  * timeout); -1 if it cannot be read. */
 int testutil_db_count(const char *path, const char *sql);
+
+/* The same on an open connection; -1 if the statement fails or returns
+ * no row. */
+int64_t testutil_db_int(sqlite3 *db, const char *sql);
 
 /* One HTTP/1.1 request to 127.0.0.1:port (body may be NULL; extra_headers
  * "Name: value\r\n..." or NULL). Returns the response body (malloc'd)

@@ -18,19 +18,6 @@ static const struct db_migration good[] = {
          "ALTER TABLE t ADD COLUMN b TEXT; INSERT INTO t VALUES(1,'x');"},
 };
 
-static int
-count_rows(sqlite3 *db, const char *sql)
-{
-	sqlite3_stmt *st;
-	int n = -1;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-		return -1;
-	if (sqlite3_step(st) == SQLITE_ROW)
-		n = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
-	return n;
-}
-
 static void
 test_migrate_and_pragmas(void)
 {
@@ -42,13 +29,13 @@ test_migrate_and_pragmas(void)
 	snprintf(path, sizeof(path), "%s/a.db", dir);
 	CHECK_MSG(db_open(path, DB_READWRITE, &db, err, sizeof(err)) == 0, "%s",
 	          err);
-	CHECK_EQ(count_rows(db, "PRAGMA synchronous"), 2); /* FULL */
+	CHECK_EQ((int)testutil_db_int(db, "PRAGMA synchronous"), 2); /* FULL */
 	CHECK_MSG(db_migrate(db, good, 2, err, sizeof(err)) == 0, "%s", err);
-	CHECK_EQ(count_rows(db, "PRAGMA user_version"), 2);
-	CHECK_EQ(count_rows(db, "SELECT count(*) FROM t"), 1);
+	CHECK_EQ((int)testutil_db_int(db, "PRAGMA user_version"), 2);
+	CHECK_EQ((int)testutil_db_int(db, "SELECT count(*) FROM t"), 1);
 	/* applying again changes nothing */
 	CHECK_MSG(db_migrate(db, good, 2, err, sizeof(err)) == 0, "%s", err);
-	CHECK_EQ(count_rows(db, "SELECT count(*) FROM t"), 1);
+	CHECK_EQ((int)testutil_db_int(db, "SELECT count(*) FROM t"), 1);
 	/* a binary that knows only migration 1 refuses the newer file */
 	CHECK(db_migrate(db, good, 1, err, sizeof(err)) == -1);
 	CHECK_MSG(strstr(err, "newer than this program's 1") != NULL, "%s",
@@ -58,7 +45,7 @@ test_migrate_and_pragmas(void)
 	/* read-only: reads work, writes fail */
 	CHECK_MSG(db_open(path, DB_READONLY, &db, err, sizeof(err)) == 0, "%s",
 	          err);
-	CHECK_EQ(count_rows(db, "SELECT count(*) FROM t"), 1);
+	CHECK_EQ((int)testutil_db_int(db, "SELECT count(*) FROM t"), 1);
 	CHECK(db_exec(db, "INSERT INTO t VALUES(2,'y')", err, sizeof(err)) ==
 	      -1);
 	db_close(db);
@@ -87,11 +74,11 @@ test_failed_migration_rolls_back(void)
 	               "migration 002_broken failed: no such table: nowhere") !=
 	                NULL,
 	        "%s", err);
-	CHECK_EQ(count_rows(db, "PRAGMA user_version"), 1);
-	CHECK_EQ(
-	        count_rows(db,
-	                   "SELECT count(*) FROM sqlite_schema WHERE name='u'"),
-	        0);
+	CHECK_EQ((int)testutil_db_int(db, "PRAGMA user_version"), 1);
+	CHECK_EQ((int)testutil_db_int(
+	                 db,
+	                 "SELECT count(*) FROM sqlite_schema WHERE name='u'"),
+	         0);
 	db_close(db);
 }
 
@@ -115,7 +102,7 @@ test_full_disk_keeps_data(void)
 		             sizeof(err));
 	CHECK_MSG(rc == -1 && strstr(err, "full") != NULL, "%s", err);
 	db_rollback(db);
-	CHECK_EQ(count_rows(db, "SELECT count(*) FROM t"), 1);
+	CHECK_EQ((int)testutil_db_int(db, "SELECT count(*) FROM t"), 1);
 	db_close(db);
 	testutil_rmtree(dir);
 	free(dir);
@@ -171,9 +158,10 @@ test_many_open_a_new_file_at_once(void)
 		sqlite3 *db;
 		char err[512];
 		CHECK(db_open(path, DB_READONLY, &db, err, sizeof(err)) == 0);
-		CHECK_EQ(count_rows(db, "SELECT count(*) FROM t"), 1);
-		CHECK_EQ(count_rows(db, "SELECT journal_mode = 'wal' FROM "
-		                        "pragma_journal_mode"),
+		CHECK_EQ((int)testutil_db_int(db, "SELECT count(*) FROM t"), 1);
+		CHECK_EQ((int)testutil_db_int(
+		                 db, "SELECT journal_mode = 'wal' FROM "
+		                     "pragma_journal_mode"),
 		         1);
 		db_close(db);
 	}

@@ -367,14 +367,7 @@ turns(struct world *w, int64_t at, int n)
 static int64_t
 count(const char *sql)
 {
-	sqlite3_stmt *s;
-	int64_t n = -1;
-	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
-		return -1;
-	if (sqlite3_step(s) == SQLITE_ROW)
-		n = sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
-	return n;
+	return testutil_db_int(db, sql);
 }
 
 static size_t

@@ -20,19 +20,6 @@
 #include "walbuf.h"
 
 static int
-one_int(sqlite3 *db, const char *sql)
-{
-	sqlite3_stmt *st;
-	int n = -1;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-		return -1;
-	if (sqlite3_step(st) == SQLITE_ROW)
-		n = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
-	return n;
-}
-
-static int
 ok(sqlite3 *db, const char *sql)
 {
 	char *msg = NULL;
@@ -108,7 +95,7 @@ test_fewer_writes_and_visible(void)
 		        "commit %d: %llu writes made for %llu asked", i,
 		        (unsigned long long)(b.writes_made - a.writes_made),
 		        (unsigned long long)(b.writes_asked - a.writes_asked));
-		CHECK_EQ(one_int(reader, "SELECT count(*) FROM t"),
+		CHECK_EQ((int)testutil_db_int(reader, "SELECT count(*) FROM t"),
 		         10 * (i + 1));
 	}
 	printf("# %llu writes asked, %llu made\n",
@@ -146,12 +133,13 @@ test_big_and_rewritten(void)
 	db_close(db);
 
 	CHECK((db = open_rw(path)) != NULL);
-	CHECK_EQ(one_int(db, "SELECT count(*) FROM t"), 1500);
-	CHECK_EQ(one_int(db, "SELECT count(*) FROM t WHERE id % 7 = 0 AND "
+	CHECK_EQ((int)testutil_db_int(db, "SELECT count(*) FROM t"), 1500);
+	CHECK_EQ((int)testutil_db_int(
+	                 db, "SELECT count(*) FROM t WHERE id % 7 = 0 AND "
 	                     "length(b) = 2000 + id % 900"),
 	         1500 / 7);
 	CHECK_EQ(ok(db, "PRAGMA wal_checkpoint(TRUNCATE)"), 0);
-	CHECK_EQ(one_int(db, "SELECT count(*) FROM t"), 1500);
+	CHECK_EQ((int)testutil_db_int(db, "SELECT count(*) FROM t"), 1500);
 	CHECK(intact(db));
 	db_close(db);
 	testutil_rmtree(dir);
@@ -192,10 +180,10 @@ test_killed_mid_transaction(void)
 	CHECK(waitpid(pid, &status, 0) == pid);
 	CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 	CHECK((db = open_rw(path)) != NULL);
-	CHECK_EQ(one_int(db, "SELECT count(*) FROM t"), 50);
+	CHECK_EQ((int)testutil_db_int(db, "SELECT count(*) FROM t"), 50);
 	CHECK(intact(db));
 	CHECK_EQ(insert_rows(db, 51, 10), 0);
-	CHECK_EQ(one_int(db, "SELECT count(*) FROM t"), 60);
+	CHECK_EQ((int)testutil_db_int(db, "SELECT count(*) FROM t"), 60);
 	db_close(db);
 	testutil_rmtree(dir);
 	free(dir);
@@ -230,13 +218,13 @@ test_refused_write_fails_commit(void)
 	CHECK_EQ(setrlimit(RLIMIT_FSIZE, &was), 0);
 	if (!sqlite3_get_autocommit(db))
 		ok(db, "ROLLBACK");
-	CHECK_EQ(one_int(db, "SELECT count(*) FROM t"), 10);
+	CHECK_EQ((int)testutil_db_int(db, "SELECT count(*) FROM t"), 10);
 	CHECK_EQ(insert_rows(db, 11, 100), 0);
-	CHECK_EQ(one_int(db, "SELECT count(*) FROM t"), 110);
+	CHECK_EQ((int)testutil_db_int(db, "SELECT count(*) FROM t"), 110);
 	CHECK(intact(db));
 	db_close(db);
 	CHECK((db = open_rw(path)) != NULL);
-	CHECK_EQ(one_int(db, "SELECT count(*) FROM t"), 110);
+	CHECK_EQ((int)testutil_db_int(db, "SELECT count(*) FROM t"), 110);
 	CHECK(intact(db));
 	db_close(db);
 	testutil_rmtree(dir);

@@ -74,8 +74,8 @@ struct notif {
 	struct template t[MAX_TEMPLATES];
 	int n;
 	int64_t delay_ms;
-	bool own_queue;    /* --events queue */
-	bool from_end;     /* --from end */
+	int own_queue;     /* --events: 0 audit, 1 queue (events_words) */
+	int from_end;      /* --from: 0 first, 1 end (from_words) */
 	int batch_wait_ms; /* --batch-wait */
 };
 
@@ -414,38 +414,6 @@ static const struct bus_binding bindings[] = {
 };
 
 static int
-set_events(void *arg, const char *v)
-{
-	struct notif *n = arg;
-
-	if (strcmp(v, "audit") != 0 && strcmp(v, "queue") != 0) {
-		fprintf(stderr,
-		        "notification-svc: --events: \"%s\" is not audit or "
-		        "queue\n",
-		        v);
-		return -1;
-	}
-	n->own_queue = strcmp(v, "queue") == 0;
-	return 0;
-}
-
-static int
-set_from(void *arg, const char *v)
-{
-	struct notif *n = arg;
-
-	if (strcmp(v, "first") != 0 && strcmp(v, "end") != 0) {
-		fprintf(stderr,
-		        "notification-svc: --from: \"%s\" is not first or "
-		        "end\n",
-		        v);
-		return -1;
-	}
-	n->from_end = strcmp(v, "end") == 0;
-	return 0;
-}
-
-static int
 set_batch_wait(void *arg, const char *v)
 {
 	struct notif *n = arg;
@@ -495,12 +463,14 @@ main(int argc, char **argv)
 {
 	static struct notif n = {.delay_ms = 2000, .batch_wait_ms = 100};
 	static bool print;
+	static const char *const events_words[] = {"audit", "queue", NULL};
+	static const char *const from_words[] = {"first", "end", NULL};
 	static const struct part_flag flags[] = {
 	        {"templates", .set = set_templates},
 	        {"confirm-delay", .set = set_delay},
-	        {"events", .set = set_events},
+	        {"events", .words = events_words, .choice = &n.own_queue},
 	        {"batch-wait", .set = set_batch_wait},
-	        {"from", .set = set_from},
+	        {"from", .words = from_words, .choice = &n.from_end},
 	        {"print", .on = &print},
 	};
 	static const struct part_cli cli = {

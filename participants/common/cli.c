@@ -4,10 +4,12 @@
  * its flags, and what it runs. */
 #include "participant.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "array.h"
 #include "log.h"
@@ -86,16 +88,46 @@ common_flag(struct part_common *c, const char *prog, int opt, const char *arg)
 	}
 }
 
+/* --name WORD: the index of arg in f->words into *f->choice. 0, or -1
+ * after naming the words on stderr. */
+static int
+word_flag(const char *prog, const struct part_flag *f, const char *arg)
+{
+	size_t n = 0;
+
+	for (; f->words[n] != NULL; n++) {
+		if (strcmp(arg, f->words[n]) == 0) {
+			*f->choice = (int)n;
+			return 0;
+		}
+	}
+	fprintf(stderr, "%s: --%s: \"%s\" is not ", prog, f->name, arg);
+	for (size_t i = 0; i < n; i++)
+		fprintf(stderr, "%s%s",
+		        i == 0      ? ""
+		        : i + 1 < n ? ", "
+		                    : " or ",
+		        f->words[i]);
+	fputc('\n', stderr);
+	return -1;
+}
+
 /* A daemon's own flag i. 0, or -1 after a message on stderr. */
 static int
 own_flag(const struct part_cli *cli, size_t i, const char *arg)
 {
 	const struct part_flag *f = &cli->flags[i];
 
+	assert((f->on != NULL) + (f->str != NULL) + (f->words != NULL) +
+	               (f->set != NULL) ==
+	       1);
+	assert((f->words != NULL) == (f->choice != NULL));
 	if (f->on != NULL)
 		*f->on = true;
 	else if (f->str != NULL)
 		*f->str = arg;
+	else if (f->words != NULL)
+		return word_flag(cli->prog, f, arg);
 	else
 		return f->set(cli->arg, arg);
 	return 0;

@@ -315,11 +315,15 @@ void part_close(struct part *p);
 	"                       (default 7; 0: forever)\n"
 
 /* One of a daemon's own flags: --name, and where its value goes. Exactly
- * one of str, on and set is given. */
+ * one of str, on, words and set is given. */
 struct part_flag {
 	const char *name; /* without the -- */
 	const char **str; /* --name VALUE: VALUE (argv's) is stored here */
 	bool *on;         /* --name (no value): set to true */
+	/* --name WORD: one of words (NULL-ended); its index goes to *choice.
+	 * Any other value: "--name: "x" is not a, b or c", exit 2. */
+	const char *const *words;
+	int *choice;
 	/* --name VALUE: parsed by set(arg, VALUE); 0, or -1 after saying
 	 * why on stderr (the daemon exits 2) */
 	int (*set)(void *arg, const char *value);

@@ -1812,22 +1812,6 @@ vtime(int64_t ms, char *buf, size_t cap)
 	return buf;
 }
 
-static const char *
-result_name(enum engine_result r)
-{
-	switch (r) {
-	case ENGINE_OK:
-		return "ok";
-	case ENGINE_IGNORED:
-		return "ignored";
-	case ENGINE_REJECTED:
-		return "rejected";
-	case ENGINE_ERROR:
-		return "error";
-	}
-	return "?";
-}
-
 /* A plausible value for a saved reply field: "charge_id" -> "charge-1". */
 static int
 put_saved(struct value *reply, const char *field)
@@ -1853,7 +1837,7 @@ sim_print(struct sim *m, int64_t now, const char *event, const struct saga *s,
 	size_t i;
 
 	fprintf(f, "%10s  %s\n", vtime(now, t, sizeof(t)), event);
-	fprintf(f, "%12s%s: %s\n", "", result_name(o->result), o->note);
+	fprintf(f, "%12s%s: %s\n", "", engine_result_name(o->result), o->note);
 	fprintf(f, "%12s=> %s (%s", "", sname(m->c, s->state),
 	        saga_status_name(s->status));
 	if (s->phase != PHASE_NONE)

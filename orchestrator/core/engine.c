@@ -1771,6 +1771,21 @@ saga_phase_name(enum saga_phase p)
 	return phase_names[p];
 }
 
+const char *
+engine_result_name(enum engine_result r)
+{
+	static const char *const names[] = {
+	        [ENGINE_OK] = "ok",
+	        [ENGINE_IGNORED] = "ignored",
+	        [ENGINE_REJECTED] = "rejected",
+	        [ENGINE_ERROR] = "error",
+	};
+	_Static_assert(NELEM(names) == ENGINE_ERROR + 1, "a name a result");
+	if ((size_t)r >= NELEM(names))
+		return "unknown";
+	return names[r];
+}
+
 static int
 phase_parse(const char *name, enum saga_phase *out)
 {

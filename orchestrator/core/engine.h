@@ -370,6 +370,8 @@ int engine_branch_outstanding(const struct chart *c, const struct saga *s,
 const char *saga_status_name(enum saga_status st);
 int saga_status_parse(const char *name, enum saga_status *out);
 const char *saga_phase_name(enum saga_phase p);
+/* "ok", "ignored", "rejected", "error" ("unknown" out of range). */
+const char *engine_result_name(enum engine_result r);
 /* True for COMPLETED, FAILED, ABORTED, CANCELLED: nothing changes the saga
  * after. */
 bool saga_status_final(enum saga_status st);

@@ -98,22 +98,6 @@ console_load_saga(struct store *st, const char *id, struct saga *s,
 	return *c != NULL ? 0 : -1;
 }
 
-static const char *
-result_name(enum engine_result r)
-{
-	switch (r) {
-	case ENGINE_OK:
-		return "ok";
-	case ENGINE_IGNORED:
-		return "ignored";
-	case ENGINE_REJECTED:
-		return "rejected";
-	case ENGINE_ERROR:
-		break;
-	}
-	return "error";
-}
-
 /* The SENDs and EMITs of p as {commands: [...], events: [...]}. */
 static int
 actions_json(const struct preview *p, json_t *doc)
@@ -153,9 +137,9 @@ preview_doc(const struct saga *s, const struct preview *p, const char *before)
 	json_t *doc = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:b}", "saga",
 	                        jsonout_str(s->id), "action",
 	                        jsonout_str(preview_op_name(p->op)), "result",
-	                        jsonout_str(result_name(p->out.result)), "note",
-	                        jsonout_str(p->out.note), "status_before",
-	                        jsonout_str(before), "status",
+	                        jsonout_str(engine_result_name(p->out.result)),
+	                        "note", jsonout_str(p->out.note),
+	                        "status_before", jsonout_str(before), "status",
 	                        jsonout_str(saga_status_name(p->status)),
 	                        "state", jsonout_str(p->state), "compensations",
 	                        console_undos_json(p->plan, p->nplan),

@@ -2273,6 +2273,11 @@ test_names(void)
 	CHECK_STR(saga_phase_name(PHASE_AWAIT), "await");
 	CHECK_STR(saga_phase_name(PHASE_BACKOFF), "backoff");
 	CHECK_STR(saga_phase_name(PHASE_WAIT), "wait");
+	CHECK_STR(engine_result_name(ENGINE_OK), "ok");
+	CHECK_STR(engine_result_name(ENGINE_IGNORED), "ignored");
+	CHECK_STR(engine_result_name(ENGINE_REJECTED), "rejected");
+	CHECK_STR(engine_result_name(ENGINE_ERROR), "error");
+	CHECK_STR(engine_result_name((enum engine_result)9), "unknown");
 	CHECK(!saga_status_final(SAGA_RUNNING));
 	CHECK(!saga_status_final(SAGA_COMPENSATING));
 	CHECK(!saga_status_final(SAGA_STUCK));

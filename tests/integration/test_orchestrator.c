@@ -887,6 +887,72 @@ test_broker_restart_midway(void)
 	free(url);
 }
 
+/* After shard 2 drained: the two databases hold 650 sagas between them,
+ * none twice, each shard a fair share, shard 2's all completed. */
+static void
+check_shards_disjoint(const struct orch_proc *p1, const struct orch_proc *p2,
+                      int *in1, int *in2)
+{
+	sqlite3 *h = NULL;
+	char *q;
+	int both = -1;
+
+	*in1 = db_count(p1->db, "SELECT count(*) FROM sagas");
+	*in2 = db_count(p2->db, "SELECT count(*) FROM sagas");
+	CHECK_MSG(*in1 + *in2 == 650 && *in2 > 50 && *in2 < 600,
+	          "shard 1 has %d sagas, shard 2 %d", *in1, *in2);
+	CHECK_EQ(db_count(p2->db, "SELECT count(*) FROM sagas WHERE status != "
+	                          "'completed'"),
+	         0);
+	CHECK_EQ(db_count(p1->db, "SELECT count(*) FROM sagas WHERE id IN "
+	                          "('ord-600', 'ord-649')"),
+	         2);
+	q = sqlite3_mprintf("ATTACH %Q AS s2", p2->db);
+	if (sqlite3_open_v2(p1->db, &h, SQLITE_OPEN_READONLY, NULL) ==
+	            SQLITE_OK &&
+	    sqlite3_exec(h, q, NULL, NULL, NULL) == SQLITE_OK)
+		both = (int)testutil_db_int(h,
+		                            "SELECT count(*) FROM sagas WHERE "
+		                            "id IN (SELECT id FROM s2.sagas)");
+	sqlite3_free(q);
+	sqlite3_close(h);
+	CHECK_EQ(both, 0);
+}
+
+/* sagactl over both databases sends a request to the saga's owner; a
+ * completed saga's resume is recorded as rejected. */
+static void
+check_resume_reaches_owner(struct world *w, const struct orch_proc *p1,
+                           const struct orch_proc *p2, const char *url)
+{
+	/* sagactl over both databases sends a request to the saga's owner
+	 * (saga.control, shard 1's control queue): a completed saga's resume
+	 * is recorded there as rejected, and shard 1 answers so (exit 1) */
+	{
+		char *o = NULL;
+		CHECK_EQ(
+		        testutil_sh(&o,
+		                    "'%s/sagactl' --db '%s' --db '%s' --amqp "
+		                    "'%s' resume ord-600 --reason 'shard test' "
+		                    "2>&1",
+		                    bindir, p2->db, p1->db, url),
+		        1);
+		CHECK_MSG(o != NULL && strstr(o, "resume ord-600: rejected: "),
+		          "%s", o ? o : "");
+		free(o);
+	}
+	for (int t = 0;
+	     t < 100 && db_count(p1->db, "SELECT count(*) FROM history "
+	                                 "WHERE saga_id = 'ord-600' AND kind "
+	                                 "IN ('rejected', 'ignored')") < 1;
+	     t++)
+		pump(w, 100);
+	CHECK_EQ(db_count(p1->db,
+	                  "SELECT count(*) FROM history WHERE saga_id = "
+	                  "'ord-600' AND kind IN ('rejected', 'ignored')"),
+	         1);
+}
+
 /* Two shards share the orders by id; shard 2 leaves the ring (--drain)
  * while orders keep coming: it finishes what it owns and exits 0, its
  * queues go, and every order ends once, on one shard. A shard that joins
@@ -899,8 +965,8 @@ test_shards_drain_and_join(void)
 	struct world w;
 	char *url = testbroker_start("orch-shards");
 	const size_t n = 700;
-	int in1, in2, both;
-	char why[512] = "", attach[1200];
+	int in1, in2;
+	char why[512] = "";
 	struct dead_letter refused = {.take = false};
 	bool got = false;
 	uint32_t msgs = 0, cons = 0;
@@ -949,36 +1015,7 @@ test_shards_drain_and_join(void)
 		CHECK_MSG(w.completed[i] == 1 && w.failed[i] == 0,
 		          "ord-%zu: completed %d failed %d", i, w.completed[i],
 		          w.failed[i]);
-	in1 = db_count(p1.db, "SELECT count(*) FROM sagas");
-	in2 = db_count(p2.db, "SELECT count(*) FROM sagas");
-	CHECK_MSG(in1 + in2 == 650 && in2 > 50 && in2 < 600,
-	          "shard 1 has %d sagas, shard 2 %d", in1, in2);
-	CHECK_EQ(db_count(p2.db, "SELECT count(*) FROM sagas WHERE status != "
-	                         "'completed'"),
-	         0);
-	CHECK_EQ(db_count(p1.db, "SELECT count(*) FROM sagas WHERE id IN "
-	                         "('ord-600', 'ord-649')"),
-	         2);
-	snprintf(attach, sizeof(attach),
-	         "SELECT count(*) FROM sagas WHERE id IN (SELECT id FROM "
-	         "s2.sagas)");
-	{
-		sqlite3 *h;
-		sqlite3_stmt *st;
-		char *q = sqlite3_mprintf("ATTACH %Q AS s2", p2.db);
-		both = -1;
-		if (sqlite3_open_v2(p1.db, &h, SQLITE_OPEN_READONLY, NULL) ==
-		            SQLITE_OK &&
-		    sqlite3_exec(h, q, NULL, NULL, NULL) == SQLITE_OK &&
-		    sqlite3_prepare_v2(h, attach, -1, &st, NULL) == SQLITE_OK) {
-			if (sqlite3_step(st) == SQLITE_ROW)
-				both = sqlite3_column_int(st, 0);
-			sqlite3_finalize(st);
-		}
-		sqlite3_free(q);
-		sqlite3_close(h);
-	}
-	CHECK_EQ(both, 0);
+	check_shards_disjoint(&p1, &p2, &in1, &in2);
 	/* shard 1 heard of the ring change */
 	CHECK(db_count(p1.db, "SELECT value > 0 FROM node WHERE key = "
 	                      "'ring_changed_at'") == 1);
@@ -1020,32 +1057,7 @@ test_shards_drain_and_join(void)
 	CHECK_EQ(db_count(p3.db, "SELECT count(*) FROM sagas WHERE id = "
 	                         "'ord-690'"),
 	         1);
-	/* sagactl over both databases sends a request to the saga's owner
-	 * (saga.control, shard 1's control queue): a completed saga's resume
-	 * is recorded there as rejected, and shard 1 answers so (exit 1) */
-	{
-		char *o = NULL;
-		CHECK_EQ(
-		        testutil_sh(&o,
-		                    "'%s/sagactl' --db '%s' --db '%s' --amqp "
-		                    "'%s' resume ord-600 --reason 'shard test' "
-		                    "2>&1",
-		                    bindir, p2.db, p1.db, url),
-		        1);
-		CHECK_MSG(o != NULL && strstr(o, "resume ord-600: rejected: "),
-		          "%s", o ? o : "");
-		free(o);
-	}
-	for (int t = 0;
-	     t < 100 && db_count(p1.db, "SELECT count(*) FROM history "
-	                                "WHERE saga_id = 'ord-600' AND kind "
-	                                "IN ('rejected', 'ignored')") < 1;
-	     t++)
-		pump(&w, 100);
-	CHECK_EQ(db_count(p1.db,
-	                  "SELECT count(*) FROM history WHERE saga_id = "
-	                  "'ord-600' AND kind IN ('rejected', 'ignored')"),
-	         1);
+	check_resume_reaches_owner(&w, &p1, &p2, url);
 	CHECK_EQ(orch_stop(&p3, SIGTERM), 0);
 	CHECK_EQ(orch_stop(&p1, SIGTERM), 0);
 	world_close(&w);

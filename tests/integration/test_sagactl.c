@@ -345,22 +345,11 @@ test_answers(void)
 	          "%s", out);
 }
 
+/* sagactl list (its filters) and stats, with 2 completed sagas and 2
+ * stuck ones (stk-*) */
 static void
-test_stuck_resume_and_listing(void)
+check_listing_and_stats(void)
 {
-	const char *stuck_sql =
-	        "SELECT count(*) FROM sagas WHERE status = 'stuck'";
-	const char *done_sql =
-	        "SELECT count(*) FROM sagas WHERE status = 'completed'";
-
-	post_order("ok-1");
-	post_order("ok-2");
-	post_order("stk-1");
-	post_order("stk-2");
-	CHECK_EQ(wait_count(done_sql, 2, 20), 0);
-	CHECK_EQ(wait_count(stuck_sql, 2, 30), 0);
-	pump(300); /* so --stuck-for 200ms holds */
-
 	/* list filters */
 	CHECK_EQ(ctl("list --status stuck"), 0);
 	CHECK_MSG(strstr(out, "stk-1") && strstr(out, "stk-2") &&
@@ -406,65 +395,13 @@ test_stuck_resume_and_listing(void)
 	CHECK_MSG(strcmp(out, "('stuck', ['create_shipment', 'payment', "
 	                      "'reserve_stock'], 4)") == 0,
 	          "%s", out);
+}
 
-	/* bulk --dry-run changes nothing */
-	CHECK_EQ(ctl("abort --all --prefix stk- --reason 'test' "
-	             "--dry-run"),
-	         0);
-	CHECK_MSG(strstr(out, "stk-1") && strstr(out, "stk-2") &&
-	                  !strstr(out, "ok-") &&
-	                  strstr(out, "would abort 2 sagas; nothing sent"),
-	          "%s", out);
-	fprintf(stderr,
-	        "     $ sagactl abort --all --prefix stk- --dry-run\n%s\n",
-	        out);
-	/* finished sagas are never selected: nothing matches */
-	CHECK_EQ(ctl("abort --all --status completed --reason t "
-	             "--dry-run"),
-	         1);
-	CHECK_MSG(strstr(out, "no unfinished saga matches"), "%s", out);
-	pump(500);
-	CHECK_EQ(db_count(stuck_sql), 2);
-	{ /* /metrics says so now (the gauge the SagaStuck alert reads) */
-		static const char *const want[] = {
-		        "saga_sagas{status=\"stuck\"} 2\n", NULL};
-		int st = 0;
-		char *m = testutil_http_until(orch_port, "/metrics", want, 5000,
-		                              &st);
-		CHECK_MSG(m != NULL && strstr(m, want[0]) != NULL, "%s",
-		          m ? m : "no /metrics");
-		CHECK_MSG(m != NULL &&
-		                  strstr(m, "saga_stuck_oldest_seconds 0\n") ==
-		                          NULL,
-		          "the oldest stuck saga has waited no time: %s", m);
-		free(m);
-	}
-	CHECK_EQ(db_count("SELECT count(*) FROM history WHERE kind = "
-	                  "'operator'"),
-	         0);
-
-	/* failures: unknown saga, no broker */
-	CHECK_EQ(ctl("resume nope-1 --reason x"), 1);
-	CHECK_MSG(strstr(out, "no saga nope-1"), "%s", out);
-	CHECK_EQ(ctl("show nope-1"), 1);
-	free(out);
-	out = NULL;
-	CHECK_EQ(testutil_sh(
-	                 &out,
-	                 "'%s/sagactl' --amqp amqp://guest:guest@127.0.0.1:1/ "
-	                 "resume stk-1 --reason x 2>&1",
-	                 bindir),
-	         1);
-
-	/* resume one stuck saga, its refund now answered */
-	W.refund_ok = true;
-	CHECK_EQ(ctl("resume stk-1 --reason 'refund done by hand'"), 0);
-	CHECK_MSG(strstr(out, "resume stk-1: applied (payment, compensating)"),
-	          "%s", out);
-	CHECK_EQ(wait_count("SELECT count(*) FROM sagas WHERE id = 'stk-1' "
-	                    "AND status = 'failed' AND state = 'failed'",
-	                    1, 20),
-	         0);
+/* sagactl show stk-1 once it failed after its resume: the history with
+ * the operator, its trace id, its JSON and its path on the chart (dot) */
+static void
+check_show_stk1(void)
+{
 	CHECK_EQ(ctl("show stk-1"), 0);
 	/* the actor is the broker user (the validated user_id), not a
 	 * local name */
@@ -528,6 +465,85 @@ test_stuck_resume_and_listing(void)
 	CHECK_MSG(strstr(out, "\"create_shipment\" -> \"completed\" "
 	                      "[label=\"shipping.created\", color=blue"),
 	          "%s", out);
+}
+
+static void
+test_stuck_resume_and_listing(void)
+{
+	const char *stuck_sql =
+	        "SELECT count(*) FROM sagas WHERE status = 'stuck'";
+	const char *done_sql =
+	        "SELECT count(*) FROM sagas WHERE status = 'completed'";
+
+	post_order("ok-1");
+	post_order("ok-2");
+	post_order("stk-1");
+	post_order("stk-2");
+	CHECK_EQ(wait_count(done_sql, 2, 20), 0);
+	CHECK_EQ(wait_count(stuck_sql, 2, 30), 0);
+	pump(300); /* so --stuck-for 200ms holds */
+
+	check_listing_and_stats();
+
+	/* bulk --dry-run changes nothing */
+	CHECK_EQ(ctl("abort --all --prefix stk- --reason 'test' "
+	             "--dry-run"),
+	         0);
+	CHECK_MSG(strstr(out, "stk-1") && strstr(out, "stk-2") &&
+	                  !strstr(out, "ok-") &&
+	                  strstr(out, "would abort 2 sagas; nothing sent"),
+	          "%s", out);
+	fprintf(stderr,
+	        "     $ sagactl abort --all --prefix stk- --dry-run\n%s\n",
+	        out);
+	/* finished sagas are never selected: nothing matches */
+	CHECK_EQ(ctl("abort --all --status completed --reason t "
+	             "--dry-run"),
+	         1);
+	CHECK_MSG(strstr(out, "no unfinished saga matches"), "%s", out);
+	pump(500);
+	CHECK_EQ(db_count(stuck_sql), 2);
+	{ /* /metrics says so now (the gauge the SagaStuck alert reads) */
+		static const char *const want[] = {
+		        "saga_sagas{status=\"stuck\"} 2\n", NULL};
+		int st = 0;
+		char *m = testutil_http_until(orch_port, "/metrics", want, 5000,
+		                              &st);
+		CHECK_MSG(m != NULL && strstr(m, want[0]) != NULL, "%s",
+		          m ? m : "no /metrics");
+		CHECK_MSG(m != NULL &&
+		                  strstr(m, "saga_stuck_oldest_seconds 0\n") ==
+		                          NULL,
+		          "the oldest stuck saga has waited no time: %s", m);
+		free(m);
+	}
+	CHECK_EQ(db_count("SELECT count(*) FROM history WHERE kind = "
+	                  "'operator'"),
+	         0);
+
+	/* failures: unknown saga, no broker */
+	CHECK_EQ(ctl("resume nope-1 --reason x"), 1);
+	CHECK_MSG(strstr(out, "no saga nope-1"), "%s", out);
+	CHECK_EQ(ctl("show nope-1"), 1);
+	free(out);
+	out = NULL;
+	CHECK_EQ(testutil_sh(
+	                 &out,
+	                 "'%s/sagactl' --amqp amqp://guest:guest@127.0.0.1:1/ "
+	                 "resume stk-1 --reason x 2>&1",
+	                 bindir),
+	         1);
+
+	/* resume one stuck saga, its refund now answered */
+	W.refund_ok = true;
+	CHECK_EQ(ctl("resume stk-1 --reason 'refund done by hand'"), 0);
+	CHECK_MSG(strstr(out, "resume stk-1: applied (payment, compensating)"),
+	          "%s", out);
+	CHECK_EQ(wait_count("SELECT count(*) FROM sagas WHERE id = 'stk-1' "
+	                    "AND status = 'failed' AND state = 'failed'",
+	                    1, 20),
+	         0);
+	check_show_stk1();
 
 	/* bulk resume of the rest */
 	CHECK_EQ(ctl("resume --all --status stuck --reason 'bulk refund'"), 0);

@@ -8,7 +8,10 @@
 #   boot named, instead of failing (CI once lost test_cluster this way);
 # - a bad SAGA_BROKER_PORT_RANGE or one with too few free ports fails
 #   clearly and leaves no half-written ports file behind;
-# - a node that dies at boot keeps its logs but no longer holds its ports.
+# - a node that dies at boot keeps its logs but no longer holds its ports;
+# - a node runs the Erlang VM as deploy/rabbitmq/rabbitmq-env.conf says
+#   (half the CPUs' schedulers, 2 dirty I/O threads), and an empty
+#   SAGA_BROKER_ERL_ARGS gives RabbitMQ's defaults (one per CPU, 10).
 # Every node lives in a private SAGA_BROKER_BASE and is stopped on exit.
 set -u
 # shellcheck source=tests/deploy/lib.sh
@@ -20,9 +23,10 @@ export SAGA_BROKER_BASE
 SAGA_BROKER_BASE=$(mktemp -d /tmp/saga-brokertest-XXXXXX)
 chmod 755 "$SAGA_BROKER_BASE"
 holder=""
+unset SAGA_BROKER_ERL_ARGS
 cleanup() {
   [ -n "$holder" ] && kill "$holder" 2>/dev/null
-  for n in plain taken; do scripts/broker stop "$n" >/dev/null 2>&1 || true; done
+  for n in plain taken defaults; do scripts/broker stop "$n" >/dev/null 2>&1 || true; done
   rm -rf "$SAGA_BROKER_BASE"
 }
 trap cleanup EXIT
@@ -43,7 +47,34 @@ for p in "$AMQP_PORT" "$DIST_PORT" "$MGMT_PORT"; do
 done
 check "the URL names the AMQP port" test "$url" = "amqp://guest:guest@127.0.0.1:$AMQP_PORT/"
 check "the node serves AMQP on it" serves "$AMQP_PORT"
+
+# ---- the Erlang VM's schedulers ----
+# vm NODE: "CPUs schedulers dirty_cpu dirty_io" as the node sees them
+vm() {
+  scripts/broker ctl "$1" eval "'io:format(\"~b ~b ~b ~b~n\", [erlang:system_info(X) || X <- [logical_processors_available, schedulers_online, dirty_cpu_schedulers_online, dirty_io_schedulers]]).'" 2>&1 | head -n 1
+}
+# half N S: S is half of N CPUs, rounded either way, at least 1
+half() { [ "$2" -ge 1 ] && [ $(($2 * 2)) -ge $(($1 - 1)) ] && [ $(($2 * 2)) -le $(($1 + 1)) ]; }
+read -r cpus sched dcpu dio <<<"$(vm plain)"
+if [ -n "${dio:-}" ]; then
+  ok "the node reports its VM: $cpus CPUs, $sched schedulers, $dcpu dirty CPU, $dio dirty I/O"
+  check "as deployed: half the $cpus CPUs' schedulers ($sched)" half "$cpus" "$sched"
+  check "as deployed: half the dirty CPU schedulers ($dcpu)" half "$cpus" "$dcpu"
+  check "as deployed: 2 dirty I/O schedulers ($dio)" test "$dio" = 2
+else
+  bad "the node reports its VM ($(vm plain))"
+fi
+check "the node's rabbitmq-env.conf is the deployed one" \
+  cmp -s deploy/rabbitmq/rabbitmq-env.conf "$SAGA_BROKER_BASE/plain/rabbitmq-env.conf"
 scripts/broker stop plain >/dev/null 2>&1
+if SAGA_BROKER_ERL_ARGS="" scripts/broker start defaults --owner $$ >/dev/null; then
+  read -r cpus sched dcpu dio <<<"$(vm defaults)"
+  check "SAGA_BROKER_ERL_ARGS=\"\": a scheduler per CPU ($sched of $cpus)" test "${sched:-x}" = "$cpus"
+  check "SAGA_BROKER_ERL_ARGS=\"\": 10 dirty I/O schedulers (${dio:-?})" test "${dio:-x}" = 10
+else
+  bad "a node starts with SAGA_BROKER_ERL_ARGS=\"\""
+fi
+scripts/broker stop defaults >/dev/null 2>&1
 
 # ---- a port taken between the check and the bind ----
 # A range of six ports; the 1st and 3rd are bound without listening,

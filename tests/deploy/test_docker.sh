@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # tests/deploy/test_docker.sh -- deploy/docker/: the compose file's
 # structure (python3 + PyYAML if available, else grep): the broker with
-# the definitions, rabbitmq.conf and enabled_plugins mounted and
-# rabbitmq.conf loading them; every daemon a service whose `command:`
-# names a program the build makes (in build/bin); a named volume, declared,
-# for every SQLite file; health checks; the Dockerfile's two stages and
-# runtime libraries. Building the image needs network access and a Docker
-# daemon, so it is not done here.
+# the definitions, rabbitmq.conf, enabled_plugins and rabbitmq-env.conf
+# (the Erlang VM's schedulers) mounted, and rabbitmq.conf loading them;
+# every daemon a service whose `command:` names a program the build makes
+# (in build/bin); a named volume, declared, for every SQLite file; health
+# checks; the Dockerfile's two stages and runtime libraries. Building the
+# image needs network access and a Docker daemon, so it is not done here.
 set -u
 # shellcheck source=tests/deploy/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -32,10 +32,10 @@ for name in ["rabbitmq", "orchestrator", "order-api", "inventory", "payment",
 rq = sv.get("rabbitmq", {})
 chk("rabbitmq image is rabbitmq:3-management", rq.get("image") == "rabbitmq:3-management")
 mounts = rq.get("volumes", [])
-for f in ["rabbitmq.conf", "definitions.json", "enabled_plugins"]:
+for f in ["rabbitmq.conf", "definitions.json", "enabled_plugins", "rabbitmq-env.conf"]:
     chk("rabbitmq mounts ../rabbitmq/%s at /etc/rabbitmq/%s" % (f, f),
         any(m.startswith("../rabbitmq/%s:/etc/rabbitmq/%s" % (f, f)) for m in mounts))
-for f in ["rabbitmq.conf", "definitions.json", "enabled_plugins"]:
+for f in ["rabbitmq.conf", "definitions.json", "enabled_plugins", "rabbitmq-env.conf"]:
     chk("deploy/rabbitmq/%s exists" % f, os.path.exists(os.path.join(os.path.dirname(sys.argv[1]), "..", "rabbitmq", f)))
 for name, s in sv.items():
     chk("%s has a healthcheck" % name, "test" in (s.get("healthcheck") or {}))

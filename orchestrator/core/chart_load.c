@@ -27,6 +27,7 @@
 #include "chart_load.h"
 #include "hash.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -199,192 +200,194 @@ parser_error(struct ctx *x, yaml_parser_t *p)
 		err_at(x, line, col, "%s", problem);
 }
 
+/* An anchor makes aliases possible (a billion laughs): none allowed.
+ * true when there is none, else false with the error set. */
+static bool
+no_anchor(struct ctx *x, const yaml_event_t *ev, const yaml_char_t *anchor)
+{
+	if (anchor == NULL)
+		return true;
+	err_at(x, (int)ev->start_mark.line + 1, (int)ev->start_mark.column + 1,
+	       "anchors (&%s) are not allowed in statecharts",
+	       (const char *)anchor);
+	return false;
+}
+
+/* A scalar event's node, or NULL with the error set. */
+static struct node *
+scalar_node(struct ctx *x, const yaml_event_t *ev)
+{
+	struct node *n;
+
+	if (!no_anchor(x, ev, ev->data.scalar.anchor))
+		return NULL;
+	n = node_new(N_SCALAR, &ev->start_mark);
+	if (n != NULL)
+		n->text = strndup((const char *)ev->data.scalar.value,
+		                  ev->data.scalar.length);
+	if (n == NULL || n->text == NULL) {
+		node_free(n);
+		err_at(x, 0, 0, "out of memory");
+		return NULL;
+	}
+	n->quoted = ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
+	if (strlen(n->text) != ev->data.scalar.length) {
+		err_at(x, n->line, n->col, "NUL character in a scalar");
+		node_free(n);
+		return NULL;
+	}
+	return n;
+}
+
+/* A mapping's or a sequence's start at depth: its node, or NULL with the
+ * error set. */
+static struct node *
+container_node(struct ctx *x, const yaml_event_t *ev, int depth)
+{
+	bool map = ev->type == YAML_MAPPING_START_EVENT;
+	struct node *n;
+
+	if (!no_anchor(x, ev,
+	               map ? ev->data.mapping_start.anchor
+	                   : ev->data.sequence_start.anchor))
+		return NULL;
+	if (depth >= MAX_DEPTH) {
+		err_at(x, (int)ev->start_mark.line + 1,
+		       (int)ev->start_mark.column + 1,
+		       "nesting deeper than %d levels", MAX_DEPTH);
+		return NULL;
+	}
+	n = node_new(map ? N_MAP : N_SEQ, &ev->start_mark);
+	if (n == NULL)
+		err_at(x, 0, 0, "out of memory");
+	return n;
+}
+
+/* n as parent's next child; in a mapping every other child is a key,
+ * which must be a scalar not seen before in it (libyaml lets duplicates
+ * through). 0, or -1 with n freed and the error set. */
+static int
+attach(struct ctx *x, struct node *parent, struct node *n)
+{
+	if (parent->kind == N_MAP && parent->nkids % 2 == 0) {
+		if (n->kind != N_SCALAR) {
+			err_at(x, n->line, n->col,
+			       "a mapping key must be a plain name");
+			node_free(n);
+			return -1;
+		}
+		for (size_t k = 0; k < parent->nkids; k += 2) {
+			if (strcmp(parent->kids[k]->text, n->text) != 0)
+				continue;
+			err_at(x, n->line, n->col,
+			       "duplicate key \"%s\" (first at line %d)",
+			       n->text, parent->kids[k]->line);
+			node_free(n);
+			return -1;
+		}
+	}
+	if (node_add(parent, n) != 0) {
+		node_free(n);
+		err_at(x, 0, 0, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* The tree as it is built: the open containers, innermost last. */
+struct tree {
+	struct node *open[MAX_DEPTH];
+	int depth, docs;
+	struct node *root;
+};
+
+/* A finished node goes to the innermost open container, or is the root. */
+static int
+tree_put(struct ctx *x, struct tree *t, struct node *n)
+{
+	if (t->depth == 0) {
+		assert(t->root == NULL); /* one document, one root */
+		t->root = n;
+		return 0;
+	}
+	return attach(x, t->open[t->depth - 1], n);
+}
+
+/* One parser event: 1 at the stream's end, 0 to go on, -1 on an error
+ * (set). */
+static int
+tree_event(struct ctx *x, struct tree *t, const yaml_event_t *ev)
+{
+	int line = (int)ev->start_mark.line + 1;
+	int col = (int)ev->start_mark.column + 1;
+	struct node *n;
+
+	switch (ev->type) {
+	case YAML_NO_EVENT:
+	case YAML_STREAM_END_EVENT:
+		return 1;
+	case YAML_DOCUMENT_START_EVENT:
+		if (++t->docs == 1)
+			return 0;
+		err_at(x, line, col,
+		       "a second YAML document: a statechart file holds one");
+		return -1;
+	case YAML_ALIAS_EVENT:
+		err_at(x, line, col,
+		       "aliases (*%s) are not allowed in statecharts",
+		       (const char *)ev->data.alias.anchor);
+		return -1;
+	case YAML_SCALAR_EVENT:
+		n = scalar_node(x, ev);
+		return n != NULL ? tree_put(x, t, n) : -1;
+	case YAML_SEQUENCE_START_EVENT:
+	case YAML_MAPPING_START_EVENT:
+		if ((n = container_node(x, ev, t->depth)) == NULL)
+			return -1;
+		t->open[t->depth++] = n;
+		return 0;
+	case YAML_SEQUENCE_END_EVENT:
+	case YAML_MAPPING_END_EVENT:
+		assert(t->depth > 0); /* libyaml pairs them */
+		return tree_put(x, t, t->open[--t->depth]);
+	default: /* the stream's start, a document's end */
+		return 0;
+	}
+}
+
 /* Parses the whole stream into one document tree; NULL on error. */
 static struct node *
 parse_tree(struct ctx *x)
 {
 	yaml_parser_t p;
 	yaml_event_t ev;
-	struct node *stack[MAX_DEPTH + 2];
-	int depth = 0, docs = 0;
-	struct node *root = NULL;
-	bool done = false, failed = false;
+	struct tree t = {.depth = 0};
+	int rc = 0;
 
 	if (!yaml_parser_initialize(&p)) {
 		err_at(x, 0, 0, "out of memory");
 		return NULL;
 	}
 	yaml_parser_set_input_string(&p, (const unsigned char *)x->buf, x->len);
-	while (!done && !failed) {
-		struct node *n = NULL;
+	while (rc == 0) {
 		if (!yaml_parser_parse(&p, &ev)) {
 			parser_error(x, &p);
-			failed = true;
+			rc = -1;
 			break;
 		}
-		int line = (int)ev.start_mark.line + 1;
-		int col = (int)ev.start_mark.column + 1;
-		switch (ev.type) {
-		case YAML_NO_EVENT:
-		case YAML_STREAM_END_EVENT:
-			done = true;
-			break;
-		case YAML_STREAM_START_EVENT:
-		case YAML_DOCUMENT_END_EVENT:
-			break;
-		case YAML_DOCUMENT_START_EVENT:
-			if (++docs > 1) {
-				err_at(x, line, col,
-				       "a second YAML document: a statechart "
-				       "file holds one");
-				failed = true;
-			}
-			break;
-		case YAML_ALIAS_EVENT:
-			err_at(x, line, col,
-			       "aliases (*%s) are not allowed in statecharts",
-			       (const char *)ev.data.alias.anchor);
-			failed = true;
-			break;
-		case YAML_SCALAR_EVENT:
-			if (ev.data.scalar.anchor != NULL) {
-				err_at(x, line, col,
-				       "anchors (&%s) are not allowed in "
-				       "statecharts",
-				       (const char *)ev.data.scalar.anchor);
-				failed = true;
-				break;
-			}
-			n = node_new(N_SCALAR, &ev.start_mark);
-			if (n != NULL) {
-				n->text = strndup(
-				        (const char *)ev.data.scalar.value,
-				        ev.data.scalar.length);
-				n->quoted = ev.data.scalar.style !=
-				            YAML_PLAIN_SCALAR_STYLE;
-				if (n->text == NULL) {
-					free(n);
-					n = NULL;
-				} else if (strlen(n->text) !=
-				           ev.data.scalar.length) {
-					err_at(x, line, col,
-					       "NUL character in a scalar");
-					node_free(n);
-					n = NULL;
-					failed = true;
-					break;
-				}
-			}
-			if (n == NULL) {
-				err_at(x, 0, 0, "out of memory");
-				failed = true;
-			}
-			break;
-		case YAML_SEQUENCE_START_EVENT:
-		case YAML_MAPPING_START_EVENT: {
-			const yaml_char_t *anchor =
-			        ev.type == YAML_MAPPING_START_EVENT
-			                ? ev.data.mapping_start.anchor
-			                : ev.data.sequence_start.anchor;
-			if (anchor != NULL) {
-				err_at(x, line, col,
-				       "anchors (&%s) are not allowed in "
-				       "statecharts",
-				       (const char *)anchor);
-				failed = true;
-				break;
-			}
-			if (depth >= MAX_DEPTH) {
-				err_at(x, line, col,
-				       "nesting deeper than %d levels",
-				       MAX_DEPTH);
-				failed = true;
-				break;
-			}
-			n = node_new(ev.type == YAML_MAPPING_START_EVENT
-			                     ? N_MAP
-			                     : N_SEQ,
-			             &ev.start_mark);
-			if (n == NULL) {
-				err_at(x, 0, 0, "out of memory");
-				failed = true;
-			}
-			break;
-		}
-		case YAML_SEQUENCE_END_EVENT:
-		case YAML_MAPPING_END_EVENT:
-			depth--;
-			n = stack[depth]; /* completed container */
-			goto attach;
-		}
+		rc = tree_event(x, &t, &ev);
 		yaml_event_delete(&ev);
-		if (n == NULL || failed) {
-			node_free(failed ? n : NULL);
-			continue;
-		}
-		if (n->kind != N_SCALAR) {
-			stack[depth++] = n;
-			continue;
-		}
-		/* a scalar: attach now */
-		if (depth == 0) {
-			root = n;
-			continue;
-		}
-		goto attach_scalar;
-	attach:
-		yaml_event_delete(&ev);
-	attach_scalar:
-		if (depth == 0) {
-			root = n;
-			continue;
-		}
-		{
-			struct node *parent = stack[depth - 1];
-			if (parent->kind == N_MAP && parent->nkids % 2 == 0) {
-				/* n is a key */
-				if (n->kind != N_SCALAR) {
-					err_at(x, n->line, n->col,
-					       "a mapping key must be a plain "
-					       "name");
-					node_free(n);
-					failed = true;
-					continue;
-				}
-				for (size_t k = 0; k < parent->nkids; k += 2) {
-					if (strcmp(parent->kids[k]->text,
-					           n->text) == 0) {
-						err_at(x, n->line, n->col,
-						       "duplicate key \"%s\" "
-						       "(first at line %d)",
-						       n->text,
-						       parent->kids[k]->line);
-						node_free(n);
-						n = NULL;
-						failed = true;
-						break;
-					}
-				}
-				if (n == NULL)
-					continue;
-			}
-			if (node_add(parent, n) != 0) {
-				node_free(n);
-				err_at(x, 0, 0, "out of memory");
-				failed = true;
-			}
-		}
-	}
-	if (failed) {
-		while (depth > 0)
-			node_free(stack[--depth]);
-		node_free(root);
-		root = NULL;
 	}
 	yaml_parser_delete(&p);
-	if (!failed && root == NULL)
+	if (rc < 0) {
+		while (t.depth > 0)
+			node_free(t.open[--t.depth]);
+		node_free(t.root);
+		return NULL;
+	}
+	if (t.root == NULL)
 		err_at(x, 0, 0, "empty statechart");
-	return root;
+	return t.root;
 }
 
 /* ---- pass 2: helpers over the tree ---- */

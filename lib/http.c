@@ -361,6 +361,30 @@ http_header(const struct http_request *req, const char *name)
 	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
+int
+http_peer(const struct http_request *req, char *buf, size_t cap)
+{
+	const union MHD_ConnectionInfo *ci =
+	        req->conn != NULL
+	                ? MHD_get_connection_info(
+	                          req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS)
+	                : NULL;
+	const struct sockaddr_in *sin;
+
+	assert(cap >= INET_ADDRSTRLEN);
+	if (ci == NULL || ci->client_addr == NULL ||
+	    ci->client_addr->sa_family != AF_INET) {
+		snprintf(buf, cap, "unknown");
+		return -1;
+	}
+	sin = (const struct sockaddr_in *)(const void *)ci->client_addr;
+	if (inet_ntop(AF_INET, &sin->sin_addr, buf, (socklen_t)cap) == NULL) {
+		snprintf(buf, cap, "unknown");
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- lifetime ---- */
 
 int

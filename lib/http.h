@@ -90,6 +90,10 @@ int http_route(struct http *h, const char *prefix, int methods, http_handler fn,
 /* A query parameter or request header, NULL if absent. */
 const char *http_query(const struct http_request *req, const char *name);
 const char *http_header(const struct http_request *req, const char *name);
+/* The client's IPv4 address ("10.0.0.7") into buf (cap at least
+ * INET_ADDRSTRLEN, 16): 0, or -1 with "unknown" when there is none. The
+ * TCP peer: behind a reverse proxy, the proxy's address. */
+int http_peer(const struct http_request *req, char *buf, size_t cap);
 
 /* Appends printf-style text to a response body (grows it). */
 void http_printf(struct http_response *r, const char *fmt, ...)

@@ -17,6 +17,11 @@
  *
  * The users file is read once, at start: a file that cannot be read or
  * has a bad line stops the daemon with the line named.
+ *
+ * Wrong passwords cost time (login_guard.h): after five failures from one
+ * address, or for one user name, the next try waits 1 s, then 2, 4, ...
+ * up to 15 minutes; meanwhile /login answers 429 with Retry-After and
+ * checks no password.
  */
 #include <crypt.h>
 #include <errno.h>
@@ -33,6 +38,7 @@
 #include "console_int.h"
 #include "jsonout.h"
 #include "log.h"
+#include "login_guard.h"
 
 #define USERS_MAX    256
 #define SESSIONS_MAX 256
@@ -62,8 +68,9 @@ struct console_auth {
 	size_t nusers;
 	char *trust_header; /* or NULL */
 	bool loopback;
-	pthread_mutex_t mu; /* sessions */
+	pthread_mutex_t mu; /* sessions and guard */
 	struct session sessions[SESSIONS_MAX];
+	struct login_guard *guard;
 };
 
 static bool
@@ -168,6 +175,11 @@ console_auth_new(const char *users_file, const char *trust_header,
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	if ((a->guard = login_guard_new()) == NULL) {
+		console_auth_free(a);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
 	a->loopback = loopback;
 	if ((trust_header != NULL && trust_header[0] != '\0' &&
 	     (a->trust_header = strdup(trust_header)) == NULL) ||
@@ -191,6 +203,7 @@ console_auth_free(struct console_auth *a)
 	explicit_bzero(a->sessions, sizeof(a->sessions));
 	free(a->users);
 	free(a->trust_header);
+	login_guard_free(a->guard);
 	free(a);
 }
 
@@ -383,12 +396,104 @@ set_cookie(struct http_response *r, const char *token, int64_t max_age_s)
 	http_add_header(r, "Cache-Control", "no-store");
 }
 
+/* What a login attempt counts against (login_guard.h): the client's
+ * address and, when it is a valid one, the name tried. */
+struct login_keys {
+	char addr[LOGIN_GUARD_KEY_MAX], user[LOGIN_GUARD_KEY_MAX];
+};
+
+static void
+login_keys(const struct http_request *req, const char *user,
+           struct login_keys *k)
+{
+	char ip[64];
+
+	http_peer(req, ip, sizeof(ip));
+	snprintf(k->addr, sizeof(k->addr), "from %s", ip);
+	k->user[0] = '\0';
+	if (valid_name(user, strlen(user)))
+		snprintf(k->user, sizeof(k->user), "for %s", user);
+}
+
+/* 0, or 429 answered: one of k's keys must still wait. */
+static int
+guard_check(struct console_auth *a, const struct login_keys *k,
+            struct http_response *r)
+{
+	int64_t now = clock_mono_ms(), wa, wu;
+	char msg[200], secs[24];
+
+	pthread_mutex_lock(&a->mu);
+	wa = login_guard_wait(a->guard, k->addr, now);
+	wu = k->user[0] ? login_guard_wait(a->guard, k->user, now) : 0;
+	pthread_mutex_unlock(&a->mu);
+	if (wa == 0 && wu == 0)
+		return 0;
+	snprintf(secs, sizeof(secs), "%lld",
+	         (long long)(((wa > wu ? wa : wu) + 999) / 1000));
+	snprintf(msg, sizeof(msg),
+	         "too many failed logins %s: try again in %s s",
+	         wa >= wu ? k->addr : k->user, secs);
+	log_warnx("console: login %s refused: %s", k->addr, msg);
+	console_json_error(r, 429, msg);
+	http_add_header(r, "Retry-After", secs);
+	return -1;
+}
+
+/* A failure counts against both keys; a success clears both. */
+static void
+guard_note(struct console_auth *a, const struct login_keys *k, bool ok)
+{
+	int64_t now = clock_mono_ms();
+
+	pthread_mutex_lock(&a->mu);
+	if (ok) {
+		login_guard_ok(a->guard, k->addr);
+		login_guard_ok(a->guard, k->user);
+	} else {
+		login_guard_failed(a->guard, k->addr, now);
+		if (k->user[0] != '\0')
+			login_guard_failed(a->guard, k->user, now);
+	}
+	pthread_mutex_unlock(&a->mu);
+}
+
+/* 0 and the user's session cookie set, or -1 and the answer given. */
+static int
+login_check(struct console_auth *a, const struct http_request *req,
+            const char *user, const char *pw, struct http_response *r)
+{
+	char token[TOKEN_BYTES * 2 + 1];
+	struct login_keys k = {.addr = ""};
+
+	login_keys(req, user, &k);
+	if (guard_check(a, &k, r) != 0)
+		return -1;
+	if (!valid_name(user, strlen(user)) || !password_ok(a, user, pw)) {
+		guard_note(a, &k, false);
+		/* the name as tried, unless it is no name at all */
+		log_warnx("console: failed login %s \"%.63s\"", k.addr,
+		          k.user[0] ? user : "(invalid)");
+		console_json_error(r, 401, "wrong user name or password");
+		return -1;
+	}
+	guard_note(a, &k, true);
+	if (session_open(a, user, token) != 0) {
+		console_json_error(r, 503, "cannot read random bytes");
+		return -1;
+	}
+	log_info("console: %s logged in %s", user, k.addr);
+	set_cookie(r, token, SESSION_MS / 1000);
+	explicit_bzero(token, sizeof(token));
+	return 0;
+}
+
 /* POST /login {"user": NAME, "password": PW}. */
 void
 console_auth_login(struct console_auth *a, const struct http_request *req,
                    struct http_response *r)
 {
-	char token[TOKEN_BYTES * 2 + 1], body[USER_MAX + 32];
+	char body[USER_MAX + 32];
 	const char *user = NULL, *pw = NULL;
 	json_t *j;
 
@@ -414,26 +519,12 @@ console_auth_login(struct console_auth *a, const struct http_request *req,
 		                   "...}");
 		return;
 	}
-	if (!valid_name(user, strlen(user)) || !password_ok(a, user, pw)) {
-		/* the name as tried, unless it is no name at all */
-		log_warnx("console: failed login for \"%.63s\"",
-		          valid_name(user, strlen(user)) ? user : "(invalid)");
-		json_decref(j);
-		console_json_error(r, 401, "wrong user name or password");
-		return;
+	if (login_check(a, req, user, pw, r) == 0) {
+		r->status = 200;
+		r->content_type = "application/json";
+		snprintf(body, sizeof(body), "{\"user\": \"%s\"}\n", user);
+		http_printf(r, "%s", body);
 	}
-	if (session_open(a, user, token) != 0) {
-		json_decref(j);
-		console_json_error(r, 503, "cannot read random bytes");
-		return;
-	}
-	log_info("console: %s logged in", user);
-	set_cookie(r, token, SESSION_MS / 1000);
-	explicit_bzero(token, sizeof(token));
-	r->status = 200;
-	r->content_type = "application/json";
-	snprintf(body, sizeof(body), "{\"user\": \"%s\"}\n", user);
-	http_printf(r, "%s", body);
 	json_decref(j);
 }
 

@@ -10,7 +10,8 @@
  * saga-orchestrator --hash-password, and a $6$ line), the CSRF header,
  * previews matching what applying sends (the same command ids, seen by
  * the fake participants), the actor recorded in the history, refusals,
- * and bulk preview and apply with the `expect` guard.
+ * and bulk preview and apply with the `expect` guard; the guard against
+ * password guessing (429 and Retry-After after five failures).
  *
  * With --browser (ctest: test_console_browser) the same world is set up
  * and tests/console/browser.sh checks the pages in headless chromium;
@@ -776,6 +777,62 @@ test_trusted_header(void)
 	CHECK_STR(out, "401");
 }
 
+/* Wrong passwords cost time (login_guard.h): five from one address are
+ * free; then /login answers 429 with Retry-After and checks no password,
+ * not even the right one, until the wait is over. A success starts the
+ * address over; a name that keeps failing waits on its own, and other
+ * names from the same address do not. Last: it leaves eve waiting. */
+static void
+test_login_guard(void)
+{
+	static const char guess[] =
+	        "{\"user\": \"eve\", \"password\": \"guess\"}";
+	static const char right[] =
+	        "{\"user\": \"alice\", \"password\": \"s3cret\"}";
+	static const char expr[] =
+	        "s, h.get('Retry-After', '-'), d.get('error')";
+	int wait_s = 0, fails = 0;
+
+	cookie[0] = '\0';
+	/* a success first: this address starts from nothing */
+	CHECK_EQ(call("POST", "/login", right, true, "s"), 0);
+	CHECK_STR(out, "200");
+	/* until a wait of 2 s or more (1 s after the 6th failure, then 2) */
+	for (int tries = 0; wait_s < 2 && tries < 30; tries++) {
+		CHECK_EQ(call("POST", "/login", guess, true, expr), 0);
+		if (strncmp(out, "(429, '", 7) == 0) {
+			wait_s = atoi(out + 7);
+			if (wait_s < 2)
+				sleep((unsigned)wait_s);
+			continue;
+		}
+		CHECK_STR(out, "(401, '-', 'wrong user name or password')");
+		fails++;
+	}
+	CHECK(fails >= 7); /* 5 free, 1 s after the 6th, 2 s after the 7th */
+	CHECK(wait_s >= 2);
+	/* the right password is not even checked */
+	CHECK_EQ(call("POST", "/login", right, true, expr), 0);
+	CHECK(strncmp(out, "(429, '", 7) == 0);
+	CHECK(strstr(out, "'too many failed logins from 127.0.0.1: try "
+	                  "again in ") != NULL);
+	sleep((unsigned)wait_s + 1);
+	CHECK_EQ(call("POST", "/login", right, true, "s, d['user']"), 0);
+	CHECK_STR(out, "(200, 'alice')");
+	/* eve's own count goes on: one more failure, then a wait */
+	CHECK_EQ(call("POST", "/login", guess, true, "s"), 0);
+	CHECK_STR(out, "401");
+	CHECK_EQ(call("POST", "/login", guess, true, expr), 0);
+	CHECK(strstr(out, "'too many failed logins for eve: try again in ") !=
+	      NULL);
+	CHECK_EQ(call("POST", "/login", right, true, "s"), 0);
+	CHECK_STR(out, "200");
+	CHECK_EQ(testutil_sh(NULL,
+	                     "grep -q 'login from 127.0.0.1 refused' '%s'",
+	                     orch_log),
+	         0);
+}
+
 /* A saga held in payment past the state's stuck_after (1s in the test
  * chart) is listed by /api/stuck with the limit that applied, even when
  * `for` is longer, and counted by saga_overdue_sagas; every other state
@@ -974,6 +1031,7 @@ main(int argc, char **argv)
 		RUN(test_preview_then_apply);
 		RUN(test_bulk);
 		RUN(test_trusted_header);
+		RUN(test_login_guard);
 	}
 	bus_close(W.bus);
 	if (testutil_stop(orch_pid, SIGTERM) != 0) {

@@ -18,16 +18,11 @@
 
 #define SHOW_MAX 1000
 
-struct seen {
-	char id[256], saga[256], type[128], reason[512], from[256];
-	size_t len;
-};
-
 struct dlq {
 	struct bus *bus;
 	const char *queue, *to;
 	long want;
-	struct seen *seen;
+	struct dlq_msg *seen; /* show: what was read */
 	long nseen, published, confirmed;
 	int failed;
 };
@@ -323,48 +318,12 @@ cmd_group_act(const char *amqp, const char *queue, enum dlq_action what,
 	dlq_act_result_clear(&r);
 	return rc != 0 ? 1 : 0;
 }
-/* Where a dead letter came from: the broker's x-first-death-queue, or
- * the "from QUEUE: reason" of a copy made with its reason (the
- * orchestrator's and the participants'). false if neither says. */
-static bool
-source_queue(const struct bus_delivery *d, char *buf, size_t cap)
-{
-	const char *end;
-	buf[0] = '\0';
-	if (d->death_queue[0] != '\0') {
-		snprintf(buf, cap, "%s", d->death_queue);
-		return true;
-	}
-	if (strncmp(d->error, "from ", 5) != 0 ||
-	    (end = strstr(d->error + 5, ": ")) == NULL || end == d->error + 5)
-		return false;
-	snprintf(buf, cap, "%.*s", (int)(end - d->error - 5), d->error + 5);
-	return true;
-}
-
-static void
-copy_seen(struct seen *s, const struct bus_delivery *d)
-{
-	snprintf(s->id, sizeof(s->id), "%s", d->message_id);
-	snprintf(s->saga, sizeof(s->saga), "%s", d->correlation_id);
-	snprintf(s->type, sizeof(s->type), "%s", d->type);
-	if (d->error[0] != '\0')
-		snprintf(s->reason, sizeof(s->reason), "%s", d->error);
-	else if (d->death_reason[0] != '\0')
-		snprintf(s->reason, sizeof(s->reason), "%s by the broker",
-		         d->death_reason);
-	else
-		snprintf(s->reason, sizeof(s->reason), "(no reason given)");
-	source_queue(d, s->from, sizeof(s->from));
-	s->len = d->len;
-}
-
 static void
 on_show(void *arg, const struct bus_delivery *d)
 {
 	struct dlq *q = arg;
 	if (q->nseen < q->want)
-		copy_seen(&q->seen[q->nseen++], d);
+		dlq_msg_from_delivery(&q->seen[q->nseen++], d);
 	/* no ack: everything goes back, in order, when we disconnect */
 }
 
@@ -376,7 +335,7 @@ print_seen_json(const struct dlq *q)
 	json_t *arr = json_array();
 
 	for (long i = 0; arr != NULL && i < q->nseen; i++) {
-		const struct seen *s = &q->seen[i];
+		const struct dlq_msg *s = &q->seen[i];
 		if (json_array_append_new(
 		            arr, json_pack("{s:o,s:o,s:o,s:o,s:o,s:I}",
 		                           "message_id", jsonout_str(s->id),
@@ -384,7 +343,7 @@ print_seen_json(const struct dlq *q)
 		                           jsonout_str(s->type), "reason",
 		                           jsonout_str(s->reason), "from",
 		                           jsonout_str(s->from), "bytes",
-		                           (json_int_t)s->len)) != 0) {
+		                           (json_int_t)s->bytes)) != 0) {
 			json_decref(arr);
 			arr = NULL;
 		}
@@ -428,7 +387,7 @@ cmd_show(const char *amqp, bool json, const char *queue, long limit)
 		printf("%s: %ld messages%s\n", queue, m,
 		       m > q.nseen ? " (first shown)" : "");
 		for (long i = 0; i < q.nseen; i++) {
-			const struct seen *s = &q.seen[i];
+			const struct dlq_msg *s = &q.seen[i];
 			printf("\n  message %s\n  saga    %s\n  type    %s\n"
 			       "  reason  %s\n",
 			       s->id[0] ? s->id : "-",
@@ -436,7 +395,7 @@ cmd_show(const char *amqp, bool json, const char *queue, long limit)
 			       s->type[0] ? s->type : "-", s->reason);
 			if (s->from[0] != '\0')
 				printf("  from    %s\n", s->from);
-			printf("  bytes   %zu\n", s->len);
+			printf("  bytes   %zu\n", s->bytes);
 		}
 	}
 	free(q.seen);
@@ -448,19 +407,13 @@ on_replay(void *arg, const struct bus_delivery *d)
 {
 	struct dlq *q = arg;
 	char target[256];
-	struct bus_message m = {0};
-	size_t n = strlen(q->queue);
+	struct bus_message m;
+	struct dlq_msg dm;
 
 	if (q->published >= q->want)
 		return; /* beyond --limit: given back at disconnect */
-	if (q->to != NULL)
-		snprintf(target, sizeof(target), "%s", q->to);
-	else if (source_queue(d, target, sizeof(target)))
-		;
-	else if (n > 4 && strcmp(q->queue + n - 4, ".dlq") == 0)
-		snprintf(target, sizeof(target), "%.*s", (int)(n - 4),
-		         q->queue);
-	else {
+	dlq_msg_from_delivery(&dm, d);
+	if (!dlq_origin(&dm, q->queue, q->to, target, sizeof(target))) {
 		fprintf(stderr,
 		        "sagactl: %s: cannot tell where message %s came from; "
 		        "give --to QUEUE\n",
@@ -468,20 +421,7 @@ on_replay(void *arg, const struct bus_delivery *d)
 		q->failed = 1;
 		return;
 	}
-	m.exchange = "";
-	m.routing_key = target;
-	m.message_id = d->message_id[0] ? d->message_id : "replayed";
-	m.correlation_id = d->correlation_id[0] ? d->correlation_id : NULL;
-	m.type = d->type[0] ? d->type : NULL;
-	m.reply_to = d->reply_to[0] ? d->reply_to : NULL;
-	m.traceparent = d->traceparent[0] ? d->traceparent : NULL;
-	m.content_type = d->content_type[0] ? d->content_type : NULL;
-	/* stamped anew: an operator's replay is a new publish (a shard
-	 * would refuse an order published before it joined the ring) */
-	m.timestamp_ms = clock_wall_ms();
-	m.mandatory = true;
-	m.body = d->body;
-	m.len = d->len;
+	dlq_replay_message(&m, &dm, target, d);
 	if (bus_publish(q->bus, &m, d->ref) != 0) {
 		q->failed = 1;
 		return;

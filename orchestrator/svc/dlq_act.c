@@ -137,30 +137,42 @@ open_consumer(struct run *run, char *err, size_t errlen)
 	return 0;
 }
 
+void
+dlq_replay_message(struct bus_message *bm, const struct dlq_msg *m,
+                   const char *target, const struct bus_delivery *d)
+{
+	memset(bm, 0, sizeof(*bm));
+	bm->exchange = "";
+	bm->routing_key = target;
+	bm->message_id = m->id[0] ? m->id : "replayed";
+	bm->correlation_id = m->saga[0] ? m->saga : NULL;
+	bm->type = m->type[0] ? m->type : NULL;
+	bm->reply_to = d->reply_to[0] ? d->reply_to : NULL;
+	bm->traceparent = d->traceparent[0] ? d->traceparent : NULL;
+	bm->content_type = d->content_type[0] ? d->content_type : NULL;
+	bm->timestamp_ms = clock_wall_ms();
+	bm->mandatory = true;
+	bm->body = d->body;
+	bm->len = d->len;
+}
+
 /* Publishes a copy of the group's message i to where it failed. */
 static int
 replay_one(struct run *run, size_t i, char *err, size_t errlen)
 {
 	const struct held *h = &run->held[i];
 	const struct dlq_msg *m = &run->r->msgs[h->msg];
-	struct bus_message bm = {0};
+	const struct bus_delivery d = {.reply_to = h->reply_to,
+	                               .traceparent = h->traceparent,
+	                               .content_type = h->content_type,
+	                               .body = h->body,
+	                               .len = h->len};
+	struct bus_message bm;
 	char target[256];
 
 	if (!dlq_origin(m, run->a->queue, run->a->to, target, sizeof(target)))
 		return -1; /* checked before: cannot happen */
-	bm.exchange = "";
-	bm.routing_key = target;
-	bm.message_id = m->id[0] ? m->id : "replayed";
-	bm.correlation_id = m->saga[0] ? m->saga : NULL;
-	bm.type = m->type[0] ? m->type : NULL;
-	bm.reply_to = h->reply_to[0] ? h->reply_to : NULL;
-	bm.traceparent = h->traceparent[0] ? h->traceparent : NULL;
-	bm.content_type = h->content_type[0] ? h->content_type : NULL;
-	/* stamped anew: an operator's replay is a new publish */
-	bm.timestamp_ms = clock_wall_ms();
-	bm.mandatory = true;
-	bm.body = h->body;
-	bm.len = h->len;
+	dlq_replay_message(&bm, m, target, &d);
 	if (bus_publish(run->bus, &bm, h->ref) != 0) {
 		snprintf(err, errlen, "message %s cannot be published again",
 		         bm.message_id);

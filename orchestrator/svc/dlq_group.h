@@ -137,6 +137,17 @@ struct dlq_act_result {
  * confirmed stays in the queue). r is filled in every case. */
 int dlq_group_act(const struct dlq_act *a, struct dlq_act_result *r, char *err,
                   size_t errlen);
+
+/* The copy a replay publishes of dead letter m to the queue `target`
+ * (dlq_origin): m's id, saga and type, and from the delivery it came in
+ * (d) its reply_to, traceparent, content type and body (borrowed: bm
+ * points into d). Stamped now, because an operator's replay is a new
+ * publish (a shard refuses an order published before it joined the
+ * ring), and mandatory: an unroutable copy comes back and the original
+ * stays in the dead-letter queue. */
+struct bus_message;
+void dlq_replay_message(struct bus_message *bm, const struct dlq_msg *m,
+                        const char *target, const struct bus_delivery *d);
 void dlq_act_result_clear(struct dlq_act_result *r);
 
 #endif

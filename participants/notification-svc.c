@@ -378,10 +378,11 @@ static const char usage[] =
         "                       saga waits for notifications\n"
         "  --events FROM        audit: read the audit stream, where "
         "the offset\n"
-        "                       stored with each commit says (default); "
-        "queue:\n"
-        "                       consume notification.events bound to "
-        "order.*\n"
+        "                       stored with each commit says (default; "
+        "it removes\n"
+        "                       the binding --events queue makes); queue: "
+        "consume\n"
+        "                       notification.events bound to order.*\n"
         "  --print              print the notifications sent, then exit "
         "(no broker)\n" PART_USAGE_COMMON PART_USAGE_RETENTION;
 
@@ -406,7 +407,11 @@ static const struct bus_queue extra_queues[] = {
          .dlrk = "notification.confirm"},
 };
 /* The stream the orchestrator keeps every domain event in (--events
- * audit); with --events queue, the first binding brings them instead. */
+ * audit); with --events queue, the first binding brings them instead,
+ * and reading the stream it is removed: left from an earlier version,
+ * it would have the broker store a second copy of every event in
+ * notification.events (deduplicated here, but stored, delivered and
+ * acked for nothing). */
 #define AUDIT_STREAM "audit"
 static const struct bus_binding bindings[] = {
         {"order_events", "notification.events", NULL, "order.*"},
@@ -508,6 +513,8 @@ main(int argc, char **argv)
 		cfg.stream_from_end = n.from_end;
 		cfg.bindings = bindings + 1;
 		cfg.nbindings = ARRAY_LEN(bindings) - 1;
+		cfg.unbindings = bindings;
+		cfg.nunbindings = 1;
 	}
 	if (print)
 		return part_print("notification-svc", com.db,

@@ -58,7 +58,8 @@ struct part_bus {
 	size_t nheld, capheld;
 	struct presence_announce presence; /* name "" when not announcing */
 	int64_t announced_ms;              /* mono */
-	void (*on_poll)(void *);           /* part_bus_on_poll */
+	bool unbound;            /* cfg->unbindings removed (or given up) */
+	void (*on_poll)(void *); /* part_bus_on_poll */
 	void *on_poll_arg;
 	char own[128]; /* the daemon's own exchange (part_own_exchange) */
 	const char *consume[MAX_QUEUES + 1]; /* work queues, the stream */
@@ -616,6 +617,28 @@ announce(struct part_bus *p)
 	envelope_clear(&e);
 }
 
+/* cfg->unbindings, once connected: true when done (or given up on). A
+ * refusal (403: the broker user may not) closes the channel; the bus
+ * reconnects, and the binding stays with a warning saying so. */
+static bool
+unbind_old(struct part_bus *pb)
+{
+	const struct part_config *cfg = pb->cfg;
+
+	if (pb->unbound || !bus_connected(pb->bus))
+		return pb->unbound;
+	pb->unbound = true;
+	for (size_t i = 0; i < cfg->nunbindings; i++) {
+		const struct bus_binding *b = &cfg->unbindings[i];
+		if (bus_unbind(pb->bus, b->exchange, b->queue, b->key) != 0)
+			log_warnx("cannot remove the binding %s -> %s (%s) an "
+			          "earlier version made (the reason is logged "
+			          "above); remove it by hand",
+			          b->exchange, b->queue, b->key);
+	}
+	return true;
+}
+
 static int
 t_poll(void *ctx, struct durable *d, int timeout_ms)
 {
@@ -624,6 +647,7 @@ t_poll(void *ctx, struct durable *d, int timeout_ms)
 
 	pb->d = d;
 	bus_poll(pb->bus, timeout_ms, &h);
+	unbind_old(pb);
 	announce(pb);
 	if (pb->on_poll != NULL)
 		pb->on_poll(pb->on_poll_arg);
@@ -699,7 +723,10 @@ part_bus_resume(struct part_bus *pb, int64_t (*next)(void *), void *arg)
 int
 part_bus_connect(struct part_bus *pb, char *err, size_t errlen)
 {
-	return bus_connect(pb->bus, err, errlen);
+	if (bus_connect(pb->bus, err, errlen) != 0)
+		return -1;
+	unbind_old(pb);
+	return 0;
 }
 
 uint64_t

@@ -163,6 +163,11 @@ struct part_config {
 	size_t nextra_queues;
 	const struct bus_binding *bindings;
 	size_t nbindings;
+	/* Bindings an earlier version declared that this one must not have:
+	 * removed once, as soon as the daemon is connected (no such binding
+	 * is fine; one the broker user may not remove is logged and left). */
+	const struct bus_binding *unbindings;
+	size_t nunbindings;
 	/* The chart's name for this participant (a step's `to`, e.g.
 	 * "inventory"): while consuming, the daemon announces every
 	 * PRESENCE_INTERVAL_MS which command routing keys it takes

@@ -1420,6 +1420,58 @@ test_notification_classic(void)
 	world_close();
 }
 
+/* How many bindings order_events -> notification.events (order.*) the
+ * broker has: what --events queue declares (-1 if it cannot say). */
+static int
+old_bindings(void)
+{
+	char *out = NULL;
+	int n = -1;
+
+	if (testutil_sh(&out,
+	                "scripts/broker ctl '%s-%ld' list_bindings -q "
+	                "source_name destination_name routing_key | "
+	                "grep -c '^order_events.notification[.]events.order[.]"
+	                "[*]$'; true",
+	                T.broker, (long)getpid()) == 0 &&
+	    out != NULL)
+		n = atoi(out);
+	free(out);
+	return n;
+}
+
+/* Upgrading from --events queue to the audit stream: the binding the
+ * old layout declared is removed when the daemon starts on the stream,
+ * so the broker stops storing a second copy of every event in
+ * notification.events; each event is notified once, from the stream. */
+static void
+test_notification_upgrade(void)
+{
+	const char *a[] = {"notification-svc", "--amqp", NULL, "--db", NULL,
+	                   "--events",         "queue",  NULL};
+	int pid;
+
+	CHECK(world_open() == 0);
+	a[2] = T.url;
+	a[4] = path("notif.db");
+	pid = testutil_spawn(a, path("notif-queue.log"));
+	CHECK(pid > 0 && wait_consumer("notification.events"));
+	CHECK(testutil_stop(pid, SIGTERM) == 0);
+	CHECK_EQ(old_bindings(), 1);
+	pid = start_notification("100");
+	CHECK(pid > 0 && wait_ready("notif.log"));
+	CHECK_EQ(old_bindings(), 0);
+	publish_shipped(0, 20);
+	for (int t = 0; t < 200 && q1("notif.db", "SELECT count(*) FROM "
+	                                          "notifications") < 20;
+	     t++)
+		usleep(20000);
+	CHECK(testutil_stop(pid, SIGTERM) == 0);
+	CHECK_EQ(q1("notif.db", "SELECT count(*) FROM notifications"), 20);
+	CHECK_EQ(queue_depth("notification.events"), 0);
+	world_close();
+}
+
 /* Stock as an operation: `sagactl stock set|add` changes a running
  * inventory and waits for its answer; each change is a movement with its
  * actor and reason; on hand never goes below 0; orders then reserve the
@@ -1606,6 +1658,7 @@ main(void)
 	RUN(test_notification_events);
 	RUN(test_notification_stream_resume);
 	RUN(test_notification_classic);
+	RUN(test_notification_upgrade);
 	RUN(test_notification_audit_not_stream);
 	RUN(test_notification_from_end);
 	testutil_kill_all();

@@ -1238,6 +1238,32 @@ publish_shipped(int from, int to)
 	bus_flush(T.bus, 10000, &H);
 }
 
+/* Waits up to 4 s for notif.db to hold n notifications. */
+static void
+wait_notified(long long n)
+{
+	for (int t = 0; t < 200 && q1("notif.db", "SELECT count(*) FROM "
+	                                          "notifications") < n;
+	     t++)
+		usleep(20000);
+}
+
+/* notification-svc with --events queue (the layout before the stream),
+ * logging to `log`, once it consumes notification.events: its pid, or
+ * -1. */
+static int
+start_notification_queue(const char *log)
+{
+	const char *a[] = {"notification-svc", "--amqp", NULL, "--db", NULL,
+	                   "--events",         "queue",  NULL};
+	int pid;
+
+	a[2] = T.url;
+	a[4] = path("notif.db");
+	pid = testutil_spawn(a, path(log));
+	return pid > 0 && wait_consumer("notification.events") ? pid : -1;
+}
+
 static int
 start_notification(const char *delay)
 {
@@ -1370,10 +1396,7 @@ test_notification_from_end(void)
 	CHECK(log_says("notif.log", "from its end"));
 	usleep(300000);
 	publish_shipped(20, 25);
-	for (int t = 0; t < 200 && q1("notif.db", "SELECT count(*) FROM "
-	                                          "notifications") < 5;
-	     t++)
-		usleep(20000);
+	wait_notified(5);
 	CHECK(testutil_stop(pid, SIGTERM) == 0);
 	CHECK_EQ(q1("notif.db", "SELECT count(*) FROM notifications"), 5);
 	CHECK_EQ(q1("notif.db", "SELECT count(*) FROM notifications WHERE "
@@ -1383,10 +1406,7 @@ test_notification_from_end(void)
 	pid = start_notification("100"); /* no --from: its stored offset */
 	CHECK(pid > 0 && wait_ready("notif.log"));
 	publish_shipped(25, 26);
-	for (int t = 0; t < 200 && q1("notif.db", "SELECT count(*) FROM "
-	                                          "notifications") < 6;
-	     t++)
-		usleep(20000);
+	wait_notified(6);
 	CHECK(testutil_stop(pid, SIGTERM) == 0);
 	CHECK_EQ(q1("notif.db", "SELECT count(*) FROM notifications"), 6);
 	CHECK(!log_says("notif.log", "seen before"));
@@ -1398,20 +1418,13 @@ test_notification_from_end(void)
 static void
 test_notification_classic(void)
 {
-	const char *a[] = {"notification-svc", "--amqp", NULL, "--db", NULL,
-	                   "--events",         "queue",  NULL};
 	int pid;
 
 	CHECK(world_open() == 0);
-	a[2] = T.url;
-	a[4] = path("notif.db");
-	pid = testutil_spawn(a, path("notif.log"));
-	CHECK(pid > 0 && wait_consumer("notification.events"));
+	pid = start_notification_queue("notif.log");
+	CHECK(pid > 0);
 	publish_shipped(0, 50);
-	for (int t = 0; t < 200 && q1("notif.db", "SELECT count(*) FROM "
-	                                          "notifications") < 50;
-	     t++)
-		usleep(20000);
+	wait_notified(50);
 	CHECK_EQ(q1("notif.db", "SELECT count(*) FROM notifications"), 50);
 	CHECK_EQ(queue_depth("notification.events"), 0);
 	CHECK(testutil_stop(pid, SIGTERM) == 0);
@@ -1447,25 +1460,18 @@ old_bindings(void)
 static void
 test_notification_upgrade(void)
 {
-	const char *a[] = {"notification-svc", "--amqp", NULL, "--db", NULL,
-	                   "--events",         "queue",  NULL};
 	int pid;
 
 	CHECK(world_open() == 0);
-	a[2] = T.url;
-	a[4] = path("notif.db");
-	pid = testutil_spawn(a, path("notif-queue.log"));
-	CHECK(pid > 0 && wait_consumer("notification.events"));
+	pid = start_notification_queue("notif-queue.log");
+	CHECK(pid > 0);
 	CHECK(testutil_stop(pid, SIGTERM) == 0);
 	CHECK_EQ(old_bindings(), 1);
 	pid = start_notification("100");
 	CHECK(pid > 0 && wait_ready("notif.log"));
 	CHECK_EQ(old_bindings(), 0);
 	publish_shipped(0, 20);
-	for (int t = 0; t < 200 && q1("notif.db", "SELECT count(*) FROM "
-	                                          "notifications") < 20;
-	     t++)
-		usleep(20000);
+	wait_notified(20);
 	CHECK(testutil_stop(pid, SIGTERM) == 0);
 	CHECK_EQ(q1("notif.db", "SELECT count(*) FROM notifications"), 20);
 	CHECK_EQ(queue_depth("notification.events"), 0);

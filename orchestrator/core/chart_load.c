@@ -2498,76 +2498,127 @@ stuck_after_defaults(struct builder *b, struct node *states)
 
 /* ---- top level ---- */
 
+/* The top-level "defaults": each step's timeout, deadline, stuck_after
+ * and retries unless it says otherwise (the built-in ones without). */
 static void
-build_chart(struct builder *b, struct node *root)
+build_defaults(struct builder *b, struct node *root)
 {
-	static const char *const keys[] = {"saga",    "description", "initial",
-	                                   "failure", "fields",      "defaults",
-	                                   "states",  "cancel",      NULL};
 	static const char *const dkeys[] = {"timeout",     "deadline",
 	                                    "retry",       "compensate_retry",
 	                                    "stuck_after", NULL};
-	struct node *states, *defaults, *fields, *init, *fail;
-	struct chart *c = b->c;
+	struct node *defaults = map_get(root, "defaults");
 
-	if (!want_kind(b->x, root, N_MAP, "a statechart"))
-		return;
-	check_keys(b->x, root, "the statechart", keys);
-	c->name = get_str(b->x, root, "saga", "the statechart", true, "-");
 	b->def_timeout = 10000;
 	b->def_deadline = CHART_DEADLINE_DEFAULT_MS;
 	b->def_retry = (struct chart_retry){3, 1000, 2.0, 30000};
 	b->def_comp_retry = (struct chart_retry){5, 1000, 2.0, 60000};
-	defaults = map_get(root, "defaults");
-	if (defaults != NULL &&
-	    want_kind(b->x, defaults, N_MAP, "\"defaults\"")) {
-		check_keys(b->x, defaults, "defaults", dkeys);
-		get_duration(b->x, defaults, "timeout", "defaults",
-		             &b->def_timeout);
-		get_duration(b->x, defaults, "deadline", "defaults",
-		             &b->def_deadline);
-		get_duration(b->x, defaults, "stuck_after", "defaults",
-		             &b->def_stuck_after);
-		if (map_get(defaults, "retry") != NULL)
-			build_retry(b, map_get(defaults, "retry"),
-			            "defaults retry", &b->def_retry);
-		if (map_get(defaults, "compensate_retry") != NULL)
-			build_retry(b, map_get(defaults, "compensate_retry"),
-			            "defaults compensate_retry",
-			            &b->def_comp_retry);
-	}
-	fields = map_get(root, "fields");
-	if (fields != NULL)
-		build_fields(b, fields);
-	states = map_get(root, "states");
+	if (defaults == NULL ||
+	    !want_kind(b->x, defaults, N_MAP, "\"defaults\""))
+		return;
+	check_keys(b->x, defaults, "defaults", dkeys);
+	get_duration(b->x, defaults, "timeout", "defaults", &b->def_timeout);
+	get_duration(b->x, defaults, "deadline", "defaults", &b->def_deadline);
+	get_duration(b->x, defaults, "stuck_after", "defaults",
+	             &b->def_stuck_after);
+	if (map_get(defaults, "retry") != NULL)
+		build_retry(b, map_get(defaults, "retry"), "defaults retry",
+		            &b->def_retry);
+	if (map_get(defaults, "compensate_retry") != NULL)
+		build_retry(b, map_get(defaults, "compensate_retry"),
+		            "defaults compensate_retry", &b->def_comp_retry);
+}
+
+/* "states": every state built, names first so that targets resolve
+ * whatever the order. The node, or NULL with the error set. */
+static struct node *
+build_states(struct builder *b, struct node *root)
+{
+	struct node *states = map_get(root, "states");
+	struct chart *c = b->c;
+
 	if (states == NULL) {
 		err_at(b->x, root->line, root->col,
 		       "the statechart: missing key \"states\"");
-		return;
+		return NULL;
 	}
 	if (!want_kind(b->x, states, N_MAP, "\"states\""))
-		return;
+		return NULL;
 	if (states->nkids == 0) {
 		err_at(b->x, states->line, states->col, "no states");
-		return;
+		return NULL;
 	}
 	if (states->nkids / 2 > CHART_STATES_MAX) {
 		err_at(b->x, states->line, states->col,
 		       "%zu states: at most %d (a saga counts the visits of "
 		       "each)",
 		       states->nkids / 2, CHART_STATES_MAX);
-		return;
+		return NULL;
 	}
 	c->states = calloc(states->nkids / 2, sizeof(*c->states));
 	if (c->states == NULL) {
 		err_at(b->x, 0, 0, "out of memory");
-		return;
+		return NULL;
 	}
-	/* names first, so targets resolve whatever the order */
 	c->nstates = states->nkids / 2;
 	for (size_t i = 0; i < c->nstates; i++)
 		build_state(b, &c->states[i], states->kids[2 * i],
 		            states->kids[2 * i + 1]);
+	return states;
+}
+
+/* The per-state checks that need the whole chart (its targets resolved,
+ * its failure state known). */
+static void
+check_states(struct builder *b, struct node *states)
+{
+	struct chart *c = b->c;
+
+	for (size_t i = 0; i < c->nstates; i++) {
+		struct chart_state *s = &c->states[i];
+		struct node *def = states->kids[2 * i + 1];
+		bound_defaults(b, s, def);
+		if (s->type != STATE_STEP)
+			continue;
+		check_route(b, s, s->route, "route");
+		check_pass(b, s, s->pass, s->npass);
+		if (s->compensate != NULL) {
+			check_route(b, s, s->compensate->route,
+			            "compensation route");
+			check_pass(b, s, s->compensate->pass,
+			           s->compensate->npass);
+		}
+		if (s->exhausted_target >= 0 ||
+		    map_get(def, "exhausted") != NULL)
+			continue;
+		s->exhausted_target = c->failure; /* the default */
+		if (s->exhausted_target < 0)
+			err_at(b->x, s->line, s->col,
+			       "state \"%s\": nowhere to go when its attempts "
+			       "run out: add \"exhausted: <final state>\" or a "
+			       "top-level \"failure:\" (or a final state named "
+			       "failed)",
+			       s->name);
+	}
+}
+
+static void
+build_chart(struct builder *b, struct node *root)
+{
+	static const char *const keys[] = {"saga",    "description", "initial",
+	                                   "failure", "fields",      "defaults",
+	                                   "states",  "cancel",      NULL};
+	struct node *states, *init, *fail;
+	struct chart *c = b->c;
+
+	if (!want_kind(b->x, root, N_MAP, "a statechart"))
+		return;
+	check_keys(b->x, root, "the statechart", keys);
+	c->name = get_str(b->x, root, "saga", "the statechart", true, "-");
+	build_defaults(b, root);
+	if (map_get(root, "fields") != NULL)
+		build_fields(b, map_get(root, "fields"));
+	if ((states = build_states(b, root)) == NULL)
+		return;
 	c->initial = -1;
 	init = map_get(root, "initial");
 	if (init == NULL)
@@ -2586,32 +2637,7 @@ build_chart(struct builder *b, struct node *root)
 		if (f >= 0 && c->states[f].type == STATE_FINAL)
 			c->failure = f;
 	}
-	/* per-state checks that need the whole chart */
-	for (size_t i = 0; i < c->nstates; i++) {
-		struct chart_state *s = &c->states[i];
-		bound_defaults(b, s, states->kids[2 * i + 1]);
-		if (s->type != STATE_STEP)
-			continue;
-		check_route(b, s, s->route, "route");
-		check_pass(b, s, s->pass, s->npass);
-		if (s->compensate != NULL) {
-			check_route(b, s, s->compensate->route,
-			            "compensation route");
-			check_pass(b, s, s->compensate->pass,
-			           s->compensate->npass);
-		}
-		if (s->exhausted_target < 0 &&
-		    map_get(states->kids[2 * i + 1], "exhausted") == NULL)
-			s->exhausted_target = c->failure; /* the default */
-		if (s->exhausted_target < 0 &&
-		    map_get(states->kids[2 * i + 1], "exhausted") == NULL)
-			err_at(b->x, s->line, s->col,
-			       "state \"%s\": nowhere to go when its attempts "
-			       "run out: add \"exhausted: <final state>\" or a "
-			       "top-level \"failure:\" (or a final state named "
-			       "failed)",
-			       s->name);
-	}
+	check_states(b, states);
 	check_cancel(b, map_get(root, "cancel"));
 	if (b->x->nerr == 0)
 		check_parallel(b);

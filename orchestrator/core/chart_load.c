@@ -970,6 +970,114 @@ build_compensation(struct builder *b, struct chart_state *s, struct node *n)
 		k->route = xstrdup(b->x, s->route);
 }
 
+/* One entry of a step's "on": reply type k leads to v (a state, retry,
+ * {goto: S} or {fail: S}). r is s's next reply, counted when k is a
+ * valid type. */
+static void
+build_reply(struct builder *b, struct chart_state *s, struct node *k,
+            struct node *v)
+{
+	static const char *const rk[] = {"goto", "fail", NULL};
+	struct chart_reply *r = &s->replies[s->nreplies];
+	struct node *g, *f;
+
+	if (!name_ok(k->text, ".-")) {
+		err_at(b->x, k->line, k->col,
+		       "reply type \"%s\" must be lowercase letters, digits, "
+		       "_, . and -",
+		       k->text);
+		return;
+	}
+	check_reply_type(b, k, s->command, "reply");
+	r->type = xstrdup(b->x, k->text);
+	r->target = -1;
+	s->nreplies++;
+	if (v->kind == N_SCALAR && strcmp(v->text, "retry") == 0) {
+		r->kind = REPLY_RETRY;
+		return;
+	}
+	if (v->kind == N_SCALAR) {
+		r->kind = REPLY_GOTO;
+		want_target(b, &r->target, v, "reply target", false);
+		return;
+	}
+	if (v->kind != N_MAP) {
+		err_at(b->x, v->line, v->col,
+		       "reply \"%s\" must lead to a state name, retry, "
+		       "{goto: S} or {fail: S}",
+		       k->text);
+		return;
+	}
+	g = map_get(v, "goto");
+	f = map_get(v, "fail");
+	check_keys(b->x, v, "a reply", rk);
+	if ((g == NULL) == (f == NULL)) {
+		err_at(b->x, v->line, v->col,
+		       "reply \"%s\" needs exactly one of goto: or fail:",
+		       k->text);
+	} else if (g != NULL) {
+		r->kind = REPLY_GOTO;
+		want_target(b, &r->target, g, "reply target", false);
+	} else {
+		r->kind = REPLY_FAIL;
+		want_target(b, &r->target, f, "fail target", true);
+	}
+}
+
+/* A step's "on": the replies it waits for, at least one leading on. */
+static void
+build_replies(struct builder *b, struct chart_state *s, struct node *n)
+{
+	struct node *on = map_get(n, "on");
+	bool success = false;
+
+	if (on == NULL) {
+		err_at(b->x, n->line, n->col,
+		       "state \"%s\": missing key \"on\" (the replies it "
+		       "waits for)",
+		       s->name);
+		return;
+	}
+	if (!want_kind(b->x, on, N_MAP, "\"on\""))
+		return;
+	s->replies = calloc(on->nkids / 2 + 1, sizeof(*s->replies));
+	if (s->replies == NULL) {
+		err_at(b->x, 0, 0, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < on->nkids / 2; i++)
+		build_reply(b, s, on->kids[2 * i], on->kids[2 * i + 1]);
+	for (size_t i = 0; i < s->nreplies; i++)
+		success |= s->replies[i].kind == REPLY_GOTO;
+	if (!success)
+		err_at(b->x, on->line, on->col,
+		       "state \"%s\" has no reply mapped to success (a reply "
+		       "leading to the next state)",
+		       s->name);
+}
+
+/* A step's timeout and deadline (the defaults unless it says), the
+ * deadline no shorter than one attempt. */
+static void
+build_step_times(struct builder *b, struct chart_state *s, struct node *n,
+                 const char *w)
+{
+	struct node *d;
+
+	s->timeout_ms = b->def_timeout;
+	get_duration(b->x, n, "timeout", w, &s->timeout_ms);
+	s->deadline_ms = b->def_deadline;
+	get_duration(b->x, n, "deadline", w, &s->deadline_ms);
+	if (s->deadline_ms >= s->timeout_ms)
+		return;
+	if ((d = map_get(n, "deadline")) == NULL)
+		d = map_get(n, "timeout");
+	err_at(b->x, d != NULL ? d->line : n->line, d != NULL ? d->col : n->col,
+	       "state \"%s\": \"deadline\" is shorter than \"timeout\": "
+	       "the step would end before its first attempt could time out",
+	       s->name);
+}
+
 static void
 build_step(struct builder *b, struct chart_state *s, struct node *n)
 {
@@ -980,7 +1088,7 @@ build_step(struct builder *b, struct chart_state *s, struct node *n)
 	        "exhausted",   "deadline",    "max_visits", "too_many",
 	        "stuck_after", NULL};
 	char w[120];
-	struct node *on, *ex;
+	struct node *ex;
 
 	where(w, sizeof(w), "state", s->name);
 	check_keys(b->x, n, w, keys);
@@ -991,22 +1099,7 @@ build_step(struct builder *b, struct chart_state *s, struct node *n)
 	s->emit = get_str(b->x, n, "emit", w, false, ".-");
 	get_strv(b->x, n, "pass", w, &s->pass, &s->npass, ".");
 	get_strv(b->x, n, "save", w, &s->save, &s->nsave, NULL);
-	s->timeout_ms = b->def_timeout;
-	get_duration(b->x, n, "timeout", w, &s->timeout_ms);
-	s->deadline_ms = b->def_deadline;
-	get_duration(b->x, n, "deadline", w, &s->deadline_ms);
-	if (s->deadline_ms < s->timeout_ms) {
-		struct node *d = map_get(n, "deadline");
-		if (d == NULL)
-			d = map_get(n, "timeout");
-		err_at(b->x, d != NULL ? d->line : n->line,
-		       d != NULL ? d->col : n->col,
-		       "state \"%s\": \"deadline\" is shorter than "
-		       "\"timeout\": "
-		       "the step would end before its first attempt could "
-		       "time out",
-		       s->name);
-	}
+	build_step_times(b, s, n, w);
 	s->retry = b->def_retry;
 	if (map_get(n, "retry") != NULL)
 		build_retry(b, map_get(n, "retry"), w, &s->retry);
@@ -1014,78 +1107,7 @@ build_step(struct builder *b, struct chart_state *s, struct node *n)
 	ex = map_get(n, "exhausted");
 	if (ex != NULL)
 		want_target(b, &s->exhausted_target, ex, "\"exhausted\"", true);
-	on = map_get(n, "on");
-	if (on == NULL) {
-		err_at(b->x, n->line, n->col,
-		       "state \"%s\": missing key \"on\" (the replies it "
-		       "waits for)",
-		       s->name);
-	} else if (want_kind(b->x, on, N_MAP, "\"on\"")) {
-		size_t nr = on->nkids / 2;
-		s->replies = calloc(nr + 1, sizeof(*s->replies));
-		if (s->replies == NULL) {
-			err_at(b->x, 0, 0, "out of memory");
-			return;
-		}
-		for (size_t i = 0; i < nr; i++) {
-			struct node *k = on->kids[2 * i];
-			struct node *v = on->kids[2 * i + 1];
-			struct chart_reply *r = &s->replies[s->nreplies];
-			if (!name_ok(k->text, ".-")) {
-				err_at(b->x, k->line, k->col,
-				       "reply type \"%s\" must be lowercase "
-				       "letters, digits, _, . and -",
-				       k->text);
-				continue;
-			}
-			check_reply_type(b, k, s->command, "reply");
-			r->type = xstrdup(b->x, k->text);
-			r->target = -1;
-			s->nreplies++;
-			if (v->kind == N_SCALAR &&
-			    strcmp(v->text, "retry") == 0) {
-				r->kind = REPLY_RETRY;
-			} else if (v->kind == N_SCALAR) {
-				r->kind = REPLY_GOTO;
-				want_target(b, &r->target, v, "reply target",
-				            false);
-			} else if (v->kind == N_MAP) {
-				static const char *const rk[] = {"goto", "fail",
-				                                 NULL};
-				struct node *g = map_get(v, "goto");
-				struct node *f = map_get(v, "fail");
-				check_keys(b->x, v, "a reply", rk);
-				if ((g == NULL) == (f == NULL)) {
-					err_at(b->x, v->line, v->col,
-					       "reply \"%s\" needs exactly one "
-					       "of goto: or fail:",
-					       k->text);
-				} else if (g != NULL) {
-					r->kind = REPLY_GOTO;
-					want_target(b, &r->target, g,
-					            "reply target", false);
-				} else {
-					r->kind = REPLY_FAIL;
-					want_target(b, &r->target, f,
-					            "fail target", true);
-				}
-			} else {
-				err_at(b->x, v->line, v->col,
-				       "reply \"%s\" must lead to a state "
-				       "name, "
-				       "retry, {goto: S} or {fail: S}",
-				       k->text);
-			}
-		}
-		bool success = false;
-		for (size_t i = 0; i < s->nreplies; i++)
-			success |= s->replies[i].kind == REPLY_GOTO;
-		if (!success)
-			err_at(b->x, on->line, on->col,
-			       "state \"%s\" has no reply mapped to success "
-			       "(a reply leading to the next state)",
-			       s->name);
-	}
+	build_replies(b, s, n);
 	if (map_get(n, "compensate") != NULL)
 		build_compensation(b, s, map_get(n, "compensate"));
 }
@@ -1115,6 +1137,100 @@ static const struct {
         {"not_in", OP_NOT_IN}, {"lt", OP_LT}, {"le", OP_LE},
         {"gt", OP_GT},         {"ge", OP_GE}, {"present", OP_PRESENT},
 };
+
+/* The field a guard reads: declared under fields:, or a visit counter
+ * ("visits.STATE", resolved once every state is named). NULL with the
+ * error set. */
+static const struct chart_field *
+cond_field(struct builder *b, struct chart_cond *c, const struct node *n)
+{
+	static const struct chart_field counter = {NULL, FIELD_INTEGER};
+	const struct chart_field *f = chart_field_find(b->c, c->field);
+	char hint[CHART_TYPE_MAX + 24];
+
+	if (f != NULL)
+		return f;
+	if (strncmp(c->field, "visits.", 7) == 0 && c->field[7] != '\0') {
+		c->visits = true;
+		want_target_name(b, &c->visits_state, c->field + 7, n->line,
+		                 n->col, "guard on visits of", false);
+		return &counter;
+	}
+	err_at(b->x, n->line, n->col,
+	       "guard on field \"%s\", which is not declared under "
+	       "fields:%s",
+	       c->field, field_hint(b->c, c->field, false, hint, sizeof(hint)));
+	return NULL;
+}
+
+/* The operator's value: a list for in/not_in, else a scalar. 0, or -1
+ * with the error set. */
+static int
+cond_operand(struct builder *b, struct chart_cond *c, struct node *opnode)
+{
+	if (c->op != OP_IN && c->op != OP_NOT_IN)
+		return scalar_value(b->x, opnode, &c->operand);
+	if (opnode->kind != N_SEQ || opnode->nkids == 0) {
+		err_at(b->x, opnode->line, opnode->col,
+		       "%s: takes a non-empty list",
+		       c->op == OP_IN ? "in" : "not_in");
+		return -1;
+	}
+	value_set_array(&c->operand);
+	for (size_t i = 0; i < opnode->nkids; i++) {
+		struct value item;
+		if (scalar_value(b->x, opnode->kids[i], &item) == 0)
+			value_array_push(&c->operand, &item);
+	}
+	return 0;
+}
+
+/* The operator and every value it compares with fit field f's type. */
+static void
+cond_types(struct builder *b, const struct chart_cond *c,
+           const struct chart_field *f, const struct node *opnode)
+{
+	bool numeric_op = c->op == OP_LT || c->op == OP_LE || c->op == OP_GT ||
+	                  c->op == OP_GE;
+	bool field_num = f->type == FIELD_INTEGER || f->type == FIELD_NUMBER;
+	const struct value *vals = &c->operand;
+	size_t nvals = 1;
+
+	if (numeric_op && !field_num) {
+		err_at(b->x, opnode->line, opnode->col,
+		       "comparison on field \"%s\", which is a %s, not a "
+		       "number",
+		       c->field, chart_field_type_name(f->type));
+		return;
+	}
+	if (f->type == FIELD_LIST || f->type == FIELD_MAP) {
+		err_at(b->x, opnode->line, opnode->col,
+		       "guard on field \"%s\", which is a %s: only present: "
+		       "applies",
+		       c->field, chart_field_type_name(f->type));
+		return;
+	}
+	if (c->operand.type == VALUE_ARRAY) {
+		vals = c->operand.u.a.items;
+		nvals = c->operand.u.a.len;
+	}
+	for (size_t i = 0; i < nvals; i++) {
+		enum value_type t = vals[i].type;
+		bool fits = (f->type == FIELD_STRING && t == VALUE_STR) ||
+		            (f->type == FIELD_INTEGER && t == VALUE_INT) ||
+		            (f->type == FIELD_NUMBER &&
+		             (t == VALUE_INT || t == VALUE_FLOAT)) ||
+		            (f->type == FIELD_BOOLEAN && t == VALUE_BOOL);
+		if (fits)
+			continue;
+		err_at(b->x, opnode->line, opnode->col,
+		       "guard compares field \"%s\" (%s) with a value of type "
+		       "%s",
+		       c->field, chart_field_type_name(f->type),
+		       value_type_name(t));
+		return;
+	}
+}
 
 static void
 build_cond(struct builder *b, struct chart_state *s, struct node *n,
@@ -1149,27 +1265,8 @@ build_cond(struct builder *b, struct chart_state *s, struct node *n,
 		       w);
 		return;
 	}
-	if (c->field == NULL)
+	if (c->field == NULL || (f = cond_field(b, c, n)) == NULL)
 		return;
-	f = chart_field_find(b->c, c->field);
-	if (f == NULL && strncmp(c->field, "visits.", 7) == 0 &&
-	    c->field[7] != '\0') {
-		/* a visit counter: resolved once every state is named */
-		static const struct chart_field counter = {NULL, FIELD_INTEGER};
-		c->visits = true;
-		want_target_name(b, &c->visits_state, c->field + 7, n->line,
-		                 n->col, "guard on visits of", false);
-		f = &counter;
-	}
-	if (f == NULL) {
-		char hint[CHART_TYPE_MAX + 24];
-		err_at(b->x, n->line, n->col,
-		       "guard on field \"%s\", which is not declared under "
-		       "fields:%s",
-		       c->field,
-		       field_hint(b->c, c->field, false, hint, sizeof(hint)));
-		return;
-	}
 	if (c->op == OP_PRESENT) {
 		if (scalar_value(b->x, opnode, &c->operand) == 0 &&
 		    c->operand.type != VALUE_BOOL)
@@ -1177,63 +1274,8 @@ build_cond(struct builder *b, struct chart_state *s, struct node *n,
 			       "present: takes true or false");
 		return;
 	}
-	if (c->op == OP_IN || c->op == OP_NOT_IN) {
-		if (opnode->kind != N_SEQ || opnode->nkids == 0) {
-			err_at(b->x, opnode->line, opnode->col,
-			       "%s: takes a non-empty list",
-			       c->op == OP_IN ? "in" : "not_in");
-			return;
-		}
-		value_set_array(&c->operand);
-		for (size_t i = 0; i < opnode->nkids; i++) {
-			struct value item;
-			if (scalar_value(b->x, opnode->kids[i], &item) != 0)
-				continue;
-			value_array_push(&c->operand, &item);
-		}
-	} else if (scalar_value(b->x, opnode, &c->operand) != 0) {
-		return;
-	}
-	/* type checks against the declared field */
-	bool numeric_op = c->op == OP_LT || c->op == OP_LE || c->op == OP_GT ||
-	                  c->op == OP_GE;
-	bool field_num = f->type == FIELD_INTEGER || f->type == FIELD_NUMBER;
-	if (numeric_op && !field_num) {
-		err_at(b->x, opnode->line, opnode->col,
-		       "comparison on field \"%s\", which is a %s, not a "
-		       "number",
-		       c->field, chart_field_type_name(f->type));
-		return;
-	}
-	if (f->type == FIELD_LIST || f->type == FIELD_MAP) {
-		err_at(b->x, opnode->line, opnode->col,
-		       "guard on field \"%s\", which is a %s: only present: "
-		       "applies",
-		       c->field, chart_field_type_name(f->type));
-		return;
-	}
-	const struct value *vals = &c->operand;
-	size_t nvals = 1;
-	if (c->operand.type == VALUE_ARRAY) {
-		vals = c->operand.u.a.items;
-		nvals = c->operand.u.a.len;
-	}
-	for (size_t i = 0; i < nvals; i++) {
-		enum value_type t = vals[i].type;
-		bool fits = (f->type == FIELD_STRING && t == VALUE_STR) ||
-		            (f->type == FIELD_INTEGER && t == VALUE_INT) ||
-		            (f->type == FIELD_NUMBER &&
-		             (t == VALUE_INT || t == VALUE_FLOAT)) ||
-		            (f->type == FIELD_BOOLEAN && t == VALUE_BOOL);
-		if (!fits) {
-			err_at(b->x, opnode->line, opnode->col,
-			       "guard compares field \"%s\" (%s) with a value "
-			       "of type %s",
-			       c->field, chart_field_type_name(f->type),
-			       value_type_name(t));
-			return;
-		}
-	}
+	if (cond_operand(b, c, opnode) == 0)
+		cond_types(b, c, f, opnode);
 }
 
 static void

@@ -1440,37 +1440,63 @@ build_stuck_after(struct builder *b, struct chart_state *s, struct node *n)
 		       s->name);
 }
 
+/* A wait state: its duration and the state after it. */
 static void
-build_state(struct builder *b, struct chart_state *s, struct node *key,
-            struct node *n)
+build_wait(struct builder *b, struct chart_state *s, struct node *n,
+           const char *w)
 {
-	/* "compensate" is reported on its own below, not as unknown */
-	static const char *const wait_keys[] = {
+	/* "compensate" is reported on its own (build_state), not as unknown */
+	static const char *const keys[] = {
 	        "type",     "description", "duration",
 	        "next",     "compensate",  "max_visits",
 	        "too_many", "stuck_after", NULL};
-	static const char *const final_keys[] = {"type",        "description",
-	                                         "emit",        "compensate",
-	                                         "stuck_after", NULL};
-	struct node *t;
-	char w[120];
+	struct node *nx = map_get(n, "next");
 
+	check_keys(b->x, n, w, keys);
+	build_bound(b, s, n, w);
+	if (!get_duration(b->x, n, "duration", w, &s->duration_ms) &&
+	    map_get(n, "duration") == NULL)
+		err_at(b->x, n->line, n->col,
+		       "wait state \"%s\": missing key \"duration\"", s->name);
+	if (nx == NULL)
+		err_at(b->x, n->line, n->col,
+		       "wait state \"%s\": missing key \"next\"", s->name);
+	else
+		want_target(b, &s->next, nx, "\"next\"", false);
+}
+
+/* A state's name: lowercase, and not the reserved "join". */
+static void
+state_name(struct builder *b, struct chart_state *s, const struct node *key)
+{
 	s->name = xstrdup(b->x, key->text);
 	s->line = key->line;
 	s->col = key->col;
-	s->default_target = s->next = s->exhausted_target = -1;
-	s->too_many_target = -1;
-	s->parallel = s->branch = -1;
-	if (!name_ok(key->text, "")) {
+	if (!name_ok(key->text, ""))
 		err_at(b->x, key->line, key->col,
 		       "state name \"%s\" must be lowercase letters, digits "
 		       "and _",
 		       key->text);
-	}
 	if (strcmp(key->text, CHART_JOIN_NAME) == 0)
 		err_at(b->x, key->line, key->col,
 		       "state name \"join\" is reserved: it ends a branch of "
 		       "a parallel state");
+}
+
+static void
+build_state(struct builder *b, struct chart_state *s, struct node *key,
+            struct node *n)
+{
+	static const char *const final_keys[] = {"type",        "description",
+	                                         "emit",        "compensate",
+	                                         "stuck_after", NULL};
+	struct node *t, *c;
+	char w[120];
+
+	s->default_target = s->next = s->exhausted_target = -1;
+	s->too_many_target = -1;
+	s->parallel = s->branch = -1;
+	state_name(b, s, key);
 	where(w, sizeof(w), "state", key->text);
 	if (!want_kind(b->x, n, N_MAP, w))
 		return;
@@ -1507,31 +1533,15 @@ build_state(struct builder *b, struct chart_state *s, struct node *key,
 		       key->text, t->text);
 		return;
 	}
-	if (map_get(n, "compensate") != NULL) {
-		struct node *c = map_get(n, "compensate");
+	if ((c = map_get(n, "compensate")) != NULL)
 		err_at(b->x, c->line, c->col,
 		       "a %s state has nothing to compensate: \"compensate\" "
 		       "belongs on step states",
 		       t->text);
-	}
 	if (s->type == STATE_CHOICE) {
 		build_choice(b, s, n);
 	} else if (s->type == STATE_WAIT) {
-		struct node *nx;
-		check_keys(b->x, n, w, wait_keys);
-		build_bound(b, s, n, w);
-		if (!get_duration(b->x, n, "duration", w, &s->duration_ms) &&
-		    map_get(n, "duration") == NULL)
-			err_at(b->x, n->line, n->col,
-			       "wait state \"%s\": missing key \"duration\"",
-			       key->text);
-		nx = map_get(n, "next");
-		if (nx == NULL)
-			err_at(b->x, n->line, n->col,
-			       "wait state \"%s\": missing key \"next\"",
-			       key->text);
-		else
-			want_target(b, &s->next, nx, "\"next\"", false);
+		build_wait(b, s, n, w);
 	} else {
 		check_keys(b->x, n, w, final_keys);
 		s->emit = get_str(b->x, n, "emit", w, false, ".-");

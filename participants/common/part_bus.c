@@ -58,8 +58,8 @@ struct part_bus {
 	size_t nheld, capheld;
 	struct presence_announce presence; /* name "" when not announcing */
 	int64_t announced_ms;              /* mono */
-	bool unbound;            /* cfg->unbindings removed (or given up) */
-	void (*on_poll)(void *); /* part_bus_on_poll */
+	bool unbound;                      /* unbind_old has run */
+	void (*on_poll)(void *);           /* part_bus_on_poll */
 	void *on_poll_arg;
 	char own[128]; /* the daemon's own exchange (part_own_exchange) */
 	const char *consume[MAX_QUEUES + 1]; /* work queues, the stream */
@@ -617,16 +617,16 @@ announce(struct part_bus *p)
 	envelope_clear(&e);
 }
 
-/* cfg->unbindings, once connected: true when done (or given up on). A
+/* cfg->unbindings, once, at the first moment the bus is connected. A
  * refusal (403: the broker user may not) closes the channel; the bus
  * reconnects, and the binding stays with a warning saying so. */
-static bool
+static void
 unbind_old(struct part_bus *pb)
 {
 	const struct part_config *cfg = pb->cfg;
 
 	if (pb->unbound || !bus_connected(pb->bus))
-		return pb->unbound;
+		return;
 	pb->unbound = true;
 	for (size_t i = 0; i < cfg->nunbindings; i++) {
 		const struct bus_binding *b = &cfg->unbindings[i];
@@ -636,7 +636,6 @@ unbind_old(struct part_bus *pb)
 			          "above); remove it by hand",
 			          b->exchange, b->queue, b->key);
 	}
-	return true;
 }
 
 static int

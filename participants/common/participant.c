@@ -969,12 +969,21 @@ prepare_all(struct part *p, char *err, size_t errlen)
 	return 0;
 }
 
+/* temp_store=MEMORY: each delivery runs under a savepoint, whose journal
+ * (the old contents of the pages it changes) SQLite otherwise writes to a
+ * temp file in /var/tmp once it passes 64 KiB, and from then on, for
+ * every later savepoint of the transaction, two writes a page:
+ * notification-svc, a batch of events a transaction, made 28 syscalls a
+ * saga at 450 sagas/s, against 5 with the journal in memory. A savepoint
+ * covers one delivery, so the memory is a few pages; a participant runs
+ * no query that sorts or groups much. */
 static int
 open_db(struct part *p, char *err, size_t errlen)
 {
 	const struct part_config *cfg = p->cfg;
 
 	if (db_open(cfg->db_path, DB_READWRITE, &p->db, err, errlen) != 0 ||
+	    db_exec(p->db, "PRAGMA temp_store=MEMORY;", err, errlen) != 0 ||
 	    db_migrate(p->db, cfg->migrations, cfg->nmigrations, err, errlen) !=
 	            0 ||
 	    db_exec(p->db, framework_sql, err, errlen) != 0 ||

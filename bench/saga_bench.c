@@ -24,7 +24,12 @@
  * nothing and waits for the completion of "<prefix>0".."<prefix>N-1"
  * (already published), printing the seconds it took:
  *   WAITED label seconds completed
+ * --dump FILE: also writes each saga's line "SENT LATENCY_MS" (the
+ * scheduled send time, seconds on the monotonic clock; -1000 if it never
+ * completed), in send order: what a p99 is made of, over time (bench/README,
+ * "Where the tail comes from").
  */
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -196,7 +201,7 @@ cmp(const void *a, const void *b)
 
 /* What the command line asks for. */
 struct args {
-	const char *url, *label, *prefix, *purge[16];
+	const char *url, *label, *prefix, *dump, *purge[16];
 	size_t npurge;
 	bool publish_only, wait_only;
 	double rate;
@@ -206,7 +211,7 @@ struct args {
 static const char usage[] =
         "usage: saga_bench --amqp URL --count N [--rate R | --window W] "
         "[--label L] [--prefix P] [--purge Q]... [--publish-only | "
-        "--wait-only]\n";
+        "--wait-only] [--dump FILE]\n";
 
 /* 0, or 2 (the exit status) after saying what is wrong. */
 static int
@@ -222,6 +227,7 @@ parse_args(int argc, char **argv, struct args *a)
 	        {"purge", required_argument, NULL, 'u'},
 	        {"publish-only", no_argument, NULL, 'o'},
 	        {"wait-only", no_argument, NULL, 'W'},
+	        {"dump", required_argument, NULL, 'd'},
 	        {NULL, 0, NULL, 0},
 	};
 	int c;
@@ -255,6 +261,9 @@ parse_args(int argc, char **argv, struct args *a)
 			break;
 		case 'W':
 			a->wait_only = true;
+			break;
+		case 'd':
+			a->dump = optarg;
 			break;
 		default:
 			fputs(usage, stderr);
@@ -359,6 +368,27 @@ timed_run(struct run *r, double rate, long window)
 	return t_end - t0;
 }
 
+/* --dump: every saga's send time and latency, before report sorts them. */
+static int
+dump(const struct run *r, const char *path)
+{
+	FILE *f = fopen(path, "w");
+
+	if (f == NULL) {
+		fprintf(stderr, "saga_bench: cannot write %s: %s\n", path,
+		        strerror(errno));
+		return -1;
+	}
+	for (long i = 0; i < r->n; i++)
+		fprintf(f, "%.4f %.2f\n", r->sent[i], r->lat[i] * 1000.0);
+	if (fclose(f) != 0) {
+		fprintf(stderr, "saga_bench: cannot write %s: %s\n", path,
+		        strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 /* The human line and the RESULT line (the latencies sorted in place). */
 static void
 report(struct run *r, const char *label, double rate, double elapsed)
@@ -401,8 +431,11 @@ main(int argc, char **argv)
 		return publish_all(&r, a.window, a.label);
 	if (a.wait_only)
 		return wait_all(&r, a.label);
-	report(&r, a.label, a.rate, timed_run(&r, a.rate, a.window));
-	rc = r.done == r.n ? 0 : 1;
+	double elapsed = timed_run(&r, a.rate, a.window);
+	rc = a.dump != NULL && dump(&r, a.dump) != 0 ? 1 : 0;
+	report(&r, a.label, a.rate, elapsed);
+	if (r.done != r.n)
+		rc = 1;
 	run_free(&r);
 	return rc;
 }

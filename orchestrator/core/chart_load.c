@@ -2284,112 +2284,150 @@ cmp_field(const void *a, const void *b)
 	              ((const struct chart_field *)b)->path);
 }
 
+/* The fields, sorted by path: their order in the file is not content. */
+static void
+hfields(struct hash *h, const struct chart *c)
+{
+	struct chart_field *sorted;
+
+	if (c->nfields == 0)
+		return;
+	sorted = malloc(c->nfields * sizeof(*sorted));
+	if (sorted == NULL)
+		return;
+	memcpy(sorted, c->fields, c->nfields * sizeof(*sorted));
+	qsort(sorted, c->nfields, sizeof(*sorted), cmp_field);
+	for (size_t i = 0; i < c->nfields; i++) {
+		hput(h, sorted[i].path);
+		hint(h, sorted[i].type);
+	}
+	free(sorted);
+}
+
+/* A state's replies in the order of their types: a mapping, so their
+ * order in the file is not content. */
+static void
+hreplies(struct hash *h, const struct chart_state *s)
+{
+	hint(h, (long long)s->nreplies);
+	for (size_t pass = 0; pass < s->nreplies; pass++) {
+		const struct chart_reply *best = NULL;
+		for (size_t k = 0; k < s->nreplies; k++) {
+			const struct chart_reply *r = &s->replies[k];
+			size_t rank = 0;
+			for (size_t j = 0; j < s->nreplies; j++)
+				if (strcmp(s->replies[j].type, r->type) < 0)
+					rank++;
+			if (rank == pass)
+				best = r;
+		}
+		if (best != NULL) {
+			hput(h, best->type);
+			hint(h, best->kind);
+			hint(h, best->target);
+		}
+	}
+}
+
+static void
+hcompensate(struct hash *h, const struct chart_compensation *k)
+{
+	if (k == NULL)
+		return;
+	hput(h, "compensate");
+	hput(h, k->to);
+	hput(h, k->command);
+	hput(h, k->route);
+	hstrv(h, k->pass, k->npass);
+	hstrv(h, k->ok, k->nok);
+	hint(h, k->timeout_ms);
+	hretry(h, &k->retry);
+}
+
+static void
+hbranches(struct hash *h, const struct chart_state *s)
+{
+	hint(h, (long long)s->nbranches);
+	for (size_t k = 0; k < s->nbranches; k++) {
+		const struct chart_branch *br = &s->branches[k];
+		hint(h, br->kind);
+		hint(h, br->target);
+		hint(h, (long long)br->nconds);
+		for (size_t j = 0; j < br->nconds; j++) {
+			hput(h, br->conds[j].field);
+			hint(h, br->conds[j].op);
+			hvalue(h, &br->conds[j].operand);
+		}
+	}
+}
+
+/* What later versions of the language added is hashed only when a state
+ * uses it, so the charts written before keep their versions. */
+static void
+hadded(struct hash *h, const struct chart_state *s)
+{
+	if (s->max_visits > 0) {
+		hput(h, "max_visits");
+		hint(h, s->max_visits);
+		hint(h, s->too_many_kind);
+		hint(h, s->too_many_target);
+	}
+	if (s->stuck_after_ms > 0) {
+		hput(h, "stuck_after");
+		hint(h, s->stuck_after_ms);
+	}
+	if (s->type == STATE_PARALLEL) {
+		hput(h, "parallel");
+		hint(h, (long long)s->nfork);
+		for (size_t k = 0; k < s->nfork; k++)
+			hint(h, s->fork[k]);
+	}
+}
+
+static void
+hstate(struct hash *h, const struct chart_state *s)
+{
+	hput(h, s->name);
+	hint(h, s->type);
+	hput(h, s->emit);
+	hput(h, s->to);
+	hput(h, s->command);
+	hput(h, s->route);
+	hstrv(h, s->pass, s->npass);
+	hreplies(h, s);
+	hstrv(h, s->save, s->nsave);
+	hint(h, s->timeout_ms);
+	/* only when not the built-in value (charts before deadlines) */
+	if (s->type == STATE_STEP &&
+	    s->deadline_ms != CHART_DEADLINE_DEFAULT_MS) {
+		hput(h, "deadline");
+		hint(h, s->deadline_ms);
+	}
+	hretry(h, &s->retry);
+	hint(h, s->exhausted_target);
+	hcompensate(h, s->compensate);
+	hbranches(h, s);
+	hint(h, s->default_target);
+	hint(h, s->duration_ms);
+	hint(h, s->next);
+	hadded(h, s);
+}
+
+/* The version: a hash of the content, not of the text (comments, layout
+ * and key order do not count). test_chart_load pins the shipped charts'
+ * versions: the order of what is hashed here is part of the format. */
 static void
 compute_version(struct chart *c)
 {
 	struct hash h = {HASH_FNV_INIT};
-	struct chart_field *sorted = NULL;
 
 	hput(&h, "saga-chart-v1");
 	hput(&h, c->name);
 	hint(&h, c->initial);
 	hint(&h, c->failure);
-	if (c->nfields > 0) {
-		sorted = malloc(c->nfields * sizeof(*sorted));
-		if (sorted != NULL) {
-			memcpy(sorted, c->fields, c->nfields * sizeof(*sorted));
-			qsort(sorted, c->nfields, sizeof(*sorted), cmp_field);
-			for (size_t i = 0; i < c->nfields; i++) {
-				hput(&h, sorted[i].path);
-				hint(&h, sorted[i].type);
-			}
-			free(sorted);
-		}
-	}
-	for (size_t i = 0; i < c->nstates; i++) {
-		const struct chart_state *s = &c->states[i];
-		hput(&h, s->name);
-		hint(&h, s->type);
-		hput(&h, s->emit);
-		hput(&h, s->to);
-		hput(&h, s->command);
-		hput(&h, s->route);
-		hstrv(&h, s->pass, s->npass);
-		hint(&h, (long long)s->nreplies);
-		/* replies: a mapping, so their order is not content */
-		for (size_t pass = 0; pass < s->nreplies; pass++) {
-			const struct chart_reply *best = NULL;
-			for (size_t k = 0; k < s->nreplies; k++) {
-				const struct chart_reply *r = &s->replies[k];
-				size_t rank = 0;
-				for (size_t j = 0; j < s->nreplies; j++)
-					if (strcmp(s->replies[j].type,
-					           r->type) < 0)
-						rank++;
-				if (rank == pass)
-					best = r;
-			}
-			if (best != NULL) {
-				hput(&h, best->type);
-				hint(&h, best->kind);
-				hint(&h, best->target);
-			}
-		}
-		hstrv(&h, s->save, s->nsave);
-		hint(&h, s->timeout_ms);
-		/* hashed only when it is not the built-in value, so the
-		 * charts written before deadlines keep their versions */
-		if (s->type == STATE_STEP &&
-		    s->deadline_ms != CHART_DEADLINE_DEFAULT_MS) {
-			hput(&h, "deadline");
-			hint(&h, s->deadline_ms);
-		}
-		hretry(&h, &s->retry);
-		hint(&h, s->exhausted_target);
-		if (s->compensate != NULL) {
-			hput(&h, "compensate");
-			hput(&h, s->compensate->to);
-			hput(&h, s->compensate->command);
-			hput(&h, s->compensate->route);
-			hstrv(&h, s->compensate->pass, s->compensate->npass);
-			hstrv(&h, s->compensate->ok, s->compensate->nok);
-			hint(&h, s->compensate->timeout_ms);
-			hretry(&h, &s->compensate->retry);
-		}
-		hint(&h, (long long)s->nbranches);
-		for (size_t k = 0; k < s->nbranches; k++) {
-			const struct chart_branch *br = &s->branches[k];
-			hint(&h, br->kind);
-			hint(&h, br->target);
-			hint(&h, (long long)br->nconds);
-			for (size_t j = 0; j < br->nconds; j++) {
-				hput(&h, br->conds[j].field);
-				hint(&h, br->conds[j].op);
-				hvalue(&h, &br->conds[j].operand);
-			}
-		}
-		hint(&h, s->default_target);
-		hint(&h, s->duration_ms);
-		hint(&h, s->next);
-		/* hashed only when set, so charts without bounds keep their
-		 * versions */
-		if (s->max_visits > 0) {
-			hput(&h, "max_visits");
-			hint(&h, s->max_visits);
-			hint(&h, s->too_many_kind);
-			hint(&h, s->too_many_target);
-		}
-		if (s->stuck_after_ms > 0) { /* older charts: unchanged */
-			hput(&h, "stuck_after");
-			hint(&h, s->stuck_after_ms);
-		}
-		if (s->type == STATE_PARALLEL) { /* older charts: unchanged */
-			hput(&h, "parallel");
-			hint(&h, (long long)s->nfork);
-			for (size_t k = 0; k < s->nfork; k++)
-				hint(&h, s->fork[k]);
-		}
-	}
+	hfields(&h, c);
+	for (size_t i = 0; i < c->nstates; i++)
+		hstate(&h, &c->states[i]);
 	if (c->cancel_final >= 0) { /* hashed only when present */
 		hput(&h, "cancel");
 		hint(&h, c->cancel_final);

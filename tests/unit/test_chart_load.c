@@ -259,6 +259,46 @@ test_examples(void)
 	free_list(files, n);
 }
 
+/* A chart's version names it in every saga that runs on it: the same
+ * file must keep its version across releases, or a reload would take an
+ * unchanged chart for a new one. These are the shipped charts' and the
+ * test charts' versions (between them: compensation, choices, waits,
+ * deadlines, stuck_after, max_visits, parallel states, cancel). */
+static void
+test_version_pinned(void)
+{
+	static const struct {
+		const char *file, *version;
+	} pin[] = {
+	        {"statecharts/order.yaml", "0cca27dff0067fe4"},
+	        {"statecharts/examples/cancellable.yaml", "e8102eab5ef70b4c"},
+	        {"statecharts/examples/dunning.yaml", "e0bdc427868c3b43"},
+	        {"statecharts/examples/parallel.yaml", "c158c3c676ec929e"},
+	        {"tests/statecharts/valid/engine_long.yaml",
+	         "1d3baa2aad6a9b9f"},
+	        {"tests/statecharts/valid/engine_loop.yaml",
+	         "ff4d370ab03901fe"},
+	        {"tests/statecharts/valid/engine_parallel.yaml",
+	         "076723055c28c588"},
+	        {"tests/statecharts/valid/engine_wait.yaml",
+	         "34f4e6d079821c15"},
+	};
+
+	for (size_t i = 0; i < sizeof(pin) / sizeof(pin[0]); i++) {
+		struct chart_errors errs;
+		struct chart *c;
+		chart_errors_init(&errs);
+		c = chart_load_file(pin[i].file, &errs);
+		CHECK_MSG(c != NULL, "%s", pin[i].file);
+		if (c != NULL)
+			CHECK_MSG(strcmp(c->version, pin[i].version) == 0,
+			          "%s: version %s, pinned %s", pin[i].file,
+			          c->version, pin[i].version);
+		chart_free(c);
+		chart_errors_clear(&errs);
+	}
+}
+
 /* The first error of loading `text`, without the file name. */
 static const char *
 first_error(const char *text)
@@ -355,5 +395,6 @@ main(void)
 	RUN(test_durations);
 	RUN(test_examples);
 	RUN(test_did_you_mean);
+	RUN(test_version_pinned);
 	return check_summary();
 }

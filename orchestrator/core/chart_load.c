@@ -1278,6 +1278,51 @@ build_cond(struct builder *b, struct chart_state *s, struct node *n,
 		cond_types(b, c, f, opnode);
 }
 
+/* One of a choice state's `branches:`, a mapping: `when:` (a guard or a
+ * list of guards, all of which must hold) and `goto:` or `fail:`. */
+static void
+build_branch(struct builder *b, struct chart_state *s, struct node *bn,
+             struct chart_branch *bb)
+{
+	static const char *const bk[] = {"when", "goto", "fail", NULL};
+	struct node *when, *g, *f;
+	size_t nc;
+
+	bb->target = -1;
+	check_keys(b->x, bn, "a branch", bk);
+	when = map_get(bn, "when");
+	g = map_get(bn, "goto");
+	f = map_get(bn, "fail");
+	if (when == NULL)
+		err_at(b->x, bn->line, bn->col,
+		       "branch of state \"%s\": missing key \"when\"", s->name);
+	if ((g == NULL) == (f == NULL))
+		err_at(b->x, bn->line, bn->col,
+		       "branch of state \"%s\" needs exactly one of "
+		       "goto: or fail:",
+		       s->name);
+	else if (g != NULL) {
+		bb->kind = REPLY_GOTO;
+		want_target(b, &bb->target, g, "branch target", false);
+	} else {
+		bb->kind = REPLY_FAIL;
+		want_target(b, &bb->target, f, "fail target", true);
+	}
+	if (when == NULL)
+		return;
+	nc = when->kind == N_SEQ ? when->nkids : 1;
+	bb->conds = calloc(nc + 1, sizeof(*bb->conds));
+	if (bb->conds == NULL) {
+		err_at(b->x, 0, 0, "out of memory");
+		return;
+	}
+	for (size_t k = 0; k < nc; k++) {
+		build_cond(b, s, when->kind == N_SEQ ? when->kids[k] : when,
+		           &bb->conds[k]);
+		bb->nconds++;
+	}
+}
+
 static void
 build_choice(struct builder *b, struct chart_state *s, struct node *n)
 {
@@ -1313,47 +1358,10 @@ build_choice(struct builder *b, struct chart_state *s, struct node *n)
 		return;
 	}
 	for (size_t i = 0; i < br->nkids; i++) {
-		static const char *const bk[] = {"when", "goto", "fail", NULL};
-		struct node *bn = br->kids[i], *when, *g, *f;
-		struct chart_branch *bb = &s->branches[s->nbranches];
+		struct node *bn = br->kids[i];
 		if (!want_kind(b->x, bn, N_MAP, "a branch"))
 			continue;
-		s->nbranches++;
-		bb->target = -1;
-		check_keys(b->x, bn, "a branch", bk);
-		when = map_get(bn, "when");
-		g = map_get(bn, "goto");
-		f = map_get(bn, "fail");
-		if (when == NULL)
-			err_at(b->x, bn->line, bn->col,
-			       "branch of state \"%s\": missing key \"when\"",
-			       s->name);
-		if ((g == NULL) == (f == NULL))
-			err_at(b->x, bn->line, bn->col,
-			       "branch of state \"%s\" needs exactly one of "
-			       "goto: or fail:",
-			       s->name);
-		else if (g != NULL) {
-			bb->kind = REPLY_GOTO;
-			want_target(b, &bb->target, g, "branch target", false);
-		} else {
-			bb->kind = REPLY_FAIL;
-			want_target(b, &bb->target, f, "fail target", true);
-		}
-		if (when == NULL)
-			continue;
-		size_t nc = when->kind == N_SEQ ? when->nkids : 1;
-		bb->conds = calloc(nc + 1, sizeof(*bb->conds));
-		if (bb->conds == NULL) {
-			err_at(b->x, 0, 0, "out of memory");
-			continue;
-		}
-		for (size_t k = 0; k < nc; k++) {
-			build_cond(b, s,
-			           when->kind == N_SEQ ? when->kids[k] : when,
-			           &bb->conds[k]);
-			bb->nconds++;
-		}
+		build_branch(b, s, bn, &s->branches[s->nbranches++]);
 	}
 }
 

@@ -10,6 +10,7 @@
  */
 #include "value.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <math.h>
 #include <stdio.h>
@@ -660,6 +661,76 @@ read_map(struct reader *r, struct value *out, size_t n, size_t depth)
 	return 0;
 }
 
+/* float 32 (0xca): 4 bytes, big-endian IEEE 754. */
+static int
+read_float32(struct reader *r, struct value *out)
+{
+	uint32_t bits;
+	float f;
+
+	if (need(r, 4) != 0)
+		return -1;
+	bits = (uint32_t)be(r->p + r->off, 4);
+	memcpy(&f, &bits, 4);
+	r->off += 4;
+	value_set_float(out, (double)f);
+	return 0;
+}
+
+/* float 64 (0xcb): 8 bytes, big-endian IEEE 754. */
+static int
+read_float64(struct reader *r, struct value *out)
+{
+	uint64_t bits;
+	double d;
+
+	if (need(r, 8) != 0)
+		return -1;
+	bits = be(r->p + r->off, 8);
+	memcpy(&d, &bits, 8);
+	r->off += 8;
+	value_set_float(out, d);
+	return 0;
+}
+
+/* uint 8-64 (0xcc-0xcf): w bytes; above INT64_MAX is refused, as
+ * values hold signed integers. */
+static int
+read_uint(struct reader *r, struct value *out, size_t w)
+{
+	uint64_t u;
+
+	assert(w == 1 || w == 2 || w == 4 || w == 8);
+	if (need(r, w) != 0)
+		return -1;
+	u = be(r->p + r->off, w);
+	if (u > (uint64_t)INT64_MAX)
+		return rfail(r, "unsigned integer %llu is above INT64_MAX",
+		             (unsigned long long)u);
+	r->off += w;
+	value_set_int(out, (int64_t)u);
+	return 0;
+}
+
+/* int 8-64 (0xd0-0xd3): w bytes, two's complement, sign-extended. */
+static int
+read_sint(struct reader *r, struct value *out, size_t w)
+{
+	uint64_t u;
+	int64_t i;
+
+	assert(w == 1 || w == 2 || w == 4 || w == 8);
+	if (need(r, w) != 0)
+		return -1;
+	u = be(r->p + r->off, w);
+	r->off += w;
+	if (w < 8 && (u >> (w * 8 - 1)) != 0)
+		u |= ~(uint64_t)0 << (w * 8); /* sign-extend */
+	memcpy(&i, &u, sizeof(i));
+	value_set_int(out, i);
+	return 0;
+}
+
 static int
 read_value(struct reader *r, struct value *out, size_t depth)
 {
@@ -701,63 +772,20 @@ read_value(struct reader *r, struct value *out, size_t depth)
 		if (read_len(r, (size_t)1 << (c - 0xc4), &n) != 0)
 			return -1;
 		return read_bytes(r, out, VALUE_BIN, n);
-	case 0xca: {
-		uint32_t bits;
-		float f;
-		if (need(r, 4) != 0)
-			return -1;
-		bits = (uint32_t)be(r->p + r->off, 4);
-		memcpy(&f, &bits, 4);
-		r->off += 4;
-		value_set_float(out, (double)f);
-		return 0;
-	}
-	case 0xcb: {
-		uint64_t bits;
-		double d;
-		if (need(r, 8) != 0)
-			return -1;
-		bits = be(r->p + r->off, 8);
-		memcpy(&d, &bits, 8);
-		r->off += 8;
-		value_set_float(out, d);
-		return 0;
-	}
+	case 0xca:
+		return read_float32(r, out);
+	case 0xcb:
+		return read_float64(r, out);
 	case 0xcc:
 	case 0xcd:
 	case 0xce:
-	case 0xcf: {
-		size_t w = (size_t)1 << (c - 0xcc);
-		uint64_t u;
-		if (need(r, w) != 0)
-			return -1;
-		u = be(r->p + r->off, w);
-		if (u > (uint64_t)INT64_MAX)
-			return rfail(r,
-			             "unsigned integer %llu is above "
-			             "INT64_MAX",
-			             (unsigned long long)u);
-		r->off += w;
-		value_set_int(out, (int64_t)u);
-		return 0;
-	}
+	case 0xcf:
+		return read_uint(r, out, (size_t)1 << (c - 0xcc));
 	case 0xd0:
 	case 0xd1:
 	case 0xd2:
-	case 0xd3: {
-		size_t w = (size_t)1 << (c - 0xd0);
-		uint64_t u;
-		int64_t i;
-		if (need(r, w) != 0)
-			return -1;
-		u = be(r->p + r->off, w);
-		r->off += w;
-		if (w < 8 && (u >> (w * 8 - 1)) != 0)
-			u |= ~(uint64_t)0 << (w * 8); /* sign-extend */
-		memcpy(&i, &u, sizeof(i));
-		value_set_int(out, i);
-		return 0;
-	}
+	case 0xd3:
+		return read_sint(r, out, (size_t)1 << (c - 0xd0));
 	case 0xd9:
 	case 0xda:
 	case 0xdb:

@@ -129,13 +129,81 @@ fail(char *err, size_t errlen, const char *fmt, ...)
 	return -1;
 }
 
+/* A field's type and, for a string, its length (no NUL inside). */
+static int
+check_field(const struct field *fd, const struct value *v, char *err,
+            size_t errlen)
+{
+	char num[32];
+
+	if ((fd->kind == F_INT && v->type != VALUE_INT) ||
+	    (fd->kind == F_STR && v->type != VALUE_STR) ||
+	    (fd->kind == F_MAP && v->type != VALUE_MAP)) {
+		char what[64];
+		snprintf(what, sizeof(what), "%s, got %s", kind_name(fd->kind),
+		         value_type_name(v->type));
+		return fail(err, errlen, "field \"%s\" must be %s", fd->name,
+		            what);
+	}
+	if (fd->kind == F_STR &&
+	    (v->u.s.len < fd->min || v->u.s.len > fd->max ||
+	     memchr(v->u.s.ptr, '\0', v->u.s.len) != NULL)) {
+		snprintf(num, sizeof(num), "%zu..%zu", fd->min, fd->max);
+		return fail(err, errlen,
+		            "field \"%s\" must be %s bytes without NUL",
+		            fd->name, num);
+	}
+	return 0;
+}
+
+/* A checked field `k` into the envelope; the payload is moved out of v. */
+static int
+take_field(struct envelope *out, const char *k, struct value *v, char *err,
+           size_t errlen)
+{
+	char num[32];
+
+	if (strcmp(k, "v") == 0 && v->u.i != ENVELOPE_VERSION) {
+		snprintf(num, sizeof(num), "%lld", (long long)v->u.i);
+		return fail(err, errlen, "unsupported envelope version %s%s",
+		            num, "");
+	}
+	if (strcmp(k, "type") == 0 && !envelope_type_valid(v->u.s.ptr))
+		return fail(err, errlen,
+		            "field \"type\" \"%.60s\" has characters outside "
+		            "[a-z0-9_.-]%s",
+		            v->u.s.ptr, "");
+	if (strcmp(k, "attempt") == 0 && (v->u.i < 0 || v->u.i > 1000000))
+		return fail(err, errlen, "field \"attempt\" out of range%s%s",
+		            "", "");
+	if (strcmp(k, "id") == 0)
+		memcpy(out->id, v->u.s.ptr, v->u.s.len + 1);
+	else if (strcmp(k, "saga") == 0)
+		memcpy(out->saga, v->u.s.ptr, v->u.s.len + 1);
+	else if (strcmp(k, "type") == 0)
+		memcpy(out->type, v->u.s.ptr, v->u.s.len + 1);
+	else if (strcmp(k, "step") == 0)
+		memcpy(out->step, v->u.s.ptr, v->u.s.len + 1);
+	else if (strcmp(k, "re") == 0)
+		memcpy(out->re, v->u.s.ptr, v->u.s.len + 1);
+	else if (strcmp(k, "attempt") == 0)
+		out->attempt = v->u.i;
+	else if (strcmp(k, "ts") == 0)
+		out->ts = v->u.i;
+	else if (strcmp(k, "payload") == 0) {
+		value_clear(&out->payload);
+		out->payload = *v;
+		value_set_nil(v); /* moved */
+	}
+	return 0;
+}
+
 int
 envelope_decode(const void *body, size_t len, struct envelope *out, char *err,
                 size_t errlen)
 {
 	struct value root = VALUE_NIL_INIT;
 	int seen[NFIELDS] = {0};
-	char num[32];
 
 	envelope_init(out);
 	if (value_unpack(body, len, &value_default_limits, &root, err,
@@ -158,67 +226,9 @@ envelope_decode(const void *body, size_t len, struct envelope *out, char *err,
 			goto bad;
 		}
 		seen[f] = 1;
-		if ((fields[f].kind == F_INT && v->type != VALUE_INT) ||
-		    (fields[f].kind == F_STR && v->type != VALUE_STR) ||
-		    (fields[f].kind == F_MAP && v->type != VALUE_MAP)) {
-			char what[64];
-			snprintf(what, sizeof(what), "%s, got %s",
-			         kind_name(fields[f].kind),
-			         value_type_name(v->type));
-			fail(err, errlen, "field \"%s\" must be %s", k, what);
+		if (check_field(&fields[f], v, err, errlen) != 0 ||
+		    take_field(out, k, v, err, errlen) != 0)
 			goto bad;
-		}
-		if (fields[f].kind == F_STR &&
-		    (v->u.s.len < fields[f].min || v->u.s.len > fields[f].max ||
-		     memchr(v->u.s.ptr, '\0', v->u.s.len) != NULL)) {
-			snprintf(num, sizeof(num), "%zu..%zu", fields[f].min,
-			         fields[f].max);
-			fail(err, errlen,
-			     "field \"%s\" must be %s bytes without NUL", k,
-			     num);
-			goto bad;
-		}
-		if (strcmp(k, "v") == 0) {
-			if (v->u.i != ENVELOPE_VERSION) {
-				snprintf(num, sizeof(num), "%lld",
-				         (long long)v->u.i);
-				fail(err, errlen,
-				     "unsupported envelope version %s%s", num,
-				     "");
-				goto bad;
-			}
-		} else if (strcmp(k, "id") == 0) {
-			memcpy(out->id, v->u.s.ptr, v->u.s.len + 1);
-		} else if (strcmp(k, "saga") == 0) {
-			memcpy(out->saga, v->u.s.ptr, v->u.s.len + 1);
-		} else if (strcmp(k, "type") == 0) {
-			if (!envelope_type_valid(v->u.s.ptr)) {
-				fail(err, errlen,
-				     "field \"type\" \"%.60s\" has characters "
-				     "outside [a-z0-9_.-]%s",
-				     v->u.s.ptr, "");
-				goto bad;
-			}
-			memcpy(out->type, v->u.s.ptr, v->u.s.len + 1);
-		} else if (strcmp(k, "step") == 0) {
-			memcpy(out->step, v->u.s.ptr, v->u.s.len + 1);
-		} else if (strcmp(k, "re") == 0) {
-			memcpy(out->re, v->u.s.ptr, v->u.s.len + 1);
-		} else if (strcmp(k, "attempt") == 0) {
-			if (v->u.i < 0 || v->u.i > 1000000) {
-				fail(err, errlen,
-				     "field \"attempt\" out of range%s%s", "",
-				     "");
-				goto bad;
-			}
-			out->attempt = v->u.i;
-		} else if (strcmp(k, "ts") == 0) {
-			out->ts = v->u.i;
-		} else if (strcmp(k, "payload") == 0) {
-			value_clear(&out->payload);
-			out->payload = *v;
-			value_set_nil(v); /* moved */
-		}
 	}
 	for (size_t f = 0; f < NFIELDS; f++) {
 		if (fields[f].required && !seen[f]) {

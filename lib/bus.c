@@ -740,70 +740,55 @@ declare(struct bus *b)
 	return 0;
 }
 
-static int
-try_connect(struct bus *b, const char *url)
+/* The connection's socket, TLS (amqps://) as the config says, or TCP;
+ * NULL after set_error. */
+static amqp_socket_t *
+new_socket(struct bus *b, bool tls)
 {
-	struct bus_url u;
-	char err[256];
 	amqp_socket_t *sock;
-	struct timeval tv = {b->cfg.connect_timeout_ms / 1000,
-	                     (b->cfg.connect_timeout_ms % 1000) * 1000};
-	struct timeval rpc = {b->cfg.rpc_timeout_ms / 1000,
-	                      (b->cfg.rpc_timeout_ms % 1000) * 1000};
+
+	if (!tls) {
+		sock = amqp_tcp_socket_new(b->conn);
+		if (sock == NULL)
+			set_error(b, "cannot create socket");
+		return sock;
+	}
+	sock = amqp_ssl_socket_new(b->conn);
+	if (sock == NULL) {
+		set_error(b, "cannot create TLS socket");
+		return NULL;
+	}
+	if (amqp_ssl_socket_set_ssl_versions(sock, AMQP_TLSv1_2,
+	                                     AMQP_TLSvLATEST) != 0) {
+		set_error(b, "cannot restrict TLS versions");
+		return NULL;
+	}
+	amqp_ssl_socket_set_verify_peer(sock, !b->cfg.insecure);
+	amqp_ssl_socket_set_verify_hostname(sock, !b->cfg.insecure);
+	if (b->cfg.ca_file != NULL &&
+	    amqp_ssl_socket_set_cacert(sock, b->cfg.ca_file) != 0) {
+		set_error(b, "cannot load CA file %s", b->cfg.ca_file);
+		return NULL;
+	}
+	if (b->cfg.cert_file != NULL &&
+	    amqp_ssl_socket_set_key(sock, b->cfg.cert_file, b->cfg.key_file) !=
+	            0) {
+		set_error(b, "cannot load client certificate %s",
+		          b->cfg.cert_file);
+		return NULL;
+	}
+	return sock;
+}
+
+/* Login, asking for connection.blocked and consumer cancel
+ * notifications. */
+static int
+login(struct bus *b, const struct bus_url *u)
+{
 	amqp_table_entry_t caps[2], props[1];
 	amqp_table_t capt, propt;
 	amqp_rpc_reply_t r;
-	int rc;
 
-	if (bus_url_parse(url, &u, err, sizeof(err)) != 0) {
-		set_error(b, "%s", err);
-		return -1;
-	}
-	b->conn = amqp_new_connection();
-	if (b->conn == NULL) {
-		set_error(b, "out of memory");
-		return -1;
-	}
-	if (u.tls) {
-		sock = amqp_ssl_socket_new(b->conn);
-		if (sock == NULL) {
-			set_error(b, "cannot create TLS socket");
-			return -1;
-		}
-		if (amqp_ssl_socket_set_ssl_versions(sock, AMQP_TLSv1_2,
-		                                     AMQP_TLSvLATEST) != 0) {
-			set_error(b, "cannot restrict TLS versions");
-			return -1;
-		}
-		amqp_ssl_socket_set_verify_peer(sock, !b->cfg.insecure);
-		amqp_ssl_socket_set_verify_hostname(sock, !b->cfg.insecure);
-		if (b->cfg.ca_file != NULL &&
-		    amqp_ssl_socket_set_cacert(sock, b->cfg.ca_file) != 0) {
-			set_error(b, "cannot load CA file %s", b->cfg.ca_file);
-			return -1;
-		}
-		if (b->cfg.cert_file != NULL &&
-		    amqp_ssl_socket_set_key(sock, b->cfg.cert_file,
-		                            b->cfg.key_file) != 0) {
-			set_error(b, "cannot load client certificate %s",
-			          b->cfg.cert_file);
-			return -1;
-		}
-	} else {
-		sock = amqp_tcp_socket_new(b->conn);
-		if (sock == NULL) {
-			set_error(b, "cannot create socket");
-			return -1;
-		}
-	}
-	rc = amqp_socket_open_noblock(sock, u.host, u.port, &tv);
-	if (rc != AMQP_STATUS_OK) {
-		set_error(b, "cannot connect to %s:%d: %s", u.host, u.port,
-		          amqp_error_string2(rc));
-		return -1;
-	}
-	amqp_set_rpc_timeout(b->conn, &rpc);
-	/* ask for connection.blocked and consumer cancel notifications */
 	caps[0].key = amqp_cstring_bytes("connection.blocked");
 	caps[0].value.kind = AMQP_FIELD_KIND_BOOLEAN;
 	caps[0].value.value.boolean = 1;
@@ -816,13 +801,21 @@ try_connect(struct bus *b, const char *url)
 	props[0].value.value.table = capt;
 	propt = (amqp_table_t){1, props};
 	r = amqp_login_with_properties(
-	        b->conn, u.vhost, 0, 131072, b->cfg.heartbeat_s, &propt,
-	        AMQP_SASL_METHOD_PLAIN, u.user, u.password);
+	        b->conn, u->vhost, 0, 131072, b->cfg.heartbeat_s, &propt,
+	        AMQP_SASL_METHOD_PLAIN, u->user, u->password);
 	if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-		set_error(b, "login to %s:%d vhost %s as %s failed: %s", u.host,
-		          u.port, u.vhost, u.user, reply_text(r));
+		set_error(b, "login to %s:%d vhost %s as %s failed: %s",
+		          u->host, u->port, u->vhost, u->user, reply_text(r));
 		return -1;
 	}
+	return 0;
+}
+
+/* The channel, with confirms; the topology declared; consuming if asked
+ * to (and not cancelled). */
+static int
+open_channel(struct bus *b)
+{
 	amqp_channel_open(b->conn, CH);
 	if (!rpc_ok(b, "channel.open"))
 		return -1;
@@ -842,6 +835,42 @@ try_connect(struct bus *b, const char *url)
 		b->consuming = true;
 	}
 	return 0;
+}
+
+static int
+try_connect(struct bus *b, const char *url)
+{
+	struct bus_url u;
+	char err[256];
+	amqp_socket_t *sock;
+	struct timeval tv = {b->cfg.connect_timeout_ms / 1000,
+	                     (b->cfg.connect_timeout_ms % 1000) * 1000};
+	struct timeval rpc = {b->cfg.rpc_timeout_ms / 1000,
+	                      (b->cfg.rpc_timeout_ms % 1000) * 1000};
+	int rc;
+
+	if (bus_url_parse(url, &u, err, sizeof(err)) != 0) {
+		set_error(b, "%s", err);
+		return -1;
+	}
+	b->conn = amqp_new_connection();
+	if (b->conn == NULL) {
+		set_error(b, "out of memory");
+		return -1;
+	}
+	sock = new_socket(b, u.tls);
+	if (sock == NULL)
+		return -1;
+	rc = amqp_socket_open_noblock(sock, u.host, u.port, &tv);
+	if (rc != AMQP_STATUS_OK) {
+		set_error(b, "cannot connect to %s:%d: %s", u.host, u.port,
+		          amqp_error_string2(rc));
+		return -1;
+	}
+	amqp_set_rpc_timeout(b->conn, &rpc);
+	if (login(b, &u) != 0)
+		return -1;
+	return open_channel(b);
 }
 
 int

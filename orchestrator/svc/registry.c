@@ -7,6 +7,7 @@
  */
 #include "registry.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -125,21 +126,16 @@ slurp(const char *path, size_t *len)
 	return buf;
 }
 
-int
-registry_load_dir(struct registry *r, const char *dir, int64_t now_ms,
-                  char *err, size_t errlen)
+/* The *.yaml files of dir, sorted, into names (malloc'd each; *n of
+ * them, kept on failure too so the caller frees them). */
+static int
+list_charts(const char *dir, char **names, size_t *n, char *err, size_t errlen)
 {
-	char *names[REGISTRY_MAX_FILES];
-	struct chart *fresh[REGISTRY_MAX_FILES];
-	char *sources[REGISTRY_MAX_FILES];
-	size_t nnames = 0, nfresh = 0;
-	const struct chart **cur = NULL;
 	struct dirent *de;
-	DIR *d;
-	int bad = 0;
+	DIR *d = opendir(dir);
+	int rc = 0;
 
-	err[0] = '\0';
-	d = opendir(dir);
+	*n = 0;
 	if (d == NULL) {
 		snprintf(err, errlen, "%s: cannot open statecharts folder: %s",
 		         dir, strerror(errno));
@@ -148,99 +144,145 @@ registry_load_dir(struct registry *r, const char *dir, int64_t now_ms,
 	while ((de = readdir(d)) != NULL) {
 		if (de->d_name[0] == '.' || !has_suffix(de->d_name, ".yaml"))
 			continue;
-		if (nnames == REGISTRY_MAX_FILES) {
+		if (*n == REGISTRY_MAX_FILES) {
 			snprintf(err, errlen, "%s: more than %d charts", dir,
 			         REGISTRY_MAX_FILES);
-			bad = 1;
+			rc = -1;
 			break;
 		}
-		if (asprintf(&names[nnames], "%s/%s", dir, de->d_name) < 0) {
-			bad = 1;
+		if (asprintf(&names[*n], "%s/%s", dir, de->d_name) < 0) {
+			rc = -1;
 			break;
 		}
-		nnames++;
+		(*n)++;
 	}
 	closedir(d);
-	if (!bad && nnames == 0) {
+	if (rc == 0 && *n == 0) {
 		snprintf(err, errlen, "%s: no *.yaml statecharts", dir);
-		bad = 1;
+		rc = -1;
 	}
-	qsort(names, nnames, sizeof(names[0]), cmp_str);
+	qsort(names, *n, sizeof(names[0]), cmp_str);
+	return rc;
+}
 
-	for (size_t i = 0; i < nnames && !bad; i++) {
-		struct chart_errors errs;
-		size_t len = 0;
-		char *src = slurp(names[i], &len);
-		struct chart *c;
+/* The charts loaded so far, with their sources. */
+struct loaded {
+	struct chart *chart[REGISTRY_MAX_FILES];
+	char *source[REGISTRY_MAX_FILES];
+	size_t n;
+};
 
-		if (src == NULL) {
-			char line[600];
-			snprintf(line, sizeof(line), "%s: cannot read: %s",
-			         names[i], strerror(errno));
-			append(err, errlen, line);
-			bad = 1;
-			continue;
-		}
-		chart_errors_init(&errs);
-		c = chart_load_buffer(names[i], src, len, &errs);
-		if (c == NULL) {
-			for (size_t k = 0; k < errs.count; k++)
-				append(err, errlen, errs.items[k].text);
-			bad = 1;
-			free(src);
-		} else {
-			for (size_t k = 0; k < nfresh; k++) {
-				if (strcmp(fresh[k]->name, c->name) == 0) {
-					char line[600];
-					snprintf(line, sizeof(line),
-					         "%s: saga \"%s\" is also "
-					         "defined in %s",
-					         names[i], c->name,
-					         fresh[k]->file);
-					append(err, errlen, line);
-					bad = 1;
-				}
-			}
-			sources[nfresh] = src;
-			fresh[nfresh++] = c;
-		}
-		chart_errors_clear(&errs);
-	}
-	if (!bad)
-		cur = calloc(nfresh, sizeof(*cur));
-	if (!bad && cur == NULL) {
-		snprintf(err, errlen, "out of memory");
-		bad = 1;
-	}
-	/* record sources first, so a failure leaves everything as it was */
-	for (size_t i = 0; i < nfresh && !bad && r->st != NULL; i++) {
-		if (store_chart_put(r->st, fresh[i], sources[i], now_ms) != 0) {
-			snprintf(err, errlen, "%s: %s", fresh[i]->file,
-			         store_error(r->st));
-			bad = 1;
-		}
-	}
-	for (size_t i = 0; i < nfresh; i++) {
-		free(sources[i]);
-		if (bad) {
-			chart_free(fresh[i]);
-			continue;
-		}
-		cur[i] = keep(r, fresh[i]);
-		if (cur[i] == NULL) {
-			snprintf(err, errlen, "out of memory");
-			bad = 1;
-		}
-	}
-	for (size_t i = 0; i < nnames; i++)
-		free(names[i]);
-	if (bad) {
-		free(cur);
+/* One file loaded and added to l (even with a duplicate saga name, so
+ * that it is freed with the rest); its errors appended to err. */
+static int
+load_chart(struct loaded *l, const char *name, char *err, size_t errlen)
+{
+	struct chart_errors errs;
+	size_t len = 0;
+	char *src = slurp(name, &len);
+	struct chart *c;
+	int rc = 0;
+
+	if (src == NULL) {
+		char line[600];
+		snprintf(line, sizeof(line), "%s: cannot read: %s", name,
+		         strerror(errno));
+		append(err, errlen, line);
 		return -1;
 	}
+	chart_errors_init(&errs);
+	c = chart_load_buffer(name, src, len, &errs);
+	if (c == NULL) {
+		for (size_t k = 0; k < errs.count; k++)
+			append(err, errlen, errs.items[k].text);
+		chart_errors_clear(&errs);
+		free(src);
+		return -1;
+	}
+	chart_errors_clear(&errs);
+	for (size_t k = 0; k < l->n; k++) {
+		if (strcmp(l->chart[k]->name, c->name) == 0) {
+			char line[600];
+			snprintf(line, sizeof(line),
+			         "%s: saga \"%s\" is also defined in %s", name,
+			         c->name, l->chart[k]->file);
+			append(err, errlen, line);
+			rc = -1;
+		}
+	}
+	assert(l->n < REGISTRY_MAX_FILES);
+	l->source[l->n] = src;
+	l->chart[l->n++] = c;
+	return rc;
+}
+
+/* The loaded charts recorded in the store (sources first, so a failure
+ * leaves everything as it was) and kept: the new current list, or NULL.
+ * Takes every chart and source of l, kept or freed. */
+static const struct chart **
+adopt(struct registry *r, struct loaded *l, bool bad, int64_t now_ms, char *err,
+      size_t errlen)
+{
+	const struct chart **cur = NULL;
+
+	if (!bad)
+		cur = calloc(l->n, sizeof(*cur));
+	if (!bad && cur == NULL) {
+		snprintf(err, errlen, "out of memory");
+		bad = true;
+	}
+	for (size_t i = 0; i < l->n && !bad && r->st != NULL; i++) {
+		if (store_chart_put(r->st, l->chart[i], l->source[i], now_ms) !=
+		    0) {
+			snprintf(err, errlen, "%s: %s", l->chart[i]->file,
+			         store_error(r->st));
+			bad = true;
+		}
+	}
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->source[i]);
+		if (bad) {
+			chart_free(l->chart[i]);
+			continue;
+		}
+		cur[i] = keep(r, l->chart[i]);
+		if (cur[i] == NULL) {
+			snprintf(err, errlen, "out of memory");
+			bad = true;
+		}
+	}
+	if (bad) {
+		free(cur);
+		return NULL;
+	}
+	return cur;
+}
+
+int
+registry_load_dir(struct registry *r, const char *dir, int64_t now_ms,
+                  char *err, size_t errlen)
+{
+	char *names[REGISTRY_MAX_FILES];
+	struct loaded l = {.n = 0};
+	const struct chart **cur;
+	size_t nnames = 0;
+	bool bad;
+
+	err[0] = '\0';
+	bad = list_charts(dir, names, &nnames, err, errlen) != 0;
+	/* the first file that fails stops the load: its errors are the
+	 * answer */
+	for (size_t i = 0; i < nnames && !bad; i++)
+		if (load_chart(&l, names[i], err, errlen) != 0)
+			bad = true;
+	for (size_t i = 0; i < nnames; i++)
+		free(names[i]);
+	cur = adopt(r, &l, bad, now_ms, err, errlen);
+	if (cur == NULL)
+		return -1;
 	free(r->cur);
 	r->cur = cur;
-	r->ncur = nfresh;
+	r->ncur = l.n;
 	return 0;
 }
 

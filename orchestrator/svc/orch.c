@@ -628,17 +628,108 @@ branches_absent(const struct orch *o, const struct chart *c,
 }
 
 /* A reply, a timer or an operator request for an existing saga. */
+/* An input as the engine and the history see it. */
+struct step_in {
+	struct engine_event ev;
+	const char *kind;  /* the history's kind: reply, timeout, ... */
+	const char *actor; /* an operator's or a cancel's: who */
+	const char *why;   /* and why */
+};
+
+/* The engine event for `in` on saga s (a fired timer is consumed: the
+ * engine sets the next one). 0: ready; -1: the store failed; 1: not an
+ * event, answered (verdict and reason set). */
+static int
+step_event(struct orch *o, const struct orch_input *in, const struct chart *c,
+           const struct saga *s, struct step_in *e, enum orch_verdict *verdict,
+           char *reason, size_t cap)
+{
+	memset(e, 0, sizeof(*e));
+	e->ev.now_ms = in->now_ms;
+	e->kind = "reply";
+	switch (in->kind) {
+	case IN_REPLY:
+		e->ev.type = EV_REPLY;
+		e->ev.reply_type = in->type;
+		e->ev.in_reply_to =
+		        in->in_reply_to != NULL ? in->in_reply_to : "";
+		e->ev.payload = in->payload;
+		return 0;
+	case IN_TIMER:
+		if (store_timer_cancel(o->st, in->saga_id) != 0)
+			return store_failed(o);
+		e->ev.type = EV_TIMEOUT;
+		e->ev.timer_seq = in->timer_seq;
+		e->ev.absent = command_absent(o, c, s, in->now_ms);
+		e->ev.absent_branches = branches_absent(o, c, s, in->now_ms);
+		e->kind = "timeout";
+		return 0;
+	case IN_OPERATOR:
+		if (operator_event(in->type, &e->ev.type) != 0) {
+			reject(verdict, reason, cap,
+			       "unknown operator action \"%.60s\"", in->type);
+			refuse(in, verdict, reason);
+			return 1;
+		}
+		e->ev.step = payload_str(in->payload, "step");
+		e->actor = in->actor != NULL
+		                   ? in->actor
+		                   : payload_str(in->payload, "actor");
+		e->why = payload_str(in->payload, "reason");
+		e->kind = "operator";
+		return 0;
+	case IN_CANCEL:
+		e->ev.type = EV_CANCEL;
+		e->actor = payload_str(in->payload, "actor");
+		if (e->actor == NULL)
+			e->actor = "customer";
+		e->why = payload_str(in->payload, "reason");
+		e->kind = "cancel";
+		return 0;
+	default:
+		reject(verdict, reason, cap, "unexpected input");
+		return 1;
+	}
+}
+
+/* The engine rejected or ignored the input: nothing changed, the history
+ * says what came and why not (a timer's is not worth a row), and a
+ * refused cancel is told to the customer (order-api reads the event). */
+static int
+not_applied(struct orch *o, const struct orch_input *in, const struct chart *c,
+            const struct saga *s, bool rejected, const char *note,
+            const struct step_in *e, const char *trace)
+{
+	const char *k = rejected ? "rejected" : "ignored";
+	char detail[ENGINE_NOTE_MAX + 128];
+	int rc = 0;
+
+	snprintf(detail, sizeof(detail), "%s: %s",
+	         in->type != NULL ? in->type : e->kind, note);
+	o->stats.ignored++;
+	if (in->kind != IN_TIMER)
+		rc = history(o, c, s, k, detail, in->message_id, e->actor,
+		             e->why, in->now_ms);
+	if (rc == 0 && in->kind == IN_CANCEL)
+		rc = emit_event_why(o, c, s, ORCH_CANCEL_REFUSED, note, trace,
+		                    in->now_ms);
+	log_set_trace(trace);
+	log_info("saga=%s state=%s event=%s %s note=\"%s\"", s->id,
+	         c->states[s->state].name, e->kind, k, note);
+	log_set_trace(NULL);
+	return rc;
+}
+
 static int
 step_saga(struct orch *o, const struct orch_input *in,
           enum orch_verdict *verdict, char *reason, size_t cap)
 {
 	const struct chart *c = NULL;
 	struct saga s, before;
-	struct engine_event ev = {0};
+	struct step_in e;
 	struct engine_output out;
 	enum engine_result res;
 	char trace[TRACE_PARENT_LEN + 1], why[300];
-	const char *kind = "reply", *actor = NULL, *why_op = NULL;
 	bool found = false;
 	int rc;
 
@@ -662,86 +753,30 @@ step_saga(struct orch *o, const struct orch_input *in,
 		       in->saga_id);
 		return refuse(in, verdict, reason);
 	}
-	ev.now_ms = in->now_ms;
-	switch (in->kind) {
-	case IN_REPLY:
-		ev.type = EV_REPLY;
-		ev.reply_type = in->type;
-		ev.in_reply_to = in->in_reply_to != NULL ? in->in_reply_to : "";
-		ev.payload = in->payload;
-		break;
-	case IN_TIMER:
-		/* a fired timer is consumed; the engine sets the next one */
-		if (store_timer_cancel(o->st, in->saga_id) != 0) {
-			saga_clear(&s);
-			return store_failed(o);
-		}
-		ev.type = EV_TIMEOUT;
-		ev.timer_seq = in->timer_seq;
-		ev.absent = command_absent(o, c, &s, in->now_ms);
-		ev.absent_branches = branches_absent(o, c, &s, in->now_ms);
-		kind = "timeout";
-		break;
-	case IN_OPERATOR:
-		if (operator_event(in->type, &ev.type) != 0) {
-			saga_clear(&s);
-			reject(verdict, reason, cap,
-			       "unknown operator action \"%.60s\"", in->type);
-			return refuse(in, verdict, reason);
-		}
-		ev.step = payload_str(in->payload, "step");
-		actor = in->actor != NULL ? in->actor
-		                          : payload_str(in->payload, "actor");
-		why_op = payload_str(in->payload, "reason");
-		kind = "operator";
-		break;
-	case IN_CANCEL:
-		ev.type = EV_CANCEL;
-		actor = payload_str(in->payload, "actor");
-		if (actor == NULL)
-			actor = "customer";
-		why_op = payload_str(in->payload, "reason");
-		kind = "cancel";
-		break;
-	default:
+	rc = step_event(o, in, c, &s, &e, verdict, reason, cap);
+	if (rc != 0) {
 		saga_clear(&s);
-		return reject(verdict, reason, cap, "unexpected input");
+		return rc < 0 ? -1 : 0;
 	}
 	if (saga_copy(&before, &s) != 0) {
 		saga_clear(&s);
 		snprintf(o->err, sizeof(o->err), "out of memory");
 		return -1;
 	}
-	res = engine_step(c, &s, &ev, &out);
+	res = engine_step(c, &s, &e.ev, &out);
 	*verdict = ORCH_DONE;
 	answer(in,
 	       res == ENGINE_OK         ? ORCH_APPLIED
 	       : res == ENGINE_REJECTED ? ORCH_REJECTED
 	                                : ORCH_IGNORED,
 	       out.note, c, &s);
-	if (res == ENGINE_OK) {
-		rc = commit_step(o, c, &before, &s, &out, kind, in->message_id,
-		                 actor, why_op, trace, in->now_ms);
-	} else {
-		/* nothing changed; the history says what came and why not */
-		const char *k = res == ENGINE_REJECTED ? "rejected" : "ignored";
-		char detail[ENGINE_NOTE_MAX + 128];
-		snprintf(detail, sizeof(detail), "%s: %s",
-		         in->type != NULL ? in->type : kind, out.note);
-		o->stats.ignored++;
-		rc = in->kind == IN_TIMER
-		             ? 0
-		             : history(o, c, &s, k, detail, in->message_id,
-		                       actor, why_op, in->now_ms);
-		/* the customer is told why: order-api reads the event */
-		if (rc == 0 && in->kind == IN_CANCEL)
-			rc = emit_event_why(o, c, &s, ORCH_CANCEL_REFUSED,
-			                    out.note, trace, in->now_ms);
-		log_set_trace(trace);
-		log_info("saga=%s state=%s event=%s %s note=\"%s\"", s.id,
-		         c->states[s.state].name, kind, k, out.note);
-		log_set_trace(NULL);
-	}
+	if (res == ENGINE_OK)
+		rc = commit_step(o, c, &before, &s, &out, e.kind,
+		                 in->message_id, e.actor, e.why, trace,
+		                 in->now_ms);
+	else
+		rc = not_applied(o, in, c, &s, res == ENGINE_REJECTED, out.note,
+		                 &e, trace);
 	engine_output_clear(&out);
 	saga_clear(&before);
 	saga_clear(&s);

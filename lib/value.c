@@ -661,35 +661,29 @@ read_map(struct reader *r, struct value *out, size_t n, size_t depth)
 	return 0;
 }
 
-/* float 32 (0xca): 4 bytes, big-endian IEEE 754. */
+/* float 32 (0xca, w 4) or float 64 (0xcb, w 8): big-endian IEEE 754. */
 static int
-read_float32(struct reader *r, struct value *out)
-{
-	uint32_t bits;
-	float f;
-
-	if (need(r, 4) != 0)
-		return -1;
-	bits = (uint32_t)be(r->p + r->off, 4);
-	memcpy(&f, &bits, 4);
-	r->off += 4;
-	value_set_float(out, (double)f);
-	return 0;
-}
-
-/* float 64 (0xcb): 8 bytes, big-endian IEEE 754. */
-static int
-read_float64(struct reader *r, struct value *out)
+read_float(struct reader *r, struct value *out, size_t w)
 {
 	uint64_t bits;
-	double d;
 
-	if (need(r, 8) != 0)
+	_Static_assert(sizeof(float) == 4 && sizeof(double) == 8,
+	               "IEEE 754 single and double");
+	assert(w == 4 || w == 8);
+	if (need(r, w) != 0)
 		return -1;
-	bits = be(r->p + r->off, 8);
-	memcpy(&d, &bits, 8);
-	r->off += 8;
-	value_set_float(out, d);
+	bits = be(r->p + r->off, w);
+	r->off += w;
+	if (w == 4) {
+		uint32_t b32 = (uint32_t)bits;
+		float f;
+		memcpy(&f, &b32, 4);
+		value_set_float(out, (double)f);
+	} else {
+		double d;
+		memcpy(&d, &bits, 8);
+		value_set_float(out, d);
+	}
 	return 0;
 }
 
@@ -773,9 +767,8 @@ read_value(struct reader *r, struct value *out, size_t depth)
 			return -1;
 		return read_bytes(r, out, VALUE_BIN, n);
 	case 0xca:
-		return read_float32(r, out);
 	case 0xcb:
-		return read_float64(r, out);
+		return read_float(r, out, c == 0xca ? 4 : 8);
 	case 0xcc:
 	case 0xcd:
 	case 0xce:

@@ -531,9 +531,70 @@ test_nan_round_trip(void)
 	value_clear(&back);
 }
 
+/* Every fixed-width number form msgpack has, from raw bytes: floats of
+ * both widths, unsigned and signed integers of each width (negative ones
+ * sign-extended), and what is refused (a uint above INT64_MAX, a form cut
+ * short). */
+static void
+test_number_forms(void)
+{
+	static const struct {
+		unsigned char bytes[9];
+		size_t len;
+		enum value_type type;
+		double f;
+		int64_t i;
+	} ok[] = {
+	        {{0xca, 0x3f, 0xc0, 0, 0}, 5, VALUE_FLOAT, 1.5, 0},
+	        {{0xcb, 0xc0, 0x02, 0, 0, 0, 0, 0, 0},
+	         9,
+	         VALUE_FLOAT,
+	         -2.25,
+	         0},
+	        {{0xcc, 0xff}, 2, VALUE_INT, 0, 255},
+	        {{0xcd, 0x01, 0x00}, 3, VALUE_INT, 0, 256},
+	        {{0xce, 0x00, 0x01, 0x00, 0x00}, 5, VALUE_INT, 0, 65536},
+	        {{0xcf, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+	         9,
+	         VALUE_INT,
+	         0,
+	         INT64_MAX},
+	        {{0xd0, 0x80}, 2, VALUE_INT, 0, -128},
+	        {{0xd1, 0xff, 0x7f}, 3, VALUE_INT, 0, -129},
+	        {{0xd2, 0xff, 0xff, 0xff, 0xfe}, 5, VALUE_INT, 0, -2},
+	        {{0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0}, 9, VALUE_INT, 0, INT64_MIN},
+	        {{0xe0}, 1, VALUE_INT, 0, -32},
+	};
+	static const unsigned char too_big[] = {0xcf, 0x80, 0, 0, 0,
+	                                        0,    0,    0, 0};
+	static const unsigned char short_float[] = {0xcb, 0x40, 0x09};
+	struct value v = VALUE_NIL_INIT;
+	char err[160];
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		CHECK_MSG(value_unpack(ok[i].bytes, ok[i].len,
+		                       &value_default_limits, &v, err,
+		                       sizeof(err)) == 0,
+		          "case %zu: %s", i, err);
+		CHECK_MSG(v.type == ok[i].type, "case %zu", i);
+		if (v.type == VALUE_FLOAT)
+			CHECK_MSG(v.u.f == ok[i].f, "case %zu: %g", i, v.u.f);
+		else
+			CHECK_MSG(v.u.i == ok[i].i, "case %zu: %lld", i,
+			          (long long)v.u.i);
+		value_clear(&v);
+	}
+	CHECK(value_unpack(too_big, sizeof(too_big), &value_default_limits, &v,
+	                   err, sizeof(err)) == -1);
+	CHECK_MSG(strstr(err, "above INT64_MAX") != NULL, "%s", err);
+	CHECK(value_unpack(short_float, sizeof(short_float),
+	                   &value_default_limits, &v, err, sizeof(err)) == -1);
+}
+
 int
 main(void)
 {
+	RUN(test_number_forms);
 	RUN(test_nan_round_trip);
 	RUN(test_round_trip);
 	RUN(test_malformed_table);

@@ -837,6 +837,8 @@ open_channel(struct bus *b)
 	return 0;
 }
 
+/* One attempt at url: socket, login, channel; b->conn is the caller's to
+ * destroy on failure too. */
 static int
 try_connect(struct bus *b, const char *url)
 {

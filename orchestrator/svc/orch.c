@@ -627,7 +627,6 @@ branches_absent(const struct orch *o, const struct chart *c,
 	return bits;
 }
 
-/* A reply, a timer or an operator request for an existing saga. */
 /* An input as the engine and the history see it. */
 struct step_in {
 	struct engine_event ev;
@@ -720,6 +719,8 @@ not_applied(struct orch *o, const struct orch_input *in, const struct chart *c,
 	return rc;
 }
 
+/* A reply, a timer, an operator request or a cancel for an existing
+ * saga: loaded, stepped, committed (or noted as not applied). */
 static int
 step_saga(struct orch *o, const struct orch_input *in,
           enum orch_verdict *verdict, char *reason, size_t cap)

@@ -148,7 +148,8 @@ build_items(const json_t *items, struct value *arr, int64_t *total, char *field,
 
 /* ship_to, checked already, as a value map (set even on failure). */
 static int
-build_ship(json_t *ship, struct value *out)
+build_ship(json_t *ship, struct value *out, char *field, size_t fcap,
+           const char **why)
 {
 	const char *k;
 	json_t *v;
@@ -157,7 +158,7 @@ build_ship(json_t *ship, struct value *out)
 	json_object_foreach(ship, k, v)
 	{
 		if (value_map_put_str(out, k, json_string_value(v)) != 0)
-			return -1;
+			return bad(field, fcap, why, "", "out of memory");
 	}
 	return 0;
 }
@@ -181,12 +182,11 @@ build_order(json_t *o, const char *order_id, struct value *p, char *field,
 	method = json_string_value(json_object_get(o, "payment_method"));
 	if (build_items(json_object_get(o, "items"), &arr, &total, field, fcap,
 	                why) != 0 ||
-	    build_ship(json_object_get(o, "ship_to"), &shipv) != 0) {
+	    build_ship(json_object_get(o, "ship_to"), &shipv, field, fcap,
+	               why) != 0) {
 		value_clear(&arr);
 		value_clear(&shipv);
-		return *why != NULL
-		               ? -1
-		               : bad(field, fcap, why, "", "out of memory");
+		return -1;
 	}
 	value_set_map(p);
 	if (value_map_put_str(p, "order_id", order_id) ||

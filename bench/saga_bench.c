@@ -374,19 +374,16 @@ dump(const struct run *r, const char *path)
 {
 	FILE *f = fopen(path, "w");
 
-	if (f == NULL) {
-		fprintf(stderr, "saga_bench: cannot write %s: %s\n", path,
-		        strerror(errno));
-		return -1;
+	if (f != NULL) {
+		for (long i = 0; i < r->n; i++)
+			fprintf(f, "%.4f %.2f\n", r->sent[i],
+			        r->lat[i] * 1000.0);
+		if (fclose(f) == 0)
+			return 0;
 	}
-	for (long i = 0; i < r->n; i++)
-		fprintf(f, "%.4f %.2f\n", r->sent[i], r->lat[i] * 1000.0);
-	if (fclose(f) != 0) {
-		fprintf(stderr, "saga_bench: cannot write %s: %s\n", path,
-		        strerror(errno));
-		return -1;
-	}
-	return 0;
+	fprintf(stderr, "saga_bench: cannot write %s: %s\n", path,
+	        strerror(errno));
+	return -1;
 }
 
 /* The human line and the RESULT line (the latencies sorted in place). */

@@ -2285,31 +2285,30 @@ hstrv(struct hash *h, char **v, size_t n)
 		hput(h, v[i]);
 }
 
-static int
-cmp_field(const void *a, const void *b)
-{
-	return strcmp(((const struct chart_field *)a)->path,
-	              ((const struct chart_field *)b)->path);
-}
-
-/* The fields, sorted by path: their order in the file is not content. */
+/* The fields in the order of their paths: their order in the file is not
+ * content. Each pass takes the least path after the last one taken, so
+ * nothing is copied and the version cannot come out different when
+ * memory is short. Paths are unique: they are a mapping's keys, and a
+ * chart with a duplicate key has no version. */
 static void
 hfields(struct hash *h, const struct chart *c)
 {
-	struct chart_field *sorted;
+	const char *last = NULL;
 
-	if (c->nfields == 0)
-		return;
-	sorted = malloc(c->nfields * sizeof(*sorted));
-	if (sorted == NULL)
-		return;
-	memcpy(sorted, c->fields, c->nfields * sizeof(*sorted));
-	qsort(sorted, c->nfields, sizeof(*sorted), cmp_field);
-	for (size_t i = 0; i < c->nfields; i++) {
-		hput(h, sorted[i].path);
-		hint(h, sorted[i].type);
+	for (size_t pass = 0; pass < c->nfields; pass++) {
+		const struct chart_field *next = NULL;
+		for (size_t k = 0; k < c->nfields; k++) {
+			const struct chart_field *f = &c->fields[k];
+			if (last != NULL && strcmp(f->path, last) <= 0)
+				continue;
+			if (next == NULL || strcmp(f->path, next->path) < 0)
+				next = f;
+		}
+		assert(next != NULL);
+		hput(h, next->path);
+		hint(h, next->type);
+		last = next->path;
 	}
-	free(sorted);
 }
 
 /* A state's replies in the order of their types: a mapping, so their

@@ -180,6 +180,43 @@ test_version(void)
 	chart_free(cc);
 }
 
+/* The fields count by path and type, not by their order in the file. */
+static void
+test_version_fields(void)
+{
+	static const char base[] =
+	        "saga: t\ninitial: a\nfailure: done\nfields: {%s}\n"
+	        "states:\n  a:\n"
+	        "    type: step\n    to: p\n    command: p.do\n"
+	        "    on: {p.ok: done}\n  done: {type: final}\n";
+	static const char *const variants[] = {
+	        "order_id: string, items: list, total.cents: integer",
+	        "total.cents: integer, order_id: string, items: list",
+	        "items: list, total.cents: integer, order_id: string",
+	        "order_id: string, items: list, total.cents: number",
+	        "order_id: string, items: list, total.euros: integer",
+	        "order_id: string, items: list",
+	};
+	char v[6][17], t[512];
+
+	for (size_t i = 0; i < 6; i++) {
+		struct chart *c;
+		snprintf(t, sizeof(t), base, variants[i]);
+		c = load_text(t);
+		CHECK(c != NULL);
+		if (c == NULL)
+			return;
+		CHECK_EQ((int)c->nfields, i == 5 ? 2 : 3);
+		memcpy(v[i], c->version, sizeof(v[i]));
+		chart_free(c);
+	}
+	CHECK_STR(v[0], v[1]);
+	CHECK_STR(v[0], v[2]);
+	for (size_t i = 3; i < 6; i++)
+		for (size_t j = 0; j < i; j++)
+			CHECK(strcmp(v[i], v[j]) != 0);
+}
+
 /* stuck_after: a state's own, else the chart's default for steps and
  * parallel states (not waits, not states in a branch); the version
  * changes with it, and a chart without it keeps its version. */
@@ -391,6 +428,7 @@ main(void)
 	RUN(test_valid_files);
 	RUN(test_order_yaml);
 	RUN(test_version);
+	RUN(test_version_fields);
 	RUN(test_stuck_after);
 	RUN(test_durations);
 	RUN(test_examples);

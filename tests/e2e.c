@@ -822,8 +822,11 @@ check_notifications(long long ncompleted)
 	                 "SELECT count(*) FROM history WHERE kind = 'emit'");
 	/* no saga waits for notification-svc: it reads the audit stream in
 	 * batches and may still be reading the last events when the last
-	 * confirmation (due 500 ms after its order.completed) is written */
-	for (int t = 0; t < 150; t++) {
+	 * confirmation (due 500 ms after its order.completed) is written.
+	 * Under ASan it may still be catching up after 30 s: wait while it
+	 * makes progress, and give up after 15 s without any (or 10 min) */
+	long long seen = -1;
+	for (int t = 0, idle = 0; t < 3000 && idle < 75; t++) {
 		confirms = count_in("notif.db",
 		                    "SELECT count(*) FROM notifications WHERE "
 		                    "kind = 'order.confirmation'");
@@ -832,7 +835,14 @@ check_notifications(long long ncompleted)
 		                 "kind != 'order.confirmation'");
 		if (confirms >= ncompleted && notes >= emits + n_orders)
 			break;
+		idle = confirms + notes > seen ? 0 : idle + 1;
+		seen = confirms + notes > seen ? confirms + notes : seen;
 		usleep(200000);
+		if (t == 150)
+			fprintf(stderr,
+			        "e2e: notifications still arriving "
+			        "after 30 s (%lld + %lld)\n",
+			        notes, confirms);
 	}
 	CHECK_MSG(confirms == ncompleted, "%lld confirmations for %lld",
 	          confirms, ncompleted);

@@ -4,6 +4,7 @@
 #include "db.h"
 #include "walbuf.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -242,6 +243,44 @@ db_rollback(sqlite3 *db)
 {
 	if (!sqlite3_get_autocommit(db))
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static int
+wal_count(void *arg, sqlite3 *db, const char *name, int pages)
+{
+	struct db_wal *w = arg;
+	(void)db;
+	(void)name;
+	/* one call per database the commit wrote (main and attached
+	 * shards): the largest WAL decides */
+	if (pages > w->pages)
+		w->pages = pages;
+	return SQLITE_OK;
+}
+
+void
+db_wal_defer(sqlite3 *db, struct db_wal *w)
+{
+	w->pages = 0;
+	w->checkpoints = 0;
+	sqlite3_wal_hook(db, wal_count, w); /* replaces the automatic one */
+}
+
+int
+db_wal_checkpoint(sqlite3 *db, struct db_wal *w, char *err, size_t errlen)
+{
+	int rc;
+
+	if (w->pages < DB_WAL_CHECKPOINT_PAGES)
+		return 0;
+	assert(sqlite3_get_autocommit(db)); /* never inside a transaction */
+	w->pages = 0;
+	rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+	                               NULL, NULL);
+	if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+		return db_fail(db, err, errlen, "WAL checkpoint");
+	w->checkpoints++;
+	return 0;
 }
 
 int

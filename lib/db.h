@@ -64,6 +64,31 @@ int db_begin(sqlite3 *db, char *err, size_t errlen);
 int db_commit(sqlite3 *db, char *err, size_t errlen);
 void db_rollback(sqlite3 *db);
 
+/* The WAL checkpoint, out of the commit's way. SQLite's automatic
+ * checkpoint runs inside the COMMIT that takes the WAL past 1000 pages:
+ * it copies the pages into the database file and fsyncs it before COMMIT
+ * returns, so whatever waited for that commit (a batch's replies, an
+ * order's answer) waits for the checkpoint too. db_wal_defer replaces it
+ * (sqlite3_wal_hook) by a count of the WAL's pages after each commit;
+ * db_wal_checkpoint, called when the commit's effects are out, runs a
+ * PASSIVE checkpoint once the count reaches DB_WAL_CHECKPOINT_PAGES. It
+ * must run on the writer's connection and thread: a checkpoint on a
+ * second connection while this one writes is what the WAL-reset bug of
+ * 3.40 needs (NOTES §5). A reader that holds an old snapshot only makes
+ * it copy less; the next one copies the rest. */
+#define DB_WAL_CHECKPOINT_PAGES 1000
+
+struct db_wal {
+	int pages; /* frames in the largest WAL, as its last commit left it */
+	unsigned long long checkpoints;
+};
+
+void db_wal_defer(sqlite3 *db, struct db_wal *w);
+/* 0 when nothing was due or the checkpoint ran (on every attached
+ * database; one that met a reader, BUSY, copied what it could); -1 (err)
+ * when it failed. The count restarts from what the next commit reports. */
+int db_wal_checkpoint(sqlite3 *db, struct db_wal *w, char *err, size_t errlen);
+
 /* The bytes an unprivileged writer may still use on the file system that
  * holds db's main file (statvfs f_bavail * f_frsize). SQLite reports a
  * full disk only when a commit needs a page the WAL does not have yet,

@@ -767,6 +767,8 @@ durable_flush(struct durable *d, struct durable_time now)
 		rc = -1;
 	batch_clear(d);
 	durable_publish(d);
+	if (d->h.after != NULL)
+		d->h.after(d->h.ctx);
 	return rc;
 }
 

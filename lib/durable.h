@@ -219,6 +219,11 @@ struct durable_handler {
 	 * unsettled_floor, and the batch's highest offset + 1. The daemon
 	 * stores it with the batch (0 or -1 as apply's). */
 	int (*position)(void *ctx, int64_t next);
+	/* Optional: housekeeping once a commit's deliveries are settled and
+	 * its rows handed to the transport, so that it never delays them
+	 * (the WAL checkpoint: db.h's db_wal_checkpoint). Called after every
+	 * commit that worked; what fails in it is the daemon's to log. */
+	void (*after)(void *ctx);
 };
 
 struct durable_config {

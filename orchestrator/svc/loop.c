@@ -84,6 +84,15 @@ h_error(void *ctx)
 	return l->err != NULL ? l->err : "";
 }
 
+/* Once the batch's commands and events are out. */
+static void
+h_after(void *ctx)
+{
+	struct loop *l = ctx;
+	if (store_wal_checkpoint(l->st) != 0)
+		log_warnx("%s", store_error(l->st));
+}
+
 /* Why a message cannot come from its queue, or NULL. */
 static const char *
 wrong_queue(const struct durable_item *it)
@@ -389,6 +398,7 @@ loop_new(struct store *st, struct orch *o, const struct durable_transport *t,
 	        .outbox_scan = h_outbox_scan,
 	        .outbox_delete = h_outbox_delete,
 	        .local = h_local,
+	        .after = h_after,
 	};
 
 	if (l == NULL)

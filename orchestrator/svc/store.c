@@ -164,6 +164,7 @@ store_open(const char *path, char *err, size_t errlen)
 		store_close(st);
 		return NULL;
 	}
+	db_wal_defer(st->db, &st->wal);
 	return st;
 }
 
@@ -233,6 +234,12 @@ int
 store_commit(struct store *st)
 {
 	return db_commit(st->db, st->err, sizeof(st->err));
+}
+
+int
+store_wal_checkpoint(struct store *st)
+{
+	return db_wal_checkpoint(st->db, &st->wal, st->err, sizeof(st->err));
 }
 
 void

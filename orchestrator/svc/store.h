@@ -54,6 +54,9 @@ int store_space_left(struct store *st, unsigned long long *bytes);
 int store_begin(struct store *st);
 int store_commit(struct store *st);
 void store_rollback(struct store *st);
+/* The WAL checkpoint, outside any transaction, once the commit's effects
+ * are out (db.h's db_wal_checkpoint; store_open defers SQLite's own). */
+int store_wal_checkpoint(struct store *st);
 
 /* Forces SQLITE_FULL once the file reaches `pages` pages (0: no limit).
  * For tests and the fault suite (NOTES §5). */

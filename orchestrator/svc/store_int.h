@@ -10,6 +10,7 @@
 
 #include <sqlite3.h>
 
+#include "db.h"
 #include "engine.h"
 
 /* The orchestrator's statements, prepared once each (store.c stmt_sql). */
@@ -50,6 +51,7 @@ struct store {
 	size_t due_cap;
 	/* databases attached by store_open_shards (s1..sN), 0 otherwise */
 	size_t nattached;
+	struct db_wal wal; /* the writer's: checkpoints after its commits */
 };
 
 /* Sets st->err to "what: <SQLite's message>"; returns -1. */

@@ -114,7 +114,7 @@ struct apistore {
 	pthread_t thread;
 	atomic_bool writable;
 	atomic_bool grew;
-	int wal_pages; /* the writer's: WAL size after its last commit */
+	struct db_wal wal; /* the writer's */
 
 	pthread_mutex_t mu; /* guards what follows */
 	pthread_cond_t cv;
@@ -506,34 +506,15 @@ settle(struct apistore *s, struct batch *b, bool ok)
 	pthread_mutex_unlock(&s->mu);
 }
 
-/* The WAL checkpoint, out of the commit's way: SQLite's automatic one
- * runs inside the COMMIT that crosses 1000 pages, so the orders of that
- * batch waited for it (it copies and fsyncs the database file). Here it
- * runs after their answers went out, while the next batch queues up. */
-#define CHECKPOINT_PAGES 1000
-
-static int
-on_wal(void *arg, sqlite3 *db, const char *name, int pages)
-{
-	struct apistore *s = arg;
-	(void)db;
-	(void)name;
-	s->wal_pages = pages;
-	return SQLITE_OK;
-}
-
+/* The WAL checkpoint runs after the batch's answers went out, while the
+ * next batch queues up (db.h: db_wal_checkpoint). */
 static void
 checkpoint(struct apistore *s)
 {
-	int rc;
+	char err[512];
 
-	if (s->wal_pages < CHECKPOINT_PAGES)
-		return;
-	rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
-	                               NULL, NULL);
-	if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-		log_warnx("WAL checkpoint: %s", sqlite3_errmsg(s->db));
-	s->wal_pages = 0;
+	if (db_wal_checkpoint(s->db, &s->wal, err, sizeof(err)) != 0)
+		log_warnx("%s", err);
 }
 
 static void *
@@ -852,7 +833,7 @@ open_conns(struct apistore *s, const char *path, char *err, size_t errlen)
 		if (db_prepare(s->db, &s->st[i], writer_sql[i], err, errlen) !=
 		    0)
 			return -1;
-	sqlite3_wal_hook(s->db, on_wal, s); /* replaces the automatic one */
+	db_wal_defer(s->db, &s->wal);
 	if (db_open(path, DB_READONLY, &s->relay, err, errlen) != 0 ||
 	    db_open(path, DB_READONLY, &s->reader, err, errlen) != 0)
 		return -1;

@@ -100,6 +100,7 @@ struct part {
 	const struct part_config *cfg;
 	struct part_config c; /* cfg, with its defaults filled in */
 	sqlite3 *db;
+	struct db_wal wal; /* checkpoints after the commit's replies are out */
 	struct durable *d;
 	sqlite3_stmt *find, *record, *late, *compensated, *outbox_add;
 	sqlite3_stmt *outbox_scan, *outbox_delete;
@@ -380,6 +381,17 @@ h_error(void *ctx)
 {
 	const struct part *p = ctx;
 	return p->err;
+}
+
+/* Once the batch's replies and events are out. */
+static void
+h_after(void *ctx)
+{
+	struct part *p = ctx;
+	char err[512];
+
+	if (db_wal_checkpoint(p->db, &p->wal, err, sizeof(err)) != 0)
+		log_warnx("%s", err);
 }
 
 static void
@@ -992,6 +1004,7 @@ open_db(struct part *p, char *err, size_t errlen)
 		return -1;
 	if (cfg->on_open != NULL && cfg->on_open(cfg->arg, p->db, err, errlen))
 		return -1;
+	db_wal_defer(p->db, &p->wal);
 	return 0;
 }
 
@@ -1045,6 +1058,7 @@ part_open(const struct part_config *cfg, const struct durable_transport *t,
 	        .prune = h_prune,
 	        .outbox_scan = h_outbox_scan,
 	        .outbox_delete = h_outbox_delete,
+	        .after = h_after,
 	};
 	struct durable_config lc;
 

@@ -200,6 +200,54 @@ test_space_left(void)
 	free(dir);
 }
 
+/* db_wal_defer: no commit checkpoints by itself (the WAL only grows);
+ * db_wal_checkpoint copies it once past DB_WAL_CHECKPOINT_PAGES, so the
+ * next commit starts the WAL again, and nothing is lost on the way. */
+static void
+test_wal_checkpoint_deferred(void)
+{
+	char *dir = testutil_tmpdir("saga-db");
+	char path[512], err[512];
+	struct db_wal w;
+	sqlite3 *db;
+
+	CHECK(dir != NULL);
+	snprintf(path, sizeof(path), "%s/a.db", dir);
+	CHECK_MSG(db_open(path, DB_READWRITE, &db, err, sizeof(err)) == 0, "%s",
+	          err);
+	CHECK(db_exec(db, "CREATE TABLE t(a BLOB)", err, sizeof(err)) == 0);
+	db_wal_defer(db, &w);
+	/* about 1,200 pages in one commit, then a small one: SQLite's own
+	 * checkpoint would have run at the first COMMIT and the second would
+	 * start the WAL again */
+	CHECK(db_exec(db,
+	              "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
+	              "FROM n WHERE i < 1200) INSERT INTO t SELECT "
+	              "zeroblob(4000) FROM n",
+	              err, sizeof(err)) == 0);
+	CHECK_MSG(w.pages >= DB_WAL_CHECKPOINT_PAGES, "WAL %d pages", w.pages);
+	CHECK(db_exec(db, "INSERT INTO t VALUES (x'01')", err, sizeof(err)) ==
+	      0);
+	CHECK_MSG(w.pages > 1200, "WAL %d pages: checkpointed in a COMMIT",
+	          w.pages);
+	CHECK_EQ((int)w.checkpoints, 0);
+	/* due: one checkpoint, then the WAL starts again */
+	CHECK_MSG(db_wal_checkpoint(db, &w, err, sizeof(err)) == 0, "%s", err);
+	CHECK_EQ((int)w.checkpoints, 1);
+	CHECK(db_exec(db, "INSERT INTO t VALUES (x'02')", err, sizeof(err)) ==
+	      0);
+	CHECK_MSG(w.pages < 10, "WAL %d pages after a checkpoint", w.pages);
+	/* not due: nothing runs */
+	CHECK(db_wal_checkpoint(db, &w, err, sizeof(err)) == 0);
+	CHECK_EQ((int)w.checkpoints, 1);
+	db_close(db);
+	CHECK(db_open(path, DB_READONLY, &db, err, sizeof(err)) == 0);
+	CHECK_EQ((int)testutil_db_int(db, "SELECT count(*) FROM t"), 1202);
+	db_close(db);
+	testutil_rmtree(dir);
+	free(dir);
+}
+
 int
 main(void)
 {
@@ -208,5 +256,6 @@ main(void)
 	RUN(test_full_disk_keeps_data);
 	RUN(test_many_open_a_new_file_at_once);
 	RUN(test_space_left);
+	RUN(test_wal_checkpoint_deferred);
 	return check_summary();
 }

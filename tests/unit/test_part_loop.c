@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -68,6 +69,9 @@ struct mem {
 	struct durable *d;
 };
 
+static const char *db_file;         /* the world's database, and its size */
+static long long size_at_send = -1; /* when the first reply went out */
+
 /* ---- the in-memory transport ---- */
 
 static int
@@ -78,6 +82,11 @@ mem_send(void *ctx, const struct bus_message *m, uint64_t tag)
 
 	if (b->fail_publish || b->nsent == MAXMSG)
 		return -1;
+	if (size_at_send < 0 && db_file != NULL) {
+		struct stat sb;
+		size_at_send =
+		        stat(db_file, &sb) == 0 ? (long long)sb.st_size : -1;
+	}
 	s = &b->sent[b->nsent++];
 	memset(s, 0, sizeof(*s));
 	snprintf(s->rk, sizeof(s->rk), "%s", m->routing_key);
@@ -229,6 +238,13 @@ count_temp_files(void)
 static int
 script_pages(sqlite3 *h, const char *script)
 {
+	if (strcmp(script, "heavy") == 0) /* about 1,200 pages */
+		return db_exec(h,
+		               "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL "
+		               "SELECT i + 1 FROM n WHERE i < 1200) "
+		               "INSERT INTO moves(saga) "
+		               "SELECT printf('%4000d', i) FROM n",
+		               NULL, 0);
 	if (strcmp(script, "fill") == 0)
 		return db_exec(h,
 		               "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL "
@@ -272,7 +288,8 @@ reserve(void *arg, sqlite3 *h, const struct envelope *in, int attempt,
 		return PART_REFUSE;
 	}
 	snprintf(out->type, sizeof(out->type), "test.reserved");
-	if (strcmp(script, "fill") == 0 || strcmp(script, "rewrite") == 0)
+	if (strcmp(script, "fill") == 0 || strcmp(script, "rewrite") == 0 ||
+	    strcmp(script, "heavy") == 0)
 		return script_pages(h, script) == 0 ? PART_DONE : PART_RETRY;
 	if (strcmp(script, "big") == 0) {
 		char pad[4096];
@@ -736,6 +753,34 @@ test_savepoint_journal_in_memory(void)
 	world_free(&w);
 }
 
+/* The WAL checkpoint runs after the batch's replies are out, not inside
+ * its COMMIT: when the reply to a command that wrote 1,200 pages was
+ * sent, the database file had not grown yet (its pages were still in the
+ * WAL); after the turn, they were copied. */
+static void
+test_checkpoint_after_replies(void)
+{
+	struct world w;
+	struct stat sb;
+
+	CHECK(world_init(&w) == 0);
+	db_file = w.path;
+	size_at_send = -1;
+	push_cmd(w.bus, "cmd-1", "s1", "heavy");
+	turns(&w, 0, 2);
+	CHECK_EQ(sent_count(w.bus, "test.reserved"), 1);
+	CHECK_EQ(count("SELECT count(*) FROM moves"), 1200);
+	CHECK(stat(w.path, &sb) == 0);
+	CHECK_MSG(size_at_send >= 0 && size_at_send < 1000 * 4096,
+	          "database file %lld bytes when the reply went out",
+	          size_at_send);
+	CHECK_MSG(sb.st_size >= 1200 * 4096,
+	          "database file %lld bytes after the turn",
+	          (long long)sb.st_size);
+	db_file = NULL;
+	world_free(&w);
+}
+
 int
 main(void)
 {
@@ -749,5 +794,6 @@ main(void)
 	RUN(test_stream_position);
 	RUN(test_linger);
 	RUN(test_savepoint_journal_in_memory);
+	RUN(test_checkpoint_after_replies);
 	return check_summary();
 }

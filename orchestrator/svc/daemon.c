@@ -37,6 +37,7 @@
 #include "bus.h"
 #include "console.h"
 #include "envelope.h"
+#include "held.h"
 #include "http.h"
 #include "log.h"
 #include "orch_metrics.h"
@@ -90,8 +91,7 @@ struct adapter {
 	uint64_t reply_bundles; /* bundles of replies received */
 	bool drained; /* draining found nothing left: delete the queues */
 	/* deliveries not yet settled: kept for a dead-letter copy */
-	struct held *held;
-	size_t nheld, capheld;
+	struct held_set held; /* deliveries until settled */
 	struct bundler *bundler;
 	struct presence *presence; /* who takes commands (lib/presence.h) */
 	int64_t http_published_ms;
@@ -103,18 +103,6 @@ struct adapter {
 	struct overdue_set overdue; /* saga_overdue_sagas, at active_at */
 	/* bytes left where the database is, at the last publish; -1 unknown */
 	long long disk_free;
-};
-
-/* A delivery's bytes and properties, one allocation. */
-struct held {
-	uint64_t ref;
-	char *mem; /* queue, message_id, type, correlation_id, traceparent,
-	            * content_type, then the body */
-	const char *queue, *message_id, *type, *correlation_id, *traceparent,
-	        *content_type;
-	const void *body;
-	size_t len;
-	int64_t timestamp_ms;
 };
 
 /* Tags of dead-letter copies have the top bit set; outbox tags are seqs;
@@ -250,63 +238,7 @@ publish_http(struct adapter *a)
 static int
 hold(struct adapter *a, const struct bus_delivery *d)
 {
-	const char *f[6] = {d->queue,          d->message_id,  d->type,
-	                    d->correlation_id, d->traceparent, d->content_type};
-	size_t n = d->len, l[6];
-	struct held *h;
-	char *w;
-
-	for (int i = 0; i < 6; i++)
-		n += (l[i] = strlen(f[i] != NULL ? f[i] : "")) + 1;
-	if (a->nheld == a->capheld) {
-		size_t cap = a->capheld ? a->capheld * 2 : 256;
-		struct held *nh = realloc(a->held, cap * sizeof(*nh));
-		if (nh == NULL)
-			return -1;
-		a->held = nh;
-		a->capheld = cap;
-	}
-	h = &a->held[a->nheld];
-	h->mem = malloc(n + 1);
-	if (h->mem == NULL)
-		return -1;
-	w = h->mem;
-	for (int i = 0; i < 6; i++) {
-		const char **dst[6] = {&h->queue,       &h->message_id,
-		                       &h->type,        &h->correlation_id,
-		                       &h->traceparent, &h->content_type};
-		memcpy(w, f[i] != NULL ? f[i] : "", l[i] + 1);
-		*dst[i] = w;
-		w += l[i] + 1;
-	}
-	if (d->len > 0)
-		memcpy(w, d->body, d->len);
-	h->body = w;
-	h->len = d->len;
-	h->ref = d->ref;
-	h->timestamp_ms = d->timestamp_ms;
-	a->nheld++;
-	return 0;
-}
-
-/* The held copy of ref (NULL if none). */
-static struct held *
-held_find(struct adapter *a, uint64_t ref)
-{
-	for (size_t i = 0; i < a->nheld; i++)
-		if (a->held[i].ref == ref)
-			return &a->held[i];
-	return NULL;
-}
-
-static void
-held_drop(struct adapter *a, uint64_t ref)
-{
-	struct held *h = held_find(a, ref);
-	if (h == NULL)
-		return;
-	free(h->mem);
-	*h = a->held[--a->nheld];
+	return held_add(&a->held, d, NULL) != NULL ? 0 : -1;
 }
 
 /* A delivery (or a bundle's item) is done with: acked, or rejected to its
@@ -319,7 +251,7 @@ settle_ref(struct adapter *a, uint64_t ref, bool reject)
 	uint64_t target = ref;
 	enum bundler_settle s;
 
-	held_drop(a, ref);
+	held_drop(&a->held, ref);
 	s = bundler_settle(a->bundler, ref, reject, &target);
 	if (s == BUNDLER_REJECT || (s == BUNDLER_PLAIN && reject))
 		bus_reject(a->bus, target, false);
@@ -619,7 +551,7 @@ t_settle(void *ctx, uint64_t ref, enum durable_verdict v, const char *why)
 static void
 dead_letter(struct adapter *a, uint64_t ref, const char *reason)
 {
-	const struct held *h = held_find(a, ref);
+	const struct held *h = held_find(&a->held, ref);
 	char why[512];
 	struct bus_message m = {0};
 	struct envelope e;
@@ -653,7 +585,7 @@ dead_letter(struct adapter *a, uint64_t ref, const char *reason)
 	if (bus_publish(a->bus, &m, ref | DLQ_TAG) != 0)
 		settle_ref(a, ref, true);
 	else
-		held_drop(a, ref);
+		held_drop(&a->held, ref);
 	envelope_clear(&e);
 }
 
@@ -736,7 +668,7 @@ drain_step(struct adapter *a)
 	}
 	if (bus_queue_info(a->bus, a->orders_q, &ready, &consumers) != 0)
 		return;
-	if (ready > 0 || left > 0 || outbox > 0 || a->nheld > 0) {
+	if (ready > 0 || left > 0 || outbox > 0 || a->held.n > 0) {
 		a->quiet_checks = 0;
 		if (now / 1000 % 10 == 0)
 			log_info("draining: %u orders queued, %lld sagas "
@@ -1290,9 +1222,7 @@ daemon_release(struct daemon *d)
 	otlp_stop(a->otlp); /* posts the spans still queued */
 	orch_metrics_free(a->m);
 	bus_close(a->bus);
-	for (size_t i = 0; i < a->nheld; i++)
-		free(a->held[i].mem);
-	free(a->held);
+	held_clear(&a->held);
 	bundler_free(a->bundler);
 	presence_free(a->presence);
 	registry_free(d->reg);

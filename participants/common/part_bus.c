@@ -17,6 +17,7 @@
 #include "bus.h"
 #include "clock.h"
 #include "envelope.h"
+#include "held.h"
 #include "log.h"
 #include "presence.h"
 
@@ -34,28 +35,12 @@ _Static_assert(MAX_QUEUES + 1 <= BUS_MAX_CONSUME,
 _Static_assert((DLQ_TAG & BUNDLER_TAG) == 0 && (DLQ_TAG & BUS_REF_FOREIGN) == 0,
                "copy tags are told apart from bundles and item refs");
 
-/* A delivery (or a bundle's item) kept until it is settled. */
-struct held {
-	uint64_t ref;
-	int attempt;
-	bool item;
-	bool copying;   /* its dead-letter or retry copy is unconfirmed */
-	int64_t offset; /* in the stream it came from, -1 if none */
-	int64_t timestamp_ms;
-	const char *queue, *message_id, *correlation_id, *type, *reply_to,
-	        *traceparent, *content_type;
-	const void *body;
-	size_t len;
-	char *mem; /* owns the strings and the body */
-};
-
 struct part_bus {
 	const struct part_config *cfg;
 	struct bus *bus;
 	struct durable *d;
 	struct bundler *bundler;
-	struct held *held;
-	size_t nheld, capheld;
+	struct held_set held;              /* until settled */
 	struct presence_announce presence; /* name "" when not announcing */
 	int64_t announced_ms;              /* mono */
 	bool unbound;                      /* unbind_old has run */
@@ -82,72 +67,16 @@ static int
 hold(struct part_bus *pb, const struct bus_delivery *d, int attempt, bool item)
 {
 	/* the shared stream's copies go to its home queue's .retry/.dlq */
-	const char *q = pb->cfg->stream != NULL && strcmp(nz(d->queue),
-	                                                  pb->cfg->stream) == 0
-	                        ? pb->cfg->stream_home
-	                        : d->queue;
-	const char *f[7] = {
-	        q,           d->message_id,  d->correlation_id, d->type,
-	        d->reply_to, d->traceparent, d->content_type};
-	const char **dst[7];
-	size_t n = d->len + 1, l[7];
-	struct held *h;
-	char *w;
+	bool shared = pb->cfg->stream != NULL &&
+	              strcmp(nz(d->queue), pb->cfg->stream) == 0;
+	struct held *h =
+	        held_add(&pb->held, d, shared ? pb->cfg->stream_home : NULL);
 
-	for (int i = 0; i < 7; i++)
-		n += (l[i] = strlen(nz(f[i]))) + 1;
-	if (pb->nheld == pb->capheld) {
-		size_t cap = pb->capheld ? pb->capheld * 2 : 256;
-		struct held *nh = realloc(pb->held, cap * sizeof(*nh));
-		if (nh == NULL)
-			return -1;
-		pb->held = nh;
-		pb->capheld = cap;
-	}
-	h = &pb->held[pb->nheld];
-	if ((h->mem = malloc(n)) == NULL)
+	if (h == NULL)
 		return -1;
-	dst[0] = &h->queue, dst[1] = &h->message_id;
-	dst[2] = &h->correlation_id, dst[3] = &h->type;
-	dst[4] = &h->reply_to, dst[5] = &h->traceparent;
-	dst[6] = &h->content_type;
-	w = h->mem;
-	for (int i = 0; i < 7; i++) {
-		memcpy(w, nz(f[i]), l[i] + 1);
-		*dst[i] = w;
-		w += l[i] + 1;
-	}
-	if (d->len > 0)
-		memcpy(w, d->body, d->len);
-	h->body = w;
-	h->len = d->len;
-	h->ref = d->ref;
 	h->attempt = attempt;
 	h->item = item;
-	h->copying = false;
-	h->offset = d->stream_offset;
-	h->timestamp_ms = d->timestamp_ms;
-	pb->nheld++;
 	return 0;
-}
-
-static struct held *
-held_find(struct part_bus *pb, uint64_t ref)
-{
-	for (size_t i = 0; i < pb->nheld; i++)
-		if (pb->held[i].ref == ref)
-			return &pb->held[i];
-	return NULL;
-}
-
-static void
-held_drop(struct part_bus *pb, uint64_t ref)
-{
-	struct held *h = held_find(pb, ref);
-	if (h == NULL)
-		return;
-	free(h->mem);
-	*h = pb->held[--pb->nheld];
 }
 
 /* A delivery (or item) is done with: acked, or rejected to its queue's
@@ -159,7 +88,7 @@ settle_ref(struct part_bus *pb, uint64_t ref, bool reject)
 	uint64_t target = ref;
 	enum bundler_settle s;
 
-	held_drop(pb, ref);
+	held_drop(&pb->held, ref);
 	s = bundler_settle(pb->bundler, ref, reject, &target);
 	if (s == BUNDLER_REJECT || (s == BUNDLER_PLAIN && reject))
 		bus_reject(pb->bus, target, false);
@@ -202,7 +131,7 @@ copy_to(struct part_bus *pb, const struct held *h, const char *suffix,
 	m.timestamp_ms = h->item && e.ts > 0 ? e.ts : h->timestamp_ms;
 	m.body = h->body;
 	m.len = h->len;
-	held_find(pb, ref)->copying = true;
+	held_find(&pb->held, ref)->copying = true;
 	if (bus_publish(pb->bus, &m, ref | DLQ_TAG) != 0) {
 		log_error("cannot copy %s to %s: invalid message; acked",
 		          m.message_id, rk);
@@ -228,10 +157,10 @@ t_unsettled_floor(void *ctx)
 	const struct part_bus *pb = ctx;
 	int64_t floor = INT64_MAX;
 
-	for (size_t i = 0; i < pb->nheld; i++)
-		if (pb->held[i].copying && pb->held[i].offset >= 0 &&
-		    pb->held[i].offset < floor)
-			floor = pb->held[i].offset;
+	for (size_t i = 0; i < pb->held.n; i++)
+		if (pb->held.v[i].copying && pb->held.v[i].offset >= 0 &&
+		    pb->held.v[i].offset < floor)
+			floor = pb->held.v[i].offset;
 	return floor;
 }
 
@@ -265,7 +194,7 @@ static int
 t_settle(void *ctx, uint64_t ref, enum durable_verdict v, const char *why)
 {
 	struct part_bus *pb = ctx;
-	const struct held *h = held_find(pb, ref);
+	const struct held *h = held_find(&pb->held, ref);
 
 	if (v == DURABLE_DONE || h == NULL) {
 		if (v != DURABLE_DONE) /* no copy (out of memory) */
@@ -376,7 +305,7 @@ on_bundle(struct part_bus *pb, const struct bus_delivery *d)
 			bus_reject(pb->bus, d->ref, false);
 			return;
 		}
-		dead_letter(pb, held_find(pb, d->ref), why);
+		dead_letter(pb, held_find(&pb->held, d->ref), why);
 		return;
 	}
 	if (bundler_items(pb->bundler, d->ref, b.n, &first) != 0) {
@@ -764,9 +693,7 @@ part_bus_free(struct part_bus *pb)
 	if (pb == NULL)
 		return;
 	bus_close(pb->bus);
-	for (size_t i = 0; i < pb->nheld; i++)
-		free(pb->held[i].mem);
-	free(pb->held);
+	held_clear(&pb->held);
 	bundler_free(pb->bundler);
 	free(pb);
 }

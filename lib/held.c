@@ -1,0 +1,102 @@
+/* held.c -- see held.h. */
+#include "held.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define HELD_FIELDS 7
+
+static const char *
+nz(const char *s)
+{
+	return s != NULL ? s : "";
+}
+
+static int
+grow(struct held_set *s)
+{
+	size_t cap;
+	struct held *v;
+
+	if (s->n < s->cap)
+		return 0;
+	cap = s->cap ? s->cap * 2 : 256;
+	v = realloc(s->v, cap * sizeof(*v));
+	if (v == NULL)
+		return -1;
+	s->v = v;
+	s->cap = cap;
+	return 0;
+}
+
+struct held *
+held_add(struct held_set *s, const struct bus_delivery *d, const char *queue)
+{
+	const char *f[HELD_FIELDS] = {queue != NULL ? queue : d->queue,
+	                              d->message_id,
+	                              d->correlation_id,
+	                              d->type,
+	                              d->reply_to,
+	                              d->traceparent,
+	                              d->content_type};
+	const char **dst[HELD_FIELDS];
+	size_t n = d->len + 1, l[HELD_FIELDS];
+	struct held *h;
+	char *w;
+
+	for (int i = 0; i < HELD_FIELDS; i++)
+		n += (l[i] = strlen(nz(f[i]))) + 1;
+	if (grow(s) != 0)
+		return NULL;
+	h = &s->v[s->n];
+	memset(h, 0, sizeof(*h));
+	if ((h->mem = malloc(n)) == NULL)
+		return NULL;
+	dst[0] = &h->queue, dst[1] = &h->message_id;
+	dst[2] = &h->correlation_id, dst[3] = &h->type;
+	dst[4] = &h->reply_to, dst[5] = &h->traceparent;
+	dst[6] = &h->content_type;
+	w = h->mem;
+	for (int i = 0; i < HELD_FIELDS; i++) {
+		memcpy(w, nz(f[i]), l[i] + 1);
+		*dst[i] = w;
+		w += l[i] + 1;
+	}
+	if (d->len > 0)
+		memcpy(w, d->body, d->len);
+	h->body = w;
+	h->len = d->len;
+	h->ref = d->ref;
+	h->offset = d->stream_offset;
+	h->timestamp_ms = d->timestamp_ms;
+	s->n++;
+	return h;
+}
+
+struct held *
+held_find(struct held_set *s, uint64_t ref)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->v[i].ref == ref)
+			return &s->v[i];
+	return NULL;
+}
+
+void
+held_drop(struct held_set *s, uint64_t ref)
+{
+	struct held *h = held_find(s, ref);
+	if (h == NULL)
+		return;
+	free(h->mem);
+	*h = s->v[--s->n];
+}
+
+void
+held_clear(struct held_set *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->v[i].mem);
+	free(s->v);
+	memset(s, 0, sizeof(*s));
+}

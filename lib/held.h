@@ -1,0 +1,58 @@
+/* held.h -- deliveries kept until they are settled.
+ *
+ * The bus lends a delivery's bytes only for its callback, while a daemon
+ * on the durable loop settles it after its batch commits: acked, or
+ * copied to its queue's retry or dead-letter route with its properties
+ * and the reason. So each delivery (or bundle item) is held: its
+ * properties and body copied into one allocation, found again by its
+ * ref, dropped when settled.
+ *
+ * A set holds at most the consumer's prefetch window (a few hundred), so
+ * finding is a scan; dropping moves the last entry into the hole, so a
+ * pointer from held_find is good until the next held_add or held_drop.
+ *
+ * Failure contract: held_add returns NULL when memory runs out; the set
+ * is then as it was.
+ */
+#ifndef SAGA_HELD_H
+#define SAGA_HELD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bus.h"
+
+struct held {
+	uint64_t ref;
+	int64_t offset; /* in the stream it came from, -1 if none */
+	int64_t timestamp_ms;
+	/* never NULL: "" for what the delivery did not carry */
+	const char *queue, *message_id, *correlation_id, *type, *reply_to,
+	        *traceparent, *content_type;
+	const void *body;
+	size_t len;
+	/* the holder's own, zero after held_add */
+	int attempt;
+	bool item;    /* a bundle's item, not a whole delivery */
+	bool copying; /* its dead-letter or retry copy is unconfirmed */
+	char *mem;    /* owns the strings and the body */
+};
+
+struct held_set {
+	struct held *v;
+	size_t n, cap;
+};
+
+/* Copies d; queue, when not NULL, replaces d->queue (where its copies
+ * go). */
+struct held *held_add(struct held_set *s, const struct bus_delivery *d,
+                      const char *queue);
+/* The held copy of ref, NULL if none. */
+struct held *held_find(struct held_set *s, uint64_t ref);
+/* Frees ref's copy (nothing if none). */
+void held_drop(struct held_set *s, uint64_t ref);
+/* Frees every copy and the set's array. */
+void held_clear(struct held_set *s);
+
+#endif

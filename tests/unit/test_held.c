@@ -1,0 +1,113 @@
+/* test_held -- lib/held: a delivery's properties and body are copied
+ * (the bus reuses its buffers), "" stands for what it did not carry, the
+ * queue can be replaced (a shared stream's copies go to its home queue),
+ * and a dropped copy leaves the others findable. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "held.h"
+
+static struct bus_delivery
+delivery(uint64_t ref, char *body)
+{
+	struct bus_delivery d;
+
+	memset(&d, 0, sizeof(d));
+	d.ref = ref;
+	d.queue = "inventory.commands";
+	d.message_id = "m-1";
+	d.type = "inventory.reserve";
+	d.traceparent =
+	        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+	d.content_type = "application/msgpack";
+	d.timestamp_ms = 1700000000123;
+	d.stream_offset = -1;
+	d.body = body;
+	d.len = strlen(body);
+	return d;
+}
+
+static void
+test_copies_what_the_bus_lends(void)
+{
+	struct held_set s = {0};
+	char body[] = "\x82\xa1v\x01";
+	struct bus_delivery d = delivery(7, body);
+	struct held *h = held_add(&s, &d, NULL);
+
+	CHECK(h != NULL);
+	memset(body, 'x', sizeof(body) - 1); /* the bus reuses its buffer */
+	h = held_find(&s, 7);
+	CHECK(h != NULL);
+	CHECK_EQ((int)h->len, 4);
+	CHECK(memcmp(h->body, "\x82\xa1v\x01", 4) == 0);
+	CHECK_STR(h->queue, "inventory.commands");
+	CHECK_STR(h->message_id, "m-1");
+	CHECK_STR(h->correlation_id, ""); /* NULL in the delivery */
+	CHECK_STR(h->reply_to, "");
+	CHECK_STR(h->content_type, "application/msgpack");
+	CHECK_EQ(h->timestamp_ms, 1700000000123);
+	CHECK_EQ(h->offset, -1);
+	CHECK_EQ(h->attempt, 0);
+	CHECK(!h->item && !h->copying);
+	held_clear(&s);
+	CHECK(s.n == 0 && s.v == NULL);
+}
+
+static void
+test_queue_replaced(void)
+{
+	struct held_set s = {0};
+	char body[] = "b";
+	struct bus_delivery d = delivery(1, body);
+
+	d.queue = "notification.events";
+	d.stream_offset = 42;
+	CHECK(held_add(&s, &d, "notification.commands") != NULL);
+	CHECK_STR(held_find(&s, 1)->queue, "notification.commands");
+	CHECK_EQ(held_find(&s, 1)->offset, 42);
+	held_clear(&s);
+}
+
+/* 600 held (past the first array's 256), every third dropped: the others
+ * are still found with their own bodies, the dropped ones are not. */
+static void
+test_drop_keeps_the_rest(void)
+{
+	struct held_set s = {0};
+	char body[32];
+
+	for (uint64_t r = 1; r <= 600; r++) {
+		struct bus_delivery d;
+		snprintf(body, sizeof(body), "body-%llu",
+		         (unsigned long long)r);
+		d = delivery(r, body);
+		CHECK(held_add(&s, &d, NULL) != NULL);
+	}
+	for (uint64_t r = 3; r <= 600; r += 3)
+		held_drop(&s, r);
+	held_drop(&s, 9999); /* not held: nothing */
+	CHECK_EQ((int)s.n, 400);
+	for (uint64_t r = 1; r <= 600; r++) {
+		struct held *h = held_find(&s, r);
+		if (r % 3 == 0) {
+			CHECK(h == NULL);
+			continue;
+		}
+		snprintf(body, sizeof(body), "body-%llu",
+		         (unsigned long long)r);
+		CHECK(h != NULL && h->len == strlen(body) &&
+		      memcmp(h->body, body, h->len) == 0);
+	}
+	held_clear(&s);
+}
+
+int
+main(void)
+{
+	RUN(test_copies_what_the_bus_lends);
+	RUN(test_queue_replaced);
+	RUN(test_drop_keeps_the_rest);
+	return check_summary();
+}

@@ -659,6 +659,29 @@ declared_or_kept(struct bus *b, const struct bus_queue *q)
 	return reopen_channel(b);
 }
 
+/* The answer to a passive if_exists declare (bus.h): a queue that does
+ * not exist is fine (the channel is opened again); any other error,
+ * "home node ... is down or inaccessible" among them, is one. */
+static int
+declared_if_exists(struct bus *b, const struct bus_queue *q)
+{
+	amqp_rpc_reply_t r = amqp_get_rpc_reply(b->conn);
+	const amqp_channel_close_t *m;
+	char text[300];
+
+	if (r.reply_type == AMQP_RESPONSE_NORMAL)
+		return 0;
+	if (r.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION ||
+	    r.reply.id != AMQP_CHANNEL_CLOSE_METHOD)
+		return rpc_ok(b, q->name) ? 0 : -1;
+	m = r.reply.decoded;
+	snprintf(text, sizeof(text), "%.*s", (int)m->reply_text.len,
+	         (const char *)m->reply_text.bytes);
+	if (m->reply_code != 404 || strstr(text, "no queue '") == NULL)
+		return rpc_ok(b, q->name) ? 0 : -1;
+	return reopen_channel(b);
+}
+
 static int
 declare(struct bus *b)
 {
@@ -716,7 +739,9 @@ declare(struct bus *b)
 		amqp_queue_declare(b->conn, CH, amqp_cstring_bytes(q->name),
 		                   q->passive, !q->exclusive, q->exclusive,
 		                   q->exclusive, (amqp_table_t){(int)n, e});
+		assert(!q->if_exists || q->passive);
 		if (q->keep_existing ? declared_or_kept(b, q) != 0
+		    : q->if_exists   ? declared_if_exists(b, q) != 0
 		                     : !rpc_ok(b, q->name))
 			return -1;
 	}

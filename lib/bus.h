@@ -83,6 +83,14 @@ struct bus_queue {
 	 * stream): declared passively, so it must exist (404 NOT_FOUND
 	 * otherwise: the bus retries) and its arguments are the owner's. */
 	bool passive;
+	/* With passive: the queue need not exist (404 "no queue": nothing
+	 * here waits for it), but one that exists must be running. One
+	 * whose home node is "down or inaccessible" (a stream not started
+	 * yet after a broker restart) is an error, and the bus retries. A
+	 * publisher to order_events declares the audit stream so: until
+	 * the stream runs, what it publishes is routed to the other queues
+	 * and confirmed, but never reaches the stream. */
+	bool if_exists;
 	/* An existing queue's arguments win: declared with the arguments
 	 * above, and when RabbitMQ refuses them as inequivalent (406) for
 	 * any argument but x-queue-type, the queue is kept as it is (its

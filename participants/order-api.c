@@ -1116,6 +1116,10 @@ static const struct bus_queue queues[] = {
          .dlrk = EVENTS_QUEUE,
          .ttl_ms = 1000},
         {.name = EVENTS_QUEUE ".dlq"},
+        /* the orchestrator's audit stream, if it exists: after a broker
+         * restart, wait until it runs, or the orders relayed meanwhile
+         * reach the orchestrator but not the audit trail (bus.h) */
+        {.name = "audit", .passive = true, .if_exists = true},
 };
 static const struct bus_binding bindings[] = {
         {"order_events", EVENTS_QUEUE, NULL, "order.#"},

@@ -567,6 +567,64 @@ requeue_all(void *arg, const struct bus_delivery *d)
 	bus_reject(c->bus, d->ref, true); /* as if the consumer crashed */
 }
 
+/* Connects with one queue; 0 or -1 (err) as bus_connect. */
+static int
+connect_with(struct bus_queue *q, size_t n, char *err, size_t errlen)
+{
+	struct bus_topology t = {NULL, 0, q, n, NULL, 0};
+	struct bus_config cfg = {
+	        .url = shared_url(), .name = "test-if-exists", .topology = &t};
+	struct bus *b = bus_open(&cfg, err, errlen);
+	int rc;
+
+	if (b == NULL)
+		return -1;
+	rc = bus_connect(b, err, errlen);
+	bus_close(b);
+	return rc;
+}
+
+/* passive + if_exists (order-api's view of the audit stream): a queue
+ * that does not exist is skipped and the topology goes on (the queue
+ * after it is declared); plain passive refuses it; once it exists, it
+ * is declared as it is. */
+static void
+test_passive_if_exists(void)
+{
+	char maybe[64], after[64], err[512];
+	struct bus_queue q[2] = {
+	        {.name = maybe, .passive = true, .if_exists = true},
+	        {.name = after}};
+
+	snprintf(maybe, sizeof(maybe), "bus.test.maybe.%ld", (long)getpid());
+	snprintf(after, sizeof(after), "bus.test.after.%ld", (long)getpid());
+	CHECK_MSG(connect_with(q, 2, err, sizeof(err)) == 0, "%s", err);
+	q[1].passive = true; /* it was declared: it exists now */
+	CHECK_MSG(connect_with(&q[1], 1, err, sizeof(err)) == 0, "%s", err);
+	q[0].if_exists = false;
+	CHECK(connect_with(q, 1, err, sizeof(err)) == -1);
+	CHECK_MSG(strstr(err, "404") != NULL || strstr(err, "no queue") != NULL,
+	          "%s", err);
+	q[0].passive = false; /* make it */
+	CHECK_MSG(connect_with(q, 1, err, sizeof(err)) == 0, "%s", err);
+	q[0].passive = true;
+	q[0].if_exists = true;
+	CHECK_MSG(connect_with(q, 2, err, sizeof(err)) == 0, "%s", err);
+	{
+		struct bus_topology t = {NULL, 0, q, 2, NULL, 0};
+		struct bus_config cfg = {.url = shared_url(),
+		                         .name = "test-if-exists",
+		                         .topology = &t};
+		struct bus *b = bus_open(&cfg, err, sizeof(err));
+		CHECK(b != NULL && bus_connect(b, err, sizeof(err)) == 0);
+		if (b != NULL) {
+			bus_queue_delete(b, maybe, false);
+			bus_queue_delete(b, after, false);
+			bus_close(b);
+		}
+	}
+}
+
 /* queue_type quorum: every queue of the topology a quorum queue; one
  * with a dead-letter exchange gets the delivery limit, so a message that
  * keeps coming back is dead-lettered (reason delivery_limit) instead of
@@ -712,6 +770,7 @@ main(void)
 	RUN(test_broker_restart_mid_run);
 	RUN(test_forced_close_mid_run);
 	RUN(test_tls);
+	RUN(test_passive_if_exists);
 	if (own_url != NULL) {
 		testbroker_ctl("bus-shared", "stop");
 		free(own_url);

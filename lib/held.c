@@ -6,6 +6,10 @@
 
 #define HELD_FIELDS 7
 
+_Static_assert((HELD_COPY_TAG & BUNDLER_TAG) == 0 &&
+                       (HELD_COPY_TAG & BUS_REF_FOREIGN) == 0,
+               "a copy's tag is told apart from bundles and items");
+
 static const char *
 nz(const char *s)
 {
@@ -99,4 +103,44 @@ held_clear(struct held_set *s)
 		free(s->v[i].mem);
 	free(s->v);
 	memset(s, 0, sizeof(*s));
+}
+
+void
+held_settle(struct held_set *s, struct bundler *b, struct bus *bus,
+            uint64_t ref, bool reject)
+{
+	uint64_t target = ref;
+	enum bundler_settle st;
+
+	held_drop(s, ref);
+	st = bundler_settle(b, ref, reject, &target);
+	if (st == BUNDLER_REJECT || (st == BUNDLER_PLAIN && reject))
+		bus_reject(bus, target, false);
+	else if (st != BUNDLER_WAIT)
+		bus_ack(bus, target, false);
+}
+
+void
+held_message(const struct held *h, struct envelope *e, struct bus_message *m)
+{
+	char err[256];
+
+	envelope_init(e);
+	if ((h->item || h->message_id[0] == '\0') &&
+	    envelope_decode(h->body, h->len, e, err, sizeof(err)) != 0)
+		envelope_clear(e); /* undecodable: its own properties only */
+	memset(m, 0, sizeof(*m));
+	m->message_id = h->message_id[0] ? h->message_id
+	                : e->id[0]       ? e->id
+	                                 : "unknown";
+	m->correlation_id = h->correlation_id[0] ? h->correlation_id
+	                    : e->saga[0]         ? e->saga
+	                                         : NULL;
+	m->type = h->type[0] ? h->type : e->type[0] ? e->type : NULL;
+	m->reply_to = h->reply_to[0] ? h->reply_to : NULL; /* for a replay */
+	m->traceparent = h->traceparent[0] ? h->traceparent : NULL;
+	m->content_type = h->content_type[0] ? h->content_type : NULL;
+	m->timestamp_ms = e->ts > 0 ? e->ts : h->timestamp_ms;
+	m->body = h->body;
+	m->len = h->len;
 }

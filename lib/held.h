@@ -11,6 +11,10 @@
  * finding is a scan; dropping moves the last entry into the hole, so a
  * pointer from held_find is good until the next held_add or held_drop.
  *
+ * Settling (held_settle) and copying (held_message) are the same for
+ * every daemon on the durable loop: the orchestrator's adapter
+ * (orchestrator/svc/daemon.c) and the participants' (part_bus.c).
+ *
  * Failure contract: held_add returns NULL when memory runs out; the set
  * is then as it was.
  */
@@ -21,7 +25,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bundler.h"
 #include "bus.h"
+#include "envelope.h"
+
+/* The publish tag of a held delivery's copy (to its retry or dead-letter
+ * route) is HELD_COPY_TAG | ref: its confirm settles ref. The bus's own
+ * refs, the bundler's items and tags, and outbox seqs never set it. */
+#define HELD_COPY_TAG (UINT64_C(1) << 63)
 
 struct held {
 	uint64_t ref;
@@ -54,5 +65,22 @@ struct held *held_find(struct held_set *s, uint64_t ref);
 void held_drop(struct held_set *s, uint64_t ref);
 /* Frees every copy and the set's array. */
 void held_clear(struct held_set *s);
+
+/* ref is done with: its copy dropped (if held), and acked on bus, or
+ * rejected (reject true: to its queue's dead-letter exchange, which
+ * routes it round a retry queue or to the DLQ). A bundle's item (b says
+ * which refs are) settles its bundle instead: acked once every item is,
+ * rejected whole with the first item rejected. */
+void held_settle(struct held_set *s, struct bundler *b, struct bus *bus,
+                 uint64_t ref, bool reject);
+
+/* m becomes h as a message of its own, for a copy to its retry or
+ * dead-letter route: h's properties and body, and where h carries no
+ * properties (a bundle's item: they are in its envelope) the envelope's
+ * id, saga, type and time, decoded into e, which the caller clears
+ * after publishing. exchange, routing_key, error and attempts are left
+ * to the caller. Pointers into h and e: valid while both are. */
+void held_message(const struct held *h, struct envelope *e,
+                  struct bus_message *m);
 
 #endif

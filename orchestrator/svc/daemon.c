@@ -105,11 +105,12 @@ struct adapter {
 	long long disk_free;
 };
 
-/* Tags of dead-letter copies have the top bit set; outbox tags are seqs;
- * the ring-change notice has the next bit. */
-#define DLQ_TAG    (UINT64_C(1) << 63)
+/* Tags of dead-letter copies are HELD_COPY_TAG | ref (held.h); outbox
+ * tags are seqs; the ring-change notice has the next bit. */
 #define NOTICE_TAG (UINT64_C(1) << 62)
-#define DLQ        "orchestrator.dlq"
+_Static_assert((NOTICE_TAG & (HELD_COPY_TAG | BUNDLER_TAG)) == 0,
+               "the notice's tag is told apart from copies and bundles");
+#define DLQ "orchestrator.dlq"
 
 /* How often the unfinished sagas are counted again (an index scan of the
  * unfinished sagas: cheap, but not every 250 ms). */
@@ -241,22 +242,13 @@ hold(struct adapter *a, const struct bus_delivery *d)
 	return held_add(&a->held, d, NULL) != NULL ? 0 : -1;
 }
 
-/* A delivery (or a bundle's item) is done with: acked, or rejected to its
- * queue's dead-letter exchange without a reason (no copy could be made).
- * An item's bundle is acked once all its items are; a rejected item takes
- * its whole bundle with it. */
+/* A delivery (or a bundle's item) is done with: acked, or rejected to
+ * its queue's dead-letter exchange without a reason, when no copy could
+ * be made (held.h). */
 static void
 settle_ref(struct adapter *a, uint64_t ref, bool reject)
 {
-	uint64_t target = ref;
-	enum bundler_settle s;
-
-	held_drop(&a->held, ref);
-	s = bundler_settle(a->bundler, ref, reject, &target);
-	if (s == BUNDLER_REJECT || (s == BUNDLER_PLAIN && reject))
-		bus_reject(a->bus, target, false);
-	else if (s != BUNDLER_WAIT)
-		bus_ack(a->bus, target, false);
+	held_settle(&a->held, a->bundler, a->bus, ref, reject);
 }
 
 static void dead_letter(struct adapter *a, uint64_t ref, const char *reason);
@@ -481,8 +473,8 @@ on_confirm(void *arg, uint64_t tag, enum bus_confirm c)
 	struct adapter *a = arg;
 	struct row_answer r = {a->d,
 	                       c == BUS_ACK ? DURABLE_ACK : DURABLE_RETURNED};
-	if (tag & DLQ_TAG) { /* the copy is safe: drop the original */
-		settle_ref(a, tag & ~DLQ_TAG, false);
+	if (tag & HELD_COPY_TAG) { /* the copy is safe: drop the original */
+		settle_ref(a, tag & ~HELD_COPY_TAG, false);
 		return;
 	}
 	if (tag & NOTICE_TAG) { /* every shard has heard: leave the ring */
@@ -553,36 +545,21 @@ dead_letter(struct adapter *a, uint64_t ref, const char *reason)
 {
 	const struct held *h = held_find(&a->held, ref);
 	char why[512];
-	struct bus_message m = {0};
+	struct bus_message m;
 	struct envelope e;
+
 	if (h == NULL) { /* no copy (out of memory): reject, no reason */
 		settle_ref(a, ref, true);
 		return;
 	}
-	envelope_init(&e);
-	if (h->message_id[0] == '\0' &&
-	    envelope_decode(h->body, h->len, &e, why, sizeof(why)) != 0)
-		envelope_clear(&e); /* an item: its own properties if it has
-		                     * them */
+	held_message(h, &e, &m);
 	snprintf(why, sizeof(why), "from %s: %s", h->queue, reason);
 	/* saga.dlx, which only the orchestrator may write and which reaches
 	 * only its DLQ: no service user writes the default exchange */
 	m.exchange = DLX;
 	m.routing_key = DLQ;
-	m.message_id = h->message_id[0] ? h->message_id
-	               : e.id[0]        ? e.id
-	                                : "unknown";
-	m.correlation_id = h->correlation_id[0] ? h->correlation_id
-	                   : e.saga[0]          ? e.saga
-	                                        : NULL;
-	m.type = h->type[0] ? h->type : e.type[0] ? e.type : NULL;
-	m.traceparent = h->traceparent[0] ? h->traceparent : NULL;
-	m.content_type = h->content_type[0] ? h->content_type : NULL;
 	m.error = why;
-	m.timestamp_ms = h->timestamp_ms;
-	m.body = h->body;
-	m.len = h->len;
-	if (bus_publish(a->bus, &m, ref | DLQ_TAG) != 0)
+	if (bus_publish(a->bus, &m, ref | HELD_COPY_TAG) != 0)
 		settle_ref(a, ref, true);
 	else
 		held_drop(&a->held, ref);

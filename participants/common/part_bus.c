@@ -3,8 +3,9 @@
  * Every delivery is held (copied) until it is settled: a dead letter or a
  * retry copy needs its body and properties after the batch's commit, when
  * the bus's own buffers are long gone. Publish tags: an outbox row's seq;
- * DLQ_TAG | ref for a copy whose confirm settles `ref`; 0 for presence
- * announcements (nothing to settle); BUNDLER_TAG for bundles of replies.
+ * HELD_COPY_TAG | ref for a copy whose confirm settles `ref` (held.h); 0
+ * for presence announcements (nothing to settle); BUNDLER_TAG for bundles of
+ * replies.
  */
 #include "part_bus.h"
 
@@ -31,9 +32,6 @@
 #define MAX_BINDINGS     64
 _Static_assert(MAX_QUEUES + 1 <= BUS_MAX_CONSUME,
                "the bus consumes them all, and a stream");
-#define DLQ_TAG (UINT64_C(1) << 63)
-_Static_assert((DLQ_TAG & BUNDLER_TAG) == 0 && (DLQ_TAG & BUS_REF_FOREIGN) == 0,
-               "copy tags are told apart from bundles and item refs");
 
 struct part_bus {
 	const struct part_config *cfg;
@@ -80,20 +78,11 @@ hold(struct part_bus *pb, const struct bus_delivery *d, int attempt, bool item)
 }
 
 /* A delivery (or item) is done with: acked, or rejected to its queue's
- * retry route. An item's bundle is acked once all its items are; a
- * rejected item takes its whole bundle with it. */
+ * retry route (held.h). */
 static void
 settle_ref(struct part_bus *pb, uint64_t ref, bool reject)
 {
-	uint64_t target = ref;
-	enum bundler_settle s;
-
-	held_drop(&pb->held, ref);
-	s = bundler_settle(pb->bundler, ref, reject, &target);
-	if (s == BUNDLER_REJECT || (s == BUNDLER_PLAIN && reject))
-		bus_reject(pb->bus, target, false);
-	else if (s != BUNDLER_WAIT)
-		bus_ack(pb->bus, target, false);
+	held_settle(&pb->held, pb->bundler, pb->bus, ref, reject);
 }
 
 /* A copy of a held delivery (an item alone, as a v1 message) to
@@ -105,34 +94,18 @@ copy_to(struct part_bus *pb, const struct held *h, const char *suffix,
         const char *why, int64_t attempts)
 {
 	char rk[300];
-	struct bus_message m = {0};
+	struct bus_message m;
 	struct envelope e;
 	uint64_t ref = h->ref;
-	char err[256];
 
-	envelope_init(&e);
-	if (h->item && envelope_decode(h->body, h->len, &e, err, sizeof(err)))
-		envelope_clear(&e); /* its own properties if it has them */
+	held_message(h, &e, &m);
 	snprintf(rk, sizeof(rk), "%s.%s", h->queue, suffix);
 	m.exchange = pb->own; /* it reaches this daemon's queues only */
 	m.routing_key = rk;
-	m.message_id = h->message_id[0] ? h->message_id
-	               : e.id[0]        ? e.id
-	                                : "unknown";
-	m.correlation_id = h->correlation_id[0] ? h->correlation_id
-	                   : e.saga[0]          ? e.saga
-	                                        : NULL;
-	m.type = h->type[0] ? h->type : e.type[0] ? e.type : NULL;
-	m.reply_to = h->reply_to[0] ? h->reply_to : NULL; /* for a replay */
-	m.traceparent = h->traceparent[0] ? h->traceparent : NULL;
-	m.content_type = h->content_type[0] ? h->content_type : NULL;
 	m.error = why;
 	m.attempts = attempts;
-	m.timestamp_ms = h->item && e.ts > 0 ? e.ts : h->timestamp_ms;
-	m.body = h->body;
-	m.len = h->len;
 	held_find(&pb->held, ref)->copying = true;
-	if (bus_publish(pb->bus, &m, ref | DLQ_TAG) != 0) {
+	if (bus_publish(pb->bus, &m, ref | HELD_COPY_TAG) != 0) {
 		log_error("cannot copy %s to %s: invalid message; acked",
 		          m.message_id, rk);
 		settle_ref(pb, ref, false);
@@ -278,8 +251,8 @@ on_confirm(void *arg, uint64_t tag, enum bus_confirm c)
 
 	if (tag == 0) /* a presence announcement */
 		return;
-	if (tag & DLQ_TAG) { /* the copy is safe: drop the original */
-		settle_ref(pb, tag & ~DLQ_TAG, false);
+	if (tag & HELD_COPY_TAG) { /* the copy is safe: drop the original */
+		settle_ref(pb, tag & ~HELD_COPY_TAG, false);
 		return;
 	}
 	if (bundler_confirmed(pb->bundler, tag, row, pb) == 0)

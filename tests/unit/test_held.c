@@ -1,7 +1,9 @@
 /* test_held -- lib/held: a delivery's properties and body are copied
  * (the bus reuses its buffers), "" stands for what it did not carry, the
  * queue can be replaced (a shared stream's copies go to its home queue),
- * and a dropped copy leaves the others findable. */
+ * a dropped copy leaves the others findable, and a held delivery becomes
+ * its copy's message with its own properties, or a bundle's item with
+ * its envelope's. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -103,11 +105,90 @@ test_drop_keeps_the_rest(void)
 	held_clear(&s);
 }
 
+/* A whole delivery: its own properties, its body, its AMQP timestamp; the
+ * body is not read (it need not be an envelope). */
+static void
+test_message_of_a_delivery(void)
+{
+	struct held_set s = {0};
+	char body[] = "not an envelope";
+	struct bus_delivery d = delivery(5, body);
+	struct bus_message m;
+	struct envelope e;
+
+	d.correlation_id = "order-9";
+	d.reply_to = "sagactl.answers";
+	CHECK(held_add(&s, &d, NULL) != NULL);
+	held_message(held_find(&s, 5), &e, &m);
+	CHECK_STR(m.message_id, "m-1");
+	CHECK_STR(m.correlation_id, "order-9");
+	CHECK_STR(m.type, "inventory.reserve");
+	CHECK_STR(m.reply_to, "sagactl.answers");
+	CHECK_STR(m.content_type, "application/msgpack");
+	CHECK(m.traceparent != NULL && m.exchange == NULL && m.error == NULL);
+	CHECK_EQ(m.timestamp_ms, 1700000000123);
+	CHECK(m.len == strlen(body) && memcmp(m.body, body, m.len) == 0);
+	envelope_clear(&e);
+	held_clear(&s);
+}
+
+/* A bundle's item carries no properties: its envelope's id, saga, type
+ * and time stand in; one that cannot be decoded is "unknown". */
+static void
+test_message_of_an_item(void)
+{
+	struct held_set s = {0};
+	struct envelope src, e;
+	struct bus_delivery d;
+	struct bus_message m;
+	char *buf = NULL, none[] = "";
+	size_t len = 0;
+	struct held *h;
+
+	envelope_init(&src);
+	snprintf(src.id, sizeof(src.id), "reply-1");
+	snprintf(src.saga, sizeof(src.saga), "order-7");
+	snprintf(src.type, sizeof(src.type), "inventory.reserved");
+	snprintf(src.step, sizeof(src.step), "reserve");
+	src.ts = 1700000000999;
+	CHECK(envelope_encode(&src, &buf, &len) == 0);
+	d = delivery(BUNDLER_ITEM | 1, none);
+	d.message_id = d.type = d.content_type = NULL;
+	d.body = buf;
+	d.len = len;
+	h = held_add(&s, &d, NULL);
+	CHECK(h != NULL);
+	h->item = true;
+	held_message(h, &e, &m);
+	CHECK_STR(m.message_id, "reply-1");
+	CHECK_STR(m.correlation_id, "order-7");
+	CHECK_STR(m.type, "inventory.reserved");
+	CHECK(m.content_type == NULL && m.reply_to == NULL);
+	CHECK_EQ(m.timestamp_ms, 1700000000999);
+	envelope_clear(&e);
+
+	d.ref = BUNDLER_ITEM | 2;
+	d.body = "\xc1"; /* never valid msgpack */
+	d.len = 1;
+	CHECK((h = held_add(&s, &d, NULL)) != NULL);
+	h->item = true;
+	held_message(h, &e, &m);
+	CHECK_STR(m.message_id, "unknown");
+	CHECK(m.correlation_id == NULL && m.type == NULL);
+	CHECK_EQ(m.timestamp_ms, 1700000000123);
+	envelope_clear(&e);
+	envelope_clear(&src);
+	free(buf);
+	held_clear(&s);
+}
+
 int
 main(void)
 {
 	RUN(test_copies_what_the_bus_lends);
 	RUN(test_queue_replaced);
 	RUN(test_drop_keeps_the_rest);
+	RUN(test_message_of_a_delivery);
+	RUN(test_message_of_an_item);
 	return check_summary();
 }

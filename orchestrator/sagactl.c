@@ -740,21 +740,6 @@ print_saga_row(const struct store_saga_summary *s, int64_t now)
 	       fmt_dur(now - s->state_entered_ms, b1, sizeof(b1)));
 }
 
-/* A saga's summary as JSON: list --json's element, show --json's start. */
-static json_t *
-summary_json(const struct store_saga_summary *s)
-{
-	return json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:i,s:I,s:I,s:I}", "id",
-	                 jsonout_str(s->id), "chart", jsonout_str(s->chart),
-	                 "chart_version", jsonout_str(s->chart_version),
-	                 "status", jsonout_str(s->status), "state",
-	                 jsonout_str(s->state), "phase", jsonout_str(s->phase),
-	                 "attempt", s->attempt, "started_at",
-	                 (json_int_t)s->started_ms, "state_entered_at",
-	                 (json_int_t)s->state_entered_ms, "updated_at",
-	                 (json_int_t)s->updated_ms);
-}
-
 /* Rows collected as JSON: the array, and whether one failed to build. */
 struct json_rows {
 	json_t *a; /* NULL: text output */
@@ -783,7 +768,7 @@ list_row(void *arg, const struct store_saga_summary *s)
 {
 	struct listing *l = arg;
 	if (l->rows.a != NULL)
-		return json_rows_add(&l->rows, summary_json(s));
+		return json_rows_add(&l->rows, jsonout_saga_summary(s));
 	if (!l->header)
 		print_saga_header();
 	l->header = true;
@@ -1209,7 +1194,7 @@ history_line(void *arg, const struct store_history *h)
 static int
 show_json(struct store *st, const struct store_saga_summary *s)
 {
-	json_t *doc = summary_json(s);
+	json_t *doc = jsonout_saga_summary(s);
 	struct json_rows hist = {json_array(), false};
 	int rc;
 

@@ -170,20 +170,6 @@ console_filter(console_param_fn get, const void *src,
 	return 0;
 }
 
-static json_t *
-summary_json(const struct store_saga_summary *s)
-{
-	return json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:i,s:I,s:I,s:I}", "id",
-	                 jsonout_str(s->id), "chart", jsonout_str(s->chart),
-	                 "chart_version", jsonout_str(s->chart_version),
-	                 "status", jsonout_str(s->status), "state",
-	                 jsonout_str(s->state), "phase", jsonout_str(s->phase),
-	                 "attempt", s->attempt, "started_at",
-	                 (json_int_t)s->started_ms, "state_entered_at",
-	                 (json_int_t)s->state_entered_ms, "updated_at",
-	                 (json_int_t)s->updated_ms);
-}
-
 /* Rows gathered into a JSON array; `failed` once one did not build. */
 struct rows {
 	json_t *a;
@@ -208,7 +194,7 @@ list_row(void *arg, const struct store_saga_summary *s)
 	if (r->n++ == r->max)
 		return 1; /* the extra row: there is a next page */
 	r->last = *s;
-	return rows_add(r, summary_json(s));
+	return rows_add(r, jsonout_saga_summary(s));
 }
 
 json_t *

@@ -142,3 +142,17 @@ jsonout_text(const json_t *j)
 {
 	return json_dumps(j, JSONOUT_FLAGS);
 }
+
+json_t *
+jsonout_saga_summary(const struct store_saga_summary *s)
+{
+	return json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:i,s:I,s:I,s:I}", "id",
+	                 jsonout_str(s->id), "chart", jsonout_str(s->chart),
+	                 "chart_version", jsonout_str(s->chart_version),
+	                 "status", jsonout_str(s->status), "state",
+	                 jsonout_str(s->state), "phase", jsonout_str(s->phase),
+	                 "attempt", s->attempt, "started_at",
+	                 (json_int_t)s->started_ms, "state_entered_at",
+	                 (json_int_t)s->state_entered_ms, "updated_at",
+	                 (json_int_t)s->updated_ms);
+}

@@ -17,6 +17,7 @@
 
 #include <jansson.h>
 
+#include "store.h"
 #include "value.h"
 
 /* s (NULL: "") as a JSON string. NULL only when out of memory. */
@@ -25,6 +26,12 @@ json_t *jsonout_str(const char *s);
 /* A value as JSON: nil null, maps objects (keys in order), bin "(N bytes)",
  * a float that is not finite null. NULL only when out of memory. */
 json_t *jsonout_value(const struct value *v);
+
+/* A saga's summary, the same object in sagactl's list --json and show
+ * --json and the console's /api/sagas: id, chart, chart_version, status,
+ * state, phase, attempt, and started_at, state_entered_at, updated_at
+ * (ms since the epoch). NULL only when out of memory. */
+json_t *jsonout_saga_summary(const struct store_saga_summary *s);
 
 /* Writes j and a newline to f and releases j (also when j is NULL). -1
  * when j is NULL (something failed to build) or on a write error. */

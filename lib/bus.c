@@ -584,6 +584,23 @@ consume_one(struct bus *b, const char *queue)
 	return rpc_ok(b, queue) ? 0 : -1;
 }
 
+/* The reply code of r when the broker closed the channel (0 when r is
+ * anything else), and its reply text in text. */
+static int
+channel_closed(amqp_rpc_reply_t r, char *text, size_t cap)
+{
+	const amqp_channel_close_t *m;
+
+	text[0] = '\0';
+	if (r.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION ||
+	    r.reply.id != AMQP_CHANNEL_CLOSE_METHOD)
+		return 0;
+	m = r.reply.decoded;
+	snprintf(text, cap, "%.*s", (int)m->reply_text.len,
+	         (const char *)m->reply_text.bytes);
+	return m->reply_code;
+}
+
 /* A 406 "inequivalent arg 'K' ..." from RabbitMQ: K into key (the text
  * has said so since 2.x: rabbit_misc:assert_args_equivalence); false for
  * any other reply. */
@@ -592,18 +609,11 @@ inequivalent_arg(amqp_rpc_reply_t r, char *key, size_t cap, char *buf,
                  size_t bufcap)
 {
 	static const char mark[] = "inequivalent arg '";
-	const amqp_channel_close_t *m;
 	const char *k;
 	size_t n;
 
-	if (r.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION ||
-	    r.reply.id != AMQP_CHANNEL_CLOSE_METHOD)
-		return false;
-	m = r.reply.decoded;
-	snprintf(buf, bufcap, "%.*s", (int)m->reply_text.len,
-	         (const char *)m->reply_text.bytes);
-	k = strstr(buf, mark);
-	if (m->reply_code != 406 || k == NULL)
+	if (channel_closed(r, buf, bufcap) != 406 ||
+	    (k = strstr(buf, mark)) == NULL)
 		return false;
 	k += sizeof(mark) - 1;
 	n = strcspn(k, "'");
@@ -666,18 +676,12 @@ static int
 declared_if_exists(struct bus *b, const struct bus_queue *q)
 {
 	amqp_rpc_reply_t r = amqp_get_rpc_reply(b->conn);
-	const amqp_channel_close_t *m;
 	char text[300];
 
 	if (r.reply_type == AMQP_RESPONSE_NORMAL)
 		return 0;
-	if (r.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION ||
-	    r.reply.id != AMQP_CHANNEL_CLOSE_METHOD)
-		return rpc_ok(b, q->name) ? 0 : -1;
-	m = r.reply.decoded;
-	snprintf(text, sizeof(text), "%.*s", (int)m->reply_text.len,
-	         (const char *)m->reply_text.bytes);
-	if (m->reply_code != 404 || strstr(text, "no queue '") == NULL)
+	if (channel_closed(r, text, sizeof(text)) != 404 ||
+	    strstr(text, "no queue '") == NULL)
 		return rpc_ok(b, q->name) ? 0 : -1;
 	return reopen_channel(b);
 }

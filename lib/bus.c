@@ -1279,6 +1279,21 @@ send_pending(struct bus *b)
 	}
 }
 
+bool
+bus_message_fits(const struct bus *b, const struct bus_message *m)
+{
+	return m->message_id != NULL && m->exchange != NULL &&
+	       m->routing_key != NULL && m->len <= b->cfg.max_body &&
+	       strlen(m->routing_key) <= 255 && strlen(m->exchange) <= 255 &&
+	       (m->user_id == NULL || strlen(m->user_id) <= 255);
+}
+
+size_t
+bus_max_body(const struct bus *b)
+{
+	return b->cfg.max_body;
+}
+
 int
 bus_publish(struct bus *b, const struct bus_message *m, uint64_t tag)
 {
@@ -1286,10 +1301,7 @@ bus_publish(struct bus *b, const struct bus_message *m, uint64_t tag)
 	size_t need;
 	char *w;
 
-	if (m->message_id == NULL || m->exchange == NULL ||
-	    m->routing_key == NULL || m->len > b->cfg.max_body ||
-	    strlen(m->routing_key) > 255 || strlen(m->exchange) > 255 ||
-	    (m->user_id != NULL && strlen(m->user_id) > 255))
+	if (!bus_message_fits(b, m))
 		return -1;
 	if (b->head > 0 && b->head == b->np) {
 		b->head = b->np = 0; /* everything settled: start over */

@@ -290,6 +290,14 @@ int bus_connect(struct bus *b, char *err, size_t errlen);
  * back through on_confirm. -1 (nothing kept) if the message is invalid. */
 int bus_publish(struct bus *b, const struct bus_message *m, uint64_t tag);
 
+/* Whether bus_publish can ever take m: its message id, exchange and
+ * routing key set, its body within the bus's max_body, its names within
+ * AMQP's 255 bytes. A message that fails it fails every time; a publish
+ * of one that passes fails only for want of memory. */
+bool bus_message_fits(const struct bus *b, const struct bus_message *m);
+/* The largest body the bus publishes or takes (bus_config.max_body). */
+size_t bus_max_body(const struct bus *b);
+
 /* The longest wait between two connection attempts (the backoff doubles
  * from 100 ms up to this, with +-25% jitter). It bounds how long after a
  * broker's return every daemon is back: a connect to a broker that is

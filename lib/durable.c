@@ -21,7 +21,8 @@
  * transport, at most publish_window rows in flight; so rows left by a
  * crash are published at start like any other. A NACKed row is published
  * again; a RETURNED row (unroutable) is logged and deleted: nobody is
- * bound to receive it and republishing would loop forever.
+ * bound to receive it and republishing would loop forever. So is a
+ * REFUSED one (the transport can never send it): the next rows go on.
  *
  * The mailbox (durable_submit) is the one thing shared with other
  * threads: a list under a mutex. The loop moves what is queued to its own
@@ -461,6 +462,9 @@ durable_confirmed(struct durable *d, uint64_t tag, enum durable_confirm c)
 		log_error("outbox row %llu was unroutable (no queue bound); "
 		          "dropped",
 		          (unsigned long long)tag);
+		break;
+	case DURABLE_REFUSED: /* the transport said why */
+		d->stats.refused++;
 		break;
 	case DURABLE_NACK:
 		d->stats.nacked++;

@@ -32,7 +32,8 @@
  *      prefetch window stops the flow.
  *   4. Rows are published in seq order, at most publish_window in
  *      flight; a NACKed row goes out again; a RETURNED row (unroutable)
- *      is logged and deleted. Rows left by a crash go out at start.
+ *      or a REFUSED one (the transport can never send it: too large) is
+ *      logged and deleted. Rows left by a crash go out at start.
  *
  * Time: every wait, backoff and deadline is on the monotonic clock;
  * wall-clock time is only what gets stored (timer due times, inbox and
@@ -116,12 +117,15 @@ struct durable_msg {
 	int64_t expiration_ms; /* per-message TTL, 0 for none */
 	bool bundle;           /* may travel in a bundle (its reader reads
 	                        * them) */
+	bool mandatory;        /* unroutable is an answer (DURABLE_RETURNED) */
 };
 
 enum durable_confirm {
 	DURABLE_ACK,      /* the broker has it */
 	DURABLE_NACK,     /* the broker refused it: publish again */
 	DURABLE_RETURNED, /* unroutable (mandatory): nobody will get it */
+	DURABLE_REFUSED,  /* the transport can never send it (too large):
+	                   * dropped, or it would hold up every later row */
 };
 
 /* What becomes of a delivery once its batch is committed. */
@@ -265,7 +269,7 @@ struct durable_stats {
 	uint64_t undecodable; /* of dead_lettered: before the handler saw
 	                       * them (durable_deliver could not decode) */
 	uint64_t inbox_pruned;
-	uint64_t published, confirmed, returned, nacked;
+	uint64_t published, confirmed, returned, refused, nacked;
 };
 
 /* Copies *t, *h and *cfg; borrows their contexts for its whole life.

@@ -6,15 +6,16 @@
  * source by the queue they came from, outbox rows become bus messages
  * (commands are mandatory, so a command nobody is bound to receive is
  * reported instead of vanishing), and settling is one `ack` per accepted
- * delivery. A refused delivery is not rejected: RabbitMQ cannot add a
- * header to a dead-lettered message, and the reason belongs with it. So a
- * copy goes to orchestrator.dlq with the reason in `x-saga-error` ("from
- * QUEUE: reason"), and the original is acked once the broker confirms the
- * copy. The adapter therefore holds each delivery's bytes until the loop
- * settles it. The adapter acks each accepted delivery; the bus coalesces
- * them into `ack multiple` without ever covering an unsettled one, so a
- * refusal in the middle of a batch cannot be acked by mistake (NOTES
- * pitfall 7).
+ * delivery. What it shares with the participants' adapter (publishing,
+ * confirms, settling held deliveries) is lib/busloop.h. A refused delivery is
+ * not rejected: RabbitMQ cannot add a header to a dead-lettered message, and
+ * the reason belongs with it. So a copy goes to orchestrator.dlq with the
+ * reason in `x-saga-error` ("from QUEUE: reason"), and the original is acked
+ * once the broker confirms the copy. The adapter therefore holds each
+ * delivery's bytes until the loop settles it. The adapter acks each accepted
+ * delivery; the bus coalesces them into `ack multiple` without ever covering an
+ * unsettled one, so a refusal in the middle of a batch cannot be acked by
+ * mistake (NOTES pitfall 7).
  *
  * Bundles (bundler.h): the commands one pass over the outbox makes ready
  * for one participant queue go out as one message, and a bundle of replies
@@ -35,6 +36,7 @@
 #include "audit.h"
 #include "bundler.h"
 #include "bus.h"
+#include "busloop.h"
 #include "console.h"
 #include "envelope.h"
 #include "held.h"
@@ -66,8 +68,7 @@ daemon_parse_count(const char *s, int min, int max, int *out)
 }
 
 struct adapter {
-	struct bus *bus;
-	struct durable *d; /* the loop, as the transport sees it */
+	struct busloop bl; /* first: the transport's ctx is the adapter */
 	struct http *http;
 	struct store *st;
 	struct orch *o;
@@ -90,9 +91,6 @@ struct adapter {
 	uint64_t refused;       /* order.created refused by the shard guard */
 	uint64_t reply_bundles; /* bundles of replies received */
 	bool drained; /* draining found nothing left: delete the queues */
-	/* deliveries not yet settled: kept for a dead-letter copy */
-	struct held_set held; /* deliveries until settled */
-	struct bundler *bundler;
 	struct presence *presence; /* who takes commands (lib/presence.h) */
 	int64_t http_published_ms;
 	uint64_t presence_heard;
@@ -121,8 +119,8 @@ static void
 metrics_now(struct adapter *a, struct orch_metrics_now *n)
 {
 	const struct orch_stats *os = orch_stats(a->o);
-	const struct durable_stats *ls = durable_stats(a->d);
-	const struct bus_stats *bs = bus_stats(a->bus);
+	const struct durable_stats *ls = durable_stats(a->bl.d);
+	const struct bus_stats *bs = bus_stats(a->bl.bus);
 	const struct store_active *v = &a->active;
 	int64_t now = clock_mono_ms();
 
@@ -152,7 +150,7 @@ metrics_now(struct adapter *a, struct orch_metrics_now *n)
 	        .participants_present =
 	                (int64_t)presence_live(a->presence, clock_wall_ms()),
 	        .presence_heard = a->presence_heard,
-	        .bus_connected = bus_connected(a->bus),
+	        .bus_connected = bus_connected(a->bl.bus),
 	        .reconnects = bs->reconnects,
 	        .disk_free = a->disk_free,
 	        .overdue = &a->overdue,
@@ -188,7 +186,7 @@ unhealthy(struct adapter *a, char *buf, size_t cap)
 
 	a->disk_free =
 	        store_space_left(a->st, &left) == 0 ? (long long)left : -1;
-	if (!durable_healthy(a->d, &why))
+	if (!durable_healthy(a->bl.d, &why))
 		return why[0] ? why : "commits fail";
 	if (a->disk_free >= 0 && a->disk_free < DISK_RESERVE_BYTES) {
 		snprintf(buf, cap,
@@ -197,7 +195,7 @@ unhealthy(struct adapter *a, char *buf, size_t cap)
 		         a->disk_free >> 10, DISK_RESERVE_BYTES >> 20);
 		return buf;
 	}
-	if (!bus_connected(a->bus))
+	if (!bus_connected(a->bl.bus))
 		return "not connected to the broker";
 	return NULL;
 }
@@ -235,20 +233,14 @@ publish_http(struct adapter *a)
 	free(r.body);
 }
 
+_Static_assert(offsetof(struct adapter, bl) == 0,
+               "busloop's functions take the adapter as their ctx");
+
 /* Keeps a copy of a delivery until it is settled. */
 static int
 hold(struct adapter *a, const struct bus_delivery *d)
 {
-	return held_add(&a->held, d, NULL) != NULL ? 0 : -1;
-}
-
-/* A delivery (or a bundle's item) is done with: acked, or rejected to
- * its queue's dead-letter exchange without a reason, when no copy could
- * be made (held.h). */
-static void
-settle_ref(struct adapter *a, uint64_t ref, bool reject)
-{
-	held_settle(&a->held, a->bundler, a->bus, ref, reject);
+	return held_add(&a->bl.held, d, NULL) != NULL ? 0 : -1;
 }
 
 static void dead_letter(struct adapter *a, uint64_t ref, const char *reason);
@@ -277,7 +269,7 @@ ring_notice(struct adapter *a, const struct bus_delivery *d)
 		         "orders this shard does not know go to the DLQ",
 		         at);
 	}
-	bus_ack(a->bus, d->ref, false);
+	bus_ack(a->bl.bus, d->ref, false);
 }
 
 /* A shard is in the ring once it is connected with its topology, its
@@ -288,9 +280,9 @@ ring_notice(struct adapter *a, const struct bus_delivery *d)
 static void
 note_joined(struct adapter *a)
 {
-	int64_t at = bus_stats(a->bus)->declared_ms;
+	int64_t at = bus_stats(a->bl.bus)->declared_ms;
 	if (a->sh.index == 0 || a->times.joined_ms != 0 ||
-	    a->drain != DRAIN_NO || !bus_connected(a->bus) || at <= 0)
+	    a->drain != DRAIN_NO || !bus_connected(a->bl.bus) || at <= 0)
 		return;
 	if (shard_note_joined(a->st, &a->times, at) != 0)
 		log_error("cannot record joining the hash ring (tried again "
@@ -348,7 +340,7 @@ reply_bundle(struct adapter *a, const struct bus_delivery *d)
 		return;
 	}
 	a->reply_bundles++;
-	if (bundler_items(a->bundler, d->ref, b.n, &first) != 0) {
+	if (bundler_items(a->bl.bundler, d->ref, b.n, &first) != 0) {
 		log_error("out of memory: a bundle of replies waits for "
 		          "redelivery");
 		envelope_bundle_clear(&b);
@@ -371,7 +363,7 @@ reply_bundle(struct adapter *a, const struct bus_delivery *d)
 		if (hold(a, &item) != 0)
 			log_error("out of memory: a refused reply would be "
 			          "dead-lettered without its reason");
-		durable_deliver(a->d, &ld);
+		durable_deliver(a->bl.d, &ld);
 	}
 	envelope_bundle_clear(&b);
 }
@@ -399,7 +391,7 @@ presence_heard(struct adapter *a, const struct bus_delivery *d)
 	envelope_clear(&e);
 	presence_note(a->presence, &pa, clock_wall_ms());
 	a->presence_heard++;
-	if (bus_ack(a->bus, d->ref, false) != 0)
+	if (bus_ack(a->bl.bus, d->ref, false) != 0)
 		log_warnx("cannot ack a presence announcement");
 }
 
@@ -451,76 +443,20 @@ on_delivery(void *arg, const struct bus_delivery *d)
 		ld.source = SRC_CONTROL;
 	else
 		ld.source = SRC_REPLIES;
-	durable_deliver(a->d, &ld);
-}
-
-/* The broker's answer for a bundle, passed on to each of its rows. */
-struct row_answer {
-	struct durable *d;
-	enum durable_confirm c;
-};
-
-static void
-row_confirmed(void *arg, uint64_t tag)
-{
-	const struct row_answer *r = arg;
-	durable_confirmed(r->d, tag, r->c);
+	durable_deliver(a->bl.d, &ld);
 }
 
 static void
 on_confirm(void *arg, uint64_t tag, enum bus_confirm c)
 {
 	struct adapter *a = arg;
-	struct row_answer r = {a->d,
-	                       c == BUS_ACK ? DURABLE_ACK : DURABLE_RETURNED};
-	if (tag & HELD_COPY_TAG) { /* the copy is safe: drop the original */
-		settle_ref(a, tag & ~HELD_COPY_TAG, false);
-		return;
-	}
+
 	if (tag & NOTICE_TAG) { /* every shard has heard: leave the ring */
 		if (a->drain == DRAIN_ANNOUNCED)
 			a->drain = DRAIN_UNBIND;
 		return;
 	}
-	if (bundler_confirmed(a->bundler, tag, row_confirmed, &r) == 0)
-		row_confirmed(&r, tag); /* a row published alone */
-}
-
-static int
-publish_fn(void *arg, const struct bus_message *m, uint64_t tag)
-{
-	struct adapter *a = arg;
-	return bus_publish(a->bus, m, tag);
-}
-
-static void
-t_flush(void *ctx)
-{
-	struct adapter *a = ctx;
-	bundler_flush(a->bundler, publish_fn, a);
-}
-
-static int
-t_publish(void *ctx, const struct durable_msg *m, uint64_t tag)
-{
-	struct adapter *a = ctx;
-	struct bus_message bm = {
-	        .exchange = m->exchange,
-	        .routing_key = m->routing_key,
-	        .message_id = m->message_id,
-	        .correlation_id = m->correlation_id,
-	        .type = m->type,
-	        .reply_to = m->reply_to,
-	        .traceparent = m->traceparent,
-	        .timestamp_ms = m->created_ms,
-	        .mandatory = strcmp(m->exchange, ORCH_EXCHANGE_COMMANDS) == 0,
-	        .body = m->body,
-	        .len = m->len,
-	};
-	if (bm.mandatory &&
-	    bundler_hold(a->bundler, &bm, tag, publish_fn, a) == 0)
-		return 0; /* goes out at t_flush, maybe with others */
-	return bus_publish(a->bus, &bm, tag);
+	busloop_confirmed(&a->bl, tag, c);
 }
 
 static int
@@ -531,7 +467,7 @@ t_settle(void *ctx, uint64_t ref, enum durable_verdict v, const char *why)
 	/* the orchestrator's handler never asks for a retry (it has no
 	 * retry queue): anything not done goes to the DLQ with its reason */
 	if (v == DURABLE_DONE)
-		settle_ref(a, ref, false);
+		busloop_settle(&a->bl, ref, false);
 	else
 		dead_letter(a, ref, why);
 	return 0;
@@ -543,13 +479,13 @@ t_settle(void *ctx, uint64_t ref, enum durable_verdict v, const char *why)
 static void
 dead_letter(struct adapter *a, uint64_t ref, const char *reason)
 {
-	const struct held *h = held_find(&a->held, ref);
+	const struct held *h = held_find(&a->bl.held, ref);
 	char why[512];
 	struct bus_message m;
 	struct envelope e;
 
 	if (h == NULL) { /* no copy (out of memory): reject, no reason */
-		settle_ref(a, ref, true);
+		busloop_settle(&a->bl, ref, true);
 		return;
 	}
 	held_message(h, &e, &m);
@@ -559,10 +495,10 @@ dead_letter(struct adapter *a, uint64_t ref, const char *reason)
 	m.exchange = DLX;
 	m.routing_key = DLQ;
 	m.error = why;
-	if (bus_publish(a->bus, &m, ref | HELD_COPY_TAG) != 0)
-		settle_ref(a, ref, true);
+	if (bus_publish(a->bl.bus, &m, ref | HELD_COPY_TAG) != 0)
+		busloop_settle(&a->bl, ref, true);
 	else
-		held_drop(&a->held, ref);
+		held_drop(&a->bl.held, ref);
 	envelope_clear(&e);
 }
 
@@ -596,7 +532,7 @@ ring_notice_publish(struct adapter *a, int64_t at_ms)
 	m.timestamp_ms = at_ms;
 	m.body = body;
 	m.len = strlen(body);
-	if (bus_publish(a->bus, &m, NOTICE_TAG) != 0)
+	if (bus_publish(a->bl.bus, &m, NOTICE_TAG) != 0)
 		return -1;
 	log_info("draining: told every shard the ring changes at %s", body);
 	return 0;
@@ -609,7 +545,7 @@ drain_step(struct adapter *a)
 	int64_t now = clock_wall_ms(), left, outbox = -1;
 	uint32_t ready = 0, consumers = 0;
 
-	if (!bus_connected(a->bus))
+	if (!bus_connected(a->bl.bus))
 		return;
 	if (a->drain == DRAIN_ANNOUNCE) {
 		if (ring_notice_publish(a, now) == 0) {
@@ -619,7 +555,7 @@ drain_step(struct adapter *a)
 		return;
 	}
 	if (a->drain == DRAIN_UNBIND) {
-		if (bus_unbind(a->bus, SHARD_EXCHANGE, a->orders_q,
+		if (bus_unbind(a->bl.bus, SHARD_EXCHANGE, a->orders_q,
 		               SHARD_WEIGHT) == 0) {
 			int64_t unbound = clock_wall_ms();
 			log_info("draining: %s left the hash ring; finishing "
@@ -643,9 +579,9 @@ drain_step(struct adapter *a)
 		log_error("draining: %s", store_error(a->st));
 		return;
 	}
-	if (bus_queue_info(a->bus, a->orders_q, &ready, &consumers) != 0)
+	if (bus_queue_info(a->bl.bus, a->orders_q, &ready, &consumers) != 0)
 		return;
-	if (ready > 0 || left > 0 || outbox > 0 || a->held.n > 0) {
+	if (ready > 0 || left > 0 || outbox > 0 || a->bl.held.n > 0) {
 		a->quiet_checks = 0;
 		if (now / 1000 % 10 == 0)
 			log_info("draining: %u orders queued, %lld sagas "
@@ -669,34 +605,13 @@ t_poll(void *ctx, struct durable *d, int timeout_ms)
 {
 	struct adapter *a = ctx;
 	struct bus_handlers h = {on_delivery, on_confirm, a};
-	a->d = d;
-	bus_poll(a->bus, timeout_ms, &h);
+	a->bl.d = d;
+	bus_poll(a->bl.bus, timeout_ms, &h);
 	note_joined(a);
 	if (a->drain != DRAIN_NO)
 		drain_step(a);
 	publish_http(a);
 	return 0;
-}
-
-static bool
-t_ready(void *ctx)
-{
-	struct adapter *a = ctx;
-	return bus_connected(a->bus) && !bus_blocked(a->bus);
-}
-
-static int
-t_stop(void *ctx)
-{
-	struct adapter *a = ctx;
-	return bus_cancel(a->bus);
-}
-
-static size_t
-t_unconfirmed(void *ctx)
-{
-	struct adapter *a = ctx;
-	return bus_unconfirmed(a->bus) + bundler_rows_extra(a->bundler);
 }
 
 struct reload_ctx {
@@ -986,8 +901,8 @@ open_bus(struct adapter *a, const struct orch_daemon_config *cfg)
 	for (size_t i = 0; i < t.topo.nqueues; i++)
 		if (t.qs[i].stream && cfg->audit_max_age != NULL)
 			t.qs[i].max_age = cfg->audit_max_age;
-	a->bus = bus_open(&bc, err, sizeof(err)); /* copies the topology */
-	if (a->bus == NULL) {
+	a->bl.bus = bus_open(&bc, err, sizeof(err)); /* copies the topology */
+	if (a->bl.bus == NULL) {
 		log_error("%s", err);
 		return -1;
 	}
@@ -1019,13 +934,13 @@ start_loop(struct daemon *d)
 	struct adapter *a = &d->a;
 	const struct durable_transport t = {
 	        .ctx = a,
-	        .publish = t_publish,
+	        .publish = busloop_publish,
 	        .settle = t_settle,
 	        .poll = t_poll,
-	        .stop_consuming = t_stop,
-	        .unconfirmed = t_unconfirmed,
-	        .flush = t_flush,
-	        .ready = t_ready,
+	        .stop_consuming = busloop_stop,
+	        .unconfirmed = busloop_unconfirmed,
+	        .flush = busloop_flush,
+	        .ready = busloop_ready,
 	};
 	const struct durable_config lc = {
 	        .batch_max = d->batch_max,
@@ -1137,15 +1052,15 @@ daemon_start(struct daemon *d, volatile sig_atomic_t *stop)
 		d->batch_max = (size_t)cfg->prefetch * 3;
 	if (open_bus(a, cfg) != 0)
 		return -1;
-	a->bundler = bundler_new((size_t)cfg->bundle);
+	a->bl.bundler = bundler_new((size_t)cfg->bundle);
 	a->presence = presence_new();
-	if (a->bundler == NULL || a->presence == NULL) {
+	if (a->bl.bundler == NULL || a->presence == NULL) {
 		log_error("out of memory");
 		return -1;
 	}
 	if (start_http(a, cfg->http) != 0)
 		return -1;
-	if (bus_connect(a->bus, err, sizeof(err)) != 0)
+	if (bus_connect(a->bl.bus, err, sizeof(err)) != 0)
 		log_warnx("cannot connect yet (%s); retrying", err);
 	return start_loop(d) == 0 && start_console(d) == 0 ? 0 : -1;
 }
@@ -1156,7 +1071,7 @@ delete_queues(const struct adapter *a)
 {
 	for (size_t i = 0; i < ARRAY_LEN(orch_consumed); i++) {
 		const char *q = topo_name(a, orch_consumed[i]);
-		if (bus_queue_delete(a->bus, q, true) != 0)
+		if (bus_queue_delete(a->bl.bus, q, true) != 0)
 			log_warnx("cannot delete %s: delete it by hand once "
 			          "empty",
 			          q);
@@ -1198,9 +1113,9 @@ daemon_release(struct daemon *d)
 	orch_free(a->o);
 	otlp_stop(a->otlp); /* posts the spans still queued */
 	orch_metrics_free(a->m);
-	bus_close(a->bus);
-	held_clear(&a->held);
-	bundler_free(a->bundler);
+	bus_close(a->bl.bus);
+	busloop_clear(&a->bl);
+	bundler_free(a->bl.bundler);
 	presence_free(a->presence);
 	registry_free(d->reg);
 	store_close(a->st);

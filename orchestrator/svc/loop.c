@@ -297,6 +297,10 @@ scan_row(void *arg, const struct store_outbox *m)
 	        .len = m->body_len,
 	        .created_ms = m->created_ms,
 	};
+	/* a command: unroutable is an answer, and the commands one pass
+	 * makes ready for a queue may go as one bundle */
+	dm.mandatory = dm.bundle =
+	        strcmp(m->exchange, ORCH_EXCHANGE_COMMANDS) == 0;
 	return s->fn(s->arg, &dm);
 }
 

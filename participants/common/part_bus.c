@@ -9,6 +9,7 @@
  */
 #include "part_bus.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 
 #include "bundler.h"
 #include "bus.h"
+#include "busloop.h"
 #include "clock.h"
 #include "envelope.h"
 #include "held.h"
@@ -34,11 +36,8 @@ _Static_assert(MAX_QUEUES + 1 <= BUS_MAX_CONSUME,
                "the bus consumes them all, and a stream");
 
 struct part_bus {
+	struct busloop bl; /* first: the transport's ctx is the part_bus */
 	const struct part_config *cfg;
-	struct bus *bus;
-	struct durable *d;
-	struct bundler *bundler;
-	struct held_set held;              /* until settled */
 	struct presence_announce presence; /* name "" when not announcing */
 	int64_t announced_ms;              /* mono */
 	bool unbound;                      /* unbind_old has run */
@@ -52,6 +51,9 @@ struct part_bus {
 	int64_t (*resume)(void *);
 	void *resume_arg;
 };
+
+_Static_assert(offsetof(struct part_bus, bl) == 0,
+               "busloop's functions take the part_bus as their ctx");
 
 /* ---- holding deliveries until they are settled ---- */
 
@@ -68,21 +70,13 @@ hold(struct part_bus *pb, const struct bus_delivery *d, int attempt, bool item)
 	bool shared = pb->cfg->stream != NULL &&
 	              strcmp(nz(d->queue), pb->cfg->stream) == 0;
 	struct held *h =
-	        held_add(&pb->held, d, shared ? pb->cfg->stream_home : NULL);
+	        held_add(&pb->bl.held, d, shared ? pb->cfg->stream_home : NULL);
 
 	if (h == NULL)
 		return -1;
 	h->attempt = attempt;
 	h->item = item;
 	return 0;
-}
-
-/* A delivery (or item) is done with: acked, or rejected to its queue's
- * retry route (held.h). */
-static void
-settle_ref(struct part_bus *pb, uint64_t ref, bool reject)
-{
-	held_settle(&pb->held, pb->bundler, pb->bus, ref, reject);
 }
 
 /* A copy of a held delivery (an item alone, as a v1 message) to
@@ -104,11 +98,11 @@ copy_to(struct part_bus *pb, const struct held *h, const char *suffix,
 	m.routing_key = rk;
 	m.error = why;
 	m.attempts = attempts;
-	held_find(&pb->held, ref)->copying = true;
-	if (bus_publish(pb->bus, &m, ref | HELD_COPY_TAG) != 0) {
+	held_find(&pb->bl.held, ref)->copying = true;
+	if (bus_publish(pb->bl.bus, &m, ref | HELD_COPY_TAG) != 0) {
 		log_error("cannot copy %s to %s: invalid message; acked",
 		          m.message_id, rk);
-		settle_ref(pb, ref, false);
+		busloop_settle(&pb->bl, ref, false);
 	}
 	envelope_clear(&e);
 }
@@ -130,10 +124,10 @@ t_unsettled_floor(void *ctx)
 	const struct part_bus *pb = ctx;
 	int64_t floor = INT64_MAX;
 
-	for (size_t i = 0; i < pb->held.n; i++)
-		if (pb->held.v[i].copying && pb->held.v[i].offset >= 0 &&
-		    pb->held.v[i].offset < floor)
-			floor = pb->held.v[i].offset;
+	for (size_t i = 0; i < pb->bl.held.n; i++)
+		if (pb->bl.held.v[i].copying && pb->bl.held.v[i].offset >= 0 &&
+		    pb->bl.held.v[i].offset < floor)
+			floor = pb->bl.held.v[i].offset;
 	return floor;
 }
 
@@ -167,96 +161,31 @@ static int
 t_settle(void *ctx, uint64_t ref, enum durable_verdict v, const char *why)
 {
 	struct part_bus *pb = ctx;
-	const struct held *h = held_find(&pb->held, ref);
+	const struct held *h = held_find(&pb->bl.held, ref);
 
 	if (v == DURABLE_DONE || h == NULL) {
 		if (v != DURABLE_DONE) /* no copy (out of memory) */
 			log_error("out of memory: a delivery goes round "
 			          "the retry queue instead: %s",
 			          why);
-		settle_ref(pb, ref, v != DURABLE_DONE);
+		busloop_settle(&pb->bl, ref, v != DURABLE_DONE);
 	} else if (v == DURABLE_REJECT) {
 		dead_letter(pb, h, why);
 	} else if (!h->item && h->offset < 0) {
-		settle_ref(pb, ref, true); /* Q -> Q.retry -> Q */
+		busloop_settle(&pb->bl, ref, true); /* Q -> Q.retry -> Q */
 	} else { /* an item, or from a stream: a copy, attempts in a header */
 		copy_to(pb, h, "retry", NULL, h->attempt);
 	}
 	return 0;
 }
 
-static int
-publish_fn(void *arg, const struct bus_message *m, uint64_t tag)
-{
-	struct part_bus *pb = arg;
-	return bus_publish(pb->bus, m, tag);
-}
-
-static int
-t_publish(void *ctx, const struct durable_msg *m, uint64_t tag)
-{
-	struct part_bus *pb = ctx;
-	struct bus_message bm = {
-	        .exchange = m->exchange,
-	        .routing_key = m->routing_key,
-	        .message_id = m->message_id,
-	        .correlation_id = m->correlation_id,
-	        .type = m->type,
-	        .reply_to = m->reply_to,
-	        .traceparent = m->traceparent,
-	        .timestamp_ms = m->created_ms,
-	        .expiration_ms = m->expiration_ms,
-	        .body = m->body,
-	        .len = m->len,
-	};
-	if (m->bundle &&
-	    bundler_hold(pb->bundler, &bm, tag, publish_fn, pb) == 0)
-		return 0; /* goes out at t_flush, maybe with others */
-	if (bus_publish(pb->bus, &bm, tag) == 0)
-		return 0;
-	/* it can never be published: the row goes as if unroutable */
-	log_error("cannot publish %s (%s): invalid message; dropped", m->type,
-	          m->message_id);
-	durable_confirmed(pb->d, tag, DURABLE_RETURNED);
-	return 0;
-}
-
-static void
-t_flush(void *ctx)
-{
-	struct part_bus *pb = ctx;
-	bundler_flush(pb->bundler, publish_fn, pb);
-}
-
-static void
-row_confirmed(void *arg, uint64_t tag)
-{
-	struct part_bus *pb = arg;
-	durable_confirmed(pb->d, tag, DURABLE_ACK);
-}
-
-static void
-row_returned(void *arg, uint64_t tag)
-{
-	struct part_bus *pb = arg;
-	durable_confirmed(pb->d, tag, DURABLE_RETURNED);
-}
-
 static void
 on_confirm(void *arg, uint64_t tag, enum bus_confirm c)
 {
 	struct part_bus *pb = arg;
-	void (*row)(void *, uint64_t) =
-	        c == BUS_ACK ? row_confirmed : row_returned;
 
-	if (tag == 0) /* a presence announcement */
-		return;
-	if (tag & HELD_COPY_TAG) { /* the copy is safe: drop the original */
-		settle_ref(pb, tag & ~HELD_COPY_TAG, false);
-		return;
-	}
-	if (bundler_confirmed(pb->bundler, tag, row, pb) == 0)
-		row(pb, tag); /* a row published alone */
+	if (tag != 0) /* 0: a presence announcement */
+		busloop_confirmed(&pb->bl, tag, c);
 }
 
 /* A bundle of commands: each item goes to the loop as a delivery of its
@@ -275,13 +204,13 @@ on_bundle(struct part_bus *pb, const struct bus_delivery *d)
 		if (hold(pb, d, attempt, false) != 0) {
 			log_error("out of memory: a bad bundle goes round "
 			          "the retry queue");
-			bus_reject(pb->bus, d->ref, false);
+			bus_reject(pb->bl.bus, d->ref, false);
 			return;
 		}
-		dead_letter(pb, held_find(&pb->held, d->ref), why);
+		dead_letter(pb, held_find(&pb->bl.held, d->ref), why);
 		return;
 	}
-	if (bundler_items(pb->bundler, d->ref, b.n, &first) != 0) {
+	if (bundler_items(pb->bl.bundler, d->ref, b.n, &first) != 0) {
 		log_error("out of memory: a bundle waits for redelivery");
 		envelope_bundle_clear(&b);
 		return;
@@ -307,7 +236,7 @@ on_bundle(struct part_bus *pb, const struct bus_delivery *d)
 		if (hold(pb, &item, attempt, true) != 0)
 			log_error("out of memory: a refused item would go "
 			          "round the retry queue");
-		durable_deliver(pb->d, &dd);
+		durable_deliver(pb->bl.d, &dd);
 	}
 	envelope_bundle_clear(&b);
 }
@@ -340,7 +269,7 @@ on_delivery(void *arg, const struct bus_delivery *d)
 	if (hold(pb, d, attempt, false) != 0)
 		log_error("out of memory: a refused message would go round "
 		          "the retry queue");
-	durable_deliver(pb->d, &dd);
+	durable_deliver(pb->bl.d, &dd);
 }
 
 /* ---- topology and presence ---- */
@@ -427,8 +356,8 @@ part_bus_open(struct part_bus *p, char *err, size_t errlen)
 	bc.nconsume = p->nconsume;
 	bc.start = start_at;
 	bc.start_arg = p;
-	p->bus = bus_open(&bc, err, errlen);
-	return p->bus != NULL ? 0 : -1;
+	p->bl.bus = bus_open(&bc, err, errlen);
+	return p->bl.bus != NULL ? 0 : -1;
 }
 
 /* Is q one of the daemon's work queues? */
@@ -494,7 +423,7 @@ announce(struct part_bus *p)
 	size_t len = 0;
 	int64_t now = clock_wall_ms();
 
-	if (p->presence.name[0] == '\0' || !bus_connected(p->bus) ||
+	if (p->presence.name[0] == '\0' || !bus_connected(p->bl.bus) ||
 	    clock_mono_ms() - p->announced_ms < PRESENCE_INTERVAL_MS)
 		return;
 	p->announced_ms = clock_mono_ms();
@@ -513,7 +442,7 @@ announce(struct part_bus *p)
 	m.expiration_ms = PRESENCE_TTL_MS;
 	m.body = body;
 	m.len = len;
-	if (bus_publish(p->bus, &m, 0) != 0)
+	if (bus_publish(p->bl.bus, &m, 0) != 0)
 		log_warnx("cannot announce presence");
 	free(body);
 	envelope_clear(&e);
@@ -527,12 +456,12 @@ unbind_old(struct part_bus *pb)
 {
 	const struct part_config *cfg = pb->cfg;
 
-	if (pb->unbound || !bus_connected(pb->bus))
+	if (pb->unbound || !bus_connected(pb->bl.bus))
 		return;
 	pb->unbound = true;
 	for (size_t i = 0; i < cfg->nunbindings; i++) {
 		const struct bus_binding *b = &cfg->unbindings[i];
-		if (bus_unbind(pb->bus, b->exchange, b->queue, b->key) != 0)
+		if (bus_unbind(pb->bl.bus, b->exchange, b->queue, b->key) != 0)
 			log_warnx("cannot remove the binding %s -> %s (%s) an "
 			          "earlier version made (the reason is logged "
 			          "above); remove it by hand",
@@ -546,34 +475,13 @@ t_poll(void *ctx, struct durable *d, int timeout_ms)
 	struct part_bus *pb = ctx;
 	struct bus_handlers h = {on_delivery, on_confirm, pb};
 
-	pb->d = d;
-	bus_poll(pb->bus, timeout_ms, &h);
+	pb->bl.d = d;
+	bus_poll(pb->bl.bus, timeout_ms, &h);
 	unbind_old(pb);
 	announce(pb);
 	if (pb->on_poll != NULL)
 		pb->on_poll(pb->on_poll_arg);
 	return 0;
-}
-
-static bool
-t_ready(void *ctx)
-{
-	const struct part_bus *pb = ctx;
-	return bus_connected(pb->bus) && !bus_blocked(pb->bus);
-}
-
-static int
-t_stop(void *ctx)
-{
-	struct part_bus *pb = ctx;
-	return bus_cancel(pb->bus);
-}
-
-static size_t
-t_unconfirmed(void *ctx)
-{
-	const struct part_bus *pb = ctx;
-	return bus_unconfirmed(pb->bus) + bundler_rows_extra(pb->bundler);
 }
 
 /* ---- set-up ---- */
@@ -585,8 +493,8 @@ part_bus_new(const struct part_config *cfg, struct durable_transport *t,
 	struct part_bus *pb = calloc(1, sizeof(*pb));
 
 	if (pb != NULL)
-		pb->bundler = bundler_new(ENVELOPE_BUNDLE_MAX);
-	if (pb == NULL || pb->bundler == NULL) {
+		pb->bl.bundler = bundler_new(ENVELOPE_BUNDLE_MAX);
+	if (pb == NULL || pb->bl.bundler == NULL) {
 		free(pb);
 		snprintf(err, errlen, "out of memory");
 		return NULL;
@@ -595,13 +503,13 @@ part_bus_new(const struct part_config *cfg, struct durable_transport *t,
 	presence_init(pb);
 	*t = (struct durable_transport){
 	        .ctx = pb,
-	        .publish = t_publish,
+	        .publish = busloop_publish,
 	        .settle = t_settle,
 	        .poll = t_poll,
-	        .stop_consuming = t_stop,
-	        .unconfirmed = t_unconfirmed,
-	        .ready = t_ready,
-	        .flush = t_flush,
+	        .stop_consuming = busloop_stop,
+	        .unconfirmed = busloop_unconfirmed,
+	        .ready = busloop_ready,
+	        .flush = busloop_flush,
 	        .unsettled_floor =
 	                cfg->stream != NULL ? t_unsettled_floor : NULL,
 	};
@@ -611,7 +519,7 @@ part_bus_new(const struct part_config *cfg, struct durable_transport *t,
 void
 part_bus_attach(struct part_bus *pb, struct durable *d)
 {
-	pb->d = d;
+	pb->bl.d = d;
 }
 
 void
@@ -624,7 +532,7 @@ part_bus_resume(struct part_bus *pb, int64_t (*next)(void *), void *arg)
 int
 part_bus_connect(struct part_bus *pb, char *err, size_t errlen)
 {
-	if (bus_connect(pb->bus, err, errlen) != 0)
+	if (bus_connect(pb->bl.bus, err, errlen) != 0)
 		return -1;
 	unbind_old(pb);
 	return 0;
@@ -633,13 +541,13 @@ part_bus_connect(struct part_bus *pb, char *err, size_t errlen)
 uint64_t
 part_bus_reconnects(const struct part_bus *pb)
 {
-	return pb->bus != NULL ? bus_stats(pb->bus)->reconnects : 0;
+	return pb->bl.bus != NULL ? bus_stats(pb->bl.bus)->reconnects : 0;
 }
 
 bool
 part_bus_connected(const struct part_bus *pb)
 {
-	return pb->bus != NULL && bus_connected(pb->bus);
+	return pb->bl.bus != NULL && bus_connected(pb->bl.bus);
 }
 
 long long
@@ -648,7 +556,7 @@ part_bus_queue_depth(struct part_bus *pb, const char *queue)
 	uint32_t messages, consumers;
 
 	if (!part_bus_connected(pb) ||
-	    bus_queue_info(pb->bus, queue, &messages, &consumers) != 0)
+	    bus_queue_info(pb->bl.bus, queue, &messages, &consumers) != 0)
 		return -1;
 	return messages;
 }
@@ -665,8 +573,8 @@ part_bus_free(struct part_bus *pb)
 {
 	if (pb == NULL)
 		return;
-	bus_close(pb->bus);
-	held_clear(&pb->held);
-	bundler_free(pb->bundler);
+	bus_close(pb->bl.bus);
+	busloop_clear(&pb->bl);
+	bundler_free(pb->bl.bundler);
 	free(pb);
 }

@@ -720,6 +720,95 @@ test_paths_and_bad_input(void)
 	close_world(&w, "orch-paths", url);
 }
 
+/* An order just under the bus's 16 MiB limit for a message: its events,
+ * which carry the whole order and a few fields more, can never be
+ * published. Each is dropped with its reason, and the sagas behind it
+ * are not held up: the outbox goes on past the row. */
+/* ord-i with `n` notes of NOTE bytes and one of `pad` (256..65535: the
+ * same msgpack header): e is filled */
+#define NOTE 60000
+static void
+huge_envelope(struct envelope *e, const char *id, size_t n, size_t pad,
+              const char *text)
+{
+	struct value notes = VALUE_NIL_INIT, s = VALUE_NIL_INIT;
+
+	testorder_envelope(e, &(struct testorder){.id = id});
+	value_set_array(&notes);
+	for (size_t k = 0; k <= n; k++) {
+		CHECK(value_set_strn(&s, text, k < n ? NOTE : pad) == 0);
+		CHECK(value_array_push(&notes, &s) == 0);
+	}
+	CHECK(value_map_put(&e->payload, "notes", &notes) == 0);
+}
+
+/* An order.created of exactly `target` bytes. */
+static void
+post_huge_order(struct world *w, int i, size_t target)
+{
+	struct envelope e;
+	size_t n = (target - 35000) / (NOTE + 3), len = 0;
+	char id[32], *body = NULL, *text = malloc(2 * NOTE);
+
+	CHECK(text != NULL);
+	memset(text, 'n', 2 * NOTE);
+	snprintf(id, sizeof(id), "ord-%d", i);
+	huge_envelope(&e, id, n, 1000, text);
+	CHECK(envelope_encode(&e, &body, &len) == 0 && len <= target);
+	free(body);
+	envelope_clear(&e);
+	/* the last note grows by what is missing */
+	huge_envelope(&e, id, n, 1000 + (target - len), text);
+	CHECK(envelope_encode(&e, &body, &len) == 0);
+	CHECK_EQ(len, target);
+	free(body);
+	CHECK(testorder_publish(w->bus, &e, NULL) == 0);
+	envelope_clear(&e);
+	free(text);
+}
+
+static void
+test_unpublishable_event(void)
+{
+	struct orch_proc p;
+	struct world w;
+	char *url = NULL, *log;
+	size_t loglen = 0;
+
+	CHECK(own_world(&p, &w, "orch-huge", 10, &url) == 0);
+	CHECK(orch_start(&p, url) == 0);
+	CHECK(wait_ready(&w) == 0);
+	post_huge_order(&w, 0, (16u << 20) - 16);
+	for (int i = 1; i < 10; i++)
+		post_order(&w, i, "card", NULL);
+	for (int t = 0; t < 300 && finals(&w, 10) < 9; t++)
+		pump(&w, 100);
+	for (int i = 1; i < 10; i++)
+		CHECK_MSG(w.completed[i] == 1, "ord-%d: completed %d", i,
+		          w.completed[i]);
+	/* its own saga goes on without its events */
+	for (int t = 0;
+	     t < 100 && db_count(p.db, "SELECT count(*) FROM sagas "
+	                               "WHERE status = 'completed'") < 10;
+	     t++)
+		pump(&w, 100);
+	CHECK_EQ(db_count(p.db, "SELECT count(*) FROM sagas WHERE id = 'ord-0' "
+	                        "AND status = 'completed'"),
+	         1);
+	CHECK_EQ(orch_stop(&p, SIGTERM), 0);
+	/* the dropped rows went with the confirmed ones */
+	CHECK_EQ(db_count(p.db, "SELECT count(*) FROM outbox"), 0);
+	log = testutil_slurp(p.log, &loglen);
+	CHECK(log != NULL);
+	CHECK_MSG(log != NULL &&
+	                  strstr(log, "cannot publish order.inventory_checked "
+	                              "(ord-0:") != NULL &&
+	                  strstr(log, "16777216 a message may have") != NULL,
+	          "%s", log != NULL ? log : "");
+	free(log);
+	close_world(&w, "orch-huge", url);
+}
+
 /* Participants that answer in bundles (as ours do to bundled commands):
  * each item is a reply of its own to the loop. Every saga completes, and
  * an item that cannot be decoded goes to orchestrator.dlq alone, with its
@@ -1166,6 +1255,8 @@ main(void)
 	RUN(test_check_mode_and_bad_flags);
 	RUN(test_paths_and_bad_input);
 	RUN(test_reply_bundles);
+	kill_running();
+	RUN(test_unpublishable_event);
 	kill_running();
 	RUN(test_sighup_broken_chart_keeps_old);
 	testutil_kill_all();

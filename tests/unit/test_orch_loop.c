@@ -5,7 +5,8 @@
  * goes on, nothing is acknowledged when a commit fails (SQLITE_FULL) and
  * the batch goes through once there is room, timers drive retries, and
  * after a "crash" (everything closed without draining) the outbox is
- * published again and the inbox drops the redeliveries. The mailbox:
+ * published again and the inbox drops the redeliveries; a row the
+ * transport can never send is dropped and the rest go on. The mailbox:
  * another thread's operator requests are applied at the loop's next turn
  * and answered after the commit, or withdrawn when the loop does not take
  * them in time. Operator requests over AMQP are taken only from the
@@ -36,6 +37,7 @@ struct sent {
 	size_t len;
 	uint64_t tag;
 	bool confirmed;
+	bool mandatory, bundle; /* as the row asked */
 };
 
 struct incoming {
@@ -57,9 +59,11 @@ struct mem {
 	size_t nacked, nrejected;
 	uint64_t next_ref;
 	bool fail_publish;
-	bool down;          /* ready() says the broker is away */
-	bool hold_confirms; /* the broker confirms nothing yet */
-	int last_timeout;   /* what the loop last asked poll to wait */
+	const char *refuse_type; /* rows of this type: REFUSED (too large) */
+	struct durable *loop;    /* as the last poll saw it */
+	bool down;               /* ready() says the broker is away */
+	bool hold_confirms;      /* the broker confirms nothing yet */
+	int last_timeout;        /* what the loop last asked poll to wait */
 };
 
 static int
@@ -69,6 +73,10 @@ mem_publish(void *ctx, const struct durable_msg *m, uint64_t tag)
 	struct sent *s;
 	if (b->fail_publish || b->nsent == MAXMSG)
 		return -1;
+	if (b->refuse_type != NULL && strcmp(m->type, b->refuse_type) == 0) {
+		durable_confirmed(b->loop, tag, DURABLE_REFUSED);
+		return 0;
+	}
 	s = &b->sent[b->nsent++];
 	memset(s, 0, sizeof(*s));
 	snprintf(s->exchange, sizeof(s->exchange), "%s", m->exchange);
@@ -79,6 +87,8 @@ mem_publish(void *ctx, const struct durable_msg *m, uint64_t tag)
 	memcpy(s->body, m->body, m->len);
 	s->len = m->len;
 	s->tag = tag;
+	s->mandatory = m->mandatory;
+	s->bundle = m->bundle;
 	return 0;
 }
 
@@ -99,6 +109,7 @@ static int
 mem_poll(void *ctx, struct durable *l, int timeout_ms)
 {
 	struct mem *b = ctx;
+	b->loop = l;
 	b->last_timeout = timeout_ms;
 	for (size_t i = 0; !b->hold_confirms && i < b->nsent; i++) {
 		if (!b->sent[i].confirmed) {
@@ -450,6 +461,34 @@ test_paths(void)
 	CHECK_EQ(count(&w, "SELECT count(*) FROM outbox"), 0);
 	CHECK_EQ(w.bus->nrejected, 0);
 	CHECK_EQ(w.bus->nacked, w.bus->nin);
+	world_free(&w);
+}
+
+/* A row the transport can never send (larger than a message may be) is
+ * dropped: the rows after it go out, its saga goes on. Commands are
+ * published mandatory and may be bundled; events neither. */
+static void
+test_refused_row_dropped(void)
+{
+	struct world w;
+	CHECK(world_init(&w) == 0);
+	w.bus->refuse_type = "order.inventory_checked";
+	push_order(w.bus, "huge-1", "card", 1000, "india", NULL);
+	push_order(w.bus, "card-2", "card", 1000, "india", NULL);
+	run(&w, happy, clock_wall_ms(), 12);
+	CHECK_STR(status_of(&w, "huge-1"), "completed");
+	CHECK_STR(status_of(&w, "card-2"), "completed");
+	CHECK_EQ(sent_count(w.bus, "order.inventory_checked", NULL), 0);
+	CHECK_EQ(sent_count(w.bus, "order.completed", NULL), 2);
+	for (size_t i = 0; i < w.bus->nsent; i++) {
+		const struct sent *m = &w.bus->sent[i];
+		bool command = strcmp(m->exchange, "saga.commands") == 0;
+		CHECK_MSG(m->mandatory == command && m->bundle == command,
+		          "%s to %s: mandatory %d bundle %d", m->type,
+		          m->exchange, m->mandatory, m->bundle);
+	}
+	loop_flush(w.l, clock_wall_ms());
+	CHECK_EQ(count(&w, "SELECT count(*) FROM outbox"), 0);
 	world_free(&w);
 }
 
@@ -983,6 +1022,7 @@ main(void)
 {
 	log_init("test", getenv("TEST_DEBUG") ? LOG_INFO : LOG_WARN);
 	RUN(test_paths);
+	RUN(test_refused_row_dropped);
 	RUN(test_duplicates_and_garbage);
 	RUN(test_cancel_on_orders_queue);
 	RUN(test_operator_requests);

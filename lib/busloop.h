@@ -1,0 +1,76 @@
+/* busloop.h -- the durable loop's transport on lib/bus: the part every
+ * daemon's adapter shares (the orchestrator's daemon.c, the participants'
+ * part_bus.c). Outbox rows go out, alone or held for a bundle; the
+ * broker's answers come back to the loop row by row; held deliveries
+ * are settled. What differs between daemons (what they consume, how a
+ * delivery becomes the loop's, where a refused one goes) stays in their
+ * adapters.
+ *
+ * The adapter embeds a struct busloop as its FIRST member, so one
+ * pointer is the transport's ctx for these functions and for its own:
+ *
+ *   struct adapter { struct busloop bl; ... };
+ *   struct durable_transport t = {
+ *           .ctx = a, .publish = busloop_publish,
+ *           .flush = busloop_flush, .ready = busloop_ready,
+ *           .stop_consuming = busloop_stop,
+ *           .unconfirmed = busloop_unconfirmed,
+ *           .poll = own_poll, .settle = own_settle};
+ *
+ * The adapter's poll sets bl.d (the loop) before it polls the bus, and
+ * its on_confirm hands every tag that is not its own to
+ * busloop_confirmed.
+ *
+ * Rows: a row is published mandatory when durable_msg.mandatory (a
+ * command: nobody bound is an answer the loop must hear), and may wait
+ * in the bundler for the flush when durable_msg.bundle. A row the bus can
+ * never take (bus_message_fits: larger than its max_body, a name over
+ * AMQP's 255 bytes) is logged with its type, id and size and given back
+ * to the loop as DURABLE_REFUSED, which drops it: the loop publishes in
+ * seq order, so keeping it would hold up every row after it, every saga's
+ * commands and events, for good. Any other failure (out of memory) is
+ * the loop's "not sent": it tries again at its next turn.
+ *
+ * Ownership: the adapter owns bus and bundler (it opens and frees them);
+ * the held set is the busloop's, freed by busloop_clear.
+ */
+#ifndef SAGA_BUSLOOP_H
+#define SAGA_BUSLOOP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bundler.h"
+#include "bus.h"
+#include "durable.h"
+#include "held.h"
+
+struct busloop {
+	struct bus *bus;
+	struct bundler *bundler;
+	struct durable *d;    /* the loop, as the adapter's poll last saw it */
+	struct held_set held; /* deliveries until settled */
+};
+
+/* struct durable_transport's functions; ctx points at a struct busloop
+ * (the adapter, whose first member it is). */
+int busloop_publish(void *ctx, const struct durable_msg *m, uint64_t tag);
+void busloop_flush(void *ctx);
+bool busloop_ready(void *ctx);
+int busloop_stop(void *ctx);
+size_t busloop_unconfirmed(void *ctx);
+
+/* The broker's answer for a tag that is not the adapter's own: a held
+ * copy's (HELD_COPY_TAG) settles its original; an outbox row's, alone or
+ * in a bundle, goes to the loop (BUS_ACK as DURABLE_ACK, BUS_RETURNED as
+ * DURABLE_RETURNED). */
+void busloop_confirmed(struct busloop *bl, uint64_t tag, enum bus_confirm c);
+
+/* Settles a held delivery (held.h's held_settle): acked, or rejected. */
+void busloop_settle(struct busloop *bl, uint64_t ref, bool reject);
+
+/* Drops every held delivery (the adapter's close). */
+void busloop_clear(struct busloop *bl);
+
+#endif

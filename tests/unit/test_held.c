@@ -2,8 +2,8 @@
  * (the bus reuses its buffers), "" stands for what it did not carry, the
  * queue can be replaced (a shared stream's copies go to its home queue),
  * a dropped copy leaves the others findable, and a held delivery becomes
- * its copy's message with its own properties, or a bundle's item with
- * its envelope's. */
+ * its copy's message with its own properties, or a bundle's item (or a
+ * delivery without a message id) with its envelope's. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -182,6 +182,45 @@ test_message_of_an_item(void)
 	held_clear(&s);
 }
 
+/* A whole delivery that came without a message id (any client may send
+ * one): its envelope's id and time stand in, its own properties stay. */
+static void
+test_message_without_an_id(void)
+{
+	struct held_set s = {0};
+	struct envelope src, e;
+	struct bus_delivery d;
+	struct bus_message m;
+	char *buf = NULL, none[] = "";
+	size_t len = 0;
+
+	envelope_init(&src);
+	snprintf(src.id, sizeof(src.id), "cmd-3");
+	snprintf(src.saga, sizeof(src.saga), "order-3");
+	snprintf(src.type, sizeof(src.type), "inventory.reserve");
+	snprintf(src.step, sizeof(src.step), "reserve");
+	src.ts = 1700000000555;
+	CHECK(envelope_encode(&src, &buf, &len) == 0);
+	d = delivery(9, none);
+	d.message_id = NULL;
+	d.reply_to = "orchestrator";
+	d.body = buf;
+	d.len = len;
+	CHECK(held_add(&s, &d, NULL) != NULL);
+	held_message(held_find(&s, 9), &e, &m);
+	CHECK_STR(m.message_id, "cmd-3");
+	CHECK_STR(m.correlation_id, "order-3");
+	CHECK_STR(m.type, "inventory.reserve");
+	CHECK_STR(m.reply_to, "orchestrator");
+	CHECK_STR(m.content_type, "application/msgpack");
+	CHECK_EQ(m.timestamp_ms, 1700000000555);
+	CHECK(m.len == len && memcmp(m.body, buf, len) == 0);
+	envelope_clear(&e);
+	envelope_clear(&src);
+	free(buf);
+	held_clear(&s);
+}
+
 int
 main(void)
 {
@@ -190,5 +229,6 @@ main(void)
 	RUN(test_drop_keeps_the_rest);
 	RUN(test_message_of_a_delivery);
 	RUN(test_message_of_an_item);
+	RUN(test_message_without_an_id);
 	return check_summary();
 }

@@ -104,7 +104,8 @@ struct adapter {
 };
 
 /* Tags of dead-letter copies are HELD_COPY_TAG | ref (held.h); outbox
- * tags are seqs; the ring-change notice has the next bit. */
+ * tags are seqs; the ring-change notice's is NOTICE_TAG alone (a copy's
+ * may have that bit as well: a bundle item's ref sets it). */
 #define NOTICE_TAG (UINT64_C(1) << 62)
 _Static_assert((NOTICE_TAG & (HELD_COPY_TAG | BUNDLER_TAG)) == 0,
                "the notice's tag is told apart from copies and bundles");
@@ -451,7 +452,7 @@ on_confirm(void *arg, uint64_t tag, enum bus_confirm c)
 {
 	struct adapter *a = arg;
 
-	if (tag & NOTICE_TAG) { /* every shard has heard: leave the ring */
+	if (tag == NOTICE_TAG) { /* every shard has heard: leave the ring */
 		if (a->drain == DRAIN_ANNOUNCED)
 			a->drain = DRAIN_UNBIND;
 		return;

@@ -883,6 +883,10 @@ test_reply_bundles(void)
 	fprintf(stderr, "     %zu sagas, %zu bundles of replies\n", n,
 	        w.bundles_sent);
 	CHECK_EQ(orch_stop(&p, SIGTERM), 0);
+	/* every bundle was acked, those with a dead-lettered item too:
+	 * none went back to the queue when the orchestrator left */
+	CHECK(bus_queue_info(w.bus, "orchestrator.replies", &msgs, &cons) == 0);
+	CHECK_EQ(msgs, 0);
 	close_world(&w, "orch-bundles", url);
 }
 

@@ -354,7 +354,8 @@ commit_step(struct orch *o, const struct chart *c, const struct saga *before,
             const char *message_id, const char *actor, const char *reason,
             const char *trace, int64_t now)
 {
-	if (store_saga_put(o->st, c, s, trace) != 0)
+	if (store_saga_put(o->st, c, s, trace,
+	                   before != NULL && before->status == s->status) != 0)
 		return store_failed(o);
 	if (history(o, c, s, kind, out->note, message_id, actor, reason, now))
 		return -1;

@@ -42,6 +42,17 @@ static const char *const stmt_sql[ST__COUNT] = {
                 "state = excluded.state, phase = excluded.phase, attempt = "
                 "excluded.attempt, record = excluded.record, state_entered_at "
                 "= excluded.state_entered_at, updated_at = excluded.updated_at",
+        /* the same without status: SQLite rewrites an index entry when a
+         * column of the index is in the SET list, changed or not, and
+         * sagas_by_status_start's would cost a page write a step */
+        [ST_SAGA_PUT_KEEP_STATUS] =
+                "INSERT INTO sagas(id, chart, chart_version, status, state, "
+                "phase, attempt, record, started_at, state_entered_at, "
+                "updated_at, trace) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+                "?10, ?11, ?12) ON CONFLICT(id) DO UPDATE SET "
+                "state = excluded.state, phase = excluded.phase, attempt = "
+                "excluded.attempt, record = excluded.record, state_entered_at "
+                "= excluded.state_entered_at, updated_at = excluded.updated_at",
         [ST_HISTORY_ADD] = "INSERT INTO history(saga_id, at, kind, state, "
                            "status, detail, message_id, actor, reason) "
                            "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -387,12 +398,13 @@ store_saga_get(struct store *st, const char *id, char version[17],
 
 int
 store_saga_put(struct store *st, const struct chart *c, const struct saga *sg,
-               const char *trace)
+               const char *trace, bool status_kept)
 {
 	struct value rec = VALUE_NIL_INIT;
 	char *buf = NULL;
 	size_t len = 0;
-	sqlite3_stmt *s = stmt(st, ST_SAGA_PUT);
+	sqlite3_stmt *s =
+	        stmt(st, status_kept ? ST_SAGA_PUT_KEEP_STATUS : ST_SAGA_PUT);
 	int ret;
 
 	if (s == NULL)

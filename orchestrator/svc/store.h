@@ -91,9 +91,13 @@ int store_saga_get(struct store *st, const char *id, char version[17],
                    struct value *record, char *trace, size_t tracecap,
                    bool *found);
 /* Inserts or updates the saga (its record and the filter columns); trace
- * (or NULL) is the traceparent every message of the saga descends from. */
+ * (or NULL) is the traceparent every message of the saga descends from.
+ * status_kept: the stored saga has s's status already, so an update
+ * leaves the status column alone (and with it the indexes on it, which
+ * SQLite would otherwise rewrite, changed or not); a new saga gets its
+ * status either way. */
 int store_saga_put(struct store *st, const struct chart *c,
-                   const struct saga *s, const char *trace);
+                   const struct saga *s, const char *trace, bool status_kept);
 
 /* Whether saga id exists (*found). */
 int store_saga_exists(struct store *st, const char *id, bool *found);

@@ -141,6 +141,8 @@ metrics_now(struct adapter *a, struct orch_metrics_now *n)
 	        .dead_lettered = ls->dead_lettered,
 	        .published = ls->published,
 	        .amqp_published = bs->published,
+	        .dropped_unroutable = ls->returned,
+	        .dropped_too_large = ls->refused,
 	        .reply_bundles = a->reply_bundles,
 	        .inbox_pruned = ls->inbox_pruned,
 	        .batches = ls->batches,

@@ -21,6 +21,7 @@ enum fam {
 	F_DEAD_LETTERED,
 	F_PUBLISHED,
 	F_AMQP_PUBLISHED,
+	F_DROPPED,
 	F_REPLY_BUNDLES,
 	F_INBOX_PRUNED,
 	F_BATCHES,
@@ -68,6 +69,10 @@ static const struct {
         [F_AMQP_PUBLISHED] = {"amqp_published_total", METRIC_COUNTER,
                               "AMQP messages published (a bundle of "
                               "commands counts once)."},
+        [F_DROPPED] = {"messages_dropped_total", METRIC_COUNTER,
+                       "Commands and events dropped undelivered, by "
+                       "reason: unroutable (no queue bound) or too_large "
+                       "(more than a message may be); each is logged."},
         [F_REPLY_BUNDLES] = {"reply_bundles_total", METRIC_COUNTER,
                              "Bundles of replies received (each item "
                              "counts as a reply)."},
@@ -249,6 +254,10 @@ orch_metrics_render(struct orch_metrics *m, const struct orch_metrics_now *n,
 	set(m, F_DEAD_LETTERED, (double)n->dead_lettered);
 	set(m, F_PUBLISHED, (double)n->published);
 	set(m, F_AMQP_PUBLISHED, (double)n->amqp_published);
+	metrics_set(m->reg, m->f[F_DROPPED], "reason=\"unroutable\"",
+	            (double)n->dropped_unroutable);
+	metrics_set(m->reg, m->f[F_DROPPED], "reason=\"too_large\"",
+	            (double)n->dropped_too_large);
 	set(m, F_REPLY_BUNDLES, (double)n->reply_bundles);
 	set(m, F_INBOX_PRUNED, (double)n->inbox_pruned);
 	set(m, F_BATCHES, (double)n->batches);

@@ -43,6 +43,9 @@ void orch_metrics_on_step(void *m, const char *chart, const char *state,
 struct orch_metrics_now {
 	int64_t outbox_depth;
 	uint64_t duplicates, dead_lettered, published, amqp_published;
+	/* outbox rows dropped undelivered: returned unroutable, or refused
+	 * by the bus (larger than a message may be) */
+	uint64_t dropped_unroutable, dropped_too_large;
 	uint64_t reply_bundles, inbox_pruned, batches, commit_failures;
 	int shard_index, shard_count; /* index 0: unsharded, not shown */
 	uint64_t shard_refused;

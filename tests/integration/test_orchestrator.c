@@ -776,6 +776,7 @@ test_unpublishable_event(void)
 	size_t loglen = 0;
 
 	CHECK(own_world(&p, &w, "orch-huge", 10, &url) == 0);
+	p.http_port = testutil_free_port();
 	CHECK(orch_start(&p, url) == 0);
 	CHECK(wait_ready(&w) == 0);
 	post_huge_order(&w, 0, (16u << 20) - 16);
@@ -795,6 +796,20 @@ test_unpublishable_event(void)
 	CHECK_EQ(db_count(p.db, "SELECT count(*) FROM sagas WHERE id = 'ord-0' "
 	                        "AND status = 'completed'"),
 	         1);
+	{ /* its four events, counted */
+		static const char *const want[] = {
+		        "saga_messages_dropped_total{reason=\"too_large\"} 4\n",
+		        "saga_messages_dropped_total{reason=\"unroutable\"} "
+		        "0\n",
+		        NULL};
+		int sm = 0;
+		char *metrics = testutil_http_until(p.http_port, "/metrics",
+		                                    want, 5000, &sm);
+		CHECK_MSG(metrics != NULL && strstr(metrics, want[0]) != NULL &&
+		                  strstr(metrics, want[1]) != NULL,
+		          "%s", metrics != NULL ? metrics : "");
+		free(metrics);
+	}
 	CHECK_EQ(orch_stop(&p, SIGTERM), 0);
 	/* the dropped rows went with the confirmed ones */
 	CHECK_EQ(db_count(p.db, "SELECT count(*) FROM outbox"), 0);

@@ -20,13 +20,11 @@ refuse(struct busloop *bl, const struct durable_msg *m, uint64_t tag)
 
 	if (m->len > bus_max_body(bl->bus))
 		snprintf(why, sizeof(why),
-		         "%zu bytes, more than the %zu a "
-		         "message may have",
+		         "%zu bytes, more than the %zu a message may have",
 		         m->len, bus_max_body(bl->bus));
 	else
 		snprintf(why, sizeof(why),
-		         "an id missing, or a name over "
-		         "255 bytes");
+		         "an id missing, or a name over 255 bytes");
 	log_error("cannot publish %s (%s) to %s/%s: %s; dropped",
 	          m->type != NULL ? m->type : "a message",
 	          m->message_id != NULL ? m->message_id : "no id",

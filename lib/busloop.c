@@ -52,14 +52,16 @@ busloop_publish(void *ctx, const struct durable_msg *m, uint64_t tag)
 	        .len = m->len,
 	};
 
-	if (!bus_message_fits(bl->bus, &bm)) {
-		refuse(bl, m, tag);
-		return 0;
-	}
-	if (m->bundle &&
+	/* the bundler publishes later: it holds only what the bus takes */
+	if (m->bundle && bus_message_fits(bl->bus, &bm) &&
 	    bundler_hold(bl->bundler, &bm, tag, publish_fn, bl) == 0)
 		return 0; /* goes out at the flush, maybe with others */
-	return bus_publish(bl->bus, &bm, tag);
+	if (bus_publish(bl->bus, &bm, tag) == 0)
+		return 0;
+	if (bus_message_fits(bl->bus, &bm))
+		return -1; /* out of memory: the loop tries at its next turn */
+	refuse(bl, m, tag);
+	return 0;
 }
 
 void
@@ -124,7 +126,11 @@ busloop_settle(struct busloop *bl, uint64_t ref, bool reject)
 }
 
 void
-busloop_clear(struct busloop *bl)
+busloop_close(struct busloop *bl)
 {
+	bus_close(bl->bus);
 	held_clear(&bl->held);
+	bundler_free(bl->bundler);
+	bl->bus = NULL;
+	bl->bundler = NULL;
 }

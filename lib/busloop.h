@@ -31,8 +31,9 @@
  * commands and events, for good. Any other failure (out of memory) is
  * the loop's "not sent": it tries again at its next turn.
  *
- * Ownership: the adapter owns bus and bundler (it opens and frees them);
- * the held set is the busloop's, freed by busloop_clear.
+ * Ownership: the busloop owns its bus, bundler and held deliveries; the
+ * adapter opens the bus and makes the bundler, busloop_close frees all
+ * three.
  */
 #ifndef SAGA_BUSLOOP_H
 #define SAGA_BUSLOOP_H
@@ -70,7 +71,8 @@ void busloop_confirmed(struct busloop *bl, uint64_t tag, enum bus_confirm c);
 /* Settles a held delivery (held.h's held_settle): acked, or rejected. */
 void busloop_settle(struct busloop *bl, uint64_t ref, bool reject);
 
-/* Drops every held delivery (the adapter's close). */
-void busloop_clear(struct busloop *bl);
+/* Closes the bus, drops every held delivery and frees the bundler (the
+ * adapter's close; NULL members are skipped). */
+void busloop_close(struct busloop *bl);
 
 #endif

@@ -1116,9 +1116,7 @@ daemon_release(struct daemon *d)
 	orch_free(a->o);
 	otlp_stop(a->otlp); /* posts the spans still queued */
 	orch_metrics_free(a->m);
-	bus_close(a->bl.bus);
-	busloop_clear(&a->bl);
-	bundler_free(a->bl.bundler);
+	busloop_close(&a->bl);
 	presence_free(a->presence);
 	registry_free(d->reg);
 	store_close(a->st);

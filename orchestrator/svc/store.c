@@ -21,6 +21,18 @@
 extern const struct db_migration orchestrator_migrations[];
 extern const size_t orchestrator_migrations_count;
 
+/* store_saga_put's upsert: what every step sets, and status only when
+ * it changes (ST_SAGA_PUT_KEEP_STATUS leaves it out). */
+#define SAGA_PUT_UPSERT                                                        \
+	"INSERT INTO sagas(id, chart, chart_version, status, state, phase, "   \
+	"attempt, record, started_at, state_entered_at, updated_at, trace) "   \
+	"VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "           \
+	"ON CONFLICT(id) DO UPDATE SET "
+#define SAGA_PUT_STEP                                                          \
+	"state = excluded.state, phase = excluded.phase, attempt = "           \
+	"excluded.attempt, record = excluded.record, state_entered_at = "      \
+	"excluded.state_entered_at, updated_at = excluded.updated_at"
+
 static const char *const stmt_sql[ST__COUNT] = {
         [ST_INBOX_ADD] = "INSERT INTO inbox(message_id, received_at) "
                          "VALUES(?1, ?2) ON CONFLICT DO NOTHING",
@@ -34,25 +46,11 @@ static const char *const stmt_sql[ST__COUNT] = {
         [ST_SAGA_GET] = "SELECT chart_version, record, trace FROM sagas "
                         "WHERE id = ?1",
         [ST_SAGA_PUT] =
-                "INSERT INTO sagas(id, chart, chart_version, status, state, "
-                "phase, attempt, record, started_at, state_entered_at, "
-                "updated_at, trace) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
-                "?10, ?11, ?12) ON CONFLICT(id) DO UPDATE SET status = "
-                "excluded.status, "
-                "state = excluded.state, phase = excluded.phase, attempt = "
-                "excluded.attempt, record = excluded.record, state_entered_at "
-                "= excluded.state_entered_at, updated_at = excluded.updated_at",
+                SAGA_PUT_UPSERT "status = excluded.status, " SAGA_PUT_STEP,
         /* the same without status: SQLite rewrites an index entry when a
          * column of the index is in the SET list, changed or not, and
          * sagas_by_status_start's would cost a page write a step */
-        [ST_SAGA_PUT_KEEP_STATUS] =
-                "INSERT INTO sagas(id, chart, chart_version, status, state, "
-                "phase, attempt, record, started_at, state_entered_at, "
-                "updated_at, trace) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
-                "?10, ?11, ?12) ON CONFLICT(id) DO UPDATE SET "
-                "state = excluded.state, phase = excluded.phase, attempt = "
-                "excluded.attempt, record = excluded.record, state_entered_at "
-                "= excluded.state_entered_at, updated_at = excluded.updated_at",
+        [ST_SAGA_PUT_KEEP_STATUS] = SAGA_PUT_UPSERT SAGA_PUT_STEP,
         [ST_HISTORY_ADD] = "INSERT INTO history(saga_id, at, kind, state, "
                            "status, detail, message_id, actor, reason) "
                            "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",

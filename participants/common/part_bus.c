@@ -573,8 +573,6 @@ part_bus_free(struct part_bus *pb)
 {
 	if (pb == NULL)
 		return;
-	bus_close(pb->bl.bus);
-	busloop_clear(&pb->bl);
-	bundler_free(pb->bl.bundler);
+	busloop_close(&pb->bl);
 	free(pb);
 }

@@ -46,7 +46,9 @@ static const char usage[] =
         "                         [--batch-wait MS] [--prefetch N] "
         "[--reply-key KEY]\n"
         "                         [--bundle N] [--inbox-days N] "
-        "[--shard I/N [--drain]] [--queue-type T]\n"
+        "[--max-order-kib N]\n"
+        "                         [--shard I/N [--drain]] "
+        "[--queue-type T]\n"
         "                         [--otlp-url URL] [--mgmt-url URL] "
         "[--console-users FILE]\n"
         "                         [--console-trust-header NAME] "
@@ -73,6 +75,13 @@ static const char usage[] =
         "  --inbox-days N     keep processed message ids N days for dedup "
         "(default 7;\n"
         "                     0: forever)\n"
+        "  --max-order-kib N  an order (a message on the orders queue) "
+        "larger than N KiB\n"
+        "                     goes to the DLQ with its reason: its events, "
+        "which carry\n"
+        "                     the whole order, must fit in a message "
+        "(default 1024, at most\n"
+        "                     16384, the bus's limit)\n"
         "  --reply-key KEY    routing key of this orchestrator's reply "
         "queue (default orchestrator)\n"
         "  --shard I/N        run shard I of N: orders hashed by id over "
@@ -84,7 +93,11 @@ static const char usage[] =
         "                     this shard owns, then exit 0\n"
         "  --queue-type T     classic or quorum: the type of every queue "
         "it declares\n"
-        "                     (env SAGA_QUEUE_TYPE, default classic)\n"
+        "                     (env SAGA_QUEUE_TYPE, default classic)\n";
+
+/* The rest of the usage: one string would pass the 4095 characters C
+ * promises a literal. */
+static const char usage_services[] =
         "  --otlp-url URL     export spans (OTLP/HTTP JSON, e.g. "
         "http://collector:4318/v1/traces;\n"
         "                     env SAGA_OTLP_URL; default: none): one per "
@@ -134,6 +147,13 @@ static const char usage[] =
         "                     Unset: any user who may write to saga.control\n"
         "  -n                 check the configuration and exit\n";
 
+static void
+print_usage(FILE *f)
+{
+	fputs(usage, f);
+	fputs(usage_services, f);
+}
+
 /* The flags that take a number: where it goes and its bounds. */
 static const struct count_flag {
 	int opt;
@@ -149,6 +169,8 @@ static const struct count_flag {
          offsetof(struct orch_daemon_config, prefetch)},
         {'I', "--inbox-days", "a number of days", 0, 36500,
          offsetof(struct orch_daemon_config, inbox_days)},
+        {'K', "--max-order-kib", "a number of KiB", 1, ORCH_MAX_ORDER_KIB_MAX,
+         offsetof(struct orch_daemon_config, max_order_kib)},
 };
 
 static const struct option options[] = {
@@ -163,6 +185,7 @@ static const struct option options[] = {
         {"reply-key", required_argument, NULL, 'r'},
         {"bundle", required_argument, NULL, 'B'},
         {"inbox-days", required_argument, NULL, 'I'},
+        {"max-order-kib", required_argument, NULL, 'K'},
         {"shard", required_argument, NULL, 'S'},
         {"drain", no_argument, NULL, 'D'},
         {"queue-type", required_argument, NULL, 'q'},
@@ -201,6 +224,7 @@ flags_init(struct flags *f)
 	                        .prefetch = 200,
 	                        .bundle = 64,
 	                        .inbox_days = 7,
+	                        .max_order_kib = ORCH_MAX_ORDER_KIB_DEFAULT,
 	                        .reply_key = "orchestrator",
 	                        .queue_type = getenv("SAGA_QUEUE_TYPE"),
 	                        .otlp_url = getenv("SAGA_OTLP_URL"),
@@ -314,10 +338,10 @@ one_flag(struct flags *f, int opt, const char *arg)
 		f->check_only = 1;
 		break;
 	case 'h':
-		fputs(usage, stdout);
+		print_usage(stdout);
 		return 0;
 	default:
-		fputs(usage, stderr);
+		print_usage(stderr);
 		return 2;
 	}
 	return -1;
@@ -420,7 +444,7 @@ parse_flags(int argc, char **argv, struct flags *f)
 	if (optind != argc) {
 		fprintf(stderr, PROG ": unexpected argument \"%s\"\n",
 		        argv[optind]);
-		fputs(usage, stderr);
+		print_usage(stderr);
 		return 2;
 	}
 	if (f->hash_user != NULL)

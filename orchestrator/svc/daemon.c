@@ -25,6 +25,7 @@
 #include "clock.h"
 #include "daemon.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stddef.h>
@@ -89,6 +90,8 @@ struct adapter {
 	int64_t next_check_ms;
 	int quiet_checks;
 	uint64_t refused;       /* order.created refused by the shard guard */
+	size_t max_order;       /* --max-order-kib, in bytes */
+	uint64_t too_large;     /* orders refused for their size */
 	uint64_t reply_bundles; /* bundles of replies received */
 	bool drained; /* draining found nothing left: delete the queues */
 	struct presence *presence; /* who takes commands (lib/presence.h) */
@@ -138,7 +141,7 @@ metrics_now(struct adapter *a, struct orch_metrics_now *n)
 	*n = (struct orch_metrics_now){
 	        .outbox_depth = -1,
 	        .duplicates = os->duplicates,
-	        .dead_lettered = ls->dead_lettered,
+	        .dead_lettered = ls->dead_lettered + a->too_large,
 	        .published = ls->published,
 	        .amqp_published = bs->published,
 	        .dropped_unroutable = ls->returned,
@@ -324,6 +327,30 @@ guard_order(struct adapter *a, const struct bus_delivery *d)
 	return 1;
 }
 
+/* An order larger than --max-order-kib: 1 if refused (dead-lettered).
+ * Each of its events carries the whole order, so past some size they
+ * could not be published and the saga would run without them (the
+ * loop's DURABLE_REFUSED). Refused at the door instead, with the reason
+ * in the DLQ and the log. */
+static int
+guard_size(struct adapter *a, const struct bus_delivery *d)
+{
+	char why[200];
+
+	if (d->len <= a->max_order)
+		return 0;
+	snprintf(why, sizeof(why),
+	         "%s of %zu bytes is larger than the %zu an order may have "
+	         "(--max-order-kib %zu)",
+	         d->type[0] != '\0' ? d->type : "a message", d->len,
+	         a->max_order, a->max_order / 1024);
+	log_warnx("order %s refused: %s",
+	          d->correlation_id[0] != '\0' ? d->correlation_id : "?", why);
+	a->too_large++;
+	dead_letter(a, d->ref, why);
+	return 1;
+}
+
 /* A bundle of replies: each item goes to the loop as a delivery of its
  * own. One that cannot be decoded goes to the DLQ whole. */
 static void
@@ -438,7 +465,8 @@ on_delivery(void *arg, const struct bus_delivery *d)
 	if (hold(a, d) != 0)
 		log_error("out of memory: a refused message would be "
 		          "dead-lettered without its reason");
-	if (strcmp(d->queue, a->orders_q) == 0 && guard_order(a, d))
+	if (strcmp(d->queue, a->orders_q) == 0 &&
+	    (guard_size(a, d) || guard_order(a, d)))
 		return;
 	if (strcmp(d->queue, a->orders_q) == 0)
 		ld.source = SRC_ORDERS;
@@ -1050,6 +1078,12 @@ daemon_start(struct daemon *d, volatile sig_atomic_t *stop)
 	name_queues(a, cfg->reply_key);
 	a->stop = stop;
 	a->drain = cfg->drain ? DRAIN_ANNOUNCE : DRAIN_NO;
+	assert(cfg->max_order_kib >= 0 &&
+	       cfg->max_order_kib <= ORCH_MAX_ORDER_KIB_MAX);
+	a->max_order =
+	        (size_t)(cfg->max_order_kib > 0 ? cfg->max_order_kib
+	                                        : ORCH_MAX_ORDER_KIB_DEFAULT) *
+	        1024;
 	d->batch_max = (size_t)cfg->batch;
 	if ((size_t)cfg->prefetch * 3 > d->batch_max)
 		d->batch_max = (size_t)cfg->prefetch * 3;

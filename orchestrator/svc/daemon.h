@@ -21,6 +21,11 @@ struct orch_daemon_config {
 	int batch, batch_wait_ms, prefetch;
 	int bundle;     /* commands per message at most (bundler.h); 1: never */
 	int inbox_days; /* keep processed message ids this long; 0: forever */
+	/* a message on the orders queue larger than this many KiB goes to
+	 * the DLQ: each of its events carries the whole order, so one near
+	 * the bus's limit could never be published; ORCH_MAX_ORDER_KIB_DEFAULT
+	 */
+	int max_order_kib;
 	const char *otlp_url; /* export spans there (lib/otlp.h), or NULL */
 	/* the audit stream's retention (x-max-age, audit.h) when the
 	 * orchestrator creates it; NULL: AUDIT_MAX_AGE_DEFAULT */
@@ -39,6 +44,11 @@ struct orch_daemon_config {
 	 * control exchange */
 	const char *operator_user;
 };
+
+/* --max-order-kib: the default leaves an event 15 MiB for what it adds to
+ * the order; the most is the bus's limit for any message (lib/bus.h). */
+#define ORCH_MAX_ORDER_KIB_DEFAULT 1024
+#define ORCH_MAX_ORDER_KIB_MAX     (16 * 1024)
 
 /* Parses a decimal integer in [min, max] into *out. 0, or -1 if s is not
  * one. */

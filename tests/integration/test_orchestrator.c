@@ -720,10 +720,12 @@ test_paths_and_bad_input(void)
 	close_world(&w, "orch-paths", url);
 }
 
-/* An order just under the bus's 16 MiB limit for a message: its events,
- * which carry the whole order and a few fields more, can never be
- * published. Each is dropped with its reason, and the sagas behind it
- * are not held up: the outbox goes on past the row. */
+/* An order just under the bus's 16 MiB limit for a message, let in by
+ * --max-order-kib 16384: its events, which carry the whole order and a
+ * few fields more, can never be published. Each is dropped with its
+ * reason, and the sagas behind it are not held up: the outbox goes on
+ * past the row. (test_order_too_large: the default keeps such orders
+ * out.) */
 /* ord-i with `n` notes of NOTE bytes and one of `pad` (256..65535: the
  * same msgpack header): e is filled */
 #define NOTE 60000
@@ -747,17 +749,21 @@ static void
 post_huge_order(struct world *w, int i, size_t target)
 {
 	struct envelope e;
-	size_t n = (target - 35000) / (NOTE + 3), len = 0;
+	size_t n, len = 0;
 	char id[32], *body = NULL, *text = malloc(2 * NOTE);
 
 	CHECK(text != NULL);
 	memset(text, 'n', 2 * NOTE);
 	snprintf(id, sizeof(id), "ord-%d", i);
-	huge_envelope(&e, id, n, 1000, text);
-	CHECK(envelope_encode(&e, &body, &len) == 0 && len <= target);
-	free(body);
-	envelope_clear(&e);
-	/* the last note grows by what is missing */
+	/* as many whole notes as fit, then the last grows by what is
+	 * missing (less than a note: its header stays the same) */
+	for (size_t k = 0; k < 2; k++) {
+		n = k == 0 ? 0 : (target - len) / (NOTE + 3);
+		huge_envelope(&e, id, n, 1000, text);
+		CHECK(envelope_encode(&e, &body, &len) == 0 && len <= target);
+		free(body);
+		envelope_clear(&e);
+	}
 	huge_envelope(&e, id, n, 1000 + (target - len), text);
 	CHECK(envelope_encode(&e, &body, &len) == 0);
 	CHECK_EQ(len, target);
@@ -777,6 +783,8 @@ test_unpublishable_event(void)
 
 	CHECK(own_world(&p, &w, "orch-huge", 10, &url) == 0);
 	p.http_port = testutil_free_port();
+	p.extra[0] = "--max-order-kib";
+	p.extra[1] = "16384";
 	CHECK(orch_start(&p, url) == 0);
 	CHECK(wait_ready(&w) == 0);
 	post_huge_order(&w, 0, (16u << 20) - 16);
@@ -822,6 +830,64 @@ test_unpublishable_event(void)
 	          "%s", log != NULL ? log : "");
 	free(log);
 	close_world(&w, "orch-huge", url);
+}
+
+/* The door's limit: with the default --max-order-kib (1024), an order of
+ * 1 MiB goes through and one a byte larger goes to orchestrator.dlq with
+ * its reason, starting no saga and holding up none. */
+static void
+test_order_too_large(void)
+{
+	struct orch_proc p;
+	struct world w;
+	char *url = NULL, *metrics;
+	uint32_t msgs = 0, cons = 0;
+	struct dead_letter dl = {.take = true};
+	bool got = false;
+	int sm = 0;
+	static const char *const want[] = {"saga_dead_lettered_total 1\n",
+	                                   NULL};
+
+	CHECK(own_world(&p, &w, "orch-door", 10, &url) == 0);
+	p.http_port = testutil_free_port();
+	CHECK(orch_start(&p, url) == 0);
+	CHECK(wait_ready(&w) == 0);
+	post_huge_order(&w, 0, (1u << 20) + 1);
+	post_huge_order(&w, 1, 1u << 20);
+	for (int i = 2; i < 10; i++)
+		post_order(&w, i, "card", NULL);
+	for (int t = 0; t < 300 && finals(&w, 10) < 9; t++)
+		pump(&w, 100);
+	for (int i = 1; i < 10; i++)
+		CHECK_MSG(w.completed[i] == 1, "ord-%d: completed %d", i,
+		          w.completed[i]);
+	CHECK_EQ(w.completed[0] + w.failed[0], 0);
+	CHECK_EQ(db_count(p.db, "SELECT count(*) FROM sagas WHERE id = "
+	                        "'ord-0'"),
+	         0);
+	for (int t = 0; t < 50 && msgs == 0; t++) {
+		CHECK(bus_queue_info(w.bus, "orchestrator.dlq", &msgs, &cons) ==
+		      0);
+		if (msgs == 0)
+			pump(&w, 100);
+	}
+	CHECK_EQ(msgs, 1);
+	CHECK(bus_get(w.bus, "orchestrator.dlq", read_dead_letter, &dl, &got) ==
+	              0 &&
+	      got);
+	CHECK_MSG(strcmp(dl.type, "order.created") == 0 &&
+	                  strstr(dl.why,
+	                         "from orchestrator.orders: "
+	                         "order.created of 1048577 bytes is "
+	                         "larger than the 1048576 an order "
+	                         "may have (--max-order-kib 1024)") != NULL,
+	          "type '%s', x-saga-error: %s", dl.type, dl.why);
+	metrics = testutil_http_until(p.http_port, "/metrics", want, 5000, &sm);
+	CHECK_MSG(metrics != NULL && strstr(metrics, want[0]) != NULL, "%s",
+	          metrics != NULL ? metrics : "");
+	free(metrics);
+	CHECK_EQ(orch_stop(&p, SIGTERM), 0);
+	close_world(&w, "orch-door", url);
 }
 
 /* Participants that answer in bundles (as ours do to bundled commands):
@@ -1210,6 +1276,19 @@ test_sighup_broken_chart_keeps_old(void)
 	close_world(&w, "orch-hup", url);
 }
 
+/* saga-orchestrator --db x.db FLAGS exits 2 saying `want`. */
+static void
+usage_error(const char *flags, const char *want)
+{
+	char *out = NULL;
+	CHECK_EQ(testutil_sh(&out, "'%s/saga-orchestrator' --db x.db %s 2>&1",
+	                     bindir, flags),
+	         2);
+	CHECK_MSG(out != NULL && strstr(out, want) != NULL, "%s: %s", flags,
+	          out != NULL ? out : "");
+	free(out);
+}
+
 static void
 test_check_mode_and_bad_flags(void)
 {
@@ -1222,19 +1301,16 @@ test_check_mode_and_bad_flags(void)
 	CHECK_MSG(strstr(out, "configuration ok") != NULL, "%s", out);
 	free(out);
 	testutil_sh(NULL, "rm -f /tmp/nope-%d.db*", (int)getpid());
-	CHECK_EQ(testutil_sh(
-	                 &out,
-	                 "'%s/saga-orchestrator' --db x.db --batch zero 2>&1",
-	                 bindir),
-	         2);
-	CHECK_MSG(strstr(out, "--batch wants a number") != NULL, "%s", out);
-	free(out);
-	CHECK_EQ(testutil_sh(&out,
-	                     "'%s/saga-orchestrator' --db x.db --inbox-days -1 "
-	                     "2>&1",
-	                     bindir),
-	         2);
-	CHECK_MSG(strstr(out, "--inbox-days wants a number of days") != NULL,
+	usage_error("--batch zero", "--batch wants a number");
+	usage_error("--inbox-days -1", "--inbox-days wants a number of days");
+	usage_error("--max-order-kib 16385",
+	            "--max-order-kib wants a number of KiB from 1 to 16384, "
+	            "not \"16385\"");
+	/* the whole usage, both of its strings */
+	CHECK_EQ(testutil_sh(&out, "'%s/saga-orchestrator' --help", bindir), 0);
+	CHECK_MSG(strstr(out, "--max-order-kib N  an order") != NULL &&
+	                  strstr(out, "-n                 check the "
+	                              "configuration") != NULL,
 	          "%s", out);
 	free(out);
 	CHECK_EQ(testutil_sh(&out,
@@ -1276,6 +1352,7 @@ main(void)
 	RUN(test_reply_bundles);
 	kill_running();
 	RUN(test_unpublishable_event);
+	RUN(test_order_too_large);
 	kill_running();
 	RUN(test_sighup_broken_chart_keeps_old);
 	testutil_kill_all();

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "audit.h"
 #include "clock.h"
 #include "bus.h"
@@ -1918,25 +1919,107 @@ audit(const struct opts *o, const char *id)
 	return 0;
 }
 
-static bool
-is_action(const char *cmd)
+/* The saga commands (run_command): their usage, how many arguments they
+ * take, and what runs them. */
+static int run_audit(struct opts *o, const char *cmd, int argc, char **argv);
+static int run_list(struct opts *o, const char *cmd, int argc, char **argv);
+static int run_stats(struct opts *o, const char *cmd, int argc, char **argv);
+static int run_show(struct opts *o, const char *cmd, int argc, char **argv);
+static int run_action(struct opts *o, const char *cmd, int argc, char **argv);
+static int run_mark(struct opts *o, const char *cmd, int argc, char **argv);
+
+static const struct command {
+	const char *name;
+	const char *usage;
+	int args;             /* the arguments it takes; -1: its run checks */
+	const char *args_why; /* said when there are not `args` of them */
+	int (*run)(struct opts *o, const char *cmd, int argc, char **argv);
+} commands[] = {
+        {"audit", usage_audit, 1, "audit needs one order ID", run_audit},
+        {"list", usage_list, 0, "list takes no arguments", run_list},
+        {"stats", usage_stats, 0, "stats takes no arguments", run_stats},
+        {"show", usage_show, 1, "show needs one saga ID", run_show},
+        {"retry", usage_action, -1, NULL, run_action},
+        {"resume", usage_action, -1, NULL, run_action},
+        {"abort", usage_action, -1, NULL, run_action},
+        {"compensate", usage_action, -1, NULL, run_action},
+        {"skip", usage_action, -1, NULL, run_action},
+        {"mark-compensated", usage_mark, 2, NULL, run_mark},
+};
+
+static int
+run_audit(struct opts *o, const char *cmd, int argc, char **argv)
 {
-	return strcmp(cmd, "retry") == 0 || strcmp(cmd, "resume") == 0 ||
-	       strcmp(cmd, "abort") == 0 || strcmp(cmd, "compensate") == 0 ||
-	       strcmp(cmd, "skip") == 0;
+	(void)cmd, (void)argc;
+	return audit(o, argv[0]);
 }
 
 static int
-run_command(struct opts *o, const char *cmd, int argc, char **argv)
+run_list(struct opts *o, const char *cmd, int argc, char **argv)
+{
+	(void)cmd, (void)argc, (void)argv;
+	return list(o);
+}
+
+static int
+run_stats(struct opts *o, const char *cmd, int argc, char **argv)
+{
+	(void)cmd, (void)argc, (void)argv;
+	return stats(o);
+}
+
+static int
+run_show(struct opts *o, const char *cmd, int argc, char **argv)
+{
+	(void)cmd, (void)argc;
+	if (o->dot && o->json)
+		return cmd_usage(usage_show,
+		                 "--dot and --json exclude each other");
+	return show(o, argv[0]);
+}
+
+/* retry, resume, abort, compensate, skip: one saga, or --all of those
+ * the filters select; skip may name the state to go to. */
+static int
+run_action(struct opts *o, const char *cmd, int argc, char **argv)
+{
+	if (o->json)
+		return cmd_usage(usage_action,
+		                 "--json belongs to list, show and stats");
+	if (o->all) {
+		if (argc != 0)
+			return cmd_usage(usage_action,
+			                 "--all takes no saga ID");
+		return bulk_action(o, cmd);
+	}
+	if (argc == 2 && strcmp(cmd, "skip") == 0)
+		return operator_action(o, cmd, argv[0], argv[1]);
+	if (argc != 1)
+		return cmd_usage(usage_action,
+		                 "an action needs one saga ID (or --all)");
+	return operator_action(o, cmd, argv[0], NULL);
+}
+
+static int
+run_mark(struct opts *o, const char *cmd, int argc, char **argv)
+{
+	(void)argc;
+	if (o->json)
+		return cmd_usage(usage_mark, NULL);
+	return operator_action(o, cmd, argv[0], argv[1]);
+}
+
+/* A flag given to a command it does not belong to: the usage error's
+ * status, or 0. */
+static int
+misplaced_flags(const struct opts *o, const char *cmd, bool act)
 {
 	bool filters = o->status != NULL || o->chart != NULL ||
 	               o->state != NULL || o->older != NULL ||
 	               o->stuck != NULL || o->prefix != NULL ||
 	               o->limit != NULL;
-	bool is_list = strcmp(cmd, "list") == 0;
-	bool act = is_action(cmd);
 
-	if (filters && !is_list && !(act && o->all))
+	if (filters && strcmp(cmd, "list") != 0 && !(act && o->all))
 		return cmd_usage(act ? usage_action : usage_list,
 		                 "filters belong to list and to the --all form "
 		                 "of an action");
@@ -1951,86 +2034,92 @@ run_command(struct opts *o, const char *cmd, int argc, char **argv)
 		return cmd_usage(usage_show, "--dot belongs to show");
 	if (o->since != NULL && strcmp(cmd, "audit") != 0)
 		return cmd_usage(usage_audit, "--since belongs to audit");
-	if (strcmp(cmd, "audit") == 0) {
+	return 0;
+}
+
+static int
+run_command(struct opts *o, const char *cmd, int argc, char **argv)
+{
+	const struct command *c = NULL;
+	int rc;
+
+	for (size_t i = 0; i < ARRAY_LEN(commands) && c == NULL; i++)
+		if (strcmp(cmd, commands[i].name) == 0)
+			c = &commands[i];
+	rc = misplaced_flags(o, cmd, c != NULL && c->run == run_action);
+	if (rc != 0)
+		return rc;
+	if (c == NULL) {
 		if (o->help) {
-			fputs(usage_audit, stdout);
+			usage(stdout);
 			return 0;
 		}
-		if (argc != 1)
-			return cmd_usage(usage_audit,
-			                 "audit needs one order ID");
-		return audit(o, argv[0]);
-	}
-	if (is_list) {
-		if (o->help) {
-			fputs(usage_list, stdout);
-			return 0;
-		}
-		if (argc != 0)
-			return cmd_usage(usage_list, "list takes no arguments");
-		return list(o);
-	}
-	if (strcmp(cmd, "stats") == 0) {
-		if (o->help) {
-			fputs(usage_stats, stdout);
-			return 0;
-		}
-		if (argc != 0)
-			return cmd_usage(usage_stats,
-			                 "stats takes no arguments");
-		return stats(o);
-	}
-	if (strcmp(cmd, "show") == 0) {
-		if (o->help) {
-			fputs(usage_show, stdout);
-			return 0;
-		}
-		if (argc != 1)
-			return cmd_usage(usage_show, "show needs one saga ID");
-		if (o->dot && o->json)
-			return cmd_usage(usage_show,
-			                 "--dot and --json exclude each other");
-		return show(o, argv[0]);
-	}
-	if (act) {
-		if (o->help) {
-			fputs(usage_action, stdout);
-			return 0;
-		}
-		if (o->json)
-			return cmd_usage(usage_action,
-			                 "--json belongs to list, show and "
-			                 "stats");
-		if (o->all) {
-			if (argc != 0)
-				return cmd_usage(usage_action,
-				                 "--all takes no saga ID");
-			return bulk_action(o, cmd);
-		}
-		if (argc == 2 && strcmp(cmd, "skip") == 0)
-			return operator_action(o, cmd, argv[0], argv[1]);
-		if (argc != 1)
-			return cmd_usage(usage_action,
-			                 "an action needs one saga ID (or "
-			                 "--all)");
-		return operator_action(o, cmd, argv[0], NULL);
-	}
-	if (strcmp(cmd, "mark-compensated") == 0) {
-		if (o->help) {
-			fputs(usage_mark, stdout);
-			return 0;
-		}
-		if (argc != 2 || o->json)
-			return cmd_usage(usage_mark, NULL);
-		return operator_action(o, cmd, argv[0], argv[1]);
+		fprintf(stderr, "sagactl: unknown command: %s\n", cmd);
+		usage(stderr);
+		return 2;
 	}
 	if (o->help) {
-		usage(stdout);
+		fputs(c->usage, stdout);
 		return 0;
 	}
-	fprintf(stderr, "sagactl: unknown command: %s\n", cmd);
-	usage(stderr);
+	if (c->args >= 0 && argc != c->args)
+		return cmd_usage(c->usage, c->args_why);
+	return c->run(o, cmd, argc, argv);
+}
+
+/* sagactl statechart validate|dot|diff|plan ... (argv[0] the verb). */
+static int
+statechart_command(struct opts *o, int argc, char **argv)
+{
+	const char *sub = argc >= 1 ? argv[0] : "";
+	const char *help = strcmp(sub, "dot") == 0    ? usage_dot
+	                   : strcmp(sub, "diff") == 0 ? usage_diff
+	                   : strcmp(sub, "plan") == 0 ? usage_plan
+	                                              : NULL;
+	if (o->help) {
+		if (help != NULL)
+			fputs(help, stdout);
+		else
+			printf("usage: sagactl statechart "
+			       "validate|dot|diff|plan ...\n");
+		return 0;
+	}
+	if (strcmp(sub, "validate") == 0)
+		return validate(argc - 1, argv + 1);
+	if (strcmp(sub, "dot") == 0)
+		return statechart_one(argc - 1, argv + 1, usage_dot, chart_dot);
+	if (strcmp(sub, "diff") == 0)
+		return statechart_diff(argc - 1, argv + 1);
+	if (strcmp(sub, "plan") == 0)
+		return statechart_one(argc - 1, argv + 1, usage_plan,
+		                      chart_plan);
+	fprintf(stderr, "sagactl: statechart validate|dot|diff|plan "
+	                "FILE...\n");
 	return 2;
+}
+
+/* The options after the command (main has read those before it, and
+ * optind is the command's argument): taken into o, and *argc / *argv
+ * left with the command's arguments. 0, or -1 after a message. */
+static int
+options_after(struct opts *o, const char *cmd, int *argc, char ***argv)
+{
+	int sub = optind, c;
+
+	/* 0, not 1: glibc then resets fully and permutes, so options may
+	 * also follow the arguments ("simulate FILE --script S") */
+	optind = 0;
+	while ((c = getopt_long(*argc - sub + 1, *argv + sub - 1, "h", lopts,
+	                        NULL)) != -1) {
+		if (take_opt(o, c) != 0) {
+			fprintf(stderr, "sagactl: see `sagactl %s --help`\n",
+			        cmd);
+			return -1;
+		}
+	}
+	*argv += sub - 1 + optind;
+	*argc -= sub - 1 + optind;
+	return 0;
 }
 
 int
@@ -2067,26 +2156,8 @@ main(int argc, char **argv)
 		return stockctl_main(&bc, o.json != 0, argc - optind + 1,
 		                     argv + optind - 1);
 	}
-	{
-		int sub = optind;
-		/* 0, not 1: glibc then resets fully and permutes, so options
-		 * may also follow the arguments ("simulate FILE --script S") */
-		optind = 0;
-		while ((c = getopt_long(argc - sub + 1, argv + sub - 1, "h",
-		                        lopts, NULL)) != -1) {
-			if (take_opt(&o, c) != 0) {
-				fprintf(stderr,
-				        "sagactl: see `sagactl %s "
-				        "--help`\n",
-				        cmd);
-				return 2;
-			}
-		}
-		argv += sub - 1;
-		argc -= sub - 1;
-	}
-	argc -= optind;
-	argv += optind;
+	if (options_after(&o, cmd, &argc, &argv) != 0)
+		return 2;
 	if (o.ndb == 0 && getenv("SAGA_DB") != NULL) {
 		o.dbs[o.ndb++] = getenv("SAGA_DB");
 		o.db = o.dbs[0];
@@ -2097,34 +2168,8 @@ main(int argc, char **argv)
 		                "belong to simulate\n");
 		return 2;
 	}
-	if (strcmp(cmd, "statechart") == 0) {
-		const char *sub = argc >= 1 ? argv[0] : "";
-		const char *help = strcmp(sub, "dot") == 0    ? usage_dot
-		                   : strcmp(sub, "diff") == 0 ? usage_diff
-		                   : strcmp(sub, "plan") == 0 ? usage_plan
-		                                              : NULL;
-		if (o.help) {
-			if (help != NULL)
-				fputs(help, stdout);
-			else
-				printf("usage: sagactl statechart "
-				       "validate|dot|diff|plan ...\n");
-			return 0;
-		}
-		if (strcmp(sub, "validate") == 0)
-			return validate(argc - 1, argv + 1);
-		if (strcmp(sub, "dot") == 0)
-			return statechart_one(argc - 1, argv + 1, usage_dot,
-			                      chart_dot);
-		if (strcmp(sub, "diff") == 0)
-			return statechart_diff(argc - 1, argv + 1);
-		if (strcmp(sub, "plan") == 0)
-			return statechart_one(argc - 1, argv + 1, usage_plan,
-			                      chart_plan);
-		fprintf(stderr, "sagactl: statechart validate|dot|diff|plan "
-		                "FILE...\n");
-		return 2;
-	}
+	if (strcmp(cmd, "statechart") == 0)
+		return statechart_command(&o, argc, argv);
 	if (strcmp(cmd, "simulate") == 0) {
 		if (o.help) {
 			fputs(usage_simulate, stdout);

@@ -210,6 +210,38 @@ struct flags {
 	const char *hash_user; /* --hash-password NAME */
 };
 
+/* The flags that take a string: where it goes in struct flags. The
+ * comparison in sizeof checks at compile time that the field is a
+ * const char * (distinct pointer types are an error with -Werror). */
+#define STRING_FLAG(opt, field)                                                \
+	{                                                                      \
+		opt, offsetof(struct flags, field) +                           \
+		             0 * sizeof(&((struct flags *)NULL)->field ==      \
+		                        (const char **)NULL)                   \
+	}
+static const struct string_flag {
+	int opt;
+	size_t off;
+} string_flags[] = {
+        STRING_FLAG('a', cfg.amqp),
+        STRING_FLAG('d', cfg.db),
+        STRING_FLAG('s', cfg.statecharts),
+        STRING_FLAG('H', cfg.http),
+        STRING_FLAG('r', cfg.reply_key),
+        STRING_FLAG('B', bundle),
+        STRING_FLAG('S', cfg.shard),
+        STRING_FLAG('q', cfg.queue_type),
+        STRING_FLAG('O', cfg.otlp_url),
+        STRING_FLAG('M', cfg.mgmt_url),
+        STRING_FLAG('Q', cfg.dlq_amqp),
+        STRING_FLAG('U', cfg.console_users),
+        STRING_FLAG('T', cfg.console_trust_header),
+        STRING_FLAG('P', hash_user),
+        STRING_FLAG('W', cfg.operator_user),
+        STRING_FLAG('A', cfg.audit_max_age),
+};
+#undef STRING_FLAG
+
 static void
 flags_init(struct flags *f)
 {
@@ -268,24 +300,17 @@ count_flag(struct flags *f, int opt, const char *arg, int *rc)
 static int
 one_flag(struct flags *f, int opt, const char *arg)
 {
-	struct orch_daemon_config *cfg = &f->cfg;
 	int rc;
 
 	if (count_flag(f, opt, arg, &rc))
 		return rc != 0 ? rc : -1;
+	for (size_t i = 0; i < ARRAY_LEN(string_flags); i++) {
+		if (string_flags[i].opt == opt) {
+			*(const char **)((char *)f + string_flags[i].off) = arg;
+			return -1;
+		}
+	}
 	switch (opt) {
-	case 'a':
-		cfg->amqp = arg;
-		break;
-	case 'd':
-		cfg->db = arg;
-		break;
-	case 's':
-		cfg->statecharts = arg;
-		break;
-	case 'H':
-		cfg->http = arg;
-		break;
 	case 'l':
 		if (log_level_parse(arg, &f->level) != 0) {
 			fprintf(stderr,
@@ -295,44 +320,8 @@ one_flag(struct flags *f, int opt, const char *arg)
 			return 2;
 		}
 		break;
-	case 'r':
-		cfg->reply_key = arg;
-		break;
-	case 'B':
-		f->bundle = arg;
-		break;
-	case 'S':
-		cfg->shard = arg;
-		break;
 	case 'D':
-		cfg->drain = true;
-		break;
-	case 'q':
-		cfg->queue_type = arg;
-		break;
-	case 'O':
-		cfg->otlp_url = arg;
-		break;
-	case 'M':
-		cfg->mgmt_url = arg;
-		break;
-	case 'Q':
-		cfg->dlq_amqp = arg;
-		break;
-	case 'U':
-		cfg->console_users = arg;
-		break;
-	case 'T':
-		cfg->console_trust_header = arg;
-		break;
-	case 'P':
-		f->hash_user = arg;
-		break;
-	case 'W':
-		cfg->operator_user = arg;
-		break;
-	case 'A':
-		cfg->audit_max_age = arg;
+		f->cfg.drain = true;
 		break;
 	case 'n':
 		f->check_only = 1;

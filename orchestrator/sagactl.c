@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <stddef.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -33,6 +34,7 @@
 #include "chart_tools.h"
 #include "envelope.h"
 #include "log.h"
+#include "number.h"
 #include "dlq.h"
 #include "request.h"
 #include "jsonout.h"
@@ -698,17 +700,15 @@ parse_filter(const struct opts *o, struct store_saga_filter *f)
 		f->entered_before_ms = now - ms;
 	}
 	if (o->limit != NULL) {
-		char *end;
-		errno = 0;
-		f->limit = strtoll(o->limit, &end, 10);
-		if (errno != 0 || end == o->limit || *end != '\0' ||
-		    f->limit < 1 || o->limit[0] == '+') {
+		long long n;
+		if (number_parse(o->limit, 1, LLONG_MAX, &n) != 0) {
 			fprintf(stderr,
 			        "sagactl: --limit %s: not a positive whole "
 			        "number\n",
 			        o->limit);
 			return 2;
 		}
+		f->limit = n;
 	}
 	if (o->prefix != NULL && o->prefix[0] == '\0') {
 		fprintf(stderr, "sagactl: --prefix: empty\n");
@@ -1733,10 +1733,59 @@ read_shards(struct opts *o, const char *path)
 	return 0;
 }
 
+/* The options that only set a field of struct opts: a string (optarg)
+ * or a switch (1). The comparisons in sizeof check each field's type at
+ * compile time (distinct pointer types are an error with -Werror). */
+#define OPT_STRING(c, field)                                                   \
+	{                                                                      \
+		c,                                                             \
+		        offsetof(struct opts, field) +                         \
+		                0 * sizeof(&((struct opts *)NULL)->field ==    \
+		                           (const char **)NULL),               \
+		        false                                                  \
+	}
+#define OPT_SWITCH(c, field)                                                   \
+	{                                                                      \
+		c,                                                             \
+		        offsetof(struct opts, field) +                         \
+		                0 * sizeof(&((struct opts *)NULL)->field ==    \
+		                           (int *)NULL),                       \
+		        true                                                   \
+	}
+static const struct opt_field {
+	int c;
+	size_t off;
+	bool is_switch;
+} opt_fields[] = {
+        OPT_STRING('a', amqp),        OPT_STRING(OPT_CA, ca),
+        OPT_STRING(OPT_CERT, cert),   OPT_STRING(OPT_KEY, key),
+        OPT_STRING('r', reason),      OPT_STRING('s', status),
+        OPT_STRING('S', script),      OPT_STRING('o', order),
+        OPT_STRING('L', latency),     OPT_STRING(OPT_CHART, chart),
+        OPT_STRING(OPT_STATE, state), OPT_STRING(OPT_OLDER, older),
+        OPT_STRING(OPT_STUCK, stuck), OPT_STRING(OPT_PREFIX, prefix),
+        OPT_STRING(OPT_LIMIT, limit), OPT_STRING(OPT_SINCE, since),
+        OPT_SWITCH('j', json),        OPT_SWITCH(OPT_ALL, all),
+        OPT_SWITCH(OPT_YES, yes),     OPT_SWITCH(OPT_DRY_RUN, dry_run),
+        OPT_SWITCH(OPT_DOT, dot),     OPT_SWITCH('h', help),
+};
+#undef OPT_STRING
+#undef OPT_SWITCH
+
 /* One parsed option into *o; -1 for an unknown one. */
 static int
 take_opt(struct opts *o, int c)
 {
+	for (size_t i = 0; i < ARRAY_LEN(opt_fields); i++) {
+		const struct opt_field *f = &opt_fields[i];
+		if (f->c != c)
+			continue;
+		if (f->is_switch)
+			*(int *)((char *)o + f->off) = 1;
+		else
+			*(const char **)((char *)o + f->off) = optarg;
+		return 0;
+	}
 	switch (c) {
 	case 'd':
 		if (o->ndb == MAX_DBS)
@@ -1744,81 +1793,12 @@ take_opt(struct opts *o, int c)
 		else
 			o->dbs[o->ndb++] = optarg;
 		o->db = o->dbs[0];
-		break;
+		return 0;
 	case OPT_SHARDS:
-		if (read_shards(o, optarg) != 0)
-			return -1;
-		break;
-	case 'a':
-		o->amqp = optarg;
-		break;
-	case OPT_CA:
-		o->ca = optarg;
-		break;
-	case OPT_CERT:
-		o->cert = optarg;
-		break;
-	case OPT_KEY:
-		o->key = optarg;
-		break;
-	case 'j':
-		o->json = 1;
-		break;
-	case 'r':
-		o->reason = optarg;
-		break;
-	case 's':
-		o->status = optarg;
-		break;
-	case 'S':
-		o->script = optarg;
-		break;
-	case 'o':
-		o->order = optarg;
-		break;
-	case 'L':
-		o->latency = optarg;
-		break;
-	case OPT_CHART:
-		o->chart = optarg;
-		break;
-	case OPT_STATE:
-		o->state = optarg;
-		break;
-	case OPT_OLDER:
-		o->older = optarg;
-		break;
-	case OPT_STUCK:
-		o->stuck = optarg;
-		break;
-	case OPT_PREFIX:
-		o->prefix = optarg;
-		break;
-	case OPT_LIMIT:
-		o->limit = optarg;
-		break;
-	case OPT_ALL:
-		o->all = 1;
-		break;
-	case OPT_YES:
-		o->yes = 1;
-		break;
-	case OPT_DRY_RUN:
-		o->dry_run = 1;
-		break;
-	case OPT_DOT:
-		o->dot = 1;
-		break;
-	case OPT_SINCE:
-		o->since = optarg;
-		break;
-	case 'h':
-		o->help = 1;
-		break;
+		return read_shards(o, optarg) != 0 ? -1 : 0;
 	default:
 		return -1;
 	}
-	return 0;
 }
 
 /* A usage error for a command: the message, its usage, exit status 2. */

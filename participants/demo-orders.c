@@ -8,7 +8,6 @@
  * and a country nobody ships to
  * (atlantis). Exit status 0 when every order reached a final event.
  */
-#include <errno.h>
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -21,6 +20,7 @@
 #include "bus.h"
 #include "envelope.h"
 #include "log.h"
+#include "number.h"
 
 #define MAXN 1000
 
@@ -163,19 +163,16 @@ post(struct demo *m, struct order *o, long i)
 static int
 number_flag(const char *flag, const char *arg, long max, long *out)
 {
-	char *end;
-	long v;
+	long long v;
 
-	errno = 0;
-	v = strtol(arg, &end, 10);
-	if (errno != 0 || end == arg || *end != '\0' || v < 1 || v > max) {
+	if (number_parse(arg, 1, max, &v) != 0) {
 		fprintf(stderr,
 		        "demo-orders: %s wants a number from 1 to %ld, "
 		        "not \"%s\"\n",
 		        flag, max, arg);
 		return 2;
 	}
-	*out = v;
+	*out = (long)v;
 	return 0;
 }
 

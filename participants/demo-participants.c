@@ -23,6 +23,7 @@
 #include "bus.h"
 #include "envelope.h"
 #include "log.h"
+#include "number.h"
 
 static volatile sig_atomic_t stop;
 
@@ -233,8 +234,22 @@ on_delivery(void *arg, const struct bus_delivery *d)
 		bus_ack(x.s->bus, d->ref, false);
 }
 
-int
-main(int argc, char **argv)
+/* A flag's value that is not a number from 0 to max: exit status 2. */
+static int
+bad_number(const char *flag, const char *arg, long max)
+{
+	fprintf(stderr,
+	        "demo-participants: %s wants a number from 0 to %ld, not "
+	        "\"%s\"\n",
+	        flag, max, arg);
+	return 2;
+}
+
+/* The flags into *s, *url and *level: -1 to go on, else the exit
+ * status. */
+static int
+parse_flags(int argc, char **argv, struct sim *s, const char **url,
+            enum log_level *level)
 {
 	static const struct option opts[] = {
 	        {"amqp", required_argument, NULL, 'a'},
@@ -245,6 +260,60 @@ main(int argc, char **argv)
 	        {"log-level", required_argument, NULL, 'l'},
 	        {NULL, 0, NULL, 0},
 	};
+	long long n;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'a':
+			*url = optarg;
+			break;
+		case 's':
+			if (number_parse(optarg, 0, 1000000000, &n) != 0)
+				return bad_number("--stock", optarg,
+				                  1000000000);
+			s->initial = (long)n;
+			break;
+		case 'd':
+			s->decline = optarg;
+			break;
+		case 'u':
+			s->unserved = optarg;
+			break;
+		case 'f':
+			if (number_parse(optarg, 0, 100, &n) != 0)
+				return bad_number("--fail-rate", optarg, 100);
+			s->fail_rate = (int)n;
+			break;
+		case 'l':
+			if (log_level_parse(optarg, level) != 0) {
+				fprintf(stderr,
+				        "demo-participants: bad log "
+				        "level %s\n",
+				        optarg);
+				return 2;
+			}
+			break;
+		default:
+			fprintf(stderr,
+			        "usage: demo-participants --amqp URL [--stock "
+			        "N] [--decline-token T] [--unserved C] "
+			        "[--fail-rate PCT]\n");
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr,
+		        "demo-participants: unexpected argument \"%s\"\n",
+		        argv[optind]);
+		return 2;
+	}
+	return -1;
+}
+
+int
+main(int argc, char **argv)
+{
 	static const struct bus_exchange ex[] = {
 	        {"saga.commands", "topic", NULL, NULL},
 	        {"saga.replies", "direct", NULL, NULL},
@@ -273,44 +342,13 @@ main(int argc, char **argv)
 	struct bus_handlers h = {on_delivery, NULL, &s};
 	enum log_level level = LOG_WARN;
 	char err[512];
-	int c;
+	int rc;
 
 	s.initial = 1000;
 	s.rng = 42;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case 'a':
-			cfg.url = optarg;
-			break;
-		case 's':
-			s.initial = atol(optarg);
-			break;
-		case 'd':
-			s.decline = optarg;
-			break;
-		case 'u':
-			s.unserved = optarg;
-			break;
-		case 'f':
-			s.fail_rate = atoi(optarg);
-			break;
-		case 'l':
-			if (log_level_parse(optarg, &level) != 0) {
-				fprintf(stderr,
-				        "demo-participants: bad log "
-				        "level %s\n",
-				        optarg);
-				return 2;
-			}
-			break;
-		default:
-			fprintf(stderr,
-			        "usage: demo-participants --amqp URL [--stock "
-			        "N] [--decline-token T] [--unserved C] "
-			        "[--fail-rate PCT]\n");
-			return 2;
-		}
-	}
+	rc = parse_flags(argc, argv, &s, &cfg.url, &level);
+	if (rc >= 0)
+		return rc;
 	log_init("demo-participants", level);
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);

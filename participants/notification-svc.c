@@ -56,6 +56,7 @@
 #include "array.h"
 #include "clock.h"
 #include "log.h"
+#include "number.h"
 #include "participant.h"
 
 extern const struct db_migration notification_migrations[];
@@ -422,12 +423,9 @@ static int
 set_batch_wait(void *arg, const char *v)
 {
 	struct notif *n = arg;
-	char *end;
-	long ms;
+	long long ms;
 
-	errno = 0;
-	ms = strtol(v, &end, 10);
-	if (errno != 0 || *end != '\0' || end == v || ms < 0 || ms > 10000) {
+	if (number_parse(v, 0, 10000, &ms) != 0) {
 		fprintf(stderr,
 		        "notification-svc: --batch-wait: \"%s\" is not "
 		        "0..10000 ms\n",
@@ -448,18 +446,16 @@ static int
 set_delay(void *arg, const char *v)
 {
 	struct notif *n = arg;
-	char *end;
+	long long ms;
 
-	errno = 0;
-	n->delay_ms = strtoll(v, &end, 10);
-	if (errno != 0 || *end != '\0' || end == v || n->delay_ms < 0 ||
-	    n->delay_ms > 86400000) {
+	if (number_parse(v, 0, 86400000, &ms) != 0) {
 		fprintf(stderr,
 		        "notification-svc: --confirm-delay: \"%s\" is not "
 		        "0..86400000 ms\n",
 		        v);
 		return -1;
 	}
+	n->delay_ms = ms;
 	return 0;
 }
 

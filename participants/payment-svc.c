@@ -59,6 +59,7 @@
 #include "clock.h"
 #include "hash.h"
 #include "log.h"
+#include "number.h"
 #include "participant.h"
 
 extern const struct db_migration payment_migrations[];
@@ -86,18 +87,6 @@ trim(char *s)
 	while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
 		*--e = '\0';
 	return s;
-}
-
-static int
-parse_int(const char *s, long long lo, long long hi, long long *out)
-{
-	char *end;
-	errno = 0;
-	*out = strtoll(s, &end, 10);
-	return errno == 0 && end != s && *end == '\0' && *out >= lo &&
-	                       *out <= hi
-	               ? 0
-	               : -1;
 }
 
 static int
@@ -130,22 +119,22 @@ load_config(struct gateway *g, const char *path)
 		    g->ndecline < MAX_TOKENS && strlen(val) < 128) {
 			snprintf(g->decline[g->ndecline++], 128, "%s", val);
 		} else if (strcmp(key, "card_limit_cents") == 0 &&
-		           parse_int(val, 0, INT64_MAX, &x) == 0) {
+		           number_parse(val, 0, INT64_MAX, &x) == 0) {
 			g->card_limit = x;
 		} else if (strcmp(key, "transient_failure_percent") == 0 &&
-		           parse_int(val, 0, 100, &x) == 0) {
+		           number_parse(val, 0, 100, &x) == 0) {
 			g->transient_pct = (int)x;
 		} else if (strcmp(key, "slow_percent") == 0 &&
-		           parse_int(val, 0, 100, &x) == 0) {
+		           number_parse(val, 0, 100, &x) == 0) {
 			g->slow_pct = (int)x;
 		} else if (strcmp(key, "slow_ms") == 0 &&
-		           parse_int(val, 0, 60000, &x) == 0) {
+		           number_parse(val, 0, 60000, &x) == 0) {
 			g->slow_ms = (int)x;
 		} else if (strcmp(key, "decline_then_accept_token") == 0 &&
 		           *val != '\0' && strlen(val) < sizeof(g->flaky)) {
 			snprintf(g->flaky, sizeof(g->flaky), "%s", val);
 		} else if (strcmp(key, "decline_times") == 0 &&
-		           parse_int(val, 0, 100, &x) == 0) {
+		           number_parse(val, 0, 100, &x) == 0) {
 			g->flaky_times = (int)x;
 		} else {
 			fclose(f);

@@ -18,6 +18,7 @@
 #include "console_int.h"
 #include "engine.h"
 #include "jsonout.h"
+#include "number.h"
 
 #define LIST_DEFAULT  50
 #define LIST_MAX      500
@@ -88,16 +89,12 @@ limit_param(console_param_fn get, const void *src, int64_t *limit,
             struct console_err *e)
 {
 	const char *v = param(get, src, "limit");
-	char *end;
 	long long n;
 
 	*limit = LIST_DEFAULT;
 	if (v == NULL)
 		return 0;
-	errno = 0;
-	n = strtoll(v, &end, 10);
-	if (errno != 0 || *end != '\0' || v[0] == '+' || v[0] == '-' || n < 1 ||
-	    n > LIST_MAX) {
+	if (number_parse(v, 1, LIST_MAX, &n) != 0) {
 		console_fail(e, 400, "limit: not a whole number from 1 to %d",
 		             LIST_MAX);
 		return -1;

@@ -33,7 +33,6 @@
  * --dlq-amqp the pages show the `sagactl dlq replay|discard` command
  * that does the same.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +46,7 @@
 #include "jsonout.h"
 #include "log.h"
 #include "mgmt.h"
+#include "number.h"
 
 #define PEEK_DEFAULT  200
 #define LIMIT_DEFAULT 100
@@ -65,18 +65,17 @@ count_param(const struct http_request *req, const char *name, long def,
             long *out, struct console_err *e)
 {
 	const char *v = http_query(req, name);
-	char *end;
+	long long n;
 
 	*out = def;
 	if (v == NULL || v[0] == '\0')
 		return 0;
-	errno = 0;
-	*out = strtol(v, &end, 10);
-	if (errno != 0 || *end != '\0' || *out < 1 || *out > DLQ_PEEK_MAX) {
+	if (number_parse(v, 1, DLQ_PEEK_MAX, &n) != 0) {
 		console_fail(e, 400, "%s: a number from 1 to %d", name,
 		             DLQ_PEEK_MAX);
 		return -1;
 	}
+	*out = (long)n;
 	return 0;
 }
 

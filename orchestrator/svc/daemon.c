@@ -26,7 +26,6 @@
 #include "daemon.h"
 
 #include <assert.h>
-#include <errno.h>
 #include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -34,6 +33,7 @@
 #include <string.h>
 
 #include "array.h"
+#include "number.h"
 #include "audit.h"
 #include "bundler.h"
 #include "bus.h"
@@ -58,11 +58,8 @@
 int
 daemon_parse_count(const char *s, int min, int max, int *out)
 {
-	char *end;
-	long v;
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+	long long v;
+	if (number_parse(s, min, max, &v) != 0)
 		return -1;
 	*out = (int)v;
 	return 0;

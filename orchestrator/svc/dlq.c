@@ -2,7 +2,6 @@
 #include "clock.h"
 #include "dlq.h"
 
-#include <errno.h>
 #include <stdint.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -15,6 +14,7 @@
 #include "envelope.h"
 #include "jsonout.h"
 #include "mgmt.h"
+#include "number.h"
 
 #define SHOW_MAX 1000
 
@@ -532,13 +532,11 @@ dlq_usage(FILE *f)
 static int
 parse_limit(const char *s, long *out)
 {
-	char *end;
-	errno = 0;
-	*out = strtol(s, &end, 10);
-	return errno == 0 && end != s && *end == '\0' && *out > 0 &&
-	                       *out <= 1000000
-	               ? 0
-	               : -1;
+	long long v;
+	if (number_parse(s, 1, 1000000, &v) != 0)
+		return -1;
+	*out = (long)v;
+	return 0;
 }
 
 struct dlq_args {

@@ -1,7 +1,6 @@
 /* stockctl.c -- see stockctl.h. */
 #include "stockctl.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -10,6 +9,7 @@
 #include <unistd.h>
 
 #include "envelope.h"
+#include "number.h"
 #include "request.h"
 
 static int
@@ -24,14 +24,7 @@ usage(void)
 static int
 parse_n(const char *s, long long *out)
 {
-	char *end;
-
-	errno = 0;
-	*out = strtoll(s, &end, 10);
-	return errno == 0 && end != s && *end == '\0' &&
-	                       *out >= -1000000000LL && *out <= 1000000000LL
-	               ? 0
-	               : -1;
+	return number_parse(s, -1000000000LL, 1000000000LL, out);
 }
 
 static void

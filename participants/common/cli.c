@@ -5,7 +5,6 @@
 #include "participant.h"
 
 #include <assert.h>
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +12,7 @@
 
 #include "array.h"
 #include "log.h"
+#include "number.h"
 
 /* getopt_long's values: the common flags, then a daemon's flag i is
  * OPT_OWN + i. */
@@ -39,13 +39,10 @@ static const struct option days_opt = {"processed-days", required_argument,
 static int
 parse_days(struct part_common *c, const char *prog, const char *arg)
 {
-	char *end;
-	long v;
+	long long v;
 
-	errno = 0;
-	v = strtol(arg, &end, 10);
-	if (errno != 0 || end == arg || *end != '\0' || v < 0 ||
-	    v > PART_RETENTION_MAX_MS / PART_DAY_MS) {
+	if (number_parse(arg, 0, PART_RETENTION_MAX_MS / PART_DAY_MS, &v) !=
+	    0) {
 		fprintf(stderr,
 		        "%s: --processed-days: \"%s\" is not a number of days "
 		        "from 0 (forever) to %lld\n",

@@ -13,6 +13,7 @@
  */
 #include "chart_tools.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -351,45 +352,53 @@ dot_parallel(FILE *f, const struct chart *c, const struct chart_state *s,
 	         mark_edge(c, m, me, s->next));
 }
 
+/* Appends a bounded state's "\nmax_visits N" to its node label. */
 static void
-dot_step(FILE *f, const struct chart *c, const struct chart_state *s,
-         const struct chart_dot_marks *m)
+app_max_visits(char *label, size_t cap, const struct chart_state *s)
 {
-	int me = (int)(s - c->states);
-	char label[TEXT_MAX], b1[32], jb[CHART_NAME_MAX + 8];
-	size_t i, k;
-	bool *seen = calloc(s->nreplies ? s->nreplies : 1, sizeof(*seen));
+	if (s->max_visits > 0)
+		app(label, cap, "\nmax_visits %d", s->max_visits);
+}
+
+/* Into label, the reply types of s from reply i on that share its kind
+ * and target, one a line, each flagged in seen; without seen (out of
+ * memory) only reply i's type. */
+static void
+dot_reply_types(const struct chart_state *s, size_t i, bool *seen, char *label,
+                size_t cap)
+{
+	const struct chart_reply *r = &s->replies[i];
+	size_t k;
 
 	label[0] = '\0';
-	app(label, sizeof(label), "%s\n%s -> %s", s->name, s->command, s->to);
-	if (s->route != NULL)
-		app(label, sizeof(label), "\nroute %s", s->route);
-	if (s->emit != NULL)
-		app(label, sizeof(label), "\nemit %s", s->emit);
-	if (s->max_visits > 0)
-		app(label, sizeof(label), "\nmax_visits %d", s->max_visits);
-	dot_node(f, s->name, label,
-	         "shape=box, style=\"rounded,filled\", fillcolor=aliceblue",
-	         mark_state(m, me));
-	dot_bound(f, c, s, m);
+	for (k = i; k < s->nreplies; k++) {
+		const struct chart_reply *o = &s->replies[k];
+		if (o->kind != r->kind || o->target != r->target)
+			continue;
+		if (seen != NULL)
+			seen[k] = true;
+		app(label, cap, "%s%s", k > i ? "\n" : "", o->type);
+		if (seen == NULL)
+			break;
+	}
+}
 
-	/* one edge per (kind, target), its reply types stacked */
+/* A step's replies: one edge per (kind, target), its reply types stacked
+ * in the label; a retry reply is a self-loop. */
+static void
+dot_replies(FILE *f, const struct chart *c, const struct chart_state *s,
+            const struct chart_dot_marks *m)
+{
+	int me = (int)(s - c->states);
+	char label[TEXT_MAX], jb[CHART_NAME_MAX + 8];
+	bool *seen = calloc(s->nreplies ? s->nreplies : 1, sizeof(*seen));
+	size_t i;
+
 	for (i = 0; i < s->nreplies; i++) {
 		const struct chart_reply *r = &s->replies[i];
 		if (seen != NULL && seen[i])
 			continue;
-		label[0] = '\0';
-		for (k = i; k < s->nreplies; k++) {
-			const struct chart_reply *o = &s->replies[k];
-			if (o->kind != r->kind || o->target != r->target)
-				continue;
-			if (seen != NULL)
-				seen[k] = true;
-			app(label, sizeof(label), "%s%s", k > i ? "\n" : "",
-			    o->type);
-			if (seen == NULL)
-				break;
-		}
+		dot_reply_types(s, i, seen, label, sizeof(label));
 		switch (r->kind) {
 		case REPLY_GOTO:
 			dot_edge(f, s->name,
@@ -408,6 +417,63 @@ dot_step(FILE *f, const struct chart *c, const struct chart_state *s,
 		}
 	}
 	free(seen);
+}
+
+/* A step's compensation: a note node joined to the step by a dotted edge
+ * pointing back to it, both on one rank. */
+static void
+dot_undo(FILE *f, const struct chart *c, const struct chart_state *s,
+         const struct chart_dot_marks *m)
+{
+	const struct chart_compensation *u = s->compensate;
+	int me = (int)(s - c->states);
+	char node[CHART_NAME_MAX + 8], label[TEXT_MAX];
+
+	assert(u != NULL);
+	snprintf(node, sizeof(node), "%s.undo", s->name);
+	label[0] = '\0';
+	app(label, sizeof(label), "undo: %s -> %s", u->command, u->to);
+	if (u->route != NULL)
+		app(label, sizeof(label), "\nroute %s", u->route);
+	app(label, sizeof(label), "\nok: ");
+	strv_text(u->ok, u->nok, label, sizeof(label));
+	dot_node(f, node, label,
+	         "shape=note, style=filled, fillcolor=lightyellow, "
+	         "fontsize=9",
+	         mark_undo(m, me));
+	dot_edge(f, node, s->name, "compensates",
+	         "style=dotted, color=darkorange, fontcolor=darkorange, "
+	         "arrowhead=empty",
+	         mark_undo(m, me));
+	fputs("  { rank=same; ", f);
+	dot_str(f, s->name);
+	fputs("; ", f);
+	dot_str(f, node);
+	fputs("; }\n", f);
+}
+
+/* A step: its node (command, route, emit, bound), its bound's edge, its
+ * reply edges, the edge taken when its attempts run out, and its
+ * compensation. */
+static void
+dot_step(FILE *f, const struct chart *c, const struct chart_state *s,
+         const struct chart_dot_marks *m)
+{
+	int me = (int)(s - c->states);
+	char label[TEXT_MAX], b1[32];
+
+	label[0] = '\0';
+	app(label, sizeof(label), "%s\n%s -> %s", s->name, s->command, s->to);
+	if (s->route != NULL)
+		app(label, sizeof(label), "\nroute %s", s->route);
+	if (s->emit != NULL)
+		app(label, sizeof(label), "\nemit %s", s->emit);
+	app_max_visits(label, sizeof(label), s);
+	dot_node(f, s->name, label,
+	         "shape=box, style=\"rounded,filled\", fillcolor=aliceblue",
+	         mark_state(m, me));
+	dot_bound(f, c, s, m);
+	dot_replies(f, c, s, m);
 
 	snprintf(label, sizeof(label), "%d attempt%s exhausted\n(timeout %s%s)",
 	         s->retry.attempts, s->retry.attempts == 1 ? "" : "s",
@@ -415,47 +481,87 @@ dot_step(FILE *f, const struct chart *c, const struct chart_state *s,
 	         s->retry.attempts == 1 ? "" : " each");
 	dot_edge(f, s->name, sname(c, s->exhausted_target), label, DOT_FAIL,
 	         mark_edge(c, m, me, s->exhausted_target));
+	if (s->compensate != NULL)
+		dot_undo(f, c, s, m);
+}
 
-	if (s->compensate != NULL) {
-		const struct chart_compensation *u = s->compensate;
-		char node[CHART_NAME_MAX + 8];
+/* A choice: a diamond, an edge per branch labelled with its guard, and
+ * the default edge. */
+static void
+dot_choice(FILE *f, const struct chart *c, const struct chart_state *s,
+           const struct chart_dot_marks *m)
+{
+	int me = (int)(s - c->states);
+	char label[TEXT_MAX], jb[CHART_NAME_MAX + 8];
+	size_t k;
 
-		snprintf(node, sizeof(node), "%s.undo", s->name);
-		label[0] = '\0';
-		app(label, sizeof(label), "undo: %s -> %s", u->command, u->to);
-		if (u->route != NULL)
-			app(label, sizeof(label), "\nroute %s", u->route);
-		app(label, sizeof(label), "\nok: ");
-		strv_text(u->ok, u->nok, label, sizeof(label));
-		dot_node(f, node, label,
-		         "shape=note, style=filled, fillcolor=lightyellow, "
-		         "fontsize=9",
-		         mark_undo(m, me));
-		dot_edge(
-		        f, node, s->name, "compensates",
-		        "style=dotted, color=darkorange, fontcolor=darkorange, "
-		        "arrowhead=empty",
-		        mark_undo(m, me));
-		fputs("  { rank=same; ", f);
-		dot_str(f, s->name);
-		fputs("; ", f);
-		dot_str(f, node);
-		fputs("; }\n", f);
+	snprintf(label, sizeof(label), "%s", s->name);
+	app_max_visits(label, sizeof(label), s);
+	dot_node(f, s->name, label,
+	         "shape=diamond, style=filled, fillcolor=lightgoldenrod1",
+	         mark_state(m, me));
+	dot_bound(f, c, s, m);
+	for (k = 0; k < s->nbranches; k++) {
+		const struct chart_branch *b = &s->branches[k];
+		guard_text(b, " &&\n", label, sizeof(label));
+		dot_edge(f, s->name,
+		         dot_target(c, me, b->target, jb, sizeof(jb)), label,
+		         b->kind == REPLY_FAIL ? DOT_FAIL : NULL,
+		         mark_edge(c, m, me, b->target));
 	}
+	dot_edge(f, s->name,
+	         dot_target(c, me, s->default_target, jb, sizeof(jb)),
+	         "default", NULL, mark_edge(c, m, me, s->default_target));
 }
 
-int
-chart_dot(FILE *out, const struct chart *c)
+/* A wait: a double dashed ellipse and its "after D" edge to next. */
+static void
+dot_wait(FILE *f, const struct chart *c, const struct chart_state *s,
+         const struct chart_dot_marks *m)
 {
-	return chart_dot_marked(out, c, NULL);
+	int me = (int)(s - c->states);
+	char label[TEXT_MAX], b1[32];
+
+	snprintf(label, sizeof(label), "%s\nwait %s", s->name,
+	         dur_text(s->duration_ms, b1, sizeof(b1)));
+	app_max_visits(label, sizeof(label), s);
+	dot_node(f, s->name, label,
+	         "shape=ellipse, style=\"dashed,filled\", "
+	         "fillcolor=honeydew, peripheries=2",
+	         mark_state(m, me));
+	dot_bound(f, c, s, m);
+	snprintf(label, sizeof(label), "after %s",
+	         dur_text(s->duration_ms, b1, sizeof(b1)));
+	dot_edge(f, s->name, sname(c, s->next), label, NULL,
+	         mark_edge(c, m, me, s->next));
 }
 
-int
-chart_dot_marked(FILE *out, const struct chart *c,
-                 const struct chart_dot_marks *m)
+/* A final: a double circle with its event, red if a failure ends there. */
+static void
+dot_final(FILE *f, const struct chart *c, const struct chart_state *s,
+          const struct chart_dot_marks *m)
 {
-	char label[TEXT_MAX], b1[32], jb[CHART_NAME_MAX + 8];
-	size_t i, k;
+	int me = (int)(s - c->states);
+	char label[TEXT_MAX];
+
+	label[0] = '\0';
+	app(label, sizeof(label), "%s", s->name);
+	if (s->emit != NULL)
+		app(label, sizeof(label), "\n%s", s->emit);
+	dot_node(f, s->name, label,
+	         is_failure_final(c, me) ? "shape=doublecircle, color=red, "
+	                                   "fontcolor=red, fontsize=9"
+	                                 : "shape=doublecircle, "
+	                                   "color=darkgreen, fontsize=9",
+	         mark_state(m, me));
+}
+
+/* The graph's opening: its name and label, the default styles, and the
+ * start point's arrow to the initial state. */
+static void
+dot_header(FILE *out, const struct chart *c, const struct chart_dot_marks *m)
+{
+	char label[TEXT_MAX];
 
 	fputs("digraph ", out);
 	dot_str(out, c->name);
@@ -473,7 +579,21 @@ chart_dot_marked(FILE *out, const struct chart *c,
 	dot_str(out, sname(c, c->initial));
 	fputs(mark_state(m, c->initial) ? " [" DOT_MARK_EDGE "];\n" : ";\n",
 	      out);
+}
 
+int
+chart_dot(FILE *out, const struct chart *c)
+{
+	return chart_dot_marked(out, c, NULL);
+}
+
+int
+chart_dot_marked(FILE *out, const struct chart *c,
+                 const struct chart_dot_marks *m)
+{
+	size_t i;
+
+	dot_header(out, c, m);
 	for (i = 0; i < c->nstates; i++) {
 		const struct chart_state *s = &c->states[i];
 
@@ -484,60 +604,13 @@ chart_dot_marked(FILE *out, const struct chart *c,
 			dot_step(out, c, s, m);
 			break;
 		case STATE_CHOICE:
-			snprintf(label, sizeof(label), "%s", s->name);
-			if (s->max_visits > 0)
-				app(label, sizeof(label), "\nmax_visits %d",
-				    s->max_visits);
-			dot_node(out, s->name, label,
-			         "shape=diamond, style=filled, "
-			         "fillcolor=lightgoldenrod1",
-			         mark_state(m, (int)i));
-			dot_bound(out, c, s, m);
-			for (k = 0; k < s->nbranches; k++) {
-				const struct chart_branch *b = &s->branches[k];
-				guard_text(b, " &&\n", label, sizeof(label));
-				dot_edge(out, s->name,
-				         dot_target(c, (int)i, b->target, jb,
-				                    sizeof(jb)),
-				         label,
-				         b->kind == REPLY_FAIL ? DOT_FAIL
-				                               : NULL,
-				         mark_edge(c, m, (int)i, b->target));
-			}
-			dot_edge(out, s->name,
-			         dot_target(c, (int)i, s->default_target, jb,
-			                    sizeof(jb)),
-			         "default", NULL,
-			         mark_edge(c, m, (int)i, s->default_target));
+			dot_choice(out, c, s, m);
 			break;
 		case STATE_WAIT:
-			snprintf(label, sizeof(label), "%s\nwait %s", s->name,
-			         dur_text(s->duration_ms, b1, sizeof(b1)));
-			if (s->max_visits > 0)
-				app(label, sizeof(label), "\nmax_visits %d",
-				    s->max_visits);
-			dot_node(out, s->name, label,
-			         "shape=ellipse, style=\"dashed,filled\", "
-			         "fillcolor=honeydew, peripheries=2",
-			         mark_state(m, (int)i));
-			dot_bound(out, c, s, m);
-			snprintf(label, sizeof(label), "after %s",
-			         dur_text(s->duration_ms, b1, sizeof(b1)));
-			dot_edge(out, s->name, sname(c, s->next), label, NULL,
-			         mark_edge(c, m, (int)i, s->next));
+			dot_wait(out, c, s, m);
 			break;
 		case STATE_FINAL:
-			label[0] = '\0';
-			app(label, sizeof(label), "%s", s->name);
-			if (s->emit != NULL)
-				app(label, sizeof(label), "\n%s", s->emit);
-			dot_node(out, s->name, label,
-			         is_failure_final(c, (int)i)
-			                 ? "shape=doublecircle, color=red, "
-			                   "fontcolor=red, fontsize=9"
-			                 : "shape=doublecircle, "
-			                   "color=darkgreen, fontsize=9",
-			         mark_state(m, (int)i));
+			dot_final(out, c, s, m);
 			break;
 		case STATE_PARALLEL:
 			dot_parallel(out, c, s, m);
@@ -639,75 +712,116 @@ reply_text(const struct chart *c, const struct chart_reply *r, char *buf,
 	return buf;
 }
 
+/* The text of an optional key: the value, or "(none)". */
+static const char *
+or_none(const char *s)
+{
+	return s != NULL ? s : "(none)";
+}
+
+/* Adds a target under key: its state, or "{fail: state}" for a failure. */
+static void
+kv_target(struct kvl *l, const char *key, const struct chart *c,
+          enum chart_reply_kind kind, int target)
+{
+	kv_add(l, key, "%s%s%s", kind == REPLY_FAIL ? "{fail: " : "",
+	       sname(c, target), kind == REPLY_FAIL ? "}" : "");
+}
+
+/* Adds a list of names under key, as "[a, b]". */
+static void
+kv_strv(struct kvl *l, const char *key, char **v, size_t n)
+{
+	char t[TEXT_MAX];
+
+	t[0] = '\0';
+	strv_text(v, n, t, sizeof(t));
+	kv_add(l, key, "%s", t);
+}
+
+/* The keys of a step's compensation ("compensate.to" ...), or
+ * "compensate: (none)". */
+static void
+compensate_kvs(const struct chart_compensation *u, struct kvl *l)
+{
+	char t[TEXT_MAX], b1[32];
+
+	if (u == NULL) {
+		kv_add(l, "compensate", "(none)");
+		return;
+	}
+	kv_add(l, "compensate.to", "%s", u->to);
+	kv_add(l, "compensate.command", "%s", u->command);
+	kv_add(l, "compensate.route", "%s", or_none(u->route));
+	kv_strv(l, "compensate.pass", u->pass, u->npass);
+	kv_strv(l, "compensate.ok", u->ok, u->nok);
+	kv_add(l, "compensate.timeout", "%s",
+	       dur_text(u->timeout_ms, b1, sizeof(b1)));
+	kv_add(l, "compensate.retry", "%s",
+	       retry_text(&u->retry, t, sizeof(t)));
+}
+
+/* The keys of a step: its command, replies, timing and compensation. */
+static void
+step_kvs(const struct chart *c, const struct chart_state *s, struct kvl *l)
+{
+	char t[TEXT_MAX], key[CHART_TYPE_MAX + 16], b1[32];
+	size_t i;
+
+	kv_add(l, "to", "%s", s->to);
+	kv_add(l, "command", "%s", s->command);
+	kv_add(l, "route", "%s", or_none(s->route));
+	kv_strv(l, "pass", s->pass, s->npass);
+	for (i = 0; i < s->nreplies; i++) {
+		snprintf(key, sizeof(key), "on %s", s->replies[i].type);
+		kv_add(l, key, "%s",
+		       reply_text(c, &s->replies[i], t, sizeof(t)));
+	}
+	kv_strv(l, "save", s->save, s->nsave);
+	kv_add(l, "emit", "%s", or_none(s->emit));
+	kv_add(l, "timeout", "%s", dur_text(s->timeout_ms, b1, sizeof(b1)));
+	kv_add(l, "retry", "%s", retry_text(&s->retry, t, sizeof(t)));
+	kv_add(l, "exhausted", "%s", sname(c, s->exhausted_target));
+	compensate_kvs(s->compensate, l);
+}
+
+/* The keys of a choice: each branch's guard and target, the default. */
+static void
+choice_kvs(const struct chart *c, const struct chart_state *s, struct kvl *l)
+{
+	char t[TEXT_MAX], key[CHART_TYPE_MAX + 16];
+	size_t i;
+
+	for (i = 0; i < s->nbranches; i++) {
+		const struct chart_branch *b = &s->branches[i];
+		guard_text(b, " && ", t, sizeof(t));
+		snprintf(key, sizeof(key), "branch %zu when", i + 1);
+		kv_add(l, key, "%s", t);
+		snprintf(key, sizeof(key), "branch %zu", i + 1);
+		kv_target(l, key, c, b->kind, b->target);
+	}
+	kv_add(l, "default", "%s", sname(c, s->default_target));
+}
+
 /* The operator-visible keys of one state. */
 static void
 state_kvs(const struct chart *c, const struct chart_state *s, struct kvl *l)
 {
-	char t[TEXT_MAX], key[CHART_TYPE_MAX + 16], b1[32];
+	char key[CHART_TYPE_MAX + 16], b1[32];
 	size_t i;
 
 	kv_add(l, "type", "%s", chart_state_type_name(s->type));
 	if (s->max_visits > 0) {
 		kv_add(l, "max_visits", "%d", s->max_visits);
-		kv_add(l, "too_many", "%s%s%s",
-		       s->too_many_kind == REPLY_FAIL ? "{fail: " : "",
-		       sname(c, s->too_many_target),
-		       s->too_many_kind == REPLY_FAIL ? "}" : "");
+		kv_target(l, "too_many", c, s->too_many_kind,
+		          s->too_many_target);
 	}
 	switch (s->type) {
 	case STATE_STEP:
-		kv_add(l, "to", "%s", s->to);
-		kv_add(l, "command", "%s", s->command);
-		kv_add(l, "route", "%s", s->route ? s->route : "(none)");
-		t[0] = '\0';
-		strv_text(s->pass, s->npass, t, sizeof(t));
-		kv_add(l, "pass", "%s", t);
-		for (i = 0; i < s->nreplies; i++) {
-			snprintf(key, sizeof(key), "on %s", s->replies[i].type);
-			kv_add(l, key, "%s",
-			       reply_text(c, &s->replies[i], t, sizeof(t)));
-		}
-		t[0] = '\0';
-		strv_text(s->save, s->nsave, t, sizeof(t));
-		kv_add(l, "save", "%s", t);
-		kv_add(l, "emit", "%s", s->emit ? s->emit : "(none)");
-		kv_add(l, "timeout", "%s",
-		       dur_text(s->timeout_ms, b1, sizeof(b1)));
-		kv_add(l, "retry", "%s", retry_text(&s->retry, t, sizeof(t)));
-		kv_add(l, "exhausted", "%s", sname(c, s->exhausted_target));
-		if (s->compensate == NULL) {
-			kv_add(l, "compensate", "(none)");
-			break;
-		}
-		kv_add(l, "compensate.to", "%s", s->compensate->to);
-		kv_add(l, "compensate.command", "%s", s->compensate->command);
-		kv_add(l, "compensate.route", "%s",
-		       s->compensate->route ? s->compensate->route : "(none)");
-		t[0] = '\0';
-		strv_text(s->compensate->pass, s->compensate->npass, t,
-		          sizeof(t));
-		kv_add(l, "compensate.pass", "%s", t);
-		t[0] = '\0';
-		strv_text(s->compensate->ok, s->compensate->nok, t, sizeof(t));
-		kv_add(l, "compensate.ok", "%s", t);
-		kv_add(l, "compensate.timeout", "%s",
-		       dur_text(s->compensate->timeout_ms, b1, sizeof(b1)));
-		kv_add(l, "compensate.retry", "%s",
-		       retry_text(&s->compensate->retry, t, sizeof(t)));
+		step_kvs(c, s, l);
 		break;
 	case STATE_CHOICE:
-		for (i = 0; i < s->nbranches; i++) {
-			const struct chart_branch *b = &s->branches[i];
-			guard_text(b, " && ", t, sizeof(t));
-			snprintf(key, sizeof(key), "branch %zu when", i + 1);
-			kv_add(l, key, "%s", t);
-			snprintf(key, sizeof(key), "branch %zu", i + 1);
-			kv_add(l, key, "%s%s%s",
-			       b->kind == REPLY_FAIL ? "{fail: " : "",
-			       sname(c, b->target),
-			       b->kind == REPLY_FAIL ? "}" : "");
-		}
-		kv_add(l, "default", "%s", sname(c, s->default_target));
+		choice_kvs(c, s, l);
 		break;
 	case STATE_WAIT:
 		kv_add(l, "duration", "%s",
@@ -715,7 +829,7 @@ state_kvs(const struct chart *c, const struct chart_state *s, struct kvl *l)
 		kv_add(l, "next", "%s", sname(c, s->next));
 		break;
 	case STATE_FINAL:
-		kv_add(l, "emit", "%s", s->emit ? s->emit : "(none)");
+		kv_add(l, "emit", "%s", or_none(s->emit));
 		break;
 	case STATE_PARALLEL:
 		for (i = 0; i < s->nfork; i++) {
@@ -786,6 +900,36 @@ common_order(const struct chart *a, const struct chart *b, char *buf,
 			    a->states[i].name);
 }
 
+/* Writes the states only a has ("-"), those only b has ("+"), and a
+ * change in the order of the states both have. Returns how many lines. */
+static int
+diff_state_sets(FILE *out, const struct chart *a, const struct chart *b)
+{
+	char oa[TEXT_MAX], ob[TEXT_MAX];
+	int n = 0;
+	size_t i;
+
+	for (i = 0; i < a->nstates; i++)
+		if (chart_state_index(b, a->states[i].name) < 0) {
+			fprintf(out, "- state %s (%s)\n", a->states[i].name,
+			        chart_state_type_name(a->states[i].type));
+			n++;
+		}
+	for (i = 0; i < b->nstates; i++)
+		if (chart_state_index(a, b->states[i].name) < 0) {
+			fprintf(out, "+ state %s (%s)\n", b->states[i].name,
+			        chart_state_type_name(b->states[i].type));
+			n++;
+		}
+	common_order(a, b, oa, sizeof(oa));
+	common_order(b, a, ob, sizeof(ob));
+	if (strcmp(oa, ob) != 0) {
+		fprintf(out, "~ state order: %s -> %s\n", oa, ob);
+		n++;
+	}
+	return n;
+}
+
 /* What a reload means for the sagas running on a: they finish on a,
  * whatever b says; only new sagas start on b. */
 static void
@@ -821,7 +965,7 @@ int
 chart_diff(FILE *out, const struct chart *a, const struct chart *b)
 {
 	struct kvl la = {0}, lb = {0};
-	char oa[TEXT_MAX], ob[TEXT_MAX], who[CHART_NAME_MAX + 4];
+	char who[CHART_NAME_MAX + 4];
 	bool oom = false;
 	int n = 0;
 	size_t i;
@@ -843,24 +987,7 @@ chart_diff(FILE *out, const struct chart *a, const struct chart *b)
 	kv_clear(&la);
 	kv_clear(&lb);
 
-	for (i = 0; i < a->nstates; i++)
-		if (chart_state_index(b, a->states[i].name) < 0) {
-			fprintf(out, "- state %s (%s)\n", a->states[i].name,
-			        chart_state_type_name(a->states[i].type));
-			n++;
-		}
-	for (i = 0; i < b->nstates; i++)
-		if (chart_state_index(a, b->states[i].name) < 0) {
-			fprintf(out, "+ state %s (%s)\n", b->states[i].name,
-			        chart_state_type_name(b->states[i].type));
-			n++;
-		}
-	common_order(a, b, oa, sizeof(oa));
-	common_order(b, a, ob, sizeof(ob));
-	if (strcmp(oa, ob) != 0) {
-		fprintf(out, "~ state order: %s -> %s\n", oa, ob);
-		n++;
-	}
+	n += diff_state_sets(out, a, b);
 	for (i = 0; i < a->nstates && !oom; i++) {
 		int j = chart_state_index(b, a->states[i].name);
 		if (j < 0)
@@ -1095,75 +1222,92 @@ plan_follow(struct plan *p, const char *how, int target)
 	plan_walk(p, target);
 }
 
+/* Whether reply i of s is the first of its kind to its target: replies
+ * of one kind to one target are listed together, at the first. */
+static bool
+reply_group_first(const struct chart_state *s, size_t i)
+{
+	const struct chart_reply *r = &s->replies[i];
+	size_t k;
+
+	for (k = 0; k < i; k++)
+		if (s->replies[k].kind == r->kind &&
+		    s->replies[k].target == r->target)
+			return false;
+	return true;
+}
+
+/* Appends the types of reply i of s and of the later replies of its kind
+ * to its target, joined with sep. */
+static void
+reply_group_text(const struct chart_state *s, size_t i, const char *sep,
+                 char *buf, size_t cap)
+{
+	const struct chart_reply *r = &s->replies[i];
+	size_t k;
+
+	for (k = i; k < s->nreplies; k++)
+		if (s->replies[k].kind == r->kind &&
+		    s->replies[k].target == r->target)
+			app(buf, cap, "%s%s", k > i ? sep : "",
+			    s->replies[k].type);
+}
+
+/* A step's failure points: its failure replies, one point per target,
+ * then its attempts running out (its outcome unknown). */
+static void
+plan_step_failures(struct plan *p, const struct chart_state *s, int idx)
+{
+	char what[TEXT_MAX], b1[32], b2[TEXT_MAX], b3[32];
+	size_t i, k;
+
+	for (i = 0; i < s->nreplies; i++) {
+		if (s->replies[i].kind != REPLY_FAIL ||
+		    !reply_group_first(s, i))
+			continue;
+		snprintf(what, sizeof(what), "%s: reply ", s->name);
+		reply_group_text(s, i, " or ", what, sizeof(what));
+		plan_point(p, what, -1, s->replies[i].target);
+	}
+	snprintf(what, sizeof(what),
+	         "%s: attempts exhausted or deadline %s passed (%s, "
+	         "timeout %s each, not counted while nobody takes the "
+	         "command",
+	         s->name, dur_text(s->deadline_ms, b3, sizeof(b3)),
+	         retry_text(&s->retry, b2, sizeof(b2)),
+	         dur_text(s->timeout_ms, b1, sizeof(b1)));
+	for (k = 0; k < s->nreplies; k++)
+		if (s->replies[k].kind == REPLY_RETRY)
+			app(what, sizeof(what), "; %s retries",
+			    s->replies[k].type);
+	app(what, sizeof(what), ")");
+	plan_point(p, what, idx, s->exhausted_target);
+}
+
+/* A step: in the failure pass its failure points; then, with the step
+ * on the completed stack if it has a compensation, each success reply's
+ * target (replies to one target as one edge, "a|b"). */
 static void
 plan_step(struct plan *p, const struct chart_state *s, int idx)
 {
-	char label[TEXT_MAX / 4], what[TEXT_MAX];
+	char label[TEXT_MAX / 4];
 	bool pushed = false;
-	size_t i, k;
+	size_t i;
 
-	/* failure replies, grouped by target */
-	for (i = 0; i < s->nreplies && p->failures; i++) {
-		const struct chart_reply *r = &s->replies[i];
-		bool dup = false;
-		if (r->kind != REPLY_FAIL)
-			continue;
-		for (k = 0; k < i; k++)
-			if (s->replies[k].kind == REPLY_FAIL &&
-			    s->replies[k].target == r->target)
-				dup = true;
-		if (dup)
-			continue;
-		snprintf(what, sizeof(what), "%s: reply ", s->name);
-		for (k = i; k < s->nreplies; k++)
-			if (s->replies[k].kind == REPLY_FAIL &&
-			    s->replies[k].target == r->target)
-				app(what, sizeof(what), "%s%s",
-				    k > i ? " or " : "", s->replies[k].type);
-		plan_point(p, what, -1, r->target);
-	}
-	if (p->failures) {
-		char b1[32], b2[TEXT_MAX];
-		char b3[32];
-		snprintf(what, sizeof(what),
-		         "%s: attempts exhausted or deadline %s passed (%s, "
-		         "timeout %s each, not counted while nobody takes the "
-		         "command",
-		         s->name, dur_text(s->deadline_ms, b3, sizeof(b3)),
-		         retry_text(&s->retry, b2, sizeof(b2)),
-		         dur_text(s->timeout_ms, b1, sizeof(b1)));
-		for (k = 0; k < s->nreplies; k++)
-			if (s->replies[k].kind == REPLY_RETRY)
-				app(what, sizeof(what), "; %s retries",
-				    s->replies[k].type);
-		app(what, sizeof(what), ")");
-		plan_point(p, what, idx, s->exhausted_target);
-	}
-
-	/* success replies, grouped by target */
+	if (p->failures)
+		plan_step_failures(p, s, idx);
 	if (s->compensate != NULL) {
 		p->stack_visit[p->nstack] = p->on_path[idx];
 		p->stack[p->nstack++] = idx;
 		pushed = true;
 	}
 	for (i = 0; i < s->nreplies; i++) {
-		const struct chart_reply *r = &s->replies[i];
-		bool dup = false;
-		if (r->kind != REPLY_GOTO)
-			continue;
-		for (k = 0; k < i; k++)
-			if (s->replies[k].kind == REPLY_GOTO &&
-			    s->replies[k].target == r->target)
-				dup = true;
-		if (dup)
+		if (s->replies[i].kind != REPLY_GOTO ||
+		    !reply_group_first(s, i))
 			continue;
 		label[0] = '\0';
-		for (k = i; k < s->nreplies; k++)
-			if (s->replies[k].kind == REPLY_GOTO &&
-			    s->replies[k].target == r->target)
-				app(label, sizeof(label), "%s%s",
-				    k > i ? "|" : "", s->replies[k].type);
-		plan_follow(p, label, r->target);
+		reply_group_text(s, i, "|", label, sizeof(label));
+		plan_follow(p, label, s->replies[i].target);
 	}
 	if (pushed)
 		p->nstack--;
@@ -1594,76 +1738,109 @@ list_types(char **types, size_t n, char *buf, size_t cap)
 		app(buf, cap, "%s%s", i > 0 ? ", " : "", types[i]);
 }
 
-/* Resolves item->text's outcome for step s (undo or not). */
+/* The reply a command gets when the script says nothing: ok. */
+static const char *
+default_ok(const struct chart_state *st, bool undo)
+{
+	size_t i;
+
+	if (undo)
+		return st->compensate->ok[0];
+	for (i = 0; i < st->nreplies; i++)
+		if (st->replies[i].kind == REPLY_GOTO)
+			return st->replies[i].type;
+	return NULL; /* the validator requires one */
+}
+
+/* Resolves the outcomes that are words: timeout, away, ok, fail. Returns
+ * 0, -1 with the error in m, or 1 when `what` is none of them (or is ok
+ * for a step with no success reply): it names a reply type then. */
 static int
-sim_resolve(struct sim *m, struct sim_item *it, const struct chart_state *s,
+sim_keyword(struct sim *m, struct sim_item *it, const struct chart_state *s,
             bool undo, const char *what)
 {
-	char *names[64];
-	char list[TEXT_MAX];
-	size_t n = 0, i;
-	const char *found = NULL;
-	struct chart_near near;
-	int matches = 0;
+	size_t i;
 
-	if (undo) {
-		for (i = 0; i < s->compensate->nok && n < 64; i++)
-			names[n++] = s->compensate->ok[i];
-	} else {
-		for (i = 0; i < s->nreplies && n < 64; i++)
-			names[n++] = s->replies[i].type;
-	}
 	if (strcmp(what, "timeout") == 0 || strcmp(what, "away") == 0) {
 		it->kind = what[0] == 't' ? SIM_TIMEOUT : SIM_AWAY;
 		return 0;
 	}
 	if (strcmp(what, "ok") == 0) {
 		it->kind = SIM_REPLY;
-		if (undo) {
-			it->reply = s->compensate->ok[0];
-			return 0;
-		}
-		for (i = 0; i < s->nreplies; i++)
-			if (s->replies[i].kind == REPLY_GOTO) {
-				it->reply = s->replies[i].type;
-				return 0;
-			}
+		it->reply = default_ok(s, undo);
+		return it->reply != NULL ? 0 : 1;
 	}
-	if (strcmp(what, "fail") == 0) {
-		if (undo) {
-			it->kind = SIM_UNDO_FAIL;
-			return 0;
-		}
-		it->kind = SIM_REPLY;
-		for (i = 0; i < s->nreplies; i++)
-			if (s->replies[i].kind == REPLY_FAIL) {
-				it->reply = s->replies[i].type;
-				return 0;
-			}
-		sim_err(m,
-		        "script: %s: step %s has no {fail: X} reply (use "
-		        "timeout xN to exhaust its attempts)",
-		        it->text, s->name);
-		return -1;
-	}
-	for (i = 0; i < n; i++)
-		if (strcmp(names[i], what) == 0) {
-			found = names[i];
-			matches = 1;
-			break;
-		}
-	if (found == NULL)
-		for (i = 0; i < n; i++)
-			if (type_matches(names[i], what)) {
-				found = names[i];
-				matches++;
-			}
-	list_types(names, n, list, sizeof(list));
-	if (matches == 1) {
-		it->kind = SIM_REPLY;
-		it->reply = found;
+	if (strcmp(what, "fail") != 0)
+		return 1;
+	if (undo) {
+		it->kind = SIM_UNDO_FAIL;
 		return 0;
 	}
+	it->kind = SIM_REPLY;
+	for (i = 0; i < s->nreplies; i++)
+		if (s->replies[i].kind == REPLY_FAIL) {
+			it->reply = s->replies[i].type;
+			return 0;
+		}
+	sim_err(m,
+	        "script: %s: step %s has no {fail: X} reply (use "
+	        "timeout xN to exhaust its attempts)",
+	        it->text, s->name);
+	return -1;
+}
+
+/* Into names (at most cap), the reply types an outcome may name: the
+ * step's replies, or its undo's ok replies. Returns the count. */
+static size_t
+sim_reply_names(const struct chart_state *s, bool undo, char **names,
+                size_t cap)
+{
+	size_t n = 0, i;
+
+	if (undo) {
+		for (i = 0; i < s->compensate->nok && n < cap; i++)
+			names[n++] = s->compensate->ok[i];
+	} else {
+		for (i = 0; i < s->nreplies && n < cap; i++)
+			names[n++] = s->replies[i].type;
+	}
+	return n;
+}
+
+/* The reply type `what` names among names: one equal to it, else every
+ * one whose last part it is. Returns how many matched, the last in
+ * *found. */
+static int
+sim_match(char **names, size_t n, const char *what, const char **found)
+{
+	int matches = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(names[i], what) == 0) {
+			*found = names[i];
+			return 1;
+		}
+	for (i = 0; i < n; i++)
+		if (type_matches(names[i], what)) {
+			*found = names[i];
+			matches++;
+		}
+	return matches;
+}
+
+/* The error for an outcome that names no reply type of s, or several
+ * (matches): the types there are, and the closest one to a typo. */
+static void
+sim_no_reply(struct sim *m, const struct sim_item *it,
+             const struct chart_state *s, bool undo, const char *what,
+             char **names, size_t n, int matches)
+{
+	char list[TEXT_MAX];
+	struct chart_near near;
+	size_t i;
+
+	list_types(names, n, list, sizeof(list));
 	chart_near_init(&near, what);
 	for (i = 0; i < n; i++) {
 		const char *dot = strrchr(names[i], '.');
@@ -1679,6 +1856,27 @@ sim_resolve(struct sim *m, struct sim_item *it, const struct chart_state *s,
 	        near.best != NULL && matches == 0 ? "; did you mean \"" : "",
 	        near.best != NULL && matches == 0 ? near.best : "",
 	        near.best != NULL && matches == 0 ? "\"?" : "");
+}
+
+/* Resolves item->text's outcome for step s (undo or not). */
+static int
+sim_resolve(struct sim *m, struct sim_item *it, const struct chart_state *s,
+            bool undo, const char *what)
+{
+	char *names[64];
+	size_t n = sim_reply_names(s, undo, names, 64);
+	const char *found = NULL;
+	int rc = sim_keyword(m, it, s, undo, what);
+
+	if (rc <= 0)
+		return rc;
+	rc = sim_match(names, n, what, &found);
+	if (rc == 1) {
+		it->kind = SIM_REPLY;
+		it->reply = found;
+		return 0;
+	}
+	sim_no_reply(m, it, s, undo, what, names, n, rc);
 	return -1;
 }
 
@@ -1876,18 +2074,84 @@ sim_print(struct sim *m, int64_t now, const char *event, const struct saga *s,
 	}
 }
 
-/* The reply a command gets when the script says nothing: ok. */
+/* Uses up one delivery of a script item. */
+static void
+sim_use(struct sim_item *it)
+{
+	it->used = true;
+	it->left--;
+}
+
+/* The saga's timer fires: the virtual clock moves to it. */
+static void
+sim_at_timer(const struct saga *s, int64_t *now, struct engine_event *ev)
+{
+	*now = s->timer_at_ms;
+	ev->now_ms = *now;
+}
+
+/* The type of the reply a command of st gets: the script item's, else
+ * ok. NULL, with the error in m, when st has no success reply. */
 static const char *
-default_ok(const struct chart_state *st, bool undo)
+sim_reply_type(struct sim *m, const struct sim_item *it,
+               const struct chart_state *st, bool undo)
+{
+	const char *type = it != NULL ? it->reply : default_ok(st, undo);
+
+	if (type == NULL)
+		sim_err(m, "step %s has no success reply", st->name);
+	return type;
+}
+
+/* Makes reply the payload of a reply to a command of st: a plausible
+ * value for each field st saves (none for an undo). -1 with the error in
+ * m on out of memory. */
+static int
+sim_payload(struct sim *m, const struct chart_state *st, bool undo,
+            struct value *reply)
 {
 	size_t i;
 
-	if (undo)
-		return st->compensate->ok[0];
-	for (i = 0; i < st->nreplies; i++)
-		if (st->replies[i].kind == REPLY_GOTO)
-			return st->replies[i].type;
-	return NULL; /* the validator requires one */
+	value_set_map(reply);
+	for (i = 0; !undo && i < st->nsave; i++)
+		if (put_saved(reply, st->save[i]) != 0) {
+			sim_err(m, "out of memory");
+			return -1;
+		}
+	return 0;
+}
+
+/* Makes ev the reply `type` to message `to` at now, with payload reply,
+ * and text its timeline line (it: the script item, NULL if unscripted). */
+static void
+sim_reply_event(struct engine_event *ev, int64_t now, const char *type,
+                const char *to, const struct value *reply,
+                const struct sim_item *it, char *text, size_t cap)
+{
+	ev->type = EV_REPLY;
+	ev->now_ms = now;
+	ev->reply_type = type;
+	ev->in_reply_to = to;
+	ev->payload = reply;
+	snprintf(text, cap, "REPLY %s to %s  [%s]", type, to,
+	         it != NULL ? it->text : "unscripted: ok");
+}
+
+/* A scripted timeout, outage or failing undo (it) of the outstanding
+ * command: its timer fires. An undo's fail is never used up. */
+static void
+sim_timeout_item(const struct saga *s, struct sim_item *it,
+                 const char *outstanding, int64_t *now, struct engine_event *ev,
+                 char *text, size_t cap)
+{
+	it->used = true;
+	if (it->kind != SIM_UNDO_FAIL)
+		it->left--;
+	sim_at_timer(s, now, ev);
+	ev->absent = it->kind == SIM_AWAY;
+	snprintf(text, cap, "TIMEOUT #%" PRId64 ": %s %s  [%s]", s->timer_seq,
+	         ev->absent ? "nobody took (participant away)" : "no reply to",
+	         outstanding, it->text);
 }
 
 /* Chooses the next event for a saga that waits; fills ev, *now, text and
@@ -1907,7 +2171,6 @@ sim_next_event(struct sim *m, const struct saga *s, const char *outstanding,
 	char key[CHART_NAME_MAX + 8];
 	struct sim_item *it;
 	const char *type;
-	size_t i;
 
 	memset(ev, 0, sizeof(*ev));
 	ev->type = EV_TIMEOUT;
@@ -1916,8 +2179,7 @@ sim_next_event(struct sim *m, const struct saga *s, const char *outstanding,
 		return sim_parallel_event(m, s, latency, now, ev, reply, text,
 		                          cap);
 	if (s->phase != PHASE_AWAIT) {
-		*now = s->timer_at_ms;
-		ev->now_ms = *now;
+		sim_at_timer(s, now, ev);
 		snprintf(text, cap, "TIMER #%" PRId64 " (%s over)",
 		         s->timer_seq,
 		         s->phase == PHASE_WAIT ? "wait" : "backoff");
@@ -1926,28 +2188,15 @@ sim_next_event(struct sim *m, const struct saga *s, const char *outstanding,
 	snprintf(key, sizeof(key), "%s%s", st->name, undo ? ".undo" : "");
 	it = sim_next(m, key);
 	if (it != NULL && it->kind != SIM_REPLY) {
-		it->used = true;
-		if (it->kind != SIM_UNDO_FAIL)
-			it->left--;
-		*now = s->timer_at_ms;
-		ev->now_ms = *now;
-		ev->absent = it->kind == SIM_AWAY;
-		snprintf(text, cap, "TIMEOUT #%" PRId64 ": %s %s  [%s]",
-		         s->timer_seq,
-		         ev->absent ? "nobody took (participant away)"
-		                    : "no reply to",
-		         outstanding, it->text);
+		sim_timeout_item(s, it, outstanding, now, ev, text, cap);
 		return 0;
 	}
-	type = it != NULL ? it->reply : default_ok(st, undo);
-	if (type == NULL) {
-		sim_err(m, "step %s has no success reply", st->name);
+	type = sim_reply_type(m, it, st, undo);
+	if (type == NULL)
 		return -1;
-	}
 	if (*now + latency >= s->timer_at_ms) {
 		char t[32];
-		*now = s->timer_at_ms;
-		ev->now_ms = *now;
+		sim_at_timer(s, now, ev);
 		snprintf(text, cap,
 		         "TIMEOUT #%" PRId64 ": the reply %s to %s would come "
 		         "after %s",
@@ -1955,24 +2204,12 @@ sim_next_event(struct sim *m, const struct saga *s, const char *outstanding,
 		         vtime(s->timer_at_ms, t, sizeof(t)));
 		return 0;
 	}
-	if (it != NULL) {
-		it->used = true;
-		it->left--;
-	}
-	value_set_map(reply);
-	for (i = 0; !undo && i < st->nsave; i++)
-		if (put_saved(reply, st->save[i]) != 0) {
-			sim_err(m, "out of memory");
-			return -1;
-		}
+	if (it != NULL)
+		sim_use(it);
+	if (sim_payload(m, st, undo, reply) != 0)
+		return -1;
 	*now += latency;
-	ev->type = EV_REPLY;
-	ev->now_ms = *now;
-	ev->reply_type = type;
-	ev->in_reply_to = outstanding;
-	ev->payload = reply;
-	snprintf(text, cap, "REPLY %s to %s  [%s]", type, outstanding,
-	         it != NULL ? it->text : "unscripted: ok");
+	sim_reply_event(ev, *now, type, outstanding, reply, it, text, cap);
 	return 0;
 }
 
@@ -2029,8 +2266,7 @@ sim_parallel_timer(struct sim *m, const struct saga *s, int64_t *now,
 {
 	size_t k;
 
-	*now = s->timer_at_ms;
-	ev->now_ms = *now;
+	sim_at_timer(s, now, ev);
 	snprintf(text, cap, "TIMER #%" PRId64 " (branches due:", s->timer_seq);
 	for (k = 0; k < s->nbranches; k++) {
 		const struct saga_branch *b = &s->branches[k];
@@ -2043,8 +2279,7 @@ sim_parallel_timer(struct sim *m, const struct saga *s, int64_t *now,
 		    b->phase == PHASE_AWAIT ? "timeout" : "backoff over");
 		it = b->phase == PHASE_AWAIT ? sim_next(m, name) : NULL;
 		if (it != NULL && it->kind != SIM_REPLY) {
-			it->used = true;
-			it->left--;
+			sim_use(it);
 			ev->absent |= it->kind == SIM_AWAY;
 			app(text, cap, " [%s]", it->text);
 		}
@@ -2063,7 +2298,6 @@ sim_parallel_event(struct sim *m, const struct saga *s, int64_t latency,
 	struct sim_item *it;
 	const char *type;
 	int k = sim_first_reply(m, s, latency);
-	size_t i;
 
 	if (k < 0) {
 		sim_parallel_timer(m, s, now, ev, text, cap);
@@ -2072,31 +2306,17 @@ sim_parallel_event(struct sim *m, const struct saga *s, int64_t latency,
 	b = &s->branches[k];
 	st = &m->c->states[b->state];
 	it = sim_next(m, st->name);
-	type = it != NULL ? it->reply : default_ok(st, false);
-	if (type == NULL) {
-		sim_err(m, "step %s has no success reply", st->name);
+	type = sim_reply_type(m, it, st, false);
+	if (type == NULL)
 		return -1;
-	}
-	if (it != NULL) {
-		it->used = true;
-		it->left--;
-	}
-	value_set_map(reply);
-	for (i = 0; i < st->nsave; i++)
-		if (put_saved(reply, st->save[i]) != 0) {
-			sim_err(m, "out of memory");
-			return -1;
-		}
+	if (it != NULL)
+		sim_use(it);
+	if (sim_payload(m, st, false, reply) != 0)
+		return -1;
 	engine_message_id(m->par_id, sizeof(m->par_id), s->id, st->name,
 	                  s->visits[b->state], false, b->attempt);
 	*now = m->sent_at[b->state] + latency;
-	ev->type = EV_REPLY;
-	ev->now_ms = *now;
-	ev->reply_type = type;
-	ev->in_reply_to = m->par_id;
-	ev->payload = reply;
-	snprintf(text, cap, "REPLY %s to %s  [%s]", type, m->par_id,
-	         it != NULL ? it->text : "unscripted: ok");
+	sim_reply_event(ev, *now, type, m->par_id, reply, it, text, cap);
 	return 0;
 }
 
@@ -2150,108 +2370,170 @@ sim_summary(struct sim *m, const struct saga *s, int64_t now, int events)
 			        m->items[i].text);
 }
 
+/* Gets a run ready: the per-state send times, the script, the order
+ * (o's, else the default one) and the saga's id (the order's order_id, if
+ * any). Returns 0; -2 for a bad script or an order that is not a map, -1
+ * on out of memory, with the error in m. */
+static int
+sim_setup(struct sim *m, const struct chart_sim_options *o, struct value *order,
+          struct saga *s)
+{
+	const struct value *oid;
+
+	m->sent_at = calloc(m->c->nstates + 1, sizeof(*m->sent_at));
+	if (m->sent_at == NULL) {
+		sim_err(m, "out of memory");
+		return -1;
+	}
+	if (sim_parse_script(m, o->script) != 0)
+		return -2;
+	if (o->order != NULL ? value_copy(order, o->order)
+	                     : chart_sim_default_order(m->c, order)) {
+		sim_err(m, "out of memory");
+		return -1;
+	}
+	if (order->type != VALUE_MAP) {
+		sim_err(m, "the order is not a map");
+		return -2;
+	}
+	oid = value_map_get(order, "order_id");
+	if (oid != NULL && oid->type == VALUE_STR && oid->u.s.len > 0) {
+		saga_clear(s);
+		saga_init(s, oid->u.s.ptr);
+	}
+	return 0;
+}
+
+/* The timeline's head: chart, version, latency, and the order. */
+static void
+sim_header(struct sim *m, int64_t latency, const struct value *order)
+{
+	char text[TEXT_MAX], t[32];
+
+	text[0] = '\0';
+	value_text(order, text, sizeof(text));
+	fprintf(m->out, "saga %s, version %s; virtual time; replies after %s\n",
+	        m->c->name, m->c->version, vtime(latency, t, sizeof(t)));
+	fprintf(m->out, "order %s\n\n", text);
+}
+
+/* Notes the commands an engine step sent: their send time, and the last
+ * one's id in outstanding. */
+static void
+sim_note_sends(struct sim *m, const struct engine_output *eo, int64_t now,
+               char *outstanding, size_t cap)
+{
+	size_t i;
+
+	for (i = 0; i < eo->nactions; i++)
+		if (eo->actions[i].type == ACT_SEND) {
+			snprintf(outstanding, cap, "%s",
+			         eo->actions[i].message_id);
+			sim_sent(m, &eo->actions[i], now);
+		}
+}
+
+/* Feeds the engine START with the order, then the saga's next event,
+ * printing each, until the saga is final, waits for nothing, or has had
+ * o's max_events. Returns 0, or -1 with the error in m. */
+static int
+sim_run(struct sim *m, struct saga *s, const struct value *order,
+        const struct chart_sim_options *o, int64_t *now, int *events)
+{
+	struct value reply = VALUE_NIL_INIT;
+	struct engine_event ev;
+	struct engine_output eo;
+	char outstanding[ENGINE_MSGID_MAX] = "", text[TEXT_MAX], t[32];
+	int max = o->max_events > 0 ? o->max_events : 1000;
+	int rc = -1;
+
+	memset(&eo, 0, sizeof(eo));
+	memset(&ev, 0, sizeof(ev));
+	ev.type = EV_START;
+	ev.payload = order;
+	snprintf(text, sizeof(text), "START %s", s->id);
+	for (;;) {
+		engine_step(m->c, s, &ev, &eo);
+		(*events)++;
+		sim_print(m, *now, text, s, &eo);
+		sim_note_sends(m, &eo, *now, outstanding, sizeof(outstanding));
+		if (eo.result == ENGINE_ERROR) {
+			sim_err(m, "engine error at %s: %s",
+			        vtime(*now, t, sizeof(t)), eo.note);
+			break;
+		}
+		engine_output_clear(&eo);
+		value_clear(&reply);
+		if (saga_status_final(s->status) || s->phase == PHASE_NONE ||
+		    *events >= max) {
+			rc = 0;
+			break;
+		}
+		if (sim_next_event(m, s, outstanding, o->latency_ms, now, &ev,
+		                   &reply, text, sizeof(text)) != 0)
+			break;
+	}
+	engine_output_clear(&eo);
+	value_clear(&reply);
+	return rc;
+}
+
+/* Whether a script item was left over: a reply or timeout not delivered
+ * as often as written, or an undo's fail never used. */
+static bool
+sim_item_unused(const struct sim_item *it)
+{
+	return it->kind == SIM_UNDO_FAIL ? !it->used : it->left > 0;
+}
+
+/* Fills res from the saga at the end of the run. */
+static void
+sim_result(const struct sim *m, const struct saga *s, int64_t now, int events,
+           struct chart_sim_result *res)
+{
+	size_t i;
+
+	res->status = s->status;
+	snprintf(res->state, sizeof(res->state), "%s", sname(m->c, s->state));
+	res->events = events;
+	res->end_ms = now;
+	res->unused_items = 0;
+	for (i = 0; i < m->nitems; i++)
+		if (sim_item_unused(&m->items[i]))
+			res->unused_items++;
+}
+
 int
 chart_simulate(FILE *out, const struct chart *c,
                const struct chart_sim_options *o, struct chart_sim_result *res,
                char *err, size_t errlen)
 {
 	struct sim m = {.out = out, .c = c, .err = err, .errlen = errlen};
-	struct value order = VALUE_NIL_INIT, reply = VALUE_NIL_INIT;
-	struct engine_event ev;
-	struct engine_output eo;
+	struct value order = VALUE_NIL_INIT;
 	struct saga s;
-	const struct value *oid;
-	char outstanding[ENGINE_MSGID_MAX] = "", text[TEXT_MAX], t[32];
 	int64_t now = 0;
-	int events = 0, max = o->max_events > 0 ? o->max_events : 1000;
-	int rc = -1;
-	size_t i;
+	int events = 0;
+	int rc;
 
 	if (errlen > 0)
 		err[0] = '\0';
-	memset(&eo, 0, sizeof(eo));
 	saga_init(&s, "sim");
-	m.sent_at = calloc(c->nstates + 1, sizeof(*m.sent_at));
-	if (m.sent_at == NULL) {
-		sim_err(&m, "out of memory");
+	rc = sim_setup(&m, o, &order, &s);
+	if (rc != 0)
 		goto out;
-	}
-	if (sim_parse_script(&m, o->script) != 0) {
-		rc = -2;
+	sim_header(&m, o->latency_ms, &order);
+	rc = -1;
+	if (sim_run(&m, &s, &order, o, &now, &events) != 0)
 		goto out;
-	}
-	if (o->order != NULL ? value_copy(&order, o->order)
-	                     : chart_sim_default_order(c, &order)) {
-		sim_err(&m, "out of memory");
-		goto out;
-	}
-	if (order.type != VALUE_MAP) {
-		sim_err(&m, "the order is not a map");
-		rc = -2;
-		goto out;
-	}
-	oid = value_map_get(&order, "order_id");
-	if (oid != NULL && oid->type == VALUE_STR && oid->u.s.len > 0) {
-		saga_clear(&s);
-		saga_init(&s, oid->u.s.ptr);
-	}
-
-	text[0] = '\0';
-	value_text(&order, text, sizeof(text));
-	fprintf(out, "saga %s, version %s; virtual time; replies after %s\n",
-	        c->name, c->version, vtime(o->latency_ms, t, sizeof(t)));
-	fprintf(out, "order %s\n\n", text);
-
-	memset(&ev, 0, sizeof(ev));
-	ev.type = EV_START;
-	ev.payload = &order;
-	snprintf(text, sizeof(text), "START %s", s.id);
-	for (;;) {
-		engine_step(c, &s, &ev, &eo);
-		events++;
-		sim_print(&m, now, text, &s, &eo);
-		for (i = 0; i < eo.nactions; i++)
-			if (eo.actions[i].type == ACT_SEND) {
-				snprintf(outstanding, sizeof(outstanding), "%s",
-				         eo.actions[i].message_id);
-				sim_sent(&m, &eo.actions[i], now);
-			}
-		if (eo.result == ENGINE_ERROR) {
-			sim_err(&m, "engine error at %s: %s",
-			        vtime(now, t, sizeof(t)), eo.note);
-			goto out;
-		}
-		engine_output_clear(&eo);
-		value_clear(&reply);
-		if (saga_status_final(s.status) || s.phase == PHASE_NONE ||
-		    events >= max)
-			break;
-		if (sim_next_event(&m, &s, outstanding, o->latency_ms, &now,
-		                   &ev, &reply, text, sizeof(text)) != 0)
-			goto out;
-	}
 	sim_summary(&m, &s, now, events);
-	if (res != NULL) {
-		res->status = s.status;
-		snprintf(res->state, sizeof(res->state), "%s",
-		         sname(c, s.state));
-		res->events = events;
-		res->end_ms = now;
-		res->unused_items = 0;
-		for (i = 0; i < m.nitems; i++)
-			if (m.items[i].kind == SIM_UNDO_FAIL
-			            ? !m.items[i].used
-			            : m.items[i].left > 0)
-				res->unused_items++;
-	}
+	if (res != NULL)
+		sim_result(&m, &s, now, events, res);
 	if (ferror(out)) {
 		sim_err(&m, "write error");
 		goto out;
 	}
 	rc = saga_status_final(s.status) ? 0 : 1;
 out:
-	engine_output_clear(&eo);
-	value_clear(&reply);
 	value_clear(&order);
 	saga_clear(&s);
 	free(m.items);

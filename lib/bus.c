@@ -686,12 +686,10 @@ declared_if_exists(struct bus *b, const struct bus_queue *q)
 	return reopen_channel(b);
 }
 
+/* Declares t's exchanges (durable); 0, or -1 after set_error. */
 static int
-declare(struct bus *b)
+declare_exchanges(struct bus *b, const struct bus_topology *t)
 {
-	const struct bus_topology *t = b->cfg.topology;
-	if (t == NULL)
-		return 0;
 	for (size_t i = 0; i < t->nexchanges; i++) {
 		const struct bus_exchange *x = &t->exchanges[i];
 		amqp_table_entry_t e[2];
@@ -706,66 +704,102 @@ declare(struct bus *b)
 		if (!rpc_ok(b, x->name))
 			return -1;
 	}
-	for (size_t i = 0; i < t->nqueues; i++) {
-		const struct bus_queue *q = &t->queues[i];
-		bool quorum = !q->exclusive && !q->stream &&
-		              (q->quorum || (b->quorum && !q->classic));
-		int64_t limit = q->delivery_limit;
-		amqp_table_entry_t e[10];
-		size_t n = 0;
-		if (quorum && limit == 0 && q->dlx != NULL)
-			limit = b->cfg.delivery_limit;
-		if (q->dlx != NULL)
-			entry_str(e, &n, "x-dead-letter-exchange", q->dlx);
-		if (q->dlrk != NULL)
-			entry_str(e, &n, "x-dead-letter-routing-key", q->dlrk);
-		if (q->ttl_ms > 0)
-			entry_i64(e, &n, "x-message-ttl", q->ttl_ms);
-		if (q->max_length > 0)
-			entry_i64(e, &n, "x-max-length", q->max_length);
-		if (q->overflow != NULL)
-			entry_str(e, &n, "x-overflow", q->overflow);
-		if (quorum)
-			entry_str(e, &n, "x-queue-type", "quorum");
-		if (quorum && limit > 0)
-			entry_i64(e, &n, "x-delivery-limit", limit);
-		assert(!q->stream || (q->dlx == NULL && q->ttl_ms == 0 &&
-		                      !q->exclusive && !q->quorum));
-		if (q->stream)
-			entry_str(e, &n, "x-queue-type", "stream");
-		if (q->stream && q->max_age != NULL)
-			entry_str(e, &n, "x-max-age", q->max_age);
-		if (q->stream && q->max_bytes > 0)
-			entry_i64(e, &n, "x-max-length-bytes", q->max_bytes);
-		assert(n <= sizeof(e) / sizeof(e[0]));
-		if (q->passive)
-			n = 0; /* the owner's arguments */
-		amqp_queue_declare(b->conn, CH, amqp_cstring_bytes(q->name),
-		                   q->passive, !q->exclusive, q->exclusive,
-		                   q->exclusive, (amqp_table_t){(int)n, e});
-		assert(!q->if_exists || q->passive);
-		if (q->keep_existing ? declared_or_kept(b, q) != 0
-		    : q->if_exists   ? declared_if_exists(b, q) != 0
-		                     : !rpc_ok(b, q->name))
+	return 0;
+}
+
+/* The most arguments queue_args writes. */
+#define QUEUE_ARGS 10
+
+/* Writes queue q's x-arguments into e; returns how many. */
+static size_t
+queue_args(const struct bus *b, const struct bus_queue *q,
+           amqp_table_entry_t e[QUEUE_ARGS])
+{
+	bool quorum = !q->exclusive && !q->stream &&
+	              (q->quorum || (b->quorum && !q->classic));
+	int64_t limit = q->delivery_limit;
+	size_t n = 0;
+	if (quorum && limit == 0 && q->dlx != NULL)
+		limit = b->cfg.delivery_limit;
+	if (q->dlx != NULL)
+		entry_str(e, &n, "x-dead-letter-exchange", q->dlx);
+	if (q->dlrk != NULL)
+		entry_str(e, &n, "x-dead-letter-routing-key", q->dlrk);
+	if (q->ttl_ms > 0)
+		entry_i64(e, &n, "x-message-ttl", q->ttl_ms);
+	if (q->max_length > 0)
+		entry_i64(e, &n, "x-max-length", q->max_length);
+	if (q->overflow != NULL)
+		entry_str(e, &n, "x-overflow", q->overflow);
+	if (quorum)
+		entry_str(e, &n, "x-queue-type", "quorum");
+	if (quorum && limit > 0)
+		entry_i64(e, &n, "x-delivery-limit", limit);
+	assert(!q->stream || (q->dlx == NULL && q->ttl_ms == 0 &&
+	                      !q->exclusive && !q->quorum));
+	if (q->stream)
+		entry_str(e, &n, "x-queue-type", "stream");
+	if (q->stream && q->max_age != NULL)
+		entry_str(e, &n, "x-max-age", q->max_age);
+	if (q->stream && q->max_bytes > 0)
+		entry_i64(e, &n, "x-max-length-bytes", q->max_bytes);
+	assert(n <= QUEUE_ARGS);
+	return n;
+}
+
+/* Declares q, its answer checked as q asks; 0, or -1 after set_error. */
+static int
+declare_queue(struct bus *b, const struct bus_queue *q)
+{
+	amqp_table_entry_t e[QUEUE_ARGS];
+	size_t n = queue_args(b, q, e);
+
+	if (q->passive)
+		n = 0; /* the owner's arguments */
+	amqp_queue_declare(b->conn, CH, amqp_cstring_bytes(q->name), q->passive,
+	                   !q->exclusive, q->exclusive, q->exclusive,
+	                   (amqp_table_t){(int)n, e});
+	assert(!q->if_exists || q->passive);
+	if (q->keep_existing ? declared_or_kept(b, q) != 0
+	    : q->if_exists   ? declared_if_exists(b, q) != 0
+	                     : !rpc_ok(b, q->name))
+		return -1;
+	return 0;
+}
+
+/* Binds bd (queue or exchange); 0, or -1 after set_error. */
+static int
+declare_binding(struct bus *b, const struct bus_binding *bd)
+{
+	if (bd->queue != NULL)
+		amqp_queue_bind(b->conn, CH, amqp_cstring_bytes(bd->queue),
+		                amqp_cstring_bytes(bd->exchange),
+		                amqp_cstring_bytes(bd->key), amqp_empty_table);
+	else
+		amqp_exchange_bind(
+		        b->conn, CH, amqp_cstring_bytes(bd->dest_exchange),
+		        amqp_cstring_bytes(bd->exchange),
+		        amqp_cstring_bytes(bd->key), amqp_empty_table);
+	if (!rpc_ok(b, bd->queue != NULL ? bd->queue : bd->dest_exchange))
+		return -1;
+	return 0;
+}
+
+/* Declares the whole topology in order; 0, or -1 after set_error. */
+static int
+declare(struct bus *b)
+{
+	const struct bus_topology *t = b->cfg.topology;
+	if (t == NULL)
+		return 0;
+	if (declare_exchanges(b, t) != 0)
+		return -1;
+	for (size_t i = 0; i < t->nqueues; i++)
+		if (declare_queue(b, &t->queues[i]) != 0)
 			return -1;
-	}
-	for (size_t i = 0; i < t->nbindings; i++) {
-		const struct bus_binding *bd = &t->bindings[i];
-		if (bd->queue != NULL)
-			amqp_queue_bind(
-			        b->conn, CH, amqp_cstring_bytes(bd->queue),
-			        amqp_cstring_bytes(bd->exchange),
-			        amqp_cstring_bytes(bd->key), amqp_empty_table);
-		else
-			amqp_exchange_bind(
-			        b->conn, CH,
-			        amqp_cstring_bytes(bd->dest_exchange),
-			        amqp_cstring_bytes(bd->exchange),
-			        amqp_cstring_bytes(bd->key), amqp_empty_table);
-		if (!rpc_ok(b,
-		            bd->queue != NULL ? bd->queue : bd->dest_exchange))
+	for (size_t i = 0; i < t->nbindings; i++)
+		if (declare_binding(b, &t->bindings[i]) != 0)
 			return -1;
-	}
 	return 0;
 }
 
@@ -1055,59 +1089,50 @@ tls_files_check(const struct bus_config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
-struct bus *
-bus_open(const struct bus_config *cfg, char *err, size_t errlen)
+/* Fills in the defaults (bus.h) for what c leaves at zero. */
+static void
+config_defaults(struct bus_config *c)
 {
-	struct bus *b = calloc(1, sizeof(*b));
-	char *list, *save = NULL, *tok;
+	if (c->name == NULL)
+		c->name = "bus";
+	if (c->heartbeat_s <= 0)
+		c->heartbeat_s = 10;
+	if (c->connect_timeout_ms <= 0)
+		c->connect_timeout_ms = 5000;
+	if (c->rpc_timeout_ms <= 0)
+		c->rpc_timeout_ms = 15000;
+	if (c->prefetch == 0)
+		c->prefetch = 200;
+	if (c->max_body == 0)
+		c->max_body = 16u << 20;
+	if (c->delivery_limit <= 0)
+		c->delivery_limit = 20;
+}
 
-	if (b == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return NULL;
+/* Sets b->quorum from the queue type; 0, or -1 with err if unknown. */
+static int
+queue_type_set(struct bus *b, const char *type, char *err, size_t errlen)
+{
+	if (type == NULL || type[0] == '\0' || strcmp(type, "classic") == 0)
+		return 0;
+	if (strcmp(type, "quorum") != 0) {
+		snprintf(err, errlen, "queue type '%s': use classic or quorum",
+		         type);
+		return -1;
 	}
-	b->cfg = *cfg;
-	b->ackst = calloc(ACK_WINDOW, 1); /* NULL: acks go one by one */
-	ack_reset(b);
-	if (b->cfg.name == NULL)
-		b->cfg.name = "bus";
-	if (b->cfg.heartbeat_s <= 0)
-		b->cfg.heartbeat_s = 10;
-	if (b->cfg.connect_timeout_ms <= 0)
-		b->cfg.connect_timeout_ms = 5000;
-	if (b->cfg.rpc_timeout_ms <= 0)
-		b->cfg.rpc_timeout_ms = 15000;
-	if (b->cfg.prefetch == 0)
-		b->cfg.prefetch = 200;
-	if (b->cfg.max_body == 0)
-		b->cfg.max_body = 16u << 20;
-	if (b->cfg.delivery_limit <= 0)
-		b->cfg.delivery_limit = 20;
-	if (cfg->queue_type != NULL && cfg->queue_type[0] != '\0' &&
-	    strcmp(cfg->queue_type, "classic") != 0) {
-		if (strcmp(cfg->queue_type, "quorum") != 0) {
-			snprintf(err, errlen,
-			         "queue type '%s': use classic or quorum",
-			         cfg->queue_type);
-			bus_close(b);
-			return NULL;
-		}
-		b->quorum = true;
-	}
-	b->cfg.queue_type = NULL; /* not kept: b->quorum says it */
-	if (cfg->url == NULL || cfg->url[0] == '\0') {
-		snprintf(err, errlen, "no AMQP URL (--amqp or SAGA_AMQP_URL)");
-		bus_close(b);
-		return NULL;
-	}
-	if (tls_files_check(cfg, err, errlen) != 0) {
-		bus_close(b);
-		return NULL;
-	}
-	list = strdup(cfg->url);
+	b->quorum = true;
+	return 0;
+}
+
+/* Checks and copies cfg's URLs into b->urls; 0, or -1 with err. */
+static int
+urls_copy(struct bus *b, const struct bus_config *cfg, char *err, size_t errlen)
+{
+	char *list = strdup(cfg->url), *save = NULL, *tok;
+
 	if (list == NULL) {
 		snprintf(err, errlen, "out of memory");
-		bus_close(b);
-		return NULL;
+		return -1;
 	}
 	for (tok = strtok_r(list, ",", &save); tok != NULL;
 	     tok = strtok_r(NULL, ",", &save)) {
@@ -1136,6 +1161,37 @@ bus_open(const struct bus_config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "no AMQP URL");
 		goto fail;
 	}
+	free(list);
+	return 0;
+fail:
+	free(list);
+	return -1;
+}
+
+struct bus *
+bus_open(const struct bus_config *cfg, char *err, size_t errlen)
+{
+	struct bus *b = calloc(1, sizeof(*b));
+
+	if (b == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	b->cfg = *cfg;
+	b->ackst = calloc(ACK_WINDOW, 1); /* NULL: acks go one by one */
+	ack_reset(b);
+	config_defaults(&b->cfg);
+	if (queue_type_set(b, cfg->queue_type, err, errlen) != 0)
+		goto fail;
+	b->cfg.queue_type = NULL; /* not kept: b->quorum says it */
+	if (cfg->url == NULL || cfg->url[0] == '\0') {
+		snprintf(err, errlen, "no AMQP URL (--amqp or SAGA_AMQP_URL)");
+		goto fail;
+	}
+	if (tls_files_check(cfg, err, errlen) != 0)
+		goto fail;
+	if (urls_copy(b, cfg, err, errlen) != 0)
+		goto fail;
 	if (cfg->nconsume > sizeof(b->consume) / sizeof(b->consume[0])) {
 		snprintf(err, errlen, "too many queues to consume");
 		goto fail;
@@ -1147,10 +1203,8 @@ bus_open(const struct bus_config *cfg, char *err, size_t errlen)
 		goto fail;
 	}
 	b->cfg.topology = cfg->topology != NULL ? &b->topo : NULL;
-	free(list);
 	return b;
 fail:
-	free(list);
 	bus_close(b);
 	return NULL;
 }
@@ -1184,46 +1238,53 @@ bus_close(struct bus *b)
 
 /* ---- publishing ---- */
 
-static int
-send_one(struct bus *b, struct pending *p)
+/* Fills props from p, bar headers; exp (cap bytes) must outlive props. */
+static void
+props_fill(const struct pending *p, amqp_basic_properties_t *props, char *exp,
+           size_t cap)
 {
-	amqp_basic_properties_t props;
-	amqp_table_entry_t h[5];
-	size_t nh = 0;
-	char exp[32];
-	int rc;
-
-	memset(&props, 0, sizeof(props));
-	props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG |
-	               AMQP_BASIC_CONTENT_TYPE_FLAG |
-	               AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_TIMESTAMP_FLAG;
-	props.delivery_mode = p->transient ? 1 : 2;
-	props.content_type = amqp_cstring_bytes(
+	memset(props, 0, sizeof(*props));
+	props->_flags = AMQP_BASIC_DELIVERY_MODE_FLAG |
+	                AMQP_BASIC_CONTENT_TYPE_FLAG |
+	                AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_TIMESTAMP_FLAG;
+	props->delivery_mode = p->transient ? 1 : 2;
+	props->content_type = amqp_cstring_bytes(
 	        p->content_type != NULL ? p->content_type
 	                                : "application/msgpack");
-	props.message_id = amqp_cstring_bytes(p->message_id);
-	props.timestamp = (uint64_t)(p->timestamp_ms / 1000);
+	props->message_id = amqp_cstring_bytes(p->message_id);
+	props->timestamp = (uint64_t)(p->timestamp_ms / 1000);
 	if (p->correlation_id != NULL) {
-		props._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
-		props.correlation_id = amqp_cstring_bytes(p->correlation_id);
+		props->_flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
+		props->correlation_id = amqp_cstring_bytes(p->correlation_id);
 	}
 	if (p->type != NULL) {
-		props._flags |= AMQP_BASIC_TYPE_FLAG;
-		props.type = amqp_cstring_bytes(p->type);
+		props->_flags |= AMQP_BASIC_TYPE_FLAG;
+		props->type = amqp_cstring_bytes(p->type);
 	}
 	if (p->reply_to != NULL) {
-		props._flags |= AMQP_BASIC_REPLY_TO_FLAG;
-		props.reply_to = amqp_cstring_bytes(p->reply_to);
+		props->_flags |= AMQP_BASIC_REPLY_TO_FLAG;
+		props->reply_to = amqp_cstring_bytes(p->reply_to);
 	}
 	if (p->user_id != NULL) {
-		props._flags |= AMQP_BASIC_USER_ID_FLAG;
-		props.user_id = amqp_cstring_bytes(p->user_id);
+		props->_flags |= AMQP_BASIC_USER_ID_FLAG;
+		props->user_id = amqp_cstring_bytes(p->user_id);
 	}
 	if (p->expiration_ms > 0) {
-		snprintf(exp, sizeof(exp), "%lld", (long long)p->expiration_ms);
-		props._flags |= AMQP_BASIC_EXPIRATION_FLAG;
-		props.expiration = amqp_cstring_bytes(exp);
+		snprintf(exp, cap, "%lld", (long long)p->expiration_ms);
+		props->_flags |= AMQP_BASIC_EXPIRATION_FLAG;
+		props->expiration = amqp_cstring_bytes(exp);
 	}
+}
+
+/* The most headers headers_fill writes. */
+#define PUBLISH_HEADERS 5
+
+/* Writes p's headers into h; returns how many. */
+static size_t
+headers_fill(const struct pending *p, amqp_table_entry_t h[PUBLISH_HEADERS])
+{
+	size_t nh = 0;
+
 	if (p->traceparent != NULL)
 		entry_str(h, &nh, "traceparent", p->traceparent);
 	/* the timestamp with its milliseconds (bus.h, struct bus_delivery) */
@@ -1237,6 +1298,22 @@ send_one(struct bus *b, struct pending *p)
 		x->value.kind = AMQP_FIELD_KIND_BOOLEAN;
 		x->value.value.boolean = 1;
 	}
+	assert(nh <= PUBLISH_HEADERS);
+	return nh;
+}
+
+/* Publishes p with the next seq; 0, or -1 (the connection dropped). */
+static int
+send_one(struct bus *b, struct pending *p)
+{
+	amqp_basic_properties_t props;
+	amqp_table_entry_t h[PUBLISH_HEADERS];
+	size_t nh;
+	char exp[32];
+	int rc;
+
+	props_fill(p, &props, exp, sizeof(exp));
+	nh = headers_fill(p, h);
 	if (nh > 0) {
 		props._flags |= AMQP_BASIC_HEADERS_FLAG;
 		props.headers = (amqp_table_t){(int)nh, h};
@@ -1294,15 +1371,10 @@ bus_max_body(const struct bus *b)
 	return b->cfg.max_body;
 }
 
-int
-bus_publish(struct bus *b, const struct bus_message *m, uint64_t tag)
+/* Makes room in b->p for one more entry; 0, or -1 out of memory. */
+static int
+window_room(struct bus *b)
 {
-	struct pending *p;
-	size_t need;
-	char *w;
-
-	if (!bus_message_fits(b, m))
-		return -1;
 	if (b->head > 0 && b->head == b->np) {
 		b->head = b->np = 0; /* everything settled: start over */
 	}
@@ -1322,11 +1394,21 @@ bus_publish(struct bus *b, const struct bus_message *m, uint64_t tag)
 			b->capp = cap;
 		}
 	}
-	need = slen(m->exchange) + slen(m->routing_key) + slen(m->message_id) +
-	       slen(m->correlation_id) + slen(m->type) + slen(m->reply_to) +
-	       slen(m->traceparent) + slen(m->error) + slen(m->content_type) +
-	       slen(m->user_id) + m->len + 1;
-	p = &b->p[b->np];
+	return 0;
+}
+
+/* Copies m and tag into p, in one buffer; 0, or -1 out of memory. */
+static int
+pending_fill(struct bus *b, struct pending *p, const struct bus_message *m,
+             uint64_t tag)
+{
+	size_t need = slen(m->exchange) + slen(m->routing_key) +
+	              slen(m->message_id) + slen(m->correlation_id) +
+	              slen(m->type) + slen(m->reply_to) + slen(m->traceparent) +
+	              slen(m->error) + slen(m->content_type) +
+	              slen(m->user_id) + m->len + 1;
+	char *w;
+
 	memset(p, 0, sizeof(*p));
 	p->mem = buffer_get(b, need, &p->memcap);
 	if (p->mem == NULL)
@@ -1355,6 +1437,21 @@ bus_publish(struct bus *b, const struct bus_message *m, uint64_t tag)
 	p->attempts = m->attempts;
 	p->mandatory = m->mandatory;
 	p->transient = m->transient;
+	return 0;
+}
+
+int
+bus_publish(struct bus *b, const struct bus_message *m, uint64_t tag)
+{
+	struct pending *p;
+
+	if (!bus_message_fits(b, m))
+		return -1;
+	if (window_room(b) != 0)
+		return -1;
+	p = &b->p[b->np];
+	if (pending_fill(b, p, m, tag) != 0)
+		return -1;
 	b->np++;
 	b->nlive++;
 	b->nunsent++;
@@ -1711,6 +1808,47 @@ handle_delivery(struct bus *b, amqp_envelope_t *env,
 		h->on_delivery(h->arg, &d);
 }
 
+/* On the broker's channel.close: sends close-ok, drops the connection. */
+static void
+channel_close_frame(struct bus *b, const amqp_channel_close_t *m)
+{
+	char why[300];
+	amqp_channel_close_ok_t ok;
+
+	snprintf(why, sizeof(why), "channel closed by the broker: %u %.*s",
+	         m->reply_code, (int)m->reply_text.len,
+	         (const char *)m->reply_text.bytes);
+	amqp_send_method(b->conn, CH, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+	drop_connection(b, why);
+}
+
+/* On the broker's connection.close: sends close-ok, drops it. */
+static void
+connection_close_frame(struct bus *b, const amqp_connection_close_t *m)
+{
+	char why[300];
+	amqp_connection_close_ok_t ok;
+
+	snprintf(why, sizeof(why), "connection closed by the broker: %u %.*s",
+	         m->reply_code, (int)m->reply_text.len,
+	         (const char *)m->reply_text.bytes);
+	amqp_send_method(b->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+	drop_connection(b, why);
+}
+
+/* Notes connection.blocked or .unblocked, logging a change. */
+static void
+set_blocked(struct bus *b, bool blocked)
+{
+	if (blocked && !b->blocked)
+		log_warnx("bus %s: the broker blocked publishing "
+		          "(resource alarm)",
+		          b->cfg.name);
+	if (!blocked && b->blocked)
+		log_info("bus %s: publishing unblocked", b->cfg.name);
+	b->blocked = blocked;
+}
+
 /* Reads one non-deliver frame and acts on it. */
 static void
 handle_frame(struct bus *b, const struct bus_handlers *h, int *events)
@@ -1743,43 +1881,17 @@ handle_frame(struct bus *b, const struct bus_handlers *h, int *events)
 	case AMQP_BASIC_RETURN_METHOD:
 		handle_return(b, &f);
 		break;
-	case AMQP_CHANNEL_CLOSE_METHOD: {
-		amqp_channel_close_t *m = f.payload.method.decoded;
-		char why[300];
-		amqp_channel_close_ok_t ok;
-		snprintf(why, sizeof(why),
-		         "channel closed by the broker: %u %.*s", m->reply_code,
-		         (int)m->reply_text.len,
-		         (const char *)m->reply_text.bytes);
-		amqp_send_method(b->conn, CH, AMQP_CHANNEL_CLOSE_OK_METHOD,
-		                 &ok);
-		drop_connection(b, why);
+	case AMQP_CHANNEL_CLOSE_METHOD:
+		channel_close_frame(b, f.payload.method.decoded);
 		break;
-	}
-	case AMQP_CONNECTION_CLOSE_METHOD: {
-		amqp_connection_close_t *m = f.payload.method.decoded;
-		char why[300];
-		amqp_connection_close_ok_t ok;
-		snprintf(why, sizeof(why),
-		         "connection closed by the broker: %u %.*s",
-		         m->reply_code, (int)m->reply_text.len,
-		         (const char *)m->reply_text.bytes);
-		amqp_send_method(b->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD,
-		                 &ok);
-		drop_connection(b, why);
+	case AMQP_CONNECTION_CLOSE_METHOD:
+		connection_close_frame(b, f.payload.method.decoded);
 		break;
-	}
 	case AMQP_CONNECTION_BLOCKED_METHOD:
-		if (!b->blocked)
-			log_warnx("bus %s: the broker blocked publishing "
-			          "(resource alarm)",
-			          b->cfg.name);
-		b->blocked = true;
+		set_blocked(b, true);
 		break;
 	case AMQP_CONNECTION_UNBLOCKED_METHOD:
-		if (b->blocked)
-			log_info("bus %s: publishing unblocked", b->cfg.name);
-		b->blocked = false;
+		set_blocked(b, false);
 		break;
 	case AMQP_BASIC_CANCEL_METHOD:
 		drop_connection(b, "the broker cancelled a consumer");
@@ -1787,6 +1899,80 @@ handle_frame(struct bus *b, const struct bus_handlers *h, int *events)
 	default:
 		break;
 	}
+}
+
+/* Connects if due, else sleeps toward it; true if connected. */
+static bool
+reconnect_or_sleep(struct bus *b, int64_t deadline)
+{
+	char err[512];
+	int64_t left;
+
+	if (clock_mono_ms() >= b->retry_at_ms &&
+	    bus_connect(b, err, sizeof(err)) != 0)
+		log_warnx("bus %s: %s; retrying in %d ms", b->cfg.name, err,
+		          b->backoff_ms);
+	if (b->connected)
+		return true;
+	left = (deadline - clock_mono_us()) / 1000;
+	if (left > 0) {
+		int64_t wait = b->retry_at_ms - clock_mono_ms();
+		struct timespec ts;
+		if (wait > left)
+			wait = left;
+		if (wait < 1)
+			wait = 1;
+		ts.tv_sec = wait / 1000;
+		ts.tv_nsec = (wait % 1000) * 1000000;
+		nanosleep(&ts, NULL);
+	}
+	return false;
+}
+
+/* Returns how long (us) the next read may wait: see the caps below. */
+static int64_t
+read_wait_us(const struct bus *b, int64_t deadline, int events)
+{
+	int64_t left = deadline - clock_mono_us(); /* microseconds */
+	if (events > 0 || left < 0)
+		left = 0;
+	/* never sleep past a heartbeat interval without reading */
+	if (left > b->cfg.heartbeat_s * 500000L)
+		left = b->cfg.heartbeat_s * 500000L;
+	/* nor past the resend of nacked messages */
+	if (b->nnacked > 0 &&
+	    left > (b->nack_retry_at_ms - clock_mono_ms()) * 1000)
+		left = b->nack_retry_at_ms > clock_mono_ms()
+		               ? (b->nack_retry_at_ms - clock_mono_ms()) * 1000
+		               : 0;
+	return left;
+}
+
+/* Reads for up to tv, handles what came; true if nothing came in time. */
+static bool
+read_once(struct bus *b, const struct timeval *tv, const struct bus_handlers *h,
+          int *events)
+{
+	amqp_envelope_t env;
+	amqp_rpc_reply_t r = amqp_consume_message(b->conn, &env, tv, 0);
+
+	if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+		handle_delivery(b, &env, h, events);
+		amqp_destroy_envelope(&env);
+	} else if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+	           r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
+		handle_frame(b, h, events);
+	} else if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+	           r.library_error == AMQP_STATUS_TIMEOUT) {
+		/* nothing (more) to read */
+		if (tv->tv_sec > 0 || tv->tv_usec > 0)
+			b->stats.idle_reads++;
+		return true;
+	} else {
+		/* #689: the envelope was already freed */
+		drop_connection(b, reply_text(r));
+	}
+	return false;
 }
 
 static int
@@ -1798,73 +1984,21 @@ poll_inner(struct bus *b, int timeout_ms, const struct bus_handlers *h)
 
 	for (;;) {
 		struct timeval tv;
-		int64_t left;
-		amqp_envelope_t env;
-		amqp_rpc_reply_t r;
 
-		if (!b->connected) {
-			char err[512];
-			if (clock_mono_ms() >= b->retry_at_ms &&
-			    bus_connect(b, err, sizeof(err)) != 0)
-				log_warnx("bus %s: %s; retrying in %d ms",
-				          b->cfg.name, err, b->backoff_ms);
-			if (!b->connected) {
-				left = (deadline - clock_mono_us()) / 1000;
-				if (left > 0) {
-					int64_t wait = b->retry_at_ms -
-					               clock_mono_ms();
-					struct timespec ts;
-					if (wait > left)
-						wait = left;
-					if (wait < 1)
-						wait = 1;
-					ts.tv_sec = wait / 1000;
-					ts.tv_nsec = (wait % 1000) * 1000000;
-					nanosleep(&ts, NULL);
-				}
-				if (clock_mono_us() >= deadline)
-					return events;
-				continue;
-			}
+		if (!b->connected && !reconnect_or_sleep(b, deadline)) {
+			if (clock_mono_us() >= deadline)
+				return events;
+			continue;
 		}
 		send_pending(b);
 		ack_flush(b);
 		if (!b->connected)
 			continue;
 		amqp_maybe_release_buffers(b->conn);
-		left = deadline - clock_mono_us(); /* microseconds */
-		if (events > 0 || left < 0)
-			left = 0;
-		/* never sleep past a heartbeat interval without reading */
-		if (left > b->cfg.heartbeat_s * 500000L)
-			left = b->cfg.heartbeat_s * 500000L;
-		/* nor past the resend of nacked messages */
-		if (b->nnacked > 0 &&
-		    left > (b->nack_retry_at_ms - clock_mono_ms()) * 1000)
-			left = b->nack_retry_at_ms > clock_mono_ms()
-			               ? (b->nack_retry_at_ms -
-			                  clock_mono_ms()) *
-			                         1000
-			               : 0;
-		tv = wait_for(left);
-		r = amqp_consume_message(b->conn, &env, &tv, 0);
-		if (r.reply_type == AMQP_RESPONSE_NORMAL) {
-			handle_delivery(b, &env, h, &events);
-			amqp_destroy_envelope(&env);
-		} else if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-		           r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
-			handle_frame(b, h, &events);
-		} else if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-		           r.library_error == AMQP_STATUS_TIMEOUT) {
-			/* nothing (more) to read */
-			if (tv.tv_sec > 0 || tv.tv_usec > 0)
-				b->stats.idle_reads++;
-			if (clock_mono_us() >= deadline || events > 0)
-				return events;
-		} else {
-			/* #689: the envelope was already freed */
-			drop_connection(b, reply_text(r));
-		}
+		tv = wait_for(read_wait_us(b, deadline, events));
+		if (read_once(b, &tv, h, &events) &&
+		    (clock_mono_us() >= deadline || events > 0))
+			return events;
 		if (events >= 1000)
 			return events;
 		if (events > 0 && b->connected &&

@@ -153,6 +153,60 @@ read_items(const struct value *payload, struct line *l, size_t *n)
 	return NULL;
 }
 
+/* The skus of l[0..n) with too few on hand, as an array in *shorts
+ * (empty if none). 0, -1 (the database's error), -2 out of memory;
+ * *shorts is to be cleared by the caller only on 0. */
+static int
+find_shorts(sqlite3 *db, const struct line *l, size_t n, struct value *shorts)
+{
+	int64_t have;
+	int rc;
+
+	value_set_array(shorts);
+	for (size_t i = 0; i < n; i++) {
+		rc = part_sql(db, "SELECT on_hand FROM stock WHERE sku = ?1",
+		              "t", &have, l[i].sku);
+		if (rc < 0) {
+			value_clear(shorts);
+			return -1;
+		}
+		if (rc == 0 || have < l[i].qty) {
+			struct value sku;
+			if (value_set_str(&sku, l[i].sku) != 0 ||
+			    value_array_push(shorts, &sku) != 0) {
+				value_clear(shorts);
+				return -2;
+			}
+		}
+	}
+	return 0;
+}
+
+/* Takes l[0..n) from stock for the saga: the stock, the reservation and
+ * the movement of each line. 0, or -1 (the database's error). */
+static int
+take_stock(sqlite3 *db, const char *saga, const struct line *l, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (part_sql(db,
+		             "UPDATE stock SET on_hand = on_hand - ?2 "
+		             "WHERE sku = ?1",
+		             "ti", NULL, l[i].sku, l[i].qty) < 0 ||
+		    part_sql(db,
+		             "INSERT INTO reservations(saga_id, sku, quantity, "
+		             "at) VALUES (?1, ?2, ?3, ?4)",
+		             "ttii", NULL, saga, l[i].sku, l[i].qty,
+		             clock_wall_ms()) < 0 ||
+		    part_sql(db,
+		             "INSERT INTO movements(saga_id, sku, delta, kind, "
+		             "at) VALUES (?1, ?2, ?3, 'reserve', ?4)",
+		             "ttii", NULL, saga, l[i].sku, -l[i].qty,
+		             clock_wall_ms()) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static enum part_verdict
 reserve(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
         struct part_reply *out, char *why, size_t whylen)
@@ -160,7 +214,6 @@ reserve(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 	struct line l[MAX_LINES];
 	struct value shorts;
 	size_t n;
-	int64_t have;
 	const char *bad;
 	int rc;
 
@@ -180,48 +233,27 @@ reserve(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 		value_map_put_str(&out->payload, "reason", bad);
 		return PART_DONE;
 	}
-	value_set_array(&shorts);
-	for (size_t i = 0; i < n; i++) {
-		rc = part_sql(db, "SELECT on_hand FROM stock WHERE sku = ?1",
-		              "t", &have, l[i].sku);
-		if (rc < 0) {
-			value_clear(&shorts);
-			goto dberr;
-		}
-		if (rc == 0 || have < l[i].qty) {
-			struct value s;
-			if (value_set_str(&s, l[i].sku) != 0 ||
-			    value_array_push(&shorts, &s) != 0) {
-				value_clear(&shorts);
-				goto dberr;
-			}
-		}
+	rc = find_shorts(db, l, n, &shorts);
+	if (rc == -2) {
+		snprintf(why, whylen, "out of memory");
+		return PART_RETRY;
 	}
+	if (rc < 0)
+		goto dberr;
 	if (shorts.u.a.len > 0) {
 		snprintf(out->type, sizeof(out->type), "inventory.rejected");
-		value_map_put_str(&out->payload, "reason", "out of stock");
-		return value_map_put(&out->payload, "short", &shorts) == 0
-		               ? PART_DONE
-		               : PART_RETRY;
+		if (value_map_put_str(&out->payload, "reason",
+		                      "out of stock") != 0 ||
+		    value_map_put(&out->payload, "short", &shorts) != 0) {
+			value_clear(&shorts);
+			snprintf(why, whylen, "out of memory");
+			return PART_RETRY;
+		}
+		return PART_DONE;
 	}
 	value_clear(&shorts);
-	for (size_t i = 0; i < n; i++) {
-		if (part_sql(db,
-		             "UPDATE stock SET on_hand = on_hand - ?2 "
-		             "WHERE sku = ?1",
-		             "ti", NULL, l[i].sku, l[i].qty) < 0 ||
-		    part_sql(db,
-		             "INSERT INTO reservations(saga_id, sku, quantity, "
-		             "at) VALUES (?1, ?2, ?3, ?4)",
-		             "ttii", NULL, in->saga, l[i].sku, l[i].qty,
-		             clock_wall_ms()) < 0 ||
-		    part_sql(db,
-		             "INSERT INTO movements(saga_id, sku, delta, kind, "
-		             "at) VALUES (?1, ?2, ?3, 'reserve', ?4)",
-		             "ttii", NULL, in->saga, l[i].sku, -l[i].qty,
-		             clock_wall_ms()) < 0)
-			goto dberr;
-	}
+	if (take_stock(db, in->saga, l, n) != 0)
+		goto dberr;
 	snprintf(out->type, sizeof(out->type), "inventory.reserved");
 	return PART_DONE;
 dberr:

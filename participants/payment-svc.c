@@ -266,6 +266,67 @@ dberr:
 	return PART_RETRY;
 }
 
+/* A card charge's checks at the gateway: the outage it may be having
+ * (PART_RETRY), a declined token, a token declined until fixed, the
+ * card limit (a reply in out, PART_DONE). -1: none of these, go on;
+ * -2: a database error. */
+static int
+card_checks(const struct gateway *g, sqlite3 *db, const struct envelope *in,
+            int attempt, int64_t amount, struct part_reply *out, char *why,
+            size_t whylen)
+{
+	const char *token = part_str(&in->payload, "card_token");
+	int rc;
+
+	gateway_wait(g, in->id, attempt);
+	if (gateway_flaky(g, in->id, attempt)) {
+		snprintf(why, whylen, "gateway unavailable");
+		return PART_RETRY;
+	}
+	for (int i = 0; i < g->ndecline; i++) {
+		if (strcmp(token, g->decline[i]) == 0) {
+			reply(out, "payment.declined", "card declined");
+			return PART_DONE;
+		}
+	}
+	rc = flaky_decline(g, db, in->saga, token);
+	if (rc < 0)
+		return -2;
+	if (rc == 1) {
+		reply(out, "payment.declined", "card declined (until fixed)");
+		return PART_DONE;
+	}
+	if (g->card_limit > 0 && amount > g->card_limit) {
+		reply(out, "payment.declined", "over the card limit");
+		return PART_DONE;
+	}
+	return -1;
+}
+
+/* The payment row and its ledger entry: a card charged, or a cash on
+ * delivery collection due. 0, or -1 (the database's error). */
+static int
+record_charge(sqlite3 *db, const char *saga, const char *method, int64_t amount,
+              const char *currency, const char *charge_id)
+{
+	bool card = strcmp(method, "card") == 0;
+
+	if (part_sql(db,
+	             "INSERT INTO payments(saga_id, method, amount_cents, "
+	             "currency, charge_id, status, at) "
+	             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	             "ttittti", NULL, saga, method, amount, currency, charge_id,
+	             card ? "charged" : "collection_due", clock_wall_ms()) < 0)
+		return -1;
+	if (part_sql(db,
+	             "INSERT INTO ledger(saga_id, kind, amount_cents, "
+	             "currency, charge_id, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	             "ttitti", NULL, saga, card ? "charge" : "collection",
+	             amount, currency, charge_id, clock_wall_ms()) < 0)
+		return -1;
+	return 0;
+}
+
 static enum part_verdict
 charge(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
        struct part_reply *out, char *why, size_t whylen)
@@ -274,7 +335,6 @@ charge(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 	const struct value *p = &in->payload;
 	const char *method = part_str(p, "payment_method");
 	const char *currency = part_str(p, "currency");
-	const char *token = part_str(p, "card_token");
 	char charge_id[256];
 	int64_t amount;
 	int rc;
@@ -297,44 +357,16 @@ charge(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 	card = strcmp(method, "card") == 0;
 	if (currency[0] == '\0')
 		currency = "EUR";
-	if (card) {
-		gateway_wait(g, in->id, attempt);
-		if (gateway_flaky(g, in->id, attempt)) {
-			snprintf(why, whylen, "gateway unavailable");
-			return PART_RETRY;
-		}
-		for (int i = 0; i < g->ndecline; i++)
-			if (strcmp(token, g->decline[i]) == 0) {
-				reply(out, "payment.declined", "card declined");
-				return PART_DONE;
-			}
-		rc = flaky_decline(g, db, in->saga, token);
-		if (rc < 0)
-			goto dberr;
-		if (rc == 1) {
-			reply(out, "payment.declined",
-			      "card declined (until fixed)");
-			return PART_DONE;
-		}
-		if (g->card_limit > 0 && amount > g->card_limit) {
-			reply(out, "payment.declined", "over the card limit");
-			return PART_DONE;
-		}
-	}
+	rc = card ? card_checks(g, db, in, attempt, amount, out, why, whylen)
+	          : -1;
+	if (rc == -2)
+		goto dberr;
+	if (rc >= 0)
+		return (enum part_verdict)rc;
 	snprintf(charge_id, sizeof(charge_id), "%s_%s", card ? "ch" : "cod",
 	         in->saga);
-	if (part_sql(db,
-	             "INSERT INTO payments(saga_id, method, amount_cents, "
-	             "currency, charge_id, status, at) "
-	             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-	             "ttittti", NULL, in->saga, method, amount, currency,
-	             charge_id, card ? "charged" : "collection_due",
-	             clock_wall_ms()) < 0 ||
-	    part_sql(db,
-	             "INSERT INTO ledger(saga_id, kind, amount_cents, "
-	             "currency, charge_id, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-	             "ttitti", NULL, in->saga, card ? "charge" : "collection",
-	             amount, currency, charge_id, clock_wall_ms()) < 0)
+	if (record_charge(db, in->saga, method, amount, currency, charge_id) !=
+	    0)
 		goto dberr;
 	reply(out, card ? "payment.charged" : "payment.collection_registered",
 	      NULL);
@@ -345,34 +377,79 @@ dberr:
 	return PART_RETRY;
 }
 
-static enum part_verdict
-refund(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
-       struct part_reply *out, char *why, size_t whylen)
+/* The saga's payment: its status and method ("" if none) and amount.
+ * 0, or -1 (the database's error). */
+static int
+read_payment(sqlite3 *db, const char *saga, char status[32], char method[8],
+             int64_t *amount)
 {
 	sqlite3_stmt *st = part_prepared(db, "SELECT status, method, "
 	                                     "amount_cents FROM payments "
 	                                     "WHERE saga_id = ?1");
+	int rc;
+
+	if (st == NULL ||
+	    sqlite3_bind_text(st, 1, saga, -1, SQLITE_STATIC) != SQLITE_OK) {
+		if (st != NULL)
+			sqlite3_reset(st);
+		return -1;
+	}
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		snprintf(status, 32, "%s",
+		         (const char *)sqlite3_column_text(st, 0));
+		snprintf(method, 8, "%s",
+		         (const char *)sqlite3_column_text(st, 1));
+		*amount = sqlite3_column_int64(st, 2);
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Gives a payment back: a charge is refunded, a collection cancelled,
+ * each with its ledger entry; any other status is left alone (given back
+ * already). 0, or -1 (the database's error). */
+static int
+reverse_payment(sqlite3 *db, const char *saga, const char *status)
+{
+	static const struct {
+		const char *from, *kind, *to;
+	} ways[] = {
+	        {"charged", "refund", "refunded"},
+	        {"collection_due", "collection_cancel", "collection_cancelled"},
+	};
+
+	for (size_t i = 0; i < ARRAY_LEN(ways); i++) {
+		if (strcmp(status, ways[i].from) != 0)
+			continue;
+		if (part_sql(db,
+		             "INSERT INTO ledger(saga_id, kind, amount_cents, "
+		             "currency, charge_id, at) SELECT saga_id, ?3, "
+		             "amount_cents, currency, charge_id, ?2 "
+		             "FROM payments WHERE saga_id = ?1",
+		             "tit", NULL, saga, clock_wall_ms(),
+		             ways[i].kind) < 0 ||
+		    part_sql(db,
+		             "UPDATE payments SET status = ?2 WHERE saga_id = "
+		             "?1",
+		             "tt", NULL, saga, ways[i].to) < 0)
+			return -1;
+		return 0;
+	}
+	return 0;
+}
+
+static enum part_verdict
+refund(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
+       struct part_reply *out, char *why, size_t whylen)
+{
 	char status[32] = "", method[8] = "";
 	int64_t amount = 0;
-	int rc;
 
 	(void)arg;
 	(void)attempt;
-	if (st == NULL ||
-	    sqlite3_bind_text(st, 1, in->saga, -1, SQLITE_STATIC) != SQLITE_OK)
+	if (read_payment(db, in->saga, status, method, &amount) != 0)
 		goto dberr;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		snprintf(status, sizeof(status), "%s",
-		         (const char *)sqlite3_column_text(st, 0));
-		snprintf(method, sizeof(method), "%s",
-		         (const char *)sqlite3_column_text(st, 1));
-		amount = sqlite3_column_int64(st, 2);
-	} else if (rc != SQLITE_DONE) {
-		goto dberr;
-	}
-	sqlite3_reset(st);
-	st = NULL;
 	if (method[0] == '\0') { /* never charged: nothing to give back */
 		bool cod = strcmp(part_str(&in->payload, "payment_method"),
 		                  "cod") == 0;
@@ -382,31 +459,8 @@ refund(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 		value_map_put_int(&out->payload, "amount_cents", 0);
 		return PART_DONE;
 	}
-	if (strcmp(status, "charged") == 0) {
-		if (part_sql(db,
-		             "INSERT INTO ledger(saga_id, kind, amount_cents, "
-		             "currency, charge_id, at) SELECT saga_id, "
-		             "'refund', amount_cents, currency, charge_id, ?2 "
-		             "FROM payments WHERE saga_id = ?1",
-		             "ti", NULL, in->saga, clock_wall_ms()) < 0 ||
-		    part_sql(db,
-		             "UPDATE payments SET status = 'refunded' "
-		             "WHERE saga_id = ?1",
-		             "t", NULL, in->saga) < 0)
-			goto dberr;
-	} else if (strcmp(status, "collection_due") == 0) {
-		if (part_sql(db,
-		             "INSERT INTO ledger(saga_id, kind, amount_cents, "
-		             "currency, charge_id, at) SELECT saga_id, "
-		             "'collection_cancel', amount_cents, currency, "
-		             "charge_id, ?2 FROM payments WHERE saga_id = ?1",
-		             "ti", NULL, in->saga, clock_wall_ms()) < 0 ||
-		    part_sql(db,
-		             "UPDATE payments SET status = "
-		             "'collection_cancelled' WHERE saga_id = ?1",
-		             "t", NULL, in->saga) < 0)
-			goto dberr;
-	}
+	if (reverse_payment(db, in->saga, status) != 0)
+		goto dberr;
 	if (strcmp(method, "cod") == 0) {
 		reply(out, "payment.collection_cancelled", NULL);
 	} else {
@@ -416,8 +470,6 @@ refund(void *arg, sqlite3 *db, const struct envelope *in, int attempt,
 	return PART_DONE;
 dberr:
 	snprintf(why, whylen, "database: %s", sqlite3_errmsg(db));
-	if (st != NULL)
-		sqlite3_reset(st);
 	return PART_RETRY;
 }
 

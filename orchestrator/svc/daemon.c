@@ -954,6 +954,39 @@ start_http(struct adapter *a, const char *addr)
 	return 0;
 }
 
+/* --otlp-url: the span exporter, or none. 0, or -1 (logged). */
+static int
+start_otlp(struct adapter *a, const char *url)
+{
+	char err[512];
+
+	if (url == NULL || url[0] == '\0')
+		return 0;
+	a->otlp = otlp_start(url, "saga-orchestrator", err, sizeof(err));
+	if (a->otlp == NULL) {
+		log_error("%s", err);
+		return -1;
+	}
+	log_info("exporting spans to %s", url);
+	return 0;
+}
+
+/* Logs whom operator requests are taken from (--operator-user), and
+ * warns when that is anyone who may write to the control exchange. */
+static void
+say_operator(const struct adapter *a, const char *user)
+{
+	if (user != NULL && user[0] != '\0')
+		log_info("operator requests are taken from broker user \"%s\" "
+		         "only (its validated AMQP user_id)",
+		         user);
+	else
+		log_warnx("no --operator-user (SAGA_OPERATOR_USER): any broker "
+		          "user with write access to %s (or to %s through the "
+		          "default exchange) may act on sagas",
+		          ORCH_EXCHANGE_CONTROL, a->control_q);
+}
+
 /* The processor and the durable loop over the adapter. */
 static int
 start_loop(struct daemon *d)
@@ -985,7 +1018,6 @@ start_loop(struct daemon *d)
 	                         .absent_arg = a,
 	                         .on_step = orch_metrics_on_step,
 	                         .on_status = orch_metrics_on_status};
-	char err[512];
 
 	a->m = orch_metrics_new();
 	if (a->m == NULL) {
@@ -994,15 +1026,8 @@ start_loop(struct daemon *d)
 	}
 	oc.observer_arg = a->m;
 
-	if (cfg->otlp_url != NULL && cfg->otlp_url[0] != '\0') {
-		a->otlp = otlp_start(cfg->otlp_url, "saga-orchestrator", err,
-		                     sizeof(err));
-		if (a->otlp == NULL) {
-			log_error("%s", err);
-			return -1;
-		}
-		log_info("exporting spans to %s", cfg->otlp_url);
-	}
+	if (start_otlp(a, cfg->otlp_url) != 0)
+		return -1;
 	oc.otlp = a->otlp;
 	a->o = orch_new(a->st, d->reg, &oc);
 	d->l = a->o != NULL ? loop_new(a->st, a->o, &t, &lc) : NULL;
@@ -1012,15 +1037,7 @@ start_loop(struct daemon *d)
 	}
 	loop_observe(d->l, orch_metrics_batches(a->m));
 	loop_set_operator(d->l, cfg->operator_user);
-	if (cfg->operator_user != NULL && cfg->operator_user[0] != '\0')
-		log_info("operator requests are taken from broker user \"%s\" "
-		         "only (its validated AMQP user_id)",
-		         cfg->operator_user);
-	else
-		log_warnx("no --operator-user (SAGA_OPERATOR_USER): any broker "
-		          "user with write access to %s (or to %s through the "
-		          "default exchange) may act on sagas",
-		          ORCH_EXCHANGE_CONTROL, a->control_q);
+	say_operator(a, cfg->operator_user);
 	return 0;
 }
 

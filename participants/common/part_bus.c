@@ -9,6 +9,7 @@
  */
 #include "part_bus.h"
 
+#include <assert.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -283,6 +284,70 @@ part_own_exchange(const struct part_config *cfg, char *buf, size_t cap)
 	snprintf(buf, cap, "%.*s%s", n, q, PART_OWN_SUFFIX);
 }
 
+/* The topology part_bus_open declares, built in place. */
+struct topo_parts {
+	char names[MAX_QUEUES][3][256]; /* each work queue, .retry, .dlq */
+	struct bus_exchange ex[3 + MAX_EXCHANGES];
+	struct bus_queue qs[MAX_QUEUES * 3 + MAX_EXTRA_QUEUES + 1];
+	struct bus_binding bd[MAX_BINDINGS + MAX_QUEUES * 3];
+	size_t nex, nq, nbd;
+};
+
+/* Each work queue Q with Q.retry (its TTL dead-letters back to Q) and
+ * Q.dlq, all three bound to the daemon's own exchange under their
+ * names. */
+static void
+add_work_queues(struct topo_parts *t, const struct part_config *cfg,
+                const char *own)
+{
+	int64_t ttl = cfg->retry_ms > 0 ? cfg->retry_ms : PART_RETRY_MS;
+
+	assert(cfg->nqueues <= MAX_QUEUES);
+	for (size_t i = 0; i < cfg->nqueues; i++) {
+		char(*n)[256] = t->names[i];
+		snprintf(n[0], 256, "%s", cfg->queues[i]);
+		snprintf(n[1], 256, "%s.retry", cfg->queues[i]);
+		snprintf(n[2], 256, "%s.dlq", cfg->queues[i]);
+		t->qs[t->nq++] = (struct bus_queue){
+		        .name = n[0], .dlx = own, .dlrk = n[1]};
+		t->qs[t->nq++] = (struct bus_queue){
+		        .name = n[1], .dlx = own, .dlrk = n[0], .ttl_ms = ttl};
+		t->qs[t->nq++] = (struct bus_queue){.name = n[2]};
+		for (int k = 0; k < 3; k++)
+			t->bd[t->nbd++] =
+			        (struct bus_binding){own, n[k], NULL, n[k]};
+	}
+}
+
+/* The exchanges, queues and bindings of the daemon's topology into *t:
+ * the replies exchange, its own, presence (a participant's), the
+ * config's; its work queues; the config's queues and bindings; the
+ * stream it reads, if any (another's: passive, it must exist). */
+static void
+build_topology(struct topo_parts *t, struct part_bus *p)
+{
+	const struct part_config *cfg = p->cfg;
+
+	t->ex[t->nex++] =
+	        (struct bus_exchange){REPLIES_EXCHANGE, "direct", NULL, NULL};
+	t->ex[t->nex++] = (struct bus_exchange){p->own, "direct", NULL, NULL};
+	if (cfg->participant != NULL)
+		t->ex[t->nex++] = (struct bus_exchange){PRESENCE_EXCHANGE,
+		                                        "fanout", NULL, NULL};
+	for (size_t i = 0; i < cfg->nexchanges; i++)
+		t->ex[t->nex++] = cfg->exchanges[i];
+	for (size_t i = 0; i < cfg->nbindings; i++)
+		t->bd[t->nbd++] = cfg->bindings[i];
+	add_work_queues(t, cfg, p->own);
+	for (size_t i = 0; i < cfg->nextra_queues; i++)
+		t->qs[t->nq++] = cfg->extra_queues[i];
+	if (cfg->stream != NULL) {
+		t->qs[t->nq++] = (struct bus_queue){.name = cfg->stream,
+		                                    .passive = true};
+		p->consume[p->nconsume++] = cfg->stream;
+	}
+}
+
 /* The topology: the daemon's plus, for each work queue Q, Q.retry and
  * Q.dlq (all three bound to the daemon's own exchange under their names,
  * which is also their dead-letter exchange: Q -> Q.retry -> Q), and
@@ -291,59 +356,21 @@ int
 part_bus_open(struct part_bus *p, char *err, size_t errlen)
 {
 	const struct part_config *cfg = p->cfg;
-	char names[MAX_QUEUES][3][256];
-	struct bus_exchange ex[3 + MAX_EXCHANGES];
-	struct bus_queue qs[MAX_QUEUES * 3 + MAX_EXTRA_QUEUES + 1];
-	struct bus_binding bd[MAX_BINDINGS + MAX_QUEUES * 3];
-	size_t nex = 0, nq = 0, nbd = 0;
+	struct topo_parts t = {.nex = 0};
 	struct bus_topology topo;
 	struct bus_config bc = {0};
 
-	for (size_t i = 0; i < cfg->nqueues && i < MAX_QUEUES; i++)
-		p->consume[p->nconsume++] = cfg->queues[i];
 	if (cfg->nqueues > MAX_QUEUES || cfg->nexchanges > MAX_EXCHANGES ||
 	    cfg->nextra_queues > MAX_EXTRA_QUEUES ||
 	    cfg->nbindings > MAX_BINDINGS) {
 		snprintf(err, errlen, "topology too large");
 		return -1;
 	}
+	for (size_t i = 0; i < cfg->nqueues; i++)
+		p->consume[p->nconsume++] = cfg->queues[i];
 	part_own_exchange(cfg, p->own, sizeof(p->own));
-	ex[nex++] =
-	        (struct bus_exchange){REPLIES_EXCHANGE, "direct", NULL, NULL};
-	ex[nex++] = (struct bus_exchange){p->own, "direct", NULL, NULL};
-	if (cfg->participant != NULL)
-		ex[nex++] = (struct bus_exchange){PRESENCE_EXCHANGE, "fanout",
-		                                  NULL, NULL};
-	for (size_t i = 0; i < cfg->nexchanges; i++)
-		ex[nex++] = cfg->exchanges[i];
-	for (size_t i = 0; i < cfg->nbindings; i++)
-		bd[nbd++] = cfg->bindings[i];
-	for (size_t i = 0; i < cfg->nqueues; i++) {
-		snprintf(names[i][0], 256, "%s", cfg->queues[i]);
-		snprintf(names[i][1], 256, "%s.retry", cfg->queues[i]);
-		snprintf(names[i][2], 256, "%s.dlq", cfg->queues[i]);
-		qs[nq++] = (struct bus_queue){.name = names[i][0],
-		                              .dlx = p->own,
-		                              .dlrk = names[i][1]};
-		qs[nq++] = (struct bus_queue){
-		        .name = names[i][1],
-		        .dlx = p->own,
-		        .dlrk = names[i][0],
-		        .ttl_ms = cfg->retry_ms > 0 ? cfg->retry_ms
-		                                    : PART_RETRY_MS};
-		qs[nq++] = (struct bus_queue){.name = names[i][2]};
-		for (int k = 0; k < 3; k++)
-			bd[nbd++] = (struct bus_binding){p->own, names[i][k],
-			                                 NULL, names[i][k]};
-	}
-	for (size_t i = 0; i < cfg->nextra_queues; i++)
-		qs[nq++] = cfg->extra_queues[i];
-	if (cfg->stream != NULL) { /* another's: it must exist */
-		qs[nq++] = (struct bus_queue){.name = cfg->stream,
-		                              .passive = true};
-		p->consume[p->nconsume++] = cfg->stream;
-	}
-	topo = (struct bus_topology){ex, nex, qs, nq, bd, nbd};
+	build_topology(&t, p);
+	topo = (struct bus_topology){t.ex, t.nex, t.qs, t.nq, t.bd, t.nbd};
 	bc.url = cfg->url;
 	bc.name = cfg->name;
 	bc.ca_file = getenv("SAGA_AMQP_CA");

@@ -33,7 +33,6 @@
 #include <string.h>
 
 #include "array.h"
-#include "number.h"
 #include "audit.h"
 #include "bundler.h"
 #include "bus.h"
@@ -43,10 +42,11 @@
 #include "held.h"
 #include "http.h"
 #include "log.h"
+#include "loop.h"
+#include "number.h"
+#include "orch.h"
 #include "orch_metrics.h"
 #include "otlp.h"
-#include "loop.h"
-#include "orch.h"
 #include "overdue.h"
 #include "presence.h"
 #include "registry.h"

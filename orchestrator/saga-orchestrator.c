@@ -24,6 +24,7 @@
 #include "envelope.h"
 #include "heap.h"
 #include "log.h"
+#include "number.h"
 
 #define PROG "saga-orchestrator"
 
@@ -273,6 +274,18 @@ flags_init(struct flags *f)
 	};
 }
 
+/* A decimal integer in [min, max] into *out. 0, or -1 if s is not one. */
+static int
+count_parse(const char *s, int min, int max, int *out)
+{
+	long long v;
+
+	if (number_parse(s, min, max, &v) != 0)
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
 /* A flag with a number (count_flags). 1 if opt is one (0 when it is
  * good, else 2 after a message), 0 if not. */
 static int
@@ -283,8 +296,8 @@ count_flag(struct flags *f, int opt, const char *arg, int *rc)
 		if (c->opt != opt)
 			continue;
 		*rc = 0;
-		if (daemon_parse_count(arg, c->min, c->max,
-		                       (int *)((char *)&f->cfg + c->off))) {
+		if (count_parse(arg, c->min, c->max,
+		                (int *)((char *)&f->cfg + c->off))) {
 			fprintf(stderr,
 			        PROG ": %s wants %s from %d to %d, not "
 			             "\"%s\"\n",
@@ -353,8 +366,7 @@ check_flags(struct flags *f)
 	char err[256];
 
 	if (f->bundle != NULL &&
-	    daemon_parse_count(f->bundle, 1, ENVELOPE_BUNDLE_MAX,
-	                       &cfg->bundle)) {
+	    count_parse(f->bundle, 1, ENVELOPE_BUNDLE_MAX, &cfg->bundle)) {
 		fprintf(stderr,
 		        PROG
 		        ": --bundle (or SAGA_BUNDLE) wants a number from 1 "

@@ -43,7 +43,6 @@
 #include "http.h"
 #include "log.h"
 #include "loop.h"
-#include "number.h"
 #include "orch.h"
 #include "orch_metrics.h"
 #include "otlp.h"
@@ -54,16 +53,6 @@
 #include "store.h"
 
 #define DLX "saga.dlx"
-
-int
-daemon_parse_count(const char *s, int min, int max, int *out)
-{
-	long long v;
-	if (number_parse(s, min, max, &v) != 0)
-		return -1;
-	*out = (int)v;
-	return 0;
-}
 
 struct adapter {
 	struct busloop bl; /* first: the transport's ctx is the adapter */
@@ -1092,12 +1081,9 @@ daemon_start(struct daemon *d, volatile sig_atomic_t *stop)
 	name_queues(a, cfg->reply_key);
 	a->stop = stop;
 	a->drain = cfg->drain ? DRAIN_ANNOUNCE : DRAIN_NO;
-	assert(cfg->max_order_kib >= 0 &&
+	assert(cfg->max_order_kib >= 1 &&
 	       cfg->max_order_kib <= ORCH_MAX_ORDER_KIB_MAX);
-	a->max_order =
-	        (size_t)(cfg->max_order_kib > 0 ? cfg->max_order_kib
-	                                        : ORCH_MAX_ORDER_KIB_DEFAULT) *
-	        1024;
+	a->max_order = (size_t)cfg->max_order_kib * 1024;
 	d->batch_max = (size_t)cfg->batch;
 	if ((size_t)cfg->prefetch * 3 > d->batch_max)
 		d->batch_max = (size_t)cfg->prefetch * 3;

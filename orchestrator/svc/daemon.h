@@ -50,10 +50,6 @@ struct orch_daemon_config {
 #define ORCH_MAX_ORDER_KIB_DEFAULT 1024
 #define ORCH_MAX_ORDER_KIB_MAX     (16 * 1024)
 
-/* Parses a decimal integer in [min, max] into *out. 0, or -1 if s is not
- * one. */
-int daemon_parse_count(const char *s, int min, int max, int *out);
-
 /* Loads charts, opens the database (and claims it for the shard); with
  * check_only stops there (0 if all is well). Otherwise connects and runs
  * until *stop, reloading the charts when *reload is set. With drain (a

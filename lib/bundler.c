@@ -6,7 +6,6 @@
 
 #include "envelope.h"
 #include "items.h"
-#include "log.h"
 
 #define OPEN_MAX 16 /* routing keys filled at once */
 
@@ -154,12 +153,8 @@ publish_singles(struct open *o, bundler_publish_fn fn, void *arg)
 
 	for (size_t i = 0; i < o->n; i++) {
 		struct bus_message m = row_message(o, &o->rows[i]);
-		if (fn(arg, &m, o->rows[i].tag) != 0) {
-			log_error("cannot publish %s (%s): refused",
-			          m.type != NULL ? m.type : "a command",
-			          m.message_id);
-			rc = -1;
-		}
+		if (fn(arg, &m, o->rows[i].tag) != 0)
+			rc = -1; /* the row is fn's to answer for */
 	}
 	return rc;
 }
@@ -271,8 +266,8 @@ bundler_hold(struct bundler *b, const struct bus_message *m, uint64_t tag,
 			for (i = 1; i < OPEN_MAX; i++)
 				if (b->open[i].n > o->n)
 					o = &b->open[i];
-			if (send_open(b, o, fn, arg) != 0)
-				log_error("a bundle's commands were refused");
+			send_open(b, o, fn, arg); /* fn answers for a row
+			                           * it did not send */
 		}
 		o->n = 0;
 		o->used = 0;
@@ -291,8 +286,8 @@ bundler_hold(struct bundler *b, const struct bus_message *m, uint64_t tag,
 	                 (size_t)type, (size_t)tp,     (size_t)body,
 	                 m->len,       m->timestamp_ms};
 	o->rows[o->n++] = r;
-	if (o->n == b->max && send_open(b, o, fn, arg) != 0)
-		log_error("a bundle's commands were refused");
+	if (o->n == b->max)
+		send_open(b, o, fn, arg); /* as in the flush */
 	return 0;
 }
 

@@ -58,8 +58,10 @@ typedef int (*bundler_publish_fn)(void *arg, const struct bus_message *m,
 int bundler_hold(struct bundler *b, const struct bus_message *m, uint64_t tag,
                  bundler_publish_fn fn, void *arg);
 
-/* Sends everything held. 0, or -1 if a publish was refused (the rows'
- * tags are then never confirmed; logged). */
+/* Sends everything held. 0, or -1 if fn failed for a row sent alone: a
+ * row fn does not send is fn's to answer for (its tag is never confirmed
+ * here; busloop hands it back to the loop, which sends it again). A
+ * bundle fn does not take goes out as its rows, one by one. */
 int bundler_flush(struct bundler *b, bundler_publish_fn fn, void *arg);
 
 /* If tag is one of the bundles sent: calls row(arg, t) for each row's tag

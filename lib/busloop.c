@@ -1,15 +1,33 @@
 /* busloop.c -- the durable loop's transport on lib/bus (busloop.h). */
 #include "busloop.h"
 
+#include <assert.h>
 #include <stdio.h>
 
 #include "log.h"
 
+/* The bundler's publish function. A row it held fits the bus
+ * (busloop_publish holds nothing else), so a row that fails here failed
+ * for lack of memory: it goes back to the loop as NACKed, which publishes
+ * it again at its next turn. A bundle that fails is the bundler's: it
+ * sends the rows alone. */
 static int
 publish_fn(void *arg, const struct bus_message *m, uint64_t tag)
 {
 	struct busloop *bl = arg;
-	return bus_publish(bl->bus, m, tag);
+
+	if (bus_publish(bl->bus, m, tag) == 0)
+		return 0;
+	assert(bl->d != NULL); /* set by the adapter's poll, before any
+	                        * turn publishes */
+	if (!(tag & BUNDLER_TAG)) {
+		log_error("cannot publish %s (%s) now: out of memory; it goes "
+		          "out again at the next turn",
+		          m->type != NULL ? m->type : "a message",
+		          m->message_id);
+		durable_confirmed(bl->d, tag, DURABLE_NACK);
+	}
+	return -1;
 }
 
 /* A row the bus can never take, logged and given back as REFUSED. */

@@ -29,7 +29,10 @@
  * to the loop as DURABLE_REFUSED, which drops it: the loop publishes in
  * seq order, so keeping it would hold up every row after it, every saga's
  * commands and events, for good. Any other failure (out of memory) is
- * the loop's "not sent": it tries again at its next turn.
+ * the loop's "not sent": it tries again at its next turn. A row the
+ * bundler held and then could not send alone at the flush (out of memory
+ * again) comes back to the loop as DURABLE_NACK, and goes out at its next
+ * turn (tests/unit/test_busloop.c).
  *
  * Ownership: the busloop owns its bus, bundler and held deliveries; the
  * adapter opens the bus and makes the bundler, busloop_close frees all

@@ -1,0 +1,293 @@
+/* test_busloop -- lib/busloop between the durable loop and the bus: a row
+ * the bundler held that then cannot go out (bus_publish fails for lack of
+ * memory, the only way it fails for a row that fits) is handed back to
+ * the loop, which publishes it again at its next turn; a bundle the bus
+ * does not take goes out as singles, and only the rows themselves come
+ * back.
+ *
+ * The bus is replaced at link time (-Wl,--wrap, tests/CMakeLists.txt):
+ * an allocation failure inside bus_publish cannot be caused on purpose
+ * through a real connection. Everything above it -- busloop, the bundler,
+ * the durable loop -- is the daemons' code. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "busloop.h"
+#include "check.h"
+
+/* ---- the bus, wrapped ---- */
+
+#define SENT_MAX 64
+
+static struct {
+	uint64_t sent[SENT_MAX]; /* tags bus_publish took, in order */
+	size_t nsent;
+	uint64_t fail_tag; /* bus_publish fails for this tag ... */
+	int fail_times;    /* ... this many times */
+	bool fail_bundles; /* and for every bundle */
+	size_t bundle_items;
+} bus;
+
+int __wrap_bus_publish(struct bus *b, const struct bus_message *m,
+                       uint64_t tag);
+bool __wrap_bus_message_fits(const struct bus *b, const struct bus_message *m);
+size_t __wrap_bus_max_body(const struct bus *b);
+size_t __wrap_bus_unconfirmed(const struct bus *b);
+bool __wrap_bus_connected(const struct bus *b);
+bool __wrap_bus_blocked(const struct bus *b);
+
+int
+__wrap_bus_publish(struct bus *b, const struct bus_message *m, uint64_t tag)
+{
+	(void)b;
+	(void)m;
+	if (tag & BUNDLER_TAG) {
+		if (bus.fail_bundles)
+			return -1;
+		bus.bundle_items++;
+	} else if (tag == bus.fail_tag && bus.fail_times > 0) {
+		bus.fail_times--;
+		return -1;
+	}
+	if (bus.nsent < SENT_MAX)
+		bus.sent[bus.nsent++] = tag;
+	return 0;
+}
+
+bool
+__wrap_bus_message_fits(const struct bus *b, const struct bus_message *m)
+{
+	(void)b;
+	(void)m;
+	return true;
+}
+
+size_t
+__wrap_bus_max_body(const struct bus *b)
+{
+	(void)b;
+	return 1 << 20;
+}
+
+size_t
+__wrap_bus_unconfirmed(const struct bus *b)
+{
+	(void)b;
+	return 0;
+}
+
+bool
+__wrap_bus_connected(const struct bus *b)
+{
+	(void)b;
+	return true;
+}
+
+bool
+__wrap_bus_blocked(const struct bus *b)
+{
+	(void)b;
+	return false;
+}
+
+static size_t
+times_sent(uint64_t tag)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < bus.nsent; i++)
+		n += bus.sent[i] == tag;
+	return n;
+}
+
+/* ---- an outbox in memory, and the loop over busloop ---- */
+
+#define ROWS 3
+
+static struct busloop bl;
+
+static int
+h_ok(void *ctx)
+{
+	(void)ctx;
+	return 0;
+}
+
+static void
+h_rollback(void *ctx)
+{
+	(void)ctx;
+}
+
+static const char *
+h_error(void *ctx)
+{
+	(void)ctx;
+	return "";
+}
+
+static int
+h_apply(void *ctx, const struct durable_item *it, struct durable_time now,
+        enum durable_verdict *v, char *why, size_t whylen)
+{
+	(void)ctx, (void)it, (void)now, (void)why, (void)whylen;
+	*v = DURABLE_DONE;
+	return 0;
+}
+
+/* Rows 1..ROWS: three commands for one participant (one bundle). */
+static int
+h_scan(void *ctx, int64_t after, size_t limit, durable_row_fn fn, void *arg)
+{
+	static const char body[] = "\x81\xa1v\x01";
+
+	(void)ctx;
+	for (int64_t seq = after + 1; seq <= ROWS && limit > 0;
+	     seq++, limit--) {
+		char id[16];
+		struct durable_msg m = {
+		        .seq = seq,
+		        .exchange = "saga.commands",
+		        .routing_key = "inventory",
+		        .message_id = id,
+		        .type = "inventory.reserve",
+		        .reply_to = "orchestrator",
+		        .body = body,
+		        .len = sizeof(body) - 1,
+		        .bundle = true,
+		        .mandatory = true,
+		};
+		snprintf(id, sizeof(id), "m-%lld", (long long)seq);
+		if (fn(arg, &m) != 0)
+			break;
+	}
+	return 0;
+}
+
+static int
+h_delete(void *ctx, int64_t seq, int64_t confirmed_ms)
+{
+	(void)ctx, (void)seq, (void)confirmed_ms;
+	return 0;
+}
+
+static int
+t_settle(void *ctx, uint64_t ref, enum durable_verdict v, const char *why)
+{
+	(void)ctx, (void)ref, (void)v, (void)why;
+	return 0;
+}
+
+static int
+t_poll(void *ctx, struct durable *d, int timeout_ms)
+{
+	(void)timeout_ms;
+	((struct busloop *)ctx)->d = d; /* as the adapters' polls do */
+	return 0;
+}
+
+static struct durable *
+loop_new(void)
+{
+	struct durable_transport t = {
+	        .ctx = &bl,
+	        .publish = busloop_publish,
+	        .flush = busloop_flush,
+	        .ready = busloop_ready,
+	        .unconfirmed = busloop_unconfirmed,
+	        .poll = t_poll,
+	        .settle = t_settle,
+	};
+	struct durable_handler h = {
+	        .begin = h_ok,
+	        .commit = h_ok,
+	        .rollback = h_rollback,
+	        .error = h_error,
+	        .apply = h_apply,
+	        .outbox_scan = h_scan,
+	        .outbox_delete = h_delete,
+	};
+	struct durable_config cfg = {.batch_max = 10};
+
+	memset(&bus, 0, sizeof(bus));
+	memset(&bl, 0, sizeof(bl));
+	bl.bundler = bundler_new(64);
+	if (bl.bundler == NULL)
+		return NULL;
+	return durable_new(&t, &h, &cfg);
+}
+
+static void
+loop_free(struct durable *d)
+{
+	durable_free(d);
+	bundler_free(bl.bundler);
+	bl.bundler = NULL;
+}
+
+static int
+turns(struct durable *d, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (durable_turn(d, durable_now()) != 0)
+			return -1;
+	return 0;
+}
+
+static void
+test_a_bundle_goes_out_whole(void)
+{
+	struct durable *d = loop_new();
+
+	CHECK(d != NULL);
+	CHECK_EQ(turns(d, 2), 0);
+	CHECK_EQ(bus.nsent, 1);
+	CHECK(bus.sent[0] & BUNDLER_TAG);
+	CHECK_EQ(bus.bundle_items, 1);
+	loop_free(d);
+}
+
+static void
+test_a_row_not_sent_goes_out_again(void)
+{
+	struct durable *d = loop_new();
+
+	CHECK(d != NULL);
+	bus.fail_bundles = true; /* the three go out one by one ... */
+	bus.fail_tag = 2;        /* ... and the second fails once */
+	bus.fail_times = 1;
+	CHECK_EQ(turns(d, 1), 0);
+	CHECK_EQ(times_sent(1), 1);
+	CHECK_EQ(times_sent(2), 0);
+	CHECK_EQ(times_sent(3), 1);
+	/* the loop has it back: the next turn publishes it, and only it */
+	CHECK_EQ(turns(d, 2), 0);
+	CHECK_EQ(times_sent(2), 1);
+	CHECK_EQ(times_sent(1), 1);
+	CHECK_EQ(times_sent(3), 1);
+	CHECK_EQ(bus.nsent, 3);
+	loop_free(d);
+}
+
+static void
+test_a_row_failing_again_is_not_lost(void)
+{
+	struct durable *d = loop_new();
+
+	CHECK(d != NULL);
+	bus.fail_bundles = true;
+	bus.fail_tag = 3;
+	bus.fail_times = 3; /* three turns without memory */
+	CHECK_EQ(turns(d, 6), 0);
+	CHECK_EQ(times_sent(3), 1);
+	CHECK_EQ(bus.nsent, 3);
+	loop_free(d);
+}
+
+int
+main(void)
+{
+	RUN(test_a_bundle_goes_out_whole);
+	RUN(test_a_row_not_sent_goes_out_again);
+	RUN(test_a_row_failing_again_is_not_lost);
+	return check_summary();
+}

@@ -106,6 +106,7 @@ struct seen {
 	size_t size;
 	int persistent, traceparent;
 	long expiration;
+	size_t seq; /* arrival order (profile_of) */
 };
 
 static void
@@ -337,50 +338,59 @@ infer(struct profile *pr, const struct seen *m, size_t n)
 	}
 }
 
+/* The firehose, consumed: a private queue bound to amq.rabbitmq.trace by
+ * publish.#. 0, or -1 (said on stderr; nothing left open). */
 static int
-capture(const char *url, const char *out, int idle_ms)
+firehose_open(const char *url, amqp_connection_state_t *out,
+              amqp_bytes_t *qname)
 {
 	struct bus_url u;
 	char err[256];
 	amqp_connection_state_t c = amqp_new_connection();
 	amqp_socket_t *sock = amqp_tcp_socket_new(c);
 	amqp_queue_declare_ok_t *q;
-	amqp_bytes_t qname;
-	struct seen *m = NULL;
-	size_t n = 0, cap = 0;
-	struct profile pr = {0};
-	FILE *f;
-	bool got = false;
-	int64_t last = 0;
+	const char *fail = "cannot connect to the broker";
 
 	if (bus_url_parse(url, &u, err, sizeof(err)) != 0 || sock == NULL ||
 	    amqp_socket_open(sock, u.host, u.port) != AMQP_STATUS_OK ||
 	    amqp_login(c, u.vhost, 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, u.user,
 	               u.password)
 	                    .reply_type != AMQP_RESPONSE_NORMAL ||
-	    amqp_channel_open(c, 1) == NULL) {
-		fprintf(stderr, "echo_bench: cannot connect to the broker\n");
-		return 1;
-	}
+	    amqp_channel_open(c, 1) == NULL)
+		goto fail;
+	fail = "cannot declare a queue";
 	q = amqp_queue_declare(c, 1, amqp_empty_bytes, 0, 0, 1, 1,
 	                       amqp_empty_table);
-	if (q == NULL) {
-		fprintf(stderr, "echo_bench: cannot declare a queue\n");
-		return 1;
-	}
-	qname = amqp_bytes_malloc_dup(q->queue);
-	amqp_queue_bind(c, 1, qname, amqp_cstring_bytes("amq.rabbitmq.trace"),
+	if (q == NULL)
+		goto fail;
+	*qname = amqp_bytes_malloc_dup(q->queue);
+	amqp_queue_bind(c, 1, *qname, amqp_cstring_bytes("amq.rabbitmq.trace"),
 	                amqp_cstring_bytes("publish.#"), amqp_empty_table);
-	amqp_basic_consume(c, 1, qname, amqp_empty_bytes, 0, 1, 1,
+	amqp_basic_consume(c, 1, *qname, amqp_empty_bytes, 0, 1, 1,
 	                   amqp_empty_table);
-	if (amqp_get_rpc_reply(c).reply_type != AMQP_RESPONSE_NORMAL) {
-		fprintf(stderr, "echo_bench: cannot consume the firehose\n");
-		return 1;
+	if (amqp_get_rpc_reply(c).reply_type == AMQP_RESPONSE_NORMAL) {
+		*out = c;
+		return 0;
 	}
-	printf("ready\n");
-	fflush(stdout);
-	/* idle: no saga's publish for idle_ms (the participants' presence
-	 * announcements go on all the time and do not count) */
+	amqp_bytes_free(*qname);
+	fail = "cannot consume the firehose";
+fail:
+	fprintf(stderr, "echo_bench: %s\n", fail);
+	amqp_destroy_connection(c);
+	return -1;
+}
+
+/* Reads the firehose into m[] until no saga's publish came for idle_ms
+ * after the first (the participants' presence announcements go on all
+ * the time and do not count), the connection goes, memory runs out, or
+ * a signal stops the program. */
+static void
+firehose_read(amqp_connection_state_t c, int idle_ms, struct seen **m,
+              size_t *n, size_t *cap)
+{
+	bool got = false;
+	int64_t last = 0;
+
 	while (!stop) {
 		int64_t left =
 		        got ? idle_ms - (clock_mono_ms() - last) : idle_ms;
@@ -390,52 +400,66 @@ capture(const char *url, const char *out, int idle_ms)
 		int rc;
 
 		if (left <= 0)
-			break; /* idle: done */
+			return; /* idle: done */
 		amqp_maybe_release_buffers(c);
 		r = amqp_consume_message(c, &env, &tv, 0);
 		if (r.reply_type != AMQP_RESPONSE_NORMAL) {
 			if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
 			    r.library_error == AMQP_STATUS_TIMEOUT)
 				continue; /* nothing yet, or idle (above) */
-			break;            /* gone */
+			return;           /* gone */
 		}
-		rc = add_trace(&env, &m, &n, &cap);
+		rc = add_trace(&env, m, n, cap);
 		amqp_destroy_envelope(&env);
 		if (rc < 0)
-			break;
+			return;
 		if (rc > 0) {
 			got = true;
 			last = clock_mono_ms();
 		}
 	}
-	amqp_bytes_free(qname);
-	amqp_connection_close(c, AMQP_REPLY_SUCCESS);
-	amqp_destroy_connection(c);
-	/* stable sort by saga keeps each saga's messages in arrival order */
-	for (size_t i = 1; i < n; i++) {
-		struct seen t = m[i];
-		size_t j = i;
-		while (j > 0 && strcmp(m[j - 1].saga, t.saga) > 0) {
-			m[j] = m[j - 1];
-			j--;
-		}
-		m[j] = t;
-	}
+}
+
+/* qsort: by saga, then in the order they arrived. */
+static int
+by_saga(const void *a, const void *b)
+{
+	const struct seen *x = a, *y = b;
+	int c = strcmp(x->saga, y->saga);
+
+	if (c != 0)
+		return c;
+	return (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+/* The rules m[] shows, each saga's messages read in arrival order. */
+static void
+profile_of(struct seen *m, size_t n, struct profile *pr)
+{
+	for (size_t i = 0; i < n; i++)
+		m[i].seq = i;
+	if (n > 1)
+		qsort(m, n, sizeof(*m), by_saga);
 	for (size_t i = 0, j; i < n; i = j) {
 		for (j = i; j < n && strcmp(m[j].saga, m[i].saga) == 0; j++)
 			;
-		infer(&pr, &m[i], j - i);
+		infer(pr, &m[i], j - i);
 	}
-	free(m);
-	f = fopen(out, "w");
+}
+
+static int
+write_profile(const char *out, const struct profile *pr)
+{
+	FILE *f = fopen(out, "w");
+
 	if (f == NULL) {
 		perror(out);
-		return 1;
+		return -1;
 	}
 	fprintf(f, "# role trigger exchange routing_key type size persistent "
 	           "expiration reply_to traceparent mandatory count\n");
-	for (size_t i = 0; i < pr.n; i++) {
-		const struct rule *r = &pr.r[i];
+	for (size_t i = 0; i < pr->n; i++) {
+		const struct rule *r = &pr->r[i];
 		fprintf(f, "%s %s %s %s %s %.0f %d %ld %s %d %d %ld\n", r->role,
 		        r->trigger, dash(r->exchange), r->rk, r->type,
 		        r->size_sum / (double)r->count, r->persistent,
@@ -444,8 +468,33 @@ capture(const char *url, const char *out, int idle_ms)
 	}
 	if (fclose(f) != 0) {
 		perror(out);
-		return 1;
+		return -1;
 	}
+	return 0;
+}
+
+/* echo_bench capture: what the daemons publish, as rules for the echo. */
+static int
+capture(const char *url, const char *out, int idle_ms)
+{
+	amqp_connection_state_t c;
+	amqp_bytes_t qname;
+	struct seen *m = NULL;
+	size_t n = 0, cap = 0;
+	struct profile pr = {0};
+
+	if (firehose_open(url, &c, &qname) != 0)
+		return 1;
+	printf("ready\n");
+	fflush(stdout);
+	firehose_read(c, idle_ms, &m, &n, &cap);
+	amqp_bytes_free(qname);
+	amqp_connection_close(c, AMQP_REPLY_SUCCESS);
+	amqp_destroy_connection(c);
+	profile_of(m, n, &pr);
+	free(m);
+	if (write_profile(out, &pr) != 0)
+		return 1;
 	fprintf(stderr, "echo_bench: %zu publishes captured, %zu rules\n", n,
 	        pr.n);
 	return pr.n > 0 ? 0 : 1;

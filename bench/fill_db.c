@@ -19,6 +19,7 @@
  * Prints the template and the row counts. Exit status 0 or 1.
  */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 #include <sqlite3.h>
 
 #include "db.h"
+#include "number.h"
 
 /* ?1 template id, ?2 count, ?3 newest time (ms): copy i finished at
  * ?3 - (?2 - i) * 10 ms. The reply ids: the reply's time, then a
@@ -105,8 +107,9 @@ count(sqlite3 *db, const char *table, long long *n)
 	return rc == SQLITE_ROW ? 0 : -1;
 }
 
-int
-main(int argc, char **argv)
+/* --db NEW --from OLD --count N; 0, or -1 (usage said). */
+static int
+parse_args(int argc, char **argv, const char **path, const char **from, long *n)
 {
 	static const struct option opts[] = {
 	        {"db", required_argument, NULL, 'd'},
@@ -114,91 +117,128 @@ main(int argc, char **argv)
 	        {"count", required_argument, NULL, 'n'},
 	        {NULL, 0, NULL, 0},
 	};
-	const char *path = NULL, *from = NULL;
-	long n = 0;
-	char err[512], attach[1200], tid[256] = "";
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
-	long long sagas = 0, hist = 0, inbox = 0;
-	struct timespec ts;
-	int c, rc;
+	long long ll = 0;
+	int c;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case 'd':
-			path = optarg;
+		if (c == 'd')
+			*path = optarg;
+		else if (c == 'f')
+			*from = optarg;
+		else if (c == 'n' &&
+		         number_parse(optarg, 1, LONG_MAX, &ll) == 0)
+			*n = (long)ll;
+		else
 			break;
-		case 'f':
-			from = optarg;
-			break;
-		case 'n':
-			n = atol(optarg);
-			break;
-		default:
-			goto usage;
-		}
 	}
-	if (path == NULL || from == NULL || n <= 0 || strchr(from, '\'')) {
-	usage:
+	if (c != -1 || optind != argc || *path == NULL || *from == NULL ||
+	    *n <= 0 || strchr(*from, '\'') != NULL) {
 		fprintf(stderr,
 		        "usage: fill_db --db NEW --from OLD --count N\n");
-		return 2;
+		return -1;
 	}
-	if (db_open(path, DB_READWRITE, &db, err, sizeof(err)) != 0) {
-		fprintf(stderr, "fill_db: %s\n", err);
-		return 1;
-	}
+	return 0;
+}
+
+/* Attaches `from` and finds the saga every copy is made of: its newest
+ * completed saga on a chart version `path` knows. 0, or -1 (said). */
+static int
+template_saga(sqlite3 *db, const char *path, const char *from, char *tid,
+              size_t cap)
+{
+	char err[512], attach[1200];
+	sqlite3_stmt *st = NULL;
+	int rc;
+
 	snprintf(attach, sizeof(attach),
 	         "PRAGMA journal_mode=DELETE; PRAGMA synchronous=OFF; "
 	         "PRAGMA cache_size=-262144; ATTACH '%s' AS src",
 	         from);
-	if (db_exec(db, attach, err, sizeof(err)) != 0)
-		goto fail_msg;
+	if (db_exec(db, attach, err, sizeof(err)) != 0) {
+		fprintf(stderr, "fill_db: %s\n", err);
+		return -1;
+	}
 	if (sqlite3_prepare_v2(
 	            db,
 	            "SELECT s.id FROM src.sagas s JOIN main.charts c "
 	            "ON c.version = s.chart_version WHERE s.status = "
 	            "'completed' ORDER BY s.updated_at DESC LIMIT 1",
-	            -1, &st, NULL) != SQLITE_OK)
-		goto fail;
+	            -1, &st, NULL) != SQLITE_OK) {
+		fprintf(stderr, "fill_db: %s\n", sqlite3_errmsg(db));
+		return -1;
+	}
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
-		snprintf(tid, sizeof(tid), "%s", sqlite3_column_text(st, 0));
+		snprintf(tid, cap, "%s", sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
 	if (rc != SQLITE_ROW) {
 		fprintf(stderr,
 		        "fill_db: %s has no completed saga on a chart version "
 		        "%s knows\n",
 		        from, path);
-		db_close(db);
-		return 1;
+		return -1;
 	}
+	return 0;
+}
+
+/* n copies of tid in one transaction, then the database back in WAL
+ * mode. 0, or -1 (said). */
+static int
+fill(sqlite3 *db, const char *tid, long n)
+{
+	char err[512];
+	struct timespec ts;
+
 	clock_gettime(CLOCK_REALTIME, &ts);
-	if (db_begin(db, err, sizeof(err)) != 0)
-		goto fail_msg;
+	if (db_begin(db, err, sizeof(err)) != 0) {
+		fprintf(stderr, "fill_db: %s\n", err);
+		return -1;
+	}
 	for (size_t i = 0; i < sizeof(fill_sql) / sizeof(fill_sql[0]); i++)
 		if (run(db, fill_sql[i], tid, n,
 		        (int64_t)ts.tv_sec * 1000 - 60000) != 0) {
 			db_rollback(db);
-			db_close(db);
-			return 1;
+			return -1;
 		}
 	if (db_commit(db, err, sizeof(err)) != 0 ||
 	    db_exec(db, "DETACH src; PRAGMA journal_mode=WAL", err,
-	            sizeof(err)) != 0)
-		goto fail_msg;
-	if (count(db, "sagas", &sagas) != 0 || count(db, "history", &hist) ||
-	    count(db, "inbox", &inbox) != 0)
-		goto fail;
+	            sizeof(err)) != 0) {
+		fprintf(stderr, "fill_db: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *path = NULL, *from = NULL;
+	long n = 0;
+	char err[512], tid[256] = "";
+	sqlite3 *db = NULL;
+	long long sagas = 0, hist = 0, inbox = 0;
+
+	if (parse_args(argc, argv, &path, &from, &n) != 0)
+		return 2;
+	if (db_open(path, DB_READWRITE, &db, err, sizeof(err)) != 0) {
+		fprintf(stderr, "fill_db: %s\n", err);
+		return 1;
+	}
+	if (template_saga(db, path, from, tid, sizeof(tid)) != 0 ||
+	    fill(db, tid, n) != 0) {
+		db_close(db);
+		return 1;
+	}
+	if (count(db, "sagas", &sagas) != 0 ||
+	    count(db, "history", &hist) != 0 ||
+	    count(db, "inbox", &inbox) != 0) {
+		fprintf(stderr, "fill_db: %s\n", sqlite3_errmsg(db));
+		db_close(db);
+		return 1;
+	}
 	printf("filled %s from saga %s: %lld sagas, %lld history rows, %lld "
 	       "inbox rows\n",
 	       path, tid, sagas, hist, inbox);
 	db_close(db);
 	return 0;
-fail:
-	snprintf(err, sizeof(err), "%s", sqlite3_errmsg(db));
-fail_msg:
-	fprintf(stderr, "fill_db: %s\n", err);
-	db_close(db);
-	return 1;
 }

@@ -89,6 +89,39 @@ trim(char *s)
 	return s;
 }
 
+/* One `key = value` of the config file into g; -1 for an unknown key or
+ * a value out of its range. */
+static int
+apply_setting(struct gateway *g, const char *key, const char *val)
+{
+	long long x;
+
+	if (strcmp(key, "decline_token") == 0 && *val != '\0' &&
+	    g->ndecline < MAX_TOKENS && strlen(val) < 128)
+		snprintf(g->decline[g->ndecline++], 128, "%s", val);
+	else if (strcmp(key, "card_limit_cents") == 0 &&
+	         number_parse(val, 0, INT64_MAX, &x) == 0)
+		g->card_limit = x;
+	else if (strcmp(key, "transient_failure_percent") == 0 &&
+	         number_parse(val, 0, 100, &x) == 0)
+		g->transient_pct = (int)x;
+	else if (strcmp(key, "slow_percent") == 0 &&
+	         number_parse(val, 0, 100, &x) == 0)
+		g->slow_pct = (int)x;
+	else if (strcmp(key, "slow_ms") == 0 &&
+	         number_parse(val, 0, 60000, &x) == 0)
+		g->slow_ms = (int)x;
+	else if (strcmp(key, "decline_then_accept_token") == 0 &&
+	         *val != '\0' && strlen(val) < sizeof(g->flaky))
+		snprintf(g->flaky, sizeof(g->flaky), "%s", val);
+	else if (strcmp(key, "decline_times") == 0 &&
+	         number_parse(val, 0, 100, &x) == 0)
+		g->flaky_times = (int)x;
+	else
+		return -1;
+	return 0;
+}
+
 static int
 load_config(struct gateway *g, const char *path)
 {
@@ -103,7 +136,6 @@ load_config(struct gateway *g, const char *path)
 	}
 	while (fgets(line, sizeof(line), f) != NULL) {
 		char *eq, *key, *val;
-		long long x;
 		n++;
 		line[strcspn(line, "#\r\n")] = '\0';
 		key = trim(line);
@@ -115,28 +147,7 @@ load_config(struct gateway *g, const char *path)
 		*eq = '\0';
 		key = trim(key);
 		val = trim(eq + 1);
-		if (strcmp(key, "decline_token") == 0 && *val != '\0' &&
-		    g->ndecline < MAX_TOKENS && strlen(val) < 128) {
-			snprintf(g->decline[g->ndecline++], 128, "%s", val);
-		} else if (strcmp(key, "card_limit_cents") == 0 &&
-		           number_parse(val, 0, INT64_MAX, &x) == 0) {
-			g->card_limit = x;
-		} else if (strcmp(key, "transient_failure_percent") == 0 &&
-		           number_parse(val, 0, 100, &x) == 0) {
-			g->transient_pct = (int)x;
-		} else if (strcmp(key, "slow_percent") == 0 &&
-		           number_parse(val, 0, 100, &x) == 0) {
-			g->slow_pct = (int)x;
-		} else if (strcmp(key, "slow_ms") == 0 &&
-		           number_parse(val, 0, 60000, &x) == 0) {
-			g->slow_ms = (int)x;
-		} else if (strcmp(key, "decline_then_accept_token") == 0 &&
-		           *val != '\0' && strlen(val) < sizeof(g->flaky)) {
-			snprintf(g->flaky, sizeof(g->flaky), "%s", val);
-		} else if (strcmp(key, "decline_times") == 0 &&
-		           number_parse(val, 0, 100, &x) == 0) {
-			g->flaky_times = (int)x;
-		} else {
+		if (apply_setting(g, key, val) != 0) {
 			fclose(f);
 			fprintf(stderr,
 			        "payment-svc: %s:%d: bad setting \"%s\" (keys: "

@@ -657,6 +657,8 @@ struct publish_ctx {
 	struct durable *d;
 	size_t room;
 	int rc;
+	int64_t want;     /* resend_row: the row it is after */
+	bool found, sent; /* resend_row: what became of it */
 };
 
 static int
@@ -676,26 +678,52 @@ static int
 resend_row(void *arg, const struct durable_msg *m)
 {
 	struct publish_ctx *p = arg;
-	if (p->d->t.publish(p->d->t.ctx, m, (uint64_t)m->seq) != 0)
-		p->rc = -1;
-	else
+
+	p->found = m->seq == p->want;
+	if (!p->found)
+		return 1; /* deleted meanwhile: nothing to send */
+	p->sent = p->d->t.publish(p->d->t.ctx, m, (uint64_t)m->seq) == 0;
+	if (p->sent)
 		p->d->stats.published++;
+	else
+		p->rc = -1;
 	return 1; /* one row */
+}
+
+/* The NACKed rows, each read back by seq and published again. One that
+ * does not go out now (the transport could not send it, or the outbox
+ * could not be read), or is NACKed again while these go out, waits for
+ * the next turn: each is tried once a turn, and none is dropped. */
+static void
+resend_rows(struct durable *d, struct publish_ctx *p)
+{
+	struct seqs todo = d->resend;
+
+	d->resend = (struct seqs){0};
+	for (size_t i = 0; i < todo.n; i++) {
+		p->want = todo.v[i];
+		p->found = p->sent = false;
+		if (d->h.outbox_scan(d->h.ctx, p->want - 1, 1, resend_row, p) !=
+		    0) {
+			log_error("cannot read outbox: %s",
+			          d->h.error(d->h.ctx));
+			p->found = true; /* keep it */
+		}
+		if (p->found && !p->sent && seqs_push(&d->resend, p->want) != 0)
+			log_error("outbox row %lld not sent; kept for the next "
+			          "start (out of memory)",
+			          (long long)p->want);
+	}
+	free(todo.v);
 }
 
 void
 durable_publish(struct durable *d)
 {
 	size_t inflight = d->t.unconfirmed(d->t.ctx);
-	struct publish_ctx p = {d, 0, 0};
+	struct publish_ctx p = {.d = d};
 
-	/* NACKed rows first, each read back by seq */
-	while (d->resend.n > 0) {
-		int64_t seq = d->resend.v[--d->resend.n];
-		if (d->h.outbox_scan(d->h.ctx, seq - 1, 1, resend_row, &p))
-			log_error("cannot read outbox: %s",
-			          d->h.error(d->h.ctx));
-	}
+	resend_rows(d, &p); /* NACKed rows first */
 	if (inflight < d->cfg.publish_window) {
 		p.room = d->cfg.publish_window - inflight;
 		if (d->h.outbox_scan(d->h.ctx, d->last_published, p.room,

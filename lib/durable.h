@@ -31,7 +31,8 @@
  *      meanwhile). Deliveries stay unacked at the broker, so the
  *      prefetch window stops the flow.
  *   4. Rows are published in seq order, at most publish_window in
- *      flight; a NACKed row goes out again; a RETURNED row (unroutable)
+ *      flight; a NACKed row goes out again (tried once a turn until the
+ *      transport takes it; never dropped); a RETURNED row (unroutable)
  *      or a REFUSED one (the transport can never send it: too large) is
  *      logged and deleted. Rows left by a crash go out at start.
  *

@@ -3,7 +3,8 @@
  * memory, the only way it fails for a row that fits) is handed back to
  * the loop, which publishes it again at its next turn; a bundle the bus
  * does not take goes out as singles, and only the rows themselves come
- * back.
+ * back; a row that keeps failing is tried once a turn; and a NACKed row
+ * whose second publish fails is kept to be sent again.
  *
  * The bus is replaced at link time (-Wl,--wrap, tests/CMakeLists.txt):
  * an allocation failure inside bus_publish cannot be caused on purpose
@@ -24,6 +25,7 @@ static struct {
 	size_t nsent;
 	uint64_t fail_tag; /* bus_publish fails for this tag ... */
 	int fail_times;    /* ... this many times */
+	int tries;         /* calls for fail_tag */
 	bool fail_bundles; /* and for every bundle */
 	size_t bundle_items;
 } bus;
@@ -45,7 +47,8 @@ __wrap_bus_publish(struct bus *b, const struct bus_message *m, uint64_t tag)
 		if (bus.fail_bundles)
 			return -1;
 		bus.bundle_items++;
-	} else if (tag == bus.fail_tag && bus.fail_times > 0) {
+	} else if (tag == bus.fail_tag && bus.tries++ >= 0 &&
+	           bus.fail_times > 0) {
 		bus.fail_times--;
 		return -1;
 	}
@@ -104,6 +107,7 @@ times_sent(uint64_t tag)
 #define ROWS 3
 
 static struct busloop bl;
+static bool events; /* the rows are events: never held for a bundle */
 
 static int
 h_ok(void *ctx)
@@ -153,8 +157,8 @@ h_scan(void *ctx, int64_t after, size_t limit, durable_row_fn fn, void *arg)
 		        .reply_to = "orchestrator",
 		        .body = body,
 		        .len = sizeof(body) - 1,
-		        .bundle = true,
-		        .mandatory = true,
+		        .bundle = !events,
+		        .mandatory = !events,
 		};
 		snprintf(id, sizeof(id), "m-%lld", (long long)seq);
 		if (fn(arg, &m) != 0)
@@ -185,8 +189,9 @@ t_poll(void *ctx, struct durable *d, int timeout_ms)
 	return 0;
 }
 
+/* A loop over busloop, its bundler holding up to max rows a bundle. */
 static struct durable *
-loop_new(void)
+loop_new(size_t max)
 {
 	struct durable_transport t = {
 	        .ctx = &bl,
@@ -210,7 +215,8 @@ loop_new(void)
 
 	memset(&bus, 0, sizeof(bus));
 	memset(&bl, 0, sizeof(bl));
-	bl.bundler = bundler_new(64);
+	events = false;
+	bl.bundler = bundler_new(max);
 	if (bl.bundler == NULL)
 		return NULL;
 	return durable_new(&t, &h, &cfg);
@@ -236,7 +242,7 @@ turns(struct durable *d, int n)
 static void
 test_a_bundle_goes_out_whole(void)
 {
-	struct durable *d = loop_new();
+	struct durable *d = loop_new(64);
 
 	CHECK(d != NULL);
 	CHECK_EQ(turns(d, 2), 0);
@@ -249,7 +255,7 @@ test_a_bundle_goes_out_whole(void)
 static void
 test_a_row_not_sent_goes_out_again(void)
 {
-	struct durable *d = loop_new();
+	struct durable *d = loop_new(64);
 
 	CHECK(d != NULL);
 	bus.fail_bundles = true; /* the three go out one by one ... */
@@ -271,7 +277,7 @@ test_a_row_not_sent_goes_out_again(void)
 static void
 test_a_row_failing_again_is_not_lost(void)
 {
-	struct durable *d = loop_new();
+	struct durable *d = loop_new(64);
 
 	CHECK(d != NULL);
 	bus.fail_bundles = true;
@@ -283,11 +289,56 @@ test_a_row_failing_again_is_not_lost(void)
 	loop_free(d);
 }
 
+/* Bundles off (--bundle 1): a held row goes out at once, and one that
+ * keeps failing is tried once a turn, not again and again inside one. */
+static void
+test_a_row_failing_is_tried_once_a_turn(void)
+{
+	struct durable *d = loop_new(1);
+
+	CHECK(d != NULL);
+	bus.fail_tag = 2;
+	bus.fail_times = 100;
+	CHECK_EQ(turns(d, 1), 0);
+	CHECK_EQ(bus.tries, 1);
+	CHECK_EQ(turns(d, 1), 0);
+	CHECK_EQ(bus.tries, 2);
+	bus.fail_times = 0;
+	CHECK_EQ(turns(d, 1), 0);
+	CHECK_EQ(times_sent(2), 1);
+	CHECK_EQ(bus.nsent, 3);
+	loop_free(d);
+}
+
+/* An event the broker NACKed whose publish then fails (no bundler
+ * involved: busloop_publish says "not sent") stays to be sent again. */
+static void
+test_a_nacked_row_not_sent_stays(void)
+{
+	struct durable *d = loop_new(64);
+
+	CHECK(d != NULL);
+	events = true;
+	CHECK_EQ(turns(d, 1), 0);
+	CHECK_EQ(bus.nsent, 3);
+	durable_confirmed(d, 2, DURABLE_NACK); /* as the bus's poll would */
+	bus.fail_tag = 2;
+	bus.fail_times = 1;
+	CHECK_EQ(turns(d, 1), 0);
+	CHECK_EQ(bus.tries, 1);
+	CHECK_EQ(times_sent(2), 1); /* the first time only */
+	CHECK_EQ(turns(d, 1), 0);
+	CHECK_EQ(times_sent(2), 2);
+	loop_free(d);
+}
+
 int
 main(void)
 {
 	RUN(test_a_bundle_goes_out_whole);
 	RUN(test_a_row_not_sent_goes_out_again);
 	RUN(test_a_row_failing_again_is_not_lost);
+	RUN(test_a_row_failing_is_tried_once_a_turn);
+	RUN(test_a_nacked_row_not_sent_stays);
 	return check_summary();
 }

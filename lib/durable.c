@@ -690,10 +690,12 @@ resend_row(void *arg, const struct durable_msg *m)
 	return 1; /* one row */
 }
 
-/* The NACKed rows, each read back by seq and published again. One that
- * does not go out now (the transport could not send it, or the outbox
- * could not be read), or is NACKed again while these go out, waits for
- * the next turn: each is tried once a turn, and none is dropped. */
+/* The NACKed rows, each read back by seq and published again. One the
+ * transport cannot send now, or that is NACKed again while these go out,
+ * waits for the next turn: each is tried once a turn. (One whose read
+ * fails is left to the next start, where every row goes out: a turn
+ * with rows to resend does not wait, and a database that cannot be read
+ * would make each turn fail again at once.) */
 static void
 resend_rows(struct durable *d, struct publish_ctx *p)
 {
@@ -704,11 +706,10 @@ resend_rows(struct durable *d, struct publish_ctx *p)
 		p->want = todo.v[i];
 		p->found = p->sent = false;
 		if (d->h.outbox_scan(d->h.ctx, p->want - 1, 1, resend_row, p) !=
-		    0) {
-			log_error("cannot read outbox: %s",
-			          d->h.error(d->h.ctx));
-			p->found = true; /* keep it */
-		}
+		    0)
+			log_error("cannot read outbox: %s; row %lld goes out "
+			          "at the next start",
+			          d->h.error(d->h.ctx), (long long)p->want);
 		if (p->found && !p->sent && seqs_push(&d->resend, p->want) != 0)
 			log_error("outbox row %lld not sent; kept for the next "
 			          "start (out of memory)",

@@ -182,6 +182,13 @@ t_settle(void *ctx, uint64_t ref, enum durable_verdict v, const char *why)
 }
 
 static int
+t_stop(void *ctx)
+{
+	(void)ctx;
+	return 0;
+}
+
+static int
 t_poll(void *ctx, struct durable *d, int timeout_ms)
 {
 	(void)timeout_ms;
@@ -201,6 +208,7 @@ loop_new(size_t max)
 	        .unconfirmed = busloop_unconfirmed,
 	        .poll = t_poll,
 	        .settle = t_settle,
+	        .stop_consuming = t_stop,
 	};
 	struct durable_handler h = {
 	        .begin = h_ok,

@@ -656,28 +656,30 @@ settle(struct durable *d)
 struct publish_ctx {
 	struct durable *d;
 	size_t room;
-	int rc;
-	int64_t want;     /* resend_row: the row it is after */
-	bool found, sent; /* resend_row: what became of it */
 };
 
 static int
 publish_row(void *arg, const struct durable_msg *m)
 {
 	struct publish_ctx *p = arg;
-	if (p->d->t.publish(p->d->t.ctx, m, (uint64_t)m->seq) != 0) {
-		p->rc = -1;
+	if (p->d->t.publish(p->d->t.ctx, m, (uint64_t)m->seq) != 0)
 		return 1; /* stop; tried again next turn */
-	}
 	p->d->last_published = m->seq;
 	p->d->stats.published++;
 	return --p->room == 0;
 }
 
+/* One NACKed row read back: the row it is after, and what became of it. */
+struct resend_ctx {
+	struct durable *d;
+	int64_t want;
+	bool found, sent;
+};
+
 static int
 resend_row(void *arg, const struct durable_msg *m)
 {
-	struct publish_ctx *p = arg;
+	struct resend_ctx *p = arg;
 
 	p->found = m->seq == p->want;
 	if (!p->found)
@@ -685,8 +687,6 @@ resend_row(void *arg, const struct durable_msg *m)
 	p->sent = p->d->t.publish(p->d->t.ctx, m, (uint64_t)m->seq) == 0;
 	if (p->sent)
 		p->d->stats.published++;
-	else
-		p->rc = -1;
 	return 1; /* one row */
 }
 
@@ -697,23 +697,22 @@ resend_row(void *arg, const struct durable_msg *m)
  * with rows to resend does not wait, and a database that cannot be read
  * would make each turn fail again at once.) */
 static void
-resend_rows(struct durable *d, struct publish_ctx *p)
+resend_rows(struct durable *d)
 {
 	struct seqs todo = d->resend;
 
 	d->resend = (struct seqs){0};
 	for (size_t i = 0; i < todo.n; i++) {
-		p->want = todo.v[i];
-		p->found = p->sent = false;
-		if (d->h.outbox_scan(d->h.ctx, p->want - 1, 1, resend_row, p) !=
+		struct resend_ctx r = {.d = d, .want = todo.v[i]};
+		if (d->h.outbox_scan(d->h.ctx, r.want - 1, 1, resend_row, &r) !=
 		    0)
 			log_error("cannot read outbox: %s; row %lld goes out "
 			          "at the next start",
-			          d->h.error(d->h.ctx), (long long)p->want);
-		if (p->found && !p->sent && seqs_push(&d->resend, p->want) != 0)
+			          d->h.error(d->h.ctx), (long long)r.want);
+		if (r.found && !r.sent && seqs_push(&d->resend, r.want) != 0)
 			log_error("outbox row %lld not sent; kept for the next "
 			          "start (out of memory)",
-			          (long long)p->want);
+			          (long long)r.want);
 	}
 	free(todo.v);
 }
@@ -724,7 +723,7 @@ durable_publish(struct durable *d)
 	size_t inflight = d->t.unconfirmed(d->t.ctx);
 	struct publish_ctx p = {.d = d};
 
-	resend_rows(d, &p); /* NACKed rows first */
+	resend_rows(d); /* NACKed rows first */
 	if (inflight < d->cfg.publish_window) {
 		p.room = d->cfg.publish_window - inflight;
 		if (d->h.outbox_scan(d->h.ctx, d->last_published, p.room,

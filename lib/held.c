@@ -93,14 +93,17 @@ held_drop(struct held_set *s, uint64_t ref)
 	if (h == NULL)
 		return;
 	free(h->mem);
+	free(h->copy_why);
 	*h = s->v[--s->n];
 }
 
 void
 held_clear(struct held_set *s)
 {
-	for (size_t i = 0; i < s->n; i++)
+	for (size_t i = 0; i < s->n; i++) {
 		free(s->v[i].mem);
+		free(s->v[i].copy_why);
+	}
 	free(s->v);
 	memset(s, 0, sizeof(*s));
 }

@@ -47,7 +47,14 @@ struct held {
 	int attempt;
 	bool item;    /* a bundle's item, not a whole delivery */
 	bool copying; /* its dead-letter or retry copy is unconfirmed */
-	char *mem;    /* owns the strings and the body */
+	/* Its copy could not be published (out of memory) and is made
+	 * again later: to Q.dlq (copy_dlq) or Q.retry, with copy_attempts
+	 * and the reason copy_why (owned; NULL for none, or if it could
+	 * not be kept). */
+	bool copy_again, copy_dlq;
+	int64_t copy_attempts;
+	char *copy_why;
+	char *mem; /* owns the strings and the body */
 };
 
 struct held_set {
@@ -61,7 +68,7 @@ struct held *held_add(struct held_set *s, const struct bus_delivery *d,
                       const char *queue);
 /* The held copy of ref, NULL if none. */
 struct held *held_find(struct held_set *s, uint64_t ref);
-/* Frees ref's copy (nothing if none). */
+/* Frees ref's copy and its copy_why (nothing if none). */
 void held_drop(struct held_set *s, uint64_t ref);
 /* Frees every copy and the set's array. */
 void held_clear(struct held_set *s);

@@ -42,7 +42,8 @@ struct part_bus {
 	struct presence_announce presence; /* name "" when not announcing */
 	int64_t announced_ms;              /* mono */
 	bool unbound;                      /* unbind_old has run */
-	void (*on_poll)(void *);           /* part_bus_on_poll */
+	bool copies_wait; /* a held delivery is copy_again (copy_waiting) */
+	void (*on_poll)(void *); /* part_bus_on_poll */
 	void *on_poll_arg;
 	char own[128]; /* the daemon's own exchange (part_own_exchange) */
 	const char *consume[MAX_QUEUES + 1]; /* work queues, the stream */
@@ -80,13 +81,34 @@ hold(struct part_bus *pb, const struct bus_delivery *d, int attempt, bool item)
 	return 0;
 }
 
-/* A copy of a held delivery (an item alone, as a v1 message) to
- * Q.<suffix>; the original is acked when the copy is confirmed. If the
- * copy is refused (invalid) the original is acked anyway: it could never
- * be copied, and retrying would not change that. */
+/* Keeps what copy_to needs to make h's copy again at the next poll. */
 static void
-copy_to(struct part_bus *pb, const struct held *h, const char *suffix,
-        const char *why, int64_t attempts)
+copy_later(struct part_bus *pb, struct held *h, const struct bus_message *m,
+           bool dlq, const char *why, int64_t attempts)
+{
+	if (!h->copy_again) {
+		log_error("cannot copy %s to %s now: out of memory; it is "
+		          "copied again at the next poll, and settled then",
+		          m->message_id, m->routing_key);
+		h->copy_again = true;
+		h->copy_dlq = dlq;
+		h->copy_attempts = attempts;
+		h->copy_why = why != NULL ? strdup(why) : NULL;
+	}
+	pb->copies_wait = true;
+}
+
+/* A copy of a held delivery (an item alone, as a v1 message) to Q.dlq or
+ * Q.retry; the original is acked when the copy is confirmed. Until then
+ * h is `copying`, which holds the stream's position below it. A copy the
+ * bus takes only for want of memory is made again at the next poll
+ * (copy_later): the original stays unsettled meanwhile, so neither a
+ * crash nor a stop loses it. One the bus can never take (a name over
+ * 255 bytes) is logged and the original acked: copying it again would
+ * not change that. */
+static void
+copy_to(struct part_bus *pb, struct held *h, bool dlq, const char *why,
+        int64_t attempts)
 {
 	char rk[300];
 	struct bus_message m;
@@ -94,26 +116,56 @@ copy_to(struct part_bus *pb, const struct held *h, const char *suffix,
 	uint64_t ref = h->ref;
 
 	held_message(h, &e, &m);
-	snprintf(rk, sizeof(rk), "%s.%s", h->queue, suffix);
+	snprintf(rk, sizeof(rk), "%s.%s", h->queue, dlq ? "dlq" : "retry");
 	m.exchange = pb->own; /* it reaches this daemon's queues only */
 	m.routing_key = rk;
 	m.error = why;
 	m.attempts = attempts;
-	held_find(&pb->bl.held, ref)->copying = true;
-	if (bus_publish(pb->bl.bus, &m, ref | HELD_COPY_TAG) != 0) {
-		log_error("cannot copy %s to %s: invalid message; acked",
+	h->copying = true;
+	if (bus_publish(pb->bl.bus, &m, ref | HELD_COPY_TAG) == 0) {
+		h->copy_again = false;
+	} else if (bus_message_fits(pb->bl.bus, &m)) {
+		copy_later(pb, h, &m, dlq, why, attempts);
+	} else {
+		log_error("cannot copy %s to %s: it can never be (a name over "
+		          "255 bytes); acked",
 		          m.message_id, rk);
 		busloop_settle(&pb->bl, ref, false);
 	}
 	envelope_clear(&e);
 }
 
+/* The copies copy_to could not make, made again: once a poll while
+ * memory is short, each with the reason it was first given. */
 static void
-dead_letter(struct part_bus *pb, const struct held *h, const char *why)
+copy_waiting(struct part_bus *pb)
+{
+	struct held_set *s = &pb->bl.held;
+
+	if (!pb->copies_wait)
+		return;
+	pb->copies_wait = false;
+	/* backwards: a copy settled here moves the last entry, which has
+	 * been seen, into its place (held_drop) */
+	for (size_t i = s->n; i-- > 0;) {
+		struct held *h = &s->v[i];
+		if (!h->copy_again)
+			continue;
+		/* a dead letter always has a reason; a retry copy none */
+		copy_to(pb, h, h->copy_dlq,
+		        h->copy_why != NULL ? h->copy_why
+		        : h->copy_dlq ? "(the reason was lost: out of memory)"
+		                      : NULL,
+		        h->copy_attempts);
+	}
+}
+
+static void
+dead_letter(struct part_bus *pb, struct held *h, const char *why)
 {
 	log_warnx("saga=%s dead-lettered %s from %s to %s.dlq: %s",
 	          h->correlation_id, h->message_id, h->queue, h->queue, why);
-	copy_to(pb, h, "dlq", why, 0);
+	copy_to(pb, h, true, why, 0);
 }
 
 /* ---- the transport (durable.h) ---- */
@@ -162,7 +214,7 @@ static int
 t_settle(void *ctx, uint64_t ref, enum durable_verdict v, const char *why)
 {
 	struct part_bus *pb = ctx;
-	const struct held *h = held_find(&pb->bl.held, ref);
+	struct held *h = held_find(&pb->bl.held, ref);
 
 	if (v == DURABLE_DONE || h == NULL) {
 		if (v != DURABLE_DONE) /* no copy (out of memory) */
@@ -175,7 +227,7 @@ t_settle(void *ctx, uint64_t ref, enum durable_verdict v, const char *why)
 	} else if (!h->item && h->offset < 0) {
 		busloop_settle(&pb->bl, ref, true); /* Q -> Q.retry -> Q */
 	} else { /* an item, or from a stream: a copy, attempts in a header */
-		copy_to(pb, h, "retry", NULL, h->attempt);
+		copy_to(pb, h, false, NULL, h->attempt);
 	}
 	return 0;
 }
@@ -504,6 +556,7 @@ t_poll(void *ctx, struct durable *d, int timeout_ms)
 
 	pb->bl.d = d;
 	bus_poll(pb->bl.bus, timeout_ms, &h);
+	copy_waiting(pb);
 	unbind_old(pb);
 	announce(pb);
 	if (pb->on_poll != NULL)

@@ -11,6 +11,11 @@
  *     everything), so a copy of it alone goes to Q.retry with its
  *     attempts in a header, and it is acked once that is confirmed.
  *
+ * A copy the bus cannot take for want of memory is made again at every
+ * poll until it goes out (with the reason it was first given); the
+ * delivery stays unsettled meanwhile, and the stream's position does
+ * not pass it, so a crash or a stop loses nothing.
+ *
  * The stream (part_config.stream) is read from the offset the daemon
  * committed (part_bus_resume), always with x-stream-offset, which
  * RabbitMQ refuses on a queue that is not a stream (so a classic queue

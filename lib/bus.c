@@ -1155,7 +1155,11 @@ urls_copy(struct bus *b, const struct bus_config *cfg, char *err, size_t errlen)
 			         MAX_URLS);
 			goto fail;
 		}
-		b->urls[b->nurls++] = strdup(tok);
+		if ((b->urls[b->nurls] = strdup(tok)) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		b->nurls++;
 	}
 	if (b->nurls == 0) {
 		snprintf(err, errlen, "no AMQP URL");
@@ -1196,8 +1200,14 @@ bus_open(const struct bus_config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "too many queues to consume");
 		goto fail;
 	}
-	for (size_t i = 0; i < cfg->nconsume; i++)
-		b->consume[b->nconsume++] = strdup(cfg->consume[i]);
+	for (size_t i = 0; i < cfg->nconsume; i++) {
+		if ((b->consume[b->nconsume] = strdup(cfg->consume[i])) ==
+		    NULL) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		b->nconsume++;
+	}
 	if (cfg->topology != NULL && topo_copy(b, cfg->topology) != 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;

@@ -79,6 +79,7 @@ struct durable {
 
 	struct seqs confirmed; /* outbox seqs to delete in the next commit */
 	struct seqs resend;    /* NACKed seqs to publish again */
+	int64_t resend_at_ms;  /* mono: not before (the last try's + wait) */
 	int64_t last_commit_ms;
 	int64_t last_published; /* highest outbox seq handed to publish */
 
@@ -690,17 +691,26 @@ resend_row(void *arg, const struct durable_msg *m)
 	return 1; /* one row */
 }
 
-/* The NACKed rows, each read back by seq and published again. One the
- * transport cannot send now, or that is NACKed again while these go out,
- * waits for the next turn: each is tried once a turn. (One whose read
- * fails is left to the next start, where every row goes out: a turn
- * with rows to resend does not wait, and a database that cannot be read
- * would make each turn fail again at once.) */
+static bool
+resend_due(const struct durable *d)
+{
+	return d->resend.n > 0 && d->now.mono_ms >= d->resend_at_ms;
+}
+
+/* The NACKed rows, each read back by seq and published again. A row
+ * NACKed for the first time goes out at the next turn; one the
+ * transport still cannot send (out of memory), or NACKed again, waits
+ * DURABLE_RESEND_WAIT_MS after the last try, so that a shortage that
+ * lasts does not spin the loop. (One whose read fails is left to the
+ * next start, where every row goes out: a database that cannot be read
+ * would make each try fail again.) */
 static void
 resend_rows(struct durable *d)
 {
 	struct seqs todo = d->resend;
 
+	if (!resend_due(d))
+		return;
 	d->resend = (struct seqs){0};
 	for (size_t i = 0; i < todo.n; i++) {
 		struct resend_ctx r = {.d = d, .want = todo.v[i]};
@@ -714,6 +724,7 @@ resend_rows(struct durable *d)
 			          "start (out of memory)",
 			          (long long)r.want);
 	}
+	d->resend_at_ms = d->now.mono_ms + DURABLE_RESEND_WAIT_MS;
 	free(todo.v);
 }
 
@@ -833,7 +844,7 @@ idle_wait(struct durable *d)
 	bool found;
 
 	if (d->resend.n > 0)
-		return 0;
+		wait = min64(wait, d->resend_at_ms - mono);
 	at = timer_next(d, &found);
 	from = timers_from(d);
 	if (found && from != INT64_MAX) {
@@ -899,7 +910,7 @@ durable_turn(struct durable *d, struct durable_time now)
 	ready = d->nbatch >= d->cfg.batch_max || drained ||
 	        (d->nbatch > 0 && d->now.mono_ms - d->batch_started_ms >=
 	                                  d->cfg.batch_wait_ms) ||
-	        confirmed_due(d) || d->resend.n > 0 || timer_due(d) ||
+	        confirmed_due(d) || resend_due(d) || timer_due(d) ||
 	        prune_due(d) || mailbox_pending(d);
 	if (!ready) {
 		durable_publish(d);

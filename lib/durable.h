@@ -31,8 +31,9 @@
  *      meanwhile). Deliveries stay unacked at the broker, so the
  *      prefetch window stops the flow.
  *   4. Rows are published in seq order, at most publish_window in
- *      flight; a NACKed row goes out again (tried once a turn until the
- *      transport takes it; never dropped); a RETURNED row (unroutable)
+ *      flight; a NACKed row goes out again at the next turn (then,
+ *      while the transport cannot take it, every DURABLE_RESEND_WAIT_MS;
+ *      never dropped); a RETURNED row (unroutable)
  *      or a REFUSED one (the transport can never send it: too large) is
  *      logged and deleted. Rows left by a crash go out at start.
  *
@@ -123,7 +124,9 @@ struct durable_msg {
 
 enum durable_confirm {
 	DURABLE_ACK,      /* the broker has it */
-	DURABLE_NACK,     /* the broker refused it: publish again */
+	DURABLE_NACK,     /* not taken after all (the broker refused it,
+	                   * or the transport ran out of memory before
+	                   * sending it): publish again */
 	DURABLE_RETURNED, /* unroutable (mandatory): nobody will get it */
 	DURABLE_REFUSED,  /* the transport can never send it (too large):
 	                   * dropped, or it would hold up every later row */
@@ -262,6 +265,10 @@ struct durable_config {
 /* The longest a turn with nothing batched polls (nothing due sooner). */
 #define DURABLE_IDLE_MS        100
 #define DURABLE_PRUNE_EVERY_MS 10000
+/* NACKed rows are published again at the next turn, and then, while
+ * they keep coming back (the transport out of memory), this long after
+ * the last try. */
+#define DURABLE_RESEND_WAIT_MS 100
 /* A failed commit is retried after 100 ms, doubling up to this. */
 #define DURABLE_BACKOFF_MAX_MS 5000
 

@@ -47,12 +47,13 @@ struct held {
 	int attempt;
 	bool item;    /* a bundle's item, not a whole delivery */
 	bool copying; /* its dead-letter or retry copy is unconfirmed */
-	/* Its copy could not be published (out of memory) and is made
-	 * again later: to Q.dlq (copy_dlq) or Q.retry, with copy_attempts
-	 * and the reason copy_why (owned; NULL for none, or if it could
-	 * not be kept). */
+	/* Its copy, as last made: to Q.dlq (copy_dlq) or Q.retry, with
+	 * copy_attempts and the reason copy_why (owned; NULL for none, or
+	 * if it could not be kept). copy_again: it did not land (out of
+	 * memory, or unroutable) and is made again from copy_at_ms (mono)
+	 * on. */
 	bool copy_again, copy_dlq;
-	int64_t copy_attempts;
+	int64_t copy_attempts, copy_at_ms;
 	char *copy_why;
 	char *mem; /* owns the strings and the body */
 };

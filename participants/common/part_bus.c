@@ -81,31 +81,52 @@ hold(struct part_bus *pb, const struct bus_delivery *d, int attempt, bool item)
 	return 0;
 }
 
-/* Keeps what copy_to needs to make h's copy again at the next poll. */
-static void
-copy_later(struct part_bus *pb, struct held *h, const struct bus_message *m,
-           bool dlq, const char *why, int64_t attempts)
+/* Q.retry's TTL: how long a delivery waits to be tried again. */
+static int64_t
+retry_ms(const struct part_config *cfg)
 {
-	if (!h->copy_again) {
-		log_error("cannot copy %s to %s now: out of memory; it is "
-		          "copied again at the next poll, and settled then",
-		          m->message_id, m->routing_key);
-		h->copy_again = true;
-		h->copy_dlq = dlq;
-		h->copy_attempts = attempts;
-		h->copy_why = why != NULL ? strdup(why) : NULL;
-	}
+	return cfg->retry_ms > 0 ? cfg->retry_ms : PART_RETRY_MS;
+}
+
+/* What h's copy is: made again from these if it does not land. */
+static void
+copy_note(struct held *h, bool dlq, const char *why, int64_t attempts)
+{
+	h->copy_dlq = dlq;
+	h->copy_attempts = attempts;
+	if (why == h->copy_why) /* made again: the reason it was given */
+		return;
+	free(h->copy_why);
+	h->copy_why = why != NULL ? strdup(why) : NULL;
+}
+
+/* h's copy did not land: made again (copy_waiting) from `after_ms` on,
+ * the original unsettled meanwhile. Logged the first time. */
+static void
+copy_later(struct part_bus *pb, struct held *h, int64_t after_ms,
+           const char *what)
+{
+	if (!h->copy_again)
+		log_error("saga=%s the copy of %s to %s.%s %s; the delivery "
+		          "stays unsettled and is copied again",
+		          h->correlation_id,
+		          h->message_id[0] ? h->message_id : "a bundle's item",
+		          h->queue, h->copy_dlq ? "dlq" : "retry", what);
+	h->copy_again = true;
+	h->copy_at_ms = clock_mono_ms() + after_ms;
 	pb->copies_wait = true;
 }
 
 /* A copy of a held delivery (an item alone, as a v1 message) to Q.dlq or
  * Q.retry; the original is acked when the copy is confirmed. Until then
- * h is `copying`, which holds the stream's position below it. A copy the
- * bus takes only for want of memory is made again at the next poll
- * (copy_later): the original stays unsettled meanwhile, so neither a
- * crash nor a stop loses it. One the bus can never take (a name over
- * 255 bytes) is logged and the original acked: copying it again would
- * not change that. */
+ * h is `copying`, which holds the stream's position below it. A copy
+ * that does not land is made again (copy_later), the original unsettled
+ * meanwhile, so neither a crash nor a stop loses it: at the next poll
+ * when the bus could not take it for want of memory, after the retry
+ * delay when it came back unroutable (mandatory: someone deleted the
+ * queue; a reconnect declares it again). One the bus can never take (a
+ * name over 255 bytes) is logged and the original acked: copying it
+ * again would not change that. */
 static void
 copy_to(struct part_bus *pb, struct held *h, bool dlq, const char *why,
         int64_t attempts)
@@ -115,17 +136,22 @@ copy_to(struct part_bus *pb, struct held *h, bool dlq, const char *why,
 	struct envelope e;
 	uint64_t ref = h->ref;
 
+	copy_note(h, dlq, why, attempts);
 	held_message(h, &e, &m);
 	snprintf(rk, sizeof(rk), "%s.%s", h->queue, dlq ? "dlq" : "retry");
 	m.exchange = pb->own; /* it reaches this daemon's queues only */
 	m.routing_key = rk;
-	m.error = why;
+	/* a dead letter always has a reason; a retry copy none */
+	m.error = h->copy_why != NULL ? h->copy_why
+	          : dlq               ? "(the reason was lost: out of memory)"
+	                              : NULL;
 	m.attempts = attempts;
+	m.mandatory = true;
 	h->copying = true;
 	if (bus_publish(pb->bl.bus, &m, ref | HELD_COPY_TAG) == 0) {
 		h->copy_again = false;
 	} else if (bus_message_fits(pb->bl.bus, &m)) {
-		copy_later(pb, h, &m, dlq, why, attempts);
+		copy_later(pb, h, 0, "cannot be published now: out of memory");
 	} else {
 		log_error("cannot copy %s to %s: it can never be (a name over "
 		          "255 bytes); acked",
@@ -135,12 +161,12 @@ copy_to(struct part_bus *pb, struct held *h, bool dlq, const char *why,
 	envelope_clear(&e);
 }
 
-/* The copies copy_to could not make, made again: once a poll while
- * memory is short, each with the reason it was first given. */
+/* The copies that did not land, made again once they are due. */
 static void
 copy_waiting(struct part_bus *pb)
 {
 	struct held_set *s = &pb->bl.held;
+	int64_t now = clock_mono_ms();
 
 	if (!pb->copies_wait)
 		return;
@@ -151,12 +177,11 @@ copy_waiting(struct part_bus *pb)
 		struct held *h = &s->v[i];
 		if (!h->copy_again)
 			continue;
-		/* a dead letter always has a reason; a retry copy none */
-		copy_to(pb, h, h->copy_dlq,
-		        h->copy_why != NULL ? h->copy_why
-		        : h->copy_dlq ? "(the reason was lost: out of memory)"
-		                      : NULL,
-		        h->copy_attempts);
+		if (h->copy_at_ms > now)
+			pb->copies_wait = true; /* not yet */
+		else
+			copy_to(pb, h, h->copy_dlq, h->copy_why,
+			        h->copy_attempts);
 	}
 }
 
@@ -237,8 +262,17 @@ on_confirm(void *arg, uint64_t tag, enum bus_confirm c)
 {
 	struct part_bus *pb = arg;
 
-	if (tag != 0) /* 0: a presence announcement */
-		busloop_confirmed(&pb->bl, tag, c);
+	struct held *h;
+
+	if (tag == 0) /* a presence announcement */
+		return;
+	if ((tag & HELD_COPY_TAG) && c == BUS_RETURNED &&
+	    (h = held_find(&pb->bl.held, tag & ~HELD_COPY_TAG)) != NULL) {
+		copy_later(pb, h, retry_ms(pb->cfg),
+		           "came back unroutable (is the queue deleted?)");
+		return;
+	}
+	busloop_confirmed(&pb->bl, tag, c);
 }
 
 /* A bundle of commands: each item goes to the loop as a delivery of its
@@ -352,7 +386,7 @@ static void
 add_work_queues(struct topo_parts *t, const struct part_config *cfg,
                 const char *own)
 {
-	int64_t ttl = cfg->retry_ms > 0 ? cfg->retry_ms : PART_RETRY_MS;
+	int64_t ttl = retry_ms(cfg);
 
 	assert(cfg->nqueues <= MAX_QUEUES);
 	for (size_t i = 0; i < cfg->nqueues; i++) {

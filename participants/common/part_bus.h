@@ -11,8 +11,10 @@
  *     everything), so a copy of it alone goes to Q.retry with its
  *     attempts in a header, and it is acked once that is confirmed.
  *
- * A copy the bus cannot take for want of memory is made again at every
- * poll until it goes out (with the reason it was first given); the
+ * Copies are mandatory. One that does not land is made again, with the
+ * reason it was first given: at the next poll when the bus could not
+ * take it for want of memory, after the retry delay when it came back
+ * unroutable (its queue deleted: a restart declares it again). The
  * delivery stays unsettled meanwhile, and the stream's position does
  * not pass it, so a crash or a stop loses nothing.
  *

@@ -302,6 +302,21 @@ wait_consumer(const char *queue)
 	return false;
 }
 
+/* Whether the log at path has `what` within 10 s. */
+static bool
+wait_log(const char *path, const char *what)
+{
+	for (int t = 0; t < 100; t++) {
+		char *text = testutil_slurp(path, NULL);
+		bool found = text != NULL && strstr(text, what) != NULL;
+		free(text);
+		if (found)
+			return true;
+		usleep(100 * 1000);
+	}
+	return false;
+}
+
 static void
 test_inventory(void)
 {
@@ -310,6 +325,7 @@ test_inventory(void)
 	struct dlq_seen dl;
 	FILE *f;
 	int pid;
+	bool unroutable;
 
 	CHECK(world_open() == 0);
 	f = fopen(path("seed.txt"), "w");
@@ -401,6 +417,16 @@ test_inventory(void)
 	CHECK_MSG(strstr(dl.error, "unknown message type inventory.explode"),
 	          "error: %s", dl.error);
 
+	/* the DLQ deleted under the running daemon: the dead letter's copy
+	 * comes back unroutable, the message stays unacked (copied again
+	 * every second), and the restart below, which declares the queue
+	 * again, dead-letters it (before, it was acked and lost) */
+	CHECK_EQ(bus_queue_delete(T.bus, "inventory.commands.dlq", false), 0);
+	send_raw("inventory", "junk-2", "\xc1garbage", 8, "inventory.reserve");
+	unroutable =
+	        wait_log(path("inv.log"), "junk-2 to inventory.commands.dlq "
+	                                  "came back unroutable");
+
 	/* seeding again adds nothing; SIGTERM stops it cleanly */
 	CHECK(testutil_stop(pid, SIGTERM) == 0);
 	{
@@ -418,6 +444,11 @@ test_inventory(void)
 	CHECK(q1("inv.db", "SELECT on_hand FROM stock WHERE sku='sku-a'") ==
 	      10);
 	CHECK(testutil_stop(pid, SIGTERM) == 0);
+	CHECK(dlq_next("inventory.commands.dlq", &dl, 10000));
+	CHECK_STR(dl.id, "junk-2");
+	CHECK_MSG(strstr(dl.error, "cannot decode") != NULL, "error: %s",
+	          dl.error);
+	CHECK(unroutable); /* and the log said so */
 	world_close();
 }
 

@@ -5,7 +5,9 @@
  * is neither acked nor rejected until a copy is confirmed, the copy is
  * made again at the next poll with the reason it was first given, and a
  * stream's stored position does not pass the delivery meanwhile. A copy
- * the bus can never take is acked at once, and not tried again.
+ * that comes back unroutable (its queue deleted) is made again after the
+ * retry delay, the original unsettled meanwhile. A copy the bus can
+ * never take is acked at once, and not tried again.
  *
  * The bus is replaced at link time (-Wl,--wrap, tests/CMakeLists.txt):
  * an allocation failure inside bus_publish cannot be caused on purpose
@@ -13,6 +15,7 @@
  * the held copies and the durable loop -- is the daemons' code. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "envelope.h"
@@ -30,7 +33,9 @@ static struct {
 	uint64_t sent[MAX]; /* tags bus_publish took, in order */
 	char sent_rk[MAX][64], sent_error[MAX][64];
 	size_t nsent, nconfirmed;
-	bool confirm;   /* polls confirm what was sent */
+	bool confirm;  /* polls confirm what was sent ... */
+	bool returned; /* ... as unroutable */
+	bool sent_mandatory[MAX];
 	int fail_times; /* bus_publish fails this many times */
 	int tries;
 	bool never_fits;
@@ -69,7 +74,8 @@ __wrap_bus_poll(struct bus *b, int timeout_ms, const struct bus_handlers *h)
 		h->on_delivery(h->arg, &bus.next[i]);
 	bus.nnext = 0;
 	for (; bus.confirm && bus.nconfirmed < bus.nsent; n++)
-		h->on_confirm(h->arg, bus.sent[bus.nconfirmed++], BUS_ACK);
+		h->on_confirm(h->arg, bus.sent[bus.nconfirmed++],
+		              bus.returned ? BUS_RETURNED : BUS_ACK);
 	return n;
 }
 
@@ -87,6 +93,7 @@ __wrap_bus_publish(struct bus *b, const struct bus_message *m, uint64_t tag)
 		         m->routing_key);
 		snprintf(bus.sent_error[bus.nsent], sizeof(bus.sent_error[0]),
 		         "%s", m->error != NULL ? m->error : "");
+		bus.sent_mandatory[bus.nsent] = m->mandatory;
 		bus.sent[bus.nsent++] = tag;
 	}
 	return 0;
@@ -364,6 +371,36 @@ test_a_stream_delivery_not_copied_holds_the_position(void)
 	world_close(&w);
 }
 
+/* A copy that comes back unroutable (someone deleted Q.dlq): the
+ * original is neither acked nor rejected, and the copy is made again
+ * after the retry delay, with its reason. */
+static void
+test_an_unroutable_copy_is_made_again(void)
+{
+	struct world w;
+
+	CHECK_EQ(world_open(&w, false), 0);
+	w.cfg.retry_ms = 200;
+	bus.confirm = bus.returned = true;
+	deliver(&w, "inventory", 5, -1, "inventory.reserve");
+	CHECK_EQ(turns(&w, 2), 0);
+	CHECK_EQ(bus.nsent, 1);
+	CHECK(bus.sent_mandatory[0]); /* else the broker drops it unsaid */
+	CHECK_EQ(bus.nconfirmed, 1);
+	CHECK(!acked(5));
+	CHECK_EQ(bus.nrejected, 0);
+	CHECK_EQ(turns(&w, 2), 0); /* not before the retry delay */
+	CHECK_EQ(bus.nsent, 1);
+	bus.returned = false; /* the queue is back */
+	usleep(250 * 1000);
+	CHECK_EQ(turns(&w, 2), 0);
+	CHECK_EQ(bus.nsent, 2);
+	CHECK_STR(bus.sent_rk[1], "inventory.dlq");
+	CHECK_STR(bus.sent_error[1], "no such sku");
+	CHECK(acked(5));
+	world_close(&w);
+}
+
 /* A copy the bus can never take is acked at once, and not tried again. */
 static void
 test_a_copy_that_can_never_be_made_is_acked(void)
@@ -387,6 +424,7 @@ main(void)
 	log_init("test_part_bus", LOG_ERROR);
 	RUN(test_a_dead_letter_not_copied_is_copied_again);
 	RUN(test_a_stream_delivery_not_copied_holds_the_position);
+	RUN(test_an_unroutable_copy_is_made_again);
 	RUN(test_a_copy_that_can_never_be_made_is_acked);
 	return check_summary();
 }

@@ -3,7 +3,11 @@
 
 #include <assert.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "clock.h"
+#include "envelope.h"
 #include "log.h"
 
 /* The bundler's publish function. A row it held fits the bus
@@ -110,6 +114,118 @@ busloop_unconfirmed(void *ctx)
 	return bus_unconfirmed(bl->bus) + bundler_rows_extra(bl->bundler);
 }
 
+/* ---- copies of held deliveries ---- */
+
+/* What h's copy is: made again from these if it does not land. */
+static void
+copy_note(struct held *h, bool dlq, const char *why, int64_t attempts)
+{
+	h->copy_dlq = dlq;
+	h->copy_attempts = attempts;
+	if (why == h->copy_why) /* made again: the reason it was given */
+		return;
+	free(h->copy_why);
+	h->copy_why = why != NULL ? strdup(why) : NULL;
+}
+
+/* h's copy did not land: made again (busloop_copy_waiting) from after_ms
+ * on, the original unsettled meanwhile. Logged the first time. */
+static void
+copy_later(struct busloop *bl, struct held *h, const char *rk, int64_t after_ms,
+           const char *what)
+{
+	if (!h->copy_again)
+		log_error("saga=%s the copy of %s to %s %s; the delivery "
+		          "stays unsettled and is copied again",
+		          h->correlation_id,
+		          h->message_id[0] ? h->message_id : "a bundle's item",
+		          rk, what);
+	h->copy_again = true;
+	h->copy_at_ms = clock_mono_ms() + after_ms;
+	bl->copies_wait = true;
+}
+
+/* Where h's copy goes (busloop.copy_exchange, copy_dlq_key). */
+static const char *
+copy_key(const struct busloop *bl, const struct held *h, char *buf, size_t cap)
+{
+	if (h->copy_dlq && bl->copy_dlq_key != NULL)
+		return bl->copy_dlq_key;
+	snprintf(buf, cap, "%s.%s", h->queue, h->copy_dlq ? "dlq" : "retry");
+	return buf;
+}
+
+void
+busloop_copy(struct busloop *bl, struct held *h, bool dlq, const char *why,
+             int64_t attempts)
+{
+	char rk[300];
+	struct bus_message m;
+	struct envelope e;
+	uint64_t ref = h->ref;
+
+	assert(bl->copy_exchange != NULL);
+	copy_note(h, dlq, why, attempts);
+	held_message(h, &e, &m);
+	m.exchange = bl->copy_exchange;
+	m.routing_key = copy_key(bl, h, rk, sizeof(rk));
+	/* a dead letter always has a reason; a retry copy none */
+	m.error = h->copy_why != NULL ? h->copy_why
+	          : dlq               ? "(the reason was lost: out of memory)"
+	                              : NULL;
+	m.attempts = attempts;
+	m.mandatory = true; /* else an unroutable copy is dropped unsaid */
+	h->copying = true;
+	if (bus_publish(bl->bus, &m, ref | HELD_COPY_TAG) == 0) {
+		h->copy_again = false;
+	} else if (bus_message_fits(bl->bus, &m)) {
+		copy_later(bl, h, m.routing_key, 0,
+		           "cannot be published now: out of memory");
+	} else {
+		log_error("cannot copy %s to %s: it can never be (a name over "
+		          "255 bytes); acked",
+		          m.message_id, m.routing_key);
+		busloop_settle(bl, ref, false);
+	}
+	envelope_clear(&e);
+}
+
+void
+busloop_copy_waiting(struct busloop *bl)
+{
+	struct held_set *s = &bl->held;
+	int64_t now = clock_mono_ms();
+
+	if (!bl->copies_wait)
+		return;
+	bl->copies_wait = false;
+	/* backwards: a copy settled here moves the last entry, which has
+	 * been seen, into its place (held_drop) */
+	for (size_t i = s->n; i-- > 0;) {
+		struct held *h = &s->v[i];
+		if (!h->copy_again)
+			continue;
+		if (h->copy_at_ms > now)
+			bl->copies_wait = true; /* not yet */
+		else
+			busloop_copy(bl, h, h->copy_dlq, h->copy_why,
+			             h->copy_attempts);
+	}
+}
+
+/* A copy came back unroutable: made again copy_retry_ms later. */
+static void
+copy_returned(struct busloop *bl, uint64_t ref)
+{
+	struct held *h = held_find(&bl->held, ref);
+	char rk[300];
+
+	if (h == NULL)
+		return;
+	copy_later(bl, h, copy_key(bl, h, rk, sizeof(rk)), bl->copy_retry_ms,
+	           "came back unroutable (is the queue deleted?)");
+}
+
 /* The broker's answer for a bundle, passed on to each of its rows. */
 struct row_answer {
 	struct durable *d;
@@ -129,6 +245,10 @@ busloop_confirmed(struct busloop *bl, uint64_t tag, enum bus_confirm c)
 	struct row_answer r = {bl->d,
 	                       c == BUS_ACK ? DURABLE_ACK : DURABLE_RETURNED};
 
+	if ((tag & HELD_COPY_TAG) && c == BUS_RETURNED) {
+		copy_returned(bl, tag & ~HELD_COPY_TAG);
+		return;
+	}
 	if (tag & HELD_COPY_TAG) { /* the copy is safe: drop the original */
 		busloop_settle(bl, tag & ~HELD_COPY_TAG, false);
 		return;

@@ -55,6 +55,14 @@ struct busloop {
 	struct bundler *bundler;
 	struct durable *d;    /* the loop, as the adapter's poll last saw it */
 	struct held_set held; /* deliveries until settled */
+	/* Where busloop_copy sends held deliveries' copies, set by the
+	 * adapter: the exchange (borrowed), and the routing key: dlq_key
+	 * for every dead letter if set (borrowed), else "<queue>.dlq" or
+	 * "<queue>.retry" after the held delivery's queue. retry_ms: how
+	 * long a copy that came back unroutable waits to be made again. */
+	const char *copy_exchange, *copy_dlq_key;
+	int64_t copy_retry_ms;
+	bool copies_wait; /* a held delivery is copy_again */
 };
 
 /* struct durable_transport's functions; ctx points at a struct busloop
@@ -66,10 +74,29 @@ int busloop_stop(void *ctx);
 size_t busloop_unconfirmed(void *ctx);
 
 /* The broker's answer for a tag that is not the adapter's own: a held
- * copy's (HELD_COPY_TAG) settles its original; an outbox row's, alone or
- * in a bundle, goes to the loop (BUS_ACK as DURABLE_ACK, BUS_RETURNED as
+ * copy's (HELD_COPY_TAG) settles its original, or, when it came back
+ * unroutable, is made again (busloop_copy); an outbox row's, alone or in
+ * a bundle, goes to the loop (BUS_ACK as DURABLE_ACK, BUS_RETURNED as
  * DURABLE_RETURNED). */
 void busloop_confirmed(struct busloop *bl, uint64_t tag, enum bus_confirm c);
+
+/* A copy of the held delivery h (an item alone, as a message of its
+ * own: held_message) to its dead-letter route (dlq) or its retry route,
+ * mandatory, with the reason why (x-saga-error) and attempts; the
+ * original is acked when the copy is confirmed, and h is `copying` until
+ * then. A copy that does not land is made again by busloop_copy_waiting,
+ * with the reason it was first given, the original unsettled meanwhile,
+ * so neither a crash nor a stop loses it: at once when the bus could not
+ * take it for want of memory, copy_retry_ms later when it came back
+ * unroutable (someone deleted the queue; a reconnect declares it
+ * again). Each is logged once. One the bus can never take (a name over
+ * 255 bytes) is logged and the original acked: copying it again would
+ * not change that. */
+void busloop_copy(struct busloop *bl, struct held *h, bool dlq, const char *why,
+                  int64_t attempts);
+/* The copies that did not land, made again once due: from the
+ * adapter's poll, after the bus's. */
+void busloop_copy_waiting(struct busloop *bl);
 
 /* Settles a held delivery (held.h's held_settle): acked, or rejected. */
 void busloop_settle(struct busloop *bl, uint64_t ref, bool reject);

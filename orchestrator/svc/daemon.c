@@ -99,6 +99,9 @@ struct adapter {
 _Static_assert((NOTICE_TAG & (HELD_COPY_TAG | BUNDLER_TAG)) == 0,
                "the notice's tag is told apart from copies and bundles");
 #define DLQ "orchestrator.dlq"
+/* A dead letter's copy that came back unroutable (orchestrator.dlq
+ * deleted) is made again this long after. */
+#define DLQ_RETRY_MS 1000
 
 /* How often the unfinished sagas are counted again (an index scan of the
  * unfinished sagas: cheap, but not every 250 ms). */
@@ -490,33 +493,22 @@ t_settle(void *ctx, uint64_t ref, enum durable_verdict v, const char *why)
 	return 0;
 }
 
-/* A copy of a held delivery to orchestrator.dlq (through saga.dlx) with
- * the reason; the
- * original is acked when the copy is confirmed (on_confirm). */
+/* A copy of a held delivery to orchestrator.dlq (through saga.dlx,
+ * which only the orchestrator may write and which reaches only its DLQ:
+ * no service user writes the default exchange) with the reason; the
+ * original is acked when the copy is confirmed (busloop_copy). */
 static void
 dead_letter(struct adapter *a, uint64_t ref, const char *reason)
 {
-	const struct held *h = held_find(&a->bl.held, ref);
+	struct held *h = held_find(&a->bl.held, ref);
 	char why[512];
-	struct bus_message m;
-	struct envelope e;
 
 	if (h == NULL) { /* no copy (out of memory): reject, no reason */
 		busloop_settle(&a->bl, ref, true);
 		return;
 	}
-	held_message(h, &e, &m);
 	snprintf(why, sizeof(why), "from %s: %s", h->queue, reason);
-	/* saga.dlx, which only the orchestrator may write and which reaches
-	 * only its DLQ: no service user writes the default exchange */
-	m.exchange = DLX;
-	m.routing_key = DLQ;
-	m.error = why;
-	if (bus_publish(a->bl.bus, &m, ref | HELD_COPY_TAG) != 0)
-		busloop_settle(&a->bl, ref, true);
-	else
-		held_drop(&a->bl.held, ref);
-	envelope_clear(&e);
+	busloop_copy(&a->bl, h, true, why, 0);
 }
 
 /* Sagas this shard still has to finish: running, compensating, stuck. */
@@ -624,6 +616,7 @@ t_poll(void *ctx, struct durable *d, int timeout_ms)
 	struct bus_handlers h = {on_delivery, on_confirm, a};
 	a->bl.d = d;
 	bus_poll(a->bl.bus, timeout_ms, &h);
+	busloop_copy_waiting(&a->bl);
 	note_joined(a);
 	if (a->drain != DRAIN_NO)
 		drain_step(a);
@@ -1090,6 +1083,9 @@ daemon_start(struct daemon *d, volatile sig_atomic_t *stop)
 	if (open_bus(a, cfg) != 0)
 		return -1;
 	a->bl.bundler = bundler_new((size_t)cfg->bundle);
+	a->bl.copy_exchange = DLX;
+	a->bl.copy_dlq_key = DLQ;
+	a->bl.copy_retry_ms = DLQ_RETRY_MS;
 	a->presence = presence_new();
 	if (a->bl.bundler == NULL || a->presence == NULL) {
 		log_error("out of memory");

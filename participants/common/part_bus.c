@@ -42,8 +42,7 @@ struct part_bus {
 	struct presence_announce presence; /* name "" when not announcing */
 	int64_t announced_ms;              /* mono */
 	bool unbound;                      /* unbind_old has run */
-	bool copies_wait; /* a held delivery is copy_again (copy_waiting) */
-	void (*on_poll)(void *); /* part_bus_on_poll */
+	void (*on_poll)(void *);           /* part_bus_on_poll */
 	void *on_poll_arg;
 	char own[128]; /* the daemon's own exchange (part_own_exchange) */
 	const char *consume[MAX_QUEUES + 1]; /* work queues, the stream */
@@ -88,109 +87,12 @@ retry_ms(const struct part_config *cfg)
 	return cfg->retry_ms > 0 ? cfg->retry_ms : PART_RETRY_MS;
 }
 
-/* What h's copy is: made again from these if it does not land. */
-static void
-copy_note(struct held *h, bool dlq, const char *why, int64_t attempts)
-{
-	h->copy_dlq = dlq;
-	h->copy_attempts = attempts;
-	if (why == h->copy_why) /* made again: the reason it was given */
-		return;
-	free(h->copy_why);
-	h->copy_why = why != NULL ? strdup(why) : NULL;
-}
-
-/* h's copy did not land: made again (copy_waiting) from `after_ms` on,
- * the original unsettled meanwhile. Logged the first time. */
-static void
-copy_later(struct part_bus *pb, struct held *h, int64_t after_ms,
-           const char *what)
-{
-	if (!h->copy_again)
-		log_error("saga=%s the copy of %s to %s.%s %s; the delivery "
-		          "stays unsettled and is copied again",
-		          h->correlation_id,
-		          h->message_id[0] ? h->message_id : "a bundle's item",
-		          h->queue, h->copy_dlq ? "dlq" : "retry", what);
-	h->copy_again = true;
-	h->copy_at_ms = clock_mono_ms() + after_ms;
-	pb->copies_wait = true;
-}
-
-/* A copy of a held delivery (an item alone, as a v1 message) to Q.dlq or
- * Q.retry; the original is acked when the copy is confirmed. Until then
- * h is `copying`, which holds the stream's position below it. A copy
- * that does not land is made again (copy_later), the original unsettled
- * meanwhile, so neither a crash nor a stop loses it: at the next poll
- * when the bus could not take it for want of memory, after the retry
- * delay when it came back unroutable (mandatory: someone deleted the
- * queue; a reconnect declares it again). One the bus can never take (a
- * name over 255 bytes) is logged and the original acked: copying it
- * again would not change that. */
-static void
-copy_to(struct part_bus *pb, struct held *h, bool dlq, const char *why,
-        int64_t attempts)
-{
-	char rk[300];
-	struct bus_message m;
-	struct envelope e;
-	uint64_t ref = h->ref;
-
-	copy_note(h, dlq, why, attempts);
-	held_message(h, &e, &m);
-	snprintf(rk, sizeof(rk), "%s.%s", h->queue, dlq ? "dlq" : "retry");
-	m.exchange = pb->own; /* it reaches this daemon's queues only */
-	m.routing_key = rk;
-	/* a dead letter always has a reason; a retry copy none */
-	m.error = h->copy_why != NULL ? h->copy_why
-	          : dlq               ? "(the reason was lost: out of memory)"
-	                              : NULL;
-	m.attempts = attempts;
-	m.mandatory = true;
-	h->copying = true;
-	if (bus_publish(pb->bl.bus, &m, ref | HELD_COPY_TAG) == 0) {
-		h->copy_again = false;
-	} else if (bus_message_fits(pb->bl.bus, &m)) {
-		copy_later(pb, h, 0, "cannot be published now: out of memory");
-	} else {
-		log_error("cannot copy %s to %s: it can never be (a name over "
-		          "255 bytes); acked",
-		          m.message_id, rk);
-		busloop_settle(&pb->bl, ref, false);
-	}
-	envelope_clear(&e);
-}
-
-/* The copies that did not land, made again once they are due. */
-static void
-copy_waiting(struct part_bus *pb)
-{
-	struct held_set *s = &pb->bl.held;
-	int64_t now = clock_mono_ms();
-
-	if (!pb->copies_wait)
-		return;
-	pb->copies_wait = false;
-	/* backwards: a copy settled here moves the last entry, which has
-	 * been seen, into its place (held_drop) */
-	for (size_t i = s->n; i-- > 0;) {
-		struct held *h = &s->v[i];
-		if (!h->copy_again)
-			continue;
-		if (h->copy_at_ms > now)
-			pb->copies_wait = true; /* not yet */
-		else
-			copy_to(pb, h, h->copy_dlq, h->copy_why,
-			        h->copy_attempts);
-	}
-}
-
 static void
 dead_letter(struct part_bus *pb, struct held *h, const char *why)
 {
 	log_warnx("saga=%s dead-lettered %s from %s to %s.dlq: %s",
 	          h->correlation_id, h->message_id, h->queue, h->queue, why);
-	copy_to(pb, h, true, why, 0);
+	busloop_copy(&pb->bl, h, true, why, 0);
 }
 
 /* ---- the transport (durable.h) ---- */
@@ -252,7 +154,7 @@ t_settle(void *ctx, uint64_t ref, enum durable_verdict v, const char *why)
 	} else if (!h->item && h->offset < 0) {
 		busloop_settle(&pb->bl, ref, true); /* Q -> Q.retry -> Q */
 	} else { /* an item, or from a stream: a copy, attempts in a header */
-		copy_to(pb, h, false, NULL, h->attempt);
+		busloop_copy(&pb->bl, h, false, NULL, h->attempt);
 	}
 	return 0;
 }
@@ -262,17 +164,8 @@ on_confirm(void *arg, uint64_t tag, enum bus_confirm c)
 {
 	struct part_bus *pb = arg;
 
-	struct held *h;
-
-	if (tag == 0) /* a presence announcement */
-		return;
-	if ((tag & HELD_COPY_TAG) && c == BUS_RETURNED &&
-	    (h = held_find(&pb->bl.held, tag & ~HELD_COPY_TAG)) != NULL) {
-		copy_later(pb, h, retry_ms(pb->cfg),
-		           "came back unroutable (is the queue deleted?)");
-		return;
-	}
-	busloop_confirmed(&pb->bl, tag, c);
+	if (tag != 0) /* 0: a presence announcement */
+		busloop_confirmed(&pb->bl, tag, c);
 }
 
 /* A bundle of commands: each item goes to the loop as a delivery of its
@@ -590,7 +483,7 @@ t_poll(void *ctx, struct durable *d, int timeout_ms)
 
 	pb->bl.d = d;
 	bus_poll(pb->bl.bus, timeout_ms, &h);
-	copy_waiting(pb);
+	busloop_copy_waiting(&pb->bl);
 	unbind_old(pb);
 	announce(pb);
 	if (pb->on_poll != NULL)
@@ -614,6 +507,8 @@ part_bus_new(const struct part_config *cfg, struct durable_transport *t,
 		return NULL;
 	}
 	pb->cfg = cfg;
+	pb->bl.copy_exchange = pb->own; /* filled by part_bus_open */
+	pb->bl.copy_retry_ms = retry_ms(cfg);
 	presence_init(pb);
 	*t = (struct durable_transport){
 	        .ctx = pb,

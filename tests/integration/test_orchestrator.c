@@ -840,6 +840,46 @@ test_unpublishable_event(void)
 	close_world(&w, "orch-huge", url);
 }
 
+/* orchestrator.dlq deleted under the running orchestrator: a dead
+ * letter's copy comes back unroutable, the order stays unacked (copied
+ * again every second), and a restart, which declares the queue again,
+ * dead-letters it with its reason. Before, the copy was dropped and the
+ * order acked: lost. */
+static void
+dead_letter_without_dlq(struct orch_proc *p, struct world *w, const char *url)
+{
+	uint32_t msgs = 0, cons = 0;
+	struct dead_letter dl = {.take = true};
+	bool got = false, said = false;
+
+	CHECK_EQ(bus_queue_delete(w->bus, "orchestrator.dlq", false), 0);
+	post_huge_order(w, 42, (1u << 20) + 1);
+	for (int t = 0; t < 100 && !said; t++) {
+		char *log = testutil_slurp(p->log, NULL);
+		said = log != NULL &&
+		       strstr(log, "orchestrator.dlq came back unroutable");
+		free(log);
+		if (!said)
+			pump(w, 100);
+	}
+	CHECK_EQ(orch_stop(p, SIGTERM), 0);
+	CHECK(orch_start(p, url) == 0);
+	CHECK(wait_ready(w) == 0);
+	for (int t = 0; t < 100 && msgs == 0; t++) { /* declared: ready */
+		CHECK(bus_queue_info(w->bus, "orchestrator.dlq", &msgs,
+		                     &cons) == 0);
+		if (msgs == 0)
+			pump(w, 100);
+	}
+	CHECK_EQ(msgs, 1);
+	CHECK(bus_get(w->bus, "orchestrator.dlq", read_dead_letter, &dl,
+	              &got) == 0 &&
+	      got);
+	CHECK_MSG(strstr(dl.why, "order.created of 1048577 bytes") != NULL,
+	          "x-saga-error: %s", dl.why);
+	CHECK(said); /* and the log said so */
+}
+
 /* The door's limit: with the default --max-order-kib (1024), an order of
  * 1 MiB goes through and one a byte larger goes to orchestrator.dlq with
  * its reason, starting no saga and holding up none. */
@@ -888,6 +928,7 @@ test_order_too_large(void)
 	CHECK_MSG(metrics != NULL && strstr(metrics, want[0]) != NULL, "%s",
 	          metrics != NULL ? metrics : "");
 	free(metrics);
+	dead_letter_without_dlq(&p, &w, url);
 	CHECK_EQ(orch_stop(&p, SIGTERM), 0);
 	close_world(&w, "orch-door", url);
 }

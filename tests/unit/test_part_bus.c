@@ -233,6 +233,7 @@ world_open(struct world *w, bool stream)
 	w->cfg.url = "amqp://localhost";
 	w->cfg.queues = stream ? notification_queues : inventory_queues;
 	w->cfg.nqueues = 1;
+	w->cfg.retry_ms = 200; /* an unroutable copy is made again after it */
 	w->cfg.stream = stream ? "audit" : NULL;
 	w->cfg.stream_home = stream ? "notification" : NULL;
 	w->pb = part_bus_new(&w->cfg, &t, err, sizeof(err));
@@ -380,7 +381,6 @@ test_an_unroutable_copy_is_made_again(void)
 	struct world w;
 
 	CHECK_EQ(world_open(&w, false), 0);
-	w.cfg.retry_ms = 200;
 	bus.confirm = bus.returned = true;
 	deliver(&w, "inventory", 5, -1, "inventory.reserve");
 	CHECK_EQ(turns(&w, 2), 0);

@@ -16,6 +16,7 @@
 
 #include "busloop.h"
 #include "check.h"
+#include "testloop.h"
 
 /* ---- the bus, wrapped ---- */
 
@@ -112,35 +113,6 @@ static bool events;   /* the rows are events: never held for a bundle */
 static int last_wait; /* what the loop's last poll would have waited */
 static struct durable_time clock_now; /* turns() moves it on */
 
-static int
-h_ok(void *ctx)
-{
-	(void)ctx;
-	return 0;
-}
-
-static void
-h_rollback(void *ctx)
-{
-	(void)ctx;
-}
-
-static const char *
-h_error(void *ctx)
-{
-	(void)ctx;
-	return "";
-}
-
-static int
-h_apply(void *ctx, const struct durable_item *it, struct durable_time now,
-        enum durable_verdict *v, char *why, size_t whylen)
-{
-	(void)ctx, (void)it, (void)now, (void)why, (void)whylen;
-	*v = DURABLE_DONE;
-	return 0;
-}
-
 /* Rows 1..ROWS: three commands for one participant (one bundle). */
 static int
 h_scan(void *ctx, int64_t after, size_t limit, durable_row_fn fn, void *arg)
@@ -167,13 +139,6 @@ h_scan(void *ctx, int64_t after, size_t limit, durable_row_fn fn, void *arg)
 		if (fn(arg, &m) != 0)
 			break;
 	}
-	return 0;
-}
-
-static int
-h_delete(void *ctx, int64_t seq, int64_t confirmed_ms)
-{
-	(void)ctx, (void)seq, (void)confirmed_ms;
 	return 0;
 }
 
@@ -213,17 +178,11 @@ loop_new(size_t max)
 	        .settle = t_settle,
 	        .stop_consuming = t_stop,
 	};
-	struct durable_handler h = {
-	        .begin = h_ok,
-	        .commit = h_ok,
-	        .rollback = h_rollback,
-	        .error = h_error,
-	        .apply = h_apply,
-	        .outbox_scan = h_scan,
-	        .outbox_delete = h_delete,
-	};
+	struct durable_handler h;
 	struct durable_config cfg = {.batch_max = 10};
 
+	testloop_handler(&h); /* every delivery done */
+	h.outbox_scan = h_scan;
 	memset(&bus, 0, sizeof(bus));
 	memset(&bl, 0, sizeof(bl));
 	events = false;

@@ -22,6 +22,7 @@
 #include "held.h"
 #include "log.h"
 #include "part_bus.h"
+#include "testloop.h"
 
 /* ---- the bus, wrapped ---- */
 
@@ -143,26 +144,6 @@ static enum durable_verdict verdict;
 static int64_t position = -1; /* the last one stored with a batch */
 
 static int
-h_ok(void *ctx)
-{
-	(void)ctx;
-	return 0;
-}
-
-static void
-h_rollback(void *ctx)
-{
-	(void)ctx;
-}
-
-static const char *
-h_error(void *ctx)
-{
-	(void)ctx;
-	return "";
-}
-
-static int
 h_apply(void *ctx, const struct durable_item *it, struct durable_time now,
         enum durable_verdict *v, char *why, size_t whylen)
 {
@@ -170,20 +151,6 @@ h_apply(void *ctx, const struct durable_item *it, struct durable_time now,
 	*v = strcmp(it->env->type, "inventory.ok") == 0 ? DURABLE_DONE
 	                                                : verdict;
 	snprintf(why, whylen, "no such sku");
-	return 0;
-}
-
-static int
-h_scan(void *ctx, int64_t after, size_t limit, durable_row_fn fn, void *arg)
-{
-	(void)ctx, (void)after, (void)limit, (void)fn, (void)arg;
-	return 0; /* the outbox is empty */
-}
-
-static int
-h_delete(void *ctx, int64_t seq, int64_t confirmed_ms)
-{
-	(void)ctx, (void)seq, (void)confirmed_ms;
 	return 0;
 }
 
@@ -202,7 +169,7 @@ struct world {
 	struct part_config cfg;
 	struct part_bus *pb;
 	struct durable *d;
-	char body[MAX][256];
+	char body[MAX][256], id[MAX][32];
 	size_t nbody;
 };
 
@@ -212,18 +179,13 @@ static int
 world_open(struct world *w, bool stream)
 {
 	struct durable_transport t;
-	struct durable_handler h = {
-	        .begin = h_ok,
-	        .commit = h_ok,
-	        .rollback = h_rollback,
-	        .error = h_error,
-	        .apply = h_apply,
-	        .outbox_scan = h_scan,
-	        .outbox_delete = h_delete,
-	        .position = stream ? h_position : NULL,
-	};
+	struct durable_handler h;
 	struct durable_config dc = {.batch_max = 10};
 	char err[256];
+
+	testloop_handler(&h); /* an empty outbox */
+	h.apply = h_apply;
+	h.position = stream ? h_position : NULL;
 
 	memset(&bus, 0, sizeof(bus));
 	memset(w, 0, sizeof(*w));
@@ -261,15 +223,16 @@ deliver(struct world *w, const char *queue, uint64_t ref, int64_t offset,
 {
 	struct envelope e;
 	char *buf = NULL;
-	size_t len = 0;
+	size_t len = 0, k = w->nbody++;
 	struct bus_delivery *d = &bus.next[bus.nnext++];
 
 	envelope_init(&e);
 	snprintf(e.id, sizeof(e.id), "m-%llu", (unsigned long long)ref);
+	snprintf(w->id[k], sizeof(w->id[0]), "%s", e.id);
 	snprintf(e.saga, sizeof(e.saga), "order-1");
 	snprintf(e.type, sizeof(e.type), "%s", type);
 	if (envelope_encode(&e, &buf, &len) == 0 && len <= sizeof(w->body[0]))
-		memcpy(w->body[w->nbody], buf, len);
+		memcpy(w->body[k], buf, len);
 	free(buf);
 	envelope_clear(&e);
 	*d = (struct bus_delivery){
@@ -277,7 +240,7 @@ deliver(struct world *w, const char *queue, uint64_t ref, int64_t offset,
 	        .queue = queue,
 	        .exchange = "",
 	        .routing_key = queue,
-	        .message_id = "",
+	        .message_id = w->id[k],
 	        .correlation_id = "order-1",
 	        .type = type,
 	        .reply_to = "",
@@ -288,7 +251,7 @@ deliver(struct world *w, const char *queue, uint64_t ref, int64_t offset,
 	        .death_queue = "",
 	        .death_reason = "",
 	        .stream_offset = offset,
-	        .body = w->body[w->nbody++],
+	        .body = w->body[k],
 	        .len = len,
 	};
 }

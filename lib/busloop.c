@@ -194,10 +194,11 @@ void
 busloop_copy_waiting(struct busloop *bl)
 {
 	struct held_set *s = &bl->held;
-	int64_t now = clock_mono_ms();
+	int64_t now;
 
-	if (!bl->copies_wait)
+	if (!bl->copies_wait) /* every poll: nothing more on the way */
 		return;
+	now = clock_mono_ms();
 	bl->copies_wait = false;
 	/* backwards: a copy settled here moves the last entry, which has
 	 * been seen, into its place (held_drop) */

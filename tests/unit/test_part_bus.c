@@ -40,7 +40,7 @@ static struct {
 	int fail_times; /* bus_publish fails this many times */
 	int tries;
 	bool never_fits;
-	uint64_t acked[MAX], rejected[MAX];
+	uint64_t acked[MAX];
 	size_t nacked, nrejected;
 } bus;
 
@@ -119,9 +119,8 @@ __wrap_bus_ack(struct bus *b, uint64_t ref, bool multiple)
 int
 __wrap_bus_reject(struct bus *b, uint64_t ref, bool requeue)
 {
-	(void)b, (void)requeue;
-	if (bus.nrejected < MAX)
-		bus.rejected[bus.nrejected++] = ref;
+	(void)b, (void)ref, (void)requeue;
+	bus.nrejected++; /* none is: each case checks the count */
 	return 0;
 }
 

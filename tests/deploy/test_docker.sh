@@ -71,6 +71,10 @@ for name, s in sv.items():
             all(len(r) == 2 and r[1].isdigit() and int(r[1]) > 0 for r in rows))
     chk("%s: builds or uses the saga image" % name, s.get("image") == "saga:latest")
     chk("%s: no container_name (scalable)" % name, "container_name" not in s)
+# no saga waits for notification-svc: fewer CPU shares than the others
+shares = {n: s.get("cpu_shares", 1024) for n, s in sv.items()}
+chk("notification has fewer cpu_shares than every other service",
+    all(shares.get("notification", 1024) < v for n, v in shares.items() if n != "notification"))
 sd = sv.get("inventory", {}).get("command") or []
 chk("inventory seeds demo stock (the quick start's orders need it)", "--seed" in sd)
 print("\n".join(res))

@@ -45,6 +45,15 @@ for u in $units; do
   fi
 done
 
+# notification-svc, which no saga waits for, gives way for a core; the
+# daemons sagas wait for keep the default priority
+check "notification-svc.service has Nice= above 0" \
+  bash -c "n=\$(sed -n 's/^Nice=//p' $sd/notification-svc.service); [ \"\${n:-0}\" -gt 0 ]"
+for u in $units; do
+  [ "$u" = notification-svc.service ] && continue
+  check "$u keeps the default priority (no Nice=)" bash -c "! grep -q '^Nice=' $sd/$u"
+done
+
 # one system user per daemon (every shipping region shares one), declared
 # in sysusers, its env file given to that user's group by the README
 users=""

@@ -22,6 +22,14 @@ check "... and the management UI and the stop command" \
   bash -c 'grep -q "management UI *http" <<<"$1" && grep -q "scripts/up stop" <<<"$1"' _ "$out"
 pids=$(cat "$SAGA_UP_DIR"/pids/*)
 check "eight daemons were started" test "$(wc -w <<<"$pids")" -eq 8
+# no saga waits for notification-svc: it runs at its unit's Nice=, the
+# daemons sagas wait for at the default (/proc/PID/stat field 19)
+want=$(sed -n 's/^Nice=//p' deploy/systemd/notification-svc.service)
+niceness() { sed 's/^.*) //' "/proc/$(cat "$SAGA_UP_DIR/pids/$1")/stat" | cut -d' ' -f17; }
+check "notification-svc runs at nice $want, as its unit says" test "$(niceness notification)" = "$want"
+for d in orchestrator inventory payment shipping-default order-api; do
+  check "$d runs at nice 0" test "$(niceness "$d")" = 0
+done
 
 # the curl the output prints, as printed
 post=$(sed -n '/^  curl -s -XPOST/,/^    -d/p' <<<"$out" | sed 's/\\$//' | tr -d '\n')

@@ -725,32 +725,14 @@ read_sint(struct reader *r, struct value *out, size_t w)
 	return 0;
 }
 
+/* The formats of type byte c in 0xc0-0xdf (the fix formats and the
+ * negative fixint are read_value's); r->off is past c. */
 static int
-read_value(struct reader *r, struct value *out, size_t depth)
+read_typed(struct reader *r, struct value *out, unsigned c, size_t depth)
 {
-	unsigned c;
 	size_t n;
 
-	value_set_nil(out);
-	if (depth > r->lim->max_depth)
-		return rfail(r, "nesting deeper than %zu", r->lim->max_depth);
-	if (need(r, 1) != 0)
-		return -1;
-	c = r->p[r->off++];
-	if (c <= 0x7f) {
-		value_set_int(out, (int64_t)c);
-		return 0;
-	}
-	if (c >= 0xe0) {
-		value_set_int(out, (int64_t)(int8_t)c);
-		return 0;
-	}
-	if ((c & 0xf0) == 0x80)
-		return read_map(r, out, c & 0x0f, depth);
-	if ((c & 0xf0) == 0x90)
-		return read_array(r, out, c & 0x0f, depth);
-	if ((c & 0xe0) == 0xa0)
-		return read_bytes(r, out, VALUE_STR, c & 0x1f);
+	assert(c >= 0xc0 && c <= 0xdf);
 	switch (c) {
 	case 0xc0:
 		return 0;
@@ -803,6 +785,34 @@ read_value(struct reader *r, struct value *out, size_t depth)
 		r->off--;
 		return rfail(r, "ext type 0x%02x is not accepted", c);
 	}
+}
+
+static int
+read_value(struct reader *r, struct value *out, size_t depth)
+{
+	unsigned c;
+
+	value_set_nil(out);
+	if (depth > r->lim->max_depth)
+		return rfail(r, "nesting deeper than %zu", r->lim->max_depth);
+	if (need(r, 1) != 0)
+		return -1;
+	c = r->p[r->off++];
+	if (c <= 0x7f) {
+		value_set_int(out, (int64_t)c);
+		return 0;
+	}
+	if (c >= 0xe0) {
+		value_set_int(out, (int64_t)(int8_t)c);
+		return 0;
+	}
+	if ((c & 0xf0) == 0x80)
+		return read_map(r, out, c & 0x0f, depth);
+	if ((c & 0xf0) == 0x90)
+		return read_array(r, out, c & 0x0f, depth);
+	if ((c & 0xe0) == 0xa0)
+		return read_bytes(r, out, VALUE_STR, c & 0x1f);
+	return read_typed(r, out, c, depth);
 }
 
 int
